@@ -1,0 +1,485 @@
+//! The admin interface: every operator action (stats, list, show, invalidate, purge, export,
+//! import, check) as one trait, so sessctl, its TUI and the admin socket share one code path.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::check::{CheckReport, RepairReport};
+use crate::clock::{duration_ms, from_ms};
+use crate::error::{Error, Result};
+use crate::export::{ExportReport, ImportOptions, ImportReport};
+use crate::id::{Handle, SessionId};
+use crate::keys::{
+    expiry_bucket_start, expiry_key, parse_expiry_key, parse_principal_key, principal_prefix,
+};
+use crate::record::{decode_head, Record};
+use crate::store::{Store, FORMAT_VERSION};
+use crate::value::Value;
+
+/// A session as an operator names it: by handle (from `sessctl list`) or by raw id (pasted
+/// from a cookie).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A storage handle.
+    Handle(Handle),
+    /// A session id; only its hash is used.
+    Id(SessionId),
+}
+
+impl Target {
+    /// The handle this target names.
+    pub fn handle(&self) -> Handle {
+        match self {
+            Target::Handle(h) => *h,
+            Target::Id(id) => id.handle(),
+        }
+    }
+}
+
+impl FromStr for Target {
+    type Err = Error;
+
+    /// 32 hex characters are a handle; a UUID is a session id.
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim();
+        if t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return t.parse().map(Target::Handle);
+        }
+        t.parse().map(Target::Id).map_err(|_| Error::InvalidId {
+            what: "handle or session id",
+            input: crate::error::shorten(s),
+            reason: "expected a 32-character hex handle or a UUID session id",
+        })
+    }
+}
+
+/// Everything about one session that an operator may see: the export's record schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionInfo {
+    /// The storage handle.
+    pub handle: Handle,
+    /// The principal, if any.
+    pub principal: Option<String>,
+    /// The label, if any.
+    pub label: Option<String>,
+    /// The client's remote address, if recorded.
+    pub remote_addr: Option<String>,
+    /// The client's user agent, if recorded.
+    pub user_agent: Option<String>,
+    /// When the session was created.
+    pub created: OffsetDateTime,
+    /// When it was last saved or touched.
+    pub last_access: OffsetDateTime,
+    /// Its idle timeout.
+    pub idle_timeout: Duration,
+    /// Its absolute deadline.
+    pub absolute_deadline: OffsetDateTime,
+    /// `min(last_access + idle_timeout, absolute_deadline)`.
+    pub expires_at: OffsetDateTime,
+    /// The record's version.
+    pub version: u64,
+    /// The data.
+    pub data: BTreeMap<String, Value>,
+    /// The encoded size in bytes.
+    pub size: usize,
+}
+
+impl SessionInfo {
+    pub(crate) fn from_record(handle: Handle, record: Record, size: usize) -> Self {
+        let h = record.head;
+        SessionInfo {
+            handle,
+            principal: h.principal,
+            label: h.label,
+            remote_addr: h.remote_addr,
+            user_agent: h.user_agent,
+            created: from_ms(h.created),
+            last_access: from_ms(h.last_access),
+            idle_timeout: Duration::from_millis(u64::try_from(h.idle_timeout_ms).unwrap_or(0)),
+            absolute_deadline: from_ms(h.absolute_deadline),
+            expires_at: from_ms(h.expires_at),
+            version: h.version,
+            data: record.data,
+            size,
+        }
+    }
+
+    /// Whether the session is expired at `now`.
+    pub fn is_expired_at(&self, now: OffsetDateTime) -> bool {
+        now >= self.expires_at
+    }
+}
+
+/// Which sessions a listing includes, by expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Status {
+    /// Only sessions that have not expired.
+    #[default]
+    Live,
+    /// Only expired sessions not yet purged.
+    Expired,
+    /// Both.
+    All,
+}
+
+/// What to list. Filters the indexes serve (principal, expiry) are fast at any size; the
+/// others (label, search text) read records until a page is full or the scan budget is spent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListQuery {
+    /// Only sessions of this principal (served by the principal index).
+    pub principal: Option<String>,
+    /// Only sessions with exactly this label.
+    pub label: Option<String>,
+    /// Only sessions whose principal or label starts with this text, or whose handle does.
+    pub search: Option<String>,
+    /// Live, expired or both.
+    pub status: Status,
+    /// Only live sessions expiring within this long.
+    pub expiring_within: Option<Duration>,
+    /// Page size (0 means 100).
+    pub limit: usize,
+    /// Continue after this cursor (from the previous page).
+    pub after: Option<Cursor>,
+    /// Stop after reading this many index entries even if the page is not full (0: no limit),
+    /// so that a selective filter on a huge store answers in bounded time.
+    pub scan_budget: usize,
+}
+
+/// Where a listing stopped; pass it back in [`ListQuery::after`] for the next page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor(pub(crate) Vec<u8>);
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The sessions, in expiry order (by principal and handle when filtered by principal).
+    pub sessions: Vec<SessionInfo>,
+    /// Where to continue, or `None` when the listing is complete.
+    pub next: Option<Cursor>,
+}
+
+/// Counts and sizes of a store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Sessions that have not expired.
+    pub live: u64,
+    /// Expired sessions not yet purged.
+    pub expired: u64,
+    /// Records that cannot be decoded (see `check`).
+    pub undecodable: u64,
+    /// Distinct principals with at least one entry in the principal index.
+    pub principals: u64,
+    /// Bytes the database takes on disk.
+    pub bytes_on_disk: u64,
+    /// The database format version.
+    pub format_version: u32,
+}
+
+/// Every operator action, over any transport (the database opened directly, or a running
+/// application's admin socket).
+pub trait Admin {
+    /// Counts and sizes.
+    ///
+    /// # Errors
+    /// Storage or transport errors.
+    fn stats(&self) -> Result<Stats>;
+    /// One page of sessions.
+    ///
+    /// # Errors
+    /// Storage or transport errors.
+    fn list(&self, query: &ListQuery) -> Result<Page>;
+    /// One session, expired or not, or `None` if there is no such record.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if its record cannot be decoded; storage or transport errors.
+    fn show(&self, target: &Target) -> Result<Option<SessionInfo>>;
+    /// Invalidates one session; returns whether it existed.
+    ///
+    /// # Errors
+    /// Storage or transport errors; [`Error::ReadOnly`].
+    fn invalidate(&self, target: &Target) -> Result<bool>;
+    /// Invalidates every session of a principal; returns how many.
+    ///
+    /// # Errors
+    /// Storage or transport errors; [`Error::ReadOnly`].
+    fn invalidate_principal(&self, principal: &str) -> Result<usize>;
+    /// Removes expired sessions; returns how many. `progress` gets the running total.
+    ///
+    /// # Errors
+    /// Storage or transport errors; [`Error::ReadOnly`].
+    fn purge(&self, progress: &mut dyn FnMut(u64)) -> Result<u64>;
+    /// How many sessions a purge would remove now.
+    ///
+    /// # Errors
+    /// Storage or transport errors.
+    fn count_expired(&self) -> Result<u64>;
+    /// Writes the export (JSON Lines) to `out`.
+    ///
+    /// # Errors
+    /// Storage, transport or write errors.
+    fn export(&self, out: &mut dyn Write, include_expired: bool) -> Result<ExportReport>;
+    /// Reads an export from `input` and restores its sessions.
+    ///
+    /// # Errors
+    /// Read errors, storage or transport errors. Bad lines are not errors: they are in the
+    /// report, and nothing is written when there are any (unless `skip_bad`).
+    fn import(&self, input: &mut dyn BufRead, options: &ImportOptions) -> Result<ImportReport>;
+    /// Verifies records and indexes.
+    ///
+    /// # Errors
+    /// Storage or transport errors.
+    fn check(&self) -> Result<CheckReport>;
+    /// Rebuilds the indexes from the records and removes undecodable records.
+    ///
+    /// # Errors
+    /// Storage or transport errors; [`Error::ReadOnly`].
+    fn repair(&self) -> Result<RepairReport>;
+    /// The current time of the store's clock.
+    fn now(&self) -> OffsetDateTime;
+}
+
+impl Admin for Store {
+    fn stats(&self) -> Result<Stats> {
+        let now = self.now();
+        let mut stats = Stats {
+            live: 0,
+            expired: 0,
+            undecodable: 0,
+            principals: 0,
+            bytes_on_disk: self.inner.db.size_on_disk()?,
+            format_version: FORMAT_VERSION,
+        };
+        for item in self.inner.sessions.iter().values() {
+            match decode_head(&item?) {
+                Ok(h) if h.is_expired(now) => stats.expired += 1,
+                Ok(_) => stats.live += 1,
+                Err(_) => stats.undecodable += 1,
+            }
+        }
+        let mut last: Option<Vec<u8>> = None;
+        for item in self.inner.principals.iter().keys() {
+            let k = item?;
+            if let Some((p, _)) = parse_principal_key(&k) {
+                if last.as_deref() != Some(p.as_bytes()) {
+                    stats.principals += 1;
+                    last = Some(p.as_bytes().to_vec());
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    fn list(&self, query: &ListQuery) -> Result<Page> {
+        list(self, query)
+    }
+
+    fn show(&self, target: &Target) -> Result<Option<SessionInfo>> {
+        let handle = target.handle();
+        let Some(bytes) = self.inner.sessions.get(handle.as_bytes())? else {
+            return Ok(None);
+        };
+        let record = decode_for_admin(&handle, &bytes)?;
+        Ok(Some(SessionInfo::from_record(handle, record, bytes.len())))
+    }
+
+    fn invalidate(&self, target: &Target) -> Result<bool> {
+        self.invalidate_handle(&target.handle())
+    }
+
+    fn invalidate_principal(&self, principal: &str) -> Result<usize> {
+        Store::invalidate_principal(self, principal)
+    }
+
+    fn purge(&self, progress: &mut dyn FnMut(u64)) -> Result<u64> {
+        self.purge_expired_with(progress)
+    }
+
+    fn count_expired(&self) -> Result<u64> {
+        Store::count_expired(self)
+    }
+
+    fn export(&self, out: &mut dyn Write, include_expired: bool) -> Result<ExportReport> {
+        crate::export::export(self, out, include_expired)
+    }
+
+    fn import(&self, input: &mut dyn BufRead, options: &ImportOptions) -> Result<ImportReport> {
+        crate::export::import(self, input, options)
+    }
+
+    fn check(&self) -> Result<CheckReport> {
+        crate::check::check(self)
+    }
+
+    fn repair(&self) -> Result<RepairReport> {
+        crate::check::repair(self)
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        from_ms(Store::now(self))
+    }
+}
+
+impl Store {
+    /// The live sessions of `principal`, oldest first by creation.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn sessions_of(&self, principal: &str) -> Result<Vec<SessionInfo>> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = list(
+                self,
+                &ListQuery {
+                    principal: Some(principal.to_string()),
+                    limit: 1000,
+                    after,
+                    ..ListQuery::default()
+                },
+            )?;
+            out.extend(page.sessions);
+            match page.next {
+                Some(c) => after = Some(c),
+                None => break,
+            }
+        }
+        out.sort_by_key(|s| (s.created, s.handle));
+        Ok(out)
+    }
+}
+
+pub(crate) fn decode_for_admin(handle: &Handle, bytes: &[u8]) -> Result<Record> {
+    Record::decode(bytes).map_err(|e| match e {
+        crate::record::DecodeError::Newer(found) => Error::NewerRecord {
+            handle: handle.to_string(),
+            found,
+            supported: crate::record::RECORD_FORMAT,
+        },
+        crate::record::DecodeError::Corrupt(reason) => Error::Corrupt {
+            handle: handle.to_string(),
+            reason,
+        },
+    })
+}
+
+fn list(store: &Store, q: &ListQuery) -> Result<Page> {
+    let now = store.now();
+    let limit = if q.limit == 0 { 100 } else { q.limit };
+    let within_ms = q.expiring_within.map(duration_ms);
+    let inner = &store.inner;
+    // Choose the index and the key range it serves.
+    let (tree, start, end): (&sled::Tree, Vec<u8>, Option<Vec<u8>>) = match &q.principal {
+        Some(p) => {
+            let prefix = principal_prefix(p);
+            let mut end = prefix.clone();
+            if let Some(last) = end.last_mut() {
+                *last = 1; // the byte after the 0x00 separator
+            }
+            (&inner.principals, prefix, Some(end))
+        }
+        None => {
+            let live_from = expiry_bucket_start(now).to_vec();
+            let live_until = within_ms.map(|w| {
+                expiry_bucket_start(now.saturating_add(w).saturating_add(keys_bucket())).to_vec()
+            });
+            match q.status {
+                Status::Live => (&inner.expiry, live_from, live_until),
+                Status::Expired => (
+                    &inner.expiry,
+                    Vec::new(),
+                    Some(expiry_bucket_start(now.saturating_add(keys_bucket())).to_vec()),
+                ),
+                Status::All => (&inner.expiry, Vec::new(), None),
+            }
+        }
+    };
+    let start = match &q.after {
+        Some(c) if c.0 > start => c.0.clone(),
+        _ => start,
+    };
+    let range = match &end {
+        Some(end) => tree.range(start.clone()..end.clone()),
+        None => tree.range(start.clone()..),
+    };
+    let mut sessions = Vec::new();
+    let mut scanned = 0usize;
+    let mut last_key: Option<Vec<u8>> = None;
+    for item in range.keys() {
+        let k = item?;
+        if q.after.as_ref().is_some_and(|c| c.0 == k.as_ref()) {
+            continue;
+        }
+        scanned += 1;
+        last_key = Some(k.to_vec());
+        let handle = match &q.principal {
+            Some(_) => parse_principal_key(&k).map(|(_, h)| h),
+            None => parse_expiry_key(&k).map(|(_, h)| h),
+        };
+        let Some(handle) = handle else { continue };
+        if let Some(info) = resolve(store, &handle, &k, q, now, within_ms)? {
+            sessions.push(info);
+            if sessions.len() == limit {
+                break;
+            }
+        }
+        if q.scan_budget > 0 && scanned >= q.scan_budget {
+            break;
+        }
+    }
+    let complete = sessions.len() < limit && (q.scan_budget == 0 || scanned < q.scan_budget);
+    Ok(Page {
+        sessions,
+        next: if complete { None } else { last_key.map(Cursor) },
+    })
+}
+
+fn keys_bucket() -> i64 {
+    crate::keys::EXPIRY_BUCKET_MS
+}
+
+/// The session behind an index entry, if the entry is current and the session matches.
+fn resolve(
+    store: &Store,
+    handle: &Handle,
+    entry: &[u8],
+    q: &ListQuery,
+    now: i64,
+    within_ms: Option<i64>,
+) -> Result<Option<SessionInfo>> {
+    let Some(bytes) = store.inner.sessions.get(handle.as_bytes())? else {
+        return Ok(None);
+    };
+    let Ok(record) = Record::decode(&bytes) else {
+        return Ok(None);
+    };
+    let h = &record.head;
+    // Skip stale entries: the record must point back at this entry.
+    let current = match &q.principal {
+        Some(p) => h.principal.as_deref() == Some(p.as_str()),
+        None => expiry_key(h.expires_at, handle).as_slice() == entry,
+    };
+    let expired = h.is_expired(now);
+    let status_ok = match q.status {
+        Status::Live => !expired,
+        Status::Expired => expired,
+        Status::All => true,
+    };
+    let within_ok = within_ms.is_none_or(|w| !expired && h.expires_at <= now.saturating_add(w));
+    let label_ok = q.label.is_none() || h.label == q.label;
+    let search_ok = q.search.as_deref().is_none_or(|s| {
+        let s_lower = s.to_ascii_lowercase();
+        h.principal.as_deref().is_some_and(|p| p.starts_with(s))
+            || h.label.as_deref().is_some_and(|l| l.starts_with(s))
+            || handle.to_string().starts_with(&s_lower)
+    });
+    if current && status_ok && within_ok && label_ok && search_ok {
+        Ok(Some(SessionInfo::from_record(*handle, record, bytes.len())))
+    } else {
+        Ok(None)
+    }
+}

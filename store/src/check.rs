@@ -1,0 +1,199 @@
+//! Integrity check and repair of records and their index entries.
+//!
+//! Two kinds of findings: *problems* (an undecodable record, a record missing an index entry)
+//! and *leftovers* (index entries with no record or an outdated one). Leftovers are what the
+//! write order leaves after a crash; readers ignore them and purge removes them, so they are
+//! harmless. Problems mean something other than a crash damaged the store.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::id::Handle;
+use crate::keys::{expiry_key, parse_expiry_key, parse_principal_key, principal_key};
+use crate::record::{decode_head, DecodeError};
+use crate::store::Store;
+
+/// One record that cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undecodable {
+    /// The record's key as hex (a handle, if the key is 16 bytes).
+    pub handle: String,
+    /// Why it cannot be decoded.
+    pub reason: String,
+}
+
+/// What [`Store::check`](crate::Admin::check) found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// Records read.
+    pub records: u64,
+    /// Problem: records that cannot be decoded.
+    pub undecodable: Vec<Undecodable>,
+    /// Problem: records with no matching expiry entry.
+    pub missing_expiry: Vec<Handle>,
+    /// Problem: records with a principal but no principals entry.
+    pub missing_principal: Vec<Handle>,
+    /// Leftover: expiry entries whose record is gone or has another deadline (or malformed).
+    pub stale_expiry: u64,
+    /// Leftover: principals entries whose record is gone or has another principal.
+    pub stale_principal: u64,
+}
+
+impl CheckReport {
+    /// Whether there is anything a crash cannot explain.
+    pub fn has_problems(&self) -> bool {
+        !self.undecodable.is_empty()
+            || !self.missing_expiry.is_empty()
+            || !self.missing_principal.is_empty()
+    }
+
+    /// Whether there is nothing at all to report, leftovers included.
+    pub fn is_clean(&self) -> bool {
+        !self.has_problems() && self.stale_expiry == 0 && self.stale_principal == 0
+    }
+}
+
+/// What [`Store::repair`](crate::Admin::repair) changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairReport {
+    /// Undecodable records removed (with why).
+    pub removed_records: Vec<Undecodable>,
+    /// Index entries added for records that lacked them.
+    pub added_entries: u64,
+    /// Stale index entries removed.
+    pub removed_entries: u64,
+}
+
+fn reason(e: DecodeError) -> String {
+    e.into()
+}
+
+/// The index entries every decodable record should have, and the undecodable records.
+struct Expected {
+    records: u64,
+    expiry: HashSet<Vec<u8>>,
+    principals: HashSet<Vec<u8>>,
+    /// (record key, expiry entry, principal entry)
+    wanted: Vec<(Handle, Vec<u8>, Option<Vec<u8>>)>,
+    undecodable: Vec<(Vec<u8>, Undecodable)>,
+}
+
+fn expected(store: &Store) -> Result<Expected> {
+    let mut e = Expected {
+        records: 0,
+        expiry: HashSet::new(),
+        principals: HashSet::new(),
+        wanted: Vec::new(),
+        undecodable: Vec::new(),
+    };
+    for item in store.inner.sessions.iter() {
+        let (k, v) = item?;
+        e.records += 1;
+        let hex: String = k.iter().map(|b| format!("{b:02x}")).collect();
+        let Some(handle) = Handle::from_slice(&k) else {
+            let u = Undecodable {
+                handle: hex,
+                reason: format!("key is {} bytes, not 16", k.len()),
+            };
+            e.undecodable.push((k.to_vec(), u));
+            continue;
+        };
+        // The whole record must decode, data included.
+        if let Err(err) = crate::record::Record::decode(&v) {
+            e.undecodable.push((
+                k.to_vec(),
+                Undecodable {
+                    handle: hex,
+                    reason: reason(err),
+                },
+            ));
+            continue;
+        }
+        let Ok(head) = decode_head(&v) else { continue };
+        let exp = expiry_key(head.expires_at, &handle).to_vec();
+        let pk = head.principal.as_deref().map(|p| principal_key(p, &handle));
+        e.expiry.insert(exp.clone());
+        if let Some(pk) = &pk {
+            e.principals.insert(pk.clone());
+        }
+        e.wanted.push((handle, exp, pk));
+    }
+    Ok(e)
+}
+
+/// Every key stripe, so no save, purge or invalidation runs while the indexes are compared.
+fn lock_all(store: &Store) -> Vec<std::sync::MutexGuard<'_, ()>> {
+    store.lock_stripes(&mut (0..crate::store::LOCK_STRIPES).collect())
+}
+
+pub(crate) fn check(store: &Store) -> Result<CheckReport> {
+    let _all = lock_all(store);
+    let e = expected(store)?;
+    let mut report = CheckReport {
+        records: e.records,
+        undecodable: e.undecodable.into_iter().map(|(_, u)| u).collect(),
+        ..CheckReport::default()
+    };
+    for (handle, exp, pk) in &e.wanted {
+        if !store.inner.expiry.contains_key(exp)? {
+            report.missing_expiry.push(*handle);
+        }
+        if let Some(pk) = pk {
+            if !store.inner.principals.contains_key(pk)? {
+                report.missing_principal.push(*handle);
+            }
+        }
+    }
+    for item in store.inner.expiry.iter().keys() {
+        let k = item?;
+        if parse_expiry_key(&k).is_none() || !e.expiry.contains(k.as_ref()) {
+            report.stale_expiry += 1;
+        }
+    }
+    for item in store.inner.principals.iter().keys() {
+        let k = item?;
+        if parse_principal_key(&k).is_none() || !e.principals.contains(k.as_ref()) {
+            report.stale_principal += 1;
+        }
+    }
+    Ok(report)
+}
+
+pub(crate) fn repair(store: &Store) -> Result<RepairReport> {
+    store.check_writable("repair")?;
+    let _all = lock_all(store);
+    let e = expected(store)?;
+    let mut report = RepairReport::default();
+    for (key, u) in e.undecodable {
+        store.inner.sessions.remove(key)?;
+        report.removed_records.push(u);
+    }
+    // Add what is missing before removing what is stale: a crash in between leaves leftovers
+    // only, never a record without its entries.
+    for (_, exp, pk) in &e.wanted {
+        if store.inner.expiry.insert(exp.as_slice(), &[])?.is_none() {
+            report.added_entries += 1;
+        }
+        if let Some(pk) = pk {
+            if store.inner.principals.insert(pk.as_slice(), &[])?.is_none() {
+                report.added_entries += 1;
+            }
+        }
+    }
+    for (tree, wanted) in [
+        (&store.inner.expiry, &e.expiry),
+        (&store.inner.principals, &e.principals),
+    ] {
+        for item in tree.iter().keys() {
+            let k = item?;
+            if !wanted.contains(k.as_ref()) {
+                tree.remove(&k)?;
+                report.removed_entries += 1;
+            }
+        }
+    }
+    store.flush()?;
+    Ok(report)
+}

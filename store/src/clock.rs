@@ -1,0 +1,95 @@
+//! Where the store gets the current time: the system clock, or a clock a test controls.
+
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+/// A source of the current time, in milliseconds since the Unix epoch.
+///
+/// The store reads every time through its clock, so expiry can be tested without sleeping
+/// ([`ManualClock`]) and sessctl can evaluate expiry "as of" another moment.
+pub trait Clock: Send + Sync + Debug + 'static {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        to_ms(OffsetDateTime::now_utc())
+    }
+}
+
+/// A clock that only moves when told to. Clones share the same time.
+///
+/// ```
+/// use std::time::Duration;
+/// use sessdb::{Clock, ManualClock};
+///
+/// let clock = ManualClock::at_ms(1_000);
+/// clock.advance(Duration::from_secs(2));
+/// assert_eq!(clock.now_ms(), 3_000);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    /// A clock showing `ms` milliseconds after the Unix epoch.
+    pub fn at_ms(ms: i64) -> Self {
+        ManualClock(Arc::new(AtomicI64::new(ms)))
+    }
+
+    /// A clock showing `t`.
+    pub fn at(t: OffsetDateTime) -> Self {
+        ManualClock::at_ms(to_ms(t))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(duration_ms(by), Ordering::SeqCst);
+    }
+
+    /// Sets the clock, forward or backward.
+    pub fn set_ms(&self, ms: i64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The latest moment a record can hold: the end of year 9999, the last one RFC 3339 can write.
+pub(crate) const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
+/// Milliseconds since the epoch of `t`, clamped to 1970..=9999 so every stored time can be
+/// exported as RFC 3339 and read back unchanged.
+pub(crate) fn to_ms(t: OffsetDateTime) -> i64 {
+    let ms = t.unix_timestamp_nanos() / 1_000_000;
+    i64::try_from(ms.clamp(0, i128::from(MAX_TIME_MS))).unwrap_or(MAX_TIME_MS)
+}
+
+/// `a + b` milliseconds, clamped to the storable range.
+pub(crate) fn add_ms(a: i64, b: i64) -> i64 {
+    a.saturating_add(b).clamp(0, MAX_TIME_MS)
+}
+
+/// The moment `ms` milliseconds after the epoch (clamped to what `time` can represent).
+pub(crate) fn from_ms(ms: i64) -> OffsetDateTime {
+    let ms = ms.clamp(0, MAX_TIME_MS);
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// A duration in whole milliseconds, saturating.
+pub(crate) fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,193 @@
+//! The store's settings and the builder that opens a store with them.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::Result;
+use crate::store::Store;
+
+/// When a write reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// sled writes in the background every `flush_every`; a crash (of the process or the
+    /// machine) can lose the writes of the last interval, never the store's consistency.
+    Periodic {
+        /// How often the background flush runs.
+        flush_every: Duration,
+    },
+    /// A write returns only after it is on stable storage: sled's flush, then an `fsync` of
+    /// the database files. Concurrent savers share one flush (group commit).
+    Immediate,
+}
+
+/// What happens when a principal would get more sessions than allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnPrincipalLimit {
+    /// Invalidate the principal's least recently used session to make room.
+    EvictOldest,
+    /// Refuse the save with [`Error::PrincipalLimit`](crate::Error::PrincipalLimit).
+    Refuse,
+}
+
+/// Settings of an open store. See [`Builder`] for the defaults.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) idle_timeout: Duration,
+    pub(crate) absolute_lifetime: Duration,
+    pub(crate) touch_interval: Duration,
+    pub(crate) durability: Durability,
+    pub(crate) max_session_bytes: usize,
+    pub(crate) max_sessions_per_principal: Option<(usize, OnPrincipalLimit)>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) cache_bytes: u64,
+    pub(crate) create: bool,
+    pub(crate) read_only: bool,
+    pub(crate) reap_every: Option<Duration>,
+}
+
+/// Opens a [`Store`] with settings other than the defaults.
+///
+/// ## Defaults
+/// | setting | default |
+/// |---|---|
+/// | [`idle_timeout`](Builder::idle_timeout) | 30 minutes |
+/// | [`absolute_lifetime`](Builder::absolute_lifetime) | 24 hours |
+/// | [`touch_interval`](Builder::touch_interval) | 60 seconds |
+/// | [`durability`](Builder::durability) | [`Durability::Periodic`], every 500 ms |
+/// | [`max_session_bytes`](Builder::max_session_bytes) | 256 KiB encoded |
+/// | [`max_sessions_per_principal`](Builder::max_sessions_per_principal) | unlimited |
+/// | [`cache_bytes`](Builder::cache_bytes) | 64 MiB of sled page cache |
+/// | [`clock`](Builder::clock) | the system clock |
+/// | [`reap_every`](Builder::reap_every) | off: no background purge |
+/// | [`create`](Builder::create) | true: a missing folder is created (mode 0700) |
+/// | [`read_only`](Builder::read_only) | false |
+///
+/// ```
+/// use std::time::Duration;
+/// use sessdb::{Durability, OnPrincipalLimit, Store};
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Store::builder()
+///     .idle_timeout(Duration::from_secs(15 * 60))
+///     .max_sessions_per_principal(5, OnPrincipalLimit::EvictOldest)
+///     .durability(Durability::Immediate)
+///     .open(dir.path().join("sessions.sessdb"))?;
+/// # Ok::<(), sessdb::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    pub(crate) config: Config,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            config: Config {
+                idle_timeout: Duration::from_secs(30 * 60),
+                absolute_lifetime: Duration::from_secs(24 * 3600),
+                touch_interval: Duration::from_secs(60),
+                durability: Durability::Periodic {
+                    flush_every: Duration::from_millis(500),
+                },
+                max_session_bytes: 256 * 1024,
+                max_sessions_per_principal: None,
+                clock: Arc::new(SystemClock),
+                cache_bytes: 64 * 1024 * 1024,
+                create: true,
+                read_only: false,
+                reap_every: None,
+            },
+        }
+    }
+}
+
+impl Builder {
+    /// A builder with the defaults.
+    pub fn new() -> Self {
+        Builder::default()
+    }
+
+    /// How long a session lives without being used. A session may override it.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.config.idle_timeout = d;
+        self
+    }
+
+    /// How long a session lives at most after its creation, however busy. A session may
+    /// override its own deadline.
+    pub fn absolute_lifetime(mut self, d: Duration) -> Self {
+        self.config.absolute_lifetime = d;
+        self
+    }
+
+    /// Saving an unmodified session writes a *touch* (a new idle deadline) only when the
+    /// stored deadline is at least this much earlier than the new one. Larger values write
+    /// less; the idle timeout is then honoured within this interval.
+    pub fn touch_interval(mut self, d: Duration) -> Self {
+        self.config.touch_interval = d;
+        self
+    }
+
+    /// When writes reach the disk.
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.config.durability = d;
+        self
+    }
+
+    /// The largest encoded session the store accepts.
+    pub fn max_session_bytes(mut self, n: usize) -> Self {
+        self.config.max_session_bytes = n;
+        self
+    }
+
+    /// At most `limit` sessions per principal, and what to do when a login would exceed it.
+    pub fn max_sessions_per_principal(mut self, limit: usize, policy: OnPrincipalLimit) -> Self {
+        self.config.max_sessions_per_principal = Some((limit.max(1), policy));
+        self
+    }
+
+    /// sled's page cache size. Memory grows with it up to the working set; a smaller cache
+    /// costs speed on stores larger than it.
+    pub fn cache_bytes(mut self, n: u64) -> Self {
+        self.config.cache_bytes = n;
+        self
+    }
+
+    /// The clock every expiry decision reads.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.config.clock = Arc::new(clock);
+        self
+    }
+
+    /// Purge expired sessions on a background thread at this interval. The thread stops when
+    /// the last handle of the store is dropped.
+    pub fn reap_every(mut self, every: Duration) -> Self {
+        self.config.reap_every = Some(every);
+        self
+    }
+
+    /// Whether to create the database folder when it is missing.
+    pub fn create(mut self, create: bool) -> Self {
+        self.config.create = create;
+        self
+    }
+
+    /// Refuse every write, including the lazy deletion of an expired session on load.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.config.read_only = read_only;
+        self
+    }
+
+    /// Opens (or creates) the store in the folder `path`.
+    ///
+    /// # Errors
+    /// [`Error::Locked`](crate::Error::Locked) when another process holds the database,
+    /// [`Error::Missing`](crate::Error::Missing) when it does not exist and `create` is off,
+    /// [`Error::NotADirectory`](crate::Error::NotADirectory),
+    /// [`Error::NewerFormat`](crate::Error::NewerFormat), or an I/O or storage error.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path.as_ref(), self.config)
+    }
+}

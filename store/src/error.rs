@@ -1,0 +1,186 @@
+//! The one error type of the library, with context on every variant.
+
+use std::path::PathBuf;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in sessdb.
+///
+/// Variants name what is wrong (a path, a handle, a key, a limit) and keep the underlying error
+/// as their `source`. Error messages name sessions by their [`Handle`](crate::Handle), never by
+/// their id: an id is a bearer token and must not end up in a log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another process holds the database open (sled allows one process at a time).
+    #[error(
+        "the database at {path} is held by another process (sled allows one process at a time)"
+    )]
+    Locked {
+        /// The database folder.
+        path: PathBuf,
+    },
+    /// The database folder does not exist and the store was told not to create one.
+    #[error("no database at {path}")]
+    Missing {
+        /// The path that was asked for.
+        path: PathBuf,
+    },
+    /// The path exists but is not a folder.
+    #[error("{path} is not a database folder")]
+    NotADirectory {
+        /// The path that was asked for.
+        path: PathBuf,
+    },
+    /// The database was written by a newer version of sessdb.
+    #[error(
+        "the database at {path} has format version {found}; this sessdb reads up to {supported}"
+    )]
+    NewerFormat {
+        /// The database folder.
+        path: PathBuf,
+        /// The format version found in the database.
+        found: u32,
+        /// The newest format version this build reads.
+        supported: u32,
+    },
+    /// An I/O error on a path.
+    #[error("I/O error on {path}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An error from the storage engine.
+    #[error("storage engine error")]
+    Storage(#[source] sled::Error),
+    /// A stored record could not be decoded.
+    #[error("session {handle}: stored record is undecodable: {reason}")]
+    Corrupt {
+        /// The storage handle of the record.
+        handle: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A stored record was written by a newer version of sessdb.
+    #[error(
+        "session {handle}: record format {found} is newer than this sessdb reads ({supported})"
+    )]
+    NewerRecord {
+        /// The storage handle of the record.
+        handle: String,
+        /// The format byte found.
+        found: u8,
+        /// The newest record format this build reads.
+        supported: u8,
+    },
+    /// Another writer saved the session since it was loaded; nothing was written.
+    #[error("session {handle} was changed by another writer since it was loaded (expected version {expected})")]
+    Conflict {
+        /// The storage handle of the session.
+        handle: String,
+        /// The version this handle loaded.
+        expected: u64,
+    },
+    /// A session was not found (unknown, expired or invalidated).
+    #[error("session {handle} not found")]
+    NotFound {
+        /// The storage handle asked for.
+        handle: String,
+    },
+    /// The encoded session is larger than the configured maximum.
+    #[error("session {handle} is {size} bytes encoded, over the limit of {limit} bytes")]
+    TooLarge {
+        /// The storage handle of the session.
+        handle: String,
+        /// The encoded size.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A text that should be a session id or handle is not one.
+    #[error("{input:?} is not a valid {what}: {reason}")]
+    InvalidId {
+        /// What was expected ("session id" or "handle"). The input is shortened to keep
+        /// tokens out of logs.
+        what: &'static str,
+        /// A shortened, printable form of the input.
+        input: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A metadata field (principal, label, remote address, user agent) is invalid.
+    #[error("invalid {field}: {reason}")]
+    InvalidField {
+        /// The field name.
+        field: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A data value could not be converted to or from the session's value model.
+    #[error("session data key {key:?}: {reason}")]
+    Value {
+        /// The data key.
+        key: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The principal already has the maximum number of sessions and the policy is to refuse.
+    #[error("principal {principal:?} already has {limit} sessions (the configured maximum)")]
+    PrincipalLimit {
+        /// The principal.
+        principal: String,
+        /// The configured maximum.
+        limit: usize,
+    },
+    /// The store was opened read-only and the operation would write.
+    #[error("the store is open read-only; {operation} would write")]
+    ReadOnly {
+        /// The operation that was refused.
+        operation: &'static str,
+    },
+    /// The `init` callback of a named session failed; nothing was saved.
+    #[error("creating named session {name:?} failed")]
+    Init {
+        /// The session name.
+        name: String,
+        /// The error returned by the callback.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An update kept conflicting with other writers.
+    #[error("session {handle}: gave up after {attempts} conflicting attempts")]
+    TooManyConflicts {
+        /// The storage handle of the session.
+        handle: String,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+}
+
+impl Error {
+    /// Whether this error means "another writer won; load again and retry".
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict { .. })
+    }
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        Error::Storage(e)
+    }
+}
+
+/// Shortens untrusted input for an error message, so a pasted token or a huge argument never
+/// lands whole in a log.
+pub(crate) fn shorten(input: &str) -> String {
+    const MAX: usize = 12;
+    let mut out: String = input.chars().take(MAX).collect();
+    if input.chars().count() > MAX {
+        out.push('…');
+    }
+    out
+}

@@ -1,0 +1,434 @@
+//! The export format (JSON Lines: a header, then one session per line) and its import.
+//!
+//! The session object is also what `sessctl --json` prints. Import validates every line before
+//! it writes anything, reports each bad line with its number, and is idempotent.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::admin::SessionInfo;
+use crate::clock::{duration_ms, from_ms, to_ms};
+use crate::error::{Error, Result};
+use crate::id::Handle;
+use crate::record::{decode_head, Head, Record};
+use crate::session::{validate_metadata, validate_principal};
+use crate::store::Store;
+use crate::value::Value;
+
+/// The `format` field of an export header.
+pub const EXPORT_FORMAT: &str = "sessdb-export";
+/// The export version this build writes and reads.
+pub const EXPORT_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    format: String,
+    version: u32,
+    exported_at: String,
+}
+
+/// One session line, fields in the documented order.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    handle: Handle,
+    principal: Option<String>,
+    label: Option<String>,
+    remote_addr: Option<String>,
+    user_agent: Option<String>,
+    created: String,
+    last_access: String,
+    idle_timeout_s: serde_json::Number,
+    absolute_deadline: String,
+    expires_at: String,
+    version: u64,
+    data: serde_json::Value,
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    // Every stored time is within 1970..=9999, which RFC 3339 can always write.
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+impl SessionInfo {
+    /// The JSON object of the export format (and of `sessctl --json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let ms = duration_ms(self.idle_timeout);
+        let idle = if ms % 1000 == 0 {
+            serde_json::Number::from(ms / 1000)
+        } else {
+            serde_json::Number::from_f64(ms as f64 / 1000.0).unwrap_or_else(|| 0.into())
+        };
+        let line = Line {
+            handle: self.handle,
+            principal: self.principal.clone(),
+            label: self.label.clone(),
+            remote_addr: self.remote_addr.clone(),
+            user_agent: self.user_agent.clone(),
+            created: rfc3339(self.created),
+            last_access: rfc3339(self.last_access),
+            idle_timeout_s: idle,
+            absolute_deadline: rfc3339(self.absolute_deadline),
+            expires_at: rfc3339(self.expires_at),
+            version: self.version,
+            data: Value::Map(self.data.clone()).to_json(),
+        };
+        serde_json::to_value(line).unwrap_or_default()
+    }
+}
+
+/// The header line of an export written now.
+pub(crate) fn header_line(now: OffsetDateTime) -> String {
+    let header = Header {
+        format: EXPORT_FORMAT.into(),
+        version: EXPORT_VERSION,
+        exported_at: rfc3339(now),
+    };
+    serde_json::to_string(&header).unwrap_or_default()
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportReport {
+    /// Sessions written.
+    pub exported: u64,
+    /// Expired sessions left out (export without `include_expired`).
+    pub skipped_expired: u64,
+    /// Records that could not be decoded and were left out.
+    pub undecodable: u64,
+}
+
+pub(crate) fn export(
+    store: &Store,
+    out: &mut dyn Write,
+    include_expired: bool,
+) -> Result<ExportReport> {
+    let now = store.now();
+    let write_err = |source: io::Error| Error::Io {
+        path: "export output".into(),
+        source,
+    };
+    writeln!(out, "{}", header_line(from_ms(now))).map_err(write_err)?;
+    let mut report = ExportReport::default();
+    for item in store.inner.sessions.iter() {
+        let (k, v) = item?;
+        let (Some(handle), Ok(record)) = (Handle::from_slice(&k), Record::decode(&v)) else {
+            report.undecodable += 1;
+            continue;
+        };
+        if record.head.is_expired(now) && !include_expired {
+            report.skipped_expired += 1;
+            continue;
+        }
+        let info = SessionInfo::from_record(handle, record, v.len());
+        writeln!(out, "{}", info.to_json()).map_err(write_err)?;
+        report.exported += 1;
+    }
+    out.flush().map_err(write_err)?;
+    Ok(report)
+}
+
+/// What to do when an imported session already exists with different content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum OnConflict {
+    /// Keep the stored session.
+    #[default]
+    Skip,
+    /// Overwrite it with the imported one.
+    Replace,
+}
+
+/// How to import.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportOptions {
+    /// Validate and count, write nothing.
+    pub dry_run: bool,
+    /// What to do with sessions that exist with other content.
+    pub on_conflict: OnConflict,
+    /// Import the good lines even if some are bad (the bad ones are still reported).
+    pub skip_bad: bool,
+}
+
+/// A line that could not be imported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadLine {
+    /// 1-based line number.
+    pub line: u64,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// What an import did (or, on a dry run or with bad lines, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportReport {
+    /// New sessions.
+    pub imported: u64,
+    /// Existing sessions overwritten (`OnConflict::Replace`).
+    pub replaced: u64,
+    /// Sessions already stored exactly as in the file.
+    pub unchanged: u64,
+    /// Existing sessions with other content that were kept (`OnConflict::Skip`).
+    pub skipped: u64,
+    /// Lines that could not be imported.
+    pub bad: Vec<BadLine>,
+    /// Whether anything was written.
+    pub written: bool,
+}
+
+/// The longest line import reads: a maximal session, JSON-escaped and base64-inflated.
+fn max_line(store: &Store) -> usize {
+    store.inner.config.max_session_bytes.saturating_mul(6) + 64 * 1024
+}
+
+/// Reads one line of at most `max` bytes (without the newline). `Ok(None)` at the end of input;
+/// `Err(len)` for an overlong line, which is skipped up to its newline.
+fn read_line(
+    input: &mut dyn BufRead,
+    max: usize,
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<Result<(), usize>>> {
+    buf.clear();
+    let mut too_long = 0usize;
+    loop {
+        let chunk = input.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(if buf.is_empty() && too_long == 0 {
+                None
+            } else if too_long > 0 {
+                Some(Err(too_long))
+            } else {
+                Some(Ok(()))
+            });
+        }
+        let (part, found) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], Some(i)),
+            None => (chunk, None),
+        };
+        if too_long == 0 && buf.len() + part.len() <= max {
+            buf.extend_from_slice(part);
+        } else {
+            too_long = too_long.max(buf.len()) + part.len();
+            buf.clear();
+        }
+        let used = found.map_or(part.len(), |i| i + 1);
+        input.consume(used);
+        if found.is_some() {
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+            return Ok(Some(if too_long > 0 { Err(too_long) } else { Ok(()) }));
+        }
+    }
+}
+
+pub(crate) fn import(
+    store: &Store,
+    input: &mut dyn BufRead,
+    opts: &ImportOptions,
+) -> Result<ImportReport> {
+    if !opts.dry_run {
+        store.check_writable("import")?;
+    }
+    let read_err = |source: io::Error| Error::Io {
+        path: "import input".into(),
+        source,
+    };
+    let max = max_line(store);
+    let mut report = ImportReport::default();
+    let mut buf = Vec::new();
+    let mut seen: HashMap<Handle, u64> = HashMap::new();
+    let mut records: Vec<(Handle, Record)> = Vec::new();
+    let mut n = 0u64;
+    let mut header_seen = false;
+    while let Some(line) = read_line(input, max, &mut buf).map_err(read_err)? {
+        n += 1;
+        let bad = |reason: String| BadLine { line: n, reason };
+        if let Err(len) = line {
+            report
+                .bad
+                .push(bad(format!("line is {len} bytes, over the limit of {max}")));
+            if !header_seen {
+                return Ok(report);
+            }
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(&buf) else {
+            report.bad.push(bad("not valid UTF-8".into()));
+            if !header_seen {
+                return Ok(report);
+            }
+            continue;
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        if !header_seen {
+            if let Err(reason) = parse_header(text) {
+                report.bad.push(bad(reason));
+                return Ok(report);
+            }
+            header_seen = true;
+            continue;
+        }
+        match parse_line(store, text) {
+            Ok((handle, record)) => {
+                if let Some(first) = seen.insert(handle, n) {
+                    report.bad.push(bad(format!(
+                        "duplicate handle {handle}, first on line {first}"
+                    )));
+                    continue;
+                }
+                records.push((handle, record));
+            }
+            Err(reason) => report.bad.push(bad(reason)),
+        }
+    }
+    if !header_seen {
+        report.bad.push(BadLine {
+            line: n.max(1),
+            reason: "empty input: no export header".into(),
+        });
+        return Ok(report);
+    }
+    if !report.bad.is_empty() && !opts.skip_bad {
+        return Ok(report);
+    }
+    for (handle, record) in &records {
+        apply(store, handle, record, opts, &mut report)?;
+    }
+    if report.written {
+        store.sync()?;
+    }
+    Ok(report)
+}
+
+fn parse_header(text: &str) -> Result<(), String> {
+    let header: Header =
+        serde_json::from_str(text).map_err(|e| format!("not a sessdb export header: {e}"))?;
+    if header.format != EXPORT_FORMAT {
+        return Err(format!(
+            "not a sessdb export: format is {:?}",
+            header.format
+        ));
+    }
+    if header.version > EXPORT_VERSION {
+        return Err(format!(
+            "export version {} is newer than this sessdb reads ({EXPORT_VERSION})",
+            header.version
+        ));
+    }
+    Ok(())
+}
+
+fn parse_time(field: &str, text: &str) -> Result<i64, String> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map(to_ms)
+        .map_err(|e| format!("{field}: {text:?} is not an RFC 3339 time: {e}"))
+}
+
+fn parse_line(store: &Store, text: &str) -> Result<(Handle, Record), String> {
+    let line: Line = serde_json::from_str(text).map_err(|e| {
+        if e.is_eof() {
+            format!("truncated: {e}")
+        } else {
+            e.to_string()
+        }
+    })?;
+    if let Some(p) = &line.principal {
+        validate_principal(p).map_err(|e| e.to_string())?;
+    }
+    for (field, value) in [
+        ("label", &line.label),
+        ("remote address", &line.remote_addr),
+        ("user agent", &line.user_agent),
+    ] {
+        validate_metadata(field, value.as_deref()).map_err(|e| e.to_string())?;
+    }
+    let idle_ms = match (line.idle_timeout_s.as_u64(), line.idle_timeout_s.as_f64()) {
+        (Some(s), _) => i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX),
+        (None, Some(f)) if f.is_finite() && f >= 0.0 && f < 9.2e15 => (f * 1000.0).round() as i64,
+        _ => {
+            return Err(format!(
+                "idle_timeout_s: {} is not a duration",
+                line.idle_timeout_s
+            ))
+        }
+    };
+    let data = match Value::from_json(&line.data) {
+        Ok(Value::Map(map)) => map,
+        Ok(_) => return Err("data: must be a JSON object".into()),
+        Err(e) => return Err(format!("data: {e}")),
+    };
+    let head = Head {
+        expires_at: parse_time("expires_at", &line.expires_at)?,
+        version: line.version,
+        created: parse_time("created", &line.created)?,
+        last_access: parse_time("last_access", &line.last_access)?,
+        idle_timeout_ms: idle_ms,
+        absolute_deadline: parse_time("absolute_deadline", &line.absolute_deadline)?,
+        principal: line.principal,
+        label: line.label,
+        remote_addr: line.remote_addr,
+        user_agent: line.user_agent,
+    };
+    if head.expires_at != head.compute_expiry() {
+        return Err(
+            "expires_at does not equal min(last_access + idle_timeout_s, absolute_deadline)".into(),
+        );
+    }
+    let record = Record { head, data };
+    let size = record.encode().len();
+    let limit = store.inner.config.max_session_bytes;
+    if size > limit {
+        return Err(format!(
+            "session is {size} bytes encoded, over the limit of {limit} bytes"
+        ));
+    }
+    Ok((line.handle, record))
+}
+
+fn apply(
+    store: &Store,
+    handle: &Handle,
+    record: &Record,
+    opts: &ImportOptions,
+    report: &mut ImportReport,
+) -> Result<()> {
+    let _p = store.lock_principals(&[record.head.principal.as_deref()]);
+    let _k = store.lock_key(handle);
+    let current = store.inner.sessions.get(handle.as_bytes())?;
+    let encoded = record.encode();
+    match current {
+        None => {
+            if !opts.dry_run {
+                store.write_locked(handle, None, record)?;
+                report.written = true;
+            }
+            report.imported += 1;
+        }
+        Some(cur) if cur.as_ref() == encoded.as_slice() => report.unchanged += 1,
+        Some(_) if opts.on_conflict == OnConflict::Skip => report.skipped += 1,
+        Some(cur) => {
+            if !opts.dry_run {
+                match decode_head(&cur) {
+                    Ok(head) => {
+                        store.write_locked(handle, Some((&cur, &head)), record)?;
+                    }
+                    Err(_) => {
+                        // An undecodable record is replaced outright.
+                        store.inner.sessions.remove(handle.as_bytes())?;
+                        store.write_locked(handle, None, record)?;
+                    }
+                }
+                report.written = true;
+            }
+            report.replaced += 1;
+        }
+    }
+    Ok(())
+}

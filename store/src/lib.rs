@@ -1,0 +1,76 @@
+//! # sessdb
+//!
+//! An embedded session store for Rust services: sessions live in a [sled] database inside
+//! the application, with no server to run, and survive restarts and crashes.
+//!
+//! - **Expiry**: idle timeout and absolute lifetime; an expired session is never returned.
+//! - **Dirty tracking**: a save writes only if something changed, or if a *touch* (moving the
+//!   idle deadline) is due; touches are throttled by [`Builder::touch_interval`].
+//! - **Principals**: every session of a user can be listed ([`Store::sessions_of`]) and
+//!   invalidated at once ([`Store::invalidate_principal`]); an optional per-user limit.
+//! - **Rotation**: [`Session::cycle_id`] gives a new id atomically (on login).
+//! - **Optimistic concurrency**: a save of a stale session fails with
+//!   [`Error::Conflict`] instead of erasing another request's change; [`Store::update`]
+//!   retries.
+//! - **Hashed ids**: the store keeps only a hash of each id ([`Handle`]), so a stolen database
+//!   file or export holds no usable session token.
+//! - **Named sessions** for API clients that cache a login: [`Store::get_or_create`].
+//! - **Admin interface** ([`Admin`]): stats, listing, export/import, purge, check/repair — what
+//!   `sessctl` uses.
+//!
+//! ```
+//! use sessdb::Store;
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path().join("sessions.sessdb"))?;
+//!
+//! // Login: a new session for alice, with typed data.
+//! let mut session = store.create();
+//! session.set_principal(Some("alice"))?;
+//! session.insert("cart", &vec![1, 2, 3])?;
+//! session.save()?;
+//! let cookie = session.id().to_string(); // hand this to the client
+//!
+//! // Next request: load it back by id.
+//! let mut session = store.load(&cookie.parse()?)?.expect("live session");
+//! assert_eq!(session.get::<Vec<u32>>("cart")?, Some(vec![1, 2, 3]));
+//!
+//! // Privilege change: rotate the id; the old one stops working.
+//! session.cycle_id()?;
+//! assert!(store.load(&cookie.parse()?)?.is_none());
+//!
+//! // "Log alice out everywhere."
+//! assert_eq!(store.invalidate_principal("alice")?, 1);
+//! assert!(store.load(session.id())?.is_none());
+//! # Ok::<(), sessdb::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+mod admin;
+mod check;
+mod clock;
+mod config;
+mod durable;
+mod error;
+mod export;
+mod id;
+mod keys;
+mod named;
+mod purge;
+mod record;
+mod session;
+mod store;
+mod value;
+
+pub use admin::{Admin, Cursor, ListQuery, Page, SessionInfo, Stats, Status, Target};
+pub use check::{CheckReport, RepairReport, Undecodable};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Builder, Durability, OnPrincipalLimit};
+pub use error::{Error, Result};
+pub use export::{
+    BadLine, ExportReport, ImportOptions, ImportReport, OnConflict, EXPORT_FORMAT, EXPORT_VERSION,
+};
+pub use id::{Handle, SessionId};
+pub use session::{Session, MAX_METADATA_BYTES, MAX_PRINCIPAL_BYTES};
+pub use store::{Counters, Store, FORMAT_VERSION};
+pub use value::{Value, MAX_DEPTH};

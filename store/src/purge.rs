@@ -1,0 +1,146 @@
+//! Purge: walk the expiry index up to now and remove expired sessions in bounded batches, so
+//! the cost follows the number of expired sessions, not the size of the store. Also the
+//! optional background reaper.
+
+use std::sync::{mpsc, Weak};
+use std::time::Duration;
+
+use sled::Batch;
+
+use crate::error::Result;
+use crate::keys::{
+    expiry_bucket_start, expiry_key, parse_expiry_key, principal_key, EXPIRY_BUCKET_MS,
+};
+use crate::record::decode_head;
+use crate::store::{Inner, Store};
+
+/// Sessions handled per batch: each batch is one sled batch per tree (amortising sled's
+/// per-batch write-out) under the key locks of its sessions.
+const BATCH: usize = 512;
+
+impl Store {
+    /// Removes every session expired as of now. Returns how many were removed.
+    ///
+    /// # Errors
+    /// Storage errors, or [`Error::ReadOnly`](crate::Error::ReadOnly).
+    pub fn purge_expired(&self) -> Result<u64> {
+        self.purge_expired_with(|_| {})
+    }
+
+    /// Like [`Store::purge_expired`], calling `progress` with the running total after each
+    /// batch.
+    ///
+    /// # Errors
+    /// As for [`Store::purge_expired`].
+    pub fn purge_expired_with(&self, mut progress: impl FnMut(u64)) -> Result<u64> {
+        self.check_writable("purge")?;
+        let now = self.now();
+        let inner = &self.inner;
+        // Entries in buckets up to the one holding `now` may be expired; later ones cannot be.
+        let end = expiry_bucket_start(now.saturating_add(EXPIRY_BUCKET_MS));
+        let mut from: Vec<u8> = Vec::new();
+        let mut removed = 0u64;
+        loop {
+            let mut entries = Vec::with_capacity(BATCH);
+            for item in inner.expiry.range(from.as_slice()..end.as_slice()).keys() {
+                let k = item?;
+                if k.as_ref() == from.as_slice() {
+                    continue;
+                }
+                entries.push(k);
+                if entries.len() == BATCH {
+                    break;
+                }
+            }
+            let Some(last) = entries.last() else { break };
+            from = last.to_vec();
+
+            let mut stripes: Vec<usize> = entries
+                .iter()
+                .filter_map(|k| parse_expiry_key(k))
+                .map(|(_, h)| Store::key_stripe(&h))
+                .collect();
+            let guards = self.lock_stripes(&mut stripes);
+            let (mut sessions, mut expiry, mut principals) =
+                (Batch::default(), Batch::default(), Batch::default());
+            let mut n = 0u64;
+            for k in &entries {
+                let Some((_, handle)) = parse_expiry_key(k) else {
+                    expiry.remove(k.clone());
+                    continue;
+                };
+                let Some(bytes) = inner.sessions.get(handle.as_bytes())? else {
+                    expiry.remove(k.clone()); // stale: its record is gone
+                    continue;
+                };
+                // Undecodable records are left for check/repair to report.
+                let Ok(head) = decode_head(&bytes) else {
+                    continue;
+                };
+                let own = expiry_key(head.expires_at, &handle);
+                if head.is_expired(now) {
+                    sessions.remove(handle.as_bytes());
+                    expiry.remove(k.clone());
+                    expiry.remove(&own);
+                    if let Some(p) = &head.principal {
+                        principals.remove(principal_key(p, &handle));
+                    }
+                    n += 1;
+                } else if own.as_slice() != k.as_ref() {
+                    expiry.remove(k.clone()); // stale: the record moved on
+                }
+            }
+            // Records first: a crash between the batches leaves only stale index entries.
+            inner.sessions.apply_batch(sessions)?;
+            inner.expiry.apply_batch(expiry)?;
+            inner.principals.apply_batch(principals)?;
+            drop(guards);
+            inner.counters.removed(n);
+            removed += n;
+            progress(removed);
+        }
+        self.sync()?;
+        Ok(removed)
+    }
+
+    /// How many sessions [`Store::purge_expired`] would remove now, without removing any.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn count_expired(&self) -> Result<u64> {
+        let now = self.now();
+        let end = expiry_bucket_start(now.saturating_add(EXPIRY_BUCKET_MS));
+        let mut count = 0;
+        for item in self.inner.expiry.range(..end.as_slice()).keys() {
+            let k = item?;
+            let Some((_, handle)) = parse_expiry_key(&k) else {
+                continue;
+            };
+            if let Some(bytes) = self.inner.sessions.get(handle.as_bytes())? {
+                if let Ok(head) = decode_head(&bytes) {
+                    if head.is_expired(now) && expiry_key(head.expires_at, &handle) == k.as_ref() {
+                        count += 1;
+                    }
+                }
+            }
+        }
+        Ok(count)
+    }
+}
+
+/// Purges every `every` until the store is dropped (the sender inside it then disconnects).
+pub(crate) fn spawn_reaper(store: Weak<Inner>, stop: mpsc::Receiver<()>, every: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("sessdb-reaper".into())
+        .spawn(move || loop {
+            match stop.recv_timeout(every) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+            let Some(inner) = store.upgrade() else { return };
+            // Errors are retried on the next tick; there is nobody to report them to.
+            let _ = Store { inner }.purge_expired();
+        });
+    // Without a thread the store still works; purge can be run by hand or by sessctl.
+    drop(spawned);
+}

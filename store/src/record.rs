@@ -1,0 +1,177 @@
+//! The stored form of a session and its versioned encoding. Nothing here touches sled, so a
+//! second backend reuses it as is.
+//!
+//! Layout: one format byte, then the postcard-encoded [`Head`] (everything but the data, so
+//! scans can stop there), then the data as a value token stream.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::value::{decode_map, encode_map, Value};
+
+/// The record format this build writes and the newest it reads.
+pub(crate) const RECORD_FORMAT: u8 = 1;
+
+/// Everything in a record but the data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Head {
+    /// Milliseconds since the epoch when the session expires: the derived
+    /// `min(last_access + idle_timeout, absolute_deadline)`, kept so scans need no arithmetic.
+    pub(crate) expires_at: i64,
+    /// Incremented by every write; the optimistic-concurrency check compares it.
+    pub(crate) version: u64,
+    pub(crate) created: i64,
+    pub(crate) last_access: i64,
+    pub(crate) idle_timeout_ms: i64,
+    pub(crate) absolute_deadline: i64,
+    pub(crate) principal: Option<String>,
+    pub(crate) label: Option<String>,
+    pub(crate) remote_addr: Option<String>,
+    pub(crate) user_agent: Option<String>,
+}
+
+/// A whole session record.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Record {
+    pub(crate) head: Head,
+    pub(crate) data: BTreeMap<String, Value>,
+}
+
+/// Why a record could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+    /// Written by a newer sessdb.
+    Newer(u8),
+    /// Garbage, truncated, or internally inconsistent.
+    Corrupt(String),
+}
+
+impl Head {
+    /// `min(last_access + idle, absolute_deadline)`.
+    pub(crate) fn compute_expiry(&self) -> i64 {
+        crate::clock::add_ms(self.last_access, self.idle_timeout_ms).min(self.absolute_deadline)
+    }
+
+    /// Whether the session is expired at `now` (a session is expired *at* its deadline).
+    pub(crate) fn is_expired(&self, now: i64) -> bool {
+        now >= self.expires_at
+    }
+}
+
+impl Record {
+    /// The encoded record.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = vec![RECORD_FORMAT];
+        // Serializing strings and integers into a Vec cannot fail.
+        if let Ok(head) = postcard::to_allocvec(&self.head) {
+            out.extend_from_slice(&head);
+        }
+        out.extend_from_slice(&encode_map(&self.data));
+        out
+    }
+
+    /// Decodes a whole record.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+        let (head, rest) = split(bytes)?;
+        let data = decode_map(rest).map_err(|e| DecodeError::Corrupt(e.0))?;
+        Ok(Record { head, data })
+    }
+}
+
+/// Decodes only the head, for scans that need no data.
+pub(crate) fn decode_head(bytes: &[u8]) -> Result<Head, DecodeError> {
+    split(bytes).map(|(head, _)| head)
+}
+
+fn split(bytes: &[u8]) -> Result<(Head, &[u8]), DecodeError> {
+    match bytes.first() {
+        None => Err(DecodeError::Corrupt("empty record".into())),
+        Some(&RECORD_FORMAT) => {
+            let (head, rest): (Head, &[u8]) = postcard::take_from_bytes(&bytes[1..])
+                .map_err(|e| DecodeError::Corrupt(format!("bad record header: {e}")))?;
+            if head.expires_at != head.compute_expiry() {
+                return Err(DecodeError::Corrupt(
+                    "expires_at does not match last access, idle timeout and deadline".into(),
+                ));
+            }
+            Ok((head, rest))
+        }
+        Some(&f) if f > RECORD_FORMAT => Err(DecodeError::Newer(f)),
+        Some(&f) => Err(DecodeError::Corrupt(format!("unknown record format {f}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        let mut head = Head {
+            expires_at: 0,
+            version: 3,
+            created: 1_000,
+            last_access: 2_000,
+            idle_timeout_ms: 1_800_000,
+            absolute_deadline: 86_401_000,
+            principal: Some("alice".into()),
+            label: None,
+            remote_addr: Some("203.0.113.7".into()),
+            user_agent: Some("curl/8".into()),
+        };
+        head.expires_at = head.compute_expiry();
+        let mut data = BTreeMap::new();
+        data.insert("n".into(), Value::Int(5));
+        Record { head, data }
+    }
+
+    #[test]
+    fn roundtrip_and_head_only_decode() {
+        let r = record();
+        let bytes = r.encode();
+        assert_eq!(bytes[0], RECORD_FORMAT);
+        assert_eq!(Record::decode(&bytes).unwrap(), r);
+        assert_eq!(decode_head(&bytes).unwrap(), r.head);
+    }
+
+    #[test]
+    fn expiry_is_the_earlier_of_idle_and_absolute() {
+        let mut h = record().head;
+        assert_eq!(h.compute_expiry(), 2_000 + 1_800_000);
+        h.absolute_deadline = 5_000;
+        assert_eq!(h.compute_expiry(), 5_000);
+        h.expires_at = 5_000;
+        assert!(!h.is_expired(4_999));
+        assert!(h.is_expired(5_000));
+    }
+
+    #[test]
+    fn newer_and_corrupt_records_are_errors() {
+        let mut bytes = record().encode();
+        bytes[0] = RECORD_FORMAT + 1;
+        assert_eq!(
+            Record::decode(&bytes),
+            Err(DecodeError::Newer(RECORD_FORMAT + 1))
+        );
+        bytes[0] = 0;
+        assert!(matches!(
+            Record::decode(&bytes),
+            Err(DecodeError::Corrupt(_))
+        ));
+        assert!(matches!(Record::decode(&[]), Err(DecodeError::Corrupt(_))));
+        let good = record().encode();
+        for cut in 1..good.len() {
+            assert!(Record::decode(&good[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn inconsistent_expiry_is_corrupt() {
+        let mut r = record();
+        r.head.expires_at += 1;
+        assert!(matches!(
+            Record::decode(&r.encode()),
+            Err(DecodeError::Corrupt(_))
+        ));
+    }
+}

@@ -1,0 +1,436 @@
+//! A loaded or new session: its data, metadata, dirty tracking and the save decision.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::IVec;
+use time::OffsetDateTime;
+
+use crate::clock::{duration_ms, from_ms, to_ms};
+use crate::error::{Error, Result};
+use crate::id::{Handle, SessionId};
+use crate::record::{Head, Record};
+use crate::store::Store;
+use crate::value::{Value, MAX_DEPTH};
+
+/// The longest principal, in bytes.
+pub const MAX_PRINCIPAL_BYTES: usize = 1024;
+/// The longest label, remote address or user agent, in bytes.
+pub const MAX_METADATA_BYTES: usize = 4096;
+
+/// A session: an id, its data and metadata.
+///
+/// Changes stay in memory until [`Session::save`]; dropping a session without saving discards
+/// them. A session remembers the version it was loaded at, and `save` refuses to overwrite a
+/// newer one ([`Error::Conflict`]).
+pub struct Session {
+    store: Store,
+    id: SessionId,
+    handle: Handle,
+    record: Record,
+    /// The stored bytes this session was loaded from (or last saved as); `None` if never saved.
+    stored: Option<(IVec, Head)>,
+    dirty: bool,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the id or the data: both may be secrets.
+        f.debug_struct("Session")
+            .field("handle", &self.handle)
+            .field("version", &self.record.head.version)
+            .field("dirty", &self.dirty)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(store: Store, id: SessionId, record: Record) -> Self {
+        Session {
+            store,
+            handle: id.handle(),
+            id,
+            record,
+            stored: None,
+            dirty: true,
+        }
+    }
+
+    pub(crate) fn loaded(store: Store, id: SessionId, record: Record, bytes: IVec) -> Self {
+        let head = record.head.clone();
+        Session {
+            store,
+            handle: id.handle(),
+            id,
+            record,
+            stored: Some((bytes, head)),
+            dirty: false,
+        }
+    }
+
+    /// Gives a never-saved session the id of a named session.
+    pub(crate) fn set_named_id(&mut self, id: SessionId) {
+        self.id = id;
+        self.handle = id.handle();
+    }
+
+    /// The session id: the token to hand to the client (in a cookie, say).
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// The storage handle (what sessctl shows; not a usable token).
+    pub fn handle(&self) -> Handle {
+        self.handle
+    }
+
+    /// Whether this session has never been saved.
+    pub fn is_new(&self) -> bool {
+        self.stored.is_none()
+    }
+
+    /// Whether the session has changes that [`Session::save`] will write.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Marks the session changed, for a value mutated in a way the session cannot see.
+    pub fn mark_changed(&mut self) {
+        self.dirty = true;
+    }
+
+    /// The value under `key`, converted to `T`. `None` if there is no such key.
+    ///
+    /// # Errors
+    /// [`Error::Value`] when the stored value does not fit `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.record
+            .data
+            .get(key)
+            .map(|v| {
+                v.to_deserialize().map_err(|e| Error::Value {
+                    key: key.to_string(),
+                    reason: e.0,
+                })
+            })
+            .transpose()
+    }
+
+    /// The raw value under `key`.
+    pub fn get_value(&self, key: &str) -> Option<&Value> {
+        self.record.data.get(key)
+    }
+
+    /// All of the session's data.
+    pub fn data(&self) -> &BTreeMap<String, Value> {
+        &self.record.data
+    }
+
+    /// Stores `value` under `key`.
+    ///
+    /// # Errors
+    /// [`Error::Value`] when `value` cannot be serialized or nests deeper than 64 levels.
+    pub fn insert<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<()> {
+        let value = Value::from_serialize(value).map_err(|e| Error::Value {
+            key: key.to_string(),
+            reason: e.0,
+        })?;
+        self.insert_value(key, value)
+    }
+
+    /// Stores a raw value under `key`.
+    ///
+    /// # Errors
+    /// [`Error::Value`] when the value nests deeper than 64 levels.
+    pub fn insert_value(&mut self, key: &str, value: Value) -> Result<()> {
+        if value.depth() > MAX_DEPTH {
+            return Err(Error::Value {
+                key: key.to_string(),
+                reason: format!("nested deeper than {MAX_DEPTH} levels"),
+            });
+        }
+        if self.record.data.get(key) != Some(&value) {
+            self.record.data.insert(key.to_string(), value);
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Removes and returns the value under `key`.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        let old = self.record.data.remove(key);
+        self.dirty |= old.is_some();
+        old
+    }
+
+    /// Removes all data (metadata and principal stay).
+    pub fn clear(&mut self) {
+        if !self.record.data.is_empty() {
+            self.record.data.clear();
+            self.dirty = true;
+        }
+    }
+
+    /// The principal (the user this session belongs to), if any.
+    pub fn principal(&self) -> Option<&str> {
+        self.record.head.principal.as_deref()
+    }
+
+    /// Sets or clears the principal. Takes effect in the principal index on save. On a login,
+    /// follow it with [`Session::cycle_id`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidField`] for an empty principal, one over 1,024 bytes, or one with a NUL.
+    pub fn set_principal(&mut self, principal: Option<&str>) -> Result<()> {
+        if let Some(p) = principal {
+            validate_principal(p)?;
+        }
+        set_field(&mut self.record.head.principal, principal, &mut self.dirty);
+        Ok(())
+    }
+
+    /// The label: a non-secret display name (a named session's name, say).
+    pub fn label(&self) -> Option<&str> {
+        self.record.head.label.as_deref()
+    }
+
+    /// Sets or clears the label.
+    ///
+    /// # Errors
+    /// [`Error::InvalidField`] when it is over 4,096 bytes.
+    pub fn set_label(&mut self, label: Option<&str>) -> Result<()> {
+        validate_metadata("label", label)?;
+        set_field(&mut self.record.head.label, label, &mut self.dirty);
+        Ok(())
+    }
+
+    /// The client's remote address, if recorded.
+    pub fn remote_addr(&self) -> Option<&str> {
+        self.record.head.remote_addr.as_deref()
+    }
+
+    /// Records the client's remote address.
+    ///
+    /// # Errors
+    /// [`Error::InvalidField`] when it is over 4,096 bytes.
+    pub fn set_remote_addr(&mut self, addr: Option<&str>) -> Result<()> {
+        validate_metadata("remote address", addr)?;
+        set_field(&mut self.record.head.remote_addr, addr, &mut self.dirty);
+        Ok(())
+    }
+
+    /// The client's user agent, if recorded.
+    pub fn user_agent(&self) -> Option<&str> {
+        self.record.head.user_agent.as_deref()
+    }
+
+    /// Records the client's user agent.
+    ///
+    /// # Errors
+    /// [`Error::InvalidField`] when it is over 4,096 bytes.
+    pub fn set_user_agent(&mut self, agent: Option<&str>) -> Result<()> {
+        validate_metadata("user agent", agent)?;
+        set_field(&mut self.record.head.user_agent, agent, &mut self.dirty);
+        Ok(())
+    }
+
+    /// When the session was created.
+    pub fn created(&self) -> OffsetDateTime {
+        from_ms(self.record.head.created)
+    }
+
+    /// When the session was last saved or touched.
+    pub fn last_access(&self) -> OffsetDateTime {
+        from_ms(self.record.head.last_access)
+    }
+
+    /// When the session expires: `min(last_access + idle_timeout, absolute_deadline)`.
+    pub fn expires_at(&self) -> OffsetDateTime {
+        from_ms(self.record.head.expires_at)
+    }
+
+    /// The session's idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.record.head.idle_timeout_ms).unwrap_or(0))
+    }
+
+    /// Overrides the store's idle timeout for this session.
+    pub fn set_idle_timeout(&mut self, d: Duration) {
+        let ms = duration_ms(d);
+        if self.record.head.idle_timeout_ms != ms {
+            self.record.head.idle_timeout_ms = ms;
+            self.record.head.expires_at = self.record.head.compute_expiry();
+            self.dirty = true;
+        }
+    }
+
+    /// The latest moment the session can live to, however busy.
+    pub fn absolute_deadline(&self) -> OffsetDateTime {
+        from_ms(self.record.head.absolute_deadline)
+    }
+
+    /// Overrides the absolute deadline (an API token's expiry, say).
+    pub fn set_absolute_deadline(&mut self, t: OffsetDateTime) {
+        let ms = to_ms(t);
+        if self.record.head.absolute_deadline != ms {
+            self.record.head.absolute_deadline = ms;
+            self.record.head.expires_at = self.record.head.compute_expiry();
+            self.dirty = true;
+        }
+    }
+
+    /// The stored version this session was loaded at (0 if never saved).
+    pub fn version(&self) -> u64 {
+        self.record.head.version
+    }
+
+    /// The record as it would be written now, or `None` if nothing needs writing: no change and
+    /// the stored deadline within the touch interval of the new one.
+    fn next_record(&self) -> Option<Record> {
+        let now = self.store.now();
+        let mut next = self.record.clone();
+        // A clock that went backwards never moves last access back.
+        next.head.last_access = next.head.last_access.max(now);
+        next.head.expires_at = next.head.compute_expiry();
+        next.head.version = next.head.version.wrapping_add(1);
+        if !self.dirty {
+            let stored = self.stored.as_ref().map_or(i64::MIN, |(_, h)| h.expires_at);
+            let touch = duration_ms(self.store.inner.config.touch_interval);
+            if next.head.expires_at.saturating_sub(stored) < touch.max(1) {
+                return None;
+            }
+        }
+        Some(next)
+    }
+
+    /// Writes the session if it changed, or if a touch is due (the idle deadline moved by at
+    /// least the touch interval). Otherwise writes nothing.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if another writer saved the session since it was loaded (nothing is
+    /// written; load again and retry, or use [`Store::update`]); [`Error::NotFound`] if it was
+    /// invalidated or purged meanwhile; [`Error::TooLarge`]; [`Error::PrincipalLimit`];
+    /// [`Error::ReadOnly`]; storage errors.
+    pub fn save(&mut self) -> Result<()> {
+        let Some(next) = self.next_record() else {
+            self.store.inner.counters.skipped();
+            return Ok(());
+        };
+        self.store.check_writable("save")?;
+        let old_principal = self.stored.as_ref().and_then(|(_, h)| h.principal.clone());
+        let principal_changed = old_principal != next.head.principal;
+        let bytes = {
+            // A changed principal takes the principal locks first (limit, invalidation race).
+            let _p = if principal_changed {
+                self.store
+                    .lock_principals(&[old_principal.as_deref(), next.head.principal.as_deref()])
+            } else {
+                Vec::new()
+            };
+            if principal_changed {
+                if let Some(p) = &next.head.principal {
+                    self.store.make_room(p, &self.handle)?;
+                }
+            }
+            let _k = self.store.lock_key(&self.handle);
+            let old = self.stored.as_ref().map(|(b, h)| (b, h));
+            self.store.write_locked(&self.handle, old, &next)?
+        };
+        self.record = next;
+        self.stored = Some((bytes, self.record.head.clone()));
+        self.dirty = false;
+        self.store.sync()
+    }
+
+    /// Gives the session a new random id, keeping its data and principal, and writes it: the
+    /// old id stops working in the same atomic step. Call it on login and on privilege changes
+    /// (session fixation). Pending changes are written with it.
+    ///
+    /// # Errors
+    /// As for [`Session::save`].
+    pub fn cycle_id(&mut self) -> Result<()> {
+        self.store.check_writable("cycle_id")?;
+        let new_id = SessionId::random();
+        let new_handle = new_id.handle();
+        let Some((bytes, head)) = &self.stored else {
+            // Never stored: nothing to remove, the new id is used by the first save.
+            self.id = new_id;
+            self.handle = new_handle;
+            return Ok(());
+        };
+        if head.principal != self.record.head.principal {
+            // A login: save the principal change (limit, index) first, then rotate.
+            self.save()?;
+            return self.cycle_id();
+        }
+        let mut next = self.next_record().unwrap_or_else(|| {
+            let mut r = self.record.clone();
+            r.head.version = r.head.version.wrapping_add(1);
+            r
+        });
+        next.head.last_access = next.head.last_access.max(self.store.now());
+        next.head.expires_at = next.head.compute_expiry();
+        let written = self
+            .store
+            .rotate(&self.handle, (bytes, head), &new_handle, &next)?;
+        self.id = new_id;
+        self.handle = new_handle;
+        self.record = next;
+        self.stored = Some((written, self.record.head.clone()));
+        self.dirty = false;
+        self.store.sync()
+    }
+
+    /// Deletes the session from the store. Returns whether it was stored.
+    ///
+    /// # Errors
+    /// Storage errors, or [`Error::ReadOnly`].
+    pub fn invalidate(self) -> Result<bool> {
+        if self.stored.is_none() {
+            return Ok(false);
+        }
+        self.store.invalidate_handle(&self.handle)
+    }
+}
+
+fn set_field(field: &mut Option<String>, value: Option<&str>, dirty: &mut bool) {
+    if field.as_deref() != value {
+        *field = value.map(str::to_string);
+        *dirty = true;
+    }
+}
+
+pub(crate) fn validate_principal(p: &str) -> Result<()> {
+    let reason = if p.is_empty() {
+        "it is empty".to_string()
+    } else if p.len() > MAX_PRINCIPAL_BYTES {
+        format!(
+            "it is {} bytes, over the limit of {MAX_PRINCIPAL_BYTES}",
+            p.len()
+        )
+    } else if p.contains('\0') {
+        "it contains a NUL character".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidField {
+        field: "principal",
+        reason,
+    })
+}
+
+pub(crate) fn validate_metadata(field: &'static str, value: Option<&str>) -> Result<()> {
+    match value {
+        Some(v) if v.len() > MAX_METADATA_BYTES => Err(Error::InvalidField {
+            field,
+            reason: format!(
+                "it is {} bytes, over the limit of {MAX_METADATA_BYTES}",
+                v.len()
+            ),
+        }),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,744 @@
+//! The sled backend: opening the database, the write path, and the locks that keep a record and
+//! its index entries in step.
+//!
+//! Write path (see docs/ARCHITECTURE.md for the measurements behind it): plain inserts in a
+//! fixed order — new index entries, then the record (a compare-and-swap on its bytes, which is
+//! the version check), then removal of the old index entries. sled recovers a prefix of the
+//! write order after a crash, so a crash can leave an index entry without its record or with an
+//! outdated one, never a record without its entries; every reader checks an entry against its
+//! record and ignores (and purge removes) a stale one. Rotation, which must be all-or-nothing
+//! across two records, is a sled transaction.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{IVec, Transactional};
+
+use crate::clock::{add_ms, duration_ms};
+use crate::config::{Builder, Config, Durability, OnPrincipalLimit};
+use crate::durable::GroupCommit;
+use crate::error::{Error, Result};
+use crate::id::{Handle, SessionId};
+use crate::keys::{expiry_key, principal_key, principal_prefix};
+use crate::record::{decode_head, DecodeError, Head, Record};
+use crate::session::Session;
+
+/// The database format this build writes and the newest it opens.
+pub const FORMAT_VERSION: u32 = 1;
+
+pub(crate) const LOCK_STRIPES: usize = 64;
+
+/// A handle to an open session store. Cheap to clone; every clone shares the same database.
+///
+/// The database is flushed when the last handle is dropped.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) path: PathBuf,
+    pub(crate) db: sled::Db,
+    pub(crate) sessions: sled::Tree,
+    pub(crate) expiry: sled::Tree,
+    pub(crate) principals: sled::Tree,
+    pub(crate) config: Config,
+    key_locks: Vec<Mutex<()>>,
+    principal_locks: Vec<Mutex<()>>,
+    pub(crate) named_locks: Mutex<HashMap<SessionId, Arc<Mutex<()>>>>,
+    pub(crate) counters: AtomicCounters,
+    group_commit: Option<GroupCommit>,
+    /// Dropping this ends the reaper thread.
+    _reaper_stop: Option<mpsc::Sender<()>>,
+}
+
+/// What the store has done since it was opened: tests use these to prove that an operation
+/// wrote nothing.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Records written (created, modified, touched, rotated, imported).
+    pub writes: u64,
+    /// Saves that wrote nothing because nothing changed and no touch was due.
+    pub skipped_saves: u64,
+    /// Saves refused because another writer saved first.
+    pub conflicts: u64,
+    /// Sessions removed (invalidated, purged, evicted, lazily deleted).
+    pub removals: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct AtomicCounters {
+    writes: AtomicU64,
+    skipped_saves: AtomicU64,
+    conflicts: AtomicU64,
+    removals: AtomicU64,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Best effort: the periodic flusher would write this within its interval anyway.
+        let _ = self.db.flush();
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in the folder `path` with the default settings.
+    ///
+    /// # Errors
+    /// See [`Builder::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Builder::default().open(path)
+    }
+
+    /// A builder for settings other than the defaults.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    pub(crate) fn open_with(path: &Path, config: Config) -> Result<Store> {
+        match fs::metadata(path) {
+            Ok(m) if !m.is_dir() => {
+                return Err(Error::NotADirectory {
+                    path: path.to_path_buf(),
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !config.create || config.read_only {
+                    return Err(Error::Missing {
+                        path: path.to_path_buf(),
+                    });
+                }
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(path)
+                    .map_err(io_err(path))?;
+            }
+            Err(e) => return Err(io_err(path)(e)),
+        }
+        let flush_every = match config.durability {
+            Durability::Periodic { flush_every } => Some(duration_ms(flush_every).max(1) as u64),
+            Durability::Immediate => None,
+        };
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(config.cache_bytes)
+            .flush_every_ms(flush_every)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io) if io.kind() == io::ErrorKind::WouldBlock => {
+                    Error::Locked {
+                        path: path.to_path_buf(),
+                    }
+                }
+                other => Error::Storage(other),
+            })?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("format")? {
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(v.as_ref())
+                    .map(u32::from_be_bytes)
+                    .unwrap_or(u32::MAX);
+                if found > FORMAT_VERSION {
+                    return Err(Error::NewerFormat {
+                        path: path.to_path_buf(),
+                        found,
+                        supported: FORMAT_VERSION,
+                    });
+                }
+            }
+            None if !config.read_only => {
+                meta.insert("format", &FORMAT_VERSION.to_be_bytes())?;
+            }
+            None => {}
+        }
+        let group_commit = match config.durability {
+            Durability::Immediate => Some(GroupCommit::new(path)),
+            Durability::Periodic { .. } => None,
+        };
+        let (reaper_stop, reaper_rx) = match config.reap_every {
+            Some(_) if !config.read_only => {
+                let (tx, rx) = mpsc::channel();
+                (Some(tx), Some(rx))
+            }
+            _ => (None, None),
+        };
+        let store = Store {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                sessions: db.open_tree("sessions")?,
+                expiry: db.open_tree("expiry")?,
+                principals: db.open_tree("principals")?,
+                db,
+                key_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+                principal_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+                named_locks: Mutex::new(HashMap::new()),
+                counters: AtomicCounters::default(),
+                group_commit,
+                _reaper_stop: reaper_stop,
+                config,
+            }),
+        };
+        if let (Some(rx), Some(every)) = (reaper_rx, store.inner.config.reap_every) {
+            crate::purge::spawn_reaper(Arc::downgrade(&store.inner), rx, every);
+        }
+        Ok(store)
+    }
+
+    /// The database folder.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// A new, unsaved session with a fresh random id. Nothing is written until
+    /// [`Session::save`].
+    pub fn create(&self) -> Session {
+        let now = self.now();
+        let cfg = &self.inner.config;
+        let mut head = Head {
+            expires_at: 0,
+            version: 0,
+            created: now,
+            last_access: now,
+            idle_timeout_ms: duration_ms(cfg.idle_timeout),
+            absolute_deadline: add_ms(now, duration_ms(cfg.absolute_lifetime)),
+            principal: None,
+            label: None,
+            remote_addr: None,
+            user_agent: None,
+        };
+        head.expires_at = head.compute_expiry();
+        Session::new(
+            self.clone(),
+            SessionId::random(),
+            Record {
+                head,
+                data: Default::default(),
+            },
+        )
+    }
+
+    /// Loads a session by id. Returns `None` when the id is unknown, the session is expired (it
+    /// is then deleted, unless the store is read-only) or its record cannot be decoded (which
+    /// [`Store::check`] reports).
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn load(&self, id: &SessionId) -> Result<Option<Session>> {
+        let handle = id.handle();
+        Ok(self
+            .load_record(&handle)?
+            .map(|(bytes, record)| Session::loaded(self.clone(), *id, record, bytes)))
+    }
+
+    /// The live record stored under `handle`, deleting it lazily if it is expired.
+    pub(crate) fn load_record(&self, handle: &Handle) -> Result<Option<(IVec, Record)>> {
+        let Some(bytes) = self.inner.sessions.get(handle.as_bytes())? else {
+            return Ok(None);
+        };
+        let Ok(record) = Record::decode(&bytes) else {
+            return Ok(None);
+        };
+        if record.head.is_expired(self.now()) {
+            if !self.inner.config.read_only {
+                self.remove_if_unchanged(handle, &bytes, &record.head)?;
+            }
+            return Ok(None);
+        }
+        Ok(Some((bytes, record)))
+    }
+
+    /// Loads the session, applies `f` and saves, retrying from a fresh load whenever another
+    /// writer saved in between. Returns `None` (calling `f` never) if there is no live session.
+    ///
+    /// `f` may run more than once; it should only change the session.
+    ///
+    /// # Errors
+    /// Storage errors, errors of the save (such as [`Error::TooLarge`]), or
+    /// [`Error::TooManyConflicts`] after 10,000 attempts.
+    pub fn update<R>(
+        &self,
+        id: &SessionId,
+        mut f: impl FnMut(&mut Session) -> R,
+    ) -> Result<Option<R>> {
+        const ATTEMPTS: u32 = 10_000;
+        for _ in 0..ATTEMPTS {
+            let Some(mut session) = self.load(id)? else {
+                return Ok(None);
+            };
+            let out = f(&mut session);
+            match session.save() {
+                Ok(()) => return Ok(Some(out)),
+                Err(Error::Conflict { .. }) => std::thread::yield_now(),
+                Err(Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::TooManyConflicts {
+            handle: id.handle().to_string(),
+            attempts: ATTEMPTS,
+        })
+    }
+
+    /// Invalidates one session. Returns whether a session was removed.
+    ///
+    /// # Errors
+    /// Storage errors, or [`Error::ReadOnly`].
+    pub fn invalidate(&self, id: &SessionId) -> Result<bool> {
+        self.invalidate_handle(&id.handle())
+    }
+
+    /// Invalidates the session stored under `handle` (as shown by sessctl). Returns whether a
+    /// session was removed.
+    ///
+    /// # Errors
+    /// Storage errors, or [`Error::ReadOnly`].
+    pub fn invalidate_handle(&self, handle: &Handle) -> Result<bool> {
+        self.check_writable("invalidate")?;
+        let removed = {
+            let _g = self.lock_key(handle);
+            self.remove_locked(handle)?
+        };
+        self.sync()?;
+        Ok(removed)
+    }
+
+    /// Invalidates every session of `principal` ("log alice out everywhere"). Returns how many
+    /// sessions were removed. A session of the principal saved before this returns is removed;
+    /// one saved concurrently is either removed or saved after it.
+    ///
+    /// # Errors
+    /// Storage errors, or [`Error::ReadOnly`].
+    pub fn invalidate_principal(&self, principal: &str) -> Result<usize> {
+        self.check_writable("invalidate_principal")?;
+        let removed = {
+            let _p = self.lock_principals(&[Some(principal)]);
+            let mut removed = 0;
+            for entry in self
+                .inner
+                .principals
+                .scan_prefix(principal_prefix(principal))
+            {
+                let (k, _) = entry?;
+                let Some((_, handle)) = crate::keys::parse_principal_key(&k) else {
+                    continue;
+                };
+                let _g = self.lock_key(&handle);
+                let owned = match self.inner.sessions.get(handle.as_bytes())? {
+                    Some(bytes) => decode_head(&bytes)
+                        .map(|h| h.principal.as_deref() == Some(principal))
+                        .unwrap_or(false),
+                    None => false,
+                };
+                if owned && self.remove_locked(&handle)? {
+                    removed += 1;
+                } else {
+                    // A stale entry (crash leftover): the record is gone or belongs elsewhere.
+                    self.inner.principals.remove(&k)?;
+                }
+            }
+            removed
+        };
+        self.sync()?;
+        Ok(removed)
+    }
+
+    /// Writes everything to disk (sled's flush; in immediate mode also an `fsync`).
+    ///
+    /// # Errors
+    /// Storage or I/O errors.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.db.flush()?;
+        if let Some(gc) = &self.inner.group_commit {
+            gc.fsync_files()?;
+        }
+        Ok(())
+    }
+
+    /// What this store handle has done since the store was opened.
+    pub fn counters(&self) -> Counters {
+        self.inner.counters.snapshot()
+    }
+
+    // ---- internals shared by the session, purge, admin and check modules ----
+
+    pub(crate) fn now(&self) -> i64 {
+        self.inner
+            .config
+            .clock
+            .now_ms()
+            .clamp(0, crate::clock::MAX_TIME_MS)
+    }
+
+    pub(crate) fn check_writable(&self, operation: &'static str) -> Result<()> {
+        if self.inner.config.read_only {
+            Err(Error::ReadOnly { operation })
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn key_stripe(handle: &Handle) -> usize {
+        usize::from(handle.as_bytes()[0]) % LOCK_STRIPES
+    }
+
+    pub(crate) fn lock_key(&self, handle: &Handle) -> MutexGuard<'_, ()> {
+        lock(&self.inner.key_locks[Self::key_stripe(handle)])
+    }
+
+    /// Locks the given key stripes in ascending order (the only order anything takes two).
+    pub(crate) fn lock_stripes(&self, stripes: &mut Vec<usize>) -> Vec<MutexGuard<'_, ()>> {
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes
+            .iter()
+            .map(|&s| lock(&self.inner.key_locks[s]))
+            .collect()
+    }
+
+    /// Locks the stripes of the given principals. Principal locks are always taken before key
+    /// locks.
+    pub(crate) fn lock_principals(&self, principals: &[Option<&str>]) -> Vec<MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = principals
+            .iter()
+            .flatten()
+            .map(|p| principal_stripe(p))
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes
+            .iter()
+            .map(|&s| lock(&self.inner.principal_locks[s]))
+            .collect()
+    }
+
+    /// Waits until earlier writes are on stable storage, in immediate mode.
+    pub(crate) fn sync(&self) -> Result<()> {
+        match &self.inner.group_commit {
+            Some(gc) => gc.sync(&self.inner.db),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `new` under `handle` if the stored bytes are still `old` (the version check).
+    /// The caller holds the key lock (and principal locks if the principal changes).
+    pub(crate) fn write_locked(
+        &self,
+        handle: &Handle,
+        old: Option<(&IVec, &Head)>,
+        new: &Record,
+    ) -> Result<IVec> {
+        let bytes = new.encode();
+        if bytes.len() > self.inner.config.max_session_bytes {
+            return Err(Error::TooLarge {
+                handle: handle.to_string(),
+                size: bytes.len(),
+                limit: self.inner.config.max_session_bytes,
+            });
+        }
+        let bytes = IVec::from(bytes);
+        let new_exp = expiry_key(new.head.expires_at, handle);
+        let old_exp = old.map(|(_, h)| expiry_key(h.expires_at, handle));
+        let new_pk = new
+            .head
+            .principal
+            .as_deref()
+            .map(|p| principal_key(p, handle));
+        let old_pk =
+            old.and_then(|(_, h)| h.principal.as_deref().map(|p| principal_key(p, handle)));
+
+        let exp_changed = old_exp.as_ref() != Some(&new_exp);
+        let pk_changed = old_pk != new_pk;
+        // 1. New index entries first: a crash after this leaves only a stale entry.
+        if exp_changed {
+            self.inner.expiry.insert(new_exp, &[])?;
+        }
+        if pk_changed {
+            if let Some(pk) = &new_pk {
+                self.inner.principals.insert(pk.as_slice(), &[])?;
+            }
+        }
+        // 2. The record, if nobody wrote it since it was loaded.
+        let swapped = self.inner.sessions.compare_and_swap(
+            handle.as_bytes(),
+            old.map(|(b, _)| b),
+            Some(bytes.clone()),
+        )?;
+        if let Err(cas) = swapped {
+            // Undo our new entries unless the record that won uses them too.
+            let current = cas.current.as_deref().and_then(|b| decode_head(b).ok());
+            if exp_changed
+                && current.as_ref().map(|h| expiry_key(h.expires_at, handle)) != Some(new_exp)
+            {
+                self.inner.expiry.remove(new_exp)?;
+            }
+            if pk_changed {
+                if let Some(pk) = &new_pk {
+                    let current_pk = current
+                        .as_ref()
+                        .and_then(|h| h.principal.as_deref().map(|p| principal_key(p, handle)));
+                    if current_pk.as_ref() != Some(pk) {
+                        self.inner.principals.remove(pk.as_slice())?;
+                    }
+                }
+            }
+            self.inner
+                .counters
+                .conflicts
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(match (old, cas.current) {
+                (Some(_), None) => Error::NotFound {
+                    handle: handle.to_string(),
+                },
+                (old, _) => Error::Conflict {
+                    handle: handle.to_string(),
+                    expected: old.map_or(0, |(_, h)| h.version),
+                },
+            });
+        }
+        // 3. Old entries last.
+        if exp_changed {
+            if let Some(k) = old_exp {
+                self.inner.expiry.remove(k)?;
+            }
+        }
+        if pk_changed {
+            if let Some(k) = old_pk {
+                self.inner.principals.remove(k)?;
+            }
+        }
+        self.inner.counters.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(bytes)
+    }
+
+    /// Removes the record under `handle` and its index entries. The caller holds the key lock.
+    pub(crate) fn remove_locked(&self, handle: &Handle) -> Result<bool> {
+        let Some(bytes) = self.inner.sessions.remove(handle.as_bytes())? else {
+            return Ok(false);
+        };
+        // An undecodable record is removed; its entries, if any, become stale and are cleaned by
+        // purge or repair.
+        if let Ok(head) = decode_head(&bytes) {
+            self.remove_entries(handle, &head)?;
+        }
+        self.inner.counters.removals.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    pub(crate) fn remove_entries(&self, handle: &Handle, head: &Head) -> Result<()> {
+        self.inner
+            .expiry
+            .remove(expiry_key(head.expires_at, handle))?;
+        if let Some(p) = &head.principal {
+            self.inner.principals.remove(principal_key(p, handle))?;
+        }
+        Ok(())
+    }
+
+    /// Removes an expired record found by a reader, if nobody rewrote it meanwhile.
+    fn remove_if_unchanged(&self, handle: &Handle, bytes: &IVec, head: &Head) -> Result<()> {
+        let _g = self.lock_key(handle);
+        let swapped = self.inner.sessions.compare_and_swap(
+            handle.as_bytes(),
+            Some(bytes),
+            None as Option<IVec>,
+        )?;
+        if swapped.is_ok() {
+            self.remove_entries(handle, head)?;
+            self.inner.counters.removals.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Moves a stored record from `old` to `new` handle in one transaction (id rotation).
+    pub(crate) fn rotate(
+        &self,
+        old: &Handle,
+        old_state: (&IVec, &Head),
+        new: &Handle,
+        record: &Record,
+    ) -> Result<IVec> {
+        let bytes = IVec::from(record.encode());
+        if bytes.len() > self.inner.config.max_session_bytes {
+            return Err(Error::TooLarge {
+                handle: old.to_string(),
+                size: bytes.len(),
+                limit: self.inner.config.max_session_bytes,
+            });
+        }
+        let mut stripes = vec![Self::key_stripe(old), Self::key_stripe(new)];
+        let _guards = self.lock_stripes(&mut stripes);
+        let (loaded, old_head) = old_state;
+        let old_exp = expiry_key(old_head.expires_at, old);
+        let new_exp = expiry_key(record.head.expires_at, new);
+        let old_pk = old_head.principal.as_deref().map(|p| principal_key(p, old));
+        let new_pk = record
+            .head
+            .principal
+            .as_deref()
+            .map(|p| principal_key(p, new));
+        let result = (
+            &self.inner.sessions,
+            &self.inner.expiry,
+            &self.inner.principals,
+        )
+            .transaction(|(sessions, expiry, principals)| {
+                match sessions.get(old.as_bytes())? {
+                    Some(current) if &current == loaded => {}
+                    current => {
+                        return Err(ConflictableTransactionError::Abort(current.is_none()));
+                    }
+                }
+                if sessions.get(new.as_bytes())?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(false));
+                }
+                sessions.remove(old.as_bytes())?;
+                sessions.insert(new.as_bytes(), bytes.clone())?;
+                expiry.remove(&old_exp)?;
+                expiry.insert(&new_exp, &[])?;
+                if let Some(k) = &old_pk {
+                    principals.remove(k.as_slice())?;
+                }
+                if let Some(k) = &new_pk {
+                    principals.insert(k.as_slice(), &[])?;
+                }
+                Ok(())
+            });
+        match result {
+            Ok(()) => {
+                self.inner.counters.writes.fetch_add(1, Ordering::Relaxed);
+                Ok(bytes)
+            }
+            Err(TransactionError::Abort(gone)) => {
+                self.inner
+                    .counters
+                    .conflicts
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(if gone {
+                    Error::NotFound {
+                        handle: old.to_string(),
+                    }
+                } else {
+                    Error::Conflict {
+                        handle: old.to_string(),
+                        expected: old_head.version,
+                    }
+                })
+            }
+            Err(TransactionError::Storage(e)) => Err(Error::Storage(e)),
+        }
+    }
+
+    /// Enforces the per-principal limit before `handle` joins `principal`. The caller holds the
+    /// principal's lock and no key lock.
+    pub(crate) fn make_room(&self, principal: &str, handle: &Handle) -> Result<()> {
+        let Some((limit, policy)) = self.inner.config.max_sessions_per_principal else {
+            return Ok(());
+        };
+        let now = self.now();
+        let mut live: Vec<(i64, Handle)> = Vec::new();
+        for entry in self
+            .inner
+            .principals
+            .scan_prefix(principal_prefix(principal))
+        {
+            let (k, _) = entry?;
+            let Some((_, other)) = crate::keys::parse_principal_key(&k) else {
+                continue;
+            };
+            if &other == handle {
+                continue;
+            }
+            if let Some(bytes) = self.inner.sessions.get(other.as_bytes())? {
+                if let Ok(h) = decode_head(&bytes) {
+                    if h.principal.as_deref() == Some(principal) && !h.is_expired(now) {
+                        live.push((h.last_access, other));
+                    }
+                }
+            }
+        }
+        if live.len() < limit {
+            return Ok(());
+        }
+        match policy {
+            OnPrincipalLimit::Refuse => Err(Error::PrincipalLimit {
+                principal: principal.to_string(),
+                limit,
+            }),
+            OnPrincipalLimit::EvictOldest => {
+                live.sort();
+                for (_, victim) in &live[..=live.len() - limit] {
+                    let _g = self.lock_key(victim);
+                    self.remove_locked(victim)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn principal_stripe(p: &str) -> usize {
+    // FNV-1a: stable and cheap; only spreads principals over the lock stripes.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in p.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % LOCK_STRIPES as u64) as usize
+}
+
+impl AtomicCounters {
+    fn snapshot(&self) -> Counters {
+        Counters {
+            writes: self.writes.load(Ordering::Relaxed),
+            skipped_saves: self.skipped_saves.load(Ordering::Relaxed),
+            conflicts: self.conflicts.load(Ordering::Relaxed),
+            removals: self.removals.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn skipped(&self) {
+        self.skipped_saves.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn removed(&self, n: u64) {
+        self.removals.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl From<DecodeError> for String {
+    fn from(e: DecodeError) -> String {
+        match e {
+            DecodeError::Newer(f) => format!("record format {f} is newer than this sessdb reads"),
+            DecodeError::Corrupt(reason) => reason,
+        }
+    }
+}
