@@ -1,1 +1,82 @@
-//! sessdb-tui: the terminal UI of `sessctl tui` (being built; see issue 4).
+//! # sessdb-tui
+//!
+//! The terminal UI of `sessctl tui`: browse, filter, inspect and invalidate the sessions of a
+//! sessdb database through the [`sessdb::Admin`] interface only, so it works the same on a
+//! database opened directly and on a running application's admin socket.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = sessdb::Store::open("sessions.sessdb")?;
+//! sessdb_tui::run(
+//!     &store,
+//!     sessdb_tui::Options {
+//!         title: "sessions.sessdb".into(),
+//!         refresh: Duration::from_secs(2),
+//!         no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+//!     },
+//! )?;
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+use std::io;
+use std::time::Duration;
+
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::widgets::Paragraph;
+
+/// How the TUI starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// What the header names: the database path, or `live: <socket>`.
+    pub title: String,
+    /// The auto-refresh interval (`sessctl tui --refresh SECS`; 2 s by default).
+    pub refresh: Duration,
+    /// Draw without colours (the caller sets it when `NO_COLOR` is set and not empty).
+    pub no_color: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            title: String::new(),
+            refresh: Duration::from_secs(2),
+            no_color: false,
+        }
+    }
+}
+
+/// Runs the TUI on the terminal until the operator quits (`q`, `Esc` or Ctrl-C).
+///
+/// The terminal is entered and left only through `ratatui::try_init`/`ratatui::restore`, whose
+/// panic hook restores it on a panic too. Errors from the store are shown in a status line and
+/// never end the program.
+///
+/// # Errors
+/// Terminal I/O errors (no terminal, a closed stdout).
+pub fn run(admin: &dyn sessdb::Admin, options: Options) -> io::Result<()> {
+    let mut terminal = ratatui::try_init()?;
+    let result = (|| loop {
+        let text = match admin.stats() {
+            Ok(s) => format!("{}  live {}  expired {}", options.title, s.live, s.expired),
+            Err(e) => format!("{}  error: {e}", options.title),
+        };
+        terminal.draw(|f| f.render_widget(Paragraph::new(text), f.area()))?;
+        if event::poll(options.refresh)? {
+            if let Event::Key(k) = event::read()? {
+                let ctrl_c =
+                    k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c');
+                if k.kind == KeyEventKind::Press
+                    && (ctrl_c || matches!(k.code, KeyCode::Char('q') | KeyCode::Esc))
+                {
+                    return Ok(());
+                }
+            }
+        }
+    })();
+    ratatui::restore();
+    result
+}
