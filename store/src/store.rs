@@ -153,13 +153,14 @@ impl Store {
             .cache_capacity(config.cache_bytes)
             .flush_every_ms(flush_every)
             .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io) if io.kind() == io::ErrorKind::WouldBlock => {
+            .map_err(|e| {
+                if is_lock_error(&e) {
                     Error::Locked {
                         path: path.to_path_buf(),
                     }
+                } else {
+                    Error::Storage(e)
                 }
-                other => Error::Storage(other),
             })?;
         let meta = db.open_tree("meta")?;
         match meta.get("format")? {
@@ -703,6 +704,17 @@ impl Store {
             }
         }
     }
+}
+
+/// sled reports a held lock as an `Io` error of kind `WouldBlock`, or wrapped in a custom
+/// error whose message is "could not acquire lock".
+fn is_lock_error(e: &sled::Error) -> bool {
+    let sled::Error::Io(io) = e else { return false };
+    io.kind() == io::ErrorKind::WouldBlock
+        || io.to_string().contains("could not acquire lock")
+        || io
+            .get_ref()
+            .is_some_and(|inner| inner.to_string().contains("WouldBlock"))
 }
 
 fn principal_stripe(p: &str) -> usize {

@@ -1,0 +1,53 @@
+//! Shared helpers of the store's integration tests.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use sessdb::{Builder, ManualClock, Store};
+use tempfile::TempDir;
+
+/// 2026-01-01T00:00:00Z.
+pub const T0: i64 = 1_767_225_600_000;
+
+pub struct Fixture {
+    pub dir: TempDir,
+    pub clock: ManualClock,
+    pub store: Store,
+}
+
+impl Fixture {
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("db")
+    }
+
+    /// Closes the store and opens it again from the same folder. Every session of the old
+    /// store must have been dropped (they hold the store open).
+    pub fn reopen(self, builder: Builder) -> Fixture {
+        let Fixture { dir, clock, store } = self;
+        drop(store);
+        let store = builder
+            .clock(clock.clone())
+            .open(dir.path().join("db"))
+            .expect("reopen");
+        Fixture { dir, clock, store }
+    }
+
+    pub fn advance(&self, secs: u64) {
+        self.clock.advance(Duration::from_secs(secs));
+    }
+}
+
+/// A store with the default settings and a manual clock at [`T0`].
+pub fn fixture() -> Fixture {
+    fixture_with(Store::builder())
+}
+
+pub fn fixture_with(builder: Builder) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::at_ms(T0);
+    let store = builder
+        .clock(clock.clone())
+        .open(dir.path().join("db"))
+        .expect("open");
+    Fixture { dir, clock, store }
+}

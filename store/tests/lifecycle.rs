@@ -1,0 +1,336 @@
+//! Create, load, save, dirty tracking, touch throttling, rotation, invalidation, persistence.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fixture, fixture_with, T0};
+use sessdb::{Error, Session, SessionId, Store, Value};
+
+fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
+
+#[test]
+fn store_handle_is_clone_send_sync() {
+    assert_send_sync_clone::<Store>();
+    fn assert_send<T: Send>() {}
+    assert_send::<Session>();
+}
+
+#[test]
+fn create_save_load_roundtrip_with_typed_data_and_metadata() {
+    let f = fixture();
+    let mut s = f.store.create();
+    assert!(s.is_new());
+    s.insert("cart", &vec![1u32, 2, 3]).unwrap();
+    s.insert(
+        "user",
+        &serde_json::json!({"name": "Alice", "admin": false}),
+    )
+    .unwrap();
+    s.set_label(Some("web")).unwrap();
+    s.set_remote_addr(Some("203.0.113.7")).unwrap();
+    s.set_user_agent(Some("Mozilla/5.0")).unwrap();
+    s.save().unwrap();
+    assert!(!s.is_new());
+    assert_eq!(s.version(), 1);
+
+    let loaded = f.store.load(s.id()).unwrap().expect("stored");
+    assert!(!loaded.is_new());
+    assert_eq!(loaded.get::<Vec<u32>>("cart").unwrap(), Some(vec![1, 2, 3]));
+    assert_eq!(
+        loaded.get::<serde_json::Value>("user").unwrap(),
+        Some(serde_json::json!({"name": "Alice", "admin": false}))
+    );
+    assert_eq!(loaded.get::<u8>("missing").unwrap(), None);
+    assert!(matches!(loaded.get::<u8>("cart"), Err(Error::Value { .. })));
+    assert_eq!(loaded.label(), Some("web"));
+    assert_eq!(loaded.remote_addr(), Some("203.0.113.7"));
+    assert_eq!(loaded.user_agent(), Some("Mozilla/5.0"));
+    assert_eq!(loaded.created(), s.created());
+    assert_eq!(loaded.version(), 1);
+}
+
+#[test]
+fn unknown_id_loads_nothing() {
+    let f = fixture();
+    assert!(f.store.load(&SessionId::random()).unwrap().is_none());
+}
+
+#[test]
+fn unsaved_session_is_not_stored_and_drop_discards_changes() {
+    let f = fixture();
+    let s = f.store.create();
+    let id = *s.id();
+    drop(s);
+    assert!(f.store.load(&id).unwrap().is_none());
+
+    let mut s = f.store.create();
+    s.insert("a", &1).unwrap();
+    s.save().unwrap();
+    let mut again = f.store.load(s.id()).unwrap().unwrap();
+    again.insert("a", &2).unwrap();
+    drop(again);
+    let reloaded = f.store.load(s.id()).unwrap().unwrap();
+    assert_eq!(reloaded.get::<i32>("a").unwrap(), Some(1));
+}
+
+#[test]
+fn remove_and_clear_mark_dirty_only_when_something_changes() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.insert("a", &1).unwrap();
+    s.insert("b", &2).unwrap();
+    s.save().unwrap();
+    assert!(!s.is_dirty());
+    assert_eq!(s.remove("missing"), None);
+    assert!(!s.is_dirty());
+    s.insert("a", &1).unwrap();
+    assert!(!s.is_dirty(), "inserting an equal value is no change");
+    assert_eq!(s.remove("a"), Some(Value::Int(1)));
+    assert!(s.is_dirty());
+    s.save().unwrap();
+    s.clear();
+    assert!(s.is_dirty());
+    s.save().unwrap();
+    let loaded = f.store.load(s.id()).unwrap().unwrap();
+    assert!(loaded.data().is_empty());
+}
+
+#[test]
+fn unmodified_save_writes_nothing_until_a_touch_is_due() {
+    let f = fixture_with(Store::builder().touch_interval(Duration::from_secs(60)));
+    let mut s = f.store.create();
+    s.save().unwrap();
+    let id = *s.id();
+    let writes = f.store.counters().writes;
+
+    // Load and save, unmodified, 59 s later: the stored deadline is within the interval.
+    f.advance(59);
+    let mut s = f.store.load(&id).unwrap().unwrap();
+    s.save().unwrap();
+    assert_eq!(f.store.counters().writes, writes);
+    assert_eq!(f.store.counters().skipped_saves, 1);
+
+    // 60 s after the stored last access: a touch is written, moving the idle deadline.
+    f.advance(1);
+    let mut s = f.store.load(&id).unwrap().unwrap();
+    let before = s.expires_at();
+    s.save().unwrap();
+    assert_eq!(f.store.counters().writes, writes + 1);
+    let s = f.store.load(&id).unwrap().unwrap();
+    assert_eq!(s.expires_at() - before, time::Duration::seconds(60));
+    assert_eq!(s.last_access().unix_timestamp(), (T0 / 1000) + 60);
+}
+
+#[test]
+fn modification_always_writes_and_mark_changed_forces_a_write() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.save().unwrap();
+    let w = f.store.counters().writes;
+    s.insert("k", "v").unwrap();
+    s.save().unwrap();
+    assert_eq!(f.store.counters().writes, w + 1);
+    s.save().unwrap();
+    assert_eq!(
+        f.store.counters().writes,
+        w + 1,
+        "second save has nothing to write"
+    );
+    s.mark_changed();
+    s.save().unwrap();
+    assert_eq!(f.store.counters().writes, w + 2);
+}
+
+#[test]
+fn cycle_id_keeps_data_and_principal_and_kills_the_old_id() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.set_principal(Some("alice")).unwrap();
+    s.insert("n", &7).unwrap();
+    s.save().unwrap();
+    let old = *s.id();
+    let old_handle = s.handle();
+    s.cycle_id().unwrap();
+    assert_ne!(*s.id(), old);
+    assert!(f.store.load(&old).unwrap().is_none());
+    let new = f.store.load(s.id()).unwrap().expect("new id loads");
+    assert_eq!(new.get::<i32>("n").unwrap(), Some(7));
+    assert_eq!(new.principal(), Some("alice"));
+    let of_alice = f.store.sessions_of("alice").unwrap();
+    assert_eq!(of_alice.len(), 1);
+    assert_eq!(of_alice[0].handle, s.handle());
+    assert_ne!(of_alice[0].handle, old_handle);
+    assert!(sessdb::Admin::check(&f.store).unwrap().is_clean());
+}
+
+#[test]
+fn cycle_id_of_a_stale_handle_is_a_conflict_and_changes_nothing() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.save().unwrap();
+    let mut stale = f.store.load(s.id()).unwrap().unwrap();
+    s.insert("x", &1).unwrap();
+    s.save().unwrap();
+    let err = stale.cycle_id().unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    let current = f.store.load(s.id()).unwrap().expect("old id still valid");
+    assert_eq!(current.get::<i32>("x").unwrap(), Some(1));
+}
+
+#[test]
+fn cycle_id_on_login_saves_the_principal_change_too() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.save().unwrap();
+    let anon = *s.id();
+    s.set_principal(Some("bob")).unwrap();
+    s.cycle_id().unwrap();
+    assert!(f.store.load(&anon).unwrap().is_none());
+    assert_eq!(f.store.sessions_of("bob").unwrap().len(), 1);
+    assert!(sessdb::Admin::check(&f.store).unwrap().is_clean());
+}
+
+#[test]
+fn cycle_id_of_an_unsaved_session_just_changes_the_id() {
+    let f = fixture();
+    let mut s = f.store.create();
+    let before = *s.id();
+    s.cycle_id().unwrap();
+    assert_ne!(*s.id(), before);
+    assert_eq!(f.store.counters().writes, 0);
+    s.save().unwrap();
+    assert!(f.store.load(s.id()).unwrap().is_some());
+}
+
+#[test]
+fn invalidate_removes_the_session() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.save().unwrap();
+    let id = *s.id();
+    assert!(s.invalidate().unwrap());
+    assert!(f.store.load(&id).unwrap().is_none());
+    assert!(!f.store.invalidate(&id).unwrap());
+    let unsaved = f.store.create();
+    assert!(!unsaved.invalidate().unwrap());
+}
+
+#[test]
+fn saving_an_invalidated_session_does_not_resurrect_it() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.save().unwrap();
+    f.store.invalidate(s.id()).unwrap();
+    s.insert("late", &true).unwrap();
+    assert!(matches!(s.save(), Err(Error::NotFound { .. })));
+    assert!(f.store.load(s.id()).unwrap().is_none());
+}
+
+#[test]
+fn sessions_survive_reopen() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.set_principal(Some("carol")).unwrap();
+    s.insert("theme", "dark").unwrap();
+    s.save().unwrap();
+    let id = *s.id();
+    drop(s);
+    let f = f.reopen(Store::builder());
+    let s = f.store.load(&id).unwrap().expect("persisted");
+    assert_eq!(s.get::<String>("theme").unwrap().as_deref(), Some("dark"));
+    assert_eq!(f.store.sessions_of("carol").unwrap().len(), 1);
+}
+
+#[test]
+fn oversized_sessions_are_refused_and_nothing_is_written() {
+    let f = fixture_with(Store::builder().max_session_bytes(1024));
+    let mut s = f.store.create();
+    s.insert("small", &1).unwrap();
+    s.save().unwrap();
+    s.insert("big", &"x".repeat(2000)).unwrap();
+    let err = s.save().unwrap_err();
+    assert!(matches!(err, Error::TooLarge { limit: 1024, .. }), "{err}");
+    assert!(err.to_string().contains("over the limit of 1024 bytes"));
+    let stored = f.store.load(s.id()).unwrap().unwrap();
+    assert_eq!(stored.get::<String>("big").unwrap(), None);
+    assert!(sessdb::Admin::check(&f.store).unwrap().is_clean());
+}
+
+#[test]
+fn invalid_metadata_is_refused_with_a_clear_error() {
+    let f = fixture();
+    let mut s = f.store.create();
+    for bad in ["", "a\0b"] {
+        let err = s.set_principal(Some(bad)).unwrap_err();
+        assert!(err.to_string().starts_with("invalid principal"), "{err}");
+    }
+    let err = s.set_principal(Some(&"p".repeat(2000))).unwrap_err();
+    assert!(err.to_string().contains("over the limit of 1024"), "{err}");
+    assert!(s.set_user_agent(Some(&"u".repeat(5000))).is_err());
+    assert_eq!(s.principal(), None);
+    assert!(!s.is_dirty() || s.is_new());
+}
+
+#[test]
+fn read_only_store_refuses_writes_and_keeps_expired_sessions() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.save().unwrap();
+    let id = *s.id();
+    drop(s);
+    let f = f.reopen(Store::builder().read_only(true));
+    let mut s = f.store.load(&id).unwrap().unwrap();
+    s.insert("x", &1).unwrap();
+    assert!(matches!(s.save(), Err(Error::ReadOnly { .. })));
+    assert!(matches!(
+        f.store.purge_expired(),
+        Err(Error::ReadOnly { .. })
+    ));
+    // Past expiry, a read-only load hides the session but does not delete it.
+    f.advance(48 * 3600);
+    assert!(f.store.load(&id).unwrap().is_none());
+    assert_eq!(sessdb::Admin::stats(&f.store).unwrap().expired, 1);
+}
+
+#[test]
+fn missing_folder_is_not_created_when_told_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nope");
+    let err = Store::builder().create(false).open(&path).unwrap_err();
+    assert!(matches!(err, Error::Missing { .. }), "{err}");
+    assert!(!path.exists());
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = Store::open(&file).unwrap_err();
+    assert!(matches!(err, Error::NotADirectory { .. }), "{err}");
+}
+
+#[test]
+fn second_open_of_a_held_database_is_locked() {
+    let f = fixture();
+    let err = Store::open(f.path()).unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err:?}");
+    assert!(err.to_string().contains("held by another process"));
+}
+
+#[test]
+fn stale_save_is_a_conflict_and_writes_nothing() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.insert("n", &0).unwrap();
+    s.save().unwrap();
+    let mut a = f.store.load(s.id()).unwrap().unwrap();
+    let mut b = f.store.load(s.id()).unwrap().unwrap();
+    a.insert("n", &1).unwrap();
+    a.save().unwrap();
+    b.insert("n", &2).unwrap();
+    let writes = f.store.counters().writes;
+    let err = b.save().unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    assert_eq!(f.store.counters().writes, writes);
+    assert_eq!(f.store.counters().conflicts, 1);
+    let stored = f.store.load(s.id()).unwrap().unwrap();
+    assert_eq!(stored.get::<i32>("n").unwrap(), Some(1));
+    assert_eq!(stored.version(), 2);
+}
