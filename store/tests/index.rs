@@ -1,0 +1,215 @@
+//! The principal index: sessions_of, invalidate_principal, per-principal limits, stale entries.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fixture, fixture_with};
+use sessdb::{Admin, Error, ListQuery, OnPrincipalLimit, Store};
+
+fn login(store: &Store, principal: &str) -> sessdb::SessionId {
+    let mut s = store.create();
+    s.set_principal(Some(principal)).unwrap();
+    s.save().unwrap();
+    *s.id()
+}
+
+#[test]
+fn sessions_of_lists_only_that_principals_live_sessions() {
+    let f = fixture();
+    let a1 = login(&f.store, "alice");
+    let a2 = login(&f.store, "alice");
+    login(&f.store, "bob");
+    login(&f.store, "alice2"); // shares a prefix with alice, must not be listed as hers
+    let mut anon = f.store.create();
+    anon.save().unwrap();
+    let mut of_alice: Vec<_> = f
+        .store
+        .sessions_of("alice")
+        .unwrap()
+        .into_iter()
+        .map(|s| s.handle)
+        .collect();
+    of_alice.sort();
+    let mut expected = vec![a1.handle(), a2.handle()];
+    expected.sort();
+    assert_eq!(of_alice, expected);
+    assert!(f.store.sessions_of("nobody").unwrap().is_empty());
+    assert_eq!(f.store.stats().unwrap().principals, 3);
+}
+
+#[test]
+fn invalidate_principal_logs_a_user_out_everywhere() {
+    let f = fixture();
+    let ids: Vec<_> = (0..5).map(|_| login(&f.store, "alice")).collect();
+    let bob = login(&f.store, "bob");
+    assert_eq!(f.store.invalidate_principal("alice").unwrap(), 5);
+    for id in &ids {
+        assert!(f.store.load(id).unwrap().is_none());
+    }
+    assert!(f.store.load(&bob).unwrap().is_some());
+    assert_eq!(f.store.invalidate_principal("alice").unwrap(), 0);
+    assert!(f.store.check().unwrap().is_clean());
+}
+
+#[test]
+fn changing_the_principal_moves_the_index_entry() {
+    let f = fixture();
+    let id = login(&f.store, "alice");
+    let mut s = f.store.load(&id).unwrap().unwrap();
+    s.set_principal(Some("bob")).unwrap();
+    s.save().unwrap();
+    assert!(f.store.sessions_of("alice").unwrap().is_empty());
+    assert_eq!(f.store.sessions_of("bob").unwrap().len(), 1);
+    s.set_principal(None).unwrap();
+    s.save().unwrap();
+    assert!(f.store.sessions_of("bob").unwrap().is_empty());
+    assert!(f.store.check().unwrap().is_clean());
+    assert_eq!(f.store.invalidate_principal("bob").unwrap(), 0);
+    assert!(f.store.load(&id).unwrap().is_some());
+}
+
+#[test]
+fn limit_evicts_the_least_recently_used_session() {
+    let f =
+        fixture_with(Store::builder().max_sessions_per_principal(3, OnPrincipalLimit::EvictOldest));
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(login(&f.store, "alice"));
+        f.advance(10);
+    }
+    // Use the first session again, so the second is now the least recently used.
+    let mut first = f.store.load(&ids[0]).unwrap().unwrap();
+    first.insert("seen", &true).unwrap();
+    first.save().unwrap();
+    f.advance(10);
+    let fourth = login(&f.store, "alice");
+    assert_eq!(f.store.sessions_of("alice").unwrap().len(), 3);
+    assert!(
+        f.store.load(&ids[1]).unwrap().is_none(),
+        "LRU session evicted"
+    );
+    for id in [ids[0], ids[2], fourth] {
+        assert!(f.store.load(&id).unwrap().is_some());
+    }
+    // Other principals are not affected.
+    login(&f.store, "bob");
+    assert_eq!(f.store.sessions_of("alice").unwrap().len(), 3);
+    assert!(f.store.check().unwrap().is_clean());
+}
+
+#[test]
+fn limit_can_refuse_the_new_login_instead() {
+    let f = fixture_with(Store::builder().max_sessions_per_principal(2, OnPrincipalLimit::Refuse));
+    login(&f.store, "alice");
+    login(&f.store, "alice");
+    let mut third = f.store.create();
+    third.set_principal(Some("alice")).unwrap();
+    let err = third.save().unwrap_err();
+    assert!(
+        matches!(err, Error::PrincipalLimit { limit: 2, .. }),
+        "{err}"
+    );
+    assert!(f.store.load(third.id()).unwrap().is_none());
+    assert_eq!(f.store.sessions_of("alice").unwrap().len(), 2);
+    // Expired sessions do not count.
+    f.advance(31 * 60);
+    third.save().unwrap();
+    assert_eq!(f.store.sessions_of("alice").unwrap().len(), 1);
+}
+
+#[test]
+fn list_by_principal_pages_with_a_cursor() {
+    let f = fixture();
+    for _ in 0..25 {
+        login(&f.store, "carol");
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut q = ListQuery {
+        principal: Some("carol".into()),
+        limit: 10,
+        ..ListQuery::default()
+    };
+    let mut pages = 0;
+    loop {
+        let page = f.store.list(&q).unwrap();
+        pages += 1;
+        for s in &page.sessions {
+            assert!(seen.insert(s.handle), "no session twice");
+            assert_eq!(s.principal.as_deref(), Some("carol"));
+        }
+        match page.next {
+            Some(c) => q.after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    assert_eq!(pages, 3);
+}
+
+#[test]
+fn list_filters_label_search_and_expiring_within() {
+    let f = fixture();
+    let mut a = f.store.create();
+    a.set_principal(Some("dave")).unwrap();
+    a.set_label(Some("mobile")).unwrap();
+    a.set_idle_timeout(Duration::from_secs(120));
+    a.save().unwrap();
+    let mut b = f.store.create();
+    b.set_principal(Some("erin")).unwrap();
+    b.set_label(Some("web")).unwrap();
+    b.save().unwrap();
+    let list = |q: ListQuery| f.store.list(&q).unwrap().sessions;
+    let by_label = list(ListQuery {
+        label: Some("mobile".into()),
+        ..Default::default()
+    });
+    assert_eq!(by_label.len(), 1);
+    assert_eq!(by_label[0].handle, a.handle());
+    let by_search = list(ListQuery {
+        search: Some("er".into()),
+        ..Default::default()
+    });
+    assert_eq!(by_search.len(), 1);
+    assert_eq!(by_search[0].handle, b.handle());
+    let prefix = b.handle().to_string()[..6].to_string();
+    assert!(list(ListQuery {
+        search: Some(prefix),
+        ..Default::default()
+    })
+    .iter()
+    .any(|s| s.handle == b.handle()));
+    let soon = list(ListQuery {
+        expiring_within: Some(Duration::from_secs(300)),
+        ..Default::default()
+    });
+    assert_eq!(soon.len(), 1);
+    assert_eq!(soon[0].handle, a.handle());
+}
+
+#[test]
+fn scan_budget_bounds_a_selective_listing() {
+    let f = fixture();
+    for _ in 0..50 {
+        login(&f.store, "many");
+    }
+    let needle = login(&f.store, "zed");
+    let mut q = ListQuery {
+        search: Some("zed".into()),
+        scan_budget: 10,
+        ..ListQuery::default()
+    };
+    let mut found = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = f.store.list(&q).unwrap();
+        pages += 1;
+        found.extend(page.sessions.into_iter().map(|s| s.handle));
+        match page.next {
+            Some(c) => q.after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(found, vec![needle.handle()]);
+    assert!(pages >= 5, "the budget split the scan into pages ({pages})");
+}
