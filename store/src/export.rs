@@ -351,7 +351,7 @@ fn parse_line(store: &Store, text: &str) -> Result<(Handle, Record), String> {
     }
     let idle_ms = match (line.idle_timeout_s.as_u64(), line.idle_timeout_s.as_f64()) {
         (Some(s), _) => i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX),
-        (None, Some(f)) if f.is_finite() && f >= 0.0 && f < 9.2e15 => (f * 1000.0).round() as i64,
+        (None, Some(f)) if (0.0..9.2e15).contains(&f) => (f * 1000.0).round() as i64,
         _ => {
             return Err(format!(
                 "idle_timeout_s: {} is not a duration",

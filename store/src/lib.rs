@@ -45,6 +45,8 @@
 //! # Ok::<(), sessdb::Error>(())
 //! ```
 #![deny(missing_docs)]
+// No unwrap on anything user input reaches; tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod admin;
 mod check;

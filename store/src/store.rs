@@ -613,7 +613,7 @@ impl Store {
         )
             .transaction(|(sessions, expiry, principals)| {
                 match sessions.get(old.as_bytes())? {
-                    Some(current) if &current == loaded => {}
+                    Some(current) if current == *loaded => {}
                     current => {
                         return Err(ConflictableTransactionError::Abort(current.is_none()));
                     }

@@ -1,0 +1,135 @@
+//! Optimistic concurrency: conflicts, update() retries, named get-or-create.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+
+use common::fixture;
+use sessdb::{Error, SessionId};
+
+#[test]
+fn update_from_several_threads_loses_no_increment() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.insert("n", &0u64).unwrap();
+    s.save().unwrap();
+    let id = *s.id();
+    const THREADS: usize = 4;
+    const EACH: u64 = 500;
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let store = f.store.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..EACH {
+                    store
+                        .update(&id, |s| {
+                            let n: u64 = s.get("n").unwrap().unwrap();
+                            s.insert("n", &(n + 1)).unwrap();
+                        })
+                        .unwrap()
+                        .expect("session exists");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let s = f.store.load(&id).unwrap().unwrap();
+    assert_eq!(s.get::<u64>("n").unwrap(), Some(THREADS as u64 * EACH));
+    assert_eq!(s.version(), 1 + THREADS as u64 * EACH);
+}
+
+#[test]
+fn update_of_a_missing_session_does_not_call_f() {
+    let f = fixture();
+    let called = f
+        .store
+        .update(&SessionId::random(), |_| unreachable!())
+        .unwrap();
+    assert!(called.is_none());
+}
+
+#[test]
+fn get_or_create_runs_init_once_across_threads() {
+    let f = fixture();
+    let inits = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, inits, barrier) = (f.store.clone(), inits.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let s = store
+                    .get_or_create("admin", |s| {
+                        inits.fetch_add(1, Ordering::SeqCst);
+                        s.insert("token", "t-1")
+                    })
+                    .unwrap();
+                *s.id()
+            })
+        })
+        .collect();
+    let ids: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(inits.load(Ordering::SeqCst), 1);
+    assert!(ids.iter().all(|id| *id == SessionId::named("admin")));
+}
+
+#[test]
+fn get_or_create_validates_on_every_get_and_recreates_when_rejected() {
+    let f = fixture();
+    let mut inits = 0;
+    let s = f
+        .store
+        .get_or_create("svc", |s| {
+            inits += 1;
+            s.insert("token", "old")
+        })
+        .unwrap();
+    assert_eq!(s.label(), Some("svc"));
+    let mut validations = 0;
+    let s = f
+        .store
+        .get_or_create_validated(
+            "svc",
+            |s| {
+                validations += 1;
+                s.get::<String>("token").unwrap().as_deref() != Some("old")
+            },
+            |s| {
+                inits += 1;
+                s.insert("token", "new")
+            },
+        )
+        .unwrap();
+    assert_eq!((inits, validations), (2, 1));
+    assert_eq!(s.get::<String>("token").unwrap().as_deref(), Some("new"));
+    let again = f
+        .store
+        .get_or_create_validated("svc", |_| true, |_| Ok::<_, Error>(()))
+        .unwrap();
+    assert_eq!(
+        again.get::<String>("token").unwrap().as_deref(),
+        Some("new")
+    );
+}
+
+#[test]
+fn failed_init_saves_nothing_and_reports_the_cause() {
+    let f = fixture();
+    let err = f
+        .store
+        .get_or_create("flaky", |_| {
+            Err(std::io::Error::other("identity service down"))
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Init { .. }));
+    assert_eq!(err.to_string(), "creating named session \"flaky\" failed");
+    let source = std::error::Error::source(&err).unwrap().to_string();
+    assert_eq!(source, "identity service down");
+    assert!(f.store.load(&SessionId::named("flaky")).unwrap().is_none());
+}
