@@ -251,7 +251,7 @@ impl Admin for Store {
             expired: 0,
             undecodable: 0,
             principals: 0,
-            bytes_on_disk: self.inner.db.size_on_disk()?,
+            bytes_on_disk: folder_size(&self.inner.path),
             format_version: FORMAT_VERSION,
         };
         for item in self.inner.sessions.iter().values() {
@@ -351,6 +351,22 @@ impl Store {
         out.sort_by_key(|s| (s.created, s.handle));
         Ok(out)
     }
+}
+
+/// The bytes the files under `dir` take, as `du --apparent-size` counts them (sled's own
+/// figure leaves out what it has not flushed yet).
+fn folder_size(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => folder_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 pub(crate) fn decode_for_admin(handle: &Handle, bytes: &[u8]) -> Result<Record> {

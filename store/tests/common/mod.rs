@@ -32,6 +32,10 @@ impl Fixture {
         Fixture { dir, clock, store }
     }
 
+    pub fn clock_ms(&self) -> i64 {
+        sessdb::Clock::now_ms(&self.clock)
+    }
+
     pub fn advance(&self, secs: u64) {
         self.clock.advance(Duration::from_secs(secs));
     }

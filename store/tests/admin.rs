@@ -1,0 +1,330 @@
+//! The admin interface: export/import, check/repair, show, stats.
+
+mod common;
+
+use std::io::Cursor as Io;
+
+use common::fixture;
+use sessdb::{Admin, ImportOptions, OnConflict, Store, Target, Value};
+
+fn populate(store: &Store) -> Vec<sessdb::SessionId> {
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let mut s = store.create();
+        if i % 3 != 0 {
+            s.set_principal(Some(&format!("user{}", i % 4))).unwrap();
+        }
+        s.set_label(Some("web")).unwrap();
+        s.set_remote_addr(Some("203.0.113.7")).unwrap();
+        s.insert("cart", &vec![i, i + 1]).unwrap();
+        s.insert_value("raw", Value::Bytes(vec![0, 1, 255]))
+            .unwrap();
+        s.insert("nested", &serde_json::json!({"a": {"b": [1.5, null, "x"]}}))
+            .unwrap();
+        if i % 5 == 0 {
+            s.set_idle_timeout(std::time::Duration::from_millis(1500));
+        }
+        s.save().unwrap();
+        ids.push(*s.id());
+    }
+    ids
+}
+
+fn export(store: &Store, include_expired: bool) -> String {
+    let mut out = Vec::new();
+    store.export(&mut out, include_expired).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+fn body(export: &str) -> Vec<&str> {
+    export.lines().skip(1).collect()
+}
+
+#[test]
+fn export_import_export_is_identical_apart_from_the_header() {
+    let a = fixture();
+    populate(&a.store);
+    a.advance(2); // some sessions expired: the export with --include-expired keeps them
+    let first = export(&a.store, true);
+    let header: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    assert_eq!(header["format"], "sessdb-export");
+    assert_eq!(header["version"], 1);
+    assert_eq!(body(&first).len(), 20);
+
+    let b = fixture();
+    b.clock.set_ms(a.clock_ms());
+    let report = b
+        .store
+        .import(&mut Io::new(first.as_bytes()), &ImportOptions::default())
+        .unwrap();
+    assert_eq!((report.imported, report.bad.len()), (20, 0));
+    assert!(report.written);
+    let second = export(&b.store, true);
+    assert_eq!(body(&first), body(&second));
+    assert!(b.store.check().unwrap().is_clean());
+
+    // A second import changes nothing.
+    let writes = b.store.counters().writes;
+    let again = b
+        .store
+        .import(&mut Io::new(first.as_bytes()), &ImportOptions::default())
+        .unwrap();
+    assert_eq!(
+        (again.imported, again.unchanged, again.written),
+        (0, 20, false)
+    );
+    assert_eq!(b.store.counters().writes, writes);
+
+    // Without --include-expired, the 4 expired sessions are left out.
+    let live = export(&a.store, false);
+    assert_eq!(body(&live).len(), 16);
+}
+
+#[test]
+fn export_line_has_the_documented_fields_and_no_raw_id() {
+    let f = fixture();
+    let ids = populate(&f.store);
+    let text = export(&f.store, true);
+    let line: serde_json::Value = serde_json::from_str(body(&text)[0]).unwrap();
+    let keys: Vec<&str> = line
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for k in [
+        "handle",
+        "principal",
+        "label",
+        "remote_addr",
+        "user_agent",
+        "created",
+        "last_access",
+        "idle_timeout_s",
+        "absolute_deadline",
+        "expires_at",
+        "version",
+        "data",
+    ] {
+        assert!(keys.contains(&k), "missing {k}");
+    }
+    assert_eq!(line["data"]["raw"], serde_json::json!({"$base64": "AAH/"}));
+    for id in ids {
+        assert!(!text.contains(&id.to_string()));
+        assert!(!text.contains(
+            &id.as_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ));
+    }
+}
+
+#[test]
+fn dry_run_and_bad_lines_write_nothing() {
+    let a = fixture();
+    populate(&a.store);
+    let good = export(&a.store, true);
+    let b = fixture();
+    let dry = ImportOptions {
+        dry_run: true,
+        ..ImportOptions::default()
+    };
+    let report = b.store.import(&mut Io::new(good.as_bytes()), &dry).unwrap();
+    assert_eq!((report.imported, report.written), (20, false));
+    assert_eq!(b.store.stats().unwrap().live, 0);
+
+    let mut lines: Vec<String> = good.lines().map(String::from).collect();
+    lines[3] = "{garbage".into();
+    lines[5] = lines[4].clone(); // duplicate handle
+    let truncated = lines[7][..lines[7].len() / 2].to_string();
+    lines[7] = truncated;
+    let text = lines.join("\n");
+    let report = b
+        .store
+        .import(&mut Io::new(text.as_bytes()), &ImportOptions::default())
+        .unwrap();
+    let bad: Vec<u64> = report.bad.iter().map(|l| l.line).collect();
+    assert_eq!(bad, vec![4, 6, 8]);
+    assert!(
+        report.bad[1].reason.contains("duplicate handle"),
+        "{:?}",
+        report.bad[1]
+    );
+    assert!(
+        report.bad[2].reason.starts_with("truncated"),
+        "{:?}",
+        report.bad[2]
+    );
+    assert!(!report.written);
+    assert_eq!(
+        b.store.stats().unwrap().live,
+        0,
+        "nothing written from a file with bad lines"
+    );
+
+    let skip = ImportOptions {
+        skip_bad: true,
+        ..ImportOptions::default()
+    };
+    let report = b
+        .store
+        .import(&mut Io::new(text.as_bytes()), &skip)
+        .unwrap();
+    assert_eq!((report.imported, report.bad.len()), (17, 3));
+}
+
+#[test]
+fn wrong_header_invalid_utf8_and_overlong_lines_are_reported() {
+    let f = fixture_small();
+    let store = &f.store;
+    let r = store
+        .import(
+            &mut Io::new(&b"{\"format\":\"other\",\"version\":1,\"exported_at\":\"x\"}\n"[..]),
+            &ImportOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(r.bad[0].line, 1);
+    assert!(
+        r.bad[0].reason.contains("not a sessdb export"),
+        "{:?}",
+        r.bad
+    );
+    let r = store
+        .import(&mut Io::new(&b""[..]), &ImportOptions::default())
+        .unwrap();
+    assert!(r.bad[0].reason.contains("no export header"));
+    let mut text = export(store, true).into_bytes();
+    text.extend_from_slice(b"\xff\xfe\n");
+    text.extend_from_slice(&vec![b'x'; 200_000]);
+    text.push(b'\n');
+    let r = store
+        .import(&mut Io::new(&text[..]), &ImportOptions::default())
+        .unwrap();
+    assert_eq!(r.bad.len(), 2);
+    assert_eq!(r.bad[0].reason, "not valid UTF-8");
+    assert!(r.bad[1].reason.contains("over the limit"), "{:?}", r.bad[1]);
+}
+
+fn fixture_small() -> common::Fixture {
+    common::fixture_with(Store::builder().max_session_bytes(1024))
+}
+
+#[test]
+fn import_conflicts_skip_or_replace() {
+    let a = fixture();
+    let ids = populate(&a.store);
+    let text = export(&a.store, true);
+    let mut s = a.store.load(&ids[1]).unwrap().unwrap();
+    s.insert("changed", &true).unwrap();
+    s.save().unwrap();
+    let r = a
+        .store
+        .import(&mut Io::new(text.as_bytes()), &ImportOptions::default())
+        .unwrap();
+    assert_eq!((r.unchanged, r.skipped, r.replaced), (19, 1, 0));
+    assert!(a
+        .store
+        .load(&ids[1])
+        .unwrap()
+        .unwrap()
+        .get_value("changed")
+        .is_some());
+    let replace = ImportOptions {
+        on_conflict: OnConflict::Replace,
+        ..ImportOptions::default()
+    };
+    let r = a
+        .store
+        .import(&mut Io::new(text.as_bytes()), &replace)
+        .unwrap();
+    assert_eq!((r.unchanged, r.replaced), (19, 1));
+    assert!(a
+        .store
+        .load(&ids[1])
+        .unwrap()
+        .unwrap()
+        .get_value("changed")
+        .is_none());
+    assert!(a.store.check().unwrap().is_clean());
+}
+
+#[test]
+fn show_by_handle_or_id() {
+    let f = fixture();
+    let ids = populate(&f.store);
+    let by_id = f.store.show(&Target::Id(ids[2])).unwrap().unwrap();
+    let by_handle: Target = ids[2].handle().to_string().parse().unwrap();
+    assert_eq!(f.store.show(&by_handle).unwrap().unwrap(), by_id);
+    let parsed: Target = ids[2].to_string().parse().unwrap();
+    assert_eq!(parsed, Target::Id(ids[2]));
+    assert!(f
+        .store
+        .show(&Target::Id(sessdb::SessionId::random()))
+        .unwrap()
+        .is_none());
+    assert!("zz".parse::<Target>().is_err());
+}
+
+#[test]
+fn check_detects_broken_index_entries_and_repair_rebuilds_them() {
+    let f = fixture();
+    let ids = populate(&f.store);
+    assert!(f.store.check().unwrap().is_clean());
+    let path = f.path();
+    drop(f.store);
+    {
+        // Break the indexes behind the store's back.
+        let db = sled::open(&path).unwrap();
+        let expiry = db.open_tree("expiry").unwrap();
+        let principals = db.open_tree("principals").unwrap();
+        let sessions = db.open_tree("sessions").unwrap();
+        let victim = ids[1].handle();
+        let key = expiry
+            .iter()
+            .keys()
+            .map(|k| k.unwrap())
+            .find(|k| k[8..] == victim.as_bytes()[..])
+            .unwrap();
+        expiry.remove(key).unwrap(); // a record without its expiry entry
+        let pk = principals.iter().keys().next().unwrap().unwrap();
+        principals.remove(pk).unwrap(); // a record without its principal entry
+        expiry.insert([0u8; 24], &[]).unwrap(); // an entry without a record
+        sessions.insert([7u8; 16], &b"\x01garbage"[..]).unwrap(); // an undecodable record
+        db.flush().unwrap();
+    }
+    let f = common::Fixture {
+        store: Store::builder().clock(f.clock.clone()).open(&path).unwrap(),
+        ..f
+    };
+    let report = f.store.check().unwrap();
+    assert!(report.has_problems());
+    assert_eq!(report.missing_expiry, vec![ids[1].handle()]);
+    assert_eq!(report.missing_principal.len(), 1);
+    assert_eq!(report.stale_expiry, 1);
+    assert_eq!(report.undecodable.len(), 1);
+    assert_eq!(report.undecodable[0].handle, "07".repeat(16));
+
+    let repaired = f.store.repair().unwrap();
+    assert_eq!(repaired.removed_records.len(), 1);
+    assert_eq!(repaired.added_entries, 2);
+    assert_eq!(repaired.removed_entries, 1);
+    assert!(f.store.check().unwrap().is_clean());
+    assert_eq!(f.store.stats().unwrap().live, 20);
+}
+
+#[test]
+fn stats_count_live_expired_and_principals() {
+    let f = fixture();
+    populate(&f.store);
+    let s = f.store.stats().unwrap();
+    assert_eq!(
+        (s.live, s.expired, s.principals, s.format_version),
+        (20, 0, 4, 1)
+    );
+    assert!(s.bytes_on_disk > 0);
+    f.advance(2);
+    let s = f.store.stats().unwrap();
+    assert_eq!((s.live, s.expired), (16, 4));
+    assert_eq!(f.store.count_expired().unwrap(), 4);
+}
