@@ -35,6 +35,16 @@ impl SessionId {
         SessionId(Uuid::new_v5(&NAMED_NAMESPACE, name.as_bytes()))
     }
 
+    /// An id from 16 raw bytes: a token generated elsewhere (such as tower-sessions' session
+    /// ids) that the store should adopt. Any 16 bytes are accepted, UUID version bits or not;
+    /// the inverse of [`SessionId::as_bytes`].
+    ///
+    /// The bytes are the session's bearer token, so they must come from a cryptographically
+    /// secure random source; never build an id from anything a client chose or can guess.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        SessionId(Uuid::from_bytes(bytes))
+    }
+
     /// The id as 16 raw bytes.
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
@@ -180,6 +190,17 @@ mod tests {
         assert_eq!(text.len(), 32);
         assert_eq!(text.parse::<Handle>().unwrap(), h);
         assert_eq!(text.to_uppercase().parse::<Handle>().unwrap(), h);
+    }
+
+    #[test]
+    fn from_bytes_keeps_every_byte_and_hashes_them() {
+        // Not a valid UUID v4 (version and variant bits are arbitrary): kept as is.
+        let bytes = [0xffu8; 16];
+        let id = SessionId::from_bytes(bytes);
+        assert_eq!(id.as_bytes(), &bytes);
+        assert_eq!(id.handle().as_bytes(), &Sha256::digest(bytes)[..16]);
+        let random = SessionId::random();
+        assert_eq!(SessionId::from_bytes(*random.as_bytes()), random);
     }
 
     #[test]

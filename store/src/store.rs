@@ -222,6 +222,35 @@ impl Store {
     /// A new, unsaved session with a fresh random id. Nothing is written until
     /// [`Session::save`].
     pub fn create(&self) -> Session {
+        self.create_with_id(SessionId::random())
+    }
+
+    /// A new, unsaved session with the given id, for adopting ids generated elsewhere (an
+    /// adapter for a web framework whose middleware picks the id). Nothing is written until
+    /// [`Session::save`], and that first save never overwrites: if a session (live, or expired
+    /// and not yet purged) is stored under the id, it fails with [`Error::Conflict`] and writes
+    /// nothing, so the caller can retry with another id.
+    ///
+    /// The id is a bearer token: it must come from a cryptographically secure random source,
+    /// never from the client (session fixation). Prefer [`Store::create`].
+    ///
+    /// ```
+    /// use sessdb::{SessionId, Store};
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path().join("db"))?;
+    /// let id = SessionId::random();
+    /// let mut first = store.create_with_id(id);
+    /// first.insert("n", &1)?;
+    /// first.save()?;
+    ///
+    /// let mut second = store.create_with_id(id);
+    /// second.insert("n", &2)?;
+    /// assert!(second.save().unwrap_err().is_conflict());
+    /// assert_eq!(store.load(&id)?.unwrap().get::<i32>("n")?, Some(1));
+    /// # Ok::<(), sessdb::Error>(())
+    /// ```
+    pub fn create_with_id(&self, id: SessionId) -> Session {
         let now = self.now();
         let cfg = &self.inner.config;
         let mut head = Head {
@@ -239,7 +268,7 @@ impl Store {
         head.expires_at = head.compute_expiry();
         Session::new(
             self.clone(),
-            SessionId::random(),
+            id,
             Record {
                 head,
                 data: Default::default(),
