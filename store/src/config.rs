@@ -183,7 +183,9 @@ impl Builder {
     /// Opens (or creates) the store in the folder `path`.
     ///
     /// # Errors
-    /// [`Error::Locked`](crate::Error::Locked) when another process holds the database,
+    /// [`Error::Locked`](crate::Error::Locked) when another process holds the database (after
+    /// waiting up to half a second: sled lets go of a dropped database's lock from a background
+    /// thread, so a store reopened at once in the same process may find it briefly held),
     /// [`Error::Missing`](crate::Error::Missing) when it does not exist and `create` is off,
     /// [`Error::NotADirectory`](crate::Error::NotADirectory),
     /// [`Error::NewerFormat`](crate::Error::NewerFormat), or an I/O or storage error.

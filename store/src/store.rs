@@ -17,6 +17,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{IVec, Transactional};
@@ -148,20 +149,7 @@ impl Store {
             Durability::Periodic { flush_every } => Some(duration_ms(flush_every).max(1) as u64),
             Durability::Immediate => None,
         };
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(config.cache_bytes)
-            .flush_every_ms(flush_every)
-            .open()
-            .map_err(|e| {
-                if is_lock_error(&e) {
-                    Error::Locked {
-                        path: path.to_path_buf(),
-                    }
-                } else {
-                    Error::Storage(e)
-                }
-            })?;
+        let db = open_sled(path, config.cache_bytes, flush_every)?;
         let meta = db.open_tree("meta")?;
         match meta.get("format")? {
             Some(v) => {
@@ -731,6 +719,37 @@ impl Store {
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+/// How long opening waits for a lock that may be our own: sled releases its file lock from
+/// background I/O threads a moment after the last handle of a database is dropped (sled issues
+/// #1234 and #1289), so a store reopened right after being dropped in the same process could
+/// find the lock still held. Another process holding the database is reported after this long.
+const LOCK_WAIT: Duration = Duration::from_millis(500);
+
+fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<sled::Db> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(flush_every)
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(e) if is_lock_error(&e) => {
+                if Instant::now() >= deadline {
+                    return Err(Error::Locked {
+                        path: path.to_path_buf(),
+                    });
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(Error::Storage(e)),
         }
     }
 }
