@@ -1,0 +1,223 @@
+//! The raw command line, as clap parses it. Nothing here is validated beyond its shape;
+//! [`crate::config`] turns it into the configuration the commands run with.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+
+use crate::exit::Exit;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (also when the reader of the output goes away, as with `| head`)
+  1  a named session or principal was not found
+  2  usage error: a bad option, argument, time, duration, handle or session id
+  3  the database is held by another process (sled allows one process at a time)
+  4  bad data: bad import lines, a check that found problems, an undecodable record
+  5  any other I/O or database error (missing database, not a folder, newer format, ...)
+
+Environment:
+  SESSCTL_DB  the database folder when --db is not given
+  NO_COLOR    turns colour off (it is also off when stdout is not a terminal)";
+
+/// sessctl: look at, clean up, back up and restore a sessdb session database.
+#[derive(Debug, Parser)]
+#[command(name = "sessctl", version, after_help = EXIT_CODES, max_term_width = 100)]
+pub struct Args {
+    /// Database folder.
+    #[arg(
+        long,
+        global = true,
+        env = "SESSCTL_DB",
+        default_value = "./sessions.sessdb",
+        value_name = "PATH"
+    )]
+    pub db: PathBuf,
+
+    /// Evaluate expiry as of TIME (RFC 3339, e.g. 2025-01-31T12:00:00Z) instead of now: "what
+    /// would purge remove tomorrow?"
+    #[arg(long, global = true, value_name = "TIME")]
+    pub as_of: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a realistic demo database and say what to try next.
+    Demo(DemoArgs),
+    /// Live and expired sessions, principals, size on disk, format version.
+    Stats(StatsArgs),
+    /// List sessions, soonest expiry first.
+    List(ListArgs),
+    /// Show one session's metadata and data.
+    Show(ShowArgs),
+    /// Invalidate sessions by handle or id, or every session of a principal.
+    Invalidate(InvalidateArgs),
+    /// Remove expired sessions.
+    Purge(PurgeArgs),
+    /// Write every session as JSON Lines (to stdout, or to a file created owner-only).
+    Export(ExportArgs),
+    /// Restore sessions from an export.
+    Import(ImportArgs),
+    /// Verify records and indexes; with --repair, fix what can be fixed.
+    Check(CheckArgs),
+    /// Browse, filter, inspect and invalidate sessions in a terminal UI.
+    Tui(TuiArgs),
+}
+
+/// `sessctl demo`
+#[derive(Debug, ClapArgs)]
+pub struct DemoArgs {
+    /// How many sessions to create.
+    #[arg(long, value_name = "N", default_value_t = 120,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub sessions: u32,
+    /// Replace an existing database at --db.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `sessctl stats`
+#[derive(Debug, ClapArgs)]
+pub struct StatsArgs {
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sessctl list`
+#[derive(Debug, ClapArgs)]
+pub struct ListArgs {
+    /// Only sessions of this principal.
+    #[arg(long, value_name = "P")]
+    pub principal: Option<String>,
+    /// Only sessions with exactly this label.
+    #[arg(long, value_name = "L")]
+    pub label: Option<String>,
+    /// Only expired sessions (not yet purged) instead of live ones.
+    #[arg(long, conflicts_with = "expiring_within")]
+    pub expired: bool,
+    /// Only live sessions that expire within DURATION (e.g. 90s, 15m, 2h, 1d, 1h30m).
+    #[arg(long, value_name = "DURATION")]
+    pub expiring_within: Option<String>,
+    /// At most N sessions; 0 for all.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub limit: usize,
+    /// One JSON object per line, in the export's schema.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sessctl show`
+#[derive(Debug, ClapArgs)]
+pub struct ShowArgs {
+    /// A handle (32 hex characters, as `list` shows) or a session id (a UUID, from a cookie).
+    #[arg(value_name = "HANDLE|SESSION-ID")]
+    pub target: String,
+    /// One JSON object, in the export's schema.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sessctl invalidate`
+#[derive(Debug, ClapArgs)]
+pub struct InvalidateArgs {
+    /// Handles or session ids.
+    #[arg(
+        value_name = "HANDLE|SESSION-ID",
+        required_unless_present = "principal",
+        conflicts_with = "principal"
+    )]
+    pub targets: Vec<String>,
+    /// Every session of this principal ("log them out everywhere").
+    #[arg(long, value_name = "P")]
+    pub principal: Option<String>,
+}
+
+/// `sessctl purge`
+#[derive(Debug, ClapArgs)]
+pub struct PurgeArgs {
+    /// Remove the sessions that are expired (required, so that `purge` alone does nothing).
+    #[arg(long, required = true)]
+    pub expired: bool,
+    /// Only count what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `sessctl export`
+#[derive(Debug, ClapArgs)]
+pub struct ExportArgs {
+    /// Write to FILE (created with mode 0600, replaced atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Include expired sessions that are not yet purged.
+    #[arg(long)]
+    pub include_expired: bool,
+}
+
+/// What to do with a session that exists with other content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnConflictArg {
+    /// Keep the stored session.
+    Skip,
+    /// Overwrite it with the one from the file.
+    Replace,
+}
+
+/// `sessctl import`
+#[derive(Debug, ClapArgs)]
+pub struct ImportArgs {
+    /// The export to read; `-` for stdin.
+    #[arg(value_name = "FILE|-")]
+    pub file: PathBuf,
+    /// Validate and count; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// What to do with sessions that exist with other content.
+    #[arg(long, value_enum, default_value_t = OnConflictArg::Skip, value_name = "POLICY")]
+    pub on_conflict: OnConflictArg,
+    /// Import the good lines even if some are bad (bad lines are reported either way).
+    #[arg(long)]
+    pub skip_bad: bool,
+}
+
+/// `sessctl check`
+#[derive(Debug, ClapArgs)]
+pub struct CheckArgs {
+    /// Rebuild the indexes and remove undecodable records.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+/// `sessctl tui`
+#[derive(Debug, ClapArgs)]
+pub struct TuiArgs {
+    /// Seconds between refreshes of the session list.
+    #[arg(long, value_name = "SECS", default_value = "2")]
+    pub refresh: String,
+}
+
+impl Args {
+    /// Parses the command line. On `--help`, `--version` or a usage error clap's message is
+    /// printed and the exit code returned.
+    ///
+    /// # Errors
+    /// The exit code to end with when there is nothing to run.
+    pub fn parse_from_os(args: impl IntoIterator<Item = OsString>) -> Result<Args, Exit> {
+        Args::try_parse_from(args).map_err(|e| {
+            // A closed stdout (`--help | head -1`) is not worth a message.
+            let _ = e.print();
+            if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Success
+            }
+        })
+    }
+}

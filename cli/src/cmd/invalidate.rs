@@ -1,0 +1,68 @@
+//! `sessctl invalidate`: end sessions now, by handle or id, or every session of a principal.
+
+use sessdb::{Admin, Target};
+
+use super::{plural, Ctx};
+use crate::db::Access;
+use crate::exit::{Exit, Failure};
+use crate::output::printable;
+
+/// `invalidate <HANDLE|SESSION-ID>...` or `invalidate --principal P`
+#[derive(Debug)]
+pub enum Invalidate {
+    /// These sessions.
+    Targets(Vec<Target>),
+    /// Every session of this principal.
+    Principal(String),
+}
+
+impl Invalidate {
+    /// Invalidates and says how many.
+    ///
+    /// # Errors
+    /// [`Failure::NotFound`] when a principal has no sessions; open, storage and write errors.
+    /// Unknown sessions among several are reported on stderr and end with exit code 1.
+    pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
+        let store = ctx.open(Access::Write)?;
+        let admin: &dyn Admin = &store;
+        match self {
+            Invalidate::Targets(targets) => {
+                let mut removed = 0u64;
+                let mut missing = Vec::new();
+                for target in targets {
+                    if admin.invalidate(target)? {
+                        removed += 1;
+                    } else {
+                        missing.push(target);
+                    }
+                }
+                writeln!(ctx.out, "invalidated {}", plural(removed, "session"))?;
+                for target in &missing {
+                    writeln!(ctx.err, "error: {}", super::show::not_found(target))?;
+                }
+                Ok(if missing.is_empty() {
+                    Exit::Success
+                } else {
+                    Exit::NotFound
+                })
+            }
+            Invalidate::Principal(p) => {
+                let removed = admin.invalidate_principal(p)?;
+                if removed == 0 {
+                    return Err(Failure::NotFound(format!(
+                        "principal \"{}\" has no sessions",
+                        printable(p)
+                    ))
+                    .into());
+                }
+                writeln!(
+                    ctx.out,
+                    "invalidated {} of principal \"{}\"",
+                    plural(removed as u64, "session"),
+                    printable(p)
+                )?;
+                Ok(Exit::Success)
+            }
+        }
+    }
+}

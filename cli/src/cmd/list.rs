@@ -1,0 +1,122 @@
+//! `sessctl list`: sessions matching a filter, soonest expiry first, paged through the
+//! store's cursor so the whole store is never loaded at once.
+
+use std::time::Duration;
+
+use sessdb::{Admin, ListQuery, SessionInfo};
+use time::OffsetDateTime;
+
+use super::Ctx;
+use crate::db::Access;
+use crate::exit::Exit;
+use crate::output::{clip, json_line, or_dash, relative, Table, Tone};
+
+/// Sessions read from the store per page.
+const PAGE: usize = 1000;
+
+/// A session expiring within this long is highlighted.
+const SOON: Duration = Duration::from_secs(5 * 60);
+
+/// `list [--principal P] [--label L] [--expired] [--expiring-within D] [--limit N] [--json]`
+#[derive(Debug)]
+pub struct List {
+    /// The filter (its `limit` and `after` are managed here).
+    pub query: ListQuery,
+    /// At most this many sessions; `None` for all.
+    pub limit: Option<usize>,
+    /// JSON Lines instead of a table.
+    pub json: bool,
+}
+
+impl List {
+    /// Prints the matching sessions.
+    ///
+    /// # Errors
+    /// Open, storage and write errors.
+    pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
+        let store = ctx.open(Access::Read)?;
+        let admin: &dyn Admin = &store;
+        let now = admin.now();
+        let mut query = self.query.clone();
+        let mut shown = 0usize;
+        let mut more = false;
+        loop {
+            // One extra session tells whether there are more than the limit.
+            let want = self
+                .limit
+                .map_or(PAGE, |l| (l - shown).saturating_add(1).min(PAGE));
+            query.limit = want;
+            let page = admin.list(&query)?;
+            let mut sessions = page.sessions;
+            if let Some(limit) = self.limit {
+                if shown + sessions.len() > limit {
+                    sessions.truncate(limit - shown);
+                    more = true;
+                }
+            }
+            if self.json {
+                for s in &sessions {
+                    json_line(ctx.out, &s.to_json())?;
+                }
+            } else if !sessions.is_empty() {
+                table(&sessions, now, shown == 0).write(ctx.out, ctx.style)?;
+            }
+            shown += sessions.len();
+            match page.next {
+                Some(next) if !more => query.after = Some(next),
+                _ => break,
+            }
+        }
+        if !self.json {
+            if shown == 0 {
+                writeln!(ctx.err, "no sessions match")?;
+            } else if more {
+                writeln!(
+                    ctx.err,
+                    "more sessions match; --limit N shows more, --limit 0 shows all"
+                )?;
+            }
+        }
+        Ok(Exit::Success)
+    }
+}
+
+fn table(sessions: &[SessionInfo], now: OffsetDateTime, header: bool) -> Table {
+    let mut t = Table::default();
+    if header {
+        t.row(
+            Tone::Bold,
+            [
+                "HANDLE",
+                "PRINCIPAL",
+                "LABEL",
+                "REMOTE ADDR",
+                "LAST ACCESS",
+                "EXPIRES",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+    }
+    for s in sessions {
+        let tone = if s.is_expired_at(now) {
+            Tone::Bad
+        } else if s.expires_at - now <= SOON {
+            Tone::Warn
+        } else {
+            Tone::Plain
+        };
+        t.row(
+            tone,
+            vec![
+                s.handle.to_string(),
+                clip(&or_dash(s.principal.as_deref()), 32),
+                clip(&or_dash(s.label.as_deref()), 24),
+                clip(&or_dash(s.remote_addr.as_deref()), 39),
+                relative(s.last_access, now),
+                relative(s.expires_at, now),
+            ],
+        );
+    }
+    t
+}

@@ -1,0 +1,70 @@
+//! One module per subcommand. Each has a validated command type (built by
+//! [`crate::config`]) whose `run` does the work through the [`sessdb::Admin`] interface.
+
+pub mod check;
+pub mod demo;
+pub mod export;
+pub mod import;
+pub mod invalidate;
+pub mod list;
+pub mod purge;
+pub mod show;
+pub mod stats;
+pub mod tui;
+
+use std::io::Write;
+use std::path::Path;
+
+use sessdb::Store;
+use time::OffsetDateTime;
+
+use crate::db::{self, Access};
+use crate::output::Style;
+
+/// What every command runs with.
+pub struct Ctx<'a> {
+    /// The database folder.
+    pub db: &'a Path,
+    /// Evaluate expiry as of this moment instead of now.
+    pub as_of: Option<OffsetDateTime>,
+    /// Colours for stdout.
+    pub style: Style,
+    /// Whether to draw progress bars on stderr.
+    pub progress: bool,
+    /// NO_COLOR is set.
+    pub no_color: bool,
+    /// Where results go.
+    pub out: &'a mut dyn Write,
+    /// Where diagnostics go.
+    pub err: &'a mut dyn Write,
+}
+
+impl std::fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("db", &self.db)
+            .field("as_of", &self.as_of)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ctx<'_> {
+    /// Opens the database for `access`.
+    ///
+    /// # Errors
+    /// See [`db::open`].
+    pub fn open(&self, access: Access) -> anyhow::Result<Store> {
+        db::open(self.db, self.as_of, access)
+    }
+}
+
+/// `1 session`, `3 sessions`, `2 entries`.
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else if let Some(stem) = noun.strip_suffix('y') {
+        format!("{n} {stem}ies")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

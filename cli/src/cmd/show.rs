@@ -1,0 +1,88 @@
+//! `sessctl show`: one session, metadata and data.
+
+use sessdb::{Admin, SessionInfo, Target};
+use time::OffsetDateTime;
+
+use super::Ctx;
+use crate::db::Access;
+use crate::exit::{Exit, Failure};
+use crate::output::{
+    bytes, expiry_phrase, json_line, or_dash, relative, span, timestamp, Table, Tone,
+};
+
+/// `show <HANDLE|SESSION-ID> [--json]`
+#[derive(Debug)]
+pub struct Show {
+    /// The session.
+    pub target: Target,
+    /// One JSON object instead of the pretty form.
+    pub json: bool,
+}
+
+impl Show {
+    /// Prints the session, expired or not.
+    ///
+    /// # Errors
+    /// [`Failure::NotFound`] when there is no such session; open, storage and write errors.
+    pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
+        let store = ctx.open(Access::Read)?;
+        let admin: &dyn Admin = &store;
+        let Some(info) = admin.show(&self.target)? else {
+            return Err(not_found(&self.target).into());
+        };
+        if self.json {
+            json_line(ctx.out, &info.to_json())?;
+        } else {
+            pretty(ctx, &info, admin.now())?;
+        }
+        Ok(Exit::Success)
+    }
+}
+
+/// The error for a session that is not there. A session id is a secret: only its handle is
+/// ever printed.
+pub fn not_found(target: &Target) -> Failure {
+    Failure::NotFound(match target {
+        Target::Handle(h) => format!("no session with handle {h}"),
+        Target::Id(id) => format!("no session with that session id (handle {})", id.handle()),
+    })
+}
+
+fn pretty(ctx: &mut Ctx<'_>, s: &SessionInfo, now: OffsetDateTime) -> anyhow::Result<()> {
+    let at = |t: OffsetDateTime| format!("{}  ({})", timestamp(t), relative(t, now));
+    let mut t = Table::default();
+    let mut row = |k: &str, v: String| t.row(Tone::Plain, vec![k.to_string(), v]);
+    row("handle", s.handle.to_string());
+    row("principal", or_dash(s.principal.as_deref()));
+    row("label", or_dash(s.label.as_deref()));
+    row("remote address", or_dash(s.remote_addr.as_deref()));
+    row("user agent", or_dash(s.user_agent.as_deref()));
+    row("created", at(s.created));
+    row("last access", at(s.last_access));
+    row("idle timeout", span(s.idle_timeout));
+    row("absolute deadline", at(s.absolute_deadline));
+    let expired = s.is_expired_at(now);
+    let phrase = if expired {
+        format!("{}, not yet purged", expiry_phrase(s.expires_at, now))
+    } else {
+        relative(s.expires_at, now)
+    };
+    t.row(
+        if expired { Tone::Bad } else { Tone::Plain },
+        vec![
+            "expires".into(),
+            format!("{}  ({phrase})", timestamp(s.expires_at)),
+        ],
+    );
+    t.row(Tone::Plain, vec!["version".into(), s.version.to_string()]);
+    t.row(Tone::Plain, vec!["size".into(), bytes(s.size as u64)]);
+    t.write(ctx.out, ctx.style)?;
+    // JSON escapes every control character, so the data is safe to print as it is.
+    let data = s.to_json()["data"].clone();
+    let text = serde_json::to_string_pretty(&data)?;
+    writeln!(ctx.out, "data")?;
+    for line in text.lines() {
+        writeln!(ctx.out, "  {line}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,276 @@
+//! The validated configuration: times, durations and session names parsed, terminal facts
+//! decided. Everything the user can get wrong is rejected here, before the database is opened.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sessdb::{ImportOptions, ListQuery, OnConflict, Status, Target};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::args::{Args, Command as RawCommand, OnConflictArg};
+use crate::cmd::{check, demo, export, import, invalidate, list, purge, show, stats, tui};
+use crate::exit::Failure;
+use crate::output::Style;
+
+/// Facts about the environment that change the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Env {
+    /// NO_COLOR is set to a non-empty value.
+    pub no_color: bool,
+    /// stdout is a terminal.
+    pub stdout_terminal: bool,
+    /// stderr is a terminal.
+    pub stderr_terminal: bool,
+}
+
+impl Env {
+    /// The environment of this process.
+    pub fn detect() -> Env {
+        use std::io::IsTerminal as _;
+        Env {
+            no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+            stdout_terminal: std::io::stdout().is_terminal(),
+            stderr_terminal: std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+/// What to run, and how to show it.
+#[derive(Debug)]
+pub struct Config {
+    /// The database folder.
+    pub db: PathBuf,
+    /// The moment expiry is evaluated at, if not now.
+    pub as_of: Option<OffsetDateTime>,
+    /// Colours for stdout.
+    pub style: Style,
+    /// Whether to draw progress bars on stderr.
+    pub progress: bool,
+    /// NO_COLOR is set (the TUI draws on the terminal whatever stdout is).
+    pub no_color: bool,
+    /// The command.
+    pub command: Command,
+}
+
+/// A validated command.
+#[derive(Debug)]
+pub enum Command {
+    /// `demo`
+    Demo(demo::Demo),
+    /// `stats`
+    Stats(stats::Stats),
+    /// `list`
+    List(list::List),
+    /// `show`
+    Show(show::Show),
+    /// `invalidate`
+    Invalidate(invalidate::Invalidate),
+    /// `purge`
+    Purge(purge::Purge),
+    /// `export`
+    Export(export::Export),
+    /// `import`
+    Import(import::Import),
+    /// `check`
+    Check(check::Check),
+    /// `tui`
+    Tui(tui::Tui),
+}
+
+impl Config {
+    /// Validates the raw arguments.
+    ///
+    /// # Errors
+    /// [`Failure::Usage`] or [`sessdb::Error::InvalidId`] for anything malformed.
+    pub fn new(args: Args, env: Env) -> anyhow::Result<Config> {
+        let as_of = args.as_of.as_deref().map(parse_time).transpose()?;
+        let command = match args.command {
+            RawCommand::Demo(a) => Command::Demo(demo::Demo {
+                sessions: a.sessions,
+                force: a.force,
+            }),
+            RawCommand::Stats(a) => Command::Stats(stats::Stats { json: a.json }),
+            RawCommand::List(a) => {
+                let expiring_within = a
+                    .expiring_within
+                    .as_deref()
+                    .map(|d| {
+                        parse_duration(d).map_err(|e| usage(format!("--expiring-within: {e}")))
+                    })
+                    .transpose()?;
+                Command::List(list::List {
+                    query: ListQuery {
+                        principal: a.principal,
+                        label: a.label,
+                        status: if a.expired {
+                            Status::Expired
+                        } else {
+                            Status::Live
+                        },
+                        expiring_within,
+                        ..ListQuery::default()
+                    },
+                    limit: (a.limit > 0).then_some(a.limit),
+                    json: a.json,
+                })
+            }
+            RawCommand::Show(a) => Command::Show(show::Show {
+                target: a.target.parse::<Target>()?,
+                json: a.json,
+            }),
+            RawCommand::Invalidate(a) => Command::Invalidate(match a.principal {
+                Some(p) => invalidate::Invalidate::Principal(p),
+                None => invalidate::Invalidate::Targets(
+                    a.targets
+                        .iter()
+                        .map(|t| t.parse::<Target>())
+                        .collect::<Result<_, _>>()?,
+                ),
+            }),
+            RawCommand::Purge(a) => Command::Purge(purge::Purge { dry_run: a.dry_run }),
+            RawCommand::Export(a) => Command::Export(export::Export {
+                out: a.out.filter(|p| p.as_os_str() != "-"),
+                include_expired: a.include_expired,
+            }),
+            RawCommand::Import(a) => Command::Import(import::Import {
+                input: if a.file.as_os_str() == "-" {
+                    import::Input::Stdin
+                } else {
+                    import::Input::File(a.file)
+                },
+                options: ImportOptions {
+                    dry_run: a.dry_run,
+                    on_conflict: match a.on_conflict {
+                        OnConflictArg::Skip => OnConflict::Skip,
+                        OnConflictArg::Replace => OnConflict::Replace,
+                    },
+                    skip_bad: a.skip_bad,
+                },
+            }),
+            RawCommand::Check(a) => Command::Check(check::Check { repair: a.repair }),
+            RawCommand::Tui(a) => Command::Tui(tui::Tui {
+                refresh: parse_refresh(&a.refresh)?,
+                terminal: env.stdout_terminal,
+            }),
+        };
+        Ok(Config {
+            db: args.db,
+            as_of,
+            style: Style {
+                color: env.stdout_terminal && !env.no_color,
+            },
+            progress: env.stderr_terminal,
+            no_color: env.no_color,
+            command,
+        })
+    }
+}
+
+fn usage(message: String) -> anyhow::Error {
+    Failure::Usage(message).into()
+}
+
+/// An RFC 3339 time for `--as-of`.
+fn parse_time(text: &str) -> anyhow::Result<OffsetDateTime> {
+    OffsetDateTime::parse(text.trim(), &Rfc3339).map_err(|_| {
+        usage(format!(
+            "--as-of: {:?} is not an RFC 3339 time such as 2025-01-31T12:00:00Z",
+            crate::output::clip(text, 40)
+        ))
+    })
+}
+
+/// A duration such as `90s`, `15m`, `2h`, `1d`, `1w` or `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let bad = |why: &str| {
+        format!(
+            "{:?} is not a duration ({why}; e.g. 90s, 15m, 2h, 1d, 1h30m)",
+            crate::output::clip(text, 40)
+        )
+    };
+    if t.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            _ => return Err(bad("units are s, m, h, d and w")),
+        };
+        if number.is_empty() {
+            return Err(bad("a unit needs a number before it"));
+        }
+        let n: u64 = number.parse().map_err(|_| bad("too large"))?;
+        number.clear();
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(|| bad("too large"))?;
+    }
+    if !number.is_empty() {
+        return Err(bad("the last number has no unit"));
+    }
+    // Keep far below the store's time range so `now + duration` cannot overflow anything.
+    if total > 100 * 365 * 86_400 {
+        return Err(bad("longer than 100 years"));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+fn parse_refresh(text: &str) -> anyhow::Result<Duration> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if (0.1..=3600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(usage(format!(
+            "--refresh: {:?} is not a number of seconds between 0.1 and 3600",
+            crate::output::clip(text, 40)
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        for bad in [
+            "",
+            "15",
+            "m",
+            "1x",
+            "-1m",
+            "99999999999999999999s",
+            "1000000d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn refresh_and_time() {
+        assert_eq!(
+            parse_refresh("0.5").expect("valid"),
+            Duration::from_millis(500)
+        );
+        assert!(parse_refresh("0").is_err());
+        assert!(parse_refresh("NaN").is_err());
+        assert!(parse_time("2025-01-31T12:00:00Z").is_ok());
+        assert!(parse_time("2025-01-31").is_err());
+    }
+}

@@ -1,0 +1,144 @@
+//! Exit codes, the CLI's own failures, and how any error maps to its exit code.
+
+use std::fmt;
+use std::io;
+use std::process::ExitCode;
+
+/// How sessctl ends. The numbers are part of the interface (documented in `--help`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: success.
+    Success,
+    /// 1: a named session or principal was not found.
+    NotFound,
+    /// 2: a usage error.
+    Usage,
+    /// 3: the database is held by another process.
+    Locked,
+    /// 4: bad data (import lines, a failed check, an undecodable record).
+    BadData,
+    /// 5: any other I/O or database error.
+    Failure,
+}
+
+impl Exit {
+    /// The process exit status.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::NotFound => 1,
+            Exit::Usage => 2,
+            Exit::Locked => 3,
+            Exit::BadData => 4,
+            Exit::Failure => 5,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e.code())
+    }
+}
+
+/// A failure the CLI itself detects, with the exit code it means.
+#[derive(Debug)]
+pub enum Failure {
+    /// The command line is wrong in a way clap cannot see.
+    Usage(String),
+    /// A session or principal the user named does not exist.
+    NotFound(String),
+    /// Input data is bad.
+    BadData(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Usage(m) | Failure::NotFound(m) | Failure::BadData(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// What an error means for the exit code: the first cause in the chain that says.
+pub fn classify(err: &anyhow::Error) -> Exit {
+    for cause in err.chain() {
+        if let Some(f) = cause.downcast_ref::<Failure>() {
+            return match f {
+                Failure::Usage(_) => Exit::Usage,
+                Failure::NotFound(_) => Exit::NotFound,
+                Failure::BadData(_) => Exit::BadData,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<sessdb::Error>() {
+            return match e {
+                sessdb::Error::Locked { .. } => Exit::Locked,
+                sessdb::Error::NotFound { .. } => Exit::NotFound,
+                sessdb::Error::InvalidId { .. } | sessdb::Error::InvalidField { .. } => Exit::Usage,
+                sessdb::Error::Corrupt { .. } | sessdb::Error::NewerRecord { .. } => Exit::BadData,
+                // An I/O error may be a closed pipe further down the chain.
+                sessdb::Error::Io { .. } => continue,
+                _ => Exit::Failure,
+            };
+        }
+    }
+    Exit::Failure
+}
+
+/// Whether the error is (or was caused by) the reader of our output going away.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// A hint appended to the error line, for the errors where the next step is not obvious.
+pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    err.chain()
+        .find_map(|c| c.downcast_ref::<sessdb::Error>())
+        .and_then(|e| match e {
+            sessdb::Error::Locked { .. } => Some(
+                "stop the process that has it open (the application, or another sessctl) and \
+                 try again",
+            ),
+            sessdb::Error::Missing { .. } => {
+                Some("check --db or SESSCTL_DB, or create a demo database with `sessctl demo`")
+            }
+            sessdb::Error::NewerFormat { .. } => Some("use a newer sessctl"),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context as _;
+
+    #[test]
+    fn the_first_meaningful_cause_decides() {
+        let locked = anyhow::Error::new(sessdb::Error::Locked { path: "db".into() })
+            .context("opening the database");
+        assert_eq!(classify(&locked), Exit::Locked);
+        let usage = anyhow::Error::new(Failure::Usage("bad".into()));
+        assert_eq!(classify(&usage), Exit::Usage);
+        assert_eq!(classify(&anyhow::anyhow!("other")), Exit::Failure);
+    }
+
+    #[test]
+    fn broken_pipe_is_found_below_a_store_error() {
+        let err = anyhow::Error::new(sessdb::Error::Io {
+            path: "export output".into(),
+            source: io::Error::from(io::ErrorKind::BrokenPipe),
+        });
+        assert!(is_broken_pipe(&err));
+        assert_eq!(classify(&err), Exit::Failure);
+        let err: anyhow::Result<()> = Err(io::Error::from(io::ErrorKind::BrokenPipe).into());
+        assert!(is_broken_pipe(
+            &err.context("writing").expect_err("an error")
+        ));
+    }
+}

@@ -1,0 +1,30 @@
+//! # sessctl
+//!
+//! The operator's command line for [`sessdb`] session databases: stats, list, show,
+//! invalidate, purge, export/import, check/repair, a demo database and a terminal UI. Every
+//! command goes through the [`sessdb::Admin`] interface.
+//!
+//! The library exists for the binary (`src/main.rs`) and its tests:
+//!
+//! ```no_run
+//! let args = sessctl::Args::parse_from_os(["sessctl", "--db", "app.sessdb", "stats"].map(Into::into));
+//! let exit = args.map_or_else(|code| code, sessctl::run);
+//! assert_eq!(exit.code(), 0);
+//! ```
+//!
+//! Exit codes: 0 success, 1 not found, 2 usage, 3 database held by another process, 4 bad
+//! data, 5 any other I/O or database error (see `sessctl --help`).
+#![deny(missing_docs)]
+
+mod args;
+mod cmd;
+mod config;
+mod db;
+mod exit;
+mod output;
+mod progress;
+mod run;
+
+pub use args::Args;
+pub use exit::Exit;
+pub use run::run;

@@ -1,0 +1,139 @@
+//! Progress of long work on stderr, drawn only when stderr is a terminal.
+
+use std::io::{self, BufRead, Read, Write};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
+
+/// A progress bar or spinner, or nothing at all when stderr is not a terminal.
+#[derive(Debug, Clone)]
+pub struct Progress(ProgressBar);
+
+impl Progress {
+    /// A bar of `len` steps counted in `unit` (or in bytes when `unit` is `bytes`).
+    pub fn bar(enabled: bool, len: u64, message: &str, unit: &str) -> Progress {
+        let template = if unit == "bytes" {
+            "{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})"
+        } else {
+            "{msg} [{bar:30}] {pos}/{len} "
+        };
+        let bar = new_bar(Some(len), enabled);
+        let style = ProgressStyle::with_template(&format!("{template}{}", unit_suffix(unit)))
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_message(message.to_string());
+        Progress(bar)
+    }
+
+    /// A spinner with a running count of `unit`.
+    pub fn spinner(enabled: bool, message: &str, unit: &str) -> Progress {
+        let bar = new_bar(None, enabled);
+        let style = ProgressStyle::with_template(&format!("{{spinner}} {{msg}} {{pos}} {unit}"))
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        bar.set_style(style);
+        bar.set_message(message.to_string());
+        if enabled {
+            bar.enable_steady_tick(Duration::from_millis(120));
+        }
+        Progress(bar)
+    }
+
+    /// Sets the position.
+    pub fn set(&self, pos: u64) {
+        self.0.set_position(pos);
+    }
+
+    /// Moves forward by `n`.
+    pub fn inc(&self, n: u64) {
+        self.0.inc(n);
+    }
+
+    /// Removes the bar from the screen.
+    pub fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn unit_suffix(unit: &str) -> &str {
+    if unit == "bytes" {
+        ""
+    } else {
+        unit
+    }
+}
+
+fn new_bar(len: Option<u64>, enabled: bool) -> ProgressBar {
+    let target = if enabled {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    // On an error path the bar must not stay on screen above the error message.
+    ProgressBar::with_draw_target(len, target).with_finish(ProgressFinish::AndClear)
+}
+
+/// A reader that moves a progress bar by the bytes consumed.
+#[derive(Debug)]
+pub struct ReadProgress<R> {
+    inner: R,
+    progress: Progress,
+}
+
+impl<R> ReadProgress<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R, progress: Progress) -> Self {
+        ReadProgress { inner, progress }
+    }
+}
+
+impl<R: BufRead> Read for ReadProgress<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for ReadProgress<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.progress.inc(amt as u64);
+        self.inner.consume(amt);
+    }
+}
+
+/// A writer that counts the lines written on a progress spinner.
+#[derive(Debug)]
+pub struct LineProgress<W> {
+    inner: W,
+    progress: Progress,
+}
+
+impl<W> LineProgress<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W, progress: Progress) -> Self {
+        LineProgress { inner, progress }
+    }
+
+    /// The wrapped writer.
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+impl<W: Write> Write for LineProgress<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let lines = buf[..n].iter().filter(|&&b| b == b'\n').count();
+        self.progress.inc(lines as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

@@ -1,0 +1,67 @@
+//! Runs a parsed command line: validate, run the command, flush, and turn any error into one
+//! line on stderr and its exit code.
+
+use std::io::{self, BufWriter, Write};
+
+use crate::args::Args;
+use crate::cmd::Ctx;
+use crate::config::{Command, Config, Env};
+use crate::exit::{classify, hint, is_broken_pipe, Exit};
+
+/// Runs sessctl with parsed arguments and returns how it should end. Errors are printed to
+/// stderr here, once, with their chain of causes.
+pub fn run(args: Args) -> Exit {
+    let config = match Config::new(args, Env::detect()) {
+        Ok(config) => config,
+        Err(e) => return report(&e),
+    };
+    let mut out = BufWriter::new(io::stdout());
+    let mut err = io::stderr();
+    let result = execute(&config, &mut out, &mut err);
+    // Whatever happened, what was printed before it goes out first.
+    let flushed = out.flush();
+    match (result, flushed) {
+        (Ok(exit), Ok(())) => exit,
+        (Err(e), _) => report(&e),
+        (Ok(_), Err(e)) => report(&e.into()),
+    }
+}
+
+/// Runs the command of `config`, writing results to `out` and diagnostics to `err`.
+///
+/// # Errors
+/// Whatever the command fails with.
+pub fn execute(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Exit> {
+    let mut ctx = Ctx {
+        db: &config.db,
+        as_of: config.as_of,
+        style: config.style,
+        progress: config.progress,
+        no_color: config.no_color,
+        out,
+        err,
+    };
+    match &config.command {
+        Command::Demo(c) => c.run(&mut ctx),
+        Command::Stats(c) => c.run(&mut ctx),
+        Command::List(c) => c.run(&mut ctx),
+        Command::Show(c) => c.run(&mut ctx),
+        Command::Invalidate(c) => c.run(&mut ctx),
+        Command::Purge(c) => c.run(&mut ctx),
+        Command::Export(c) => c.run(&mut ctx),
+        Command::Import(c) => c.run(&mut ctx),
+        Command::Check(c) => c.run(&mut ctx),
+        Command::Tui(c) => c.run(&mut ctx),
+    }
+}
+
+/// Prints `error: <chain>` (with a hint where one helps) and returns the exit code. A closed
+/// stdout is not an error: the reader has what it wanted.
+fn report(e: &anyhow::Error) -> Exit {
+    if is_broken_pipe(e) {
+        return Exit::Success;
+    }
+    let hint = hint(e).map(|h| format!("; {h}")).unwrap_or_default();
+    let _ = writeln!(io::stderr(), "error: {e:#}{hint}");
+    classify(e)
+}
