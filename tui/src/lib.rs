@@ -22,11 +22,19 @@
 //! ```
 #![deny(missing_docs)]
 
+mod app;
+mod format;
+mod keys;
+mod listing;
+mod term;
+mod theme;
+mod ui;
+
+#[cfg(test)]
+mod tests;
+
 use std::io;
 use std::time::Duration;
-
-use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
-use ratatui::widgets::Paragraph;
 
 /// How the TUI starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,32 +59,16 @@ impl Default for Options {
 
 /// Runs the TUI on the terminal until the operator quits (`q`, `Esc` or Ctrl-C).
 ///
-/// The terminal is entered and left only through `ratatui::try_init`/`ratatui::restore`, whose
-/// panic hook restores it on a panic too. Errors from the store are shown in a status line and
-/// never end the program.
+/// The terminal is entered and left only through `ratatui::try_init` and `ratatui::restore`,
+/// whose panic hook restores it on a panic too. Errors from the store are shown in a status
+/// line and never end the program.
 ///
 /// # Errors
 /// Terminal I/O errors (no terminal, a closed stdout).
 pub fn run(admin: &dyn sessdb::Admin, options: Options) -> io::Result<()> {
     let mut terminal = ratatui::try_init()?;
-    let result = (|| loop {
-        let text = match admin.stats() {
-            Ok(s) => format!("{}  live {}  expired {}", options.title, s.live, s.expired),
-            Err(e) => format!("{}  error: {e}", options.title),
-        };
-        terminal.draw(|f| f.render_widget(Paragraph::new(text), f.area()))?;
-        if event::poll(options.refresh)? {
-            if let Event::Key(k) = event::read()? {
-                let ctrl_c =
-                    k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c');
-                if k.kind == KeyEventKind::Press
-                    && (ctrl_c || matches!(k.code, KeyCode::Char('q') | KeyCode::Esc))
-                {
-                    return Ok(());
-                }
-            }
-        }
-    })();
+    let mut app = app::App::new(&options);
+    let result = term::event_loop(&mut terminal, &mut app, admin, &mut term::Crossterm);
     ratatui::restore();
     result
 }

@@ -1,0 +1,727 @@
+//! The state of the TUI and the one place it changes, [`App::update`]. Data is read from the
+//! store here, on an action or a tick, and never while drawing; `ui` only reads `&App`.
+
+use std::error::Error as _;
+use std::time::{Duration, Instant};
+
+use ratatui::layout::Rect;
+use sessdb::{Admin, Handle, ListQuery, SessionInfo, Stats, Status, Target};
+use time::OffsetDateTime;
+
+use crate::listing::{Filter, Listing, View};
+use crate::theme::Theme;
+use crate::Options;
+
+/// Pages [`Action::Last`] may read per tick on its way to the end, so that the screen and the
+/// keyboard stay live while it walks a large store.
+const SEEK_PAGES_PER_TICK: usize = 20;
+/// A `stats` call slower than this (a full scan of a large store) is not repeated on every
+/// auto-refresh, only every [`STATS_COST_FACTOR`] times its cost.
+const SLOW_STATS: Duration = Duration::from_millis(200);
+const STATS_COST_FACTOR: u32 = 10;
+/// The shortest auto-refresh interval honoured; shorter ones would busy-loop.
+const MIN_REFRESH: Duration = Duration::from_millis(100);
+
+/// Something the operator (or the clock) asks for. Keys map to actions in `keys`; the event
+/// loop adds [`Action::Tick`], [`Action::AutoRefresh`] and [`Action::Resize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    Quit,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    First,
+    Last,
+    ToggleDetail,
+    OpenFilter,
+    FilterInput(char),
+    FilterBackspace,
+    /// Leaves the filter prompt, keeping the filter.
+    FilterDone,
+    ClearFilter,
+    CycleSort,
+    ToggleExpired,
+    AskInvalidate,
+    AskInvalidatePrincipal,
+    AskPurge,
+    /// `y` (true) or `n` (false) to a confirmation.
+    Answer(bool),
+    Refresh,
+    ToggleAutoRefresh,
+    Help,
+    /// Closes the help, the detail pane or the filter prompt.
+    Back,
+    /// Time passed with no input: continue a scan or a seek.
+    Tick,
+    /// The auto-refresh interval passed.
+    AutoRefresh,
+    /// The terminal has a new size.
+    Resize(u16, u16),
+}
+
+/// What the screen is doing; each mode has its own keys.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Mode {
+    /// Moving through the table.
+    Browsing,
+    /// The detail pane of one session is open.
+    Detail(Detail),
+    /// Typing a filter; it applies as it is typed.
+    Filter { input: String },
+    /// A destructive action waits for `y` or `n`.
+    Confirm { ask: Confirm, back: Box<Mode> },
+    /// The key help is shown over the screen.
+    Help { back: Box<Mode> },
+}
+
+/// The session in the detail pane, pinned by handle: it stays the same session while the
+/// table refreshes or pages, and says so when it is gone.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Detail {
+    pub(crate) handle: Handle,
+    /// `None` once the session no longer exists.
+    pub(crate) info: Option<Box<SessionInfo>>,
+    /// The first line shown.
+    pub(crate) scroll: usize,
+}
+
+/// A destructive action and what it will touch, as the dialog states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Confirm {
+    /// Invalidate one session.
+    Invalidate {
+        handle: Handle,
+        principal: Option<String>,
+    },
+    /// Invalidate every session of a principal.
+    InvalidatePrincipal { principal: String, count: usize },
+    /// Purge the expired sessions.
+    Purge { count: u64 },
+}
+
+/// The status line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Message {
+    Info(String),
+    Error(String),
+}
+
+/// The whole state of the TUI.
+#[derive(Debug)]
+pub(crate) struct App {
+    pub(crate) title: String,
+    pub(crate) theme: Theme,
+    pub(crate) refresh: Duration,
+    pub(crate) auto_refresh: bool,
+    pub(crate) mode: Mode,
+    pub(crate) listing: Listing,
+    /// The filter as typed (what the header shows).
+    pub(crate) filter_text: String,
+    /// Index of the selected row in the loaded page.
+    pub(crate) selected: usize,
+    /// The first row shown.
+    pub(crate) offset: usize,
+    /// The session the operator chose; selected again whenever it is on the loaded page.
+    sticky: Option<Handle>,
+    pub(crate) stats: Option<Stats>,
+    /// The store's time at the last refresh: every relative time on screen is against it.
+    pub(crate) now: OffsetDateTime,
+    pub(crate) refreshed_at: Option<OffsetDateTime>,
+    pub(crate) message: Option<Message>,
+    /// `G` is walking pages towards the end.
+    pub(crate) seeking_end: bool,
+    /// The terminal's size.
+    pub(crate) area: Rect,
+    pub(crate) quit: bool,
+    stats_cost: Duration,
+    stats_taken: Option<Instant>,
+}
+
+impl App {
+    /// A new app; nothing is read until [`App::start`].
+    pub(crate) fn new(options: &Options) -> App {
+        App {
+            title: options.title.clone(),
+            theme: Theme::new(options.no_color),
+            refresh: options.refresh.max(MIN_REFRESH),
+            auto_refresh: true,
+            mode: Mode::Browsing,
+            listing: Listing::new(View::default()),
+            filter_text: String::new(),
+            selected: 0,
+            offset: 0,
+            sticky: None,
+            stats: None,
+            now: OffsetDateTime::UNIX_EPOCH,
+            refreshed_at: None,
+            message: None,
+            seeking_end: false,
+            area: Rect::new(0, 0, 80, 24),
+            quit: false,
+            stats_cost: Duration::ZERO,
+            stats_taken: None,
+        }
+    }
+
+    /// Loads the first page; the (possibly slow) stats come with [`App::load_stats`], so the
+    /// table can be drawn first.
+    pub(crate) fn start(&mut self, admin: &dyn Admin) {
+        self.now = admin.now();
+        self.refreshed_at = Some(self.now);
+        if let Err(e) = self.listing.reload(admin) {
+            self.fail(&e);
+        }
+        self.select(0);
+    }
+
+    /// Reads the header's counts; `false` when the store failed (the status line says why).
+    pub(crate) fn load_stats(&mut self, admin: &dyn Admin) -> bool {
+        let began = Instant::now();
+        let ok = match admin.stats() {
+            Ok(stats) => {
+                self.stats = Some(stats);
+                true
+            }
+            Err(e) => {
+                self.fail(&e);
+                false
+            }
+        };
+        self.stats_cost = began.elapsed();
+        self.stats_taken = Some(began);
+        ok
+    }
+
+    /// Whether there is work to continue on the next tick.
+    pub(crate) fn busy(&self) -> bool {
+        self.listing.is_incomplete() || self.seeking_end
+    }
+
+    /// The selected session of the table.
+    pub(crate) fn selected_session(&self) -> Option<&SessionInfo> {
+        self.listing.rows().get(self.selected)
+    }
+
+    /// The detail pane's state, also while a dialog or the help covers it.
+    pub(crate) fn detail(&self) -> Option<&Detail> {
+        let mut mode = &self.mode;
+        loop {
+            match mode {
+                Mode::Detail(d) => return Some(d),
+                Mode::Confirm { back, .. } | Mode::Help { back } => mode = back,
+                Mode::Browsing | Mode::Filter { .. } => return None,
+            }
+        }
+    }
+
+    fn detail_mut(&mut self) -> Option<&mut Detail> {
+        let mut mode = &mut self.mode;
+        loop {
+            match mode {
+                Mode::Detail(d) => return Some(d),
+                Mode::Confirm { back, .. } | Mode::Help { back } => mode = back,
+                Mode::Browsing | Mode::Filter { .. } => return None,
+            }
+        }
+    }
+
+    /// How many table rows fit on screen now.
+    pub(crate) fn table_rows(&self) -> usize {
+        usize::from(crate::ui::table_body_height(
+            self.area,
+            self.detail().is_some(),
+        ))
+    }
+
+    /// How many detail lines fit on screen now.
+    fn detail_rows(&self) -> usize {
+        usize::from(crate::ui::detail_body_height(self.area)).max(1)
+    }
+
+    /// Applies one action. Store errors become the status line; nothing here panics on them.
+    pub(crate) fn update(&mut self, admin: &dyn Admin, action: Action) {
+        match action {
+            Action::Quit => self.quit = true,
+            Action::Resize(width, height) => {
+                self.area = Rect::new(0, 0, width, height);
+                self.fix_offset();
+            }
+            Action::Tick => self.tick(admin),
+            Action::AutoRefresh => {
+                if self.auto_refresh {
+                    self.refresh(admin, false);
+                }
+            }
+            Action::Refresh => self.refresh(admin, true),
+            Action::ToggleAutoRefresh => {
+                self.auto_refresh = !self.auto_refresh;
+                let text = if self.auto_refresh {
+                    format!(
+                        "Auto-refresh on, every {}",
+                        crate::format::span(self.refresh)
+                    )
+                } else {
+                    "Auto-refresh off (r refreshes)".to_string()
+                };
+                self.message = Some(Message::Info(text));
+            }
+            Action::Up | Action::Down | Action::PageUp | Action::PageDown => {
+                self.seeking_end = false;
+                if let Mode::Detail(_) = self.mode {
+                    self.scroll_detail(action);
+                } else {
+                    self.move_selection(admin, action);
+                }
+            }
+            Action::First => {
+                self.seeking_end = false;
+                if let Mode::Detail(d) = &mut self.mode {
+                    d.scroll = 0;
+                } else if self.listing.page_index() > 0 {
+                    if self.try_load(admin, |l, a| l.first_page(a)).is_some() {
+                        self.offset = 0;
+                        self.select_user(0);
+                    }
+                } else {
+                    self.select_user(0);
+                }
+            }
+            Action::Last => {
+                if let Mode::Detail(_) = self.mode {
+                    let max = self.detail_max_scroll();
+                    if let Mode::Detail(d) = &mut self.mode {
+                        d.scroll = max;
+                    }
+                } else if self.listing.has_next() || self.listing.is_incomplete() {
+                    self.seeking_end = true;
+                    self.message = Some(Message::Info("Seeking to the last session…".into()));
+                    self.tick(admin);
+                } else {
+                    self.select_user(self.listing.rows().len().saturating_sub(1));
+                }
+            }
+            Action::ToggleDetail => match &self.mode {
+                Mode::Detail(_) => self.mode = Mode::Browsing,
+                Mode::Browsing => match self.selected_session() {
+                    Some(info) => {
+                        self.mode = Mode::Detail(Detail {
+                            handle: info.handle,
+                            info: Some(Box::new(info.clone())),
+                            scroll: 0,
+                        });
+                        self.fix_offset();
+                    }
+                    None => self.message = Some(Message::Info("No session selected".into())),
+                },
+                _ => {}
+            },
+            Action::OpenFilter => {
+                if matches!(self.mode, Mode::Browsing | Mode::Detail(_)) {
+                    self.mode = Mode::Filter {
+                        input: self.filter_text.clone(),
+                    };
+                    self.fix_offset();
+                }
+            }
+            Action::FilterInput(c) => {
+                if let Mode::Filter { input } = &mut self.mode {
+                    input.push(c);
+                    let text = input.clone();
+                    self.set_filter(admin, text);
+                }
+            }
+            Action::FilterBackspace => {
+                if let Mode::Filter { input } = &mut self.mode {
+                    input.pop();
+                    let text = input.clone();
+                    self.set_filter(admin, text);
+                }
+            }
+            Action::FilterDone => {
+                if let Mode::Filter { .. } = self.mode {
+                    self.mode = Mode::Browsing;
+                }
+            }
+            Action::ClearFilter => {
+                if matches!(self.mode, Mode::Filter { .. }) {
+                    self.mode = Mode::Browsing;
+                }
+                self.set_filter(admin, String::new());
+            }
+            Action::CycleSort => {
+                let sort = self.listing.view().sort.next();
+                self.listing.set_sort(sort);
+                self.reselect();
+            }
+            Action::ToggleExpired => {
+                let mut view = self.listing.view().clone();
+                view.show_expired = !view.show_expired;
+                self.message = Some(Message::Info(
+                    if view.show_expired {
+                        "Showing expired sessions too (dimmed)"
+                    } else {
+                        "Showing live sessions only"
+                    }
+                    .into(),
+                ));
+                self.set_view(admin, view);
+            }
+            Action::AskInvalidate => self.ask_invalidate(),
+            Action::AskInvalidatePrincipal => self.ask_invalidate_principal(admin),
+            Action::AskPurge => self.ask_purge(admin),
+            Action::Answer(yes) => self.answer(admin, yes),
+            Action::Help => {
+                if !matches!(self.mode, Mode::Help { .. } | Mode::Confirm { .. }) {
+                    let back = std::mem::replace(&mut self.mode, Mode::Browsing);
+                    self.mode = Mode::Help {
+                        back: Box::new(back),
+                    };
+                }
+            }
+            Action::Back => {
+                let mode = std::mem::replace(&mut self.mode, Mode::Browsing);
+                self.mode = match mode {
+                    Mode::Help { back } => *back,
+                    Mode::Confirm { back, .. } => *back,
+                    Mode::Browsing | Mode::Detail(_) | Mode::Filter { .. } => Mode::Browsing,
+                };
+                self.fix_offset();
+            }
+        }
+    }
+
+    fn tick(&mut self, admin: &dyn Admin) {
+        if self.listing.is_incomplete() {
+            if self.try_load(admin, |l, a| l.continue_scan(a)).is_none() {
+                self.seeking_end = false;
+            }
+            self.reselect();
+            return;
+        }
+        if !self.seeking_end {
+            return;
+        }
+        for _ in 0..SEEK_PAGES_PER_TICK {
+            match self.try_load(admin, |l, a| l.next_page(a)) {
+                Some(true) if self.listing.is_incomplete() => {
+                    self.select_user(self.listing.rows().len().saturating_sub(1));
+                    return;
+                }
+                Some(true) => {}
+                Some(false) => {
+                    self.seeking_end = false;
+                    self.message = None;
+                    break;
+                }
+                None => {
+                    self.seeking_end = false;
+                    break;
+                }
+            }
+        }
+        self.select_user(self.listing.rows().len().saturating_sub(1));
+    }
+
+    fn refresh(&mut self, admin: &dyn Admin, manual: bool) {
+        self.now = admin.now();
+        let mut ok = self.try_load(admin, |l, a| l.reload(a)).is_some();
+        if ok && self.listing.rows().is_empty() && self.listing.page_index() > 0 {
+            // The sessions of this page are gone (invalidated, purged, expired): step back.
+            ok = self.try_load(admin, |l, a| l.prev_page(a)).is_some();
+        }
+        self.reselect();
+        let stats_due = self.stats_taken.is_none_or(|t| {
+            self.stats_cost < SLOW_STATS || t.elapsed() >= self.stats_cost * STATS_COST_FACTOR
+        });
+        if manual || stats_due {
+            ok &= self.load_stats(admin);
+        }
+        if let Some(handle) = self.detail().map(|d| d.handle) {
+            match admin.show(&Target::Handle(handle)) {
+                Ok(info) => {
+                    if let Some(d) = self.detail_mut() {
+                        d.info = info.map(Box::new);
+                    }
+                }
+                Err(e) => {
+                    ok = false;
+                    self.fail(&e);
+                }
+            }
+        }
+        self.refreshed_at = Some(self.now);
+        if ok && matches!(self.message, Some(Message::Error(_))) {
+            self.message = None;
+        }
+    }
+
+    fn set_filter(&mut self, admin: &dyn Admin, text: String) {
+        let filter = Filter::parse(&text);
+        self.filter_text = text;
+        if filter != self.listing.view().filter {
+            let view = View {
+                filter,
+                ..self.listing.view().clone()
+            };
+            self.set_view(admin, view);
+        }
+    }
+
+    fn set_view(&mut self, admin: &dyn Admin, view: View) {
+        self.seeking_end = false;
+        self.listing = Listing::new(view);
+        self.now = admin.now();
+        if let Err(e) = self.listing.reload(admin) {
+            self.fail(&e);
+        }
+        self.offset = 0;
+        self.selected = 0;
+        self.reselect();
+    }
+
+    fn move_selection(&mut self, admin: &dyn Admin, action: Action) {
+        let len = self.listing.rows().len();
+        let step = match action {
+            Action::PageUp | Action::PageDown => self.table_rows().max(1),
+            _ => 1,
+        };
+        let down = matches!(action, Action::Down | Action::PageDown);
+        // The pages of the store read as one continuous list: a move past the end of the
+        // loaded page lands as far into the next (or previous) one.
+        if down {
+            let target = self.selected + step;
+            if target < len {
+                self.select_user(target);
+            } else if self.try_load(admin, |l, a| l.next_page(a)) == Some(true) {
+                let overflow = target.saturating_sub(len);
+                self.offset = 0;
+                self.select_user(overflow.min(self.listing.rows().len().saturating_sub(1)));
+            } else {
+                self.select_user(len.saturating_sub(1));
+            }
+        } else if self.selected >= step {
+            self.select_user(self.selected - step);
+        } else if self.try_load(admin, |l, a| l.prev_page(a)) == Some(true) {
+            let new_len = self.listing.rows().len();
+            self.offset = new_len;
+            self.select_user(new_len.saturating_sub(step - self.selected));
+        } else {
+            self.select_user(0);
+        }
+    }
+
+    fn scroll_detail(&mut self, action: Action) {
+        let page = self.detail_rows();
+        let max = self.detail_max_scroll();
+        if let Mode::Detail(d) = &mut self.mode {
+            d.scroll = match action {
+                Action::Up => d.scroll.saturating_sub(1),
+                Action::Down => d.scroll + 1,
+                Action::PageUp => d.scroll.saturating_sub(page),
+                _ => d.scroll + page,
+            }
+            .min(max);
+        }
+    }
+
+    fn detail_max_scroll(&self) -> usize {
+        let lines = self
+            .detail()
+            .map_or(0, |d| crate::ui::detail_lines(self, d).len());
+        lines.saturating_sub(self.detail_rows())
+    }
+
+    /// The session a `d` or `D` applies to: the one in the detail pane, or the selected row.
+    fn target(&self) -> Option<(Handle, Option<String>)> {
+        match self.detail() {
+            Some(d) => d
+                .info
+                .as_ref()
+                .map(|info| (info.handle, info.principal.clone())),
+            None => self
+                .selected_session()
+                .map(|info| (info.handle, info.principal.clone())),
+        }
+    }
+
+    fn ask(&mut self, ask: Confirm) {
+        let back = std::mem::replace(&mut self.mode, Mode::Browsing);
+        let back = match back {
+            Mode::Filter { .. } => Mode::Browsing,
+            other => other,
+        };
+        self.mode = Mode::Confirm {
+            ask,
+            back: Box::new(back),
+        };
+    }
+
+    fn ask_invalidate(&mut self) {
+        match self.target() {
+            Some((handle, principal)) => self.ask(Confirm::Invalidate { handle, principal }),
+            None => self.message = Some(Message::Info("No session selected".into())),
+        }
+    }
+
+    fn ask_invalidate_principal(&mut self, admin: &dyn Admin) {
+        let principal = match self.target() {
+            Some((_, Some(p))) => p,
+            Some((_, None)) => {
+                self.message = Some(Message::Info("This session has no principal".into()));
+                return;
+            }
+            None => {
+                self.message = Some(Message::Info("No session selected".into()));
+                return;
+            }
+        };
+        match count_sessions_of(admin, &principal) {
+            Ok(0) => {
+                self.message = Some(Message::Info(format!("{principal} has no sessions left")));
+            }
+            Ok(count) => self.ask(Confirm::InvalidatePrincipal { principal, count }),
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    fn ask_purge(&mut self, admin: &dyn Admin) {
+        match admin.count_expired() {
+            Ok(0) => self.message = Some(Message::Info("No expired sessions to purge".into())),
+            Ok(count) => self.ask(Confirm::Purge { count }),
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    fn answer(&mut self, admin: &dyn Admin, yes: bool) {
+        let Mode::Confirm { ask, back } = std::mem::replace(&mut self.mode, Mode::Browsing) else {
+            return;
+        };
+        self.mode = *back;
+        if !yes {
+            self.message = Some(Message::Info("Cancelled".into()));
+            return;
+        }
+        let done =
+            match ask {
+                Confirm::Invalidate { handle, .. } => admin
+                    .invalidate(&Target::Handle(handle))
+                    .map(|existed| match existed {
+                        true => format!("Invalidated session {}", handle.short()),
+                        false => format!("Session {} was already gone", handle.short()),
+                    }),
+                Confirm::InvalidatePrincipal { principal, .. } => admin
+                    .invalidate_principal(&principal)
+                    .map(|n| format!("Invalidated {} of {principal}", plural(n as u64, "session"))),
+                Confirm::Purge { .. } => admin
+                    .purge(&mut |_| {})
+                    .map(|n| format!("Purged {}", plural(n, "expired session"))),
+            };
+        match done {
+            Ok(text) => {
+                self.refresh(admin, true);
+                // The detail pane of a session just removed has nothing left to show.
+                if let Mode::Detail(Detail { info: None, .. }) = self.mode {
+                    self.mode = Mode::Browsing;
+                }
+                self.message = Some(Message::Info(text));
+            }
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    /// Runs a listing operation, turning a store error into the status line.
+    fn try_load<T>(
+        &mut self,
+        admin: &dyn Admin,
+        op: impl FnOnce(&mut Listing, &dyn Admin) -> sessdb::Result<T>,
+    ) -> Option<T> {
+        match op(&mut self.listing, admin) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.fail(&e);
+                None
+            }
+        }
+    }
+
+    fn fail(&mut self, error: &sessdb::Error) {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(e) = source {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            source = e.source();
+        }
+        self.message = Some(Message::Error(text));
+    }
+
+    /// Selects a row because the operator asked for it: it becomes the sticky selection.
+    fn select_user(&mut self, index: usize) {
+        self.select(index);
+        self.sticky = self.selected_session().map(|s| s.handle);
+    }
+
+    /// After the rows changed: the sticky session if it is loaded, else the same position.
+    fn reselect(&mut self) {
+        let found = self
+            .sticky
+            .and_then(|h| self.listing.rows().iter().position(|info| info.handle == h));
+        match found {
+            Some(index) => self.select(index),
+            None => {
+                self.select(self.selected);
+                if self.sticky.is_none() {
+                    self.sticky = self.selected_session().map(|s| s.handle);
+                }
+            }
+        }
+    }
+
+    fn select(&mut self, index: usize) {
+        self.selected = index.min(self.listing.rows().len().saturating_sub(1));
+        self.fix_offset();
+    }
+
+    /// Keeps the selected row on screen, and the screen full when it can be.
+    fn fix_offset(&mut self) {
+        let visible = self.table_rows().max(1);
+        let len = self.listing.rows().len();
+        if self.selected < self.offset {
+            self.offset = self.selected;
+        } else if self.selected >= self.offset + visible {
+            self.offset = self.selected + 1 - visible;
+        }
+        self.offset = self.offset.min(len.saturating_sub(visible));
+    }
+}
+
+/// How many sessions `invalidate_principal` would remove: every entry of the principal index,
+/// expired or not, read a page at a time.
+fn count_sessions_of(admin: &dyn Admin, principal: &str) -> sessdb::Result<usize> {
+    let mut count = 0;
+    let mut after = None;
+    loop {
+        let page = admin.list(&ListQuery {
+            principal: Some(principal.to_string()),
+            status: Status::All,
+            limit: 1000,
+            after,
+            ..ListQuery::default()
+        })?;
+        count += page.sessions.len();
+        match page.next {
+            Some(cursor) => after = Some(cursor),
+            None => return Ok(count),
+        }
+    }
+}
+
+/// `1 session`, `3 sessions`.
+pub(crate) fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

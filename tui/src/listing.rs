@@ -1,0 +1,346 @@
+//! The sessions on screen: one page at a time from `Admin::list`, the cursors to page back,
+//! and the filter and sort that decide which sessions and in what order. Nothing here knows
+//! the screen size, so a million sessions cost the same per frame as a hundred.
+
+use std::cmp::Ordering;
+
+use sessdb::{Admin, Cursor, ListQuery, SessionInfo, Status};
+
+/// Sessions per page asked of the store.
+pub(crate) const PAGE_SIZE: usize = 100;
+/// Index entries one `list` call may read for a filter the indexes do not serve, so a selective
+/// search in a huge store returns to the event loop in bounded time and continues on a tick.
+pub(crate) const SCAN_BUDGET: usize = 2_000;
+
+/// Which sessions to show, as typed after `/`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) enum Filter {
+    /// Every session.
+    #[default]
+    None,
+    /// Principal, label or handle starting with this text (a budgeted scan).
+    Search(String),
+    /// Exactly this principal, typed as `p:NAME` (served by the principal index).
+    Principal(String),
+    /// Exactly this label, typed as `l:LABEL` (a budgeted scan).
+    Label(String),
+}
+
+impl Filter {
+    /// Reads what the operator typed: `p:NAME`, `l:LABEL`, or a prefix to search.
+    pub(crate) fn parse(text: &str) -> Filter {
+        let text = text.trim();
+        let exact = |rest: &str, make: fn(String) -> Filter| match rest.trim() {
+            "" => Filter::None,
+            name => make(name.to_string()),
+        };
+        if let Some(rest) = text.strip_prefix("p:") {
+            exact(rest, Filter::Principal)
+        } else if let Some(rest) = text.strip_prefix("l:") {
+            exact(rest, Filter::Label)
+        } else if text.is_empty() {
+            Filter::None
+        } else {
+            Filter::Search(text.to_string())
+        }
+    }
+
+    /// Whether a filter is set.
+    pub(crate) fn is_active(&self) -> bool {
+        *self != Filter::None
+    }
+
+    fn apply(&self, query: &mut ListQuery) {
+        match self {
+            Filter::None => {}
+            Filter::Search(s) => query.search = Some(s.clone()),
+            Filter::Principal(p) => query.principal = Some(p.clone()),
+            Filter::Label(l) => query.label = Some(l.clone()),
+        }
+    }
+}
+
+/// The order of the table (`s` cycles it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Sort {
+    /// Soonest expiry first: the order of the expiry index.
+    #[default]
+    Expiry,
+    /// Most recent access first.
+    LastAccess,
+    /// By principal name; sessions without one last.
+    Principal,
+    /// Newest first.
+    Created,
+}
+
+impl Sort {
+    /// The next order in the cycle.
+    pub(crate) fn next(self) -> Sort {
+        match self {
+            Sort::Expiry => Sort::LastAccess,
+            Sort::LastAccess => Sort::Principal,
+            Sort::Principal => Sort::Created,
+            Sort::Created => Sort::Expiry,
+        }
+    }
+
+    /// The name shown on screen.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Sort::Expiry => "expiry",
+            Sort::LastAccess => "last access",
+            Sort::Principal => "principal",
+            Sort::Created => "created",
+        }
+    }
+
+    /// Whether the store's index yields this order across pages (to its 10-second resolution).
+    /// The principal index yields a principal's sessions by handle, so under `p:` even expiry
+    /// order covers only the loaded page.
+    pub(crate) fn served_by_index(self, filter: &Filter) -> bool {
+        self == Sort::Expiry && !matches!(filter, Filter::Principal(_))
+    }
+
+    fn compare(self, a: &SessionInfo, b: &SessionInfo) -> Ordering {
+        let by = match self {
+            Sort::Expiry => a.expires_at.cmp(&b.expires_at),
+            Sort::LastAccess => b.last_access.cmp(&a.last_access),
+            Sort::Principal => match (&a.principal, &b.principal) {
+                (Some(x), Some(y)) => x.cmp(y),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            },
+            Sort::Created => b.created.cmp(&a.created),
+        };
+        by.then_with(|| a.handle.cmp(&b.handle))
+    }
+}
+
+/// What to list: the filter, whether expired sessions show, and the order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct View {
+    pub(crate) filter: Filter,
+    pub(crate) show_expired: bool,
+    pub(crate) sort: Sort,
+}
+
+impl View {
+    fn query(&self, after: Option<Cursor>, limit: usize) -> ListQuery {
+        let mut query = ListQuery {
+            status: if self.show_expired {
+                Status::All
+            } else {
+                Status::Live
+            },
+            limit,
+            after,
+            scan_budget: SCAN_BUDGET,
+            ..ListQuery::default()
+        };
+        self.filter.apply(&mut query);
+        query
+    }
+}
+
+/// The loaded page and how it was reached.
+#[derive(Debug)]
+pub(crate) struct Listing {
+    view: View,
+    /// The cursor each visited page started after (`None` for the first); the last one is the
+    /// current page. Going back reloads from the previous cursor.
+    starts: Vec<Option<Cursor>>,
+    rows: Vec<SessionInfo>,
+    /// Where the store stopped; `None` when nothing follows.
+    next: Option<Cursor>,
+    /// The scan budget ran out before the page was full: [`Listing::continue_scan`] goes on.
+    incomplete: bool,
+}
+
+impl Listing {
+    /// An empty listing of `view`; nothing is read until [`Listing::reload`].
+    pub(crate) fn new(view: View) -> Listing {
+        Listing {
+            view,
+            starts: vec![None],
+            rows: Vec::new(),
+            next: None,
+            incomplete: false,
+        }
+    }
+
+    pub(crate) fn view(&self) -> &View {
+        &self.view
+    }
+
+    pub(crate) fn rows(&self) -> &[SessionInfo] {
+        &self.rows
+    }
+
+    /// 0 for the first page.
+    pub(crate) fn page_index(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// Whether a page may follow this one (it may turn out empty).
+    pub(crate) fn has_next(&self) -> bool {
+        self.next.is_some() && !self.incomplete
+    }
+
+    /// Whether the page still has index entries to scan before it is full.
+    pub(crate) fn is_incomplete(&self) -> bool {
+        self.incomplete
+    }
+
+    /// Changes the order of the loaded rows; the store is not asked again, since only expiry
+    /// order comes from an index.
+    pub(crate) fn set_sort(&mut self, sort: Sort) {
+        self.view.sort = sort;
+        self.sort_rows();
+    }
+
+    /// Reads the current page again from where it started.
+    ///
+    /// # Errors
+    /// The store's error; the loaded rows stay as they were.
+    pub(crate) fn reload(&mut self, admin: &dyn Admin) -> sessdb::Result<()> {
+        let start = self.starts.last().cloned().flatten();
+        let page = admin.list(&self.view.query(start, PAGE_SIZE))?;
+        self.rows = page.sessions;
+        self.set_next(page.next);
+        Ok(())
+    }
+
+    /// Goes back to the first page.
+    ///
+    /// # Errors
+    /// The store's error; the listing stays where it was.
+    pub(crate) fn first_page(&mut self, admin: &dyn Admin) -> sessdb::Result<()> {
+        let page = admin.list(&self.view.query(None, PAGE_SIZE))?;
+        self.starts.truncate(1);
+        self.rows = page.sessions;
+        self.set_next(page.next);
+        Ok(())
+    }
+
+    /// Moves to the next page; `false`, with nothing changed, when there is none.
+    ///
+    /// # Errors
+    /// The store's error; the listing stays where it was.
+    pub(crate) fn next_page(&mut self, admin: &dyn Admin) -> sessdb::Result<bool> {
+        if !self.has_next() {
+            return Ok(false);
+        }
+        let cursor = self.next.clone();
+        let page = admin.list(&self.view.query(cursor.clone(), PAGE_SIZE))?;
+        if page.sessions.is_empty() && page.next.is_none() {
+            // The last page was exactly full: now we know nothing follows.
+            self.next = None;
+            return Ok(false);
+        }
+        self.starts.push(cursor);
+        self.rows = page.sessions;
+        self.set_next(page.next);
+        Ok(true)
+    }
+
+    /// Moves to the previous page; `false` on the first.
+    ///
+    /// # Errors
+    /// The store's error; the listing stays where it was.
+    pub(crate) fn prev_page(&mut self, admin: &dyn Admin) -> sessdb::Result<bool> {
+        if self.starts.len() < 2 {
+            return Ok(false);
+        }
+        let start = self.starts[self.starts.len() - 2].clone();
+        let page = admin.list(&self.view.query(start, PAGE_SIZE))?;
+        self.starts.pop();
+        self.rows = page.sessions;
+        self.set_next(page.next);
+        Ok(true)
+    }
+
+    /// Scans on where the budget stopped, appending what matches. A page that ends up empty
+    /// (the filter matched nothing after the previous page) is dropped for the previous one.
+    ///
+    /// # Errors
+    /// The store's error; what was loaded stays.
+    pub(crate) fn continue_scan(&mut self, admin: &dyn Admin) -> sessdb::Result<()> {
+        if !self.incomplete {
+            return Ok(());
+        }
+        let limit = PAGE_SIZE.saturating_sub(self.rows.len()).max(1);
+        let page = admin.list(&self.view.query(self.next.clone(), limit))?;
+        self.rows.extend(page.sessions);
+        self.set_next(page.next);
+        if self.rows.is_empty() && !self.incomplete && self.prev_page(admin)? {
+            self.next = None;
+        }
+        Ok(())
+    }
+
+    fn set_next(&mut self, next: Option<Cursor>) {
+        self.incomplete = self.rows.len() < PAGE_SIZE && next.is_some();
+        self.next = next;
+        self.sort_rows();
+    }
+
+    /// Sorts the loaded page. Even in expiry order: the expiry index orders by 10-second
+    /// buckets, then by handle, and the table shows exact times.
+    fn sort_rows(&mut self) {
+        let sort = self.view.sort;
+        self.rows.sort_by(|a, b| sort.compare(a, b));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_what_the_operator_types() {
+        assert_eq!(Filter::parse(""), Filter::None);
+        assert_eq!(Filter::parse("  "), Filter::None);
+        assert_eq!(Filter::parse("ali"), Filter::Search("ali".into()));
+        assert_eq!(Filter::parse("p:alice"), Filter::Principal("alice".into()));
+        assert_eq!(Filter::parse("p: "), Filter::None);
+        assert_eq!(Filter::parse("l:web"), Filter::Label("web".into()));
+    }
+
+    #[test]
+    fn filters_become_list_queries() {
+        let view = |filter| View {
+            filter,
+            ..View::default()
+        };
+        let q = view(Filter::Principal("alice".into())).query(None, 10);
+        assert_eq!(q.principal.as_deref(), Some("alice"));
+        assert_eq!((q.limit, q.scan_budget), (10, SCAN_BUDGET));
+        assert_eq!(q.status, Status::Live);
+        let q = view(Filter::Search("3f".into())).query(None, 10);
+        assert_eq!((q.search.as_deref(), q.principal), (Some("3f"), None));
+        let q = view(Filter::Label("web".into())).query(None, 10);
+        assert_eq!(q.label.as_deref(), Some("web"));
+        let all = View {
+            show_expired: true,
+            ..View::default()
+        };
+        assert_eq!(all.query(None, 1).status, Status::All);
+    }
+
+    #[test]
+    fn sort_cycles_through_four_orders() {
+        let mut sort = Sort::Expiry;
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(sort.name());
+            sort = sort.next();
+        }
+        assert_eq!(seen, ["expiry", "last access", "principal", "created"]);
+        assert_eq!(sort, Sort::Expiry);
+        assert!(Sort::Expiry.served_by_index(&Filter::None));
+        assert!(!Sort::Expiry.served_by_index(&Filter::Principal("a".into())));
+        assert!(!Sort::Created.served_by_index(&Filter::None));
+    }
+}

@@ -1,0 +1,639 @@
+//! Layer 1: key events in, state out; nothing is drawn.
+
+use std::cell::Cell;
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use sessdb::{
+    Admin, CheckReport, ExportReport, Handle, ImportOptions, ImportReport, ListQuery, Page,
+    RepairReport, SessionId, SessionInfo, Stats, Target,
+};
+use time::OffsetDateTime;
+
+use super::{ch, key, press, principals, started, type_text, Fixture, Spec};
+use crate::app::{Action, Confirm, Message, Mode};
+use crate::listing::{Filter, Sort, PAGE_SIZE};
+
+fn handle_of(name: &str) -> Handle {
+    SessionId::named(name).handle()
+}
+
+fn selected_principal(app: &crate::app::App) -> Option<String> {
+    app.selected_session().and_then(|s| s.principal.clone())
+}
+
+#[test]
+fn starts_on_live_sessions_in_expiry_order_with_counts() {
+    let f = Fixture::demo();
+    let app = started(&f.store, 100, 30);
+    assert_eq!(
+        principals(&app),
+        ["carol", "alice", "bob", "-", "alice", "svc-billing"]
+    );
+    assert_eq!(app.selected, 0);
+    let stats = app.stats.as_ref().expect("stats loaded");
+    assert_eq!((stats.live, stats.expired, stats.principals), (6, 1, 5));
+    assert_eq!(app.mode, Mode::Browsing);
+    assert!(!app.busy());
+}
+
+#[test]
+fn arrows_and_vim_keys_move_within_bounds() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    press(app, &f.store, &[ch('j'), key(KeyCode::Down)]);
+    assert_eq!(app.selected, 2);
+    press(app, &f.store, &[ch('k')]);
+    assert_eq!(app.selected, 1);
+    press(
+        app,
+        &f.store,
+        &[key(KeyCode::Up), key(KeyCode::Up), ch('k')],
+    );
+    assert_eq!(app.selected, 0, "stops at the top");
+    press(app, &f.store, &[ch('G')]);
+    assert_eq!(app.selected, 5);
+    press(app, &f.store, &[ch('j')]);
+    assert_eq!(app.selected, 5, "stops at the bottom");
+    press(app, &f.store, &[ch('g')]);
+    assert_eq!(app.selected, 0);
+    press(app, &f.store, &[key(KeyCode::PageDown)]);
+    assert_eq!(
+        app.selected, 5,
+        "a page down past the end lands on the last row"
+    );
+    press(app, &f.store, &[key(KeyCode::PageUp)]);
+    assert_eq!(app.selected, 0);
+}
+
+#[test]
+fn enter_opens_a_detail_pane_pinned_to_the_session_and_scrolls_it() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 80, 24);
+    press(app, &f.store, &[ch('j'), key(KeyCode::Enter)]);
+    let Mode::Detail(detail) = &app.mode else {
+        panic!("detail pane not open: {:?}", app.mode);
+    };
+    assert_eq!(detail.handle, handle_of("alice-web"));
+    assert_eq!(detail.scroll, 0);
+    // In the pane, j/k scroll it and leave the table's selection alone.
+    press(app, &f.store, &[ch('j'), ch('j'), ch('k')]);
+    assert_eq!(app.detail().map(|d| d.scroll), Some(1));
+    assert_eq!(app.selected, 1);
+    press(app, &f.store, &[ch('G')]);
+    let bottom = app.detail().map(|d| d.scroll).expect("open");
+    press(app, &f.store, &[ch('j')]);
+    assert_eq!(
+        app.detail().map(|d| d.scroll),
+        Some(bottom),
+        "stops at the end"
+    );
+    assert!(bottom > 1);
+    press(app, &f.store, &[key(KeyCode::Esc)]);
+    assert_eq!(app.mode, Mode::Browsing);
+    assert!(!app.quit, "Esc closes the pane, it does not quit");
+    press(app, &f.store, &[key(KeyCode::Enter), key(KeyCode::Enter)]);
+    assert_eq!(app.mode, Mode::Browsing, "Enter toggles");
+}
+
+#[test]
+fn the_detail_pane_says_when_its_session_is_gone() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 80, 24);
+    press(app, &f.store, &[key(KeyCode::Enter)]);
+    f.store
+        .invalidate_handle(&handle_of("carol"))
+        .expect("invalidate");
+    press(app, &f.store, &[ch('r')]);
+    let detail = app.detail().expect("still open");
+    assert_eq!(detail.handle, handle_of("carol"));
+    assert!(detail.info.is_none());
+}
+
+#[test]
+fn slash_filters_as_you_type_and_esc_clears() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    press(app, &f.store, &[ch('/')]);
+    assert!(matches!(app.mode, Mode::Filter { .. }));
+    type_text(app, &f.store, "al");
+    assert_eq!(principals(app), ["alice", "alice"]);
+    assert_eq!(app.listing.view().filter, Filter::Search("al".into()));
+    press(
+        app,
+        &f.store,
+        &[key(KeyCode::Backspace), key(KeyCode::Backspace)],
+    );
+    assert_eq!(app.listing.rows().len(), 6);
+    type_text(app, &f.store, "gue");
+    assert_eq!(principals(app), ["-"], "labels match too");
+    press(app, &f.store, &[key(KeyCode::Enter)]);
+    assert_eq!(app.mode, Mode::Browsing);
+    assert_eq!(app.filter_text, "gue", "Enter keeps the filter");
+    press(app, &f.store, &[key(KeyCode::Esc)]);
+    assert_eq!(app.listing.view().filter, Filter::None);
+    assert_eq!(app.listing.rows().len(), 6);
+    assert!(!app.quit, "the first Esc clears the filter");
+    press(app, &f.store, &[key(KeyCode::Esc)]);
+    assert!(app.quit, "the second quits");
+}
+
+#[test]
+fn filter_by_handle_prefix_and_exact_principal_and_label() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    let bob = handle_of("bob-web").to_string();
+    press(app, &f.store, &[ch('/')]);
+    type_text(app, &f.store, &bob[..6]);
+    assert_eq!(principals(app), ["bob"]);
+    press(app, &f.store, &[key(KeyCode::Esc), ch('/')]);
+    type_text(app, &f.store, "p:alice");
+    assert_eq!(app.listing.view().filter, Filter::Principal("alice".into()));
+    assert_eq!(principals(app), ["alice", "alice"]);
+    // The principal index lists by handle, so even expiry order is sorted on the page.
+    assert!(!app
+        .listing
+        .view()
+        .sort
+        .served_by_index(&app.listing.view().filter));
+    let expiries: Vec<_> = app.listing.rows().iter().map(|s| s.expires_at).collect();
+    assert!(expiries.windows(2).all(|w| w[0] <= w[1]));
+    press(app, &f.store, &[key(KeyCode::Esc), ch('/')]);
+    type_text(app, &f.store, "p:ali");
+    assert!(app.listing.rows().is_empty(), "p: is exact");
+    press(app, &f.store, &[key(KeyCode::Esc), ch('/')]);
+    type_text(app, &f.store, "l:web");
+    assert_eq!(
+        principals(app),
+        ["alice", "bob"],
+        "dave's web session expired"
+    );
+}
+
+#[test]
+fn s_cycles_the_sort_and_keeps_the_selected_session() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    press(app, &f.store, &[ch('j'), ch('j')]);
+    assert_eq!(selected_principal(app).as_deref(), Some("bob"));
+    press(app, &f.store, &[ch('s')]);
+    assert_eq!(app.listing.view().sort, Sort::LastAccess);
+    assert_eq!(
+        principals(app),
+        ["svc-billing", "carol", "alice", "-", "bob", "alice"]
+    );
+    assert_eq!(selected_principal(app).as_deref(), Some("bob"));
+    press(app, &f.store, &[ch('s')]);
+    assert_eq!(
+        principals(app),
+        ["alice", "alice", "bob", "carol", "svc-billing", "-"]
+    );
+    press(app, &f.store, &[ch('s')]);
+    assert_eq!(app.listing.view().sort, Sort::Created);
+    assert_eq!(
+        principals(app),
+        ["svc-billing", "carol", "alice", "-", "bob", "alice"]
+    );
+    press(app, &f.store, &[ch('s')]);
+    assert_eq!(app.listing.view().sort, Sort::Expiry);
+    assert_eq!(
+        principals(app),
+        ["carol", "alice", "bob", "-", "alice", "svc-billing"]
+    );
+    assert_eq!(selected_principal(app).as_deref(), Some("bob"));
+}
+
+#[test]
+fn e_toggles_expired_sessions() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    press(app, &f.store, &[ch('e')]);
+    assert!(app.listing.view().show_expired);
+    assert_eq!(principals(app)[0], "dave");
+    assert_eq!(app.listing.rows().len(), 7);
+    press(app, &f.store, &[ch('e')]);
+    assert_eq!(app.listing.rows().len(), 6);
+    assert!(!principals(app).contains(&"dave".to_string()));
+}
+
+#[test]
+fn d_asks_then_y_invalidates_the_selected_session() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    press(app, &f.store, &[ch('j'), ch('d')]);
+    let bob_web = handle_of("alice-web");
+    assert_eq!(
+        app.mode,
+        Mode::Confirm {
+            ask: Confirm::Invalidate {
+                handle: bob_web,
+                principal: Some("alice".into()),
+            },
+            back: Box::new(Mode::Browsing),
+        }
+    );
+    press(app, &f.store, &[ch('x'), ch('j')]);
+    assert!(
+        matches!(app.mode, Mode::Confirm { .. }),
+        "other keys do nothing"
+    );
+    press(app, &f.store, &[ch('y')]);
+    assert_eq!(app.mode, Mode::Browsing);
+    assert_eq!(f.store.show(&Target::Handle(bob_web)).expect("show"), None);
+    assert_eq!(
+        principals(app),
+        ["carol", "bob", "-", "alice", "svc-billing"]
+    );
+    assert_eq!(
+        selected_principal(app).as_deref(),
+        Some("bob"),
+        "the selection stays at its place"
+    );
+    assert_eq!(app.stats.as_ref().map(|s| s.live), Some(5));
+    assert!(matches!(&app.message, Some(Message::Info(m)) if m.starts_with("Invalidated session")));
+}
+
+#[test]
+fn n_and_esc_cancel_a_confirmation() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    for answer in [ch('n'), key(KeyCode::Esc)] {
+        press(app, &f.store, &[ch('d'), answer]);
+        assert_eq!(app.mode, Mode::Browsing);
+        assert!(!app.quit);
+    }
+    assert_eq!(f.store.stats().expect("stats").live, 6);
+    assert_eq!(app.message, Some(Message::Info("Cancelled".into())));
+}
+
+#[test]
+fn capital_d_says_how_many_and_logs_the_principal_out() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    press(app, &f.store, &[ch('j'), ch('D')]);
+    let Mode::Confirm { ask, .. } = &app.mode else {
+        panic!("no confirmation: {:?}", app.mode);
+    };
+    assert_eq!(
+        *ask,
+        Confirm::InvalidatePrincipal {
+            principal: "alice".into(),
+            count: 2
+        }
+    );
+    press(app, &f.store, &[ch('y')]);
+    assert!(f.store.sessions_of("alice").expect("list").is_empty());
+    assert_eq!(principals(app), ["carol", "bob", "-", "svc-billing"]);
+    assert_eq!(
+        app.message,
+        Some(Message::Info("Invalidated 2 sessions of alice".into()))
+    );
+    // The anonymous session has no principal to log out.
+    press(app, &f.store, &[ch('g'), ch('j'), ch('j'), ch('D')]);
+    assert_eq!(app.mode, Mode::Browsing);
+    assert_eq!(
+        app.message,
+        Some(Message::Info("This session has no principal".into()))
+    );
+}
+
+#[test]
+fn p_asks_how_many_expired_then_purges() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    press(app, &f.store, &[ch('p')]);
+    assert!(matches!(
+        app.mode,
+        Mode::Confirm {
+            ask: Confirm::Purge { count: 1 },
+            ..
+        }
+    ));
+    press(app, &f.store, &[ch('y')]);
+    assert_eq!(f.store.count_expired().expect("count"), 0);
+    assert_eq!(
+        app.message,
+        Some(Message::Info("Purged 1 expired session".into()))
+    );
+    assert_eq!(app.stats.as_ref().map(|s| s.expired), Some(0));
+    press(app, &f.store, &[ch('p')]);
+    assert_eq!(app.mode, Mode::Browsing, "nothing to purge, nothing to ask");
+    assert_eq!(
+        app.message,
+        Some(Message::Info("No expired sessions to purge".into()))
+    );
+}
+
+#[test]
+fn the_selected_session_stays_selected_across_refreshes() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    press(app, &f.store, &[ch('j'), ch('j')]);
+    assert_eq!(selected_principal(app).as_deref(), Some("bob"));
+    // A session that expires sooner than all others goes to the top of the list.
+    f.add(Spec {
+        name: "erin",
+        principal: Some("erin"),
+        idle: Some(Duration::from_secs(10)),
+        ..Spec::default()
+    });
+    press(app, &f.store, &[ch('r')]);
+    assert_eq!(principals(app)[0], "erin");
+    assert_eq!(app.selected, 3);
+    assert_eq!(selected_principal(app).as_deref(), Some("bob"));
+    // When it is gone, the selection stays where it was.
+    f.store
+        .invalidate_handle(&handle_of("bob-web"))
+        .expect("invalidate");
+    press(app, &f.store, &[ch('r')]);
+    assert_eq!(app.selected, 3);
+    assert_eq!(selected_principal(app), None, "the guest session moved up");
+}
+
+#[test]
+fn auto_refresh_follows_a_and_r_always_refreshes() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    assert!(app.auto_refresh);
+    f.add(Spec {
+        name: "erin",
+        principal: Some("erin"),
+        ..Spec::default()
+    });
+    app.update(&f.store, Action::AutoRefresh);
+    assert_eq!(app.listing.rows().len(), 7);
+    press(app, &f.store, &[ch('a')]);
+    assert!(!app.auto_refresh);
+    f.add(Spec {
+        name: "frank",
+        principal: Some("frank"),
+        ..Spec::default()
+    });
+    app.update(&f.store, Action::AutoRefresh);
+    assert_eq!(app.listing.rows().len(), 7, "auto-refresh is off");
+    press(app, &f.store, &[ch('r')]);
+    assert_eq!(app.listing.rows().len(), 8);
+    press(app, &f.store, &[ch('a')]);
+    assert!(app.auto_refresh);
+}
+
+#[test]
+fn relative_times_follow_the_store_clock_at_each_refresh() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    assert_eq!(
+        app.now,
+        OffsetDateTime::UNIX_EPOCH + Duration::from_millis(1_700_000_840_000)
+    );
+    f.advance(5);
+    app.update(&f.store, Action::AutoRefresh);
+    assert_eq!(
+        app.now,
+        OffsetDateTime::UNIX_EPOCH + Duration::from_millis(1_700_000_845_000)
+    );
+    assert_eq!(app.refreshed_at, Some(app.now));
+}
+
+#[test]
+fn help_opens_over_any_pane_and_any_key_goes_back() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    press(app, &f.store, &[key(KeyCode::Enter), ch('?')]);
+    assert!(matches!(app.mode, Mode::Help { .. }));
+    assert!(app.detail().is_some(), "the pane stays under the help");
+    press(app, &f.store, &[ch('x')]);
+    assert!(matches!(app.mode, Mode::Detail(_)));
+    press(app, &f.store, &[ch('?'), ch('q')]);
+    assert!(app.quit, "q quits from the help");
+}
+
+#[test]
+fn ctrl_c_quits_from_every_mode() {
+    let f = Fixture::demo();
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    let setups: [&[KeyEvent]; 5] = [
+        &[],
+        &[key(KeyCode::Enter)],
+        &[ch('/'), ch('a')],
+        &[ch('d')],
+        &[ch('?')],
+    ];
+    for setup in setups {
+        let app = &mut started(&f.store, 100, 30);
+        press(app, &f.store, setup);
+        assert!(!app.quit, "{setup:?}");
+        press(app, &f.store, &[ctrl_c]);
+        assert!(app.quit, "Ctrl-C after {setup:?}");
+    }
+    assert_eq!(
+        f.store.stats().expect("stats").live,
+        6,
+        "nothing was changed"
+    );
+}
+
+#[test]
+fn pages_come_from_the_store_a_hundred_at_a_time() {
+    let f = Fixture::many(250);
+    let app = &mut started(&f.store, 100, 30);
+    assert_eq!(app.listing.rows().len(), PAGE_SIZE);
+    assert_eq!(app.listing.page_index(), 0);
+    // Walking down past the page loads the next one.
+    press(app, &f.store, &[ch('G')]);
+    while app.busy() {
+        app.update(&f.store, Action::Tick);
+    }
+    assert_eq!(app.listing.page_index(), 2);
+    assert_eq!(app.listing.rows().len(), 50);
+    assert_eq!(selected_principal(app).as_deref(), Some("user0249"));
+    press(app, &f.store, &[ch('g')]);
+    assert_eq!(app.listing.page_index(), 0);
+    assert_eq!(selected_principal(app).as_deref(), Some("user0000"));
+    for _ in 0..PAGE_SIZE {
+        press(app, &f.store, &[ch('j')]);
+    }
+    assert_eq!(app.listing.page_index(), 1);
+    assert_eq!(selected_principal(app).as_deref(), Some("user0100"));
+    press(app, &f.store, &[ch('k')]);
+    assert_eq!(app.listing.page_index(), 0, "and back");
+    assert_eq!(selected_principal(app).as_deref(), Some("user0099"));
+    let visible = app.table_rows();
+    assert!(app.offset + visible > app.selected && app.offset <= app.selected);
+    press(app, &f.store, &[key(KeyCode::PageDown)]);
+    assert_eq!(app.listing.page_index(), 1);
+    assert_eq!(app.selected, visible - 1);
+    press(app, &f.store, &[key(KeyCode::PageUp)]);
+    assert_eq!(selected_principal(app).as_deref(), Some("user0099"));
+}
+
+#[test]
+fn a_page_that_is_exactly_full_ends_without_an_empty_page() {
+    let f = Fixture::many(PAGE_SIZE);
+    let app = &mut started(&f.store, 100, 30);
+    press(app, &f.store, &[ch('G')]);
+    while app.busy() {
+        app.update(&f.store, Action::Tick);
+    }
+    assert_eq!(app.listing.page_index(), 0);
+    assert_eq!(selected_principal(app).as_deref(), Some("user0099"));
+    press(app, &f.store, &[ch('j')]);
+    assert_eq!(app.listing.page_index(), 0);
+    assert!(!app.listing.has_next());
+}
+
+#[test]
+fn a_selective_search_scans_in_bounded_steps() {
+    let f = Fixture::many(5_000);
+    let app = &mut started(&f.store, 100, 30);
+    press(app, &f.store, &[ch('/')]);
+    type_text(app, &f.store, "user4999");
+    assert!(
+        app.busy(),
+        "the first call stops at the scan budget, before user4999"
+    );
+    assert!(app.listing.rows().is_empty());
+    let mut ticks = 0;
+    while app.busy() {
+        app.update(&f.store, Action::Tick);
+        ticks += 1;
+        assert!(ticks < 10, "the scan does not end");
+    }
+    assert!(
+        ticks >= 2,
+        "5000 entries need at least three budgets of 2000"
+    );
+    assert_eq!(principals(app), ["user4999"]);
+}
+
+#[test]
+fn resizing_keeps_the_selection_on_screen() {
+    let f = Fixture::many(50);
+    let app = &mut started(&f.store, 100, 40);
+    press(app, &f.store, &[ch('G')]);
+    assert_eq!(app.selected, 49);
+    let tall = app.table_rows();
+    app.update(&f.store, Action::Resize(80, 24));
+    let short = app.table_rows();
+    assert!(short < tall);
+    assert!(app.offset <= 49 && 49 < app.offset + short);
+    app.update(&f.store, Action::Resize(120, 60));
+    assert_eq!(app.offset, 0, "everything fits again");
+}
+
+/// A transport whose reads fail while `failing` is set.
+struct Flaky<'a> {
+    inner: &'a sessdb::Store,
+    failing: Cell<bool>,
+}
+
+impl Flaky<'_> {
+    fn check(&self) -> sessdb::Result<()> {
+        if self.failing.get() {
+            return Err(sessdb::Error::Io {
+                path: "/srv/app/sessions.sessdb".into(),
+                source: std::io::Error::other("disk gone"),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Admin for Flaky<'_> {
+    fn stats(&self) -> sessdb::Result<Stats> {
+        self.check()?;
+        self.inner.stats()
+    }
+    fn list(&self, query: &ListQuery) -> sessdb::Result<Page> {
+        self.check()?;
+        self.inner.list(query)
+    }
+    fn show(&self, target: &Target) -> sessdb::Result<Option<SessionInfo>> {
+        self.check()?;
+        self.inner.show(target)
+    }
+    fn invalidate(&self, target: &Target) -> sessdb::Result<bool> {
+        self.check()?;
+        Admin::invalidate(self.inner, target)
+    }
+    fn invalidate_principal(&self, principal: &str) -> sessdb::Result<usize> {
+        self.check()?;
+        Admin::invalidate_principal(self.inner, principal)
+    }
+    fn purge(&self, progress: &mut dyn FnMut(u64)) -> sessdb::Result<u64> {
+        self.check()?;
+        self.inner.purge(progress)
+    }
+    fn count_expired(&self) -> sessdb::Result<u64> {
+        self.check()?;
+        Admin::count_expired(self.inner)
+    }
+    fn export(&self, out: &mut dyn Write, include_expired: bool) -> sessdb::Result<ExportReport> {
+        self.inner.export(out, include_expired)
+    }
+    fn import(
+        &self,
+        input: &mut dyn BufRead,
+        options: &ImportOptions,
+    ) -> sessdb::Result<ImportReport> {
+        self.inner.import(input, options)
+    }
+    fn check(&self) -> sessdb::Result<CheckReport> {
+        Admin::check(self.inner)
+    }
+    fn repair(&self) -> sessdb::Result<RepairReport> {
+        self.inner.repair()
+    }
+    fn now(&self) -> OffsetDateTime {
+        Admin::now(self.inner)
+    }
+}
+
+#[test]
+fn store_errors_go_to_the_status_line_and_clear_when_it_works_again() {
+    let f = Fixture::demo();
+    let flaky = Flaky {
+        inner: &f.store,
+        failing: Cell::new(false),
+    };
+    let app = &mut started(&flaky, 100, 30);
+    flaky.failing.set(true);
+    // The table stays while reads fail, until a new view needs a new listing.
+    for keys in [&[ch('r')][..], &[ch('D')], &[ch('p')], &[ch('e')]] {
+        press(app, &flaky, keys);
+        assert_eq!(
+            app.message,
+            Some(Message::Error(
+                "I/O error on /srv/app/sessions.sessdb: disk gone".into()
+            )),
+            "after {keys:?}"
+        );
+        assert_eq!(app.mode, Mode::Browsing);
+        assert!(!app.quit);
+    }
+    assert!(app.listing.rows().is_empty());
+    flaky.failing.set(false);
+    press(app, &flaky, &[ch('r')]);
+    assert_eq!(app.message, None, "a good refresh clears the error");
+    assert!(!app.listing.rows().is_empty());
+}
+
+#[test]
+fn a_read_only_store_refuses_invalidation_in_the_status_line() {
+    let f = Fixture::demo();
+    let path = f.store.path().to_path_buf();
+    drop(f.store);
+    let store = sessdb::Store::builder()
+        .clock(f.clock.clone())
+        .read_only(true)
+        .open(&path)
+        .expect("open read-only");
+    let app = &mut started(&store, 100, 30);
+    press(app, &store, &[ch('d'), ch('y')]);
+    assert!(
+        matches!(&app.message, Some(Message::Error(_))),
+        "{:?}",
+        app.message
+    );
+    assert_eq!(store.stats().expect("stats").live, 6);
+}

@@ -1,0 +1,627 @@
+//! Drawing: `&App` in, cells out. Each part of the screen is a widget of its own so it can be
+//! tested on a plain `Buffer`; only the rows that fit on screen are turned into cells.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Alignment, Constraint, Layout, Margin, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Block, Borders, Cell, Clear, Paragraph, Row, Scrollbar, ScrollbarOrientation, ScrollbarState,
+    StatefulWidget, Table, TableState, Widget,
+};
+use ratatui::Frame;
+use sessdb::SessionInfo;
+
+use crate::app::{plural, App, Confirm, Detail, Message, Mode};
+use crate::format::{ago, bytes, clock, remaining, span, timestamp};
+use crate::keys::{self, KeyHelp};
+use crate::listing::{Filter, PAGE_SIZE};
+use crate::theme::Theme;
+
+/// Where each part of the screen goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Areas {
+    header: Rect,
+    table: Rect,
+    detail: Option<Rect>,
+    status: Rect,
+    keys: Rect,
+}
+
+fn areas(area: Rect, detail: bool) -> Areas {
+    let [header, body, status, keys] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Fill(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    if detail {
+        let [table, detail] =
+            Layout::vertical([Constraint::Percentage(40), Constraint::Fill(1)]).areas(body);
+        Areas {
+            header,
+            table,
+            detail: Some(detail),
+            status,
+            keys,
+        }
+    } else {
+        Areas {
+            header,
+            table: body,
+            detail: None,
+            status,
+            keys,
+        }
+    }
+}
+
+/// Table rows that fit in a terminal of `area` (inside the border, below the column names).
+pub(crate) fn table_body_height(area: Rect, detail: bool) -> u16 {
+    areas(area, detail).table.height.saturating_sub(3)
+}
+
+/// Detail lines that fit in a terminal of `area`.
+pub(crate) fn detail_body_height(area: Rect) -> u16 {
+    areas(area, true)
+        .detail
+        .map_or(0, |r| r.height.saturating_sub(2))
+}
+
+/// Draws the whole screen.
+pub(crate) fn render(app: &App, frame: &mut Frame) {
+    let a = areas(frame.area(), app.detail().is_some());
+    frame.render_widget(Header { app }, a.header);
+    frame.render_widget(SessionTable { app }, a.table);
+    if let (Some(area), Some(detail)) = (a.detail, app.detail()) {
+        frame.render_widget(DetailPane { app, detail }, area);
+    }
+    frame.render_widget(StatusLine { app }, a.status);
+    if let Mode::Filter { input } = &app.mode {
+        let prompt = FILTER_PROMPT.chars().count() + input.chars().count();
+        let x = a.status.x + u16::try_from(prompt).unwrap_or(u16::MAX);
+        frame.set_cursor_position((x.min(a.status.right().saturating_sub(1)), a.status.y));
+    }
+    frame.render_widget(
+        KeyBar {
+            keys: keys::footer(&app.mode, app.listing.view().filter.is_active()),
+            theme: &app.theme,
+        },
+        a.keys,
+    );
+    match &app.mode {
+        Mode::Confirm { ask, .. } => frame.render_widget(
+            ConfirmDialog {
+                ask,
+                theme: &app.theme,
+            },
+            frame.area(),
+        ),
+        Mode::Help { .. } => frame.render_widget(HelpOverlay { theme: &app.theme }, frame.area()),
+        _ => {}
+    }
+}
+
+const FILTER_PROMPT: &str = "filter: ";
+
+/// `…tail` of `text` in at most `max` characters.
+fn keep_tail(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        return text.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let tail: String = text.chars().skip(count - (max - 1)).collect();
+    format!("…{tail}")
+}
+
+/// The two header lines: what is open and when it was read; the store's counts.
+#[derive(Debug)]
+pub(crate) struct Header<'a> {
+    pub(crate) app: &'a App,
+}
+
+impl Widget for Header<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self.app;
+        let t = &app.theme;
+        let refreshed = app
+            .refreshed_at
+            .map_or_else(|| "never".to_string(), |at| format!("{} UTC", clock(at)));
+        let auto = if app.auto_refresh {
+            format!("auto {}", span(app.refresh))
+        } else {
+            "auto off".to_string()
+        };
+        let right = Line::from(vec![
+            Span::styled("refreshed ", t.label),
+            Span::styled(refreshed, t.value),
+            Span::styled(" · ", t.label),
+            Span::styled(auto, t.value),
+            Span::raw(" "),
+        ]);
+        let room = usize::from(area.width)
+            .saturating_sub(right.width())
+            .saturating_sub(" sessdb  ".len() + 1);
+        let left = Line::from(vec![
+            Span::styled(" sessdb ", t.title),
+            Span::raw(" "),
+            Span::styled(keep_tail(&app.title, room), t.value),
+        ]);
+        let [top, bottom] =
+            Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
+        left.render(top, buf);
+        right.right_aligned().render(top, buf);
+        let counts = match &app.stats {
+            Some(s) => {
+                let mut spans = vec![Span::raw(" ")];
+                let items = [
+                    ("live ", s.live.to_string()),
+                    (" · expired ", s.expired.to_string()),
+                    (" · principals ", s.principals.to_string()),
+                    (" · on disk ", bytes(s.bytes_on_disk)),
+                ];
+                for (label, value) in items {
+                    spans.push(Span::styled(label, t.label));
+                    spans.push(Span::styled(value, t.value));
+                }
+                if s.undecodable > 0 {
+                    spans.push(Span::styled(" · undecodable ", t.label));
+                    spans.push(Span::styled(s.undecodable.to_string(), t.error));
+                }
+                Line::from(spans)
+            }
+            None => Line::from(Span::styled(" counting sessions…", t.label)),
+        };
+        counts.render(bottom, buf);
+    }
+}
+
+/// The table of the loaded page, with a scrollbar for the position in the whole listing.
+#[derive(Debug)]
+pub(crate) struct SessionTable<'a> {
+    pub(crate) app: &'a App,
+}
+
+const COLUMNS: [&str; 8] = [
+    "HANDLE",
+    "PRINCIPAL",
+    "LABEL",
+    "REMOTE ADDR",
+    "CREATED",
+    "ACCESSED",
+    "EXPIRES",
+    "SIZE",
+];
+
+impl SessionTable<'_> {
+    fn row<'b>(&self, info: &'b SessionInfo) -> Row<'b> {
+        let t = &self.app.theme;
+        let now = self.app.now;
+        let text = |v: &'b Option<String>| Cell::from(v.as_deref().unwrap_or("-"));
+        let left = remaining(info.expires_at, now);
+        let expires = match left {
+            Some(d) if d.as_secs() < 60 => Cell::from(span(d)).style(t.urgent),
+            Some(d) => Cell::from(span(d)),
+            None => Cell::from("expired"),
+        };
+        let row = Row::new(vec![
+            Cell::from(info.handle.short()),
+            text(&info.principal),
+            text(&info.label),
+            text(&info.remote_addr),
+            Cell::from(ago(info.created, now)),
+            Cell::from(ago(info.last_access, now)),
+            expires,
+            Cell::from(Line::from(bytes(info.size as u64)).right_aligned()),
+        ]);
+        if left.is_none() {
+            row.style(t.expired)
+        } else {
+            row
+        }
+    }
+}
+
+impl Widget for SessionTable<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self.app;
+        let t = &app.theme;
+        let listing = &app.listing;
+        let rows = listing.rows();
+        let first = listing.page_index() * PAGE_SIZE;
+        let which = if listing.view().show_expired {
+            " live + expired sessions "
+        } else {
+            " live sessions "
+        };
+        let span_text = if rows.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " {}–{}{} ",
+                first + 1,
+                first + rows.len(),
+                if listing.has_next() { "+" } else { "" }
+            )
+        };
+        let block = Block::new()
+            .borders(Borders::ALL)
+            .border_style(t.border)
+            .title(Span::styled(which, t.title))
+            .title(Line::from(span_text).right_aligned());
+        let inner = block.inner(area);
+        block.render(area, buf);
+        if rows.is_empty() {
+            let text = if listing.is_incomplete() {
+                "Searching…".to_string()
+            } else {
+                match &listing.view().filter {
+                    Filter::None if listing.view().show_expired => "No sessions".to_string(),
+                    Filter::None => "No live sessions (e shows expired ones)".to_string(),
+                    _ => format!("No sessions match “{}”", app.filter_text.trim()),
+                }
+            };
+            let middle = inner.centered_vertically(Constraint::Length(1));
+            Paragraph::new(text)
+                .style(t.label)
+                .alignment(Alignment::Center)
+                .render(middle, buf);
+            return;
+        }
+        let table_area = Rect {
+            width: inner.width.saturating_sub(1),
+            ..inner
+        };
+        let visible = usize::from(inner.height.saturating_sub(1));
+        let end = (app.offset + visible).min(rows.len());
+        let start = app.offset.min(end);
+        let widths = [
+            Constraint::Length(8),
+            Constraint::Fill(1),
+            Constraint::Fill(1),
+            Constraint::Fill(1),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(8),
+        ];
+        let header = Row::new(COLUMNS.map(Cell::from)).style(t.column);
+        let table = Table::new(rows[start..end].iter().map(|r| self.row(r)), widths)
+            .header(header)
+            .column_spacing(1)
+            .row_highlight_style(t.selected);
+        let mut state = TableState::new().with_selected(app.selected.checked_sub(start));
+        StatefulWidget::render(table, table_area, buf, &mut state);
+
+        // The scrollbar places the selection in the whole listing when its size is known
+        // (no filter: the header's counts), else in what has been paged through so far.
+        let position = first + app.selected;
+        let total = match (&listing.view().filter, &app.stats) {
+            (Filter::None, Some(s)) => {
+                let all = if listing.view().show_expired {
+                    s.live + s.expired
+                } else {
+                    s.live
+                };
+                usize::try_from(all).unwrap_or(usize::MAX)
+            }
+            _ => first + rows.len() + if listing.has_next() { PAGE_SIZE } else { 0 },
+        }
+        .max(position + 1);
+        let mut bar = ScrollbarState::new(total)
+            .position(position)
+            .viewport_content_length(visible);
+        Scrollbar::new(ScrollbarOrientation::VerticalRight)
+            .begin_symbol(None)
+            .end_symbol(None)
+            .style(t.border)
+            .render(
+                area.inner(Margin {
+                    horizontal: 0,
+                    vertical: 1,
+                }),
+                buf,
+                &mut bar,
+            );
+    }
+}
+
+/// The lines of the detail pane: metadata, then the data as pretty JSON.
+pub(crate) fn detail_lines(app: &App, detail: &Detail) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let Some(info) = detail.info.as_deref() else {
+        return vec![
+            Line::styled(
+                format!("Session {} no longer exists.", detail.handle.short()),
+                t.error,
+            ),
+            Line::styled(
+                "It was invalidated, purged or removed after expiring.",
+                t.label,
+            ),
+        ];
+    };
+    let now = app.now;
+    let field = |name: &'static str, value: String| {
+        Line::from(vec![
+            Span::styled(format!("{name:<13}"), t.label),
+            Span::styled(value, t.value),
+        ])
+    };
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let until = |at| match remaining(at, now) {
+        Some(d) => format!("{} (in {})", timestamp(at), span(d)),
+        None => format!(
+            "{} ({})",
+            timestamp(at),
+            ago(at, now).replace(" ago", " ago, expired")
+        ),
+    };
+    let mut lines = vec![
+        field("handle", info.handle.to_string()),
+        field("principal", opt(&info.principal)),
+        field("label", opt(&info.label)),
+        field("remote addr", opt(&info.remote_addr)),
+        field("user agent", opt(&info.user_agent)),
+        field(
+            "created",
+            format!("{} ({})", timestamp(info.created), ago(info.created, now)),
+        ),
+        field(
+            "last access",
+            format!(
+                "{} ({})",
+                timestamp(info.last_access),
+                ago(info.last_access, now)
+            ),
+        ),
+        field("idle timeout", span(info.idle_timeout)),
+        field("deadline", until(info.absolute_deadline)),
+        field("expires", until(info.expires_at)),
+        field("version", info.version.to_string()),
+        field("size", bytes(info.size as u64)),
+        Line::styled("data", t.label),
+    ];
+    let json = info.to_json();
+    let data = json.get("data").cloned().unwrap_or_default();
+    let pretty = serde_json::to_string_pretty(&data).unwrap_or_else(|e| e.to_string());
+    lines.extend(pretty.lines().map(|l| Line::raw(format!("  {l}"))));
+    lines
+}
+
+/// The detail pane of one session, scrolled.
+#[derive(Debug)]
+pub(crate) struct DetailPane<'a> {
+    pub(crate) app: &'a App,
+    pub(crate) detail: &'a Detail,
+}
+
+impl Widget for DetailPane<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let t = &self.app.theme;
+        let lines = detail_lines(self.app, self.detail);
+        let block = Block::new()
+            .borders(Borders::ALL)
+            .border_style(t.border)
+            .title(Span::styled(
+                format!(" session {} ", self.detail.handle.short()),
+                t.title,
+            ))
+            .title(Line::from(" Enter/Esc closes ").right_aligned());
+        let inner = block.inner(area);
+        block.render(area, buf);
+        let visible = usize::from(inner.height);
+        let total = lines.len();
+        let scroll = self.detail.scroll.min(total.saturating_sub(visible));
+        let shown: Vec<Line> = lines.into_iter().skip(scroll).take(visible).collect();
+        Paragraph::new(shown).render(
+            Rect {
+                width: inner.width.saturating_sub(1),
+                ..inner
+            },
+            buf,
+        );
+        if total > visible {
+            let mut bar = ScrollbarState::new(total.saturating_sub(visible) + 1)
+                .position(scroll)
+                .viewport_content_length(visible);
+            Scrollbar::new(ScrollbarOrientation::VerticalRight)
+                .begin_symbol(None)
+                .end_symbol(None)
+                .style(t.border)
+                .render(
+                    area.inner(Margin {
+                        horizontal: 0,
+                        vertical: 1,
+                    }),
+                    buf,
+                    &mut bar,
+                );
+        }
+    }
+}
+
+/// The status line: the filter prompt, the last message, or progress; and on the right the
+/// sort and filter in force, saying when a sort covers only the loaded page.
+#[derive(Debug)]
+pub(crate) struct StatusLine<'a> {
+    pub(crate) app: &'a App,
+}
+
+impl Widget for StatusLine<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self.app;
+        let t = &app.theme;
+        let view = app.listing.view();
+        let mut right = vec![Span::styled("sort ", t.label)];
+        right.push(Span::styled(view.sort.name(), t.value));
+        if !view.sort.served_by_index(&view.filter) {
+            right.push(Span::styled(" (loaded page only)", t.label));
+        }
+        if view.filter.is_active() && !matches!(app.mode, Mode::Filter { .. }) {
+            right.push(Span::styled(" · filter ", t.label));
+            right.push(Span::styled(app.filter_text.trim().to_string(), t.value));
+        }
+        right.push(Span::raw(" "));
+        let right = Line::from(right);
+        let room = usize::from(area.width).saturating_sub(right.width() + 1);
+        let left = match (&app.mode, &app.message) {
+            (Mode::Filter { input }, _) => Line::from(vec![
+                Span::styled(FILTER_PROMPT, t.key),
+                Span::raw(input.clone()),
+            ]),
+            (_, Some(Message::Error(text))) => {
+                Line::styled(format!(" {}", keep_head(text, room)), t.error)
+            }
+            (_, Some(Message::Info(text))) => {
+                Line::styled(format!(" {}", keep_head(text, room)), t.info)
+            }
+            (_, None) if app.listing.is_incomplete() => Line::styled(" Searching…", t.label),
+            (_, None) => Line::raw(""),
+        };
+        left.render(area, buf);
+        if !matches!(app.mode, Mode::Filter { .. }) || area.width >= 60 {
+            right.right_aligned().render(area, buf);
+        }
+    }
+}
+
+/// `text` cut to `max` characters, ending in `…` when cut.
+fn keep_head(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max.saturating_sub(1)).collect();
+    format!("{head}…")
+}
+
+/// The keys of the current mode, as many as fit.
+#[derive(Debug)]
+pub(crate) struct KeyBar<'a> {
+    pub(crate) keys: &'a [KeyHelp],
+    pub(crate) theme: &'a Theme,
+}
+
+impl Widget for KeyBar<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let mut spans = vec![Span::raw(" ")];
+        let mut width = 1;
+        for (key, what) in self.keys {
+            let item = key.chars().count() + 1 + what.chars().count() + 2;
+            if width + item > usize::from(area.width) {
+                break;
+            }
+            width += item;
+            spans.push(Span::styled(*key, self.theme.key));
+            spans.push(Span::raw(format!(" {what}  ")));
+        }
+        Line::from(spans).render(area, buf);
+    }
+}
+
+/// A box of `width`×`height` in the middle of `area`, shrunk to fit.
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    area.centered(
+        Constraint::Length(width.min(area.width)),
+        Constraint::Length(height.min(area.height)),
+    )
+}
+
+/// The `y`/`n` question before a destructive action.
+#[derive(Debug)]
+pub(crate) struct ConfirmDialog<'a> {
+    pub(crate) ask: &'a Confirm,
+    pub(crate) theme: &'a Theme,
+}
+
+impl ConfirmDialog<'_> {
+    fn text(&self) -> (String, String) {
+        match self.ask {
+            Confirm::Invalidate { handle, principal } => (
+                match principal {
+                    Some(p) => format!("Invalidate session {} of {p}?", handle.short()),
+                    None => format!("Invalidate session {}?", handle.short()),
+                },
+                "Its holder is logged out at the next request.".into(),
+            ),
+            Confirm::InvalidatePrincipal { principal, count } => (
+                format!(
+                    "Invalidate {} of {principal}?",
+                    match count {
+                        1 => "the only session".to_string(),
+                        n => format!("all {n} sessions"),
+                    }
+                ),
+                format!("{principal} is logged out everywhere."),
+            ),
+            Confirm::Purge { count } => (
+                format!("Purge {}?", plural(*count, "expired session")),
+                "They are removed from the database for good.".into(),
+            ),
+        }
+    }
+}
+
+impl Widget for ConfirmDialog<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let t = self.theme;
+        let (question, consequence) = self.text();
+        let width = question.chars().count().max(consequence.chars().count()) + 6;
+        let popup = centered(area, u16::try_from(width).unwrap_or(u16::MAX), 7);
+        Clear.render(popup, buf);
+        let block = Block::new()
+            .borders(Borders::ALL)
+            .border_style(t.danger)
+            .title(Span::styled(" Confirm ", t.danger));
+        let lines = vec![
+            Line::styled(question, t.value),
+            Line::styled(consequence, t.label),
+            Line::raw(""),
+            Line::from(vec![
+                Span::styled("y", t.key),
+                Span::raw(" yes    "),
+                Span::styled("n", t.key),
+                Span::raw(" no"),
+            ]),
+        ];
+        Paragraph::new(lines)
+            .alignment(Alignment::Center)
+            .block(block)
+            .render(popup, buf);
+    }
+}
+
+/// Every key, over the screen.
+#[derive(Debug)]
+pub(crate) struct HelpOverlay<'a> {
+    pub(crate) theme: &'a Theme,
+}
+
+impl Widget for HelpOverlay<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let t = self.theme;
+        let height = u16::try_from(keys::HELP.len() + 4).unwrap_or(u16::MAX);
+        let popup = centered(area, 72, height);
+        Clear.render(popup, buf);
+        let block = Block::new()
+            .borders(Borders::ALL)
+            .border_style(t.title)
+            .title(Span::styled(" Keys ", t.title))
+            .title_bottom(Line::from(" any key closes ").right_aligned());
+        let mut lines = vec![Line::raw("")];
+        lines.extend(keys::HELP.iter().map(|(key, what)| {
+            Line::from(vec![
+                Span::styled(format!(" {key:<11}"), t.key),
+                Span::raw(*what),
+            ])
+        }));
+        Paragraph::new(lines)
+            .block(block)
+            .style(Style::new())
+            .render(popup, buf);
+    }
+}
