@@ -322,7 +322,7 @@ impl Session {
         self.store.check_writable("save")?;
         let old_principal = self.stored.as_ref().and_then(|(_, h)| h.principal.clone());
         let principal_changed = old_principal != next.head.principal;
-        let bytes = {
+        {
             // A changed principal takes the principal locks first (limit, invalidation race).
             let _p = if principal_changed {
                 self.store
@@ -330,18 +330,22 @@ impl Session {
             } else {
                 Vec::new()
             };
-            if principal_changed {
-                if let Some(p) = &next.head.principal {
-                    self.store.make_room(p, &self.handle)?;
-                }
-            }
-            let _k = self.store.lock_key(&self.handle);
-            let old = self.stored.as_ref().map(|(b, h)| (b, h));
-            self.store.write_locked(&self.handle, old, &next)?
-        };
-        self.record = next;
-        self.stored = Some((bytes, self.record.head.clone()));
-        self.dirty = false;
+            let victims = match &next.head.principal {
+                Some(p) if principal_changed => self.store.make_room(p, &self.handle)?,
+                _ => Vec::new(),
+            };
+            let bytes = {
+                let _k = self.store.lock_key(&self.handle);
+                let old = self.stored.as_ref().map(|(b, h)| (b, h));
+                self.store.write_locked(&self.handle, old, &next)?
+            };
+            self.record = next;
+            self.stored = Some((bytes, self.record.head.clone()));
+            self.dirty = false;
+            // Only a save that succeeded makes room. A crash before this leaves the principal
+            // one session over its limit, never an index out of step.
+            self.store.evict(&victims)?;
+        }
         self.store.sync()
     }
 

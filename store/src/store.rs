@@ -675,11 +675,13 @@ impl Store {
         }
     }
 
-    /// Enforces the per-principal limit before `handle` joins `principal`. The caller holds the
-    /// principal's lock and no key lock.
-    pub(crate) fn make_room(&self, principal: &str, handle: &Handle) -> Result<()> {
+    /// Checks the per-principal limit before `handle` joins `principal`: refuses, or returns the
+    /// sessions to evict once the save has succeeded ([`Store::evict`]). Evicting here, before
+    /// the save's version check, let a save that then failed (conflict, or a session
+    /// invalidated meanwhile) log other sessions out. The caller holds the principal's lock.
+    pub(crate) fn make_room(&self, principal: &str, handle: &Handle) -> Result<Vec<Handle>> {
         let Some((limit, policy)) = self.inner.config.max_sessions_per_principal else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let now = self.now();
         let mut live: Vec<(i64, Handle)> = Vec::new();
@@ -704,7 +706,7 @@ impl Store {
             }
         }
         if live.len() < limit {
-            return Ok(());
+            return Ok(Vec::new());
         }
         match policy {
             OnPrincipalLimit::Refuse => Err(Error::PrincipalLimit {
@@ -713,13 +715,22 @@ impl Store {
             }),
             OnPrincipalLimit::EvictOldest => {
                 live.sort();
-                for (_, victim) in &live[..=live.len() - limit] {
-                    let _g = self.lock_key(victim);
-                    self.remove_locked(victim)?;
-                }
-                Ok(())
+                Ok(live[..=live.len() - limit]
+                    .iter()
+                    .map(|(_, h)| *h)
+                    .collect())
             }
         }
+    }
+
+    /// Removes the sessions [`Store::make_room`] chose. The caller holds the principal's lock
+    /// (so none of them can change principal meanwhile) and no key lock.
+    pub(crate) fn evict(&self, victims: &[Handle]) -> Result<()> {
+        for victim in victims {
+            let _g = self.lock_key(victim);
+            self.remove_locked(victim)?;
+        }
+        Ok(())
     }
 }
 

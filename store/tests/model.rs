@@ -791,3 +791,40 @@ fn a_store_reopens_right_after_it_is_dropped() {
         t.join().expect("no thread failed");
     }
 }
+
+/// Found by the model (limit 2, evict oldest; after 1,219 cases): a login whose save failed —
+/// here because the session had been invalidated meanwhile — still evicted the principal's
+/// oldest session. A failed save must write nothing.
+#[test]
+fn a_failed_save_evicts_nobody() {
+    use Op::*;
+    let alice = Some(P::Alice);
+    run(
+        &[
+            Create {
+                principal: None,
+                key: K::A,
+                val: 0,
+            },
+            Invalidate { session: 0 },
+            SetPrincipal {
+                handle: 0,
+                principal: alice,
+            },
+            Create {
+                principal: alice,
+                key: K::A,
+                val: 0,
+            },
+            Create {
+                principal: alice,
+                key: K::A,
+                val: 0,
+            },
+            // The login of the invalidated session: its save fails with NotFound.
+            CycleId { handle: 0 },
+        ],
+        Some((2, OnPrincipalLimit::EvictOldest)),
+    )
+    .unwrap();
+}
