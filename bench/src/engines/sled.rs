@@ -1,0 +1,117 @@
+//! Raw sled, sessdb's physical limit: one tree, one `get` or `insert` per operation, with the
+//! same page cache as sessdb's default and the same value bytes the peers store.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context as _, Result};
+
+use crate::data::Plan;
+use crate::measure::{disk_bytes, peak_rss_kib, reset_peak_rss, timed, Timer};
+
+pub const ENGINE: &str = "raw sled";
+/// sessdb's default page cache, so the comparison isolates sessdb's own work.
+pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const CHUNK: usize = 1000;
+
+fn path(dir: &Path) -> PathBuf {
+    dir.join("sled")
+}
+
+fn open(dir: &Path) -> Result<sled::Db> {
+    sled::Config::new()
+        .path(path(dir))
+        .cache_capacity(CACHE_BYTES)
+        .flush_every_ms(Some(500))
+        .open()
+        .context("opening raw sled")
+}
+
+pub fn run(plan: &Plan, dir: &Path) -> Result<()> {
+    let db = open(dir)?;
+
+    reset_peak_rss();
+    let mut timer = Timer::with_capacity(plan.n);
+    for i in 0..plan.n {
+        let value = plan.peer_value(i, &plan.content(i), plan.created(i), 1);
+        let key = plan.peer_key(i);
+        timer.time(|| db.insert(key, value))?;
+    }
+    let (flushed, flush) = timed(|| db.flush());
+    flushed?;
+    timer.add(flush);
+    let mut m = timer.finish("populate (setup)", ENGINE, plan.n, None);
+    m.rss_kib = peak_rss_kib();
+    m.disk_per_session = Some(disk_bytes(&path(dir)) as f64 / plan.n as f64);
+    m.note = Some("one insert per session, no index".into());
+    m.emit();
+
+    reset_peak_rss();
+    let mut timer = Timer::with_capacity(plan.sample);
+    let mut misses = 0;
+    for &i in plan.live_order(1).iter().take(plan.sample) {
+        let key = plan.peer_key(i);
+        if timer.time(|| db.get(key))?.is_none() {
+            misses += 1;
+        }
+    }
+    ensure!(misses == 0, "{misses} keys were not found");
+    let mut m = timer.finish("load hit", ENGINE, plan.n, None);
+    m.rss_kib = peak_rss_kib();
+    m.note = Some("Tree::get of a 16-byte key".into());
+    m.emit();
+
+    reset_peak_rss();
+    let order: Vec<usize> = plan.live_order(2).into_iter().take(plan.sample).collect();
+    let mut timer = Timer::with_capacity(order.len());
+    for chunk in order.chunks(CHUNK) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|&i| {
+                let mut c = plan.content(i);
+                plan.modify(&mut c, i, 1);
+                (plan.peer_key(i), plan.peer_value(i, &c, plan.t_work(), 2))
+            })
+            .collect();
+        for (key, value) in values {
+            timer.time(|| db.insert(key, value))?;
+        }
+    }
+    let (flushed, flush) = timed(|| db.flush());
+    flushed?;
+    timer.add(flush);
+    let mut m = timer.finish("save modified", ENGINE, plan.n, None);
+    m.rss_kib = peak_rss_kib();
+    m.note = Some("one Tree::insert; includes the final flush".into());
+    m.emit();
+    Ok(())
+}
+
+/// The memory pass of sessdb's, on raw sled: open, get every live key, rewrite one in ten.
+pub fn memory(plan: &Plan, dir: &Path) -> Result<()> {
+    reset_peak_rss();
+    let (db, open_time) = timed(|| open(dir));
+    let db = db?;
+    let mut m = Timer::default().finish("open", ENGINE, plan.n, Some(open_time.as_secs_f64()));
+    m.ops = 1;
+    m.emit();
+    let mut timer = Timer::with_capacity(plan.n);
+    for (k, &i) in plan.live_order(5).iter().enumerate() {
+        let key = plan.peer_key(i);
+        let value = (k % 10 == 0).then(|| plan.peer_value(i, &plan.content(i), plan.t_after(), 3));
+        timer.time(|| -> Result<()> {
+            db.get(key)?.context("a key is missing")?;
+            if let Some(v) = value {
+                db.insert(key, v)?;
+            }
+            Ok(())
+        })?;
+    }
+    let (flushed, flush) = timed(|| db.flush());
+    flushed?;
+    timer.add(flush);
+    let mut m = timer.finish("serve all: load each, save 1 in 10", ENGINE, plan.n, None);
+    m.rss_kib = peak_rss_kib();
+    m.note = Some("64 MiB cache, as sessdb's default".into());
+    m.emit();
+    Ok(())
+}

@@ -1,0 +1,445 @@
+//! The markdown report: the machine, one table of every measurement with sessdb's ratio against
+//! the peers measured in the same run, and the issue's targets, met or missed.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::process::Command;
+
+use crate::measure::Measurement;
+
+/// Workloads in the order the table lists them.
+const WORKLOADS: [&str; 10] = [
+    "populate (setup)",
+    "load hit",
+    "save modified",
+    "load (same sample)",
+    "load + save unmodified",
+    "purge expired",
+    "durable save, 1 saver",
+    "durable save, 8 savers",
+    "open",
+    "serve all: load each, save 1 in 10",
+];
+const ENGINES: [&str; 5] = ["sessdb", "raw sled", "SQLite", "SQLite FULL", "Redis"];
+const CACHE_SWEEP: &str = "load hit, cache_bytes";
+
+/// Everything one run measured.
+#[derive(Debug)]
+pub struct Report {
+    pub results: Vec<Measurement>,
+    pub sizes: Vec<usize>,
+    pub quick: bool,
+    pub notes: Vec<String>,
+    pub failures: Vec<String>,
+    pub load_before: Option<String>,
+    pub load_after: Option<String>,
+    pub wall_secs: f64,
+}
+
+/// One of the issue's targets, evaluated.
+struct Verdict {
+    target: String,
+    measured: String,
+    met: Option<bool>,
+}
+
+impl Report {
+    fn find(&self, workload: &str, engine: &str, n: usize) -> Option<&Measurement> {
+        self.results
+            .iter()
+            .find(|m| m.workload == workload && m.engine == engine && m.n == n as u64)
+    }
+
+    fn rate(&self, workload: &str, engine: &str, n: usize) -> Option<f64> {
+        self.find(workload, engine, n).map(Measurement::ops_per_sec)
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "## Machine\n");
+        let _ = writeln!(out, "{}\n", machine());
+        let _ = writeln!(
+            out,
+            "Load average before / after: {} / {}; the whole run took {:.0} s.{}\n",
+            self.load_before.as_deref().unwrap_or("?"),
+            self.load_after.as_deref().unwrap_or("?"),
+            self.wall_secs,
+            if self.quick {
+                " **Quick run**: small stores and few operations, for a smoke test, not for figures."
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(out, "## Results\n");
+        out.push_str(&self.table());
+        let _ = writeln!(out, "\n## Targets\n");
+        out.push_str(&self.targets());
+        let notes = self.notes();
+        if !notes.is_empty() {
+            let _ = writeln!(out, "\n## Notes\n");
+            for n in notes {
+                let _ = writeln!(out, "- {n}");
+            }
+        }
+        out
+    }
+
+    fn ordered(&self) -> Vec<&Measurement> {
+        let rank = |m: &Measurement| {
+            let w = WORKLOADS
+                .iter()
+                .position(|w| *w == m.workload)
+                .unwrap_or(WORKLOADS.len());
+            let e = ENGINES
+                .iter()
+                .position(|e| *e == m.engine)
+                .unwrap_or(ENGINES.len());
+            // Cache sweep rows last, smallest cache first.
+            let cache: u64 = m
+                .workload
+                .strip_prefix(CACHE_SWEEP)
+                .and_then(|r| r.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0);
+            (w, cache, m.n, e)
+        };
+        let mut rows: Vec<&Measurement> = self.results.iter().collect();
+        rows.sort_by_key(|m| rank(m));
+        rows
+    }
+
+    fn table(&self) -> String {
+        let mut out = String::from(
+            "| workload | sessions | engine | ops/s | p50 | p99 | peak RSS | disk/session | sessdb vs peer (same run) |\n\
+             |---|---:|---|---:|---:|---:|---:|---:|---|\n",
+        );
+        for m in self.ordered() {
+            // A one-off operation (open) shows its time, not a rate.
+            let (ops, p50) = if m.workload == "open" {
+                ("–".to_string(), latency((m.secs * 1e9) as u64))
+            } else {
+                (
+                    rate(m.ops_per_sec()),
+                    m.p50_ns.map(latency).unwrap_or_else(|| "–".into()),
+                )
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {ops} | {p50} | {} | {} | {} | {} |",
+                m.workload,
+                size(m.n as usize),
+                m.engine,
+                m.p99_ns.map(latency).unwrap_or_else(|| "–".into()),
+                m.rss_kib
+                    .map(|k| format!("{} MiB", k / 1024))
+                    .unwrap_or_else(|| "–".into()),
+                m.disk_per_session
+                    .map(|b| format!("{b:.0} B"))
+                    .unwrap_or_else(|| "–".into()),
+                self.versus(m),
+            );
+        }
+        out
+    }
+
+    /// sessdb's speed as a multiple of each peer's on the same workload and size.
+    fn versus(&self, m: &Measurement) -> String {
+        if m.engine != "sessdb" || m.workload == "populate (setup)" {
+            return String::new();
+        }
+        let n = m.n as usize;
+        let own = m.ops_per_sec();
+        if m.workload == "load + save unmodified" {
+            return self
+                .rate("load (same sample)", "sessdb", n)
+                .map(|r| format!("{:.2}× load (same sample)", own / r))
+                .unwrap_or_default();
+        }
+        ENGINES
+            .iter()
+            .filter(|e| **e != "sessdb")
+            .filter_map(|e| {
+                self.rate(&m.workload, e, n).map(|r| {
+                    if m.workload == "open" {
+                        format!("{:.2}× the time of {e}", r / own)
+                    } else {
+                        format!("{:.2}× {e}", own / r)
+                    }
+                })
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn ratio(
+        &self,
+        workload: &str,
+        peer_workload: &str,
+        peer: &str,
+        n: usize,
+    ) -> Option<(f64, f64)> {
+        Some((
+            self.rate(workload, "sessdb", n)?,
+            self.rate(peer_workload, peer, n)?,
+        ))
+    }
+
+    fn verdicts(&self) -> Vec<Verdict> {
+        let mut v = Vec::new();
+        let ratio_targets: [(&str, &str, &str, f64, &str); 7] = [
+            (
+                "load hit",
+                "load hit",
+                "raw sled",
+                0.5,
+                "load hit ≥ 0.5× raw sled get",
+            ),
+            (
+                "load hit",
+                "load hit",
+                "SQLite",
+                1.2,
+                "load hit ≥ 1.2× SQLite get by primary key",
+            ),
+            (
+                "save modified",
+                "save modified",
+                "raw sled",
+                0.3,
+                "save modified ≥ 0.3× one raw sled insert",
+            ),
+            (
+                "save modified",
+                "save modified",
+                "SQLite",
+                2.0,
+                "save modified ≥ 2× SQLite indexed upsert",
+            ),
+            (
+                "load + save unmodified",
+                "load (same sample)",
+                "sessdb",
+                0.9,
+                "load + save unmodified ≥ 0.9× load",
+            ),
+            (
+                "durable save, 1 saver",
+                "durable save, 1 saver",
+                "SQLite FULL",
+                1.0,
+                "immediate durability, 1 saver ≥ 1× SQLite synchronous=FULL",
+            ),
+            (
+                "durable save, 8 savers",
+                "durable save, 8 savers",
+                "SQLite FULL",
+                0.0,
+                "(8 savers vs SQLite FULL with 8 connections, no target)",
+            ),
+        ];
+        for &n in &self.sizes {
+            for (w, pw, peer, min, name) in ratio_targets {
+                let Some((own, theirs)) = self.ratio(w, pw, peer, n) else {
+                    continue;
+                };
+                let r = own / theirs;
+                v.push(Verdict {
+                    target: format!("{name} ({})", size(n)),
+                    measured: format!("{r:.2}× ({} vs {})", rate(own), rate(theirs)),
+                    met: (min > 0.0).then_some(r >= min),
+                });
+            }
+            if let Some(m) = self.find("load + save unmodified", "sessdb", n) {
+                v.push(Verdict {
+                    target: format!("load + save unmodified writes nothing ({})", size(n)),
+                    measured: m.note.clone().unwrap_or_default(),
+                    met: Some(
+                        m.note
+                            .as_deref()
+                            .is_some_and(|t| t.starts_with("store.counters(): 0 writes")),
+                    ),
+                });
+            }
+            if let Some(r) = self.rate("purge expired", "sessdb", n) {
+                v.push(Verdict {
+                    target: format!("purge ≥ 100k expired sessions/s ({})", size(n)),
+                    measured: format!("{}/s", rate(r)),
+                    met: Some(r >= 100_000.0),
+                });
+            }
+            if let Some(r) = self.rate("durable save, 8 savers", "sessdb", n) {
+                v.push(Verdict {
+                    target: format!("immediate durability, 8 savers ≥ 15k saves/s ({})", size(n)),
+                    measured: format!("{}/s", rate(r)),
+                    met: Some(r >= 15_000.0),
+                });
+            }
+            if let Some(m) = self.find("populate (setup)", "sessdb", n) {
+                if let Some(b) = m.disk_per_session {
+                    v.push(Verdict {
+                        target: format!("disk ≤ 1.5 KB/session ({})", size(n)),
+                        measured: format!("{b:.0} B"),
+                        met: Some(b <= 1500.0),
+                    });
+                }
+            }
+        }
+        let (small, large) = (self.sizes[0], *self.sizes.last().unwrap_or(&self.sizes[0]));
+        if small != large {
+            let cost = |n| {
+                self.find("purge expired", "sessdb", n)
+                    .filter(|m| m.ops > 0)
+                    .map(|m| m.secs / m.ops as f64)
+            };
+            if let (Some(a), Some(b)) = (cost(small), cost(large)) {
+                v.push(Verdict {
+                    target: format!(
+                        "purge cost per expired session at {} ≤ 1.3× at {}",
+                        size(large),
+                        size(small)
+                    ),
+                    measured: format!("{:.2}× ({:.1} µs vs {:.1} µs)", b / a, b * 1e6, a * 1e6),
+                    met: Some(b / a <= 1.3),
+                });
+            }
+        }
+        let peak = self
+            .results
+            .iter()
+            .filter(|m| {
+                m.engine == "sessdb" && m.n == large as u64 && !m.workload.starts_with(CACHE_SWEEP)
+            })
+            .filter_map(|m| m.rss_kib.map(|k| (k, m.workload.as_str())))
+            .max();
+        if let Some((kib, workload)) = peak {
+            v.push(Verdict {
+                target: format!("peak RSS with default settings ≤ 600 MiB ({})", size(large)),
+                measured: format!("{} MiB (during {workload})", kib / 1024),
+                met: Some(kib <= 600 * 1024),
+            });
+        }
+        if let Some(m) = self.find("open", "sessdb", large) {
+            v.push(Verdict {
+                target: format!("open a {}-session store in < 2 s", size(large)),
+                measured: format!("{:.3} s", m.secs),
+                met: Some(m.secs < 2.0),
+            });
+        }
+        v.push(Verdict {
+            target: "through tower-sessions' SessionStore: ≥ 0.8× sled store, ≥ 0.4× MemoryStore, ≥ 5× SQLite".into(),
+            measured: "not measured: the sessdb tower-sessions adapter does not exist yet".into(),
+            met: None,
+        });
+        v
+    }
+
+    fn targets(&self) -> String {
+        let mut out = String::from("| target | measured | met |\n|---|---|---|\n");
+        for v in self.verdicts() {
+            let met = match v.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "–",
+            };
+            let _ = writeln!(out, "| {} | {} | {met} |", v.target, v.measured);
+        }
+        out
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut notes = self.notes.clone();
+        let mut seen = Vec::new();
+        for m in self.ordered() {
+            if let Some(note) = &m.note {
+                let key = (m.workload.clone(), m.engine.clone());
+                if !seen.contains(&key) && !note.starts_with("store.counters()") {
+                    notes.push(format!("{} / {}: {note}", m.workload, m.engine));
+                    seen.push(key);
+                }
+            }
+        }
+        notes.extend(self.failures.iter().map(|f| format!("**failed**: {f}")));
+        notes
+    }
+}
+
+/// The machine's description, from /proc and the toolchain.
+fn machine() -> String {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map(|kib| format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0))
+        .unwrap_or_else(|| "?".into());
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "rustc ?".into());
+    format!("{cores} cores ({cpu}), {mem} memory, {rustc}, sled 0.34, SQLite (rusqlite, bundled)")
+}
+
+pub fn load_average() -> Option<String> {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
+/// 100000 → "100k", 1000000 → "1M".
+pub fn size(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
+fn rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2}M", r / 1e6)
+    } else if r >= 1e4 {
+        format!("{:.0}k", r / 1e3)
+    } else if r >= 1e3 {
+        format!("{:.1}k", r / 1e3)
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+fn latency(ns: u64) -> String {
+    if ns < 1_000 {
+        format!("{ns} ns")
+    } else if ns < 1_000_000 {
+        format!("{:.1} µs", ns as f64 / 1e3)
+    } else {
+        format!("{:.2} ms", ns as f64 / 1e6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_units() {
+        assert_eq!(size(100_000), "100k");
+        assert_eq!(size(1_000_000), "1M");
+        assert_eq!(size(2_500), "2500");
+        assert_eq!(rate(412_345.0), "412k");
+        assert_eq!(rate(5_432.0), "5.4k");
+        assert_eq!(latency(850), "850 ns");
+        assert_eq!(latency(46_200), "46.2 µs");
+    }
+}

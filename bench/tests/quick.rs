@@ -1,0 +1,58 @@
+//! The bench's smoke test: `--quick` on a tiny store runs every workload of every engine and
+//! prints the whole report. It asserts that the rows are there, never a timing.
+
+use std::process::Command;
+
+const ROWS: [(&str, &[&str]); 10] = [
+    ("populate (setup)", &["sessdb", "raw sled", "SQLite"]),
+    ("load hit", &["sessdb", "raw sled", "SQLite"]),
+    ("save modified", &["sessdb", "raw sled", "SQLite"]),
+    ("load (same sample)", &["sessdb"]),
+    ("load + save unmodified", &["sessdb"]),
+    ("purge expired", &["sessdb", "SQLite"]),
+    ("durable save, 1 saver", &["sessdb", "SQLite FULL"]),
+    ("durable save, 8 savers", &["sessdb", "SQLite FULL"]),
+    ("open", &["sessdb", "raw sled", "SQLite"]),
+    (
+        "serve all: load each, save 1 in 10",
+        &["sessdb", "raw sled", "SQLite"],
+    ),
+];
+
+#[test]
+fn quick_run_prints_every_row_and_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sessdb-bench"))
+        .args(["--quick", "--sessions", "1000", "--no-redis", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+
+    for (workload, engines) in ROWS {
+        for engine in engines {
+            let row = format!("| {workload} | 1k | {engine} |");
+            assert!(stdout.contains(&row), "missing {row:?} in:\n{stdout}");
+        }
+    }
+    for mib in [16, 64, 256, 1024] {
+        let row = format!("| load hit, cache_bytes {mib} MiB | 1k | sessdb |");
+        assert!(stdout.contains(&row), "missing {row:?} in:\n{stdout}");
+    }
+    for target in [
+        "load hit ≥ 0.5× raw sled get (1k)",
+        "load + save unmodified writes nothing (1k) | store.counters(): 0 writes",
+        "purge ≥ 100k expired sessions/s (1k)",
+        "immediate durability, 8 savers ≥ 15k saves/s (1k)",
+        "peak RSS with default settings ≤ 600 MiB (1k)",
+        "open a 1k-session store in < 2 s",
+        "Redis skipped: --no-redis",
+        "the sessdb tower-sessions adapter does not exist yet",
+    ] {
+        assert!(stdout.contains(target), "missing {target:?} in:\n{stdout}");
+    }
+    // The databases live in a folder of their own that the bench removes.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
