@@ -45,6 +45,7 @@ pub(crate) struct Config {
     pub(crate) create: bool,
     pub(crate) read_only: bool,
     pub(crate) reap_every: Option<Duration>,
+    pub(crate) admin_socket: Option<crate::socket::SocketPath>,
 }
 
 /// Opens a [`Store`] with settings other than the defaults.
@@ -61,6 +62,7 @@ pub(crate) struct Config {
 /// | [`cache_bytes`](Builder::cache_bytes) | 64 MiB of sled page cache |
 /// | [`clock`](Builder::clock) | the system clock |
 /// | [`reap_every`](Builder::reap_every) | off: no background purge |
+/// | [`admin_socket`](Builder::admin_socket) | off: no admin socket |
 /// | [`create`](Builder::create) | true: a missing folder is created (mode 0700) |
 /// | [`read_only`](Builder::read_only) | false |
 ///
@@ -98,6 +100,7 @@ impl Default for Builder {
                 create: true,
                 read_only: false,
                 reap_every: None,
+                admin_socket: None,
             },
         }
     }

@@ -159,6 +159,57 @@ pub enum Error {
         /// How many attempts were made.
         attempts: u32,
     },
+    /// The admin socket could not be created, reached or used (see
+    /// [`Builder::admin_socket`](crate::Builder::admin_socket) and
+    /// [`RemoteAdmin`](crate::RemoteAdmin)).
+    #[error("{what} the admin socket {path}")]
+    AdminSocket {
+        /// The socket path.
+        path: PathBuf,
+        /// What failed ("cannot connect to", "cannot create", ...).
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another live process answers on the admin socket path this store was told to serve.
+    #[error("another process is serving the admin socket {path}")]
+    AdminSocketInUse {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// The application closed the admin connection (it stopped, or dropped its store).
+    #[error("the application behind the admin socket {path} closed the connection")]
+    Disconnected {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// The application refused this client: its user is neither the application's nor root,
+    /// or too many clients are connected.
+    #[error("the admin socket {path} refused the connection: {reason}")]
+    Refused {
+        /// The socket path.
+        path: PathBuf,
+        /// Why, as the application said.
+        reason: String,
+    },
+    /// The peer at an admin socket broke the protocol (not a sessdb socket, an incompatible
+    /// version, a malformed or oversized frame); the connection was closed.
+    #[error("admin socket {path}: {reason}")]
+    Protocol {
+        /// The socket path.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// An error of the application at the other end of an admin socket that has no exact local
+    /// form (a storage engine error, for one): its message chain as the application rendered
+    /// it. Errors with a local form (not found, read-only, corrupt, ...) keep their variant.
+    #[error("the application reported: {message}")]
+    Remote {
+        /// The error and its causes, joined by ": ".
+        message: String,
+    },
 }
 
 impl Error {

@@ -61,6 +61,7 @@ mod named;
 mod purge;
 mod record;
 mod session;
+mod socket;
 mod store;
 mod value;
 
@@ -74,5 +75,6 @@ pub use export::{
 };
 pub use id::{Handle, SessionId};
 pub use session::{Session, MAX_METADATA_BYTES, MAX_PRINCIPAL_BYTES};
+pub use socket::{RemoteAdmin, ADMIN_SOCKET_FILE, MAX_FRAME_BYTES, PROTOCOL_VERSION};
 pub use store::{Counters, Store, FORMAT_VERSION};
 pub use value::{Value, MAX_DEPTH};

@@ -16,7 +16,7 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -58,6 +58,8 @@ pub(crate) struct Inner {
     group_commit: Option<GroupCommit>,
     /// Dropping this ends the reaper thread.
     _reaper_stop: Option<mpsc::Sender<()>>,
+    /// The admin socket server, if enabled; dropped with the store, which stops it.
+    pub(crate) admin_server: OnceLock<crate::socket::Server>,
 }
 
 /// What the store has done since it was opened: tests use these to prove that an operation
@@ -193,11 +195,15 @@ impl Store {
                 counters: AtomicCounters::default(),
                 group_commit,
                 _reaper_stop: reaper_stop,
+                admin_server: OnceLock::new(),
                 config,
             }),
         };
         if let (Some(rx), Some(every)) = (reaper_rx, store.inner.config.reap_every) {
             crate::purge::spawn_reaper(Arc::downgrade(&store.inner), rx, every);
+        }
+        if let Some(server) = crate::socket::start(&store)? {
+            let _ = store.inner.admin_server.set(server);
         }
         Ok(store)
     }

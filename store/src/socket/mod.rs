@@ -1,0 +1,129 @@
+//! The admin socket: a running application serves the [`Admin`](crate::Admin) interface on a
+//! Unix socket (opt-in, owner-only, peer uid checked), and [`RemoteAdmin`] reaches it. sled
+//! lets one process open a database, so this is how operators reach a live application.
+//!
+//! `wire` owns the frames and messages, `server` the socket and its threads, `client` the
+//! client.
+
+mod client;
+mod server;
+mod wire;
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+pub use client::RemoteAdmin;
+pub(crate) use server::Server;
+pub use wire::{MAX_FRAME_BYTES, PROTOCOL_VERSION};
+
+use crate::config::Builder;
+use crate::error::Result;
+use crate::store::Store;
+
+/// The file name of the admin socket in the database folder, when the application uses
+/// [`Builder::admin_socket_default`].
+pub const ADMIN_SOCKET_FILE: &str = "admin.sock";
+
+/// Where a store serves its admin socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SocketPath {
+    /// `admin.sock` in the database folder.
+    InDatabase,
+    /// A path of the application's choosing.
+    At(PathBuf),
+}
+
+impl Builder {
+    /// Serves the admin interface on a Unix socket at `path`, so that `sessctl` (or a
+    /// [`RemoteAdmin`]) can reach this application's sessions while it runs.
+    ///
+    /// The socket is created with mode 0600 whatever the umask, and each connection's peer
+    /// uid is checked: only this process's user and root are served; anyone else is refused
+    /// and logged (with the `log` crate, target `sessdb::admin_socket`). A socket file left by
+    /// a crashed process is replaced; one that another process answers on makes
+    /// [`open`](Builder::open) fail with [`Error::AdminSocketInUse`](crate::Error::AdminSocketInUse).
+    /// The server runs on its own threads and stops, removing the socket file, when the last
+    /// handle of the store is dropped (after the request in progress, if any).
+    ///
+    /// Unix socket paths are limited to about 100 bytes; the socket is bound in a temporary
+    /// folder beside `path`, whose name is 19 bytes longer than the folder itself.
+    pub fn admin_socket(mut self, path: impl AsRef<Path>) -> Self {
+        self.config.admin_socket = Some(SocketPath::At(path.as_ref().to_path_buf()));
+        self
+    }
+
+    /// Serves the admin socket at its default place, `admin.sock` in the database folder
+    /// (which `sessctl --db PATH` looks for). See [`Builder::admin_socket`].
+    ///
+    /// ```
+    /// use sessdb::{Admin, RemoteAdmin, Store};
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::builder()
+    ///     .admin_socket_default()
+    ///     .open(dir.path().join("sessions"))?;
+    /// let socket = store.admin_socket_path().expect("serving");
+    /// assert_eq!(socket, RemoteAdmin::default_socket(store.path()));
+    ///
+    /// // What sessctl does from another process:
+    /// let admin = RemoteAdmin::connect(socket)?;
+    /// assert_eq!(admin.stats()?.live, 0);
+    /// # Ok::<(), sessdb::Error>(())
+    /// ```
+    pub fn admin_socket_default(mut self) -> Self {
+        self.config.admin_socket = Some(SocketPath::InDatabase);
+        self
+    }
+}
+
+impl Store {
+    /// The admin socket this store serves, if it was opened with one.
+    pub fn admin_socket_path(&self) -> Option<&Path> {
+        self.inner.admin_server.get().map(Server::path)
+    }
+}
+
+/// Starts the admin socket the store's settings ask for, if any.
+pub(crate) fn start(store: &Store) -> Result<Option<Server>> {
+    let path = match &store.inner.config.admin_socket {
+        None => return Ok(None),
+        Some(SocketPath::InDatabase) => RemoteAdmin::default_socket(&store.inner.path),
+        Some(SocketPath::At(path)) => path.clone(),
+    };
+    server::serve(store, &path).map(Some)
+}
+
+/// A connected socket whose writes never raise SIGPIPE, so neither an application that
+/// restored the default SIGPIPE action nor a CLI dies because the other end went away.
+#[derive(Debug)]
+pub(crate) struct Stream(pub(crate) UnixStream);
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for Stream {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use nix::sys::socket::{send, MsgFlags};
+        use std::os::fd::AsRawFd;
+        loop {
+            match send(self.0.as_raw_fd(), buf, MsgFlags::MSG_NOSIGNAL) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                result => return result.map_err(io::Error::from),
+            }
+        }
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,757 @@
+//! The admin socket server: an owner-only socket, an accept thread that checks each peer's
+//! uid, one thread per connection (at most [`MAX_CONNECTIONS`]), and shutdown when the last
+//! store handle is dropped.
+//!
+//! The threads hold the store weakly and take a strong handle only while a request runs, so
+//! the server never keeps the database open after the application let it go.
+
+use std::collections::HashMap;
+use std::fs::{self, DirBuilder};
+use std::io::{self, BufRead, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::wire::{
+    decode, encode_frame, path_bytes, read_frame, write_frame, FrameError, Hello, ImportFrame,
+    Request, Response, ServerInfo, Welcome, WireError, WireSession, CHUNK_BYTES, LIST_CHUNK_BYTES,
+    MAGIC, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+};
+use super::Stream;
+use crate::admin::{Admin, Page, Target};
+use crate::error::{Error, Result};
+use crate::store::{lock, Inner, Store};
+
+/// The most connections served at once; more are refused with a message.
+pub(crate) const MAX_CONNECTIONS: usize = 64;
+
+/// How long a send may block on a client that stopped reading before the connection is
+/// dropped (a request in progress keeps the store open).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where log records of the admin socket go (`log` crate; the application picks the logger).
+const LOG_TARGET: &str = "sessdb::admin_socket";
+
+/// A running admin socket server. Dropping it (with the store's last handle) stops it: the
+/// socket file is removed, the accept thread is joined, and every open connection is shut
+/// down, so clients see the end at once instead of waiting.
+pub(crate) struct Server {
+    path: PathBuf,
+    file: FileId,
+    /// Dropping this wakes the accept thread.
+    wake: Option<UnixStream>,
+    accept: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+/// The inode of the socket we bound, so shutdown never removes another server's socket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+struct Shared {
+    database: PathBuf,
+    owner: u32,
+    conns: Mutex<HashMap<u64, UnixStream>>,
+    next_id: AtomicU64,
+}
+
+impl Server {
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        remove_if_ours(&self.path, self.file);
+        drop(self.wake.take());
+        if let Some(accept) = self.accept.take() {
+            // The accept thread never holds the store, so this never runs on it.
+            if accept.thread().id() != thread::current().id() {
+                let _ = accept.join();
+            }
+        }
+        for (_, conn) in lock(&self.shared.conns).drain() {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn socket_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::AdminSocket {
+        path: path.to_path_buf(),
+        what,
+        source,
+    }
+}
+
+/// Binds the socket at `path` and starts serving `store` on it.
+pub(crate) fn serve(store: &Store, path: &Path) -> Result<Server> {
+    let path = std::path::absolute(path).map_err(socket_err(path, "cannot create"))?;
+    let (listener, file) = bind(&path)?;
+    let started = (|| {
+        listener.set_nonblocking(true)?;
+        let (wake, wake_rx) = UnixStream::pair()?;
+        let shared = Arc::new(Shared {
+            database: store.inner.path.clone(),
+            owner: nix::unistd::geteuid().as_raw(),
+            conns: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&store.inner);
+        let accept = thread::Builder::new().name("sessdb-admin".into()).spawn({
+            let (shared, path) = (shared.clone(), path.clone());
+            move || accept_loop(&listener, &wake_rx, &shared, &weak, &path)
+        })?;
+        Ok((wake, accept, shared))
+    })();
+    match started {
+        Ok((wake, accept, shared)) => Ok(Server {
+            path,
+            file,
+            wake: Some(wake),
+            accept: Some(accept),
+            shared,
+        }),
+        Err(e) => {
+            remove_if_ours(&path, file);
+            Err(socket_err(&path, "cannot start serving")(e))
+        }
+    }
+}
+
+/// Creates the socket owner-only, whatever the umask: it is bound in a fresh 0700 folder
+/// beside `path`, set to 0600 there, then renamed into place (replacing a stale socket
+/// atomically). Nobody else can connect at any moment in between.
+fn bind(path: &Path) -> Result<(UnixListener, FileId)> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => match UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(Error::AdminSocketInUse {
+                    path: path.to_path_buf(),
+                })
+            }
+            // Nobody listens: a crashed process left it; the rename below replaces it.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+            Err(e) => return Err(socket_err(path, "cannot check")(e)),
+        },
+        Ok(_) => {
+            return Err(socket_err(path, "cannot create")(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            )))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(socket_err(path, "cannot create")(e)),
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let staging = Staging(parent.join(format!(".sessdb-{}", &suffix[..8])));
+    DirBuilder::new()
+        .mode(0o700)
+        .create(&staging.0)
+        .map_err(socket_err(path, "cannot create"))?;
+    let temp = staging.socket();
+    let listener = UnixListener::bind(&temp).map_err(socket_err(path, "cannot create"))?;
+    fs::set_permissions(&temp, fs::Permissions::from_mode(0o600))
+        .map_err(socket_err(path, "cannot set the mode of"))?;
+    fs::rename(&temp, path).map_err(socket_err(path, "cannot create"))?;
+    let meta = fs::symlink_metadata(path).map_err(socket_err(path, "cannot create"))?;
+    let file = FileId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    if !meta.file_type().is_socket() || meta.mode() & 0o777 != 0o600 {
+        remove_if_ours(path, file);
+        return Err(socket_err(path, "cannot set the mode of")(
+            io::Error::other(format!(
+                "mode is {:o} after setting 0600",
+                meta.mode() & 0o777
+            )),
+        ));
+    }
+    Ok((listener, file))
+}
+
+/// The private folder a socket is bound in; removed with whatever is left in it.
+struct Staging(PathBuf);
+
+impl Staging {
+    fn socket(&self) -> PathBuf {
+        self.0.join("s")
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(self.socket());
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+fn remove_if_ours(path: &Path, file: FileId) {
+    if let Ok(m) = fs::symlink_metadata(path) {
+        if m.dev() == file.dev && m.ino() == file.ino {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+fn accept_loop(
+    listener: &UnixListener,
+    wake: &UnixStream,
+    shared: &Arc<Shared>,
+    store: &Weak<Inner>,
+    path: &Path,
+) {
+    loop {
+        let mut fds = [
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(wake.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                log::error!(target: LOG_TARGET, "admin socket {}: poll failed, no longer serving: {e}", path.display());
+                return;
+            }
+        }
+        if fds[1].any().unwrap_or(true) {
+            return; // the store is gone
+        }
+        match listener.accept() {
+            Ok((stream, _)) => admit(stream, shared, store, path),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::Interrupted
+                        | io::ErrorKind::ConnectionAborted
+                ) => {}
+            Err(e) => {
+                // Out of file descriptors, most likely: back off instead of spinning, and
+                // still stop at once if the store goes away.
+                log::warn!(target: LOG_TARGET, "admin socket {}: accept failed: {e}", path.display());
+                let mut fds = [PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+                if matches!(poll(&mut fds, PollTimeout::from(100u8)), Ok(n) if n > 0) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn admit(stream: UnixStream, shared: &Arc<Shared>, store: &Weak<Inner>, path: &Path) {
+    // Accepted sockets may inherit the listener's non-blocking mode on some systems.
+    if stream.set_nonblocking(false).is_err() {
+        return;
+    }
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let refuse = |stream: UnixStream, reason: String| {
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let welcome: Welcome = Err(WireError::Refused { reason });
+        let _ = write_frame(&mut Stream(stream), &welcome);
+    };
+    match peer(&stream) {
+        Ok((uid, _)) if uid == shared.owner || uid == 0 => {}
+        Ok((uid, pid)) => {
+            let from = pid.map_or(String::new(), |p| format!(" (pid {p})"));
+            log::warn!(
+                target: LOG_TARGET,
+                "admin socket {}: refused a connection from uid {uid}{from}: only uid {} and root may connect",
+                path.display(),
+                shared.owner
+            );
+            refuse(
+                stream,
+                format!(
+                    "uid {uid} may not use this admin socket: only uid {} (the application's user) and root may",
+                    shared.owner
+                ),
+            );
+            return;
+        }
+        Err(e) => {
+            log::warn!(target: LOG_TARGET, "admin socket {}: refused a connection whose peer is unknown: {e}", path.display());
+            return;
+        }
+    }
+    let mut conns = lock(&shared.conns);
+    if conns.len() >= MAX_CONNECTIONS {
+        drop(conns);
+        log::warn!(target: LOG_TARGET, "admin socket {}: refused a connection: {MAX_CONNECTIONS} are open", path.display());
+        refuse(
+            stream,
+            format!("too many admin connections ({MAX_CONNECTIONS} are open); try again later"),
+        );
+        return;
+    }
+    let Ok(registered) = stream.try_clone() else {
+        return;
+    };
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    conns.insert(id, registered);
+    drop(conns);
+    let spawned = thread::Builder::new()
+        .name("sessdb-admin-conn".into())
+        .spawn({
+            let (shared, store) = (shared.clone(), store.clone());
+            move || {
+                serve_connection(&mut Stream(stream), &store, &shared.database);
+                lock(&shared.conns).remove(&id);
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!(target: LOG_TARGET, "admin socket {}: cannot start a connection thread: {e}", path.display());
+        if let Some(conn) = lock(&shared.conns).remove(&id) {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// The peer's effective uid, and its pid where the system says.
+fn peer(stream: &UnixStream) -> io::Result<(u32, Option<i32>)> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let cred =
+            nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)?;
+        Ok((cred.uid(), Some(cred.pid())))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let (uid, _) = nix::unistd::getpeereid(stream)?;
+        Ok((uid.as_raw(), None))
+    }
+}
+
+/// Serves one connection until the client leaves, breaks the protocol, or the store is
+/// dropped. Generic over the stream so the decoder can be fuzzed without a socket.
+pub(crate) fn serve_connection<S: Read + Write>(io: &mut S, store: &Weak<Inner>, database: &Path) {
+    let mut buf = Vec::new();
+    if handshake(io, &mut buf, database).is_err() {
+        return;
+    }
+    loop {
+        if let Err(e) = read_frame(io, &mut buf) {
+            if let FrameError::TooLarge(len) = e {
+                protocol_error(
+                    io,
+                    format!("a frame of {len} bytes is over the limit of {MAX_FRAME_BYTES}"),
+                );
+            }
+            return;
+        }
+        let request = match decode::<Request>(&buf) {
+            Ok(r) => r,
+            Err(reason) => {
+                protocol_error(io, reason);
+                return;
+            }
+        };
+        if buf.capacity() > CHUNK_BYTES * 4 {
+            buf = Vec::new(); // an idle connection keeps no large buffer
+        }
+        let Some(inner) = store.upgrade() else {
+            let _ = write_frame(io, &Response::Error(WireError::ShuttingDown));
+            return;
+        };
+        let store = Store { inner };
+        if handle(io, &store, request).is_err() {
+            return;
+        }
+    }
+}
+
+fn protocol_error(io: &mut impl Write, reason: String) {
+    log::debug!(target: LOG_TARGET, "closing an admin connection: {reason}");
+    let _ = write_frame(io, &Response::Error(WireError::Protocol { reason }));
+}
+
+fn handshake<S: Read + Write>(io: &mut S, buf: &mut Vec<u8>, database: &Path) -> io::Result<()> {
+    let refuse = |io: &mut S, reason: String| {
+        log::debug!(target: LOG_TARGET, "refusing an admin client: {reason}");
+        let welcome: Welcome = Err(WireError::Protocol { reason });
+        let _ = write_frame(io, &welcome);
+        Err(io::ErrorKind::InvalidData.into())
+    };
+    if read_frame(io, buf).is_err() {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    let hello = match decode::<Hello>(buf) {
+        Ok(h) if h.magic == MAGIC => h,
+        Ok(_) | Err(_) => return refuse(io, "not a sessdb admin client".into()),
+    };
+    if !(hello.min_version..=hello.max_version).contains(&PROTOCOL_VERSION) {
+        return refuse(
+            io,
+            format!(
+                "this application speaks admin protocol version {PROTOCOL_VERSION}, the client \
+                 versions {} to {}",
+                hello.min_version, hello.max_version
+            ),
+        );
+    }
+    let welcome: Welcome = Ok(ServerInfo {
+        version: PROTOCOL_VERSION,
+        pid: std::process::id(),
+        database: path_bytes(database),
+    });
+    write_frame(io, &welcome)
+}
+
+/// Runs one request and sends its answer. An error return means the connection is unusable.
+fn handle<S: Read + Write>(io: &mut S, store: &Store, request: Request) -> io::Result<()> {
+    let admin: &dyn Admin = store;
+    let answer = match request {
+        Request::Stats => admin.stats().map(Response::Stats),
+        Request::List(query) => match admin.list(&query) {
+            Ok(page) => return send_page(io, &page),
+            Err(e) => Err(e),
+        },
+        Request::Show(handle) => admin
+            .show(&Target::Handle(handle))
+            .map(|s| Response::Session(s.as_ref().map(|s| Box::new(WireSession::from(s))))),
+        Request::Invalidate(handle) => admin
+            .invalidate(&Target::Handle(handle))
+            .map(Response::Invalidated),
+        Request::InvalidatePrincipal(p) => admin
+            .invalidate_principal(&p)
+            .map(|n| Response::InvalidatedPrincipal(n as u64)),
+        Request::Purge => {
+            let mut lost = None;
+            let purged = admin.purge(&mut |n| {
+                if lost.is_none() {
+                    lost = write_frame(io, &Response::PurgeProgress(n)).err();
+                }
+            });
+            if let Some(e) = lost {
+                return Err(e);
+            }
+            purged.map(Response::Purged)
+        }
+        Request::CountExpired => admin.count_expired().map(Response::CountExpired),
+        Request::Export { include_expired } => {
+            let mut out = ChunkWriter {
+                io: &mut *io,
+                buf: Vec::with_capacity(CHUNK_BYTES),
+                lost: None,
+            };
+            let report = admin.export(&mut out, include_expired);
+            if let Some(e) = out.lost {
+                return Err(e);
+            }
+            report.map(Response::Exported)
+        }
+        Request::Import(options) => {
+            let mut input = ChunkReader {
+                io: &mut *io,
+                frame: Vec::new(),
+                chunk: Vec::new(),
+                pos: 0,
+                state: ImportState::Open,
+            };
+            let report = admin.import(&mut input, &options);
+            if let Err(reason) = input.drain() {
+                protocol_error(io, reason);
+                return Err(io::ErrorKind::InvalidData.into());
+            }
+            report.map(Response::Imported)
+        }
+        Request::Check => admin.check().map(Response::Checked),
+        Request::Repair => admin.repair().map(Response::Repaired),
+        Request::Now => Ok(Response::Now(admin.now().unix_timestamp_nanos())),
+    };
+    reply(io, answer)
+}
+
+fn reply(io: &mut impl Write, answer: Result<Response>) -> io::Result<()> {
+    let response = answer.unwrap_or_else(|e| Response::Error(WireError::from(&e)));
+    match encode_frame(&response) {
+        Some(frame) => {
+            io.write_all(&frame)?;
+            io.flush()
+        }
+        None => write_frame(
+            io,
+            &Response::Error(WireError::Other {
+                message: format!(
+                    "the answer is over the admin socket's limit of {MAX_FRAME_BYTES} bytes; \
+                     run the command on the database itself while the application is stopped"
+                ),
+            }),
+        ),
+    }
+}
+
+/// A page in chunks of about [`LIST_CHUNK_BYTES`], so any page size fits the frame limit.
+fn send_page(io: &mut impl Write, page: &Page) -> io::Result<()> {
+    let mut chunk = Vec::new();
+    let mut weight = 0;
+    for info in &page.sessions {
+        let s = WireSession::from(info);
+        weight += s.weight();
+        chunk.push(s);
+        if weight >= LIST_CHUNK_BYTES {
+            reply(io, Ok(Response::Sessions(std::mem::take(&mut chunk))))?;
+            weight = 0;
+        }
+    }
+    if !chunk.is_empty() {
+        reply(io, Ok(Response::Sessions(chunk)))?;
+    }
+    reply(io, Ok(Response::PageEnd(page.next.clone())))
+}
+
+/// The export's output: chunks of [`CHUNK_BYTES`] sent as they fill.
+struct ChunkWriter<'a, S: Write> {
+    io: &'a mut S,
+    buf: Vec<u8>,
+    /// Set when the connection failed; the export then stops.
+    lost: Option<io::Error>,
+}
+
+impl<S: Write> ChunkWriter<'_, S> {
+    fn send(&mut self) -> io::Result<()> {
+        if self.lost.is_some() {
+            return Err(io::Error::other("the admin client went away"));
+        }
+        let chunk = Response::ExportChunk(std::mem::take(&mut self.buf));
+        match write_frame(self.io, &chunk) {
+            Ok(()) => {
+                if let Response::ExportChunk(mut buf) = chunk {
+                    buf.clear();
+                    self.buf = buf;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.lost = Some(e);
+                Err(io::Error::other("the admin client went away"))
+            }
+        }
+    }
+}
+
+impl<S: Write> Write for ChunkWriter<'_, S> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK_BYTES - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() >= CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            self.send()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ImportState {
+    Open,
+    Ended,
+    Aborted,
+}
+
+/// The import's input: the client's chunks, up to its `End` (or `Abort`).
+struct ChunkReader<'a, S: Read> {
+    io: &'a mut S,
+    frame: Vec<u8>,
+    chunk: Vec<u8>,
+    pos: usize,
+    state: ImportState,
+}
+
+impl<S: Read> ChunkReader<'_, S> {
+    /// Reads the next import frame. An error means the connection is unusable.
+    fn next(&mut self) -> Result<(), String> {
+        match read_frame(self.io, &mut self.frame) {
+            Ok(()) => {}
+            Err(FrameError::TooLarge(n)) => {
+                return Err(format!("an import frame of {n} bytes is over the limit"))
+            }
+            Err(_) => return Err("the connection ended during an import".into()),
+        }
+        match decode::<ImportFrame>(&self.frame)? {
+            ImportFrame::Chunk(data) => {
+                self.chunk = data;
+                self.pos = 0;
+            }
+            ImportFrame::End => self.state = ImportState::Ended,
+            ImportFrame::Abort => self.state = ImportState::Aborted,
+        }
+        Ok(())
+    }
+
+    /// Reads what the import did not, up to the end, so the connection stays in step.
+    fn drain(&mut self) -> Result<(), String> {
+        while self.state == ImportState::Open {
+            self.next()?;
+        }
+        Ok(())
+    }
+}
+
+impl<S: Read> BufRead for ChunkReader<'_, S> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.pos == self.chunk.len() && self.state == ImportState::Open {
+            self.next()
+                .map_err(|reason| io::Error::new(io::ErrorKind::InvalidData, reason))?;
+        }
+        if self.state == ImportState::Aborted {
+            return Err(io::Error::other("the client could not read its input"));
+        }
+        Ok(&self.chunk[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.chunk.len());
+    }
+}
+
+impl<S: Read> Read for ChunkReader<'_, S> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A connection whose input is fixed and whose output is collected.
+    struct Scripted {
+        input: io::Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+
+    impl Read for Scripted {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for Scripted {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.output.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn hello() -> Vec<u8> {
+        encode_frame(&Hello {
+            magic: MAGIC,
+            min_version: PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+        })
+        .unwrap()
+    }
+
+    fn responses(mut output: &[u8]) -> Vec<Vec<u8>> {
+        let mut frames = Vec::new();
+        let mut buf = Vec::new();
+        while read_frame(&mut output, &mut buf).is_ok() {
+            frames.push(buf.clone());
+        }
+        frames
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_scripted_session_gets_its_answers_in_order() {
+        let (_dir, store) = store();
+        let mut input = hello();
+        input.extend(encode_frame(&Request::CountExpired).unwrap());
+        input.extend(encode_frame(&Request::Import(Default::default())).unwrap());
+        input.extend(encode_frame(&ImportFrame::Chunk(b"garbage\n".to_vec())).unwrap());
+        input.extend(encode_frame(&ImportFrame::End).unwrap());
+        let mut conn = Scripted {
+            input: io::Cursor::new(input),
+            output: Vec::new(),
+        };
+        serve_connection(&mut conn, &Arc::downgrade(&store.inner), store.path());
+        let frames = responses(&conn.output);
+        assert_eq!(frames.len(), 3);
+        assert!(matches!(decode::<Welcome>(&frames[0]), Ok(Ok(info)) if info.version == 1));
+        assert!(matches!(
+            decode::<Response>(&frames[1]),
+            Ok(Response::CountExpired(0))
+        ));
+        match decode::<Response>(&frames[2]) {
+            Ok(Response::Imported(report)) => assert_eq!(report.bad.len(), 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Whatever follows (or replaces) a valid hello, the server answers or closes: it never
+    /// panics and never writes a frame over the limit. One store serves every case.
+    #[test]
+    fn arbitrary_bytes_never_panic_the_connection_handler() {
+        let (_dir, store) = store();
+        let weak = Arc::downgrade(&store.inner);
+        let cases = (
+            proptest::collection::vec(any::<u8>(), 0..600),
+            any::<bool>(),
+            any::<bool>(),
+        );
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(1024));
+        runner
+            .run(&cases, |(bytes, framed, with_hello)| {
+                let mut input = if with_hello { hello() } else { Vec::new() };
+                if framed {
+                    // A correct length prefix, so the bytes reach the message decoder.
+                    input.extend((bytes.len() as u32).to_be_bytes());
+                }
+                input.extend(&bytes);
+                let mut conn = Scripted {
+                    input: io::Cursor::new(input),
+                    output: Vec::new(),
+                };
+                serve_connection(&mut conn, &weak, store.path());
+                let mut output = conn.output.as_slice();
+                let mut buf = Vec::new();
+                loop {
+                    match read_frame(&mut output, &mut buf) {
+                        Ok(()) => {}
+                        Err(FrameError::Closed) => break,
+                        Err(e) => prop_assert!(false, "bad frame from the server: {e:?}"),
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+}
