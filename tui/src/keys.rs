@@ -150,6 +150,6 @@ pub(crate) fn footer(mode: &Mode, filtered: bool) -> &'static [KeyHelp] {
             ("l:LABEL", "exact label"),
         ],
         Mode::Confirm { .. } => &[("y", "yes"), ("n/Esc", "no")],
-        Mode::Help { .. } => &[("any key", "close help"), ("q", "quit")],
+        Mode::Help { .. } => &[("any key", "closes the help"), ("q", "quit")],
     }
 }

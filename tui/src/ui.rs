@@ -103,7 +103,7 @@ pub(crate) fn render(app: &App, frame: &mut Frame) {
     }
 }
 
-const FILTER_PROMPT: &str = "filter: ";
+const FILTER_PROMPT: &str = " filter: ";
 
 /// `…tail` of `text` in at most `max` characters.
 fn keep_tail(text: &str, max: usize) -> String {
@@ -190,18 +190,34 @@ const COLUMNS: [&str; 8] = [
     "HANDLE",
     "PRINCIPAL",
     "LABEL",
-    "REMOTE ADDR",
+    "ADDRESS",
     "CREATED",
     "ACCESSED",
     "EXPIRES",
     "SIZE",
 ];
 
+/// The column widths: the three of free text share what the fixed ones leave.
+const WIDTHS: [Constraint; 8] = [
+    Constraint::Length(8),
+    Constraint::Fill(1),
+    Constraint::Fill(1),
+    Constraint::Fill(1),
+    Constraint::Length(8),
+    Constraint::Length(8),
+    Constraint::Length(8),
+    Constraint::Length(8),
+];
+
 impl SessionTable<'_> {
-    fn row<'b>(&self, info: &'b SessionInfo) -> Row<'b> {
+    /// One row; free text is cut to `widths` with an ellipsis, so a cut value shows it is cut.
+    fn row(&self, info: &SessionInfo, widths: &[u16]) -> Row<'static> {
         let t = &self.app.theme;
         let now = self.app.now;
-        let text = |v: &'b Option<String>| Cell::from(v.as_deref().unwrap_or("-"));
+        let text = |v: &Option<String>, column: usize| {
+            let width = usize::from(widths.get(column).copied().unwrap_or(0));
+            Cell::from(keep_head(v.as_deref().unwrap_or("-"), width))
+        };
         let left = remaining(info.expires_at, now);
         let expires = match left {
             Some(d) if d.as_secs() < 60 => Cell::from(span(d)).style(t.urgent),
@@ -210,9 +226,9 @@ impl SessionTable<'_> {
         };
         let row = Row::new(vec![
             Cell::from(info.handle.short()),
-            text(&info.principal),
-            text(&info.label),
-            text(&info.remote_addr),
+            text(&info.principal, 1),
+            text(&info.label, 2),
+            text(&info.remote_addr, 3),
             Cell::from(ago(info.created, now)),
             Cell::from(ago(info.last_access, now)),
             expires,
@@ -279,21 +295,20 @@ impl Widget for SessionTable<'_> {
         let visible = usize::from(inner.height.saturating_sub(1));
         let end = (app.offset + visible).min(rows.len());
         let start = app.offset.min(end);
-        let widths = [
-            Constraint::Length(8),
-            Constraint::Fill(1),
-            Constraint::Fill(1),
-            Constraint::Fill(1),
-            Constraint::Length(8),
-            Constraint::Length(8),
-            Constraint::Length(8),
-            Constraint::Length(8),
-        ];
+        let widths: Vec<u16> = Layout::horizontal(WIDTHS)
+            .spacing(1)
+            .split(Rect::new(0, 0, table_area.width, 1))
+            .iter()
+            .map(|r| r.width)
+            .collect();
         let header = Row::new(COLUMNS.map(Cell::from)).style(t.column);
-        let table = Table::new(rows[start..end].iter().map(|r| self.row(r)), widths)
-            .header(header)
-            .column_spacing(1)
-            .row_highlight_style(t.selected);
+        let table = Table::new(
+            rows[start..end].iter().map(|r| self.row(r, &widths)),
+            WIDTHS,
+        )
+        .header(header)
+        .column_spacing(1)
+        .row_highlight_style(t.selected);
         let mut state = TableState::new().with_selected(app.selected.checked_sub(start));
         StatefulWidget::render(table, table_area, buf, &mut state);
 
@@ -312,6 +327,9 @@ impl Widget for SessionTable<'_> {
             _ => first + rows.len() + if listing.has_next() { PAGE_SIZE } else { 0 },
         }
         .max(position + 1);
+        if total <= visible {
+            return;
+        }
         let mut bar = ScrollbarState::new(total)
             .position(position)
             .viewport_content_length(visible);

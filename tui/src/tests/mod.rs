@@ -3,9 +3,9 @@
 //! insta snapshots (`screens`). They share the stores built here, whose `ManualClock` makes
 //! every relative time on screen the same on every run.
 
-// mod screens;
+mod screens;
 mod state;
-// mod widgets;
+mod widgets;
 
 use std::time::Duration;
 

@@ -1,0 +1,227 @@
+//! Layer 3: whole screens on a `TestBackend`, as insta snapshots. Handles, timestamps and the
+//! size on disk are redacted; relative times stay, since the `ManualClock` fixes them.
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::Duration;
+
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use sessdb::{Admin, SessionId, Target};
+
+use super::{ch, key, press, started, type_text, Fixture};
+use crate::app::{Action, App};
+use crate::term::{event_loop, Events};
+use crate::Options;
+
+fn redacted() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_prepend_module_to_snapshot(false);
+    // Same widths as what they hide, so the screen keeps its shape.
+    settings.add_filter(r"\b[0-9a-f]{32}\b", "[---------full handle----------]");
+    settings.add_filter(r"\b[0-9a-f]{8}\b", "[handle]");
+    settings.add_filter(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "YYYY-MM-DDThh:mm:ssZ");
+    settings.add_filter(r"\d\d:\d\d:\d\d UTC", "hh:mm:ss UTC");
+    // The size on disk varies from run to run, and with it the padding after it.
+    settings.add_filter(r"on disk [0-9.]+ (B|KiB|MiB|GiB) *", "on disk [size]");
+    settings
+}
+
+fn screen(app: &App) -> Terminal<TestBackend> {
+    let mut terminal =
+        Terminal::new(TestBackend::new(app.area.width, app.area.height)).expect("test terminal");
+    terminal
+        .draw(|frame| crate::ui::render(app, frame))
+        .expect("draw");
+    terminal
+}
+
+macro_rules! assert_screen {
+    ($name:literal, $app:expr) => {
+        let terminal = screen($app);
+        redacted().bind(|| insta::assert_snapshot!($name, terminal.backend()));
+    };
+}
+
+#[test]
+fn browsing_100x30() {
+    let f = Fixture::demo();
+    let app = started(&f.store, 100, 30);
+    assert_screen!("browsing_100x30", &app);
+}
+
+#[test]
+fn browsing_80x24() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 80, 24);
+    press(app, &f.store, &[ch('j'), ch('j')]);
+    assert_screen!("browsing_80x24", app);
+}
+
+#[test]
+fn empty_database() {
+    let f = Fixture::empty();
+    let app = started(&f.store, 80, 24);
+    assert_screen!("empty_database_80x24", &app);
+}
+
+#[test]
+fn detail_pane() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 80, 24);
+    press(app, &f.store, &[ch('j'), key(KeyCode::Enter)]);
+    assert_screen!("detail_pane_80x24", app);
+    press(app, &f.store, &[key(KeyCode::PageDown)]);
+    assert_screen!("detail_pane_scrolled_80x24", app);
+}
+
+#[test]
+fn confirm_invalidate() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 80, 24);
+    press(app, &f.store, &[ch('j'), ch('d')]);
+    assert_screen!("confirm_invalidate_80x24", app);
+}
+
+#[test]
+fn confirm_invalidate_principal() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 80, 24);
+    press(app, &f.store, &[ch('j'), ch('D')]);
+    assert_screen!("confirm_invalidate_principal_80x24", app);
+}
+
+#[test]
+fn confirm_purge_with_expired_shown() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    press(app, &f.store, &[ch('e'), ch('p')]);
+    assert_screen!("confirm_purge_100x30", app);
+}
+
+#[test]
+fn help_overlay() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 80, 24);
+    press(app, &f.store, &[ch('?')]);
+    assert_screen!("help_80x24", app);
+}
+
+#[test]
+fn filter_prompt_and_sort_note() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 80, 24);
+    press(app, &f.store, &[ch('/')]);
+    type_text(app, &f.store, "p:alice");
+    assert_screen!("filter_typing_80x24", app);
+    press(app, &f.store, &[key(KeyCode::Enter), ch('s')]);
+    assert_screen!("filtered_sorted_by_last_access_80x24", app);
+}
+
+#[test]
+fn a_store_error_in_the_status_line() {
+    let f = Fixture::demo();
+    let path = f.store.path().to_path_buf();
+    drop(f.store);
+    let store = sessdb::Store::builder()
+        .clock(f.clock.clone())
+        .read_only(true)
+        .open(&path)
+        .expect("open read-only");
+    let app = &mut started(&store, 80, 24);
+    press(app, &store, &[ch('d'), ch('y')]);
+    assert_screen!("read_only_error_80x24", app);
+}
+
+#[test]
+fn a_later_page_of_a_large_store() {
+    let f = Fixture::many(250);
+    let app = &mut started(&f.store, 80, 24);
+    press(app, &f.store, &[ch('G')]);
+    while app.busy() {
+        app.update(&f.store, Action::Tick);
+    }
+    press(app, &f.store, &[ch('k'), ch('k')]);
+    assert_screen!("last_page_80x24", app);
+}
+
+#[test]
+fn the_screen_follows_a_resize_and_survives_tiny_terminals() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 80, 24);
+    press(app, &f.store, &[key(KeyCode::Enter)]);
+    app.update(&f.store, Action::Resize(120, 36));
+    assert_screen!("detail_resized_to_120x36", app);
+    for (width, height) in [(40, 12), (20, 6), (1, 1), (0, 0)] {
+        app.update(&f.store, Action::Resize(width, height));
+        for keys in [
+            &[][..],
+            &[ch('?')],
+            &[ch('x'), ch('d')],
+            &[ch('n'), ch('k')],
+        ] {
+            press(app, &f.store, keys);
+            let terminal = screen(app);
+            let area = terminal.backend().buffer().area;
+            assert_eq!((area.width, area.height), (width, height));
+        }
+    }
+}
+
+/// Key presses, then the terminal's timeouts, as a script.
+struct Script(VecDeque<Option<Event>>);
+
+impl Events for Script {
+    fn next(&mut self, _timeout: Duration) -> io::Result<Option<Event>> {
+        self.0.pop_front().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the script ended before a quit",
+            )
+        })
+    }
+}
+
+fn keys(text: &str) -> impl Iterator<Item = Option<Event>> + '_ {
+    text.chars().map(|c| Some(Event::Key(ch(c))))
+}
+
+#[test]
+fn the_event_loop_filters_invalidates_and_quits_on_a_test_backend() {
+    let f = Fixture::demo();
+    let bob = SessionId::named("bob-web").handle();
+    let mut script = Script(VecDeque::new());
+    script.0.extend(keys("/p:bob"));
+    script.0.push_back(Some(Event::Key(key(KeyCode::Enter))));
+    script.0.push_back(None); // the refresh interval passes
+    script.0.extend(keys("dy"));
+    script.0.push_back(Some(Event::Key(KeyEvent::new(
+        KeyCode::Char('c'),
+        KeyModifiers::CONTROL,
+    ))));
+    script.0.extend(keys("q")); // never read: Ctrl-C has quit
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+    let mut app = App::new(&Options {
+        title: "/srv/app/sessions.sessdb".into(),
+        ..Options::default()
+    });
+    event_loop(&mut terminal, &mut app, &f.store, &mut script).expect("loop ends cleanly");
+    assert_eq!(script.0.len(), 1, "the loop stopped at Ctrl-C");
+    assert_eq!(f.store.show(&Target::Handle(bob)).expect("show"), None);
+    assert_eq!(f.store.stats().expect("stats").live, 5);
+    redacted().bind(|| insta::assert_snapshot!("event_loop_after_invalidate", terminal.backend()));
+}
+
+#[test]
+fn the_event_loop_reports_a_script_that_never_quits() {
+    let f = Fixture::demo();
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+    let mut app = App::new(&Options::default());
+    let mut script = Script(keys("jj").collect());
+    let err = event_loop(&mut terminal, &mut app, &f.store, &mut script)
+        .expect_err("no quit in the script");
+    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    assert_eq!(app.selected, 2, "both keys were handled");
+    assert!(f.store.stats().expect("stats").live == 6);
+}

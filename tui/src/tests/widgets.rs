@@ -1,0 +1,286 @@
+//! Layer 2: one widget rendered into a plain `Buffer`, cells and styles asserted.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier};
+use ratatui::widgets::Widget;
+
+use super::{ch, press, started, Fixture};
+use crate::app::{App, Confirm, Mode};
+use crate::keys;
+use crate::theme::Theme;
+use crate::ui::{ConfirmDialog, DetailPane, Header, HelpOverlay, KeyBar, SessionTable};
+
+fn draw(widget: impl Widget, width: u16, height: u16) -> Buffer {
+    let mut buf = Buffer::empty(Rect::new(0, 0, width, height));
+    widget.render(buf.area, &mut buf);
+    buf
+}
+
+fn lines(buf: &Buffer) -> Vec<String> {
+    (0..buf.area.height)
+        .map(|y| {
+            (0..buf.area.width)
+                .map(|x| buf[(x, y)].symbol())
+                .collect::<String>()
+        })
+        .collect()
+}
+
+/// The position of the first `text` on screen.
+fn find(buf: &Buffer, text: &str) -> (u16, u16) {
+    for (y, line) in lines(buf).iter().enumerate() {
+        if let Some(byte) = line.find(text) {
+            let x = line[..byte].chars().count();
+            return (
+                u16::try_from(x).expect("fits"),
+                u16::try_from(y).expect("fits"),
+            );
+        }
+    }
+    panic!("{text:?} not on screen:\n{}", lines(buf).join("\n"));
+}
+
+fn with_expired(f: &Fixture) -> App {
+    let mut app = started(&f.store, 100, 30);
+    press(&mut app, &f.store, &[ch('e')]);
+    app
+}
+
+#[test]
+fn the_table_has_the_columns_of_the_issue() {
+    let f = Fixture::demo();
+    let app = started(&f.store, 100, 30);
+    let buf = draw(SessionTable { app: &app }, 100, 12);
+    let header = &lines(&buf)[1];
+    let mut last = 0;
+    for column in [
+        "HANDLE",
+        "PRINCIPAL",
+        "LABEL",
+        "ADDRESS",
+        "CREATED",
+        "ACCESSED",
+        "EXPIRES",
+        "SIZE",
+    ] {
+        let at = header
+            .find(column)
+            .unwrap_or_else(|| panic!("{column} missing in {header:?}"));
+        assert!(at > last, "{column} out of order in {header:?}");
+        last = at;
+    }
+    let (x, y) = find(&buf, "HANDLE");
+    assert_eq!(buf[(x, y)].fg, Color::Yellow);
+    assert!(buf[(x, y)].modifier.contains(Modifier::BOLD));
+}
+
+#[test]
+fn a_session_expiring_within_a_minute_is_red_and_an_expired_one_dimmed() {
+    let f = Fixture::demo();
+    let app = with_expired(&f);
+    let buf = draw(SessionTable { app: &app }, 100, 12);
+    // carol's session has 20 s left.
+    let (_, carol) = find(&buf, "carol");
+    let (x, y) = find(&buf, "20s ");
+    assert_eq!(y, carol);
+    assert_eq!(buf[(x, y)].fg, Color::Red);
+    assert_eq!(buf[(x + 1, y)].fg, Color::Red);
+    // The other live sessions' expiry is not red.
+    let (x, y) = find(&buf, "16m");
+    assert_ne!(buf[(x, y)].fg, Color::Red);
+    // dave's has expired: the whole row is dimmed, and says so.
+    let (x, dave) = find(&buf, "dave");
+    let (ex, ey) = find(&buf, "expired   ");
+    assert_eq!(ey, dave);
+    assert!(buf[(x, dave)].modifier.contains(Modifier::DIM));
+    assert!(buf[(ex, ey)].modifier.contains(Modifier::DIM));
+    assert!(!buf[find(&buf, "carol")].modifier.contains(Modifier::DIM));
+}
+
+#[test]
+fn the_selected_row_is_highlighted_and_the_scrollbar_drawn() {
+    let f = Fixture::many(40);
+    let mut app = started(&f.store, 100, 15);
+    press(&mut app, &f.store, &[ch('j'), ch('j')]);
+    let rows = app.table_rows();
+    let buf = draw(SessionTable { app: &app }, 100, 15 - 4);
+    let (x, y) = find(&buf, "user0002");
+    assert_eq!(buf[(x, y)].bg, Color::Blue);
+    assert_ne!(buf[find(&buf, "user0001")].bg, Color::Blue);
+    // 40 sessions, `rows` of them visible: a thumb on a track.
+    let bar: String = (1..buf.area.height - 1)
+        .map(|y| buf[(buf.area.width - 1, y)].symbol().to_string())
+        .collect();
+    assert!(bar.contains('█') && bar.contains('║'), "{bar:?}");
+    assert_eq!(
+        lines(&buf).iter().filter(|l| l.contains("user")).count(),
+        rows
+    );
+    assert!(lines(&buf)[0].contains("1–40"), "{:?}", lines(&buf)[0]);
+}
+
+#[test]
+fn no_color_draws_the_whole_screen_without_colours() {
+    let f = Fixture::demo();
+    let mut app = with_expired(&f);
+    app.theme = Theme::new(true);
+    let mut terminal =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 30)).expect("test terminal");
+    for keys in [&[][..], &[ch('?')], &[ch('?'), ch('d')]] {
+        press(&mut app, &f.store, keys);
+        terminal
+            .draw(|frame| crate::ui::render(&app, frame))
+            .expect("draw");
+        let buf = terminal.backend().buffer();
+        for cell in buf.content() {
+            assert_eq!((cell.fg, cell.bg), (Color::Reset, Color::Reset), "{cell:?}");
+        }
+        // Emphasis survives: the selection in reverse video, dave's expired row dimmed.
+        let (x, y) = find(buf, "dave");
+        assert!(buf[(x, y)].modifier.contains(Modifier::REVERSED));
+        assert!(buf[(x, y)].modifier.contains(Modifier::DIM));
+    }
+}
+
+#[test]
+fn the_key_bar_shows_whole_items_that_fit() {
+    let theme = Theme::new(false);
+    let keys = keys::footer(&Mode::Browsing, false);
+    let buf = draw(
+        KeyBar {
+            keys,
+            theme: &theme,
+        },
+        30,
+        1,
+    );
+    assert_eq!(lines(&buf)[0], " ? help  q quit  ↑↓ move      ");
+    assert_eq!(buf[(1, 0)].fg, Color::Cyan);
+    let wide = draw(
+        KeyBar {
+            keys,
+            theme: &theme,
+        },
+        200,
+        1,
+    );
+    for (key, what) in keys {
+        assert!(lines(&wide)[0].contains(&format!("{key} {what}")));
+    }
+}
+
+#[test]
+fn the_header_shows_counts_and_keeps_the_end_of_a_long_title() {
+    let f = Fixture::demo();
+    let mut app = started(&f.store, 80, 24);
+    app.title = "/var/lib/a-very-long-application-name/state/sessions/production.sessdb".into();
+    let buf = draw(Header { app: &app }, 80, 2);
+    let text = lines(&buf);
+    assert!(
+        text[0].starts_with(" sessdb  …"),
+        "the title is cut on the left: {:?}",
+        text[0]
+    );
+    assert!(text[0].contains("production.sessdb refreshed 22:27:20 UTC · auto 2s"));
+    assert!(
+        text[1].starts_with(" live 6 · expired 1 · principals 5 · on disk "),
+        "{:?}",
+        text[1]
+    );
+    press(&mut app, &f.store, &[ch('a')]);
+    let buf = draw(Header { app: &app }, 80, 2);
+    assert!(lines(&buf)[0].ends_with("auto off "));
+}
+
+#[test]
+fn the_confirm_dialog_says_how_many_in_red() {
+    let theme = Theme::new(false);
+    let ask = Confirm::InvalidatePrincipal {
+        principal: "alice".into(),
+        count: 2,
+    };
+    let buf = draw(
+        ConfirmDialog {
+            ask: &ask,
+            theme: &theme,
+        },
+        80,
+        24,
+    );
+    let (x, y) = find(&buf, "Invalidate all 2 sessions of alice?");
+    find(&buf, "alice is logged out everywhere.");
+    find(&buf, "y yes    n no");
+    let (bx, by) = find(&buf, "┌ Confirm");
+    assert!(by < y && bx < x);
+    assert_eq!(buf[(bx, by)].fg, Color::Red);
+    let purge = Confirm::Purge { count: 1 };
+    let buf = draw(
+        ConfirmDialog {
+            ask: &purge,
+            theme: &theme,
+        },
+        80,
+        24,
+    );
+    find(&buf, "Purge 1 expired session?");
+}
+
+#[test]
+fn the_detail_pane_shows_metadata_and_pretty_json_and_scrolls() {
+    let f = Fixture::demo();
+    let mut app = started(&f.store, 80, 40);
+    press(&mut app, &f.store, &[ch('j')]);
+    app.update(&f.store, crate::app::Action::ToggleDetail);
+    let detail = app.detail().expect("open").clone();
+    let buf = draw(
+        DetailPane {
+            app: &app,
+            detail: &detail,
+        },
+        80,
+        30,
+    );
+    let text = lines(&buf).join("\n");
+    for expected in [
+        "principal    alice",
+        "remote addr  203.0.113.7",
+        "created      2023-11-14T22:13:20Z (14m ago)",
+        "idle timeout 30m",
+        "expires      2023-11-14T22:43:20Z (in 16m)",
+        "  {",
+        "    \"cart\": [",
+        "      1,",
+        "    \"theme\": \"dark\"",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing in\n{text}");
+    }
+    let scrolled = crate::app::Detail {
+        scroll: 3,
+        ..detail
+    };
+    let buf = draw(
+        DetailPane {
+            app: &app,
+            detail: &scrolled,
+        },
+        80,
+        12,
+    );
+    assert!(
+        lines(&buf)[1].contains("remote addr"),
+        "{:?}",
+        lines(&buf)[1]
+    );
+}
+
+#[test]
+fn the_help_lists_every_key() {
+    let theme = Theme::new(false);
+    let buf = draw(HelpOverlay { theme: &theme }, 80, 24);
+    let text = lines(&buf).join("\n");
+    for (key, what) in keys::HELP {
+        assert!(text.contains(what), "{what:?} missing");
+        assert!(text.contains(key), "{key:?} missing");
+    }
+}
