@@ -463,18 +463,20 @@ fn report(ctx: &mut Ctx<'_>, store: &Store, made: &Made) -> anyhow::Result<()> {
     if let Some(t) = ctx.as_of {
         writeln!(out, "  as of {}", timestamp(t))?;
     }
+    // The commands below then need no --db (and stay short enough to read).
     let mut cmd = "sessctl".to_string();
-    if ctx.db != Path::new(DEFAULT_DB) {
-        cmd.push_str(&format!(
-            " --db {}",
-            shell_quote(&ctx.db.display().to_string())
-        ));
-    }
     if let Some(t) = ctx.as_of {
         cmd.push_str(&format!(" --as-of {}", timestamp(t)));
     }
     writeln!(out)?;
     writeln!(out, "try next:")?;
+    if ctx.db != Path::new(DEFAULT_DB) {
+        writeln!(
+            out,
+            "  export SESSCTL_DB={}",
+            shell_quote(&ctx.db.display().to_string())
+        )?;
+    }
     let mut tries = vec![
         ("stats", "counts and size"),
         ("list --limit 10", "sessions, soonest expiry first"),

@@ -1,0 +1,399 @@
+//! Help, usage errors, and the database-level bad input: missing, a file, unwritable, of a
+//! newer format, held by another process; a closed stdout; the TUI without a terminal.
+
+mod common;
+
+use std::fs;
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Stdio;
+
+use common::{at_t0, expect, fixture, json_lines, on, run, sessctl};
+
+#[test]
+fn help_documents_every_exit_code() {
+    let out = run(sessctl().arg("--help"));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    for line in [
+        "Exit codes:\n",
+        "  0  success (also when the reader of the output goes away, as with `| head`)\n",
+        "  1  a named session or principal was not found\n",
+        "  2  usage error: a bad option, argument, time, duration, handle or session id\n",
+        "  3  the database is held by another process (sled allows one process at a time)\n",
+        "  4  bad data: bad import lines, a check that found problems, an undecodable record\n",
+        "  5  any other I/O or database error (missing database, not a folder, newer format, ...)\n",
+        "  SESSCTL_DB  the database folder when --db is not given\n",
+    ] {
+        assert!(out.stdout.contains(line), "missing {line:?} in\n{}", out.stdout);
+    }
+    for command in [
+        "demo",
+        "stats",
+        "list",
+        "show",
+        "invalidate",
+        "purge",
+        "export",
+        "import",
+        "check",
+        "tui",
+    ] {
+        assert!(out.stdout.contains(&format!("\n  {command} ")), "{command}");
+        let sub = run(sessctl().args([command, "--help"]));
+        assert_eq!((sub.code, sub.stderr.as_str()), (0, ""), "{command}");
+        assert!(sub.stdout.contains("Exit codes:") || sub.stdout.contains("Usage: sessctl"));
+    }
+    expect(
+        sessctl().arg("--version"),
+        0,
+        &format!("sessctl {}\n", env!("CARGO_PKG_VERSION")),
+        "",
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_before_touching_the_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("never.sessdb");
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "Usage: sessctl [OPTIONS] <COMMAND>"),
+        (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
+        (
+            &["list", "--limit", "many"],
+            "invalid value 'many' for '--limit <N>'",
+        ),
+        (
+            &["list", "--expired", "--expiring-within", "5m"],
+            "cannot be used with",
+        ),
+        (&["import"], "<FILE|->"),
+        (
+            &["tui", "--refresh", "0"],
+            "--refresh: \"0\" is not a number of seconds",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = run(on(&db).args(*args));
+        assert_eq!((out.code, out.stdout.as_str()), (2, ""), "{args:?}");
+        assert!(out.stderr.contains(needle), "{args:?}: {}", out.stderr);
+    }
+    expect(
+        on(&db).args(["--as-of", "tomorrow", "stats"]),
+        2,
+        "",
+        "error: --as-of: \"tomorrow\" is not an RFC 3339 time such as 2025-01-31T12:00:00Z\n",
+    );
+    expect(
+        on(&db).args(["list", "--expiring-within", "15"]),
+        2,
+        "",
+        "error: --expiring-within: \"15\" is not a duration (the last number has no unit; e.g. \
+         90s, 15m, 2h, 1d, 1h30m)\n",
+    );
+    assert!(!db.exists());
+}
+
+#[test]
+fn sessctl_db_names_the_database_when_db_is_not_given() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let out =
+        run(sessctl()
+            .env("SESSCTL_DB", &db)
+            .args(["--as-of", common::T0, "stats", "--json"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(json_lines(&out.stdout)[0]["live"], 3);
+    // Without either, ./sessions.sessdb in the working directory.
+    let out = run(sessctl().current_dir(dir.path()).arg("stats"));
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (
+            5,
+            "error: no database at ./sessions.sessdb; check --db or SESSCTL_DB, or create a demo \
+             database with `sessctl demo`\n"
+        )
+    );
+}
+
+#[test]
+fn a_missing_database_is_reported_and_never_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("missing.sessdb");
+    let message = format!(
+        "error: no database at {}; check --db or SESSCTL_DB, or create a demo database with \
+         `sessctl demo`\n",
+        db.display()
+    );
+    for args in [
+        &["stats"][..],
+        &["list"],
+        &["show", "00000000000000000000000000000000"],
+        &["export"],
+        &["check"],
+        &["check", "--repair"],
+        &["purge", "--expired"],
+        &["purge", "--expired", "--dry-run"],
+        &["invalidate", "--principal", "alice"],
+    ] {
+        expect(on(&db).args(args), 5, "", &message);
+        assert!(!db.exists(), "{args:?} created the database");
+    }
+}
+
+#[test]
+fn a_path_that_is_not_a_database_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("file.txt");
+    fs::write(&file, "not a database").expect("write");
+    for args in [&["stats"][..], &["import", "-"], &["demo"]] {
+        expect(
+            on(&file).args(args).write_stdin(""),
+            5,
+            "",
+            &format!("error: {} is not a database folder\n", file.display()),
+        );
+    }
+    assert_eq!(fs::read_to_string(&file).expect("read"), "not a database");
+    // A folder of something else is left alone: sled would create files in it.
+    let folder = dir.path().join("photos");
+    fs::create_dir(&folder).expect("mkdir");
+    fs::write(folder.join("cat.jpg"), "meow").expect("write");
+    expect(
+        on(&folder).arg("stats"),
+        5,
+        "",
+        &format!(
+            "error: {} is a folder that holds other files, not a sessdb database\n",
+            folder.display()
+        ),
+    );
+    assert_eq!(fs::read_dir(&folder).expect("read_dir").count(), 1);
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).expect("mkdir");
+    expect(
+        on(&empty).arg("list"),
+        5,
+        "",
+        &format!(
+            "error: {} is an empty folder, not a sessdb database\n",
+            empty.display()
+        ),
+    );
+    assert_eq!(fs::read_dir(&empty).expect("read_dir").count(), 0);
+}
+
+/// Runs the binary as an unprivileged user when the tests run as root (root ignores file
+/// permissions), so that "unwritable" means unwritable.
+fn unprivileged() -> assert_cmd::Command {
+    if is_root() {
+        let mut cmd = assert_cmd::Command::new("/usr/bin/setpriv");
+        cmd.env_clear().args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_sessctl"),
+        ]);
+        cmd
+    } else {
+        sessctl()
+    }
+}
+
+#[test]
+fn an_unwritable_folder_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let locked_dir = dir.path().join("readonly");
+    fs::create_dir(&locked_dir).expect("mkdir");
+    fs::set_permissions(&locked_dir, fs::Permissions::from_mode(0o555)).expect("chmod");
+    let db = locked_dir.join("new.sessdb");
+    let out = run(unprivileged()
+        .arg("--db")
+        .arg(&db)
+        .args(["import", "-"])
+        .write_stdin(""));
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (
+            5,
+            "",
+            format!(
+                "error: I/O error on {}: Permission denied (os error 13)\n",
+                db.display()
+            )
+            .as_str()
+        )
+    );
+    assert!(!db.exists());
+    let out = run(unprivileged()
+        .arg("--db")
+        .arg(dir.path().join("x"))
+        .args(["export", "--out"])
+        .arg(locked_dir.join("backup.jsonl")));
+    // The database is missing, which is reported first; an export file is never attempted.
+    assert_eq!(out.code, 5);
+    assert!(!locked_dir.join("backup.jsonl").exists());
+}
+
+#[test]
+fn export_into_an_unwritable_folder_fails_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let db = fixture(dir.path());
+    // The unprivileged user must be able to open the database.
+    chown_nobody(&db);
+    let locked_dir = dir.path().join("readonly");
+    fs::create_dir(&locked_dir).expect("mkdir");
+    fs::set_permissions(&locked_dir, fs::Permissions::from_mode(0o555)).expect("chmod");
+    let target = locked_dir.join("backup.jsonl");
+    let out = run(unprivileged()
+        .arg("--db")
+        .arg(&db)
+        .args(["export", "--out"])
+        .arg(&target));
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (
+            5,
+            "",
+            format!(
+                "error: cannot write {}: Permission denied (os error 13)\n",
+                target.display()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(fs::read_dir(&locked_dir).expect("read_dir").count(), 0);
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+/// Gives the database to the user [`unprivileged`] runs as (a no-op when not root).
+fn chown_nobody(path: &Path) {
+    if is_root() {
+        let status = std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(path)
+            .status()
+            .expect("chown runs");
+        assert!(status.success());
+    }
+}
+
+#[test]
+fn a_database_of_a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    {
+        let sled = sled::open(&db).expect("sled");
+        sled.open_tree("meta")
+            .expect("meta")
+            .insert("format", &2u32.to_be_bytes())
+            .expect("insert");
+        sled.flush().expect("flush");
+    }
+    let message = format!(
+        "error: the database at {} has format version 2; this sessdb reads up to 1; use a newer \
+         sessctl\n",
+        db.display()
+    );
+    for args in [&["stats"][..], &["purge", "--expired"], &["import", "-"]] {
+        expect(on(&db).args(args).write_stdin(""), 5, "", &message);
+    }
+}
+
+#[test]
+fn a_database_held_by_another_process_exits_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let held = sessdb::Store::open(&db).expect("open");
+    let message = format!(
+        "error: the database at {} is held by another process (sled allows one process at a \
+         time); stop the process that has it open (the application, or another sessctl) and \
+         try again\n",
+        db.display()
+    );
+    for args in [
+        &["stats"][..],
+        &["list"],
+        &["purge", "--expired"],
+        &["invalidate", "--principal", "alice"],
+        &["export"],
+        &["check", "--repair"],
+    ] {
+        expect(on(&db).args(args), 3, "", &message);
+    }
+    drop(held);
+    let out = run(at_t0(&db).arg("stats"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn a_closed_stdout_exits_0_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("demo.sessdb");
+    let out = run(at_t0(&db).args(["demo", "--sessions", "500"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for args in [
+        &["list", "--limit", "0"][..],
+        &["list", "--json", "--limit", "0"],
+        &["export", "--include-expired"],
+        &["stats"],
+    ] {
+        // The reader goes away before sessctl writes anything: every write fails with EPIPE.
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sessctl"))
+            .env_clear()
+            .arg("--db")
+            .arg(&db)
+            .args(["--as-of", common::T0])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut stderr)
+            .expect("read");
+        let status = child.wait().expect("wait");
+        assert_eq!((status.code(), stderr.as_str()), (Some(0), ""), "{args:?}");
+    }
+    // And the shell's way: `sessctl list | head -1`.
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; '{}' --db '{}' --as-of {} list --json --limit 0 | head -1",
+            env!("CARGO_BIN_EXE_sessctl"),
+            db.display(),
+            common::T0
+        ))
+        .env_clear()
+        .output()
+        .expect("sh");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
+fn the_tui_needs_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    expect(
+        on(&db).arg("tui"),
+        2,
+        "",
+        "error: sessctl tui needs a terminal, and stdout is not one (for scripts, use list, show \
+         and invalidate)\n",
+    );
+}

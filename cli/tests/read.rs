@@ -1,0 +1,361 @@
+//! The read-only commands (stats, list, show) on the fixture, as of its fixed "now": exact
+//! output, and proof that they write nothing.
+
+mod common;
+
+use common::{api_handle, at_t0, expect, fixture, handle, json_lines, on, run};
+
+#[test]
+fn stats_counts_live_expired_and_principals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let out = run(at_t0(&db).arg("stats"));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    // The size on disk depends on sled's allocation; everything else is exact.
+    let (head, disk) = out.stdout.split_once("on disk").expect("an on-disk line");
+    assert_eq!(
+        head,
+        format!(
+            "\
+database             {}
+as of                2025-01-31T12:00:00Z
+format version       1
+live sessions        3
+expired, not purged  2 (`sessctl purge --expired` removes them)
+principals           3
+",
+            db.display()
+        )
+    );
+    assert!(disk.ends_with(" bytes)\n"), "{disk:?}");
+
+    let out = run(at_t0(&db).args(["stats", "--json"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    let stats = &json_lines(&out.stdout)[0];
+    assert_eq!(stats["live"], 3);
+    assert_eq!(stats["expired"], 2);
+    assert_eq!(stats["principals"], 3);
+    assert_eq!(stats["undecodable"], 0);
+    assert_eq!(stats["format_version"], 1);
+    assert_eq!(stats["as_of"], "2025-01-31T12:00:00Z");
+    assert!(stats["bytes_on_disk"].as_u64().expect("a number") > 0);
+
+    // An hour later everything but the API client has expired.
+    let out = run(on(&db).args(["--as-of", "2025-01-31T13:00:00Z", "stats", "--json"]));
+    let stats = &json_lines(&out.stdout)[0];
+    assert_eq!(
+        (stats["live"].as_u64(), stats["expired"].as_u64()),
+        (Some(1), Some(4))
+    );
+}
+
+#[test]
+fn list_shows_live_sessions_soonest_expiry_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let (h1, h2, api) = (handle(1), handle(2), api_handle());
+    expect(
+        at_t0(&db).arg("list"),
+        0,
+        &format!(
+            "\
+HANDLE                            PRINCIPAL    LABEL               REMOTE ADDR    LAST ACCESS  EXPIRES
+{h2}  alice        ios-app             198.51.100.20  25m ago      in 5m
+{h1}  alice        web                 203.0.113.7    10m ago      in 20m
+{api}  svc:billing  api-client:billing  -              1h ago       in 6h
+"
+        ),
+        "",
+    );
+}
+
+#[test]
+fn list_filters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let (h1, h2, h3, h4) = (handle(1), handle(2), handle(3), handle(4));
+    // Expired sessions; the label's escape sequence is shown escaped, never sent to the
+    // terminal.
+    expect(
+        at_t0(&db).args(["list", "--expired"]),
+        0,
+        &format!(
+            "\
+HANDLE                            PRINCIPAL  LABEL           REMOTE ADDR  LAST ACCESS  EXPIRES
+{h3}  bob        -               2001:db8::1  1h ago       30m ago
+{h4}  -          guest\\u{{1b}}[2J  -            40m ago      10m ago
+"
+        ),
+        "",
+    );
+    expect(
+        at_t0(&db).args(["list", "--principal", "alice", "--label", "web"]),
+        0,
+        &format!(
+            "\
+HANDLE                            PRINCIPAL  LABEL  REMOTE ADDR  LAST ACCESS  EXPIRES
+{h1}  alice      web    203.0.113.7  10m ago      in 20m
+"
+        ),
+        "",
+    );
+    expect(
+        at_t0(&db).args(["list", "--expiring-within", "10m"]),
+        0,
+        &format!(
+            "\
+HANDLE                            PRINCIPAL  LABEL    REMOTE ADDR    LAST ACCESS  EXPIRES
+{h2}  alice      ios-app  198.51.100.20  25m ago      in 5m
+"
+        ),
+        "",
+    );
+    expect(
+        at_t0(&db).args(["list", "--limit", "1"]),
+        0,
+        &format!(
+            "\
+HANDLE                            PRINCIPAL  LABEL    REMOTE ADDR    LAST ACCESS  EXPIRES
+{h2}  alice      ios-app  198.51.100.20  25m ago      in 5m
+"
+        ),
+        "more sessions match; --limit N shows more, --limit 0 shows all\n",
+    );
+    expect(
+        at_t0(&db).args(["list", "--principal", "nobody"]),
+        0,
+        "",
+        "no sessions match\n",
+    );
+    // A limit equal to the number of matches is not "more".
+    let out = run(at_t0(&db).args(["list", "--limit", "3"]));
+    assert_eq!(
+        (out.code, out.stdout.lines().count(), out.stderr.as_str()),
+        (0, 4, "")
+    );
+}
+
+#[test]
+fn list_json_is_the_export_schema_one_object_per_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let out = run(at_t0(&db).args(["list", "--json", "--limit", "0"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    let listed = json_lines(&out.stdout);
+    let handles: Vec<&str> = listed
+        .iter()
+        .map(|s| s["handle"].as_str().expect("a handle"))
+        .collect();
+    assert_eq!(handles, [handle(2), handle(1), api_handle()]);
+    // Each object is exactly what the export writes for that session.
+    let export = json_lines(&run(at_t0(&db).arg("export")).stdout);
+    for session in &listed {
+        assert!(export.contains(session), "{session}");
+    }
+    let out = run(at_t0(&db).args(["list", "--json", "--expired"]));
+    assert_eq!(json_lines(&out.stdout).len(), 2);
+    // No session: no output at all, so `jq` sees an empty stream.
+    expect(
+        at_t0(&db).args(["list", "--json", "--principal", "nobody"]),
+        0,
+        "",
+        "",
+    );
+}
+
+#[test]
+fn show_by_handle_and_by_session_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let h1 = handle(1);
+    let pretty = format!(
+        "\
+handle             {h1}
+principal          alice
+label              web
+remote address     203.0.113.7
+user agent         Mozilla/5.0 (X11; Linux x86_64)
+created            2025-01-31T11:50:00Z  (10m ago)
+last access        2025-01-31T11:50:00Z  (10m ago)
+idle timeout       30m
+absolute deadline  2025-02-01T11:50:00Z  (in 23h 50m)
+expires            2025-01-31T12:20:00Z  (in 20m)
+version            1
+size               140 B
+data
+  {{
+    \"cart\": [
+      1,
+      2,
+      3
+    ],
+    \"prefs\": {{
+      \"lang\": \"en-GB\",
+      \"theme\": \"dark\"
+    }}
+  }}
+"
+    );
+    expect(at_t0(&db).args(["show", &h1]), 0, &pretty, "");
+    // Upper case, and the raw session id as pasted from a cookie, name the same session.
+    expect(
+        at_t0(&db).args(["show", &h1.to_uppercase()]),
+        0,
+        &pretty,
+        "",
+    );
+    let id = common::id(1).to_string();
+    expect(at_t0(&db).args(["show", &id]), 0, &pretty, "");
+
+    let out = run(at_t0(&db).args(["show", &id, "--json"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    assert_eq!(
+        out.stdout,
+        format!(
+            "{{\"absolute_deadline\":\"2025-02-01T11:50:00Z\",\"created\":\"2025-01-31T11:50:00Z\",\
+             \"data\":{{\"cart\":[1,2,3],\"prefs\":{{\"lang\":\"en-GB\",\"theme\":\"dark\"}}}},\
+             \"expires_at\":\"2025-01-31T12:20:00Z\",\"handle\":\"{h1}\",\"idle_timeout_s\":1800,\
+             \"label\":\"web\",\"last_access\":\"2025-01-31T11:50:00Z\",\"principal\":\"alice\",\
+             \"remote_addr\":\"203.0.113.7\",\"user_agent\":\"Mozilla/5.0 (X11; Linux x86_64)\",\
+             \"version\":1}}\n"
+        )
+    );
+    // The raw id is a secret: it never appears in the output.
+    assert!(!out.stdout.contains(&id));
+}
+
+#[test]
+fn show_an_expired_session_without_deleting_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let h4 = handle(4);
+    expect(
+        at_t0(&db).args(["show", &h4]),
+        0,
+        &format!(
+            "\
+handle             {h4}
+principal          -
+label              guest\\u{{1b}}[2J
+remote address     -
+user agent         -
+created            2025-01-31T11:20:00Z  (40m ago)
+last access        2025-01-31T11:20:00Z  (40m ago)
+idle timeout       30m
+absolute deadline  2025-02-01T11:20:00Z  (in 23h 20m)
+expires            2025-01-31T11:50:00Z  (expired 10m ago, not yet purged)
+version            1
+size               59 B
+data
+  {{
+    \"seed\": {{
+      \"$base64\": \"AAEC/w==\"
+    }}
+  }}
+"
+        ),
+        "",
+    );
+    // Still there: reading an expired session is not a lazy deletion.
+    let out = run(at_t0(&db).args(["stats", "--json"]));
+    assert_eq!(json_lines(&out.stdout)[0]["expired"], 2);
+}
+
+#[test]
+fn show_unknown_sessions_exit_1_and_never_print_the_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    expect(
+        at_t0(&db).args(["show", "00000000000000000000000000000000"]),
+        1,
+        "",
+        "error: no session with handle 00000000000000000000000000000000\n",
+    );
+    let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+    let out = run(at_t0(&db).args(["show", id]));
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (
+            1,
+            "",
+            "error: no session with that session id (handle a9fc34d2eacf7c29d03525b07c6d29c1)\n"
+        )
+    );
+}
+
+#[test]
+fn malformed_handles_and_ids_are_usage_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    for bad in [
+        "zzz",
+        "cc8cd41cef907c4d216069122c4b899",
+        "not-a-uuid-but-a-long-secret",
+    ] {
+        let out = run(at_t0(&db).args(["show", bad]));
+        assert_eq!((out.code, out.stdout.as_str()), (2, ""), "{bad}");
+        assert!(
+            out.stderr.ends_with(
+                " is not a valid handle or session id: expected a 32-character hex handle or a \
+                 UUID session id\n"
+            ),
+            "{}",
+            out.stderr
+        );
+        // A pasted token is shortened, never echoed whole.
+        assert!(!out.stderr.contains("long-secret"), "{}", out.stderr);
+    }
+    expect(
+        at_t0(&db).args(["show", "zzz"]),
+        2,
+        "",
+        "error: \"zzz\" is not a valid handle or session id: expected a 32-character hex handle \
+         or a UUID session id\n",
+    );
+}
+
+#[test]
+fn output_has_no_colour_when_stdout_is_not_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    for args in [
+        &["list", "--limit", "0"][..],
+        &["list", "--expired"],
+        &["check"],
+    ] {
+        let out = run(at_t0(&db).args(args));
+        assert_eq!(out.code, 0);
+        assert!(!out.stdout.contains('\u{1b}'), "{args:?}: {:?}", out.stdout);
+        assert!(out.stdout.contains("HANDLE") || out.stdout.contains("checked"));
+    }
+}
+
+#[test]
+fn read_commands_write_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let before = (
+        common::export_body(&db),
+        run(at_t0(&db).arg("check")).stdout,
+    );
+    for args in [
+        &["stats"][..],
+        &["list", "--expired"],
+        &["show", &handle(3)],
+        &["export", "--include-expired"],
+        &["check"],
+        &["purge", "--expired", "--dry-run"],
+    ] {
+        // A year later every session is expired, and still none is deleted lazily. (sled
+        // itself may rewrite its snapshot file on open; the sessions and indexes stay.)
+        let out = run(on(&db).args(["--as-of", "2026-01-31T12:00:00Z"]).args(args));
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+    }
+    let after = (
+        common::export_body(&db),
+        run(at_t0(&db).arg("check")).stdout,
+    );
+    assert_eq!(after, before);
+    assert_eq!(before.0.lines().count(), 5);
+    assert_eq!(before.1, "checked 5 records: no problems\n");
+}

@@ -1,0 +1,487 @@
+//! Export and import: owner-only files, the round trip, idempotence, dry runs, conflicts,
+//! and every kind of bad import line.
+
+mod common;
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+use common::{at_t0, expect, export_body, fixture, handle, json_lines, on, run};
+
+const BAD_LINES_HINT: &str =
+    "so nothing was imported (fix them, or pass --skip-bad to import the good lines)";
+
+#[test]
+fn export_to_stdout_writes_the_header_then_one_session_per_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let out = run(at_t0(&db).arg("export"));
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (
+            0,
+            "exported 3 sessions to stdout; left out 2 expired sessions (--include-expired \
+             includes them)\n"
+        )
+    );
+    let lines = json_lines(&out.stdout);
+    assert_eq!(
+        lines[0],
+        serde_json::json!({"format": "sessdb-export", "version": 1,
+                           "exported_at": "2025-01-31T12:00:00Z"})
+    );
+    assert_eq!(lines.len(), 4);
+    let out = run(at_t0(&db).args(["export", "--include-expired"]));
+    assert_eq!(
+        (out.code, out.stdout.lines().count(), out.stderr.as_str()),
+        (0, 6, "exported 5 sessions to stdout\n")
+    );
+}
+
+#[test]
+fn export_files_are_owner_only_and_replaced_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let file = dir.path().join("backup.jsonl");
+    expect(
+        at_t0(&db)
+            .args(["export", "--include-expired", "--out"])
+            .arg(&file),
+        0,
+        "",
+        &format!("exported 5 sessions to {}\n", file.display()),
+    );
+    let mode = |p: &Path| fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(
+        fs::read_to_string(&file).expect("read"),
+        run(at_t0(&db).args(["export", "--include-expired"])).stdout
+    );
+    // An existing, world-readable file is replaced by an owner-only one.
+    fs::write(&file, "old").expect("write");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = run(at_t0(&db).args(["export", "--out"]).arg(&file));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(fs::read_to_string(&file).expect("read").lines().count(), 4);
+    // No temporary file is left next to it.
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    // A folder that does not exist: an error naming the file, exit 5.
+    let missing = dir.path().join("no/such/dir/backup.jsonl");
+    let out = run(at_t0(&db).args(["export", "--out"]).arg(&missing));
+    assert_eq!((out.code, out.stdout.as_str()), (5, ""));
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: cannot write {}: No such file or directory (os error 2)\n",
+            missing.display()
+        )
+    );
+}
+
+#[test]
+fn export_then_import_into_a_fresh_database_round_trips() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let file = dir.path().join("backup.jsonl");
+    // Without --as-of: the real clock, so the header's timestamp differs between exports.
+    let out = run(on(&db)
+        .args(["export", "--include-expired", "--out"])
+        .arg(&file));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let fresh = dir.path().join("restored.sessdb");
+    expect(
+        on(&fresh).arg("import").arg(&file),
+        0,
+        "imported 5, replaced 0, unchanged 0, skipped 0, bad 0\n",
+        "",
+    );
+    let original = fs::read_to_string(&file).expect("read");
+    let again = run(on(&fresh).args(["export", "--include-expired"])).stdout;
+    let (h1, body1) = original.split_once('\n').expect("header");
+    let (h2, body2) = again.split_once('\n').expect("header");
+    assert_eq!(body2, body1);
+    assert!(h1.starts_with("{\"format\":\"sessdb-export\",\"version\":1,\"exported_at\":\""));
+    assert!(h2.starts_with("{\"format\":\"sessdb-export\",\"version\":1,\"exported_at\":\""));
+    // The restored database behaves the same: same listing, same check.
+    assert_eq!(
+        run(at_t0(&fresh).args(["list", "--limit", "0"])).stdout,
+        run(at_t0(&db).args(["list", "--limit", "0"])).stdout
+    );
+    expect(
+        at_t0(&fresh).arg("check"),
+        0,
+        "checked 5 records: no problems\n",
+        "",
+    );
+
+    // A second import of the same file changes nothing.
+    expect(
+        on(&fresh).arg("import").arg(&file),
+        0,
+        "imported 0, replaced 0, unchanged 5, skipped 0, bad 0\n",
+        "",
+    );
+    assert_eq!(export_body(&fresh), export_body(&db));
+    // From stdin too.
+    expect(
+        on(&fresh)
+            .args(["import", "-"])
+            .write_stdin(original.clone()),
+        0,
+        "imported 0, replaced 0, unchanged 5, skipped 0, bad 0\n",
+        "",
+    );
+}
+
+#[test]
+fn dry_run_import_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let export = run(at_t0(&db).args(["export", "--include-expired"])).stdout;
+    // An empty database to import into.
+    let target = dir.path().join("empty.sessdb");
+    drop(sessdb::Store::open(&target).expect("create"));
+    expect(
+        on(&target)
+            .args(["import", "-", "--dry-run"])
+            .write_stdin(export.clone()),
+        0,
+        "dry run, nothing written; would have imported 5, replaced 0, unchanged 0, skipped 0, \
+         bad 0\n",
+        "",
+    );
+    assert_eq!(export_body(&target), "");
+    // A dry run never creates a database either.
+    let missing = dir.path().join("missing.sessdb");
+    let out = run(on(&missing)
+        .args(["import", "-", "--dry-run"])
+        .write_stdin(export));
+    assert_eq!(out.code, 5);
+    assert!(!missing.exists());
+}
+
+#[test]
+fn import_conflicts_skip_or_replace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let file = dir.path().join("backup.jsonl");
+    let out = run(at_t0(&db)
+        .args(["export", "--include-expired", "--out"])
+        .arg(&file));
+    assert_eq!(out.code, 0);
+    let before = export_body(&db);
+    // Session 1 changes after the backup.
+    expect(
+        at_t0(&db).args(["invalidate", &handle(1)]),
+        0,
+        "invalidated 1 session\n",
+        "",
+    );
+    {
+        let store = sessdb::Store::builder()
+            .clock(sessdb::ManualClock::at(common::t0()))
+            .open(&db)
+            .expect("open");
+        let mut s = store.create_with_id(common::id(1));
+        s.insert("changed", &true).expect("insert");
+        s.save().expect("save");
+    }
+    let changed = export_body(&db);
+    assert_ne!(changed, before);
+    expect(
+        on(&db).arg("import").arg(&file),
+        0,
+        "imported 0, replaced 0, unchanged 4, skipped 1, bad 0\n",
+        "",
+    );
+    assert_eq!(export_body(&db), changed);
+    expect(
+        on(&db)
+            .arg("import")
+            .arg(&file)
+            .args(["--on-conflict", "replace", "--dry-run"]),
+        0,
+        "dry run, nothing written; would have imported 0, replaced 1, unchanged 4, skipped 0, \
+         bad 0\n",
+        "",
+    );
+    assert_eq!(export_body(&db), changed);
+    expect(
+        on(&db)
+            .arg("import")
+            .arg(&file)
+            .args(["--on-conflict", "replace"]),
+        0,
+        "imported 0, replaced 1, unchanged 4, skipped 0, bad 0\n",
+        "",
+    );
+    assert_eq!(export_body(&db), before);
+    let out = run(on(&db)
+        .arg("import")
+        .arg(&file)
+        .args(["--on-conflict", "merge"]));
+    assert_eq!((out.code, out.stdout.as_str()), (2, ""));
+    assert!(
+        out.stderr.contains("invalid value 'merge'"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A valid export of the fixture (expired sessions included), as lines.
+fn export_lines(db: &Path) -> Vec<String> {
+    run(at_t0(db).args(["export", "--include-expired"]))
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Imports `input` into a fresh copy of nothing: the target database must stay absent.
+fn import_bad(dir: &Path, input: Vec<u8>, code: i32, stderr: &str) {
+    let target = dir.join("target.sessdb");
+    let out = run(on(&target).args(["import", "-"]).write_stdin(input));
+    assert_eq!((out.code, out.stderr.as_str()), (code, stderr));
+    assert!(!target.exists(), "a rejected import left a database behind");
+}
+
+#[test]
+fn import_rejects_bad_lines_with_their_numbers_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let lines = export_lines(&db);
+    let join = |ls: &[String]| ls.join("\n") + "\n";
+
+    // Garbage on line 3.
+    let mut garbage = lines.clone();
+    garbage.insert(2, "hello world".into());
+    import_bad(
+        dir.path(),
+        join(&garbage).into_bytes(),
+        4,
+        &format!(
+            "line 3: expected value at line 1 column 1\nerror: 1 bad line, {BAD_LINES_HINT}\n"
+        ),
+    );
+
+    // Truncated in the middle of the last line (no newline at the end).
+    let mut truncated = join(&lines).into_bytes();
+    truncated.truncate(truncated.len() - 40);
+    import_bad(
+        dir.path(),
+        truncated,
+        4,
+        &format!(
+            "line 6: truncated: EOF while parsing a string at line 1 column {}\nerror: 1 bad \
+             line, {BAD_LINES_HINT}\n",
+            lines[5].len() - 39
+        ),
+    );
+
+    // Invalid UTF-8 on line 2.
+    let mut invalid = lines.clone();
+    invalid[1] = invalid[1].replace("alice", "al\u{fffd}ce");
+    let bytes = join(&invalid).replace('\u{fffd}', "\u{1}").into_bytes();
+    let bytes: Vec<u8> = bytes
+        .into_iter()
+        .map(|b| if b == 1 { 0xff } else { b })
+        .collect();
+    import_bad(
+        dir.path(),
+        bytes,
+        4,
+        &format!("line 2: not valid UTF-8\nerror: 1 bad line, {BAD_LINES_HINT}\n"),
+    );
+
+    // The same session twice.
+    let mut duplicate = lines.clone();
+    duplicate.push(lines[1].clone());
+    let first = json_lines(&lines[1])[0]["handle"]
+        .as_str()
+        .expect("handle")
+        .to_string();
+    import_bad(
+        dir.path(),
+        join(&duplicate).into_bytes(),
+        4,
+        &format!(
+            "line 7: duplicate handle {first}, first on line 2\nerror: 1 bad line, \
+             {BAD_LINES_HINT}\n"
+        ),
+    );
+
+    // Not an export at all: a wrong header stops at line 1.
+    let mut wrong = lines.clone();
+    wrong[0] = r#"{"format":"csv","version":1,"exported_at":"2025-01-31T12:00:00Z"}"#.into();
+    import_bad(
+        dir.path(),
+        join(&wrong).into_bytes(),
+        4,
+        &format!(
+            "line 1: not a sessdb export: format is \"csv\"\nerror: 1 bad line, \
+             {BAD_LINES_HINT}\n"
+        ),
+    );
+    let mut newer = lines.clone();
+    newer[0] = newer[0].replace("\"version\":1", "\"version\":9");
+    import_bad(
+        dir.path(),
+        join(&newer).into_bytes(),
+        4,
+        &format!(
+            "line 1: export version 9 is newer than this sessdb reads (1)\nerror: 1 bad line, \
+             {BAD_LINES_HINT}\n"
+        ),
+    );
+    import_bad(
+        dir.path(),
+        Vec::new(),
+        4,
+        &format!("line 1: empty input: no export header\nerror: 1 bad line, {BAD_LINES_HINT}\n"),
+    );
+
+    // A session whose fields contradict each other.
+    let mut inconsistent = lines.clone();
+    inconsistent[1] = inconsistent[1].replace("\"idle_timeout_s\":1800", "\"idle_timeout_s\":60");
+    import_bad(
+        dir.path(),
+        join(&inconsistent).into_bytes(),
+        4,
+        &format!(
+            "line 2: expires_at does not equal min(last_access + idle_timeout_s, \
+             absolute_deadline)\nerror: 1 bad line, {BAD_LINES_HINT}\n"
+        ),
+    );
+}
+
+#[test]
+fn import_into_an_existing_database_with_bad_lines_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let before = export_body(&db);
+    // Ten sessions the fixture does not have, and one bad line after them.
+    let demo = dir.path().join("demo.sessdb");
+    let out = run(at_t0(&demo).args(["demo", "--sessions", "10"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut input = export_lines(&demo);
+    assert_eq!(input.len(), 11);
+    input.push("{\"handle\":\"nothex\"}".into());
+    let input = input.join("\n") + "\n";
+    let out = run(on(&db).args(["import", "-"]).write_stdin(input.clone()));
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (4, "imported 0, replaced 0, unchanged 0, skipped 0, bad 1\n")
+    );
+    assert!(out.stderr.starts_with("line 12: "), "{}", out.stderr);
+    assert!(out
+        .stderr
+        .ends_with(&format!("error: 1 bad line, {BAD_LINES_HINT}\n")));
+    assert_eq!(export_body(&db), before);
+
+    // --skip-bad imports the good lines and still reports the bad one (exit 4).
+    let out = run(on(&db)
+        .args(["import", "-", "--skip-bad"])
+        .write_stdin(input));
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (
+            4,
+            "imported 10, replaced 0, unchanged 0, skipped 0, bad 1\n"
+        )
+    );
+    assert!(
+        out.stderr.ends_with("error: 1 bad line\n"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(export_body(&db).lines().count(), 15);
+}
+
+#[test]
+fn skip_bad_imports_the_good_lines_of_a_new_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let mut lines = export_lines(&db);
+    lines.insert(3, "garbage".into());
+    let target = dir.path().join("target.sessdb");
+    let out = run(on(&target)
+        .args(["import", "-", "--skip-bad"])
+        .write_stdin(lines.join("\n")));
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (
+            4,
+            "imported 5, replaced 0, unchanged 0, skipped 0, bad 1\n",
+            "line 4: expected value at line 1 column 1\nerror: 1 bad line\n"
+        )
+    );
+    assert_eq!(export_body(&target), export_body(&db));
+}
+
+#[test]
+fn a_100_mb_line_is_rejected_with_bounded_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let lines = export_lines(&db);
+    let file = dir.path().join("huge.jsonl");
+    {
+        let mut w = std::io::BufWriter::new(fs::File::create(&file).expect("create"));
+        writeln!(w, "{}", lines[0]).expect("write");
+        write!(w, "{{\"handle\":\"").expect("write");
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..100 {
+            w.write_all(&chunk).expect("write");
+        }
+        writeln!(w, "\"}}").expect("write");
+        writeln!(w, "{}", lines[1]).expect("write");
+    }
+    let len = 100 * (1 << 20) + 13;
+    let target = dir.path().join("target.sessdb");
+    let expected_stderr = format!(
+        "line 2: line is {len} bytes, over the limit of 1638400\nerror: 1 bad line, \
+         {BAD_LINES_HINT}\n"
+    );
+    expect(
+        on(&target).arg("import").arg(&file),
+        4,
+        "imported 0, replaced 0, unchanged 0, skipped 0, bad 1\n",
+        &expected_stderr,
+    );
+    assert!(!target.exists());
+    // The peak memory of the import stays far below the line's size.
+    let time = Path::new("/usr/bin/time");
+    if time.exists() {
+        let rss = dir.path().join("rss");
+        let mut cmd = assert_cmd::Command::new(time);
+        cmd.env_clear()
+            .arg("-f")
+            .arg("%M")
+            .arg("-o")
+            .arg(&rss)
+            .arg(env!("CARGO_BIN_EXE_sessctl"))
+            .arg("--db")
+            .arg(&target)
+            .arg("import")
+            .arg(&file);
+        let out = run(&mut cmd);
+        assert_eq!(
+            (out.code, out.stderr.as_str()),
+            (4, expected_stderr.as_str())
+        );
+        // time's report ends with the peak RSS in KiB (after "Command exited with ...").
+        let report = fs::read_to_string(&rss).expect("time wrote its report");
+        let kib: u64 = report
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no peak RSS in {report:?}"));
+        assert!(kib < 60 * 1024, "peak RSS {kib} KiB for a 100 MiB line");
+    }
+}

@@ -1,0 +1,485 @@
+//! The commands that change the database (invalidate, purge, check --repair, demo), and
+//! check's verdicts on damaged indexes.
+
+mod common;
+
+use std::path::Path;
+
+use common::{api_handle, at_t0, expect, fixture, handle, id, json_lines, on, run, T0};
+
+/// The handles `list --json` shows as of `as_of`, expired ones included when asked.
+fn handles(db: &Path, as_of: &str, expired: bool) -> Vec<String> {
+    let mut cmd = on(db);
+    cmd.args(["--as-of", as_of, "list", "--json", "--limit", "0"]);
+    if expired {
+        cmd.arg("--expired");
+    }
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    json_lines(&out.stdout)
+        .iter()
+        .map(|s| s["handle"].as_str().expect("handle").to_string())
+        .collect()
+}
+
+#[test]
+fn invalidate_by_handle_and_by_session_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    expect(
+        at_t0(&db).args(["invalidate", &handle(1)]),
+        0,
+        "invalidated 1 session\n",
+        "",
+    );
+    expect(
+        at_t0(&db).args(["invalidate", &id(2).to_string()]),
+        0,
+        "invalidated 1 session\n",
+        "",
+    );
+    assert_eq!(handles(&db, T0, false), [api_handle()]);
+    // An expired session not yet purged still exists, so it can be invalidated.
+    expect(
+        at_t0(&db).args(["invalidate", &handle(3), &handle(4)]),
+        0,
+        "invalidated 2 sessions\n",
+        "",
+    );
+    assert_eq!(handles(&db, T0, true), Vec::<String>::new());
+}
+
+#[test]
+fn invalidate_reports_each_unknown_session_and_exits_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let unknown = "00000000000000000000000000000000";
+    expect(
+        at_t0(&db).args(["invalidate", &handle(1), unknown]),
+        1,
+        "invalidated 1 session\n",
+        &format!("error: no session with handle {unknown}\n"),
+    );
+    expect(
+        at_t0(&db).args(["invalidate", &handle(1)]),
+        1,
+        "invalidated 0 sessions\n",
+        &format!("error: no session with handle {}\n", handle(1)),
+    );
+}
+
+#[test]
+fn invalidate_with_a_malformed_target_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let out = run(at_t0(&db).args(["invalidate", &handle(1), "not-a-handle"]));
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (
+            2,
+            "",
+            "error: \"not-a-handle\" is not a valid handle or session id: expected a \
+             32-character hex handle or a UUID session id\n"
+        )
+    );
+    assert_eq!(
+        handles(&db, T0, false),
+        [handle(2), handle(1), api_handle()]
+    );
+    // Targets and --principal together, or neither, are usage errors too.
+    let out = run(at_t0(&db).args(["invalidate", &handle(1), "--principal", "alice"]));
+    assert_eq!((out.code, out.stdout.as_str()), (2, ""));
+    assert!(
+        out.stderr.starts_with("error: the argument"),
+        "{}",
+        out.stderr
+    );
+    let out = run(at_t0(&db).arg("invalidate"));
+    assert_eq!((out.code, out.stdout.as_str()), (2, ""));
+    assert_eq!(handles(&db, T0, false).len(), 3);
+}
+
+#[test]
+fn invalidate_every_session_of_a_principal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    expect(
+        at_t0(&db).args(["invalidate", "--principal", "alice"]),
+        0,
+        "invalidated 2 sessions of principal \"alice\"\n",
+        "",
+    );
+    assert_eq!(handles(&db, T0, false), [api_handle()]);
+    expect(
+        at_t0(&db).args(["invalidate", "--principal", "alice"]),
+        1,
+        "",
+        "error: principal \"alice\" has no sessions\n",
+    );
+    // bob's only session is expired, not yet purged: it still goes.
+    expect(
+        at_t0(&db).args(["invalidate", "--principal", "bob"]),
+        0,
+        "invalidated 1 session of principal \"bob\"\n",
+        "",
+    );
+}
+
+#[test]
+fn purge_removes_exactly_the_sessions_expired_as_of_the_given_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    expect(
+        at_t0(&db).args(["purge", "--expired", "--dry-run"]),
+        0,
+        "would remove 2 expired sessions (dry run, nothing removed)\n",
+        "",
+    );
+    assert_eq!(handles(&db, T0, true), [handle(3), handle(4)]);
+    // What would purge remove in ten minutes? The session expiring at T0+5m as well.
+    expect(
+        on(&db).args([
+            "--as-of",
+            "2025-01-31T12:10:00Z",
+            "purge",
+            "--expired",
+            "--dry-run",
+        ]),
+        0,
+        "would remove 3 expired sessions (dry run, nothing removed)\n",
+        "",
+    );
+    expect(
+        at_t0(&db).args(["purge", "--expired"]),
+        0,
+        "removed 2 expired sessions\n",
+        "",
+    );
+    assert_eq!(handles(&db, T0, true), Vec::<String>::new());
+    assert_eq!(
+        handles(&db, T0, false),
+        [handle(2), handle(1), api_handle()]
+    );
+    // A session expires at its deadline: at T0+5m exactly, session 2 is gone, 1 is not.
+    expect(
+        on(&db).args(["--as-of", "2025-01-31T12:05:00Z", "purge", "--expired"]),
+        0,
+        "removed 1 expired session\n",
+        "",
+    );
+    assert_eq!(handles(&db, T0, false), [handle(1), api_handle()]);
+    expect(
+        on(&db).args(["--as-of", "2025-01-31T12:05:00Z", "purge", "--expired"]),
+        0,
+        "removed 0 expired sessions\n",
+        "",
+    );
+    // `purge` alone does nothing: --expired is required.
+    let out = run(at_t0(&db).arg("purge"));
+    assert_eq!((out.code, out.stdout.as_str()), (2, ""));
+    assert!(out.stderr.contains("--expired"), "{}", out.stderr);
+    assert_eq!(handles(&db, T0, false).len(), 2);
+}
+
+/// Damages the fixture's indexes with sled directly, as a bug or a disk could.
+fn damage(db: &Path, f: impl FnOnce(&sled::Db)) {
+    let sled = sled::open(db).expect("sled opens the fixture");
+    f(&sled);
+    sled.flush().expect("flush");
+}
+
+fn expiry_entry_of(sled: &sled::Db, n: u8) -> sled::IVec {
+    let handle = id(n).handle();
+    sled.open_tree("expiry")
+        .expect("tree")
+        .iter()
+        .keys()
+        .map(|k| k.expect("key"))
+        .find(|k| k.ends_with(handle.as_bytes()))
+        .expect("an expiry entry")
+}
+
+#[test]
+fn check_passes_on_a_clean_database_and_reports_leftovers_without_failing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    expect(
+        at_t0(&db).arg("check"),
+        0,
+        "checked 5 records: no problems\n",
+        "",
+    );
+    // A stale entry, as a crash between the write steps leaves: harmless.
+    damage(&db, |sled| {
+        let mut key = vec![0u8; 8];
+        key.extend_from_slice(id(9).handle().as_bytes());
+        sled.open_tree("expiry")
+            .expect("tree")
+            .insert(key, &[])
+            .expect("insert");
+    });
+    expect(
+        at_t0(&db).arg("check"),
+        0,
+        "checked 5 records: no problems\n  leftovers: 1 stale expiry entry and 0 stale principal \
+         entries (harmless: a crash can leave them, readers ignore them, purge and --repair \
+         remove them)\n",
+        "",
+    );
+    expect(
+        at_t0(&db).args(["check", "--repair"]),
+        0,
+        "checked 5 records: no problems\n  leftovers: 1 stale expiry entry and 0 stale principal \
+         entries (harmless: a crash can leave them, readers ignore them, purge and --repair \
+         remove them)\nrepair: added 0 index entries, removed 1 stale index entry\nafter repair: \
+         checked 5 records: no problems\n",
+        "",
+    );
+    expect(
+        at_t0(&db).arg("check"),
+        0,
+        "checked 5 records: no problems\n",
+        "",
+    );
+}
+
+#[test]
+fn check_fails_with_exit_4_until_repair_fixes_a_missing_index_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    damage(&db, |sled| {
+        let entry = expiry_entry_of(sled, 1);
+        sled.open_tree("expiry")
+            .expect("tree")
+            .remove(entry)
+            .expect("remove");
+        sled.open_tree("principals")
+            .expect("tree")
+            .remove(
+                b"bob\0"
+                    .iter()
+                    .chain(id(3).handle().as_bytes())
+                    .copied()
+                    .collect::<Vec<u8>>(),
+            )
+            .expect("remove");
+    });
+    let (h1, h3) = (handle(1), handle(3));
+    let report = format!(
+        "checked 5 records: 2 problems\n  problem: session {h1} has no expiry index entry\n  \
+         problem: session {h3} has no principal index entry\n"
+    );
+    expect(
+        at_t0(&db).arg("check"),
+        4,
+        &report,
+        "error: the check found 2 problems (`sessctl check --repair` rebuilds the indexes and \
+         removes undecodable records)\n",
+    );
+    expect(
+        at_t0(&db).args(["check", "--repair"]),
+        0,
+        &format!(
+            "{report}repair: added 2 index entries, removed 0 stale index entries\nafter \
+             repair: checked 5 records: no problems\n"
+        ),
+        "",
+    );
+    expect(
+        at_t0(&db).arg("check"),
+        0,
+        "checked 5 records: no problems\n",
+        "",
+    );
+    assert_eq!(
+        handles(&db, T0, false),
+        [handle(2), handle(1), api_handle()]
+    );
+}
+
+#[test]
+fn an_undecodable_record_is_bad_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let bad = [7u8; 16];
+    damage(&db, |sled| {
+        sled.open_tree("sessions")
+            .expect("tree")
+            .insert(bad, b"\x01garbage".to_vec())
+            .expect("insert");
+    });
+    let hex = "07".repeat(16);
+    let out = run(at_t0(&db).arg("check"));
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stdout.starts_with(&format!(
+            "checked 6 records: 1 problem\n  problem: record {hex} cannot be decoded: "
+        )),
+        "{}",
+        out.stdout
+    );
+    let out = run(at_t0(&db).args(["show", &hex]));
+    assert_eq!((out.code, out.stdout.as_str()), (4, ""));
+    assert!(
+        out.stderr.starts_with(&format!(
+            "error: session {hex}: stored record is undecodable"
+        )),
+        "{}",
+        out.stderr
+    );
+    // stats counts it; export leaves it out and says so with exit 4.
+    let out = run(at_t0(&db).args(["stats", "--json"]));
+    assert_eq!(json_lines(&out.stdout)[0]["undecodable"], 1);
+    let out = run(at_t0(&db).args(["export", "--include-expired"]));
+    assert_eq!(out.code, 4);
+    assert_eq!(out.stdout.lines().count(), 6);
+    assert_eq!(
+        out.stderr,
+        "exported 5 sessions to stdout\nerror: left out 1 record that cannot be decoded (see \
+         `sessctl check`)\n"
+    );
+    let out = run(at_t0(&db).args(["check", "--repair"]));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .ends_with("after repair: checked 5 records: no problems\n"),
+        "{}",
+        out.stdout
+    );
+}
+
+const DEMO_AT_T0: &str = "\
+created a demo database at {DB}
+  120 sessions: 27 users with 99 sessions, 18 guests, 3 API clients
+  80 live (20 expiring within 15m), 40 expired and not yet purged
+  as of 2025-01-31T12:00:00Z
+
+try next:
+  export SESSCTL_DB={DB}
+  sessctl --as-of 2025-01-31T12:00:00Z stats                                     # counts and size
+  sessctl --as-of 2025-01-31T12:00:00Z list --limit 10                           # sessions, soonest expiry first
+  sessctl --as-of 2025-01-31T12:00:00Z list --principal alice@example.com        # every session of one user
+  sessctl --as-of 2025-01-31T12:00:00Z list --expiring-within 15m                # who is about to be logged out
+  sessctl --as-of 2025-01-31T12:00:00Z list --expired                            # expired sessions not yet purged
+  sessctl --as-of 2025-01-31T12:00:00Z show 4b27b0529d8bd7c24e810ea82677f0ed     # one session (an API client's cached login)
+  sessctl --as-of 2025-01-31T12:00:00Z invalidate --principal alice@example.com  # log a user out everywhere
+  sessctl --as-of 2025-01-31T12:00:00Z purge --expired --dry-run                 # what the cron job would remove
+  sessctl --as-of 2025-01-31T12:00:00Z export --out backup.jsonl                 # a backup (created owner-only)
+  sessctl --as-of 2025-01-31T12:00:00Z check                                     # verify records and indexes
+  sessctl --as-of 2025-01-31T12:00:00Z tui                                       # browse it interactively
+";
+
+#[test]
+fn demo_makes_a_realistic_database_that_passes_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("demo.sessdb");
+    let shown = db.display().to_string();
+    expect(
+        at_t0(&db).arg("demo"),
+        0,
+        &DEMO_AT_T0.replace("{DB}", &shown),
+        "",
+    );
+    expect(
+        at_t0(&db).arg("check"),
+        0,
+        "checked 120 records: no problems\n",
+        "",
+    );
+    let out = run(at_t0(&db).args(["stats", "--json"]));
+    let stats = &json_lines(&out.stdout)[0];
+    assert_eq!(
+        (stats["live"].as_u64(), stats["expired"].as_u64()),
+        (Some(80), Some(40))
+    );
+    assert_eq!(stats["principals"], 30);
+    // Several sessions per principal, nested data, some expiring soon.
+    let alice = json_lines(
+        &run(at_t0(&db).args(["list", "--json", "--principal", "alice@example.com"])).stdout,
+    );
+    let all = json_lines(&run(at_t0(&db).args(["export", "--include-expired"])).stdout);
+    let of_alice = all
+        .iter()
+        .filter(|s| s["principal"] == "alice@example.com")
+        .count();
+    assert!(of_alice >= 2, "{of_alice}");
+    assert!(!alice.is_empty());
+    assert!(all[1..]
+        .iter()
+        .any(|s| s["data"]["cart"]["items"].is_array()));
+    assert!(all[1..]
+        .iter()
+        .any(|s| s["data"]["auth"]["mfa"]["verified"].is_boolean()));
+    assert!(all[1..].iter().all(|s| s["remote_addr"].is_string()));
+    let soon = run(at_t0(&db).args(["list", "--json", "--expiring-within", "15m"]));
+    assert_eq!(json_lines(&soon.stdout).len(), 20);
+    // The handle it suggests exists.
+    let out = run(at_t0(&db).args(["show", "4b27b0529d8bd7c24e810ea82677f0ed"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out
+        .stdout
+        .contains("label              api-client:billing-sync\n"));
+}
+
+#[test]
+fn demo_replaces_a_database_only_with_force() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("demo.sessdb");
+    let out = run(at_t0(&db).args(["demo", "--sessions", "10"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    expect(
+        at_t0(&db).arg("demo"),
+        2,
+        "",
+        &format!(
+            "error: a database already exists at {}; pass --force to replace it with a demo \
+             database\n",
+            db.display()
+        ),
+    );
+    let count = |db: &Path| {
+        let out = run(at_t0(db).args(["stats", "--json"]));
+        let s = &json_lines(&out.stdout)[0];
+        s["live"].as_u64().expect("n") + s["expired"].as_u64().expect("n")
+    };
+    assert_eq!(count(&db), 10);
+    let out = run(at_t0(&db).args(["demo", "--sessions", "7", "--force"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    assert!(out.stdout.starts_with(&format!(
+        "created a demo database at {}\n  7 sessions: ",
+        db.display()
+    )));
+    assert_eq!(count(&db), 7);
+
+    // Never into a folder of other files, even with --force.
+    let other = dir.path().join("home");
+    std::fs::create_dir(&other).expect("mkdir");
+    std::fs::write(other.join("notes.txt"), "keep me").expect("write");
+    expect(
+        at_t0(&other).args(["demo", "--force"]),
+        5,
+        "",
+        &format!(
+            "error: {} is a folder that holds other files, not a sessdb database; choose \
+             another --db\n",
+            other.display()
+        ),
+    );
+    assert_eq!(
+        std::fs::read_to_string(other.join("notes.txt")).expect("read"),
+        "keep me"
+    );
+    assert_eq!(std::fs::read_dir(&other).expect("read_dir").count(), 1);
+
+    // Never a database that a process holds open.
+    let held = sessdb::Store::open(&db).expect("open");
+    let out = run(at_t0(&db).args(["demo", "--force"]));
+    assert_eq!((out.code, out.stdout.as_str()), (3, ""), "{}", out.stderr);
+    drop(held);
+    assert_eq!(count(&db), 7);
+
+    // Out-of-range session counts are usage errors.
+    let out = run(at_t0(&dir.path().join("x")).args(["demo", "--sessions", "0"]));
+    assert_eq!(out.code, 2);
+    assert!(!dir.path().join("x").exists());
+}
