@@ -356,8 +356,8 @@ impl Store {
     }
 
     /// Invalidates every session of `principal` ("log alice out everywhere"). Returns how many
-    /// sessions were removed. A session of the principal saved before this returns is removed;
-    /// one saved concurrently is either removed or saved after it.
+    /// sessions were removed. A session of the principal saved (or rotated) before this begins
+    /// is removed; one saved concurrently is either removed or saved after it.
     ///
     /// # Errors
     /// Storage errors, or [`Error::ReadOnly`].
@@ -618,9 +618,16 @@ impl Store {
                 limit: self.inner.config.max_session_bytes,
             });
         }
+        let (loaded, old_head) = old_state;
+        // The principal's lock first, as every writer takes it: invalidate_principal scans the
+        // principal index under it, and a rotation moving an entry behind its scan position
+        // would let a session saved before the invalidation began survive it.
+        let _p = self.lock_principals(&[
+            old_head.principal.as_deref(),
+            record.head.principal.as_deref(),
+        ]);
         let mut stripes = vec![Self::key_stripe(old), Self::key_stripe(new)];
         let _guards = self.lock_stripes(&mut stripes);
-        let (loaded, old_head) = old_state;
         let old_exp = expiry_key(old_head.expires_at, old);
         let new_exp = expiry_key(record.head.expires_at, new);
         let old_pk = old_head.principal.as_deref().map(|p| principal_key(p, old));
