@@ -1,13 +1,16 @@
 //! Opening the database the way each command needs it: read-only commands never write and
-//! never create anything; only `import` and `demo` may create a database.
+//! never create anything; only `import` and `demo` may create a database. When a running
+//! application holds the database and serves its admin socket, commands go through the socket.
 
 use std::fs;
 use std::io;
 use std::path::Path;
 
 use anyhow::Context as _;
-use sessdb::{ManualClock, Store};
+use sessdb::{Admin, ManualClock, RemoteAdmin, Store};
 use time::OffsetDateTime;
+
+use crate::exit::Failure;
 
 /// How a command uses the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,21 +23,91 @@ pub enum Access {
     Create,
 }
 
-/// Opens the database at `path`, evaluating expiry as of `as_of` when given.
-///
-/// # Errors
-/// The store's open errors ([`sessdb::Error::Locked`], `Missing`, `NotADirectory`,
-/// `NewerFormat`, ...), or an error when `path` is a folder that holds something other than
-/// a sessdb database.
-pub fn open(path: &Path, as_of: Option<OffsetDateTime>, access: Access) -> anyhow::Result<Store> {
-    open_with_clock(path, as_of.map(ManualClock::at), access)
+/// The database, opened directly or reached through a running application's admin socket.
+#[derive(Debug)]
+pub enum Database {
+    /// Opened by this process.
+    Direct(Store),
+    /// Held by a running application, reached through its admin socket.
+    Remote(RemoteAdmin),
 }
 
-/// Like [`open`], with a clock the caller moves (the demo builds its history with one).
+impl Database {
+    /// The admin interface, whatever the transport.
+    pub fn admin(&self) -> &dyn Admin {
+        match self {
+            Database::Direct(store) => store,
+            Database::Remote(remote) => remote,
+        }
+    }
+
+    /// What the TUI's header names: the folder, or the socket of the live application.
+    pub fn title(&self, path: &Path) -> String {
+        match self {
+            Database::Direct(_) => path.display().to_string(),
+            Database::Remote(remote) => format!("live: {}", remote.socket_path().display()),
+        }
+    }
+}
+
+/// Opens the database at `path`, evaluating expiry as of `as_of` when given. When another
+/// process holds it and serves the admin socket in its folder, connects to that instead.
 ///
 /// # Errors
-/// As for [`open`].
-pub fn open_with_clock(
+/// The store's open errors ([`sessdb::Error::Locked`] when the database is held and there is
+/// no admin socket, `Missing`, `NotADirectory`, `NewerFormat`, ...); an error when `path` is a
+/// folder that holds something other than a sessdb database; [`Failure::Usage`] for `--as-of`
+/// with a live application, whose clock the socket uses; [`Failure::Held`] when the socket
+/// does not answer.
+pub fn open(
+    path: &Path,
+    as_of: Option<OffsetDateTime>,
+    access: Access,
+) -> anyhow::Result<Database> {
+    match open_direct(path, as_of.map(ManualClock::at), access) {
+        Ok(store) => Ok(Database::Direct(store)),
+        Err(e) => match e.downcast::<sessdb::Error>() {
+            Ok(locked @ sessdb::Error::Locked { .. }) => via_socket(path, as_of, locked),
+            Ok(other) => Err(other.into()),
+            Err(other) => Err(other),
+        },
+    }
+}
+
+fn via_socket(
+    path: &Path,
+    as_of: Option<OffsetDateTime>,
+    locked: sessdb::Error,
+) -> anyhow::Result<Database> {
+    let socket = RemoteAdmin::default_socket(path);
+    if fs::symlink_metadata(&socket).is_err() {
+        return Err(locked.into());
+    }
+    if as_of.is_some() {
+        return Err(Failure::Usage(format!(
+            "--as-of cannot be used while a running application holds {}: through its admin \
+             socket, expiry follows the application's clock",
+            path.display()
+        ))
+        .into());
+    }
+    RemoteAdmin::connect(&socket)
+        .map(Database::Remote)
+        .map_err(|e| {
+            Failure::Held(format!(
+                "{locked}, and its admin socket does not answer: {:#}",
+                anyhow::Error::new(e)
+            ))
+            .into()
+        })
+}
+
+/// Opens the database in this process only, never through a socket (the demo must not
+/// replace a database that an application is using).
+///
+/// # Errors
+/// As for [`open`], with [`sessdb::Error::Locked`] whenever another process holds it.
+pub fn open_direct(
     path: &Path,
     clock: Option<ManualClock>,
     access: Access,

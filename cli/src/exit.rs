@@ -50,12 +50,16 @@ pub enum Failure {
     NotFound(String),
     /// Input data is bad.
     BadData(String),
+    /// The database is held by another process that cannot be reached.
+    Held(String),
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Usage(m) | Failure::NotFound(m) | Failure::BadData(m) => f.write_str(m),
+            Failure::Usage(m) | Failure::NotFound(m) | Failure::BadData(m) | Failure::Held(m) => {
+                f.write_str(m)
+            }
         }
     }
 }
@@ -70,6 +74,7 @@ pub fn classify(err: &anyhow::Error) -> Exit {
                 Failure::Usage(_) => Exit::Usage,
                 Failure::NotFound(_) => Exit::NotFound,
                 Failure::BadData(_) => Exit::BadData,
+                Failure::Held(_) => Exit::Locked,
             };
         }
         if let Some(e) = cause.downcast_ref::<sessdb::Error>() {
@@ -102,8 +107,8 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
         .find_map(|c| c.downcast_ref::<sessdb::Error>())
         .and_then(|e| match e {
             sessdb::Error::Locked { .. } => Some(
-                "stop the process that has it open (the application, or another sessctl) and \
-                 try again",
+                "stop the process that has it open and try again, or have the application serve \
+                 its admin socket (Builder::admin_socket_default), which sessctl then uses",
             ),
             sessdb::Error::Missing { .. } => {
                 Some("check --db or SESSCTL_DB, or create a demo database with `sessctl demo`")

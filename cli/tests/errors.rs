@@ -315,8 +315,8 @@ fn a_database_held_by_another_process_exits_3() {
     let held = sessdb::Store::open(&db).expect("open");
     let message = format!(
         "error: the database at {} is held by another process (sled allows one process at a \
-         time); stop the process that has it open (the application, or another sessctl) and \
-         try again\n",
+         time); stop the process that has it open and try again, or have the application \
+         serve its admin socket (Builder::admin_socket_default), which sessctl then uses\n",
         db.display()
     );
     for args in [

@@ -1,7 +1,7 @@
 //! `sessctl check`: verify records and indexes; `--repair` rebuilds the indexes. Leftovers of
 //! a crash (stale index entries) are reported but are not problems.
 
-use sessdb::{Admin, CheckReport};
+use sessdb::CheckReport;
 
 use super::{plural, Ctx};
 use crate::db::Access;
@@ -27,8 +27,8 @@ impl Check {
         } else {
             Access::Read
         };
-        let store = ctx.open(access)?;
-        let admin: &dyn Admin = &store;
+        let db = ctx.open(access)?;
+        let admin = db.admin();
         let progress = Progress::spinner(ctx.progress, "checking", "");
         let mut report = admin.check()?;
         progress.finish();

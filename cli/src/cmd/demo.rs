@@ -146,7 +146,7 @@ impl Demo {
         let base = ctx.as_of.unwrap_or_else(OffsetDateTime::now_utc);
         let base_ms = to_ms(base);
         let clock = ManualClock::at_ms(base_ms);
-        let store = db::open_with_clock(ctx.db, Some(clock.clone()), Access::Create)?;
+        let store = db::open_direct(ctx.db, Some(clock.clone()), Access::Create)?;
         let progress = Progress::bar(ctx.progress, self.sessions.into(), "creating", " sessions");
         let made = populate(&store, &clock, base_ms, self.sessions, &progress)?;
         progress.finish();
@@ -199,7 +199,7 @@ fn prepare(path: &Path, force: bool) -> anyhow::Result<()> {
         .into());
     }
     // Opening it fails if a process holds it: never delete a database that is in use.
-    drop(db::open(path, None, Access::Read)?);
+    drop(db::open_direct(path, None, Access::Read)?);
     fs::remove_dir_all(path).with_context(|| format!("cannot remove {}", path.display()))
 }
 

@@ -30,8 +30,8 @@ impl Export {
     /// Open, storage and write errors; [`Failure::BadData`] when undecodable records had to be
     /// left out.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
-        let store = ctx.open(Access::Read)?;
-        let admin: &dyn Admin = &store;
+        let db = ctx.open(Access::Read)?;
+        let admin = db.admin();
         let progress = Progress::spinner(ctx.progress, "exporting", "sessions");
         let report = match &self.out {
             None => {

@@ -6,7 +6,7 @@ use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use sessdb::{Admin, ImportOptions, ImportReport};
+use sessdb::{ImportOptions, ImportReport};
 
 use super::{plural, Ctx};
 use crate::db::Access;
@@ -59,13 +59,13 @@ impl Import {
             Access::Create
         };
         let new_database = fs::symlink_metadata(ctx.db).is_err();
-        let store = ctx.open(access)?;
-        let admin: &dyn Admin = &store;
+        let db = ctx.open(access)?;
+        let admin = db.admin();
         let report = admin.import(&mut reader, &self.options)?;
         progress.finish();
         if new_database && !report.bad.is_empty() && !report.written {
             // A rejected file leaves no trace, not even the empty database made for it.
-            drop(store);
+            drop(db);
             fs::remove_dir_all(ctx.db)
                 .with_context(|| format!("cannot remove {}", ctx.db.display()))?;
         }

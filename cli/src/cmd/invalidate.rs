@@ -1,6 +1,6 @@
 //! `sessctl invalidate`: end sessions now, by handle or id, or every session of a principal.
 
-use sessdb::{Admin, Target};
+use sessdb::Target;
 
 use super::{plural, Ctx};
 use crate::db::Access;
@@ -23,8 +23,8 @@ impl Invalidate {
     /// [`Failure::NotFound`] when a principal has no sessions; open, storage and write errors.
     /// Unknown sessions among several are reported on stderr and end with exit code 1.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
-        let store = ctx.open(Access::Write)?;
-        let admin: &dyn Admin = &store;
+        let db = ctx.open(Access::Write)?;
+        let admin = db.admin();
         match self {
             Invalidate::Targets(targets) => {
                 let mut removed = 0u64;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sessdb::{Admin, ListQuery, SessionInfo};
+use sessdb::{ListQuery, SessionInfo};
 use time::OffsetDateTime;
 
 use super::Ctx;
@@ -34,8 +34,8 @@ impl List {
     /// # Errors
     /// Open, storage and write errors.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
-        let store = ctx.open(Access::Read)?;
-        let admin: &dyn Admin = &store;
+        let db = ctx.open(Access::Read)?;
+        let admin = db.admin();
         let now = admin.now();
         let mut query = self.query.clone();
         let mut shown = 0usize;

@@ -15,10 +15,9 @@ pub mod tui;
 use std::io::Write;
 use std::path::Path;
 
-use sessdb::Store;
 use time::OffsetDateTime;
 
-use crate::db::{self, Access};
+use crate::db::{self, Access, Database};
 use crate::output::Style;
 
 /// What every command runs with.
@@ -53,7 +52,7 @@ impl Ctx<'_> {
     ///
     /// # Errors
     /// See [`db::open`].
-    pub fn open(&self, access: Access) -> anyhow::Result<Store> {
+    pub fn open(&self, access: Access) -> anyhow::Result<Database> {
         db::open(self.db, self.as_of, access)
     }
 }

@@ -1,7 +1,5 @@
 //! `sessctl purge --expired`: remove expired sessions (the cron job).
 
-use sessdb::Admin;
-
 use super::{plural, Ctx};
 use crate::db::Access;
 use crate::exit::Exit;
@@ -21,8 +19,8 @@ impl Purge {
     /// Open, storage and write errors.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
         if self.dry_run {
-            let store = ctx.open(Access::Read)?;
-            let n = Admin::count_expired(&store)?;
+            let db = ctx.open(Access::Read)?;
+            let n = db.admin().count_expired()?;
             writeln!(
                 ctx.out,
                 "would remove {} (dry run, nothing removed)",
@@ -30,8 +28,8 @@ impl Purge {
             )?;
             return Ok(Exit::Success);
         }
-        let store = ctx.open(Access::Write)?;
-        let admin: &dyn Admin = &store;
+        let db = ctx.open(Access::Write)?;
+        let admin = db.admin();
         let progress = if ctx.progress {
             Progress::bar(true, admin.count_expired()?, "purging", " sessions")
         } else {

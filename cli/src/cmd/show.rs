@@ -1,6 +1,6 @@
 //! `sessctl show`: one session, metadata and data.
 
-use sessdb::{Admin, SessionInfo, Target};
+use sessdb::{SessionInfo, Target};
 use time::OffsetDateTime;
 
 use super::Ctx;
@@ -25,8 +25,8 @@ impl Show {
     /// # Errors
     /// [`Failure::NotFound`] when there is no such session; open, storage and write errors.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
-        let store = ctx.open(Access::Read)?;
-        let admin: &dyn Admin = &store;
+        let db = ctx.open(Access::Read)?;
+        let admin = db.admin();
         let Some(info) = admin.show(&self.target)? else {
             return Err(not_found(&self.target).into());
         };

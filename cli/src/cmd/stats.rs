@@ -1,7 +1,6 @@
 //! `sessctl stats`: counts and sizes.
 
 use serde_json::json;
-use sessdb::Admin;
 
 use super::Ctx;
 use crate::db::Access;
@@ -21,8 +20,8 @@ impl Stats {
     /// # Errors
     /// Open, storage and write errors.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
-        let store = ctx.open(Access::Read)?;
-        let admin: &dyn Admin = &store;
+        let db = ctx.open(Access::Read)?;
+        let admin = db.admin();
         let s = admin.stats()?;
         if self.json {
             let value = json!({

@@ -30,13 +30,13 @@ impl Tui {
             .into());
         }
         // Read-write: the TUI can invalidate sessions. A missing database is not created.
-        let store = ctx.open(Access::Write)?;
+        let db = ctx.open(Access::Write)?;
         let options = sessdb_tui::Options {
-            title: ctx.db.display().to_string(),
+            title: db.title(ctx.db),
             refresh: self.refresh,
             no_color: ctx.no_color,
         };
-        sessdb_tui::run(&store, options)?;
+        sessdb_tui::run(db.admin(), options)?;
         Ok(Exit::Success)
     }
 }

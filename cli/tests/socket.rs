@@ -1,0 +1,116 @@
+//! A database held by a running application that serves its admin socket: sessctl reaches
+//! it through the socket by itself, with the same output as on the database opened directly.
+
+mod common;
+
+use common::{at_t0, expect, export_body, fixture, handle, json_lines, on, run, t0};
+use sessdb::{ManualClock, Store};
+
+/// The "application": the fixture opened with its admin socket, its clock at T0.
+fn application(db: &std::path::Path) -> Store {
+    Store::builder()
+        .clock(ManualClock::at(t0()))
+        .admin_socket_default()
+        .open(db)
+        .expect("the application opens its database")
+}
+
+#[test]
+fn commands_go_through_the_admin_socket_of_a_running_application() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let direct_list = run(at_t0(&db).args(["list", "--limit", "0"]));
+    let direct_show = run(at_t0(&db).args(["show", &handle(4)]));
+    let direct_export = export_body(&db);
+    assert_eq!(direct_list.code, 0);
+
+    let app = application(&db);
+    // No --as-of: through the socket, "now" is the application's clock (T0 here).
+    expect(
+        on(&db).args(["list", "--limit", "0"]),
+        0,
+        &direct_list.stdout,
+        "",
+    );
+    expect(
+        on(&db).args(["show", &handle(4)]),
+        0,
+        &direct_show.stdout,
+        "",
+    );
+    let out = run(on(&db).args(["export", "--include-expired"]));
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (0, "exported 5 sessions to stdout\n")
+    );
+    assert_eq!(
+        out.stdout.split_once('\n').expect("header").1,
+        direct_export
+    );
+    let out = run(on(&db).args(["stats", "--json"]));
+    assert_eq!(json_lines(&out.stdout)[0]["live"], 3);
+    expect(
+        on(&db).arg("check"),
+        0,
+        "checked 5 records: no problems\n",
+        "",
+    );
+
+    // Writes reach the application's store.
+    expect(
+        on(&db).args(["invalidate", "--principal", "alice"]),
+        0,
+        "invalidated 2 sessions of principal \"alice\"\n",
+        "",
+    );
+    assert!(app.sessions_of("alice").expect("sessions_of").is_empty());
+    expect(
+        on(&db).args(["purge", "--expired"]),
+        0,
+        "removed 2 expired sessions\n",
+        "",
+    );
+    expect(
+        on(&db).args(["show", &handle(3)]),
+        1,
+        "",
+        &format!("error: no session with handle {}\n", handle(3)),
+    );
+
+    // --as-of cannot move the application's clock.
+    expect(
+        at_t0(&db).arg("stats"),
+        2,
+        "",
+        &format!(
+            "error: --as-of cannot be used while a running application holds {}: through its \
+             admin socket, expiry follows the application's clock\n",
+            db.display()
+        ),
+    );
+    // The demo never replaces a database in use, socket or not.
+    let out = run(on(&db).args(["demo", "--force"]));
+    assert_eq!((out.code, out.stdout.as_str()), (3, ""), "{}", out.stderr);
+    drop(app);
+    let out = run(at_t0(&db).args(["stats", "--json"]));
+    assert_eq!(json_lines(&out.stdout)[0]["live"], 1);
+}
+
+#[test]
+fn a_socket_that_does_not_answer_still_means_exit_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let held = Store::open(&db).expect("open");
+    // Not a socket: what a crashed application's leftover could look like.
+    std::fs::write(db.join("admin.sock"), "").expect("write");
+    let out = run(on(&db).arg("stats"));
+    assert_eq!((out.code, out.stdout.as_str()), (3, ""));
+    let prefix = format!(
+        "error: the database at {} is held by another process (sled allows one process at a \
+         time), and its admin socket does not answer: ",
+        db.display()
+    );
+    assert!(out.stderr.starts_with(&prefix), "{}", out.stderr);
+    assert!(out.stderr.contains("admin.sock"), "{}", out.stderr);
+    drop(held);
+}
