@@ -1,0 +1,275 @@
+//! End to end: the real `sessctl tui` in a real terminal (a detached tmux session of fixed
+//! size) on a demo database. It filters to a principal, invalidates one session with `d`/`y`,
+//! quits with `q`, then checks with `sessctl show` that the session is gone and that the
+//! terminal was restored (no alternate screen, cooked mode, the shell prompt back).
+//!
+//! Skipped, saying so, when tmux is not installed (CI installs it).
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+/// How often, and how many times, the screen is read while waiting for something on it.
+const POLL: Duration = Duration::from_millis(50);
+const ATTEMPTS: u32 = 600;
+
+/// The `sessctl` binary of this workspace, built first if a lone `cargo test -p sessdb-e2e`
+/// did not build it.
+fn sessctl_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    // target/<profile>/deps/<test> → target/<profile>/sessctl
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps");
+    let bin = profile_dir.join(format!("sessctl{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "sessctl", "--bin", "sessctl"]);
+        if profile_dir.file_name() == Some(OsStr::new("release")) {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "cargo build -p sessctl failed");
+    }
+    bin
+}
+
+/// `sessctl --db DB args…`, with the tool's own environment variables cleared.
+fn sessctl(bin: &Path, db: &Path, args: &[&str]) -> Output {
+    Command::new(bin)
+        .env_remove("SESSCTL_DB")
+        .env_remove("NO_COLOR")
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("run sessctl")
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    assert!(
+        out.status.success(),
+        "sessctl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// A tmux server of our own (its own socket, no user config), killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(width: u16, height: u16) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("sessdb-e2e-{}", std::process::id()),
+        };
+        let (w, h) = (width.to_string(), height.to_string());
+        let out = tmux.run(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "e2e",
+            "-x",
+            &w,
+            "-y",
+            &h,
+            "sh",
+        ]);
+        assert!(out.status.success(), "tmux new-session: {out:?}");
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("run tmux")
+    }
+
+    /// Types `text` literally.
+    fn type_text(&self, text: &str) {
+        let out = self.run(&["send-keys", "-t", "e2e", "-l", text]);
+        assert!(out.status.success(), "tmux send-keys: {out:?}");
+    }
+
+    /// Presses a named key (`Enter`, `Escape`).
+    fn press(&self, key: &str) {
+        let out = self.run(&["send-keys", "-t", "e2e", key]);
+        assert!(out.status.success(), "tmux send-keys: {out:?}");
+    }
+
+    fn screen(&self) -> String {
+        let out = self.run(&["capture-pane", "-p", "-t", "e2e"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn alternate_screen_on(&self) -> bool {
+        let out = self.run(&["display-message", "-p", "-t", "e2e", "#{alternate_on}"]);
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+
+    /// Polls the screen until `found` says yes, a bounded number of times.
+    fn wait_for(&self, what: &str, found: impl Fn(&str) -> bool) -> String {
+        let mut screen = String::new();
+        for _ in 0..ATTEMPTS {
+            screen = self.screen();
+            if found(&screen) {
+                return screen;
+            }
+            std::thread::sleep(POLL);
+        }
+        panic!("timed out waiting for {what}; the screen:\n{screen}");
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+fn tmux_installed() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn tui_filters_invalidates_one_session_and_restores_the_terminal() {
+    if !tmux_installed() {
+        eprintln!("SKIPPED tui_tmux: tmux is not installed (CI installs it)");
+        return;
+    }
+    let bin = sessctl_bin();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("sessions.sessdb");
+    let demo = sessctl(&bin, &db, &["demo"]);
+    assert!(demo.status.success(), "sessctl demo: {demo:?}");
+
+    // A principal with at least two live sessions, none about to expire during the test.
+    let live = json_lines(&sessctl(&bin, &db, &["list", "--limit", "0", "--json"]));
+    let soon = json_lines(&sessctl(
+        &bin,
+        &db,
+        &["list", "--limit", "0", "--json", "--expiring-within", "10m"],
+    ));
+    let mut count: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in &live {
+        if let Some(p) = s["principal"].as_str() {
+            let handle = s["handle"].as_str().expect("handle").to_string();
+            count.entry(p.to_string()).or_default().push(handle);
+        }
+    }
+    for s in &soon {
+        if let Some(p) = s["principal"].as_str() {
+            count.remove(p);
+        }
+    }
+    let (principal, handles) = count
+        .into_iter()
+        .find(|(_, handles)| handles.len() >= 2)
+        .expect("the demo has a principal with two sessions that do not expire soon");
+
+    let tmux = Tmux::start(100, 30);
+    tmux.wait_for("the shell prompt", |s| !s.trim().is_empty());
+    tmux.type_text(&format!(
+        "env -u SESSCTL_DB -u NO_COLOR {} --db {} tui; echo \"sessctl exited $?\"",
+        bin.display(),
+        db.display()
+    ));
+    tmux.press("Enter");
+    tmux.wait_for("the session table", |s| s.contains("live sessions"));
+    assert!(
+        tmux.alternate_screen_on(),
+        "the TUI runs on the alternate screen"
+    );
+
+    tmux.type_text(&format!("/p:{principal}"));
+    tmux.press("Enter");
+    let filter_note = format!("filter p:{principal}");
+    let rows = handles.len();
+    let screen = tmux.wait_for("the filtered table", |s| {
+        s.contains(&filter_note) && s.contains(&format!(" 1–{rows} "))
+    });
+    let listed = screen.lines().filter(|l| l.contains(&principal)).count();
+    assert!(
+        listed >= rows,
+        "{rows} sessions of {principal} on:\n{screen}"
+    );
+
+    tmux.type_text("d");
+    let screen = tmux.wait_for("the confirmation", |s| s.contains("Confirm"));
+    let question = screen
+        .lines()
+        .find_map(|l| {
+            let at = l.find("Invalidate session ")?;
+            Some(l[at..].to_string())
+        })
+        .expect("the dialog names the session");
+    assert!(question.contains(&format!("of {principal}?")), "{question}");
+    let short = question["Invalidate session ".len()..][..8].to_string();
+    let handle = handles
+        .iter()
+        .find(|h| h.starts_with(&short))
+        .expect("the dialog names a session of the principal")
+        .clone();
+
+    tmux.type_text("y");
+    tmux.wait_for("the confirmation message", |s| {
+        s.contains(&format!("Invalidated session {short}"))
+    });
+    tmux.type_text("q");
+    let screen = tmux.wait_for("the shell after quitting", |s| {
+        s.contains("sessctl exited 0")
+    });
+    assert!(
+        !tmux.alternate_screen_on(),
+        "alternate screen left:\n{screen}"
+    );
+    assert!(
+        !screen.contains("live sessions"),
+        "the TUI is gone from the screen:\n{screen}"
+    );
+
+    // Raw mode is off again: the terminal is back in canonical mode with echo.
+    tmux.type_text("stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo :stty");
+    tmux.press("Enter");
+    let screen = tmux.wait_for("stty's answer", |s| {
+        s.lines()
+            .any(|l| l.ends_with(":stty") && !l.contains("grep"))
+    });
+    let modes = screen
+        .lines()
+        .find(|l| l.ends_with(":stty") && !l.contains("grep"))
+        .expect("stty line");
+    assert_eq!(modes, "icanon echo :stty");
+
+    // The session is gone (exit 1: not found); the principal's others are not.
+    let show = sessctl(&bin, &db, &["show", &handle]);
+    assert_eq!(
+        show.status.code(),
+        Some(1),
+        "sessctl show {handle}: {show:?}"
+    );
+    for other in handles.iter().filter(|h| **h != handle) {
+        let show = sessctl(&bin, &db, &["show", other]);
+        assert_eq!(
+            show.status.code(),
+            Some(0),
+            "sessctl show {other}: {show:?}"
+        );
+    }
+}
