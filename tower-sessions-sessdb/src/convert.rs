@@ -1,0 +1,197 @@
+//! The mapping between a tower-sessions [`Record`] and a sessdb [`Session`]: ids, data, expiry
+//! and the principal taken from the data.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sessdb::{Session, SessionId};
+use tower_sessions_core::session::{Id, Record};
+use tower_sessions_core::session_store::Error;
+
+use crate::error::{encode, from_sessdb};
+
+/// The idle timeout of every session this adapter writes: a century, so that a session's
+/// expiry is exactly the record's `expiry_date`. tower-sessions moves that date itself on
+/// activity (`Expiry::OnInactivity`), so a second idle clock in the store would only cut
+/// sessions short.
+pub const NO_IDLE_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The sessdb id of a tower-sessions id: the same 16 bytes (the little-endian bytes that the
+/// session cookie encodes), so [`SessionId::handle`] gives the handle `sessctl` shows for the
+/// session.
+///
+/// ```
+/// use tower_sessions_core::session::Id;
+///
+/// let id = Id::default();
+/// let handle = tower_sessions_sessdb::session_id(&id).handle();
+/// assert_eq!(handle.to_string().len(), 32);
+/// ```
+pub fn session_id(id: &Id) -> SessionId {
+    SessionId::from_bytes(id.0.to_le_bytes())
+}
+
+/// Where in the session data the principal (the user id) is found: a JSON Pointer
+/// (RFC 6901) whose first segment is a data key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PrincipalPointer {
+    /// The data key (first segment, unescaped).
+    key: String,
+    /// The rest of the pointer, applied to the value under `key` ("" for the value itself).
+    rest: String,
+}
+
+impl PrincipalPointer {
+    /// A pointer to the value of a top-level data key.
+    pub(crate) fn key(key: &str) -> Self {
+        PrincipalPointer {
+            key: key.to_string(),
+            rest: String::new(),
+        }
+    }
+
+    /// Parses a JSON Pointer such as `/axum-login.data/user_id`; `None` if it does not start
+    /// with `/`.
+    pub(crate) fn parse(pointer: &str) -> Option<Self> {
+        let body = pointer.strip_prefix('/')?;
+        let (first, rest) = match body.find('/') {
+            Some(i) => (&body[..i], &body[i..]),
+            None => (body, ""),
+        };
+        Some(PrincipalPointer {
+            key: first.replace("~1", "/").replace("~0", "~"),
+            rest: rest.to_string(),
+        })
+    }
+
+    /// The principal named by this pointer in `data`: a string as is, a number in its JSON
+    /// form; `None` when the value is missing or null.
+    fn find(&self, data: &HashMap<String, serde_json::Value>) -> Result<Option<String>, Error> {
+        let value = data.get(&self.key).and_then(|v| v.pointer(&self.rest));
+        match value {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(other) => Err(Error::Encode(format!(
+                "the principal at {} must be a string or a number, found {}",
+                self,
+                kind(other)
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for PrincipalPointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = self.key.replace('~', "~0").replace('/', "~1");
+        write!(f, "/{key}{}", self.rest)
+    }
+}
+
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+        _ => "another value",
+    }
+}
+
+/// Makes `session` hold what `record` holds. Only what differs marks the session changed, so
+/// sessdb's dirty tracking skips the write of an unchanged session.
+pub(crate) fn fill(
+    session: &mut Session,
+    record: &Record,
+    principal: Option<&PrincipalPointer>,
+) -> Result<(), Error> {
+    // Compute everything that can fail before touching the session's principal.
+    let principal = principal
+        .map(|p| p.find(&record.data))
+        .transpose()?
+        .flatten();
+    let stale: Vec<String> = session
+        .data()
+        .keys()
+        .filter(|k| !record.data.contains_key(k.as_str()))
+        .cloned()
+        .collect();
+    for key in stale {
+        session.remove(&key);
+    }
+    // `insert` converts through serde's data model, which keeps any JSON exactly (the tagged
+    // form of `Value::from_json` would read `{"$base64": ..}` objects as bytes).
+    for (key, value) in &record.data {
+        session.insert(key, value).map_err(encode)?;
+    }
+    session.set_idle_timeout(NO_IDLE_TIMEOUT);
+    session.set_absolute_deadline(record.expiry_date);
+    session
+        .set_principal(principal.as_deref())
+        .map_err(encode)?;
+    Ok(())
+}
+
+/// The record of a loaded session.
+pub(crate) fn to_record(id: Id, session: &Session) -> Result<Record, Error> {
+    let mut data = HashMap::with_capacity(session.data().len());
+    for key in session.data().keys() {
+        let value: serde_json::Value = session
+            .get(key)
+            .map_err(|e| Error::Decode(from_sessdb(&e)))?
+            .unwrap_or_default();
+        data.insert(key.clone(), value);
+    }
+    Ok(Record {
+        id,
+        data,
+        expiry_date: session.expires_at(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn data(v: serde_json::Value) -> HashMap<String, serde_json::Value> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn pointer_parses_and_prints_escapes() {
+        let p = PrincipalPointer::parse("/a~1b~0c/user_id").unwrap();
+        assert_eq!(p.key, "a/b~c");
+        assert_eq!(p.rest, "/user_id");
+        assert_eq!(p.to_string(), "/a~1b~0c/user_id");
+        assert_eq!(PrincipalPointer::key("a/b").to_string(), "/a~1b");
+        assert!(PrincipalPointer::parse("user_id").is_none());
+    }
+
+    #[test]
+    fn principal_is_found_as_string_or_number() {
+        let d = data(json!({
+            "user_id": "alice",
+            "axum-login.data": {"user_id": 42, "auth_hash": [1, 2]},
+            "empty": null,
+            "obj": {"a": 1}
+        }));
+        let find = |p: &str| PrincipalPointer::parse(p).unwrap().find(&d);
+        assert_eq!(find("/user_id").unwrap().as_deref(), Some("alice"));
+        assert_eq!(
+            find("/axum-login.data/user_id").unwrap().as_deref(),
+            Some("42")
+        );
+        assert_eq!(find("/missing").unwrap(), None);
+        assert_eq!(find("/empty").unwrap(), None);
+        let err = find("/obj").unwrap_err().to_string();
+        assert!(err.contains("/obj") && err.contains("an object"), "{err}");
+    }
+
+    #[test]
+    fn ids_map_to_the_cookie_bytes() {
+        let id = Id(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10);
+        let sid = session_id(&id);
+        assert_eq!(sid.as_bytes(), &id.0.to_le_bytes());
+        assert_ne!(session_id(&Id(1)).handle(), session_id(&Id(2)).handle());
+    }
+}

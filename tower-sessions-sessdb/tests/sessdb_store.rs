@@ -1,0 +1,249 @@
+//! What this store adds to tower-sessions' expectations: the principal index, no resurrection
+//! of an invalidated session, the store's clock and purge, and dirty tracking.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use serde_json::json;
+use sessdb::{ManualClock, Store};
+use tempfile::TempDir;
+use time::{Duration, OffsetDateTime};
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{Error, ExpiredDeletion, SessionStore};
+use tower_sessions::Session;
+use tower_sessions_sessdb::{session_id, SessdbStore, NO_IDLE_TIMEOUT};
+
+fn open() -> (TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("db")).unwrap();
+    (dir, store)
+}
+
+fn record(data: serde_json::Value, expiry_date: OffsetDateTime) -> Record {
+    Record {
+        id: Id::default(),
+        data: serde_json::from_value(data).unwrap(),
+        expiry_date,
+    }
+}
+
+fn in_an_hour() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + Duration::hours(1)
+}
+
+#[tokio::test]
+async fn the_principal_key_feeds_sessions_of_and_invalidate_principal() {
+    let (_dir, store) = open();
+    let sessions = SessdbStore::new(store.clone()).with_principal_key("user_id");
+    let mut ids = Vec::new();
+    for user in [json!("alice"), json!("alice"), json!("bob"), json!(null)] {
+        let mut r = record(json!({ "user_id": user, "n": 1 }), in_an_hour());
+        sessions.create(&mut r).await.unwrap();
+        ids.push(r.id);
+    }
+    let mut anonymous = record(json!({"n": 1}), in_an_hour());
+    sessions.create(&mut anonymous).await.unwrap();
+
+    let mut alice: Vec<_> = store
+        .sessions_of("alice")
+        .unwrap()
+        .iter()
+        .map(|s| s.handle)
+        .collect();
+    let mut expected = vec![session_id(&ids[0]).handle(), session_id(&ids[1]).handle()];
+    alice.sort();
+    expected.sort();
+    assert_eq!(alice, expected);
+    assert_eq!(store.sessions_of("bob").unwrap().len(), 1);
+
+    assert_eq!(store.invalidate_principal("alice").unwrap(), 2);
+    assert_eq!(sessions.load(&ids[0]).await.unwrap(), None);
+    assert_eq!(sessions.load(&ids[1]).await.unwrap(), None);
+    assert!(sessions.load(&ids[2]).await.unwrap().is_some());
+    assert!(sessions.load(&ids[3]).await.unwrap().is_some());
+    assert!(sessions.load(&anonymous.id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_principal_pointer_reads_axum_login_data() {
+    let (_dir, store) = open();
+    let sessions =
+        SessdbStore::new(store.clone()).with_principal_pointer("/axum-login.data/user_id");
+    let mut r = record(
+        json!({"axum-login.data": {"user_id": 42, "auth_hash": [1, 2, 3]}}),
+        in_an_hour(),
+    );
+    sessions.create(&mut r).await.unwrap();
+    let of_42 = store.sessions_of("42").unwrap();
+    assert_eq!(of_42.len(), 1);
+    assert_eq!(of_42[0].handle, session_id(&r.id).handle());
+}
+
+#[tokio::test]
+async fn the_principal_follows_the_data_on_save() {
+    let (_dir, store) = open();
+    let sessions = SessdbStore::new(store.clone()).with_principal_key("user_id");
+    let mut r = record(json!({"user_id": "alice"}), in_an_hour());
+    sessions.create(&mut r).await.unwrap();
+    assert_eq!(store.sessions_of("alice").unwrap().len(), 1);
+
+    r.data.insert("user_id".into(), json!("bob"));
+    sessions.save(&r).await.unwrap();
+    assert!(store.sessions_of("alice").unwrap().is_empty());
+    assert_eq!(store.sessions_of("bob").unwrap().len(), 1);
+
+    r.data.remove("user_id");
+    sessions.save(&r).await.unwrap();
+    assert!(store.sessions_of("bob").unwrap().is_empty());
+    let stored = store.load(&session_id(&r.id)).unwrap().unwrap();
+    assert_eq!(stored.principal(), None);
+}
+
+#[tokio::test]
+async fn a_bad_principal_is_an_encode_error_and_writes_nothing() {
+    let (_dir, store) = open();
+    let sessions = SessdbStore::new(store.clone()).with_principal_key("user_id");
+    for bad in [json!({"id": 1}), json!(""), json!("a\u{0}b"), json!(true)] {
+        let mut r = record(json!({ "user_id": bad }), in_an_hour());
+        let err = sessions.create(&mut r).await.unwrap_err();
+        assert!(matches!(err, Error::Encode(_)), "{bad}: {err:?}");
+        assert_eq!(sessions.load(&r.id).await.unwrap(), None);
+    }
+    assert_eq!(store.counters().writes, 0);
+}
+
+#[tokio::test]
+async fn a_value_nested_too_deep_is_an_encode_error() {
+    let (_dir, store) = open();
+    let sessions = SessdbStore::new(store);
+    let mut deep = json!(1);
+    for _ in 0..=sessdb::MAX_DEPTH {
+        deep = json!([deep]);
+    }
+    let mut r = record(json!({ "deep": deep }), in_an_hour());
+    let err = sessions.create(&mut r).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Encode(m) if m.contains("deep")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_save_never_brings_back_an_invalidated_session() {
+    let (_dir, store) = open();
+    let sessions = Arc::new(SessdbStore::new(store.clone()).with_principal_key("user_id"));
+    let mut r = record(json!({"user_id": "alice", "n": 1}), in_an_hour());
+    sessions.create(&mut r).await.unwrap();
+
+    // A request loads its session; an operator logs alice out; the request ends and saves.
+    let session = Session::new(Some(r.id), sessions.clone(), None);
+    assert_eq!(session.get::<u32>("n").await.unwrap(), Some(1));
+    assert_eq!(store.invalidate_principal("alice").unwrap(), 1);
+    session.insert("n", 2).await.unwrap();
+    session.save().await.unwrap();
+
+    assert_eq!(sessions.load(&r.id).await.unwrap(), None);
+    assert!(store.sessions_of("alice").unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn expiry_follows_the_store_clock_and_delete_expired_purges() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(OffsetDateTime::now_utc());
+    let store = Store::builder()
+        .clock(clock.clone())
+        .open(dir.path().join("db"))
+        .unwrap();
+    let sessions = SessdbStore::new(store.clone());
+    let now = OffsetDateTime::now_utc();
+    let mut short = Vec::new();
+    for _ in 0..2 {
+        let mut r = record(json!({"short": true}), now + Duration::minutes(1));
+        sessions.create(&mut r).await.unwrap();
+        short.push(r.id);
+    }
+    let mut long = record(json!({"short": false}), now + Duration::hours(1));
+    sessions.create(&mut long).await.unwrap();
+
+    clock.advance(StdDuration::from_secs(120));
+    assert_eq!(store.count_expired().unwrap(), 2);
+    sessions.delete_expired().await.unwrap();
+    assert_eq!(store.count_expired().unwrap(), 0);
+    assert_eq!(store.counters().removals, 2);
+    for id in &short {
+        assert_eq!(sessions.load(id).await.unwrap(), None);
+    }
+    assert!(sessions.load(&long.id).await.unwrap().is_some());
+
+    clock.advance(StdDuration::from_secs(3600));
+    assert_eq!(sessions.load(&long.id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_record_expiry_alone_decides() {
+    let (_dir, store) = open();
+    let sessions = SessdbStore::new(store.clone());
+    // Far beyond the store's default idle timeout (30 minutes) and absolute lifetime (a day).
+    let expiry = OffsetDateTime::now_utc() + Duration::days(30);
+    let mut r = record(json!({}), expiry);
+    sessions.create(&mut r).await.unwrap();
+    let stored = store.load(&session_id(&r.id)).unwrap().unwrap();
+    assert_eq!(stored.idle_timeout(), NO_IDLE_TIMEOUT);
+    assert_eq!(stored.expires_at(), stored.absolute_deadline());
+    assert!(expiry - stored.expires_at() < Duration::milliseconds(1));
+}
+
+#[tokio::test]
+async fn an_unchanged_save_writes_nothing() {
+    let (_dir, store) = open();
+    let sessions = SessdbStore::new(store.clone()).with_principal_key("user_id");
+    let mut r = record(json!({"user_id": "alice", "n": [1, 2]}), in_an_hour());
+    sessions.create(&mut r).await.unwrap();
+    let before = store.counters();
+    sessions.save(&r).await.unwrap();
+    let after = store.counters();
+    assert_eq!(after.writes, before.writes);
+    assert_eq!(after.skipped_saves, before.skipped_saves + 1);
+
+    r.data.insert("n".into(), json!([1, 2, 3]));
+    sessions.save(&r).await.unwrap();
+    assert_eq!(store.counters().writes, before.writes + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_saves_of_one_session_all_succeed() {
+    let (_dir, store) = open();
+    let sessions = Arc::new(SessdbStore::new(store));
+    let mut r = record(json!({"writer": -1}), in_an_hour());
+    sessions.create(&mut r).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let sessions = sessions.clone();
+            let mut mine = r.clone();
+            mine.data.insert("writer".into(), json!(i));
+            tokio::spawn(async move { sessions.save(&mine).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let last = sessions.load(&r.id).await.unwrap().unwrap();
+    let writer = last.data["writer"].as_i64().unwrap();
+    assert!(
+        (0..8).contains(&writer),
+        "one of the saves won whole: {writer}"
+    );
+}
+
+#[test]
+#[should_panic(expected = "must start with '/'")]
+fn a_pointer_without_a_slash_is_refused_at_startup() {
+    let (_dir, store) = open();
+    let _ = SessdbStore::new(store).with_principal_pointer("user_id");
+}
+
+#[test]
+fn the_store_is_a_cheap_shareable_handle() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<SessdbStore>();
+}
