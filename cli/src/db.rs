@@ -50,39 +50,56 @@ impl Database {
     }
 }
 
-/// Opens the database at `path`, evaluating expiry as of `as_of` when given. When another
-/// process holds it and serves the admin socket in its folder, connects to that instead.
+/// Opens the database at `path`, evaluating expiry as of `as_of` when given. When a running
+/// application holds it and answers on the admin socket in its folder, connects to that
+/// instead.
 ///
 /// # Errors
 /// The store's open errors ([`sessdb::Error::Locked`] when the database is held and there is
 /// no admin socket, `Missing`, `NotADirectory`, `NewerFormat`, ...); an error when `path` is a
 /// folder that holds something other than a sessdb database; [`Failure::Usage`] for `--as-of`
-/// with a live application, whose clock the socket uses; [`Failure::Held`] when the socket
-/// does not answer.
+/// with a live application, whose clock the socket uses; [`Failure::Held`] when the database
+/// is held and its socket does not answer.
 pub fn open(
     path: &Path,
     as_of: Option<OffsetDateTime>,
     access: Access,
 ) -> anyhow::Result<Database> {
+    let socket = RemoteAdmin::default_socket(path);
+    let has_socket = fs::symlink_metadata(&socket).is_ok();
+    // A socket that answers means the application is running and holds the database: ask it
+    // first, rather than wait for sled's lock to fail. A socket left by a crashed application
+    // does not answer, and the database is then opened directly.
+    if has_socket {
+        if let Ok(remote) = RemoteAdmin::connect(&socket) {
+            return live(path, as_of, remote);
+        }
+    }
     match open_direct(path, as_of.map(ManualClock::at), access) {
         Ok(store) => Ok(Database::Direct(store)),
         Err(e) => match e.downcast::<sessdb::Error>() {
-            Ok(locked @ sessdb::Error::Locked { .. }) => via_socket(path, as_of, locked),
+            // It may have started meanwhile; if not, say why the socket did not help.
+            Ok(locked @ sessdb::Error::Locked { .. }) if has_socket => {
+                match RemoteAdmin::connect(&socket) {
+                    Ok(remote) => live(path, as_of, remote),
+                    Err(e) => Err(Failure::Held(format!(
+                        "{locked}, and its admin socket does not answer: {:#}",
+                        anyhow::Error::new(e)
+                    ))
+                    .into()),
+                }
+            }
             Ok(other) => Err(other.into()),
             Err(other) => Err(other),
         },
     }
 }
 
-fn via_socket(
+fn live(
     path: &Path,
     as_of: Option<OffsetDateTime>,
-    locked: sessdb::Error,
+    remote: RemoteAdmin,
 ) -> anyhow::Result<Database> {
-    let socket = RemoteAdmin::default_socket(path);
-    if fs::symlink_metadata(&socket).is_err() {
-        return Err(locked.into());
-    }
     if as_of.is_some() {
         return Err(Failure::Usage(format!(
             "--as-of cannot be used while a running application holds {}: through its admin \
@@ -91,15 +108,7 @@ fn via_socket(
         ))
         .into());
     }
-    RemoteAdmin::connect(&socket)
-        .map(Database::Remote)
-        .map_err(|e| {
-            Failure::Held(format!(
-                "{locked}, and its admin socket does not answer: {:#}",
-                anyhow::Error::new(e)
-            ))
-            .into()
-        })
+    Ok(Database::Remote(remote))
 }
 
 /// Opens the database in this process only, never through a socket (the demo must not

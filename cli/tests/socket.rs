@@ -114,3 +114,19 @@ fn a_socket_that_does_not_answer_still_means_exit_3() {
     assert!(out.stderr.contains("admin.sock"), "{}", out.stderr);
     drop(held);
 }
+
+#[test]
+fn a_socket_left_by_a_crashed_application_is_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    std::fs::write(db.join("admin.sock"), "").expect("write");
+    let out = run(at_t0(&db).args(["stats", "--json"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    assert_eq!(json_lines(&out.stdout)[0]["live"], 3);
+    expect(
+        at_t0(&db).args(["purge", "--expired"]),
+        0,
+        "removed 2 expired sessions\n",
+        "",
+    );
+}
