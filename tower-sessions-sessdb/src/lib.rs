@@ -7,23 +7,30 @@
 //! `SessionManagerLayer::new`.
 //!
 //! ```
-//! use axum::{routing::get, Router};
 //! use tower_sessions::{Expiry, Session, SessionManagerLayer};
 //! use tower_sessions_sessdb::SessdbStore;
 //!
-//! # let dir = tempfile::tempdir().unwrap();
-//! # let path = dir.path().join("sessions.sessdb");
-//! let store = sessdb::Store::open(path)?;
-//! let sessions = SessionManagerLayer::new(SessdbStore::new(store).with_principal_key("user_id"))
-//!     .with_expiry(Expiry::OnInactivity(time::Duration::hours(1)));
+//! async fn handler(session: Session) -> String {
+//!     let n: u64 = session.get("n").await.ok().flatten().unwrap_or(0);
+//!     session.insert("n", n + 1).await.ok();
+//!     format!("visit {}", n + 1)
+//! }
 //!
-//! let app: Router = Router::new()
-//!     .route("/", get(|session: Session| async move {
-//!         let n: u64 = session.get("n").await.unwrap_or_default().unwrap_or_default();
-//!         session.insert("n", n + 1).await.ok();
-//!         format!("visit {}", n + 1)
-//!     }))
+//! # let dir = tempfile::tempdir().unwrap();
+//! # std::env::set_current_dir(dir.path()).unwrap();
+//! let store = sessdb::Store::builder()
+//!     .admin_socket_default()          // sessctl reaches the sessions while the app runs
+//!     .open("sessions.sessdb")?;
+//! let sessions = SessionManagerLayer::new(
+//!     SessdbStore::new(store.clone()).with_principal_key("user_id"), // the key your login writes
+//! )
+//! .with_expiry(Expiry::OnInactivity(time::Duration::minutes(30)));
+//! let app: axum::Router = axum::Router::new()
+//!     .route("/", axum::routing::get(handler))
 //!     .layer(sessions);
+//! // On login: session.cycle_id().await?; session.insert("user_id", &user).await?;
+//! // Log alice out everywhere: store.invalidate_principal("alice")?;
+//! # assert_eq!(store.invalidate_principal("alice")?, 0);
 //! # Ok::<(), sessdb::Error>(())
 //! ```
 //!
@@ -70,9 +77,10 @@
 //!
 //! ## Operators
 //! Sessions written through this store are ordinary sessdb sessions: `sessctl list`, `show`,
-//! `invalidate --principal`, `purge`, `export` and the TUI work on them. sled allows one process
-//! to open a database, so while the application runs, `sessctl` needs the application's admin
-//! socket, which sessdb does not offer yet.
+//! `invalidate --principal`, `purge`, `export` and the TUI work on them. sled lets one process
+//! open a database, so an application that wants `sessctl` to reach its sessions while it runs
+//! opens its store with [`sessdb::Builder::admin_socket_default`], as the `axum_app` example
+//! does.
 //!
 //! [tower-sessions]: https://docs.rs/tower-sessions
 //! [sessdb]: sessdb

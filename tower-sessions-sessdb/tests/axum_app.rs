@@ -1,6 +1,7 @@
 //! The example application end to end: served on a loopback port and driven by a real HTTP
 //! client. Login rotates the id, the session survives a restart, "my sessions" ends another
-//! session, logging a principal out everywhere works, and no session id reaches the disk.
+//! session, an operator logs a principal out everywhere through the admin socket, and no
+//! session id reaches the disk.
 
 #[path = "../examples/axum_app/app.rs"]
 mod app;
@@ -15,15 +16,14 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use sessdb::Store;
+use sessdb::{Admin, RemoteAdmin, Store};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_sessions::session::Id;
 use tower_sessions_sessdb::session_id;
 
-/// The application serving on 127.0.0.1, and a handle on its store (what the admin socket will
-/// give an operator).
+/// The application serving on 127.0.0.1, with its store opened as `main.rs` opens it.
 struct Running {
     addr: SocketAddr,
     store: Store,
@@ -33,7 +33,7 @@ struct Running {
 
 impl Running {
     async fn start(db: &Path) -> Running {
-        let store = Store::open(db).unwrap();
+        let store = app::open_store(db).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -146,14 +146,16 @@ fn handle_of(cookie: &str) -> sessdb::Handle {
     session_id(&cookie.parse::<Id>().unwrap()).handle()
 }
 
+/// Every regular file under `dir` (a socket, if one were left, has no bytes to read).
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
+        let entry = entry.unwrap();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            out.extend(files_under(&entry.path()));
+        } else if kind.is_file() {
+            out.push(entry.path());
         }
     }
     out
@@ -240,9 +242,23 @@ async fn the_example_app_end_to_end() {
     let counted = get(addr, "/counter", Some(&alice)).await;
     assert!(counted.body.contains("count: 3"), "{}", counted.body);
 
-    // The operator logs alice out everywhere (sessctl invalidate --principal alice, which
-    // reaches a running application through its store handle).
-    assert_eq!(running.store.invalidate_principal("alice").unwrap(), 1);
+    // The operator logs alice out everywhere: what `sessctl --db DB invalidate --principal
+    // alice` does while the application holds the database, through its admin socket.
+    let socket = RemoteAdmin::default_socket(&db);
+    assert_eq!(running.store.admin_socket_path(), Some(socket.as_path()));
+    let removed = tokio::task::spawn_blocking(move || {
+        let admin = RemoteAdmin::connect(&socket)?;
+        let listed = admin.stats()?.live;
+        admin.invalidate_principal("alice").map(|n| (listed, n))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        removed,
+        (2, 1),
+        "alice's and bob's sessions live; alice's one removed"
+    );
     assert_eq!(signed_in_as(addr, &alice).await, None);
     assert_eq!(signed_in_as(addr, &bob).await.as_deref(), Some("bob"));
 
@@ -256,6 +272,7 @@ async fn the_example_app_end_to_end() {
     let carol = login(addr, None, "carol").await;
     let carol_handle = handle_of(&carol);
     running.stop().await;
+    assert!(!RemoteAdmin::default_socket(&db).exists(), "socket removed");
 
     // No session id reaches the disk: not as cookie text, not as raw bytes, not as a UUID.
     // The scan does read the data (it finds the principal and the storage handle).

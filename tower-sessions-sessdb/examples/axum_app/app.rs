@@ -2,6 +2,7 @@
 //! (`tests/axum_app.rs`) serves the same router on a loopback port.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use axum::extract::{Form, State};
 use axum::http::StatusCode;
@@ -26,6 +27,20 @@ pub const DEMO_PASSWORD: &str = "demo";
 #[derive(Clone)]
 struct AppState {
     store: Store,
+}
+
+/// Opens the store as the application runs it: a reaper purges expired sessions every minute,
+/// and the admin socket (`admin.sock` in the database folder, owner-only) lets
+/// `sessctl --db PATH` and `sessctl --db PATH tui` reach the sessions while the application
+/// holds the database.
+///
+/// # Errors
+/// As for [`sessdb::Builder::open`].
+pub fn open_store(path: &Path) -> sessdb::Result<Store> {
+    Store::builder()
+        .reap_every(std::time::Duration::from_secs(60))
+        .admin_socket_default()
+        .open(path)
 }
 
 /// The application on `store`: sessions idle for 30 minutes expire.

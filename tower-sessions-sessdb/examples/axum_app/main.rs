@@ -4,15 +4,16 @@
 //! ```text
 //! cargo run -p tower-sessions-sessdb --example axum_app -- [--addr 127.0.0.1:3000] [--db axum_app.sessdb]
 //! ```
-//! `AXUM_APP_ADDR` and `AXUM_APP_DB` set the same; the arguments win. Stop it with Ctrl-C (the
-//! store is flushed on the way out), then `sessctl --db axum_app.sessdb list` shows the sessions.
+//! `AXUM_APP_ADDR` and `AXUM_APP_DB` set the same; the arguments win. While it runs,
+//! `sessctl --db axum_app.sessdb list` (or `tui`, or `invalidate --principal alice`) reaches its
+//! sessions through the admin socket in the database folder. Stop it with Ctrl-C: the store is
+//! flushed on the way out.
 
 mod app;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 const USAGE: &str = "usage: axum_app [--addr ADDR] [--db PATH]
   --addr ADDR  where to listen (env AXUM_APP_ADDR; default 127.0.0.1:3000)
@@ -64,14 +65,15 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::parse(std::env::args().skip(1), |k| std::env::var(k).ok())?;
-    let store = sessdb::Store::builder()
-        .reap_every(Duration::from_secs(60))
-        .open(&config.db)?;
+    let store = app::open_store(&config.db)?;
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     eprintln!(
-        "axum_app: http://{} (sessions in {})",
+        "axum_app: http://{} (sessions in {}; admin socket {})",
         listener.local_addr()?,
-        config.db.display()
+        config.db.display(),
+        store
+            .admin_socket_path()
+            .map_or("off".into(), |p| p.display().to_string()),
     );
     axum::serve(listener, app::app(store))
         .with_graceful_shutdown(async {
