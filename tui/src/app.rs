@@ -14,11 +14,11 @@ use crate::Options;
 
 /// Pages [`Action::Last`] may read per tick on its way to the end, so that the screen and the
 /// keyboard stay live while it walks a large store.
-const SEEK_PAGES_PER_TICK: usize = 20;
+const SEEK_PAGES_PER_TICK: usize = 5;
 /// A `stats` call slower than this (a full scan of a large store) is not repeated on every
 /// auto-refresh, only every [`STATS_COST_FACTOR`] times its cost.
 const SLOW_STATS: Duration = Duration::from_millis(200);
-const STATS_COST_FACTOR: u32 = 10;
+const STATS_COST_FACTOR: u32 = 30;
 /// The shortest auto-refresh interval honoured; shorter ones would busy-loop.
 const MIN_REFRESH: Duration = Duration::from_millis(100);
 
@@ -125,6 +125,10 @@ pub(crate) struct App {
     /// The session the operator chose; selected again whenever it is on the loaded page.
     sticky: Option<Handle>,
     pub(crate) stats: Option<Stats>,
+    /// The store's time when `stats` were read.
+    pub(crate) stats_at: Option<OffsetDateTime>,
+    /// The last refresh skipped a slow count (a large store): the header says how old it is.
+    pub(crate) stats_skipped: bool,
     /// The store's time at the last refresh: every relative time on screen is against it.
     pub(crate) now: OffsetDateTime,
     pub(crate) refreshed_at: Option<OffsetDateTime>,
@@ -153,6 +157,8 @@ impl App {
             offset: 0,
             sticky: None,
             stats: None,
+            stats_at: None,
+            stats_skipped: false,
             now: OffsetDateTime::UNIX_EPOCH,
             refreshed_at: None,
             message: None,
@@ -181,6 +187,7 @@ impl App {
         let ok = match admin.stats() {
             Ok(stats) => {
                 self.stats = Some(stats);
+                self.stats_at = Some(admin.now());
                 true
             }
             Err(e) => {
@@ -241,6 +248,16 @@ impl App {
 
     /// Applies one action. Store errors become the status line; nothing here panics on them.
     pub(crate) fn update(&mut self, admin: &dyn Admin, action: Action) {
+        if self.seeking_end
+            && !matches!(
+                action,
+                Action::Tick | Action::AutoRefresh | Action::Resize(..) | Action::Last
+            )
+        {
+            // Any key stops a walk to the end where it is.
+            self.seeking_end = false;
+            self.message = None;
+        }
         match action {
             Action::Quit => self.quit = true,
             Action::Resize(width, height) => {
@@ -295,7 +312,6 @@ impl App {
                     }
                 } else if self.listing.has_next() || self.listing.is_incomplete() {
                     self.seeking_end = true;
-                    self.message = Some(Message::Info("Seeking to the last session…".into()));
                     self.tick(admin);
                 } else {
                     self.select_user(self.listing.rows().len().saturating_sub(1));
@@ -408,7 +424,12 @@ impl App {
                     self.select_user(self.listing.rows().len().saturating_sub(1));
                     return;
                 }
-                Some(true) => {}
+                Some(true) => {
+                    let passed = self.listing.page_index() * crate::listing::PAGE_SIZE;
+                    self.message = Some(Message::Info(format!(
+                        "Going to the last session… {passed} passed (any key stops)"
+                    )));
+                }
                 Some(false) => {
                     self.seeking_end = false;
                     self.message = None;
@@ -434,7 +455,8 @@ impl App {
         let stats_due = self.stats_taken.is_none_or(|t| {
             self.stats_cost < SLOW_STATS || t.elapsed() >= self.stats_cost * STATS_COST_FACTOR
         });
-        if manual || stats_due {
+        self.stats_skipped = !(manual || stats_due);
+        if !self.stats_skipped {
             ok &= self.load_stats(admin);
         }
         if let Some(handle) = self.detail().map(|d| d.handle) {

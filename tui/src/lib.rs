@@ -66,7 +66,14 @@ impl Default for Options {
 /// # Errors
 /// Terminal I/O errors (no terminal, a closed stdout).
 pub fn run(admin: &dyn sessdb::Admin, options: Options) -> io::Result<()> {
-    let mut terminal = ratatui::try_init()?;
+    let mut terminal = match ratatui::try_init() {
+        Ok(terminal) => terminal,
+        Err(e) => {
+            // Raw mode may be on already when entering the alternate screen failed.
+            let _ = ratatui::try_restore();
+            return Err(e);
+        }
+    };
     let mut app = app::App::new(&options);
     let result = term::event_loop(&mut terminal, &mut app, admin, &mut term::Crossterm);
     ratatui::restore();

@@ -168,6 +168,11 @@ impl Widget for Header<'_> {
                     spans.push(Span::styled(label, t.label));
                     spans.push(Span::styled(value, t.value));
                 }
+                if let Some(at) = app.stats_at.filter(|_| app.stats_skipped) {
+                    // A slow count (a large store) is repeated less often than the table.
+                    spans.push(Span::styled(" · counted ", t.label));
+                    spans.push(Span::styled(clock(at), t.value));
+                }
                 if s.undecodable > 0 {
                     spans.push(Span::styled(" · undecodable ", t.label));
                     spans.push(Span::styled(s.undecodable.to_string(), t.error));

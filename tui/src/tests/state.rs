@@ -637,3 +637,32 @@ fn a_read_only_store_refuses_invalidation_in_the_status_line() {
     );
     assert_eq!(store.stats().expect("stats").live, 6);
 }
+
+#[test]
+fn g_walks_to_the_end_a_few_pages_per_tick_and_any_key_stops_it() {
+    let f = Fixture::many(1_200);
+    let app = &mut started(&f.store, 100, 30);
+    press(app, &f.store, &[ch('G')]);
+    assert!(app.busy(), "12 pages take more than one tick");
+    let page = app.listing.page_index();
+    assert!(page > 0);
+    assert!(
+        matches!(&app.message, Some(Message::Info(m)) if m.contains("any key stops")),
+        "{:?}",
+        app.message
+    );
+    app.update(&f.store, Action::Tick);
+    assert!(app.listing.page_index() > page, "a tick walks on");
+    press(app, &f.store, &[ch('k')]);
+    assert!(!app.busy(), "a key stops the walk");
+    assert_eq!(app.message, None);
+    let stopped = app.listing.page_index();
+    app.update(&f.store, Action::Tick);
+    assert_eq!(app.listing.page_index(), stopped);
+    press(app, &f.store, &[ch('G')]);
+    while app.busy() {
+        app.update(&f.store, Action::Tick);
+    }
+    assert_eq!(selected_principal(app).as_deref(), Some("user1199"));
+    assert_eq!(app.message, None);
+}

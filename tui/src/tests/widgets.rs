@@ -188,9 +188,17 @@ fn the_header_shows_counts_and_keeps_the_end_of_a_long_title() {
         "{:?}",
         text[1]
     );
+    assert!(!text[1].contains("counted"));
     press(&mut app, &f.store, &[ch('a')]);
+    // A refresh that skipped a slow count says how old the counts are.
+    app.stats_skipped = true;
     let buf = draw(Header { app: &app }, 80, 2);
     assert!(lines(&buf)[0].ends_with("auto off "));
+    assert!(
+        lines(&buf)[1].contains(" · counted 22:27:20"),
+        "{:?}",
+        lines(&buf)[1]
+    );
 }
 
 #[test]
