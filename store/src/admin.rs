@@ -17,7 +17,7 @@ use crate::id::{Handle, SessionId};
 use crate::keys::{
     expiry_bucket_start, expiry_key, parse_expiry_key, parse_principal_key, principal_prefix,
 };
-use crate::record::{decode_head, Record};
+use crate::record::Record;
 use crate::store::{Store, FORMAT_VERSION};
 use crate::value::Value;
 
@@ -255,8 +255,10 @@ impl Admin for Store {
             format_version: FORMAT_VERSION,
         };
         for item in self.inner.sessions.iter().values() {
-            match decode_head(&item?) {
-                Ok(h) if h.is_expired(now) => stats.expired += 1,
+            // The whole record, as load and check decode it: a record whose data is damaged
+            // is undecodable, not a live session that nothing can load.
+            match Record::decode(&item?) {
+                Ok(r) if r.head.is_expired(now) => stats.expired += 1,
                 Ok(_) => stats.live += 1,
                 Err(_) => stats.undecodable += 1,
             }
