@@ -37,6 +37,12 @@ pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// dropped (a request in progress keeps the store open).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
+thread_local! {
+    /// The connection this thread serves, so that a store dropped by the request it runs
+    /// (the application let go meanwhile) still lets that request's answer out.
+    static SERVING: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
 /// Where log records of the admin socket go (`log` crate; the application picks the logger).
 const LOG_TARGET: &str = "sessdb::admin_socket";
 
@@ -82,8 +88,11 @@ impl Drop for Server {
                 let _ = accept.join();
             }
         }
-        for (_, conn) in lock(&self.shared.conns).drain() {
-            let _ = conn.shutdown(Shutdown::Both);
+        let own = SERVING.with(std::cell::Cell::get);
+        for (id, conn) in lock(&self.shared.conns).drain() {
+            if Some(id) != own {
+                let _ = conn.shutdown(Shutdown::Both);
+            }
         }
     }
 }
@@ -312,6 +321,7 @@ fn admit(stream: UnixStream, shared: &Arc<Shared>, store: &Weak<Inner>, path: &P
         .spawn({
             let (shared, store) = (shared.clone(), store.clone());
             move || {
+                SERVING.with(|s| s.set(Some(id)));
                 serve_connection(&mut Stream(stream), &store, &shared.database);
                 lock(&shared.conns).remove(&id);
             }
@@ -370,8 +380,8 @@ pub(crate) fn serve_connection<S: Read + Write>(io: &mut S, store: &Weak<Inner>,
             let _ = write_frame(io, &Response::Error(WireError::ShuttingDown));
             return;
         };
-        let store = Store { inner };
-        if handle(io, &store, request).is_err() {
+        if handle(io, Store { inner }, request).is_err() || store.strong_count() == 0 {
+            // The connection failed, or this request's handle was the store's last one.
             return;
         }
     }
@@ -414,13 +424,32 @@ fn handshake<S: Read + Write>(io: &mut S, buf: &mut Vec<u8>, database: &Path) ->
     write_frame(io, &welcome)
 }
 
+/// The final answer to a request.
+enum Answer {
+    One(Result<Response>),
+    Page(Page),
+}
+
 /// Runs one request and sends its answer. An error return means the connection is unusable.
-fn handle<S: Read + Write>(io: &mut S, store: &Store, request: Request) -> io::Result<()> {
+fn handle<S: Read + Write>(io: &mut S, store: Store, request: Request) -> io::Result<()> {
+    let answer = run(io, &store, request)?;
+    // The store is released before the final answer: a client holding its answer knows this
+    // server no longer keeps the database open, so an application that drops its last handle
+    // closes it (and the socket) at once.
+    drop(store);
+    match answer {
+        Answer::One(response) => reply(io, response),
+        Answer::Page(page) => send_page(io, &page),
+    }
+}
+
+/// Runs one request, streaming what it streams (purge progress, export chunks, import input).
+fn run<S: Read + Write>(io: &mut S, store: &Store, request: Request) -> io::Result<Answer> {
     let admin: &dyn Admin = store;
     let answer = match request {
         Request::Stats => admin.stats().map(Response::Stats),
         Request::List(query) => match admin.list(&query) {
-            Ok(page) => return send_page(io, &page),
+            Ok(page) => return Ok(Answer::Page(page)),
             Err(e) => Err(e),
         },
         Request::Show(handle) => admin
@@ -476,7 +505,7 @@ fn handle<S: Read + Write>(io: &mut S, store: &Store, request: Request) -> io::R
         Request::Repair => admin.repair().map(Response::Repaired),
         Request::Now => Ok(Response::Now(admin.now().unix_timestamp_nanos())),
     };
-    reply(io, answer)
+    Ok(Answer::One(answer))
 }
 
 fn reply(io: &mut impl Write, answer: Result<Response>) -> io::Result<()> {
