@@ -235,3 +235,85 @@ pub(crate) fn shorten(input: &str) -> String {
     }
     out
 }
+
+/// Removes session data from a serde message before it becomes an error: serde quotes the
+/// offending value (`invalid type: string "…", expected u64`, ``unknown variant `…` ``), and
+/// session data must not reach a log. Names from the type (``missing field `x` ``, the
+/// expected variants) stay.
+pub(crate) fn redact(reason: &str) -> String {
+    /// Backquoted text after these is a value from the data, not a name from the type.
+    const DATA_AFTER: [&str; 6] = [
+        "integer ",
+        "floating point ",
+        "boolean ",
+        "character ",
+        "unknown variant ",
+        "unknown field ",
+    ];
+    let mut out = String::with_capacity(reason.len());
+    let mut rest = reason;
+    while let Some(i) = rest.find(['"', '`']) {
+        out.push_str(&rest[..i]);
+        let quote = if rest.as_bytes()[i] == b'"' { '"' } else { '`' };
+        let body = &rest[i + 1..];
+        let end = if quote == '"' {
+            closing_quote(body)
+        } else {
+            body.find('`')
+        };
+        let hide = quote == '"' || DATA_AFTER.iter().any(|p| out.ends_with(p));
+        out.push(quote);
+        match end {
+            Some(end) => {
+                out.push_str(if hide { "…" } else { &body[..end] });
+                out.push(quote);
+                rest = &body[end + 1..];
+            }
+            None => {
+                // Unterminated: whatever follows may be data.
+                out.push('…');
+                return out;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The index of the `"` that ends a Debug-escaped string.
+fn closing_quote(s: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_values_and_keeps_names() {
+        assert_eq!(
+            redact(r#"invalid type: string "to\"k\\en", expected u64"#),
+            r#"invalid type: string "…", expected u64"#
+        );
+        assert_eq!(
+            redact("unknown variant `secret`, expected `A` or `B`"),
+            "unknown variant `…`, expected `A` or `B`"
+        );
+        assert_eq!(
+            redact("invalid value: integer `42`, expected u8"),
+            "invalid value: integer `…`, expected u8"
+        );
+        assert_eq!(redact("missing field `name`"), "missing field `name`");
+        assert_eq!(redact(r#"string "unterminated"#), r#"string "…"#);
+        assert_eq!(redact("no quotes"), "no quotes");
+    }
+}

@@ -10,7 +10,7 @@ use sled::IVec;
 use time::OffsetDateTime;
 
 use crate::clock::{duration_ms, from_ms, to_ms};
-use crate::error::{Error, Result};
+use crate::error::{redact, Error, Result};
 use crate::id::{Handle, SessionId};
 use crate::record::{Head, Record};
 use crate::store::Store;
@@ -113,7 +113,7 @@ impl Session {
             .map(|v| {
                 v.to_deserialize().map_err(|e| Error::Value {
                     key: key.to_string(),
-                    reason: e.0,
+                    reason: redact(&e.0),
                 })
             })
             .transpose()
@@ -136,7 +136,7 @@ impl Session {
     pub fn insert<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<()> {
         let value = Value::from_serialize(value).map_err(|e| Error::Value {
             key: key.to_string(),
-            reason: e.0,
+            reason: redact(&e.0),
         })?;
         self.insert_value(key, value)
     }
