@@ -5,6 +5,7 @@ use std::error::Error as _;
 use std::time::{Duration, Instant};
 
 use ratatui::layout::Rect;
+use ratatui::text::Line;
 use sessdb::{Admin, Handle, ListQuery, SessionInfo, Stats, Status, Target};
 use time::OffsetDateTime;
 
@@ -82,8 +83,23 @@ pub(crate) struct Detail {
     pub(crate) handle: Handle,
     /// `None` once the session no longer exists.
     pub(crate) info: Option<Box<SessionInfo>>,
+    /// What the pane shows, formatted when the session is read (not on every frame: its data
+    /// can be large).
+    pub(crate) lines: Vec<Line<'static>>,
     /// The first line shown.
     pub(crate) scroll: usize,
+}
+
+impl Detail {
+    fn new(handle: Handle, info: Option<SessionInfo>, theme: &Theme, now: OffsetDateTime) -> Self {
+        let lines = crate::ui::detail_lines(theme, now, &handle, info.as_ref());
+        Detail {
+            handle,
+            info: info.map(Box::new),
+            lines,
+            scroll: 0,
+        }
+    }
 }
 
 /// A destructive action and what it will touch, as the dialog states it.
@@ -321,11 +337,8 @@ impl App {
                 Mode::Detail(_) => self.mode = Mode::Browsing,
                 Mode::Browsing => match self.selected_session() {
                     Some(info) => {
-                        self.mode = Mode::Detail(Detail {
-                            handle: info.handle,
-                            info: Some(Box::new(info.clone())),
-                            scroll: 0,
-                        });
+                        let (handle, info) = (info.handle, Some(info.clone()));
+                        self.mode = Mode::Detail(Detail::new(handle, info, &self.theme, self.now));
                         self.fix_offset();
                     }
                     None => self.message = Some(Message::Info("No session selected".into())),
@@ -462,8 +475,12 @@ impl App {
         if let Some(handle) = self.detail().map(|d| d.handle) {
             match admin.show(&Target::Handle(handle)) {
                 Ok(info) => {
+                    let fresh = Detail::new(handle, info, &self.theme, self.now);
                     if let Some(d) = self.detail_mut() {
-                        d.info = info.map(Box::new);
+                        *d = Detail {
+                            scroll: d.scroll,
+                            ..fresh
+                        };
                     }
                 }
                 Err(e) => {
@@ -548,9 +565,7 @@ impl App {
     }
 
     fn detail_max_scroll(&self) -> usize {
-        let lines = self
-            .detail()
-            .map_or(0, |d| crate::ui::detail_lines(self, d).len());
+        let lines = self.detail().map_or(0, |d| d.lines.len());
         lines.saturating_sub(self.detail_rows())
     }
 

@@ -10,7 +10,8 @@ use ratatui::widgets::{
     StatefulWidget, Table, TableState, Widget,
 };
 use ratatui::Frame;
-use sessdb::SessionInfo;
+use sessdb::{Handle, SessionInfo};
+use time::OffsetDateTime;
 
 use crate::app::{plural, App, Confirm, Detail, Message, Mode};
 use crate::format::{ago, bytes, clock, remaining, span, timestamp};
@@ -353,13 +354,18 @@ impl Widget for SessionTable<'_> {
     }
 }
 
-/// The lines of the detail pane: metadata, then the data as pretty JSON.
-pub(crate) fn detail_lines(app: &App, detail: &Detail) -> Vec<Line<'static>> {
-    let t = &app.theme;
-    let Some(info) = detail.info.as_deref() else {
+/// The lines of the detail pane: metadata, then the data as pretty JSON; `info` is `None`
+/// when the session no longer exists.
+pub(crate) fn detail_lines(
+    t: &Theme,
+    now: OffsetDateTime,
+    handle: &Handle,
+    info: Option<&SessionInfo>,
+) -> Vec<Line<'static>> {
+    let Some(info) = info else {
         return vec![
             Line::styled(
-                format!("Session {} no longer exists.", detail.handle.short()),
+                format!("Session {} no longer exists.", handle.short()),
                 t.error,
             ),
             Line::styled(
@@ -368,7 +374,6 @@ pub(crate) fn detail_lines(app: &App, detail: &Detail) -> Vec<Line<'static>> {
             ),
         ];
     };
-    let now = app.now;
     let field = |name: &'static str, value: String| {
         Line::from(vec![
             Span::styled(format!("{name:<13}"), t.label),
@@ -426,7 +431,7 @@ pub(crate) struct DetailPane<'a> {
 impl Widget for DetailPane<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let t = &self.app.theme;
-        let lines = detail_lines(self.app, self.detail);
+        let lines = &self.detail.lines;
         let block = Block::new()
             .borders(Borders::ALL)
             .border_style(t.border)
@@ -440,7 +445,7 @@ impl Widget for DetailPane<'_> {
         let visible = usize::from(inner.height);
         let total = lines.len();
         let scroll = self.detail.scroll.min(total.saturating_sub(visible));
-        let shown: Vec<Line> = lines.into_iter().skip(scroll).take(visible).collect();
+        let shown: Vec<Line> = lines.iter().skip(scroll).take(visible).cloned().collect();
         Paragraph::new(shown).render(
             Rect {
                 width: inner.width.saturating_sub(1),
