@@ -38,6 +38,9 @@ pub enum Value {
     Map(BTreeMap<String, Value>),
 }
 
+/// Single-key JSON objects with these keys carry a value JSON has no form for.
+const TAGS: [&str; 3] = ["$base64", "$float", "$map"];
+
 /// One token of the flat encoding. Containers give their element count; their elements follow.
 #[derive(Debug, Serialize, Deserialize)]
 enum Token {
@@ -68,8 +71,10 @@ impl Value {
         serde_json::from_value(self.to_json_plain()).map_err(|e| ValueError(e.to_string()))
     }
 
-    /// The JSON form used by the export and `--json`: bytes become `{"$base64": "..."}` and
-    /// non-finite floats `{"$float": "NaN"}`, so that [`Value::from_json`] restores them exactly.
+    /// The JSON form used by the export and `--json`: bytes become `{"$base64": "..."}`,
+    /// non-finite floats `{"$float": "NaN"}`, and a real one-key map whose key is one of those
+    /// tags (or `$map`) is wrapped as `{"$map": {...}}`, so that [`Value::from_json`] restores
+    /// every value exactly.
     pub fn to_json(&self) -> serde_json::Value {
         self.to_json_with(true)
     }
@@ -112,11 +117,20 @@ impl Value {
             }
             Value::Bytes(b) => J::Array(b.iter().map(|x| J::from(*x)).collect()),
             Value::List(items) => J::Array(items.iter().map(|v| v.to_json_with(tagged)).collect()),
-            Value::Map(map) => J::Object(
-                map.iter()
+            Value::Map(map) => {
+                let object: serde_json::Map<String, J> = map
+                    .iter()
                     .map(|(k, v)| (k.clone(), v.to_json_with(tagged)))
-                    .collect(),
-            ),
+                    .collect();
+                // A real map that looks like a tag is escaped, so import reads it as a map.
+                if tagged && map.len() == 1 && map.keys().all(|k| TAGS.contains(&k.as_str())) {
+                    let mut escaped = serde_json::Map::new();
+                    escaped.insert("$map".into(), J::Object(object));
+                    J::Object(escaped)
+                } else {
+                    J::Object(object)
+                }
+            }
         }
     }
 
@@ -156,6 +170,16 @@ impl Value {
                             .map_err(|e| ValueError(format!("bad $base64 value: {e}")))?;
                         return Ok(Value::Bytes(bytes));
                     }
+                    if let Some(J::Object(inner)) = map.get("$map") {
+                        return Ok(Value::Map(
+                            inner
+                                .iter()
+                                .map(|(k, v)| {
+                                    Ok((k.clone(), Value::from_json_inner(v, depth + 1, tagged)?))
+                                })
+                                .collect::<Result<_, ValueError>>()?,
+                        ));
+                    }
                     if let Some(J::String(text)) = map.get("$float") {
                         let f = text
                             .parse::<f64>()
@@ -184,12 +208,27 @@ impl Value {
     }
 }
 
+/// [`Token`] borrowing its strings and bytes from the value being encoded, so that encoding
+/// copies no string. Same variants in the same order: the encoding is identical.
+#[derive(Serialize)]
+enum TokenRef<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Str(&'a str),
+    Bytes(&'a [u8]),
+    List(u32),
+    Map(u32),
+}
+
 /// Encodes a data map as a token stream.
 pub(crate) fn encode_map(map: &BTreeMap<String, Value>) -> Vec<u8> {
     let mut tokens = Vec::with_capacity(map.len() * 2 + 1);
-    tokens.push(Token::Map(len_u32(map.len())));
+    tokens.push(TokenRef::Map(len_u32(map.len())));
     for (k, v) in map {
-        tokens.push(Token::Str(k.clone()));
+        tokens.push(TokenRef::Str(k));
         push_tokens(v, &mut tokens);
     }
     // Serializing plain enums into a Vec cannot fail.
@@ -200,25 +239,25 @@ fn len_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-fn push_tokens(v: &Value, out: &mut Vec<Token>) {
+fn push_tokens<'a>(v: &'a Value, out: &mut Vec<TokenRef<'a>>) {
     match v {
-        Value::Null => out.push(Token::Null),
-        Value::Bool(b) => out.push(Token::Bool(*b)),
-        Value::Int(i) => out.push(Token::Int(*i)),
-        Value::UInt(u) => out.push(Token::UInt(*u)),
-        Value::Float(f) => out.push(Token::Float(*f)),
-        Value::String(s) => out.push(Token::Str(s.clone())),
-        Value::Bytes(b) => out.push(Token::Bytes(b.clone())),
+        Value::Null => out.push(TokenRef::Null),
+        Value::Bool(b) => out.push(TokenRef::Bool(*b)),
+        Value::Int(i) => out.push(TokenRef::Int(*i)),
+        Value::UInt(u) => out.push(TokenRef::UInt(*u)),
+        Value::Float(f) => out.push(TokenRef::Float(*f)),
+        Value::String(s) => out.push(TokenRef::Str(s)),
+        Value::Bytes(b) => out.push(TokenRef::Bytes(b)),
         Value::List(items) => {
-            out.push(Token::List(len_u32(items.len())));
+            out.push(TokenRef::List(len_u32(items.len())));
             for item in items {
                 push_tokens(item, out);
             }
         }
         Value::Map(map) => {
-            out.push(Token::Map(len_u32(map.len())));
+            out.push(TokenRef::Map(len_u32(map.len())));
             for (k, v) in map {
-                out.push(Token::Str(k.clone()));
+                out.push(TokenRef::Str(k));
                 push_tokens(v, out);
             }
         }
@@ -372,12 +411,56 @@ mod tests {
     }
 
     #[test]
+    fn borrowed_tokens_encode_like_owned_ones() {
+        let owned = vec![
+            Token::Map(7),
+            Token::Null,
+            Token::Bool(true),
+            Token::Int(-3),
+            Token::UInt(u64::MAX),
+            Token::Float(0.5),
+            Token::Str("héllo".into()),
+            Token::Bytes(vec![0, 255, 7]),
+            Token::List(2),
+        ];
+        let borrowed = vec![
+            TokenRef::Map(7),
+            TokenRef::Null,
+            TokenRef::Bool(true),
+            TokenRef::Int(-3),
+            TokenRef::UInt(u64::MAX),
+            TokenRef::Float(0.5),
+            TokenRef::Str("héllo"),
+            TokenRef::Bytes(&[0, 255, 7]),
+            TokenRef::List(2),
+        ];
+        assert_eq!(
+            postcard::to_allocvec(&owned).unwrap(),
+            postcard::to_allocvec(&borrowed).unwrap()
+        );
+    }
+
+    #[test]
     fn json_form_roundtrips_bytes_and_non_finite_floats() {
         let value = Value::Map(sample());
         let json = value.to_json();
         assert_eq!(json["blob"], serde_json::json!({"$base64": "AP8H"}));
         assert_eq!(json["nan"], serde_json::json!({"$float": "inf"}));
         assert_eq!(Value::from_json(&json).unwrap(), value);
+    }
+
+    #[test]
+    fn maps_that_look_like_tags_survive_the_json_form() {
+        for key in ["$base64", "$float", "$map"] {
+            let mut inner = BTreeMap::new();
+            inner.insert(key.to_string(), Value::String("x!".into()));
+            let value = Value::Map(inner);
+            let json = value.to_json();
+            assert_eq!(json, serde_json::json!({"$map": {key: "x!"}}));
+            assert_eq!(Value::from_json(&json).unwrap(), value);
+        }
+        let two_keys = serde_json::json!({"$base64": "AA==", "other": 1});
+        assert_eq!(Value::from_json(&two_keys).unwrap().to_json(), two_keys);
     }
 
     #[test]
