@@ -17,6 +17,9 @@
 //! - **Named sessions** for API clients that cache a login: [`Store::get_or_create`].
 //! - **Admin interface** ([`Admin`]): stats, listing, export/import, purge, check/repair — what
 //!   `sessctl` uses.
+//! - **Live operations**: an application can serve the admin interface on an owner-only Unix
+//!   socket ([`Builder::admin_socket_default`]); [`RemoteAdmin`] reaches it from another
+//!   process while the application holds the database.
 //!
 //! ```
 //! use sessdb::Store;
@@ -42,6 +45,25 @@
 //! // "Log alice out everywhere."
 //! assert_eq!(store.invalidate_principal("alice")?, 1);
 //! assert!(store.load(session.id())?.is_none());
+//! # Ok::<(), sessdb::Error>(())
+//! ```
+//!
+//! ## Live operations
+//!
+//! sled lets one process open a database, so an operator reaches a running application's
+//! sessions through the admin socket the application opts into:
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("sessions.sessdb");
+//! let store = sessdb::Store::builder()
+//!     .admin_socket_default() // serves `admin.sock` in the database folder, mode 0600
+//!     .open(&path)?;
+//! // In another process (sessctl): the same Admin interface, over the socket.
+//! use sessdb::{Admin, RemoteAdmin};
+//! let admin = RemoteAdmin::connect(RemoteAdmin::default_socket(&path))?;
+//! assert_eq!(admin.stats()?.live, 0);
+//! # drop(store);
 //! # Ok::<(), sessdb::Error>(())
 //! ```
 #![deny(missing_docs)]
