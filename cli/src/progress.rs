@@ -15,7 +15,7 @@ impl Progress {
         let template = if unit == "bytes" {
             "{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})"
         } else {
-            "{msg} [{bar:30}] {pos}/{len} "
+            "{msg} [{bar:30}] {pos}/{len}"
         };
         let bar = new_bar(Some(len), enabled);
         let style = ProgressStyle::with_template(&format!("{template}{}", unit_suffix(unit)))
@@ -29,7 +29,13 @@ impl Progress {
     /// A spinner with a running count of `unit`.
     pub fn spinner(enabled: bool, message: &str, unit: &str) -> Progress {
         let bar = new_bar(None, enabled);
-        let style = ProgressStyle::with_template(&format!("{{spinner}} {{msg}} {{pos}} {unit}"))
+        // Without a unit there is nothing to count: only the spinner and the message.
+        let template = if unit.is_empty() {
+            "{spinner} {msg}".to_string()
+        } else {
+            format!("{{spinner}} {{msg}} {{pos}} {unit}")
+        };
+        let style = ProgressStyle::with_template(&template)
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
         bar.set_style(style);
         bar.set_message(message.to_string());

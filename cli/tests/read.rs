@@ -359,3 +359,39 @@ fn read_commands_write_nothing() {
     assert_eq!(before.0.lines().count(), 5);
     assert_eq!(before.1, "checked 5 records: no problems\n");
 }
+
+#[test]
+fn list_orders_exactly_by_expiry_within_the_index_buckets() {
+    // The expiry index groups deadlines in 10-second buckets, ordered by handle inside one;
+    // the listing must still be soonest first.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("buckets.sessdb");
+    let (a, b) = (common::id(10), common::id(11));
+    let (low, high) = if a.handle() < b.handle() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    {
+        let clock = sessdb::ManualClock::at(common::t0());
+        let store = sessdb::Store::builder()
+            .clock(clock.clone())
+            .open(&db)
+            .expect("open");
+        // Both expire between T0+30m and T0+30m10s; the higher handle expires first.
+        for (id, seconds) in [(low, 9), (high, 1)] {
+            clock.set_ms(
+                i64::try_from(common::t0().unix_timestamp_nanos() / 1_000_000).expect("fits")
+                    + seconds * 1000,
+            );
+            let mut s = store.create_with_id(id);
+            s.save().expect("save");
+        }
+    }
+    let out = run(at_t0(&db).args(["list", "--json"]));
+    let order: Vec<String> = json_lines(&out.stdout)
+        .iter()
+        .map(|s| s["handle"].as_str().expect("handle").to_string())
+        .collect();
+    assert_eq!(order, [high.handle().to_string(), low.handle().to_string()]);
+}

@@ -37,6 +37,7 @@ impl Invalidate {
                     }
                 }
                 writeln!(ctx.out, "invalidated {}", plural(removed, "session"))?;
+                ctx.out.flush()?;
                 for target in &missing {
                     writeln!(ctx.err, "error: {}", super::show::not_found(target))?;
                 }

@@ -48,6 +48,8 @@ impl List {
             query.limit = want;
             let page = admin.list(&query)?;
             let mut sessions = page.sessions;
+            // The expiry index is ordered by 10-second buckets; order within a page exactly.
+            sessions.sort_by_key(|s| (s.expires_at, s.handle));
             if let Some(limit) = self.limit {
                 if shown + sessions.len() > limit {
                     sessions.truncate(limit - shown);
@@ -68,6 +70,8 @@ impl List {
             }
         }
         if !self.json {
+            // The note goes after the table, also when both streams are one terminal.
+            ctx.out.flush()?;
             if shown == 0 {
                 writeln!(ctx.err, "no sessions match")?;
             } else if more {
