@@ -750,6 +750,29 @@ fn many_clients_at_once() {
 }
 
 #[test]
+fn clients_beyond_the_limit_are_refused_with_a_reason() {
+    let env = SOCKET.env();
+    let socket = env.store().admin_socket_path().unwrap().to_path_buf();
+    // The suite's own client is the first connection.
+    let clients: Vec<RemoteAdmin> = (1..64)
+        .map(|_| RemoteAdmin::connect(&socket).unwrap())
+        .collect();
+    match RemoteAdmin::connect(&socket) {
+        Err(e @ Error::Refused { .. }) => {
+            assert!(
+                e.to_string().contains("too many admin connections (64"),
+                "{e}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // Everyone admitted is still served.
+    for client in clients.iter().chain(env.remote.as_ref()) {
+        assert_eq!(client.count_expired().unwrap(), 0);
+    }
+}
+
+#[test]
 fn dropping_the_store_ends_connected_clients_and_removes_the_socket() {
     let Env { fx, remote, .. } = SOCKET.env();
     let remote = remote.unwrap();

@@ -2,8 +2,9 @@
 //! uid, one thread per connection (at most [`MAX_CONNECTIONS`]), and shutdown when the last
 //! store handle is dropped.
 //!
-//! The threads hold the store weakly and take a strong handle only while a request runs, so
-//! the server never keeps the database open after the application let it go.
+//! The threads hold the store weakly and take a strong handle only while a request runs
+//! (released before the request's final answer), so once the application lets its store go,
+//! the server keeps the database open at most until the running request ends.
 
 use std::collections::HashMap;
 use std::fs::{self, DirBuilder};
