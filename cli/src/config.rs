@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sessdb::{ImportOptions, ListQuery, OnConflict, Status, Target};
+use sessdb::{ImportOptions, ListQuery, OnConflict, Status};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -12,6 +12,7 @@ use crate::args::{Args, Command as RawCommand, OnConflictArg};
 use crate::cmd::{check, demo, export, import, invalidate, list, purge, show, stats, tui};
 use crate::exit::Failure;
 use crate::output::Style;
+use crate::target::Named;
 
 /// Facts about the environment that change the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +117,7 @@ impl Config {
                 })
             }
             RawCommand::Show(a) => Command::Show(show::Show {
-                target: a.target.parse::<Target>()?,
+                target: Named::parse(&a.target)?,
                 json: a.json,
             }),
             RawCommand::Invalidate(a) => Command::Invalidate(match a.principal {
@@ -124,7 +125,7 @@ impl Config {
                 None => invalidate::Invalidate::Targets(
                     a.targets
                         .iter()
-                        .map(|t| t.parse::<Target>())
+                        .map(|t| Named::parse(t))
                         .collect::<Result<_, _>>()?,
                 ),
             }),

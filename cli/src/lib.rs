@@ -24,6 +24,7 @@ mod exit;
 mod output;
 mod progress;
 mod run;
+mod target;
 
 pub use args::Args;
 pub use exit::Exit;

@@ -289,7 +289,8 @@ fn malformed_handles_and_ids_are_usage_errors() {
     let db = fixture(dir.path());
     for bad in [
         "zzz",
-        "cc8cd41cef907c4d216069122c4b899",
+        "cc8cd",
+        "cc8cd41cef907c4d216069122c4b89930",
         "not-a-uuid-but-a-long-secret",
     ] {
         let out = run(at_t0(&db).args(["show", bad]));
@@ -394,4 +395,75 @@ fn list_orders_exactly_by_expiry_within_the_index_buckets() {
         .map(|s| s["handle"].as_str().expect("handle").to_string())
         .collect();
     assert_eq!(order, [high.handle().to_string(), low.handle().to_string()]);
+}
+
+#[test]
+fn show_and_invalidate_accept_the_start_of_a_handle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let h1 = handle(1);
+    let full = run(at_t0(&db).args(["show", &h1]));
+    expect(at_t0(&db).args(["show", &h1[..8]]), 0, &full.stdout, "");
+    expect(
+        at_t0(&db).args(["show", "abcdef01"]),
+        1,
+        "",
+        "error: no session with a handle starting with abcdef01\n",
+    );
+    // Fewer than six characters are not taken as a prefix.
+    let out = run(at_t0(&db).args(["show", &h1[..5]]));
+    assert_eq!((out.code, out.stdout.as_str()), (2, ""));
+    // Every name is resolved before anything is invalidated.
+    expect(
+        at_t0(&db).args(["invalidate", &h1[..8], "abcdef01"]),
+        1,
+        "",
+        "error: no session with a handle starting with abcdef01\n",
+    );
+    expect(
+        at_t0(&db).args(["invalidate", &h1[..8], &handle(3)[..10]]),
+        0,
+        "invalidated 2 sessions\n",
+        "",
+    );
+}
+
+#[test]
+fn an_ambiguous_handle_prefix_is_a_usage_error() {
+    // Two ids whose handles share their first six hex characters (a birthday search).
+    let mut seen = std::collections::HashMap::new();
+    let (a, b) = (0u128..)
+        .find_map(|n| {
+            let id = sessdb::SessionId::from_bytes(n.to_be_bytes());
+            let prefix = id.handle().to_string()[..6].to_string();
+            seen.insert(prefix, id).map(|other| (other, id))
+        })
+        .expect("a collision");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("twins.sessdb");
+    {
+        let store = sessdb::Store::open(&db).expect("open");
+        for id in [a, b] {
+            store.create_with_id(id).save().expect("save");
+        }
+    }
+    let prefix = &a.handle().to_string()[..6];
+    let out = run(on(&db).args(["show", prefix]));
+    assert_eq!((out.code, out.stdout.as_str()), (2, ""));
+    assert!(
+        out.stderr.starts_with(&format!(
+            "error: {prefix} is the start of several handles ("
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.ends_with(", ...); give more of it\n"),
+        "{}",
+        out.stderr
+    );
+    let out = run(on(&db).args(["invalidate", prefix]));
+    assert_eq!(out.code, 2);
+    let out = run(on(&db).args(["show", &a.handle().to_string()[..12]]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
 }

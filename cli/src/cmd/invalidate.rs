@@ -1,17 +1,16 @@
 //! `sessctl invalidate`: end sessions now, by handle or id, or every session of a principal.
 
-use sessdb::Target;
-
 use super::{plural, Ctx};
 use crate::db::Access;
 use crate::exit::{Exit, Failure};
 use crate::output::printable;
+use crate::target::{not_found, Named};
 
 /// `invalidate <HANDLE|SESSION-ID>...` or `invalidate --principal P`
 #[derive(Debug)]
 pub enum Invalidate {
     /// These sessions.
-    Targets(Vec<Target>),
+    Targets(Vec<Named>),
     /// Every session of this principal.
     Principal(String),
 }
@@ -27,9 +26,14 @@ impl Invalidate {
         let admin = db.admin();
         match self {
             Invalidate::Targets(targets) => {
+                // Every name is resolved before anything is invalidated.
+                let targets = targets
+                    .iter()
+                    .map(|t| t.resolve(admin))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
                 let mut removed = 0u64;
                 let mut missing = Vec::new();
-                for target in targets {
+                for target in &targets {
                     if admin.invalidate(target)? {
                         removed += 1;
                     } else {
@@ -39,7 +43,7 @@ impl Invalidate {
                 writeln!(ctx.out, "invalidated {}", plural(removed, "session"))?;
                 ctx.out.flush()?;
                 for target in &missing {
-                    writeln!(ctx.err, "error: {}", super::show::not_found(target))?;
+                    writeln!(ctx.err, "error: {}", not_found(target))?;
                 }
                 Ok(if missing.is_empty() {
                     Exit::Success

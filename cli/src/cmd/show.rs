@@ -1,20 +1,21 @@
 //! `sessctl show`: one session, metadata and data.
 
-use sessdb::{SessionInfo, Target};
+use sessdb::SessionInfo;
 use time::OffsetDateTime;
 
 use super::Ctx;
 use crate::db::Access;
-use crate::exit::{Exit, Failure};
+use crate::exit::Exit;
 use crate::output::{
     bytes, expiry_phrase, json_line, or_dash, relative, span, timestamp, Table, Tone,
 };
+use crate::target::{not_found, Named};
 
 /// `show <HANDLE|SESSION-ID> [--json]`
 #[derive(Debug)]
 pub struct Show {
     /// The session.
-    pub target: Target,
+    pub target: Named,
     /// One JSON object instead of the pretty form.
     pub json: bool,
 }
@@ -27,8 +28,9 @@ impl Show {
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
         let db = ctx.open(Access::Read)?;
         let admin = db.admin();
-        let Some(info) = admin.show(&self.target)? else {
-            return Err(not_found(&self.target).into());
+        let target = self.target.resolve(admin)?;
+        let Some(info) = admin.show(&target)? else {
+            return Err(not_found(&target).into());
         };
         if self.json {
             json_line(ctx.out, &info.to_json())?;
@@ -37,15 +39,6 @@ impl Show {
         }
         Ok(Exit::Success)
     }
-}
-
-/// The error for a session that is not there. A session id is a secret: only its handle is
-/// ever printed.
-pub fn not_found(target: &Target) -> Failure {
-    Failure::NotFound(match target {
-        Target::Handle(h) => format!("no session with handle {h}"),
-        Target::Id(id) => format!("no session with that session id (handle {})", id.handle()),
-    })
 }
 
 fn pretty(ctx: &mut Ctx<'_>, s: &SessionInfo, now: OffsetDateTime) -> anyhow::Result<()> {

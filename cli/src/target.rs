@@ -1,0 +1,111 @@
+//! Naming a session on the command line: a full handle, a session id, or (as the TUI shows
+//! them) the first characters of a handle, resolved when they match exactly one session.
+
+use sessdb::{Admin, Handle, ListQuery, Status, Target};
+
+use crate::exit::Failure;
+
+/// The fewest hex characters accepted as a handle prefix.
+pub const MIN_PREFIX: usize = 6;
+
+/// A session as the user named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Named {
+    /// A full handle or a session id.
+    Exact(Target),
+    /// The start of a handle (lower case hex, at least [`MIN_PREFIX`] characters).
+    Prefix(String),
+}
+
+impl Named {
+    /// Parses what the user typed.
+    ///
+    /// # Errors
+    /// [`sessdb::Error::InvalidId`] for anything that is neither a handle, a handle prefix nor
+    /// a session id.
+    pub fn parse(text: &str) -> Result<Named, sessdb::Error> {
+        let t = text.trim();
+        let hex = t.bytes().all(|b| b.is_ascii_hexdigit());
+        if hex && (MIN_PREFIX..32).contains(&t.len()) {
+            return Ok(Named::Prefix(t.to_ascii_lowercase()));
+        }
+        text.parse().map(Named::Exact)
+    }
+
+    /// The session this names. A prefix is looked up in every session, expired ones too.
+    ///
+    /// # Errors
+    /// [`Failure::NotFound`] when a prefix matches nothing, [`Failure::Usage`] when it matches
+    /// several sessions; storage or transport errors.
+    pub fn resolve(&self, admin: &dyn Admin) -> anyhow::Result<Target> {
+        let prefix = match self {
+            Named::Exact(target) => return Ok(*target),
+            Named::Prefix(prefix) => prefix,
+        };
+        let mut query = ListQuery {
+            search: Some(prefix.clone()),
+            status: Status::All,
+            limit: 1000,
+            ..ListQuery::default()
+        };
+        let mut found: Vec<Handle> = Vec::new();
+        loop {
+            let page = admin.list(&query)?;
+            for s in &page.sessions {
+                // The search also matches principals and labels; only handles count here.
+                if s.handle.to_string().starts_with(prefix.as_str()) && !found.contains(&s.handle) {
+                    found.push(s.handle);
+                }
+            }
+            match page.next {
+                Some(next) if found.len() < 2 => query.after = Some(next),
+                _ => break,
+            }
+        }
+        match found.as_slice() {
+            [one] => Ok(Target::Handle(*one)),
+            [] => Err(Failure::NotFound(format!(
+                "no session with a handle starting with {prefix}"
+            ))
+            .into()),
+            [a, b, ..] => Err(Failure::Usage(format!(
+                "{prefix} is the start of several handles ({a}, {b}, ...); give more of it"
+            ))
+            .into()),
+        }
+    }
+}
+
+/// The error for a session that is not there. A session id is a secret: only its handle is
+/// ever printed.
+pub fn not_found(target: &Target) -> Failure {
+    Failure::NotFound(match target {
+        Target::Handle(h) => format!("no session with handle {h}"),
+        Target::Id(id) => format!("no session with that session id (handle {})", id.handle()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_prefixes_and_ids() {
+        let full = "cc8cd41cef907c4d216069122c4b8993";
+        assert!(matches!(
+            Named::parse(full),
+            Ok(Named::Exact(Target::Handle(_)))
+        ));
+        assert_eq!(
+            Named::parse("CC8CD41C").ok(),
+            Some(Named::Prefix("cc8cd41c".into()))
+        );
+        assert!(matches!(
+            Named::parse("67e55044-10b1-426f-9247-bb680e5fe0c8"),
+            Ok(Named::Exact(Target::Id(_)))
+        ));
+        for bad in ["cc8cd", "zzzzzzzz", "", &format!("{full}0")] {
+            assert!(Named::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
