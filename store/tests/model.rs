@@ -91,6 +91,11 @@ enum Op {
     Save {
         handle: u8,
     },
+    /// Overrides the session's idle timeout (minutes).
+    SetIdle {
+        handle: u8,
+        mins: u8,
+    },
     /// Two handles of one session: the first saves, the second's save must conflict.
     StaleSave {
         session: u8,
@@ -113,6 +118,10 @@ enum Op {
         handle: u8,
     },
     Advance {
+        secs: u32,
+    },
+    /// The clock goes back (NTP step, VM restore).
+    Rewind {
         secs: u32,
     },
     Purge,
@@ -140,6 +149,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<u8>(), prop::option::of(principal()))
             .prop_map(|(handle, principal)| Op::SetPrincipal { handle, principal }),
         4 => any::<u8>().prop_map(|handle| Op::Save { handle }),
+        1 => (any::<u8>(), prop::sample::select(vec![1u8, 30, 90]))
+            .prop_map(|(handle, mins)| Op::SetIdle { handle, mins }),
         1 => (any::<u8>(), key()).prop_map(|(session, key)| Op::StaleSave { session, key }),
         2 => any::<u8>().prop_map(|handle| Op::CycleId { handle }),
         1 => any::<u8>().prop_map(|session| Op::Invalidate { session }),
@@ -148,6 +159,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(|handle| Op::DropHandle { handle }),
         3 => prop::sample::select(vec![1u32, 20, 59, 61, 600, 1_799, 1_801, 3_600, 7_201])
             .prop_map(|secs| Op::Advance { secs }),
+        1 => prop::sample::select(vec![1u32, 61, 1_801]).prop_map(|secs| Op::Rewind { secs }),
         2 => Just(Op::Purge),
         1 => Just(Op::ExportImport),
         1 => Just(Op::Reopen),
@@ -161,6 +173,7 @@ struct Rec {
     data: BTreeMap<String, Value>,
     principal: Option<P>,
     last_access: i64,
+    idle: i64,
     absolute: i64,
     expires: i64,
 }
@@ -172,7 +185,7 @@ impl Rec {
         Rec {
             version: self.version + 1,
             last_access,
-            expires: (last_access + IDLE_MS).min(self.absolute),
+            expires: (last_access + self.idle).min(self.absolute),
             ..self.clone()
         }
     }
@@ -250,6 +263,7 @@ fn rec_of(session: &Session) -> Rec {
         data: session.data().clone(),
         principal: principal_of(session.principal()),
         last_access: ms(session.last_access()),
+        idle: session.idle_timeout().as_millis() as i64,
         absolute: ms(session.absolute_deadline()),
         expires: ms(session.expires_at()),
     }
@@ -385,6 +399,7 @@ fn step(
                 data: BTreeMap::new(),
                 principal: None,
                 last_access: m.now,
+                idle: IDLE_MS,
                 absolute: m.now + LIFETIME_MS,
                 expires: (m.now + IDLE_MS).min(m.now + LIFETIME_MS),
             };
@@ -468,6 +483,21 @@ fn step(
             open.session.set_principal(principal.map(P::name))?;
             if open.pending.principal != principal {
                 open.pending.principal = principal;
+                open.dirty = true;
+            }
+            prop_assert_eq!(open.session.is_dirty(), open.dirty);
+        }
+        Op::SetIdle { handle, mins } => {
+            let Some(h) = m.pick_handle(handle) else {
+                return Ok(());
+            };
+            let open = &mut m.handles[h];
+            let idle = i64::from(mins) * 60_000;
+            open.session
+                .set_idle_timeout(Duration::from_millis(idle as u64));
+            if open.pending.idle != idle {
+                open.pending.idle = idle;
+                open.pending.expires = (open.pending.last_access + idle).min(open.pending.absolute);
                 open.dirty = true;
             }
             prop_assert_eq!(open.session.is_dirty(), open.dirty);
@@ -570,6 +600,10 @@ fn step(
         Op::Advance { secs } => {
             m.clock.advance(Duration::from_secs(u64::from(secs)));
             m.now += i64::from(secs) * 1000;
+        }
+        Op::Rewind { secs } => {
+            m.now -= i64::from(secs) * 1000;
+            m.clock.set_ms(m.now);
         }
         Op::Purge => {
             let got = store.purge_expired()?;
