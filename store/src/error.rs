@@ -33,6 +33,12 @@ pub enum Error {
         /// The path that was asked for.
         path: PathBuf,
     },
+    /// The folder exists but holds no database, and the store was told not to create one.
+    #[error("{path} is not a sessdb database (it has no database files)")]
+    NotADatabase {
+        /// The folder.
+        path: PathBuf,
+    },
     /// The database was written by a newer version of sessdb.
     #[error(
         "the database at {path} has format version {found}; this sessdb reads up to {supported}"

@@ -132,6 +132,13 @@ impl Store {
                     path: path.to_path_buf(),
                 })
             }
+            // An existing folder without sled's files is not a database: opening it without
+            // `create` (or read-only) must not turn it into one.
+            Ok(_) if (!config.create || config.read_only) && !path.join("conf").exists() => {
+                return Err(Error::NotADatabase {
+                    path: path.to_path_buf(),
+                })
+            }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if !config.create || config.read_only {

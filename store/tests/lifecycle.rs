@@ -300,6 +300,15 @@ fn missing_folder_is_not_created_when_told_not_to() {
     let err = Store::builder().create(false).open(&path).unwrap_err();
     assert!(matches!(err, Error::Missing { .. }), "{err}");
     assert!(!path.exists());
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = Store::builder().read_only(true).open(&empty).unwrap_err();
+    assert!(matches!(err, Error::NotADatabase { .. }), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&empty).unwrap().count(),
+        0,
+        "nothing created in it"
+    );
     let file = dir.path().join("file");
     std::fs::write(&file, b"x").unwrap();
     let err = Store::open(&file).unwrap_err();
