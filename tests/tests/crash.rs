@@ -15,8 +15,10 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use sessdb::{Admin, Handle, SessionId, Store, Target};
+use sessdb_e2e::sessctl;
 
 const WRITER: &str = env!("CARGO_BIN_EXE_crash_writer");
 
@@ -407,4 +409,175 @@ fn immediate_mode_survives_sigkill_with_every_acknowledged_operation() {
 #[test]
 fn periodic_mode_survives_sigkill_consistent() {
     campaign("periodic", 200);
+}
+
+// ---- killing sessctl in the middle of an import or a purge ----
+
+/// Runs `cmd`, kills it at a random moment of a run that would take about `typical`, and
+/// returns whether it was still running when killed. The moment is drawn at random; until
+/// then the test polls the child (no sleep), then sends SIGKILL.
+fn run_and_kill(mut cmd: Command, typical: Duration, rng: &mut fastrand::Rng) -> bool {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sessctl");
+    let at = typical.mul_f64(rng.f64());
+    let start = Instant::now();
+    while start.elapsed() < at {
+        if child.try_wait().expect("try_wait").is_some() {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+    let running = child.try_wait().expect("try_wait").is_none();
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    running
+}
+
+/// How long `cmd` takes when nobody kills it (and that it succeeds).
+fn timed(mut cmd: Command) -> Duration {
+    let start = Instant::now();
+    let out = cmd.output().expect("run sessctl");
+    assert!(
+        out.status.success(),
+        "sessctl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    start.elapsed()
+}
+
+fn sessctl_iterations() -> u64 {
+    (iterations() / 5).max(1)
+}
+
+/// The session lines of an export, without the header (which holds the time of export).
+fn export_lines(store: &Store) -> BTreeSet<String> {
+    let mut out = Vec::new();
+    store.export(&mut out, true).expect("export");
+    String::from_utf8(out)
+        .expect("utf-8")
+        .lines()
+        .skip(1)
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn sessctl_import_killed_midway_completes_when_run_again() {
+    let src = tempfile::tempdir().expect("tempdir");
+    let file = src.path().join("export.jsonl");
+    let want = {
+        let store = Store::open(src.path().join("db")).expect("open");
+        for i in 0..3_000 {
+            let mut s = store.create();
+            s.set_principal(Some(&format!("user{}", i % 50)))
+                .expect("principal");
+            s.insert("i", &i).expect("insert");
+            s.save().expect("save");
+        }
+        let mut out = Vec::new();
+        store.export(&mut out, true).expect("export");
+        std::fs::write(&file, out).expect("write the export");
+        export_lines(&store)
+    };
+    let file_arg = file.to_str().expect("utf-8 path");
+    let typical = {
+        let dir = tempfile::tempdir().expect("tempdir");
+        timed(sessctl(&dir.path().join("db"), &["import", file_arg]))
+    };
+    let mut rng = fastrand::Rng::with_seed(base_seed());
+    let (mut killed, mut partial) = (0, 0);
+    for _ in 0..sessctl_iterations() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("db");
+        killed += u32::from(run_and_kill(
+            sessctl(&db, &["import", file_arg]),
+            typical,
+            &mut rng,
+        ));
+        if db.exists() {
+            let store = Store::open(&db).expect("opens after the kill");
+            let report = store.check().expect("check");
+            assert!(!report.has_problems(), "after the kill: {report:?}");
+            let n = store.stats().expect("stats").live;
+            partial += u32::from(n > 0 && n < 3_000);
+        }
+        timed(sessctl(&db, &["import", file_arg]));
+        let store = Store::open(&db).expect("open");
+        assert!(!store.check().expect("check").has_problems());
+        assert!(
+            export_lines(&store) == want,
+            "the rerun did not complete the import"
+        );
+    }
+    assert!(killed > 0, "no run was killed while importing");
+    eprintln!("import: {killed} runs killed, {partial} of them midway through writing");
+}
+
+#[test]
+fn sessctl_purge_killed_midway_completes_when_run_again() {
+    let pristine = tempfile::tempdir().expect("tempdir");
+    let src = pristine.path().join("db");
+    let live = {
+        let store = Store::open(&src).expect("open");
+        for i in 0..3_000 {
+            let mut s = store.create();
+            s.set_principal(Some(&format!("user{}", i % 50)))
+                .expect("principal");
+            if i % 6 != 0 {
+                s.set_idle_timeout(Duration::ZERO); // expired once written
+            }
+            s.save().expect("save");
+        }
+        store.flush().expect("flush");
+        export_lines(&store)
+            .into_iter()
+            .filter(|l| l.contains("\"idle_timeout_s\":1800"))
+            .collect::<BTreeSet<String>>()
+    };
+    assert_eq!(live.len(), 500);
+    let copy = |to: &Path| {
+        std::fs::create_dir(to).expect("mkdir");
+        for entry in std::fs::read_dir(&src).expect("read_dir") {
+            let entry = entry.expect("entry");
+            if entry.file_type().expect("type").is_file() {
+                std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+            }
+        }
+    };
+    let typical = {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy(&dir.path().join("db"));
+        timed(sessctl(&dir.path().join("db"), &["purge", "--expired"]))
+    };
+    let mut rng = fastrand::Rng::with_seed(base_seed());
+    let (mut killed, mut partial) = (0, 0);
+    for _ in 0..sessctl_iterations() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("db");
+        copy(&db);
+        killed += u32::from(run_and_kill(
+            sessctl(&db, &["purge", "--expired"]),
+            typical,
+            &mut rng,
+        ));
+        {
+            let store = Store::open(&db).expect("opens after the kill");
+            let report = store.check().expect("check");
+            assert!(!report.has_problems(), "after the kill: {report:?}");
+            let stats = store.stats().expect("stats");
+            assert_eq!(stats.live, 500);
+            partial += u32::from(stats.expired > 0 && stats.expired < 2_500);
+        }
+        timed(sessctl(&db, &["purge", "--expired"]));
+        let store = Store::open(&db).expect("open");
+        assert!(!store.check().expect("check").has_problems());
+        let stats = store.stats().expect("stats");
+        assert_eq!((stats.live, stats.expired), (500, 0));
+        assert!(export_lines(&store) == live, "the live sessions changed");
+    }
+    assert!(killed > 0, "no run was killed while purging");
+    eprintln!("purge: {killed} runs killed, {partial} of them midway through removing");
 }
