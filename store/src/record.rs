@@ -50,7 +50,12 @@ pub(crate) enum DecodeError {
 impl Head {
     /// `min(last_access + idle, absolute_deadline)`.
     pub(crate) fn compute_expiry(&self) -> i64 {
-        crate::clock::add_ms(self.last_access, self.idle_timeout_ms).min(self.absolute_deadline)
+        self.expiry_if_accessed_at(self.last_access)
+    }
+
+    /// The expiry this session would have with `last_access` as its last access.
+    pub(crate) fn expiry_if_accessed_at(&self, last_access: i64) -> i64 {
+        crate::clock::add_ms(last_access, self.idle_timeout_ms).min(self.absolute_deadline)
     }
 
     /// Whether the session is expired at `now` (a session is expired *at* its deadline).

@@ -290,19 +290,21 @@ impl Session {
     /// The record as it would be written now, or `None` if nothing needs writing: no change and
     /// the stored deadline within the touch interval of the new one.
     fn next_record(&self) -> Option<Record> {
-        let now = self.store.now();
-        let mut next = self.record.clone();
         // A clock that went backwards never moves last access back.
-        next.head.last_access = next.head.last_access.max(now);
-        next.head.expires_at = next.head.compute_expiry();
-        next.head.version = next.head.version.wrapping_add(1);
+        let last_access = self.record.head.last_access.max(self.store.now());
+        let expires_at = self.record.head.expiry_if_accessed_at(last_access);
         if !self.dirty {
             let stored = self.stored.as_ref().map_or(i64::MIN, |(_, h)| h.expires_at);
             let touch = duration_ms(self.store.inner.config.touch_interval);
-            if next.head.expires_at.saturating_sub(stored) < touch.max(1) {
+            if expires_at.saturating_sub(stored) < touch.max(1) {
+                // Decided before copying the record: a save that writes nothing costs nothing.
                 return None;
             }
         }
+        let mut next = self.record.clone();
+        next.head.last_access = last_access;
+        next.head.expires_at = expires_at;
+        next.head.version = next.head.version.wrapping_add(1);
         Some(next)
     }
 
