@@ -4,16 +4,23 @@
 //! sled's own flush ends in `sync_file_range`, which survives a killed process but does not
 //! flush the disk's write cache or the file's metadata; `fsync` does. Blob files (values over
 //! sled's blob threshold) are written without a sync by sled, so new ones are synced here too.
+//! The folders are synced the first time and whenever their listing changed (a new blob, a
+//! new snapshot): a commit that changed no directory entry needs only the `fsync` of the
+//! database file.
 
+use std::collections::hash_map::DefaultHasher;
 use std::fs::{self, File};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::store::lock;
 
 pub(crate) struct GroupCommit {
     path: PathBuf,
+    /// The database file, opened once: sled never replaces it.
+    db_file: OnceLock<File>,
     state: Mutex<State>,
     done: Condvar,
 }
@@ -27,12 +34,22 @@ struct State {
     flushing: bool,
     /// Blob files up to this name (an LSN) are known to be synced.
     blobs_synced: u64,
+    /// The listing of the folders when they were last synced (see [`listing`]).
+    dirs_synced: Option<u64>,
+}
+
+/// What a sync made durable.
+#[derive(Clone, Copy)]
+struct Synced {
+    blobs: u64,
+    dirs: Option<u64>,
 }
 
 impl GroupCommit {
     pub(crate) fn new(path: &Path) -> Self {
         GroupCommit {
             path: path.to_path_buf(),
+            db_file: OnceLock::new(),
             state: Mutex::new(State::default()),
             done: Condvar::new(),
         }
@@ -54,19 +71,19 @@ impl GroupCommit {
             }
             st.flushing = true;
             let target = st.requested;
-            let blobs_synced = st.blobs_synced;
+            let before = st.synced();
             drop(st);
             let result = db
                 .flush()
                 .map_err(Error::from)
-                .and_then(|_| self.fsync(blobs_synced));
+                .and_then(|_| self.fsync(before));
             st = lock(&self.state);
             st.flushing = false;
             self.done.notify_all();
             match result {
-                Ok(blobs) => {
+                Ok(synced) => {
                     st.durable = st.durable.max(target);
-                    st.blobs_synced = st.blobs_synced.max(blobs);
+                    st.record(synced);
                 }
                 Err(e) => return Err(e),
             }
@@ -75,22 +92,27 @@ impl GroupCommit {
 
     /// `fsync`s the database files without a preceding sled flush (the caller flushed).
     pub(crate) fn fsync_files(&self) -> Result<()> {
-        let blobs = self.fsync(lock(&self.state).blobs_synced)?;
-        let mut st = lock(&self.state);
-        st.blobs_synced = st.blobs_synced.max(blobs);
+        let before = lock(&self.state).synced();
+        let synced = self.fsync(before)?;
+        lock(&self.state).record(synced);
         Ok(())
     }
 
-    fn fsync(&self, blobs_synced: u64) -> Result<u64> {
+    fn fsync(&self, before: Synced) -> Result<Synced> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| Error::Io { path, source }
         };
-        let db_file = self.path.join("db");
-        File::open(&db_file)
-            .and_then(|f| f.sync_all())
-            .map_err(io(&db_file))?;
-        let mut newest = blobs_synced;
+        let db_path = self.path.join("db");
+        let db_file = match self.db_file.get() {
+            Some(f) => f,
+            None => {
+                let f = File::open(&db_path).map_err(io(&db_path))?;
+                self.db_file.get_or_init(|| f)
+            }
+        };
+        db_file.sync_all().map_err(io(&db_path))?;
+        let mut newest = before.blobs;
         let blobs = self.path.join("blobs");
         if let Ok(entries) = fs::read_dir(&blobs) {
             for entry in entries.flatten() {
@@ -101,7 +123,7 @@ impl GroupCommit {
                 else {
                     continue;
                 };
-                if lsn > blobs_synced {
+                if lsn > before.blobs {
                     // A blob may be gone by now (rewritten); that is fine.
                     if let Ok(f) = File::open(entry.path()) {
                         f.sync_all().map_err(io(&entry.path()))?;
@@ -109,13 +131,48 @@ impl GroupCommit {
                     newest = newest.max(lsn);
                 }
             }
-            File::open(&blobs)
-                .and_then(|d| d.sync_all())
-                .map_err(io(&blobs))?;
         }
-        File::open(&self.path)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.path))?;
-        Ok(newest)
+        // A directory entry (a new blob or snapshot, a rename) is durable only once its folder
+        // is synced; when the listing is the one last synced, there is nothing to sync.
+        let now = listing(&self.path).map_err(io(&self.path))? ^ listing(&blobs).unwrap_or(0);
+        if before.dirs != Some(now) {
+            if blobs.is_dir() {
+                File::open(&blobs)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io(&blobs))?;
+            }
+            File::open(&self.path)
+                .and_then(|d| d.sync_all())
+                .map_err(io(&self.path))?;
+        }
+        Ok(Synced {
+            blobs: newest,
+            dirs: Some(now),
+        })
+    }
+}
+
+/// A fingerprint of the names in a folder, independent of their order.
+fn listing(dir: &Path) -> std::io::Result<u64> {
+    let mut sum = 0u64;
+    for entry in fs::read_dir(dir)? {
+        let mut h = DefaultHasher::new();
+        entry?.file_name().hash(&mut h);
+        sum = sum.wrapping_add(h.finish());
+    }
+    Ok(sum)
+}
+
+impl State {
+    fn synced(&self) -> Synced {
+        Synced {
+            blobs: self.blobs_synced,
+            dirs: self.dirs_synced,
+        }
+    }
+
+    fn record(&mut self, synced: Synced) {
+        self.blobs_synced = self.blobs_synced.max(synced.blobs);
+        self.dirs_synced = synced.dirs;
     }
 }
