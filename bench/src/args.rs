@@ -28,6 +28,10 @@ pub struct Args {
     /// Skip the Redis peer even when redis-server is installed.
     #[arg(long)]
     pub no_redis: bool,
+    /// Run only these parts, comma separated: sessdb, sled, sqlite, redis, memory, cache
+    /// [default: all].
+    #[arg(long, value_delimiter = ',', value_name = "PART")]
+    pub only: Vec<String>,
     #[command(subcommand)]
     pub child: Option<Child>,
 }

@@ -24,7 +24,10 @@ struct Config {
     seed: u64,
     redis: Option<PathBuf>,
     redis_note: Option<String>,
+    only: Vec<String>,
 }
+
+const PARTS: [&str; 6] = ["sessdb", "sled", "sqlite", "redis", "memory", "cache"];
 
 pub fn run(args: Args) -> Result<()> {
     if let Some(Child::Run {
@@ -68,7 +71,14 @@ fn configure(args: Args) -> Result<Config> {
         ),
         (false, Some(bin)) => (Some(bin), None),
     };
+    if let Some(bad) = args.only.iter().find(|p| !PARTS.contains(&p.as_str())) {
+        bail!(
+            "--only: unknown part {bad:?} (expected one of {})",
+            PARTS.join(", ")
+        );
+    }
     Ok(Config {
+        only: args.only,
         quick: args.quick,
         sizes,
         dir: args.dir.unwrap_or_else(env::temp_dir),
@@ -125,6 +135,10 @@ fn parent(config: &Config) -> Result<()> {
                 kinds.push(("cache", Some(mib)));
             }
         }
+        kinds.retain(|(kind, _)| {
+            let part = kind.strip_prefix("memory-").map_or(*kind, |_| "memory");
+            config.only.is_empty() || config.only.iter().any(|p| p == part)
+        });
         for (kind, cache_mib) in kinds {
             eprintln!(
                 "[{:>6.1}s] {} sessions: {kind}{}",

@@ -318,6 +318,11 @@ pub fn memory(plan: &Plan, dir: &Path, cache_bytes: Option<u64>) -> Result<()> {
         let name = format!("load hit, cache_bytes {} MiB", bytes >> 20);
         let mut m = timer.finish(&name, ENGINE, plan.n, None);
         m.rss_kib = peak_rss_kib();
+        m.note = Some(format!(
+            "a fresh process: open ({:.2} s) and {} loads",
+            open.as_secs_f64(),
+            plan.sample
+        ));
         m.emit();
         return Ok(());
     }
