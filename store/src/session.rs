@@ -314,7 +314,7 @@ impl Session {
     /// # Errors
     /// [`Error::Conflict`] if another writer saved the session since it was loaded (nothing is
     /// written; load again and retry, or use [`Store::update`]); [`Error::NotFound`] if it was
-    /// invalidated or purged meanwhile; [`Error::TooLarge`]; [`Error::PrincipalLimit`];
+    /// invalidated, purged or expired meanwhile (a save never brings an expired session back); [`Error::TooLarge`]; [`Error::PrincipalLimit`];
     /// [`Error::ReadOnly`]; storage errors.
     pub fn save(&mut self) -> Result<()> {
         let Some(next) = self.next_record() else {
@@ -338,6 +338,9 @@ impl Session {
             };
             let bytes = {
                 let _k = self.store.lock_key(&self.handle);
+                if let Some((loaded, head)) = &self.stored {
+                    self.store.refuse_expired(&self.handle, loaded, head)?;
+                }
                 let old = self.stored.as_ref().map(|(b, h)| (b, h));
                 self.store.write_locked(&self.handle, old, &next)?
             };

@@ -570,6 +570,31 @@ impl Store {
         Ok(bytes)
     }
 
+    /// A session that expired after it was loaded is not brought back by a write through that
+    /// handle: `NotFound` if the record is still the expired one (or gone), `Conflict` if
+    /// another writer changed it since (a retry loads the current state). The caller holds the
+    /// key lock.
+    pub(crate) fn refuse_expired(&self, handle: &Handle, loaded: &IVec, head: &Head) -> Result<()> {
+        if !head.is_expired(self.now()) {
+            return Ok(());
+        }
+        match self.inner.sessions.get(handle.as_bytes())? {
+            Some(current) if current != *loaded => {
+                self.inner
+                    .counters
+                    .conflicts
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(Error::Conflict {
+                    handle: handle.to_string(),
+                    expected: head.version,
+                })
+            }
+            _ => Err(Error::NotFound {
+                handle: handle.to_string(),
+            }),
+        }
+    }
+
     /// Removes the record under `handle` and its index entries. The caller holds the key lock.
     pub(crate) fn remove_locked(&self, handle: &Handle) -> Result<bool> {
         let Some(bytes) = self.inner.sessions.remove(handle.as_bytes())? else {
@@ -635,6 +660,7 @@ impl Store {
         ]);
         let mut stripes = vec![Self::key_stripe(old), Self::key_stripe(new)];
         let _guards = self.lock_stripes(&mut stripes);
+        self.refuse_expired(old, loaded, old_head)?;
         let old_exp = expiry_key(old_head.expires_at, old);
         let new_exp = expiry_key(record.head.expires_at, new);
         let old_pk = old_head.principal.as_deref().map(|p| principal_key(p, old));

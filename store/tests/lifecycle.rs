@@ -343,3 +343,22 @@ fn stale_save_is_a_conflict_and_writes_nothing() {
     assert_eq!(stored.get::<i32>("n").unwrap(), Some(1));
     assert_eq!(stored.version(), 2);
 }
+
+#[test]
+fn a_save_never_brings_back_a_session_that_expired_after_it_was_loaded() {
+    let f = fixture_with(Store::builder().idle_timeout(Duration::from_secs(60)));
+    let mut s = f.store.create();
+    s.save().unwrap();
+    let mut long_request = f.store.load(s.id()).unwrap().unwrap();
+    f.advance(60);
+    long_request.insert("late", &true).unwrap();
+    let err = long_request.save().unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert!(matches!(
+        long_request.cycle_id(),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(f.store.load(s.id()).unwrap().is_none());
+    // update() sees no session rather than reviving it.
+    assert!(f.store.update(s.id(), |_| ()).unwrap().is_none());
+}

@@ -338,6 +338,8 @@ impl Model {
             // A save that fails writes nothing, and so evicts nobody.
             None => (Outcome::NotFound, None, Vec::new()),
             Some(r) if r.version != open.base.version => (Outcome::Conflict, None, Vec::new()),
+            // A save never brings back a session that expired after it was loaded.
+            Some(_) if !open.base.is_live(self.now) => (Outcome::NotFound, None, Vec::new()),
             Some(_) => (Outcome::Written, Some(next), victims),
         }
     }
@@ -554,6 +556,7 @@ fn step(
             let expected = match m.record(&old_id) {
                 None => Outcome::NotFound,
                 Some(r) if r.version != m.handles[h].base.version => Outcome::Conflict,
+                Some(_) if !m.handles[h].base.is_live(m.now) => Outcome::NotFound,
                 Some(_) => Outcome::Written,
             };
             let got = outcome(store, before, m.handles[h].session.cycle_id());
