@@ -49,7 +49,7 @@ fn quick_run_prints_every_row_and_target() {
         "peak RSS with default settings ≤ 600 MiB (1k)",
         "open a 1k-session store in < 2 s",
         "Redis skipped: --no-redis",
-        "the sessdb tower-sessions adapter does not exist yet",
+        "not measured yet: needs the tower-sessions adapter",
     ] {
         assert!(stdout.contains(target), "missing {target:?} in:\n{stdout}");
     }
