@@ -280,7 +280,9 @@ fn history(rng: &mut Rng, base: i64, who: &Who) -> History {
         45..=51 => (rng.range(10 * MINUTE, 18 * MINUTE), false),
         // Idle for longer than the 30-minute timeout: expired, not yet purged.
         55..=79 => (rng.range(31 * MINUTE, 20 * HOUR), false),
-        _ => (rng.range(0, 3 * DAY), true),
+        // Only signed-in users tick "remember me"; a guest's session ends with the day.
+        _ if matches!(who, Who::User { .. }) => (rng.range(0, 3 * DAY), true),
+        _ => (rng.range(0, 10 * MINUTE), false),
     };
     let last_access = base - gap;
     let span = if remember_me {
@@ -391,11 +393,23 @@ fn create(
             session
         }
     };
-    // The requests after the first, evenly spread up to the last access.
+    // The requests after the first, evenly spread up to the last access. Between two of them
+    // an open tab keeps the session alive (a touch well within the idle timeout): a save never
+    // brings back a session that expired, so the history must not let it lapse.
     let span = h.last_access - h.created;
+    let keepalive =
+        (i64::try_from(session.idle_timeout().as_millis()).unwrap_or(i64::MAX) * 4 / 5).max(MINUTE);
+    let mut at = h.created;
     let mut cart: Vec<serde_json::Value> = Vec::new();
     for step in 1..=i64::from(h.requests) {
-        clock.set_ms(h.created + span * step / i64::from(h.requests));
+        let next = h.created + span * step / i64::from(h.requests);
+        while next - at > keepalive {
+            at += keepalive;
+            clock.set_ms(at);
+            session.save()?;
+        }
+        at = next;
+        clock.set_ms(next);
         request(&mut session, who, step, &mut cart, rng)?;
         session.save()?;
     }

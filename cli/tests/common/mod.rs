@@ -116,20 +116,26 @@ pub fn fixture(dir: &Path) -> PathBuf {
 
     at(120);
     let mut s = store.create_with_id(id(2));
+    // Alive through its history (a save never revives an expired session); 30 minutes from
+    // its last save on.
+    s.set_idle_timeout(Duration::from_secs(24 * 3600));
     s.set_principal(Some("alice")).expect("principal");
     s.set_label(Some("ios-app")).expect("label");
     s.set_remote_addr(Some("198.51.100.20")).expect("addr");
     s.save().expect("save");
     at(25);
+    s.set_idle_timeout(Duration::from_secs(30 * 60));
     s.insert("page_views", &7).expect("insert");
     s.save().expect("save");
 
     at(180);
     let mut s = store.create_with_id(id(3));
+    s.set_idle_timeout(Duration::from_secs(24 * 3600));
     s.set_principal(Some("bob")).expect("principal");
     s.set_remote_addr(Some("2001:db8::1")).expect("addr");
     s.save().expect("save");
     at(60);
+    s.set_idle_timeout(Duration::from_secs(30 * 60));
     s.insert("flash", &serde_json::Value::Null).expect("insert");
     s.save().expect("save");
 
