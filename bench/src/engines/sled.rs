@@ -31,8 +31,10 @@ pub fn run(plan: &Plan, dir: &Path) -> Result<()> {
 
     reset_peak_rss();
     let mut timer = Timer::with_capacity(plan.n);
+    let mut value_bytes = 0;
     for i in 0..plan.n {
         let value = plan.peer_value(i, &plan.content(i), plan.created(i), 1);
+        value_bytes += value.len();
         let key = plan.peer_key(i);
         timer.time(|| db.insert(key, value))?;
     }
@@ -42,7 +44,10 @@ pub fn run(plan: &Plan, dir: &Path) -> Result<()> {
     let mut m = timer.finish("populate (setup)", ENGINE, plan.n, None);
     m.rss_kib = peak_rss_kib();
     m.disk_per_session = Some(disk_bytes(&path(dir)) as f64 / plan.n as f64);
-    m.note = Some("one insert per session, no index".into());
+    m.note = Some(format!(
+        "one insert per session, no index; values of {} B on average",
+        value_bytes / plan.n.max(1)
+    ));
     m.emit();
 
     reset_peak_rss();
