@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{at_t0, expect, export_body, fixture, handle, json_lines, on, run, t0};
+use common::{at_t0, expect, export_body, fixture, handle, json_lines, on, run, t0, via_socket};
 use sessdb::{ManualClock, Store};
 
 /// The "application": the fixture opened with its admin socket, its clock at T0.
@@ -25,35 +25,38 @@ fn commands_go_through_the_admin_socket_of_a_running_application() {
     assert_eq!(direct_list.code, 0);
 
     let app = application(&db);
+    // The application is this test process; sessctl says it goes through its socket.
+    let note = via_socket(&db, std::process::id());
     // No --as-of: through the socket, "now" is the application's clock (T0 here).
     expect(
         on(&db).args(["list", "--limit", "0"]),
         0,
         &direct_list.stdout,
-        "",
+        &note,
     );
     expect(
         on(&db).args(["show", &handle(4)]),
         0,
         &direct_show.stdout,
-        "",
+        &note,
     );
     let out = run(on(&db).args(["export", "--include-expired"]));
     assert_eq!(
         (out.code, out.stderr.as_str()),
-        (0, "exported 5 sessions to stdout\n")
+        (0, format!("{note}exported 5 sessions to stdout\n").as_str())
     );
     assert_eq!(
         out.stdout.split_once('\n').expect("header").1,
         direct_export
     );
     let out = run(on(&db).args(["stats", "--json"]));
+    assert_eq!(out.stderr, note);
     assert_eq!(json_lines(&out.stdout)[0]["live"], 3);
     expect(
         on(&db).arg("check"),
         0,
         "checked 5 records: no problems\n",
-        "",
+        &note,
     );
 
     // Writes reach the application's store.
@@ -61,20 +64,20 @@ fn commands_go_through_the_admin_socket_of_a_running_application() {
         on(&db).args(["invalidate", "--principal", "alice"]),
         0,
         "invalidated 2 sessions of principal \"alice\"\n",
-        "",
+        &note,
     );
     assert!(app.sessions_of("alice").expect("sessions_of").is_empty());
     expect(
         on(&db).args(["purge", "--expired"]),
         0,
         "removed 2 expired sessions\n",
-        "",
+        &note,
     );
     expect(
         on(&db).args(["show", &handle(3)]),
         1,
         "",
-        &format!("error: no session with handle {}\n", handle(3)),
+        &format!("{note}error: no session with handle {}\n", handle(3)),
     );
 
     // --as-of cannot move the application's clock.

@@ -48,12 +48,23 @@ impl std::fmt::Debug for Ctx<'_> {
 }
 
 impl Ctx<'_> {
-    /// Opens the database for `access`.
+    /// Opens the database for `access`, and says on stderr when a running application holds
+    /// it and the command goes through that application's admin socket.
     ///
     /// # Errors
-    /// See [`db::open`].
-    pub fn open(&self, access: Access) -> anyhow::Result<Database> {
-        db::open(self.db, self.as_of, access)
+    /// See [`db::open`]; a write error on stderr.
+    pub fn open(&mut self, access: Access) -> anyhow::Result<Database> {
+        let db = db::open(self.db, self.as_of, access)?;
+        if let Database::Remote(remote) = &db {
+            writeln!(
+                self.err,
+                "note: a running application (pid {}) holds the database; going through its \
+                 admin socket {}",
+                remote.server_pid(),
+                remote.socket_path().display()
+            )?;
+        }
+        Ok(db)
     }
 }
 

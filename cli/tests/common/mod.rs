@@ -38,6 +38,16 @@ pub fn at_t0(db: &Path) -> Command {
     cmd
 }
 
+/// What sessctl says on stderr when it reaches `db` through the admin socket of the running
+/// application `pid`.
+pub fn via_socket(db: &Path, pid: u32) -> String {
+    format!(
+        "note: a running application (pid {pid}) holds the database; going through its admin \
+         socket {}\n",
+        db.join("admin.sock").display()
+    )
+}
+
 /// What a run printed and how it ended.
 #[derive(Debug)]
 pub struct Out {
