@@ -14,6 +14,7 @@ Exit codes:
   1  a named session or principal was not found
   2  usage error: a bad option, argument, time, duration, handle or session id
   3  the database is held by another process (sled allows one process at a time)
+     (for `demo --live`: a running application already serves it)
   4  bad data: bad import lines, a check that found problems, an undecodable record
   5  any other I/O or database error (missing database, not a folder, newer format, ...)
 
@@ -48,7 +49,8 @@ pub struct Args {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a realistic demo database and say what to try next.
+    /// Create a realistic demo database and say what to try next; with --live, run a
+    /// simulated application on it.
     Demo(DemoArgs),
     /// Live and expired sessions, principals, size on disk, format version.
     Stats(StatsArgs),
@@ -80,6 +82,18 @@ pub struct DemoArgs {
     /// Replace an existing database at --db.
     #[arg(long)]
     pub force: bool,
+    /// Then run a simulated application on it (an existing database is used as it is): it
+    /// serves the admin socket and keeps logging users in and out, serving their requests,
+    /// rotating session ids and letting sessions expire, until Ctrl-C. Watch it with
+    /// `sessctl tui` in another terminal.
+    #[arg(long)]
+    pub live: bool,
+    /// With --live: operations per second [default: 300].
+    #[arg(long, value_name = "N", requires = "live")]
+    pub rate: Option<String>,
+    /// With --live: stop by itself after SECS seconds.
+    #[arg(long, value_name = "SECS", requires = "live")]
+    pub duration: Option<String>,
 }
 
 /// `sessctl stats`

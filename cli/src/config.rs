@@ -87,10 +87,32 @@ impl Config {
     pub fn new(args: Args, env: Env) -> anyhow::Result<Config> {
         let as_of = args.as_of.as_deref().map(parse_time).transpose()?;
         let command = match args.command {
-            RawCommand::Demo(a) => Command::Demo(demo::Demo {
-                sessions: a.sessions,
-                force: a.force,
-            }),
+            RawCommand::Demo(a) => {
+                let live = if a.live {
+                    if as_of.is_some() {
+                        return Err(usage(
+                            "--as-of cannot be used with demo --live: the simulated application \
+                             runs on the system clock"
+                                .into(),
+                        ));
+                    }
+                    Some(demo::Live {
+                        rate: a.rate.as_deref().map_or(Ok(DEFAULT_RATE), parse_rate)?,
+                        duration: a
+                            .duration
+                            .as_deref()
+                            .map(|d| parse_seconds("--duration", d, 0.1, MAX_DURATION_SECS))
+                            .transpose()?,
+                    })
+                } else {
+                    None
+                };
+                Command::Demo(demo::Demo {
+                    sessions: a.sessions,
+                    force: a.force,
+                    live,
+                })
+            }
             RawCommand::Stats(a) => Command::Stats(stats::Stats { json: a.json }),
             RawCommand::List(a) => {
                 let expiring_within = a
@@ -230,10 +252,33 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_refresh(text: &str) -> anyhow::Result<Duration> {
+    parse_seconds("--refresh", text, 0.1, 3600.0)
+}
+
+/// A number of seconds between `min` and `max` for `flag`.
+fn parse_seconds(flag: &str, text: &str, min: f64, max: f64) -> anyhow::Result<Duration> {
     match text.trim().parse::<f64>() {
-        Ok(s) if (0.1..=3600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        Ok(s) if (min..=max).contains(&s) => Ok(Duration::from_secs_f64(s)),
         _ => Err(usage(format!(
-            "--refresh: {:?} is not a number of seconds between 0.1 and 3600",
+            "{flag}: {:?} is not a number of seconds between {min} and {max}",
+            crate::output::clip(text, 40)
+        ))),
+    }
+}
+
+/// `demo --live` without `--rate`: busy enough to watch, light enough for a laptop.
+const DEFAULT_RATE: u32 = 300;
+const MAX_RATE: u32 = 100_000;
+/// A year: far from any overflow of `Instant + Duration`.
+const MAX_DURATION_SECS: f64 = 365.0 * 86_400.0;
+
+/// Operations per second for `demo --live --rate`.
+fn parse_rate(text: &str) -> anyhow::Result<u32> {
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_RATE).contains(&n) => Ok(n),
+        _ => Err(usage(format!(
+            "--rate: {:?} is not a whole number of operations per second between 1 and \
+             {MAX_RATE}",
             crate::output::clip(text, 40)
         ))),
     }
@@ -273,5 +318,21 @@ mod tests {
         assert!(parse_refresh("NaN").is_err());
         assert!(parse_time("2025-01-31T12:00:00Z").is_ok());
         assert!(parse_time("2025-01-31").is_err());
+    }
+
+    #[test]
+    fn live_rate_and_duration() {
+        assert_eq!(parse_rate("300").expect("valid"), 300);
+        assert_eq!(parse_rate(" 1 ").expect("valid"), 1);
+        assert_eq!(parse_rate("100000").expect("valid"), MAX_RATE);
+        for bad in ["0", "100001", "-5", "2.5", "fast", ""] {
+            assert!(parse_rate(bad).is_err(), "{bad:?}");
+        }
+        let d = |t| parse_seconds("--duration", t, 0.1, MAX_DURATION_SECS);
+        assert_eq!(d("2.5").expect("valid"), Duration::from_millis(2500));
+        assert_eq!(d("60").expect("valid"), Duration::from_secs(60));
+        for bad in ["0", "0.01", "-1", "inf", "NaN", "1e9", "10s"] {
+            assert!(d(bad).is_err(), "{bad:?}");
+        }
     }
 }

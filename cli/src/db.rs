@@ -7,7 +7,7 @@ use std::io;
 use std::path::Path;
 
 use anyhow::Context as _;
-use sessdb::{Admin, ManualClock, RemoteAdmin, Store};
+use sessdb::{Admin, Builder, ManualClock, RemoteAdmin, Store};
 use time::OffsetDateTime;
 
 use crate::exit::Failure;
@@ -121,19 +121,32 @@ pub fn open_direct(
     clock: Option<ManualClock>,
     access: Access,
 ) -> anyhow::Result<Store> {
-    refuse_foreign_folder(path, access)?;
-    let mut builder = Store::builder()
-        .read_only(access == Access::Read)
-        .create(access == Access::Create);
+    let mut builder = Store::builder();
     if let Some(clock) = clock {
         builder = builder.clock(clock);
     }
+    open_with(path, builder, access)
+}
+
+/// Opens the database in this process with the settings of `builder` (whose `read_only` and
+/// `create` follow `access`): the live demo's application serves its admin socket.
+///
+/// # Errors
+/// As for [`open_direct`], and [`sessdb::Error::AdminSocketInUse`] when another process
+/// serves the socket `builder` asks for.
+pub fn open_with(path: &Path, builder: Builder, access: Access) -> anyhow::Result<Store> {
+    refuse_foreign_folder(path, access)?;
+    let builder = builder
+        .read_only(access == Access::Read)
+        .create(access == Access::Create);
     builder.open(path).map_err(|e| match e {
         // These already name the path and say what is wrong.
         sessdb::Error::Locked { .. }
         | sessdb::Error::Missing { .. }
         | sessdb::Error::NotADirectory { .. }
         | sessdb::Error::NewerFormat { .. }
+        | sessdb::Error::AdminSocketInUse { .. }
+        | sessdb::Error::AdminSocket { .. }
         | sessdb::Error::Io { .. } => anyhow::Error::new(e),
         other => anyhow::Error::new(other)
             .context(format!("cannot open the database at {}", path.display())),

@@ -79,7 +79,10 @@ pub fn classify(err: &anyhow::Error) -> Exit {
         }
         if let Some(e) = cause.downcast_ref::<sessdb::Error>() {
             return match e {
-                sessdb::Error::Locked { .. } => Exit::Locked,
+                // Another process serves this database: it holds it.
+                sessdb::Error::Locked { .. } | sessdb::Error::AdminSocketInUse { .. } => {
+                    Exit::Locked
+                }
                 sessdb::Error::NotFound { .. } => Exit::NotFound,
                 sessdb::Error::InvalidId { .. } | sessdb::Error::InvalidField { .. } => Exit::Usage,
                 sessdb::Error::Corrupt { .. } | sessdb::Error::NewerRecord { .. } => Exit::BadData,

@@ -21,6 +21,7 @@ fn help_documents_every_exit_code() {
         "  1  a named session or principal was not found\n",
         "  2  usage error: a bad option, argument, time, duration, handle or session id\n",
         "  3  the database is held by another process (sled allows one process at a time)\n",
+        "     (for `demo --live`: a running application already serves it)\n",
         "  4  bad data: bad import lines, a check that found problems, an undecodable record\n",
         "  5  any other I/O or database error (missing database, not a folder, newer format, ...)\n",
         "  SESSCTL_DB  the database folder when --db is not given\n",

@@ -1,6 +1,9 @@
 //! `sessctl demo`: a realistic database to try sessctl on. A clock the demo moves by hand
 //! gives every session a history (creation, several requests, a last access), so that some
-//! are active, some about to expire and some already expired when the demo ends.
+//! are active, some about to expire and some already expired when the demo ends. With
+//! `--live` ([`live`]), a simulated application then keeps working on it.
+
+mod live;
 
 use std::fs;
 use std::io;
@@ -18,13 +21,17 @@ use crate::exit::{Exit, Failure};
 use crate::output::timestamp;
 use crate::progress::Progress;
 
-/// `demo [--sessions N] [--force]`
+pub use live::Live;
+
+/// `demo [--sessions N] [--force] [--live ...]`
 #[derive(Debug)]
 pub struct Demo {
     /// How many sessions to create.
     pub sessions: u32,
     /// Replace an existing database.
     pub force: bool,
+    /// Run a simulated application on the database afterwards.
+    pub live: Option<Live>,
 }
 
 const MINUTE: i64 = 60_000;
@@ -142,19 +149,29 @@ impl Demo {
     /// [`Failure::Usage`] when a database exists and `--force` is not given, or `--db` is a
     /// folder of other files; open, storage and write errors.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
+        if let Some(live) = &self.live {
+            return live.run(ctx, self);
+        }
         prepare(ctx.db, self.force)?;
-        let base = ctx.as_of.unwrap_or_else(OffsetDateTime::now_utc);
-        let base_ms = to_ms(base);
-        let clock = ManualClock::at_ms(base_ms);
-        let store = db::open_direct(ctx.db, Some(clock.clone()), Access::Create)?;
-        let progress = Progress::bar(ctx.progress, self.sessions.into(), "creating", " sessions");
-        let made = populate(&store, &clock, base_ms, self.sessions, &progress)?;
-        progress.finish();
-        clock.set_ms(base_ms);
-        store.flush()?;
+        let (store, made) = generate(ctx, self.sessions)?;
         report(ctx, &store, &made)?;
         Ok(Exit::Success)
     }
+}
+
+/// Creates the demo database in the folder [`prepare`] made room for, with a history that
+/// ends now (or at `--as-of`).
+fn generate(ctx: &Ctx<'_>, sessions: u32) -> anyhow::Result<(Store, Made)> {
+    let base = ctx.as_of.unwrap_or_else(OffsetDateTime::now_utc);
+    let base_ms = to_ms(base);
+    let clock = ManualClock::at_ms(base_ms);
+    let store = db::open_direct(ctx.db, Some(clock.clone()), Access::Create)?;
+    let progress = Progress::bar(ctx.progress, sessions.into(), "creating", " sessions");
+    let made = populate(&store, &clock, base_ms, sessions, &progress)?;
+    progress.finish();
+    clock.set_ms(base_ms);
+    store.flush()?;
+    Ok((store, made))
 }
 
 /// Makes room for the demo: a missing path or an empty folder is fine; an existing database
@@ -221,18 +238,9 @@ fn populate(
     whos.extend((0..guests).map(|_| Who::Guest));
     let mut user = 0u64;
     while (whos.len() as u64) < n {
-        let principal = match NAMES.get(user as usize) {
-            Some(name) => format!("{name}@example.com"),
-            None => format!("user{}@example.com", 1000 + user),
-        };
-        let admin = user < 2;
         let count = 1 + rng.below(6);
         for _ in 0..count.min(n - whos.len() as u64) {
-            whos.push(Who::User {
-                principal: principal.clone(),
-                id: 1042 + user * 7,
-                admin,
-            });
+            whos.push(nth_user(user));
         }
         user += 1;
     }
@@ -247,6 +255,19 @@ fn populate(
         progress.inc(1);
     }
     Ok(made)
+}
+
+/// The `n`th user: the named ones first, then numbered ones; the first two are admins.
+fn nth_user(n: u64) -> Who {
+    let principal = match usize::try_from(n).ok().and_then(|i| NAMES.get(i)) {
+        Some(name) => format!("{name}@example.com"),
+        None => format!("user{}@example.com", 1000 + n),
+    };
+    Who::User {
+        principal,
+        id: 1042 + n * 7,
+        admin: n < 2,
+    }
 }
 
 /// A history: mostly recent and active, some about to expire, some expired by their idle
@@ -332,50 +353,10 @@ fn create(
             session.save()?;
             session
         }
-        Who::User {
-            principal,
-            id,
-            admin,
-        } => {
+        Who::User { admin, .. } => {
             let mut session = store.create();
-            let (agent, mut label) = *rng.pick(&DEVICES);
-            if *admin && rng.below(2) == 0 {
-                label = "admin-console";
-            }
-            session.set_principal(Some(principal))?;
-            session.set_label(Some(label))?;
-            session.set_remote_addr(Some(&address(rng)))?;
-            session.set_user_agent(Some(agent))?;
-            let name = principal.split('@').next().unwrap_or(principal);
-            let roles: Vec<&str> = if *admin {
-                vec!["customer", "admin", "support"]
-            } else {
-                vec!["customer"]
-            };
-            session.insert(
-                "user",
-                &json!({ "id": id, "name": capitalize(name), "roles": roles }),
-            )?;
-            let method = *rng.pick(&["password", "passkey", "sso:okta"]);
-            session.insert(
-                "auth",
-                &json!({
-                    "method": method,
-                    "at": timestamp(from_ms(h.created)),
-                    "mfa": { "verified": method != "password" || rng.below(3) > 0,
-                             "method": if method == "passkey" { "webauthn" } else { "totp" } },
-                }),
-            )?;
-            session.insert(
-                "prefs",
-                &json!({
-                    "theme": *rng.pick(&["dark", "light", "system"]),
-                    "lang": *rng.pick(&LANGS),
-                    "tz": *rng.pick(&["Europe/Berlin", "Europe/London", "America/New_York"]),
-                }),
-            )?;
-            let seed: Vec<u8> = (0..16).map(|_| rng.below(256) as u8).collect();
-            session.insert_value("csrf_seed", Value::Bytes(seed))?;
+            arrive(&mut session, *admin, rng)?;
+            sign_in(&mut session, who, from_ms(h.created), rng)?;
             if h.remember_me {
                 session.set_idle_timeout(Duration::from_secs(7 * 86_400));
                 session.set_absolute_deadline(from_ms(h.created + 30 * DAY));
@@ -385,10 +366,7 @@ fn create(
         }
         Who::Guest => {
             let mut session = store.create();
-            let (agent, _) = *rng.pick(&DEVICES[..3]);
-            session.set_remote_addr(Some(&address(rng)))?;
-            session.set_user_agent(Some(agent))?;
-            session.insert("locale", *rng.pick(&LANGS))?;
+            visit(&mut session, rng)?;
             session.save()?;
             session
         }
@@ -414,6 +392,75 @@ fn create(
         session.save()?;
     }
     Ok(())
+}
+
+/// A user's device opens the login page: label, address and user agent. Admins sign in to
+/// the admin console half of the time.
+fn arrive(session: &mut Session, admin: bool, rng: &mut Rng) -> sessdb::Result<()> {
+    let (agent, mut label) = *rng.pick(&DEVICES);
+    if admin && rng.below(2) == 0 {
+        label = "admin-console";
+    }
+    session.set_label(Some(label))?;
+    session.set_remote_addr(Some(&address(rng)))?;
+    session.set_user_agent(Some(agent))
+}
+
+/// A user signs in on `session` at `at`: principal, profile, how they authenticated, their
+/// preferences and a CSRF seed. Guests are left alone.
+fn sign_in(
+    session: &mut Session,
+    who: &Who,
+    at: OffsetDateTime,
+    rng: &mut Rng,
+) -> sessdb::Result<()> {
+    let Who::User {
+        principal,
+        id,
+        admin,
+    } = who
+    else {
+        return Ok(());
+    };
+    session.set_principal(Some(principal))?;
+    let name = principal.split('@').next().unwrap_or(principal);
+    let roles: Vec<&str> = if *admin {
+        vec!["customer", "admin", "support"]
+    } else {
+        vec!["customer"]
+    };
+    session.insert(
+        "user",
+        &json!({ "id": id, "name": capitalize(name), "roles": roles }),
+    )?;
+    let method = *rng.pick(&["password", "passkey", "sso:okta"]);
+    session.insert(
+        "auth",
+        &json!({
+            "method": method,
+            "at": timestamp(at),
+            "mfa": { "verified": method != "password" || rng.below(3) > 0,
+                     "method": if method == "passkey" { "webauthn" } else { "totp" } },
+        }),
+    )?;
+    session.insert(
+        "prefs",
+        &json!({
+            "theme": *rng.pick(&["dark", "light", "system"]),
+            "lang": *rng.pick(&LANGS),
+            "tz": *rng.pick(&["Europe/Berlin", "Europe/London", "America/New_York"]),
+        }),
+    )?;
+    let seed: Vec<u8> = (0..16).map(|_| rng.below(256) as u8).collect();
+    session.insert_value("csrf_seed", Value::Bytes(seed))
+}
+
+/// A guest's first page view, from a desktop browser.
+fn visit(session: &mut Session, rng: &mut Rng) -> sessdb::Result<()> {
+    let (agent, _) = *rng.pick(&DEVICES[..3]);
+    session.set_remote_addr(Some(&address(rng)))?;
+    session.set_user_agent(Some(agent))?;
+    session.insert("locale", *rng.pick(&LANGS))
 }
 
 /// One request: a page view, sometimes a cart change or a flash message.
