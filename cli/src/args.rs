@@ -41,6 +41,11 @@ pub struct Args {
     #[arg(long, global = true, value_name = "TIME")]
     pub as_of: Option<String>,
 
+    /// Reach a running application through this admin socket instead of opening --db (by
+    /// default sessctl finds `admin.sock` in the database folder by itself).
+    #[arg(long, global = true, env = "SESSCTL_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -44,6 +44,8 @@ pub struct Config {
     pub db: PathBuf,
     /// The moment expiry is evaluated at, if not now.
     pub as_of: Option<OffsetDateTime>,
+    /// An admin socket to use instead of opening the database (`--socket`).
+    pub socket: Option<PathBuf>,
     /// Colours for stdout.
     pub style: Style,
     /// Whether to draw progress bars on stderr.
@@ -180,6 +182,7 @@ impl Config {
         Ok(Config {
             db: args.db,
             as_of,
+            socket: args.socket,
             style: Style {
                 color: env.stdout_terminal && !env.no_color,
             },

@@ -95,6 +95,19 @@ pub fn open(
     }
 }
 
+/// Connects to the admin socket `socket` (`--socket`), whatever `--db` says.
+///
+/// # Errors
+/// [`sessdb::Error::AdminSocket`] and the other connection errors of [`RemoteAdmin::connect`];
+/// [`Failure::Usage`] with `--as-of`.
+pub fn open_socket(
+    path: &Path,
+    socket: &Path,
+    as_of: Option<OffsetDateTime>,
+) -> anyhow::Result<Database> {
+    live(path, as_of, RemoteAdmin::connect(socket)?)
+}
+
 fn live(
     path: &Path,
     as_of: Option<OffsetDateTime>,

@@ -35,6 +35,7 @@ pub fn execute(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> any
     let mut ctx = Ctx {
         db: &config.db,
         as_of: config.as_of,
+        socket: config.socket.as_deref(),
         style: config.style,
         progress: config.progress,
         no_color: config.no_color,

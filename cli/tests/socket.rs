@@ -133,3 +133,31 @@ fn a_socket_left_by_a_crashed_application_is_ignored() {
         "",
     );
 }
+
+#[test]
+fn socket_names_the_admin_socket_whatever_db_says() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let app = application(&db);
+    let socket = db.join("admin.sock");
+    let elsewhere = dir.path().join("not-the-database");
+    let out = run(on(&elsewhere)
+        .args(["--socket", socket.to_str().expect("utf-8 path")])
+        .args(["stats", "--json"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stderr, via_socket(&db, std::process::id()));
+    assert_eq!(json_lines(&out.stdout)[0]["live"], 3);
+    assert!(!elsewhere.exists(), "--db is not opened or created");
+    drop(app);
+
+    let gone = dir.path().join("gone.sock");
+    expect(
+        on(&db).args(["--socket", gone.to_str().expect("utf-8 path"), "stats"]),
+        5,
+        "",
+        &format!(
+            "error: cannot connect to the admin socket {}: No such file or directory (os error 2)\n",
+            gone.display()
+        ),
+    );
+}

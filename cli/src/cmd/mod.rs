@@ -26,6 +26,8 @@ pub struct Ctx<'a> {
     pub db: &'a Path,
     /// Evaluate expiry as of this moment instead of now.
     pub as_of: Option<OffsetDateTime>,
+    /// An admin socket to use instead of opening the database (`--socket`).
+    pub socket: Option<&'a Path>,
     /// Colours for stdout.
     pub style: Style,
     /// Whether to draw progress bars on stderr.
@@ -54,7 +56,10 @@ impl Ctx<'_> {
     /// # Errors
     /// See [`db::open`]; a write error on stderr.
     pub fn open(&mut self, access: Access) -> anyhow::Result<Database> {
-        let db = db::open(self.db, self.as_of, access)?;
+        let db = match self.socket {
+            Some(socket) => db::open_socket(self.db, socket, self.as_of)?,
+            None => db::open(self.db, self.as_of, access)?,
+        };
         if let Database::Remote(remote) = &db {
             writeln!(
                 self.err,
