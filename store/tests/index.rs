@@ -213,3 +213,54 @@ fn scan_budget_bounds_a_selective_listing() {
     assert_eq!(found, vec![needle.handle()]);
     assert!(pages >= 5, "the budget split the scan into pages ({pages})");
 }
+
+#[test]
+fn stats_count_the_records_not_crash_leftovers_in_the_indexes() {
+    let f = fixture();
+    let ann = login(&f.store, "ann");
+    login(&f.store, "ben");
+    let short = {
+        let mut s = f.store.create();
+        s.set_principal(Some("ben")).unwrap();
+        s.set_idle_timeout(Duration::from_secs(60));
+        s.save().unwrap();
+        *s.id()
+    };
+    f.advance(120);
+    let path = f.path();
+    let clock = f.clock.clone();
+    drop(f.store);
+    {
+        // What a crash between the writes of a save or a removal leaves behind.
+        let db = sled::open(&path).unwrap();
+        let expiry = db.open_tree("expiry").unwrap();
+        let principals = db.open_tree("principals").unwrap();
+        let mut far = [0xffu8; 24];
+        far[8..].copy_from_slice(short.handle().as_bytes());
+        expiry.insert(far, &[]).unwrap(); // a second, future entry of the expired session
+        let mut gone = [0x7fu8; 24];
+        gone[8..].copy_from_slice(&[9; 16]);
+        expiry.insert(gone, &[]).unwrap(); // an entry whose record is gone
+        let mut pk = b"zoe\0".to_vec();
+        pk.extend_from_slice(&[9; 16]);
+        principals.insert(pk, &[]).unwrap(); // a principal whose session is gone
+        let mut pk = b"cat\0".to_vec();
+        pk.extend_from_slice(ann.handle().as_bytes());
+        principals.insert(pk, &[]).unwrap(); // ann's session under an old principal
+        db.flush().unwrap();
+    }
+    let store = Store::builder().clock(clock).open(&path).unwrap();
+    let report = store.check().unwrap();
+    assert!(!report.has_problems());
+    assert_eq!((report.stale_expiry, report.stale_principal), (2, 2));
+    let stats = store.stats().unwrap();
+    assert_eq!(
+        (
+            stats.live,
+            stats.expired,
+            stats.undecodable,
+            stats.principals
+        ),
+        (2, 1, 0, 2)
+    );
+}
