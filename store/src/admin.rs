@@ -5,6 +5,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::io::{BufRead, Write};
+use std::ops::Bound;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -131,6 +132,10 @@ pub enum Status {
 
 /// What to list. Filters the indexes serve (principal, expiry) are fast at any size; the
 /// others (label, search text) read records until a page is full or the scan budget is spent.
+///
+/// A listing runs forward from the start of the index range it uses, or with
+/// [`reverse`](ListQuery::reverse) backward from its end, so the last page of a million
+/// sessions costs what the first does.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListQuery {
     /// Only sessions of this principal (served by the principal index).
@@ -145,23 +150,32 @@ pub struct ListQuery {
     pub expiring_within: Option<Duration>,
     /// Page size (0 means 100).
     pub limit: usize,
-    /// Continue after this cursor (from the previous page).
+    /// Continue after this cursor (from the previous page): past it in the listing's
+    /// direction, so before it when [`reverse`](ListQuery::reverse) is set.
     pub after: Option<Cursor>,
     /// Stop after reading this many index entries even if the page is not full (0: no limit),
     /// so that a selective filter on a huge store answers in bounded time.
     pub scan_budget: usize,
+    /// List from the end backward: the last sessions first, each page's
+    /// [`next`](Page::next) continuing towards the start. A cursor marks a position in the
+    /// index, so one from a forward page continues backward from there too (the session it
+    /// stopped at is in neither direction's continuation).
+    #[serde(default)]
+    pub reverse: bool,
 }
 
-/// Where a listing stopped; pass it back in [`ListQuery::after`] for the next page.
+/// Where a listing stopped; pass it back in [`ListQuery::after`] for the next page (in the
+/// same direction, or the other one with [`ListQuery::reverse`] changed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor(pub(crate) Vec<u8>);
 
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
-    /// The sessions, in expiry order (by principal and handle when filtered by principal).
+    /// The sessions, in expiry order (by principal and handle when filtered by principal);
+    /// in the opposite order for a [`reverse`](ListQuery::reverse) listing.
     pub sessions: Vec<SessionInfo>,
-    /// Where to continue, or `None` when the listing is complete.
+    /// Where to continue (in the same direction), or `None` when the listing is complete.
     pub next: Option<Cursor>,
 }
 
@@ -435,22 +449,30 @@ fn list(store: &Store, q: &ListQuery) -> Result<Page> {
             }
         }
     };
-    let start = match &q.after {
-        Some(c) if c.0 > start => c.0.clone(),
-        _ => start,
-    };
-    let range = match &end {
-        Some(end) => tree.range(start.clone()..end.clone()),
-        None => tree.range(start.clone()..),
+    // The cursor narrows the range on the side the listing comes from; the key it names was
+    // on the previous page.
+    let mut lo = Bound::Included(start);
+    let mut hi = end.map_or(Bound::Unbounded, Bound::Excluded);
+    if let Some(c) = &q.after {
+        if q.reverse {
+            if !matches!(&hi, Bound::Excluded(e) if *e <= c.0) {
+                hi = Bound::Excluded(c.0.clone());
+            }
+        } else if !matches!(&lo, Bound::Included(s) if *s > c.0) {
+            lo = Bound::Excluded(c.0.clone());
+        }
+    }
+    let range = tree.range((lo, hi)).keys();
+    let keys: Box<dyn Iterator<Item = sled::Result<sled::IVec>>> = if q.reverse {
+        Box::new(range.rev())
+    } else {
+        Box::new(range)
     };
     let mut sessions = Vec::new();
     let mut scanned = 0usize;
     let mut last_key: Option<Vec<u8>> = None;
-    for item in range.keys() {
+    for item in keys {
         let k = item?;
-        if q.after.as_ref().is_some_and(|c| c.0 == k.as_ref()) {
-            continue;
-        }
         scanned += 1;
         last_key = Some(k.to_vec());
         let handle = match &q.principal {

@@ -214,6 +214,153 @@ fn scan_budget_bounds_a_selective_listing() {
     assert!(pages >= 5, "the budget split the scan into pages ({pages})");
 }
 
+/// Every page of `q` (forward or backward, as `q` says), its sessions in order, and how many
+/// pages there were.
+fn all_pages(store: &Store, mut q: ListQuery) -> (Vec<sessdb::Handle>, usize) {
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = store.list(&q).unwrap();
+        pages += 1;
+        seen.extend(page.sessions.iter().map(|s| s.handle));
+        match page.next {
+            Some(c) => q.after = Some(c),
+            None => return (seen, pages),
+        }
+    }
+}
+
+#[test]
+fn reverse_listing_pages_from_the_end_in_the_opposite_order() {
+    let f = fixture();
+    for i in 0..30 {
+        let mut s = f.store.create();
+        s.set_principal(Some(if i % 3 == 0 { "ann" } else { "ben" }))
+            .unwrap();
+        if i % 5 == 0 {
+            s.set_idle_timeout(Duration::from_secs(120));
+        }
+        s.save().unwrap();
+        f.advance(11); // a new expiry bucket for each
+    }
+    f.advance(60); // the first few short ones have expired
+    let queries = [
+        ListQuery::default(),
+        ListQuery {
+            principal: Some("ann".into()),
+            ..ListQuery::default()
+        },
+        ListQuery {
+            status: sessdb::Status::Expired,
+            ..ListQuery::default()
+        },
+        ListQuery {
+            status: sessdb::Status::All,
+            ..ListQuery::default()
+        },
+        ListQuery {
+            expiring_within: Some(Duration::from_secs(600)),
+            ..ListQuery::default()
+        },
+    ];
+    for q in queries {
+        let q = ListQuery { limit: 4, ..q };
+        let (forward, forward_pages) = all_pages(&f.store, q.clone());
+        let (mut backward, pages) = all_pages(
+            &f.store,
+            ListQuery {
+                reverse: true,
+                ..q.clone()
+            },
+        );
+        assert!(!forward.is_empty(), "{q:?}");
+        assert_eq!(pages, forward_pages, "{q:?}");
+        backward.reverse();
+        assert_eq!(backward, forward, "{q:?}");
+    }
+    // The first page backward is the end of the listing, latest expiry last.
+    let last = f
+        .store
+        .list(&ListQuery {
+            limit: 3,
+            reverse: true,
+            ..ListQuery::default()
+        })
+        .unwrap();
+    assert_eq!(last.sessions.len(), 3);
+    assert!(last.sessions[0].expires_at > last.sessions[1].expires_at);
+    assert!(last.next.is_some());
+}
+
+#[test]
+fn a_cursor_continues_in_either_direction() {
+    let f = fixture();
+    for _ in 0..12 {
+        login(&f.store, "fay");
+        f.advance(11);
+    }
+    let (all, _) = all_pages(&f.store, ListQuery::default());
+    assert_eq!(all.len(), 12);
+    let first = f
+        .store
+        .list(&ListQuery {
+            limit: 5,
+            ..ListQuery::default()
+        })
+        .unwrap();
+    // Backward from where a forward page stopped: what came before its last session.
+    let back = f
+        .store
+        .list(&ListQuery {
+            after: first.next.clone(),
+            reverse: true,
+            ..ListQuery::default()
+        })
+        .unwrap();
+    let handles: Vec<_> = back.sessions.iter().map(|s| s.handle).collect();
+    assert_eq!(handles, [all[3], all[2], all[1], all[0]]);
+    assert!(back.next.is_none());
+    // Forward from where a backward page stopped: what came after its last session.
+    let end = f
+        .store
+        .list(&ListQuery {
+            limit: 5,
+            reverse: true,
+            ..ListQuery::default()
+        })
+        .unwrap();
+    let on = f
+        .store
+        .list(&ListQuery {
+            after: end.next,
+            ..ListQuery::default()
+        })
+        .unwrap();
+    let handles: Vec<_> = on.sessions.iter().map(|s| s.handle).collect();
+    assert_eq!(handles, all[8..]);
+}
+
+#[test]
+fn reverse_listing_keeps_to_the_scan_budget() {
+    let f = fixture();
+    let needle = login(&f.store, "zed"); // expires first: the last one a backward scan meets
+    f.advance(11);
+    for _ in 0..50 {
+        login(&f.store, "many");
+    }
+    let (found, pages) = all_pages(
+        &f.store,
+        ListQuery {
+            search: Some("zed".into()),
+            scan_budget: 10,
+            reverse: true,
+            ..ListQuery::default()
+        },
+    );
+    assert_eq!(found, vec![needle.handle()]);
+    assert!(pages >= 5, "the budget split the scan into pages ({pages})");
+}
+
 #[test]
 fn stats_count_the_records_not_crash_leftovers_in_the_indexes() {
     let f = fixture();

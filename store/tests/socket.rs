@@ -112,6 +112,7 @@ admin_suite!(
     writes_to_a_read_only_store_fail_with_read_only,
     an_export_to_a_failing_writer_is_an_io_error_and_the_admin_stays_usable,
     an_import_whose_input_fails_writes_nothing,
+    list_pages_backward_from_the_end,
 );
 
 /// Sessions with every kind of value, principals `user0..user3` (every fourth has none), and
@@ -488,6 +489,45 @@ mod suite {
         }
         assert_eq!(b.admin().stats().unwrap().live, 0);
         assert_eq!(b.store().counters().writes, 0);
+    }
+
+    pub fn list_pages_backward_from_the_end(t: Transport) {
+        let env = t.env();
+        seed(env.store(), 250);
+        let pages_of = |reverse: bool, status: Status| {
+            let mut query = ListQuery {
+                limit: 100,
+                status,
+                reverse,
+                ..ListQuery::default()
+            };
+            let mut pages = Vec::new();
+            loop {
+                let page = env.admin().list(&query).unwrap();
+                // Each page is what the store itself lists, field for field.
+                assert_eq!(page, Admin::list(env.store(), &query).unwrap());
+                pages.push(page.sessions.iter().map(|s| s.handle).collect::<Vec<_>>());
+                match page.next {
+                    Some(cursor) => query.after = Some(cursor),
+                    None => return pages,
+                }
+            }
+        };
+        let backward = pages_of(true, Status::Live);
+        assert_eq!(
+            backward.iter().map(Vec::len).collect::<Vec<_>>(),
+            [100, 100, 50]
+        );
+        let mut forward: Vec<_> = pages_of(false, Status::Live).concat();
+        forward.reverse();
+        assert_eq!(backward.concat(), forward);
+
+        env.fx.advance(EXPIRE);
+        let expired = pages_of(true, Status::Expired).concat();
+        assert_eq!(expired.len() as u64, expired_in(250));
+        let mut forward = pages_of(false, Status::Expired).concat();
+        forward.reverse();
+        assert_eq!(expired, forward);
     }
 }
 

@@ -266,7 +266,7 @@ impl Admin for RemoteAdmin {
 
     fn list(&self, query: &ListQuery) -> Result<Page> {
         self.with_conn(|conn, socket| {
-            conn.send(socket, &Request::List(query.clone()))?;
+            conn.send(socket, &Request::list(query))?;
             let mut sessions = Vec::new();
             loop {
                 match conn.recv(socket)? {

@@ -27,7 +27,7 @@ use super::wire::{
     MAGIC, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 use super::Stream;
-use crate::admin::{Admin, Page, Target};
+use crate::admin::{Admin, ListQuery, Page, Target};
 use crate::error::{Error, Result};
 use crate::store::{lock, Inner, Store};
 
@@ -449,10 +449,8 @@ fn run<S: Read + Write>(io: &mut S, store: &Store, request: Request) -> io::Resu
     let admin: &dyn Admin = store;
     let answer = match request {
         Request::Stats => admin.stats().map(Response::Stats),
-        Request::List(query) => match admin.list(&query) {
-            Ok(page) => return Ok(Answer::Page(page)),
-            Err(e) => Err(e),
-        },
+        Request::List(query) => return Ok(list(admin, query.into_query(false))),
+        Request::ListReverse(query) => return Ok(list(admin, query.into_query(true))),
         Request::Show(handle) => admin
             .show(&Target::Handle(handle))
             .map(|s| Response::Session(s.as_ref().map(|s| Box::new(WireSession::from(s))))),
@@ -507,6 +505,13 @@ fn run<S: Read + Write>(io: &mut S, store: &Store, request: Request) -> io::Resu
         Request::Now => Ok(Response::Now(admin.now().unix_timestamp_nanos())),
     };
     Ok(Answer::One(answer))
+}
+
+fn list(admin: &dyn Admin, query: ListQuery) -> Answer {
+    match admin.list(&query) {
+        Ok(page) => Answer::Page(page),
+        Err(e) => Answer::One(Err(e)),
+    }
 }
 
 fn reply(io: &mut impl Write, answer: Result<Response>) -> io::Result<()> {

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::admin::{Cursor, ListQuery, SessionInfo, Stats};
+use crate::admin::{Cursor, ListQuery, SessionInfo, Stats, Status};
 use crate::check::{CheckReport, RepairReport};
 use crate::error::Error;
 use crate::export::{ExportReport, ImportOptions, ImportReport};
@@ -61,7 +61,8 @@ pub(crate) type Welcome = Result<ServerInfo, WireError>;
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
     Stats,
-    List(ListQuery),
+    /// A forward listing.
+    List(WireQuery),
     Show(Handle),
     Invalidate(Handle),
     InvalidatePrincipal(String),
@@ -77,6 +78,61 @@ pub(crate) enum Request {
     Check,
     Repair,
     Now,
+    /// A [`reverse`](ListQuery::reverse) listing. A variant of its own, added last, so that
+    /// `List` keeps the bytes it had before listings could run backward, and a server that
+    /// cannot list backward refuses the request (a protocol error) rather than listing forward.
+    ListReverse(WireQuery),
+}
+
+impl Request {
+    /// The request that lists `query`.
+    pub(crate) fn list(query: &ListQuery) -> Request {
+        let wire = WireQuery {
+            principal: query.principal.clone(),
+            label: query.label.clone(),
+            search: query.search.clone(),
+            status: query.status,
+            expiring_within: query.expiring_within,
+            limit: query.limit,
+            after: query.after.clone(),
+            scan_budget: query.scan_budget,
+        };
+        if query.reverse {
+            Request::ListReverse(wire)
+        } else {
+            Request::List(wire)
+        }
+    }
+}
+
+/// A [`ListQuery`] on the wire: its fields in their order as of protocol version 1, without
+/// `reverse`, which the request variant carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WireQuery {
+    principal: Option<String>,
+    label: Option<String>,
+    search: Option<String>,
+    status: Status,
+    expiring_within: Option<Duration>,
+    limit: usize,
+    after: Option<Cursor>,
+    scan_budget: usize,
+}
+
+impl WireQuery {
+    pub(crate) fn into_query(self, reverse: bool) -> ListQuery {
+        ListQuery {
+            principal: self.principal,
+            label: self.label,
+            search: self.search,
+            status: self.status,
+            expiring_within: self.expiring_within,
+            limit: self.limit,
+            after: self.after,
+            scan_budget: self.scan_budget,
+            reverse,
+        }
+    }
 }
 
 /// What the client sends after [`Request::Import`].
@@ -643,6 +699,36 @@ mod tests {
             read_frame(&mut &[0, 0, 0, 9, 1][..], &mut buf),
             Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof
         ));
+    }
+
+    #[test]
+    fn a_forward_listing_keeps_its_version_1_bytes_and_a_reverse_one_has_its_own_variant() {
+        let mut query = ListQuery {
+            principal: Some("alice".into()),
+            label: None,
+            search: Some("ab".into()),
+            status: Status::Expired,
+            expiring_within: Some(Duration::from_millis(1500)),
+            limit: 300,
+            after: Some(Cursor(vec![1, 2])),
+            scan_budget: 9,
+            reverse: false,
+        };
+        // What a client sent before `reverse` existed, for this query.
+        let version_1 = [
+            1, 1, 5, 97, 108, 105, 99, 101, 0, 1, 2, 97, 98, 1, 1, 1, 128, 202, 181, 238, 1, 172,
+            2, 1, 2, 1, 2, 9,
+        ];
+        let forward = postcard::to_allocvec(&Request::list(&query)).unwrap();
+        assert_eq!(forward, version_1);
+        query.reverse = true;
+        let reverse = postcard::to_allocvec(&Request::list(&query)).unwrap();
+        assert_ne!(reverse[0], version_1[0]);
+        assert_eq!(reverse[1..], version_1[1..]);
+        match decode::<Request>(&reverse) {
+            Ok(Request::ListReverse(wire)) => assert_eq!(wire.into_query(true), query),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
