@@ -207,7 +207,10 @@ pub struct Stats {
 
 /// Every operator action, over any transport (the database opened directly, or a running
 /// application's admin socket).
-pub trait Admin {
+///
+/// `Send + Sync`, so that a caller (the TUI) can count on a worker thread while it keeps
+/// answering keys.
+pub trait Admin: Send + Sync {
     /// Counts and sizes.
     ///
     /// # Errors

@@ -1,5 +1,7 @@
 //! The state of the TUI and the one place it changes, [`App::update`]. Data is read from the
-//! store here, on an action or a tick, and never while drawing; `ui` only reads `&App`.
+//! store here, on an action or a tick, and never while drawing; `ui` only reads `&App`. The
+//! header's counts, which read every record, are only asked for here ([`App::take_count`]):
+//! the event loop has them made on a worker thread and hands them back ([`App::counted`]).
 
 use std::error::Error as _;
 use std::time::{Duration, Instant};
@@ -145,6 +147,10 @@ pub(crate) struct App {
     pub(crate) stats_at: Option<OffsetDateTime>,
     /// The last refresh skipped a slow count (a large store): the header says how old it is.
     pub(crate) stats_skipped: bool,
+    /// A count is wanted and not yet handed to the worker.
+    count_wanted: bool,
+    /// A count is being made.
+    pub(crate) counting: bool,
     /// The store's time at the last refresh: every relative time on screen is against it.
     pub(crate) now: OffsetDateTime,
     pub(crate) refreshed_at: Option<OffsetDateTime>,
@@ -175,6 +181,8 @@ impl App {
             stats: None,
             stats_at: None,
             stats_skipped: false,
+            count_wanted: false,
+            counting: false,
             now: OffsetDateTime::UNIX_EPOCH,
             refreshed_at: None,
             message: None,
@@ -186,8 +194,8 @@ impl App {
         }
     }
 
-    /// Loads the first page; the (possibly slow) stats come with [`App::load_stats`], so the
-    /// table can be drawn first.
+    /// Loads the first page, and asks for the header's counts, which come later (see
+    /// [`App::take_count`]) so that the table is drawn first.
     pub(crate) fn start(&mut self, admin: &dyn Admin) {
         self.now = admin.now();
         self.refreshed_at = Some(self.now);
@@ -195,25 +203,39 @@ impl App {
             self.fail(&e);
         }
         self.select(0);
+        self.count_wanted = true;
     }
 
-    /// Reads the header's counts; `false` when the store failed (the status line says why).
-    pub(crate) fn load_stats(&mut self, admin: &dyn Admin) -> bool {
-        let began = Instant::now();
-        let ok = match admin.stats() {
+    /// Whether a count of the header's numbers should start now; if so, it is marked as
+    /// running until [`App::counted`]. One runs at a time: one asked for meanwhile starts
+    /// after it.
+    pub(crate) fn take_count(&mut self) -> bool {
+        if !self.count_wanted || self.counting {
+            return false;
+        }
+        self.count_wanted = false;
+        self.counting = true;
+        true
+    }
+
+    /// A count has finished.
+    pub(crate) fn counted(&mut self, count: Counted) {
+        self.counting = false;
+        self.stats_cost = count.cost;
+        self.stats_taken = Some(count.began);
+        match count.stats {
             Ok(stats) => {
                 self.stats = Some(stats);
-                self.stats_at = Some(admin.now());
-                true
+                self.stats_at = Some(count.at);
             }
-            Err(e) => {
-                self.fail(&e);
-                false
-            }
-        };
-        self.stats_cost = began.elapsed();
-        self.stats_taken = Some(began);
-        ok
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    /// The count that was running will not come (its thread is gone).
+    pub(crate) fn counted_nothing(&mut self) {
+        self.counting = false;
+        self.message = Some(Message::Error("Counting sessions failed".into()));
     }
 
     /// Whether there is work to continue on the next tick.
@@ -465,12 +487,15 @@ impl App {
             ok = self.try_load(admin, |l, a| l.prev_page(a)).is_some();
         }
         self.reselect();
-        let stats_due = self.stats_taken.is_none_or(|t| {
-            self.stats_cost < SLOW_STATS || t.elapsed() >= self.stats_cost * STATS_COST_FACTOR
-        });
+        // A count already running answers an auto-refresh; a manual one (or an action's) may
+        // have changed what it counts, so it gets a fresh count after that one.
+        let stats_due = !self.counting
+            && self.stats_taken.is_none_or(|t| {
+                self.stats_cost < SLOW_STATS || t.elapsed() >= self.stats_cost * STATS_COST_FACTOR
+            });
         self.stats_skipped = !(manual || stats_due);
         if !self.stats_skipped {
-            ok &= self.load_stats(admin);
+            self.count_wanted = true;
         }
         if let Some(handle) = self.detail().map(|d| d.handle) {
             match admin.show(&Target::Handle(handle)) {
@@ -730,6 +755,28 @@ impl App {
             self.offset = self.selected + 1 - visible;
         }
         self.offset = self.offset.min(len.saturating_sub(visible));
+    }
+}
+
+/// The header's counts, made off the UI thread by [`count`].
+#[derive(Debug)]
+pub(crate) struct Counted {
+    stats: sessdb::Result<Stats>,
+    /// The store's time when the count was made.
+    at: OffsetDateTime,
+    began: Instant,
+    cost: Duration,
+}
+
+/// Counts for the header: `Admin::stats`, which reads every record, timed.
+pub(crate) fn count(admin: &dyn Admin) -> Counted {
+    let began = Instant::now();
+    let stats = admin.stats();
+    Counted {
+        at: admin.now(),
+        stats,
+        began,
+        cost: began.elapsed(),
     }
 }
 

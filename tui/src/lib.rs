@@ -20,6 +20,7 @@
 //! # Ok(())
 //! # }
 //! ```
+
 #![deny(missing_docs)]
 
 mod app;
@@ -59,6 +60,9 @@ impl Default for Options {
 
 /// Runs the TUI on the terminal until the operator quits (`q`, `Esc` or Ctrl-C).
 ///
+/// The header's counts ([`Admin::stats`](sessdb::Admin::stats), which reads every record) are
+/// made on a worker thread, so keys keep working while a large store is counted.
+///
 /// The terminal is entered and left only through `ratatui::try_init` and `ratatui::restore`,
 /// whose panic hook restores it on a panic too. Errors from the store are shown in a status
 /// line and never end the program.
@@ -75,7 +79,24 @@ pub fn run(admin: &dyn sessdb::Admin, options: Options) -> io::Result<()> {
         }
     };
     let mut app = app::App::new(&options);
-    let result = term::event_loop(&mut terminal, &mut app, admin, &mut term::Crossterm);
-    ratatui::restore();
-    result
+    std::thread::scope(|scope| {
+        let result = term::Counter::spawn(scope, admin).and_then(|counter| {
+            term::event_loop(
+                &mut terminal,
+                &mut app,
+                admin,
+                &mut term::Crossterm,
+                &counter,
+                Some(COUNT_SETTLE),
+            )
+        });
+        // The terminal is given back at once; a count still running (a large store) ends
+        // before the scope does.
+        ratatui::restore();
+        result
+    })
 }
+
+/// How long a frame waits for a count that has just started: a small store's count shows in
+/// the same frame, a large store's shows "counting" while the keys keep working.
+const COUNT_SETTLE: Duration = Duration::from_millis(50);

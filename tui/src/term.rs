@@ -1,9 +1,12 @@
 //! The event loop: read a terminal event or time out, turn it into an [`Action`], update,
-//! draw. Generic over the ratatui backend and the event source, so tests drive the real loop
-//! on a `TestBackend` with scripted keys.
+//! draw; and the worker thread that counts for the header meanwhile. Generic over the ratatui
+//! backend and the event source, so tests drive the real loop on a `TestBackend` with
+//! scripted keys.
 
 use std::error::Error;
 use std::io;
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::thread::{self, Scope};
 use std::time::{Duration, Instant};
 
 use ratatui::backend::Backend;
@@ -11,7 +14,7 @@ use ratatui::crossterm::event::{self, Event};
 use ratatui::Terminal;
 use sessdb::Admin;
 
-use crate::app::{Action, App};
+use crate::app::{Action, App, Counted};
 
 /// Where terminal events come from.
 pub(crate) trait Events {
@@ -36,8 +39,74 @@ impl Events for Crossterm {
     }
 }
 
+/// How often the loop looks for a finished count while one is running.
+const COUNT_POLL: Duration = Duration::from_millis(100);
+
+/// The worker thread that makes the header's counts, so that a count reading every record of
+/// a large store never holds up a key.
+#[derive(Debug)]
+pub(crate) struct Counter {
+    requests: mpsc::Sender<()>,
+    replies: mpsc::Receiver<Counted>,
+}
+
+impl Counter {
+    /// Starts the worker; it ends once the counter is dropped and its count in flight, if
+    /// any, is done (the scope waits for that).
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub(crate) fn spawn<'scope, 'env>(
+        scope: &'scope Scope<'scope, 'env>,
+        admin: &'env dyn Admin,
+    ) -> io::Result<Counter> {
+        let (requests, asked) = mpsc::channel::<()>();
+        let (answer, replies) = mpsc::channel();
+        thread::Builder::new()
+            .name("sessdb-tui-count".into())
+            .spawn_scoped(scope, move || {
+                for () in asked {
+                    if answer.send(crate::app::count(admin)).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Counter { requests, replies })
+    }
+
+    /// Starts a count if the app wants one, and hands the app the one that finished. A count
+    /// that has just started is waited for up to `settle` (`None`: as long as it takes), so
+    /// that a quick one shows in the next frame rather than after a "counting" frame.
+    fn serve(&self, app: &mut App, settle: Option<Duration>) {
+        let started = app.take_count();
+        if started && self.requests.send(()).is_err() {
+            // The worker is gone (it panicked, and the panic hook has said so).
+            app.counted_nothing();
+            return;
+        }
+        if !app.counting {
+            return;
+        }
+        let reply = match settle {
+            None => self.replies.recv().map_err(|_| TryRecvError::Disconnected),
+            Some(wait) if started => self.replies.recv_timeout(wait).map_err(|e| match e {
+                RecvTimeoutError::Timeout => TryRecvError::Empty,
+                RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
+            }),
+            Some(_) => self.replies.try_recv(),
+        };
+        match reply {
+            Ok(count) => app.counted(count),
+            Err(TryRecvError::Disconnected) => app.counted_nothing(),
+            Err(TryRecvError::Empty) => {}
+        }
+    }
+}
+
 /// Runs until the app quits. A timeout with work pending is a [`Action::Tick`]; a timeout
-/// without is the auto-refresh interval passing.
+/// without is the auto-refresh interval passing. The header's counts are made by `counter`;
+/// `settle` is how long a frame waits for a count that has just started (see
+/// [`Counter::serve`]).
 ///
 /// # Errors
 /// Terminal errors (drawing, reading events); store errors never end the loop.
@@ -46,6 +115,8 @@ pub(crate) fn event_loop<B>(
     app: &mut App,
     admin: &dyn Admin,
     events: &mut dyn Events,
+    counter: &Counter,
+    settle: Option<Duration>,
 ) -> io::Result<()>
 where
     B: Backend,
@@ -57,17 +128,19 @@ where
     terminal
         .draw(|frame| crate::ui::render(app, frame))
         .map_err(to_io)?;
-    // The counts may need a full scan of a large store: the first page is on screen before.
-    app.load_stats(admin);
     let mut refresh_at = Instant::now() + app.refresh;
     while !app.quit {
+        counter.serve(app, settle);
         terminal
             .draw(|frame| crate::ui::render(app, frame))
             .map_err(to_io)?;
+        let until_refresh = refresh_at.saturating_duration_since(Instant::now());
         let timeout = if app.busy() {
             Duration::ZERO
+        } else if app.counting {
+            until_refresh.min(COUNT_POLL)
         } else {
-            refresh_at.saturating_duration_since(Instant::now())
+            until_refresh
         };
         let action = match events.next(timeout)? {
             Some(Event::Key(key)) => {
@@ -77,6 +150,8 @@ where
             Some(Event::Resize(width, height)) => Some(Action::Resize(width, height)),
             Some(_) => None,
             None if app.busy() => Some(Action::Tick),
+            // A look for a finished count, before the refresh is due.
+            None if timeout < until_refresh => None,
             None => {
                 refresh_at = Instant::now() + app.refresh;
                 Some(Action::AutoRefresh)

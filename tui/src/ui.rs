@@ -169,7 +169,10 @@ impl Widget for Header<'_> {
                     spans.push(Span::styled(label, t.label));
                     spans.push(Span::styled(value, t.value));
                 }
-                if let Some(at) = app.stats_at.filter(|_| app.stats_skipped) {
+                if app.counting {
+                    // A large store's count takes a while; these are the previous one's.
+                    spans.push(Span::styled(" · counting…", t.label));
+                } else if let Some(at) = app.stats_at.filter(|_| app.stats_skipped) {
                     // A slow count (a large store) is repeated less often than the table.
                     spans.push(Span::styled(" · counted ", t.label));
                     spans.push(Span::styled(clock(at), t.value));

@@ -7,11 +7,18 @@ mod screens;
 mod state;
 mod widgets;
 
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use sessdb::{Admin, ManualClock, SessionId, Store};
+use sessdb::{
+    Admin, CheckReport, ExportReport, ImportOptions, ImportReport, ListQuery, ManualClock, Page,
+    RepairReport, SessionId, SessionInfo, Stats, Store, Target,
+};
 use tempfile::TempDir;
+use time::OffsetDateTime;
 
 use crate::app::{Action, App};
 use crate::Options;
@@ -163,8 +170,8 @@ impl Fixture {
     }
 }
 
-/// An app started on `admin` in a terminal of `width`×`height`, stats loaded, as the event
-/// loop leaves it before the first key.
+/// An app started on `admin` in a terminal of `width`×`height`, with its counts, as the
+/// event loop leaves it before the first key once the worker has counted.
 pub(crate) fn started(admin: &dyn Admin, width: u16, height: u16) -> App {
     let mut app = App::new(&Options {
         title: "/srv/app/sessions.sessdb".into(),
@@ -173,8 +180,16 @@ pub(crate) fn started(admin: &dyn Admin, width: u16, height: u16) -> App {
     });
     app.update(admin, Action::Resize(width, height));
     app.start(admin);
-    app.load_stats(admin);
+    count_now(&mut app, admin);
     app
+}
+
+/// Makes a count the app asked for at once, on this thread: what the event loop's worker
+/// does, without a thread, so these tests stay deterministic.
+pub(crate) fn count_now(app: &mut App, admin: &dyn Admin) {
+    if app.take_count() {
+        app.counted(crate::app::count(admin));
+    }
 }
 
 pub(crate) fn key(code: KeyCode) -> KeyEvent {
@@ -191,6 +206,7 @@ pub(crate) fn press(app: &mut App, admin: &dyn Admin, keys: &[KeyEvent]) {
         let filtered = app.listing.view().filter.is_active();
         if let Some(action) = crate::keys::action(&app.mode, filtered, *k) {
             app.update(admin, action);
+            count_now(app, admin);
         }
     }
 }
@@ -208,4 +224,119 @@ pub(crate) fn principals(app: &App) -> Vec<String> {
         .iter()
         .map(|s| s.principal.clone().unwrap_or_else(|| "-".into()))
         .collect()
+}
+
+/// A transport over a store whose reads fail while `failing` is set, and whose `stats` waits
+/// while it is held, as the count of a large store keeps the counting thread busy.
+pub(crate) struct Flaky<'a> {
+    inner: &'a sessdb::Store,
+    pub(crate) failing: AtomicBool,
+    held: Mutex<bool>,
+    released: Condvar,
+    /// `stats` calls that have returned (with an error too).
+    pub(crate) counts: AtomicUsize,
+}
+
+impl<'a> Flaky<'a> {
+    pub(crate) fn new(inner: &'a sessdb::Store) -> Self {
+        Flaky {
+            inner,
+            failing: AtomicBool::new(false),
+            held: Mutex::new(false),
+            released: Condvar::new(),
+            counts: AtomicUsize::new(0),
+        }
+    }
+
+    /// Makes `stats` wait until [`Flaky::release`].
+    pub(crate) fn hold(&self) {
+        *self.held.lock().expect("lock") = true;
+    }
+
+    pub(crate) fn release(&self) {
+        *self.held.lock().expect("lock") = false;
+        self.released.notify_all();
+    }
+
+    /// Waits while held. The limit only turns a hang (a loop that counts on its own thread
+    /// and so never releases) into an error the test reports.
+    fn wait(&self) -> sessdb::Result<()> {
+        let held = self.held.lock().expect("lock");
+        let (held, waited) = self
+            .released
+            .wait_timeout_while(held, Duration::from_secs(30), |held| *held)
+            .expect("lock");
+        drop(held);
+        if waited.timed_out() {
+            return Err(sessdb::Error::Io {
+                path: "/srv/app/sessions.sessdb".into(),
+                source: std::io::Error::other("held stats never released"),
+            });
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> sessdb::Result<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(sessdb::Error::Io {
+                path: "/srv/app/sessions.sessdb".into(),
+                source: std::io::Error::other("disk gone"),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Admin for Flaky<'_> {
+    fn stats(&self) -> sessdb::Result<Stats> {
+        let stats = self
+            .wait()
+            .and_then(|()| self.check())
+            .and_then(|()| self.inner.stats());
+        self.counts.fetch_add(1, Ordering::SeqCst);
+        stats
+    }
+    fn list(&self, query: &ListQuery) -> sessdb::Result<Page> {
+        self.check()?;
+        self.inner.list(query)
+    }
+    fn show(&self, target: &Target) -> sessdb::Result<Option<SessionInfo>> {
+        self.check()?;
+        self.inner.show(target)
+    }
+    fn invalidate(&self, target: &Target) -> sessdb::Result<bool> {
+        self.check()?;
+        Admin::invalidate(self.inner, target)
+    }
+    fn invalidate_principal(&self, principal: &str) -> sessdb::Result<usize> {
+        self.check()?;
+        Admin::invalidate_principal(self.inner, principal)
+    }
+    fn purge(&self, progress: &mut dyn FnMut(u64)) -> sessdb::Result<u64> {
+        self.check()?;
+        self.inner.purge(progress)
+    }
+    fn count_expired(&self) -> sessdb::Result<u64> {
+        self.check()?;
+        Admin::count_expired(self.inner)
+    }
+    fn export(&self, out: &mut dyn Write, include_expired: bool) -> sessdb::Result<ExportReport> {
+        self.inner.export(out, include_expired)
+    }
+    fn import(
+        &self,
+        input: &mut dyn BufRead,
+        options: &ImportOptions,
+    ) -> sessdb::Result<ImportReport> {
+        self.inner.import(input, options)
+    }
+    fn check(&self) -> sessdb::Result<CheckReport> {
+        Admin::check(self.inner)
+    }
+    fn repair(&self) -> sessdb::Result<RepairReport> {
+        self.inner.repair()
+    }
+    fn now(&self) -> OffsetDateTime {
+        Admin::now(self.inner)
+    }
 }

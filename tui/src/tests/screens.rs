@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ratatui::backend::TestBackend;
@@ -10,9 +11,9 @@ use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use sessdb::{Admin, SessionId, Target};
 
-use super::{ch, key, press, started, type_text, Fixture};
+use super::{ch, key, press, started, type_text, Fixture, Flaky};
 use crate::app::{Action, App};
-use crate::term::{event_loop, Events};
+use crate::term::{event_loop, Counter, Events};
 use crate::Options;
 
 fn redacted() -> insta::Settings {
@@ -183,6 +184,22 @@ impl Events for Script {
     }
 }
 
+/// The real event loop with its counting thread, as `run` starts it. With `settle: None`
+/// each frame waits for a count that has started, so what the frames show does not depend
+/// on how fast the thread is.
+fn run_loop(
+    terminal: &mut Terminal<TestBackend>,
+    app: &mut App,
+    admin: &dyn Admin,
+    events: &mut dyn Events,
+    settle: Option<Duration>,
+) -> io::Result<()> {
+    std::thread::scope(|scope| {
+        let counter = Counter::spawn(scope, admin)?;
+        event_loop(terminal, app, admin, events, &counter, settle)
+    })
+}
+
 fn keys(text: &str) -> impl Iterator<Item = Option<Event>> + '_ {
     text.chars().map(|c| Some(Event::Key(ch(c))))
 }
@@ -206,7 +223,7 @@ fn the_event_loop_filters_invalidates_and_quits_on_a_test_backend() {
         title: "/srv/app/sessions.sessdb".into(),
         ..Options::default()
     });
-    event_loop(&mut terminal, &mut app, &f.store, &mut script).expect("loop ends cleanly");
+    run_loop(&mut terminal, &mut app, &f.store, &mut script, None).expect("loop ends cleanly");
     assert_eq!(script.0.len(), 1, "the loop stopped at Ctrl-C");
     assert_eq!(f.store.show(&Target::Handle(bob)).expect("show"), None);
     assert_eq!(f.store.stats().expect("stats").live, 5);
@@ -219,9 +236,64 @@ fn the_event_loop_reports_a_script_that_never_quits() {
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
     let mut app = App::new(&Options::default());
     let mut script = Script(keys("jj").collect());
-    let err = event_loop(&mut terminal, &mut app, &f.store, &mut script)
+    let err = run_loop(&mut terminal, &mut app, &f.store, &mut script, None)
         .expect_err("no quit in the script");
     assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     assert_eq!(app.selected, 2, "both keys were handled");
     assert!(f.store.stats().expect("stats").live == 6);
+}
+
+/// Keys for a loop whose counts are held: before the last key it notes how many counts had
+/// finished, then lets them go (the loop's scope waits for its counting thread).
+struct HeldScript<'a> {
+    keys: VecDeque<Option<Event>>,
+    admin: &'a Flaky<'a>,
+    counted_before_last_key: Option<usize>,
+}
+
+impl Events for HeldScript<'_> {
+    fn next(&mut self, _timeout: Duration) -> io::Result<Option<Event>> {
+        if self.keys.len() == 1 {
+            self.counted_before_last_key = Some(self.admin.counts.load(Ordering::SeqCst));
+            self.admin.release();
+        }
+        Ok(self.keys.pop_front().flatten())
+    }
+}
+
+#[test]
+fn keys_work_while_the_counts_are_still_being_made() {
+    let f = Fixture::demo();
+    let admin = Flaky::new(&f.store);
+    admin.hold();
+    let mut script = HeldScript {
+        keys: keys("jjq").collect(),
+        admin: &admin,
+        counted_before_last_key: None,
+    };
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+    let mut app = App::new(&Options::default());
+    run_loop(
+        &mut terminal,
+        &mut app,
+        &admin,
+        &mut script,
+        Some(Duration::ZERO),
+    )
+    .expect("loop ends cleanly");
+    assert_eq!(
+        script.counted_before_last_key,
+        Some(0),
+        "every key was answered while the first count was still running"
+    );
+    assert_eq!(app.selected, 2, "both moves were made");
+    assert_eq!(app.message, None);
+    let buf = terminal.backend().buffer();
+    let header: String = (0..buf.area.width).map(|x| buf[(x, 1)].symbol()).collect();
+    assert_eq!(header.trim_end(), " counting sessions…");
+    assert_eq!(
+        admin.counts.load(Ordering::SeqCst),
+        1,
+        "the count finished once released"
+    );
 }

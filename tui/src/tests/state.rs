@@ -1,17 +1,13 @@
 //! Layer 1: key events in, state out; nothing is drawn.
 
-use std::cell::Cell;
-use std::io::{BufRead, Write};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use sessdb::{
-    Admin, CheckReport, ExportReport, Handle, ImportOptions, ImportReport, ListQuery, Page,
-    RepairReport, SessionId, SessionInfo, Stats, Target,
-};
+use sessdb::{Admin, Handle, SessionId, Target};
 use time::OffsetDateTime;
 
-use super::{ch, key, press, principals, started, type_text, Fixture, Spec};
+use super::{ch, key, press, principals, started, type_text, Fixture, Flaky, Spec};
 use crate::app::{Action, Confirm, Message, Mode};
 use crate::listing::{Filter, Sort, PAGE_SIZE};
 
@@ -521,83 +517,12 @@ fn resizing_keeps_the_selection_on_screen() {
     assert_eq!(app.offset, 0, "everything fits again");
 }
 
-/// A transport whose reads fail while `failing` is set.
-struct Flaky<'a> {
-    inner: &'a sessdb::Store,
-    failing: Cell<bool>,
-}
-
-impl Flaky<'_> {
-    fn check(&self) -> sessdb::Result<()> {
-        if self.failing.get() {
-            return Err(sessdb::Error::Io {
-                path: "/srv/app/sessions.sessdb".into(),
-                source: std::io::Error::other("disk gone"),
-            });
-        }
-        Ok(())
-    }
-}
-
-impl Admin for Flaky<'_> {
-    fn stats(&self) -> sessdb::Result<Stats> {
-        self.check()?;
-        self.inner.stats()
-    }
-    fn list(&self, query: &ListQuery) -> sessdb::Result<Page> {
-        self.check()?;
-        self.inner.list(query)
-    }
-    fn show(&self, target: &Target) -> sessdb::Result<Option<SessionInfo>> {
-        self.check()?;
-        self.inner.show(target)
-    }
-    fn invalidate(&self, target: &Target) -> sessdb::Result<bool> {
-        self.check()?;
-        Admin::invalidate(self.inner, target)
-    }
-    fn invalidate_principal(&self, principal: &str) -> sessdb::Result<usize> {
-        self.check()?;
-        Admin::invalidate_principal(self.inner, principal)
-    }
-    fn purge(&self, progress: &mut dyn FnMut(u64)) -> sessdb::Result<u64> {
-        self.check()?;
-        self.inner.purge(progress)
-    }
-    fn count_expired(&self) -> sessdb::Result<u64> {
-        self.check()?;
-        Admin::count_expired(self.inner)
-    }
-    fn export(&self, out: &mut dyn Write, include_expired: bool) -> sessdb::Result<ExportReport> {
-        self.inner.export(out, include_expired)
-    }
-    fn import(
-        &self,
-        input: &mut dyn BufRead,
-        options: &ImportOptions,
-    ) -> sessdb::Result<ImportReport> {
-        self.inner.import(input, options)
-    }
-    fn check(&self) -> sessdb::Result<CheckReport> {
-        Admin::check(self.inner)
-    }
-    fn repair(&self) -> sessdb::Result<RepairReport> {
-        self.inner.repair()
-    }
-    fn now(&self) -> OffsetDateTime {
-        Admin::now(self.inner)
-    }
-}
-
 #[test]
 fn store_errors_go_to_the_status_line_and_clear_when_it_works_again() {
     let f = Fixture::demo();
-    let flaky = Flaky {
-        inner: &f.store,
-        failing: Cell::new(false),
-    };
+    let flaky = Flaky::new(&f.store);
     let app = &mut started(&flaky, 100, 30);
-    flaky.failing.set(true);
+    flaky.failing.store(true, Ordering::SeqCst);
     // The table stays while reads fail, until a new view needs a new listing.
     for keys in [&[ch('r')][..], &[ch('D')], &[ch('p')], &[ch('e')]] {
         press(app, &flaky, keys);
@@ -612,7 +537,7 @@ fn store_errors_go_to_the_status_line_and_clear_when_it_works_again() {
         assert!(!app.quit);
     }
     assert!(app.listing.rows().is_empty());
-    flaky.failing.set(false);
+    flaky.failing.store(false, Ordering::SeqCst);
     press(app, &flaky, &[ch('r')]);
     assert_eq!(app.message, None, "a good refresh clears the error");
     assert!(!app.listing.rows().is_empty());

@@ -199,6 +199,24 @@ fn the_header_shows_counts_and_keeps_the_end_of_a_long_title() {
         "{:?}",
         lines(&buf)[1]
     );
+    // While the next count is made (a large store), the last one shows, and says so.
+    app.counting = true;
+    let buf = draw(Header { app: &app }, 80, 2);
+    assert!(
+        lines(&buf)[1].starts_with(" live 6 · expired 1 · principals 5 · on disk "),
+        "{:?}",
+        lines(&buf)[1]
+    );
+    assert!(
+        lines(&buf)[1].contains(" · counting…"),
+        "{:?}",
+        lines(&buf)[1]
+    );
+    assert!(!lines(&buf)[1].contains("counted"));
+    // Before the first count there is nothing else to show.
+    app.stats = None;
+    let buf = draw(Header { app: &app }, 80, 2);
+    assert_eq!(lines(&buf)[1].trim_end(), " counting sessions…");
 }
 
 #[test]
