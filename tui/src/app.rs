@@ -15,9 +15,6 @@ use crate::listing::{Filter, Listing, View};
 use crate::theme::Theme;
 use crate::Options;
 
-/// Pages [`Action::Last`] may read per tick on its way to the end, so that the screen and the
-/// keyboard stay live while it walks a large store.
-const SEEK_PAGES_PER_TICK: usize = 5;
 /// A `stats` call slower than this (a full scan of a large store) is not repeated on every
 /// auto-refresh, only every [`STATS_COST_FACTOR`] times its cost.
 const SLOW_STATS: Duration = Duration::from_millis(200);
@@ -55,7 +52,7 @@ pub(crate) enum Action {
     Help,
     /// Closes the help, the detail pane or the filter prompt.
     Back,
-    /// Time passed with no input: continue a scan or a seek.
+    /// Time passed with no input: continue a scan.
     Tick,
     /// The auto-refresh interval passed.
     AutoRefresh,
@@ -155,8 +152,6 @@ pub(crate) struct App {
     pub(crate) now: OffsetDateTime,
     pub(crate) refreshed_at: Option<OffsetDateTime>,
     pub(crate) message: Option<Message>,
-    /// `G` is walking pages towards the end.
-    pub(crate) seeking_end: bool,
     /// The terminal's size.
     pub(crate) area: Rect,
     pub(crate) quit: bool,
@@ -186,7 +181,6 @@ impl App {
             now: OffsetDateTime::UNIX_EPOCH,
             refreshed_at: None,
             message: None,
-            seeking_end: false,
             area: Rect::new(0, 0, 80, 24),
             quit: false,
             stats_cost: Duration::ZERO,
@@ -240,7 +234,7 @@ impl App {
 
     /// Whether there is work to continue on the next tick.
     pub(crate) fn busy(&self) -> bool {
-        self.listing.is_incomplete() || self.seeking_end
+        self.listing.is_incomplete()
     }
 
     /// The selected session of the table.
@@ -286,16 +280,6 @@ impl App {
 
     /// Applies one action. Store errors become the status line; nothing here panics on them.
     pub(crate) fn update(&mut self, admin: &dyn Admin, action: Action) {
-        if self.seeking_end
-            && !matches!(
-                action,
-                Action::Tick | Action::AutoRefresh | Action::Resize(..) | Action::Last
-            )
-        {
-            // Any key stops a walk to the end where it is.
-            self.seeking_end = false;
-            self.message = None;
-        }
         match action {
             Action::Quit => self.quit = true,
             Action::Resize(width, height) => {
@@ -322,7 +306,6 @@ impl App {
                 self.message = Some(Message::Info(text));
             }
             Action::Up | Action::Down | Action::PageUp | Action::PageDown => {
-                self.seeking_end = false;
                 if let Mode::Detail(_) = self.mode {
                     self.scroll_detail(action);
                 } else {
@@ -330,10 +313,9 @@ impl App {
                 }
             }
             Action::First => {
-                self.seeking_end = false;
                 if let Mode::Detail(d) = &mut self.mode {
                     d.scroll = 0;
-                } else if self.listing.page_index() > 0 {
+                } else if !self.listing.at_first() {
                     if self.try_load(admin, |l, a| l.first_page(a)).is_some() {
                         self.offset = 0;
                         self.select_user(0);
@@ -348,10 +330,9 @@ impl App {
                     if let Mode::Detail(d) = &mut self.mode {
                         d.scroll = max;
                     }
-                } else if self.listing.has_next() || self.listing.is_incomplete() {
-                    self.seeking_end = true;
-                    self.tick(admin);
-                } else {
+                } else if self.listing.at_last()
+                    || self.try_load(admin, |l, a| l.last_page(a)).is_some()
+                {
                     self.select_user(self.listing.rows().len().saturating_sub(1));
                 }
             }
@@ -444,39 +425,9 @@ impl App {
 
     fn tick(&mut self, admin: &dyn Admin) {
         if self.listing.is_incomplete() {
-            if self.try_load(admin, |l, a| l.continue_scan(a)).is_none() {
-                self.seeking_end = false;
-            }
+            self.try_load(admin, |l, a| l.continue_scan(a));
             self.reselect();
-            return;
         }
-        if !self.seeking_end {
-            return;
-        }
-        for _ in 0..SEEK_PAGES_PER_TICK {
-            match self.try_load(admin, |l, a| l.next_page(a)) {
-                Some(true) if self.listing.is_incomplete() => {
-                    self.select_user(self.listing.rows().len().saturating_sub(1));
-                    return;
-                }
-                Some(true) => {
-                    let passed = self.listing.page_index() * crate::listing::PAGE_SIZE;
-                    self.message = Some(Message::Info(format!(
-                        "Going to the last session… {passed} passed (any key stops)"
-                    )));
-                }
-                Some(false) => {
-                    self.seeking_end = false;
-                    self.message = None;
-                    break;
-                }
-                None => {
-                    self.seeking_end = false;
-                    break;
-                }
-            }
-        }
-        self.select_user(self.listing.rows().len().saturating_sub(1));
     }
 
     fn refresh(&mut self, admin: &dyn Admin, manual: bool) {
@@ -484,7 +435,7 @@ impl App {
         let mut ok = self.try_load(admin, |l, a| l.reload(a)).is_some();
         if ok && self.listing.rows().is_empty() && self.listing.page_index() > 0 {
             // The sessions of this page are gone (invalidated, purged, expired): step back.
-            ok = self.try_load(admin, |l, a| l.prev_page(a)).is_some();
+            ok = self.try_load(admin, |l, a| l.back(a)).is_some();
         }
         self.reselect();
         // A count already running answers an auto-refresh; a manual one (or an action's) may
@@ -533,7 +484,6 @@ impl App {
     }
 
     fn set_view(&mut self, admin: &dyn Admin, view: View) {
-        self.seeking_end = false;
         self.listing = Listing::new(view);
         self.now = admin.now();
         if let Err(e) = self.listing.reload(admin) {

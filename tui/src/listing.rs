@@ -1,6 +1,7 @@
 //! The sessions on screen: one page at a time from `Admin::list`, the cursors to page back,
 //! and the filter and sort that decide which sessions and in what order. Nothing here knows
-//! the screen size, so a million sessions cost the same per frame as a hundred.
+//! the screen size, and the last page is listed backward from the end rather than reached
+//! page by page, so a million sessions cost the same per frame as a hundred.
 
 use std::cmp::Ordering;
 
@@ -127,7 +128,7 @@ pub(crate) struct View {
 }
 
 impl View {
-    fn query(&self, after: Option<Cursor>, limit: usize) -> ListQuery {
+    fn query(&self, after: Option<Cursor>, limit: usize, reverse: bool) -> ListQuery {
         let mut query = ListQuery {
             status: if self.show_expired {
                 Status::All
@@ -137,6 +138,7 @@ impl View {
             limit,
             after,
             scan_budget: SCAN_BUDGET,
+            reverse,
             ..ListQuery::default()
         };
         self.filter.apply(&mut query);
@@ -144,15 +146,38 @@ impl View {
     }
 }
 
+/// The end of the listing that paging started from: the first page (`g`, and at the start),
+/// or the last (`G`, listed backward from the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Anchor {
+    Start,
+    End,
+}
+
+/// Where the loaded page sits in the whole listing, for the table's title and scrollbar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Place {
+    /// Rows of the listing above the loaded page; counted from the end when `from_end`.
+    pub(crate) above: usize,
+    /// Rows in the whole listing, or a lower bound from what has been paged through.
+    pub(crate) total: usize,
+    /// The page was reached from the end and the size of the listing is unknown: `above`
+    /// is a guess, and the title counts from the end instead.
+    pub(crate) from_end: bool,
+}
+
 /// The loaded page and how it was reached.
 #[derive(Debug)]
 pub(crate) struct Listing {
     view: View,
-    /// The cursor each visited page started after (`None` for the first); the last one is the
-    /// current page. Going back reloads from the previous cursor.
+    /// Which end the pages in `starts` count from.
+    anchor: Anchor,
+    /// The cursor each visited page started after, in the anchor's direction (`None` for the
+    /// page at the anchor); the last one is the current page. Going back towards the anchor
+    /// reloads from the previous cursor.
     starts: Vec<Option<Cursor>>,
     rows: Vec<SessionInfo>,
-    /// Where the store stopped; `None` when nothing follows.
+    /// Where the store stopped, going away from the anchor; `None` when nothing follows.
     next: Option<Cursor>,
     /// The scan budget ran out before the page was full: [`Listing::continue_scan`] goes on.
     incomplete: bool,
@@ -163,6 +188,7 @@ impl Listing {
     pub(crate) fn new(view: View) -> Listing {
         Listing {
             view,
+            anchor: Anchor::Start,
             starts: vec![None],
             rows: Vec::new(),
             next: None,
@@ -178,14 +204,72 @@ impl Listing {
         &self.rows
     }
 
-    /// 0 for the first page.
+    /// Pages between the loaded one and the anchor: 0 for the first page, or after `G` for
+    /// the last.
     pub(crate) fn page_index(&self) -> usize {
         self.starts.len() - 1
     }
 
-    /// Whether a page may follow this one (it may turn out empty).
-    pub(crate) fn has_next(&self) -> bool {
+    /// Whether a page away from the anchor may follow this one (it may turn out empty).
+    fn has_further(&self) -> bool {
         self.next.is_some() && !self.incomplete
+    }
+
+    /// Whether a page may follow this one below (it may turn out empty).
+    pub(crate) fn has_next(&self) -> bool {
+        match self.anchor {
+            Anchor::Start => self.has_further(),
+            Anchor::End => self.page_index() > 0,
+        }
+    }
+
+    /// Whether a page may precede this one above.
+    pub(crate) fn has_prev(&self) -> bool {
+        match self.anchor {
+            Anchor::Start => self.page_index() > 0,
+            Anchor::End => self.has_further(),
+        }
+    }
+
+    /// Whether the loaded page is the first of the listing (as far as is known).
+    pub(crate) fn at_first(&self) -> bool {
+        !(self.has_prev() || (self.anchor == Anchor::End && self.incomplete))
+    }
+
+    /// Whether the loaded page is the last of the listing (as far as is known).
+    pub(crate) fn at_last(&self) -> bool {
+        !(self.has_next() || (self.anchor == Anchor::Start && self.incomplete))
+    }
+
+    /// Where the loaded page sits, given the size of the whole listing if it is known. The
+    /// pages between it and the anchor were full: only the page at the far end is not.
+    pub(crate) fn place(&self, total: Option<usize>) -> Place {
+        let paged = self.page_index() * PAGE_SIZE;
+        let len = self.rows.len();
+        let guess = |more: bool| if more { PAGE_SIZE } else { 0 };
+        match (self.anchor, total) {
+            (Anchor::Start, total) => {
+                let seen = paged + len;
+                Place {
+                    above: paged,
+                    total: total.unwrap_or(seen + guess(self.has_next())).max(seen),
+                    from_end: false,
+                }
+            }
+            (Anchor::End, Some(total)) => Place {
+                above: total.saturating_sub(paged + len),
+                total: total.max(paged + len),
+                from_end: false,
+            },
+            (Anchor::End, None) => {
+                let above = guess(self.has_prev());
+                Place {
+                    above,
+                    total: above + len + paged,
+                    from_end: true,
+                }
+            }
+        }
     }
 
     /// Whether the page still has index entries to scan before it is full.
@@ -200,40 +284,78 @@ impl Listing {
         self.sort_rows();
     }
 
+    /// The query for a page from `after`, in the anchor's direction.
+    fn query(&self, after: Option<Cursor>, limit: usize) -> ListQuery {
+        self.view.query(after, limit, self.anchor == Anchor::End)
+    }
+
     /// Reads the current page again from where it started.
     ///
     /// # Errors
     /// The store's error; the loaded rows stay as they were.
     pub(crate) fn reload(&mut self, admin: &dyn Admin) -> sessdb::Result<()> {
         let start = self.starts.last().cloned().flatten();
-        let page = admin.list(&self.view.query(start, PAGE_SIZE))?;
+        let page = admin.list(&self.query(start, PAGE_SIZE))?;
         self.rows = page.sessions;
         self.set_next(page.next);
         Ok(())
     }
 
-    /// Goes back to the first page.
+    /// Goes to the first page.
     ///
     /// # Errors
     /// The store's error; the listing stays where it was.
     pub(crate) fn first_page(&mut self, admin: &dyn Admin) -> sessdb::Result<()> {
-        let page = admin.list(&self.view.query(None, PAGE_SIZE))?;
+        self.anchor_at(admin, Anchor::Start)
+    }
+
+    /// Goes to the last page: one call listing backward from the end, however far it is.
+    ///
+    /// # Errors
+    /// The store's error; the listing stays where it was.
+    pub(crate) fn last_page(&mut self, admin: &dyn Admin) -> sessdb::Result<()> {
+        self.anchor_at(admin, Anchor::End)
+    }
+
+    fn anchor_at(&mut self, admin: &dyn Admin, anchor: Anchor) -> sessdb::Result<()> {
+        let page = admin.list(&self.view.query(None, PAGE_SIZE, anchor == Anchor::End))?;
+        self.anchor = anchor;
         self.starts.truncate(1);
+        self.starts[0] = None;
         self.rows = page.sessions;
         self.set_next(page.next);
         Ok(())
     }
 
-    /// Moves to the next page; `false`, with nothing changed, when there is none.
+    /// Moves to the page below; `false`, with nothing changed, when there is none.
     ///
     /// # Errors
     /// The store's error; the listing stays where it was.
     pub(crate) fn next_page(&mut self, admin: &dyn Admin) -> sessdb::Result<bool> {
-        if !self.has_next() {
+        match self.anchor {
+            Anchor::Start => self.further(admin),
+            Anchor::End => self.back(admin),
+        }
+    }
+
+    /// Moves to the page above; `false`, with nothing changed, when there is none.
+    ///
+    /// # Errors
+    /// The store's error; the listing stays where it was.
+    pub(crate) fn prev_page(&mut self, admin: &dyn Admin) -> sessdb::Result<bool> {
+        match self.anchor {
+            Anchor::Start => self.back(admin),
+            Anchor::End => self.further(admin),
+        }
+    }
+
+    /// Moves one page away from the anchor; `false`, with nothing changed, when there is none.
+    fn further(&mut self, admin: &dyn Admin) -> sessdb::Result<bool> {
+        if !self.has_further() {
             return Ok(false);
         }
         let cursor = self.next.clone();
-        let page = admin.list(&self.view.query(cursor.clone(), PAGE_SIZE))?;
+        let page = admin.list(&self.query(cursor.clone(), PAGE_SIZE))?;
         if page.sessions.is_empty() && page.next.is_none() {
             // The last page was exactly full: now we know nothing follows.
             self.next = None;
@@ -245,16 +367,16 @@ impl Listing {
         Ok(true)
     }
 
-    /// Moves to the previous page; `false` on the first.
+    /// Moves one page back towards the anchor; `false` on the page at the anchor.
     ///
     /// # Errors
     /// The store's error; the listing stays where it was.
-    pub(crate) fn prev_page(&mut self, admin: &dyn Admin) -> sessdb::Result<bool> {
+    pub(crate) fn back(&mut self, admin: &dyn Admin) -> sessdb::Result<bool> {
         if self.starts.len() < 2 {
             return Ok(false);
         }
         let start = self.starts[self.starts.len() - 2].clone();
-        let page = admin.list(&self.view.query(start, PAGE_SIZE))?;
+        let page = admin.list(&self.query(start, PAGE_SIZE))?;
         self.starts.pop();
         self.rows = page.sessions;
         self.set_next(page.next);
@@ -262,7 +384,7 @@ impl Listing {
     }
 
     /// Scans on where the budget stopped, appending what matches. A page that ends up empty
-    /// (the filter matched nothing after the previous page) is dropped for the previous one.
+    /// (the filter matched nothing past the previous page) is dropped for the previous one.
     ///
     /// # Errors
     /// The store's error; what was loaded stays.
@@ -271,10 +393,10 @@ impl Listing {
             return Ok(());
         }
         let limit = PAGE_SIZE.saturating_sub(self.rows.len()).max(1);
-        let page = admin.list(&self.view.query(self.next.clone(), limit))?;
+        let page = admin.list(&self.query(self.next.clone(), limit))?;
         self.rows.extend(page.sessions);
         self.set_next(page.next);
-        if self.rows.is_empty() && !self.incomplete && self.prev_page(admin)? {
+        if self.rows.is_empty() && !self.incomplete && self.back(admin)? {
             self.next = None;
         }
         Ok(())
@@ -287,7 +409,8 @@ impl Listing {
     }
 
     /// Sorts the loaded page. Even in expiry order: the expiry index orders by 10-second
-    /// buckets, then by handle, and the table shows exact times.
+    /// buckets, then by handle, and the table shows exact times; and a page listed backward
+    /// comes last session first.
     fn sort_rows(&mut self) {
         let sort = self.view.sort;
         self.rows.sort_by(|a, b| sort.compare(a, b));
@@ -314,19 +437,21 @@ mod tests {
             filter,
             ..View::default()
         };
-        let q = view(Filter::Principal("alice".into())).query(None, 10);
+        let q = view(Filter::Principal("alice".into())).query(None, 10, false);
         assert_eq!(q.principal.as_deref(), Some("alice"));
         assert_eq!((q.limit, q.scan_budget), (10, SCAN_BUDGET));
         assert_eq!(q.status, Status::Live);
-        let q = view(Filter::Search("3f".into())).query(None, 10);
+        assert!(!q.reverse);
+        let q = view(Filter::Search("3f".into())).query(None, 10, true);
+        assert!(q.reverse, "the last page is listed backward");
         assert_eq!((q.search.as_deref(), q.principal), (Some("3f"), None));
-        let q = view(Filter::Label("web".into())).query(None, 10);
+        let q = view(Filter::Label("web".into())).query(None, 10, false);
         assert_eq!(q.label.as_deref(), Some("web"));
         let all = View {
             show_expired: true,
             ..View::default()
         };
-        assert_eq!(all.query(None, 1).status, Status::All);
+        assert_eq!(all.query(None, 1, false).status, Status::All);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use crate::app::{plural, App, Confirm, Detail, Message, Mode};
 use crate::format::{ago, bytes, clock, remaining, span, timestamp};
 use crate::keys::{self, KeyHelp};
-use crate::listing::{Filter, PAGE_SIZE};
+use crate::listing::Filter;
 use crate::theme::Theme;
 
 /// Where each part of the screen goes.
@@ -257,7 +257,19 @@ impl Widget for SessionTable<'_> {
         let t = &app.theme;
         let listing = &app.listing;
         let rows = listing.rows();
-        let first = listing.page_index() * PAGE_SIZE;
+        // The size of the whole listing is known when there is no filter: the header's counts.
+        let known = match (&listing.view().filter, &app.stats) {
+            (Filter::None, Some(s)) => {
+                let all = if listing.view().show_expired {
+                    s.live + s.expired
+                } else {
+                    s.live
+                };
+                Some(usize::try_from(all).unwrap_or(usize::MAX))
+            }
+            _ => None,
+        };
+        let place = listing.place(known);
         let which = if listing.view().show_expired {
             " live + expired sessions "
         } else {
@@ -265,11 +277,15 @@ impl Widget for SessionTable<'_> {
         };
         let span_text = if rows.is_empty() {
             String::new()
+        } else if place.from_end {
+            // Reached with G, size unknown (a filter): count from the end.
+            let after = place.total - place.above - rows.len();
+            format!(" {}–{} from the end ", after + 1, after + rows.len())
         } else {
             format!(
                 " {}–{}{} ",
-                first + 1,
-                first + rows.len(),
+                place.above + 1,
+                place.above + rows.len(),
                 if listing.has_next() { "+" } else { "" }
             )
         };
@@ -323,19 +339,8 @@ impl Widget for SessionTable<'_> {
 
         // The scrollbar places the selection in the whole listing when its size is known
         // (no filter: the header's counts), else in what has been paged through so far.
-        let position = first + app.selected;
-        let total = match (&listing.view().filter, &app.stats) {
-            (Filter::None, Some(s)) => {
-                let all = if listing.view().show_expired {
-                    s.live + s.expired
-                } else {
-                    s.live
-                };
-                usize::try_from(all).unwrap_or(usize::MAX)
-            }
-            _ => first + rows.len() + if listing.has_next() { PAGE_SIZE } else { 0 },
-        }
-        .max(position + 1);
+        let position = place.above + app.selected;
+        let total = place.total.max(position + 1);
         if total <= visible {
             return;
         }

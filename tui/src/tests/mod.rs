@@ -235,6 +235,8 @@ pub(crate) struct Flaky<'a> {
     released: Condvar,
     /// `stats` calls that have returned (with an error too).
     pub(crate) counts: AtomicUsize,
+    /// `list` calls.
+    pub(crate) lists: AtomicUsize,
 }
 
 impl<'a> Flaky<'a> {
@@ -245,6 +247,7 @@ impl<'a> Flaky<'a> {
             held: Mutex::new(false),
             released: Condvar::new(),
             counts: AtomicUsize::new(0),
+            lists: AtomicUsize::new(0),
         }
     }
 
@@ -297,6 +300,7 @@ impl Admin for Flaky<'_> {
         stats
     }
     fn list(&self, query: &ListQuery) -> sessdb::Result<Page> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         self.inner.list(query)
     }

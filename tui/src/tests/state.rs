@@ -435,17 +435,17 @@ fn pages_come_from_the_store_a_hundred_at_a_time() {
     let app = &mut started(&f.store, 100, 30);
     assert_eq!(app.listing.rows().len(), PAGE_SIZE);
     assert_eq!(app.listing.page_index(), 0);
-    // Walking down past the page loads the next one.
+    // G lists the last page backward from the end, in one step however far that is.
     press(app, &f.store, &[ch('G')]);
-    while app.busy() {
-        app.update(&f.store, Action::Tick);
-    }
-    assert_eq!(app.listing.page_index(), 2);
-    assert_eq!(app.listing.rows().len(), 50);
+    assert!(!app.busy());
+    assert_eq!(app.listing.page_index(), 0, "the page at the end");
+    assert_eq!(app.listing.rows().len(), PAGE_SIZE);
+    assert_eq!(principals(app)[0], "user0150");
     assert_eq!(selected_principal(app).as_deref(), Some("user0249"));
     press(app, &f.store, &[ch('g')]);
     assert_eq!(app.listing.page_index(), 0);
     assert_eq!(selected_principal(app).as_deref(), Some("user0000"));
+    // Walking down past the page loads the next one.
     for _ in 0..PAGE_SIZE {
         press(app, &f.store, &[ch('j')]);
     }
@@ -564,30 +564,70 @@ fn a_read_only_store_refuses_invalidation_in_the_status_line() {
 }
 
 #[test]
-fn g_walks_to_the_end_a_few_pages_per_tick_and_any_key_stops_it() {
+fn capital_g_and_g_cost_one_page_and_paging_up_from_the_end_goes_on_backward() {
     let f = Fixture::many(1_200);
-    let app = &mut started(&f.store, 100, 30);
-    press(app, &f.store, &[ch('G')]);
-    assert!(app.busy(), "12 pages take more than one tick");
-    let page = app.listing.page_index();
-    assert!(page > 0);
-    assert!(
-        matches!(&app.message, Some(Message::Info(m)) if m.contains("any key stops")),
-        "{:?}",
-        app.message
+    let admin = Flaky::new(&f.store);
+    let app = &mut started(&admin, 100, 30);
+    let lists = |admin: &Flaky| admin.lists.load(Ordering::SeqCst);
+    let before = lists(&admin);
+    press(app, &admin, &[ch('G')]);
+    assert_eq!(lists(&admin) - before, 1, "one page, not twelve");
+    assert!(!app.busy());
+    assert_eq!(selected_principal(app).as_deref(), Some("user1199"));
+    assert_eq!(principals(app)[0], "user1100");
+    // Up past the top of the last page: the page before it, listed on backward.
+    for _ in 0..PAGE_SIZE {
+        press(app, &admin, &[ch('k')]);
+    }
+    assert_eq!(selected_principal(app).as_deref(), Some("user1099"));
+    assert_eq!(app.listing.page_index(), 1, "one page from the end");
+    press(app, &admin, &[key(KeyCode::PageUp)]);
+    let visible = app.table_rows();
+    assert_eq!(
+        selected_principal(app),
+        Some(format!("user{:04}", 1099 - visible))
     );
-    app.update(&f.store, Action::Tick);
-    assert!(app.listing.page_index() > page, "a tick walks on");
-    press(app, &f.store, &[ch('k')]);
-    assert!(!app.busy(), "a key stops the walk");
-    assert_eq!(app.message, None);
-    let stopped = app.listing.page_index();
-    app.update(&f.store, Action::Tick);
-    assert_eq!(app.listing.page_index(), stopped);
+    // And down again, back to the page at the end.
+    for _ in 0..=visible {
+        press(app, &admin, &[ch('j')]);
+    }
+    assert_eq!(selected_principal(app).as_deref(), Some("user1100"));
+    assert_eq!(app.listing.page_index(), 0);
+    press(app, &admin, &[ch('j')]);
+    assert_eq!(selected_principal(app).as_deref(), Some("user1101"));
+    // g is one page too, and G from there one more.
+    let before = lists(&admin);
+    press(app, &admin, &[ch('g')]);
+    assert_eq!(selected_principal(app).as_deref(), Some("user0000"));
+    press(app, &admin, &[ch('G')]);
+    assert_eq!(selected_principal(app).as_deref(), Some("user1199"));
+    assert_eq!(lists(&admin) - before, 2);
+    // A refresh at the end stays at the end.
+    press(app, &admin, &[ch('r')]);
+    assert_eq!(selected_principal(app).as_deref(), Some("user1199"));
+    assert_eq!(principals(app)[0], "user1100");
+}
+
+#[test]
+fn capital_g_with_a_selective_search_scans_backward_in_bounded_steps() {
+    let f = Fixture::many(5_000);
+    let app = &mut started(&f.store, 100, 30);
+    press(app, &f.store, &[ch('/')]);
+    type_text(app, &f.store, "user0001");
+    press(app, &f.store, &[key(KeyCode::Enter)]);
+    // The forward scan has found user0001 at the start and is still looking further.
+    assert_eq!(principals(app), ["user0001"]);
+    assert!(app.busy());
     press(app, &f.store, &[ch('G')]);
+    assert!(app.busy(), "from the end, the first budget finds nothing");
+    assert!(app.listing.rows().is_empty());
+    let mut ticks = 0;
     while app.busy() {
         app.update(&f.store, Action::Tick);
+        ticks += 1;
+        assert!(ticks < 10, "the scan does not end");
     }
-    assert_eq!(selected_principal(app).as_deref(), Some("user1199"));
-    assert_eq!(app.message, None);
+    assert!(ticks >= 2, "5000 entries need three budgets of 2000");
+    assert_eq!(principals(app), ["user0001"]);
+    assert_eq!(selected_principal(app).as_deref(), Some("user0001"));
 }

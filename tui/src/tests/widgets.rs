@@ -5,9 +5,12 @@ use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier};
 use ratatui::widgets::Widget;
 
-use super::{ch, press, started, Fixture};
+use ratatui::crossterm::event::KeyCode;
+
+use super::{ch, key, press, started, Fixture};
 use crate::app::{App, Confirm, Mode};
 use crate::keys;
+use crate::listing::PAGE_SIZE;
 use crate::theme::Theme;
 use crate::ui::{ConfirmDialog, DetailPane, Header, HelpOverlay, KeyBar, SessionTable};
 
@@ -118,6 +121,37 @@ fn the_selected_row_is_highlighted_and_the_scrollbar_drawn() {
         rows
     );
     assert!(lines(&buf)[0].contains("1–40"), "{:?}", lines(&buf)[0]);
+}
+
+#[test]
+fn the_title_numbers_the_last_page_from_the_counts_or_from_the_end() {
+    let f = Fixture::many(250);
+    let mut app = started(&f.store, 100, 15);
+    press(&mut app, &f.store, &[ch('G')]);
+    let title = |app: &App| lines(&draw(SessionTable { app }, 100, 11))[0].clone();
+    // No filter: the header's count places the page.
+    assert!(title(&app).contains(" 151–250 "), "{:?}", title(&app));
+    press(&mut app, &f.store, &[ch('k')]);
+    let buf = draw(SessionTable { app: &app }, 100, 11);
+    let bar: String = (1..10).map(|y| buf[(99, y)].symbol().to_string()).collect();
+    assert!(bar.ends_with('█'), "the thumb is at the bottom: {bar:?}");
+    // A filter: how many match is unknown, so the page is counted from the end.
+    press(&mut app, &f.store, &[ch('/')]);
+    super::type_text(&mut app, &f.store, "user");
+    press(&mut app, &f.store, &[key(KeyCode::Enter), ch('G')]);
+    assert!(
+        title(&app).contains(" 1–100 from the end "),
+        "{:?}",
+        title(&app)
+    );
+    for _ in 0..PAGE_SIZE {
+        press(&mut app, &f.store, &[ch('k')]);
+    }
+    assert!(
+        title(&app).contains(" 101–200 from the end "),
+        "{:?}",
+        title(&app)
+    );
 }
 
 #[test]
