@@ -3,6 +3,7 @@
 //! insta snapshots (`screens`). They share the stores built here, whose `ManualClock` makes
 //! every relative time on screen the same on every run.
 
+mod scale;
 mod screens;
 mod state;
 mod widgets;
