@@ -34,6 +34,7 @@ pub fn sessctl_bin() -> PathBuf {
 pub fn sessctl(db: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(sessctl_bin());
     cmd.env_remove("SESSCTL_DB")
+        .env_remove("SESSCTL_SOCKET")
         .env_remove("NO_COLOR")
         .arg("--db")
         .arg(db)

@@ -6,8 +6,7 @@
 //! Skipped, saying so, when tmux is not installed (CI installs it).
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -15,33 +14,11 @@ use std::time::Duration;
 const POLL: Duration = Duration::from_millis(50);
 const ATTEMPTS: u32 = 600;
 
-/// The `sessctl` binary of this workspace, built first if a lone `cargo test -p sessdb-e2e`
-/// did not build it.
-fn sessctl_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the test binary");
-    // target/<profile>/deps/<test> → target/<profile>/sessctl
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in target/<profile>/deps");
-    let bin = profile_dir.join(format!("sessctl{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "-p", "sessctl", "--bin", "sessctl"]);
-        if profile_dir.file_name() == Some(OsStr::new("release")) {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "cargo build -p sessctl failed");
-    }
-    bin
-}
-
 /// `sessctl --db DB args…`, with the tool's own environment variables cleared.
 fn sessctl(bin: &Path, db: &Path, args: &[&str]) -> Output {
     Command::new(bin)
         .env_remove("SESSCTL_DB")
+        .env_remove("SESSCTL_SOCKET")
         .env_remove("NO_COLOR")
         .arg("--db")
         .arg(db)
@@ -153,7 +130,7 @@ fn tui_filters_invalidates_one_session_and_restores_the_terminal() {
         eprintln!("SKIPPED tui_tmux: tmux is not installed (CI installs it)");
         return;
     }
-    let bin = sessctl_bin();
+    let bin = sessdb_e2e::sessctl_bin();
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("sessions.sessdb");
     let demo = sessctl(&bin, &db, &["demo"]);
