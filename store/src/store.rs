@@ -279,7 +279,7 @@ impl Store {
 
     /// Loads a session by id. Returns `None` when the id is unknown, the session is expired (it
     /// is then deleted, unless the store is read-only) or its record cannot be decoded (which
-    /// [`Store::check`] reports).
+    /// [`Admin::check`](crate::Admin::check) reports).
     ///
     /// # Errors
     /// Storage errors only.
