@@ -344,22 +344,27 @@ impl Widget for SessionTable<'_> {
         if total <= visible {
             return;
         }
-        let mut bar = ScrollbarState::new(total)
+        let bar = ScrollbarState::new(total)
             .position(position)
             .viewport_content_length(visible);
-        Scrollbar::new(ScrollbarOrientation::VerticalRight)
-            .begin_symbol(None)
-            .end_symbol(None)
-            .style(t.border)
-            .render(
-                area.inner(Margin {
-                    horizontal: 0,
-                    vertical: 1,
-                }),
-                buf,
-                &mut bar,
-            );
+        scrollbar(area, buf, bar, t.border);
     }
+}
+
+/// A vertical scrollbar on the right border of `area`, between its top and bottom borders.
+fn scrollbar(area: Rect, buf: &mut Buffer, mut state: ScrollbarState, style: Style) {
+    Scrollbar::new(ScrollbarOrientation::VerticalRight)
+        .begin_symbol(None)
+        .end_symbol(None)
+        .style(style)
+        .render(
+            area.inner(Margin {
+                horizontal: 0,
+                vertical: 1,
+            }),
+            buf,
+            &mut state,
+        );
 }
 
 /// The lines of the detail pane: metadata, then the data as pretty JSON; `info` is `None`
@@ -462,21 +467,10 @@ impl Widget for DetailPane<'_> {
             buf,
         );
         if total > visible {
-            let mut bar = ScrollbarState::new(total.saturating_sub(visible) + 1)
+            let bar = ScrollbarState::new(total.saturating_sub(visible) + 1)
                 .position(scroll)
                 .viewport_content_length(visible);
-            Scrollbar::new(ScrollbarOrientation::VerticalRight)
-                .begin_symbol(None)
-                .end_symbol(None)
-                .style(t.border)
-                .render(
-                    area.inner(Margin {
-                        horizontal: 0,
-                        vertical: 1,
-                    }),
-                    buf,
-                    &mut bar,
-                );
+            scrollbar(area, buf, bar, t.border);
         }
     }
 }
