@@ -41,7 +41,7 @@ pub enum Child {
     /// Runs one engine's workloads (internal).
     #[command(name = "__child", hide = true)]
     Run {
-        /// sessdb, sled, sqlite, redis, memory-sessdb, memory-sled, memory-sqlite, cache.
+        /// sessdb, sled, sqlite, redis, load-*, work-* (of sessdb, sled, sqlite), memory-sessdb, memory-sled, memory-sqlite, cache.
         #[arg(long)]
         kind: String,
         /// The plan, as JSON.

@@ -15,6 +15,12 @@ pub const IDLE_MS: i64 = 30 * 60 * 1000;
 pub const VICTIM_IDLE_MS: i64 = 5 * 60 * 1000;
 /// The absolute lifetime (sessdb's default).
 pub const ABSOLUTE_MS: i64 = 24 * 3600 * 1000;
+/// The access order of the untimed warm-up pass that precedes every engine's timed load pass
+/// (`live_order(1)`): another random sample of the same size.
+pub const WARM_UP_SALT: u64 = 6;
+/// The note of every engine's load-hit row.
+pub const WARM_UP_NOTE: &str =
+    "fresh process right after populate; untimed warm-up pass over another sample";
 
 const USER_AGENTS: [&str; 4] = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",

@@ -120,8 +120,23 @@ fn parent(config: &Config) -> Result<()> {
             .prefix("sessdb-bench-")
             .tempdir_in(&config.dir)
             .with_context(|| format!("creating a folder in {}", config.dir.display()))?;
-        let mut kinds: Vec<(&str, Option<u64>)> =
-            vec![("sessdb", None), ("sled", None), ("sqlite", None)];
+        // Three processes per engine: populate, load hit (fresh, warmed up the same way for
+        // every engine), then the other workloads. Redis keeps its data in its server, so its
+        // workloads run in one child.
+        let mut kinds: Vec<(&str, Option<u64>)> = [
+            "sessdb",
+            "load-sessdb",
+            "work-sessdb",
+            "sled",
+            "load-sled",
+            "work-sled",
+            "sqlite",
+            "load-sqlite",
+            "work-sqlite",
+        ]
+        .into_iter()
+        .map(|kind| (kind, None))
+        .collect();
         if config.redis.is_some() {
             kinds.push(("redis", None));
         }
@@ -136,7 +151,13 @@ fn parent(config: &Config) -> Result<()> {
             }
         }
         kinds.retain(|(kind, _)| {
-            let part = kind.strip_prefix("memory-").map_or(*kind, |_| "memory");
+            let part = match kind.strip_prefix("memory-") {
+                Some(_) => "memory",
+                None => kind
+                    .strip_prefix("load-")
+                    .or_else(|| kind.strip_prefix("work-"))
+                    .unwrap_or(kind),
+            };
             config.only.is_empty() || config.only.iter().any(|p| p == part)
         });
         for (kind, cache_mib) in kinds {
@@ -220,6 +241,12 @@ fn child(
         "sled" => engines::sled::run(plan, dir),
         "sqlite" => engines::sqlite::run(plan, dir),
         "redis" => engines::redis::run(plan, dir, redis.context("the redis child needs --redis")?),
+        "work-sessdb" => engines::sessdb::work(plan, dir),
+        "work-sled" => engines::sled::work(plan, dir),
+        "work-sqlite" => engines::sqlite::work(plan, dir),
+        "load-sessdb" => engines::sessdb::load_fresh(plan, dir),
+        "load-sled" => engines::sled::load_fresh(plan, dir),
+        "load-sqlite" => engines::sqlite::load_fresh(plan, dir),
         "memory-sessdb" => engines::sessdb::memory(plan, dir, None),
         "memory-sled" => engines::sled::memory(plan, dir),
         "memory-sqlite" => engines::sqlite::memory(plan, dir),
