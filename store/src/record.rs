@@ -2,13 +2,14 @@
 //! second backend reuses it as is.
 //!
 //! Layout: one format byte, then the postcard-encoded [`Head`] (everything but the data, so
-//! scans can stop there), then the data as a value token stream.
+//! scans can stop there), then the data as a value token stream. A session is loaded with
+//! [`decode_lazy`]: the head decoded, the data checked but left as bytes until first use.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::value::{decode_map, encode_map, Value};
+use crate::value::{check_map, decode_map, encode_map, Checked, Value};
 
 /// The record format this build writes and the newest it reads.
 pub(crate) const RECORD_FORMAT: u8 = 1;
@@ -67,13 +68,7 @@ impl Head {
 impl Record {
     /// The encoded record.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = vec![RECORD_FORMAT];
-        // Serializing strings and integers into a Vec cannot fail.
-        if let Ok(head) = postcard::to_allocvec(&self.head) {
-            out.extend_from_slice(&head);
-        }
-        out.extend_from_slice(&encode_map(&self.data));
-        out
+        encode_parts(&self.head, &encode_map(&self.data)).0
     }
 
     /// Decodes a whole record.
@@ -84,9 +79,44 @@ impl Record {
     }
 }
 
+/// A record from a head and data tokens that are already encoded (a session's stored data,
+/// kept as it was loaded). Returns the bytes and the offset of the data in them.
+pub(crate) fn encode_parts(head: &Head, data: &[u8]) -> (Vec<u8>, usize) {
+    // Serializing strings and integers into a Vec cannot fail.
+    let head = postcard::to_allocvec(head).unwrap_or_default();
+    let mut out = Vec::with_capacity(1 + head.len() + data.len());
+    out.push(RECORD_FORMAT);
+    out.extend_from_slice(&head);
+    let data_at = out.len();
+    out.extend_from_slice(data);
+    (out, data_at)
+}
+
 /// Decodes only the head, for scans that need no data.
 pub(crate) fn decode_head(bytes: &[u8]) -> Result<Head, DecodeError> {
     split(bytes).map(|(head, _)| head)
+}
+
+/// A record as a session is loaded: the head decoded, the data checked and left encoded.
+#[derive(Debug, PartialEq)]
+pub(crate) struct LazyRecord {
+    pub(crate) head: Head,
+    /// Where the data tokens start in the record's bytes.
+    pub(crate) data_at: usize,
+    /// What the check of the data found (data whose keys are out of order comes back decoded).
+    pub(crate) data: Checked,
+}
+
+/// Decodes the head and checks the data without decoding it: `Ok` exactly when
+/// [`Record::decode`] would succeed, and then the data decodes later without error.
+pub(crate) fn decode_lazy(bytes: &[u8]) -> Result<LazyRecord, DecodeError> {
+    let (head, rest) = split(bytes)?;
+    let data = check_map(rest).map_err(|e| DecodeError::Corrupt(e.0))?;
+    Ok(LazyRecord {
+        head,
+        data_at: bytes.len() - rest.len(),
+        data,
+    })
 }
 
 fn split(bytes: &[u8]) -> Result<(Head, &[u8]), DecodeError> {
