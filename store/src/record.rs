@@ -201,6 +201,36 @@ mod tests {
     }
 
     #[test]
+    fn lazy_decode_agrees_with_the_whole_decode() {
+        let r = record();
+        let bytes = r.encode();
+        let lazy = decode_lazy(&bytes).unwrap();
+        assert_eq!(lazy.head, r.head);
+        assert_eq!(lazy.data, Checked::Valid);
+        assert_eq!(decode_map(&bytes[lazy.data_at..]).unwrap(), r.data);
+        assert_eq!(
+            encode_parts(&r.head, &bytes[lazy.data_at..]),
+            (bytes.clone(), lazy.data_at)
+        );
+        for cut in 0..bytes.len() {
+            assert!(decode_lazy(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut newer = bytes.clone();
+        newer[0] = RECORD_FORMAT + 1;
+        assert_eq!(
+            decode_lazy(&newer),
+            Err(DecodeError::Newer(RECORD_FORMAT + 1))
+        );
+        let mut bad_data = bytes;
+        *bad_data.last_mut().unwrap() = 0xff;
+        assert!(Record::decode(&bad_data).is_err());
+        assert!(matches!(
+            decode_lazy(&bad_data),
+            Err(DecodeError::Corrupt(_))
+        ));
+    }
+
+    #[test]
     fn inconsistent_expiry_is_corrupt() {
         let mut r = record();
         r.head.expires_at += 1;

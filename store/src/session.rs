@@ -487,3 +487,113 @@ pub(crate) fn validate_metadata(field: &'static str, value: Option<&str>) -> Res
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::clock::ManualClock;
+    use crate::record::decode_lazy;
+    use crate::value::Checked;
+
+    use super::*;
+
+    /// The stored record of `id`, as bytes.
+    fn raw(store: &Store, id: &SessionId) -> Vec<u8> {
+        store
+            .inner
+            .sessions
+            .get(id.handle().as_bytes())
+            .unwrap()
+            .unwrap()
+            .to_vec()
+    }
+
+    /// The data part of a stored record.
+    fn data_part(record: &[u8]) -> Vec<u8> {
+        record[decode_lazy(record).unwrap().data_at..].to_vec()
+    }
+
+    /// A save that does not change the data writes the stored data bytes back as they were,
+    /// decoded or not. The stored data here ends in bytes the decoder ignores (after the last
+    /// token), which a re-encoding would drop: they survive every save but a data change.
+    #[test]
+    fn saves_that_leave_the_data_alone_write_its_stored_bytes_verbatim() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::at_ms(1_767_225_600_000);
+        let store = Store::builder()
+            .clock(clock.clone())
+            .open(dir.path().join("db"))
+            .unwrap();
+        let mut s = store.create();
+        s.insert("cart", &vec![1, 2, 3]).unwrap();
+        s.insert("csrf", "token").unwrap();
+        s.save().unwrap();
+        let id = *s.id();
+        drop(s);
+        let mut planted = raw(&store, &id);
+        planted.extend_from_slice(b"\xaa\xbb");
+        store
+            .inner
+            .sessions
+            .insert(id.handle().as_bytes(), planted.clone())
+            .unwrap();
+        let stored_data = data_part(&planted);
+        assert_eq!(decode_lazy(&planted).unwrap().data, Checked::Valid);
+
+        // A touch (the idle deadline moves), never decoded.
+        clock.advance(Duration::from_secs(120));
+        let mut s = store.load(&id).unwrap().unwrap();
+        s.save().unwrap();
+        assert!(!s.data.is_decoded());
+        let touched = raw(&store, &id);
+        assert_ne!(touched, planted, "the touch wrote a new head");
+        assert_eq!(data_part(&touched), stored_data);
+
+        // Metadata and principal changed, and the data read (decoded) but not changed.
+        let mut s = store.load(&id).unwrap().unwrap();
+        assert_eq!(s.get::<String>("csrf").unwrap().as_deref(), Some("token"));
+        s.set_principal(Some("alice")).unwrap();
+        s.set_label(Some("web")).unwrap();
+        s.save().unwrap();
+        assert!(s.data.is_decoded());
+        let relabelled = raw(&store, &id);
+        assert_eq!(
+            decode_lazy(&relabelled).unwrap().head.principal.as_deref(),
+            Some("alice")
+        );
+        assert_eq!(data_part(&relabelled), stored_data);
+
+        // A rotation keeps them too.
+        let mut s = store.load(&id).unwrap().unwrap();
+        s.cycle_id().unwrap();
+        let id = *s.id();
+        assert_eq!(data_part(&raw(&store, &id)), stored_data);
+
+        // A data change encodes the data: the ignored bytes are gone, the values are not.
+        let mut s = store.load(&id).unwrap().unwrap();
+        s.insert("n", &1).unwrap();
+        s.save().unwrap();
+        let changed = data_part(&raw(&store, &id));
+        assert!(!changed.ends_with(b"\xaa\xbb"));
+        let s = store.load(&id).unwrap().unwrap();
+        assert_eq!(s.get::<Vec<i32>>("cart").unwrap(), Some(vec![1, 2, 3]));
+        assert_eq!(s.get::<i32>("n").unwrap(), Some(1));
+    }
+
+    #[test]
+    fn load_leaves_the_data_undecoded_until_an_accessor_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        let mut s = store.create();
+        s.insert("k", "v").unwrap();
+        s.save().unwrap();
+        let id = *s.id();
+        let s = store.load(&id).unwrap().unwrap();
+        assert!(!s.data.is_decoded());
+        assert_eq!(s.principal(), None);
+        assert!(!s.data.is_decoded(), "metadata needs no data");
+        assert!(s.get_value("k").is_some());
+        assert!(s.data.is_decoded());
+    }
+}
