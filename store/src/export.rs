@@ -417,7 +417,12 @@ fn apply(
             if !opts.dry_run {
                 match decode_head(&cur) {
                     Ok(head) => {
-                        store.write_locked(handle, Some((&cur, &head)), &record.head, encoded)?;
+                        store.write_locked(
+                            handle,
+                            Some((&cur, &head.stored())),
+                            &record.head,
+                            encoded,
+                        )?;
                     }
                     Err(_) => {
                         // An undecodable record is replaced outright.

@@ -32,6 +32,23 @@ pub(crate) struct Head {
     pub(crate) user_agent: Option<String>,
 }
 
+/// What a write needs of the stored record it replaces: its version (for the conflict error),
+/// its deadline and its principal (whose index entries the write moves). A loaded session keeps
+/// this rather than a copy of the whole head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredHead {
+    pub(crate) version: u64,
+    pub(crate) expires_at: i64,
+    pub(crate) principal: Option<String>,
+}
+
+impl StoredHead {
+    /// Whether the stored session is expired at `now`.
+    pub(crate) fn is_expired(&self, now: i64) -> bool {
+        now >= self.expires_at
+    }
+}
+
 /// A whole session record.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Record {
@@ -62,6 +79,15 @@ impl Head {
     /// Whether the session is expired at `now` (a session is expired *at* its deadline).
     pub(crate) fn is_expired(&self, now: i64) -> bool {
         now >= self.expires_at
+    }
+
+    /// What a later write of this record's successor needs to know of it.
+    pub(crate) fn stored(&self) -> StoredHead {
+        StoredHead {
+            version: self.version,
+            expires_at: self.expires_at,
+            principal: self.principal.clone(),
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::clock::{duration_ms, from_ms, to_ms};
 use crate::data::Data;
 use crate::error::{redact, Error, Result};
 use crate::id::{Handle, SessionId};
-use crate::record::{encode_parts, Head, LazyRecord};
+use crate::record::{encode_parts, Head, LazyRecord, StoredHead};
 use crate::store::Store;
 use crate::value::{Value, ValueError, MAX_DEPTH};
 
@@ -40,9 +40,9 @@ pub struct Session {
     handle: Handle,
     head: Head,
     data: Data,
-    /// The stored bytes this session was loaded from (or last saved as), and their head; `None`
-    /// if never saved.
-    stored: Option<(IVec, Head)>,
+    /// The stored bytes this session was loaded from (or last saved as), and what a write
+    /// needs of their head; `None` if never saved.
+    stored: Option<(IVec, StoredHead)>,
     dirty: bool,
 }
 
@@ -75,7 +75,7 @@ impl Session {
             store,
             handle: id.handle(),
             id,
-            stored: Some((bytes.clone(), record.head.clone())),
+            stored: Some((bytes.clone(), record.head.stored())),
             head: record.head,
             data: Data::loaded(bytes, record.data_at, record.data),
             dirty: false,
@@ -339,7 +339,7 @@ impl Session {
     /// The session was written as `bytes` with `head`.
     fn written(&mut self, bytes: IVec, data_at: usize, head: Head) {
         self.data.saved(bytes.clone(), data_at);
-        self.stored = Some((bytes, head.clone()));
+        self.stored = Some((bytes, head.stored()));
         self.head = head;
         self.dirty = false;
     }

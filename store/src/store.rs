@@ -28,7 +28,7 @@ use crate::durable::GroupCommit;
 use crate::error::{Error, Result};
 use crate::id::{Handle, SessionId};
 use crate::keys::{expiry_key, principal_key, principal_prefix};
-use crate::record::{decode_head, decode_lazy, DecodeError, Head, LazyRecord};
+use crate::record::{decode_head, decode_lazy, DecodeError, Head, LazyRecord, StoredHead};
 use crate::session::Session;
 
 /// The database format this build writes and the newest it opens.
@@ -482,7 +482,7 @@ impl Store {
     pub(crate) fn write_locked(
         &self,
         handle: &Handle,
-        old: Option<(&IVec, &Head)>,
+        old: Option<(&IVec, &StoredHead)>,
         new: &Head,
         bytes: Vec<u8>,
     ) -> Result<IVec> {
@@ -568,7 +568,12 @@ impl Store {
     /// handle: `NotFound` if the record is still the expired one (or gone), `Conflict` if
     /// another writer changed it since (a retry loads the current state). The caller holds the
     /// key lock.
-    pub(crate) fn refuse_expired(&self, handle: &Handle, loaded: &IVec, head: &Head) -> Result<()> {
+    pub(crate) fn refuse_expired(
+        &self,
+        handle: &Handle,
+        loaded: &IVec,
+        head: &StoredHead,
+    ) -> Result<()> {
         if !head.is_expired(self.now()) {
             return Ok(());
         }
@@ -633,7 +638,7 @@ impl Store {
     pub(crate) fn rotate(
         &self,
         old: &Handle,
-        old_state: (&IVec, &Head),
+        old_state: (&IVec, &StoredHead),
         new: &Handle,
         head: &Head,
         bytes: Vec<u8>,
