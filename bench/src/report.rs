@@ -8,9 +8,10 @@ use std::process::Command;
 use crate::measure::Measurement;
 
 /// Workloads in the order the table lists them.
-const WORKLOADS: [&str; 10] = [
+const WORKLOADS: [&str; 11] = [
     "populate (setup)",
     "load hit",
+    crate::engines::sessdb::LOAD_GET,
     "save modified",
     "load (same sample)",
     "load + save unmodified",
@@ -148,6 +149,16 @@ impl Report {
         }
         let n = m.n as usize;
         let own = m.ops_per_sec();
+        if m.workload == crate::engines::sessdb::LOAD_GET {
+            return ["sessdb", "raw sled"]
+                .iter()
+                .filter_map(|e| {
+                    self.rate("load hit", e, n)
+                        .map(|r| format!("{:.2}× {e} load hit", own / r))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+        }
         if m.workload == "load + save unmodified" {
             return self
                 .rate("load (same sample)", "sessdb", n)

@@ -3,9 +3,10 @@
 
 use std::process::Command;
 
-const ROWS: [(&str, &[&str]); 10] = [
+const ROWS: [(&str, &[&str]); 11] = [
     ("populate (setup)", &["sessdb", "raw sled", "SQLite"]),
     ("load hit", &["sessdb", "raw sled", "SQLite"]),
+    ("load + get csrf", &["sessdb"]),
     ("save modified", &["sessdb", "raw sled", "SQLite"]),
     ("load (same sample)", &["sessdb"]),
     ("load + save unmodified", &["sessdb"]),

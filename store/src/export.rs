@@ -406,7 +406,7 @@ fn apply(
     match current {
         None => {
             if !opts.dry_run {
-                store.write_locked(handle, None, record)?;
+                store.write_locked(handle, None, &record.head, encoded)?;
                 report.written = true;
             }
             report.imported += 1;
@@ -417,12 +417,17 @@ fn apply(
             if !opts.dry_run {
                 match decode_head(&cur) {
                     Ok(head) => {
-                        store.write_locked(handle, Some((&cur, &head)), record)?;
+                        store.write_locked(
+                            handle,
+                            Some((&cur, &head.stored())),
+                            &record.head,
+                            encoded,
+                        )?;
                     }
                     Err(_) => {
                         // An undecodable record is replaced outright.
                         store.inner.sessions.remove(handle.as_bytes())?;
-                        store.write_locked(handle, None, record)?;
+                        store.write_locked(handle, None, &record.head, encoded)?;
                     }
                 }
                 report.written = true;

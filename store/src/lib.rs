@@ -74,6 +74,7 @@ mod admin;
 mod check;
 mod clock;
 mod config;
+mod data;
 mod durable;
 mod error;
 mod export;

@@ -2,13 +2,14 @@
 //! second backend reuses it as is.
 //!
 //! Layout: one format byte, then the postcard-encoded [`Head`] (everything but the data, so
-//! scans can stop there), then the data as a value token stream.
+//! scans can stop there), then the data as a value token stream. A session is loaded with
+//! [`decode_lazy`]: the head decoded, the data checked but left as bytes until first use.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::value::{decode_map, encode_map, Value};
+use crate::value::{check_map, decode_map, encode_map, Checked, Value};
 
 /// The record format this build writes and the newest it reads.
 pub(crate) const RECORD_FORMAT: u8 = 1;
@@ -29,6 +30,23 @@ pub(crate) struct Head {
     pub(crate) label: Option<String>,
     pub(crate) remote_addr: Option<String>,
     pub(crate) user_agent: Option<String>,
+}
+
+/// What a write needs of the stored record it replaces: its version (for the conflict error),
+/// its deadline and its principal (whose index entries the write moves). A loaded session keeps
+/// this rather than a copy of the whole head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredHead {
+    pub(crate) version: u64,
+    pub(crate) expires_at: i64,
+    pub(crate) principal: Option<String>,
+}
+
+impl StoredHead {
+    /// Whether the stored session is expired at `now`.
+    pub(crate) fn is_expired(&self, now: i64) -> bool {
+        now >= self.expires_at
+    }
 }
 
 /// A whole session record.
@@ -62,18 +80,21 @@ impl Head {
     pub(crate) fn is_expired(&self, now: i64) -> bool {
         now >= self.expires_at
     }
+
+    /// What a later write of this record's successor needs to know of it.
+    pub(crate) fn stored(&self) -> StoredHead {
+        StoredHead {
+            version: self.version,
+            expires_at: self.expires_at,
+            principal: self.principal.clone(),
+        }
+    }
 }
 
 impl Record {
     /// The encoded record.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = vec![RECORD_FORMAT];
-        // Serializing strings and integers into a Vec cannot fail.
-        if let Ok(head) = postcard::to_allocvec(&self.head) {
-            out.extend_from_slice(&head);
-        }
-        out.extend_from_slice(&encode_map(&self.data));
-        out
+        encode_parts(&self.head, &encode_map(&self.data)).0
     }
 
     /// Decodes a whole record.
@@ -84,9 +105,44 @@ impl Record {
     }
 }
 
+/// A record from a head and data tokens that are already encoded (a session's stored data,
+/// kept as it was loaded). Returns the bytes and the offset of the data in them.
+pub(crate) fn encode_parts(head: &Head, data: &[u8]) -> (Vec<u8>, usize) {
+    // Serializing strings and integers into a Vec cannot fail.
+    let head = postcard::to_allocvec(head).unwrap_or_default();
+    let mut out = Vec::with_capacity(1 + head.len() + data.len());
+    out.push(RECORD_FORMAT);
+    out.extend_from_slice(&head);
+    let data_at = out.len();
+    out.extend_from_slice(data);
+    (out, data_at)
+}
+
 /// Decodes only the head, for scans that need no data.
 pub(crate) fn decode_head(bytes: &[u8]) -> Result<Head, DecodeError> {
     split(bytes).map(|(head, _)| head)
+}
+
+/// A record as a session is loaded: the head decoded, the data checked and left encoded.
+#[derive(Debug, PartialEq)]
+pub(crate) struct LazyRecord {
+    pub(crate) head: Head,
+    /// Where the data tokens start in the record's bytes.
+    pub(crate) data_at: usize,
+    /// What the check of the data found (data whose keys are out of order comes back decoded).
+    pub(crate) data: Checked,
+}
+
+/// Decodes the head and checks the data without decoding it: `Ok` exactly when
+/// [`Record::decode`] would succeed, and then the data decodes later without error.
+pub(crate) fn decode_lazy(bytes: &[u8]) -> Result<LazyRecord, DecodeError> {
+    let (head, rest) = split(bytes)?;
+    let data = check_map(rest).map_err(|e| DecodeError::Corrupt(e.0))?;
+    Ok(LazyRecord {
+        head,
+        data_at: bytes.len() - rest.len(),
+        data,
+    })
 }
 
 fn split(bytes: &[u8]) -> Result<(Head, &[u8]), DecodeError> {
@@ -168,6 +224,36 @@ mod tests {
         for cut in 1..good.len() {
             assert!(Record::decode(&good[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn lazy_decode_agrees_with_the_whole_decode() {
+        let r = record();
+        let bytes = r.encode();
+        let lazy = decode_lazy(&bytes).unwrap();
+        assert_eq!(lazy.head, r.head);
+        assert_eq!(lazy.data, Checked::Valid);
+        assert_eq!(decode_map(&bytes[lazy.data_at..]).unwrap(), r.data);
+        assert_eq!(
+            encode_parts(&r.head, &bytes[lazy.data_at..]),
+            (bytes.clone(), lazy.data_at)
+        );
+        for cut in 0..bytes.len() {
+            assert!(decode_lazy(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut newer = bytes.clone();
+        newer[0] = RECORD_FORMAT + 1;
+        assert_eq!(
+            decode_lazy(&newer),
+            Err(DecodeError::Newer(RECORD_FORMAT + 1))
+        );
+        let mut bad_data = bytes;
+        *bad_data.last_mut().unwrap() = 0xff;
+        assert!(Record::decode(&bad_data).is_err());
+        assert!(matches!(
+            decode_lazy(&bad_data),
+            Err(DecodeError::Corrupt(_))
+        ));
     }
 
     #[test]

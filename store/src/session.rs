@@ -1,4 +1,7 @@
 //! A loaded or new session: its data, metadata, dirty tracking and the save decision.
+//!
+//! A loaded session decodes only its record's head; the data is decoded on first use
+//! (`data.rs`), and a save that did not change it writes the stored data bytes back as they were.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,11 +13,12 @@ use sled::IVec;
 use time::OffsetDateTime;
 
 use crate::clock::{duration_ms, from_ms, to_ms};
+use crate::data::Data;
 use crate::error::{redact, Error, Result};
 use crate::id::{Handle, SessionId};
-use crate::record::{Head, Record};
+use crate::record::{encode_parts, Head, LazyRecord, StoredHead};
 use crate::store::Store;
-use crate::value::{Value, MAX_DEPTH};
+use crate::value::{Value, ValueError, MAX_DEPTH};
 
 /// The longest principal, in bytes.
 pub const MAX_PRINCIPAL_BYTES: usize = 1024;
@@ -26,13 +30,19 @@ pub const MAX_METADATA_BYTES: usize = 4096;
 /// Changes stay in memory until [`Session::save`]; dropping a session without saving discards
 /// them. A session remembers the version it was loaded at, and `save` refuses to overwrite a
 /// newer one ([`Error::Conflict`]).
+///
+/// Loading decodes the session's metadata; its data is decoded the first time it is read or
+/// changed (the stored data was checked at load, so that cannot fail), and a save that did not
+/// change the data writes it back as stored.
 pub struct Session {
     store: Store,
     id: SessionId,
     handle: Handle,
-    record: Record,
-    /// The stored bytes this session was loaded from (or last saved as); `None` if never saved.
-    stored: Option<(IVec, Head)>,
+    head: Head,
+    data: Data,
+    /// The stored bytes this session was loaded from (or last saved as), and what a write
+    /// needs of their head; `None` if never saved.
+    stored: Option<(IVec, StoredHead)>,
     dirty: bool,
 }
 
@@ -41,32 +51,33 @@ impl fmt::Debug for Session {
         // Never the id or the data: both may be secrets.
         f.debug_struct("Session")
             .field("handle", &self.handle)
-            .field("version", &self.record.head.version)
+            .field("version", &self.head.version)
             .field("dirty", &self.dirty)
             .finish_non_exhaustive()
     }
 }
 
 impl Session {
-    pub(crate) fn new(store: Store, id: SessionId, record: Record) -> Self {
+    pub(crate) fn new(store: Store, id: SessionId, head: Head) -> Self {
         Session {
             store,
             handle: id.handle(),
             id,
-            record,
+            head,
+            data: Data::new(),
             stored: None,
             dirty: true,
         }
     }
 
-    pub(crate) fn loaded(store: Store, id: SessionId, record: Record, bytes: IVec) -> Self {
-        let head = record.head.clone();
+    pub(crate) fn loaded(store: Store, id: SessionId, bytes: IVec, record: LazyRecord) -> Self {
         Session {
             store,
             handle: id.handle(),
             id,
-            record,
-            stored: Some((bytes, head)),
+            stored: Some((bytes.clone(), record.head.stored())),
+            head: record.head,
+            data: Data::loaded(bytes, record.data_at, record.data),
             dirty: false,
         }
     }
@@ -100,15 +111,19 @@ impl Session {
     /// Marks the session changed, for a value mutated in a way the session cannot see.
     pub fn mark_changed(&mut self) {
         self.dirty = true;
+        self.data.changed();
     }
 
     /// The value under `key`, converted to `T`. `None` if there is no such key.
     ///
     /// # Errors
-    /// [`Error::Value`] when the stored value does not fit `T`.
+    /// [`Error::Value`] when the stored value does not fit `T`; [`Error::Corrupt`] if the
+    /// stored data does not decode (a load refuses such a record, so only a bug makes this
+    /// happen).
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        self.record
-            .data
+        self.data
+            .get()
+            .map_err(|e| undecodable(&self.handle, e))?
             .get(key)
             .map(|v| {
                 v.to_deserialize().map_err(|e| Error::Value {
@@ -121,18 +136,19 @@ impl Session {
 
     /// The raw value under `key`.
     pub fn get_value(&self, key: &str) -> Option<&Value> {
-        self.record.data.get(key)
+        self.data.get_or_empty().get(key)
     }
 
     /// All of the session's data.
     pub fn data(&self) -> &BTreeMap<String, Value> {
-        &self.record.data
+        self.data.get_or_empty()
     }
 
     /// Stores `value` under `key`.
     ///
     /// # Errors
-    /// [`Error::Value`] when `value` cannot be serialized or nests deeper than 64 levels.
+    /// [`Error::Value`] when `value` cannot be serialized or nests deeper than 64 levels;
+    /// [`Error::Corrupt`] as for [`Session::get`].
     pub fn insert<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<()> {
         let value = Value::from_serialize(value).map_err(|e| Error::Value {
             key: key.to_string(),
@@ -144,7 +160,8 @@ impl Session {
     /// Stores a raw value under `key`.
     ///
     /// # Errors
-    /// [`Error::Value`] when the value nests deeper than 64 levels.
+    /// [`Error::Value`] when the value nests deeper than 64 levels; [`Error::Corrupt`] as for
+    /// [`Session::get`].
     pub fn insert_value(&mut self, key: &str, value: Value) -> Result<()> {
         if value.depth() > MAX_DEPTH {
             return Err(Error::Value {
@@ -152,8 +169,11 @@ impl Session {
                 reason: format!("nested deeper than {MAX_DEPTH} levels"),
             });
         }
-        if self.record.data.get(key) != Some(&value) {
-            self.record.data.insert(key.to_string(), value);
+        let handle = self.handle;
+        let map = self.data.get_mut().map_err(|e| undecodable(&handle, &e))?;
+        if map.get(key) != Some(&value) {
+            map.insert(key.to_string(), value);
+            self.data.changed();
             self.dirty = true;
         }
         Ok(())
@@ -161,22 +181,24 @@ impl Session {
 
     /// Removes and returns the value under `key`.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        let old = self.record.data.remove(key);
-        self.dirty |= old.is_some();
+        let old = self.data.get_mut().ok()?.remove(key);
+        if old.is_some() {
+            self.data.changed();
+            self.dirty = true;
+        }
         old
     }
 
     /// Removes all data (metadata and principal stay).
     pub fn clear(&mut self) {
-        if !self.record.data.is_empty() {
-            self.record.data.clear();
+        if self.data.clear() {
             self.dirty = true;
         }
     }
 
     /// The principal (the user this session belongs to), if any.
     pub fn principal(&self) -> Option<&str> {
-        self.record.head.principal.as_deref()
+        self.head.principal.as_deref()
     }
 
     /// Sets or clears the principal. Takes effect in the principal index on save. On a login,
@@ -188,13 +210,13 @@ impl Session {
         if let Some(p) = principal {
             validate_principal(p)?;
         }
-        set_field(&mut self.record.head.principal, principal, &mut self.dirty);
+        set_field(&mut self.head.principal, principal, &mut self.dirty);
         Ok(())
     }
 
     /// The label: a non-secret display name (a named session's name, say).
     pub fn label(&self) -> Option<&str> {
-        self.record.head.label.as_deref()
+        self.head.label.as_deref()
     }
 
     /// Sets or clears the label.
@@ -203,13 +225,13 @@ impl Session {
     /// [`Error::InvalidField`] when it is over 4,096 bytes.
     pub fn set_label(&mut self, label: Option<&str>) -> Result<()> {
         validate_metadata("label", label)?;
-        set_field(&mut self.record.head.label, label, &mut self.dirty);
+        set_field(&mut self.head.label, label, &mut self.dirty);
         Ok(())
     }
 
     /// The client's remote address, if recorded.
     pub fn remote_addr(&self) -> Option<&str> {
-        self.record.head.remote_addr.as_deref()
+        self.head.remote_addr.as_deref()
     }
 
     /// Records the client's remote address.
@@ -218,13 +240,13 @@ impl Session {
     /// [`Error::InvalidField`] when it is over 4,096 bytes.
     pub fn set_remote_addr(&mut self, addr: Option<&str>) -> Result<()> {
         validate_metadata("remote address", addr)?;
-        set_field(&mut self.record.head.remote_addr, addr, &mut self.dirty);
+        set_field(&mut self.head.remote_addr, addr, &mut self.dirty);
         Ok(())
     }
 
     /// The client's user agent, if recorded.
     pub fn user_agent(&self) -> Option<&str> {
-        self.record.head.user_agent.as_deref()
+        self.head.user_agent.as_deref()
     }
 
     /// Records the client's user agent.
@@ -233,79 +255,93 @@ impl Session {
     /// [`Error::InvalidField`] when it is over 4,096 bytes.
     pub fn set_user_agent(&mut self, agent: Option<&str>) -> Result<()> {
         validate_metadata("user agent", agent)?;
-        set_field(&mut self.record.head.user_agent, agent, &mut self.dirty);
+        set_field(&mut self.head.user_agent, agent, &mut self.dirty);
         Ok(())
     }
 
     /// When the session was created.
     pub fn created(&self) -> OffsetDateTime {
-        from_ms(self.record.head.created)
+        from_ms(self.head.created)
     }
 
     /// When the session was last saved or touched.
     pub fn last_access(&self) -> OffsetDateTime {
-        from_ms(self.record.head.last_access)
+        from_ms(self.head.last_access)
     }
 
     /// When the session expires: `min(last_access + idle_timeout, absolute_deadline)`.
     pub fn expires_at(&self) -> OffsetDateTime {
-        from_ms(self.record.head.expires_at)
+        from_ms(self.head.expires_at)
     }
 
     /// The session's idle timeout.
     pub fn idle_timeout(&self) -> Duration {
-        Duration::from_millis(u64::try_from(self.record.head.idle_timeout_ms).unwrap_or(0))
+        Duration::from_millis(u64::try_from(self.head.idle_timeout_ms).unwrap_or(0))
     }
 
     /// Overrides the store's idle timeout for this session.
     pub fn set_idle_timeout(&mut self, d: Duration) {
         let ms = duration_ms(d);
-        if self.record.head.idle_timeout_ms != ms {
-            self.record.head.idle_timeout_ms = ms;
-            self.record.head.expires_at = self.record.head.compute_expiry();
+        if self.head.idle_timeout_ms != ms {
+            self.head.idle_timeout_ms = ms;
+            self.head.expires_at = self.head.compute_expiry();
             self.dirty = true;
         }
     }
 
     /// The latest moment the session can live to, however busy.
     pub fn absolute_deadline(&self) -> OffsetDateTime {
-        from_ms(self.record.head.absolute_deadline)
+        from_ms(self.head.absolute_deadline)
     }
 
     /// Overrides the absolute deadline (an API token's expiry, say).
     pub fn set_absolute_deadline(&mut self, t: OffsetDateTime) {
         let ms = to_ms(t);
-        if self.record.head.absolute_deadline != ms {
-            self.record.head.absolute_deadline = ms;
-            self.record.head.expires_at = self.record.head.compute_expiry();
+        if self.head.absolute_deadline != ms {
+            self.head.absolute_deadline = ms;
+            self.head.expires_at = self.head.compute_expiry();
             self.dirty = true;
         }
     }
 
     /// The stored version this session was loaded at (0 if never saved).
     pub fn version(&self) -> u64 {
-        self.record.head.version
+        self.head.version
     }
 
-    /// The record as it would be written now, or `None` if nothing needs writing: no change and
+    /// The head as it would be written now, or `None` if nothing needs writing: no change and
     /// the stored deadline within the touch interval of the new one.
-    fn next_record(&self) -> Option<Record> {
+    fn next_head(&self) -> Option<Head> {
         // A clock that went backwards never moves last access back.
-        let last_access = self.record.head.last_access.max(self.store.now());
-        let expires_at = self.record.head.expiry_if_accessed_at(last_access);
+        let last_access = self.head.last_access.max(self.store.now());
+        let expires_at = self.head.expiry_if_accessed_at(last_access);
         if !self.dirty {
             let stored = self.stored.as_ref().map_or(i64::MIN, |(_, h)| h.expires_at);
             let touch = duration_ms(self.store.inner.config.touch_interval);
             if expires_at.saturating_sub(stored) < touch.max(1) {
-                // Decided before copying the record: a save that writes nothing costs nothing.
+                // Decided before copying the head: a save that writes nothing costs nothing.
                 return None;
             }
         }
-        let mut next = self.record.clone();
-        next.head.last_access = last_access;
-        next.head.expires_at = expires_at;
-        next.head.version = next.head.version.wrapping_add(1);
+        let mut next = self.head.clone();
+        next.last_access = last_access;
+        next.expires_at = expires_at;
+        next.version = next.version.wrapping_add(1);
         Some(next)
+    }
+
+    /// The record to write with `head`: the data is encoded only if it changed, otherwise the
+    /// stored data bytes are reused as they are. Returns the bytes and the data's offset.
+    fn encode(&self, head: &Head) -> (Vec<u8>, usize) {
+        encode_parts(head, &self.data.encoded())
+    }
+
+    /// The session was written as `bytes` with `head`.
+    fn written(&mut self, bytes: IVec, data_at: usize, head: Head) {
+        self.data.saved(bytes.clone(), data_at);
+        self.stored = Some((bytes, head.stored()));
+        self.head = head;
+        self.dirty = false;
     }
 
     /// Writes the session if it changed, or if a touch is due (the idle deadline moved by at
@@ -317,40 +353,41 @@ impl Session {
     /// invalidated, purged or expired meanwhile (a save never brings an expired session back); [`Error::TooLarge`]; [`Error::PrincipalLimit`];
     /// [`Error::ReadOnly`]; storage errors.
     pub fn save(&mut self) -> Result<()> {
-        let Some(next) = self.next_record() else {
+        let Some(next) = self.next_head() else {
             self.store.inner.counters.skipped();
             return Ok(());
         };
         self.store.check_writable("save")?;
         let old_principal = self.stored.as_ref().and_then(|(_, h)| h.principal.clone());
-        let principal_changed = old_principal != next.head.principal;
-        {
+        let principal_changed = old_principal != next.principal;
+        let (bytes, data_at) = self.encode(&next);
+        let (written, evicted) = {
             // A changed principal takes the principal locks first (limit, invalidation race).
             let _p = if principal_changed {
                 self.store
-                    .lock_principals(&[old_principal.as_deref(), next.head.principal.as_deref()])
+                    .lock_principals(&[old_principal.as_deref(), next.principal.as_deref()])
             } else {
                 Vec::new()
             };
-            let victims = match &next.head.principal {
+            let victims = match &next.principal {
                 Some(p) if principal_changed => self.store.make_room(p, &self.handle)?,
                 _ => Vec::new(),
             };
-            let bytes = {
+            let written = {
                 let _k = self.store.lock_key(&self.handle);
                 if let Some((loaded, head)) = &self.stored {
                     self.store.refuse_expired(&self.handle, loaded, head)?;
                 }
                 let old = self.stored.as_ref().map(|(b, h)| (b, h));
-                self.store.write_locked(&self.handle, old, &next)?
+                self.store.write_locked(&self.handle, old, &next, bytes)?
             };
-            self.record = next;
-            self.stored = Some((bytes, self.record.head.clone()));
-            self.dirty = false;
             // Only a save that succeeded makes room. A crash before this leaves the principal
             // one session over its limit, never an index out of step.
-            self.store.evict(&victims)?;
-        }
+            (written, self.store.evict(&victims))
+        };
+        // The record is written whether or not the eviction failed.
+        self.written(written, data_at, next);
+        evicted?;
         self.store.sync()
     }
 
@@ -370,26 +407,25 @@ impl Session {
             self.handle = new_handle;
             return Ok(());
         };
-        if head.principal != self.record.head.principal {
+        if head.principal != self.head.principal {
             // A login: save the principal change (limit, index) first, then rotate.
             self.save()?;
             return self.cycle_id();
         }
-        let mut next = self.next_record().unwrap_or_else(|| {
-            let mut r = self.record.clone();
-            r.head.version = r.head.version.wrapping_add(1);
-            r
+        let mut next = self.next_head().unwrap_or_else(|| {
+            let mut h = self.head.clone();
+            h.version = h.version.wrapping_add(1);
+            h
         });
-        next.head.last_access = next.head.last_access.max(self.store.now());
-        next.head.expires_at = next.head.compute_expiry();
-        let written = self
-            .store
-            .rotate(&self.handle, (bytes, head), &new_handle, &next)?;
+        next.last_access = next.last_access.max(self.store.now());
+        next.expires_at = next.compute_expiry();
+        let (encoded, data_at) = self.encode(&next);
+        let written =
+            self.store
+                .rotate(&self.handle, (bytes, head), &new_handle, &next, encoded)?;
         self.id = new_id;
         self.handle = new_handle;
-        self.record = next;
-        self.stored = Some((written, self.record.head.clone()));
-        self.dirty = false;
+        self.written(written, data_at, next);
         self.store.sync()
     }
 
@@ -402,6 +438,14 @@ impl Session {
             return Ok(false);
         }
         self.store.invalidate_handle(&self.handle)
+    }
+}
+
+/// The error for session data that does not decode (which the check at load rules out).
+fn undecodable(handle: &Handle, e: &ValueError) -> Error {
+    Error::Corrupt {
+        handle: handle.to_string(),
+        reason: e.0.clone(),
     }
 }
 
@@ -441,5 +485,115 @@ pub(crate) fn validate_metadata(field: &'static str, value: Option<&str>) -> Res
             ),
         }),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::clock::ManualClock;
+    use crate::record::decode_lazy;
+    use crate::value::Checked;
+
+    use super::*;
+
+    /// The stored record of `id`, as bytes.
+    fn raw(store: &Store, id: &SessionId) -> Vec<u8> {
+        store
+            .inner
+            .sessions
+            .get(id.handle().as_bytes())
+            .unwrap()
+            .unwrap()
+            .to_vec()
+    }
+
+    /// The data part of a stored record.
+    fn data_part(record: &[u8]) -> Vec<u8> {
+        record[decode_lazy(record).unwrap().data_at..].to_vec()
+    }
+
+    /// A save that does not change the data writes the stored data bytes back as they were,
+    /// decoded or not. The stored data here ends in bytes the decoder ignores (after the last
+    /// token), which a re-encoding would drop: they survive every save but a data change.
+    #[test]
+    fn saves_that_leave_the_data_alone_write_its_stored_bytes_verbatim() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::at_ms(1_767_225_600_000);
+        let store = Store::builder()
+            .clock(clock.clone())
+            .open(dir.path().join("db"))
+            .unwrap();
+        let mut s = store.create();
+        s.insert("cart", &vec![1, 2, 3]).unwrap();
+        s.insert("csrf", "token").unwrap();
+        s.save().unwrap();
+        let id = *s.id();
+        drop(s);
+        let mut planted = raw(&store, &id);
+        planted.extend_from_slice(b"\xaa\xbb");
+        store
+            .inner
+            .sessions
+            .insert(id.handle().as_bytes(), planted.clone())
+            .unwrap();
+        let stored_data = data_part(&planted);
+        assert_eq!(decode_lazy(&planted).unwrap().data, Checked::Valid);
+
+        // A touch (the idle deadline moves), never decoded.
+        clock.advance(Duration::from_secs(120));
+        let mut s = store.load(&id).unwrap().unwrap();
+        s.save().unwrap();
+        assert!(!s.data.is_decoded());
+        let touched = raw(&store, &id);
+        assert_ne!(touched, planted, "the touch wrote a new head");
+        assert_eq!(data_part(&touched), stored_data);
+
+        // Metadata and principal changed, and the data read (decoded) but not changed.
+        let mut s = store.load(&id).unwrap().unwrap();
+        assert_eq!(s.get::<String>("csrf").unwrap().as_deref(), Some("token"));
+        s.set_principal(Some("alice")).unwrap();
+        s.set_label(Some("web")).unwrap();
+        s.save().unwrap();
+        assert!(s.data.is_decoded());
+        let relabelled = raw(&store, &id);
+        assert_eq!(
+            decode_lazy(&relabelled).unwrap().head.principal.as_deref(),
+            Some("alice")
+        );
+        assert_eq!(data_part(&relabelled), stored_data);
+
+        // A rotation keeps them too.
+        let mut s = store.load(&id).unwrap().unwrap();
+        s.cycle_id().unwrap();
+        let id = *s.id();
+        assert_eq!(data_part(&raw(&store, &id)), stored_data);
+
+        // A data change encodes the data: the ignored bytes are gone, the values are not.
+        let mut s = store.load(&id).unwrap().unwrap();
+        s.insert("n", &1).unwrap();
+        s.save().unwrap();
+        let changed = data_part(&raw(&store, &id));
+        assert!(!changed.ends_with(b"\xaa\xbb"));
+        let s = store.load(&id).unwrap().unwrap();
+        assert_eq!(s.get::<Vec<i32>>("cart").unwrap(), Some(vec![1, 2, 3]));
+        assert_eq!(s.get::<i32>("n").unwrap(), Some(1));
+    }
+
+    #[test]
+    fn load_leaves_the_data_undecoded_until_an_accessor_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        let mut s = store.create();
+        s.insert("k", "v").unwrap();
+        s.save().unwrap();
+        let id = *s.id();
+        let s = store.load(&id).unwrap().unwrap();
+        assert!(!s.data.is_decoded());
+        assert_eq!(s.principal(), None);
+        assert!(!s.data.is_decoded(), "metadata needs no data");
+        assert!(s.get_value("k").is_some());
+        assert!(s.data.is_decoded());
     }
 }

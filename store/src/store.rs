@@ -28,7 +28,7 @@ use crate::durable::GroupCommit;
 use crate::error::{Error, Result};
 use crate::id::{Handle, SessionId};
 use crate::keys::{expiry_key, principal_key, principal_prefix};
-use crate::record::{decode_head, DecodeError, Head, Record};
+use crate::record::{decode_head, decode_lazy, DecodeError, Head, LazyRecord, StoredHead};
 use crate::session::Session;
 
 /// The database format this build writes and the newest it opens.
@@ -267,19 +267,15 @@ impl Store {
             user_agent: None,
         };
         head.expires_at = head.compute_expiry();
-        Session::new(
-            self.clone(),
-            id,
-            Record {
-                head,
-                data: Default::default(),
-            },
-        )
+        Session::new(self.clone(), id, head)
     }
 
     /// Loads a session by id. Returns `None` when the id is unknown, the session is expired (it
     /// is then deleted, unless the store is read-only) or its record cannot be decoded (which
     /// [`Admin::check`](crate::Admin::check) reports).
+    ///
+    /// Only the metadata is decoded here; the data is checked (so a record whose data is
+    /// corrupt is refused now, as above) and decoded the first time the session's data is used.
     ///
     /// # Errors
     /// Storage errors only.
@@ -287,15 +283,16 @@ impl Store {
         let handle = id.handle();
         Ok(self
             .load_record(&handle)?
-            .map(|(bytes, record)| Session::loaded(self.clone(), *id, record, bytes)))
+            .map(|(bytes, record)| Session::loaded(self.clone(), *id, bytes, record)))
     }
 
-    /// The live record stored under `handle`, deleting it lazily if it is expired.
-    pub(crate) fn load_record(&self, handle: &Handle) -> Result<Option<(IVec, Record)>> {
+    /// The live record stored under `handle`, deleting it lazily if it is expired. The data is
+    /// checked, not decoded.
+    pub(crate) fn load_record(&self, handle: &Handle) -> Result<Option<(IVec, LazyRecord)>> {
         let Some(bytes) = self.inner.sessions.get(handle.as_bytes())? else {
             return Ok(None);
         };
-        let Ok(record) = Record::decode(&bytes) else {
+        let Ok(record) = decode_lazy(&bytes) else {
             return Ok(None);
         };
         if record.head.is_expired(self.now()) {
@@ -479,15 +476,16 @@ impl Store {
         }
     }
 
-    /// Writes `new` under `handle` if the stored bytes are still `old` (the version check).
-    /// The caller holds the key lock (and principal locks if the principal changes).
+    /// Writes the record `bytes`, whose head is `new`, under `handle` if the stored bytes are
+    /// still `old` (the version check). The caller holds the key lock (and principal locks if
+    /// the principal changes).
     pub(crate) fn write_locked(
         &self,
         handle: &Handle,
-        old: Option<(&IVec, &Head)>,
-        new: &Record,
+        old: Option<(&IVec, &StoredHead)>,
+        new: &Head,
+        bytes: Vec<u8>,
     ) -> Result<IVec> {
-        let bytes = new.encode();
         if bytes.len() > self.inner.config.max_session_bytes {
             return Err(Error::TooLarge {
                 handle: handle.to_string(),
@@ -496,13 +494,9 @@ impl Store {
             });
         }
         let bytes = IVec::from(bytes);
-        let new_exp = expiry_key(new.head.expires_at, handle);
+        let new_exp = expiry_key(new.expires_at, handle);
         let old_exp = old.map(|(_, h)| expiry_key(h.expires_at, handle));
-        let new_pk = new
-            .head
-            .principal
-            .as_deref()
-            .map(|p| principal_key(p, handle));
+        let new_pk = new.principal.as_deref().map(|p| principal_key(p, handle));
         let old_pk =
             old.and_then(|(_, h)| h.principal.as_deref().map(|p| principal_key(p, handle)));
 
@@ -574,7 +568,12 @@ impl Store {
     /// handle: `NotFound` if the record is still the expired one (or gone), `Conflict` if
     /// another writer changed it since (a retry loads the current state). The caller holds the
     /// key lock.
-    pub(crate) fn refuse_expired(&self, handle: &Handle, loaded: &IVec, head: &Head) -> Result<()> {
+    pub(crate) fn refuse_expired(
+        &self,
+        handle: &Handle,
+        loaded: &IVec,
+        head: &StoredHead,
+    ) -> Result<()> {
         if !head.is_expired(self.now()) {
             return Ok(());
         }
@@ -634,15 +633,17 @@ impl Store {
         Ok(())
     }
 
-    /// Moves a stored record from `old` to `new` handle in one transaction (id rotation).
+    /// Moves a stored record from `old` to `new` handle in one transaction (id rotation),
+    /// writing it as `bytes`, whose head is `head`.
     pub(crate) fn rotate(
         &self,
         old: &Handle,
-        old_state: (&IVec, &Head),
+        old_state: (&IVec, &StoredHead),
         new: &Handle,
-        record: &Record,
+        head: &Head,
+        bytes: Vec<u8>,
     ) -> Result<IVec> {
-        let bytes = IVec::from(record.encode());
+        let bytes = IVec::from(bytes);
         if bytes.len() > self.inner.config.max_session_bytes {
             return Err(Error::TooLarge {
                 handle: old.to_string(),
@@ -654,21 +655,14 @@ impl Store {
         // The principal's lock first, as every writer takes it: invalidate_principal scans the
         // principal index under it, and a rotation moving an entry behind its scan position
         // would let a session saved before the invalidation began survive it.
-        let _p = self.lock_principals(&[
-            old_head.principal.as_deref(),
-            record.head.principal.as_deref(),
-        ]);
+        let _p = self.lock_principals(&[old_head.principal.as_deref(), head.principal.as_deref()]);
         let mut stripes = vec![Self::key_stripe(old), Self::key_stripe(new)];
         let _guards = self.lock_stripes(&mut stripes);
         self.refuse_expired(old, loaded, old_head)?;
         let old_exp = expiry_key(old_head.expires_at, old);
-        let new_exp = expiry_key(record.head.expires_at, new);
+        let new_exp = expiry_key(head.expires_at, new);
         let old_pk = old_head.principal.as_deref().map(|p| principal_key(p, old));
-        let new_pk = record
-            .head
-            .principal
-            .as_deref()
-            .map(|p| principal_key(p, new));
+        let new_pk = head.principal.as_deref().map(|p| principal_key(p, new));
         let result = (
             &self.inner.sessions,
             &self.inner.expiry,

@@ -41,20 +41,6 @@ pub enum Value {
 /// Single-key JSON objects with these keys carry a value JSON has no form for.
 const TAGS: [&str; 3] = ["$base64", "$float", "$map"];
 
-/// One token of the flat encoding. Containers give their element count; their elements follow.
-#[derive(Debug, Serialize, Deserialize)]
-enum Token {
-    Null,
-    Bool(bool),
-    Int(i64),
-    UInt(u64),
-    Float(f64),
-    Str(String),
-    Bytes(Vec<u8>),
-    List(u32),
-    Map(u32),
-}
-
 /// Why a value could not be built or decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ValueError(pub(crate) String);
@@ -208,9 +194,10 @@ impl Value {
     }
 }
 
-/// [`Token`] borrowing its strings and bytes from the value being encoded, so that encoding
-/// copies no string. Same variants in the same order: the encoding is identical.
-#[derive(Serialize)]
+/// One token of the flat encoding. Containers give their element count; their elements follow.
+/// Strings and bytes borrow from the value being encoded or from the bytes being decoded, so
+/// neither copies a string it does not keep.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 enum TokenRef<'a> {
     Null,
     Bool(bool),
@@ -264,118 +251,268 @@ fn push_tokens<'a>(v: &'a Value, out: &mut Vec<TokenRef<'a>>) {
     }
 }
 
-/// A container being filled while decoding.
-enum Frame {
-    List(Vec<Value>, u32),
-    Map(BTreeMap<String, Value>, u32, Option<String>),
+// ---- decoding: one structural walk, two consumers ----
+//
+// A token stream is postcard's encoding of a sequence of tokens: the token count, then the
+// tokens. `walk` reads it one borrowed token at a time and checks everything about its shape
+// (the token count, a map at the root, string keys, element counts, the depth limit) with a
+// fixed array for its stack: it allocates nothing and never recurses. `decode_map` builds the
+// values from its events; `check_map` only watches the keys. Both run the same walk, so a
+// stream the check accepts is one the decoder accepts: the check is what lets a session defer
+// decoding its data until first use without the decode ever failing.
+
+/// What [`walk`] reports, in order: the root map opens first and closes last.
+trait Events<'a> {
+    /// A container opens; its elements (or key/value pairs) follow.
+    fn open(&mut self, map: bool, len: u32);
+    /// A map key (the map's next value follows). `ascending` is whether it sorts after the
+    /// previous key of the same map.
+    fn key(&mut self, key: &'a str, ascending: bool);
+    /// A scalar value.
+    fn scalar(&mut self, token: TokenRef<'a>) -> Result<(), ValueError>;
+    /// The innermost open container is complete.
+    fn close(&mut self) -> Result<(), ValueError>;
 }
 
-impl Frame {
+/// One open container during [`walk`].
+#[derive(Clone, Copy)]
+struct Level<'a> {
+    /// Elements (lists) or entries (maps) still to come.
+    left: u32,
+    map: bool,
+    /// A map has read a key and waits for its value.
+    has_key: bool,
+    /// The map's previous key, to tell whether its keys ascend.
+    last_key: Option<&'a str>,
+}
+
+impl Level<'_> {
+    const EMPTY: Level<'static> = Level {
+        left: 0,
+        map: false,
+        has_key: false,
+        last_key: None,
+    };
+
     fn is_complete(&self) -> bool {
-        match self {
-            Frame::List(items, n) => items.len() == *n as usize,
-            Frame::Map(map, n, key) => key.is_none() && map.len() == *n as usize,
+        self.left == 0 && !self.has_key
+    }
+}
+
+fn bad_encoding(e: postcard::Error) -> ValueError {
+    ValueError(format!("bad data encoding: {e}"))
+}
+
+/// Walks a token stream written by [`encode_map`], iteratively and without allocating.
+fn walk<'a>(bytes: &'a [u8], events: &mut impl Events<'a>) -> Result<(), ValueError> {
+    // The count is read as postcard reads a sequence's length; bytes after the last token are
+    // not looked at, as postcard's `from_bytes` does not.
+    let (count, mut rest) = postcard::take_from_bytes::<usize>(bytes).map_err(bad_encoding)?;
+    let mut left = count;
+    let mut next = || -> Result<Option<TokenRef<'a>>, ValueError> {
+        if left == 0 {
+            return Ok(None);
+        }
+        left -= 1;
+        let (token, after) =
+            postcard::take_from_bytes::<TokenRef<'a>>(rest).map_err(bad_encoding)?;
+        rest = after;
+        Ok(Some(token))
+    };
+    let Some(TokenRef::Map(n)) = next()? else {
+        return Err(ValueError("data does not start with a map".into()));
+    };
+    // The root map and at most MAX_DEPTH containers inside it.
+    let mut stack = [Level::EMPTY; MAX_DEPTH + 1];
+    stack[0] = Level {
+        left: n,
+        map: true,
+        ..Level::EMPTY
+    };
+    let mut depth = 1;
+    events.open(true, n);
+    loop {
+        // Close every container that is complete.
+        while stack[depth - 1].is_complete() {
+            events.close()?;
+            depth -= 1;
+            if depth == 0 {
+                return match next()? {
+                    None => Ok(()),
+                    Some(_) => Err(ValueError("trailing tokens after data".into())),
+                };
+            }
+        }
+        let Some(token) = next()? else {
+            return Err(ValueError("data ends in the middle of a value".into()));
+        };
+        let top = &mut stack[depth - 1];
+        // A map expecting a key takes a string token as the key.
+        if top.map && !top.has_key {
+            let TokenRef::Str(key) = token else {
+                return Err(ValueError("map key is not a string".into()));
+            };
+            let ascending = top.last_key.is_none_or(|last| key > last);
+            top.last_key = Some(key);
+            top.has_key = true;
+            events.key(key, ascending);
+            continue;
+        }
+        // The value counts for its container now; a nested container is complete later.
+        top.left -= 1;
+        top.has_key = false;
+        match token {
+            TokenRef::List(n) | TokenRef::Map(n) => {
+                let Some(slot) = stack.get_mut(depth) else {
+                    return Err(ValueError(format!(
+                        "data nested deeper than {MAX_DEPTH} levels"
+                    )));
+                };
+                let map = matches!(token, TokenRef::Map(_));
+                *slot = Level {
+                    left: n,
+                    map,
+                    ..Level::EMPTY
+                };
+                depth += 1;
+                events.open(map, n);
+            }
+            scalar => events.scalar(scalar)?,
+        }
+    }
+}
+
+/// A container being filled while decoding.
+enum Frame {
+    List(Vec<Value>),
+    Map(BTreeMap<String, Value>, Option<String>),
+}
+
+/// Builds the values from [`walk`]'s events.
+#[derive(Default)]
+struct Build {
+    stack: Vec<Frame>,
+    root: Option<BTreeMap<String, Value>>,
+}
+
+impl Build {
+    fn attach(&mut self, value: Value) -> Result<(), ValueError> {
+        match self.stack.last_mut() {
+            Some(Frame::List(items)) => items.push(value),
+            Some(Frame::Map(map, key)) => {
+                let Some(k) = key.take() else {
+                    return Err(ValueError("map value without a key".into()));
+                };
+                if map.insert(k, value).is_some() {
+                    return Err(ValueError("duplicate map key".into()));
+                }
+            }
+            None => return Err(ValueError("internal decoder state error".into())),
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Events<'a> for Build {
+    fn open(&mut self, map: bool, _len: u32) {
+        // No capacity from the count: a corrupt count must not allocate.
+        self.stack.push(if map {
+            Frame::Map(BTreeMap::new(), None)
+        } else {
+            Frame::List(Vec::new())
+        });
+    }
+
+    fn key(&mut self, key: &'a str, _ascending: bool) {
+        if let Some(Frame::Map(_, slot)) = self.stack.last_mut() {
+            *slot = Some(key.to_string());
         }
     }
 
-    fn into_value(self) -> Value {
-        match self {
-            Frame::List(items, _) => Value::List(items),
-            Frame::Map(map, _, _) => Value::Map(map),
+    fn scalar(&mut self, token: TokenRef<'a>) -> Result<(), ValueError> {
+        let value = match token {
+            TokenRef::Null => Value::Null,
+            TokenRef::Bool(b) => Value::Bool(b),
+            TokenRef::Int(i) => Value::Int(i),
+            TokenRef::UInt(u) => Value::UInt(u),
+            TokenRef::Float(f) => Value::Float(f),
+            TokenRef::Str(s) => Value::String(s.to_string()),
+            TokenRef::Bytes(b) => Value::Bytes(b.to_vec()),
+            TokenRef::List(_) | TokenRef::Map(_) => {
+                return Err(ValueError("internal decoder state error".into()))
+            }
+        };
+        self.attach(value)
+    }
+
+    fn close(&mut self) -> Result<(), ValueError> {
+        let value = match self.stack.pop() {
+            Some(Frame::List(items)) => Value::List(items),
+            Some(Frame::Map(map, _)) => Value::Map(map),
+            None => return Err(ValueError("internal decoder state error".into())),
+        };
+        match (value, self.stack.is_empty()) {
+            (Value::Map(map), true) => {
+                self.root = Some(map);
+                Ok(())
+            }
+            (value, false) => self.attach(value),
+            (_, true) => Err(ValueError("internal decoder state error".into())),
         }
     }
 }
 
 /// Decodes a token stream written by [`encode_map`], iteratively.
 pub(crate) fn decode_map(bytes: &[u8]) -> Result<BTreeMap<String, Value>, ValueError> {
-    let tokens: Vec<Token> =
-        postcard::from_bytes(bytes).map_err(|e| ValueError(format!("bad data encoding: {e}")))?;
-    let mut tokens = tokens.into_iter();
-    let Some(Token::Map(n)) = tokens.next() else {
-        return Err(ValueError("data does not start with a map".into()));
-    };
-    let mut stack = vec![Frame::Map(BTreeMap::new(), n, None)];
-    loop {
-        // Close every container that is complete, handing it to its parent.
-        while let Some(frame) = stack.pop_if(|f| f.is_complete()) {
-            let value = frame.into_value();
-            match stack.last_mut() {
-                Some(parent) => attach(parent, value)?,
-                None => {
-                    if tokens.next().is_some() {
-                        return Err(ValueError("trailing tokens after data".into()));
-                    }
-                    return match value {
-                        Value::Map(map) => Ok(map),
-                        _ => unreachable_frame(),
-                    };
-                }
-            }
-        }
-        let Some(token) = tokens.next() else {
-            return Err(ValueError("data ends in the middle of a value".into()));
-        };
-        // A map expecting a key takes a string token as the key.
-        if let Some(Frame::Map(_, _, key @ None)) = stack.last_mut() {
-            match token {
-                Token::Str(k) => {
-                    *key = Some(k);
-                    continue;
-                }
-                _ => return Err(ValueError("map key is not a string".into())),
-            }
-        }
-        let value = match token {
-            Token::Null => Value::Null,
-            Token::Bool(b) => Value::Bool(b),
-            Token::Int(i) => Value::Int(i),
-            Token::UInt(u) => Value::UInt(u),
-            Token::Float(f) => Value::Float(f),
-            Token::Str(s) => Value::String(s),
-            Token::Bytes(b) => Value::Bytes(b),
-            Token::List(n) => {
-                push_frame(&mut stack, Frame::List(Vec::new(), n))?;
-                continue;
-            }
-            Token::Map(n) => {
-                push_frame(&mut stack, Frame::Map(BTreeMap::new(), n, None))?;
-                continue;
-            }
-        };
-        match stack.last_mut() {
-            Some(parent) => attach(parent, value)?,
-            None => return unreachable_frame(),
-        }
+    let mut build = Build::default();
+    walk(bytes, &mut build)?;
+    build
+        .root
+        .ok_or_else(|| ValueError("internal decoder state error".into()))
+}
+
+/// What [`check_map`] found.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Checked {
+    /// [`decode_map`] will succeed on these bytes.
+    Valid,
+    /// Some map's keys were not in ascending order (sessdb always writes them sorted), so
+    /// duplicates could only be ruled out by decoding: here is the decoded map.
+    Decoded(BTreeMap<String, Value>),
+}
+
+/// Notes whether every map's keys ascend: then no key repeats.
+struct Keys {
+    ascending: bool,
+}
+
+impl<'a> Events<'a> for Keys {
+    fn open(&mut self, _map: bool, _len: u32) {}
+
+    fn key(&mut self, _key: &'a str, ascending: bool) {
+        self.ascending &= ascending;
+    }
+
+    fn scalar(&mut self, _token: TokenRef<'a>) -> Result<(), ValueError> {
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), ValueError> {
+        Ok(())
     }
 }
 
-fn unreachable_frame<T>() -> Result<T, ValueError> {
-    Err(ValueError("internal decoder state error".into()))
-}
-
-fn push_frame(stack: &mut Vec<Frame>, frame: Frame) -> Result<(), ValueError> {
-    if stack.len() > MAX_DEPTH {
-        return Err(ValueError(format!(
-            "data nested deeper than {MAX_DEPTH} levels"
-        )));
+/// Checks a token stream without building its values: `Ok` exactly when [`decode_map`] would
+/// succeed. For sessdb's own encoding (sorted keys) it allocates nothing; a stream with keys out
+/// of order is decoded to rule out a repeated key.
+pub(crate) fn check_map(bytes: &[u8]) -> Result<Checked, ValueError> {
+    let mut keys = Keys { ascending: true };
+    walk(bytes, &mut keys)?;
+    if keys.ascending {
+        Ok(Checked::Valid)
+    } else {
+        decode_map(bytes).map(Checked::Decoded)
     }
-    stack.push(frame);
-    Ok(())
-}
-
-fn attach(parent: &mut Frame, value: Value) -> Result<(), ValueError> {
-    match parent {
-        Frame::List(items, _) => items.push(value),
-        Frame::Map(map, _, key) => {
-            let Some(k) = key.take() else {
-                return Err(ValueError("map value without a key".into()));
-            };
-            if map.insert(k, value).is_some() {
-                return Err(ValueError("duplicate map key".into()));
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -401,17 +538,142 @@ mod tests {
         map
     }
 
-    #[test]
-    fn token_encoding_roundtrips() {
-        let map = sample();
-        assert_eq!(decode_map(&encode_map(&map)).unwrap(), map);
-        assert!(decode_map(&encode_map(&BTreeMap::new()))
-            .unwrap()
-            .is_empty());
+    /// The owned token type the format was first written and read with (postcard: variant
+    /// order matters).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    enum Token {
+        Null,
+        Bool(bool),
+        Int(i64),
+        UInt(u64),
+        Float(f64),
+        Str(String),
+        Bytes(Vec<u8>),
+        List(u32),
+        Map(u32),
+    }
+
+    /// The decoder before data was decoded lazily, kept as the oracle: `decode_map` and
+    /// `check_map` must accept exactly what it accepted (a record it refused is refused at load).
+    fn reference_decode(bytes: &[u8]) -> Result<BTreeMap<String, Value>, ValueError> {
+        enum Frame {
+            List(Vec<Value>, u32),
+            Map(BTreeMap<String, Value>, u32, Option<String>),
+        }
+        fn attach(parent: &mut Frame, value: Value) -> Result<(), ValueError> {
+            match parent {
+                Frame::List(items, _) => items.push(value),
+                Frame::Map(map, _, key) => {
+                    let k = key.take().ok_or(ValueError("value without key".into()))?;
+                    if map.insert(k, value).is_some() {
+                        return Err(ValueError("duplicate map key".into()));
+                    }
+                }
+            }
+            Ok(())
+        }
+        let tokens: Vec<Token> =
+            postcard::from_bytes(bytes).map_err(|e| ValueError(format!("encoding: {e}")))?;
+        let mut tokens = tokens.into_iter();
+        let Some(Token::Map(n)) = tokens.next() else {
+            return Err(ValueError("no map".into()));
+        };
+        let mut stack = vec![Frame::Map(BTreeMap::new(), n, None)];
+        loop {
+            while let Some(frame) = stack.pop_if(|f| match f {
+                Frame::List(items, n) => items.len() == *n as usize,
+                Frame::Map(map, n, key) => key.is_none() && map.len() == *n as usize,
+            }) {
+                let value = match frame {
+                    Frame::List(items, _) => Value::List(items),
+                    Frame::Map(map, _, _) => Value::Map(map),
+                };
+                match stack.last_mut() {
+                    Some(parent) => attach(parent, value)?,
+                    None if tokens.next().is_some() => return Err(ValueError("trailing".into())),
+                    None => match value {
+                        Value::Map(map) => return Ok(map),
+                        _ => unreachable!(),
+                    },
+                }
+            }
+            let token = tokens.next().ok_or(ValueError("ends".into()))?;
+            if let Some(Frame::Map(_, _, key @ None)) = stack.last_mut() {
+                match token {
+                    Token::Str(k) => {
+                        *key = Some(k);
+                        continue;
+                    }
+                    _ => return Err(ValueError("key".into())),
+                }
+            }
+            let value = match token {
+                Token::Null => Value::Null,
+                Token::Bool(b) => Value::Bool(b),
+                Token::Int(i) => Value::Int(i),
+                Token::UInt(u) => Value::UInt(u),
+                Token::Float(f) => Value::Float(f),
+                Token::Str(s) => Value::String(s),
+                Token::Bytes(b) => Value::Bytes(b),
+                Token::List(n) | Token::Map(n) if stack.len() > MAX_DEPTH => {
+                    let _ = n;
+                    return Err(ValueError("nested deeper".into()));
+                }
+                Token::List(n) => {
+                    stack.push(Frame::List(Vec::new(), n));
+                    continue;
+                }
+                Token::Map(n) => {
+                    stack.push(Frame::Map(BTreeMap::new(), n, None));
+                    continue;
+                }
+            };
+            attach(stack.last_mut().unwrap(), value)?;
+        }
+    }
+
+    /// The decoder, the check and the oracle agree on `bytes`: same verdict, same values.
+    fn agree(bytes: &[u8]) -> Result<(), String> {
+        let reference = reference_decode(bytes);
+        let decoded = decode_map(bytes);
+        let checked = check_map(bytes);
+        if reference.is_ok() != decoded.is_ok() || reference.is_ok() != checked.is_ok() {
+            return Err(format!(
+                "reference {reference:?}, decode {decoded:?}, check {checked:?}"
+            ));
+        }
+        if let (Ok(r), Ok(d)) = (&reference, &decoded) {
+            // Floats compare by bits: NaN payloads must survive too.
+            if format!("{r:?}") != format!("{d:?}") {
+                return Err(format!("reference {r:?} but decoded {d:?}"));
+            }
+        }
+        if let Ok(Checked::Decoded(map)) = &checked {
+            if Ok(map) != decoded.as_ref() {
+                return Err("check decoded another map".into());
+            }
+        }
+        Ok(())
+    }
+
+    fn tokens(t: &[Token]) -> Vec<u8> {
+        postcard::to_allocvec(t).unwrap()
     }
 
     #[test]
-    fn borrowed_tokens_encode_like_owned_ones() {
+    fn token_encoding_roundtrips() {
+        let map = sample();
+        let bytes = encode_map(&map);
+        assert_eq!(decode_map(&bytes).unwrap(), map);
+        assert_eq!(check_map(&bytes).unwrap(), Checked::Valid);
+        agree(&bytes).unwrap();
+        let empty = encode_map(&BTreeMap::new());
+        assert!(decode_map(&empty).unwrap().is_empty());
+        assert_eq!(check_map(&empty).unwrap(), Checked::Valid);
+    }
+
+    #[test]
+    fn borrowed_tokens_encode_and_decode_like_owned_ones() {
         let owned = vec![
             Token::Map(7),
             Token::Null,
@@ -434,10 +696,229 @@ mod tests {
             TokenRef::Bytes(&[0, 255, 7]),
             TokenRef::List(2),
         ];
+        let bytes = postcard::to_allocvec(&owned).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&borrowed).unwrap());
         assert_eq!(
-            postcard::to_allocvec(&owned).unwrap(),
-            postcard::to_allocvec(&borrowed).unwrap()
+            postcard::from_bytes::<Vec<TokenRef<'_>>>(&bytes).unwrap(),
+            borrowed
         );
+    }
+
+    #[test]
+    fn keys_out_of_order_are_decoded_by_the_check_and_duplicates_refused() {
+        let unordered = tokens(&[
+            Token::Map(2),
+            Token::Str("b".into()),
+            Token::Int(1),
+            Token::Str("a".into()),
+            Token::List(0),
+        ]);
+        let Checked::Decoded(map) = check_map(&unordered).unwrap() else {
+            panic!("keys out of order must be decoded to rule out duplicates");
+        };
+        assert_eq!(map.keys().collect::<Vec<_>>(), ["a", "b"]);
+        agree(&unordered).unwrap();
+
+        // A repeated key, at the root and in a nested map.
+        let repeated = tokens(&[
+            Token::Map(2),
+            Token::Str("a".into()),
+            Token::Int(1),
+            Token::Str("a".into()),
+            Token::Int(2),
+        ]);
+        let nested = tokens(&[
+            Token::Map(1),
+            Token::Str("m".into()),
+            Token::Map(2),
+            Token::Str("x".into()),
+            Token::Null,
+            Token::Str("x".into()),
+            Token::Null,
+        ]);
+        for bytes in [repeated, nested] {
+            assert!(check_map(&bytes).unwrap_err().0.contains("duplicate"));
+            agree(&bytes).unwrap();
+        }
+        // Equal keys in different maps are fine, and ascending keys need no decode.
+        let distinct_maps = tokens(&[
+            Token::Map(2),
+            Token::Str("a".into()),
+            Token::Map(1),
+            Token::Str("a".into()),
+            Token::Null,
+            Token::Str("b".into()),
+            Token::Null,
+        ]);
+        assert_eq!(check_map(&distinct_maps).unwrap(), Checked::Valid);
+        agree(&distinct_maps).unwrap();
+    }
+
+    #[test]
+    fn token_counts_and_trailing_bytes_are_judged_as_before() {
+        // More tokens counted than the map holds; fewer; bytes after the last counted token
+        // (postcard's `from_bytes` never looked at them).
+        let mut more = tokens(&[Token::Map(0), Token::Null]);
+        more[0] = 2;
+        let mut fewer = tokens(&[Token::Map(1), Token::Str("k".into()), Token::Null]);
+        fewer[0] = 2;
+        let mut after = tokens(&[Token::Map(0)]);
+        after.extend([0xff, 0x00, 0x17]);
+        let not_a_map = tokens(&[Token::List(0)]);
+        let key_not_a_string = tokens(&[Token::Map(1), Token::Int(1), Token::Null]);
+        let mut bad_bool = tokens(&[Token::Map(1), Token::Str("k".into()), Token::Bool(true)]);
+        *bad_bool.last_mut().unwrap() = 2;
+        for bytes in [more, fewer, not_a_map, key_not_a_string, bad_bool] {
+            assert!(check_map(&bytes).is_err(), "{bytes:?}");
+            agree(&bytes).unwrap();
+        }
+        assert_eq!(check_map(&after).unwrap(), Checked::Valid);
+        agree(&after).unwrap();
+    }
+
+    #[test]
+    fn truncated_and_garbage_input_is_an_error() {
+        let bytes = encode_map(&sample());
+        for cut in 0..bytes.len() {
+            assert!(decode_map(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(check_map(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(decode_map(&[0xff; 40]).is_err());
+        assert!(check_map(&[0xff; 40]).is_err());
+    }
+
+    #[test]
+    fn hostile_nesting_is_rejected_without_recursion() {
+        // 100,000 nested single-element lists: a recursive decoder (or check) would overflow
+        // the stack.
+        let mut t = vec![Token::Map(1), Token::Str("k".into())];
+        t.extend((0..100_000).map(|_| Token::List(1)));
+        t.push(Token::Null);
+        let bytes = tokens(&t);
+        let err = decode_map(&bytes).unwrap_err();
+        assert!(err.0.contains("nested deeper"), "{err:?}");
+        let err = check_map(&bytes).unwrap_err();
+        assert!(err.0.contains("nested deeper"), "{err:?}");
+    }
+
+    #[test]
+    fn the_depth_limit_is_where_it_was() {
+        for (depth, ok) in [(MAX_DEPTH, true), (MAX_DEPTH + 1, false)] {
+            let mut t = vec![Token::Map(1), Token::Str("k".into())];
+            t.extend((0..depth).map(|_| Token::List(1)));
+            t.push(Token::Null);
+            let bytes = tokens(&t);
+            assert_eq!(check_map(&bytes).is_ok(), ok, "{depth} nested lists");
+            agree(&bytes).unwrap();
+        }
+    }
+
+    fn scalar() -> impl proptest::strategy::Strategy<Value = Token> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Token::Null),
+            any::<bool>().prop_map(Token::Bool),
+            any::<i64>().prop_map(Token::Int),
+            any::<u64>().prop_map(Token::UInt),
+            any::<f64>().prop_map(Token::Float),
+            "[a-c]{0,2}".prop_map(Token::Str),
+            proptest::collection::vec(any::<u8>(), 0..4).prop_map(Token::Bytes),
+        ]
+    }
+
+    fn token() -> impl proptest::strategy::Strategy<Value = Token> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => scalar(),
+            1 => prop_oneof![0u32..4, Just(u32::MAX)].prop_map(Token::List),
+            1 => prop_oneof![0u32..4, Just(u32::MAX)].prop_map(Token::Map),
+        ]
+    }
+
+    /// A well-formed value whose maps may repeat keys or list them out of order.
+    #[derive(Debug, Clone)]
+    enum Tree {
+        Leaf(Token),
+        List(Vec<Tree>),
+        Map(Vec<(String, Tree)>),
+    }
+
+    fn tree() -> impl proptest::strategy::Strategy<Value = Tree> {
+        use proptest::prelude::*;
+        scalar()
+            .prop_map(Tree::Leaf)
+            .prop_recursive(5, 32, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Tree::List),
+                    proptest::collection::vec(("[a-c]?", inner), 0..4).prop_map(Tree::Map),
+                ]
+            })
+    }
+
+    fn flatten(tree: Tree, out: &mut Vec<Token>) {
+        match tree {
+            Tree::Leaf(t) => out.push(t),
+            Tree::List(items) => {
+                out.push(Token::List(items.len() as u32));
+                items.into_iter().for_each(|t| flatten(t, out));
+            }
+            Tree::Map(entries) => {
+                out.push(Token::Map(entries.len() as u32));
+                for (k, v) in entries {
+                    out.push(Token::Str(k));
+                    flatten(v, out);
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 2000,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Well-formed streams (short keys, so that repeats and disorder are common), then
+        /// damaged ones: decode, check and the old decoder agree on every one.
+        #[test]
+        fn check_and_decode_agree_with_the_old_decoder(
+            entries in proptest::collection::vec(("[a-c]?", tree()), 0..5),
+            flips in proptest::collection::vec((0usize..64, 1u8..=255), 0..3),
+            cut in proptest::option::of(0usize..64),
+        ) {
+            let mut t = Vec::new();
+            flatten(Tree::Map(entries), &mut t);
+            let mut bytes = tokens(&t);
+            proptest::prop_assert!(agree(&bytes).is_ok(), "{:?}", agree(&bytes));
+            for (at, xor) in flips {
+                let n = bytes.len();
+                bytes[at % n] ^= xor;
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut % (bytes.len() + 1));
+            }
+            proptest::prop_assert!(agree(&bytes).is_ok(), "{:?}", agree(&bytes));
+        }
+
+        /// Random token sequences: mostly malformed structure.
+        #[test]
+        fn random_token_sequences_get_the_same_verdict(
+            body in proptest::collection::vec(token(), 0..14),
+            root in 0u32..5,
+        ) {
+            let mut t = vec![Token::Map(root)];
+            t.extend(body);
+            let bytes = tokens(&t);
+            proptest::prop_assert!(agree(&bytes).is_ok(), "{:?}", agree(&bytes));
+        }
+
+        #[test]
+        fn arbitrary_bytes_get_the_same_verdict(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            proptest::prop_assert!(agree(&bytes).is_ok(), "{:?}", agree(&bytes));
+        }
     }
 
     #[test]
@@ -461,26 +942,6 @@ mod tests {
         }
         let two_keys = serde_json::json!({"$base64": "AA==", "other": 1});
         assert_eq!(Value::from_json(&two_keys).unwrap().to_json(), two_keys);
-    }
-
-    #[test]
-    fn truncated_and_garbage_input_is_an_error() {
-        let bytes = encode_map(&sample());
-        for cut in 0..bytes.len() {
-            assert!(decode_map(&bytes[..cut]).is_err(), "cut at {cut}");
-        }
-        assert!(decode_map(&[0xff; 40]).is_err());
-    }
-
-    #[test]
-    fn hostile_nesting_is_rejected_without_recursion() {
-        // 100,000 nested single-element lists: a recursive decoder would overflow the stack.
-        let mut tokens = vec![Token::Map(1), Token::Str("k".into())];
-        tokens.extend((0..100_000).map(|_| Token::List(1)));
-        tokens.push(Token::Null);
-        let bytes = postcard::to_allocvec(&tokens).unwrap();
-        let err = decode_map(&bytes).unwrap_err();
-        assert!(err.0.contains("nested deeper"), "{err:?}");
     }
 
     #[test]

@@ -31,6 +31,16 @@ thread_local! {
     static MEASURING: Cell<bool> = const { Cell::new(false) };
     static LIVE: Cell<isize> = const { Cell::new(0) };
     static PEAK: Cell<isize> = const { Cell::new(0) };
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts one allocation (or reallocation) on this thread, while measuring.
+fn count() {
+    let _ = MEASURING.try_with(|on| {
+        if on.get() {
+            ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        }
+    });
 }
 
 fn note(delta: isize) {
@@ -50,6 +60,7 @@ unsafe impl GlobalAlloc for Meter {
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
             note(layout.size() as isize);
+            count();
         }
         p
     }
@@ -58,6 +69,7 @@ unsafe impl GlobalAlloc for Meter {
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
             note(layout.size() as isize);
+            count();
         }
         p
     }
@@ -71,6 +83,7 @@ unsafe impl GlobalAlloc for Meter {
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             note(new_size as isize - layout.size() as isize);
+            count();
         }
         p
     }
@@ -87,6 +100,13 @@ fn peak_bytes<R>(f: impl FnOnce() -> R) -> (R, usize) {
     let out = f();
     MEASURING.with(|m| m.set(false));
     (out, PEAK.with(Cell::get).max(0) as usize)
+}
+
+/// Runs `f` and returns its result with the number of allocations it made on this thread.
+fn allocations<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    ALLOCATIONS.with(|n| n.set(0));
+    let (out, _) = peak_bytes(f);
+    (out, ALLOCATIONS.with(Cell::get))
 }
 
 /// What a small input may cost: a fixed allowance (sled's node reads, JSON buffers) plus a
@@ -318,6 +338,7 @@ fn exercise(path: &Path, input_len: usize) -> Result<(), TestCaseError> {
         .open(path)
         .map_err(|e| TestCaseError::fail(format!("open: {e:#}")))?;
     let id = victim();
+    load_agrees_with_show(&store, &id)?;
     let (reads, peak) = peak_bytes(|| -> sessdb::Result<()> {
         let _ = store.load(&id)?;
         match store.show(&Target::Id(id)) {
@@ -357,6 +378,31 @@ fn exercise(path: &Path, input_len: usize) -> Result<(), TestCaseError> {
     store.repair()?;
     let after = store.check()?;
     prop_assert!(after.is_clean(), "after repair: {:?}", after);
+    Ok(())
+}
+
+/// `load` decodes the head and only checks the data (decoding it on first use); `show` decodes
+/// the whole record. They must agree: load refuses exactly the records show finds corrupt or
+/// newer (and expired ones), and the data a loaded session decodes later is show's.
+fn load_agrees_with_show(store: &Store, id: &SessionId) -> Result<(), TestCaseError> {
+    // Show first: load deletes an expired session.
+    let shown = store.show(&Target::Id(*id));
+    let loaded = store.load(id)?;
+    match (&shown, &loaded) {
+        (Ok(Some(info)), Some(session)) => prop_assert_eq!(
+            format!("{:?}", session.data()),
+            format!("{:?}", info.data),
+            "a loaded session decoded other data than show"
+        ),
+        (Ok(Some(info)), None) => prop_assert!(
+            info.expires_at.unix_timestamp_nanos() / 1_000_000 <= i128::from(NOW),
+            "load refused a live record that show decodes"
+        ),
+        (Ok(None), None) => {}
+        (Ok(None), Some(_)) => prop_assert!(false, "load found a record show did not"),
+        (Err(sessdb::Error::Corrupt { .. } | sessdb::Error::NewerRecord { .. }), None) => {}
+        (Err(e), _) => prop_assert!(false, "show: {e:#}, load: {:?}", loaded.is_some()),
+    }
     Ok(())
 }
 
@@ -432,6 +478,48 @@ fn the_record_mirror_matches_the_stored_format() {
     assert_eq!(s.version(), 7);
     assert_eq!(s.principal(), Some("p"));
     assert_eq!(s.get::<i64>("k").expect("int"), Some(5));
+}
+
+/// Loading decodes the record's head and checks its data without building it: what load
+/// allocates does not grow with the data. The first read of the data decodes it.
+#[test]
+fn load_allocates_the_same_whatever_the_size_of_the_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::builder()
+        .clock(ManualClock::at_ms(NOW))
+        .open(dir.path().join("db"))
+        .expect("open");
+    let ids: Vec<SessionId> = [1, 2000]
+        .into_iter()
+        .map(|keys| {
+            let mut s = store.create();
+            s.set_principal(Some("alice")).expect("principal");
+            for k in 0..keys {
+                s.insert(&format!("key{k:05}"), &[k, k + 1])
+                    .expect("insert");
+            }
+            s.save().expect("save");
+            *s.id()
+        })
+        .collect();
+    let load = |id: &SessionId| {
+        store.load(id).expect("load").expect("live"); // warm sled's cache
+        allocations(|| store.load(id).expect("load").expect("live"))
+    };
+    let (_, small) = load(&ids[0]);
+    let (large_session, large) = load(&ids[1]);
+    assert!(
+        large <= small + 2,
+        "load allocated {large} times for 2,000 keys, {small} for one"
+    );
+    let (n, decode) = allocations(|| large_session.data().len());
+    assert_eq!(n, 2000);
+    assert!(
+        decode >= 2000,
+        "the first read decoded with {decode} allocations"
+    );
+    let (_, again) = allocations(|| large_session.data().len());
+    assert_eq!(again, 0, "the data is decoded once");
 }
 
 // ---- import lines ----

@@ -12,8 +12,15 @@ fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
 #[test]
 fn store_handle_is_clone_send_sync() {
     assert_send_sync_clone::<Store>();
-    fn assert_send<T: Send>() {}
-    assert_send::<Session>();
+}
+
+/// The auto traits `Session` had before its data became lazily decoded (a `OnceLock`, not a
+/// `OnceCell`, keeps it `Sync`): an application may move a loaded session to another thread or
+/// share it between threads. (It was never `UnwindSafe`: the store handle inside is not.)
+#[test]
+fn session_keeps_its_auto_traits() {
+    fn assert_auto_traits<T: Send + Sync + Unpin>() {}
+    assert_auto_traits::<Session>();
 }
 
 #[test]
@@ -120,6 +127,66 @@ fn unmodified_save_writes_nothing_until_a_touch_is_due() {
     let s = f.store.load(&id).unwrap().unwrap();
     assert_eq!(s.expires_at() - before, time::Duration::seconds(60));
     assert_eq!(s.last_access().unix_timestamp(), (T0 / 1000) + 60);
+}
+
+/// A loaded session decodes its data on first use; whether or not that happened, a change
+/// is a write and anything else is not.
+#[test]
+fn dirty_tracking_of_a_loaded_session_is_exact_whether_its_data_was_read_or_not() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.insert("a", &1).unwrap();
+    s.insert("list", &vec!["x", "y"]).unwrap();
+    s.save().unwrap();
+    let id = *s.id();
+    let w = f.store.counters().writes;
+
+    // No-ops through every mutator, on data not decoded yet.
+    let mut s = f.store.load(&id).unwrap().unwrap();
+    assert_eq!(s.remove("missing"), None);
+    s.insert("a", &1).unwrap();
+    s.insert_value(
+        "list",
+        Value::List(vec![Value::String("x".into()), Value::String("y".into())]),
+    )
+    .unwrap();
+    assert!(!s.is_dirty());
+    s.save().unwrap();
+    assert_eq!(f.store.counters().writes, w, "no-op changes wrote");
+
+    // Reads only.
+    let mut s = f.store.load(&id).unwrap().unwrap();
+    assert_eq!(s.get::<i32>("a").unwrap(), Some(1));
+    assert_eq!(s.data().len(), 2);
+    assert_eq!(s.get_value("missing"), None);
+    s.save().unwrap();
+    assert_eq!(f.store.counters().writes, w, "reading wrote");
+
+    // mark_changed forces a write even when nothing was decoded; the data survives it.
+    let mut s = f.store.load(&id).unwrap().unwrap();
+    s.mark_changed();
+    s.save().unwrap();
+    assert_eq!(f.store.counters().writes, w + 1);
+    let mut s = f.store.load(&id).unwrap().unwrap();
+    assert_eq!(s.get::<Vec<String>>("list").unwrap().unwrap(), ["x", "y"]);
+
+    // Real changes, first thing after a load.
+    s.insert("a", &2).unwrap();
+    assert!(s.is_dirty());
+    s.save().unwrap();
+    assert_eq!(f.store.counters().writes, w + 2);
+    let mut s = f.store.load(&id).unwrap().unwrap();
+    assert_eq!(s.remove("a"), Some(Value::Int(2)));
+    s.save().unwrap();
+    let mut s = f.store.load(&id).unwrap().unwrap();
+    s.clear();
+    assert!(s.is_dirty());
+    s.save().unwrap();
+    assert_eq!(f.store.counters().writes, w + 4);
+    let mut s = f.store.load(&id).unwrap().unwrap();
+    assert!(s.data().is_empty());
+    s.clear();
+    assert!(!s.is_dirty(), "clearing empty data is no change");
 }
 
 #[test]
