@@ -389,7 +389,11 @@ fn machine() -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "rustc ?".into());
-    format!("{cores} cores ({cpu}), {mem} memory, {rustc}, sled 0.34, SQLite (rusqlite, bundled)")
+    format!(
+        "{cores} cores ({cpu}), {mem} memory, {rustc}, sled 0.34, SQLite {} (rusqlite 0.32, \
+         bundled)",
+        rusqlite::version()
+    )
 }
 
 pub fn load_average() -> Option<String> {
