@@ -28,8 +28,8 @@ pub struct Args {
     /// Skip the Redis peer even when redis-server is installed.
     #[arg(long)]
     pub no_redis: bool,
-    /// Run only these parts, comma separated: sessdb, sled, sqlite, redis, memory, cache
-    /// [default: all].
+    /// Run only these parts, comma separated: sessdb, sled, sqlite, redis, memory, cache,
+    /// tower (every store through tower-sessions' SessionStore) [default: all].
     #[arg(long, value_delimiter = ',', value_name = "PART")]
     pub only: Vec<String>,
     #[command(subcommand)]
@@ -41,7 +41,7 @@ pub enum Child {
     /// Runs one engine's workloads (internal).
     #[command(name = "__child", hide = true)]
     Run {
-        /// sessdb, sled, sqlite, redis, load-*, work-* (of sessdb, sled, sqlite), memory-sessdb, memory-sled, memory-sqlite, cache.
+        /// sessdb, sled, sqlite, redis, load-*, work-* (of sessdb, sled, sqlite), memory-sessdb, memory-sled, memory-sqlite, cache, tower-* (engines::tower::KINDS, tower-redis).
         #[arg(long)]
         kind: String,
         /// The plan, as JSON.

@@ -166,16 +166,27 @@ impl Plan {
 
     /// The modification the save workloads make: one more visit, another page.
     pub fn modify(&self, content: &mut Content, i: usize, round: u64) {
-        let visits = content
-            .data
-            .get("visits")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        content.data.insert("visits".into(), json!(visits + 1));
-        content.data.insert(
-            "last_page".into(),
-            json!(format!("/orders/{i}?tab=items&page={round}")),
-        );
+        for (key, value) in self.modification(content.data.get("visits"), i, round) {
+            content.data.insert(key.into(), value);
+        }
+    }
+
+    /// The values [`Plan::modify`] sets, given the current visit count: for data held in
+    /// another map type (the tower-sessions rows' `Record::data`).
+    pub fn modification(
+        &self,
+        visits: Option<&Value>,
+        i: usize,
+        round: u64,
+    ) -> [(&'static str, Value); 2] {
+        let visits = visits.and_then(Value::as_u64).unwrap_or(0);
+        [
+            ("visits", json!(visits + 1)),
+            (
+                "last_page",
+                json!(format!("/orders/{i}?tab=items&page={round}")),
+            ),
+        ]
     }
 
     /// The blob a peer stores for session `i` last accessed at `at`.

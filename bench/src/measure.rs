@@ -67,10 +67,15 @@ impl Timer {
     pub fn time<T>(&mut self, op: impl FnOnce() -> T) -> T {
         let start = Instant::now();
         let out = op();
-        let took = start.elapsed();
+        self.record(start.elapsed());
+        out
+    }
+
+    /// Records one operation timed by the caller (an `await`, which a closure cannot hold).
+    #[inline]
+    pub fn record(&mut self, took: Duration) {
         self.lat_ns.push(took.as_nanos() as u64);
         self.busy += took;
-        out
     }
 
     /// Adds time that belongs to the workload but to no single operation (a final flush).

@@ -27,7 +27,9 @@ struct Config {
     only: Vec<String>,
 }
 
-const PARTS: [&str; 6] = ["sessdb", "sled", "sqlite", "redis", "memory", "cache"];
+const PARTS: [&str; 7] = [
+    "sessdb", "sled", "sqlite", "redis", "memory", "cache", "tower",
+];
 
 pub fn run(args: Args) -> Result<()> {
     if let Some(Child::Run {
@@ -61,11 +63,18 @@ fn configure(args: Args) -> Result<Config> {
         bail!("--sessions: at least 100 sessions per store");
     }
     let (redis, redis_note) = match (args.no_redis, engines::redis::server_binary()) {
-        (true, _) => (None, Some("Redis skipped: --no-redis".to_string())),
+        (true, _) => (
+            None,
+            Some(
+                "Redis skipped: --no-redis (the Redis peer and the tower-sessions RedisStore)"
+                    .to_string(),
+            ),
+        ),
         (false, None) => (
             None,
             Some(
-                "Redis skipped: no redis-server on the PATH (apt-get install redis-server)"
+                "Redis skipped: no redis-server on the PATH (apt-get install redis-server); \
+                 the Redis peer and the tower-sessions RedisStore were not measured"
                     .to_string(),
             ),
         ),
@@ -150,15 +159,13 @@ fn parent(config: &Config) -> Result<()> {
                 kinds.push(("cache", Some(mib)));
             }
         }
+        // Through tower-sessions' SessionStore: sessdb's adapter and the published stores.
+        kinds.extend(engines::tower::KINDS.iter().map(|&kind| (kind, None)));
+        if config.redis.is_some() {
+            kinds.push((engines::tower::REDIS_KIND, None));
+        }
         kinds.retain(|(kind, _)| {
-            let part = match kind.strip_prefix("memory-") {
-                Some(_) => "memory",
-                None => kind
-                    .strip_prefix("load-")
-                    .or_else(|| kind.strip_prefix("work-"))
-                    .unwrap_or(kind),
-            };
-            config.only.is_empty() || config.only.iter().any(|p| p == part)
+            config.only.is_empty() || config.only.iter().any(|p| p == part(kind))
         });
         for (kind, cache_mib) in kinds {
             eprintln!(
@@ -188,6 +195,19 @@ fn parent(config: &Config) -> Result<()> {
         bail!("{} child run(s) failed", failures.len());
     }
     Ok(())
+}
+
+/// The `--only` part a child kind belongs to.
+fn part(kind: &str) -> &str {
+    if kind.starts_with("tower-") {
+        "tower"
+    } else if kind.starts_with("memory-") {
+        "memory"
+    } else {
+        kind.strip_prefix("load-")
+            .or_else(|| kind.strip_prefix("work-"))
+            .unwrap_or(kind)
+    }
 }
 
 fn spawn_child(
@@ -255,6 +275,7 @@ fn child(
             dir,
             Some(cache_mib.context("the cache child needs --cache-mib")? << 20),
         ),
+        tower if tower.starts_with("tower-") => engines::tower::run(tower, plan, dir, redis),
         other => bail!("unknown child kind {other:?}"),
     }
 }

@@ -1,5 +1,6 @@
-//! The bench's smoke test: `--quick` on a tiny store runs every workload of every engine and
-//! prints the whole report. It asserts that the rows are there, never a timing.
+//! The bench's smoke test: `--quick` on a tiny store runs every workload of every engine, the
+//! tower-sessions stores included, and prints the whole report. It asserts that the rows are
+//! there, never a timing.
 
 use std::process::Command;
 
@@ -20,6 +21,20 @@ const ROWS: [(&str, &[&str]); 11] = [
     ),
 ];
 
+/// Every store through tower-sessions' `SessionStore` (RedisStore is skipped by `--no-redis`).
+const TOWER_STORES: [&str; 4] = [
+    "SessdbStore",
+    "MemoryStore",
+    "SledStore",
+    "SqliteStore (sqlx)",
+];
+const TOWER_WORKLOADS: [&str; 4] = [
+    "tower: create (setup)",
+    "tower: load",
+    "tower: save",
+    "tower: load + save",
+];
+
 #[test]
 fn quick_run_prints_every_row_and_target() {
     let dir = tempfile::tempdir().unwrap();
@@ -38,6 +53,14 @@ fn quick_run_prints_every_row_and_target() {
             assert!(stdout.contains(&row), "missing {row:?} in:\n{stdout}");
         }
     }
+    for workload in TOWER_WORKLOADS {
+        for store in TOWER_STORES {
+            let row = format!("| {workload} | 1k | {store} |");
+            assert!(stdout.contains(&row), "missing {row:?} in:\n{stdout}");
+        }
+        let redis = format!("| {workload} | 1k | RedisStore |");
+        assert!(!stdout.contains(&redis), "{redis:?} despite --no-redis");
+    }
     for mib in [16, 64, 256, 1024] {
         let row = format!("| load hit, cache_bytes {mib} MiB | 1k | sessdb |");
         assert!(stdout.contains(&row), "missing {row:?} in:\n{stdout}");
@@ -50,7 +73,10 @@ fn quick_run_prints_every_row_and_target() {
         "peak RSS with default settings ≤ 600 MiB (1k)",
         "open a 1k-session store in < 2 s",
         "Redis skipped: --no-redis",
-        "not measured yet: needs the tower-sessions adapter",
+        "SessdbStore load + save ≥ 0.8× SledStore (1k)",
+        "SessdbStore load + save ≥ 0.4× MemoryStore (1k)",
+        "SessdbStore load + save ≥ 5× SqliteStore (sqlx) (1k)",
+        "SQLite 3.",
     ] {
         assert!(stdout.contains(target), "missing {target:?} in:\n{stdout}");
     }

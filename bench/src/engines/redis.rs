@@ -27,8 +27,9 @@ pub fn server_binary() -> Option<PathBuf> {
     })
 }
 
-/// A redis-server this process started; stopped on drop.
-struct Server {
+/// A redis-server this process started; stopped on drop. The tower-sessions RedisStore rows
+/// start theirs the same way.
+pub struct Server {
     child: Child,
 }
 
@@ -40,7 +41,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn start(binary: &Path, dir: &Path) -> Result<(Server, u16)> {
+    pub fn start(binary: &Path, dir: &Path) -> Result<(Server, u16)> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let work = dir.join("redis");
         std::fs::create_dir_all(&work)?;
@@ -63,13 +64,13 @@ impl Server {
         Ok((Server { child }, port))
     }
 
-    fn peak_rss_kib(&self) -> Option<u64> {
+    pub fn peak_rss_kib(&self) -> Option<u64> {
         status_field(&format!("/proc/{}/status", self.child.id()), "VmHWM:")
     }
 }
 
 /// A minimal RESP2 client: commands of bulk strings, replies read whole.
-struct Conn {
+pub struct Conn {
     reader: BufReader<TcpStream>,
     out: Vec<u8>,
 }
@@ -82,7 +83,7 @@ enum Reply {
 }
 
 impl Conn {
-    fn connect(port: u16) -> Result<Conn> {
+    pub fn connect(port: u16) -> Result<Conn> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match TcpStream::connect(("127.0.0.1", port)) {
@@ -228,7 +229,7 @@ pub fn run(plan: &Plan, dir: &Path, binary: &Path) -> Result<()> {
     Ok(())
 }
 
-fn info_used_memory(conn: &mut Conn) -> Result<u64> {
+pub fn info_used_memory(conn: &mut Conn) -> Result<u64> {
     let Reply::Bulk(Some(info)) = conn.call(&[b"INFO", b"memory"])? else {
         bail!("INFO memory gave no text");
     };

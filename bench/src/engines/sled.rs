@@ -18,12 +18,17 @@ fn path(dir: &Path) -> PathBuf {
 }
 
 fn open(dir: &Path) -> Result<sled::Db> {
+    open_path(&path(dir)).context("opening raw sled")
+}
+
+/// A sled database at `path` with sessdb's default cache and flush interval (also the
+/// tower-sessions SledStore's, so its ratio isolates the stores' own work too).
+pub fn open_path(path: &Path) -> sled::Result<sled::Db> {
     sled::Config::new()
-        .path(path(dir))
+        .path(path)
         .cache_capacity(CACHE_BYTES)
         .flush_every_ms(Some(500))
         .open()
-        .context("opening raw sled")
 }
 
 pub fn run(plan: &Plan, dir: &Path) -> Result<()> {
