@@ -220,6 +220,19 @@ impl Store {
         &self.inner.path
     }
 
+    /// When this store's writes reach the disk, as it was opened
+    /// ([`Builder::durability`](crate::Builder::durability)).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = sessdb::Store::open(dir.path().join("db"))?;
+    /// assert!(matches!(store.durability(), sessdb::Durability::Periodic { .. }));
+    /// # Ok::<(), sessdb::Error>(())
+    /// ```
+    pub fn durability(&self) -> Durability {
+        self.inner.config.durability
+    }
+
     /// A new, unsaved session with a fresh random id. Nothing is written until
     /// [`Session::save`].
     pub fn create(&self) -> Session {
