@@ -1,6 +1,6 @@
 //! Measures what the crate docs cite under "Blocking": how long sessdb's synchronous calls
-//! take (how long they would hold an async worker thread) and what running them on tokio's
-//! blocking pool adds.
+//! take (how long they would hold an async worker thread), what running them on tokio's
+//! blocking pool adds, and what `with_inline_calls` leaves of it.
 //!
 //! ```text
 //! cargo run --release -p tower-sessions-sessdb --example blocking_cost [-- SESSIONS]
@@ -30,6 +30,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let store = Store::open(dir.path().join("db"))?;
     let adapter = Arc::new(SessdbStore::new(store.clone()).with_principal_key("user_id"));
+    let inline = SessdbStore::new(store.clone())
+        .with_principal_key("user_id")
+        .with_inline_calls();
     let expiry = OffsetDateTime::now_utc() + time::Duration::hours(1);
     let mut records = Vec::with_capacity(sessions);
     for i in 0..sessions {
@@ -48,8 +51,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     store.flush()?;
     println!("{sessions} sessions; {OPS} operations each; times per operation");
-    println!("| operation | direct call | through SessdbStore (spawn_blocking) |");
-    println!("|---|---|---|");
+    println!(
+        "| operation | direct call | through SessdbStore (spawn_blocking) | with_inline_calls |"
+    );
+    println!("|---|---|---|---|");
 
     let pick = |i: usize| &records[(i * 7919) % records.len()];
     let direct_load = per_op(OPS, |i| {
@@ -57,14 +62,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .load(&session_id(&pick(i).id))
             .map(|s| assert!(s.is_some()))
     })?;
-    let adapter_load = rt.block_on(async {
-        let start = Instant::now();
-        for i in 0..OPS {
-            assert!(adapter.load(&pick(i).id).await?.is_some());
-        }
-        Ok::<_, Box<dyn std::error::Error>>(start.elapsed() / OPS as u32)
-    })?;
-    println!("| load | {direct_load:?} | {adapter_load:?} |");
+    let load = |adapter: &SessdbStore| {
+        rt.block_on(async {
+            let start = Instant::now();
+            for i in 0..OPS {
+                assert!(adapter.load(&pick(i).id).await?.is_some());
+            }
+            Ok::<_, Box<dyn std::error::Error>>(start.elapsed() / OPS as u32)
+        })
+    };
+    let adapter_load = load(&adapter)?;
+    let inline_load = load(&inline)?;
+    println!("| load | {direct_load:?} | {adapter_load:?} | {inline_load:?} |");
     let hop = rt.block_on(async {
         let start = Instant::now();
         for _ in 0..OPS {
@@ -72,24 +81,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok::<_, tokio::task::JoinError>(start.elapsed() / OPS as u32)
     })?;
-    println!("| nothing (the blocking-pool round trip alone) | - | {hop:?} |");
+    println!("| nothing (the blocking-pool round trip alone) | - | {hop:?} | - |");
 
     let direct_save = per_op(OPS, |i| {
         let mut s = store.load(&session_id(&pick(i).id))?.expect("live");
         s.insert("counter", &(i + 1))?;
         s.save()
     })?;
-    let adapter_save = rt.block_on(async {
-        let start = Instant::now();
-        for i in 0..OPS {
-            let mut r = pick(i).clone();
-            r.data.insert("counter".into(), json!(i + 2));
-            adapter.save(&r).await?;
-        }
-        Ok::<_, Box<dyn std::error::Error>>(start.elapsed() / OPS as u32)
-    })?;
-    println!("| save (periodic durability) | {direct_save:?} | {adapter_save:?} |");
+    let save = |adapter: &SessdbStore, offset: usize| {
+        rt.block_on(async {
+            let start = Instant::now();
+            for i in 0..OPS {
+                let mut r = pick(i).clone();
+                r.data.insert("counter".into(), json!(i + offset));
+                adapter.save(&r).await?;
+            }
+            Ok::<_, Box<dyn std::error::Error>>(start.elapsed() / OPS as u32)
+        })
+    };
+    let adapter_save = save(&adapter, 2)?;
+    let inline_save = save(&inline, 3)?;
+    println!(
+        "| save (periodic durability) | {direct_save:?} | {adapter_save:?} | {inline_save:?} |"
+    );
     drop(adapter);
+    drop(inline);
     drop(store);
 
     let dir = tempfile::tempdir()?;
@@ -101,7 +117,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         s.insert("counter", &i)?;
         s.save()
     })?;
-    println!("| save (immediate durability) | {durable_save:?} | (same, plus the above) |");
+    println!(
+        "| save (immediate durability) | {durable_save:?} | (same, plus the above) | (as spawn_blocking) |"
+    );
     Ok(())
 }
 

@@ -58,22 +58,24 @@
 //!   purge. sessdb's own reaper ([`sessdb::Builder::reap_every`]) does the same on a thread.
 //!
 //! ## Blocking
-//! sessdb is synchronous. Every call of this store runs on tokio's blocking pool
-//! ([`tokio::task::spawn_blocking`]), never on an async worker thread. Measured with
-//! `cargo run --release -p tower-sessions-sessdb --example blocking_cost` on this project's
+//! sessdb is synchronous. By default every call of this store runs on tokio's blocking pool
+//! ([`tokio::task::spawn_blocking`]), never on an async worker thread.
+//! [`SessdbStore::with_inline_calls`] runs the cheap calls on the calling task instead. Measured
+//! with `cargo run --release -p tower-sessions-sessdb --example blocking_cost` on this project's
 //! shared 2-core machine (100k sessions; ranges over runs):
 //!
-//! | per operation | sessdb called directly | through this store |
-//! |---|---|---|
-//! | load | 5–11 µs | 31–59 µs |
-//! | the blocking-pool round trip alone | – | 25–27 µs |
-//! | save, periodic durability | 11–55 µs | 65–170 µs |
-//! | save, [immediate durability](sessdb::Durability::Immediate) | 4.9–7.7 ms | the same |
+//! | per operation | sessdb called directly | through this store | with inline calls |
+//! |---|---|---|---|
+//! | load | 3.1–3.5 µs | 24–27 µs | 3.3 µs |
+//! | the blocking-pool round trip alone | – | 20–21 µs | – |
+//! | save, periodic durability | 7.4–7.5 µs | 32–33 µs | 9.7 µs |
+//! | save, [immediate durability](sessdb::Durability::Immediate) | 0.28–0.31 ms | the same | on the blocking pool |
 //!
-//! A cached load would be cheap enough to run inline, but a load that misses sled's cache
-//! reads the disk, a save in immediate mode waits for an `fsync` for milliseconds, and a purge
-//! walks every expired session: inline, any of these would stall every request on that worker.
-//! The ~25 µs hop is small next to an HTTP request, so every call takes it, uniformly.
+//! The default is the safe one: a load that misses sled's cache reads the disk, a save in
+//! immediate mode waits for an `fsync`, and a purge walks every expired session. Inline, any of
+//! these would stall every request on that worker. With inline calls, loads, and writes with
+//! periodic durability, run inline; writes with immediate durability and the purge still take
+//! the blocking pool. Choose it when the sessions in use fit in sled's cache.
 //!
 //! ## Operators
 //! Sessions written through this store are ordinary sessdb sessions: `sessctl list`, `show`,

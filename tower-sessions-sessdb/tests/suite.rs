@@ -28,6 +28,33 @@ fn sessdb_fixture() -> Fixture<SessdbStore> {
     }
 }
 
+/// With [`SessdbStore::with_inline_calls`]: every call but the purge runs on the test's task.
+fn sessdb_inline_fixture() -> Fixture<SessdbStore> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sessdb::Store::open(dir.path().join("db")).unwrap();
+    Fixture {
+        store: Arc::new(
+            SessdbStore::new(store)
+                .with_principal_key("user_id")
+                .with_inline_calls(),
+        ),
+        _dir: Some(dir),
+    }
+}
+
+/// Inline calls on a store with immediate durability: reads inline, writes on the blocking pool.
+fn sessdb_inline_immediate_fixture() -> Fixture<SessdbStore> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sessdb::Store::builder()
+        .durability(sessdb::Durability::Immediate)
+        .open(dir.path().join("db"))
+        .unwrap();
+    Fixture {
+        store: Arc::new(SessdbStore::new(store).with_inline_calls()),
+        _dir: Some(dir),
+    }
+}
+
 fn memory_fixture() -> Fixture<MemoryReference> {
     Fixture {
         store: Arc::new(MemoryReference::default()),
@@ -311,4 +338,9 @@ macro_rules! suite {
 }
 
 suite!(sessdb_store, super::sessdb_fixture());
+suite!(sessdb_store_inline, super::sessdb_inline_fixture());
+suite!(
+    sessdb_store_inline_immediate,
+    super::sessdb_inline_immediate_fixture()
+);
 suite!(memory_store, super::memory_fixture());
