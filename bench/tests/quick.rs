@@ -22,8 +22,9 @@ const ROWS: [(&str, &[&str]); 11] = [
 ];
 
 /// Every store through tower-sessions' `SessionStore` (RedisStore is skipped by `--no-redis`).
-const TOWER_STORES: [&str; 4] = [
+const TOWER_STORES: [&str; 5] = [
     "SessdbStore",
+    "SessdbStore (inline)",
     "MemoryStore",
     "SledStore",
     "SqliteStore (sqlx)",
@@ -76,6 +77,7 @@ fn quick_run_prints_every_row_and_target() {
         "SessdbStore load + save ≥ 0.8× SledStore (1k)",
         "SessdbStore load + save ≥ 0.4× MemoryStore (1k)",
         "SessdbStore load + save ≥ 5× SqliteStore (sqlx) (1k)",
+        "SessdbStore (inline) load + save ≥ 0.8× SledStore (1k)",
         "SQLite 3.",
     ] {
         assert!(stdout.contains(target), "missing {target:?} in:\n{stdout}");

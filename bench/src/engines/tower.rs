@@ -36,12 +36,16 @@ use crate::engines::redis;
 use crate::measure::{disk_bytes, peak_rss_kib, reset_peak_rss, timed, Measurement, Timer};
 
 pub const SESSDB: &str = "SessdbStore";
+pub const SESSDB_INLINE: &str = "SessdbStore (inline)";
 pub const MEMORY: &str = "MemoryStore";
 pub const SLED: &str = "SledStore";
 pub const SQLITE: &str = "SqliteStore (sqlx)";
 pub const REDIS: &str = "RedisStore";
 /// The stores, in the order the table lists them.
-pub const ENGINES: [&str; 5] = [SESSDB, MEMORY, SLED, SQLITE, REDIS];
+pub const ENGINES: [&str; 6] = [SESSDB, SESSDB_INLINE, MEMORY, SLED, SQLITE, REDIS];
+/// sessdb's adapter: by default (every call on tokio's blocking pool) and
+/// `with_inline_calls`.
+pub const OURS: [&str; 2] = [SESSDB, SESSDB_INLINE];
 
 pub const POPULATE: &str = "tower: create (setup)";
 pub const LOAD: &str = "tower: load";
@@ -53,9 +57,11 @@ pub const WORKLOADS: [&str; 4] = [POPULATE, LOAD, SAVE, LOAD_SAVE];
 /// The child kinds, in the order the parent runs them. The stores that keep their data on disk
 /// take two processes (populate, then the workloads in a fresh process, as the other engines'
 /// load hit); MemoryStore and the Redis store keep it in a process, so they take one.
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 9] = [
     "tower-sessdb",
     "tower-work-sessdb",
+    "tower-sessdb-inline",
+    "tower-work-sessdb-inline",
     "tower-sled",
     "tower-work-sled",
     "tower-sqlite",
@@ -280,8 +286,10 @@ pub fn run(kind: &str, plan: &Plan, dir: &Path, redis_server: Option<&Path>) -> 
         .build()
         .context("starting a tokio runtime")?;
     match kind {
-        "tower-sessdb" => sessdb(&rt, plan, dir, true),
-        "tower-work-sessdb" => sessdb(&rt, plan, dir, false),
+        "tower-sessdb" => sessdb(&rt, plan, dir, false, true),
+        "tower-work-sessdb" => sessdb(&rt, plan, dir, false, false),
+        "tower-sessdb-inline" => sessdb(&rt, plan, dir, true, true),
+        "tower-work-sessdb-inline" => sessdb(&rt, plan, dir, true, false),
         "tower-sled" => sled(&rt, plan, dir, true),
         "tower-work-sled" => sled(&rt, plan, dir, false),
         "tower-sqlite" => sqlite(&rt, plan, dir, true),
@@ -305,17 +313,26 @@ fn emit_populate(probe: &Probe<'_>, timer: Timer, plan: &Plan, bytes: Option<u64
     m.emit();
 }
 
-fn sessdb(rt: &Runtime, plan: &Plan, dir: &Path, populate: bool) -> Result<()> {
-    let path = dir.join("tower-sessdb");
+/// SessdbStore on its own store; `inline`: `with_inline_calls`.
+fn sessdb(rt: &Runtime, plan: &Plan, dir: &Path, inline: bool, populate: bool) -> Result<()> {
+    let (engine, folder, calls) = if inline {
+        (SESSDB_INLINE, "tower-sessdb-inline", "with_inline_calls")
+    } else {
+        (SESSDB, "tower-sessdb", "spawn_blocking per call")
+    };
+    let path = dir.join(folder);
     let db = sessdb::Store::open(&path).context("opening the sessdb store")?;
-    let store = SessdbStore::new(db.clone()).with_principal_key(PRINCIPAL_KEY);
+    let mut store = SessdbStore::new(db.clone()).with_principal_key(PRINCIPAL_KEY);
+    if inline {
+        store = store.with_inline_calls();
+    }
     let flush = || -> Result<Duration> {
         let (flushed, took) = timed(|| db.flush());
         flushed.context("flushing the sessdb store")?;
         Ok(took)
     };
     let probe = Probe {
-        engine: SESSDB,
+        engine,
         flush: &flush,
         rss: &peak_rss_kib,
     };
@@ -330,8 +347,10 @@ fn sessdb(rt: &Runtime, plan: &Plan, dir: &Path, populate: bool) -> Result<()> {
         timer,
         plan,
         Some(disk_bytes(&path)),
-        "tower-sessions-sessdb on a sessdb Store with the default settings, principal from \
-         `user_id`; spawn_blocking per call; write rows include the final flush",
+        &format!(
+            "tower-sessions-sessdb on a sessdb Store with the default settings, principal from \
+             `user_id`; {calls}; write rows include the final flush"
+        ),
     );
     Ok(())
 }
