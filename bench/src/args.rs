@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand};
     after_help = "Exit codes: 0 when every workload ran, 1 otherwise."
 )]
 pub struct Args {
-    /// A small version that runs in under a minute (10k and 50k sessions, fewer operations).
+    /// A small version that runs in under a minute (10k and 50k sessions, fewer operations; the
+    /// tower-sessions rows at the smaller size only).
     #[arg(long)]
     pub quick: bool,
     /// Store sizes to measure, comma separated or repeated [default: 100000,1000000].
