@@ -59,7 +59,7 @@ pub enum Command {
     Demo(DemoArgs),
     /// Live and expired sessions, principals, size on disk, format version.
     Stats(StatsArgs),
-    /// List sessions, soonest expiry first.
+    /// List sessions, soonest expiry first (to within 5 minutes).
     List(ListArgs),
     /// Show one session's metadata and data.
     Show(ShowArgs),

@@ -181,7 +181,7 @@ idle timeout       30m
 absolute deadline  2025-02-01T11:50:00Z  (in 23h 50m)
 expires            2025-01-31T12:20:00Z  (in 20m)
 version            1
-size               140 B
+size               141 B
 data
   {{
     \"cart\": [
@@ -245,7 +245,7 @@ idle timeout       30m
 absolute deadline  2025-02-01T11:20:00Z  (in 23h 20m)
 expires            2025-01-31T11:50:00Z  (expired 10m ago, not yet purged)
 version            1
-size               59 B
+size               60 B
 data
   {{
     \"seed\": {{

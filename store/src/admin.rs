@@ -172,8 +172,12 @@ pub struct Cursor(pub(crate) Vec<u8>);
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
-    /// The sessions, in expiry order (by principal and handle when filtered by principal);
-    /// in the opposite order for a [`reverse`](ListQuery::reverse) listing.
+    /// The sessions, in the order of the index the listing walks: by principal and handle when
+    /// filtered by principal, otherwise by expiry entry, which is the deadline to 10 seconds,
+    /// except that a session whose deadline a save moved later by up to 5 minutes keeps its
+    /// entry, and its place, at the earlier deadline. In the opposite order for a
+    /// [`reverse`](ListQuery::reverse) listing. Which sessions match is exact either way: each
+    /// is checked against its record.
     pub sessions: Vec<SessionInfo>,
     /// Where to continue (in the same direction), or `None` when the listing is complete.
     pub next: Option<Cursor>,
@@ -437,7 +441,8 @@ fn list(store: &Store, q: &ListQuery) -> Result<Page> {
             (&inner.principals, prefix, Some(end))
         }
         None => {
-            let live_from = expiry_bucket_start(now).to_vec();
+            // A live session's entry may lag behind its deadline, so before now.
+            let live_from = expiry_bucket_start(now.saturating_sub(entry_lag())).to_vec();
             let live_until = within_ms.map(|w| {
                 expiry_bucket_start(now.saturating_add(w).saturating_add(keys_bucket())).to_vec()
             });
@@ -504,6 +509,10 @@ fn keys_bucket() -> i64 {
     crate::keys::EXPIRY_BUCKET_MS
 }
 
+fn entry_lag() -> i64 {
+    i64::try_from(crate::keys::EXPIRY_ENTRY_LAG_MS).unwrap_or(i64::MAX)
+}
+
 /// The session behind an index entry, if the entry is current and the session matches.
 fn resolve(
     store: &Store,
@@ -523,7 +532,7 @@ fn resolve(
     // Skip stale entries: the record must point back at this entry.
     let current = match &q.principal {
         Some(p) => h.principal.as_deref() == Some(p.as_str()),
-        None => expiry_key(h.expires_at, handle).as_slice() == entry,
+        None => expiry_key(h.expiry_entry(), handle).as_slice() == entry,
     };
     let expired = h.is_expired(now);
     let status_ok = match q.status {

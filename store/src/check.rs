@@ -112,7 +112,7 @@ fn expected(store: &Store) -> Result<Expected> {
             continue;
         }
         let Ok(head) = decode_head(&v) else { continue };
-        let exp = expiry_key(head.expires_at, &handle).to_vec();
+        let exp = expiry_key(head.expiry_entry(), &handle).to_vec();
         let pk = head.principal.as_deref().map(|p| principal_key(p, &handle));
         e.expiry.insert(exp.clone());
         if let Some(pk) = &pk {

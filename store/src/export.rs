@@ -14,10 +14,10 @@ use crate::admin::SessionInfo;
 use crate::clock::{duration_ms, from_ms, to_ms};
 use crate::error::{Error, Result};
 use crate::id::Handle;
-use crate::record::{decode_head, Head, Record};
+use crate::record::{decode_head, encode_parts, Head, Record};
 use crate::session::{validate_metadata, validate_principal};
 use crate::store::Store;
-use crate::value::Value;
+use crate::value::{encode_map, Value};
 
 /// The `format` field of an export header.
 pub const EXPORT_FORMAT: &str = "sessdb-export";
@@ -364,8 +364,9 @@ fn parse_line(store: &Store, text: &str) -> Result<(Handle, Record), String> {
         Ok(_) => return Err("data: must be a JSON object".into()),
         Err(e) => return Err(format!("data: {e}")),
     };
-    let head = Head {
+    let mut head = Head {
         expires_at: parse_time("expires_at", &line.expires_at)?,
+        entry_lag: 0,
         version: line.version,
         created: parse_time("created", &line.created)?,
         last_access: parse_time("last_access", &line.last_access)?,
@@ -381,6 +382,7 @@ fn parse_line(store: &Store, text: &str) -> Result<(Handle, Record), String> {
             "expires_at does not equal min(last_access + idle_timeout_s, absolute_deadline)".into(),
         );
     }
+    head.place_entry(None);
     let record = Record { head, data };
     let size = record.encode().len();
     let limit = store.inner.config.max_session_bytes;
@@ -402,11 +404,17 @@ fn apply(
     let _p = store.lock_principals(&[record.head.principal.as_deref()]);
     let _k = store.lock_key(handle);
     let current = store.inner.sessions.get(handle.as_bytes())?;
-    let encoded = record.encode();
+    let current_head = current.as_deref().and_then(|c| decode_head(c).ok());
+    // Placed as a write over the stored record would place it, so that importing the same
+    // file again finds the same bytes and changes nothing.
+    let mut head = record.head.clone();
+    head.place_entry(current_head.as_ref().map(Head::expiry_entry));
+    let data = encode_map(&record.data);
+    let (encoded, _) = encode_parts(&head, &data);
     match current {
         None => {
             if !opts.dry_run {
-                store.write_locked(handle, None, &record.head, encoded)?;
+                store.write_locked(handle, None, &mut head, &data)?;
                 report.written = true;
             }
             report.imported += 1;
@@ -415,19 +423,19 @@ fn apply(
         Some(_) if opts.on_conflict == OnConflict::Skip => report.skipped += 1,
         Some(cur) => {
             if !opts.dry_run {
-                match decode_head(&cur) {
-                    Ok(head) => {
+                match current_head {
+                    Some(stored) => {
                         store.write_locked(
                             handle,
-                            Some((&cur, &head.stored())),
-                            &record.head,
-                            encoded,
+                            Some((&cur, &stored.stored())),
+                            &mut head,
+                            &data,
                         )?;
                     }
-                    Err(_) => {
+                    None => {
                         // An undecodable record is replaced outright.
                         store.inner.sessions.remove(handle.as_bytes())?;
-                        store.write_locked(handle, None, &record.head, encoded)?;
+                        store.write_locked(handle, None, &mut head, &data)?;
                     }
                 }
                 report.written = true;

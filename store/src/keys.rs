@@ -1,8 +1,10 @@
 //! Key layouts of the index trees.
 //!
-//! - `expiry`: the expiry *bucket* (expires_at rounded down to [`EXPIRY_BUCKET_MS`], big-endian
-//!   u64 millis) ++ handle. Rounding lets a save that moves the deadline within the same bucket
-//!   leave the index untouched; purge reads each record anyway, so it stays exact.
+//! - `expiry`: an expiry *bucket* (milliseconds rounded down to [`EXPIRY_BUCKET_MS`], big-endian
+//!   u64) ++ handle. The bucket is the record's `expiry_entry()`: its deadline's bucket when the
+//!   entry was placed, so at or before its deadline; a save that moves the deadline later by
+//!   up to [`EXPIRY_ENTRY_LAG_MS`] leaves it there (`Head::place_entry`). Purge and the
+//!   listings read each record anyway, so they stay exact.
 //! - `principals`: principal bytes ++ 0x00 ++ handle. Principals cannot contain 0x00.
 
 use crate::id::Handle;
@@ -10,15 +12,23 @@ use crate::id::Handle;
 /// The resolution of the expiry index.
 pub(crate) const EXPIRY_BUCKET_MS: i64 = 10_000;
 
+/// How far a session's expiry entry may lag behind its deadline's bucket: a save that moves
+/// the deadline later by up to this writes the record alone, not three times (new entry,
+/// record, old entry). Five minutes covers a user's clicks within a visit; the cost is that
+/// the expiry index orders sessions by deadline to within this much, and purge reads a
+/// session whose entry is due but whose deadline is not at most this long.
+pub(crate) const EXPIRY_ENTRY_LAG_MS: u64 = 5 * 60 * 1000;
+
 /// The bucket of a deadline (deadlines before the epoch share bucket 0).
 pub(crate) fn bucket(expires_at: i64) -> u64 {
     let ms = u64::try_from(expires_at.max(0)).unwrap_or(0);
     ms - ms % EXPIRY_BUCKET_MS as u64
 }
 
-pub(crate) fn expiry_key(expires_at: i64, handle: &Handle) -> [u8; 24] {
+/// The expiry entry in bucket `bucket` (a record's `expiry_entry()`).
+pub(crate) fn expiry_key(bucket: u64, handle: &Handle) -> [u8; 24] {
     let mut k = [0u8; 24];
-    k[..8].copy_from_slice(&bucket(expires_at).to_be_bytes());
+    k[..8].copy_from_slice(&bucket.to_be_bytes());
     k[8..].copy_from_slice(handle.as_bytes());
     k
 }
@@ -68,8 +78,9 @@ mod tests {
     #[test]
     fn keys_roundtrip() {
         let h = SessionId::random().handle();
-        assert_eq!(parse_expiry_key(&expiry_key(25_001, &h)), Some((20_000, h)));
-        assert_eq!(parse_expiry_key(&expiry_key(-5, &h)), Some((0, h)));
+        assert_eq!(bucket(25_001), 20_000);
+        assert_eq!(bucket(-5), 0);
+        assert_eq!(parse_expiry_key(&expiry_key(20_000, &h)), Some((20_000, h)));
         assert_eq!(
             parse_principal_key(&principal_key("alice", &h)),
             Some(("alice", h))
@@ -80,7 +91,7 @@ mod tests {
     #[test]
     fn expiry_keys_sort_by_deadline() {
         let h = SessionId::random().handle();
-        assert!(expiry_key(9_999, &h) < expiry_key(10_000, &h));
-        assert!(expiry_key(10_000, &h) < expiry_key(1 << 40, &h));
+        assert!(expiry_key(bucket(9_999), &h) < expiry_key(bucket(10_000), &h));
+        assert!(expiry_key(bucket(10_000), &h) < expiry_key(bucket(1 << 40), &h));
     }
 }

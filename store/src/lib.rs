@@ -77,6 +77,8 @@ mod config;
 mod data;
 mod durable;
 mod error;
+#[cfg(test)]
+mod expiry_lag_tests;
 mod export;
 mod id;
 mod keys;

@@ -1,6 +1,7 @@
 //! Purge: walk the expiry index up to now and remove expired sessions in bounded batches, so
-//! the cost follows the number of expired sessions, not the size of the store. Also the
-//! optional background reaper.
+//! the cost follows the number of expired sessions, not the size of the store (a live session
+//! whose entry lags behind its deadline is read and left, see `keys.rs`). Also the optional
+//! background reaper.
 
 use std::sync::{mpsc, Weak};
 use std::time::Duration;
@@ -8,9 +9,7 @@ use std::time::Duration;
 use sled::Batch;
 
 use crate::error::Result;
-use crate::keys::{
-    expiry_bucket_start, expiry_key, parse_expiry_key, principal_key, EXPIRY_BUCKET_MS,
-};
+use crate::keys::{expiry_bucket_start, parse_expiry_key, principal_key, EXPIRY_BUCKET_MS};
 use crate::record::decode_head;
 use crate::store::{Inner, Store};
 
@@ -65,7 +64,7 @@ impl Store {
                 (Batch::default(), Batch::default(), Batch::default());
             let mut n = 0u64;
             for k in &entries {
-                let Some((_, handle)) = parse_expiry_key(k) else {
+                let Some((entry, handle)) = parse_expiry_key(k) else {
                     expiry.remove(k.clone());
                     continue;
                 };
@@ -77,18 +76,18 @@ impl Store {
                 let Ok(head) = decode_head(&bytes) else {
                     continue;
                 };
-                let own = expiry_key(head.expires_at, &handle);
-                if head.is_expired(now) {
+                if head.expiry_entry() != entry {
+                    expiry.remove(k.clone()); // stale: the record's entry is elsewhere
+                } else if head.is_expired(now) {
                     sessions.remove(handle.as_bytes());
                     expiry.remove(k.clone());
-                    expiry.remove(&own);
                     if let Some(p) = &head.principal {
                         principals.remove(principal_key(p, &handle));
                     }
                     n += 1;
-                } else if own.as_slice() != k.as_ref() {
-                    expiry.remove(k.clone()); // stale: the record moved on
                 }
+                // Otherwise the session lives: its entry lags behind its deadline (by at most
+                // `EXPIRY_ENTRY_LAG_MS`) or is in the current bucket. A later purge finds it.
             }
             // Records first: a crash between the batches leaves only stale index entries.
             inner.sessions.apply_batch(sessions)?;
@@ -113,12 +112,12 @@ impl Store {
         let mut count = 0;
         for item in self.inner.expiry.range(..end.as_slice()).keys() {
             let k = item?;
-            let Some((_, handle)) = parse_expiry_key(&k) else {
+            let Some((entry, handle)) = parse_expiry_key(&k) else {
                 continue;
             };
             if let Some(bytes) = self.inner.sessions.get(handle.as_bytes())? {
                 if let Ok(head) = decode_head(&bytes) {
-                    if head.is_expired(now) && expiry_key(head.expires_at, &handle) == k.as_ref() {
+                    if head.is_expired(now) && head.expiry_entry() == entry {
                         count += 1;
                     }
                 }

@@ -4,15 +4,27 @@
 //! Layout: one format byte, then the postcard-encoded [`Head`] (everything but the data, so
 //! scans can stop there), then the data as a value token stream. A session is loaded with
 //! [`decode_lazy`]: the head decoded, the data checked but left as bytes until first use.
+//!
+//! Format 2 added [`Head::entry_lag`], the place of the session's entry in the expiry index,
+//! which may lag behind its deadline by up to [`EXPIRY_ENTRY_LAG_MS`]. Format 1 records (written
+//! before) are read with the entry at their deadline's bucket, where format 1 kept it, and are
+//! rewritten as format 2 by their next write.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::keys::{bucket, EXPIRY_BUCKET_MS, EXPIRY_ENTRY_LAG_MS};
 use crate::value::{check_map, decode_map, encode_map, Checked, Value};
 
+/// [`EXPIRY_BUCKET_MS`] as the unsigned bucket arithmetic needs it.
+const BUCKET: u64 = EXPIRY_BUCKET_MS as u64;
+
 /// The record format this build writes and the newest it reads.
-pub(crate) const RECORD_FORMAT: u8 = 1;
+pub(crate) const RECORD_FORMAT: u8 = 2;
+
+/// The first record format, still read.
+const RECORD_FORMAT_V1: u8 = 1;
 
 /// Everything in a record but the data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +32,12 @@ pub(crate) struct Head {
     /// Milliseconds since the epoch when the session expires: the derived
     /// `min(last_access + idle_timeout, absolute_deadline)`, kept so scans need no arithmetic.
     pub(crate) expires_at: i64,
+    /// How many expiry buckets the session's entry in the expiry index (see `keys.rs`) is
+    /// before the bucket of `expires_at`: at most [`EXPIRY_ENTRY_LAG_MS`] worth. A save that
+    /// moves the deadline later by up to that leaves the entry where it is
+    /// ([`Head::place_entry`]). Stored as a count of buckets, one byte, rather than the entry's
+    /// time, six.
+    pub(crate) entry_lag: u16,
     /// Incremented by every write; the optimistic-concurrency check compares it.
     pub(crate) version: u64,
     pub(crate) created: i64,
@@ -32,13 +50,48 @@ pub(crate) struct Head {
     pub(crate) user_agent: Option<String>,
 }
 
+/// The head of format 1, which had no `entry_lag`.
+#[derive(Deserialize)]
+struct HeadV1 {
+    expires_at: i64,
+    version: u64,
+    created: i64,
+    last_access: i64,
+    idle_timeout_ms: i64,
+    absolute_deadline: i64,
+    principal: Option<String>,
+    label: Option<String>,
+    remote_addr: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl From<HeadV1> for Head {
+    fn from(h: HeadV1) -> Head {
+        Head {
+            expires_at: h.expires_at,
+            // Format 1 kept every entry at its deadline's bucket.
+            entry_lag: 0,
+            version: h.version,
+            created: h.created,
+            last_access: h.last_access,
+            idle_timeout_ms: h.idle_timeout_ms,
+            absolute_deadline: h.absolute_deadline,
+            principal: h.principal,
+            label: h.label,
+            remote_addr: h.remote_addr,
+            user_agent: h.user_agent,
+        }
+    }
+}
+
 /// What a write needs of the stored record it replaces: its version (for the conflict error),
-/// its deadline and its principal (whose index entries the write moves). A loaded session keeps
-/// this rather than a copy of the whole head.
+/// its deadline, the place of its expiry entry and its principal (whose index entries the
+/// write may move). A loaded session keeps this rather than a copy of the whole head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StoredHead {
     pub(crate) version: u64,
     pub(crate) expires_at: i64,
+    pub(crate) expiry_entry: u64,
     pub(crate) principal: Option<String>,
 }
 
@@ -81,11 +134,32 @@ impl Head {
         now >= self.expires_at
     }
 
+    /// Places the expiry entry of this head, written over a record whose entry is in bucket
+    /// `old` (`None` for a new record): the old place while it is neither after this deadline's
+    /// bucket nor more than [`EXPIRY_ENTRY_LAG_MS`] before it, so a save that moves the
+    /// deadline later by less than that writes no index entry; otherwise this deadline's
+    /// bucket.
+    pub(crate) fn place_entry(&mut self, old: Option<u64>) {
+        let due = bucket(self.expires_at);
+        self.entry_lag = match old {
+            Some(b) if b <= due && due - b <= EXPIRY_ENTRY_LAG_MS => {
+                u16::try_from((due - b) / BUCKET).unwrap_or(0)
+            }
+            _ => 0,
+        };
+    }
+
+    /// The bucket of the session's entry in the expiry index.
+    pub(crate) fn expiry_entry(&self) -> u64 {
+        bucket(self.expires_at).saturating_sub(u64::from(self.entry_lag) * BUCKET)
+    }
+
     /// What a later write of this record's successor needs to know of it.
     pub(crate) fn stored(&self) -> StoredHead {
         StoredHead {
             version: self.version,
             expires_at: self.expires_at,
+            expiry_entry: self.expiry_entry(),
             principal: self.principal.clone(),
         }
     }
@@ -146,21 +220,33 @@ pub(crate) fn decode_lazy(bytes: &[u8]) -> Result<LazyRecord, DecodeError> {
 }
 
 fn split(bytes: &[u8]) -> Result<(Head, &[u8]), DecodeError> {
-    match bytes.first() {
-        None => Err(DecodeError::Corrupt("empty record".into())),
+    let bad_header = |e: postcard::Error| DecodeError::Corrupt(format!("bad record header: {e}"));
+    let (head, rest) = match bytes.first() {
+        None => return Err(DecodeError::Corrupt("empty record".into())),
         Some(&RECORD_FORMAT) => {
-            let (head, rest): (Head, &[u8]) = postcard::take_from_bytes(&bytes[1..])
-                .map_err(|e| DecodeError::Corrupt(format!("bad record header: {e}")))?;
-            if head.expires_at != head.compute_expiry() {
-                return Err(DecodeError::Corrupt(
-                    "expires_at does not match last access, idle timeout and deadline".into(),
-                ));
-            }
-            Ok((head, rest))
+            postcard::take_from_bytes::<Head>(&bytes[1..]).map_err(bad_header)?
         }
-        Some(&f) if f > RECORD_FORMAT => Err(DecodeError::Newer(f)),
-        Some(&f) => Err(DecodeError::Corrupt(format!("unknown record format {f}"))),
+        Some(&RECORD_FORMAT_V1) => {
+            let (v1, rest) =
+                postcard::take_from_bytes::<HeadV1>(&bytes[1..]).map_err(bad_header)?;
+            (Head::from(v1), rest)
+        }
+        Some(&f) if f > RECORD_FORMAT => return Err(DecodeError::Newer(f)),
+        Some(&f) => return Err(DecodeError::Corrupt(format!("unknown record format {f}"))),
+    };
+    if head.expires_at != head.compute_expiry() {
+        return Err(DecodeError::Corrupt(
+            "expires_at does not match last access, idle timeout and deadline".into(),
+        ));
     }
+    let lag = u64::from(head.entry_lag) * BUCKET;
+    if lag > EXPIRY_ENTRY_LAG_MS || lag > bucket(head.expires_at) {
+        return Err(DecodeError::Corrupt(format!(
+            "the expiry entry lags the deadline by {lag} ms, more than the {EXPIRY_ENTRY_LAG_MS} \
+             ms allowed",
+        )));
+    }
+    Ok((head, rest))
 }
 
 #[cfg(test)]
@@ -170,6 +256,7 @@ mod tests {
     fn record() -> Record {
         let mut head = Head {
             expires_at: 0,
+            entry_lag: 0,
             version: 3,
             created: 1_000,
             last_access: 2_000,
@@ -181,6 +268,7 @@ mod tests {
             user_agent: Some("curl/8".into()),
         };
         head.expires_at = head.compute_expiry();
+        head.place_entry(None);
         let mut data = BTreeMap::new();
         data.insert("n".into(), Value::Int(5));
         Record { head, data }
@@ -264,5 +352,89 @@ mod tests {
             Record::decode(&r.encode()),
             Err(DecodeError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn format_1_records_read_with_the_entry_at_their_deadline() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            expires_at: i64,
+            version: u64,
+            created: i64,
+            last_access: i64,
+            idle_timeout_ms: i64,
+            absolute_deadline: i64,
+            principal: Option<&'a str>,
+            label: Option<&'a str>,
+            remote_addr: Option<&'a str>,
+            user_agent: Option<&'a str>,
+        }
+        let r = record();
+        let h = &r.head;
+        let mut bytes = vec![RECORD_FORMAT_V1];
+        bytes.extend(
+            postcard::to_allocvec(&V1 {
+                expires_at: h.expires_at,
+                version: h.version,
+                created: h.created,
+                last_access: h.last_access,
+                idle_timeout_ms: h.idle_timeout_ms,
+                absolute_deadline: h.absolute_deadline,
+                principal: h.principal.as_deref(),
+                label: h.label.as_deref(),
+                remote_addr: h.remote_addr.as_deref(),
+                user_agent: h.user_agent.as_deref(),
+            })
+            .unwrap(),
+        );
+        bytes.extend(encode_map(&r.data));
+        let decoded = Record::decode(&bytes).unwrap();
+        assert_eq!(decoded.head.expiry_entry(), bucket(h.expires_at));
+        assert_eq!(decoded, r);
+        assert_eq!(decode_lazy(&bytes).unwrap().head, r.head);
+        // Written again, it is format 2.
+        assert_eq!(decoded.encode()[0], RECORD_FORMAT);
+    }
+
+    #[test]
+    fn the_entry_stays_while_the_deadline_moves_later() {
+        let mut h = record().head;
+        let due = bucket(h.expires_at);
+        h.place_entry(None);
+        assert_eq!(h.expiry_entry(), due);
+        h.place_entry(Some(due - 60_000));
+        assert_eq!(h.expiry_entry(), due - 60_000, "an earlier entry stays");
+        h.place_entry(Some(due - EXPIRY_ENTRY_LAG_MS));
+        assert_eq!(h.expiry_entry(), due - EXPIRY_ENTRY_LAG_MS, "up to the lag");
+        h.place_entry(Some(due - EXPIRY_ENTRY_LAG_MS - 10_000));
+        assert_eq!(
+            h.expiry_entry(),
+            due,
+            "an entry lagging further moves to the deadline"
+        );
+        h.place_entry(Some(due + 10_000));
+        assert_eq!(
+            h.expiry_entry(),
+            due,
+            "an entry after the deadline moves back to it"
+        );
+    }
+
+    #[test]
+    fn an_entry_outside_the_lag_is_corrupt() {
+        let mut r = record();
+        let most = u16::try_from(EXPIRY_ENTRY_LAG_MS / BUCKET).unwrap();
+        r.head.entry_lag = most + 1;
+        let Err(DecodeError::Corrupt(reason)) = Record::decode(&r.encode()) else {
+            panic!("a lag over the limit was accepted");
+        };
+        assert!(reason.contains("expiry entry"), "{reason}");
+        r.head.entry_lag = most;
+        assert!(Record::decode(&r.encode()).is_ok());
+        // Before the epoch's bucket: refused too.
+        r.head.absolute_deadline = 15_000;
+        r.head.expires_at = r.head.compute_expiry();
+        r.head.entry_lag = 2;
+        assert!(Record::decode(&r.encode()).is_err());
     }
 }

@@ -330,12 +330,6 @@ impl Session {
         Some(next)
     }
 
-    /// The record to write with `head`: the data is encoded only if it changed, otherwise the
-    /// stored data bytes are reused as they are. Returns the bytes and the data's offset.
-    fn encode(&self, head: &Head) -> (Vec<u8>, usize) {
-        encode_parts(head, &self.data.encoded())
-    }
-
     /// The session was written as `bytes` with `head`.
     fn written(&mut self, bytes: IVec, data_at: usize, head: Head) {
         self.data.saved(bytes.clone(), data_at);
@@ -360,8 +354,10 @@ impl Session {
         self.store.check_writable("save")?;
         let old_principal = self.stored.as_ref().and_then(|(_, h)| h.principal.clone());
         let principal_changed = old_principal != next.principal;
-        let (bytes, data_at) = self.encode(&next);
-        let (written, evicted) = {
+        let mut next = next;
+        // The data is encoded only if it changed; otherwise the stored tokens are reused.
+        let data = self.data.encoded();
+        let ((written, data_at), evicted) = {
             // A changed principal takes the principal locks first (limit, invalidation race).
             let _p = if principal_changed {
                 self.store
@@ -379,12 +375,14 @@ impl Session {
                     self.store.refuse_expired(&self.handle, loaded, head)?;
                 }
                 let old = self.stored.as_ref().map(|(b, h)| (b, h));
-                self.store.write_locked(&self.handle, old, &next, bytes)?
+                self.store
+                    .write_locked(&self.handle, old, &mut next, &data)?
             };
             // Only a save that succeeded makes room. A crash before this leaves the principal
             // one session over its limit, never an index out of step.
             (written, self.store.evict(&victims))
         };
+        drop(data);
         // The record is written whether or not the eviction failed.
         self.written(written, data_at, next);
         evicted?;
@@ -419,7 +417,9 @@ impl Session {
         });
         next.last_access = next.last_access.max(self.store.now());
         next.expires_at = next.compute_expiry();
-        let (encoded, data_at) = self.encode(&next);
+        // A new key: its expiry entry goes to its deadline.
+        next.place_entry(None);
+        let (encoded, data_at) = encode_parts(&next, &self.data.encoded());
         let written =
             self.store
                 .rotate(&self.handle, (bytes, head), &new_handle, &next, encoded)?;

@@ -28,7 +28,9 @@ use crate::durable::GroupCommit;
 use crate::error::{Error, Result};
 use crate::id::{Handle, SessionId};
 use crate::keys::{expiry_key, principal_key, principal_prefix};
-use crate::record::{decode_head, decode_lazy, DecodeError, Head, LazyRecord, StoredHead};
+use crate::record::{
+    decode_head, decode_lazy, encode_parts, DecodeError, Head, LazyRecord, StoredHead,
+};
 use crate::session::Session;
 
 /// The database format this build writes and the newest it opens.
@@ -269,6 +271,7 @@ impl Store {
         let cfg = &self.inner.config;
         let mut head = Head {
             expires_at: 0,
+            entry_lag: 0,
             version: 0,
             created: now,
             last_access: now,
@@ -489,16 +492,19 @@ impl Store {
         }
     }
 
-    /// Writes the record `bytes`, whose head is `new`, under `handle` if the stored bytes are
-    /// still `old` (the version check). The caller holds the key lock (and principal locks if
-    /// the principal changes).
+    /// Writes `new` with the data tokens `data` under `handle` if the stored bytes are still
+    /// `old` (the version check), placing `new`'s expiry entry first (`Head::place_entry`, which
+    /// sets `new.entry_lag`). Returns the bytes written and the data's offset in them. The
+    /// caller holds the key lock (and principal locks if the principal changes).
     pub(crate) fn write_locked(
         &self,
         handle: &Handle,
         old: Option<(&IVec, &StoredHead)>,
-        new: &Head,
-        bytes: Vec<u8>,
-    ) -> Result<IVec> {
+        new: &mut Head,
+        data: &[u8],
+    ) -> Result<(IVec, usize)> {
+        new.place_entry(old.map(|(_, h)| h.expiry_entry));
+        let (bytes, data_at) = encode_parts(new, data);
         if bytes.len() > self.inner.config.max_session_bytes {
             return Err(Error::TooLarge {
                 handle: handle.to_string(),
@@ -507,8 +513,8 @@ impl Store {
             });
         }
         let bytes = IVec::from(bytes);
-        let new_exp = expiry_key(new.expires_at, handle);
-        let old_exp = old.map(|(_, h)| expiry_key(h.expires_at, handle));
+        let new_exp = expiry_key(new.expiry_entry(), handle);
+        let old_exp = old.map(|(_, h)| expiry_key(h.expiry_entry, handle));
         let new_pk = new.principal.as_deref().map(|p| principal_key(p, handle));
         let old_pk =
             old.and_then(|(_, h)| h.principal.as_deref().map(|p| principal_key(p, handle)));
@@ -534,7 +540,10 @@ impl Store {
             // Undo our new entries unless the record that won uses them too.
             let current = cas.current.as_deref().and_then(|b| decode_head(b).ok());
             if exp_changed
-                && current.as_ref().map(|h| expiry_key(h.expires_at, handle)) != Some(new_exp)
+                && current
+                    .as_ref()
+                    .map(|h| expiry_key(h.expiry_entry(), handle))
+                    != Some(new_exp)
             {
                 self.inner.expiry.remove(new_exp)?;
             }
@@ -574,7 +583,7 @@ impl Store {
             }
         }
         self.inner.counters.writes.fetch_add(1, Ordering::Relaxed);
-        Ok(bytes)
+        Ok((bytes, data_at))
     }
 
     /// A session that expired after it was loaded is not brought back by a write through that
@@ -624,7 +633,7 @@ impl Store {
     pub(crate) fn remove_entries(&self, handle: &Handle, head: &Head) -> Result<()> {
         self.inner
             .expiry
-            .remove(expiry_key(head.expires_at, handle))?;
+            .remove(expiry_key(head.expiry_entry(), handle))?;
         if let Some(p) = &head.principal {
             self.inner.principals.remove(principal_key(p, handle))?;
         }
@@ -672,8 +681,8 @@ impl Store {
         let mut stripes = vec![Self::key_stripe(old), Self::key_stripe(new)];
         let _guards = self.lock_stripes(&mut stripes);
         self.refuse_expired(old, loaded, old_head)?;
-        let old_exp = expiry_key(old_head.expires_at, old);
-        let new_exp = expiry_key(head.expires_at, new);
+        let old_exp = expiry_key(old_head.expiry_entry, old);
+        let new_exp = expiry_key(head.expiry_entry(), new);
         let old_pk = old_head.principal.as_deref().map(|p| principal_key(p, old));
         let new_pk = head.principal.as_deref().map(|p| principal_key(p, new));
         let result = (

@@ -134,13 +134,13 @@ fn config(default_cases: u32) -> Config {
 const NOW: i64 = 1_767_225_600_000;
 /// The latest time a record holds (end of year 9999).
 const MAX_TIME_MS: i64 = 253_402_300_799_999;
-/// Format byte of a record.
-const RECORD_FORMAT: u8 = 1;
-
-/// The record head as sessdb writes it (postcard, field order matters).
-#[derive(Debug, Clone, Serialize)]
+/// The record head as sessdb writes it (postcard, field order matters; see [`encode`]).
+#[derive(Debug, Clone)]
 struct Head {
     expires_at: i64,
+    /// Format 2's lag of the expiry entry, in 10-second buckets; `None` writes format 1,
+    /// which had no such field.
+    entry_lag: Option<u16>,
     version: u64,
     created: i64,
     last_access: i64,
@@ -174,8 +174,29 @@ fn expiry(h: &Head) -> i64 {
 }
 
 fn encode(head: &Head, tokens: &[Token]) -> Vec<u8> {
-    let mut out = vec![RECORD_FORMAT];
-    out.extend(postcard::to_allocvec(head).expect("encode head"));
+    let rest = (
+        head.version,
+        head.created,
+        head.last_access,
+        head.idle_timeout_ms,
+        head.absolute_deadline,
+        &head.principal,
+        &head.label,
+        &head.remote_addr,
+        &head.user_agent,
+    );
+    let mut out = match head.entry_lag {
+        None => {
+            let mut out = vec![1];
+            out.extend(postcard::to_allocvec(&(head.expires_at, rest)).expect("encode head"));
+            out
+        }
+        Some(lag) => {
+            let mut out = vec![2];
+            out.extend(postcard::to_allocvec(&(head.expires_at, lag, rest)).expect("encode head"));
+            out
+        }
+    };
     out.extend(postcard::to_allocvec(tokens).expect("encode tokens"));
     out
 }
@@ -218,11 +239,18 @@ fn head() -> impl Strategy<Value = Head> {
         time(),
         (text(), text(), text(), text()),
         any::<bool>(),
+        prop_oneof![
+            Just(None),
+            Just(Some(0u16)),
+            (0u16..40).prop_map(Some),
+            any::<u16>().prop_map(Some)
+        ],
     )
         .prop_map(
-            |(version, created, last_access, idle, absolute, texts, consistent)| {
+            |(version, created, last_access, idle, absolute, texts, consistent, entry_lag)| {
                 let mut h = Head {
                     expires_at: 0,
+                    entry_lag,
                     version,
                     created,
                     last_access,
@@ -455,6 +483,7 @@ proptest! {
 fn the_record_mirror_matches_the_stored_format() {
     let mut head = Head {
         expires_at: 0,
+        entry_lag: Some(0),
         version: 7,
         created: NOW,
         last_access: NOW,
@@ -819,6 +848,7 @@ fn uuid_text(b: &[u8; 16]) -> String {
 fn stats_counts_a_record_with_damaged_data_as_undecodable() {
     let mut head = Head {
         expires_at: 0,
+        entry_lag: None,
         version: 1,
         created: NOW,
         last_access: NOW,

@@ -409,8 +409,8 @@ impl Listing {
     }
 
     /// Sorts the loaded page. Even in expiry order: the expiry index orders by 10-second
-    /// buckets, then by handle, and the table shows exact times; and a page listed backward
-    /// comes last session first.
+    /// buckets, then by handle, and an entry may lag its deadline by up to 5 minutes, while the
+    /// table shows exact times; and a page listed backward comes last session first.
     fn sort_rows(&mut self) {
         let sort = self.view.sort;
         self.rows.sort_by(|a, b| sort.compare(a, b));

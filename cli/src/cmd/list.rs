@@ -1,4 +1,5 @@
-//! `sessctl list`: sessions matching a filter, soonest expiry first, paged through the
+//! `sessctl list`: sessions matching a filter, soonest expiry first (to within the expiry
+//! index's lag, see `ListQuery`), paged through the
 //! store's cursor so the whole store is never loaded at once.
 
 use std::time::Duration;
@@ -48,7 +49,8 @@ impl List {
             query.limit = want;
             let page = admin.list(&query)?;
             let mut sessions = page.sessions;
-            // The expiry index is ordered by 10-second buckets; order within a page exactly.
+            // The expiry index is ordered by 10-second buckets and an entry may lag its
+            // deadline; order within a page exactly.
             sessions.sort_by_key(|s| (s.expires_at, s.handle));
             if let Some(limit) = self.limit {
                 if shown + sessions.len() > limit {

@@ -1,0 +1,263 @@
+//! The expiry entry that lags behind its deadline (`keys.rs`, `Head::place_entry`): which saves
+//! move it, and that purge, the listings, check and format-1 records still see every session
+//! exactly. These look into the index trees, which the public API does not show.
+
+use std::time::Duration;
+
+use crate::keys::{bucket, expiry_key, parse_expiry_key, EXPIRY_BUCKET_MS, EXPIRY_ENTRY_LAG_MS};
+use crate::record::{decode_head, encode_parts, Head};
+use crate::{Admin, ListQuery, ManualClock, SessionId, Status, Store};
+
+/// 2026-01-01T00:00:00Z.
+const T0: i64 = 1_767_225_600_000;
+const MINUTE: u64 = 60;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    clock: ManualClock,
+    store: Store,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at_ms(T0);
+    let store = Store::builder()
+        .clock(clock.clone())
+        .open(dir.path().join("db"))
+        .unwrap();
+    Fixture {
+        _dir: dir,
+        clock,
+        store,
+    }
+}
+
+impl Fixture {
+    /// Every expiry entry, as (bucket, handle).
+    fn entries(&self) -> Vec<(u64, crate::Handle)> {
+        self.store
+            .inner
+            .expiry
+            .iter()
+            .keys()
+            .map(|k| parse_expiry_key(&k.unwrap()).unwrap())
+            .collect()
+    }
+
+    fn head(&self, id: &SessionId) -> Head {
+        let bytes = self
+            .store
+            .inner
+            .sessions
+            .get(id.handle().as_bytes())
+            .unwrap();
+        decode_head(&bytes.unwrap()).unwrap()
+    }
+
+    fn minutes(&self, m: u64) {
+        self.clock.advance(Duration::from_secs(m * MINUTE));
+    }
+
+    /// Loads, changes and saves the session.
+    fn visit(&self, id: &SessionId) {
+        let mut s = self.store.load(id).unwrap().expect("live session");
+        let n = s.get::<u64>("n").unwrap().unwrap_or(0);
+        s.insert("n", &(n + 1)).unwrap();
+        s.save().unwrap();
+    }
+
+    fn assert_consistent(&self) {
+        let report = self.store.check().unwrap();
+        assert!(report.is_clean(), "{report:?}");
+    }
+}
+
+fn new_session(f: &Fixture) -> SessionId {
+    let mut s = f.store.create();
+    s.set_principal(Some("alice")).unwrap();
+    s.save().unwrap();
+    *s.id()
+}
+
+#[test]
+fn a_save_within_the_lag_leaves_the_entry_and_a_later_one_moves_it() {
+    let f = fixture();
+    let id = new_session(&f);
+    let placed = bucket(f.head(&id).expires_at);
+    assert_eq!(f.entries(), vec![(placed, id.handle())]);
+
+    // Clicks a minute apart move the deadline later; up to the lag, the entry stays.
+    let lag_minutes = EXPIRY_ENTRY_LAG_MS / 60_000;
+    for _ in 0..lag_minutes {
+        f.minutes(1);
+        f.visit(&id);
+        let head = f.head(&id);
+        assert!(bucket(head.expires_at) > placed);
+        assert_eq!(head.expiry_entry(), placed);
+        assert_eq!(f.entries(), vec![(placed, id.handle())]);
+    }
+    f.assert_consistent();
+
+    // One more and the deadline is past the lag: the entry moves to the deadline, the old one
+    // is gone.
+    f.minutes(1);
+    f.visit(&id);
+    let head = f.head(&id);
+    assert_eq!(head.expiry_entry(), bucket(head.expires_at));
+    assert_eq!(f.entries(), vec![(bucket(head.expires_at), id.handle())]);
+    f.assert_consistent();
+}
+
+#[test]
+fn a_deadline_moved_earlier_moves_the_entry_with_it() {
+    let f = fixture();
+    let id = new_session(&f);
+    f.minutes(2);
+    f.visit(&id);
+    let lagging = f.head(&id).expiry_entry();
+    let mut s = f.store.load(&id).unwrap().unwrap();
+    s.set_idle_timeout(Duration::from_secs(60));
+    s.save().unwrap();
+    let head = f.head(&id);
+    assert!(bucket(head.expires_at) < lagging);
+    assert_eq!(f.entries(), vec![(bucket(head.expires_at), id.handle())]);
+    f.assert_consistent();
+}
+
+#[test]
+fn purge_leaves_a_live_session_whose_entry_is_due_and_removes_it_once_expired() {
+    let f = fixture();
+    let id = new_session(&f);
+    assert!(
+        f.head(&id).idle_timeout_ms > 4 * 60_000,
+        "outlives the visit"
+    );
+    f.minutes(4);
+    f.visit(&id);
+    let head = f.head(&id);
+    let entry_at = i64::try_from(head.expiry_entry()).unwrap();
+    assert!(entry_at < head.expires_at);
+
+    // Past the entry, before the deadline: purge reads the session and keeps it.
+    f.clock.set_ms(entry_at + EXPIRY_BUCKET_MS);
+    assert_eq!(f.store.purge_expired().unwrap(), 0);
+    assert_eq!(f.store.count_expired().unwrap(), 0);
+    assert!(f.store.load(&id).unwrap().is_some());
+    assert_eq!(f.entries(), vec![(head.expiry_entry(), id.handle())]);
+
+    // The listings find it by its deadline, though its entry is before now.
+    let live = f.store.list(&ListQuery::default()).unwrap();
+    assert_eq!(live.sessions.len(), 1);
+    let soon = f
+        .store
+        .list(&ListQuery {
+            expiring_within: Some(Duration::from_secs(5 * MINUTE)),
+            ..ListQuery::default()
+        })
+        .unwrap();
+    assert_eq!(soon.sessions.len(), 1);
+    let expired = f
+        .store
+        .list(&ListQuery {
+            status: Status::Expired,
+            ..ListQuery::default()
+        })
+        .unwrap();
+    assert!(expired.sessions.is_empty());
+
+    // At its deadline it goes, with both entries.
+    f.clock.set_ms(head.expires_at);
+    assert_eq!(f.store.count_expired().unwrap(), 1);
+    assert_eq!(f.store.purge_expired().unwrap(), 1);
+    assert!(f.entries().is_empty());
+    assert!(f.store.inner.principals.is_empty());
+    assert!(f.store.inner.sessions.is_empty());
+}
+
+#[test]
+fn a_format_1_record_is_read_and_rewritten_as_format_2() {
+    let f = fixture();
+    let id = new_session(&f);
+    let handle = id.handle();
+    // Rewrite the record as format 1 wrote it: no entry field, the entry at the deadline.
+    let bytes = f
+        .store
+        .inner
+        .sessions
+        .get(handle.as_bytes())
+        .unwrap()
+        .unwrap();
+    let head = decode_head(&bytes).unwrap();
+    let data_at = encode_parts(&head, &[]).0.len();
+    let mut v1 = vec![1u8];
+    v1.extend(
+        postcard::to_allocvec(&(
+            head.expires_at,
+            head.version,
+            head.created,
+            head.last_access,
+            head.idle_timeout_ms,
+            head.absolute_deadline,
+            &head.principal,
+            &head.label,
+            &head.remote_addr,
+            &head.user_agent,
+        ))
+        .unwrap(),
+    );
+    v1.extend_from_slice(&bytes[data_at..]);
+    f.store
+        .inner
+        .sessions
+        .insert(handle.as_bytes(), v1)
+        .unwrap();
+    f.assert_consistent();
+
+    f.minutes(1);
+    f.visit(&id);
+    let stored = f
+        .store
+        .inner
+        .sessions
+        .get(handle.as_bytes())
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored[0], crate::record::RECORD_FORMAT);
+    assert_eq!(
+        f.head(&id).expiry_entry(),
+        head.expiry_entry(),
+        "the entry stays"
+    );
+    assert_eq!(f.entries(), vec![(head.expiry_entry(), handle)]);
+    f.assert_consistent();
+}
+
+#[test]
+fn import_of_the_same_file_after_saves_within_the_lag_changes_nothing() {
+    let f = fixture();
+    let id = new_session(&f);
+    f.minutes(3);
+    f.visit(&id);
+    let mut out = Vec::new();
+    f.store.export(&mut out, true).unwrap();
+    let again = f
+        .store
+        .import(
+            &mut out.as_slice(),
+            &crate::ImportOptions {
+                on_conflict: crate::OnConflict::Replace,
+                ..crate::ImportOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!((again.unchanged, again.replaced), (1, 0), "{again:?}");
+    assert_eq!(
+        f.entries(),
+        vec![(f.head(&id).expiry_entry(), id.handle())],
+        "one entry, where it was"
+    );
+    assert_ne!(f.head(&id).expiry_entry(), bucket(f.head(&id).expires_at));
+    f.assert_consistent();
+    // The key layout the tests rely on.
+    assert_eq!(expiry_key(7, &id.handle())[..8], 7u64.to_be_bytes());
+}
