@@ -31,11 +31,11 @@ pub struct CheckReport {
     pub records: u64,
     /// Problem: records that cannot be decoded.
     pub undecodable: Vec<Undecodable>,
-    /// Problem: records with no matching expiry entry.
+    /// Problem: records with no expiry entry in the bucket their head names.
     pub missing_expiry: Vec<Handle>,
     /// Problem: records with a principal but no principals entry.
     pub missing_principal: Vec<Handle>,
-    /// Leftover: expiry entries whose record is gone or has another deadline (or malformed).
+    /// Leftover: expiry entries whose record is gone or names another bucket (or malformed).
     pub stale_expiry: u64,
     /// Leftover: principals entries whose record is gone or has another principal.
     pub stale_principal: u64,

@@ -13,8 +13,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
 use sessdb::{
-    Admin, Error, Handle, ImportOptions, ManualClock, OnConflict, OnPrincipalLimit, Session,
-    SessionId, Store, Target, Value,
+    Admin, Error, Handle, ImportOptions, ListQuery, ManualClock, OnConflict, OnPrincipalLimit,
+    Session, SessionId, Status, Store, Target, Value,
 };
 
 const IDLE_MS: i64 = 30 * 60 * 1000;
@@ -157,7 +157,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(|handle| Op::InvalidateHandle { handle }),
         1 => principal().prop_map(|principal| Op::InvalidatePrincipal { principal }),
         1 => any::<u8>().prop_map(|handle| Op::DropHandle { handle }),
-        3 => prop::sample::select(vec![1u32, 20, 59, 61, 600, 1_799, 1_801, 3_600, 7_201])
+        3 => prop::sample::select(vec![1u32, 20, 59, 61, 240, 600, 1_680, 1_799, 1_801, 3_600, 7_201])
             .prop_map(|secs| Op::Advance { secs }),
         1 => prop::sample::select(vec![1u32, 61, 1_801]).prop_map(|secs| Op::Rewind { secs }),
         2 => Just(Op::Purge),
@@ -682,6 +682,31 @@ fn verify(store: &Store, m: &Model) -> Result<(), TestCaseError> {
         "stats.principals"
     );
     prop_assert_eq!(store.count_expired()?, expired, "count_expired");
+    // The expiry listings find exactly the model's sessions, though entries may lag.
+    for (status, within) in [
+        (Status::Live, None),
+        (Status::Expired, None),
+        (Status::Live, Some(10 * 60_000)),
+    ] {
+        let page = store.list(&ListQuery {
+            status,
+            expiring_within: within.map(|ms: i64| Duration::from_millis(ms.unsigned_abs())),
+            limit: 100_000,
+            ..ListQuery::default()
+        })?;
+        prop_assert!(page.next.is_none());
+        let got: BTreeSet<Handle> = page.sessions.iter().map(|s| s.handle).collect();
+        let want: BTreeSet<Handle> = m
+            .records
+            .iter()
+            .filter(|(_, (_, r))| match status {
+                Status::Expired => !r.is_live(now),
+                _ => r.is_live(now) && within.is_none_or(|w| r.expires <= now + w),
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        prop_assert_eq!(got, want, "list {:?} within {:?}", status, within);
+    }
     for p in PRINCIPALS {
         let got: BTreeSet<Handle> = store
             .sessions_of(p.name())?
