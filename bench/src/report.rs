@@ -347,6 +347,13 @@ impl Report {
                 let Some((own, theirs)) = self.ratio(w, pw, peer, n) else {
                     continue;
                 };
+                // Issue 6 sets the load targets at 100k sessions; larger stores are reported
+                // against the same peers without one.
+                let (min, name) = if w == "load hit" && n > 100_000 {
+                    (0.0, format!("({name}: no target above 100k)"))
+                } else {
+                    (min, name.to_string())
+                };
                 let r = own / theirs;
                 v.push(Verdict {
                     target: format!("{name} ({})", size(n)),
