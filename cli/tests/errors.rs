@@ -295,12 +295,12 @@ fn a_database_of_a_newer_format_is_refused() {
         let sled = sled::open(&db).expect("sled");
         sled.open_tree("meta")
             .expect("meta")
-            .insert("format", &2u32.to_be_bytes())
+            .insert("format", &3u32.to_be_bytes())
             .expect("insert");
         sled.flush().expect("flush");
     }
     let message = format!(
-        "error: the database at {} has format version 2; this sessdb reads up to 1; use a newer \
+        "error: the database at {} has format version 3; this sessdb reads up to 2; use a newer \
          sessctl\n",
         db.display()
     );

@@ -19,7 +19,7 @@ fn stats_counts_live_expired_and_principals() {
             "\
 database             {}
 as of                2025-01-31T12:00:00Z
-format version       1
+format version       2
 live sessions        3
 expired, not purged  2 (`sessctl purge --expired` removes them)
 principals           3
@@ -36,7 +36,7 @@ principals           3
     assert_eq!(stats["expired"], 2);
     assert_eq!(stats["principals"], 3);
     assert_eq!(stats["undecodable"], 0);
-    assert_eq!(stats["format_version"], 1);
+    assert_eq!(stats["format_version"], 2);
     assert_eq!(stats["as_of"], "2025-01-31T12:00:00Z");
     assert!(stats["bytes_on_disk"].as_u64().expect("a number") > 0);
 

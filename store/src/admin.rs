@@ -21,7 +21,7 @@ use crate::keys::{
     expiry_bucket_start, expiry_key, parse_expiry_key, parse_principal_key, principal_prefix,
 };
 use crate::record::Record;
-use crate::store::{Store, FORMAT_VERSION};
+use crate::store::Store;
 use crate::value::Value;
 
 /// A session as an operator names it: by handle (from `sessctl list`) or by raw id (pasted
@@ -205,7 +205,8 @@ pub struct Stats {
     pub principals: u64,
     /// Bytes the database takes on disk.
     pub bytes_on_disk: u64,
-    /// The database format version.
+    /// The database's format version ([`FORMAT_VERSION`](crate::FORMAT_VERSION) once a
+    /// writable open has upgraded it).
     pub format_version: u32,
 }
 
@@ -284,7 +285,7 @@ impl Admin for Store {
             undecodable: 0,
             principals: 0,
             bytes_on_disk: folder_size(&self.inner.path),
-            format_version: FORMAT_VERSION,
+            format_version: self.inner.format,
         };
         // One pass over the records and none over the indexes (see `Stats` for why).
         let mut principals = HashSet::new();

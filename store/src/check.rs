@@ -58,12 +58,22 @@ impl CheckReport {
 /// What [`Store::repair`](crate::Admin::repair) changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepairReport {
-    /// Undecodable records removed (with why).
+    /// Undecodable records removed (with why). A record of a newer record format than this
+    /// build reads is not removed, nor are the index entries that may be its: a newer sessdb
+    /// can read it, so it stays, and the check still reports it.
     pub removed_records: Vec<Undecodable>,
     /// Index entries added for records that lacked them.
     pub added_entries: u64,
     /// Stale index entries removed.
     pub removed_entries: u64,
+}
+
+fn expiry_handle(k: &[u8]) -> Option<Handle> {
+    parse_expiry_key(k).map(|(_, h)| h)
+}
+
+fn principal_handle(k: &[u8]) -> Option<Handle> {
+    parse_principal_key(k).map(|(_, h)| h)
 }
 
 fn reason(e: DecodeError) -> String {
@@ -78,6 +88,15 @@ struct Expected {
     /// (record key, expiry entry, principal entry)
     wanted: Vec<(Handle, Vec<u8>, Option<Vec<u8>>)>,
     undecodable: Vec<(Vec<u8>, Undecodable)>,
+    /// Records of a newer format: neither they nor any index entry naming them is touched.
+    newer: HashSet<Handle>,
+}
+
+impl Expected {
+    /// Whether an index entry for `handle` may belong to a record of a newer format.
+    fn maybe_newer(&self, handle: Option<Handle>) -> bool {
+        handle.is_some_and(|h| self.newer.contains(&h))
+    }
 }
 
 fn expected(store: &Store) -> Result<Expected> {
@@ -87,6 +106,7 @@ fn expected(store: &Store) -> Result<Expected> {
         principals: HashSet::new(),
         wanted: Vec::new(),
         undecodable: Vec::new(),
+        newer: HashSet::new(),
     };
     for item in store.inner.sessions.iter() {
         let (k, v) = item?;
@@ -102,6 +122,9 @@ fn expected(store: &Store) -> Result<Expected> {
         };
         // The whole record must decode, data included.
         if let Err(err) = crate::record::Record::decode(&v) {
+            if matches!(err, DecodeError::Newer(_)) {
+                e.newer.insert(handle);
+            }
             e.undecodable.push((
                 k.to_vec(),
                 Undecodable {
@@ -133,7 +156,7 @@ pub(crate) fn check(store: &Store) -> Result<CheckReport> {
     let e = expected(store)?;
     let mut report = CheckReport {
         records: e.records,
-        undecodable: e.undecodable.into_iter().map(|(_, u)| u).collect(),
+        undecodable: e.undecodable.iter().map(|(_, u)| u.clone()).collect(),
         ..CheckReport::default()
     };
     for (handle, exp, pk) in &e.wanted {
@@ -148,13 +171,15 @@ pub(crate) fn check(store: &Store) -> Result<CheckReport> {
     }
     for item in store.inner.expiry.iter().keys() {
         let k = item?;
-        if parse_expiry_key(&k).is_none() || !e.expiry.contains(k.as_ref()) {
+        let handle = expiry_handle(&k);
+        if (handle.is_none() || !e.expiry.contains(k.as_ref())) && !e.maybe_newer(handle) {
             report.stale_expiry += 1;
         }
     }
     for item in store.inner.principals.iter().keys() {
         let k = item?;
-        if parse_principal_key(&k).is_none() || !e.principals.contains(k.as_ref()) {
+        let handle = principal_handle(&k);
+        if (handle.is_none() || !e.principals.contains(k.as_ref())) && !e.maybe_newer(handle) {
             report.stale_principal += 1;
         }
     }
@@ -166,9 +191,12 @@ pub(crate) fn repair(store: &Store) -> Result<RepairReport> {
     let _all = lock_all(store);
     let e = expected(store)?;
     let mut report = RepairReport::default();
-    for (key, u) in e.undecodable {
-        store.inner.sessions.remove(key)?;
-        report.removed_records.push(u);
+    for (key, u) in &e.undecodable {
+        let newer = Handle::from_slice(key).is_some_and(|h| e.newer.contains(&h));
+        if !newer {
+            store.inner.sessions.remove(key)?;
+            report.removed_records.push(u.clone());
+        }
     }
     // Add what is missing before removing what is stale: a crash in between leaves leftovers
     // only, never a record without its entries.
@@ -182,13 +210,17 @@ pub(crate) fn repair(store: &Store) -> Result<RepairReport> {
             }
         }
     }
-    for (tree, wanted) in [
-        (&store.inner.expiry, &e.expiry),
-        (&store.inner.principals, &e.principals),
+    for (tree, wanted, handle) in [
+        (
+            &store.inner.expiry,
+            &e.expiry,
+            expiry_handle as fn(&[u8]) -> Option<Handle>,
+        ),
+        (&store.inner.principals, &e.principals, principal_handle),
     ] {
         for item in tree.iter().keys() {
             let k = item?;
-            if !wanted.contains(k.as_ref()) {
+            if !wanted.contains(k.as_ref()) && !e.maybe_newer(handle(&k)) {
                 tree.remove(&k)?;
                 report.removed_entries += 1;
             }

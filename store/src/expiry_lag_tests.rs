@@ -261,3 +261,30 @@ fn import_of_the_same_file_after_saves_within_the_lag_changes_nothing() {
     // The key layout the tests rely on.
     assert_eq!(expiry_key(7, &id.handle())[..8], 7u64.to_be_bytes());
 }
+
+/// A format-1 database (written by sessdb before the lag) is marked format 2 by the first
+/// writable open, so a build that knows only format 1 refuses it rather than take its new
+/// records for undecodable ones; a read-only open leaves it as it is.
+#[test]
+fn a_writable_open_marks_a_format_1_database_as_format_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let format = |store: &Store| {
+        let v = store.inner.db.open_tree("meta").unwrap().get("format");
+        u32::from_be_bytes(v.unwrap().unwrap().as_ref().try_into().unwrap())
+    };
+    {
+        let store = Store::open(&path).unwrap();
+        assert_eq!(format(&store), crate::FORMAT_VERSION);
+        let meta = store.inner.db.open_tree("meta").unwrap();
+        meta.insert("format", &1u32.to_be_bytes()).unwrap();
+    }
+    {
+        let store = Store::builder().read_only(true).open(&path).unwrap();
+        assert_eq!(format(&store), 1);
+        assert_eq!(store.stats().unwrap().format_version, 1);
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(format(&store), 2);
+    assert_eq!(store.stats().unwrap().format_version, 2);
+}

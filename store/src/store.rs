@@ -34,7 +34,16 @@ use crate::record::{
 use crate::session::Session;
 
 /// The database format this build writes and the newest it opens.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// - 1: records of record format 1, each with its expiry entry at its deadline's bucket.
+/// - 2: records of format 1 or 2; a format-2 record's expiry entry may lag its deadline by up
+///   to 5 minutes (see `keys::EXPIRY_ENTRY_LAG_MS`).
+///
+/// This build reads both. A writable open marks a format-1 database as format 2 before it
+/// writes anything, because a sessdb that knows only format 1 would take format-2 records for
+/// undecodable ones (and its repair would remove them): such a build now refuses the database
+/// with [`Error::NewerFormat`] instead. A read-only open changes nothing.
+pub const FORMAT_VERSION: u32 = 2;
 
 pub(crate) const LOCK_STRIPES: usize = 64;
 
@@ -52,6 +61,8 @@ pub(crate) struct Inner {
     pub(crate) sessions: sled::Tree,
     pub(crate) expiry: sled::Tree,
     pub(crate) principals: sled::Tree,
+    /// The database format (`meta/format`; a read-only open of an older database keeps its).
+    pub(crate) format: u32,
     pub(crate) config: Config,
     key_locks: Vec<Mutex<()>>,
     principal_locks: Vec<Mutex<()>>,
@@ -162,7 +173,7 @@ impl Store {
         };
         let db = open_sled(path, config.cache_bytes, flush_every)?;
         let meta = db.open_tree("meta")?;
-        match meta.get("format")? {
+        let format = match meta.get("format")? {
             Some(v) => {
                 let found = <[u8; 4]>::try_from(v.as_ref())
                     .map(u32::from_be_bytes)
@@ -174,12 +185,22 @@ impl Store {
                         supported: FORMAT_VERSION,
                     });
                 }
+                if found < FORMAT_VERSION && !config.read_only {
+                    // On disk before any record of the new format can be (see
+                    // `FORMAT_VERSION`).
+                    meta.insert("format", &FORMAT_VERSION.to_be_bytes())?;
+                    db.flush()?;
+                    FORMAT_VERSION
+                } else {
+                    found
+                }
             }
             None if !config.read_only => {
                 meta.insert("format", &FORMAT_VERSION.to_be_bytes())?;
+                FORMAT_VERSION
             }
-            None => {}
-        }
+            None => FORMAT_VERSION,
+        };
         let group_commit = match config.durability {
             Durability::Immediate => Some(GroupCommit::new(path)),
             Durability::Periodic { .. } => None,
@@ -198,6 +219,7 @@ impl Store {
                 expiry: db.open_tree("expiry")?,
                 principals: db.open_tree("principals")?,
                 db,
+                format,
                 key_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
                 principal_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
                 named_locks: Mutex::new(HashMap::new()),

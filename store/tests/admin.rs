@@ -313,6 +313,68 @@ fn check_detects_broken_index_entries_and_repair_rebuilds_them() {
     assert_eq!(f.store.stats().unwrap().live, 20);
 }
 
+/// A record of a newer record format (a database shared with a newer sessdb, or one whose
+/// format mark was lost) is reported, but repair keeps it and every index entry that may be
+/// its: a newer build can read it, and "repair" must not mean "delete what I do not know".
+#[test]
+fn repair_keeps_records_of_a_newer_format_and_their_index_entries() {
+    let f = fixture();
+    let ids = populate(&f.store);
+    let path = f.path();
+    drop(f.store);
+    let victim = ids[1].handle();
+    let (record, entries) = {
+        let db = sled::open(&path).unwrap();
+        let sessions = db.open_tree("sessions").unwrap();
+        let mut record = sessions.get(victim.as_bytes()).unwrap().unwrap().to_vec();
+        record[0] = 200; // a record format from the future
+        sessions.insert(victim.as_bytes(), record.clone()).unwrap();
+        let mut entries = Vec::new();
+        for tree in ["expiry", "principals"] {
+            let tree = db.open_tree(tree).unwrap();
+            for k in tree.iter().keys() {
+                let k = k.unwrap();
+                if k.ends_with(victim.as_bytes()) {
+                    entries.push(k.to_vec());
+                }
+            }
+        }
+        db.flush().unwrap();
+        (record, entries)
+    };
+    assert_eq!(entries.len(), 2, "the victim has a principal");
+    let f = common::Fixture {
+        store: Store::builder().clock(f.clock.clone()).open(&path).unwrap(),
+        ..f
+    };
+    let report = f.store.check().unwrap();
+    assert_eq!(report.undecodable.len(), 1);
+    assert!(
+        report.undecodable[0]
+            .reason
+            .contains("record format 200 is newer"),
+        "{report:?}"
+    );
+    assert_eq!((report.stale_expiry, report.stale_principal), (0, 0));
+
+    let repaired = f.store.repair().unwrap();
+    assert!(repaired.removed_records.is_empty(), "{repaired:?}");
+    assert_eq!((repaired.added_entries, repaired.removed_entries), (0, 0));
+    assert_eq!(f.store.check().unwrap(), report, "nothing changed");
+    drop(f.store);
+    let db = sled::open(&path).unwrap();
+    let stored = db.open_tree("sessions").unwrap().get(victim.as_bytes());
+    assert_eq!(stored.unwrap().as_deref(), Some(&record[..]));
+    for k in entries {
+        let tree = if k.len() == 24 {
+            "expiry"
+        } else {
+            "principals"
+        };
+        assert!(db.open_tree(tree).unwrap().contains_key(&k).unwrap());
+    }
+}
+
 #[test]
 fn stats_count_live_expired_and_principals() {
     let f = fixture();
@@ -320,7 +382,7 @@ fn stats_count_live_expired_and_principals() {
     let s = f.store.stats().unwrap();
     assert_eq!(
         (s.live, s.expired, s.principals, s.format_version),
-        (20, 0, 4, 1)
+        (20, 0, 4, sessdb::FORMAT_VERSION)
     );
     assert!(s.bytes_on_disk > 0);
     f.advance(2);
