@@ -17,6 +17,11 @@ pub(crate) const EXPIRY_BUCKET_MS: i64 = 10_000;
 /// record, old entry). Five minutes covers a user's clicks within a visit; the cost is that
 /// the expiry index orders sessions by deadline to within this much, and purge reads a
 /// session whose entry is due but whose deadline is not at most this long.
+///
+/// Part of record format 2, not a tuning knob: the live listing starts this long before now,
+/// so a record lagging further would be missed, and decode refuses one. Another value needs
+/// another record format (and database format), so that builds with either value never read
+/// each other's records.
 pub(crate) const EXPIRY_ENTRY_LAG_MS: u64 = 5 * 60 * 1000;
 
 /// The bucket of a deadline (deadlines before the epoch share bucket 0).

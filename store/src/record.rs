@@ -240,10 +240,15 @@ fn split(bytes: &[u8]) -> Result<(Head, &[u8]), DecodeError> {
         ));
     }
     let lag = u64::from(head.entry_lag) * BUCKET;
-    if lag > EXPIRY_ENTRY_LAG_MS || lag > bucket(head.expires_at) {
+    if lag > EXPIRY_ENTRY_LAG_MS {
         return Err(DecodeError::Corrupt(format!(
             "the expiry entry lags the deadline by {lag} ms, more than the {EXPIRY_ENTRY_LAG_MS} \
-             ms allowed",
+             ms record format {RECORD_FORMAT} allows",
+        )));
+    }
+    if lag > bucket(head.expires_at) {
+        return Err(DecodeError::Corrupt(format!(
+            "the expiry entry lags the deadline by {lag} ms, which would place it before 1970",
         )));
     }
     Ok((head, rest))
