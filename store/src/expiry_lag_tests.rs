@@ -66,6 +66,48 @@ impl Fixture {
         s.save().unwrap();
     }
 
+    /// Rewrites the session's record as format 1 wrote it (no entry field: the entry at the
+    /// deadline's bucket, so the session's entry must not lag). Returns its head.
+    fn rewrite_as_format_1(&self, id: &SessionId) -> Head {
+        let handle = id.handle();
+        let bytes = self
+            .store
+            .inner
+            .sessions
+            .get(handle.as_bytes())
+            .unwrap()
+            .unwrap();
+        let head = decode_head(&bytes).unwrap();
+        assert_eq!(
+            head.entry_lag, 0,
+            "format 1 cannot say where a lagging entry is"
+        );
+        let data_at = encode_parts(&head, &[]).0.len();
+        let mut v1 = vec![1u8];
+        v1.extend(
+            postcard::to_allocvec(&(
+                head.expires_at,
+                head.version,
+                head.created,
+                head.last_access,
+                head.idle_timeout_ms,
+                head.absolute_deadline,
+                &head.principal,
+                &head.label,
+                &head.remote_addr,
+                &head.user_agent,
+            ))
+            .unwrap(),
+        );
+        v1.extend_from_slice(&bytes[data_at..]);
+        self.store
+            .inner
+            .sessions
+            .insert(handle.as_bytes(), v1)
+            .unwrap();
+        head
+    }
+
     fn assert_consistent(&self) {
         let report = self.store.check().unwrap();
         assert!(report.is_clean(), "{report:?}");
@@ -179,38 +221,7 @@ fn a_format_1_record_is_read_and_rewritten_as_format_2() {
     let f = fixture();
     let id = new_session(&f);
     let handle = id.handle();
-    // Rewrite the record as format 1 wrote it: no entry field, the entry at the deadline.
-    let bytes = f
-        .store
-        .inner
-        .sessions
-        .get(handle.as_bytes())
-        .unwrap()
-        .unwrap();
-    let head = decode_head(&bytes).unwrap();
-    let data_at = encode_parts(&head, &[]).0.len();
-    let mut v1 = vec![1u8];
-    v1.extend(
-        postcard::to_allocvec(&(
-            head.expires_at,
-            head.version,
-            head.created,
-            head.last_access,
-            head.idle_timeout_ms,
-            head.absolute_deadline,
-            &head.principal,
-            &head.label,
-            &head.remote_addr,
-            &head.user_agent,
-        ))
-        .unwrap(),
-    );
-    v1.extend_from_slice(&bytes[data_at..]);
-    f.store
-        .inner
-        .sessions
-        .insert(handle.as_bytes(), v1)
-        .unwrap();
+    let head = f.rewrite_as_format_1(&id);
     f.assert_consistent();
 
     f.minutes(1);
@@ -287,4 +298,44 @@ fn a_writable_open_marks_a_format_1_database_as_format_2() {
     let store = Store::open(&path).unwrap();
     assert_eq!(format(&store), 2);
     assert_eq!(store.stats().unwrap().format_version, 2);
+}
+
+/// A backup re-imported over the database it came from changes nothing, also where a record is
+/// still in format 1: the same session in the older format is not a conflict.
+#[test]
+fn import_over_a_format_1_record_of_the_same_session_changes_nothing() {
+    let f = fixture();
+    let id = new_session(&f);
+    let mut out = Vec::new();
+    f.store.export(&mut out, true).unwrap();
+    f.rewrite_as_format_1(&id);
+    let v1 = f.store.inner.sessions.get(id.handle().as_bytes()).unwrap();
+    for on_conflict in [crate::OnConflict::Skip, crate::OnConflict::Replace] {
+        let options = crate::ImportOptions {
+            on_conflict,
+            ..crate::ImportOptions::default()
+        };
+        let report = f.store.import(&mut out.as_slice(), &options).unwrap();
+        assert_eq!(
+            (
+                report.unchanged,
+                report.skipped,
+                report.replaced,
+                report.written
+            ),
+            (1, 0, 0, false),
+            "{report:?}"
+        );
+    }
+    let stored = f.store.inner.sessions.get(id.handle().as_bytes()).unwrap();
+    assert_eq!(stored, v1, "left in format 1");
+
+    // Another session content in the file is still a conflict.
+    f.visit(&id);
+    let report = f
+        .store
+        .import(&mut out.as_slice(), &crate::ImportOptions::default())
+        .unwrap();
+    assert_eq!((report.unchanged, report.skipped), (0, 1), "{report:?}");
+    f.assert_consistent();
 }

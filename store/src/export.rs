@@ -3,7 +3,7 @@
 //! The session object is also what `sessctl --json` prints. Import validates every line before
 //! it writes anything, reports each bad line with its number, and is idempotent.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, Write};
 
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use crate::admin::SessionInfo;
 use crate::clock::{duration_ms, from_ms, to_ms};
 use crate::error::{Error, Result};
 use crate::id::Handle;
-use crate::record::{decode_head, encode_parts, Head, Record};
+use crate::record::{decode_head, encode_parts, Head, Record, RECORD_FORMAT};
 use crate::session::{validate_metadata, validate_principal};
 use crate::store::Store;
 use crate::value::{encode_map, Value};
@@ -394,6 +394,14 @@ fn parse_line(store: &Store, text: &str) -> Result<(Handle, Record), String> {
     Ok((line.handle, record))
 }
 
+/// Whether the stored bytes `cur` hold the session that `encoded` (its `head` and `data`)
+/// would write: the same bytes, or a record of an older format with the same content.
+fn same_session(cur: &[u8], encoded: &[u8], head: &Head, data: &BTreeMap<String, Value>) -> bool {
+    cur == encoded
+        || (cur.first() != Some(&RECORD_FORMAT)
+            && Record::decode(cur).is_ok_and(|r| r.head == *head && r.data == *data))
+}
+
 fn apply(
     store: &Store,
     handle: &Handle,
@@ -419,7 +427,7 @@ fn apply(
             }
             report.imported += 1;
         }
-        Some(cur) if cur.as_ref() == encoded.as_slice() => report.unchanged += 1,
+        Some(cur) if same_session(&cur, &encoded, &head, &record.data) => report.unchanged += 1,
         Some(_) if opts.on_conflict == OnConflict::Skip => report.skipped += 1,
         Some(cur) => {
             if !opts.dry_run {
