@@ -1,5 +1,5 @@
-//! The writer of the crash tests (`tests/crash.rs`): creates, updates, rotates, invalidates
-//! and purges sessions, and reports each operation on stdout before it starts (`op …`) and
+//! The writer of the crash tests (`tests/crash.rs`): creates, updates (some of which move the
+//! expiry entry), rotates, invalidates and purges sessions, and reports each operation on stdout before it starts (`op …`) and
 //! once the store acknowledged it (`ok …`), one flushed line each. The test kills it with
 //! SIGKILL at a random moment and checks the store against what was acknowledged.
 //!
@@ -83,6 +83,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 say(format!("op update {} {n}", live[i].id))?;
                 let mut s = load(&store, &live[i].id)?;
                 s.insert("n", &n)?;
+                // Half the time the idle timeout changes, moving the deadline by 30 minutes
+                // (further than an expiry entry may lag), so the save moves the entry: the
+                // three-write path (new entry, record, old entry) is killed mid-way too, not
+                // only the record-alone save.
+                let idle = if rng.bool() { 3600 } else { 1800 };
+                s.set_idle_timeout(Duration::from_secs(idle));
                 s.save()?;
                 say("ok".into())?;
                 live[i].n = n;
