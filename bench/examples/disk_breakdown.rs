@@ -182,9 +182,10 @@ fn read_trees(path: &Path, n: usize) -> Result<Vec<Writes>> {
     Ok(writes)
 }
 
-/// `created` of a format-1 record: the format byte, then postcard varints `expires_at`
-/// (zigzag), `version`, `created` (zigzag).
+/// `created` of a record: the format byte, then postcard varints `expires_at` (zigzag),
+/// `entry_lag` (format 2 only), `version`, `created` (zigzag).
 fn created(record: &[u8]) -> i64 {
+    let before = if record.first() == Some(&1) { 2 } else { 3 };
     let mut pos = 1;
     let mut varint = || {
         let mut v = 0u64;
@@ -199,8 +200,9 @@ fn created(record: &[u8]) -> i64 {
         }
         v
     };
-    varint();
-    varint();
+    for _ in 0..before {
+        varint();
+    }
     let z = varint();
     ((z >> 1) as i64) ^ -((z & 1) as i64)
 }
