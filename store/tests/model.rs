@@ -688,14 +688,45 @@ fn verify(store: &Store, m: &Model) -> Result<(), TestCaseError> {
         (Status::Expired, None),
         (Status::Live, Some(10 * 60_000)),
     ] {
-        let page = store.list(&ListQuery {
+        let query = ListQuery {
             status,
             expiring_within: within.map(|ms: i64| Duration::from_millis(ms.unsigned_abs())),
             limit: 100_000,
             ..ListQuery::default()
-        })?;
+        };
+        let page = store.list(&query)?;
         prop_assert!(page.next.is_none());
         let got: BTreeSet<Handle> = page.sessions.iter().map(|s| s.handle).collect();
+        // Pages of two, both ways, find the same sessions once each, in deadline order to
+        // within the lag of an expiry entry and its bucket (5 min + 10 s).
+        for reverse in [false, true] {
+            let paged = paged(
+                store,
+                &ListQuery {
+                    reverse,
+                    ..query.clone()
+                },
+            )?;
+            let mut seen = BTreeSet::new();
+            let mut furthest: Option<i64> = None;
+            for s in &paged {
+                prop_assert!(seen.insert(s.handle), "{:?} listed twice", s.handle);
+                let at = (s.expires_at.unix_timestamp_nanos() / 1_000_000) as i64;
+                if let Some(f) = furthest {
+                    let behind = if reverse { at - f } else { f - at };
+                    prop_assert!(
+                        behind < 310_000,
+                        "list {:?} (reverse {}) is {} ms out of order",
+                        status,
+                        reverse,
+                        behind
+                    );
+                }
+                furthest =
+                    Some(furthest.map_or(at, |f| if reverse { f.min(at) } else { f.max(at) }));
+            }
+            prop_assert_eq!(&seen, &got, "paged list {:?} (reverse {})", status, reverse);
+        }
         let want: BTreeSet<Handle> = m
             .records
             .iter()
@@ -724,6 +755,24 @@ fn verify(store: &Store, m: &Model) -> Result<(), TestCaseError> {
     let report = store.check()?;
     prop_assert!(report.is_clean(), "check: {report:?}");
     Ok(())
+}
+
+/// Every session of a listing, fetched two at a time through its cursors.
+fn paged(store: &Store, query: &ListQuery) -> Result<Vec<sessdb::SessionInfo>, TestCaseError> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list(&ListQuery {
+            limit: 2,
+            after,
+            ..query.clone()
+        })?;
+        all.extend(page.sessions);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(all),
+        }
+    }
 }
 
 fn run(ops: &[Op], limit: Limit) -> Result<(), TestCaseError> {
