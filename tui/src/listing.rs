@@ -96,7 +96,8 @@ impl Sort {
         }
     }
 
-    /// Whether the store's index yields this order across pages (to its 10-second resolution).
+    /// Whether the store's index yields this order across pages (to its 10-second resolution,
+    /// and to within the 5 minutes an expiry entry may lag its deadline).
     /// The principal index yields a principal's sessions by handle, so under `p:` even expiry
     /// order covers only the loaded page.
     pub(crate) fn served_by_index(self, filter: &Filter) -> bool {
