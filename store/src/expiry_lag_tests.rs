@@ -44,14 +44,14 @@ impl Fixture {
             .collect()
     }
 
+    /// The session's stored record.
+    fn record(&self, id: &SessionId) -> sled::IVec {
+        let bytes = self.store.inner.sessions.get(id.handle().as_bytes());
+        bytes.unwrap().expect("a stored record")
+    }
+
     fn head(&self, id: &SessionId) -> Head {
-        let bytes = self
-            .store
-            .inner
-            .sessions
-            .get(id.handle().as_bytes())
-            .unwrap();
-        decode_head(&bytes.unwrap()).unwrap()
+        decode_head(&self.record(id)).unwrap()
     }
 
     fn minutes(&self, m: u64) {
@@ -70,13 +70,7 @@ impl Fixture {
     /// deadline's bucket, so the session's entry must not lag). Returns its head.
     fn rewrite_as_format_1(&self, id: &SessionId) -> Head {
         let handle = id.handle();
-        let bytes = self
-            .store
-            .inner
-            .sessions
-            .get(handle.as_bytes())
-            .unwrap()
-            .unwrap();
+        let bytes = self.record(id);
         let head = decode_head(&bytes).unwrap();
         assert_eq!(
             head.entry_lag, 0,
@@ -226,14 +220,7 @@ fn a_format_1_record_is_read_and_rewritten_as_format_2() {
 
     f.minutes(1);
     f.visit(&id);
-    let stored = f
-        .store
-        .inner
-        .sessions
-        .get(handle.as_bytes())
-        .unwrap()
-        .unwrap();
-    assert_eq!(stored[0], crate::record::RECORD_FORMAT);
+    assert_eq!(f.record(&id)[0], crate::record::RECORD_FORMAT);
     assert_eq!(
         f.head(&id).expiry_entry(),
         head.expiry_entry(),
