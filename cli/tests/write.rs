@@ -243,6 +243,47 @@ fn check_passes_on_a_clean_database_and_reports_leftovers_without_failing() {
     );
 }
 
+/// A record of a newer record format is a problem `check` reports, but `--repair` keeps it (a
+/// newer sessctl reads it) and says so; the check still fails, with exit 4.
+#[test]
+fn repair_keeps_a_record_of_a_newer_format_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let h1 = handle(1);
+    damage(&db, |sled| {
+        let sessions = sled.open_tree("sessions").expect("tree");
+        let key = id(1).handle();
+        let mut record = sessions
+            .get(key.as_bytes())
+            .expect("get")
+            .expect("stored")
+            .to_vec();
+        record[0] = 9;
+        sessions.insert(key.as_bytes(), record).expect("insert");
+    });
+    let problem = format!(
+        "checked 5 records: 1 problem\n  problem: record {h1} cannot be decoded: record format 9 \
+         is newer than this sessdb reads\n"
+    );
+    expect(
+        at_t0(&db).args(["check", "--repair"]),
+        4,
+        &format!(
+            "{problem}repair: kept record {h1} (record format 9 is newer than this sessdb reads): \
+             a newer sessctl can read it\nrepair: added 0 index entries, removed 0 stale index \
+             entries\nafter repair: {problem}"
+        ),
+        "error: the check found 1 problem\n",
+    );
+    damage(&db, |sled| {
+        let stored = sled
+            .open_tree("sessions")
+            .expect("tree")
+            .get(id(1).handle().as_bytes());
+        assert_eq!(stored.expect("get").expect("kept")[0], 9);
+    });
+}
+
 #[test]
 fn check_fails_with_exit_4_until_repair_fixes_a_missing_index_entry() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -274,7 +315,7 @@ fn check_fails_with_exit_4_until_repair_fixes_a_missing_index_entry() {
         4,
         &report,
         "error: the check found 2 problems (`sessctl check --repair` rebuilds the indexes and \
-         removes undecodable records)\n",
+         removes undecodable records, except those of a newer format)\n",
     );
     expect(
         at_t0(&db).args(["check", "--repair"]),
