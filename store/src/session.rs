@@ -70,10 +70,19 @@ impl Session {
         }
     }
 
-    pub(crate) fn loaded(store: Store, id: SessionId, bytes: IVec, record: LazyRecord) -> Self {
+    /// A session loaded from `bytes`, stored under `handle` (its id's, which the caller has
+    /// computed already: hashing it again would cost every load a second SHA-256).
+    pub(crate) fn loaded(
+        store: Store,
+        id: SessionId,
+        handle: Handle,
+        bytes: IVec,
+        record: LazyRecord,
+    ) -> Self {
+        debug_assert!(handle == id.handle());
         Session {
             store,
-            handle: id.handle(),
+            handle,
             id,
             stored: Some((bytes.clone(), record.head.stored())),
             head: record.head,

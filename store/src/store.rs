@@ -321,7 +321,7 @@ impl Store {
         let handle = id.handle();
         Ok(self
             .load_record(&handle)?
-            .map(|(bytes, record)| Session::loaded(self.clone(), *id, bytes, record)))
+            .map(|(bytes, record)| Session::loaded(self.clone(), *id, handle, bytes, record)))
     }
 
     /// The live record stored under `handle`, deleting it lazily if it is expired. The data is
