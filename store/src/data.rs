@@ -26,6 +26,9 @@ pub(crate) struct Data {
     map: OnceLock<Result<Map, ValueError>>,
     /// The map may differ from the stored tokens: a save encodes it.
     changed: bool,
+    /// The map's encoding, when [`Data::replace`] had to make it to compare; dropped by any
+    /// change after.
+    encoded: Option<Vec<u8>>,
 }
 
 impl Data {
@@ -35,6 +38,7 @@ impl Data {
             stored: None,
             map: OnceLock::from(Ok(Map::new())),
             changed: true,
+            encoded: None,
         }
     }
 
@@ -49,6 +53,7 @@ impl Data {
             stored: Some((record, at)),
             map,
             changed: false,
+            encoded: None,
         }
     }
 
@@ -79,6 +84,7 @@ impl Data {
     /// # Errors
     /// As for [`Data::get`].
     pub(crate) fn get_mut(&mut self) -> Result<&mut Map, ValueError> {
+        self.encoded = None;
         if let Err(e) = self.get() {
             return Err(e.clone());
         }
@@ -95,6 +101,27 @@ impl Data {
         if let Some(Ok(_)) = self.map.get() {
             self.changed = true;
         }
+    }
+
+    /// Replaces the whole map. Returns whether the data changed: data not decoded yet is
+    /// compared by its encoding (sessdb's own is canonical: keys sorted, one form per value),
+    /// so an unchanged replacement decodes nothing and leaves the stored tokens to be saved.
+    pub(crate) fn replace(&mut self, map: Map) -> bool {
+        let encoded = match self.map.get() {
+            Some(Ok(current)) if *current == map => return false,
+            Some(_) => None,
+            None => {
+                let encoded = encode_map(&map);
+                if self.tokens() == Some(&encoded[..]) {
+                    return false;
+                }
+                Some(encoded)
+            }
+        };
+        self.map = OnceLock::from(Ok(map));
+        self.changed = true;
+        self.encoded = encoded;
+        true
     }
 
     /// Empties the data. Returns whether there was any.
@@ -119,6 +146,9 @@ impl Data {
 
     /// The data tokens a save writes: the stored ones unless the map changed.
     pub(crate) fn encoded(&self) -> Cow<'_, [u8]> {
+        if let (true, Some(encoded)) = (self.changed, &self.encoded) {
+            return Cow::Borrowed(encoded);
+        }
         match (self.changed, self.tokens(), self.map.get()) {
             (false, Some(tokens), _) => Cow::Borrowed(tokens),
             (_, _, Some(Ok(map))) => Cow::Owned(encode_map(map)),
@@ -132,6 +162,7 @@ impl Data {
     pub(crate) fn saved(&mut self, record: IVec, at: usize) {
         self.stored = Some((record, at));
         self.changed = false;
+        self.encoded = None;
     }
 
     /// Whether the data has been decoded (or set), for tests.
@@ -210,6 +241,50 @@ mod tests {
         assert_eq!(&*data.encoded(), b"\xff\xff");
         assert!(data.clear());
         assert_eq!(&*data.encoded(), encode_map(&Map::new()).as_slice());
+    }
+
+    #[test]
+    fn replacing_undecoded_data_compares_encodings_and_decodes_nothing() {
+        let (record, at) = stored(&sample());
+        let mut data = Data::loaded(record.clone(), at, Checked::Valid);
+        assert!(!data.replace(sample()));
+        assert!(!data.is_decoded());
+        assert!(matches!(data.encoded(), Cow::Borrowed(t) if t == &record[at..]));
+
+        let mut other = sample();
+        other.insert("c".into(), Value::String("x".into()));
+        assert!(data.replace(other.clone()));
+        assert_eq!(data.get().unwrap(), &other);
+        // The encoding made to compare is what the save writes.
+        assert!(matches!(data.encoded(), Cow::Borrowed(t) if t == encode_map(&other)));
+    }
+
+    #[test]
+    fn a_change_after_a_replace_is_saved_too() {
+        let (record, at) = stored(&sample());
+        let mut data = Data::loaded(record, at, Checked::Valid);
+        let mut other = sample();
+        other.remove("a");
+        assert!(data.replace(other.clone()));
+        data.get_mut().unwrap().insert("z".into(), Value::Int(9));
+        data.changed();
+        other.insert("z".into(), Value::Int(9));
+        assert_eq!(decode_map(&data.encoded()).unwrap(), other);
+    }
+
+    #[test]
+    fn replacing_decoded_data_compares_the_maps() {
+        let (record, at) = stored(&sample());
+        let mut data = Data::loaded(record, at, Checked::Valid);
+        data.get().unwrap();
+        assert!(!data.replace(sample()));
+        assert!(matches!(data.encoded(), Cow::Borrowed(_)));
+        assert!(data.replace(Map::new()));
+        assert_eq!(&*data.encoded(), encode_map(&Map::new()).as_slice());
+        let mut new = Data::new();
+        assert!(!new.replace(Map::new()));
+        assert!(new.replace(sample()));
+        assert_eq!(decode_map(&new.encoded()).unwrap(), sample());
     }
 
     #[test]

@@ -188,6 +188,43 @@ impl Session {
         Ok(())
     }
 
+    /// Replaces all of the session's data with `data`. The session counts as changed only if
+    /// `data` differs from what it held; data not read since the load is compared in its
+    /// stored encoding, without decoding it. (For a framework that hands over a whole map per
+    /// request, as tower-sessions does.)
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessdb::Store::open(dir.path().join("db")).unwrap();
+    /// use std::collections::BTreeMap;
+    /// use sessdb::Value;
+    ///
+    /// let mut session = store.create();
+    /// session.insert("cart", &[1, 2])?;
+    /// session.save()?;
+    ///
+    /// let mut loaded = store.load(session.id())?.unwrap();
+    /// let same = BTreeMap::from([("cart".to_string(), Value::from_plain_json(&serde_json::json!([1, 2]))?)]);
+    /// loaded.replace_data(same)?;
+    /// assert!(!loaded.is_dirty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Value`] when a value nests deeper than 64 levels (the session is unchanged).
+    pub fn replace_data(&mut self, data: BTreeMap<String, Value>) -> Result<()> {
+        if let Some((key, _)) = data.iter().find(|(_, v)| v.depth() > MAX_DEPTH) {
+            return Err(Error::Value {
+                key: key.clone(),
+                reason: format!("nested deeper than {MAX_DEPTH} levels"),
+            });
+        }
+        if self.data.replace(data) {
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
     /// Removes and returns the value under `key`.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         let old = self.data.get_mut().ok()?.remove(key);
@@ -588,6 +625,51 @@ mod tests {
         let s = store.load(&id).unwrap().unwrap();
         assert_eq!(s.get::<Vec<i32>>("cart").unwrap(), Some(vec![1, 2, 3]));
         assert_eq!(s.get::<i32>("n").unwrap(), Some(1));
+    }
+
+    #[test]
+    fn replacing_the_data_with_what_it_holds_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        let mut s = store.create();
+        s.insert("cart", &vec![1, 2, 3]).unwrap();
+        s.insert("csrf", "token").unwrap();
+        s.save().unwrap();
+        let id = *s.id();
+        let same: BTreeMap<String, Value> = s.data().clone();
+
+        let before = store.counters();
+        let mut s = store.load(&id).unwrap().unwrap();
+        s.replace_data(same.clone()).unwrap();
+        assert!(!s.is_dirty());
+        assert!(!s.data.is_decoded(), "compared without decoding");
+        s.save().unwrap();
+        let after = store.counters();
+        assert_eq!(after.writes, before.writes);
+        assert_eq!(after.skipped_saves, before.skipped_saves + 1);
+
+        // Too deep: refused, the session unchanged.
+        let mut deep = Value::Null;
+        for _ in 0..=MAX_DEPTH {
+            deep = Value::List(vec![deep]);
+        }
+        let mut bad = same.clone();
+        bad.insert("deep".into(), deep);
+        let err = s.replace_data(bad).unwrap_err();
+        assert!(
+            matches!(&err, Error::Value { key, .. } if key == "deep"),
+            "{err}"
+        );
+        assert!(!s.is_dirty());
+
+        let mut other = same;
+        other.remove("cart");
+        other.insert("n".into(), Value::Int(7));
+        s.replace_data(other.clone()).unwrap();
+        assert!(s.is_dirty());
+        s.save().unwrap();
+        assert_eq!(store.counters().writes, before.writes + 1);
+        assert_eq!(store.load(&id).unwrap().unwrap().data(), &other);
     }
 
     #[test]

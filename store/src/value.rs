@@ -54,7 +54,32 @@ impl Value {
 
     /// Converts into any deserializable type (through its JSON data model).
     pub(crate) fn to_deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, ValueError> {
-        serde_json::from_value(self.to_json_plain()).map_err(|e| ValueError(e.to_string()))
+        serde_json::from_value(self.to_plain_json()).map_err(|e| ValueError(e.to_string()))
+    }
+
+    /// The value a JSON value stands for in serde's data model: what
+    /// [`Session::insert`](crate::Session::insert) stores for it, without copying the JSON
+    /// first. Unlike [`Value::from_json`], `{"$base64": ..}` stays an object.
+    ///
+    /// ```
+    /// use sessdb::Value;
+    ///
+    /// let json = serde_json::json!({"cart": [1, 2], "$base64": "AA=="});
+    /// assert_eq!(Value::from_plain_json(&json).unwrap().to_plain_json(), json);
+    /// ```
+    ///
+    /// # Errors
+    /// Fails when the value nests deeper than [`MAX_DEPTH`].
+    pub fn from_plain_json(json: &serde_json::Value) -> Result<Value, String> {
+        Value::from_json_inner(json, 0, false).map_err(|e| e.0)
+    }
+
+    /// The value in serde's JSON data model: what
+    /// [`Session::get::<serde_json::Value>`](crate::Session::get) returns. Bytes become arrays
+    /// of numbers and non-finite floats `null`, as serde_json itself writes them; the inverse of
+    /// [`Value::from_plain_json`] for every value that came from JSON.
+    pub fn to_plain_json(&self) -> serde_json::Value {
+        self.to_json_with(false)
     }
 
     /// The JSON form used by the export and `--json`: bytes become `{"$base64": "..."}`,
@@ -71,11 +96,6 @@ impl Value {
     /// Fails when the value nests deeper than [`MAX_DEPTH`].
     pub fn from_json(json: &serde_json::Value) -> Result<Value, String> {
         Value::from_json_inner(json, 0, true).map_err(|e| e.0)
-    }
-
-    /// JSON for serde conversions: bytes as arrays of numbers, as serde_json itself writes them.
-    fn to_json_plain(&self) -> serde_json::Value {
-        self.to_json_with(false)
     }
 
     fn to_json_with(&self, tagged: bool) -> serde_json::Value {

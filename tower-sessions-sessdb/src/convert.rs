@@ -1,14 +1,14 @@
 //! The mapping between a tower-sessions [`Record`] and a sessdb [`Session`]: ids, data, expiry
 //! and the principal taken from the data.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use sessdb::{Session, SessionId};
+use sessdb::{Session, SessionId, Value};
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::Error;
 
-use crate::error::{encode, from_sessdb};
+use crate::error::encode;
 
 /// The idle timeout of every session this adapter writes: a century, so that a session's
 /// expiry is exactly the record's `expiry_date`. tower-sessions moves that date itself on
@@ -109,20 +109,19 @@ pub(crate) fn fill(
         .map(|p| p.find(&record.data))
         .transpose()?
         .flatten();
-    let stale: Vec<String> = session
-        .data()
-        .keys()
-        .filter(|k| !record.data.contains_key(k.as_str()))
-        .cloned()
-        .collect();
-    for key in stale {
-        session.remove(&key);
-    }
-    // `insert` converts through serde's data model, which keeps any JSON exactly (the tagged
-    // form of `Value::from_json` would read `{"$base64": ..}` objects as bytes).
-    for (key, value) in &record.data {
-        session.insert(key, value).map_err(encode)?;
-    }
+    // The plain conversion keeps any JSON exactly, as `Session::insert` would store it (the
+    // tagged form of `Value::from_json` would read `{"$base64": ..}` objects as bytes).
+    let data = record
+        .data
+        .iter()
+        .map(|(key, value)| {
+            let value = Value::from_plain_json(value)
+                .map_err(|reason| Error::Encode(format!("session data key {key:?}: {reason}")))?;
+            Ok((key.clone(), value))
+        })
+        .collect::<Result<BTreeMap<_, _>, Error>>()?;
+    // Compared with the stored data without decoding it: an unchanged record writes nothing.
+    session.replace_data(data).map_err(encode)?;
     session.set_idle_timeout(NO_IDLE_TIMEOUT);
     session.set_absolute_deadline(record.expiry_date);
     session
@@ -132,20 +131,17 @@ pub(crate) fn fill(
 }
 
 /// The record of a loaded session.
-pub(crate) fn to_record(id: Id, session: &Session) -> Result<Record, Error> {
-    let mut data = HashMap::with_capacity(session.data().len());
-    for key in session.data().keys() {
-        let value: serde_json::Value = session
-            .get(key)
-            .map_err(|e| Error::Decode(from_sessdb(&e)))?
-            .unwrap_or_default();
-        data.insert(key.clone(), value);
-    }
-    Ok(Record {
+pub(crate) fn to_record(id: Id, session: &Session) -> Record {
+    let data = session
+        .data()
+        .iter()
+        .map(|(key, value)| (key.clone(), value.to_plain_json()))
+        .collect();
+    Record {
         id,
         data,
         expiry_date: session.expires_at(),
-    })
+    }
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@
 //! | tower-sessions [`Record`](tower_sessions_core::session::Record) | sessdb session |
 //! |---|---|
 //! | `id` (128 random bits) | the [`SessionId`](sessdb::SessionId) of the same 16 bytes ([`session_id`]); the store keeps only its hash, the handle `sessctl` shows |
-//! | `data` (JSON values) | the data map, key for key, converted through serde so any JSON comes back unchanged |
+//! | `data` (JSON values) | the data map, key for key, each value as [`Session::insert`](sessdb::Session::insert) would store it ([`Value::from_plain_json`](sessdb::Value::from_plain_json)), so any JSON comes back unchanged |
 //! | `expiry_date` | the absolute deadline, to the millisecond; the idle timeout is [`NO_IDLE_TIMEOUT`], so tower-sessions' expiry alone decides |
 //! | the value at the principal key ([`SessdbStore::with_principal_key`]) | the principal |
 //!
@@ -50,7 +50,9 @@
 //!   before `sessctl invalidate --principal alice` ran cannot bring it back when it ends. (The
 //!   memory store would.)
 //! - `save` writes nothing when the record is unchanged (sessdb's dirty tracking), which makes
-//!   `with_always_save(true)` cheap.
+//!   `with_always_save(true)` cheap. It compares the record's data with the stored data in
+//!   sessdb's encoding ([`Session::replace_data`](sessdb::Session::replace_data)), without
+//!   decoding the stored data.
 //! - Two requests of one session that save at once: the later record wins whole, as with every
 //!   tower-sessions store (the trait hands over whole records, not changes), and neither save
 //!   fails.
