@@ -235,6 +235,83 @@ async fn concurrent_saves_of_one_session_all_succeed() {
     );
 }
 
+/// Another writer saves the session between a request's load and its save: the request's
+/// record still wins whole, and the save does not fail.
+#[tokio::test]
+async fn a_save_after_another_writer_writes_the_record_whole() {
+    let (_dir, store) = open();
+    let sessions = SessdbStore::new(store.clone()).with_principal_key("user_id");
+    let mut r = record(json!({"user_id": "alice", "n": 1}), in_an_hour());
+    sessions.create(&mut r).await.unwrap();
+
+    let mut loaded = sessions.load(&r.id).await.unwrap().unwrap();
+    store
+        .update(&session_id(&r.id), |s| s.insert("other", &true).unwrap())
+        .unwrap()
+        .unwrap();
+    loaded.data.insert("n".into(), json!(2));
+    let before = store.counters();
+    sessions.save(&loaded).await.unwrap();
+    assert_eq!(store.counters().writes, before.writes + 1);
+    let stored = sessions.load(&r.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.data, loaded.data,
+        "no trace of the other writer's key"
+    );
+}
+
+/// A session that expires between a request's load and its save is not brought back.
+#[tokio::test]
+async fn a_session_that_expired_since_its_load_is_not_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let clock = ManualClock::at(now);
+    let store = Store::builder()
+        .clock(clock.clone())
+        .open(dir.path().join("db"))
+        .unwrap();
+    let sessions = SessdbStore::new(store.clone());
+    let mut r = record(json!({"n": 1}), now + Duration::minutes(1));
+    sessions.create(&mut r).await.unwrap();
+    let mut loaded = sessions.load(&r.id).await.unwrap().unwrap();
+    clock.advance(StdDuration::from_secs(120));
+    loaded.data.insert("n".into(), json!(2));
+    loaded.expiry_date = now + Duration::hours(1);
+    let before = store.counters();
+    sessions.save(&loaded).await.unwrap();
+    assert_eq!(store.counters().writes, before.writes);
+    assert_eq!(sessions.load(&r.id).await.unwrap(), None);
+}
+
+/// Requests of one session that each load and save at once: every save succeeds, one wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_of_one_session_all_save() {
+    let (_dir, store) = open();
+    let sessions = Arc::new(SessdbStore::new(store).with_inline_calls());
+    let mut r = record(json!({"writer": -1}), in_an_hour());
+    sessions.create(&mut r).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let sessions = sessions.clone();
+            let id = r.id;
+            tokio::spawn(async move {
+                for round in 0..20 {
+                    let mut mine = sessions.load(&id).await?.expect("the session is live");
+                    mine.data.insert("writer".into(), json!(i * 100 + round));
+                    sessions.save(&mine).await?;
+                }
+                Ok::<_, Error>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let last = sessions.load(&r.id).await.unwrap().unwrap();
+    let writer = last.data["writer"].as_i64().unwrap();
+    assert!((0..800).contains(&writer) && writer % 100 < 20, "{writer}");
+}
+
 #[test]
 #[should_panic(expected = "must start with '/'")]
 fn a_pointer_without_a_slash_is_refused_at_startup() {
