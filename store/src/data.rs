@@ -73,6 +73,18 @@ impl Data {
             .as_ref()
     }
 
+    /// The data, decoded if it was not yet.
+    ///
+    /// # Errors
+    /// As for [`Data::get`].
+    pub(crate) fn into_map(self) -> Result<Map, ValueError> {
+        match (self.map.into_inner(), &self.stored) {
+            (Some(map), _) => map,
+            (None, Some((record, at))) => decode_map(record.get(*at..).unwrap_or_default()),
+            (None, None) => Ok(Map::new()),
+        }
+    }
+
     /// The data, or an empty map if it cannot be decoded (see [`Data::get`]).
     pub(crate) fn get_or_empty(&self) -> &Map {
         self.get().unwrap_or(&EMPTY)
@@ -285,6 +297,19 @@ mod tests {
         assert!(!new.replace(Map::new()));
         assert!(new.replace(sample()));
         assert_eq!(decode_map(&new.encoded()).unwrap(), sample());
+    }
+
+    #[test]
+    fn the_map_is_taken_decoded_or_not() {
+        let (record, at) = stored(&sample());
+        let undecoded = Data::loaded(record.clone(), at, Checked::Valid);
+        assert_eq!(undecoded.into_map().unwrap(), sample());
+        let decoded = Data::loaded(record, at, Checked::Valid);
+        decoded.get().unwrap();
+        assert_eq!(decoded.into_map().unwrap(), sample());
+        assert_eq!(Data::new().into_map().unwrap(), Map::new());
+        let bad = Data::loaded(IVec::from(b"head\xff".to_vec()), 4, Checked::Valid);
+        assert!(bad.into_map().is_err());
     }
 
     #[test]

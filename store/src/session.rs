@@ -153,6 +153,16 @@ impl Session {
         self.data.get_or_empty()
     }
 
+    /// All of the session's data, taken out of the session (which is dropped, unsaved): for a
+    /// caller that converts the whole map, without copying it.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] as for [`Session::get`].
+    pub fn into_data(self) -> Result<BTreeMap<String, Value>> {
+        let handle = self.handle;
+        self.data.into_map().map_err(|e| undecodable(&handle, &e))
+    }
+
     /// Stores `value` under `key`.
     ///
     /// # Errors

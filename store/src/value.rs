@@ -82,6 +82,21 @@ impl Value {
         self.to_json_with(false)
     }
 
+    /// [`Value::to_plain_json`], moving the strings and keys instead of copying them.
+    pub fn into_plain_json(self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::String(s) => J::String(s),
+            Value::List(items) => J::Array(items.into_iter().map(Value::into_plain_json).collect()),
+            Value::Map(map) => J::Object(
+                map.into_iter()
+                    .map(|(k, v)| (k, v.into_plain_json()))
+                    .collect(),
+            ),
+            scalar => scalar.to_json_with(false),
+        }
+    }
+
     /// The JSON form used by the export and `--json`: bytes become `{"$base64": "..."}`,
     /// non-finite floats `{"$float": "NaN"}`, and a real one-key map whose key is one of those
     /// tags (or `$map`) is wrapped as `{"$map": {...}}`, so that [`Value::from_json`] restores
@@ -939,6 +954,20 @@ mod tests {
         ) {
             proptest::prop_assert!(agree(&bytes).is_ok(), "{:?}", agree(&bytes));
         }
+    }
+
+    #[test]
+    fn the_plain_json_form_is_the_same_moved_or_copied() {
+        let mut map = sample();
+        map.insert("nested".into(), Value::Map(sample()));
+        map.insert("nan".into(), Value::Float(f64::NAN));
+        let value = Value::Map(map);
+        let json = value.to_plain_json();
+        assert_eq!(json["blob"], serde_json::json!([0, 255, 7]));
+        assert_eq!(json["nan"], serde_json::Value::Null);
+        assert_eq!(json["nested"]["prefs"]["theme"], "dark");
+        assert_eq!(value.to_deserialize::<serde_json::Value>().unwrap(), json);
+        assert_eq!(value.into_plain_json(), json);
     }
 
     #[test]

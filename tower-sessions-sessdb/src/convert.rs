@@ -8,7 +8,7 @@ use sessdb::{Session, SessionId, Value};
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::Error;
 
-use crate::error::encode;
+use crate::error::{encode, from_sessdb};
 
 /// The idle timeout of every session this adapter writes: a century, so that a session's
 /// expiry is exactly the record's `expiry_date`. tower-sessions moves that date itself on
@@ -131,17 +131,19 @@ pub(crate) fn fill(
 }
 
 /// The record of a loaded session.
-pub(crate) fn to_record(id: Id, session: &Session) -> Record {
+pub(crate) fn to_record(id: Id, session: Session) -> Result<Record, Error> {
+    let expiry_date = session.expires_at();
     let data = session
-        .data()
-        .iter()
-        .map(|(key, value)| (key.clone(), value.to_plain_json()))
+        .into_data()
+        .map_err(|e| Error::Decode(from_sessdb(&e)))?
+        .into_iter()
+        .map(|(key, value)| (key, value.into_plain_json()))
         .collect();
-    Record {
+    Ok(Record {
         id,
         data,
-        expiry_date: session.expires_at(),
-    }
+        expiry_date,
+    })
 }
 
 #[cfg(test)]

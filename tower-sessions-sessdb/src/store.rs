@@ -139,11 +139,11 @@ impl SessdbStore {
     // The calls themselves, synchronous: run inline or inside `blocking`.
 
     fn load_sync(&self, id: Id) -> session_store::Result<Option<Record>> {
-        Ok(self
-            .store
+        self.store
             .load(&session_id(&id))
             .map_err(backend)?
-            .map(|session| to_record(id, &session)))
+            .map(|session| to_record(id, session))
+            .transpose()
     }
 
     fn delete_sync(&self, id: Id) -> session_store::Result<()> {
