@@ -64,14 +64,14 @@
 //! ([`tokio::task::spawn_blocking`]), never on an async worker thread.
 //! [`SessdbStore::with_inline_calls`] runs the cheap calls on the calling task instead. Measured
 //! with `cargo run --release -p tower-sessions-sessdb --example blocking_cost` on this project's
-//! shared 2-core machine (100k sessions; ranges over runs):
+//! shared 2-core machine (Intel Xeon, 100k sessions; ranges over three runs):
 //!
 //! | per operation | sessdb called directly | through this store | with inline calls |
 //! |---|---|---|---|
-//! | load | 3.1–3.5 µs | 24–27 µs | 3.3 µs |
-//! | the blocking-pool round trip alone | – | 20–21 µs | – |
-//! | save, periodic durability | 7.4–7.5 µs | 32–33 µs | 9.7 µs |
-//! | save, [immediate durability](sessdb::Durability::Immediate) | 0.28–0.31 ms | the same | on the blocking pool |
+//! | load | 3.2–3.4 µs | 25–27 µs | 3.3–3.7 µs |
+//! | the blocking-pool round trip alone | – | 18–19 µs | – |
+//! | save, periodic durability | 8.3–9.2 µs | 35–39 µs | 11.0–11.5 µs |
+//! | save, [immediate durability](sessdb::Durability::Immediate) | 0.33–0.34 ms | the same | on the blocking pool |
 //!
 //! The default is the safe one: a load that misses sled's cache reads the disk, a save in
 //! immediate mode waits for an `fsync`, and a purge walks every expired session. Inline, any of
