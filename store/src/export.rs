@@ -359,7 +359,7 @@ fn parse_line(store: &Store, text: &str) -> Result<(Handle, Record), String> {
             ))
         }
     };
-    let data = match Value::from_json(&line.data) {
+    let data = match Value::data_from_json(&line.data) {
         Ok(Value::Map(map)) => map,
         Ok(_) => return Err("data: must be a JSON object".into()),
         Err(e) => return Err(format!("data: {e}")),

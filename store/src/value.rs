@@ -49,7 +49,7 @@ impl Value {
     /// Converts any serializable value (through its JSON data model).
     pub(crate) fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Value, ValueError> {
         let json = serde_json::to_value(value).map_err(|e| ValueError(e.to_string()))?;
-        Value::from_json_inner(&json, 0, false)
+        Value::from_json_inner(&json, MAX_DEPTH, false)
     }
 
     /// Converts into any deserializable type (through its JSON data model).
@@ -71,7 +71,7 @@ impl Value {
     /// # Errors
     /// Fails when the value nests deeper than [`MAX_DEPTH`].
     pub fn from_plain_json(json: &serde_json::Value) -> Result<Value, String> {
-        Value::from_json_inner(json, 0, false).map_err(|e| e.0)
+        Value::from_json_inner(json, MAX_DEPTH, false).map_err(|e| e.0)
     }
 
     /// The value in serde's JSON data model: what
@@ -110,7 +110,13 @@ impl Value {
     /// # Errors
     /// Fails when the value nests deeper than [`MAX_DEPTH`].
     pub fn from_json(json: &serde_json::Value) -> Result<Value, String> {
-        Value::from_json_inner(json, 0, true).map_err(|e| e.0)
+        Value::from_json_inner(json, MAX_DEPTH, true).map_err(|e| e.0)
+    }
+
+    /// [`Value::from_json`] of a session's whole data map, as the export writes it: the map
+    /// itself is one level more, so each of its values may nest [`MAX_DEPTH`] deep.
+    pub(crate) fn data_from_json(json: &serde_json::Value) -> Result<Value, String> {
+        Value::from_json_inner(json, MAX_DEPTH + 1, true).map_err(|e| e.0)
     }
 
     fn to_json_with(&self, tagged: bool) -> serde_json::Value {
@@ -155,15 +161,25 @@ impl Value {
         }
     }
 
+    /// Converts `json`, in which lists and maps may nest `room` deep: a list or a map takes one
+    /// level, a scalar (and a tag that stands for one) none, so a value is refused exactly when
+    /// its [`Value::depth`] would exceed `room`. The recursion is bounded by `room` too.
     fn from_json_inner(
         json: &serde_json::Value,
-        depth: usize,
+        room: usize,
         tagged: bool,
     ) -> Result<Value, ValueError> {
         use serde_json::Value as J;
-        if depth > MAX_DEPTH {
-            return Err(ValueError(format!("nested deeper than {MAX_DEPTH} levels")));
-        }
+        let inside = || {
+            room.checked_sub(1)
+                .ok_or_else(|| ValueError(format!("nested deeper than {MAX_DEPTH} levels")))
+        };
+        let map = |entries: &serde_json::Map<String, J>, room: usize| {
+            entries
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), Value::from_json_inner(v, room, tagged)?)))
+                .collect::<Result<BTreeMap<_, _>, ValueError>>()
+        };
         Ok(match json {
             J::Null => Value::Null,
             J::Bool(b) => Value::Bool(*b),
@@ -177,44 +193,34 @@ impl Value {
                 }
             }
             J::String(s) => Value::String(s.clone()),
-            J::Array(items) => Value::List(
-                items
-                    .iter()
-                    .map(|v| Value::from_json_inner(v, depth + 1, tagged))
-                    .collect::<Result<_, _>>()?,
-            ),
-            J::Object(map) => {
-                if tagged && map.len() == 1 {
-                    if let Some(J::String(text)) = map.get("$base64") {
+            J::Array(items) => {
+                let room = inside()?;
+                Value::List(
+                    items
+                        .iter()
+                        .map(|v| Value::from_json_inner(v, room, tagged))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            J::Object(entries) => {
+                if tagged && entries.len() == 1 {
+                    if let Some(J::String(text)) = entries.get("$base64") {
                         let bytes = base64::engine::general_purpose::STANDARD
                             .decode(text)
                             .map_err(|e| ValueError(format!("bad $base64 value: {e}")))?;
                         return Ok(Value::Bytes(bytes));
                     }
-                    if let Some(J::Object(inner)) = map.get("$map") {
-                        return Ok(Value::Map(
-                            inner
-                                .iter()
-                                .map(|(k, v)| {
-                                    Ok((k.clone(), Value::from_json_inner(v, depth + 1, tagged)?))
-                                })
-                                .collect::<Result<_, ValueError>>()?,
-                        ));
+                    if let Some(J::Object(inner)) = entries.get("$map") {
+                        return Ok(Value::Map(map(inner, inside()?)?));
                     }
-                    if let Some(J::String(text)) = map.get("$float") {
+                    if let Some(J::String(text)) = entries.get("$float") {
                         let f = text
                             .parse::<f64>()
                             .map_err(|e| ValueError(format!("bad $float value: {e}")))?;
                         return Ok(Value::Float(f));
                     }
                 }
-                Value::Map(
-                    map.iter()
-                        .map(|(k, v)| {
-                            Ok((k.clone(), Value::from_json_inner(v, depth + 1, tagged)?))
-                        })
-                        .collect::<Result<_, ValueError>>()?,
-                )
+                Value::Map(map(entries, inside()?)?)
             }
         })
     }
@@ -991,6 +997,46 @@ mod tests {
         }
         let two_keys = serde_json::json!({"$base64": "AA==", "other": 1});
         assert_eq!(Value::from_json(&two_keys).unwrap().to_json(), two_keys);
+    }
+
+    /// Every conversion from JSON draws the line where [`Value::depth`] and
+    /// `Session::insert_value` do, whatever sits at the bottom; the whole data map of an export
+    /// line gets one level more, for itself.
+    #[test]
+    fn json_nesting_is_judged_as_value_depth() {
+        let wrap = |mut v: serde_json::Value, n: usize| {
+            for _ in 0..n {
+                v = serde_json::json!([v]);
+            }
+            v
+        };
+        for leaf in [
+            serde_json::json!(1),
+            serde_json::json!([]),
+            serde_json::json!({}),
+        ] {
+            let leaf_depth = Value::from_plain_json(&leaf).unwrap().depth();
+            let at_limit = wrap(leaf.clone(), MAX_DEPTH - leaf_depth);
+            let over = wrap(leaf, MAX_DEPTH - leaf_depth + 1);
+            for convert in [Value::from_json, Value::from_plain_json] {
+                assert_eq!(convert(&at_limit).unwrap().depth(), MAX_DEPTH);
+                assert!(convert(&over)
+                    .unwrap_err()
+                    .contains("nested deeper than 64"));
+            }
+            let data = |v: &serde_json::Value| serde_json::json!({"k": v});
+            assert!(Value::data_from_json(&data(&at_limit)).is_ok());
+            assert!(Value::data_from_json(&data(&over)).is_err());
+        }
+        // A tag that stands for a scalar takes no level; `$map` takes one.
+        let bytes = wrap(serde_json::json!({"$base64": "AA=="}), MAX_DEPTH);
+        assert_eq!(Value::from_json(&bytes).unwrap().depth(), MAX_DEPTH);
+        let tagged_map = wrap(serde_json::json!({"$map": {"$float": "x"}}), MAX_DEPTH);
+        assert!(Value::from_json(&tagged_map)
+            .unwrap_err()
+            .contains("nested deeper than 64"));
+        let tagged_map = wrap(serde_json::json!({"$map": {"$float": "x"}}), MAX_DEPTH - 1);
+        assert_eq!(Value::from_json(&tagged_map).unwrap().depth(), MAX_DEPTH);
     }
 
     #[test]
