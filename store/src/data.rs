@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use sled::IVec;
 
-use crate::value::{decode_map, encode_map, Checked, Value, ValueError};
+use crate::value::{decode_map, encode_map, same_map, Checked, Value, ValueError};
 
 /// A session's data map.
 pub(crate) type Map = BTreeMap<String, Value>;
@@ -120,7 +120,7 @@ impl Data {
     /// so an unchanged replacement decodes nothing and leaves the stored tokens to be saved.
     pub(crate) fn replace(&mut self, map: Map) -> bool {
         let encoded = match self.map.get() {
-            Some(Ok(current)) if *current == map => return false,
+            Some(Ok(current)) if same_map(current, &map) => return false,
             Some(_) => None,
             None => {
                 let encoded = encode_map(&map);

@@ -190,7 +190,7 @@ impl Session {
         }
         let handle = self.handle;
         let map = self.data.get_mut().map_err(|e| undecodable(&handle, &e))?;
-        if map.get(key) != Some(&value) {
+        if !map.get(key).is_some_and(|old| old.same(&value)) {
             map.insert(key.to_string(), value);
             self.data.changed();
             self.dirty = true;
@@ -680,6 +680,45 @@ mod tests {
         s.save().unwrap();
         assert_eq!(store.counters().writes, before.writes + 1);
         assert_eq!(store.load(&id).unwrap().unwrap().data(), &other);
+    }
+
+    /// A change of a float's sign is a change, and writing a NaN over the same NaN is not,
+    /// whether the data was decoded or not (`==` on floats says the opposite of both).
+    #[test]
+    fn float_changes_are_judged_by_their_bits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        let mut s = store.create();
+        s.insert_value("f", Value::Float(0.0)).unwrap();
+        s.insert_value("n", Value::Float(f64::NAN)).unwrap();
+        s.save().unwrap();
+        let id = *s.id();
+        let stored = s.data().clone();
+
+        for decoded in [false, true] {
+            let mut s = store.load(&id).unwrap().unwrap();
+            if decoded {
+                assert_eq!(s.data().len(), 2);
+            }
+            s.replace_data(stored.clone()).unwrap();
+            s.insert_value("n", Value::Float(f64::NAN)).unwrap();
+            assert!(!s.is_dirty(), "decoded: {decoded}");
+        }
+
+        let mut s = store.load(&id).unwrap().unwrap();
+        s.insert_value("f", Value::Float(-0.0)).unwrap();
+        assert!(s.is_dirty());
+        s.save().unwrap();
+        let mut s = store.load(&id).unwrap().unwrap();
+        assert!(s.get::<f64>("f").unwrap().unwrap().is_sign_negative());
+
+        let mut positive = s.data().clone();
+        positive.insert("f".into(), Value::Float(0.0));
+        s.replace_data(positive).unwrap();
+        assert!(s.is_dirty(), "the decoded map compares by bits too");
+        s.save().unwrap();
+        let s = store.load(&id).unwrap().unwrap();
+        assert!(s.get::<f64>("f").unwrap().unwrap().is_sign_positive());
     }
 
     #[test]

@@ -225,6 +225,20 @@ impl Value {
         })
     }
 
+    /// Whether `self` and `other` are the same value as stored: floats compare by their bits,
+    /// so `-0.0` differs from `0.0` and a NaN is the same as itself (the derived `==` says the
+    /// opposite of both). What decides whether a change is a change.
+    pub(crate) fn same(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits(),
+            (Value::List(a), Value::List(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same(y))
+            }
+            (Value::Map(a), Value::Map(b)) => same_map(a, b),
+            (a, b) => a == b,
+        }
+    }
+
     /// The nesting depth (a scalar is 0).
     pub(crate) fn depth(&self) -> usize {
         match self {
@@ -233,6 +247,14 @@ impl Value {
             _ => 0,
         }
     }
+}
+
+/// Whether two maps hold the same keys and the [same](Value::same) values.
+pub(crate) fn same_map(a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, va), (kb, vb))| ka == kb && va.same(vb))
 }
 
 /// One token of the flat encoding. Containers give their element count; their elements follow.
