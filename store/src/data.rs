@@ -78,10 +78,14 @@ impl Data {
     /// # Errors
     /// As for [`Data::get`].
     pub(crate) fn into_map(self) -> Result<Map, ValueError> {
-        match (self.map.into_inner(), &self.stored) {
-            (Some(map), _) => map,
-            (None, Some((record, at))) => decode_map(record.get(*at..).unwrap_or_default()),
-            (None, None) => Ok(Map::new()),
+        match self.map.into_inner() {
+            Some(map) => map,
+            // As `get` decodes.
+            None => self
+                .stored
+                .as_ref()
+                .and_then(|(record, at)| record.get(*at..))
+                .map_or_else(|| Ok(Map::new()), decode_map),
         }
     }
 

@@ -220,6 +220,9 @@ impl Session {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
+    /// Data that cannot be decoded (which a load refuses, so only a bug leaves any) is
+    /// replaced, as [`Session::clear`] replaces it.
+    ///
     /// # Errors
     /// [`Error::Value`] when a value nests deeper than 64 levels (the session is unchanged).
     pub fn replace_data(&mut self, data: BTreeMap<String, Value>) -> Result<()> {
@@ -671,6 +674,7 @@ mod tests {
             "{err}"
         );
         assert!(!s.is_dirty());
+        assert_eq!(s.data(), &same);
 
         let mut other = same;
         other.remove("cart");
@@ -680,6 +684,39 @@ mod tests {
         s.save().unwrap();
         assert_eq!(store.counters().writes, before.writes + 1);
         assert_eq!(store.load(&id).unwrap().unwrap().data(), &other);
+    }
+
+    /// What a replacement leaves to be saved (its encoding, kept from the comparison) gives way
+    /// to every later change: a clear, a rotation's write, a change the session cannot see.
+    #[test]
+    fn changes_after_a_replace_are_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        let mut s = store.create();
+        s.insert("a", &1).unwrap();
+        s.save().unwrap();
+        let id = *s.id();
+        let replaced = BTreeMap::from([("b".to_string(), Value::Int(2))]);
+
+        let mut s = store.load(&id).unwrap().unwrap();
+        s.replace_data(replaced.clone()).unwrap();
+        s.clear();
+        s.save().unwrap();
+        assert!(store.load(&id).unwrap().unwrap().data().is_empty());
+
+        let mut s = store.load(&id).unwrap().unwrap();
+        s.replace_data(replaced.clone()).unwrap();
+        s.cycle_id().unwrap();
+        let id = *s.id();
+        assert_eq!(store.load(&id).unwrap().unwrap().data(), &replaced);
+
+        let mut s = store.load(&id).unwrap().unwrap();
+        s.replace_data(BTreeMap::new()).unwrap();
+        s.mark_changed();
+        s.insert("c", &3).unwrap();
+        s.save().unwrap();
+        let expected = BTreeMap::from([("c".to_string(), Value::Int(3))]);
+        assert_eq!(store.load(&id).unwrap().unwrap().data(), &expected);
     }
 
     /// A change of a float's sign is a change, and writing a NaN over the same NaN is not,

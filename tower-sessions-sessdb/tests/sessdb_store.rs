@@ -307,9 +307,10 @@ async fn concurrent_requests_of_one_session_all_save() {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
+    // The last save of all was some task's last: its round 19, whole.
     let last = sessions.load(&r.id).await.unwrap().unwrap();
     let writer = last.data["writer"].as_i64().unwrap();
-    assert!((0..800).contains(&writer) && writer % 100 < 20, "{writer}");
+    assert!((0..800).contains(&writer) && writer % 100 == 19, "{writer}");
 }
 
 #[test]
