@@ -640,16 +640,26 @@ mod tests {
         assert_eq!(s.get::<i32>("n").unwrap(), Some(1));
     }
 
-    #[test]
-    fn replacing_the_data_with_what_it_holds_writes_nothing() {
+    /// A store holding one saved session with `data`.
+    fn saved_with(data: &BTreeMap<String, Value>) -> (tempfile::TempDir, Store, SessionId) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("db")).unwrap();
         let mut s = store.create();
-        s.insert("cart", &vec![1, 2, 3]).unwrap();
-        s.insert("csrf", "token").unwrap();
+        for (key, value) in data {
+            s.insert_value(key, value.clone()).unwrap();
+        }
         s.save().unwrap();
-        let id = *s.id();
-        let same: BTreeMap<String, Value> = s.data().clone();
+        (dir, store, *s.id())
+    }
+
+    #[test]
+    fn replacing_the_data_with_what_it_holds_writes_nothing() {
+        let cart = Value::List(vec![Value::Int(1), Value::Int(2)]);
+        let same = BTreeMap::from([
+            ("cart".to_string(), cart),
+            ("csrf".to_string(), Value::String("token".into())),
+        ]);
+        let (_dir, store, id) = saved_with(&same);
 
         let before = store.counters();
         let mut s = store.load(&id).unwrap().unwrap();
@@ -690,12 +700,7 @@ mod tests {
     /// to every later change: a clear, a rotation's write, a change the session cannot see.
     #[test]
     fn changes_after_a_replace_are_saved() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("db")).unwrap();
-        let mut s = store.create();
-        s.insert("a", &1).unwrap();
-        s.save().unwrap();
-        let id = *s.id();
+        let (_dir, store, id) = saved_with(&BTreeMap::from([("a".to_string(), Value::Int(1))]));
         let replaced = BTreeMap::from([("b".to_string(), Value::Int(2))]);
 
         let mut s = store.load(&id).unwrap().unwrap();
@@ -723,14 +728,11 @@ mod tests {
     /// whether the data was decoded or not (`==` on floats says the opposite of both).
     #[test]
     fn float_changes_are_judged_by_their_bits() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("db")).unwrap();
-        let mut s = store.create();
-        s.insert_value("f", Value::Float(0.0)).unwrap();
-        s.insert_value("n", Value::Float(f64::NAN)).unwrap();
-        s.save().unwrap();
-        let id = *s.id();
-        let stored = s.data().clone();
+        let stored = BTreeMap::from([
+            ("f".to_string(), Value::Float(0.0)),
+            ("n".to_string(), Value::Float(f64::NAN)),
+        ]);
+        let (_dir, store, id) = saved_with(&stored);
 
         for decoded in [false, true] {
             let mut s = store.load(&id).unwrap().unwrap();
