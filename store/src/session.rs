@@ -214,8 +214,8 @@ impl Session {
     /// session.save()?;
     ///
     /// let mut loaded = store.load(session.id())?.unwrap();
-    /// let same = BTreeMap::from([("cart".to_string(), Value::from_plain_json(&serde_json::json!([1, 2]))?)]);
-    /// loaded.replace_data(same)?;
+    /// let cart = Value::from_plain_json(&serde_json::json!([1, 2]))?;
+    /// loaded.replace_data(BTreeMap::from([("cart".to_string(), cart)]))?;
     /// assert!(!loaded.is_dirty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
