@@ -17,7 +17,7 @@ use crate::id::Handle;
 use crate::record::{decode_head, encode_parts, Head, Record, RECORD_FORMAT};
 use crate::session::{validate_metadata, validate_principal};
 use crate::store::Store;
-use crate::value::{encode_map, Value};
+use crate::value::{encode_map, same_map, Value};
 
 /// The `format` field of an export header.
 pub const EXPORT_FORMAT: &str = "sessdb-export";
@@ -399,7 +399,7 @@ fn parse_line(store: &Store, text: &str) -> Result<(Handle, Record), String> {
 fn same_session(cur: &[u8], encoded: &[u8], head: &Head, data: &BTreeMap<String, Value>) -> bool {
     cur == encoded
         || (cur.first() != Some(&RECORD_FORMAT)
-            && Record::decode(cur).is_ok_and(|r| r.head == *head && r.data == *data))
+            && Record::decode(cur).is_ok_and(|r| r.head == *head && same_map(&r.data, data)))
 }
 
 fn apply(
