@@ -1,6 +1,7 @@
 //! The writer of the crash tests (`tests/crash.rs`): creates, updates (some of which move the
-//! expiry entry), rotates, invalidates and purges sessions, and reports each operation on stdout before it starts (`op …`) and
-//! once the store acknowledged it (`ok …`), one flushed line each. The test kills it with
+//! expiry entry), rotates, invalidates and purges sessions, and reports each operation on
+//! stdout before it starts (`op …`) and once the store acknowledged it (`ok …`), one flushed
+//! line each. The test kills it with
 //! SIGKILL at a random moment and checks the store against what was acknowledged.
 //!
 //! Usage: `crash_writer DB immediate|periodic SEED`.
