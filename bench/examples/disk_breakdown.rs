@@ -35,7 +35,7 @@ mod data;
 
 use data::Plan;
 
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const CACHE_BYTES: u64 = sessdb::Builder::DEFAULT_CACHE_BYTES;
 const DEFAULT_SEGMENT: usize = 512 * 1024;
 
 fn main() -> Result<()> {

@@ -62,7 +62,7 @@ fn quick_run_prints_every_row_and_target() {
         let redis = format!("| {workload} | 1k | RedisStore |");
         assert!(!stdout.contains(&redis), "{redis:?} despite --no-redis");
     }
-    for mib in [16, 64, 256, 1024] {
+    for mib in [16, 64, 128, 256, 1024] {
         let row = format!("| load hit, cache_bytes {mib} MiB | 1k | sessdb |");
         assert!(stdout.contains(&row), "missing {row:?} in:\n{stdout}");
     }

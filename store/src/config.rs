@@ -59,7 +59,7 @@ pub(crate) struct Config {
 /// | [`durability`](Builder::durability) | [`Durability::Periodic`], every 500 ms |
 /// | [`max_session_bytes`](Builder::max_session_bytes) | 256 KiB encoded |
 /// | [`max_sessions_per_principal`](Builder::max_sessions_per_principal) | unlimited |
-/// | [`cache_bytes`](Builder::cache_bytes) | 64 MiB of sled page cache |
+/// | [`cache_bytes`](Builder::cache_bytes) | 128 MiB of sled page cache ([`Builder::DEFAULT_CACHE_BYTES`]) |
 /// | [`clock`](Builder::clock) | the system clock |
 /// | [`reap_every`](Builder::reap_every) | off: no background purge |
 /// | [`admin_socket`](Builder::admin_socket) | off: no admin socket |
@@ -96,7 +96,7 @@ impl Default for Builder {
                 max_session_bytes: 256 * 1024,
                 max_sessions_per_principal: None,
                 clock: Arc::new(SystemClock),
-                cache_bytes: 64 * 1024 * 1024,
+                cache_bytes: Builder::DEFAULT_CACHE_BYTES,
                 create: true,
                 read_only: false,
                 reap_every: None,
@@ -107,6 +107,10 @@ impl Default for Builder {
 }
 
 impl Builder {
+    /// The default of [`Builder::cache_bytes`]: 128 MiB, which holds a store of about 100,000
+    /// sessions of ~300 B of data whole (sled's own default is 1 GiB).
+    pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
     /// A builder with the defaults.
     pub fn new() -> Self {
         Builder::default()
@@ -152,7 +156,9 @@ impl Builder {
     }
 
     /// sled's page cache size. Memory grows with it up to the working set; a smaller cache
-    /// costs speed on stores larger than it.
+    /// costs speed on stores larger than it. A store served from memory needs roughly 1 KiB of
+    /// cache per session of ~300 B of data; `docs/BENCHMARKS.md` ("Memory and the cache
+    /// setting") has the measured trade-off.
     pub fn cache_bytes(mut self, n: u64) -> Self {
         self.config.cache_bytes = n;
         self

@@ -397,7 +397,10 @@ pub fn memory(plan: &Plan, dir: &Path, cache_bytes: Option<u64>) -> Result<()> {
     timer.add(flush);
     let mut m = timer.finish("serve all: load each, save 1 in 10", ENGINE, plan.n, None);
     m.rss_kib = peak_rss_kib();
-    m.note = Some("default settings (64 MiB sled cache); peak RSS of open + this pass".into());
+    m.note = Some(format!(
+        "default settings ({} MiB sled cache); peak RSS of open + this pass",
+        sessdb::Builder::DEFAULT_CACHE_BYTES >> 20
+    ));
     m.emit();
     Ok(())
 }
@@ -418,6 +421,6 @@ fn read_ids(plan: &Plan, dir: &Path) -> Result<Vec<SessionId>> {
 }
 
 /// Used by the cache sweep's name and the report.
-pub fn cache_sizes_mib() -> [u64; 4] {
-    [16, 64, 256, 1024]
+pub fn cache_sizes_mib() -> [u64; 5] {
+    [16, 64, 128, 256, 1024]
 }

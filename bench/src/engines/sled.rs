@@ -10,7 +10,7 @@ use crate::measure::{disk_bytes, peak_rss_kib, reset_peak_rss, timed, Timer};
 
 pub const ENGINE: &str = "raw sled";
 /// sessdb's default page cache, so the comparison isolates sessdb's own work.
-pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+pub const CACHE_BYTES: u64 = sessdb::Builder::DEFAULT_CACHE_BYTES;
 const CHUNK: usize = 1000;
 
 fn path(dir: &Path) -> PathBuf {
@@ -88,7 +88,7 @@ pub fn work(plan: &Plan, dir: &Path) -> Result<()> {
 }
 
 /// Load hit in a fresh process, as sessdb's (`engines::sessdb::load_fresh`): open with the same
-/// 64 MiB cache, an untimed pass over another sample, then the timed pass.
+/// sessdb's default cache, an untimed pass over another sample, then the timed pass.
 pub fn load_fresh(plan: &Plan, dir: &Path) -> Result<()> {
     let db = open(dir)?;
     let get_all = |order: &[usize], timer: &mut Timer| -> Result<()> {
@@ -112,7 +112,8 @@ pub fn load_fresh(plan: &Plan, dir: &Path) -> Result<()> {
     let mut m = timer.finish("load hit", ENGINE, plan.n, None);
     m.rss_kib = peak_rss_kib();
     m.note = Some(format!(
-        "Tree::get of a 16-byte key, 64 MiB cache; {WARM_UP_NOTE}"
+        "Tree::get of a 16-byte key, {} MiB cache; {WARM_UP_NOTE}",
+        CACHE_BYTES >> 20
     ));
     m.emit();
     Ok(())
@@ -143,7 +144,10 @@ pub fn memory(plan: &Plan, dir: &Path) -> Result<()> {
     timer.add(flush);
     let mut m = timer.finish("serve all: load each, save 1 in 10", ENGINE, plan.n, None);
     m.rss_kib = peak_rss_kib();
-    m.note = Some("64 MiB cache, as sessdb's default".into());
+    m.note = Some(format!(
+        "{} MiB cache, as sessdb's default",
+        CACHE_BYTES >> 20
+    ));
     m.emit();
     Ok(())
 }

@@ -383,9 +383,12 @@ fn sled(rt: &Runtime, plan: &Plan, dir: &Path, populate: bool) -> Result<()> {
         timer,
         plan,
         Some(disk_bytes(&path)),
-        "tower-sessions-sled-store as published: one tree, a MessagePack record per id, sled \
-         called inline (no spawn_blocking), no expiry index (load returns expired sessions); \
-         sessdb's 64 MiB cache; write rows include the final flush",
+        &format!(
+            "tower-sessions-sled-store as published: one tree, a MessagePack record per id, \
+             sled called inline (no spawn_blocking), no expiry index (load returns expired \
+             sessions); sessdb's {} MiB cache; write rows include the final flush",
+            crate::engines::sled::CACHE_BYTES >> 20
+        ),
     );
     Ok(())
 }
