@@ -456,18 +456,35 @@ impl Report {
         out
     }
 
+    /// The run's notes, then each workload's first note per engine (the first size's): one
+    /// line per note text, naming every engine that carries it.
     fn notes(&self) -> Vec<String> {
         let mut notes = self.notes.clone();
-        let mut seen = Vec::new();
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        // (workload, note, engines), in table order.
+        let mut lines: Vec<(&str, &str, Vec<&str>)> = Vec::new();
         for m in self.ordered().into_iter().chain(self.tower_ordered()) {
-            if let Some(note) = &m.note {
-                let key = (m.workload.clone(), m.engine.clone());
-                if !seen.contains(&key) && !note.starts_with("store.counters()") {
-                    notes.push(format!("{} / {}: {note}", m.workload, m.engine));
-                    seen.push(key);
-                }
+            let Some(note) = m.note.as_deref() else {
+                continue;
+            };
+            let key = (m.workload.as_str(), m.engine.as_str());
+            if note.starts_with("store.counters()") || seen.contains(&key) {
+                continue;
+            }
+            seen.push(key);
+            match lines
+                .iter_mut()
+                .find(|(w, n, _)| *w == m.workload && *n == note)
+            {
+                Some((_, _, engines)) => engines.push(&m.engine),
+                None => lines.push((&m.workload, note, vec![&m.engine])),
             }
         }
+        notes.extend(
+            lines
+                .into_iter()
+                .map(|(w, note, engines)| format!("{w} / {}: {note}", engines.join(", "))),
+        );
         notes.extend(self.failures.iter().map(|f| format!("**failed**: {f}")));
         notes
     }

@@ -165,7 +165,7 @@ fn parent(config: &Config) -> Result<()> {
         if !config.quick || n == smallest {
             kinds.extend(engines::tower::KINDS.iter().map(|&kind| (kind, None)));
             if config.redis.is_some() {
-                kinds.push((engines::tower::REDIS_KIND, None));
+                kinds.extend(engines::tower::REDIS_KINDS.iter().map(|&kind| (kind, None)));
             }
         }
         kinds.retain(|(kind, _)| {

@@ -29,11 +29,12 @@ const TOWER_STORES: [&str; 5] = [
     "SledStore",
     "SqliteStore (sqlx)",
 ];
-const TOWER_WORKLOADS: [&str; 4] = [
+const TOWER_WORKLOADS: [&str; 5] = [
     "tower: create (setup)",
     "tower: load",
     "tower: save",
     "tower: load + save",
+    "tower: load + save, 8 tasks, multi-thread runtime",
 ];
 
 #[test]
@@ -79,6 +80,9 @@ fn quick_run_prints_every_row_and_target() {
         "SessdbStore load + save ≥ 5× SqliteStore (sqlx) (1k)",
         "SessdbStore (inline) load + save ≥ 0.8× SledStore (1k)",
         "SQLite 3.",
+        // A note shared by every store is printed once, naming them all.
+        "- tower: load + save, 8 tasks, multi-thread runtime / SessdbStore, SessdbStore (inline), \
+         MemoryStore, SledStore, SqliteStore (sqlx): 8 tasks on tokio's multi-thread runtime",
     ] {
         assert!(stdout.contains(target), "missing {target:?} in:\n{stdout}");
     }

@@ -9,11 +9,14 @@
 //! `Record` with no conversion in the timed path.
 //!
 //! Every child runs one current-thread tokio runtime and each workload inside one `block_on`;
-//! an operation's latency is an `Instant` around its `.await`, the same for every store.
+//! an operation's latency is an `Instant` around its `.await`, the same for every store. The
+//! concurrent workload runs in children of its own (`tower-mt-*`) on the multi-thread runtime
+//! `#[tokio::main]` builds, with [`TASKS`] requests in flight at once, as a server sees them.
 
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
@@ -51,24 +54,36 @@ pub const POPULATE: &str = "tower: create (setup)";
 pub const LOAD: &str = "tower: load";
 pub const SAVE: &str = "tower: save";
 pub const LOAD_SAVE: &str = "tower: load + save";
+pub const LOAD_SAVE_CONCURRENT: &str = "tower: load + save, 8 tasks, multi-thread runtime";
+/// Requests in flight at once in the concurrent workload.
+pub const TASKS: usize = 8;
 /// The workloads, in the order the table lists them.
-pub const WORKLOADS: [&str; 4] = [POPULATE, LOAD, SAVE, LOAD_SAVE];
+pub const WORKLOADS: [&str; 5] = [POPULATE, LOAD, SAVE, LOAD_SAVE, LOAD_SAVE_CONCURRENT];
 
 /// The child kinds, in the order the parent runs them. The stores that keep their data on disk
 /// take two processes (populate, then the workloads in a fresh process, as the other engines'
-/// load hit); MemoryStore and the Redis store keep it in a process, so they take one.
-pub const KINDS: [&str; 9] = [
+/// load hit); MemoryStore and the Redis store keep it in a process, so they take one. Each
+/// store's concurrent workload then runs in a process of its own (`tower-mt-*`, see
+/// [`TASKS`]): on the store the others populated, or for MemoryStore and Redis on one it
+/// populates untimed.
+pub const KINDS: [&str; 14] = [
     "tower-sessdb",
     "tower-work-sessdb",
+    "tower-mt-sessdb",
     "tower-sessdb-inline",
     "tower-work-sessdb-inline",
+    "tower-mt-sessdb-inline",
     "tower-sled",
     "tower-work-sled",
+    "tower-mt-sled",
     "tower-sqlite",
     "tower-work-sqlite",
+    "tower-mt-sqlite",
     "tower-memory",
+    "tower-mt-memory",
 ];
-pub const REDIS_KIND: &str = "tower-redis";
+/// The Redis store's children, run when redis-server is installed.
+pub const REDIS_KINDS: [&str; 2] = ["tower-redis", "tower-mt-redis"];
 
 /// Sessions expire this long after their creation on the real clock (every store checks expiry
 /// against it): long enough for the slowest run, so every session stays live.
@@ -142,13 +157,17 @@ macro_rules! driver {
     ($version:ident, $core:ident, $doc:literal) => {
         #[doc = $doc]
         pub mod $version {
+            use std::sync::Arc;
             use std::time::Instant;
 
             use anyhow::{ensure, Context as _, Result};
             use $core::session::{Id, Record};
             use $core::SessionStore;
 
-            use super::{data, expiry, id, modify, Probe, CHUNK, LOAD, LOAD_SAVE, SAVE};
+            use super::{
+                data, expiry, id, modify, Probe, CHUNK, LOAD, LOAD_SAVE, LOAD_SAVE_CONCURRENT,
+                SAVE, TASKS,
+            };
             use crate::data::{Plan, WARM_UP_SALT};
             use crate::measure::{reset_peak_rss, Timer};
 
@@ -264,6 +283,58 @@ macro_rules! driver {
                 probe.finish(timer, LOAD_SAVE, plan).emit();
                 Ok(())
             }
+
+            /// Requests in parallel, as a server on a multi-thread runtime runs them: [`TASKS`]
+            /// spawned tasks, each a load + modify + save of its share of the sample. The rate
+            /// is over wall time (and the final flush); a latency is one request's, queueing
+            /// behind the others included. After an untimed warm-up pass of loads.
+            pub(super) async fn concurrent<S: SessionStore>(
+                store: Arc<S>,
+                plan: &Plan,
+                probe: &Probe<'_>,
+            ) -> Result<()> {
+                load(&*store, plan, &plan.live_order(WARM_UP_SALT)).await?;
+                let order: Vec<usize> = plan.live_order(4).into_iter().take(plan.sample).collect();
+                reset_peak_rss();
+                let start = Instant::now();
+                let tasks: Vec<_> = order
+                    .chunks(order.len().div_ceil(TASKS).max(1))
+                    .map(|share| {
+                        let (store, plan, share) = (store.clone(), plan.clone(), share.to_vec());
+                        tokio::spawn(async move {
+                            let mut timer = Timer::with_capacity(share.len());
+                            for i in share {
+                                let begun = Instant::now();
+                                let mut r = load_one(&*store, &plan, i).await?;
+                                modify(&plan, &mut r.data, &mut r.expiry_date, i, 4);
+                                store.save(&r).await.context("SessionStore::save")?;
+                                timer.record(begun.elapsed());
+                            }
+                            anyhow::Ok(timer)
+                        })
+                    })
+                    .collect();
+                let mut all = Timer::with_capacity(order.len());
+                for task in tasks {
+                    all.merge(task.await.context("a request task panicked")??);
+                }
+                let flush = (probe.flush)()?;
+                let wall = start.elapsed() + flush;
+                let mut m = all.finish(
+                    LOAD_SAVE_CONCURRENT,
+                    probe.engine,
+                    plan.n,
+                    Some(wall.as_secs_f64()),
+                );
+                m.rss_kib = (probe.rss)();
+                m.note = Some(format!(
+                    "{TASKS} tasks on tokio's multi-thread runtime ({} worker threads); rate \
+                     over wall time",
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                ));
+                m.emit();
+                Ok(())
+            }
         }
     };
 }
@@ -279,29 +350,50 @@ driver!(
     "The loop on tower-sessions-core 0.14's `SessionStore` (the sqlx, Redis and sled stores)."
 );
 
+/// What a child does with its store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Create every session (timed), on a current-thread runtime.
+    Populate,
+    /// The sequential workloads, on a current-thread runtime.
+    Work,
+    /// The concurrent workload, on a multi-thread runtime.
+    Concurrent,
+}
+
 /// Runs one tower-sessions child.
 pub fn run(kind: &str, plan: &Plan, dir: &Path, redis_server: Option<&Path>) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting a tokio runtime")?;
-    match kind {
-        "tower-sessdb" => sessdb(&rt, plan, dir, false, true),
-        "tower-work-sessdb" => sessdb(&rt, plan, dir, false, false),
-        "tower-sessdb-inline" => sessdb(&rt, plan, dir, true, true),
-        "tower-work-sessdb-inline" => sessdb(&rt, plan, dir, true, false),
-        "tower-sled" => sled(&rt, plan, dir, true),
-        "tower-work-sled" => sled(&rt, plan, dir, false),
-        "tower-sqlite" => sqlite(&rt, plan, dir, true),
-        "tower-work-sqlite" => sqlite(&rt, plan, dir, false),
-        "tower-memory" => memory(&rt, plan),
-        REDIS_KIND => redis(
+    let (phase, store) = if let Some(store) = kind.strip_prefix("tower-mt-") {
+        (Phase::Concurrent, store)
+    } else if let Some(store) = kind.strip_prefix("tower-work-") {
+        (Phase::Work, store)
+    } else if let Some(store) = kind.strip_prefix("tower-") {
+        (Phase::Populate, store)
+    } else {
+        bail!("unknown tower child kind {kind:?}")
+    };
+    let rt = match phase {
+        Phase::Concurrent => tokio::runtime::Builder::new_multi_thread(),
+        Phase::Populate | Phase::Work => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build()
+    .context("starting a tokio runtime")?;
+    match (store, phase) {
+        ("sessdb", _) => sessdb(&rt, plan, dir, false, phase),
+        ("sessdb-inline", _) => sessdb(&rt, plan, dir, true, phase),
+        ("sled", _) => sled(&rt, plan, dir, phase),
+        ("sqlite", _) => sqlite(&rt, plan, dir, phase),
+        // The in-process stores populate and work in one child.
+        ("memory", Phase::Populate | Phase::Concurrent) => memory(&rt, plan, phase),
+        ("redis", Phase::Populate | Phase::Concurrent) => redis(
             &rt,
             plan,
             dir,
-            redis_server.context("the tower-redis child needs --redis")?,
+            redis_server.context("the tower-redis children need --redis")?,
+            phase,
         ),
-        other => bail!("unknown tower child kind {other:?}"),
+        _ => bail!("unknown tower child kind {kind:?}"),
     }
 }
 
@@ -314,7 +406,7 @@ fn emit_populate(probe: &Probe<'_>, timer: Timer, plan: &Plan, bytes: Option<u64
 }
 
 /// SessdbStore on its own store; `inline`: `with_inline_calls`.
-fn sessdb(rt: &Runtime, plan: &Plan, dir: &Path, inline: bool, populate: bool) -> Result<()> {
+fn sessdb(rt: &Runtime, plan: &Plan, dir: &Path, inline: bool, phase: Phase) -> Result<()> {
     let (engine, folder, calls) = if inline {
         (SESSDB_INLINE, "tower-sessdb-inline", "with_inline_calls")
     } else {
@@ -336,8 +428,10 @@ fn sessdb(rt: &Runtime, plan: &Plan, dir: &Path, inline: bool, populate: bool) -
         flush: &flush,
         rss: &peak_rss_kib,
     };
-    if !populate {
-        return rt.block_on(v15::work(&store, plan, &probe));
+    match phase {
+        Phase::Work => return rt.block_on(v15::work(&store, plan, &probe)),
+        Phase::Concurrent => return rt.block_on(v15::concurrent(Arc::new(store), plan, &probe)),
+        Phase::Populate => {}
     }
     reset_peak_rss();
     let mut timer = rt.block_on(v15::populate(&store, plan))?;
@@ -355,7 +449,7 @@ fn sessdb(rt: &Runtime, plan: &Plan, dir: &Path, inline: bool, populate: bool) -
     Ok(())
 }
 
-fn sled(rt: &Runtime, plan: &Plan, dir: &Path, populate: bool) -> Result<()> {
+fn sled(rt: &Runtime, plan: &Plan, dir: &Path, phase: Phase) -> Result<()> {
     let path = dir.join("tower-sled");
     let db = crate::engines::sled::open_path(&path).context("opening the SledStore's sled")?;
     let tree = db
@@ -372,8 +466,10 @@ fn sled(rt: &Runtime, plan: &Plan, dir: &Path, populate: bool) -> Result<()> {
         flush: &flush,
         rss: &peak_rss_kib,
     };
-    if !populate {
-        return rt.block_on(v14::work(&store, plan, &probe));
+    match phase {
+        Phase::Work => return rt.block_on(v14::work(&store, plan, &probe)),
+        Phase::Concurrent => return rt.block_on(v14::concurrent(Arc::new(store), plan, &probe)),
+        Phase::Populate => {}
     }
     reset_peak_rss();
     let mut timer = rt.block_on(v14::populate(&store, plan))?;
@@ -393,7 +489,7 @@ fn sled(rt: &Runtime, plan: &Plan, dir: &Path, populate: bool) -> Result<()> {
     Ok(())
 }
 
-fn sqlite(rt: &Runtime, plan: &Plan, dir: &Path, populate: bool) -> Result<()> {
+fn sqlite(rt: &Runtime, plan: &Plan, dir: &Path, phase: Phase) -> Result<()> {
     let folder = dir.join("tower-sqlite");
     fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
     // What a careful user writes, as the SQLite peer: WAL, synchronous=NORMAL (sqlx's default
@@ -412,10 +508,17 @@ fn sqlite(rt: &Runtime, plan: &Plan, dir: &Path, populate: bool) -> Result<()> {
         flush: &no_flush,
         rss: &peak_rss_kib,
     };
-    if !populate {
-        rt.block_on(v14::work(&store, plan, &probe))?;
-        rt.block_on(pool.close());
-        return Ok(());
+    match phase {
+        Phase::Work | Phase::Concurrent => {
+            if phase == Phase::Work {
+                rt.block_on(v14::work(&store, plan, &probe))?;
+            } else {
+                rt.block_on(v14::concurrent(Arc::new(store), plan, &probe))?;
+            }
+            rt.block_on(pool.close());
+            return Ok(());
+        }
+        Phase::Populate => {}
     }
     rt.block_on(store.migrate())
         .context("creating the sessions table")?;
@@ -434,7 +537,7 @@ fn sqlite(rt: &Runtime, plan: &Plan, dir: &Path, populate: bool) -> Result<()> {
     Ok(())
 }
 
-fn memory(rt: &Runtime, plan: &Plan) -> Result<()> {
+fn memory(rt: &Runtime, plan: &Plan, phase: Phase) -> Result<()> {
     let store = MemoryStore::default();
     let probe = Probe {
         engine: MEMORY,
@@ -443,6 +546,9 @@ fn memory(rt: &Runtime, plan: &Plan) -> Result<()> {
     };
     reset_peak_rss();
     let timer = rt.block_on(v15::populate(&store, plan))?;
+    if phase == Phase::Concurrent {
+        return rt.block_on(v15::concurrent(Arc::new(store), plan, &probe));
+    }
     emit_populate(
         &probe,
         timer,
@@ -454,8 +560,12 @@ fn memory(rt: &Runtime, plan: &Plan) -> Result<()> {
     rt.block_on(v15::work(&store, plan, &probe))
 }
 
-fn redis(rt: &Runtime, plan: &Plan, dir: &Path, binary: &Path) -> Result<()> {
-    let workdir: PathBuf = dir.join("tower-redis");
+fn redis(rt: &Runtime, plan: &Plan, dir: &Path, binary: &Path, phase: Phase) -> Result<()> {
+    let workdir: PathBuf = dir.join(if phase == Phase::Concurrent {
+        "tower-mt-redis"
+    } else {
+        "tower-redis"
+    });
     fs::create_dir_all(&workdir).with_context(|| format!("creating {}", workdir.display()))?;
     let (server, port) = redis::Server::start(binary, &workdir)?;
     // Waits until the server accepts connections; also reads its memory use below.
@@ -473,6 +583,12 @@ fn redis(rt: &Runtime, plan: &Plan, dir: &Path, binary: &Path) -> Result<()> {
         rss: &rss,
     };
     let timer = rt.block_on(v14::populate(&store, plan))?;
+    if phase == Phase::Concurrent {
+        rt.block_on(v14::concurrent(Arc::new(store), plan, &probe))?;
+        rt.block_on(client.quit())
+            .context("closing the Redis client")?;
+        return Ok(());
+    }
     let used = redis::info_used_memory(&mut conn)?;
     emit_populate(
         &probe,
