@@ -64,14 +64,15 @@
 //! ([`tokio::task::spawn_blocking`]), never on an async worker thread.
 //! [`SessdbStore::with_inline_calls`] runs the cheap calls on the calling task instead. Measured
 //! with `cargo run --release -p tower-sessions-sessdb --example blocking_cost` on this project's
-//! shared 2-core machine (Intel Xeon, 100k sessions; ranges over three runs):
+//! shared 2-core machine (Intel Xeon, 100k sessions, sessdb's default 128 MiB cache; ranges
+//! over three runs):
 //!
 //! | per operation | sessdb called directly | through this store | with inline calls |
 //! |---|---|---|---|
-//! | load | 3.2–3.4 µs | 25–27 µs | 3.3–3.7 µs |
+//! | load | 3.6–3.8 µs | 27–29 µs | 3.9–4.0 µs |
 //! | the blocking-pool round trip alone | – | 18–19 µs | – |
-//! | save, periodic durability | 8.3–9.2 µs | 35–39 µs | 11.0–11.5 µs |
-//! | save, [immediate durability](sessdb::Durability::Immediate) | 0.33–0.34 ms | the same | on the blocking pool |
+//! | save, periodic durability | 9.0–9.1 µs | 37–38 µs | 11.7–12.3 µs |
+//! | save, [immediate durability](sessdb::Durability::Immediate) | 0.37–0.38 ms | the same | on the blocking pool |
 //!
 //! The default is the safe one: a load that misses sled's cache reads the disk, a save in
 //! immediate mode waits for an `fsync`, and a purge walks every expired session. Inline, any of
