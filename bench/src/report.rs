@@ -26,7 +26,8 @@ const ENGINES: [&str; 5] = ["sessdb", "raw sled", "SQLite", "SQLite FULL", "Redi
 const CACHE_SWEEP: &str = "load hit, cache_bytes";
 const TOWER_INTRO: &str = "Every store driven by one loop through its `SessionStore` trait \
 (0.15 for SessdbStore and MemoryStore, 0.14 for the published sqlx, Redis and sled stores), on a \
-current-thread tokio runtime, each operation timed around its `.await`. *load*: a live session, \
+current-thread tokio runtime (the 8-task rows: the multi-thread runtime, rate over wall time), \
+each operation timed around its `.await`. *load*: a live session, \
 after an untimed warm-up pass over another sample (the disk stores in a fresh process after \
 populate); *save*: a loaded record with two values changed and its expiry moved, loaded \
 beforehand; *load + save*: a request that changes its session, timed whole. SessdbStore runs \
