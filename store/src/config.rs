@@ -107,8 +107,9 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// The default of [`Builder::cache_bytes`]: 128 MiB, which holds a store of about 100,000
-    /// sessions of ~300 B of data whole (sled's own default is 1 GiB).
+    /// The default of [`Builder::cache_bytes`]: 128 MiB, which held a store of 100,000
+    /// sessions of ~300 B of data whole in the benchmark (`docs/BENCHMARKS.md`); sled's own
+    /// default is 1 GiB.
     pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
     /// A builder with the defaults.
@@ -156,9 +157,9 @@ impl Builder {
     }
 
     /// sled's page cache size. Memory grows with it up to the working set; a smaller cache
-    /// costs speed on stores larger than it. A store served from memory needs roughly 1 KiB of
-    /// cache per session of ~300 B of data; `docs/BENCHMARKS.md` ("Memory and the cache
-    /// setting") has the measured trade-off.
+    /// costs speed on stores larger than it. A store served from memory needs roughly 1 to
+    /// 1.3 KiB of cache per session of ~300 B of data (measured at 100k and 1M sessions);
+    /// `docs/BENCHMARKS.md` ("Memory and the cache setting") has the measured trade-off.
     pub fn cache_bytes(mut self, n: u64) -> Self {
         self.config.cache_bytes = n;
         self
