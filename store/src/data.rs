@@ -58,9 +58,7 @@ impl Data {
     }
 
     fn tokens(&self) -> Option<&[u8]> {
-        self.stored
-            .as_ref()
-            .and_then(|(record, at)| record.get(*at..))
+        tokens(&self.stored)
     }
 
     /// The data, decoded on the first call.
@@ -68,9 +66,7 @@ impl Data {
     /// # Errors
     /// Only if the stored tokens do not decode, which the check at load rules out.
     pub(crate) fn get(&self) -> Result<&Map, &ValueError> {
-        self.map
-            .get_or_init(|| self.tokens().map_or_else(|| Ok(Map::new()), decode_map))
-            .as_ref()
+        self.map.get_or_init(|| decode(&self.stored)).as_ref()
     }
 
     /// The data, decoded if it was not yet.
@@ -80,12 +76,7 @@ impl Data {
     pub(crate) fn into_map(self) -> Result<Map, ValueError> {
         match self.map.into_inner() {
             Some(map) => map,
-            // As `get` decodes.
-            None => self
-                .stored
-                .as_ref()
-                .and_then(|(record, at)| record.get(*at..))
-                .map_or_else(|| Ok(Map::new()), decode_map),
+            None => decode(&self.stored),
         }
     }
 
@@ -186,6 +177,16 @@ impl Data {
     pub(crate) fn is_decoded(&self) -> bool {
         self.map.get().is_some()
     }
+}
+
+/// The data tokens of a stored record.
+fn tokens(stored: &Option<(IVec, usize)>) -> Option<&[u8]> {
+    stored.as_ref().and_then(|(record, at)| record.get(*at..))
+}
+
+/// The map the stored tokens hold (a session never saved holds none).
+fn decode(stored: &Option<(IVec, usize)>) -> Result<Map, ValueError> {
+    tokens(stored).map_or_else(|| Ok(Map::new()), decode_map)
 }
 
 #[cfg(test)]
