@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
-use sessdb::{Admin, Error, Handle, SessionId, Store};
+use sessdb::{Admin, Durability, Error, Handle, SessionId, Store};
 
 const THREADS: usize = 8;
 
@@ -207,6 +207,70 @@ fn invalidate_principal_racing_logins_leaves_no_session_saved_before_it_began() 
     assert!(
         rounds.len() > 1,
         "the invalidations must overlap the logins"
+    );
+}
+
+/// Immediate durability with eight savers: the group commit (with its gathering leader) lets
+/// every save return, loses none, and a save of one thread never waits on another's for ever.
+#[test]
+fn eight_durable_savers_all_return_and_every_save_reads_back_after_reopening() {
+    const ROUNDS: u64 = 50;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    let store = Store::builder()
+        .durability(Durability::Immediate)
+        .open(&path)
+        .expect("open");
+    let shared = {
+        let mut s = store.create();
+        s.insert("n", &0u64).expect("insert");
+        s.save().expect("save");
+        *s.id()
+    };
+    let start = Arc::new(Barrier::new(THREADS));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (store, start) = (store.clone(), start.clone());
+            thread::spawn(move || -> SessionId {
+                let mut own = store.create();
+                start.wait();
+                for round in 1..=ROUNDS {
+                    own.insert("n", &round).expect("insert");
+                    own.save().expect("durable save of its own session");
+                    let done = store
+                        .update(&shared, |s| {
+                            let n: u64 = s.get("n").expect("a number").expect("present");
+                            s.insert("n", &(n + 1)).expect("insert");
+                        })
+                        .expect("durable update of the shared session");
+                    assert!(done.is_some(), "the shared session disappeared");
+                }
+                *own.id()
+            })
+        })
+        .collect();
+    let own: Vec<SessionId> = workers
+        .into_iter()
+        .map(|w| w.join().expect("saver"))
+        .collect();
+    drop(store);
+
+    let store = Store::open(&path).expect("reopen");
+    for id in &own {
+        let s = store
+            .load(id)
+            .expect("load")
+            .expect("every saver's session is there");
+        assert_eq!(s.get::<u64>("n").expect("a number"), Some(ROUNDS));
+    }
+    let s = store
+        .load(&shared)
+        .expect("load")
+        .expect("the shared session is there");
+    assert_eq!(
+        s.get::<u64>("n").expect("a number"),
+        Some(THREADS as u64 * ROUNDS),
+        "an acknowledged update was lost"
     );
 }
 
