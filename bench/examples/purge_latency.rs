@@ -65,6 +65,10 @@ fn main() -> Result<()> {
         }
     }
     store.flush()?;
+    ensure!(
+        !live.is_empty(),
+        "no live session to load: give more SESSIONS"
+    );
     clock.set_ms(plan.t_purge());
     for id in &live {
         ensure!(store.load(id)?.is_some(), "a live session did not load");
@@ -96,6 +100,11 @@ fn main() -> Result<()> {
         Ok((removed?, secs, lat))
     })?;
     ensure!(!lat.is_empty(), "no load finished during the purge");
+    ensure!(
+        removed == plan.victims() as u64,
+        "purge removed {removed} sessions, {} expected",
+        plan.victims()
+    );
     lat.sort_unstable();
     let q = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize] as f64 / 1000.0;
     println!(

@@ -12,8 +12,9 @@
 //! so savers released by one commit used to miss the next, which had started with whoever was
 //! already waiting, and two half-sized groups alternated. When the last commit served several
 //! savers, the next leader waits for as many tickets as it served (those savers are likely on
-//! their way back), for at most half the last commit's duration, before it flushes. A lone
-//! saver never waits: its last commit served one. With 8 savers on 2 cores this took groups
+//! their way back), for at most half the last commit's duration, before it flushes. A saver
+//! alone never waits: its last commit served one (unless a purge or an import synced within
+//! that commit; then its next commit waits once, at most half a commit). With 8 savers on 2 cores this took groups
 //! from about 4 saves to about 7 and saves from 10–12k to 12–13k/s at 100k sessions, 6.3–6.6k
 //! to 8.4–8.5k/s at 1M (docs/BENCHMARKS.md, "What the benchmark changed in the store").
 
