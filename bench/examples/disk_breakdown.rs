@@ -87,17 +87,7 @@ fn populate(n: usize, path: &Path) -> Result<Store> {
     let store = Store::builder().clock(clock.clone()).open(path)?;
     for i in 0..n {
         clock.set_ms(p.created(i));
-        let c = p.content(i);
-        let mut s = store.create();
-        s.set_principal(Some(&c.principal))?;
-        s.set_label(c.label.as_deref())?;
-        s.set_remote_addr(Some(&c.remote_addr))?;
-        s.set_user_agent(Some(c.user_agent))?;
-        s.set_idle_timeout(p.idle(i));
-        for (k, v) in &c.data {
-            s.insert(k, v)?;
-        }
-        s.save()?;
+        p.sessdb_session(&store, i, &p.content(i))?.save()?;
     }
     store.flush()?;
     Ok(store)

@@ -49,16 +49,7 @@ fn main() -> Result<()> {
     let mut live: Vec<SessionId> = Vec::with_capacity(n);
     for i in 0..n {
         clock.set_ms(plan.created(i));
-        let c = plan.content(i);
-        let mut s = store.create();
-        s.set_principal(Some(&c.principal))?;
-        s.set_label(c.label.as_deref())?;
-        s.set_remote_addr(Some(&c.remote_addr))?;
-        s.set_user_agent(Some(c.user_agent))?;
-        s.set_idle_timeout(plan.idle(i));
-        for (k, v) in &c.data {
-            s.insert(k, v)?;
-        }
+        let mut s = plan.sessdb_session(&store, i, &plan.content(i))?;
         s.save()?;
         if !plan.is_victim(i) {
             live.push(*s.id());

@@ -212,6 +212,26 @@ impl Plan {
     pub fn expires_at(&self, i: usize, last_access: i64) -> i64 {
         (last_access + self.idle_ms(i)).min(self.created(i) + ABSOLUTE_MS)
     }
+
+    /// Session `i` created in a sessdb store as an application would set it, not yet saved
+    /// (the caller times the save).
+    pub fn sessdb_session(
+        &self,
+        store: &sessdb::Store,
+        i: usize,
+        c: &Content,
+    ) -> sessdb::Result<sessdb::Session> {
+        let mut s = store.create();
+        s.set_principal(Some(&c.principal))?;
+        s.set_label(c.label.as_deref())?;
+        s.set_remote_addr(Some(&c.remote_addr))?;
+        s.set_user_agent(Some(c.user_agent))?;
+        s.set_idle_timeout(self.idle(i));
+        for (k, v) in &c.data {
+            s.insert(k, v)?;
+        }
+        Ok(s)
+    }
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
-use sessdb::{Durability, ManualClock, Session, SessionId, Store};
+use sessdb::{Durability, ManualClock, SessionId, Store};
 
-use crate::data::{Content, Plan, WARM_UP_NOTE, WARM_UP_SALT};
+use crate::data::{Plan, WARM_UP_NOTE, WARM_UP_SALT};
 use crate::measure::{disk_bytes, peak_rss_kib, reset_peak_rss, timed, Timer};
 
 pub const ENGINE: &str = "sessdb";
@@ -69,19 +69,6 @@ pub fn work(plan: &Plan, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn new_session(plan: &Plan, store: &Store, i: usize, c: &Content) -> Result<Session> {
-    let mut s = store.create();
-    s.set_principal(Some(&c.principal))?;
-    s.set_label(c.label.as_deref())?;
-    s.set_remote_addr(Some(&c.remote_addr))?;
-    s.set_user_agent(Some(c.user_agent))?;
-    s.set_idle_timeout(plan.idle(i));
-    for (k, v) in &c.data {
-        s.insert(k, v)?;
-    }
-    Ok(s)
-}
-
 fn populate(plan: &Plan, dir: &Path, store: &Store, clock: &ManualClock) -> Result<Vec<SessionId>> {
     reset_peak_rss();
     let mut ids = Vec::with_capacity(plan.n);
@@ -89,7 +76,7 @@ fn populate(plan: &Plan, dir: &Path, store: &Store, clock: &ManualClock) -> Resu
     for i in 0..plan.n {
         clock.set_ms(plan.created(i));
         let c = plan.content(i);
-        let mut s = new_session(plan, store, i, &c)?;
+        let mut s = plan.sessdb_session(store, i, &c)?;
         timer.time(|| s.save())?;
         ids.push(*s.id());
     }
