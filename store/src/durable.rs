@@ -14,9 +14,10 @@
 //! savers, the next leader waits for as many tickets as it served (those savers are likely on
 //! their way back), for at most half the last commit's duration, before it flushes. A saver
 //! alone never waits: its last commit served one (unless a purge or an import synced within
-//! that commit; then its next commit waits once, at most half a commit). With 8 savers on 2 cores this took groups
-//! from about 4 saves to about 7 and saves from 10–12k to 12–13k/s at 100k sessions, 6.3–6.6k
-//! to 8.4–8.5k/s at 1M (docs/BENCHMARKS.md, "What the benchmark changed in the store").
+//! that commit; then its next commit waits once, at most half a commit). With 8 savers on 2
+//! cores this took groups from about 4 saves to about 7, and saves from 10–13k to 12–13k/s at
+//! 100k sessions and from 6.3–6.6k to 8.4–8.5k/s at 1M in alternating runs (docs/BENCHMARKS.md,
+//! "What the benchmark changed in the store").
 
 use std::collections::hash_map::DefaultHasher;
 use std::fs::{self, File};
