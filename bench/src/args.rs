@@ -42,7 +42,7 @@ pub enum Child {
     /// Runs one engine's workloads (internal).
     #[command(name = "__child", hide = true)]
     Run {
-        /// sessdb, sled, sqlite, redis, load-*, work-* (of sessdb, sled, sqlite), memory-sessdb, memory-sled, memory-sqlite, cache, tower-* (engines::tower::KINDS, tower-redis).
+        /// sessdb, sled, sqlite, redis, load-*, work-*, conc-* (of sessdb, sled, sqlite), memory-sessdb, memory-sled, memory-sqlite, cache, tower-* (engines::tower::KINDS, tower-redis).
         #[arg(long)]
         kind: String,
         /// The plan, as JSON.

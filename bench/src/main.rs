@@ -11,6 +11,7 @@ mod engines;
 mod measure;
 mod report;
 mod run;
+mod threads;
 
 fn main() -> ExitCode {
     let args = args::Args::parse();

@@ -26,10 +26,18 @@ pub struct Measurement {
     /// Peak RSS of the process during this workload (VmHWM after a reset), in KiB.
     pub rss_kib: Option<u64>,
     pub disk_per_session: Option<f64>,
+    /// CPU time of the whole process during the workload (every thread, sessdb's and sled's
+    /// background threads included), where measured.
+    pub cpu_secs: Option<f64>,
     pub note: Option<String>,
 }
 
 impl Measurement {
+    /// Cores kept busy on average: CPU time over wall time.
+    pub fn cores(&self) -> Option<f64> {
+        (self.secs > 0.0).then_some(self.cpu_secs? / self.secs)
+    }
+
     pub fn ops_per_sec(&self) -> f64 {
         if self.secs > 0.0 {
             self.ops as f64 / self.secs
@@ -108,6 +116,7 @@ impl Timer {
             p99_ns: percentile(&self.lat_ns, 0.99),
             rss_kib: None,
             disk_per_session: None,
+            cpu_secs: None,
             note: None,
         }
     }
@@ -157,6 +166,16 @@ pub fn disk_bytes(path: &Path) -> u64 {
     } else {
         meta.blocks() * 512
     }
+}
+
+/// CPU time (user and system) of this process so far, every thread's, including threads that
+/// have exited.
+pub fn process_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 /// Runs `f` and returns its result with how long it took.

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use crate::engines::tower;
 use crate::measure::Measurement;
+use crate::threads;
 
 /// Workloads in the order the table lists them.
 const WORKLOADS: [&str; 11] = [
@@ -115,13 +116,21 @@ impl Report {
                 .iter()
                 .position(|e| *e == m.engine)
                 .unwrap_or(ENGINES.len());
-            // Cache sweep rows last, smallest cache first.
+            // Then the concurrent rows, by size and thread count; the cache sweep rows last,
+            // smallest cache first.
             let cache: u64 = m
                 .workload
                 .strip_prefix(CACHE_SWEEP)
                 .and_then(|r| r.split_whitespace().next()?.parse().ok())
                 .unwrap_or(0);
-            (w, cache, m.n, e)
+            match threads::parse(&m.workload) {
+                Some((base, t)) => {
+                    let w = w + usize::from(base != threads::LOAD);
+                    (w, m.n, t as u64, e)
+                }
+                None if cache > 0 => (w + 2, cache, m.n, e),
+                None => (w, 0, m.n, e),
+            }
         };
         let mut rows: Vec<&Measurement> = self
             .results
@@ -197,6 +206,9 @@ impl Report {
                 .collect::<Vec<_>>()
                 .join(", ");
         }
+        if let Some((base, _)) = threads::parse(&m.workload) {
+            return self.versus_threads(m, base);
+        }
         if m.engine != "sessdb" || m.workload == "populate (setup)" {
             return String::new();
         }
@@ -230,6 +242,39 @@ impl Report {
             })
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// A concurrent row: the cores it kept busy and, for sessdb's, its rate against the peers
+    /// with as many threads and, on several threads, each engine's rate as a multiple of its own
+    /// on one thread.
+    fn versus_threads(&self, m: &Measurement, base: &str) -> String {
+        let n = m.n as usize;
+        let mut parts = Vec::new();
+        if m.engine == "sessdb" {
+            let own = m.ops_per_sec();
+            parts.extend(["raw sled", "SQLite"].iter().filter_map(|e| {
+                self.rate(&m.workload, e, n)
+                    .map(|r| format!("{:.2}× {e}", own / r))
+            }));
+            let one = threads::workload(base, 1);
+            let scaling = |e: &str| Some(self.rate(&m.workload, e, n)? / self.rate(&one, e, n)?);
+            if let Some(x) = scaling("sessdb").filter(|_| m.workload != one) {
+                let peers: Vec<String> = ["raw sled", "SQLite"]
+                    .iter()
+                    .filter_map(|e| scaling(e).map(|x| format!("{e} {x:.2}×")))
+                    .collect();
+                let peers = if peers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", peers.join(", "))
+                };
+                parts.push(format!("{x:.2}× its rate on 1 thread{peers}"));
+            }
+        }
+        if let Some(cores) = m.cores() {
+            parts.push(format!("{cores:.2} cores busy"));
+        }
+        parts.join("; ")
     }
 
     fn ratio(
@@ -461,6 +506,13 @@ impl Report {
     /// line per note text, naming every engine that carries it.
     fn notes(&self) -> Vec<String> {
         let mut notes = self.notes.clone();
+        if self
+            .results
+            .iter()
+            .any(|m| threads::parse(&m.workload).is_some())
+        {
+            notes.push(threads::NOTE.to_string());
+        }
         let mut seen: Vec<(&str, &str)> = Vec::new();
         // (workload, note, engines), in table order.
         let mut lines: Vec<(&str, &str, Vec<&str>)> = Vec::new();

@@ -129,19 +129,22 @@ fn parent(config: &Config) -> Result<()> {
             .prefix("sessdb-bench-")
             .tempdir_in(&config.dir)
             .with_context(|| format!("creating a folder in {}", config.dir.display()))?;
-        // Three processes per engine: populate, load hit (fresh, warmed up the same way for
-        // every engine), then the other workloads. Redis keeps its data in its server, so its
-        // workloads run in one child.
+        // Four processes per engine: populate, load hit (fresh, warmed up the same way for
+        // every engine), the other workloads, then the concurrent rows. Redis keeps its data in
+        // its server, so its workloads run in one child.
         let mut kinds: Vec<(&str, Option<u64>)> = [
             "sessdb",
             "load-sessdb",
             "work-sessdb",
+            "conc-sessdb",
             "sled",
             "load-sled",
             "work-sled",
+            "conc-sled",
             "sqlite",
             "load-sqlite",
             "work-sqlite",
+            "conc-sqlite",
         ]
         .into_iter()
         .map(|kind| (kind, None))
@@ -208,8 +211,9 @@ fn part(kind: &str) -> &str {
     } else if kind.starts_with("memory-") {
         "memory"
     } else {
-        kind.strip_prefix("load-")
-            .or_else(|| kind.strip_prefix("work-"))
+        ["load-", "work-", "conc-"]
+            .iter()
+            .find_map(|p| kind.strip_prefix(p))
             .unwrap_or(kind)
     }
 }
@@ -271,6 +275,9 @@ fn child(
         "load-sessdb" => engines::sessdb::load_fresh(plan, dir),
         "load-sled" => engines::sled::load_fresh(plan, dir),
         "load-sqlite" => engines::sqlite::load_fresh(plan, dir),
+        "conc-sessdb" => engines::sessdb::concurrent(plan, dir),
+        "conc-sled" => engines::sled::concurrent(plan, dir),
+        "conc-sqlite" => engines::sqlite::concurrent(plan, dir),
         "memory-sessdb" => engines::sessdb::memory(plan, dir, None),
         "memory-sled" => engines::sled::memory(plan, dir),
         "memory-sqlite" => engines::sqlite::memory(plan, dir),

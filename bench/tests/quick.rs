@@ -63,6 +63,30 @@ fn quick_run_prints_every_row_and_target() {
         let redis = format!("| {workload} | 1k | RedisStore |");
         assert!(!stdout.contains(&redis), "{redis:?} despite --no-redis");
     }
+    // The concurrent rows: one thread and as many as the machine has cores (at least 2), for
+    // every engine; sessdb's row on several threads compares each engine with its one thread.
+    let threads = std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .max(2);
+    for base in ["load hit", "load + save modified"] {
+        for engine in ["sessdb", "raw sled", "SQLite"] {
+            for count in ["1 thread".to_string(), format!("{threads} threads")] {
+                let row = format!("| {base}, {count} | 1k | {engine} |");
+                let line = stdout.lines().find(|l| l.starts_with(&row));
+                let line = line.unwrap_or_else(|| panic!("missing {row:?} in:\n{stdout}"));
+                assert!(line.contains("cores busy |"), "no cores busy in {line:?}");
+            }
+        }
+        let row = format!("| {base}, {threads} threads | 1k | sessdb |");
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&row))
+            .unwrap_or_default();
+        assert!(
+            line.contains("its rate on 1 thread (raw sled ") && line.contains("× SQLite;"),
+            "{line:?}"
+        );
+    }
     for mib in [16, 64, 128, 256, 1024] {
         let row = format!("| load hit, cache_bytes {mib} MiB | 1k | sessdb |");
         assert!(stdout.contains(&row), "missing {row:?} in:\n{stdout}");

@@ -9,6 +9,7 @@ use sessdb::{Durability, ManualClock, SessionId, Store};
 
 use crate::data::{Plan, WARM_UP_NOTE, WARM_UP_SALT};
 use crate::measure::{disk_bytes, peak_rss_kib, reset_peak_rss, timed, Timer};
+use crate::threads;
 
 pub const ENGINE: &str = "sessdb";
 /// The workload that reads one value after the load: the cost of the first data access.
@@ -331,6 +332,57 @@ fn durable(
     ));
     m.emit();
     Ok(())
+}
+
+/// The concurrent rows (`threads`): loads, and requests that change their session, on one
+/// thread and on several, in a fresh process after `work`, after an untimed warm-up pass.
+pub fn concurrent(plan: &Plan, dir: &Path) -> Result<()> {
+    let ids = read_ids(plan, dir)?;
+    let store = Store::builder()
+        .clock(ManualClock::at_ms(plan.t_after()))
+        .open(store_path(dir))
+        .context("reopening the sessdb store")?;
+    for &i in plan.live_order(WARM_UP_SALT).iter().take(plan.sample) {
+        ensure!(store.load(&ids[i])?.is_some(), "a live session is missing");
+    }
+    let n = threads::count();
+    threads::measure(
+        threads::LOAD,
+        ENGINE,
+        plan,
+        &threads::sample(plan, threads::LOAD_SALT),
+        n,
+        |i| ids[i],
+        || Ok(()),
+        |_, id| {
+            ensure!(store.load(id)?.is_some(), "a live session is missing");
+            Ok(())
+        },
+        || Ok(()),
+        "Store::load",
+    )?;
+    threads::measure(
+        threads::LOAD_SAVE,
+        ENGINE,
+        plan,
+        &threads::sample(plan, threads::LOAD_SAVE_SALT),
+        n,
+        |i| {
+            let mut c = plan.content(i);
+            plan.modify(&mut c, i, threads::ROUND);
+            (ids[i], c.data)
+        },
+        || Ok(()),
+        |_, (id, data)| {
+            let mut s = store.load(id)?.context("a live session is missing")?;
+            s.insert("visits", &data["visits"])?;
+            s.insert("last_page", &data["last_page"])?;
+            s.save()?;
+            Ok(())
+        },
+        || flush_ok(&store),
+        "Store::load, two Session::insert, Session::save; the flush after each quarter counts",
+    )
 }
 
 /// Opens the populated store with the default settings (a manual clock only keeps the sessions

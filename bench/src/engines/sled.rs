@@ -7,6 +7,7 @@ use anyhow::{ensure, Context as _, Result};
 
 use crate::data::{Plan, WARM_UP_NOTE, WARM_UP_SALT};
 use crate::measure::{disk_bytes, peak_rss_kib, reset_peak_rss, timed, Timer};
+use crate::threads;
 
 pub const ENGINE: &str = "raw sled";
 /// sessdb's default page cache, so the comparison isolates sessdb's own work.
@@ -117,6 +118,55 @@ pub fn load_fresh(plan: &Plan, dir: &Path) -> Result<()> {
     ));
     m.emit();
     Ok(())
+}
+
+/// The concurrent rows, as sessdb's (`engines::sessdb::concurrent`): a get, and a get and an
+/// insert of the modified value.
+pub fn concurrent(plan: &Plan, dir: &Path) -> Result<()> {
+    let db = open(dir)?;
+    for &i in plan.live_order(WARM_UP_SALT).iter().take(plan.sample) {
+        ensure!(db.get(plan.peer_key(i))?.is_some(), "a key is missing");
+    }
+    let n = threads::count();
+    threads::measure(
+        threads::LOAD,
+        ENGINE,
+        plan,
+        &threads::sample(plan, threads::LOAD_SALT),
+        n,
+        |i| plan.peer_key(i),
+        || Ok(()),
+        |_, key| {
+            ensure!(db.get(key)?.is_some(), "a key is missing");
+            Ok(())
+        },
+        || Ok(()),
+        "Tree::get",
+    )?;
+    threads::measure(
+        threads::LOAD_SAVE,
+        ENGINE,
+        plan,
+        &threads::sample(plan, threads::LOAD_SAVE_SALT),
+        n,
+        |i| {
+            let mut c = plan.content(i);
+            plan.modify(&mut c, i, threads::ROUND);
+            (
+                plan.peer_key(i),
+                plan.peer_value(i, &c, plan.t_after(), threads::ROUND),
+            )
+        },
+        || Ok(()),
+        |_, (key, value)| {
+            ensure!(db.get(key)?.is_some(), "a key is missing");
+            db.insert(key, value.as_slice())?;
+            Ok(())
+        },
+        || Ok(db.flush().map(drop)?),
+        "Tree::get and Tree::insert of a value encoded beforehand; the flush after each quarter \
+         counts",
+    )
 }
 
 /// The memory pass of sessdb's, on raw sled: open, get every live key, rewrite one in ten.

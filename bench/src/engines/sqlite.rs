@@ -11,6 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::data::{Plan, WARM_UP_NOTE, WARM_UP_SALT};
 use crate::measure::{disk_bytes, peak_rss_kib, reset_peak_rss, timed, Timer};
+use crate::threads;
 
 pub const ENGINE: &str = "SQLite";
 pub const ENGINE_FULL: &str = "SQLite FULL";
@@ -226,6 +227,54 @@ pub fn load_fresh(plan: &Plan, dir: &Path) -> Result<()> {
     m.note = Some(format!("SELECT by primary key, unexpired; {WARM_UP_NOTE}"));
     m.emit();
     Ok(())
+}
+
+/// The concurrent rows, as sessdb's (`engines::sessdb::concurrent`), with one connection per
+/// thread: a select, and a select and an upsert of the modified row.
+pub fn concurrent(plan: &Plan, dir: &Path) -> Result<()> {
+    let now = plan.t_after();
+    let get = |conn: &Connection, key: &[u8; 16]| -> Result<()> {
+        let found: Option<Vec<u8>> = conn
+            .prepare_cached(GET)?
+            .query_row(params![&key[..], now], |r| r.get(0))
+            .optional()?;
+        ensure!(found.is_some(), "a row is missing");
+        Ok(())
+    };
+    let conn = open(dir, "NORMAL")?;
+    for &i in plan.live_order(WARM_UP_SALT).iter().take(plan.sample) {
+        get(&conn, &plan.peer_key(i))?;
+    }
+    let n = threads::count();
+    threads::measure(
+        threads::LOAD,
+        ENGINE,
+        plan,
+        &threads::sample(plan, threads::LOAD_SALT),
+        n,
+        |i| plan.peer_key(i),
+        || open(dir, "NORMAL"),
+        |conn, key| get(conn, key),
+        || Ok(()),
+        "SELECT by primary key, unexpired; a connection per thread",
+    )?;
+    threads::measure(
+        threads::LOAD_SAVE,
+        ENGINE,
+        plan,
+        &threads::sample(plan, threads::LOAD_SAVE_SALT),
+        n,
+        |i| row(plan, i, now, threads::ROUND),
+        || open(dir, "NORMAL"),
+        |conn, r| {
+            get(conn, &r.key)?;
+            upsert(conn, r)?;
+            Ok(())
+        },
+        || Ok(()),
+        "SELECT, then the indexed upsert in its own transaction; a connection per thread, \
+         busy_timeout",
+    )
 }
 
 /// The memory pass of sessdb's, on SQLite.
