@@ -13,6 +13,19 @@ mod report;
 mod run;
 mod threads;
 
+/// With `--features mimalloc`, every engine in the bench allocates through mimalloc (SQLite's C
+/// code excepted: it calls the C library's malloc).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The global allocator, as the report names it.
+pub const ALLOCATOR: &str = if cfg!(feature = "mimalloc") {
+    "mimalloc (`--features mimalloc`)"
+} else {
+    "the system's (glibc malloc on Linux)"
+};
+
 fn main() -> ExitCode {
     let args = args::Args::parse();
     match run::run(args) {

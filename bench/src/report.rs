@@ -571,8 +571,9 @@ fn machine() -> String {
         .unwrap_or_else(|| "rustc ?".into());
     format!(
         "{cores} cores ({cpu}), {mem} memory, {rustc}, sled 0.34, SQLite {} (bundled; rusqlite \
-         0.32 and sqlx 0.8 share this one library)",
-        rusqlite::version()
+         0.32 and sqlx 0.8 share this one library); global allocator: {}",
+        rusqlite::version(),
+        crate::ALLOCATOR
     )
 }
 
