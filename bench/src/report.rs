@@ -592,7 +592,7 @@ pub fn size(n: usize) -> String {
     }
 }
 
-fn rate(r: f64) -> String {
+pub fn rate(r: f64) -> String {
     if r >= 1e6 {
         format!("{:.2}M", r / 1e6)
     } else if r >= 1e4 {
