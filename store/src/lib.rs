@@ -66,6 +66,22 @@
 //! # drop(store);
 //! # Ok::<(), sessdb::Error>(())
 //! ```
+//!
+//! ## Performance: pick the allocator
+//!
+//! sled allocates and frees a page version on most writes, and frees old versions on whichever
+//! thread next collects them. With glibc's malloc (Rust's default on Linux), threads that save
+//! at the same time wait on each other's malloc arena locks: in this project's benchmark two
+//! threads saved sessions at about the rate of one. A library cannot choose the allocator; a
+//! service can, in its `main.rs` (with `mimalloc` in its `Cargo.toml`):
+//!
+//! ```ignore
+//! #[global_allocator]
+//! static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+//! ```
+//!
+//! `sessctl` does this. The measured effect is in the repository's `docs/BENCHMARKS.md`
+//! ("Concurrent calls and the allocator").
 #![deny(missing_docs)]
 // No unwrap on anything user input reaches; tests may.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
