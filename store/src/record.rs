@@ -154,6 +154,21 @@ impl Head {
         bucket(self.expires_at).saturating_sub(u64::from(self.entry_lag) * BUCKET)
     }
 
+    /// An upper bound of the head's encoded length in practice: its strings plus the most its
+    /// integers take as varints (10 bytes each) and the options' tags.
+    fn encoded_len_hint(&self) -> usize {
+        let text = [
+            &self.principal,
+            &self.label,
+            &self.remote_addr,
+            &self.user_agent,
+        ]
+        .iter()
+        .map(|s| s.as_ref().map_or(1, |s| s.len() + 6))
+        .sum::<usize>();
+        8 * 10 + text
+    }
+
     /// What a later write of this record's successor needs to know of it.
     pub(crate) fn stored(&self) -> StoredHead {
         StoredHead {
@@ -182,11 +197,13 @@ impl Record {
 /// A record from a head and data tokens that are already encoded (a session's stored data,
 /// kept as it was loaded). Returns the bytes and the offset of the data in them.
 pub(crate) fn encode_parts(head: &Head, data: &[u8]) -> (Vec<u8>, usize) {
-    // Serializing strings and integers into a Vec cannot fail.
-    let head = postcard::to_allocvec(head).unwrap_or_default();
-    let mut out = Vec::with_capacity(1 + head.len() + data.len());
+    // One buffer, sized for the whole record: the head is written into it, not into a vector
+    // of its own that grows by doubling and is then copied (allocations are what concurrent
+    // saves wait on; docs/BENCHMARKS.md, "Concurrent calls and the allocator").
+    let mut out = Vec::with_capacity(1 + head.encoded_len_hint() + data.len());
     out.push(RECORD_FORMAT);
-    out.extend_from_slice(&head);
+    // Serializing strings and integers into a Vec cannot fail.
+    let mut out = postcard::to_extend(head, out).unwrap_or_else(|_| vec![RECORD_FORMAT]);
     let data_at = out.len();
     out.extend_from_slice(data);
     (out, data_at)
@@ -286,6 +303,33 @@ mod tests {
         assert_eq!(bytes[0], RECORD_FORMAT);
         assert_eq!(Record::decode(&bytes).unwrap(), r);
         assert_eq!(decode_head(&bytes).unwrap(), r.head);
+    }
+
+    #[test]
+    fn one_buffer_encoding_is_the_format_byte_postcards_head_and_the_data() {
+        let mut r = record();
+        // Strings longer than the capacity hint's margin, and none at all.
+        r.head.user_agent = Some("Mozilla/5.0 ".repeat(40));
+        r.head.label = Some(String::new());
+        for head in [
+            r.head.clone(),
+            Head {
+                principal: None,
+                remote_addr: None,
+                user_agent: None,
+                label: None,
+                ..r.head.clone()
+            },
+        ] {
+            let data = encode_map(&r.data);
+            let (bytes, data_at) = encode_parts(&head, &data);
+            let mut expected = vec![RECORD_FORMAT];
+            expected.extend(postcard::to_allocvec(&head).unwrap());
+            assert_eq!(data_at, expected.len());
+            expected.extend(&data);
+            assert_eq!(bytes, expected);
+            assert!(head.encoded_len_hint() >= data_at - 1);
+        }
     }
 
     #[test]

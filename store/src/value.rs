@@ -281,8 +281,19 @@ pub(crate) fn encode_map(map: &BTreeMap<String, Value>) -> Vec<u8> {
         tokens.push(TokenRef::Str(k));
         push_tokens(v, &mut tokens);
     }
+    // Sized up front (a varint takes at most 10 bytes, a string its length and its length's
+    // varint), so the encoding does not grow its buffer by doubling.
+    let capacity = 10
+        + tokens
+            .iter()
+            .map(|t| match t {
+                TokenRef::Str(s) => 6 + s.len(),
+                TokenRef::Bytes(b) => 6 + b.len(),
+                _ => 11,
+            })
+            .sum::<usize>();
     // Serializing plain enums into a Vec cannot fail.
-    postcard::to_allocvec(&tokens).unwrap_or_default()
+    postcard::to_extend(&tokens, Vec::with_capacity(capacity)).unwrap_or_default()
 }
 
 fn len_u32(n: usize) -> u32 {
