@@ -22,8 +22,8 @@ pub const LOAD: &str = "load hit";
 /// A request that changes its session: load, change two values, save.
 pub const LOAD_SAVE: &str = "load + save modified";
 /// The access orders of the two workloads' samples (see `Plan::live_order`).
-pub const LOAD_SALT: u64 = 11;
-pub const LOAD_SAVE_SALT: u64 = 12;
+const LOAD_SALT: u64 = 11;
+const LOAD_SAVE_SALT: u64 = 12;
 /// The round of `Plan::modify` the saves write.
 pub const ROUND: u64 = 5;
 
@@ -56,15 +56,16 @@ pub fn parse(workload: &str) -> Option<(&str, usize)> {
 }
 
 /// The sample of a concurrent workload: `plan.sample` live sessions in the salt's order.
-pub fn sample(plan: &Plan, salt: u64) -> Vec<usize> {
+fn sample(plan: &Plan, salt: u64) -> Vec<usize> {
     plan.live_order(salt)
         .into_iter()
         .take(plan.sample)
         .collect()
 }
 
-/// Runs `op` over `sample`, prepared by `prepare` before any timing: the first and last quarters
-/// on one thread, the second and third on `threads` threads (contiguous parts). Each thread has
+/// Runs `op` over the sample of the workload `base` ([`LOAD`] or [`LOAD_SAVE`]), prepared by
+/// `prepare` before any timing: the first and last quarters on one thread, the second and third
+/// on [`count`] threads (contiguous parts). Each thread has
 /// its own context (a connection, say), made by `context` before the first quarter and kept
 /// throughout, as a pool keeps its connections. `flush` runs after each quarter and its time
 /// counts. Emits the two measurements.
@@ -73,8 +74,6 @@ pub fn measure<P, C>(
     base: &str,
     engine: &str,
     plan: &Plan,
-    sample: &[usize],
-    threads: usize,
     prepare: impl Fn(usize) -> P,
     context: impl Fn() -> Result<C>,
     op: impl Fn(&mut C, &P) -> Result<()> + Sync,
@@ -85,6 +84,13 @@ where
     P: Sync,
     C: Send,
 {
+    let threads = count();
+    let salt = if base == LOAD {
+        LOAD_SALT
+    } else {
+        LOAD_SAVE_SALT
+    };
+    let sample = sample(plan, salt);
     let mut contexts = (0..threads)
         .map(|_| context())
         .collect::<Result<Vec<C>>>()?;

@@ -345,13 +345,10 @@ pub fn concurrent(plan: &Plan, dir: &Path) -> Result<()> {
     for &i in plan.live_order(WARM_UP_SALT).iter().take(plan.sample) {
         ensure!(store.load(&ids[i])?.is_some(), "a live session is missing");
     }
-    let n = threads::count();
     threads::measure(
         threads::LOAD,
         ENGINE,
         plan,
-        &threads::sample(plan, threads::LOAD_SALT),
-        n,
         |i| ids[i],
         || Ok(()),
         |_, id| {
@@ -365,8 +362,6 @@ pub fn concurrent(plan: &Plan, dir: &Path) -> Result<()> {
         threads::LOAD_SAVE,
         ENGINE,
         plan,
-        &threads::sample(plan, threads::LOAD_SAVE_SALT),
-        n,
         |i| {
             let mut c = plan.content(i);
             plan.modify(&mut c, i, threads::ROUND);

@@ -127,13 +127,10 @@ pub fn concurrent(plan: &Plan, dir: &Path) -> Result<()> {
     for &i in plan.live_order(WARM_UP_SALT).iter().take(plan.sample) {
         ensure!(db.get(plan.peer_key(i))?.is_some(), "a key is missing");
     }
-    let n = threads::count();
     threads::measure(
         threads::LOAD,
         ENGINE,
         plan,
-        &threads::sample(plan, threads::LOAD_SALT),
-        n,
         |i| plan.peer_key(i),
         || Ok(()),
         |_, key| {
@@ -147,8 +144,6 @@ pub fn concurrent(plan: &Plan, dir: &Path) -> Result<()> {
         threads::LOAD_SAVE,
         ENGINE,
         plan,
-        &threads::sample(plan, threads::LOAD_SAVE_SALT),
-        n,
         |i| {
             let mut c = plan.content(i);
             plan.modify(&mut c, i, threads::ROUND);

@@ -245,13 +245,10 @@ pub fn concurrent(plan: &Plan, dir: &Path) -> Result<()> {
     for &i in plan.live_order(WARM_UP_SALT).iter().take(plan.sample) {
         get(&conn, &plan.peer_key(i))?;
     }
-    let n = threads::count();
     threads::measure(
         threads::LOAD,
         ENGINE,
         plan,
-        &threads::sample(plan, threads::LOAD_SALT),
-        n,
         |i| plan.peer_key(i),
         || open(dir, "NORMAL"),
         |conn, key| get(conn, key),
@@ -262,8 +259,6 @@ pub fn concurrent(plan: &Plan, dir: &Path) -> Result<()> {
         threads::LOAD_SAVE,
         ENGINE,
         plan,
-        &threads::sample(plan, threads::LOAD_SAVE_SALT),
-        n,
         |i| row(plan, i, now, threads::ROUND),
         || open(dir, "NORMAL"),
         |conn, r| {
