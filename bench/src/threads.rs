@@ -65,10 +65,9 @@ fn sample(plan: &Plan, salt: u64) -> Vec<usize> {
 
 /// Runs `op` over the sample of the workload `base` ([`LOAD`] or [`LOAD_SAVE`]), prepared by
 /// `prepare` before any timing: the first and last quarters on one thread, the second and third
-/// on [`count`] threads (contiguous parts). Each thread has
-/// its own context (a connection, say), made by `context` before the first quarter and kept
-/// throughout, as a pool keeps its connections. `flush` runs after each quarter and its time
-/// counts. Emits the two measurements.
+/// on [`count`] threads (contiguous parts). Each thread has its own context (a connection, say),
+/// made by `context` before the first quarter and kept throughout, as a pool keeps its
+/// connections. `flush` runs after each quarter and its time counts. Emits the two measurements.
 #[allow(clippy::too_many_arguments)]
 pub fn measure<P, C>(
     base: &str,
