@@ -23,7 +23,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub const ALLOCATOR: &str = if cfg!(feature = "mimalloc") {
     "mimalloc (`--features mimalloc`)"
 } else {
-    "the system's (glibc malloc on Linux)"
+    "the system's (the C library's malloc)"
 };
 
 fn main() -> ExitCode {

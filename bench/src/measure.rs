@@ -29,6 +29,9 @@ pub struct Measurement {
     /// CPU time of the whole process during the workload (every thread, sessdb's and sled's
     /// background threads included), where measured.
     pub cpu_secs: Option<f64>,
+    /// The rates of the concurrent rows' four quarters, in order (see `threads::measure`).
+    #[serde(default)]
+    pub quarters: Vec<f64>,
     pub note: Option<String>,
 }
 
@@ -117,6 +120,7 @@ impl Timer {
             rss_kib: None,
             disk_per_session: None,
             cpu_secs: None,
+            quarters: Vec::new(),
             note: None,
         }
     }

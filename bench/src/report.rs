@@ -274,6 +274,12 @@ impl Report {
         if let Some(cores) = m.cores() {
             parts.push(format!("{cores:.2} cores busy"));
         }
+        if let [a, b, c, d] = m.quarters[..] {
+            let [a, b, c, d] = [a, b, c, d].map(rate);
+            parts.push(format!(
+                "quarters on 1, N, N, 1 threads: {a}, {b}, {c}, {d}/s"
+            ));
+        }
         parts.join("; ")
     }
 

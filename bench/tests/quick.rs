@@ -74,7 +74,7 @@ fn quick_run_prints_every_row_and_target() {
                 let row = format!("| {base}, {count} | 1k | {engine} |");
                 let line = stdout.lines().find(|l| l.starts_with(&row));
                 let line = line.unwrap_or_else(|| panic!("missing {row:?} in:\n{stdout}"));
-                assert!(line.contains("cores busy |"), "no cores busy in {line:?}");
+                assert!(line.contains(" cores busy"), "no cores busy in {line:?}");
             }
         }
         let row = format!("| {base}, {threads} threads | 1k | sessdb |");
@@ -83,7 +83,9 @@ fn quick_run_prints_every_row_and_target() {
             .find(|l| l.starts_with(&row))
             .unwrap_or_default();
         assert!(
-            line.contains("its rate on 1 thread (raw sled ") && line.contains("× SQLite;"),
+            line.contains("its rate on 1 thread (raw sled ")
+                && line.contains("× SQLite;")
+                && line.contains("; quarters on 1, N, N, 1 threads: "),
             "{line:?}"
         );
     }
