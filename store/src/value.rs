@@ -1099,4 +1099,20 @@ mod tests {
         assert_eq!(v.to_deserialize::<Cart>().unwrap(), cart);
         assert!(v.to_deserialize::<u32>().is_err());
     }
+
+    #[test]
+    fn encode_map_writes_what_postcard_writes_for_the_token_sequence() {
+        // encode_map sizes its buffer up front; the bytes must be postcard's for the same tokens.
+        let mut map = sample();
+        map.insert("long".to_string(), Value::String("x".repeat(5000)));
+        map.insert("bin".to_string(), Value::Bytes(vec![7; 300]));
+        for map in [map, BTreeMap::new()] {
+            let mut tokens = vec![TokenRef::Map(len_u32(map.len()))];
+            for (k, v) in &map {
+                tokens.push(TokenRef::Str(k));
+                push_tokens(v, &mut tokens);
+            }
+            assert_eq!(encode_map(&map), postcard::to_allocvec(&tokens).unwrap());
+        }
+    }
 }
