@@ -598,7 +598,7 @@ pub fn size(n: usize) -> String {
     }
 }
 
-pub fn rate(r: f64) -> String {
+fn rate(r: f64) -> String {
     if r >= 1e6 {
         format!("{:.2}M", r / 1e6)
     } else if r >= 1e4 {
