@@ -11,6 +11,11 @@
 
 mod app;
 
+/// A service picks its allocator: on glibc's malloc, requests that save sessions at the same
+/// time wait on malloc's locks (sessdb's docs, "Performance: pick the allocator").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
