@@ -19,9 +19,17 @@ mod threads;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// With `--features jemalloc`, through jemalloc (the same exception); mimalloc wins if both
+/// are on (`--all-features`).
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The global allocator, as the report names it.
 pub const ALLOCATOR: &str = if cfg!(feature = "mimalloc") {
     "mimalloc (`--features mimalloc`)"
+} else if cfg!(feature = "jemalloc") {
+    "jemalloc (`--features jemalloc`)"
 } else {
     "the system's (the C library's malloc)"
 };
