@@ -164,6 +164,13 @@ impl Plan {
         }
     }
 
+    /// Session `i`'s content after the save workloads' modification of `round`.
+    pub fn modified(&self, i: usize, round: u64) -> Content {
+        let mut c = self.content(i);
+        self.modify(&mut c, i, round);
+        c
+    }
+
     /// The modification the save workloads make: one more visit, another page.
     pub fn modify(&self, content: &mut Content, i: usize, round: u64) {
         for (key, value) in self.modification(content.data.get("visits"), i, round) {

@@ -212,8 +212,7 @@ pub fn run(plan: &Plan, dir: &Path, binary: &Path) -> Result<()> {
         let values: Vec<_> = chunk
             .iter()
             .map(|&i| {
-                let mut c = plan.content(i);
-                plan.modify(&mut c, i, 1);
+                let c = plan.modified(i, 1);
                 (key(plan, i), plan.peer_value(i, &c, plan.t_work(), 2))
             })
             .collect();

@@ -169,8 +169,7 @@ fn save_modified(plan: &Plan, store: &Store, ids: &[SessionId]) -> Result<Vec<us
         let mut sessions = Vec::with_capacity(chunk.len());
         for &i in chunk {
             let s = store.load(&ids[i])?.context("a live session is missing")?;
-            let mut c = plan.content(i);
-            plan.modify(&mut c, i, 1);
+            let c = plan.modified(i, 1);
             sessions.push((s, c));
         }
         for (s, c) in &mut sessions {
@@ -299,8 +298,7 @@ fn durable(
                     let mut timer = Timer::with_capacity(part.len());
                     for &i in part {
                         let mut s = store.load(&ids[i])?.context("a live session is missing")?;
-                        let mut c = plan.content(i);
-                        plan.modify(&mut c, i, 2);
+                        let c = plan.modified(i, 2);
                         timer.time(|| -> Result<()> {
                             s.insert("visits", &c.data["visits"])?;
                             s.insert("last_page", &c.data["last_page"])?;
@@ -363,8 +361,7 @@ pub fn concurrent(plan: &Plan, dir: &Path) -> Result<()> {
         ENGINE,
         plan,
         |i| {
-            let mut c = plan.content(i);
-            plan.modify(&mut c, i, threads::ROUND);
+            let c = plan.modified(i, threads::ROUND);
             (ids[i], c.data)
         },
         || Ok(()),

@@ -69,8 +69,7 @@ pub fn work(plan: &Plan, dir: &Path) -> Result<()> {
         let values: Vec<_> = chunk
             .iter()
             .map(|&i| {
-                let mut c = plan.content(i);
-                plan.modify(&mut c, i, 1);
+                let c = plan.modified(i, 1);
                 (plan.peer_key(i), plan.peer_value(i, &c, plan.t_work(), 2))
             })
             .collect();
@@ -145,8 +144,7 @@ pub fn concurrent(plan: &Plan, dir: &Path) -> Result<()> {
         ENGINE,
         plan,
         |i| {
-            let mut c = plan.content(i);
-            plan.modify(&mut c, i, threads::ROUND);
+            let c = plan.modified(i, threads::ROUND);
             (
                 plan.peer_key(i),
                 plan.peer_value(i, &c, plan.t_after(), threads::ROUND),
