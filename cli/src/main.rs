@@ -2,8 +2,9 @@
 
 use std::process::ExitCode;
 
-/// sled allocates and frees a page version on most writes; mimalloc serves that faster than
-/// glibc's malloc (sessdb's docs, "Performance: pick the allocator").
+/// With `--features mimalloc`: sled allocates and frees a page version on most writes, which
+/// mimalloc serves faster than glibc's malloc, for more memory (sessdb's docs, "Performance:
+/// pick the allocator"). Off by default.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
