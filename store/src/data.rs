@@ -1,7 +1,12 @@
 //! A session's data, decoded on first use: a loaded session keeps its stored record's data
 //! tokens (checked at load by `value::check_map`, so the decode cannot fail) and decodes them
-//! once, when something reads or changes the data. A save of data that did not change writes
-//! those tokens back as they were.
+//! once, when something reads the whole map. A save of data that did not change writes those
+//! tokens back as they were.
+//!
+//! Reading or changing one key does not decode the others: a read decodes that key's value
+//! alone (`value::lookup`), and a change is kept aside, in `changes`, until the save splices it
+//! into the stored tokens (`value::splice`). So a request that reads its user id, or sets two
+//! keys and saves, never builds the rest of the map.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -9,7 +14,7 @@ use std::sync::OnceLock;
 
 use sled::IVec;
 
-use crate::value::{decode_map, encode_map, same_map, Checked, Value, ValueError};
+use crate::value::{decode_map, encode_map, lookup, same_map, splice, Checked, Value, ValueError};
 
 /// A session's data map.
 pub(crate) type Map = BTreeMap<String, Value>;
@@ -21,10 +26,14 @@ static EMPTY: Map = BTreeMap::new();
 pub(crate) struct Data {
     /// The stored record and the offset of its data tokens; `None` until the session is saved.
     stored: Option<(IVec, usize)>,
-    /// The decoded data. Unset only while the data is `stored`'s tokens, not decoded yet.
-    /// A `OnceLock` (not a `OnceCell`) so that `Session` stays `Sync`.
+    /// The decoded data. Unset only while the data is `stored`'s tokens (with `changes` over
+    /// them), not decoded yet. A `OnceLock` (not a `OnceCell`) so that `Session` stays `Sync`.
     map: OnceLock<Result<Map, ValueError>>,
-    /// The map may differ from the stored tokens: a save encodes it.
+    /// Keys set (`Some`) or removed (`None`) while the map was not decoded, in key order. Only
+    /// meaningful while `map` is unset: the decode applies them, and every change after it
+    /// goes to the map.
+    changes: BTreeMap<String, Option<Value>>,
+    /// The data may differ from the stored tokens: a save encodes it.
     changed: bool,
     /// The map's encoding, when [`Data::replace`] had to make it to compare; dropped by any
     /// change after.
@@ -37,6 +46,7 @@ impl Data {
         Data {
             stored: None,
             map: OnceLock::from(Ok(Map::new())),
+            changes: BTreeMap::new(),
             changed: true,
             encoded: None,
         }
@@ -52,6 +62,7 @@ impl Data {
         Data {
             stored: Some((record, at)),
             map,
+            changes: BTreeMap::new(),
             changed: false,
             encoded: None,
         }
@@ -61,12 +72,21 @@ impl Data {
         tokens(&self.stored)
     }
 
-    /// The data, decoded on the first call.
+    /// The data, decoded on the first call (with the changes made before it).
     ///
     /// # Errors
     /// Only if the stored tokens do not decode, which the check at load rules out.
     pub(crate) fn get(&self) -> Result<&Map, &ValueError> {
-        self.map.get_or_init(|| decode(&self.stored)).as_ref()
+        self.map
+            .get_or_init(|| {
+                let mut map = decode(&self.stored)?;
+                apply(
+                    &mut map,
+                    self.changes.iter().map(|(k, v)| (k.clone(), v.clone())),
+                );
+                Ok(map)
+            })
+            .as_ref()
     }
 
     /// The data, decoded if it was not yet.
@@ -76,13 +96,90 @@ impl Data {
     pub(crate) fn into_map(self) -> Result<Map, ValueError> {
         match self.map.into_inner() {
             Some(map) => map,
-            None => decode(&self.stored),
+            None => {
+                let mut map = decode(&self.stored)?;
+                apply(&mut map, self.changes);
+                Ok(map)
+            }
         }
     }
 
     /// The data, or an empty map if it cannot be decoded (see [`Data::get`]).
     pub(crate) fn get_or_empty(&self) -> &Map {
         self.get().unwrap_or(&EMPTY)
+    }
+
+    /// The value under `key`: decoded alone if the map was not decoded yet.
+    ///
+    /// # Errors
+    /// As for [`Data::get`].
+    pub(crate) fn value(&self, key: &str) -> Result<Option<Cow<'_, Value>>, ValueError> {
+        if let Some(map) = self.map.get() {
+            return match map {
+                Ok(map) => Ok(map.get(key).map(Cow::Borrowed)),
+                Err(e) => Err(e.clone()),
+            };
+        }
+        if let Some(change) = self.changes.get(key) {
+            return Ok(change.as_ref().map(Cow::Borrowed));
+        }
+        Ok(self.stored_value(key)?.map(Cow::Owned))
+    }
+
+    /// The value under `key` in the stored tokens.
+    fn stored_value(&self, key: &str) -> Result<Option<Value>, ValueError> {
+        self.tokens().map_or(Ok(None), |tokens| lookup(tokens, key))
+    }
+
+    /// Sets `key` to `value`. Returns whether that changed the data: the [same](Value::same)
+    /// value as before is no change.
+    ///
+    /// # Errors
+    /// As for [`Data::get`].
+    pub(crate) fn set(&mut self, key: &str, value: Value) -> Result<bool, ValueError> {
+        if self.map.get().is_some() {
+            let map = self.get_mut()?;
+            if map.get(key).is_some_and(|old| old.same(&value)) {
+                return Ok(false);
+            }
+            map.insert(key.to_string(), value);
+        } else {
+            let same = match self.changes.get(key) {
+                Some(change) => change.as_ref().is_some_and(|old| old.same(&value)),
+                None => self.stored_value(key)?.is_some_and(|old| old.same(&value)),
+            };
+            if same {
+                return Ok(false);
+            }
+            self.changes.insert(key.to_string(), Some(value));
+            self.encoded = None;
+        }
+        self.changed = true;
+        Ok(true)
+    }
+
+    /// Removes the value under `key` and returns it.
+    ///
+    /// # Errors
+    /// As for [`Data::get`].
+    pub(crate) fn remove(&mut self, key: &str) -> Result<Option<Value>, ValueError> {
+        let old = if self.map.get().is_some() {
+            self.get_mut()?.remove(key)
+        } else {
+            let old = match self.changes.get_mut(key) {
+                Some(change) => change.take(),
+                None => self.stored_value(key)?,
+            };
+            if old.is_some() {
+                self.changes.insert(key.to_string(), None);
+                self.encoded = None;
+            }
+            old
+        };
+        if old.is_some() {
+            self.changed = true;
+        }
+        Ok(old)
     }
 
     /// The data for a change, decoded first if need be. The caller reports a change with
@@ -95,6 +192,8 @@ impl Data {
         if let Err(e) = self.get() {
             return Err(e.clone());
         }
+        // The decode applied them.
+        self.changes.clear();
         match self.map.get_mut() {
             Some(Ok(map)) => Ok(map),
             Some(Err(e)) => Err(e.clone()),
@@ -114,6 +213,11 @@ impl Data {
     /// compared by its encoding (sessdb's own is canonical: keys sorted, one form per value),
     /// so an unchanged replacement decodes nothing and leaves the stored tokens to be saved.
     pub(crate) fn replace(&mut self, map: Map) -> bool {
+        if !self.changes.is_empty() {
+            // Compared with the data as changed, decoded.
+            let _ = self.get();
+            self.changes.clear();
+        }
         let encoded = match self.map.get() {
             Some(Ok(current)) if same_map(current, &map) => return false,
             Some(_) => None,
@@ -142,6 +246,7 @@ impl Data {
             // Undecodable data (ruled out at load) is replaced: clearing is what was asked.
             Err(_) => {
                 self.map = OnceLock::from(Ok(Map::new()));
+                self.changes.clear();
                 true
             }
         };
@@ -151,23 +256,34 @@ impl Data {
         had_data
     }
 
-    /// The data tokens a save writes: the stored ones unless the map changed.
-    pub(crate) fn encoded(&self) -> Cow<'_, [u8]> {
+    /// The data tokens a save writes: the stored ones unless the data changed; changes to
+    /// data not decoded are spliced into the stored tokens.
+    ///
+    /// # Errors
+    /// Only if there are such changes and the stored tokens cannot be read, which the check at
+    /// load rules out: the changes are then never dropped silently.
+    pub(crate) fn encoded(&self) -> Result<Cow<'_, [u8]>, ValueError> {
         if let (true, Some(encoded)) = (self.changed, &self.encoded) {
-            return Cow::Borrowed(encoded);
+            return Ok(Cow::Borrowed(encoded));
         }
-        match (self.changed, self.tokens(), self.map.get()) {
+        Ok(match (self.changed, self.tokens(), self.map.get()) {
             (false, Some(tokens), _) => Cow::Borrowed(tokens),
             (_, _, Some(Ok(map))) => Cow::Owned(encode_map(map)),
+            // Also when a full decode failed after the changes were made: they are written,
+            // or the save fails.
+            (_, Some(tokens), _) if !self.changes.is_empty() => {
+                Cow::Owned(splice(tokens, &self.changes)?)
+            }
             // Undecodable data (ruled out at load) is never replaced by a save.
             (_, Some(tokens), _) => Cow::Borrowed(tokens),
             (_, None, _) => Cow::Owned(encode_map(&Map::new())),
-        }
+        })
     }
 
     /// The data was saved as the tokens at `at` in `record`.
     pub(crate) fn saved(&mut self, record: IVec, at: usize) {
         self.stored = Some((record, at));
+        self.changes.clear();
         self.changed = false;
         self.encoded = None;
     }
@@ -176,6 +292,16 @@ impl Data {
     #[cfg(test)]
     pub(crate) fn is_decoded(&self) -> bool {
         self.map.get().is_some()
+    }
+}
+
+/// Applies changes made before the decode.
+fn apply(map: &mut Map, changes: impl IntoIterator<Item = (String, Option<Value>)>) {
+    for (key, change) in changes {
+        match change {
+            Some(value) => map.insert(key, value),
+            None => map.remove(&key),
+        };
     }
 }
 
@@ -211,16 +337,16 @@ mod tests {
         let (record, at) = stored(&sample());
         let mut data = Data::loaded(record.clone(), at, Checked::Valid);
         assert!(!data.is_decoded());
-        assert!(matches!(data.encoded(), Cow::Borrowed(t) if t == &record[at..]));
+        assert!(matches!(data.encoded().unwrap(), Cow::Borrowed(t) if t == &record[at..]));
         assert_eq!(data.get().unwrap(), &sample());
         assert!(data.is_decoded());
         // Decoded but unchanged: still the stored tokens.
-        assert!(matches!(data.encoded(), Cow::Borrowed(_)));
+        assert!(matches!(data.encoded().unwrap(), Cow::Borrowed(_)));
         data.get_mut()
             .unwrap()
             .insert("c".into(), Value::Bool(true));
         data.changed();
-        let Cow::Owned(tokens) = data.encoded() else {
+        let Cow::Owned(tokens) = data.encoded().unwrap() else {
             panic!("changed data must be encoded");
         };
         assert_eq!(decode_map(&tokens).unwrap().len(), 3);
@@ -232,7 +358,7 @@ mod tests {
         let mut data = Data::loaded(record, at, Checked::Valid);
         data.changed();
         assert!(!data.is_decoded());
-        assert!(matches!(data.encoded(), Cow::Borrowed(_)));
+        assert!(matches!(data.encoded().unwrap(), Cow::Borrowed(_)));
     }
 
     #[test]
@@ -241,7 +367,10 @@ mod tests {
         let mut data = Data::loaded(record, at, Checked::Valid);
         assert!(data.clear());
         assert!(!data.clear());
-        assert_eq!(&*data.encoded(), encode_map(&Map::new()).as_slice());
+        assert_eq!(
+            &*data.encoded().unwrap(),
+            encode_map(&Map::new()).as_slice()
+        );
         let mut new = Data::new();
         assert!(!new.clear());
     }
@@ -255,9 +384,12 @@ mod tests {
         assert!(data.get_or_empty().is_empty());
         assert!(data.get_mut().is_err());
         data.changed();
-        assert_eq!(&*data.encoded(), b"\xff\xff");
+        assert_eq!(&*data.encoded().unwrap(), b"\xff\xff");
         assert!(data.clear());
-        assert_eq!(&*data.encoded(), encode_map(&Map::new()).as_slice());
+        assert_eq!(
+            &*data.encoded().unwrap(),
+            encode_map(&Map::new()).as_slice()
+        );
     }
 
     #[test]
@@ -266,14 +398,14 @@ mod tests {
         let mut data = Data::loaded(record.clone(), at, Checked::Valid);
         assert!(!data.replace(sample()));
         assert!(!data.is_decoded());
-        assert!(matches!(data.encoded(), Cow::Borrowed(t) if t == &record[at..]));
+        assert!(matches!(data.encoded().unwrap(), Cow::Borrowed(t) if t == &record[at..]));
 
         let mut other = sample();
         other.insert("c".into(), Value::String("x".into()));
         assert!(data.replace(other.clone()));
         assert_eq!(data.get().unwrap(), &other);
         // The encoding made to compare is what the save writes.
-        assert!(matches!(data.encoded(), Cow::Borrowed(t) if t == encode_map(&other)));
+        assert!(matches!(data.encoded().unwrap(), Cow::Borrowed(t) if t == encode_map(&other)));
     }
 
     #[test]
@@ -286,7 +418,7 @@ mod tests {
         data.get_mut().unwrap().insert("z".into(), Value::Int(9));
         data.changed();
         other.insert("z".into(), Value::Int(9));
-        assert_eq!(decode_map(&data.encoded()).unwrap(), other);
+        assert_eq!(decode_map(&data.encoded().unwrap()).unwrap(), other);
     }
 
     #[test]
@@ -295,13 +427,16 @@ mod tests {
         let mut data = Data::loaded(record, at, Checked::Valid);
         data.get().unwrap();
         assert!(!data.replace(sample()));
-        assert!(matches!(data.encoded(), Cow::Borrowed(_)));
+        assert!(matches!(data.encoded().unwrap(), Cow::Borrowed(_)));
         assert!(data.replace(Map::new()));
-        assert_eq!(&*data.encoded(), encode_map(&Map::new()).as_slice());
+        assert_eq!(
+            &*data.encoded().unwrap(),
+            encode_map(&Map::new()).as_slice()
+        );
         let mut new = Data::new();
         assert!(!new.replace(Map::new()));
         assert!(new.replace(sample()));
-        assert_eq!(decode_map(&new.encoded()).unwrap(), sample());
+        assert_eq!(decode_map(&new.encoded().unwrap()).unwrap(), sample());
     }
 
     #[test]
@@ -323,8 +458,143 @@ mod tests {
         assert!(data.is_decoded());
         data.get_mut().unwrap().insert("k".into(), Value::Null);
         data.changed();
-        let tokens = data.encoded().into_owned();
+        let tokens = data.encoded().unwrap().into_owned();
         data.saved(IVec::from(tokens.clone()), 0);
-        assert!(matches!(data.encoded(), Cow::Borrowed(t) if t == tokens.as_slice()));
+        assert!(matches!(data.encoded().unwrap(), Cow::Borrowed(t) if t == tokens.as_slice()));
+    }
+
+    #[test]
+    fn one_key_is_read_and_changed_without_decoding_the_others() {
+        let (record, at) = stored(&sample());
+        let mut data = Data::loaded(record, at, Checked::Valid);
+        assert_eq!(data.value("a").unwrap().as_deref(), Some(&Value::Int(1)));
+        assert_eq!(data.value("zz").unwrap(), None);
+        // The same value again is no change.
+        assert!(!data.set("a", Value::Int(1)).unwrap());
+        assert!(matches!(data.encoded().unwrap(), Cow::Borrowed(_)));
+        assert!(data.set("a", Value::Int(2)).unwrap());
+        assert!(data.set("c", Value::Bool(true)).unwrap());
+        assert!(!data.set("c", Value::Bool(true)).unwrap());
+        assert_eq!(
+            data.remove("b").unwrap(),
+            Some(Value::List(vec![Value::Null]))
+        );
+        assert_eq!(data.remove("b").unwrap(), None);
+        assert_eq!(data.remove("zz").unwrap(), None);
+        assert_eq!(data.value("a").unwrap().as_deref(), Some(&Value::Int(2)));
+        assert_eq!(data.value("b").unwrap(), None);
+        assert!(!data.is_decoded());
+
+        let mut expected = Map::new();
+        expected.insert("a".into(), Value::Int(2));
+        expected.insert("c".into(), Value::Bool(true));
+        let tokens = data.encoded().unwrap().into_owned();
+        assert_eq!(tokens, encode_map(&expected));
+        assert!(!data.is_decoded());
+        // A full read sees the changes, and the changes after it go to the map.
+        assert_eq!(data.get().unwrap(), &expected);
+        assert!(data.set("d", Value::Null).unwrap());
+        expected.insert("d".into(), Value::Null);
+        assert_eq!(data.encoded().unwrap().into_owned(), encode_map(&expected));
+        data.saved(IVec::from(encode_map(&expected)), 0);
+        assert!(matches!(data.encoded().unwrap(), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_replace_after_a_change_compares_with_the_changed_data() {
+        let (record, at) = stored(&sample());
+        let mut data = Data::loaded(record, at, Checked::Valid);
+        assert!(data.set("a", Value::Int(5)).unwrap());
+        let mut changed = sample();
+        changed.insert("a".into(), Value::Int(5));
+        assert!(!data.replace(changed.clone()));
+        assert_eq!(data.encoded().unwrap().into_owned(), encode_map(&changed));
+        assert!(data.replace(sample()));
+        assert_eq!(data.into_map().unwrap(), sample());
+    }
+
+    #[test]
+    fn changes_over_unreadable_tokens_fail_the_save_instead_of_vanishing() {
+        // Cannot come from a load (the check refuses it). The key sorts before the damage, so
+        // its change is accepted; the save must then fail, not write the old tokens.
+        let mut bytes = encode_map(&sample());
+        let cut = bytes.len() - 1;
+        bytes.truncate(cut);
+        let mut record = b"head".to_vec();
+        record.extend(bytes);
+        let mut data = Data::loaded(IVec::from(record), 4, Checked::Valid);
+        assert!(data.set("a", Value::Int(7)).unwrap());
+        assert!(data.encoded().is_err());
+        assert!(data.get().is_err());
+        assert!(data.encoded().is_err());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(String, Value),
+        Remove(String),
+        Read(String),
+        ReadAll,
+        Save,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let key = "[a-d]{0,2}";
+        prop_oneof![
+            4 => (key, crate::value::arb_value()).prop_map(|(k, v)| Op::Set(k, v)),
+            2 => key.prop_map(Op::Remove),
+            2 => key.prop_map(Op::Read),
+            1 => Just(Op::ReadAll),
+            1 => Just(Op::Save),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 500,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Any sequence of reads, changes and saves agrees with a plain map, whether the data
+        /// was decoded or not, and a save writes exactly that map's encoding.
+        #[test]
+        fn data_behaves_as_a_plain_map(
+            start in proptest::collection::btree_map("[a-d]{0,2}", crate::value::arb_value(), 0..5),
+            ops in proptest::collection::vec(op(), 0..12),
+        ) {
+            let (record, at) = stored(&start);
+            let mut data = Data::loaded(record, at, Checked::Valid);
+            let mut model = start;
+            let enc = |v: &Value| encode_map(&Map::from([(String::new(), v.clone())]));
+            for op in ops {
+                match op {
+                    Op::Set(k, v) => {
+                        let change = !model.get(&k).is_some_and(|old| old.same(&v));
+                        proptest::prop_assert_eq!(data.set(&k, v.clone()).unwrap(), change);
+                        model.insert(k, v);
+                    }
+                    Op::Remove(k) => {
+                        let got = data.remove(&k).unwrap();
+                        proptest::prop_assert_eq!(got.as_ref().map(enc), model.remove(&k).as_ref().map(enc));
+                    }
+                    Op::Read(k) => {
+                        let got = data.value(&k).unwrap();
+                        proptest::prop_assert_eq!(got.as_deref().map(enc), model.get(&k).map(enc));
+                    }
+                    Op::ReadAll => {
+                        proptest::prop_assert_eq!(encode_map(data.get().unwrap()), encode_map(&model));
+                    }
+                    Op::Save => {
+                        let tokens = data.encoded().unwrap().into_owned();
+                        proptest::prop_assert_eq!(&tokens, &encode_map(&model));
+                        data.saved(IVec::from(tokens), 0);
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(data.encoded().unwrap().into_owned(), encode_map(&model));
+            proptest::prop_assert_eq!(encode_map(&data.into_map().unwrap()), encode_map(&model));
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! A loaded or new session: its data, metadata, dirty tracking and the save decision.
 //!
-//! A loaded session decodes only its record's head; the data is decoded on first use
-//! (`data.rs`), and a save that did not change it writes the stored data bytes back as they were.
+//! A loaded session decodes only its record's head; the data is decoded when it is first read
+//! whole, one key's value when only that key is read, and a save splices changed keys into the
+//! stored data bytes or writes them back as they were (`data.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,9 +32,13 @@ pub const MAX_METADATA_BYTES: usize = 4096;
 /// them. A session remembers the version it was loaded at, and `save` refuses to overwrite a
 /// newer one ([`Error::Conflict`]).
 ///
-/// Loading decodes the session's metadata; its data is decoded the first time it is read or
-/// changed (the stored data was checked at load, so that cannot fail), and a save that did not
-/// change the data writes it back as stored.
+/// Loading decodes the session's metadata only. [`Session::get`], [`Session::insert`] and
+/// [`Session::remove`] work on one key: they decode that key's value alone, and a save writes
+/// the changed keys into the stored data without decoding the others. The whole map is decoded
+/// the first time something reads it whole ([`Session::data`], [`Session::get_value`],
+/// [`Session::into_data`]) or clears it. The stored data was
+/// checked at load, so none of these decodes can fail, and a save that did not change the data
+/// writes it back as stored.
 pub struct Session {
     store: Store,
     id: SessionId,
@@ -123,7 +128,8 @@ impl Session {
         self.data.changed();
     }
 
-    /// The value under `key`, converted to `T`. `None` if there is no such key.
+    /// The value under `key`, converted to `T`. `None` if there is no such key. Only this
+    /// key's value is decoded.
     ///
     /// # Errors
     /// [`Error::Value`] when the stored value does not fit `T`; [`Error::Corrupt`] if the
@@ -131,9 +137,8 @@ impl Session {
     /// happen).
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         self.data
-            .get()
-            .map_err(|e| undecodable(&self.handle, e))?
-            .get(key)
+            .value(key)
+            .map_err(|e| undecodable(&self.handle, &e))?
             .map(|v| {
                 v.to_deserialize().map_err(|e| Error::Value {
                     key: key.to_string(),
@@ -143,7 +148,8 @@ impl Session {
             .transpose()
     }
 
-    /// The raw value under `key`.
+    /// The raw value under `key`. Decodes the whole data map (once), since the value is
+    /// borrowed from it; [`Session::get`] decodes this one value only.
     pub fn get_value(&self, key: &str) -> Option<&Value> {
         self.data.get_or_empty().get(key)
     }
@@ -163,7 +169,8 @@ impl Session {
         self.data.into_map().map_err(|e| undecodable(&handle, &e))
     }
 
-    /// Stores `value` under `key`.
+    /// Stores `value` under `key`. The session counts as changed only if the value differs from
+    /// the one stored; the other keys' values are neither decoded nor encoded again.
     ///
     /// # Errors
     /// [`Error::Value`] when `value` cannot be serialized or nests deeper than 64 levels;
@@ -188,11 +195,11 @@ impl Session {
                 reason: format!("nested deeper than {MAX_DEPTH} levels"),
             });
         }
-        let handle = self.handle;
-        let map = self.data.get_mut().map_err(|e| undecodable(&handle, &e))?;
-        if !map.get(key).is_some_and(|old| old.same(&value)) {
-            map.insert(key.to_string(), value);
-            self.data.changed();
+        if self
+            .data
+            .set(key, value)
+            .map_err(|e| undecodable(&self.handle, &e))?
+        {
             self.dirty = true;
         }
         Ok(())
@@ -238,11 +245,10 @@ impl Session {
         Ok(())
     }
 
-    /// Removes and returns the value under `key`.
+    /// Removes and returns the value under `key` (decoding that value only).
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        let old = self.data.get_mut().ok()?.remove(key);
+        let old = self.data.remove(key).ok()?;
         if old.is_some() {
-            self.data.changed();
             self.dirty = true;
         }
         old
@@ -415,7 +421,10 @@ impl Session {
         let principal_changed = old_principal != next.principal;
         let mut next = next;
         // The data is encoded only if it changed; otherwise the stored tokens are reused.
-        let data = self.data.encoded();
+        let data = self
+            .data
+            .encoded()
+            .map_err(|e| undecodable(&self.handle, &e))?;
         let ((written, data_at), evicted) = {
             // A changed principal takes the principal locks first (limit, invalidation race).
             let _p = if principal_changed {
@@ -478,7 +487,12 @@ impl Session {
         next.expires_at = next.compute_expiry();
         // A new key: its expiry entry goes to its deadline.
         next.place_entry(None);
-        let (encoded, data_at) = encode_parts(&next, &self.data.encoded());
+        let data = self
+            .data
+            .encoded()
+            .map_err(|e| undecodable(&self.handle, &e))?;
+        let (encoded, data_at) = encode_parts(&next, &data);
+        drop(data);
         let written =
             self.store
                 .rotate(&self.handle, (bytes, head), &new_handle, &next, encoded)?;
@@ -609,13 +623,16 @@ mod tests {
         assert_ne!(touched, planted, "the touch wrote a new head");
         assert_eq!(data_part(&touched), stored_data);
 
-        // Metadata and principal changed, and the data read (decoded) but not changed.
+        // Metadata and principal changed, and the data read but not changed: one key (decoded
+        // alone), then the whole map (decoded).
         let mut s = store.load(&id).unwrap().unwrap();
         assert_eq!(s.get::<String>("csrf").unwrap().as_deref(), Some("token"));
+        assert!(!s.data.is_decoded());
+        assert_eq!(s.data().len(), 2);
+        assert!(s.data.is_decoded());
         s.set_principal(Some("alice")).unwrap();
         s.set_label(Some("web")).unwrap();
         s.save().unwrap();
-        assert!(s.data.is_decoded());
         let relabelled = raw(&store, &id);
         assert_eq!(
             decode_lazy(&relabelled).unwrap().head.principal.as_deref(),
@@ -629,10 +646,12 @@ mod tests {
         let id = *s.id();
         assert_eq!(data_part(&raw(&store, &id)), stored_data);
 
-        // A data change encodes the data: the ignored bytes are gone, the values are not.
+        // A data change encodes the data (spliced, never decoded): the ignored bytes are gone,
+        // the values are not.
         let mut s = store.load(&id).unwrap().unwrap();
         s.insert("n", &1).unwrap();
         s.save().unwrap();
+        assert!(!s.data.is_decoded());
         let changed = data_part(&raw(&store, &id));
         assert!(!changed.ends_with(b"\xaa\xbb"));
         let s = store.load(&id).unwrap().unwrap();

@@ -313,7 +313,8 @@ impl Store {
     /// [`Admin::check`](crate::Admin::check) reports).
     ///
     /// Only the metadata is decoded here; the data is checked (so a record whose data is
-    /// corrupt is refused now, as above) and decoded the first time the session's data is used.
+    /// corrupt is refused now, as above) and decoded when the session's data is used: one
+    /// value for [`Session::get`], the whole map for [`Session::data`].
     ///
     /// # Errors
     /// Storage errors only.

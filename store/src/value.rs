@@ -589,6 +589,229 @@ pub(crate) fn check_map(bytes: &[u8]) -> Result<Checked, ValueError> {
     }
 }
 
+// ---- one entry at a time: reads and changes that leave the other entries encoded ----
+//
+// sessdb writes a map's keys in ascending order, each once, and a loaded session's stored data
+// was checked at load. Over such a stream a root entry (its key token and its value's tokens) is
+// found by counting tokens, without building any value: `lookup` decodes the one value asked
+// for, and `splice` copies every unchanged entry's bytes as they are and encodes only the
+// changed ones. Both refuse keys out of order, where neither would be correct.
+
+/// One entry of a stream's root map, as encoded.
+struct RawEntry<'a> {
+    key: &'a str,
+    /// The key's token and the value's tokens.
+    bytes: &'a [u8],
+    /// How many tokens `bytes` holds.
+    tokens: usize,
+}
+
+/// The entries of a stream's root map, in order, found by counting tokens.
+struct RootEntries<'a> {
+    rest: &'a [u8],
+    /// Tokens of the stream still to come.
+    tokens_left: usize,
+    /// Root entries still to come.
+    entries_left: u32,
+    last_key: Option<&'a str>,
+}
+
+impl<'a> RootEntries<'a> {
+    fn new(bytes: &'a [u8]) -> Result<RootEntries<'a>, ValueError> {
+        let (count, rest) = postcard::take_from_bytes::<usize>(bytes).map_err(bad_encoding)?;
+        let mut entries = RootEntries {
+            rest,
+            tokens_left: count,
+            entries_left: 0,
+            last_key: None,
+        };
+        let TokenRef::Map(n) = entries.token()? else {
+            return Err(ValueError("data does not start with a map".into()));
+        };
+        entries.entries_left = n;
+        Ok(entries)
+    }
+
+    fn token(&mut self) -> Result<TokenRef<'a>, ValueError> {
+        if self.tokens_left == 0 {
+            return Err(ValueError("data ends in the middle of a value".into()));
+        }
+        self.tokens_left -= 1;
+        let (token, rest) =
+            postcard::take_from_bytes::<TokenRef<'a>>(self.rest).map_err(bad_encoding)?;
+        self.rest = rest;
+        Ok(token)
+    }
+
+    fn entry(&mut self) -> Result<RawEntry<'a>, ValueError> {
+        let start = self.rest;
+        let TokenRef::Str(key) = self.token()? else {
+            return Err(ValueError("map key is not a string".into()));
+        };
+        if self.last_key.is_some_and(|last| key <= last) {
+            return Err(ValueError("map keys out of order".into()));
+        }
+        self.last_key = Some(key);
+        // Tokens of the value still to read: its first, then each container's elements (a
+        // map's entries are two tokens each).
+        let mut pending: u64 = 1;
+        let mut tokens = 1;
+        while pending > 0 {
+            pending -= 1;
+            tokens += 1;
+            match self.token()? {
+                TokenRef::List(n) => pending += u64::from(n),
+                TokenRef::Map(n) => pending += 2 * u64::from(n),
+                _ => {}
+            }
+        }
+        let used = start.len() - self.rest.len();
+        Ok(RawEntry {
+            key,
+            bytes: &start[..used],
+            tokens,
+        })
+    }
+}
+
+impl<'a> Iterator for RootEntries<'a> {
+    type Item = Result<RawEntry<'a>, ValueError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.entries_left == 0 {
+            if self.tokens_left > 0 {
+                // As `walk` refuses them: the stream is not what it seems.
+                self.tokens_left = 0;
+                return Some(Err(ValueError("trailing tokens after data".into())));
+            }
+            return None;
+        }
+        self.entries_left -= 1;
+        let entry = self.entry();
+        if entry.is_err() {
+            self.entries_left = 0;
+        }
+        Some(entry)
+    }
+}
+
+/// The value under `key` in a token stream whose keys ascend (sessdb's own encoding), decoding
+/// that value only.
+pub(crate) fn lookup(bytes: &[u8], key: &str) -> Result<Option<Value>, ValueError> {
+    for entry in RootEntries::new(bytes)? {
+        let entry = entry?;
+        match entry.key.cmp(key) {
+            std::cmp::Ordering::Less => {}
+            std::cmp::Ordering::Equal => return decode_entry(&entry).map(Some),
+            std::cmp::Ordering::Greater => break,
+        }
+    }
+    Ok(None)
+}
+
+/// The value of one entry, decoded as a map of that entry alone.
+fn decode_entry(entry: &RawEntry<'_>) -> Result<Value, ValueError> {
+    let mut bytes = Vec::with_capacity(entry.bytes.len() + 16);
+    bytes = postcard::to_extend(&(entry.tokens + 1), bytes).map_err(bad_encoding)?;
+    bytes = postcard::to_extend(&TokenRef::Map(1), bytes).map_err(bad_encoding)?;
+    bytes.extend_from_slice(entry.bytes);
+    decode_map(&bytes)?
+        .into_values()
+        .next()
+        .ok_or_else(|| ValueError("internal decoder state error".into()))
+}
+
+/// A token stream whose keys ascend, with `changes` applied: a `Some` sets its key, a `None`
+/// removes it. Unchanged entries are copied as stored, so only the changed values are encoded;
+/// the bytes are those [`encode_map`] writes for the changed map.
+pub(crate) fn splice(
+    bytes: &[u8],
+    changes: &BTreeMap<String, Option<Value>>,
+) -> Result<Vec<u8>, ValueError> {
+    /// A piece of the new stream: an entry's stored bytes, or a range of `fresh`.
+    enum Piece<'a> {
+        Stored(&'a [u8]),
+        Fresh(std::ops::Range<usize>),
+    }
+    /// Adds the tokens of a changed entry, unless it is a removal.
+    fn add<'v>(
+        key: &'v str,
+        value: &'v Option<Value>,
+        fresh: &mut Vec<TokenRef<'v>>,
+        pieces: &mut Vec<Piece<'_>>,
+    ) {
+        if let Some(value) = value {
+            let start = fresh.len();
+            fresh.push(TokenRef::Str(key));
+            push_tokens(value, fresh);
+            pieces.push(Piece::Fresh(start..fresh.len()));
+        }
+    }
+    let mut fresh = Vec::new();
+    let mut pieces = Vec::new();
+    let mut stored_tokens = 0;
+    let mut changes = changes.iter().peekable();
+    for entry in RootEntries::new(bytes)? {
+        let entry = entry?;
+        while let Some((key, value)) = changes.next_if(|(k, _)| k.as_str() < entry.key) {
+            add(key, value, &mut fresh, &mut pieces);
+        }
+        match changes.next_if(|(k, _)| k.as_str() == entry.key) {
+            Some((key, value)) => add(key, value, &mut fresh, &mut pieces),
+            None => {
+                stored_tokens += entry.tokens;
+                pieces.push(Piece::Stored(entry.bytes));
+            }
+        }
+    }
+    for (key, value) in changes {
+        add(key, value, &mut fresh, &mut pieces);
+    }
+    let fresh_len: usize = fresh
+        .iter()
+        .map(|t| match t {
+            TokenRef::Str(s) => 6 + s.len(),
+            TokenRef::Bytes(b) => 6 + b.len(),
+            _ => 11,
+        })
+        .sum();
+    let mut out = Vec::with_capacity(bytes.len() + fresh_len + 10);
+    out = postcard::to_extend(&(1 + stored_tokens + fresh.len()), out).map_err(bad_encoding)?;
+    out = postcard::to_extend(&TokenRef::Map(len_u32(pieces.len())), out).map_err(bad_encoding)?;
+    for piece in pieces {
+        match piece {
+            Piece::Stored(bytes) => out.extend_from_slice(bytes),
+            Piece::Fresh(range) => {
+                for token in &fresh[range] {
+                    out = postcard::to_extend(token, out).map_err(bad_encoding)?;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Any value, with short map keys so that generated changes often meet stored keys.
+#[cfg(test)]
+pub(crate) fn arb_value() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::Int),
+        any::<u64>().prop_map(Value::UInt),
+        any::<f64>().prop_map(Value::Float),
+        "[a-c]{0,3}".prop_map(Value::String),
+        proptest::collection::vec(any::<u8>(), 0..4).prop_map(Value::Bytes),
+    ]
+    .prop_recursive(4, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::List),
+            proptest::collection::btree_map("[a-c]{0,2}", inner, 0..4).prop_map(Value::Map),
+        ]
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1113,6 +1336,103 @@ mod tests {
                 push_tokens(v, &mut tokens);
             }
             assert_eq!(encode_map(&map), postcard::to_allocvec(&tokens).unwrap());
+        }
+    }
+
+    #[test]
+    fn lookup_and_splice_work_one_entry_at_a_time() {
+        let map = sample();
+        let bytes = encode_map(&map);
+        for (key, value) in &map {
+            assert!(lookup(&bytes, key).unwrap().unwrap().same(value), "{key}");
+        }
+        assert_eq!(lookup(&bytes, "absent").unwrap(), None);
+        assert_eq!(lookup(&bytes, "").unwrap(), None);
+        assert_eq!(lookup(&bytes, "zzz").unwrap(), None);
+
+        let changes = BTreeMap::from([
+            ("aaa".to_string(), Some(Value::Int(1))),
+            ("blob".to_string(), None),
+            ("pi".to_string(), Some(Value::Map(sample()))),
+            ("missing".to_string(), None),
+            ("zzz".to_string(), Some(Value::Null)),
+        ]);
+        let mut expected = map.clone();
+        expected.insert("aaa".into(), Value::Int(1));
+        expected.remove("blob");
+        expected.insert("pi".into(), Value::Map(sample()));
+        expected.insert("zzz".into(), Value::Null);
+        assert_eq!(splice(&bytes, &changes).unwrap(), encode_map(&expected));
+        assert_eq!(splice(&bytes, &BTreeMap::new()).unwrap(), bytes);
+    }
+
+    #[test]
+    fn lookup_and_splice_refuse_what_they_cannot_read() {
+        let bytes = encode_map(&sample());
+        let changes = BTreeMap::from([("k".to_string(), Some(Value::Null))]);
+        for cut in 0..bytes.len() {
+            assert!(splice(&bytes[..cut], &changes).is_err(), "cut at {cut}");
+        }
+        // Keys out of order (never written by sessdb) would make both wrong: refused.
+        let disorder = tokens(&[
+            Token::Map(2),
+            Token::Str("b".into()),
+            Token::Null,
+            Token::Str("a".into()),
+            Token::Null,
+        ]);
+        assert!(lookup(&disorder, "c")
+            .unwrap_err()
+            .0
+            .contains("out of order"));
+        assert!(splice(&disorder, &changes).is_err());
+        let not_a_map = tokens(&[Token::List(0)]);
+        assert!(lookup(&not_a_map, "k").is_err());
+        assert!(splice(&not_a_map, &changes).is_err());
+        let key_not_a_string = tokens(&[Token::Map(1), Token::Int(1), Token::Null]);
+        assert!(lookup(&key_not_a_string, "k").is_err());
+        // A container that claims more elements than the stream holds.
+        let short = tokens(&[Token::Map(1), Token::Str("k".into()), Token::List(u32::MAX)]);
+        assert!(splice(&short, &changes).is_err());
+        let mut trailing = tokens(&[Token::Map(0), Token::Null]);
+        assert!(splice(&trailing, &changes).is_err());
+        trailing[0] = 1;
+        assert!(splice(&trailing, &changes).is_ok());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 1000,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Splicing changes into the stored bytes gives exactly the encoding of the changed
+        /// map, and a lookup finds what the map holds.
+        #[test]
+        fn splice_is_encode_of_the_changed_map(
+            map in proptest::collection::btree_map("[a-d]{0,2}", arb_value(), 0..6),
+            changes in proptest::collection::btree_map(
+                "[a-d]{0,2}",
+                proptest::option::of(arb_value()),
+                0..5,
+            ),
+            probe in "[a-d]{0,2}",
+        ) {
+            let bytes = encode_map(&map);
+            let mut expected = map.clone();
+            for (key, change) in &changes {
+                match change {
+                    Some(value) => expected.insert(key.clone(), value.clone()),
+                    None => expected.remove(key),
+                };
+            }
+            proptest::prop_assert_eq!(splice(&bytes, &changes).unwrap(), encode_map(&expected));
+            let found = lookup(&bytes, &probe).unwrap();
+            proptest::prop_assert_eq!(
+                found.map(|v| encode_map(&BTreeMap::from([(probe.clone(), v)]))),
+                map.get(&probe).map(|v| encode_map(&BTreeMap::from([(probe.clone(), v.clone())]))),
+            );
         }
     }
 }
