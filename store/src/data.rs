@@ -29,9 +29,10 @@ pub(crate) struct Data {
     /// The decoded data. Unset only while the data is `stored`'s tokens (with `changes` over
     /// them), not decoded yet. A `OnceLock` (not a `OnceCell`) so that `Session` stays `Sync`.
     map: OnceLock<Result<Map, ValueError>>,
-    /// Keys set (`Some`) or removed (`None`) while the map was not decoded, in key order. Only
-    /// meaningful while `map` is unset: the decode applies them, and every change after it
-    /// goes to the map.
+    /// Keys set (`Some`) or removed (`None`) while the map was not decoded, in key order. The
+    /// decode applies them, and every change after it goes to the map; so they count only
+    /// while `map` is unset, or holds the error of a decode that failed (a save then tries to
+    /// splice them, and fails rather than drop them).
     changes: BTreeMap<String, Option<Value>>,
     /// The data may differ from the stored tokens: a save encodes it.
     changed: bool,
@@ -202,7 +203,8 @@ impl Data {
     }
 
     /// Records that the map was changed, so that a save encodes it. Data that was never decoded
-    /// cannot have changed: its stored tokens stay what a save writes.
+    /// cannot have been changed through a reference (its one-key changes already set
+    /// `changed`), so this leaves it alone.
     pub(crate) fn changed(&mut self) {
         if let Some(Ok(_)) = self.map.get() {
             self.changed = true;
@@ -536,6 +538,10 @@ mod tests {
         Read(String),
         ReadAll,
         Save,
+        Clear,
+        Replace(Map),
+        /// `mark_changed`: no change to the content.
+        Changed,
     }
 
     fn op() -> impl proptest::strategy::Strategy<Value = Op> {
@@ -547,6 +553,10 @@ mod tests {
             2 => key.prop_map(Op::Read),
             1 => Just(Op::ReadAll),
             1 => Just(Op::Save),
+            1 => Just(Op::Clear),
+            1 => proptest::collection::btree_map(key, crate::value::arb_value(), 0..3)
+                .prop_map(Op::Replace),
+            1 => Just(Op::Changed),
         ]
     }
 
@@ -563,9 +573,16 @@ mod tests {
         fn data_behaves_as_a_plain_map(
             start in proptest::collection::btree_map("[a-d]{0,2}", crate::value::arb_value(), 0..5),
             ops in proptest::collection::vec(op(), 0..12),
+            decoded_at_load in proptest::prelude::any::<bool>(),
         ) {
             let (record, at) = stored(&start);
-            let mut data = Data::loaded(record, at, Checked::Valid);
+            // As a load leaves it: not decoded, or decoded (stored keys out of order).
+            let checked = if decoded_at_load {
+                Checked::Decoded(start.clone())
+            } else {
+                Checked::Valid
+            };
+            let mut data = Data::loaded(record, at, checked);
             let mut model = start;
             let enc = |v: &Value| encode_map(&Map::from([(String::new(), v.clone())]));
             for op in ops {
@@ -591,6 +608,15 @@ mod tests {
                         proptest::prop_assert_eq!(&tokens, &encode_map(&model));
                         data.saved(IVec::from(tokens), 0);
                     }
+                    Op::Clear => {
+                        proptest::prop_assert_eq!(data.clear(), !model.is_empty());
+                        model.clear();
+                    }
+                    Op::Replace(map) => {
+                        proptest::prop_assert_eq!(data.replace(map.clone()), !same_map(&model, &map));
+                        model = map;
+                    }
+                    Op::Changed => data.changed(),
                 }
             }
             proptest::prop_assert_eq!(data.encoded().unwrap().into_owned(), encode_map(&model));

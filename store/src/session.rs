@@ -32,11 +32,12 @@ pub const MAX_METADATA_BYTES: usize = 4096;
 /// them. A session remembers the version it was loaded at, and `save` refuses to overwrite a
 /// newer one ([`Error::Conflict`]).
 ///
-/// Loading decodes the session's metadata only. [`Session::get`], [`Session::insert`] and
-/// [`Session::remove`] work on one key: they decode that key's value alone, and a save writes
-/// the changed keys into the stored data without decoding the others. The whole map is decoded
-/// the first time something reads it whole ([`Session::data`], [`Session::get_value`],
-/// [`Session::into_data`]) or clears it. The stored data was
+/// Loading decodes the session's metadata only. Until something reads the whole data map,
+/// [`Session::get`], [`Session::insert`] and [`Session::remove`] work on one key: they decode
+/// that key's value alone, and a save writes the changed keys into the stored data without
+/// decoding the others. The whole map is decoded the first time something reads it whole
+/// ([`Session::data`], [`Session::get_value`], [`Session::into_data`]) or clears it; from then
+/// on changes go to the decoded map and a save encodes all of it. The stored data was
 /// checked at load, so none of these decodes can fail, and a save that did not change the data
 /// writes it back as stored.
 pub struct Session {
@@ -170,7 +171,8 @@ impl Session {
     }
 
     /// Stores `value` under `key`. The session counts as changed only if the value differs from
-    /// the one stored; the other keys' values are neither decoded nor encoded again.
+    /// the one stored. While the data has not been read whole, the other keys' values are
+    /// neither decoded nor encoded again.
     ///
     /// # Errors
     /// [`Error::Value`] when `value` cannot be serialized or nests deeper than 64 levels;
@@ -740,6 +742,48 @@ mod tests {
         s.insert("c", &3).unwrap();
         s.save().unwrap();
         let expected = BTreeMap::from([("c".to_string(), Value::Int(3))]);
+        assert_eq!(store.load(&id).unwrap().unwrap().data(), &expected);
+    }
+
+    /// One-key changes to data never read whole reach the store through a save and through a
+    /// rotation, and a pending removal too; the session stays undecoded throughout.
+    #[test]
+    fn one_key_changes_are_written_by_save_and_rotation_without_decoding() {
+        let stored = BTreeMap::from([
+            ("a".to_string(), Value::Int(1)),
+            ("b".to_string(), Value::String("two".into())),
+            ("c".to_string(), Value::List(vec![Value::Null])),
+        ]);
+        let (_dir, store, id) = saved_with(&stored);
+
+        let mut s = store.load(&id).unwrap().unwrap();
+        assert_eq!(s.get::<i64>("a").unwrap(), Some(1));
+        s.insert("a", &1).unwrap();
+        assert!(!s.is_dirty(), "the same value again is no change");
+        s.insert("d", &4).unwrap();
+        assert_eq!(s.remove("b"), Some(Value::String("two".into())));
+        assert_eq!(s.get::<i64>("d").unwrap(), Some(4));
+        assert_eq!(s.get::<String>("b").unwrap(), None);
+        assert!(s.is_dirty());
+        s.cycle_id().unwrap();
+        assert!(!s.data.is_decoded());
+        let id = *s.id();
+        let expected = BTreeMap::from([
+            ("a".to_string(), Value::Int(1)),
+            ("c".to_string(), Value::List(vec![Value::Null])),
+            ("d".to_string(), Value::Int(4)),
+        ]);
+        assert_eq!(store.load(&id).unwrap().unwrap().data(), &expected);
+
+        let mut s = store.load(&id).unwrap().unwrap();
+        s.insert("a", &2).unwrap();
+        s.save().unwrap();
+        assert!(!s.data.is_decoded());
+        // The saved session reads its own write without decoding, and so does a new load.
+        assert_eq!(s.get::<i64>("a").unwrap(), Some(2));
+        assert!(!s.data.is_decoded());
+        let mut expected = expected;
+        expected.insert("a".into(), Value::Int(2));
         assert_eq!(store.load(&id).unwrap().unwrap().data(), &expected);
     }
 

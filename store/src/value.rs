@@ -660,8 +660,8 @@ impl<'a> RootEntries<'a> {
             pending -= 1;
             tokens += 1;
             match self.token()? {
-                TokenRef::List(n) => pending += u64::from(n),
-                TokenRef::Map(n) => pending += 2 * u64::from(n),
+                TokenRef::List(n) => pending = pending.saturating_add(u64::from(n)),
+                TokenRef::Map(n) => pending = pending.saturating_add(2 * u64::from(n)),
                 _ => {}
             }
         }
@@ -1398,6 +1398,27 @@ mod tests {
         assert!(splice(&trailing, &changes).is_err());
         trailing[0] = 1;
         assert!(splice(&trailing, &changes).is_ok());
+    }
+
+    #[test]
+    fn splice_counts_past_one_byte_varints() {
+        // 63 entries are 127 tokens, 127 entries 127 in the map's count: one-byte varints. One
+        // entry more needs two bytes for the token count, then for the entry count.
+        for n in [63, 127] {
+            let map: BTreeMap<String, Value> =
+                (0..n).map(|i| (format!("k{i:03}"), Value::Null)).collect();
+            let bytes = encode_map(&map);
+            let add = BTreeMap::from([("k200".to_string(), Some(Value::Null))]);
+            let mut grown = map.clone();
+            grown.insert("k200".into(), Value::Null);
+            let spliced = splice(&bytes, &add).unwrap();
+            assert_eq!(spliced, encode_map(&grown), "{n} entries");
+            // The new entry's 7 bytes, and one more where a varint grew.
+            assert_eq!(spliced.len(), bytes.len() + 7 + 1, "{n} entries");
+            let remove = BTreeMap::from([("k200".to_string(), None)]);
+            assert_eq!(splice(&spliced, &remove).unwrap(), bytes, "{n} entries");
+            assert_eq!(lookup(&spliced, "k200").unwrap(), Some(Value::Null));
+        }
     }
 
     proptest::proptest! {

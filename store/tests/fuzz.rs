@@ -526,7 +526,9 @@ fn the_record_mirror_matches_the_stored_format() {
 }
 
 /// Loading decodes the record's head and checks its data without building it: what load
-/// allocates does not grow with the data. The first read of the data decodes it.
+/// allocates does not grow with the data. Reading, setting or removing one key does not grow
+/// with it either (that value alone is decoded, the change is spliced in at save); the first
+/// read of the whole data decodes it.
 #[test]
 fn load_allocates_the_same_whatever_the_size_of_the_data() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -557,6 +559,31 @@ fn load_allocates_the_same_whatever_the_size_of_the_data() {
         large <= small + 2,
         "load allocated {large} times for 2,000 keys, {small} for one"
     );
+    let one_key = |id: &SessionId| {
+        let mut s = store.load(id).expect("load").expect("live");
+        let (value, get) = allocations(|| s.get::<Vec<u32>>("key00000").expect("get"));
+        assert_eq!(value, Some(vec![0, 1]));
+        let (_, change) = allocations(|| {
+            s.insert("key00000", &[7]).expect("insert");
+            s.insert("new", &1).expect("insert");
+            assert!(s.remove("key00000").is_some());
+        });
+        let (_, save) = allocations(|| s.save().expect("save"));
+        (get, change, save)
+    };
+    let (small_get, small_change, small_save) = one_key(&ids[0]);
+    let (large_get, large_change, large_save) = one_key(&ids[1]);
+    assert!(
+        large_get <= small_get + 2 && large_change <= small_change + 2,
+        "one key of 2,000: get {large_get}, change {large_change} allocations; \
+         of one: {small_get}, {small_change}"
+    );
+    // The save copies the other 1,999 entries' bytes into one buffer: no allocation each.
+    assert!(
+        large_save <= small_save + 10,
+        "saving one key's change of 2,000 made {large_save} allocations, of one {small_save}"
+    );
+
     let (n, decode) = allocations(|| large_session.data().len());
     assert_eq!(n, 2000);
     assert!(
