@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::{at_t0, expect, fixture, json_lines, on, run, sessctl};
+use common::{at_t0, expect, fixture, json_lines, on, open_raw_sled, run, sessctl};
 
 #[test]
 fn help_documents_every_exit_code() {
@@ -292,7 +292,7 @@ fn a_database_of_a_newer_format_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = fixture(dir.path());
     {
-        let sled = sled::open(&db).expect("sled");
+        let sled = open_raw_sled(&db);
         sled.open_tree("meta")
             .expect("meta")
             .insert("format", &3u32.to_be_bytes())

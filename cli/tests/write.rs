@@ -5,7 +5,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{api_handle, at_t0, expect, fixture, handle, id, json_lines, on, run, T0};
+use common::{
+    api_handle, at_t0, expect, fixture, handle, id, json_lines, on, open_raw_sled, run, T0,
+};
 
 /// The handles `list --json` shows as of `as_of`, expired ones included when asked.
 fn handles(db: &Path, as_of: &str, expired: bool) -> Vec<String> {
@@ -183,7 +185,7 @@ fn purge_removes_exactly_the_sessions_expired_as_of_the_given_time() {
 
 /// Damages the fixture's indexes with sled directly, as a bug or a disk could.
 fn damage(db: &Path, f: impl FnOnce(&sled::Db)) {
-    let sled = sled::open(db).expect("sled opens the fixture");
+    let sled = open_raw_sled(db);
     f(&sled);
     sled.flush().expect("flush");
 }

@@ -275,7 +275,7 @@ fn check_detects_broken_index_entries_and_repair_rebuilds_them() {
     drop(f.store);
     {
         // Break the indexes behind the store's back.
-        let db = sled::open(&path).unwrap();
+        let db = common::open_raw_sled(&path);
         let expiry = db.open_tree("expiry").unwrap();
         let principals = db.open_tree("principals").unwrap();
         let sessions = db.open_tree("sessions").unwrap();
@@ -324,7 +324,7 @@ fn repair_keeps_records_of_a_newer_format_and_their_index_entries() {
     drop(f.store);
     let victim = ids[1].handle();
     let (record, entries) = {
-        let db = sled::open(&path).unwrap();
+        let db = common::open_raw_sled(&path);
         let sessions = db.open_tree("sessions").unwrap();
         let mut record = sessions.get(victim.as_bytes()).unwrap().unwrap().to_vec();
         record[0] = 200; // a record format from the future
@@ -362,7 +362,7 @@ fn repair_keeps_records_of_a_newer_format_and_their_index_entries() {
     assert_eq!((repaired.added_entries, repaired.removed_entries), (0, 0));
     assert_eq!(f.store.check().unwrap(), report, "nothing changed");
     drop(f.store);
-    let db = sled::open(&path).unwrap();
+    let db = common::open_raw_sled(&path);
     let stored = db.open_tree("sessions").unwrap().get(victim.as_bytes());
     assert_eq!(stored.unwrap().as_deref(), Some(&record[..]));
     for k in entries {

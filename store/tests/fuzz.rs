@@ -21,6 +21,9 @@ use sessdb::{
     Admin, Handle, ImportOptions, ListQuery, ManualClock, SessionId, Status, Store, Target,
 };
 
+#[path = "common/raw_sled.rs"]
+mod raw_sled;
+
 // ---- a per-thread allocation meter ----
 
 /// Counts the bytes live on a thread while it measures, and their peak. Thread-local, so
@@ -341,7 +344,7 @@ fn victim() -> SessionId {
 
 /// Writes raw entries with sled, as corruption or another program would.
 fn plant(path: &Path, record: &[u8], extra: &[(u8, Vec<u8>, Vec<u8>)]) {
-    let db = sled::open(path).expect("sled open");
+    let db = raw_sled::open_raw_sled(path);
     let trees = [
         db.open_tree("sessions").expect("tree"),
         db.open_tree("expiry").expect("tree"),

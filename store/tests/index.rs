@@ -379,7 +379,7 @@ fn stats_count_the_records_not_crash_leftovers_in_the_indexes() {
     drop(f.store);
     {
         // What a crash between the writes of a save or a removal leaves behind.
-        let db = sled::open(&path).unwrap();
+        let db = common::open_raw_sled(&path);
         let expiry = db.open_tree("expiry").unwrap();
         let principals = db.open_tree("principals").unwrap();
         let mut far = [0xffu8; 24];

@@ -10,6 +10,12 @@ use sessdb::{ManualClock, SessionId, Store, Value};
 use time::macros::datetime;
 use time::OffsetDateTime;
 
+// Shared with the store's tests.
+#[path = "../../../store/tests/common/raw_sled.rs"]
+mod raw_sled;
+#[allow(unused_imports)] // each test file uses its own subset
+pub use raw_sled::open_raw_sled;
+
 /// The moment the fixture's "now" is; pass it as `--as-of` for deterministic output.
 pub const T0: &str = "2025-01-31T12:00:00Z";
 

@@ -6,6 +6,10 @@ use std::time::Duration;
 use sessdb::{Builder, ManualClock, Store};
 use tempfile::TempDir;
 
+mod raw_sled;
+#[allow(unused_imports)] // each test file uses its own subset
+pub use raw_sled::open_raw_sled;
+
 /// 2026-01-01T00:00:00Z.
 pub const T0: i64 = 1_767_225_600_000;
 
