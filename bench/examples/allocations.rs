@@ -31,15 +31,7 @@ fn blocks<T>(f: impl FnOnce() -> Result<T>) -> Result<(u64, T)> {
 
 fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let plan = Plan {
-        n: 1,
-        seed: 42,
-        t0: 1_780_000_000_000,
-        victim_stride: 10,
-        sample: 1,
-        durable_one: 1,
-        durable_per_thread: 1,
-    };
+    let plan = Plan::for_examples(1, 10);
     let clock = ManualClock::at_ms(plan.t0);
     let store = Store::builder()
         .clock(clock.clone())

@@ -69,15 +69,7 @@ fn main() -> Result<()> {
 
 /// The bench's plan for a store of `n` sessions (10,000 of them expire before purge).
 fn plan(n: usize) -> Plan {
-    Plan {
-        n,
-        seed: 42,
-        t0: 1_780_000_000_000,
-        victim_stride: (n / 10_000).max(1),
-        sample: 1,
-        durable_one: 1,
-        durable_per_thread: 1,
-    }
+    Plan::for_examples(n, (n / 10_000).max(1))
 }
 
 /// Creates `n` sessions exactly as the bench's populate does, then flushes.

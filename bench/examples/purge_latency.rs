@@ -34,15 +34,7 @@ fn main() -> Result<()> {
         .with_context(|| format!("SESSIONS: not a number: {n}"))?;
     let dir = PathBuf::from(dir);
     ensure!(!dir.exists(), "{} exists; give a new folder", dir.display());
-    let plan = Plan {
-        n,
-        seed: 42,
-        t0: 1_780_000_000_000,
-        victim_stride: 10,
-        sample: 1,
-        durable_one: 1,
-        durable_per_thread: 1,
-    };
+    let plan = Plan::for_examples(n, 10);
 
     let clock = ManualClock::at_ms(plan.t0);
     let store = Store::builder().clock(clock.clone()).open(&dir)?;

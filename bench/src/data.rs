@@ -73,6 +73,21 @@ struct PeerRecord<'a> {
 }
 
 impl Plan {
+    /// The plan of the examples in `bench/examples`: a fixed seed and start, one session in
+    /// `victim_stride` expiring before purge, and no timed samples of their own.
+    #[allow(dead_code)] // used by the examples, which include this file by path
+    pub fn for_examples(n: usize, victim_stride: usize) -> Plan {
+        Plan {
+            n,
+            seed: 42,
+            t0: 1_780_000_000_000,
+            victim_stride,
+            sample: 1,
+            durable_one: 1,
+            durable_per_thread: 1,
+        }
+    }
+
     pub fn is_victim(&self, i: usize) -> bool {
         i % self.victim_stride == 0
     }
