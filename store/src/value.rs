@@ -281,19 +281,24 @@ pub(crate) fn encode_map(map: &BTreeMap<String, Value>) -> Vec<u8> {
         tokens.push(TokenRef::Str(k));
         push_tokens(v, &mut tokens);
     }
-    // Sized up front (a varint takes at most 10 bytes, a string its length and its length's
-    // varint), so the encoding does not grow its buffer by doubling.
-    let capacity = 10
-        + tokens
-            .iter()
-            .map(|t| match t {
-                TokenRef::Str(s) => 6 + s.len(),
-                TokenRef::Bytes(b) => 6 + b.len(),
-                _ => 11,
-            })
-            .sum::<usize>();
+    // Sized up front, so the encoding does not grow its buffer by doubling.
+    let capacity = 10 + encoded_len_bound(&tokens);
     // Serializing plain enums into a Vec cannot fail.
     postcard::to_extend(&tokens, Vec::with_capacity(capacity)).unwrap_or_default()
+}
+
+/// A buffer capacity for the encoding of `tokens`, at or a little above its length: a number's
+/// varint takes at most 10 bytes and its token's tag one more, a string or bytes their length,
+/// their length's varint (5 bytes below 32 GiB) and the tag.
+fn encoded_len_bound(tokens: &[TokenRef<'_>]) -> usize {
+    tokens
+        .iter()
+        .map(|t| match t {
+            TokenRef::Str(s) => 6 + s.len(),
+            TokenRef::Bytes(b) => 6 + b.len(),
+            _ => 11,
+        })
+        .sum()
 }
 
 fn len_u32(n: usize) -> u32 {
@@ -767,15 +772,7 @@ pub(crate) fn splice(
     for (key, value) in changes {
         add(key, value, &mut fresh, &mut pieces);
     }
-    let fresh_len: usize = fresh
-        .iter()
-        .map(|t| match t {
-            TokenRef::Str(s) => 6 + s.len(),
-            TokenRef::Bytes(b) => 6 + b.len(),
-            _ => 11,
-        })
-        .sum();
-    let mut out = Vec::with_capacity(bytes.len() + fresh_len + 10);
+    let mut out = Vec::with_capacity(bytes.len() + encoded_len_bound(&fresh) + 10);
     out = postcard::to_extend(&(1 + stored_tokens + fresh.len()), out).map_err(bad_encoding)?;
     out = postcard::to_extend(&TokenRef::Map(len_u32(pieces.len())), out).map_err(bad_encoding)?;
     for piece in pieces {
