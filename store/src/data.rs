@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 use sled::IVec;
@@ -39,7 +40,14 @@ pub(crate) struct Data {
     /// The map's encoding, when [`Data::replace`] had to make it to compare; dropped by any
     /// change after.
     encoded: Option<Vec<u8>>,
+    /// Reads of one key served by decoding that value alone (see [`Data::value`]).
+    lookups: AtomicU32,
 }
+
+/// How many reads of one key decode that value alone; the next one decodes the whole map, which
+/// then serves every read. For the benchmark's six-key session a whole decode costs about as
+/// many allocations as four or five one-value reads (`bench/examples/allocations.rs`).
+const LOOKUPS_BEFORE_DECODE: u32 = 3;
 
 impl Data {
     /// The empty data of a new session.
@@ -50,6 +58,7 @@ impl Data {
             changes: BTreeMap::new(),
             changed: true,
             encoded: None,
+            lookups: AtomicU32::new(0),
         }
     }
 
@@ -66,6 +75,7 @@ impl Data {
             changes: BTreeMap::new(),
             changed: false,
             encoded: None,
+            lookups: AtomicU32::new(0),
         }
     }
 
@@ -110,21 +120,26 @@ impl Data {
         self.get().unwrap_or(&EMPTY)
     }
 
-    /// The value under `key`: decoded alone if the map was not decoded yet.
+    /// The value under `key`: decoded alone if the map was not decoded yet, for the first
+    /// [`LOOKUPS_BEFORE_DECODE`] reads; then the whole map is decoded.
     ///
     /// # Errors
     /// As for [`Data::get`].
     pub(crate) fn value(&self, key: &str) -> Result<Option<Cow<'_, Value>>, ValueError> {
-        if let Some(map) = self.map.get() {
-            return match map {
-                Ok(map) => Ok(map.get(key).map(Cow::Borrowed)),
-                Err(e) => Err(e.clone()),
-            };
+        if self.map.get().is_none() {
+            if let Some(change) = self.changes.get(key) {
+                return Ok(change.as_ref().map(Cow::Borrowed));
+            }
+            // A request that reads many keys, or one key many times, is better served by one
+            // decode of the whole map than by a decode per read.
+            if self.lookups.fetch_add(1, Ordering::Relaxed) < LOOKUPS_BEFORE_DECODE {
+                return Ok(self.stored_value(key)?.map(Cow::Owned));
+            }
         }
-        if let Some(change) = self.changes.get(key) {
-            return Ok(change.as_ref().map(Cow::Borrowed));
+        match self.get() {
+            Ok(map) => Ok(map.get(key).map(Cow::Borrowed)),
+            Err(e) => Err(e.clone()),
         }
-        Ok(self.stored_value(key)?.map(Cow::Owned))
     }
 
     /// The value under `key` in the stored tokens.
@@ -500,6 +515,27 @@ mod tests {
         assert_eq!(data.encoded().unwrap().into_owned(), encode_map(&expected));
         data.saved(IVec::from(encode_map(&expected)), 0);
         assert!(matches!(data.encoded().unwrap(), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn repeated_one_key_reads_end_in_one_whole_decode() {
+        let (record, at) = stored(&sample());
+        let data = Data::loaded(record, at, Checked::Valid);
+        for _ in 0..LOOKUPS_BEFORE_DECODE {
+            assert_eq!(data.value("a").unwrap().as_deref(), Some(&Value::Int(1)));
+            assert!(!data.is_decoded());
+        }
+        let next = data.value("b").unwrap();
+        assert!(matches!(next, Some(Cow::Borrowed(Value::List(_)))));
+        assert!(data.is_decoded());
+        // Reads of pending changes are not decodes, and do not count.
+        let (record, at) = stored(&sample());
+        let mut data = Data::loaded(record, at, Checked::Valid);
+        data.set("z", Value::Null).unwrap();
+        for _ in 0..10 {
+            assert_eq!(data.value("z").unwrap().as_deref(), Some(&Value::Null));
+        }
+        assert!(!data.is_decoded());
     }
 
     #[test]

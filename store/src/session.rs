@@ -33,8 +33,8 @@ pub const MAX_METADATA_BYTES: usize = 4096;
 /// newer one ([`Error::Conflict`]).
 ///
 /// Loading decodes the session's metadata only. Until something reads the whole data map,
-/// [`Session::get`], [`Session::insert`] and [`Session::remove`] work on one key: they decode
-/// that key's value alone, and a save writes the changed keys into the stored data without
+/// [`Session::get`] (for its first three reads), [`Session::insert`] and [`Session::remove`]
+/// work on one key: they decode that key's value alone, and a save writes the changed keys into the stored data without
 /// decoding the others. The whole map is decoded the first time something reads it whole
 /// ([`Session::data`], [`Session::get_value`], [`Session::into_data`]) or clears it; from then
 /// on changes go to the decoded map and a save encodes all of it. The stored data was
@@ -130,7 +130,8 @@ impl Session {
     }
 
     /// The value under `key`, converted to `T`. `None` if there is no such key. Only this
-    /// key's value is decoded.
+    /// key's value is decoded, for the first three reads of data not decoded yet; the fourth
+    /// decodes the whole map once, which then serves every read.
     ///
     /// # Errors
     /// [`Error::Value`] when the stored value does not fit `T`; [`Error::Corrupt`] if the
