@@ -462,7 +462,11 @@ impl Session {
 
     /// Gives the session a new random id, keeping its data and principal, and writes it: the
     /// old id stops working in the same atomic step. Call it on login and on privilege changes
-    /// (session fixation). Pending changes are written with it.
+    /// (session fixation). Pending changes, a new principal among them, are written in that
+    /// step too: the old id never holds them, and if the rotation fails (a conflict, say)
+    /// nothing is written.
+    ///
+    /// A session that was never saved only takes the new id, which its first save writes.
     ///
     /// # Errors
     /// As for [`Session::save`].
@@ -476,11 +480,7 @@ impl Session {
             self.handle = new_handle;
             return Ok(());
         };
-        if head.principal != self.head.principal {
-            // A login: save the principal change (limit, index) first, then rotate.
-            self.save()?;
-            return self.cycle_id();
-        }
+        // A login changes the principal in the same step: the old id never holds it.
         let mut next = self.next_head().unwrap_or_else(|| {
             let mut h = self.head.clone();
             h.version = h.version.wrapping_add(1);
@@ -496,12 +496,14 @@ impl Session {
             .map_err(|e| undecodable(&self.handle, &e))?;
         let (encoded, data_at) = encode_parts(&next, &data);
         drop(data);
-        let written =
+        let (written, evicted) =
             self.store
                 .rotate(&self.handle, (bytes, head), &new_handle, &next, encoded)?;
         self.id = new_id;
         self.handle = new_handle;
+        // The record is moved whether or not the eviction failed.
         self.written(written, data_at, next);
+        evicted?;
         self.store.sync()
     }
 

@@ -679,7 +679,10 @@ impl Store {
     }
 
     /// Moves a stored record from `old` to `new` handle in one transaction (id rotation),
-    /// writing it as `bytes`, whose head is `head`.
+    /// writing it as `bytes`, whose head is `head`. A changed principal moves with it: the
+    /// per-principal limit is checked first ([`Store::make_room`]), and the sessions it evicts
+    /// are removed once the rotation has committed. Returns the bytes written and the outcome
+    /// of that eviction, which fails separately from the rotation itself.
     pub(crate) fn rotate(
         &self,
         old: &Handle,
@@ -687,7 +690,7 @@ impl Store {
         new: &Handle,
         head: &Head,
         bytes: Vec<u8>,
-    ) -> Result<IVec> {
+    ) -> Result<(IVec, Result<()>)> {
         let bytes = IVec::from(bytes);
         if bytes.len() > self.inner.config.max_session_bytes {
             return Err(Error::TooLarge {
@@ -696,11 +699,29 @@ impl Store {
                 limit: self.inner.config.max_session_bytes,
             });
         }
-        let (loaded, old_head) = old_state;
+        let (_, old_head) = old_state;
         // The principal's lock first, as every writer takes it: invalidate_principal scans the
         // principal index under it, and a rotation moving an entry behind its scan position
         // would let a session saved before the invalidation began survive it.
         let _p = self.lock_principals(&[old_head.principal.as_deref(), head.principal.as_deref()]);
+        let victims = match &head.principal {
+            Some(p) if old_head.principal != head.principal => self.make_room(p, new)?,
+            _ => Vec::new(),
+        };
+        let committed = self.rotate_locked(old, old_state, new, head, bytes)?;
+        // Under the principal's lock still, but no key lock: eviction takes the victims'.
+        Ok((committed, self.evict(&victims)))
+    }
+
+    /// The transaction of [`Store::rotate`], under both keys' locks.
+    fn rotate_locked(
+        &self,
+        old: &Handle,
+        (loaded, old_head): (&IVec, &StoredHead),
+        new: &Handle,
+        head: &Head,
+        bytes: IVec,
+    ) -> Result<IVec> {
         let mut stripes = vec![Self::key_stripe(old), Self::key_stripe(new)];
         let _guards = self.lock_stripes(&mut stripes);
         self.refuse_expired(old, loaded, old_head)?;

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{fixture, fixture_with, T0};
-use sessdb::{Error, Session, SessionId, Store, Value};
+use sessdb::{Error, OnPrincipalLimit, Session, SessionId, Store, Value};
 
 fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
 
@@ -256,6 +256,91 @@ fn cycle_id_on_login_saves_the_principal_change_too() {
     assert!(f.store.load(&anon).unwrap().is_none());
     assert_eq!(f.store.sessions_of("bob").unwrap().len(), 1);
     assert!(sessdb::Admin::check(&f.store).unwrap().is_clean());
+}
+
+/// A login rotation is one atomic write: the old id (which an attacker may have planted) never
+/// holds the new principal, not even between two writes.
+#[test]
+fn cycle_id_on_login_is_one_write_and_the_old_id_never_holds_the_principal() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.save().unwrap();
+    let planted = *s.id();
+    let writes = f.store.counters().writes;
+    s.set_principal(Some("victim")).unwrap();
+    s.insert("role", &"admin").unwrap();
+    s.cycle_id().unwrap();
+    assert_eq!(
+        f.store.counters().writes,
+        writes + 1,
+        "one write, not a save and a move"
+    );
+    assert!(f.store.load(&planted).unwrap().is_none());
+    let moved = f.store.load(s.id()).unwrap().expect("the new id loads");
+    assert_eq!(moved.principal(), Some("victim"));
+    assert_eq!(
+        moved.get::<String>("role").unwrap().as_deref(),
+        Some("admin")
+    );
+    assert_eq!(f.store.sessions_of("victim").unwrap().len(), 1);
+    assert!(sessdb::Admin::check(&f.store).unwrap().is_clean());
+}
+
+/// A login rotation that loses to another writer writes nothing: the old id stays anonymous.
+#[test]
+fn a_failed_login_rotation_leaves_the_old_id_as_it_was() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.save().unwrap();
+    let planted = *s.id();
+    let mut other = f.store.load(&planted).unwrap().unwrap();
+    other.insert("seen", &true).unwrap();
+    other.save().unwrap();
+    s.set_principal(Some("victim")).unwrap();
+    assert!(s.cycle_id().unwrap_err().is_conflict());
+    let stored = f.store.load(&planted).unwrap().expect("still stored");
+    assert_eq!(stored.principal(), None);
+    assert!(f.store.sessions_of("victim").unwrap().is_empty());
+}
+
+/// The per-principal limit applies to a login by rotation as to a save: refused before anything
+/// is written, or the oldest session evicted after the rotation.
+#[test]
+fn a_login_rotation_respects_the_principal_limit() {
+    for policy in [OnPrincipalLimit::Refuse, OnPrincipalLimit::EvictOldest] {
+        let f = fixture_with(Store::builder().max_sessions_per_principal(1, policy));
+        let mut first = f.store.create();
+        first.set_principal(Some("bob")).unwrap();
+        first.save().unwrap();
+        f.advance(1);
+        let mut s = f.store.create();
+        s.save().unwrap();
+        let anon = *s.id();
+        s.set_principal(Some("bob")).unwrap();
+        let rotated = s.cycle_id();
+        let of_bob = f.store.sessions_of("bob").unwrap();
+        assert_eq!(of_bob.len(), 1, "{policy:?}");
+        match policy {
+            OnPrincipalLimit::Refuse => {
+                assert!(
+                    matches!(rotated, Err(Error::PrincipalLimit { .. })),
+                    "{rotated:?}"
+                );
+                assert_eq!(of_bob[0].handle, first.handle());
+                assert_eq!(f.store.load(&anon).unwrap().unwrap().principal(), None);
+            }
+            OnPrincipalLimit::EvictOldest => {
+                rotated.unwrap();
+                assert_eq!(of_bob[0].handle, s.handle());
+                assert!(f.store.load(first.id()).unwrap().is_none());
+                assert!(f.store.load(&anon).unwrap().is_none());
+            }
+        }
+        assert!(
+            sessdb::Admin::check(&f.store).unwrap().is_clean(),
+            "{policy:?}"
+        );
+    }
 }
 
 #[test]
