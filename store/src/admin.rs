@@ -21,6 +21,7 @@ use crate::keys::{
     expiry_bucket_start, expiry_key, parse_expiry_key, parse_principal_key, principal_prefix,
 };
 use crate::record::{decode_head, Record};
+use crate::session::validate_principal;
 use crate::store::Store;
 use crate::value::Value;
 
@@ -138,7 +139,9 @@ pub enum Status {
 /// sessions costs what the first does.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListQuery {
-    /// Only sessions of this principal (served by the principal index).
+    /// Only sessions of this principal (served by the principal index). One no session can
+    /// have (empty, too long, or with a NUL character) is refused with
+    /// [`Error::InvalidField`].
     pub principal: Option<String>,
     /// Only sessions with exactly this label.
     pub label: Option<String>,
@@ -371,7 +374,8 @@ impl Store {
     /// The live sessions of `principal`, oldest first by creation.
     ///
     /// # Errors
-    /// Storage errors.
+    /// [`Error::InvalidField`] for a principal no session can have (empty, too long, or with a
+    /// NUL character); storage errors.
     pub fn sessions_of(&self, principal: &str) -> Result<Vec<SessionInfo>> {
         let mut out = Vec::new();
         let mut after = None;
@@ -434,6 +438,7 @@ fn list(store: &Store, q: &ListQuery) -> Result<Page> {
     // Choose the index and the key range it serves.
     let (tree, start, end): (&sled::Tree, Vec<u8>, Option<Vec<u8>>) = match &q.principal {
         Some(p) => {
+            validate_principal(p)?;
             let prefix = principal_prefix(p);
             let mut end = prefix.clone();
             if let Some(last) = end.last_mut() {
@@ -485,7 +490,9 @@ fn list(store: &Store, q: &ListQuery) -> Result<Page> {
         scanned += 1;
         last_key = Some(k.to_vec());
         let handle = match &q.principal {
-            Some(_) => parse_principal_key(&k).map(|(_, h)| h),
+            Some(p) => parse_principal_key(&k)
+                .filter(|(of, _)| of == p)
+                .map(|(_, h)| h),
             None => parse_expiry_key(&k).map(|(_, h)| h),
         };
         let Some(handle) = handle else { continue };

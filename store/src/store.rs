@@ -31,7 +31,7 @@ use crate::keys::{expiry_key, principal_key, principal_prefix};
 use crate::record::{
     decode_head, decode_lazy, encode_parts, DecodeError, Head, LazyRecord, StoredHead,
 };
-use crate::session::Session;
+use crate::session::{validate_principal, Session};
 
 /// The database format this build writes and the newest it opens.
 ///
@@ -403,8 +403,11 @@ impl Store {
     /// is removed; one saved concurrently is either removed or saved after it.
     ///
     /// # Errors
-    /// Storage errors, or [`Error::ReadOnly`].
+    /// [`Error::InvalidField`] for a principal no session can have (empty, too long, or with a
+    /// NUL character); storage errors; [`Error::ReadOnly`].
     pub fn invalidate_principal(&self, principal: &str) -> Result<usize> {
+        // A NUL would make the scan's prefix another principal's (`a\0` reaches into `a`'s).
+        validate_principal(principal)?;
         self.check_writable("invalidate_principal")?;
         let removed = {
             let _p = self.lock_principals(&[Some(principal)]);
@@ -415,9 +418,12 @@ impl Store {
                 .scan_prefix(principal_prefix(principal))
             {
                 let (k, _) = entry?;
-                let Some((_, handle)) = crate::keys::parse_principal_key(&k) else {
+                let Some((of, handle)) = crate::keys::parse_principal_key(&k) else {
                     continue;
                 };
+                if of != principal {
+                    continue;
+                }
                 let _g = self.lock_key(&handle);
                 let owned = match self.inner.sessions.get(handle.as_bytes())? {
                     Some(bytes) => decode_head(&bytes)
@@ -797,10 +803,10 @@ impl Store {
             .scan_prefix(principal_prefix(principal))
         {
             let (k, _) = entry?;
-            let Some((_, other)) = crate::keys::parse_principal_key(&k) else {
+            let Some((of, other)) = crate::keys::parse_principal_key(&k) else {
                 continue;
             };
-            if &other == handle {
+            if of != principal || &other == handle {
                 continue;
             }
             if let Some(bytes) = self.inner.sessions.get(other.as_bytes())? {
