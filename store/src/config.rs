@@ -132,7 +132,9 @@ impl Builder {
 
     /// Saving an unmodified session writes a *touch* (a new idle deadline) only when the
     /// stored deadline is at least this much earlier than the new one. Larger values write
-    /// less; the idle timeout is then honoured within this interval.
+    /// less; the idle timeout is then honoured within this interval. A session whose idle
+    /// timeout is shorter than twice this interval is touched once half its idle timeout has
+    /// passed instead, so that a session in use never expires for want of a touch.
     pub fn touch_interval(mut self, d: Duration) -> Self {
         self.config.touch_interval = d;
         self
@@ -151,6 +153,7 @@ impl Builder {
     }
 
     /// At most `limit` sessions per principal, and what to do when a login would exceed it.
+    /// A limit of 0 is taken as 1: a principal can always log in somewhere.
     pub fn max_sessions_per_principal(mut self, limit: usize, policy: OnPrincipalLimit) -> Self {
         self.config.max_sessions_per_principal = Some((limit.max(1), policy));
         self

@@ -385,7 +385,10 @@ impl Session {
         let expires_at = self.head.expiry_if_accessed_at(last_access);
         if !self.dirty {
             let stored = self.stored.as_ref().map_or(i64::MIN, |(_, h)| h.expires_at);
-            let touch = duration_ms(self.store.inner.config.touch_interval);
+            // Within half the idle timeout at most: a touch interval longer than the idle
+            // timeout would otherwise let a session in use expire untouched.
+            let touch = duration_ms(self.store.inner.config.touch_interval)
+                .min(self.head.idle_timeout_ms / 2);
             if expires_at.saturating_sub(stored) < touch.max(1) {
                 // Decided before copying the head: a save that writes nothing costs nothing.
                 return None;

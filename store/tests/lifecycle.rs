@@ -129,6 +129,36 @@ fn unmodified_save_writes_nothing_until_a_touch_is_due() {
     assert_eq!(s.last_access().unix_timestamp(), (T0 / 1000) + 60);
 }
 
+/// An idle timeout shorter than the touch interval (30 s against the default 60 s): a session
+/// in use every 10 s is touched once half its idle timeout has passed and never expires, where
+/// the plain interval would skip every touch until it did.
+#[test]
+fn a_session_in_use_outlives_an_idle_timeout_shorter_than_the_touch_interval() {
+    for per_session in [false, true] {
+        let idle = Duration::from_secs(30);
+        let builder = if per_session {
+            Store::builder()
+        } else {
+            Store::builder().idle_timeout(idle)
+        };
+        let f = fixture_with(builder.touch_interval(Duration::from_secs(60)));
+        let mut s = f.store.create();
+        if per_session {
+            s.set_idle_timeout(idle);
+        }
+        s.save().unwrap();
+        let id = *s.id();
+        let writes = f.store.counters().writes;
+        for _ in 0..30 {
+            f.advance(10);
+            let mut s = f.store.load(&id).unwrap().expect("in use, so alive");
+            s.save().unwrap();
+        }
+        // One touch every 20 s over 300 s, not one per save.
+        assert_eq!(f.store.counters().writes - writes, 15, "{per_session}");
+    }
+}
+
 /// A loaded session decodes its data on first use; whether or not that happened, a change
 /// is a write and anything else is not.
 #[test]
