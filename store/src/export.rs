@@ -182,7 +182,12 @@ pub struct ImportReport {
 
 /// The longest line import reads: a maximal session, JSON-escaped and base64-inflated.
 fn max_line(store: &Store) -> usize {
-    store.inner.config.max_session_bytes.saturating_mul(6) + 64 * 1024
+    store
+        .inner
+        .config
+        .max_session_bytes
+        .saturating_mul(6)
+        .saturating_add(64 * 1024)
 }
 
 /// Reads one line of at most `max` bytes (without the newline). `Ok(None)` at the end of input;
@@ -351,7 +356,9 @@ fn parse_line(store: &Store, text: &str) -> Result<(Handle, Record), String> {
     }
     let idle_ms = match (line.idle_timeout_s.as_u64(), line.idle_timeout_s.as_f64()) {
         (Some(s), _) => i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX),
-        (None, Some(f)) if (0.0..9.2e15).contains(&f) => (f * 1000.0).round() as i64,
+        // `as` saturates: a duration past i64::MAX ms, such as the 9223372036854776.0 s that
+        // no idle timeout (`Duration::MAX`) exports as, comes back as i64::MAX ms.
+        (None, Some(f)) if f >= 0.0 => (f * 1000.0).round() as i64,
         _ => {
             return Err(format!(
                 "idle_timeout_s: {} is not a duration",

@@ -40,6 +40,38 @@ fn body(export: &str) -> Vec<&str> {
     export.lines().skip(1).collect()
 }
 
+/// A session with no idle timeout (`Duration::MAX`, stored as i64::MAX ms, which is no whole
+/// number of seconds) exports as a float past 2^53 and imports back unchanged; so does any
+/// session into a store whose size limit is `usize::MAX` (the line limit saturates).
+#[test]
+fn extreme_settings_export_and_import_back() {
+    let a = fixture();
+    let mut s = a.store.create();
+    s.set_idle_timeout(std::time::Duration::MAX);
+    s.insert("k", &"v").unwrap();
+    s.save().unwrap();
+    let text = export(&a.store, false);
+    assert!(
+        body(&text)[0].contains("\"idle_timeout_s\":9223372036854776.0"),
+        "{text}"
+    );
+    let b = common::fixture_with(Store::builder().max_session_bytes(usize::MAX));
+    b.clock.set_ms(a.clock_ms());
+    let report = b
+        .store
+        .import(&mut Io::new(text.as_bytes()), &ImportOptions::default())
+        .unwrap();
+    assert_eq!(
+        (report.imported, report.bad.len()),
+        (1, 0),
+        "{:?}",
+        report.bad
+    );
+    let back = b.store.load(s.id()).unwrap().expect("imported");
+    assert_eq!(back.idle_timeout(), s.idle_timeout());
+    assert_eq!(body(&export(&b.store, false)), body(&text));
+}
+
 #[test]
 fn export_import_export_is_identical_apart_from_the_header() {
     let a = fixture();
