@@ -29,8 +29,13 @@ impl Store {
     /// # Ok::<(), sessdb::Error>(())
     /// ```
     ///
+    /// The session keeps its named id whatever `init` does: a `cycle_id` there (as on an
+    /// ordinary login) does not move it to a random id, where no later call would find it.
+    ///
     /// # Errors
-    /// [`Error::Init`] wrapping the error of `init`; errors of the save or of storage.
+    /// [`Error::Init`] wrapping the error of `init`; [`Error::Corrupt`] or
+    /// [`Error::NewerRecord`] if the record stored under the name cannot be read (repair it
+    /// with `sessctl check --repair`, or remove it); errors of the save or of storage.
     pub fn get_or_create<E>(
         &self,
         name: &str,
@@ -44,14 +49,16 @@ impl Store {
 
     /// Like [`Store::get_or_create`], but a loaded session is first passed to `valid`; if it
     /// returns false (the token was revoked, say) the session is invalidated and re-created
-    /// with `init`. `valid` runs on every call that finds a stored session.
+    /// with `init`. `valid` runs on every call that finds a stored session, and again if
+    /// another holder of the session saved it between the load and the invalidation (that
+    /// newer session is validated, never removed unseen).
     ///
     /// # Errors
     /// As for [`Store::get_or_create`].
     pub fn get_or_create_validated<E>(
         &self,
         name: &str,
-        valid: impl FnOnce(&Session) -> bool,
+        valid: impl FnMut(&Session) -> bool,
         init: impl FnOnce(&mut Session) -> Result<(), E>,
     ) -> Result<Session>
     where
@@ -71,17 +78,31 @@ impl Store {
         &self,
         id: SessionId,
         name: &str,
-        valid: impl FnOnce(&Session) -> bool,
+        mut valid: impl FnMut(&Session) -> bool,
         init: impl FnOnce(&mut Session) -> Result<(), E>,
     ) -> Result<Session>
     where
         E: Into<BoxError>,
     {
-        if let Some(session) = self.load(&id)? {
+        // Callers of this name wait on its lock, but a session handed out earlier may be saved
+        // (a refreshed token, say) between the load and the removal: remove only the session
+        // that `valid` refused, and validate the newer one.
+        const ATTEMPTS: u32 = 100;
+        let mut attempts = 0;
+        while let Some(session) = self.load(&id)? {
             if valid(&session) {
                 return Ok(session);
             }
-            session.invalidate()?;
+            if session.invalidate_if_unchanged()? {
+                break;
+            }
+            attempts += 1;
+            if attempts == ATTEMPTS {
+                return Err(Error::TooManyConflicts {
+                    handle: id.handle().to_string(),
+                    attempts,
+                });
+            }
         }
         let mut session = self.create();
         session.set_named_id(id);
@@ -90,8 +111,24 @@ impl Store {
             name: name.to_string(),
             source: e.into(),
         })?;
-        session.save()?;
-        Ok(session)
+        if session.id() != &id {
+            if !session.is_new() {
+                // Saved and then rotated inside `init`: stored where no call will look.
+                return Err(Error::Init {
+                    name: name.to_string(),
+                    source: "init saved the session and then gave it another id (cycle_id); \
+                             a named session's id is its name's"
+                        .into(),
+                });
+            }
+            session.set_named_id(id);
+        }
+        match session.save() {
+            Ok(()) => Ok(session),
+            // The load found nothing, yet a record is stored: one it cannot read.
+            Err(e) if e.is_conflict() => Err(self.undecodable(&id.handle())?.unwrap_or(e)),
+            Err(e) => Err(e),
+        }
     }
 
     fn name_lock(&self, id: &SessionId) -> Arc<Mutex<()>> {

@@ -78,7 +78,7 @@ impl Store {
                 } else if head.is_expired(now) {
                     // The record first: a crash before its entries go leaves only stale entries.
                     inner.sessions.remove(handle.as_bytes())?;
-                    self.remove_entries(&handle, &head)?;
+                    self.remove_entries(&handle, entry, head.principal.as_deref())?;
                     // Counted one by one: an error later in the batch loses no count.
                     inner.counters.removed(1);
                     removed += 1;

@@ -520,6 +520,18 @@ impl Session {
         }
         self.store.invalidate_handle(&self.handle)
     }
+
+    /// Deletes the session from the store if it is still stored as this handle loaded or last
+    /// wrote it. Returns whether it was removed: `false` if another writer changed it since (or
+    /// it is gone, or was never saved).
+    pub(crate) fn invalidate_if_unchanged(&self) -> Result<bool> {
+        match &self.stored {
+            Some((bytes, head)) => self
+                .store
+                .remove_stored_if_unchanged(&self.handle, bytes, head),
+            None => Ok(false),
+        }
+    }
 }
 
 /// The error for session data that does not decode (which the check at load rules out).

@@ -343,8 +343,56 @@ impl Store {
         Ok(Some((bytes, record)))
     }
 
+    /// Why the record stored under `handle` is one [`Store::load`] cannot return although it
+    /// is there: `Error::Corrupt` or `Error::NewerRecord` naming it; `None` if it decodes or
+    /// is gone.
+    pub(crate) fn undecodable(&self, handle: &Handle) -> Result<Option<Error>> {
+        let Some(bytes) = self.inner.sessions.get(handle.as_bytes())? else {
+            return Ok(None);
+        };
+        Ok(decode_lazy(&bytes).err().map(|e| match e {
+            DecodeError::Newer(found) => Error::NewerRecord {
+                handle: handle.to_string(),
+                found,
+                supported: crate::record::RECORD_FORMAT,
+            },
+            DecodeError::Corrupt(reason) => Error::Corrupt {
+                handle: handle.to_string(),
+                reason,
+            },
+        }))
+    }
+
+    /// Removes the record stored under `handle` if it is still `bytes` (with `head`), and its
+    /// index entries. Returns whether it was removed.
+    pub(crate) fn remove_stored_if_unchanged(
+        &self,
+        handle: &Handle,
+        bytes: &IVec,
+        head: &StoredHead,
+    ) -> Result<bool> {
+        self.check_writable("invalidate")?;
+        let removed = {
+            let _g = self.lock_key(handle);
+            let swapped = self.inner.sessions.compare_and_swap(
+                handle.as_bytes(),
+                Some(bytes),
+                None as Option<IVec>,
+            )?;
+            if swapped.is_ok() {
+                self.remove_entries(handle, head.expiry_entry, head.principal.as_deref())?;
+                self.inner.counters.removals.fetch_add(1, Ordering::Relaxed);
+            }
+            swapped.is_ok()
+        };
+        self.sync()?;
+        Ok(removed)
+    }
+
     /// Loads the session, applies `f` and saves, retrying from a fresh load whenever another
-    /// writer saved in between. Returns `None` (calling `f` never) if there is no live session.
+    /// writer saved in between. Returns `None` if there is no live session: before `f` runs
+    /// (then it never does), or after, if the session was invalidated or expired before the
+    /// save (which then writes nothing).
     ///
     /// `f` may run more than once; it should only change the session.
     ///
@@ -658,17 +706,22 @@ impl Store {
         // An undecodable record is removed; its entries, if any, become stale and are cleaned by
         // purge or repair.
         if let Ok(head) = decode_head(&bytes) {
-            self.remove_entries(handle, &head)?;
+            self.remove_entries(handle, head.expiry_entry(), head.principal.as_deref())?;
         }
         self.inner.counters.removals.fetch_add(1, Ordering::Relaxed);
         Ok(true)
     }
 
-    pub(crate) fn remove_entries(&self, handle: &Handle, head: &Head) -> Result<()> {
-        self.inner
-            .expiry
-            .remove(expiry_key(head.expiry_entry(), handle))?;
-        if let Some(p) = &head.principal {
+    /// Removes the index entries of the record under `handle` whose expiry entry is at
+    /// `expiry_entry` and whose principal is `principal`.
+    pub(crate) fn remove_entries(
+        &self,
+        handle: &Handle,
+        expiry_entry: u64,
+        principal: Option<&str>,
+    ) -> Result<()> {
+        self.inner.expiry.remove(expiry_key(expiry_entry, handle))?;
+        if let Some(p) = principal {
             self.inner.principals.remove(principal_key(p, handle))?;
         }
         Ok(())
@@ -683,7 +736,7 @@ impl Store {
             None as Option<IVec>,
         )?;
         if swapped.is_ok() {
-            self.remove_entries(handle, head)?;
+            self.remove_entries(handle, head.expiry_entry(), head.principal.as_deref())?;
             self.inner.counters.removals.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())

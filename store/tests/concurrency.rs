@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 
 use common::fixture;
-use sessdb::{Error, SessionId};
+use sessdb::{Admin, Error, SessionId};
 
 #[test]
 fn update_from_several_threads_loses_no_increment() {
@@ -116,6 +116,117 @@ fn get_or_create_validates_on_every_get_and_recreates_when_rejected() {
         again.get::<String>("token").unwrap().as_deref(),
         Some("new")
     );
+}
+
+/// `cycle_id` in `init`, as on any login, keeps the named id: later calls find the session and
+/// do not log in again.
+#[test]
+fn a_rotation_inside_init_keeps_the_named_id() {
+    let f = fixture();
+    let mut inits = 0;
+    for _ in 0..3 {
+        let s = f
+            .store
+            .get_or_create("svc", |s| {
+                inits += 1;
+                s.insert("token", "t")?;
+                s.cycle_id()
+            })
+            .unwrap();
+        assert_eq!(*s.id(), SessionId::named("svc"));
+    }
+    assert_eq!(inits, 1);
+    assert_eq!(Admin::stats(&f.store).unwrap().live, 1);
+    // Saved, then rotated: stored where no call would look, so refused.
+    let err = f
+        .store
+        .get_or_create("other", |s| {
+            s.save()?;
+            s.cycle_id()
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Init { name, .. } if name == "other"),
+        "{err}"
+    );
+}
+
+/// A holder of the named session refreshes it between the load and the removal of a session
+/// `valid` refused: the newer session is validated and kept, not removed unseen.
+#[test]
+fn a_session_saved_after_the_validated_load_is_validated_not_removed() {
+    let f = fixture();
+    let mut holder = f
+        .store
+        .get_or_create("svc", |s| s.insert("token", "stale"))
+        .unwrap();
+    let (mut validations, mut inits) = (0, 0);
+    let got = f
+        .store
+        .get_or_create_validated(
+            "svc",
+            |s| {
+                validations += 1;
+                if validations == 1 {
+                    // Another request refreshes the token after this call loaded the session.
+                    holder.insert("token", "fresh").unwrap();
+                    holder.save().unwrap();
+                }
+                s.get::<String>("token").unwrap().as_deref() == Some("fresh")
+            },
+            |s| {
+                inits += 1;
+                s.insert("token", "relogin")
+            },
+        )
+        .unwrap();
+    assert_eq!((validations, inits), (2, 0));
+    assert_eq!(
+        got.get::<String>("token").unwrap().as_deref(),
+        Some("fresh")
+    );
+    assert_eq!(Admin::stats(&f.store).unwrap().live, 1);
+}
+
+/// A record under the name that cannot be read: `load` finds no session, and the create that
+/// follows must not pass for a conflict with another writer.
+#[test]
+fn an_unreadable_record_under_the_name_is_reported_as_such() {
+    let f = fixture();
+    let path = f.dir.path().join("db");
+    let common::Fixture { dir, clock, store } = f;
+    drop(store);
+    {
+        let db = common::open_raw_sled(&path);
+        let sessions = db.open_tree("sessions").unwrap();
+        sessions
+            .insert(
+                SessionId::named("svc").handle().as_bytes(),
+                &[2u8, 0xff, 0xff][..],
+            )
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let f = common::Fixture {
+        store: sessdb::Store::builder()
+            .clock(clock.clone())
+            .open(&path)
+            .unwrap(),
+        dir,
+        clock,
+    };
+    for _ in 0..2 {
+        let err = f
+            .store
+            .get_or_create("svc", |s| s.insert("token", "t"))
+            .unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&SessionId::named("svc").handle().to_string()),
+            "{err}"
+        );
+    }
 }
 
 #[test]
