@@ -525,12 +525,18 @@ impl Session {
     /// wrote it. Returns whether it was removed: `false` if another writer changed it since (or
     /// it is gone, or was never saved).
     pub(crate) fn invalidate_if_unchanged(&self) -> Result<bool> {
-        match &self.stored {
-            Some((bytes, head)) => self
-                .store
-                .remove_stored_if_unchanged(&self.handle, bytes, head),
-            None => Ok(false),
-        }
+        let Some((bytes, head)) = &self.stored else {
+            return Ok(false);
+        };
+        self.store.check_writable("invalidate")?;
+        let removed = self.store.remove_if_unchanged(
+            &self.handle,
+            bytes,
+            head.expiry_entry,
+            head.principal.as_deref(),
+        )?;
+        self.store.sync()?;
+        Ok(removed)
     }
 }
 

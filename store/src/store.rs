@@ -336,7 +336,14 @@ impl Store {
         };
         if record.head.is_expired(self.now()) {
             if !self.inner.config.read_only {
-                self.remove_if_unchanged(handle, &bytes, &record.head)?;
+                // An expired record found by a reader.
+                let head = &record.head;
+                self.remove_if_unchanged(
+                    handle,
+                    &bytes,
+                    head.expiry_entry(),
+                    head.principal.as_deref(),
+                )?;
             }
             return Ok(None);
         }
@@ -361,32 +368,6 @@ impl Store {
                 reason,
             },
         }))
-    }
-
-    /// Removes the record stored under `handle` if it is still `bytes` (with `head`), and its
-    /// index entries. Returns whether it was removed.
-    pub(crate) fn remove_stored_if_unchanged(
-        &self,
-        handle: &Handle,
-        bytes: &IVec,
-        head: &StoredHead,
-    ) -> Result<bool> {
-        self.check_writable("invalidate")?;
-        let removed = {
-            let _g = self.lock_key(handle);
-            let swapped = self.inner.sessions.compare_and_swap(
-                handle.as_bytes(),
-                Some(bytes),
-                None as Option<IVec>,
-            )?;
-            if swapped.is_ok() {
-                self.remove_entries(handle, head.expiry_entry, head.principal.as_deref())?;
-                self.inner.counters.removals.fetch_add(1, Ordering::Relaxed);
-            }
-            swapped.is_ok()
-        };
-        self.sync()?;
-        Ok(removed)
     }
 
     /// Loads the session, applies `f` and saves, retrying from a fresh load whenever another
@@ -727,8 +708,16 @@ impl Store {
         Ok(())
     }
 
-    /// Removes an expired record found by a reader, if nobody rewrote it meanwhile.
-    fn remove_if_unchanged(&self, handle: &Handle, bytes: &IVec, head: &Head) -> Result<()> {
+    /// Removes the record stored under `handle` if it is still `bytes` (nobody rewrote it
+    /// meanwhile), and its index entries: its expiry entry at `expiry_entry` and its
+    /// `principal`'s. Returns whether it was removed.
+    pub(crate) fn remove_if_unchanged(
+        &self,
+        handle: &Handle,
+        bytes: &IVec,
+        expiry_entry: u64,
+        principal: Option<&str>,
+    ) -> Result<bool> {
         let _g = self.lock_key(handle);
         let swapped = self.inner.sessions.compare_and_swap(
             handle.as_bytes(),
@@ -736,10 +725,10 @@ impl Store {
             None as Option<IVec>,
         )?;
         if swapped.is_ok() {
-            self.remove_entries(handle, head.expiry_entry(), head.principal.as_deref())?;
+            self.remove_entries(handle, expiry_entry, principal)?;
             self.inner.counters.removals.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(())
+        Ok(swapped.is_ok())
     }
 
     /// Moves a stored record from `old` to `new` handle in one transaction (id rotation),
