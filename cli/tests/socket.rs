@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{at_t0, expect, export_body, fixture, handle, json_lines, on, run, t0, via_socket};
+use common::{
+    at_t0, expect, export_body, fixture, handle, json_lines, on, run, sessctl, t0, via_socket,
+};
+use sessdb::Admin as _;
 use sessdb::{ManualClock, Store};
 
 /// The "application": the fixture opened with its admin socket, its clock at T0.
@@ -160,4 +163,49 @@ fn socket_names_the_admin_socket_whatever_db_says() {
             gone.display()
         ),
     );
+}
+
+#[test]
+fn import_through_a_socket_reports_each_bad_line_and_removes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let app = application(&db);
+    let socket = db.join("admin.sock");
+    let file = dir.path().join("bad.jsonl");
+    let header = r#"{"format":"sessdb-export","version":1,"exported_at":"2025-01-31T12:00:00Z"}"#;
+    std::fs::write(&file, format!("{header}\nhello world\n")).expect("write");
+    let note = via_socket(&db, std::process::id());
+    let line = "line 2: expected value at line 1 column 1\n";
+    // No --db, and nothing at the default ./sessions.sessdb where sessctl runs: the import
+    // goes to the application's database, and no local folder is made or removed.
+    let import = |dry_run: bool| {
+        let mut cmd = sessctl();
+        cmd.current_dir(dir.path())
+            .arg("--socket")
+            .arg(&socket)
+            .arg("import")
+            .arg(&file);
+        if dry_run {
+            cmd.arg("--dry-run");
+        }
+        cmd
+    };
+    expect(
+        &mut import(false),
+        4,
+        "imported 0, replaced 0, unchanged 0, skipped 0, bad 1\n",
+        &format!(
+            "{note}{line}error: 1 bad line, so nothing was imported (fix them, or pass \
+             --skip-bad to import the good lines)\n"
+        ),
+    );
+    expect(
+        &mut import(true),
+        4,
+        "dry run, nothing written; would have imported 0, replaced 0, unchanged 0, skipped 0, \
+         bad 1\n",
+        &format!("{note}{line}error: 1 bad line\n"),
+    );
+    assert!(!dir.path().join("sessions.sessdb").exists());
+    assert_eq!(app.stats().expect("stats").live, 3);
 }

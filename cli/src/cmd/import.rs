@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use sessdb::{ImportOptions, ImportReport};
 
 use super::{plural, Ctx};
-use crate::db::Access;
+use crate::db::{Access, Database};
 use crate::exit::{Exit, Failure};
 use crate::progress::{Progress, ReadProgress};
 
@@ -58,19 +58,28 @@ impl Import {
         } else {
             Access::Create
         };
-        let new_database = fs::symlink_metadata(ctx.db).is_err();
+        // Whether this run makes the database: only then may it remove the folder again. An
+        // import through an admin socket goes to the application's own database, and a dry
+        // run never creates one, whatever is (or is not) at --db.
+        let existed = fs::symlink_metadata(ctx.db).is_ok();
         let db = ctx.open(access)?;
-        let admin = db.admin();
-        let report = admin.import(&mut reader, &self.options)?;
+        let created = !existed && access == Access::Create && matches!(db, Database::Direct(_));
+        let report = db.admin().import(&mut reader, &self.options)?;
         progress.finish();
-        if new_database && !report.bad.is_empty() && !report.written {
-            // A rejected file leaves no trace, not even the empty database made for it.
-            drop(db);
-            fs::remove_dir_all(ctx.db)
-                .with_context(|| format!("cannot remove {}", ctx.db.display()))?;
-        }
         for bad in &report.bad {
             writeln!(ctx.err, "line {}: {}", bad.line, bad.reason)?;
+        }
+        if created && !report.bad.is_empty() && !report.written {
+            // A rejected file leaves no trace, not even the empty database made for it. The
+            // report above stands whether or not that works.
+            drop(db);
+            if let Err(e) = fs::remove_dir_all(ctx.db) {
+                writeln!(
+                    ctx.err,
+                    "warning: cannot remove the empty database {} made for this import: {e}",
+                    ctx.db.display()
+                )?;
+            }
         }
         writeln!(ctx.out, "{}", summary(&report, self.options.dry_run))?;
         if report.bad.is_empty() {
