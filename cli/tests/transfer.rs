@@ -485,3 +485,37 @@ fn a_100_mb_line_is_rejected_with_bounded_memory() {
         assert!(kib < 60 * 1024, "peak RSS {kib} KiB for a 100 MiB line");
     }
 }
+
+#[test]
+fn import_refuses_a_folder_and_removes_its_new_database_after_a_read_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let new = dir.path().join("new.sessdb");
+    let folder = dir.path().join("exports");
+    fs::create_dir(&folder).expect("mkdir");
+    // A folder opens like a file; it is refused before any database is made.
+    expect(
+        common::sessctl()
+            .env("SESSCTL_DB", &new)
+            .arg("import")
+            .arg(&folder),
+        2,
+        "",
+        &format!(
+            "error: {} is a directory, not an export file\n",
+            folder.display()
+        ),
+    );
+    assert!(!new.exists(), "a refused input left a database behind");
+    // A file that fails to read (reading /proc/self/mem at offset 0 is EIO): the error names
+    // the file, and the database made for it is gone again.
+    let unreadable = "/proc/self/mem";
+    let read_error =
+        format!("error: I/O error on {unreadable}: Input/output error (os error 5)\n");
+    expect(on(&new).arg("import").arg(unreadable), 5, "", &read_error);
+    assert!(!new.exists(), "a failed import left a database behind");
+    // An existing database is kept, unchanged.
+    let db = fixture(dir.path());
+    let before = export_body(&db);
+    expect(on(&db).arg("import").arg(unreadable), 5, "", &read_error);
+    assert_eq!(export_body(&db), before);
+}

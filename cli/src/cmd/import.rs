@@ -1,9 +1,10 @@
 //! `sessctl import`: restore sessions from an export. Every line is validated first; a file
 //! with bad lines writes nothing unless `--skip-bad` says to import the good ones.
 
-use std::fs::{self, File};
+use std::fs::{self, DirBuilder, File};
 use std::io::{self, BufRead, BufReader};
-use std::path::PathBuf;
+use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use sessdb::{ImportOptions, ImportReport};
@@ -37,49 +38,42 @@ impl Import {
     /// # Errors
     /// [`Failure::BadData`] when there were bad lines; open, read, storage and write errors.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
-        // The input first: a missing file must not leave a new, empty database behind.
-        let (mut reader, progress): (Box<dyn BufRead>, Progress) = match &self.input {
-            Input::Stdin => (
-                Box::new(io::stdin().lock()),
-                Progress::spinner(false, "", ""),
-            ),
-            Input::File(path) => {
-                let file =
-                    File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-                let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-                let progress = Progress::bar(ctx.progress, len, "importing", "bytes");
-                let reader =
-                    ReadProgress::new(BufReader::with_capacity(256 * 1024, file), progress.clone());
-                (Box::new(reader), progress)
-            }
-        };
+        // The input first: a missing file or a folder must not leave a new, empty database
+        // behind.
+        let (mut reader, progress) = self.input.open(ctx.progress)?;
         let access = if self.options.dry_run {
             Access::Read
         } else {
             Access::Create
         };
-        // Whether this run makes the database: only then may it remove the folder again. An
-        // import through an admin socket goes to the application's own database, and a dry
-        // run never creates one, whatever is (or is not) at --db.
-        let existed = fs::symlink_metadata(ctx.db).is_ok();
-        let db = ctx.open(access)?;
-        let created = !existed && access == Access::Create && matches!(db, Database::Direct(_));
-        let report = db.admin().import(&mut reader, &self.options)?;
+        // Only a folder this run makes may be removed again: an import through an admin
+        // socket goes to the application's own database, and a dry run creates nothing.
+        let created = access == Access::Create && ctx.socket.is_none() && new_folder(ctx.db);
+        let result = ctx.open(access).and_then(|db| {
+            // Through a socket, the database belongs to the application: never ours to remove.
+            let ours = created && matches!(db, Database::Direct(_));
+            let report = db
+                .admin()
+                .import(&mut reader, &self.options)
+                .map_err(|e| self.input.name_read_error(e))?;
+            Ok((report, ours))
+        });
         progress.finish();
+        let (report, ours) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                if created {
+                    remove_new_database(ctx)?;
+                }
+                return Err(e);
+            }
+        };
         for bad in &report.bad {
             writeln!(ctx.err, "line {}: {}", bad.line, bad.reason)?;
         }
-        if created && !report.bad.is_empty() && !report.written {
-            // A rejected file leaves no trace, not even the empty database made for it. The
-            // report above stands whether or not that works.
-            drop(db);
-            if let Err(e) = fs::remove_dir_all(ctx.db) {
-                writeln!(
-                    ctx.err,
-                    "warning: cannot remove the empty database {} made for this import: {e}",
-                    ctx.db.display()
-                )?;
-            }
+        if ours && !report.bad.is_empty() && !report.written {
+            // A rejected file leaves no trace, not even the empty database made for it.
+            remove_new_database(ctx)?;
         }
         writeln!(ctx.out, "{}", summary(&report, self.options.dry_run))?;
         if report.bad.is_empty() {
@@ -98,6 +92,97 @@ impl Import {
             .into(),
         )
     }
+}
+
+impl Input {
+    /// How error messages name the input.
+    fn name(&self) -> String {
+        match self {
+            Input::Stdin => "stdin".into(),
+            Input::File(path) => path.display().to_string(),
+        }
+    }
+
+    /// Opens the input, with a progress bar for a file. Only what reads as a stream is
+    /// accepted: a regular file, a pipe (`<(zcat backup.jsonl.gz)`) or a terminal.
+    fn open(&self, progress: bool) -> anyhow::Result<(Box<dyn BufRead>, Progress)> {
+        let path = match self {
+            Input::Stdin => {
+                return Ok((
+                    Box::new(io::stdin().lock()),
+                    Progress::spinner(false, "", ""),
+                ))
+            }
+            Input::File(path) => path,
+        };
+        let cannot_open = || format!("cannot open {}", path.display());
+        let kind = fs::metadata(path).with_context(cannot_open)?.file_type();
+        let what = if kind.is_dir() {
+            Some("a directory")
+        } else if kind.is_socket() {
+            Some("a socket")
+        } else if kind.is_block_device() {
+            Some("a block device")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(Failure::Usage(format!(
+                "{} is {what}, not an export file",
+                path.display()
+            ))
+            .into());
+        }
+        let file = File::open(path).with_context(cannot_open)?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let progress = Progress::bar(progress, len, "importing", "bytes");
+        let reader =
+            ReadProgress::new(BufReader::with_capacity(256 * 1024, file), progress.clone());
+        Ok((Box::new(reader), progress))
+    }
+
+    /// The store names a read error "import input" (on either transport); name the file.
+    fn name_read_error(&self, e: sessdb::Error) -> sessdb::Error {
+        match e {
+            sessdb::Error::Io { path, source } if path == Path::new("import input") => {
+                sessdb::Error::Io {
+                    path: self.name().into(),
+                    source,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Makes the folder for a new database at `path` (owner-only, as the store makes it), and
+/// says whether this call made it. Whatever fails here is left for the store's open to
+/// report in its own words.
+fn new_folder(path: &Path) -> bool {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .is_err()
+        {
+            return false;
+        }
+    }
+    DirBuilder::new().mode(0o700).create(path).is_ok()
+}
+
+/// Removes the database this import made, after a failure or a rejected file. Failing to
+/// is a warning: the error or report that led here is what the operator needs to see.
+fn remove_new_database(ctx: &mut Ctx<'_>) -> io::Result<()> {
+    if let Err(e) = fs::remove_dir_all(ctx.db) {
+        writeln!(
+            ctx.err,
+            "warning: cannot remove the new database {} made for this import: {e}",
+            ctx.db.display()
+        )?;
+    }
+    Ok(())
 }
 
 fn summary(r: &ImportReport, dry_run: bool) -> String {
