@@ -158,12 +158,42 @@ fn dry_run_import_writes_nothing() {
         "",
     );
     assert_eq!(export_body(&target), "");
-    // A dry run never creates a database either.
+    // Without a database, a dry run checks the file on its own and creates nothing: every
+    // good line would be imported into the new database.
     let missing = dir.path().join("missing.sessdb");
-    let out = run(on(&missing)
-        .args(["import", "-", "--dry-run"])
-        .write_stdin(export));
-    assert_eq!(out.code, 5);
+    let note = format!(
+        "note: no database at {}: checking the file on its own, as an import that creates the \
+         database would\n",
+        missing.display()
+    );
+    expect(
+        on(&missing)
+            .args(["import", "-", "--dry-run"])
+            .write_stdin(export.clone()),
+        0,
+        "dry run, nothing written; would have imported 5, replaced 0, unchanged 0, skipped 0, \
+         bad 0\n",
+        &note,
+    );
+    assert!(!missing.exists());
+    // Its bad lines are reported as a real import would report them.
+    let mut lines: Vec<&str> = export.lines().collect();
+    lines[2] = "hello world";
+    lines.push(lines[1]);
+    let handle = json_lines(lines[1])[0]["handle"].clone();
+    expect(
+        on(&missing)
+            .args(["import", "-", "--dry-run", "--skip-bad"])
+            .write_stdin(lines.join("\n")),
+        4,
+        "dry run, nothing written; would have imported 4, replaced 0, unchanged 0, skipped 0, \
+         bad 2\n",
+        &format!(
+            "{note}line 3: expected value at line 1 column 1\nline 7: duplicate handle {}, \
+             first on line 2\nerror: 2 bad lines\n",
+            handle.as_str().expect("a handle")
+        ),
+    );
     assert!(!missing.exists());
 }
 

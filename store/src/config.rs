@@ -57,7 +57,7 @@ pub(crate) struct Config {
 /// | [`absolute_lifetime`](Builder::absolute_lifetime) | 24 hours |
 /// | [`touch_interval`](Builder::touch_interval) | 60 seconds |
 /// | [`durability`](Builder::durability) | [`Durability::Periodic`], every 500 ms |
-/// | [`max_session_bytes`](Builder::max_session_bytes) | 256 KiB encoded |
+/// | [`max_session_bytes`](Builder::max_session_bytes) | 256 KiB encoded ([`Builder::DEFAULT_MAX_SESSION_BYTES`]) |
 /// | [`max_sessions_per_principal`](Builder::max_sessions_per_principal) | unlimited |
 /// | [`cache_bytes`](Builder::cache_bytes) | 128 MiB of sled page cache ([`Builder::DEFAULT_CACHE_BYTES`]) |
 /// | [`clock`](Builder::clock) | the system clock |
@@ -93,7 +93,7 @@ impl Default for Builder {
                 durability: Durability::Periodic {
                     flush_every: Duration::from_millis(500),
                 },
-                max_session_bytes: 256 * 1024,
+                max_session_bytes: Builder::DEFAULT_MAX_SESSION_BYTES,
                 max_sessions_per_principal: None,
                 clock: Arc::new(SystemClock),
                 cache_bytes: Builder::DEFAULT_CACHE_BYTES,
@@ -111,6 +111,9 @@ impl Builder {
     /// sessions of ~300 B of data whole in the benchmark (`docs/BENCHMARKS.md`); sled's own
     /// default is 1 GiB.
     pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
+    /// The default of [`Builder::max_session_bytes`]: 256 KiB encoded.
+    pub const DEFAULT_MAX_SESSION_BYTES: usize = 256 * 1024;
 
     /// A builder with the defaults.
     pub fn new() -> Self {

@@ -180,14 +180,10 @@ pub struct ImportReport {
     pub written: bool,
 }
 
-/// The longest line import reads: a maximal session, JSON-escaped and base64-inflated.
-fn max_line(store: &Store) -> usize {
-    store
-        .inner
-        .config
-        .max_session_bytes
-        .saturating_mul(6)
-        .saturating_add(64 * 1024)
+/// The longest line import reads: a maximal session (of at most `limit` bytes encoded),
+/// JSON-escaped and base64-inflated.
+fn max_line(limit: usize) -> usize {
+    limit.saturating_mul(6).saturating_add(64 * 1024)
 }
 
 /// Reads one line of at most `max` bytes (without the newline). `Ok(None)` at the end of input;
@@ -239,11 +235,58 @@ pub(crate) fn import(
     if !opts.dry_run {
         store.check_writable("import")?;
     }
+    let (mut report, records) = read_export(input, store.inner.config.max_session_bytes)?;
+    if !report.bad.is_empty() && !opts.skip_bad {
+        return Ok(report);
+    }
+    for (handle, record) in &records {
+        apply(store, handle, record, opts, &mut report)?;
+    }
+    if report.written {
+        store.sync()?;
+    }
+    Ok(report)
+}
+
+/// Checks an export on its own, with no store: what an import into a new, empty store with
+/// the default settings would report on a dry run (sessions of up to
+/// [`Builder::DEFAULT_MAX_SESSION_BYTES`](crate::Builder::DEFAULT_MAX_SESSION_BYTES)). Every
+/// line gets every check that needs no stored session; each good line counts as imported,
+/// since a new store has nothing to conflict with.
+///
+/// ```
+/// use sessdb::{validate_export, ImportOptions};
+///
+/// let export = r#"{"format":"sessdb-export","version":1,"exported_at":"2025-01-31T12:00:00Z"}
+/// not a session
+/// "#;
+/// let report = validate_export(&mut export.as_bytes(), &ImportOptions::default())?;
+/// assert_eq!((report.imported, report.bad.len(), report.bad[0].line), (0, 1, 2));
+/// # Ok::<(), sessdb::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Io`] when the input cannot be read.
+pub fn validate_export(input: &mut dyn BufRead, opts: &ImportOptions) -> Result<ImportReport> {
+    let (mut report, records) = read_export(input, crate::Builder::DEFAULT_MAX_SESSION_BYTES)?;
+    if report.bad.is_empty() || opts.skip_bad {
+        report.imported = records.len() as u64;
+    }
+    Ok(report)
+}
+
+/// Reads and checks every line of an export whose sessions may be up to `limit` bytes
+/// encoded: the report holds the bad lines, the list the good sessions. A bad header ends
+/// the reading.
+fn read_export(
+    input: &mut dyn BufRead,
+    limit: usize,
+) -> Result<(ImportReport, Vec<(Handle, Record)>)> {
     let read_err = |source: io::Error| Error::Io {
         path: "import input".into(),
         source,
     };
-    let max = max_line(store);
+    let max = max_line(limit);
     let mut report = ImportReport::default();
     let mut buf = Vec::new();
     let mut seen: HashMap<Handle, u64> = HashMap::new();
@@ -258,14 +301,14 @@ pub(crate) fn import(
                 .bad
                 .push(bad(format!("line is {len} bytes, over the limit of {max}")));
             if !header_seen {
-                return Ok(report);
+                return Ok((report, records));
             }
             continue;
         }
         let Ok(text) = std::str::from_utf8(&buf) else {
             report.bad.push(bad("not valid UTF-8".into()));
             if !header_seen {
-                return Ok(report);
+                return Ok((report, records));
             }
             continue;
         };
@@ -275,12 +318,12 @@ pub(crate) fn import(
         if !header_seen {
             if let Err(reason) = parse_header(text) {
                 report.bad.push(bad(reason));
-                return Ok(report);
+                return Ok((report, records));
             }
             header_seen = true;
             continue;
         }
-        match parse_line(store, text) {
+        match parse_line(limit, text) {
             Ok((handle, record)) => {
                 if let Some(first) = seen.insert(handle, n) {
                     report.bad.push(bad(format!(
@@ -298,18 +341,8 @@ pub(crate) fn import(
             line: n.max(1),
             reason: "empty input: no export header".into(),
         });
-        return Ok(report);
     }
-    if !report.bad.is_empty() && !opts.skip_bad {
-        return Ok(report);
-    }
-    for (handle, record) in &records {
-        apply(store, handle, record, opts, &mut report)?;
-    }
-    if report.written {
-        store.sync()?;
-    }
-    Ok(report)
+    Ok((report, records))
 }
 
 fn parse_header(text: &str) -> Result<(), String> {
@@ -336,7 +369,7 @@ fn parse_time(field: &str, text: &str) -> Result<i64, String> {
         .map_err(|e| format!("{field}: {text:?} is not an RFC 3339 time: {e}"))
 }
 
-fn parse_line(store: &Store, text: &str) -> Result<(Handle, Record), String> {
+fn parse_line(limit: usize, text: &str) -> Result<(Handle, Record), String> {
     let line: Line = serde_json::from_str(text).map_err(|e| {
         if e.is_eof() {
             format!("truncated: {e}")
@@ -392,7 +425,6 @@ fn parse_line(store: &Store, text: &str) -> Result<(Handle, Record), String> {
     head.place_entry(None);
     let record = Record { head, data };
     let size = record.encode().len();
-    let limit = store.inner.config.max_session_bytes;
     if size > limit {
         return Err(format!(
             "session is {size} bytes encoded, over the limit of {limit} bytes"

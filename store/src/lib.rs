@@ -113,7 +113,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Builder, Durability, OnPrincipalLimit};
 pub use error::{Error, Result};
 pub use export::{
-    BadLine, ExportReport, ImportOptions, ImportReport, OnConflict, EXPORT_FORMAT, EXPORT_VERSION,
+    validate_export, BadLine, ExportReport, ImportOptions, ImportReport, OnConflict, EXPORT_FORMAT,
+    EXPORT_VERSION,
 };
 pub use id::{Handle, SessionId};
 pub use session::{Session, MAX_METADATA_BYTES, MAX_PRINCIPAL_BYTES};

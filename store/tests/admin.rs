@@ -422,3 +422,30 @@ fn stats_count_live_expired_and_principals() {
     assert_eq!((s.live, s.expired), (16, 4));
     assert_eq!(f.store.count_expired().unwrap(), 4);
 }
+
+#[test]
+fn validate_export_reports_what_a_dry_run_into_a_new_store_does() {
+    let a = fixture();
+    populate(&a.store);
+    let good = export(&a.store, true);
+    let mut lines: Vec<String> = good.lines().map(String::from).collect();
+    lines[3] = "{garbage".into();
+    lines[5] = lines[4].clone(); // duplicate handle
+    let bad = lines.join("\n");
+    for text in [&good, &bad] {
+        for skip_bad in [false, true] {
+            let opts = ImportOptions {
+                dry_run: true,
+                skip_bad,
+                ..ImportOptions::default()
+            };
+            let empty = fixture();
+            let dry_run = empty
+                .store
+                .import(&mut Io::new(text.as_bytes()), &opts)
+                .unwrap();
+            let alone = sessdb::validate_export(&mut Io::new(text.as_bytes()), &opts).unwrap();
+            assert_eq!(alone, dry_run, "skip_bad {skip_bad}");
+        }
+    }
+}

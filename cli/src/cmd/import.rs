@@ -41,6 +41,23 @@ impl Import {
         // The input first: a missing file or a folder must not leave a new, empty database
         // behind.
         let (mut reader, progress) = self.input.open(ctx.progress)?;
+        if self.options.dry_run && ctx.socket.is_none() && fs::symlink_metadata(ctx.db).is_err() {
+            // Nothing to compare with: the file is checked on its own, which is exactly what
+            // the import would meet, since it would make a new, empty database.
+            writeln!(
+                ctx.err,
+                "note: no database at {}: checking the file on its own, as an import that \
+                 creates the database would",
+                ctx.db.display()
+            )?;
+            let report = sessdb::validate_export(&mut reader, &self.options)
+                .map_err(|e| self.input.name_read_error(e))?;
+            progress.finish();
+            for bad in &report.bad {
+                writeln!(ctx.err, "line {}: {}", bad.line, bad.reason)?;
+            }
+            return self.outcome(ctx, &report);
+        }
         let access = if self.options.dry_run {
             Access::Read
         } else {
@@ -75,7 +92,12 @@ impl Import {
             // A rejected file leaves no trace, not even the empty database made for it.
             remove_new_database(ctx)?;
         }
-        writeln!(ctx.out, "{}", summary(&report, self.options.dry_run))?;
+        self.outcome(ctx, &report)
+    }
+
+    /// Prints the counts, and fails when there were bad lines.
+    fn outcome(&self, ctx: &mut Ctx<'_>, report: &ImportReport) -> anyhow::Result<Exit> {
+        writeln!(ctx.out, "{}", summary(report, self.options.dry_run))?;
         if report.bad.is_empty() {
             return Ok(Exit::Success);
         }
