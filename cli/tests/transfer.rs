@@ -376,6 +376,30 @@ fn import_rejects_bad_lines_with_their_numbers_and_writes_nothing() {
         4,
         &format!("line 1: empty input: no export header\nerror: 1 bad line, {BAD_LINES_HINT}\n"),
     );
+    // No export has version 0 or a header time that is not a time.
+    let mut zero = lines.clone();
+    zero[0] = zero[0].replace("\"version\":1", "\"version\":0");
+    import_bad(
+        dir.path(),
+        join(&zero).into_bytes(),
+        4,
+        &format!(
+            "line 1: version: 0 is not an export version (the first is 1; this sessdb reads up \
+             to 1)\nerror: 1 bad line, {BAD_LINES_HINT}\n"
+        ),
+    );
+    let mut garbage_time = lines.clone();
+    garbage_time[0] = r#"{"format":"sessdb-export","version":1,"exported_at":"yesterday"}"#.into();
+    let out = run(on(&dir.path().join("target.sessdb"))
+        .args(["import", "-"])
+        .write_stdin(join(&garbage_time)));
+    assert_eq!(out.code, 4);
+    assert!(
+        out.stderr
+            .starts_with("line 1: exported_at: \"yesterday\" is not an RFC 3339 time: "),
+        "{}",
+        out.stderr
+    );
 
     // A session whose fields contradict each other.
     let mut inconsistent = lines.clone();
@@ -388,6 +412,48 @@ fn import_rejects_bad_lines_with_their_numbers_and_writes_nothing() {
             "line 2: expires_at does not equal min(last_access + idle_timeout_s, \
              absolute_deadline)\nerror: 1 bad line, {BAD_LINES_HINT}\n"
         ),
+    );
+}
+
+#[test]
+fn import_rejects_times_no_real_session_has() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let lines = export_lines(&db);
+    let session = &json_lines(&lines[1])[0];
+    let with = |field: &str, value: &str| {
+        let mut s = session.clone();
+        s[field] = value.into();
+        format!("{}\n{s}\n", lines[0]).into_bytes()
+    };
+    // Before 1970: it used to be clamped to 1970 silently.
+    import_bad(
+        dir.path(),
+        with("created", "1969-12-31T23:59:59Z"),
+        4,
+        &format!(
+            "line 2: created: \"1969-12-31T23:59:59Z\" is before 1970-01-01T00:00:00Z, the \
+             earliest time sessdb stores\nerror: 1 bad line, {BAD_LINES_HINT}\n"
+        ),
+    );
+    // Created after its last access: a session is created at its first access.
+    let last_access = session["last_access"].as_str().expect("a time");
+    import_bad(
+        dir.path(),
+        with("created", "2099-01-01T00:00:00Z"),
+        4,
+        &format!(
+            "line 2: created (2099-01-01T00:00:00Z) is after last_access ({last_access})\nerror: \
+             1 bad line, {BAD_LINES_HINT}\n"
+        ),
+    );
+    // Created at its last access is what a new session is.
+    let out = run(on(&dir.path().join("target.sessdb"))
+        .args(["import", "-"])
+        .write_stdin(with("created", last_access)));
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (0, "imported 1, replaced 0, unchanged 0, skipped 0, bad 0\n", "")
     );
 }
 

@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::admin::SessionInfo;
-use crate::clock::{duration_ms, from_ms, to_ms};
+use crate::clock::{duration_ms, from_ms, to_ms, MAX_TIME_MS};
 use crate::error::{Error, Result};
 use crate::id::Handle;
 use crate::record::{decode_head, encode_parts, Head, Record, RECORD_FORMAT};
@@ -360,13 +360,32 @@ fn parse_header(text: &str) -> Result<(), String> {
             header.version
         ));
     }
+    if header.version == 0 {
+        return Err(format!(
+            "version: 0 is not an export version (the first is 1; this sessdb reads up to \
+             {EXPORT_VERSION})"
+        ));
+    }
+    parse_time("exported_at", &header.exported_at)?;
     Ok(())
 }
 
+/// A time of the export: RFC 3339, and within 1970..=9999 as every stored time is (the store
+/// would otherwise clamp it, and import something other than the file says).
 fn parse_time(field: &str, text: &str) -> Result<i64, String> {
-    OffsetDateTime::parse(text, &Rfc3339)
-        .map(to_ms)
-        .map_err(|e| format!("{field}: {text:?} is not an RFC 3339 time: {e}"))
+    let t = OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|e| format!("{field}: {text:?} is not an RFC 3339 time: {e}"))?;
+    if t < OffsetDateTime::UNIX_EPOCH {
+        return Err(format!(
+            "{field}: {text:?} is before 1970-01-01T00:00:00Z, the earliest time sessdb stores"
+        ));
+    }
+    if t > from_ms(MAX_TIME_MS) {
+        return Err(format!(
+            "{field}: {text:?} is after the end of 9999, the latest time sessdb stores"
+        ));
+    }
+    Ok(to_ms(t))
 }
 
 fn parse_line(limit: usize, text: &str) -> Result<(Handle, Record), String> {
@@ -417,6 +436,13 @@ fn parse_line(limit: usize, text: &str) -> Result<(Handle, Record), String> {
         remote_addr: line.remote_addr,
         user_agent: line.user_agent,
     };
+    // A session is created at its first access, and the last access only moves forward.
+    if head.created > head.last_access {
+        return Err(format!(
+            "created ({}) is after last_access ({})",
+            line.created, line.last_access
+        ));
+    }
     if head.expires_at != head.compute_expiry() {
         return Err(
             "expires_at does not equal min(last_access + idle_timeout_s, absolute_deadline)".into(),
