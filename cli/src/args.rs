@@ -36,8 +36,9 @@ pub struct Args {
     )]
     pub db: PathBuf,
 
-    /// Evaluate expiry as of TIME (RFC 3339, e.g. 2025-01-31T12:00:00Z) instead of now: "what
-    /// would purge remove tomorrow?"
+    /// Evaluate expiry as of TIME (RFC 3339, e.g. 2025-01-31T12:00:00Z) instead of now. A TIME
+    /// later than now only reads: "what would purge remove tomorrow?" is `purge --expired
+    /// --dry-run`, and commands that write are refused.
     #[arg(long, global = true, value_name = "TIME")]
     pub as_of: Option<String>,
 

@@ -3,10 +3,12 @@
 
 mod common;
 
+use std::fs;
 use std::path::Path;
 
 use common::{
-    api_handle, at_t0, expect, fixture, handle, id, json_lines, on, open_raw_sled, run, T0,
+    api_handle, at_t0, expect, export_body, fixture, handle, id, json_lines, on, open_raw_sled,
+    run, T0,
 };
 
 /// The handles `list --json` shows as of `as_of`, expired ones included when asked.
@@ -181,6 +183,58 @@ fn purge_removes_exactly_the_sessions_expired_as_of_the_given_time() {
     assert_eq!((out.code, out.stdout.as_str()), (2, ""));
     assert!(out.stderr.contains("--expired"), "{}", out.stderr);
     assert_eq!(handles(&db, T0, false).len(), 2);
+}
+
+#[test]
+fn as_of_a_future_time_only_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let before = export_body(&db);
+    let future = "2999-01-01T00:00:00Z";
+    let refused = format!(
+        "error: --as-of {future} is later than now: sessctl only reads as of a future time, \
+         since writing then would act on sessions that are still live (to see what purge would \
+         remove then: `purge --expired --dry-run`)\n"
+    );
+    // What would purge remove then? Every session; only counted.
+    expect(
+        on(&db).args(["--as-of", future, "purge", "--expired", "--dry-run"]),
+        0,
+        "would remove 5 expired sessions (dry run, nothing removed)\n",
+        "",
+    );
+    let file = dir.path().join("backup.jsonl");
+    fs::write(&file, run(at_t0(&db).arg("export")).stdout).expect("write");
+    let writes: [&[&str]; 5] = [
+        &["purge", "--expired"],
+        &["invalidate", "--principal", "alice"],
+        &["invalidate", &handle(1)],
+        &["check", "--repair"],
+        &["import", file.to_str().expect("utf-8 path")],
+    ];
+    for args in writes {
+        expect(on(&db).args(["--as-of", future]).args(args), 2, "", &refused);
+    }
+    assert_eq!(export_body(&db), before, "nothing written");
+    // Nor a demo, new or replacing a database.
+    let demo = dir.path().join("demo.sessdb");
+    expect(
+        on(&demo).args(["--as-of", future, "demo"]),
+        2,
+        "",
+        &refused,
+    );
+    assert!(!demo.exists());
+    // Reads and dry runs as of then are fine.
+    expect(
+        on(&db).args(["--as-of", future, "import", "--dry-run"]).arg(&file),
+        0,
+        "dry run, nothing written; would have imported 0, replaced 0, unchanged 3, skipped 0, \
+         bad 0\n",
+        "",
+    );
+    let out = run(on(&db).args(["--as-of", future, "stats", "--json"]));
+    assert_eq!(json_lines(&out.stdout)[0]["expired"], 5);
 }
 
 /// Damages the fixture's indexes with sled directly, as a bug or a disk could.

@@ -126,6 +126,8 @@ pub(crate) enum Message {
 #[derive(Debug)]
 pub(crate) struct App {
     pub(crate) title: String,
+    /// Why the write keys are refused, if they are.
+    read_only: Option<String>,
     pub(crate) theme: Theme,
     pub(crate) refresh: Duration,
     pub(crate) auto_refresh: bool,
@@ -164,6 +166,7 @@ impl App {
     pub(crate) fn new(options: &Options) -> App {
         App {
             title: options.title.clone(),
+            read_only: options.read_only.clone(),
             theme: Theme::new(options.no_color),
             refresh: options.refresh.max(MIN_REFRESH),
             auto_refresh: true,
@@ -398,6 +401,11 @@ impl App {
                     .into(),
                 ));
                 self.set_view(admin, view);
+            }
+            Action::AskInvalidate | Action::AskInvalidatePrincipal | Action::AskPurge
+                if self.read_only.is_some() =>
+            {
+                self.message = self.read_only.clone().map(Message::Error);
             }
             Action::AskInvalidate => self.ask_invalidate(),
             Action::AskInvalidatePrincipal => self.ask_invalidate_principal(admin),

@@ -15,6 +15,7 @@
 //!         title: "sessions.sessdb".into(),
 //!         refresh: Duration::from_secs(2),
 //!         no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+//!         read_only: None,
 //!     },
 //! )?;
 //! # Ok(())
@@ -64,6 +65,9 @@ pub struct Options {
     pub refresh: Duration,
     /// Draw without colours (the caller sets it when `NO_COLOR` is set and not empty).
     pub no_color: bool,
+    /// When set, the keys that write (invalidate, purge) do nothing but show this reason in
+    /// the status line (`sessctl --as-of` a future time: what would be, never acted on).
+    pub read_only: Option<String>,
 }
 
 impl Default for Options {
@@ -72,6 +76,7 @@ impl Default for Options {
             title: String::new(),
             refresh: Duration::from_secs(2),
             no_color: false,
+            read_only: None,
         }
     }
 }

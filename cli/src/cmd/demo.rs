@@ -152,6 +152,7 @@ impl Demo {
         if let Some(live) = &self.live {
             return live.run(ctx, self);
         }
+        ctx.refuse_future_write()?;
         prepare(ctx.db, self.force)?;
         let (store, made) = generate(ctx, self.sessions)?;
         report(ctx, &store, &made)?;

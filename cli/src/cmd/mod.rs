@@ -18,7 +18,8 @@ use std::path::Path;
 use time::OffsetDateTime;
 
 use crate::db::{self, Access, Database};
-use crate::output::Style;
+use crate::exit::Failure;
+use crate::output::{timestamp, Style};
 
 /// What every command runs with.
 pub struct Ctx<'a> {
@@ -56,6 +57,9 @@ impl Ctx<'_> {
     /// # Errors
     /// See [`db::open`]; a write error on stderr.
     pub fn open(&mut self, access: Access) -> anyhow::Result<Database> {
+        if access != Access::Read {
+            self.refuse_future_write()?;
+        }
         let db = match self.socket {
             Some(socket) => db::open_socket(self.db, socket, self.as_of)?,
             None => db::open(self.db, self.as_of, access)?,
@@ -70,6 +74,33 @@ impl Ctx<'_> {
             )?;
         }
         Ok(db)
+    }
+}
+
+impl Ctx<'_> {
+    /// The `--as-of` time when it is later than the real now: expiry is then a what-if, which
+    /// sessctl shows and never acts on.
+    pub fn future_as_of(&self) -> Option<OffsetDateTime> {
+        self.as_of.filter(|t| *t > OffsetDateTime::now_utc())
+    }
+
+    /// Refuses to write with an `--as-of` later than now: a purge would remove sessions that
+    /// are still live. An `--as-of` in the past stays allowed: what is expired then is expired
+    /// now too, so a purge removes a subset of what it removes now, and the other writes
+    /// (invalidate, import, repair, a demo's history) do not depend on the time.
+    ///
+    /// # Errors
+    /// [`Failure::Usage`] naming `--as-of`.
+    pub fn refuse_future_write(&self) -> Result<(), Failure> {
+        match self.future_as_of() {
+            Some(t) => Err(Failure::Usage(format!(
+                "--as-of {} is later than now: sessctl only reads as of a future time, since \
+                 writing then would act on sessions that are still live (to see what purge would \
+                 remove then: `purge --expired --dry-run`)",
+                timestamp(t)
+            ))),
+            None => Ok(()),
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::Ctx;
 use crate::db::Access;
 use crate::exit::{Exit, Failure};
+use crate::output::timestamp;
 
 /// `tui [--refresh SECS]`
 #[derive(Debug)]
@@ -29,12 +30,25 @@ impl Tui {
             )
             .into());
         }
-        // Read-write: the TUI can invalidate sessions. A missing database is not created.
-        let db = ctx.open(Access::Write)?;
+        // Read-write: the TUI can invalidate sessions. A missing database is not created. As
+        // of a future time it only shows what would be: read-only, its write keys refused.
+        let future = ctx.future_as_of();
+        let db = ctx.open(if future.is_some() {
+            Access::Read
+        } else {
+            Access::Write
+        })?;
         let options = sessdb_tui::Options {
             title: db.title(ctx.db),
             refresh: self.refresh,
             no_color: ctx.no_color,
+            read_only: future.map(|t| {
+                format!(
+                    "Read-only: --as-of {} is later than now, and nothing is written as of a \
+                     future time",
+                    timestamp(t)
+                )
+            }),
         };
         sessdb_tui::run(db.admin(), options)?;
         Ok(Exit::Success)

@@ -174,11 +174,22 @@ impl Fixture {
 /// An app started on `admin` in a terminal of `width`×`height`, with its counts, as the
 /// event loop leaves it before the first key once the worker has counted.
 pub(crate) fn started(admin: &dyn Admin, width: u16, height: u16) -> App {
-    let mut app = App::new(&Options {
-        title: "/srv/app/sessions.sessdb".into(),
-        refresh: Duration::from_secs(2),
-        no_color: false,
-    });
+    started_with(
+        admin,
+        width,
+        height,
+        &Options {
+            title: "/srv/app/sessions.sessdb".into(),
+            refresh: Duration::from_secs(2),
+            no_color: false,
+            read_only: None,
+        },
+    )
+}
+
+/// As [`started`], with `options`.
+pub(crate) fn started_with(admin: &dyn Admin, width: u16, height: u16, options: &Options) -> App {
+    let mut app = App::new(options);
     app.update(admin, Action::Resize(width, height));
     app.start(admin);
     count_now(&mut app, admin);

@@ -7,7 +7,9 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use sessdb::{Admin, Handle, SessionId, Target};
 use time::OffsetDateTime;
 
-use super::{ch, key, press, principals, started, type_text, Fixture, Flaky, Spec};
+use super::{
+    ch, key, press, principals, started, started_with, type_text, Fixture, Flaky, Spec,
+};
 use crate::app::{Action, Confirm, Message, Mode};
 use crate::listing::{Filter, Sort, PAGE_SIZE};
 
@@ -561,6 +563,26 @@ fn a_read_only_store_refuses_invalidation_in_the_status_line() {
         app.message
     );
     assert_eq!(store.stats().expect("stats").live, 6);
+}
+
+#[test]
+fn read_only_options_refuse_every_write_key_with_their_reason() {
+    let f = Fixture::demo();
+    let reason = "Read-only: --as-of is later than now";
+    let options = crate::Options {
+        read_only: Some(reason.into()),
+        ..crate::Options::default()
+    };
+    let app = &mut started_with(&f.store, 100, 30, &options);
+    f.clock.advance(Duration::from_secs(365 * 86_400));
+    let before = f.store.stats().expect("stats");
+    assert!(before.expired > 0, "something a purge could remove");
+    for k in ['d', 'D', 'p'] {
+        press(app, &f.store, &[ch(k), ch('y')]);
+        assert_eq!(app.mode, Mode::Browsing, "{k}: nothing asked");
+        assert_eq!(app.message, Some(Message::Error(reason.into())), "{k}");
+    }
+    assert_eq!(f.store.stats().expect("stats"), before);
 }
 
 #[test]
