@@ -26,15 +26,9 @@ Environment:
 #[derive(Debug, Parser)]
 #[command(name = "sessctl", version, after_help = EXIT_CODES, max_term_width = 100)]
 pub struct Args {
-    /// Database folder.
-    #[arg(
-        long,
-        global = true,
-        env = "SESSCTL_DB",
-        default_value = "./sessions.sessdb",
-        value_name = "PATH"
-    )]
-    pub db: PathBuf,
+    /// Database folder [default: ./sessions.sessdb].
+    #[arg(long, global = true, env = "SESSCTL_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
 
     /// Evaluate expiry as of TIME (RFC 3339, e.g. 2025-01-31T12:00:00Z) instead of now. A TIME
     /// later than now only reads: "what would purge remove tomorrow?" is `purge --expired

@@ -42,6 +42,8 @@ impl Env {
 pub struct Config {
     /// The database folder.
     pub db: PathBuf,
+    /// Whether `--db` (or `SESSCTL_DB`) named it, rather than the default.
+    pub db_given: bool,
     /// The moment expiry is evaluated at, if not now.
     pub as_of: Option<OffsetDateTime>,
     /// An admin socket to use instead of opening the database (`--socket`).
@@ -180,7 +182,8 @@ impl Config {
             }),
         };
         Ok(Config {
-            db: args.db,
+            db_given: args.db.is_some(),
+            db: args.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
             as_of,
             socket: args.socket,
             style: Style {
@@ -192,6 +195,9 @@ impl Config {
         })
     }
 }
+
+/// The database folder when neither `--db` nor `SESSCTL_DB` names one.
+pub const DEFAULT_DB: &str = "./sessions.sessdb";
 
 fn usage(message: String) -> anyhow::Error {
     Failure::Usage(message).into()

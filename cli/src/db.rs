@@ -41,6 +41,15 @@ impl Database {
         }
     }
 
+    /// The database folder: `local` (`--db`) when opened directly, or the one the running
+    /// application serves.
+    pub fn path<'a>(&'a self, local: &'a Path) -> &'a Path {
+        match self {
+            Database::Direct(_) => local,
+            Database::Remote(remote) => remote.database_path(),
+        }
+    }
+
     /// What the TUI's header names: the folder, or the socket of the live application.
     pub fn title(&self, path: &Path) -> String {
         match self {

@@ -34,6 +34,7 @@ pub fn run(args: Args) -> Exit {
 pub fn execute(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Exit> {
     let mut ctx = Ctx {
         db: &config.db,
+        db_given: config.db_given,
         as_of: config.as_of,
         socket: config.socket.as_deref(),
         style: config.style,

@@ -144,13 +144,41 @@ fn socket_names_the_admin_socket_whatever_db_says() {
     let app = application(&db);
     let socket = db.join("admin.sock");
     let elsewhere = dir.path().join("not-the-database");
+    let note = via_socket(&db, std::process::id());
     let out = run(on(&elsewhere)
         .args(["--socket", socket.to_str().expect("utf-8 path")])
         .args(["stats", "--json"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.stderr, via_socket(&db, std::process::id()));
-    assert_eq!(json_lines(&out.stdout)[0]["live"], 3);
+    // The figures are the application's: stats names its database, and --db, which names
+    // another, gets a warning.
+    assert_eq!(
+        out.stderr,
+        format!(
+            "{note}warning: --db {} is not the database that application serves; the command \
+             goes to {}\n",
+            elsewhere.display(),
+            db.display()
+        )
+    );
+    let stats = &json_lines(&out.stdout)[0];
+    assert_eq!((&stats["live"], &stats["database"]), (&3.into(), &db.to_str().into()));
     assert!(!elsewhere.exists(), "--db is not opened or created");
+    // Without --db (the default ./sessions.sessdb is not what it serves either): no warning,
+    // and the table names the application's database.
+    let out = run(sessctl()
+        .current_dir(dir.path())
+        .args(["--socket", socket.to_str().expect("utf-8 path"), "stats"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, note.as_str()));
+    assert!(
+        out.stdout
+            .starts_with(&format!("database             {}\n", db.display())),
+        "{}",
+        out.stdout
+    );
+    // --db naming the same folder another way: no warning either.
+    let out = run(on(&dir.path().join(".").join("fixture.sessdb"))
+        .args(["--socket", socket.to_str().expect("utf-8 path"), "stats"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, note.as_str()));
     drop(app);
 
     let gone = dir.path().join("gone.sock");

@@ -38,9 +38,6 @@ const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
 const DAY: i64 = 24 * HOUR;
 
-/// The default database path, for the "try next" lines.
-const DEFAULT_DB: &str = "./sessions.sessdb";
-
 /// "Expiring soon" in the summary.
 const SOON: Duration = Duration::from_secs(15 * 60);
 
@@ -532,7 +529,7 @@ fn report(ctx: &mut Ctx<'_>, store: &Store, made: &Made) -> anyhow::Result<()> {
     }
     writeln!(out)?;
     writeln!(out, "try next:")?;
-    if ctx.db != Path::new(DEFAULT_DB) {
+    if ctx.db != Path::new(crate::config::DEFAULT_DB) {
         writeln!(
             out,
             "  export SESSCTL_DB={}",

@@ -25,6 +25,8 @@ use crate::output::{timestamp, Style};
 pub struct Ctx<'a> {
     /// The database folder.
     pub db: &'a Path,
+    /// Whether `--db` (or `SESSCTL_DB`) named it, rather than the default.
+    pub db_given: bool,
     /// Evaluate expiry as of this moment instead of now.
     pub as_of: Option<OffsetDateTime>,
     /// An admin socket to use instead of opening the database (`--socket`).
@@ -67,11 +69,21 @@ impl Ctx<'_> {
         if let Database::Remote(remote) = &db {
             writeln!(
                 self.err,
-                "note: a running application (pid {}) holds the database; going through its \
+                "note: a running application (pid {}) holds the database {}; going through its \
                  admin socket {}",
                 remote.server_pid(),
+                remote.database_path().display(),
                 remote.socket_path().display()
             )?;
+            if self.db_given && !same_folder(self.db, remote.database_path()) {
+                writeln!(
+                    self.err,
+                    "warning: --db {} is not the database that application serves; the command \
+                     goes to {}",
+                    self.db.display(),
+                    remote.database_path().display()
+                )?;
+            }
         }
         Ok(db)
     }
@@ -101,6 +113,18 @@ impl Ctx<'_> {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+/// Whether `a` and `b` name the same folder: the same absolute path, or the same folder once
+/// symbolic links are resolved.
+fn same_folder(a: &Path, b: &Path) -> bool {
+    if std::path::absolute(a).is_ok_and(|a| a == b) {
+        return true;
+    }
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }
 

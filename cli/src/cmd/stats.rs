@@ -22,10 +22,12 @@ impl Stats {
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
         let db = ctx.open(Access::Read)?;
         let admin = db.admin();
+        // Through a socket, the figures are those of the application's database.
+        let database = db.path(ctx.db).display().to_string();
         let s = admin.stats()?;
         if self.json {
             let value = json!({
-                "database": ctx.db.display().to_string(),
+                "database": database,
                 "as_of": timestamp(admin.now()),
                 "live": s.live,
                 "expired": s.expired,
@@ -40,7 +42,7 @@ impl Stats {
         let mut t = Table::default();
         t.row(
             Tone::Plain,
-            vec!["database".into(), ctx.db.display().to_string()],
+            vec!["database".into(), database],
         );
         if ctx.as_of.is_some() {
             t.row(Tone::Plain, vec!["as of".into(), timestamp(admin.now())]);

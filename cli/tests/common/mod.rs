@@ -48,8 +48,9 @@ pub fn at_t0(db: &Path) -> Command {
 /// application `pid`.
 pub fn via_socket(db: &Path, pid: u32) -> String {
     format!(
-        "note: a running application (pid {pid}) holds the database; going through its admin \
-         socket {}\n",
+        "note: a running application (pid {pid}) holds the database {}; going through its \
+         admin socket {}\n",
+        db.display(),
         db.join("admin.sock").display()
     )
 }

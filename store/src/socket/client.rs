@@ -216,8 +216,8 @@ impl RemoteAdmin {
         &self.socket
     }
 
-    /// The database folder the application serves, as it reported when this client
-    /// connected.
+    /// The database folder the application serves (an absolute path), as it reported when
+    /// this client connected.
     pub fn database_path(&self) -> &Path {
         &self.database
     }

@@ -114,7 +114,9 @@ pub(crate) fn serve(store: &Store, path: &Path) -> Result<Server> {
         listener.set_nonblocking(true)?;
         let (wake, wake_rx) = UnixStream::pair()?;
         let shared = Arc::new(Shared {
-            database: store.inner.path.clone(),
+            // Absolute, as the socket's path is: a client runs in another working directory.
+            database: std::path::absolute(&store.inner.path)
+                .unwrap_or_else(|_| store.inner.path.clone()),
             owner: nix::unistd::geteuid().as_raw(),
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
