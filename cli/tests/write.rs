@@ -548,6 +548,27 @@ fn demo_replaces_a_database_only_with_force() {
     )));
     assert_eq!(count(&db), 7);
 
+    // Never a database folder that holds anything sled did not make: --force removes the
+    // folder, and the operator's backup next to the database would go with it.
+    let backup = db.join("backup.jsonl");
+    std::fs::write(&backup, "keep me").expect("write");
+    std::fs::create_dir(db.join("old")).expect("mkdir");
+    expect(
+        at_t0(&db).args(["demo", "--sessions", "3", "--force"]),
+        5,
+        "",
+        &format!(
+            "error: {} holds files that are not part of the database (backup.jsonl, old); \
+             --force replaces only a folder that holds nothing else: move them out, or choose \
+             another --db\n",
+            db.display()
+        ),
+    );
+    assert_eq!(std::fs::read_to_string(&backup).expect("read"), "keep me");
+    assert_eq!(count(&db), 7);
+    std::fs::remove_file(&backup).expect("rm");
+    std::fs::remove_dir(db.join("old")).expect("rmdir");
+
     // Never into a folder of other files, even with --force.
     let other = dir.path().join("home");
     std::fs::create_dir(&other).expect("mkdir");

@@ -213,6 +213,27 @@ fn prepare(path: &Path, force: bool) -> anyhow::Result<()> {
         ))
         .into());
     }
+    // Replacing it removes the whole folder: only when it holds nothing but the database (an
+    // export kept next to it, say, would go too).
+    let foreign =
+        db::foreign_entries(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !foreign.is_empty() {
+        const SHOWN: usize = 5;
+        let mut names = foreign
+            .iter()
+            .take(SHOWN)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if foreign.len() > SHOWN {
+            names.push_str(&format!(" and {} more", foreign.len() - SHOWN));
+        }
+        return Err(anyhow::anyhow!(
+            "{} holds files that are not part of the database ({names}); --force replaces \
+             only a folder that holds nothing else: move them out, or choose another --db",
+            path.display()
+        ));
+    }
     // Opening it fails if a process holds it: never delete a database that is in use.
     drop(db::open_direct(path, None, Access::Read)?);
     fs::remove_dir_all(path).with_context(|| format!("cannot remove {}", path.display()))
