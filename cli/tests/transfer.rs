@@ -86,6 +86,35 @@ fn export_files_are_owner_only_and_replaced_whole() {
 }
 
 #[test]
+fn export_out_a_directory_is_refused_before_exporting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let folder = dir.path().join("backups");
+    fs::create_dir(&folder).expect("mkdir");
+    for (out, what) in [
+        (format!("{}/", folder.display()), "is a directory"),
+        (folder.display().to_string(), "is a directory"),
+        (
+            format!("{}/new/", folder.display()),
+            "ends with /, which names a directory",
+        ),
+    ] {
+        expect(
+            at_t0(&db).args(["export", "--out", &out]),
+            2,
+            "",
+            &format!("error: --out {out} {what}; give the name of the file to write\n"),
+        );
+    }
+    assert_eq!(fs::read_dir(&folder).expect("read_dir").count(), 0);
+    assert_eq!(
+        fs::read_dir(dir.path()).expect("read_dir").count(),
+        2,
+        "no temporary file left beside it"
+    );
+}
+
+#[test]
 fn export_then_import_into_a_fresh_database_round_trips() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = fixture(dir.path());

@@ -3,6 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::BufWriter;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,11 @@ impl Export {
     /// Open, storage and write errors; [`Failure::BadData`] when undecodable records had to be
     /// left out.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
+        if let Some(path) = &self.out {
+            // Before the export, which would otherwise be written whole and then fail to be
+            // renamed over a folder.
+            refuse_directory(path)?;
+        }
         let db = ctx.open(Access::Read)?;
         let admin = db.admin();
         let progress = Progress::spinner(ctx.progress, "exporting", "sessions");
@@ -65,6 +71,23 @@ impl Export {
         }
         Ok(Exit::Success)
     }
+}
+
+/// `--out` must name a file: not an existing folder, nor a path that ends with `/`.
+fn refuse_directory(path: &Path) -> Result<(), Failure> {
+    let is_dir = fs::metadata(path).is_ok_and(|m| m.is_dir());
+    if is_dir || path.as_os_str().as_bytes().ends_with(b"/") {
+        let what = if is_dir {
+            "is a directory"
+        } else {
+            "ends with /, which names a directory"
+        };
+        return Err(Failure::Usage(format!(
+            "--out {} {what}; give the name of the file to write",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Writes to a temporary file (mode 0600) next to `path`, then renames it over `path`: a
