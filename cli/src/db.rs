@@ -108,14 +108,39 @@ pub fn open(
 /// Connects to the admin socket `socket` (`--socket`), whatever `--db` says.
 ///
 /// # Errors
-/// [`sessdb::Error::AdminSocket`] and the other connection errors of [`RemoteAdmin::connect`];
-/// [`Failure::Usage`] with `--as-of`.
+/// [`sessdb::Error::AdminSocket`] and the other connection errors of [`RemoteAdmin::connect`],
+/// explained when `socket` is not a socket or nothing listens on it; [`Failure::Usage`] with
+/// `--as-of`.
 pub fn open_socket(
     path: &Path,
     socket: &Path,
     as_of: Option<OffsetDateTime>,
 ) -> anyhow::Result<Database> {
-    live(path, as_of, RemoteAdmin::connect(socket)?)
+    let remote = RemoteAdmin::connect(socket).map_err(|e| explain_connect(socket, e))?;
+    live(path, as_of, remote)
+}
+
+/// A failed connection to `--socket` in the operator's terms, for the two cases where the
+/// operating system's words ("Connection refused") mislead: a path that is not a socket, and
+/// a socket file whose application has exited.
+fn explain_connect(socket: &Path, e: sessdb::Error) -> anyhow::Error {
+    let refused = matches!(
+        &e,
+        sessdb::Error::AdminSocket { source, .. }
+            if source.kind() == io::ErrorKind::ConnectionRefused
+    );
+    match fs::metadata(socket) {
+        Ok(m) if !m.file_type().is_socket() => anyhow::anyhow!(
+            "{} is not a socket (--socket names the admin socket of a running application)",
+            socket.display()
+        ),
+        Ok(_) if refused => anyhow::anyhow!(
+            "no application is listening on {} (left behind by a process that exited?); \
+             without --socket sessctl opens the database directly",
+            socket.display()
+        ),
+        _ => e.into(),
+    }
 }
 
 fn live(

@@ -237,3 +237,34 @@ fn import_through_a_socket_reports_each_bad_line_and_removes_nothing() {
     assert!(!dir.path().join("sessions.sessdb").exists());
     assert_eq!(app.stats().expect("stats").live, 3);
 }
+
+#[test]
+fn socket_that_is_not_one_or_has_no_application_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let file = dir.path().join("not-a-socket");
+    std::fs::write(&file, "").expect("write");
+    expect(
+        on(&db).arg("--socket").arg(&file).arg("stats"),
+        5,
+        "",
+        &format!(
+            "error: {} is not a socket (--socket names the admin socket of a running \
+             application)\n",
+            file.display()
+        ),
+    );
+    // A socket file whose process has gone: binding leaves the file, dropping stops listening.
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
+    expect(
+        on(&db).arg("--socket").arg(&stale).arg("stats"),
+        5,
+        "",
+        &format!(
+            "error: no application is listening on {} (left behind by a process that \
+             exited?); without --socket sessctl opens the database directly\n",
+            stale.display()
+        ),
+    );
+}
