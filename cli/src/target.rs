@@ -29,7 +29,22 @@ impl Named {
         if hex && (MIN_PREFIX..32).contains(&t.len()) {
             return Ok(Named::Prefix(t.to_ascii_lowercase()));
         }
-        text.parse().map(Named::Exact)
+        // The store knows only whole handles and ids; its message leaves out the prefixes
+        // that sessctl accepts too.
+        text.parse().map(Named::Exact).map_err(|e| match e {
+            sessdb::Error::InvalidId { what, input, .. } => sessdb::Error::InvalidId {
+                what,
+                input,
+                reason: if hex && !t.is_empty() && t.len() < MIN_PREFIX {
+                    "a handle prefix needs at least 6 hex characters (or give all 32, or a \
+                     UUID session id)"
+                } else {
+                    "expected a handle (32 hex characters, or its first 6 or more) or a UUID \
+                     session id"
+                },
+            },
+            other => other,
+        })
     }
 
     /// The session this names. A prefix is looked up in every session, expired ones too.

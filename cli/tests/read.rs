@@ -289,7 +289,6 @@ fn malformed_handles_and_ids_are_usage_errors() {
     let db = fixture(dir.path());
     for bad in [
         "zzz",
-        "cc8cd",
         "cc8cd41cef907c4d216069122c4b89930",
         "not-a-uuid-but-a-long-secret",
     ] {
@@ -297,8 +296,8 @@ fn malformed_handles_and_ids_are_usage_errors() {
         assert_eq!((out.code, out.stdout.as_str()), (2, ""), "{bad}");
         assert!(
             out.stderr.ends_with(
-                " is not a valid handle or session id: expected a 32-character hex handle or a \
-                 UUID session id\n"
+                " is not a valid handle or session id: expected a handle (32 hex characters, or \
+                 its first 6 or more) or a UUID session id\n"
             ),
             "{}",
             out.stderr
@@ -310,8 +309,16 @@ fn malformed_handles_and_ids_are_usage_errors() {
         at_t0(&db).args(["show", "zzz"]),
         2,
         "",
-        "error: \"zzz\" is not a valid handle or session id: expected a 32-character hex handle \
-         or a UUID session id\n",
+        "error: \"zzz\" is not a valid handle or session id: expected a handle (32 hex \
+         characters, or its first 6 or more) or a UUID session id\n",
+    );
+    // A prefix too short to be one says how long it must be.
+    expect(
+        at_t0(&db).args(["show", "def25"]),
+        2,
+        "",
+        "error: \"def25\" is not a valid handle or session id: a handle prefix needs at least 6 \
+         hex characters (or give all 32, or a UUID session id)\n",
     );
 }
 

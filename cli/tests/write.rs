@@ -82,8 +82,8 @@ fn invalidate_with_a_malformed_target_changes_nothing() {
         (
             2,
             "",
-            "error: \"not-a-handle\" is not a valid handle or session id: expected a \
-             32-character hex handle or a UUID session id\n"
+            "error: \"not-a-handle\" is not a valid handle or session id: expected a handle \
+             (32 hex characters, or its first 6 or more) or a UUID session id\n"
         )
     );
     assert_eq!(
