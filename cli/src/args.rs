@@ -11,7 +11,8 @@ use crate::exit::Exit;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success (also when the reader of the output goes away, as with `| head`)
-  1  a named session or principal was not found
+  1  the session or principal that show or invalidate acts on does not exist
+     (a list that matches nothing is not an error: it exits 0)
   2  usage error: a bad option, argument, time, duration, handle or session id
   3  the database is held by another process (sled allows one process at a time)
      (for `demo --live`: a running application already serves it)

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 pub enum Exit {
     /// 0: success.
     Success,
-    /// 1: a named session or principal was not found.
+    /// 1: the session or principal a command acts on (show, invalidate) does not exist; a
+    /// listing that matches nothing is not an error.
     NotFound,
     /// 2: a usage error.
     Usage,
