@@ -161,13 +161,18 @@ fn socket_names_the_admin_socket_whatever_db_says() {
         )
     );
     let stats = &json_lines(&out.stdout)[0];
-    assert_eq!((&stats["live"], &stats["database"]), (&3.into(), &db.to_str().into()));
+    assert_eq!(
+        (&stats["live"], &stats["database"]),
+        (&3.into(), &db.to_str().into())
+    );
     assert!(!elsewhere.exists(), "--db is not opened or created");
     // Without --db (the default ./sessions.sessdb is not what it serves either): no warning,
     // and the table names the application's database.
-    let out = run(sessctl()
-        .current_dir(dir.path())
-        .args(["--socket", socket.to_str().expect("utf-8 path"), "stats"]));
+    let out = run(sessctl().current_dir(dir.path()).args([
+        "--socket",
+        socket.to_str().expect("utf-8 path"),
+        "stats",
+    ]));
     assert_eq!((out.code, out.stderr.as_str()), (0, note.as_str()));
     assert!(
         out.stdout
@@ -176,8 +181,11 @@ fn socket_names_the_admin_socket_whatever_db_says() {
         out.stdout
     );
     // --db naming the same folder another way: no warning either.
-    let out = run(on(&dir.path().join(".").join("fixture.sessdb"))
-        .args(["--socket", socket.to_str().expect("utf-8 path"), "stats"]));
+    let out = run(on(&dir.path().join(".").join("fixture.sessdb")).args([
+        "--socket",
+        socket.to_str().expect("utf-8 path"),
+        "stats",
+    ]));
     assert_eq!((out.code, out.stderr.as_str()), (0, note.as_str()));
     drop(app);
 

@@ -482,7 +482,11 @@ fn import_rejects_times_no_real_session_has() {
         .write_stdin(with("created", last_access)));
     assert_eq!(
         (out.code, out.stdout.as_str(), out.stderr.as_str()),
-        (0, "imported 1, replaced 0, unchanged 0, skipped 0, bad 0\n", "")
+        (
+            0,
+            "imported 1, replaced 0, unchanged 0, skipped 0, bad 0\n",
+            ""
+        )
     );
 }
 
@@ -634,8 +638,7 @@ fn import_refuses_a_folder_and_removes_its_new_database_after_a_read_error() {
     // A file that fails to read (reading /proc/self/mem at offset 0 is EIO): the error names
     // the file, and the database made for it is gone again.
     let unreadable = "/proc/self/mem";
-    let read_error =
-        format!("error: I/O error on {unreadable}: Input/output error (os error 5)\n");
+    let read_error = format!("error: I/O error on {unreadable}: Input/output error (os error 5)\n");
     expect(on(&new).arg("import").arg(unreadable), 5, "", &read_error);
     assert!(!new.exists(), "a failed import left a database behind");
     // An existing database is kept, unchanged.

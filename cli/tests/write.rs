@@ -213,21 +213,23 @@ fn as_of_a_future_time_only_reads() {
         &["import", file.to_str().expect("utf-8 path")],
     ];
     for args in writes {
-        expect(on(&db).args(["--as-of", future]).args(args), 2, "", &refused);
+        expect(
+            on(&db).args(["--as-of", future]).args(args),
+            2,
+            "",
+            &refused,
+        );
     }
     assert_eq!(export_body(&db), before, "nothing written");
     // Nor a demo, new or replacing a database.
     let demo = dir.path().join("demo.sessdb");
-    expect(
-        on(&demo).args(["--as-of", future, "demo"]),
-        2,
-        "",
-        &refused,
-    );
+    expect(on(&demo).args(["--as-of", future, "demo"]), 2, "", &refused);
     assert!(!demo.exists());
     // Reads and dry runs as of then are fine.
     expect(
-        on(&db).args(["--as-of", future, "import", "--dry-run"]).arg(&file),
+        on(&db)
+            .args(["--as-of", future, "import", "--dry-run"])
+            .arg(&file),
         0,
         "dry run, nothing written; would have imported 0, replaced 0, unchanged 3, skipped 0, \
          bad 0\n",

@@ -40,10 +40,7 @@ impl Stats {
             return Ok(Exit::Success);
         }
         let mut t = Table::default();
-        t.row(
-            Tone::Plain,
-            vec!["database".into(), database],
-        );
+        t.row(Tone::Plain, vec!["database".into(), database]);
         if ctx.as_of.is_some() {
             t.row(Tone::Plain, vec!["as of".into(), timestamp(admin.now())]);
         }

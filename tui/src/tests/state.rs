@@ -7,9 +7,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use sessdb::{Admin, Handle, SessionId, Target};
 use time::OffsetDateTime;
 
-use super::{
-    ch, key, press, principals, started, started_with, type_text, Fixture, Flaky, Spec,
-};
+use super::{ch, key, press, principals, started, started_with, type_text, Fixture, Flaky, Spec};
 use crate::app::{Action, Confirm, Message, Mode};
 use crate::listing::{Filter, Sort, PAGE_SIZE};
 
