@@ -44,8 +44,12 @@ impl Style {
     }
 }
 
-/// A duration in at most two units: `45s`, `12m`, `2h 5m`, `3d 4h`.
+/// A duration in at most two units: `45s`, `12m`, `2h 5m`, `3d 4h`; `none` for `Duration::MAX`.
 pub fn span(d: Duration) -> String {
+    if d == Duration::MAX {
+        // A session with no idle timeout.
+        return "none".into();
+    }
     let s = d.as_secs();
     let (m, h, days) = (s / 60, s / 3600, s / 86_400);
     if s < 60 {
@@ -213,6 +217,7 @@ mod tests {
         for (secs, want) in cases {
             assert_eq!(span(Duration::from_secs(secs)), want, "{secs}");
         }
+        assert_eq!(span(Duration::MAX), "none");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::check::{CheckReport, RepairReport};
-use crate::clock::{duration_ms, from_ms};
+use crate::clock::{duration_ms, from_ms, ms_duration};
 use crate::error::{Error, Result};
 use crate::export::{ExportReport, ImportOptions, ImportReport};
 use crate::id::{Handle, SessionId};
@@ -104,7 +104,7 @@ impl SessionInfo {
             user_agent: h.user_agent,
             created: from_ms(h.created),
             last_access: from_ms(h.last_access),
-            idle_timeout: Duration::from_millis(u64::try_from(h.idle_timeout_ms).unwrap_or(0)),
+            idle_timeout: ms_duration(h.idle_timeout_ms),
             absolute_deadline: from_ms(h.absolute_deadline),
             expires_at: from_ms(h.expires_at),
             version: h.version,

@@ -89,7 +89,17 @@ pub(crate) fn from_ms(ms: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// A duration in whole milliseconds, saturating.
+/// A duration in whole milliseconds, saturating: `Duration::MAX` (no idle timeout) is
+/// `i64::MAX`.
 pub(crate) fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The inverse of [`duration_ms`]: `i64::MAX` is `Duration::MAX` again, so that a session
+/// given no idle timeout reads back as none; a negative count (never written) is zero.
+pub(crate) fn ms_duration(ms: i64) -> Duration {
+    match ms {
+        i64::MAX => Duration::MAX,
+        ms => Duration::from_millis(u64::try_from(ms).unwrap_or(0)),
+    }
 }

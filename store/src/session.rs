@@ -13,7 +13,7 @@ use serde::Serialize;
 use sled::IVec;
 use time::OffsetDateTime;
 
-use crate::clock::{duration_ms, from_ms, to_ms};
+use crate::clock::{duration_ms, from_ms, ms_duration, to_ms};
 use crate::data::Data;
 use crate::error::{redact, Error, Result};
 use crate::id::{Handle, SessionId};
@@ -342,12 +342,13 @@ impl Session {
         from_ms(self.head.expires_at)
     }
 
-    /// The session's idle timeout.
+    /// The session's idle timeout: `Duration::MAX` if it has none.
     pub fn idle_timeout(&self) -> Duration {
-        Duration::from_millis(u64::try_from(self.head.idle_timeout_ms).unwrap_or(0))
+        ms_duration(self.head.idle_timeout_ms)
     }
 
-    /// Overrides the store's idle timeout for this session.
+    /// Overrides the store's idle timeout for this session; `Duration::MAX` for none (the
+    /// session then lives to its absolute deadline, however idle).
     pub fn set_idle_timeout(&mut self, d: Duration) {
         let ms = duration_ms(d);
         if self.head.idle_timeout_ms != ms {

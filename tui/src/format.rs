@@ -5,8 +5,12 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-/// `d` as one or two units: `45s`, `12m 5s`, `3h 4m`, `2d 3h`.
+/// `d` as one or two units: `45s`, `12m 5s`, `3h 4m`, `2d 3h`; `none` for `Duration::MAX`.
 pub(crate) fn span(d: Duration) -> String {
+    if d == Duration::MAX {
+        // A session with no idle timeout.
+        return "none".into();
+    }
     let s = d.as_secs();
     let (days, hours, mins, secs) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
     match (days, hours, mins) {
@@ -96,6 +100,7 @@ mod tests {
             span(Duration::from_secs(2 * 86_400 + 3 * 3600 + 1)),
             "2d 3h"
         );
+        assert_eq!(span(Duration::MAX), "none");
     }
 
     #[test]
