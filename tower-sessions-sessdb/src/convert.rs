@@ -10,11 +10,12 @@ use tower_sessions_core::session_store::Error;
 
 use crate::error::{encode, from_sessdb};
 
-/// The idle timeout of every session this adapter writes: a century, so that a session's
-/// expiry is exactly the record's `expiry_date`. tower-sessions moves that date itself on
-/// activity (`Expiry::OnInactivity`), so a second idle clock in the store would only cut
-/// sessions short.
-pub const NO_IDLE_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// The idle timeout of every session this adapter writes: none (`Duration::MAX`, which the
+/// store takes as no idle timeout), so that a session's expiry is exactly the record's
+/// `expiry_date`, however far off. tower-sessions moves that date itself on activity
+/// (`Expiry::OnInactivity`), so a second idle clock in the store would only cut sessions
+/// short.
+pub const NO_IDLE_TIMEOUT: Duration = Duration::MAX;
 
 /// The sessdb id of a tower-sessions id: the same 16 bytes (the little-endian bytes that the
 /// session cookie encodes), so [`SessionId::handle`] gives the handle `sessctl` shows for the
@@ -65,11 +66,13 @@ impl PrincipalPointer {
     }
 
     /// The principal named by this pointer in `data`: a string as is, a number in its JSON
-    /// form; `None` when the value is missing or null.
+    /// form; `None` when the value is missing, null or the empty string (what an application
+    /// may write there on logout).
     fn find(&self, data: &HashMap<String, serde_json::Value>) -> Result<Option<String>, Error> {
         let value = data.get(&self.key).and_then(|v| v.pointer(&self.rest));
         match value {
             None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
             Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
             Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
             Some(other) => Err(Error::Encode(format!(

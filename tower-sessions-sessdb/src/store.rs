@@ -77,7 +77,7 @@ impl SessdbStore {
     }
 
     /// Takes each session's principal from the data key `key` (a string, or a number in its
-    /// JSON form; none when the key is missing or null). The principal feeds
+    /// JSON form; none when the key is missing, null or the empty string). The principal feeds
     /// [`Store::sessions_of`], [`Store::invalidate_principal`] and
     /// `sessctl invalidate --principal`.
     ///

@@ -99,11 +99,35 @@ async fn the_principal_follows_the_data_on_save() {
     assert_eq!(stored.principal(), None);
 }
 
+/// An application may clear the user id on logout by writing "" rather than removing it: the
+/// session then has no principal, as with null, and every save still succeeds.
+#[tokio::test]
+async fn an_empty_principal_is_no_principal() {
+    let (_dir, store) = open();
+    let sessions = SessdbStore::new(store.clone()).with_principal_key("user_id");
+    let mut r = record(json!({ "user_id": "alice" }), in_an_hour());
+    sessions.create(&mut r).await.unwrap();
+    assert_eq!(store.sessions_of("alice").unwrap().len(), 1);
+    r.data.insert("user_id".into(), json!(""));
+    sessions.save(&r).await.unwrap();
+    assert!(store.sessions_of("alice").unwrap().is_empty());
+    let stored = store.load(&session_id(&r.id)).unwrap().unwrap();
+    assert_eq!(stored.principal(), None);
+    let mut fresh = record(json!({ "user_id": "" }), in_an_hour());
+    sessions.create(&mut fresh).await.unwrap();
+    assert!(sessions.load(&fresh.id).await.unwrap().is_some());
+}
+
 #[tokio::test]
 async fn a_bad_principal_is_an_encode_error_and_writes_nothing() {
     let (_dir, store) = open();
     let sessions = SessdbStore::new(store.clone()).with_principal_key("user_id");
-    for bad in [json!({"id": 1}), json!(""), json!("a\u{0}b"), json!(true)] {
+    for bad in [
+        json!({"id": 1}),
+        json!("a\u{0}b"),
+        json!(true),
+        json!("x".repeat(1025)),
+    ] {
         let mut r = record(json!({ "user_id": bad }), in_an_hour());
         let err = sessions.create(&mut r).await.unwrap_err();
         assert!(matches!(err, Error::Encode(_)), "{bad}: {err:?}");
@@ -183,14 +207,27 @@ async fn expiry_follows_the_store_clock_and_delete_expired_purges() {
 async fn the_record_expiry_alone_decides() {
     let (_dir, store) = open();
     let sessions = SessdbStore::new(store.clone());
-    // Far beyond the store's default idle timeout (30 minutes) and absolute lifetime (a day).
-    let expiry = OffsetDateTime::now_utc() + Duration::days(30);
-    let mut r = record(json!({}), expiry);
-    sessions.create(&mut r).await.unwrap();
-    let stored = store.load(&session_id(&r.id)).unwrap().unwrap();
-    assert_eq!(stored.idle_timeout(), NO_IDLE_TIMEOUT);
-    assert_eq!(stored.expires_at(), stored.absolute_deadline());
-    assert!(expiry - stored.expires_at() < Duration::milliseconds(1));
+    // Far beyond the store's default idle timeout (30 minutes) and absolute lifetime (a day),
+    // and beyond any idle timeout short of none (a century was the cap before).
+    for expiry in [
+        OffsetDateTime::now_utc() + Duration::days(30),
+        OffsetDateTime::now_utc() + Duration::days(200 * 365),
+    ] {
+        let mut r = record(json!({}), expiry);
+        sessions.create(&mut r).await.unwrap();
+        let stored = store.load(&session_id(&r.id)).unwrap().unwrap();
+        assert_eq!(stored.idle_timeout(), NO_IDLE_TIMEOUT);
+        assert_eq!(stored.expires_at(), stored.absolute_deadline());
+        assert!(
+            (expiry - stored.expires_at()).abs() < Duration::milliseconds(1),
+            "{expiry}"
+        );
+        let loaded = sessions.load(&r.id).await.unwrap().unwrap();
+        assert!(
+            (expiry - loaded.expiry_date).abs() < Duration::milliseconds(1),
+            "{expiry}"
+        );
+    }
 }
 
 #[tokio::test]
