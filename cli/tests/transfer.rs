@@ -554,6 +554,69 @@ fn skip_bad_imports_the_good_lines_of_a_new_file() {
     assert_eq!(export_body(&target), export_body(&db));
 }
 
+/// Half a million garbage lines (1 MB): the first 1,000 are named, the rest counted, and the
+/// import's memory stays bounded (it kept one reason of ~60 bytes per line before: ~64 times
+/// the input).
+#[test]
+fn a_file_of_garbage_is_reported_in_bounded_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let lines = export_lines(&db);
+    let file = dir.path().join("garbage.jsonl");
+    let lines_of_garbage = 500_000;
+    fs::write(
+        &file,
+        format!("{}\n{}", lines[0], "x\n".repeat(lines_of_garbage)),
+    )
+    .expect("write");
+    let target = dir.path().join("target.sessdb");
+    let out = run(on(&target).arg("import").arg(&file));
+    assert_eq!(out.code, 4);
+    assert_eq!(
+        out.stdout,
+        format!("imported 0, replaced 0, unchanged 0, skipped 0, bad {lines_of_garbage}\n")
+    );
+    let err: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(err.len(), 1002, "{:?}", &err[..3]);
+    assert_eq!(err[0], "line 2: expected value at line 1 column 1");
+    assert_eq!(err[999], "line 1001: expected value at line 1 column 1");
+    assert_eq!(
+        err[1000],
+        "… and 499000 more bad lines (only the first 1000 are named)"
+    );
+    assert_eq!(
+        err[1001],
+        format!("error: {lines_of_garbage} bad lines, {BAD_LINES_HINT}")
+    );
+    assert!(!target.exists());
+    let time = Path::new("/usr/bin/time");
+    if time.exists() {
+        let rss = dir.path().join("rss");
+        let mut cmd = assert_cmd::Command::new(time);
+        cmd.env_clear()
+            .arg("-f")
+            .arg("%M")
+            .arg("-o")
+            .arg(&rss)
+            .arg(env!("CARGO_BIN_EXE_sessctl"))
+            .arg("--db")
+            .arg(&target)
+            .arg("import")
+            .arg(&file);
+        assert_eq!(run(&mut cmd).code, 4);
+        let report = fs::read_to_string(&rss).expect("time wrote its report");
+        let kib: u64 = report
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no peak RSS in {report:?}"));
+        assert!(
+            kib < 50 * 1024,
+            "peak RSS {kib} KiB for 1 MB of garbage (79 MiB before)"
+        );
+    }
+}
+
 #[test]
 fn a_100_mb_line_is_rejected_with_bounded_memory() {
     let dir = tempfile::tempdir().expect("tempdir");

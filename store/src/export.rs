@@ -174,10 +174,36 @@ pub struct ImportReport {
     pub unchanged: u64,
     /// Existing sessions with other content that were kept (`OnConflict::Skip`).
     pub skipped: u64,
-    /// Lines that could not be imported.
+    /// Lines that could not be imported: the first [`MAX_REPORTED_BAD_LINES`] of them (a
+    /// file of garbage must not make the report, or the application serving an import
+    /// through its admin socket, grow without bound). `bad_lines` counts them all.
     pub bad: Vec<BadLine>,
+    /// How many lines could not be imported, including those past the first
+    /// [`MAX_REPORTED_BAD_LINES`] that `bad` holds.
+    #[serde(default)]
+    pub bad_lines: u64,
     /// Whether anything was written.
     pub written: bool,
+}
+
+/// How many bad lines an [`ImportReport`] names; the rest are counted only.
+pub const MAX_REPORTED_BAD_LINES: usize = 1000;
+
+impl ImportReport {
+    /// How many lines could not be imported: `bad_lines`, or the length of `bad` in a report
+    /// from a sessdb that did not count them apart (an application's admin socket of an
+    /// earlier build).
+    pub fn bad_total(&self) -> u64 {
+        self.bad_lines.max(self.bad.len() as u64)
+    }
+
+    /// Records a bad line: named if fewer than [`MAX_REPORTED_BAD_LINES`] are, counted always.
+    fn reject(&mut self, bad: BadLine) {
+        self.bad_lines += 1;
+        if self.bad.len() < MAX_REPORTED_BAD_LINES {
+            self.bad.push(bad);
+        }
+    }
 }
 
 /// The longest line import reads: a maximal session (of at most `limit` bytes encoded),
@@ -235,7 +261,8 @@ pub(crate) fn import(
     if !opts.dry_run {
         store.check_writable("import")?;
     }
-    let (mut report, records) = read_export(input, store.inner.config.max_session_bytes)?;
+    let (mut report, records) =
+        read_export(input, store.inner.config.max_session_bytes, opts.skip_bad)?;
     if !report.bad.is_empty() && !opts.skip_bad {
         return Ok(report);
     }
@@ -268,7 +295,11 @@ pub(crate) fn import(
 /// # Errors
 /// [`Error::Io`] when the input cannot be read.
 pub fn validate_export(input: &mut dyn BufRead, opts: &ImportOptions) -> Result<ImportReport> {
-    let (mut report, records) = read_export(input, crate::Builder::DEFAULT_MAX_SESSION_BYTES)?;
+    let (mut report, records) = read_export(
+        input,
+        crate::Builder::DEFAULT_MAX_SESSION_BYTES,
+        opts.skip_bad,
+    )?;
     if report.bad.is_empty() || opts.skip_bad {
         report.imported = records.len() as u64;
     }
@@ -277,10 +308,12 @@ pub fn validate_export(input: &mut dyn BufRead, opts: &ImportOptions) -> Result<
 
 /// Reads and checks every line of an export whose sessions may be up to `limit` bytes
 /// encoded: the report holds the bad lines, the list the good sessions. A bad header ends
-/// the reading.
+/// the reading. Unless `skip_bad`, the good sessions are dropped at the first bad line, as
+/// nothing will be written: the rest of the input is checked and counted, not kept.
 fn read_export(
     input: &mut dyn BufRead,
     limit: usize,
+    skip_bad: bool,
 ) -> Result<(ImportReport, Vec<(Handle, Record)>)> {
     let read_err = |source: io::Error| Error::Io {
         path: "import input".into(),
@@ -297,16 +330,14 @@ fn read_export(
         n += 1;
         let bad = |reason: String| BadLine { line: n, reason };
         if let Err(len) = line {
-            report
-                .bad
-                .push(bad(format!("line is {len} bytes, over the limit of {max}")));
+            report.reject(bad(format!("line is {len} bytes, over the limit of {max}")));
             if !header_seen {
                 return Ok((report, records));
             }
             continue;
         }
         let Ok(text) = std::str::from_utf8(&buf) else {
-            report.bad.push(bad("not valid UTF-8".into()));
+            report.reject(bad("not valid UTF-8".into()));
             if !header_seen {
                 return Ok((report, records));
             }
@@ -317,7 +348,7 @@ fn read_export(
         }
         if !header_seen {
             if let Err(reason) = parse_header(text) {
-                report.bad.push(bad(reason));
+                report.reject(bad(reason));
                 return Ok((report, records));
             }
             header_seen = true;
@@ -326,18 +357,22 @@ fn read_export(
         match parse_line(limit, text) {
             Ok((handle, record)) => {
                 if let Some(first) = seen.insert(handle, n) {
-                    report.bad.push(bad(format!(
+                    report.reject(bad(format!(
                         "duplicate handle {handle}, first on line {first}"
                     )));
-                    continue;
+                } else if report.bad_lines == 0 || skip_bad {
+                    records.push((handle, record));
                 }
-                records.push((handle, record));
             }
-            Err(reason) => report.bad.push(bad(reason)),
+            Err(reason) => report.reject(bad(reason)),
+        }
+        if report.bad_lines > 0 && !skip_bad && !records.is_empty() {
+            // Nothing will be written: keep no session in memory for it.
+            records = Vec::new();
         }
     }
     if !header_seen {
-        report.bad.push(BadLine {
+        report.reject(BadLine {
             line: n.max(1),
             reason: "empty input: no export header".into(),
         });

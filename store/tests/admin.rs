@@ -72,6 +72,52 @@ fn extreme_settings_export_and_import_back() {
     assert_eq!(body(&export(&b.store, false)), body(&text));
 }
 
+/// A file of garbage: the report names the first `MAX_REPORTED_BAD_LINES` bad lines and
+/// counts the rest, and nothing is written; with `skip_bad` the good lines among them still
+/// import.
+#[test]
+fn a_file_of_garbage_gives_a_bounded_report() {
+    let a = fixture();
+    populate(&a.store);
+    let good = export(&a.store, false);
+    let (header, sessions) = good.split_once('\n').unwrap();
+    let garbage = "x\n".repeat(sessdb::MAX_REPORTED_BAD_LINES + 500);
+    let text = format!("{header}\n{garbage}{sessions}");
+    for skip_bad in [false, true] {
+        let b = fixture();
+        b.clock.set_ms(a.clock_ms());
+        let opts = ImportOptions {
+            skip_bad,
+            ..ImportOptions::default()
+        };
+        let report = b
+            .store
+            .import(&mut Io::new(text.as_bytes()), &opts)
+            .unwrap();
+        assert_eq!(report.bad.len(), sessdb::MAX_REPORTED_BAD_LINES);
+        assert_eq!(report.bad_lines, 1500);
+        assert_eq!(report.bad_total(), 1500);
+        assert_eq!((report.bad[0].line, report.bad[999].line), (2, 1001));
+        let live = body(&good).len() as u64;
+        assert_eq!(
+            report.imported,
+            if skip_bad { live } else { 0 },
+            "{skip_bad}"
+        );
+        assert_eq!(report.written, skip_bad);
+        let dry = ImportOptions {
+            dry_run: true,
+            skip_bad,
+            ..ImportOptions::default()
+        };
+        let checked = sessdb::validate_export(&mut Io::new(text.as_bytes()), &dry).unwrap();
+        assert_eq!(
+            (checked.bad_lines, checked.imported),
+            (1500, report.imported)
+        );
+    }
+}
+
 #[test]
 fn export_import_export_is_identical_apart_from_the_header() {
     let a = fixture();

@@ -53,9 +53,7 @@ impl Import {
             let report = sessdb::validate_export(&mut reader, &self.options)
                 .map_err(|e| self.input.name_read_error(e))?;
             progress.finish();
-            for bad in &report.bad {
-                writeln!(ctx.err, "line {}: {}", bad.line, bad.reason)?;
-            }
+            print_bad_lines(ctx, &report)?;
             return self.outcome(ctx, &report);
         }
         let access = if self.options.dry_run {
@@ -85,9 +83,7 @@ impl Import {
                 return Err(e);
             }
         };
-        for bad in &report.bad {
-            writeln!(ctx.err, "line {}: {}", bad.line, bad.reason)?;
-        }
+        print_bad_lines(ctx, &report)?;
         if ours && !report.bad.is_empty() && !report.written {
             // A rejected file leaves no trace, not even the empty database made for it.
             remove_new_database(ctx)?;
@@ -101,7 +97,7 @@ impl Import {
         if report.bad.is_empty() {
             return Ok(Exit::Success);
         }
-        let bad = plural(report.bad.len() as u64, "bad line");
+        let bad = plural(report.bad_total(), "bad line");
         Err(
             Failure::BadData(if self.options.skip_bad || self.options.dry_run {
                 bad
@@ -207,6 +203,23 @@ fn remove_new_database(ctx: &mut Ctx<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// `line N: reason` for each bad line the report names, then how many more it only counted.
+fn print_bad_lines(ctx: &mut Ctx<'_>, report: &ImportReport) -> io::Result<()> {
+    for bad in &report.bad {
+        writeln!(ctx.err, "line {}: {}", bad.line, bad.reason)?;
+    }
+    let unnamed = report.bad_total() - report.bad.len() as u64;
+    if unnamed > 0 {
+        writeln!(
+            ctx.err,
+            "… and {} (only the first {} are named)",
+            plural(unnamed, "more bad line"),
+            report.bad.len()
+        )?;
+    }
+    Ok(())
+}
+
 fn summary(r: &ImportReport, dry_run: bool) -> String {
     let counts = format!(
         "imported {}, replaced {}, unchanged {}, skipped {}, bad {}",
@@ -214,7 +227,7 @@ fn summary(r: &ImportReport, dry_run: bool) -> String {
         r.replaced,
         r.unchanged,
         r.skipped,
-        r.bad.len()
+        r.bad_total()
     );
     if dry_run {
         format!("dry run, nothing written; would have {counts}")
