@@ -87,9 +87,7 @@ impl Ctx<'_> {
         }
         Ok(db)
     }
-}
 
-impl Ctx<'_> {
     /// The `--as-of` time when it is later than the real now: expiry is then a what-if, which
     /// sessctl shows and never acts on.
     pub fn future_as_of(&self) -> Option<OffsetDateTime> {
