@@ -589,27 +589,7 @@ fn a_file_of_garbage_is_reported_in_bounded_memory() {
         format!("error: {lines_of_garbage} bad lines, {BAD_LINES_HINT}")
     );
     assert!(!target.exists());
-    let time = Path::new("/usr/bin/time");
-    if time.exists() {
-        let rss = dir.path().join("rss");
-        let mut cmd = assert_cmd::Command::new(time);
-        cmd.env_clear()
-            .arg("-f")
-            .arg("%M")
-            .arg("-o")
-            .arg(&rss)
-            .arg(env!("CARGO_BIN_EXE_sessctl"))
-            .arg("--db")
-            .arg(&target)
-            .arg("import")
-            .arg(&file);
-        assert_eq!(run(&mut cmd).code, 4);
-        let report = fs::read_to_string(&rss).expect("time wrote its report");
-        let kib: u64 = report
-            .lines()
-            .last()
-            .and_then(|l| l.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no peak RSS in {report:?}"));
+    if let Some(kib) = peak_rss_kib(dir.path(), &target, &file, 4) {
         assert!(
             kib < 50 * 1024,
             "peak RSS {kib} KiB for 1 MB of garbage (79 MiB before)"
@@ -648,34 +628,39 @@ fn a_100_mb_line_is_rejected_with_bounded_memory() {
     );
     assert!(!target.exists());
     // The peak memory of the import stays far below the line's size.
-    let time = Path::new("/usr/bin/time");
-    if time.exists() {
-        let rss = dir.path().join("rss");
-        let mut cmd = assert_cmd::Command::new(time);
-        cmd.env_clear()
-            .arg("-f")
-            .arg("%M")
-            .arg("-o")
-            .arg(&rss)
-            .arg(env!("CARGO_BIN_EXE_sessctl"))
-            .arg("--db")
-            .arg(&target)
-            .arg("import")
-            .arg(&file);
-        let out = run(&mut cmd);
-        assert_eq!(
-            (out.code, out.stderr.as_str()),
-            (4, expected_stderr.as_str())
-        );
-        // time's report ends with the peak RSS in KiB (after "Command exited with ...").
-        let report = fs::read_to_string(&rss).expect("time wrote its report");
-        let kib: u64 = report
-            .lines()
-            .last()
-            .and_then(|l| l.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no peak RSS in {report:?}"));
+    if let Some(kib) = peak_rss_kib(dir.path(), &target, &file, 4) {
         assert!(kib < 60 * 1024, "peak RSS {kib} KiB for a 100 MiB line");
     }
+}
+
+/// The peak RSS in KiB of `sessctl --db target import file` (which must exit with `code`),
+/// measured by GNU time; `None` where /usr/bin/time is not installed.
+fn peak_rss_kib(dir: &Path, target: &Path, file: &Path, code: i32) -> Option<u64> {
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        return None;
+    }
+    let rss = dir.join("rss");
+    let mut cmd = assert_cmd::Command::new(time);
+    cmd.env_clear()
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss)
+        .arg(env!("CARGO_BIN_EXE_sessctl"))
+        .arg("--db")
+        .arg(target)
+        .arg("import")
+        .arg(file);
+    assert_eq!(run(&mut cmd).code, code);
+    // time's report ends with the peak RSS in KiB (after "Command exited with ...").
+    let report = fs::read_to_string(&rss).expect("time wrote its report");
+    let kib = report
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {report:?}"));
+    Some(kib)
 }
 
 #[test]
