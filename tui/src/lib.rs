@@ -47,6 +47,7 @@ mod format;
 mod keys;
 mod listing;
 mod term;
+mod text;
 mod theme;
 mod ui;
 

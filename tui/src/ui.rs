@@ -17,6 +17,7 @@ use crate::app::{plural, App, Confirm, Detail, Message, Mode};
 use crate::format::{ago, bytes, clock, remaining, span, timestamp};
 use crate::keys::{self, KeyHelp};
 use crate::listing::Filter;
+use crate::text::{keep_ends, keep_head, keep_tail, width, wrap};
 use crate::theme::Theme;
 
 /// Where each part of the screen goes.
@@ -80,7 +81,8 @@ pub(crate) fn render(app: &App, frame: &mut Frame) {
     }
     frame.render_widget(StatusLine { app }, a.status);
     if let Mode::Filter { input } = &app.mode {
-        let prompt = FILTER_PROMPT.chars().count() + input.chars().count();
+        // In cells: a wide character moves the cursor two columns.
+        let prompt = width(FILTER_PROMPT) + width(input);
         let x = a.status.x + u16::try_from(prompt).unwrap_or(u16::MAX);
         frame.set_cursor_position((x.min(a.status.right().saturating_sub(1)), a.status.y));
     }
@@ -105,19 +107,6 @@ pub(crate) fn render(app: &App, frame: &mut Frame) {
 }
 
 const FILTER_PROMPT: &str = " filter: ";
-
-/// `…tail` of `text` in at most `max` characters.
-fn keep_tail(text: &str, max: usize) -> String {
-    let count = text.chars().count();
-    if count <= max {
-        return text.to_string();
-    }
-    if max == 0 {
-        return String::new();
-    }
-    let tail: String = text.chars().skip(count - (max - 1)).collect();
-    format!("…{tail}")
-}
 
 /// The two header lines: what is open and when it was read; the store's counts.
 #[derive(Debug)]
@@ -520,15 +509,6 @@ impl Widget for StatusLine<'_> {
     }
 }
 
-/// `text` cut to `max` characters, ending in `…` when cut.
-fn keep_head(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let head: String = text.chars().take(max.saturating_sub(1)).collect();
-    format!("{head}…")
-}
-
 /// The keys of the current mode, as many as fit.
 #[derive(Debug)]
 pub(crate) struct KeyBar<'a> {
@@ -539,13 +519,13 @@ pub(crate) struct KeyBar<'a> {
 impl Widget for KeyBar<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let mut spans = vec![Span::raw(" ")];
-        let mut width = 1;
+        let mut used = 1;
         for (key, what) in self.keys {
-            let item = key.chars().count() + 1 + what.chars().count() + 2;
-            if width + item > usize::from(area.width) {
+            let item = width(key) + 1 + width(what) + 2;
+            if used + item > usize::from(area.width) {
                 break;
             }
-            width += item;
+            used += item;
             spans.push(Span::styled(*key, self.theme.key));
             spans.push(Span::raw(format!(" {what}  ")));
         }
@@ -568,25 +548,41 @@ pub(crate) struct ConfirmDialog<'a> {
     pub(crate) theme: &'a Theme,
 }
 
+/// Lines a principal too long for the question may take in the dialog; a longer one shows
+/// both its ends.
+const PRINCIPAL_LINES: usize = 3;
+
 impl ConfirmDialog<'_> {
-    fn text(&self) -> (String, String) {
+    /// The question and its consequence, naming the principal in them (`Some`) or referring
+    /// to it as "this principal", shown on lines of its own (`None`).
+    fn text(&self, principal: Option<&str>) -> (String, String) {
         match self.ask {
-            Confirm::Invalidate { handle, principal } => (
-                match principal {
-                    Some(p) => format!("Invalidate session {} of {p}?", handle.short()),
-                    None => format!("Invalidate session {}?", handle.short()),
+            Confirm::Invalidate {
+                handle,
+                principal: p,
+            } => (
+                match (p, principal) {
+                    (Some(_), Some(p)) => format!("Invalidate session {} of {p}?", handle.short()),
+                    (Some(_), None) => {
+                        format!("Invalidate session {} of this principal?", handle.short())
+                    }
+                    (None, _) => format!("Invalidate session {}?", handle.short()),
                 },
                 "Its holder is logged out at the next request.".into(),
             ),
-            Confirm::InvalidatePrincipal { principal, count } => (
+            Confirm::InvalidatePrincipal { count, .. } => (
                 format!(
-                    "Invalidate {} of {principal}?",
+                    "Invalidate {} of {}?",
                     match count {
                         1 => "the only session".to_string(),
                         n => format!("all {n} sessions"),
-                    }
+                    },
+                    principal.unwrap_or("this principal")
                 ),
-                format!("{principal} is logged out everywhere."),
+                match principal {
+                    Some(p) => format!("{p} is logged out everywhere."),
+                    None => "It is logged out everywhere.".into(),
+                },
             ),
             Confirm::Purge { count } => (
                 format!("Purge {}?", plural(*count, "expired session")),
@@ -594,30 +590,58 @@ impl ConfirmDialog<'_> {
             ),
         }
     }
+
+    fn principal(&self) -> Option<&str> {
+        match self.ask {
+            Confirm::Invalidate { principal, .. } => principal.as_deref(),
+            Confirm::InvalidatePrincipal { principal, .. } => Some(principal),
+            Confirm::Purge { .. } => None,
+        }
+    }
 }
 
 impl Widget for ConfirmDialog<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let t = self.theme;
-        let (question, consequence) = self.text();
-        let width = question.chars().count().max(consequence.chars().count()) + 6;
-        let popup = centered(area, u16::try_from(width).unwrap_or(u16::MAX), 7);
+        // Border and two columns of padding on each side.
+        let frame = 6;
+        let room = usize::from(area.width).saturating_sub(frame).max(1);
+        let principal = self.principal();
+        let (question, consequence) = self.text(principal);
+        let mut lines = vec![];
+        let consequence = if width(&question).max(width(&consequence)) <= room {
+            lines.push(Line::styled(question, t.value));
+            consequence
+        } else {
+            // A principal cut silently would make two that share a long prefix look alike:
+            // it gets lines of its own, and shows both its ends if it needs more.
+            let (question, consequence) = self.text(None);
+            lines.push(Line::styled(keep_head(&question, room), t.value));
+            if let Some(p) = principal {
+                let p = keep_ends(p, PRINCIPAL_LINES * room.saturating_sub(1).max(1));
+                lines.extend(wrap(&p, room).into_iter().map(|l| Line::styled(l, t.value)));
+            }
+            consequence
+        };
+        lines.push(Line::styled(keep_head(&consequence, room), t.label));
+        lines.push(Line::raw(""));
+        lines.push(Line::from(vec![
+            Span::styled("y", t.key),
+            Span::raw(" yes    "),
+            Span::styled("n", t.key),
+            Span::raw(" no"),
+        ]));
+        let widest = lines.iter().map(Line::width).max().unwrap_or(0);
+        let popup = centered(
+            area,
+            u16::try_from(widest + frame).unwrap_or(u16::MAX),
+            u16::try_from(lines.len() + 3).unwrap_or(u16::MAX),
+        );
         Clear.render(popup, buf);
         let block = Block::new()
             .borders(Borders::ALL)
             .border_style(t.danger)
             .title(Span::styled(" Confirm ", t.danger));
-        let lines = vec![
-            Line::styled(question, t.value),
-            Line::styled(consequence, t.label),
-            Line::raw(""),
-            Line::from(vec![
-                Span::styled("y", t.key),
-                Span::raw(" yes    "),
-                Span::styled("n", t.key),
-                Span::raw(" no"),
-            ]),
-        ];
         Paragraph::new(lines)
             .alignment(Alignment::Center)
             .block(block)

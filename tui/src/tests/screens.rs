@@ -297,3 +297,26 @@ fn keys_work_while_the_counts_are_still_being_made() {
         "the count finished once released"
     );
 }
+
+#[test]
+fn the_filter_cursor_follows_wide_characters() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 80, 24);
+    press(app, &f.store, &[ch('/')]);
+    type_text(app, &f.store, "漢字");
+    let mut terminal = screen(app);
+    let status = terminal.backend().buffer().area.height - 2;
+    // " filter: " is 9 cells, each of the two characters 2.
+    assert_eq!(
+        terminal.get_cursor_position().expect("cursor"),
+        (13, status).into()
+    );
+    type_text(app, &f.store, "x");
+    terminal
+        .draw(|frame| crate::ui::render(app, frame))
+        .expect("draw");
+    assert_eq!(
+        terminal.get_cursor_position().expect("cursor"),
+        (14, status).into()
+    );
+}

@@ -30,6 +30,22 @@ fn lines(buf: &Buffer) -> Vec<String> {
         .collect()
 }
 
+/// The lines as a terminal shows them: a wide character, then the cells it covers skipped.
+fn visible_lines(buf: &Buffer) -> Vec<String> {
+    (0..buf.area.height)
+        .map(|y| {
+            let mut line = String::new();
+            let mut x = 0;
+            while x < buf.area.width {
+                let symbol = buf[(x, y)].symbol();
+                line.push_str(symbol);
+                x += crate::text::width(symbol).max(1) as u16;
+            }
+            line
+        })
+        .collect()
+}
+
 /// The position of the first `text` on screen.
 fn find(buf: &Buffer, text: &str) -> (u16, u16) {
     for (y, line) in lines(buf).iter().enumerate() {
@@ -342,5 +358,107 @@ fn the_help_lists_every_key() {
     for (key, what) in keys::HELP {
         assert!(text.contains(what), "{what:?} missing");
         assert!(text.contains(key), "{key:?} missing");
+    }
+}
+
+/// One emoji of seven characters (four people joined), two cells wide.
+const FAMILY: &str = "👩\u{200d}👩\u{200d}👧\u{200d}👦";
+
+/// Sessions whose principals are wider on screen than they are long in characters.
+fn wide_principals() -> Fixture {
+    let f = Fixture::empty();
+    let family = format!("{}-team", FAMILY.repeat(3));
+    for (name, principal) in [
+        ("cjk", "漢字テストユーザー"),
+        ("family", family.as_str()),
+        ("ascii", "alice"),
+    ] {
+        f.add(super::Spec {
+            name,
+            principal: Some(principal),
+            label: Some("web"),
+            addr: Some("192.0.2.1"),
+            ..super::Spec::default()
+        });
+        f.advance(10);
+    }
+    f
+}
+
+#[test]
+fn wide_text_is_cut_by_cells_with_the_marker_and_keeps_the_columns_in_line() {
+    let f = wide_principals();
+    let app = started(&f.store, 80, 24);
+    let buf = draw(SessionTable { app: &app }, 80, 10);
+    let (label_x, _) = find(&buf, "LABEL");
+    let shown = visible_lines(&buf);
+    let row_of = |text: &str| {
+        let y = shown.iter().position(|l| l.contains(text));
+        u16::try_from(y.unwrap_or_else(|| panic!("{text:?} not in {shown:#?}"))).expect("fits")
+    };
+    let (cjk_y, family_y) = (row_of("漢字"), row_of(FAMILY));
+    for y in [cjk_y, family_y, find(&buf, "alice").1] {
+        // Cells hidden behind a wide character are blank in the buffer, so the row's
+        // columns are found by position, not by text.
+        assert_eq!(
+            buf[(label_x, y)].symbol(),
+            "w",
+            "row {y}:\n{}",
+            lines(&buf).join("\n")
+        );
+        assert_eq!(buf[(label_x - 1, y)].symbol(), " ");
+    }
+    // The CJK principal is 18 cells in a column of 10: cut, and it shows.
+    let row = &shown[usize::from(cjk_y)];
+    assert!(row.contains("漢字テス…"), "{row:?}");
+    // Three emoji of two cells and five letters, in 10 cells: cut after 9, graphemes whole.
+    let row = &shown[usize::from(family_y)];
+    assert!(
+        row.contains(&format!("{}-te…", FAMILY.repeat(3))),
+        "{row:?}"
+    );
+}
+
+#[test]
+fn the_confirm_dialog_shows_both_ends_of_a_long_principal() {
+    let theme = Theme::new(false);
+    let prefix = "tenant-42/service-accounts/reporting-pipeline/nightly-export-";
+    let render = |principal: String, width: u16| {
+        let ask = Confirm::InvalidatePrincipal {
+            principal,
+            count: 3,
+        };
+        visible_lines(&draw(
+            ConfirmDialog {
+                ask: &ask,
+                theme: &theme,
+            },
+            width,
+            24,
+        ))
+        .join("\n")
+    };
+    // Wrapped onto lines of its own: the whole principal shows.
+    let eu = render(format!("{prefix}eu-west"), 80);
+    let us = render(format!("{prefix}us-east"), 80);
+    assert_ne!(eu, us);
+    assert!(
+        eu.contains("Invalidate all 3 sessions of this principal?"),
+        "{eu}"
+    );
+    assert!(eu.contains("tenant-42/service-accounts/reporting-pipeline/nightly-export-eu-w"));
+    assert!(eu.contains("est"), "{eu}");
+    assert!(eu.contains("It is logged out everywhere."), "{eu}");
+    assert!(eu.contains("y yes    n no"), "{eu}");
+    // Too long even for three lines: both ends show, and the cut is marked.
+    let huge = render(format!("{}{prefix}eu-west", "x".repeat(300)), 60);
+    assert!(huge.contains("…"), "{huge}");
+    assert!(huge.contains("export-eu-west"), "{huge}");
+    assert!(huge.contains("xxxxxxxx"), "{huge}");
+    // Wide characters are measured in cells: the dialog holds the whole CJK name.
+    let cjk = render("漢字テストユーザー".repeat(4), 80);
+    assert!(cjk.contains(&"漢字テストユーザー".repeat(4)), "{cjk}");
+    for line in cjk.lines() {
+        assert!(crate::text::width(line) <= 80, "{line:?}");
     }
 }

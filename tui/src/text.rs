@@ -1,0 +1,157 @@
+//! Text measured and cut in terminal cells, the way ratatui's buffer lays it out: by grapheme
+//! cluster, each as wide as `CellWidth` says, control characters dropped. A CJK character takes
+//! two cells, an emoji sequence one grapheme; a cut never splits a grapheme, and a cut value
+//! ends (or starts) with `…` so that it shows it is cut.
+
+use ratatui::buffer::CellWidth;
+use unicode_segmentation::UnicodeSegmentation;
+
+/// The graphemes of `text` that take cells, with their widths, as the buffer draws them
+/// (`Buffer::set_stringn`).
+fn graphemes(text: &str) -> Vec<(&str, usize)> {
+    text.graphemes(true)
+        .filter(|g| !g.contains(char::is_control))
+        .map(|g| (g, usize::from(g.cell_width())))
+        .filter(|(_, width)| *width > 0)
+        .collect()
+}
+
+/// The cells `text` takes on screen.
+pub(crate) fn width(text: &str) -> usize {
+    graphemes(text).iter().map(|(_, w)| w).sum()
+}
+
+/// The longest run of `parts` from the start that fits in `max` cells.
+fn take<'a>(parts: impl Iterator<Item = (&'a str, usize)>, max: usize) -> (Vec<&'a str>, usize) {
+    let mut used = 0;
+    let mut kept = Vec::new();
+    for (g, w) in parts {
+        if used + w > max {
+            break;
+        }
+        used += w;
+        kept.push(g);
+    }
+    (kept, used)
+}
+
+/// `text` in at most `max` cells, ending in `…` when cut.
+pub(crate) fn keep_head(text: &str, max: usize) -> String {
+    let parts = graphemes(text);
+    if parts.iter().map(|(_, w)| w).sum::<usize>() <= max {
+        return text.to_string();
+    }
+    let (head, _) = take(parts.into_iter(), max.saturating_sub(1));
+    if max == 0 {
+        return String::new();
+    }
+    format!("{}…", head.concat())
+}
+
+/// `…tail` of `text` in at most `max` cells.
+pub(crate) fn keep_tail(text: &str, max: usize) -> String {
+    let parts = graphemes(text);
+    if parts.iter().map(|(_, w)| w).sum::<usize>() <= max {
+        return text.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let (mut tail, _) = take(parts.into_iter().rev(), max - 1);
+    tail.reverse();
+    format!("…{}", tail.concat())
+}
+
+/// `head…tail` of `text` in at most `max` cells: both ends show, so two long values that
+/// share a prefix still look different.
+pub(crate) fn keep_ends(text: &str, max: usize) -> String {
+    let parts = graphemes(text);
+    if parts.iter().map(|(_, w)| w).sum::<usize>() <= max {
+        return text.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let room = max - 1;
+    let (head, used) = take(parts.iter().copied(), room.div_ceil(2));
+    let (mut tail, _) = take(parts.iter().rev().copied(), room - used);
+    tail.reverse();
+    format!("{}…{}", head.concat(), tail.concat())
+}
+
+/// `text` broken into lines of at most `max` cells, anywhere (for identifiers, which have no
+/// words to break at).
+pub(crate) fn wrap(text: &str, max: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut used = 0;
+    for (g, w) in graphemes(text) {
+        if used + w > max && used > 0 {
+            lines.push(std::mem::take(&mut line));
+            used = 0;
+        }
+        line.push_str(g);
+        used += w;
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_count_cells_not_characters() {
+        assert_eq!(width("alice"), 5);
+        assert_eq!(width("漢字テスト"), 10);
+        // A family emoji: seven characters, one grapheme of two cells.
+        assert_eq!(width("👩\u{200d}👩\u{200d}👧\u{200d}👦"), 2);
+        // A combining accent takes no cell of its own.
+        assert_eq!(width("e\u{301}"), 1);
+        assert_eq!(width("a\tb"), 2, "control characters are not drawn");
+    }
+
+    #[test]
+    fn cuts_fit_the_cells_and_show_they_are_cut() {
+        let cjk = "漢字テストユーザー";
+        assert_eq!(keep_head(cjk, 18), cjk, "fits exactly");
+        // A wide character that would straddle the edge is left out, not split.
+        assert_eq!(keep_head(cjk, 10), "漢字テス…");
+        assert_eq!(width(&keep_head(cjk, 10)), 9);
+        assert_eq!(keep_head(cjk, 9), "漢字テス…");
+        assert_eq!(keep_head(cjk, 8), "漢字テ…");
+        assert_eq!(keep_head(cjk, 1), "…");
+        assert_eq!(keep_head(cjk, 0), "");
+        assert_eq!(keep_tail(cjk, 10), "…ユーザー");
+        assert_eq!(keep_tail("/srv/app/db", 8), "…/app/db");
+        let family = "👩\u{200d}👩\u{200d}👧\u{200d}👦";
+        let name = format!("{family}{family}{family}-team");
+        assert_eq!(keep_head(&name, 6), format!("{family}{family}…"));
+        assert_eq!(width(&keep_head(&name, 6)), 5);
+        for max in 0..14 {
+            assert!(width(&keep_head(&name, max)) <= max);
+            assert!(width(&keep_tail(&name, max)) <= max);
+            assert!(width(&keep_ends(&name, max)) <= max);
+        }
+    }
+
+    #[test]
+    fn both_ends_tell_apart_values_that_share_a_prefix() {
+        let a = "tenant-42/service-account/reporting-eu";
+        let b = "tenant-42/service-account/reporting-us";
+        assert_eq!(keep_ends(a, 20), "tenant-42/…orting-eu");
+        assert_ne!(keep_ends(a, 20), keep_ends(b, 20));
+        assert_eq!(keep_ends("漢字テストユーザー", 9), "漢字…ザー");
+        assert_eq!(keep_ends("short", 9), "short");
+    }
+
+    #[test]
+    fn wrapping_breaks_between_graphemes() {
+        assert_eq!(wrap("abcdefg", 3), ["abc", "def", "g"]);
+        assert_eq!(wrap("漢字テスト", 5), ["漢字", "テス", "ト"]);
+        assert_eq!(wrap("", 5), [""]);
+    }
+}
