@@ -108,6 +108,9 @@ pub(crate) fn render(app: &App, frame: &mut Frame) {
 
 const FILTER_PROMPT: &str = " filter: ";
 
+/// The least of the title a narrow header keeps before it shortens the time of the refresh.
+const TITLE_MIN: usize = 12;
+
 /// The two header lines: what is open and when it was read; the store's counts.
 #[derive(Debug)]
 pub(crate) struct Header<'a> {
@@ -118,26 +121,50 @@ impl Widget for Header<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let app = self.app;
         let t = &app.theme;
-        let refreshed = app
-            .refreshed_at
-            .map_or_else(|| "never".to_string(), |at| format!("{} UTC", clock(at)));
+        let at = app.refreshed_at.map(clock);
+        let at = at.as_deref().unwrap_or("never");
+        let utc = if app.refreshed_at.is_some() {
+            " UTC"
+        } else {
+            ""
+        };
         let auto = if app.auto_refresh {
             format!("auto {}", span(app.refresh))
         } else {
             "auto off".to_string()
         };
-        let right = Line::from(vec![
-            Span::styled("refreshed ", t.label),
-            Span::styled(refreshed, t.value),
-            Span::styled(" · ", t.label),
-            Span::styled(auto, t.value),
-            Span::raw(" "),
-        ]);
-        let room = usize::from(area.width)
-            .saturating_sub(right.width())
-            .saturating_sub(" sessdb  ".len() + 1);
+        // The right side, longest first: a narrow terminal gets the first that leaves the
+        // title some room, so the two never run together.
+        let refreshed = Span::styled("refreshed ", t.label);
+        let time = Span::styled(format!("{at}{utc}"), t.value);
+        let end = Span::raw(" ");
+        let rights = [
+            vec![
+                refreshed.clone(),
+                time.clone(),
+                Span::styled(" · ", t.label),
+                Span::styled(auto, t.value),
+                end.clone(),
+            ],
+            vec![refreshed, time.clone(), end.clone()],
+            vec![time, end.clone()],
+            vec![Span::styled(at.to_string(), t.value), end],
+        ];
+        let name = Span::styled(" sessdb ", t.title);
+        let title_min = width(&app.title).min(TITLE_MIN);
+        let fits = |right: &Line| name.width() + 1 + title_min + 1 + right.width();
+        let mut rights = rights.into_iter().map(Line::from);
+        let mut right = rights.next().unwrap_or_default();
+        for shorter in rights {
+            if fits(&right) <= usize::from(area.width) {
+                break;
+            }
+            right = shorter;
+        }
+        // One cell between the title and the right side.
+        let room = usize::from(area.width).saturating_sub(name.width() + 1 + right.width() + 1);
         let left = Line::from(vec![
-            Span::styled(" sessdb ", t.title),
+            name,
             Span::raw(" "),
             Span::styled(keep_tail(&app.title, room), t.value),
         ]);
@@ -184,54 +211,182 @@ pub(crate) struct SessionTable<'a> {
     pub(crate) app: &'a App,
 }
 
-const COLUMNS: [&str; 8] = [
-    "HANDLE",
-    "PRINCIPAL",
-    "LABEL",
-    "ADDRESS",
-    "CREATED",
-    "ACCESSED",
-    "EXPIRES",
-    "SIZE",
+/// A column of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Handle,
+    Principal,
+    Label,
+    Address,
+    Created,
+    Accessed,
+    Expires,
+    Size,
+}
+
+/// The columns, left to right.
+const COLUMNS: [Column; 8] = [
+    Column::Handle,
+    Column::Principal,
+    Column::Label,
+    Column::Address,
+    Column::Created,
+    Column::Accessed,
+    Column::Expires,
+    Column::Size,
 ];
 
-/// The column widths: the three of free text share what the fixed ones leave.
-const WIDTHS: [Constraint; 8] = [
-    Constraint::Length(8),
-    Constraint::Fill(1),
-    Constraint::Fill(1),
-    Constraint::Fill(1),
-    Constraint::Length(8),
-    Constraint::Length(8),
-    Constraint::Length(8),
-    Constraint::Length(8),
+/// The columns a narrow terminal leaves out, first to last: the least identifying go first,
+/// so that the handle (what `sessctl` takes) and the principal always show.
+const DROPPED_FIRST: [Column; 6] = [
+    Column::Size,
+    Column::Created,
+    Column::Accessed,
+    Column::Expires,
+    Column::Address,
+    Column::Label,
 ];
+
+/// The handle's full short form; 6 hex characters still identify it to `sessctl`.
+const HANDLE_WIDTH: u16 = 8;
+const HANDLE_MIN: u16 = 6;
+
+impl Column {
+    fn name(self) -> &'static str {
+        match self {
+            Column::Handle => "HANDLE",
+            Column::Principal => "PRINCIPAL",
+            Column::Label => "LABEL",
+            Column::Address => "ADDRESS",
+            Column::Created => "CREATED",
+            Column::Accessed => "ACCESSED",
+            Column::Expires => "EXPIRES",
+            Column::Size => "SIZE",
+        }
+    }
+
+    /// The width of a column of fixed width, or the least a column of free text (which
+    /// shares what the fixed ones leave) is given.
+    fn width(self) -> (u16, bool) {
+        match self {
+            Column::Handle => (HANDLE_WIDTH, true),
+            Column::Principal => (12, false),
+            Column::Label => (8, false),
+            Column::Address => (10, false),
+            Column::Created | Column::Accessed | Column::Expires | Column::Size => (8, true),
+        }
+    }
+}
+
+/// The columns that fit in `width` cells (one between columns), with their widths. Columns
+/// are left out in [`DROPPED_FIRST`] order until the rest fit; free text shares what is
+/// left evenly, none below its least width.
+fn columns(width: u16) -> Vec<(Column, u16)> {
+    let need = |shown: &[Column]| -> u16 {
+        let widths: u16 = shown.iter().map(|c| c.width().0).sum();
+        widths + u16::try_from(shown.len().saturating_sub(1)).unwrap_or(u16::MAX)
+    };
+    let mut shown = COLUMNS.to_vec();
+    for column in DROPPED_FIRST {
+        if need(&shown) <= width {
+            break;
+        }
+        shown.retain(|c| *c != column);
+    }
+    let handle = if need(&shown) <= width {
+        HANDLE_WIDTH
+    } else {
+        HANDLE_MIN
+    };
+    let fixed: u16 = shown
+        .iter()
+        .map(|c| match c {
+            Column::Handle => handle,
+            c if c.width().1 => c.width().0,
+            _ => 0,
+        })
+        .sum();
+    let spacing = u16::try_from(shown.len().saturating_sub(1)).unwrap_or(u16::MAX);
+    let free: Vec<u16> = shown
+        .iter()
+        .filter(|c| !c.width().1)
+        .map(|c| c.width().0)
+        .collect();
+    let shares = share(width.saturating_sub(fixed + spacing), &free);
+    let mut shares = shares.into_iter();
+    shown
+        .into_iter()
+        .map(|c| match c {
+            Column::Handle => (c, handle),
+            c if c.width().1 => (c, c.width().0),
+            c => (c, shares.next().unwrap_or(0)),
+        })
+        .collect()
+}
+
+/// `total` shared between columns as evenly as their least widths allow (the lowest level
+/// that gives each `max(least, level)`); the first ones get the odd cells. When `total` is
+/// short of the least widths, the first columns keep theirs and the last get what is left.
+fn share(total: u16, least: &[u16]) -> Vec<u16> {
+    let sum = |level: u16| -> u32 { least.iter().map(|&m| u32::from(m.max(level))).sum() };
+    if least.is_empty() {
+        return Vec::new();
+    }
+    if sum(0) > u32::from(total) {
+        let mut left = total;
+        return least
+            .iter()
+            .map(|&m| {
+                let w = m.min(left);
+                left -= w;
+                w
+            })
+            .collect();
+    }
+    let mut level = 0;
+    while sum(level + 1) <= u32::from(total) {
+        level += 1;
+    }
+    let mut widths: Vec<u16> = least.iter().map(|&m| m.max(level)).collect();
+    let mut odd = u32::from(total) - sum(level);
+    for w in widths.iter_mut().filter(|w| **w == level) {
+        if odd == 0 {
+            break;
+        }
+        *w += 1;
+        odd -= 1;
+    }
+    widths
+}
 
 impl SessionTable<'_> {
-    /// One row; free text is cut to `widths` with an ellipsis, so a cut value shows it is cut.
-    fn row(&self, info: &SessionInfo, widths: &[u16]) -> Row<'static> {
+    /// One row of `columns`; free text is cut to its column with an ellipsis, so a cut value
+    /// shows it is cut.
+    fn row(&self, info: &SessionInfo, columns: &[(Column, u16)]) -> Row<'static> {
         let t = &self.app.theme;
         let now = self.app.now;
-        let text = |v: &Option<String>, column: usize| {
-            let width = usize::from(widths.get(column).copied().unwrap_or(0));
-            Cell::from(keep_head(v.as_deref().unwrap_or("-"), width))
+        let text = |v: &Option<String>, width: u16| {
+            Cell::from(keep_head(v.as_deref().unwrap_or("-"), usize::from(width)))
         };
         let left = remaining(info.expires_at, now);
-        let expires = match left {
-            Some(d) if d.as_secs() < 60 => Cell::from(span(d)).style(t.urgent),
-            Some(d) => Cell::from(span(d)),
-            None => Cell::from("expired"),
-        };
-        let row = Row::new(vec![
-            Cell::from(info.handle.short()),
-            text(&info.principal, 1),
-            text(&info.label, 2),
-            text(&info.remote_addr, 3),
-            Cell::from(ago(info.created, now)),
-            Cell::from(ago(info.last_access, now)),
-            expires,
-            Cell::from(Line::from(bytes(info.size as u64)).right_aligned()),
-        ]);
+        let cells = columns.iter().map(|&(column, width)| match column {
+            Column::Handle => {
+                let short = info.handle.short();
+                Cell::from(short.chars().take(usize::from(width)).collect::<String>())
+            }
+            Column::Principal => text(&info.principal, width),
+            Column::Label => text(&info.label, width),
+            Column::Address => text(&info.remote_addr, width),
+            Column::Created => Cell::from(ago(info.created, now)),
+            Column::Accessed => Cell::from(ago(info.last_access, now)),
+            Column::Expires => match left {
+                Some(d) if d.as_secs() < 60 => Cell::from(span(d)).style(t.urgent),
+                Some(d) => Cell::from(span(d)),
+                None => Cell::from("expired"),
+            },
+            Column::Size => Cell::from(Line::from(bytes(info.size as u64)).right_aligned()),
+        });
+        let row = Row::new(cells.collect::<Vec<_>>());
         if left.is_none() {
             row.style(t.expired)
         } else {
@@ -309,16 +464,11 @@ impl Widget for SessionTable<'_> {
         let visible = usize::from(inner.height.saturating_sub(1));
         let end = (app.offset + visible).min(rows.len());
         let start = app.offset.min(end);
-        let widths: Vec<u16> = Layout::horizontal(WIDTHS)
-            .spacing(1)
-            .split(Rect::new(0, 0, table_area.width, 1))
-            .iter()
-            .map(|r| r.width)
-            .collect();
-        let header = Row::new(COLUMNS.map(Cell::from)).style(t.column);
+        let columns = columns(table_area.width);
+        let header = Row::new(columns.iter().map(|(c, _)| Cell::from(c.name()))).style(t.column);
         let table = Table::new(
-            rows[start..end].iter().map(|r| self.row(r, &widths)),
-            WIDTHS,
+            rows[start..end].iter().map(|r| self.row(r, &columns)),
+            columns.iter().map(|&(_, w)| Constraint::Length(w)),
         )
         .header(header)
         .column_spacing(1)

@@ -61,6 +61,15 @@ fn browsing_80x24() {
 }
 
 #[test]
+fn narrow_terminals_keep_the_handle_and_principal() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 40, 10);
+    assert_screen!("browsing_40x10", app);
+    app.update(&f.store, Action::Resize(50, 12));
+    assert_screen!("browsing_50x12", app);
+}
+
+#[test]
 fn empty_database() {
     let f = Fixture::empty();
     let app = started(&f.store, 80, 24);

@@ -95,6 +95,73 @@ fn the_table_has_the_columns_of_the_issue() {
 }
 
 #[test]
+fn narrow_tables_drop_the_least_identifying_columns_first() {
+    let f = Fixture::demo();
+    let app = started(&f.store, 100, 30);
+    let header = |width: u16| {
+        let buf = draw(SessionTable { app: &app }, width, 12);
+        let names = lines(&buf)[1].trim_matches('│').to_string();
+        names
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(header(80).len(), 8);
+    assert_eq!(
+        header(70),
+        [
+            "HANDLE",
+            "PRINCIPAL",
+            "LABEL",
+            "ADDRESS",
+            "ACCESSED",
+            "EXPIRES"
+        ]
+    );
+    assert_eq!(
+        header(60),
+        ["HANDLE", "PRINCIPAL", "LABEL", "ADDRESS", "EXPIRES"]
+    );
+    assert_eq!(header(50), ["HANDLE", "PRINCIPAL", "LABEL", "ADDRESS"]);
+    assert_eq!(header(40), ["HANDLE", "PRINCIPAL", "LABEL"]);
+    assert_eq!(header(25), ["HANDLE", "PRINCIPAL"]);
+    // At 40 columns the principal has room for more than a few letters.
+    let buf = draw(SessionTable { app: &app }, 40, 12);
+    let text = lines(&buf).join("\n");
+    assert!(text.contains(" svc-billing "), "{text}");
+    // Narrower still, the handle keeps the 6 characters sessctl accepts.
+    let buf = draw(SessionTable { app: &app }, 18, 12);
+    let carol = &lines(&buf)[2];
+    let handle = app.listing.rows()[0].handle.short();
+    assert!(
+        carol.starts_with(&format!("│{} carol", &handle[..6])),
+        "{carol:?}"
+    );
+}
+
+#[test]
+fn a_narrow_header_shortens_the_time_before_running_together() {
+    let f = Fixture::demo();
+    let app = started(&f.store, 80, 24);
+    let top = |width: u16| lines(&draw(Header { app: &app }, width, 2))[0].clone();
+    assert_eq!(
+        top(80),
+        " sessdb  /srv/app/sessions.sessdb              refreshed 22:27:20 UTC · auto 2s "
+    );
+    assert_eq!(
+        top(60),
+        " sessdb  …/sessions.sessdb refreshed 22:27:20 UTC · auto 2s "
+    );
+    assert_eq!(
+        top(50),
+        " sessdb  …/sessions.sessdb refreshed 22:27:20 UTC "
+    );
+    assert_eq!(top(40), " sessdb  …/sessions.sessdb 22:27:20 UTC ");
+    assert_eq!(top(30), " sessdb  …ons.sessdb 22:27:20 ");
+    assert_eq!(top(20), " sessdb  … 22:27:20 ");
+}
+
+#[test]
 fn a_session_expiring_within_a_minute_is_red_and_an_expired_one_dimmed() {
     let f = Fixture::demo();
     let app = with_expired(&f);
@@ -367,7 +434,7 @@ const FAMILY: &str = "👩\u{200d}👩\u{200d}👧\u{200d}👦";
 /// Sessions whose principals are wider on screen than they are long in characters.
 fn wide_principals() -> Fixture {
     let f = Fixture::empty();
-    let family = format!("{}-team", FAMILY.repeat(3));
+    let family = format!("{}-team", FAMILY.repeat(4));
     for (name, principal) in [
         ("cjk", "漢字テストユーザー"),
         ("family", family.as_str()),
@@ -408,13 +475,13 @@ fn wide_text_is_cut_by_cells_with_the_marker_and_keeps_the_columns_in_line() {
         );
         assert_eq!(buf[(label_x - 1, y)].symbol(), " ");
     }
-    // The CJK principal is 18 cells in a column of 10: cut, and it shows.
+    // The CJK principal is 18 cells in a column of 12: cut, and it shows.
     let row = &shown[usize::from(cjk_y)];
-    assert!(row.contains("漢字テス…"), "{row:?}");
-    // Three emoji of two cells and five letters, in 10 cells: cut after 9, graphemes whole.
+    assert!(row.contains("漢字テスト… "), "{row:?}");
+    // Four emoji of two cells and five letters, in 12 cells: cut after 11, graphemes whole.
     let row = &shown[usize::from(family_y)];
     assert!(
-        row.contains(&format!("{}-te…", FAMILY.repeat(3))),
+        row.contains(&format!("{}-te… ", FAMILY.repeat(4))),
         "{row:?}"
     );
 }
