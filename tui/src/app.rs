@@ -4,6 +4,9 @@
 //! the event loop has them made on a worker thread and hands them back ([`App::counted`]).
 
 use std::error::Error as _;
+use std::io;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ratatui::layout::Rect;
@@ -115,6 +118,47 @@ pub(crate) enum Confirm {
     Purge { count: u64 },
 }
 
+/// Why the rows on screen may no longer be what the store holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stale {
+    /// The last read failed (an application that exited, a disk error): the rows are those
+    /// of the last read that worked, at `refreshed_at`.
+    ReadFailed,
+    /// The database folder opened directly was deleted or replaced. The store still reads
+    /// and writes its open files, so nothing fails, but what it writes is lost.
+    FolderGone,
+}
+
+/// The database folder opened directly, and which folder it was (device and inode) when the
+/// TUI started: a folder deleted, or deleted and made again, is no longer that one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Folder {
+    path: PathBuf,
+    id: Option<(u64, u64)>,
+}
+
+impl Folder {
+    fn new(path: &Path) -> Folder {
+        Folder {
+            path: path.to_path_buf(),
+            id: Folder::id(path).ok(),
+        }
+    }
+
+    fn id(path: &Path) -> io::Result<(u64, u64)> {
+        std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+    }
+
+    /// Whether the folder is gone. Other errors (a permission changed) say nothing about
+    /// where the store's files are, and are not taken for it.
+    fn is_gone(&self) -> bool {
+        match Folder::id(&self.path) {
+            Ok(id) => self.id.is_some_and(|was| was != id),
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        }
+    }
+}
+
 /// The status line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Message {
@@ -152,7 +196,12 @@ pub(crate) struct App {
     pub(crate) counting: bool,
     /// The store's time at the last refresh: every relative time on screen is against it.
     pub(crate) now: OffsetDateTime,
+    /// The store's time at the last read of the table that worked.
     pub(crate) refreshed_at: Option<OffsetDateTime>,
+    /// Set while the rows on screen may be out of date.
+    pub(crate) stale: Option<Stale>,
+    /// The database folder, when opened directly.
+    folder: Option<Folder>,
     pub(crate) message: Option<Message>,
     /// The terminal's size.
     pub(crate) area: Rect,
@@ -183,6 +232,8 @@ impl App {
             counting: false,
             now: OffsetDateTime::UNIX_EPOCH,
             refreshed_at: None,
+            stale: None,
+            folder: options.folder.as_deref().map(Folder::new),
             message: None,
             area: Rect::new(0, 0, 80, 24),
             quit: false,
@@ -195,9 +246,12 @@ impl App {
     /// [`App::take_count`]) so that the table is drawn first.
     pub(crate) fn start(&mut self, admin: &dyn Admin) {
         self.now = admin.now();
-        self.refreshed_at = Some(self.now);
-        if let Err(e) = self.listing.reload(admin) {
-            self.fail(&e);
+        match self.listing.reload(admin) {
+            Ok(()) => self.read_at(self.now),
+            Err(e) => {
+                self.fail(&e);
+                self.stale = Some(Stale::ReadFailed);
+            }
         }
         self.select(0);
         self.count_wanted = true;
@@ -439,7 +493,12 @@ impl App {
     }
 
     fn refresh(&mut self, admin: &dyn Admin, manual: bool) {
-        self.now = admin.now();
+        if self.folder_gone() {
+            return;
+        }
+        // Through a socket whose application has exited, `now` is this machine's clock: it
+        // is only taken once the rows read with it have come.
+        let now = admin.now();
         let mut ok = self.try_load(admin, |l, a| l.reload(a)).is_some();
         if ok && self.listing.rows().is_empty() && self.listing.page_index() > 0 {
             // The sessions of this page are gone (invalidated, purged, expired): step back.
@@ -459,7 +518,7 @@ impl App {
         if let Some(handle) = self.detail().map(|d| d.handle) {
             match admin.show(&Target::Handle(handle)) {
                 Ok(info) => {
-                    let fresh = Detail::new(handle, info, &self.theme, self.now);
+                    let fresh = Detail::new(handle, info, &self.theme, now);
                     if let Some(d) = self.detail_mut() {
                         *d = Detail {
                             scroll: d.scroll,
@@ -473,10 +532,36 @@ impl App {
                 }
             }
         }
-        self.refreshed_at = Some(self.now);
-        if ok && matches!(self.message, Some(Message::Error(_))) {
-            self.message = None;
+        if ok {
+            self.read_at(now);
+            if matches!(self.message, Some(Message::Error(_))) {
+                self.message = None;
+            }
+        } else {
+            self.stale = Some(Stale::ReadFailed);
         }
+    }
+
+    /// The table was read, at the store's time `now`.
+    fn read_at(&mut self, now: OffsetDateTime) {
+        self.now = now;
+        self.refreshed_at = Some(now);
+        self.stale = None;
+    }
+
+    /// Whether the database folder opened directly is gone; if so the table is marked stale
+    /// and the status line says why.
+    fn folder_gone(&mut self) -> bool {
+        let Some(folder) = self.folder.as_ref().filter(|f| f.is_gone()) else {
+            return false;
+        };
+        self.message = Some(Message::Error(format!(
+            "The database folder {} was deleted or replaced: nothing is read or written any \
+             more (what the store would write goes to deleted files); quit and reopen",
+            folder.path.display()
+        )));
+        self.stale = Some(Stale::FolderGone);
+        true
     }
 
     fn set_filter(&mut self, admin: &dyn Admin, text: String) {
@@ -493,9 +578,17 @@ impl App {
 
     fn set_view(&mut self, admin: &dyn Admin, view: View) {
         self.listing = Listing::new(view);
-        self.now = admin.now();
-        if let Err(e) = self.listing.reload(admin) {
-            self.fail(&e);
+        if self.folder_gone() {
+            self.reselect();
+            return;
+        }
+        let now = admin.now();
+        match self.listing.reload(admin) {
+            Ok(()) => self.read_at(now),
+            Err(e) => {
+                self.fail(&e);
+                self.stale = Some(Stale::ReadFailed);
+            }
         }
         self.offset = 0;
         self.selected = 0;
@@ -622,6 +715,9 @@ impl App {
             self.message = Some(Message::Info("Cancelled".into()));
             return;
         }
+        if self.folder_gone() {
+            return;
+        }
         let done =
             match ask {
                 Confirm::Invalidate { handle, .. } => admin
@@ -644,7 +740,10 @@ impl App {
                 if let Mode::Detail(Detail { info: None, .. }) = self.mode {
                     self.mode = Mode::Browsing;
                 }
-                self.message = Some(Message::Info(text));
+                // A folder deleted meanwhile: what was written is lost, and the refresh said so.
+                if self.stale != Some(Stale::FolderGone) {
+                    self.message = Some(Message::Info(text));
+                }
             }
             Err(e) => self.fail(&e),
         }

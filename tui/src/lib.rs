@@ -16,6 +16,7 @@
 //!         refresh: Duration::from_secs(2),
 //!         no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
 //!         read_only: None,
+//!         folder: Some(store.path().to_path_buf()),
 //!     },
 //! )?;
 //! # Ok(())
@@ -55,6 +56,7 @@ mod ui;
 mod tests;
 
 use std::io;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How the TUI starts.
@@ -69,6 +71,11 @@ pub struct Options {
     /// When set, the keys that write (invalidate, purge) do nothing but show this reason in
     /// the status line (`sessctl --as-of` a future time: what would be, never acted on).
     pub read_only: Option<String>,
+    /// The database folder when the store was opened directly (`None` through an admin
+    /// socket). The TUI checks that it is still there before each refresh and write: a store
+    /// whose folder was deleted goes on reading and writing its open files without an error,
+    /// and what it writes is lost.
+    pub folder: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -78,6 +85,7 @@ impl Default for Options {
             refresh: Duration::from_secs(2),
             no_color: false,
             read_only: None,
+            folder: None,
         }
     }
 }

@@ -150,6 +150,15 @@ impl Widget for Header<'_> {
             vec![time, end.clone()],
             vec![Span::styled(at.to_string(), t.value), end],
         ];
+        // Rows that may be out of date say so first; the time is then that of the last
+        // read that worked.
+        let rights = rights.map(|spans| match app.stale {
+            Some(_) => [Span::styled("stale", t.error), Span::styled(" · ", t.label)]
+                .into_iter()
+                .chain(spans)
+                .collect(),
+            None => spans,
+        });
         let name = Span::styled(" sessdb ", t.title);
         let title_min = width(&app.title).min(TITLE_MIN);
         let fits = |right: &Line| name.width() + 1 + title_min + 1 + right.width();
@@ -414,10 +423,11 @@ impl Widget for SessionTable<'_> {
             _ => None,
         };
         let place = listing.place(known);
-        let which = if listing.view().show_expired {
-            " live + expired sessions "
-        } else {
-            " live sessions "
+        let which = match (listing.view().show_expired, &app.stale) {
+            (true, None) => " live + expired sessions ",
+            (false, None) => " live sessions ",
+            (true, Some(_)) => " live + expired sessions (stale) ",
+            (false, Some(_)) => " live sessions (stale) ",
         };
         let span_text = if rows.is_empty() {
             String::new()
@@ -473,6 +483,11 @@ impl Widget for SessionTable<'_> {
         .header(header)
         .column_spacing(1)
         .row_highlight_style(t.selected);
+        // Rows that may be out of date are dimmed, as the header says why.
+        let table = match app.stale {
+            Some(_) => table.style(t.expired),
+            None => table,
+        };
         let mut state = TableState::new().with_selected(app.selected.checked_sub(start));
         StatefulWidget::render(table, table_area, buf, &mut state);
 

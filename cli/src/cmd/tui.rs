@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::Ctx;
-use crate::db::Access;
+use crate::db::{Access, Database};
 use crate::exit::{Exit, Failure};
 use crate::output::timestamp;
 
@@ -49,6 +49,11 @@ impl Tui {
                     timestamp(t)
                 )
             }),
+            // Watched, so that a folder deleted under the TUI is said, not written into.
+            folder: match &db {
+                Database::Direct(store) => Some(store.path().to_path_buf()),
+                Database::Remote(_) => None,
+            },
         };
         sessdb_tui::run(db.admin(), options)?;
         Ok(Exit::Success)

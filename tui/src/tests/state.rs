@@ -8,7 +8,7 @@ use sessdb::{Admin, Handle, SessionId, Target};
 use time::OffsetDateTime;
 
 use super::{ch, key, press, principals, started, started_with, type_text, Fixture, Flaky, Spec};
-use crate::app::{Action, Confirm, Message, Mode};
+use crate::app::{Action, Confirm, Message, Mode, Stale};
 use crate::listing::{Filter, Sort, PAGE_SIZE};
 
 fn handle_of(name: &str) -> Handle {
@@ -541,6 +541,67 @@ fn store_errors_go_to_the_status_line_and_clear_when_it_works_again() {
     press(app, &flaky, &[ch('r')]);
     assert_eq!(app.message, None, "a good refresh clears the error");
     assert!(!app.listing.rows().is_empty());
+}
+
+#[test]
+fn a_failed_refresh_keeps_the_time_of_the_last_read_and_marks_the_rows_stale() {
+    let f = Fixture::demo();
+    let flaky = Flaky::new(&f.store);
+    let app = &mut started(&flaky, 100, 30);
+    let read_at = app.refreshed_at.expect("read at start");
+    assert_eq!(app.stale, None);
+    // An application that exited: reads fail, and `now` falls back to another clock.
+    flaky.failing.store(true, Ordering::SeqCst);
+    f.advance(60);
+    app.update(&flaky, Action::AutoRefresh);
+    assert_eq!(app.stale, Some(Stale::ReadFailed));
+    assert_eq!(app.refreshed_at, Some(read_at), "not refreshed");
+    assert_eq!(app.now, read_at, "the rows' times stay those of their read");
+    assert_eq!(app.listing.rows().len(), 6, "the last rows stay on screen");
+    press(app, &flaky, &[ch('r')]);
+    assert_eq!(app.refreshed_at, Some(read_at));
+    flaky.failing.store(false, Ordering::SeqCst);
+    press(app, &flaky, &[ch('r')]);
+    assert_eq!(app.stale, None);
+    assert_eq!(app.refreshed_at, Some(read_at + Duration::from_secs(60)));
+}
+
+#[test]
+fn a_deleted_database_folder_is_said_and_never_written_into() {
+    let f = Fixture::demo();
+    let folder = f.store.path().to_path_buf();
+    let options = crate::Options {
+        folder: Some(folder.clone()),
+        ..crate::Options::default()
+    };
+    let app = &mut started_with(&f.store, 100, 30, &options);
+    assert_eq!(app.stale, None);
+    std::fs::remove_dir_all(&folder).expect("delete the folder");
+    let first = app.selected_session().expect("a row").handle;
+    press(app, &f.store, &[ch('d'), ch('y')]);
+    let Some(Message::Error(text)) = &app.message else {
+        panic!("{:?}", app.message);
+    };
+    assert!(
+        text.starts_with(&format!(
+            "The database folder {} was deleted or replaced",
+            folder.display()
+        )),
+        "{text}"
+    );
+    assert_eq!(app.stale, Some(Stale::FolderGone));
+    assert!(
+        f.store
+            .show(&Target::Handle(first))
+            .expect("show")
+            .is_some(),
+        "nothing was invalidated"
+    );
+    // A refresh does not make it look current again; nor does a folder made anew there.
+    std::fs::create_dir(&folder).expect("a new folder");
+    press(app, &f.store, &[ch('r'), ch('e')]);
+    assert_eq!(app.stale, Some(Stale::FolderGone));
+    assert!(matches!(app.message, Some(Message::Error(_))));
 }
 
 #[test]

@@ -140,6 +140,29 @@ fn narrow_tables_drop_the_least_identifying_columns_first() {
 }
 
 #[test]
+fn stale_rows_are_dimmed_and_the_header_says_so() {
+    let f = Fixture::demo();
+    let mut app = started(&f.store, 80, 24);
+    app.stale = Some(crate::app::Stale::ReadFailed);
+    let top = |app: &App, width: u16| lines(&draw(Header { app }, width, 2))[0].clone();
+    assert_eq!(
+        top(&app, 80),
+        " sessdb  /srv/app/sessions.sessdb      stale · refreshed 22:27:20 UTC · auto 2s "
+    );
+    assert_eq!(top(&app, 40), " sessdb  …sions.sessdb stale · 22:27:20 ");
+    let buf = draw(Header { app: &app }, 80, 2);
+    assert_eq!(buf[find(&buf, "stale")].fg, Color::Red);
+    let buf = draw(SessionTable { app: &app }, 80, 12);
+    assert!(lines(&buf)[0].contains(" live sessions (stale) "));
+    let (x, y) = find(&buf, "bob");
+    assert!(buf[(x, y)].modifier.contains(Modifier::DIM));
+    app.stale = None;
+    let buf = draw(SessionTable { app: &app }, 80, 12);
+    let (x, y) = find(&buf, "bob");
+    assert!(!buf[(x, y)].modifier.contains(Modifier::DIM));
+}
+
+#[test]
 fn a_narrow_header_shortens_the_time_before_running_together() {
     let f = Fixture::demo();
     let app = started(&f.store, 80, 24);
