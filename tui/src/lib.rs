@@ -30,8 +30,10 @@
 //! and paging up from there goes on backward, so no key walks the store page by page. The
 //! header's counts ([`Admin::stats`](sessdb::Admin::stats), a pass over every record) are
 //! made on a worker thread; the header says "counting" until they arrive, and keys keep
-//! working meanwhile. Release build, 120×40 `TestBackend`, a 2-core machine shared with other
-//! work, measured by `cargo test --release -p sessdb-tui -- --ignored --nocapture scale`
+//! working meanwhile. Through an admin socket, give the worker a connection of its own
+//! ([`run_with_counter`]): one `RemoteAdmin` runs one request at a time.
+//!
+//! Release build, 120×40 `TestBackend`, a 2-core machine shared with other work, measured by `cargo test --release -p sessdb-tui -- --ignored --nocapture scale`
 //! (`tui/src/tests/scale.rs`, which builds the store; `SESSDB_SCALE_DIR` keeps it):
 //!
 //! | step | 100 sessions | 1,000,000 sessions |
@@ -57,6 +59,7 @@ mod tests;
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How the TUI starts.
@@ -102,6 +105,33 @@ impl Default for Options {
 /// # Errors
 /// Terminal I/O errors (no terminal, a closed stdout).
 pub fn run(admin: &dyn sessdb::Admin, options: Options) -> io::Result<()> {
+    run_counting(admin, None, options)
+}
+
+/// Runs the TUI as [`run`] does, with the header's counts made on `counter`, an admin
+/// interface of their own.
+///
+/// Give it a second [`RemoteAdmin`](sessdb::RemoteAdmin) to the same socket: one
+/// `RemoteAdmin` runs one request at a time, so on a shared one every key would wait behind
+/// a count of a large store. Nothing waits for a count still running when the operator
+/// quits. A store call of the UI's own that blocks (an application that stopped answering)
+/// holds up the keys until it returns or fails; `q` and Ctrl-C then quit.
+///
+/// # Errors
+/// As for [`run`].
+pub fn run_with_counter(
+    admin: &dyn sessdb::Admin,
+    counter: Arc<dyn sessdb::Admin>,
+    options: Options,
+) -> io::Result<()> {
+    run_counting(admin, Some(counter), options)
+}
+
+fn run_counting(
+    admin: &dyn sessdb::Admin,
+    counter: Option<Arc<dyn sessdb::Admin>>,
+    options: Options,
+) -> io::Result<()> {
     let mut terminal = match ratatui::try_init() {
         Ok(terminal) => terminal,
         Err(e) => {
@@ -112,7 +142,11 @@ pub fn run(admin: &dyn sessdb::Admin, options: Options) -> io::Result<()> {
     };
     let mut app = app::App::new(&options);
     std::thread::scope(|scope| {
-        let result = term::Counter::spawn(scope, admin).and_then(|counter| {
+        let counter = match counter {
+            Some(own) => term::Counter::spawn_owned(own),
+            None => term::Counter::spawn(scope, admin),
+        };
+        let result = counter.and_then(|counter| {
             term::event_loop(
                 &mut terminal,
                 &mut app,
@@ -122,8 +156,8 @@ pub fn run(admin: &dyn sessdb::Admin, options: Options) -> io::Result<()> {
                 Some(COUNT_SETTLE),
             )
         });
-        // The terminal is given back at once; a count still running (a large store) ends
-        // before the scope does.
+        // The terminal is given back at once; a count still running on `admin` (a large
+        // store) ends before the scope does.
         ratatui::restore();
         result
     })

@@ -6,6 +6,7 @@
 use std::error::Error;
 use std::io;
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::sync::Arc;
 use std::thread::{self, Scope};
 use std::time::{Duration, Instant};
 
@@ -64,13 +65,23 @@ impl Counter {
         let (answer, replies) = mpsc::channel();
         thread::Builder::new()
             .name("sessdb-tui-count".into())
-            .spawn_scoped(scope, move || {
-                for () in asked {
-                    if answer.send(crate::app::count(admin)).is_err() {
-                        return;
-                    }
-                }
-            })?;
+            .spawn_scoped(scope, move || work(admin, &asked, &answer))?;
+        Ok(Counter { requests, replies })
+    }
+
+    /// Starts the worker on an admin interface of its own (a second connection to an admin
+    /// socket), so that its calls never queue with the UI's. Nothing waits for it: once the
+    /// counter is dropped it ends after its count in flight, and a process that exits first
+    /// does not wait for that count.
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub(crate) fn spawn_owned(admin: Arc<dyn Admin>) -> io::Result<Counter> {
+        let (requests, asked) = mpsc::channel::<()>();
+        let (answer, replies) = mpsc::channel();
+        thread::Builder::new()
+            .name("sessdb-tui-count".into())
+            .spawn(move || work(&*admin, &asked, &answer))?;
         Ok(Counter { requests, replies })
     }
 
@@ -99,6 +110,15 @@ impl Counter {
             Ok(count) => app.counted(count),
             Err(TryRecvError::Disconnected) => app.counted_nothing(),
             Err(TryRecvError::Empty) => {}
+        }
+    }
+}
+
+/// The worker: one count per request, until either end of the channels is gone.
+fn work(admin: &dyn Admin, asked: &mpsc::Receiver<()>, answer: &mpsc::Sender<Counted>) {
+    for () in asked {
+        if answer.send(crate::app::count(admin)).is_err() {
+            return;
         }
     }
 }

@@ -1,6 +1,9 @@
 //! `sessctl tui`: the terminal UI (the `sessdb-tui` crate) on the database at `--db`.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use sessdb::RemoteAdmin;
 
 use super::Ctx;
 use crate::db::{Access, Database};
@@ -55,7 +58,17 @@ impl Tui {
                 Database::Remote(_) => None,
             },
         };
-        sessdb_tui::run(db.admin(), options)?;
+        match &db {
+            // The header's counts read every record: on a connection of their own, so that
+            // keys never queue behind them. If a second one is refused, they share.
+            Database::Remote(remote) => match RemoteAdmin::connect(remote.socket_path()) {
+                Ok(counter) => {
+                    sessdb_tui::run_with_counter(db.admin(), Arc::new(counter), options)?
+                }
+                Err(_) => sessdb_tui::run(db.admin(), options)?,
+            },
+            Database::Direct(_) => sessdb_tui::run(db.admin(), options)?,
+        }
         Ok(Exit::Success)
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ratatui::backend::TestBackend;
@@ -328,4 +329,39 @@ fn the_filter_cursor_follows_wide_characters() {
         terminal.get_cursor_position().expect("cursor"),
         (14, status).into()
     );
+}
+
+#[test]
+fn counts_on_their_own_connection_never_hold_up_keys_or_quitting() {
+    let f = Fixture::demo();
+    // The counting connection lives on its own thread, which nothing joins: it owns what
+    // it counts on.
+    let store: &'static sessdb::Store = Box::leak(Box::new(f.store.clone()));
+    let counter = Arc::new(Flaky::new(store));
+    counter.hold();
+    let ui = Flaky::new(&f.store);
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+    let mut app = App::new(&Options::default());
+    let mut script = Script(keys("jjq").collect());
+    let own = Counter::spawn_owned(counter.clone()).expect("counting thread");
+    event_loop(
+        &mut terminal,
+        &mut app,
+        &ui,
+        &mut script,
+        &own,
+        Some(Duration::ZERO),
+    )
+    .expect("loop ends cleanly");
+    // Quit with the count still held, and every key answered meanwhile.
+    assert!(app.quit);
+    assert_eq!(app.selected, 2, "both moves were made");
+    assert_eq!(counter.counts.load(Ordering::SeqCst), 0, "still counting");
+    assert_eq!(
+        ui.counts.load(Ordering::SeqCst),
+        0,
+        "no count on the UI's connection"
+    );
+    assert!(ui.lists.load(Ordering::SeqCst) > 0);
+    counter.release();
 }
