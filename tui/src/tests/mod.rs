@@ -241,8 +241,9 @@ pub(crate) fn principals(app: &App) -> Vec<String> {
 
 /// A transport over a store whose reads fail while `failing` is set, and whose `stats` waits
 /// while it is held, as the count of a large store keeps the counting thread busy.
-pub(crate) struct Flaky<'a> {
-    inner: &'a sessdb::Store,
+pub(crate) struct Flaky {
+    /// A handle of its own, so that a counting thread nothing joins can own the transport.
+    inner: sessdb::Store,
     pub(crate) failing: AtomicBool,
     held: Mutex<bool>,
     released: Condvar,
@@ -252,10 +253,10 @@ pub(crate) struct Flaky<'a> {
     pub(crate) lists: AtomicUsize,
 }
 
-impl<'a> Flaky<'a> {
-    pub(crate) fn new(inner: &'a sessdb::Store) -> Self {
+impl Flaky {
+    pub(crate) fn new(inner: &sessdb::Store) -> Self {
         Flaky {
-            inner,
+            inner: inner.clone(),
             failing: AtomicBool::new(false),
             held: Mutex::new(false),
             released: Condvar::new(),
@@ -303,7 +304,7 @@ impl<'a> Flaky<'a> {
     }
 }
 
-impl Admin for Flaky<'_> {
+impl Admin for Flaky {
     fn stats(&self) -> sessdb::Result<Stats> {
         let stats = self
             .wait()
@@ -323,11 +324,11 @@ impl Admin for Flaky<'_> {
     }
     fn invalidate(&self, target: &Target) -> sessdb::Result<bool> {
         self.check()?;
-        Admin::invalidate(self.inner, target)
+        Admin::invalidate(&self.inner, target)
     }
     fn invalidate_principal(&self, principal: &str) -> sessdb::Result<usize> {
         self.check()?;
-        Admin::invalidate_principal(self.inner, principal)
+        Admin::invalidate_principal(&self.inner, principal)
     }
     fn purge(&self, progress: &mut dyn FnMut(u64)) -> sessdb::Result<u64> {
         self.check()?;
@@ -335,7 +336,7 @@ impl Admin for Flaky<'_> {
     }
     fn count_expired(&self) -> sessdb::Result<u64> {
         self.check()?;
-        Admin::count_expired(self.inner)
+        Admin::count_expired(&self.inner)
     }
     fn export(&self, out: &mut dyn Write, include_expired: bool) -> sessdb::Result<ExportReport> {
         self.inner.export(out, include_expired)
@@ -348,12 +349,12 @@ impl Admin for Flaky<'_> {
         self.inner.import(input, options)
     }
     fn check(&self) -> sessdb::Result<CheckReport> {
-        Admin::check(self.inner)
+        Admin::check(&self.inner)
     }
     fn repair(&self) -> sessdb::Result<RepairReport> {
         self.inner.repair()
     }
     fn now(&self) -> OffsetDateTime {
-        Admin::now(self.inner)
+        Admin::now(&self.inner)
     }
 }

@@ -257,7 +257,7 @@ fn the_event_loop_reports_a_script_that_never_quits() {
 /// finished, then lets them go (the loop's scope waits for its counting thread).
 struct HeldScript<'a> {
     keys: VecDeque<Option<Event>>,
-    admin: &'a Flaky<'a>,
+    admin: &'a Flaky,
     counted_before_last_key: Option<usize>,
 }
 
@@ -334,10 +334,9 @@ fn the_filter_cursor_follows_wide_characters() {
 #[test]
 fn counts_on_their_own_connection_never_hold_up_keys_or_quitting() {
     let f = Fixture::demo();
-    // The counting connection lives on its own thread, which nothing joins: it owns what
-    // it counts on.
-    let store: &'static sessdb::Store = Box::leak(Box::new(f.store.clone()));
-    let counter = Arc::new(Flaky::new(store));
+    // The counting connection lives on its own thread, which nothing joins: it owns a handle
+    // of the store it counts on.
+    let counter = Arc::new(Flaky::new(&f.store));
     counter.hold();
     let ui = Flaky::new(&f.store);
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
