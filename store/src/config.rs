@@ -46,6 +46,7 @@ pub(crate) struct Config {
     pub(crate) read_only: bool,
     pub(crate) reap_every: Option<Duration>,
     pub(crate) admin_socket: Option<crate::socket::SocketPath>,
+    pub(crate) admin_timeouts: crate::socket::Timeouts,
 }
 
 /// Opens a [`Store`] with settings other than the defaults.
@@ -63,6 +64,8 @@ pub(crate) struct Config {
 /// | [`clock`](Builder::clock) | the system clock |
 /// | [`reap_every`](Builder::reap_every) | off: no background purge |
 /// | [`admin_socket`](Builder::admin_socket) | off: no admin socket |
+/// | [`admin_socket_idle_timeout`](Builder::admin_socket_idle_timeout) | 60 seconds |
+/// | [`admin_socket_frame_timeout`](Builder::admin_socket_frame_timeout) | 10 seconds |
 /// | [`create`](Builder::create) | true: a missing folder is created (mode 0700) |
 /// | [`read_only`](Builder::read_only) | false |
 ///
@@ -101,6 +104,7 @@ impl Default for Builder {
                 read_only: false,
                 reap_every: None,
                 admin_socket: None,
+                admin_timeouts: crate::socket::Timeouts::default(),
             },
         }
     }

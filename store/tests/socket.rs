@@ -1094,3 +1094,115 @@ fn arbitrary_bytes_never_take_the_server_down() {
         })
         .unwrap();
 }
+
+// ---- timeouts and reconnecting ----
+
+/// An import input that gives `first`, then blocks until told to go on, then gives `rest`.
+struct Stalling {
+    parts: Vec<Vec<u8>>,
+    stalled: Option<mpsc::Sender<()>>,
+    go: mpsc::Receiver<()>,
+}
+
+impl Read for Stalling {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let data = self.fill_buf()?;
+            let n = data.len().min(out.len());
+            out[..n].copy_from_slice(&data[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Stalling {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.parts.first().is_some_and(Vec::is_empty) {
+            self.parts.remove(0);
+            if let Some(stalled) = self.stalled.take() {
+                stalled.send(()).unwrap();
+                let _ = self.go.recv();
+            }
+        }
+        Ok(self.parts.first().map_or(&[][..], Vec::as_slice))
+    }
+    fn consume(&mut self, n: usize) {
+        if let Some(part) = self.parts.first_mut() {
+            part.drain(..n);
+        }
+    }
+}
+
+#[test]
+fn a_stalled_import_does_not_keep_the_store_open_once_the_application_drops_it() {
+    let Env { fx, remote, .. } = SOCKET.env();
+    let remote = remote.unwrap();
+    let id = seed(&fx.store, 1)[0];
+    let export = export_text(&fx.store, true);
+    let (header, line) = export.split_once('\n').unwrap();
+    let socket = fx.store.admin_socket_path().unwrap().to_path_buf();
+    assert!(fx.store.invalidate(&id).unwrap());
+    let Fixture { dir, store, .. } = fx;
+    // `slow-producer | sessctl import -`: the header, then a long pause.
+    let (stalled_tx, stalled_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel();
+    let importing = std::thread::spawn({
+        let parts = vec![format!("{header}\n").into_bytes(), line.as_bytes().to_vec()];
+        move || {
+            let mut input = Stalling {
+                parts,
+                stalled: Some(stalled_tx),
+                go: go_rx,
+            };
+            remote.import(&mut input, &ImportOptions::default())
+        }
+    });
+    stalled_rx.recv().unwrap();
+    // The application lets its store go: it closes at once (flushed, socket removed) and the
+    // database opens again, although the import has not ended.
+    drop(store);
+    assert!(!socket.exists());
+    let store = Store::open(dir.path().join("db")).unwrap();
+    go_tx.send(()).unwrap();
+    match importing.join().unwrap() {
+        Err(Error::Disconnected { .. } | Error::Protocol { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    // Nothing of the abandoned import was written.
+    assert!(store.load(&id).unwrap().is_none());
+}
+
+#[test]
+fn an_import_whose_input_stalls_past_the_idle_timeout_is_abandoned_and_writes_nothing() {
+    let env =
+        SOCKET.env_with(Store::builder().admin_socket_idle_timeout(Duration::from_millis(20)));
+    let id = seed(env.store(), 1)[0];
+    let export = export_text(env.store(), true);
+    assert!(env.store().invalidate(&id).unwrap());
+    let socket = env.store().admin_socket_path().unwrap().to_path_buf();
+    // By hand: a hello, `Import` with default options, a chunk with the header and a session,
+    // then nothing (no `End`).
+    let mut conn = raw(&socket);
+    conn.write_all(&hello(1)).unwrap();
+    conn.write_all(&[0, 0, 0, 4, 8, 0, 0, 0]).unwrap();
+    let mut chunk = vec![0u8]; // ImportFrame::Chunk
+    let mut len = export.len();
+    while len >= 0x80 {
+        chunk.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    chunk.push(len as u8);
+    chunk.extend_from_slice(export.as_bytes());
+    conn.write_all(&(chunk.len() as u32).to_be_bytes()).unwrap();
+    conn.write_all(&chunk).unwrap();
+    let answer = until_closed(conn);
+    assert!(contains(&answer, "nothing was written"), "{answer:?}");
+    assert!(env.store().load(&id).unwrap().is_none());
+    // The server goes on serving.
+    assert_eq!(
+        RemoteAdmin::connect(&socket).unwrap().stats().unwrap().live,
+        0
+    );
+}

@@ -12,6 +12,7 @@ mod wire;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use client::RemoteAdmin;
 pub(crate) use server::Server;
@@ -32,6 +33,25 @@ pub(crate) enum SocketPath {
     InDatabase,
     /// A path of the application's choosing.
     At(PathBuf),
+}
+
+/// How long the server waits on a client (see [`Builder::admin_socket_idle_timeout`] and
+/// [`Builder::admin_socket_frame_timeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    /// Between frames: for the next request, and for the next chunk of an import's input.
+    pub(crate) idle: Duration,
+    /// For the rest of a frame once its first byte arrived, and for the hello.
+    pub(crate) frame: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            idle: Duration::from_secs(60),
+            frame: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Builder {
@@ -73,6 +93,38 @@ impl Builder {
     /// ```
     pub fn admin_socket_default(mut self) -> Self {
         self.config.admin_socket = Some(SocketPath::InDatabase);
+        self
+    }
+
+    /// How long an admin connection may stay silent between frames before the server closes
+    /// it: waiting for the next request, and waiting for the next chunk of an import's input
+    /// (the import is then abandoned and nothing is written). 60 seconds by default.
+    ///
+    /// This frees the connection slots (at most 64) of clients that went away without closing,
+    /// or that sit idle. [`RemoteAdmin`] reconnects by itself when it finds its idle
+    /// connection closed, so a client that pauses longer (a TUI with auto-refresh off) only
+    /// pays a new handshake. An import's input may come from a slow pipe: a producer that is
+    /// silent longer than this needs a longer setting. The server never holds the store while
+    /// it waits for a client, so this does not delay closing the store.
+    ///
+    /// A zero duration is taken as one millisecond.
+    pub fn admin_socket_idle_timeout(mut self, d: Duration) -> Self {
+        self.config.admin_timeouts.idle = d.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long the rest of a frame may take to arrive once its first byte has, and how long
+    /// a new connection may take to send its hello, before the server closes the connection.
+    /// 10 seconds by default.
+    ///
+    /// A client writes each frame (at most [`MAX_FRAME_BYTES`]) at once from memory, which
+    /// takes milliseconds; this bounds how long a client that stops in the middle of one (or
+    /// sends a few bytes and goes silent) holds a connection slot and the memory of the
+    /// frame read so far.
+    ///
+    /// A zero duration is taken as one millisecond.
+    pub fn admin_socket_frame_timeout(mut self, d: Duration) -> Self {
+        self.config.admin_timeouts.frame = d.max(Duration::from_millis(1));
         self
     }
 }

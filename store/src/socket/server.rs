@@ -3,10 +3,12 @@
 //! store handle is dropped.
 //!
 //! The threads hold the store weakly and take a strong handle only while a request runs
-//! (released before the request's final answer), so once the application lets its store go,
-//! the server keeps the database open at most until the running request ends.
+//! (released before the request's final answer; an import's input is received before), so
+//! once the application lets its store go, the server keeps the database open at most until
+//! the running request ends, and never while it waits for a client. A connection that stays
+//! silent between frames, or stops inside one, is closed ([`Timeouts`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, DirBuilder};
 use std::io::{self, BufRead, Read, Write};
 use std::net::Shutdown;
@@ -17,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -26,7 +28,7 @@ use super::wire::{
     Request, Response, ServerInfo, Welcome, WireError, WireSession, CHUNK_BYTES, LIST_CHUNK_BYTES,
     MAGIC, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
-use super::Stream;
+use super::{Stream, Timeouts};
 use crate::admin::{Admin, ListQuery, Page, Target};
 use crate::error::{Error, Result};
 use crate::store::{lock, Inner, Store};
@@ -71,6 +73,7 @@ struct Shared {
     owner: u32,
     conns: Mutex<HashMap<u64, UnixStream>>,
     next_id: AtomicU64,
+    timeouts: Timeouts,
 }
 
 impl Server {
@@ -120,6 +123,7 @@ pub(crate) fn serve(store: &Store, path: &Path) -> Result<Server> {
             owner: nix::unistd::geteuid().as_raw(),
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
+            timeouts: store.inner.config.admin_timeouts,
         });
         let weak = Arc::downgrade(&store.inner);
         let accept = thread::Builder::new().name("sessdb-admin".into()).spawn({
@@ -325,7 +329,12 @@ fn admit(stream: UnixStream, shared: &Arc<Shared>, store: &Weak<Inner>, path: &P
             let (shared, store) = (shared.clone(), store.clone());
             move || {
                 SERVING.with(|s| s.set(Some(id)));
-                serve_connection(&mut Stream(stream), &store, &shared.database);
+                let mut conn = Timed {
+                    stream: Stream(stream),
+                    frame: shared.timeouts.frame,
+                    wait: Wait::Between(Instant::now()),
+                };
+                serve_connection(&mut conn, &store, &shared.database, shared.timeouts);
                 lock(&shared.conns).remove(&id);
             }
         });
@@ -352,20 +361,107 @@ fn peer(stream: &UnixStream) -> io::Result<(u32, Option<i32>)> {
     }
 }
 
-/// Serves one connection until the client leaves, breaks the protocol, or the store is
-/// dropped. Generic over the stream so the decoder can be fuzzed without a socket.
-pub(crate) fn serve_connection<S: Read + Write>(io: &mut S, store: &Weak<Inner>, database: &Path) {
+/// A connection whose reads keep deadlines: [`Peer::await_frame`] starts the wait for a frame.
+pub(crate) trait Peer: Read + Write {
+    /// The next frame's first byte must arrive within `within`, and the rest of the frame
+    /// within the frame timeout after that; past either, reads fail with
+    /// [`io::ErrorKind::TimedOut`].
+    fn await_frame(&mut self, within: Duration);
+}
+
+/// A client connection with the server's read deadlines.
+struct Timed {
+    stream: Stream,
+    frame: Duration,
+    wait: Wait,
+}
+
+/// What the next read waits for, and until when.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// The first byte of a frame.
+    Between(Instant),
+    /// The rest of a frame that has started.
+    Within(Instant),
+}
+
+impl Peer for Timed {
+    fn await_frame(&mut self, within: Duration) {
+        self.wait = Wait::Between(Instant::now() + within);
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let (deadline, what) = match self.wait {
+                Wait::Between(at) => (at, "no frame arrived in time"),
+                Wait::Within(at) => (at, "a frame did not arrive whole in time"),
+            };
+            // A deadline, not a timeout per read: a client that trickles a byte now and then
+            // must not hold its connection for ever.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, what));
+            }
+            self.stream.0.set_read_timeout(Some(left))?;
+            match self.stream.read(buf) {
+                Ok(n) => {
+                    if n > 0 {
+                        if let Wait::Between(_) = self.wait {
+                            self.wait = Wait::Within(Instant::now() + self.frame);
+                        }
+                    }
+                    return Ok(n);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// Serves one connection until the client leaves, breaks the protocol, stays silent too long,
+/// or the store is dropped. Generic over the stream so the decoder can be fuzzed without a
+/// socket.
+pub(crate) fn serve_connection<S: Peer>(
+    io: &mut S,
+    store: &Weak<Inner>,
+    database: &Path,
+    timeouts: Timeouts,
+) {
     let mut buf = Vec::new();
+    io.await_frame(timeouts.frame);
     if handshake(io, &mut buf, database).is_err() {
         return;
     }
     loop {
+        io.await_frame(timeouts.idle);
         if let Err(e) = read_frame(io, &mut buf) {
-            if let FrameError::TooLarge(len) = e {
-                protocol_error(
+            match e {
+                FrameError::TooLarge(len) => protocol_error(
                     io,
                     format!("a frame of {len} bytes is over the limit of {MAX_FRAME_BYTES}"),
-                );
+                ),
+                FrameError::Io(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    // An idle client finds its connection closed, and reconnects if it wants.
+                    log::debug!(target: LOG_TARGET, "closing an admin connection: {e}");
+                }
+                FrameError::Io(_) | FrameError::Closed => {}
             }
             return;
         }
@@ -379,11 +475,7 @@ pub(crate) fn serve_connection<S: Read + Write>(io: &mut S, store: &Weak<Inner>,
         if buf.capacity() > CHUNK_BYTES * 4 {
             buf = Vec::new(); // an idle connection keeps no large buffer
         }
-        let Some(inner) = store.upgrade() else {
-            let _ = write_frame(io, &Response::Error(WireError::ShuttingDown));
-            return;
-        };
-        if handle(io, Store { inner }, request).is_err() || store.strong_count() == 0 {
+        if handle(io, store, request, timeouts).is_err() || store.strong_count() == 0 {
             // The connection failed, or this request's handle was the store's last one.
             return;
         }
@@ -395,7 +487,7 @@ fn protocol_error(io: &mut impl Write, reason: String) {
     let _ = write_frame(io, &Response::Error(WireError::Protocol { reason }));
 }
 
-fn handshake<S: Read + Write>(io: &mut S, buf: &mut Vec<u8>, database: &Path) -> io::Result<()> {
+fn handshake<S: Peer>(io: &mut S, buf: &mut Vec<u8>, database: &Path) -> io::Result<()> {
     let refuse = |io: &mut S, reason: String| {
         log::debug!(target: LOG_TARGET, "refusing an admin client: {reason}");
         let welcome: Welcome = Err(WireError::Protocol { reason });
@@ -434,8 +526,29 @@ enum Answer {
 }
 
 /// Runs one request and sends its answer. An error return means the connection is unusable.
-fn handle<S: Read + Write>(io: &mut S, store: Store, request: Request) -> io::Result<()> {
-    let answer = run(io, &store, request)?;
+fn handle<S: Peer>(
+    io: &mut S,
+    store: &Weak<Inner>,
+    request: Request,
+    timeouts: Timeouts,
+) -> io::Result<()> {
+    // An import's input is received before the store is taken: a client whose input stalls
+    // (a slow pipe into `sessctl import -`) must not keep the database open once the
+    // application has let it go. The application's last drop then closes the store at once
+    // (flushing it) and shuts this connection, which ends the import with nothing written.
+    let input = match &request {
+        Request::Import(_) => Some(receive_import(io, timeouts).map_err(|reason| {
+            protocol_error(io, reason);
+            io::Error::from(io::ErrorKind::InvalidData)
+        })?),
+        _ => None,
+    };
+    let Some(inner) = store.upgrade() else {
+        let _ = write_frame(io, &Response::Error(WireError::ShuttingDown));
+        return Err(io::ErrorKind::NotConnected.into());
+    };
+    let store = Store { inner };
+    let answer = run(io, &store, request, input)?;
     // The store is released before the final answer: a client holding its answer knows this
     // server no longer keeps the database open, so an application that drops its last handle
     // closes it (and the socket) at once.
@@ -446,8 +559,14 @@ fn handle<S: Read + Write>(io: &mut S, store: Store, request: Request) -> io::Re
     }
 }
 
-/// Runs one request, streaming what it streams (purge progress, export chunks, import input).
-fn run<S: Read + Write>(io: &mut S, store: &Store, request: Request) -> io::Result<Answer> {
+/// Runs one request, streaming what it streams (purge progress, export chunks); `input` is
+/// an import's, received already.
+fn run<S: Read + Write>(
+    io: &mut S,
+    store: &Store,
+    request: Request,
+    input: Option<ImportInput>,
+) -> io::Result<Answer> {
     let admin: &dyn Admin = store;
     let answer = match request {
         Request::Stats => admin.stats().map(Response::Stats),
@@ -487,21 +606,16 @@ fn run<S: Read + Write>(io: &mut S, store: &Store, request: Request) -> io::Resu
             }
             report.map(Response::Exported)
         }
-        Request::Import(options) => {
-            let mut input = ChunkReader {
-                io: &mut *io,
-                frame: Vec::new(),
-                chunk: Vec::new(),
-                pos: 0,
-                state: ImportState::Open,
-            };
-            let report = admin.import(&mut input, &options);
-            if let Err(reason) = input.drain() {
-                protocol_error(io, reason);
-                return Err(io::ErrorKind::InvalidData.into());
+        Request::Import(options) => match input {
+            Some(ImportInput::Complete(mut chunks)) => {
+                admin.import(&mut chunks, &options).map(Response::Imported)
             }
-            report.map(Response::Imported)
-        }
+            // The client could not read its input: nothing is written.
+            Some(ImportInput::Aborted) | None => Err(Error::Io {
+                path: "import input".into(),
+                source: io::Error::other("the client could not read its input"),
+            }),
+        },
         Request::Check => admin.check().map(Response::Checked),
         Request::Repair => admin.repair().map(Response::Repaired),
         Request::Now => Ok(Response::Now(admin.now().unix_timestamp_nanos())),
@@ -603,70 +717,78 @@ impl<S: Write> Write for ChunkWriter<'_, S> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ImportState {
-    Open,
-    Ended,
+/// An import's input as the client sent it.
+enum ImportInput {
+    /// Every chunk, up to the client's `End`.
+    Complete(Chunks),
+    /// The client could not read its input (`Abort`).
     Aborted,
 }
 
-/// The import's input: the client's chunks, up to its `End` (or `Abort`).
-struct ChunkReader<'a, S: Read> {
-    io: &'a mut S,
-    frame: Vec<u8>,
-    chunk: Vec<u8>,
-    pos: usize,
-    state: ImportState,
-}
-
-impl<S: Read> ChunkReader<'_, S> {
-    /// Reads the next import frame. An error means the connection is unusable.
-    fn next(&mut self) -> Result<(), String> {
-        match read_frame(self.io, &mut self.frame) {
+/// Receives an import's input up to `End` or `Abort`, each chunk within the idle timeout of
+/// the one before. An error (with the reason to tell the client) means the connection is
+/// unusable.
+fn receive_import<S: Peer>(io: &mut S, timeouts: Timeouts) -> Result<ImportInput, String> {
+    let mut chunks = Chunks::default();
+    let mut frame = Vec::new();
+    loop {
+        io.await_frame(timeouts.idle);
+        match read_frame(io, &mut frame) {
             Ok(()) => {}
             Err(FrameError::TooLarge(n)) => {
                 return Err(format!("an import frame of {n} bytes is over the limit"))
             }
+            Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err(format!(
+                    "the import's input stopped ({e}: the limit is {} s between chunks and \
+                     {} s within one); the import was abandoned and nothing was written",
+                    timeouts.idle.as_secs_f64(),
+                    timeouts.frame.as_secs_f64()
+                ))
+            }
             Err(_) => return Err("the connection ended during an import".into()),
         }
-        match decode::<ImportFrame>(&self.frame)? {
-            ImportFrame::Chunk(data) => {
-                self.chunk = data;
-                self.pos = 0;
-            }
-            ImportFrame::End => self.state = ImportState::Ended,
-            ImportFrame::Abort => self.state = ImportState::Aborted,
+        match decode::<ImportFrame>(&frame)? {
+            ImportFrame::Chunk(data) => chunks.push(data),
+            ImportFrame::End => return Ok(ImportInput::Complete(chunks)),
+            ImportFrame::Abort => return Ok(ImportInput::Aborted),
         }
-        Ok(())
-    }
-
-    /// Reads what the import did not, up to the end, so the connection stays in step.
-    fn drain(&mut self) -> Result<(), String> {
-        while self.state == ImportState::Open {
-            self.next()?;
-        }
-        Ok(())
     }
 }
 
-impl<S: Read> BufRead for ChunkReader<'_, S> {
+/// An import's input in the chunks it came in, each freed once read, so that the input and
+/// the sessions parsed from it are not both held whole.
+#[derive(Default)]
+struct Chunks {
+    queue: VecDeque<Vec<u8>>,
+    pos: usize,
+}
+
+impl Chunks {
+    fn push(&mut self, chunk: Vec<u8>) {
+        if !chunk.is_empty() {
+            self.queue.push_back(chunk);
+        }
+    }
+}
+
+impl BufRead for Chunks {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        while self.pos == self.chunk.len() && self.state == ImportState::Open {
-            self.next()
-                .map_err(|reason| io::Error::new(io::ErrorKind::InvalidData, reason))?;
+        if self.queue.front().is_some_and(|c| self.pos == c.len()) {
+            self.queue.pop_front();
+            self.pos = 0;
         }
-        if self.state == ImportState::Aborted {
-            return Err(io::Error::other("the client could not read its input"));
-        }
-        Ok(&self.chunk[self.pos..])
+        Ok(self.queue.front().map_or(&[][..], |c| &c[self.pos..]))
     }
 
     fn consume(&mut self, n: usize) {
-        self.pos = (self.pos + n).min(self.chunk.len());
+        if let Some(c) = self.queue.front() {
+            self.pos = (self.pos + n).min(c.len());
+        }
     }
 }
 
-impl<S: Read> Read for ChunkReader<'_, S> {
+impl Read for Chunks {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let available = self.fill_buf()?;
         let n = available.len().min(out.len());
@@ -691,6 +813,10 @@ mod tests {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             self.input.read(buf)
         }
+    }
+
+    impl Peer for Scripted {
+        fn await_frame(&mut self, _: Duration) {}
     }
 
     impl Write for Scripted {
@@ -739,7 +865,12 @@ mod tests {
             input: io::Cursor::new(input),
             output: Vec::new(),
         };
-        serve_connection(&mut conn, &Arc::downgrade(&store.inner), store.path());
+        serve_connection(
+            &mut conn,
+            &Arc::downgrade(&store.inner),
+            store.path(),
+            Timeouts::default(),
+        );
         let frames = responses(&conn.output);
         assert_eq!(frames.len(), 3);
         assert!(matches!(decode::<Welcome>(&frames[0]), Ok(Ok(info)) if info.version == 1));
@@ -777,7 +908,7 @@ mod tests {
                     input: io::Cursor::new(input),
                     output: Vec::new(),
                 };
-                serve_connection(&mut conn, &weak, store.path());
+                serve_connection(&mut conn, &weak, store.path(), Timeouts::default());
                 let mut output = conn.output.as_slice();
                 let mut buf = Vec::new();
                 loop {
