@@ -190,6 +190,20 @@ pub enum Error {
         /// The socket path.
         path: PathBuf,
     },
+    /// The application behind an admin socket did not answer for `waited` (nor did it accept
+    /// a new connection meanwhile): it is stopped (`kill -STOP`, a debugger) or hung. The
+    /// connection was closed; the next call connects again.
+    #[error(
+        "the application behind the admin socket {path} did not answer within {} \
+         (is it stopped or hung?)",
+        span(*waited)
+    )]
+    Unresponsive {
+        /// The socket path.
+        path: PathBuf,
+        /// How long the client waited ([`RemoteAdmin::connect_with_timeout`](crate::RemoteAdmin::connect_with_timeout)).
+        waited: std::time::Duration,
+    },
     /// The application refused this client: its user is neither the application's nor root,
     /// or too many clients are connected.
     #[error("the admin socket {path} refused the connection: {reason}")]
@@ -228,6 +242,16 @@ impl Error {
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
         Error::Storage(e)
+    }
+}
+
+/// A timeout as a person reads it: whole seconds, or milliseconds below ten seconds when
+/// they are not whole.
+fn span(d: std::time::Duration) -> String {
+    if d.subsec_nanos() == 0 || d.as_secs() >= 10 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
     }
 }
 

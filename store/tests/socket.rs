@@ -1206,3 +1206,198 @@ fn an_import_whose_input_stalls_past_the_idle_timeout_is_abandoned_and_writes_no
         0
     );
 }
+
+#[test]
+fn idle_and_half_sent_connections_are_closed_and_free_their_slots() {
+    let builder = Store::builder()
+        .admin_socket_idle_timeout(Duration::from_millis(20))
+        .admin_socket_frame_timeout(Duration::from_millis(20));
+    let env = SOCKET.env_with(builder);
+    let socket = env.store().admin_socket_path().unwrap().to_path_buf();
+    // Every slot taken: clients that say nothing, that stop after their hello, and that send
+    // half a length prefix (or most of a large frame) and go silent.
+    let conns: Vec<UnixStream> = (1..64)
+        .map(|i| {
+            let mut conn = raw(&socket);
+            match i % 4 {
+                0 => {}
+                1 => conn.write_all(&hello(1)).unwrap(),
+                2 => {
+                    conn.write_all(&hello(1)).unwrap();
+                    conn.write_all(&[0, 0]).unwrap();
+                }
+                _ => {
+                    conn.write_all(&hello(1)).unwrap();
+                    conn.write_all(&(1u32 << 20).to_be_bytes()).unwrap();
+                    conn.write_all(&[0; 1000]).unwrap();
+                }
+            }
+            conn
+        })
+        .collect();
+    // The server closes each of them by itself.
+    for conn in conns {
+        until_closed(conn);
+    }
+    // Their slots are free again, and the suite's client (idle past the timeout too) still
+    // works: it reconnects by itself.
+    let clients: Vec<RemoteAdmin> = (1..64)
+        .map(|_| RemoteAdmin::connect(&socket).unwrap())
+        .collect();
+    drop(clients);
+    assert_eq!(env.remote.as_ref().unwrap().stats().unwrap().live, 0);
+}
+
+/// A server of our own that speaks the protocol by hand, to close connections exactly when a
+/// test needs it.
+struct Fake {
+    _dir: tempfile::TempDir,
+    socket: PathBuf,
+    listener: UnixListener,
+}
+
+impl Fake {
+    fn new() -> Fake {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("fake.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        Fake {
+            _dir: dir,
+            socket,
+            listener,
+        }
+    }
+
+    /// Accepts a client and welcomes it (protocol 1, pid 7, database "/db"). Fails the test
+    /// rather than hang when no client comes.
+    fn accept(&self) -> UnixStream {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+        let ready = poll(&mut fds, PollTimeout::from(20_000u16)).unwrap();
+        assert_eq!(ready, 1, "no client connected");
+        let (mut conn, _) = self.listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        assert_eq!(read_raw_frame(&mut conn), hello(1)[4..]);
+        write_raw_frame(&mut conn, &[0, 1, 7, 3, b'/', b'd', b'b']);
+        conn
+    }
+}
+
+fn read_raw_frame(conn: &mut UnixStream) -> Vec<u8> {
+    let mut len = [0; 4];
+    conn.read_exact(&mut len).unwrap();
+    let mut body = vec![0; u32::from_be_bytes(len) as usize];
+    conn.read_exact(&mut body).unwrap();
+    body
+}
+
+fn write_raw_frame(conn: &mut UnixStream, body: &[u8]) {
+    conn.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+    conn.write_all(body).unwrap();
+}
+
+/// Request bodies and answers by hand: `Invalidate` is variant 3 (a 32-byte handle follows),
+/// `CountExpired` 6; `Invalidated` answers 4, `CountExpired` 8.
+const COUNT_EXPIRED: [u8; 1] = [6];
+
+#[test]
+fn a_client_reconnects_when_the_application_closed_its_connection_and_never_resends_a_write() {
+    let fake = Fake::new();
+    let target = Target::Handle(SessionId::random().handle());
+    let (closed_tx, closed_rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let server = scope.spawn(|| {
+            // 1. The connection is closed while idle: the invalidation arrives on a new one.
+            drop(fake.accept());
+            closed_tx.send(()).unwrap();
+            let mut conn = fake.accept();
+            assert_eq!(read_raw_frame(&mut conn)[0], 3);
+            write_raw_frame(&mut conn, &[4, 1]);
+            // 2. Closed after a read-only request arrived: it is asked again on a new one.
+            assert_eq!(read_raw_frame(&mut conn), COUNT_EXPIRED);
+            drop(conn);
+            let mut conn = fake.accept();
+            assert_eq!(read_raw_frame(&mut conn), COUNT_EXPIRED);
+            write_raw_frame(&mut conn, &[8, 42]);
+            // 3. Closed after an invalidation arrived: it is not sent again; the client's
+            // next call connects anew, and what it sends is that call, not the write.
+            assert_eq!(read_raw_frame(&mut conn)[0], 3);
+            drop(conn);
+            let mut conn = fake.accept();
+            assert_eq!(read_raw_frame(&mut conn), COUNT_EXPIRED);
+            write_raw_frame(&mut conn, &[8, 1]);
+        });
+        let admin = RemoteAdmin::connect(&fake.socket).unwrap();
+        assert_eq!(admin.server_pid(), 7);
+        closed_rx.recv().unwrap();
+        assert!(admin.invalidate(&target).unwrap());
+        assert_eq!(admin.count_expired().unwrap(), 42);
+        match admin.invalidate(&target) {
+            Err(Error::Disconnected { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(admin.count_expired().unwrap(), 1);
+        server.join().unwrap();
+    });
+}
+
+#[test]
+fn a_stopped_application_is_reported_after_the_clients_timeout() {
+    // A stopped process's socket: the system queues connections, nobody answers.
+    let fake = Fake::new();
+    let timeout = Duration::from_millis(30);
+    match RemoteAdmin::connect_with_timeout(&fake.socket, timeout) {
+        Err(e @ Error::Unresponsive { .. }) => assert_eq!(
+            e.to_string(),
+            format!(
+                "the application behind the admin socket {} did not answer within 30 ms (is it \
+                 stopped or hung?)",
+                fake.socket.display()
+            )
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Stopped in the middle of a request: the probe for life is not answered either.
+    let fake = Fake::new();
+    let (welcomed_tx, welcomed_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let fake = &fake;
+        scope.spawn(move || {
+            let mut conn = fake.accept();
+            welcomed_tx.send(()).unwrap();
+            assert_eq!(read_raw_frame(&mut conn), COUNT_EXPIRED);
+            let _ = done_rx.recv();
+        });
+        let admin = RemoteAdmin::connect_with_timeout(&fake.socket, timeout).unwrap();
+        welcomed_rx.recv().unwrap();
+        match admin.count_expired() {
+            Err(Error::Unresponsive { path, waited }) => {
+                assert_eq!((path, waited), (fake.socket.clone(), timeout))
+            }
+            other => panic!("{other:?}"),
+        }
+        done_tx.send(()).unwrap();
+    });
+}
+
+#[test]
+fn a_busy_application_that_answers_the_probe_is_waited_for() {
+    let fake = Fake::new();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut conn = fake.accept();
+            assert_eq!(read_raw_frame(&mut conn), COUNT_EXPIRED);
+            // Long at work: the answer comes only after the client, tired of waiting, has
+            // checked that the application is alive.
+            drop(fake.accept());
+            write_raw_frame(&mut conn, &[8, 5]);
+        });
+        let admin =
+            RemoteAdmin::connect_with_timeout(&fake.socket, Duration::from_millis(5)).unwrap();
+        assert_eq!(admin.timeout(), Duration::from_millis(5));
+        assert_eq!(admin.count_expired().unwrap(), 5);
+    });
+}

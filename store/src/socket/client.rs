@@ -2,10 +2,11 @@
 //! through its admin socket.
 
 use std::fmt;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
@@ -26,8 +27,29 @@ use crate::store::lock;
 /// Every method behaves as it does on a [`Store`](crate::Store) opened directly, and errors
 /// keep their kind ([`Error::NotFound`], [`Error::ReadOnly`], [`Error::Corrupt`], ...).
 /// Failures of the connection itself are [`Error::AdminSocket`], [`Error::Disconnected`],
-/// [`Error::Refused`] and [`Error::Protocol`]; after one, the next call connects again (so a
-/// restarted application is reached without a new `RemoteAdmin`).
+/// [`Error::Refused`], [`Error::Protocol`] and [`Error::Unresponsive`]; after one, the next call
+/// connects again (so a restarted application is reached without a new `RemoteAdmin`).
+///
+/// ## Timeouts and reconnecting
+/// When the application sends nothing for the client's timeout
+/// ([`DEFAULT_TIMEOUT`](RemoteAdmin::DEFAULT_TIMEOUT), or
+/// [`connect_with_timeout`](RemoteAdmin::connect_with_timeout)), the client checks whether it
+/// is alive by opening a second connection: if the application answers that handshake, it is
+/// busy (a `check` of a large store sends nothing until it is done) and the client goes on
+/// waiting; if not, it is stopped or hung and the call fails with [`Error::Unresponsive`]
+/// after at most twice the timeout. Writes to the socket are bounded the same way.
+///
+/// The application closes connections that stay idle (60 s by default,
+/// [`Builder::admin_socket_idle_timeout`](crate::Builder::admin_socket_idle_timeout)). Before
+/// each request the client checks its connection and, if the application closed it, connects
+/// again, so an idle client never sees that. It also retries a request once on a new
+/// connection when the old one turns out to be closed while the request was being sent (the
+/// application never received it whole, so never ran it), and, for requests that change
+/// nothing (`stats`, `list`, `show`, `count_expired`, `export`, `check`, `now`), when the
+/// connection closes before any answer. A request that changes something (`invalidate`,
+/// `invalidate_principal`, `purge`, `import`, `repair`) is never sent twice: if the connection
+/// closes after it was sent, the call fails with [`Error::Disconnected`] and whether it ran is
+/// unknown.
 ///
 /// One request runs at a time per `RemoteAdmin` (calls from several threads wait for each
 /// other); open one per thread for parallel requests. Do not call it from inside the
@@ -45,6 +67,7 @@ pub struct RemoteAdmin {
     socket: PathBuf,
     database: PathBuf,
     pid: u32,
+    timeout: Duration,
     conn: Mutex<Option<Conn>>,
 }
 
@@ -54,20 +77,96 @@ impl fmt::Debug for RemoteAdmin {
             .field("socket", &self.socket)
             .field("database", &self.database)
             .field("pid", &self.pid)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
 struct Conn {
-    io: Stream,
+    io: Patient,
     buf: Vec<u8>,
     /// Set when the connection can no longer be trusted to be in step with the server.
     broken: bool,
+    /// Whether the current request's first frame went out whole.
+    sent: bool,
+    /// Whether any frame came back since the current request was sent.
+    answered: bool,
+}
+
+/// Whether a request may be sent again on a new connection when the old one turns out closed
+/// (see [`RemoteAdmin`]'s "Timeouts and reconnecting").
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// It changes nothing: also when the connection closed before any answer.
+    Idempotent,
+    /// It changes something: only when it was not sent whole.
+    IfUnsent,
+}
+
+/// The socket with the client's timeout on every read and write: when it passes, the
+/// application is asked for a new connection; one that answers is busy, and the wait goes on.
+struct Patient {
+    stream: Stream,
+    socket: PathBuf,
+    timeout: Duration,
+    /// Off during a handshake, which is itself the liveness check.
+    probe: bool,
+}
+
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+impl Patient {
+    /// Whether the application answers a new connection's handshake (or refuses it, which is
+    /// an answer too).
+    fn alive(&self) -> bool {
+        matches!(
+            Conn::open(&self.socket, self.timeout),
+            Ok(_) | Err(Error::Refused { .. })
+        )
+    }
+
+    fn patiently<T>(&mut self, mut op: impl FnMut(&mut Stream) -> io::Result<T>) -> io::Result<T> {
+        loop {
+            match op(&mut self.stream) {
+                Err(e) if timed_out(&e) && self.probe && self.alive() => {}
+                Err(e) if timed_out(&e) => return Err(io::ErrorKind::TimedOut.into()),
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Read for Patient {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.patiently(|s| s.read(buf))
+    }
+}
+
+impl Write for Patient {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.patiently(|s| s.write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// An I/O failure on the connection: the peer closing it is [`Error::Disconnected`] (never a
-/// broken-pipe `io::Error`, which a CLI would take for its own output closing).
-fn transport(socket: &Path, e: io::Error) -> Error {
+/// broken-pipe `io::Error`, which a CLI would take for its own output closing), and a timeout
+/// [`Error::Unresponsive`].
+fn transport(socket: &Path, timeout: Duration, e: io::Error) -> Error {
+    if timed_out(&e) {
+        return Error::Unresponsive {
+            path: socket.to_path_buf(),
+            waited: timeout,
+        };
+    }
     match e.kind() {
         io::ErrorKind::BrokenPipe
         | io::ErrorKind::ConnectionReset
@@ -92,16 +191,26 @@ fn protocol(socket: &Path, reason: impl Into<String>) -> Error {
 }
 
 impl Conn {
-    fn open(socket: &Path) -> Result<(Conn, ServerInfo)> {
-        let stream = UnixStream::connect(socket).map_err(|source| Error::AdminSocket {
+    fn open(socket: &Path, timeout: Duration) -> Result<(Conn, ServerInfo)> {
+        let cannot = |source| Error::AdminSocket {
             path: socket.to_path_buf(),
             what: "cannot connect to",
             source,
-        })?;
+        };
+        let stream = UnixStream::connect(socket).map_err(cannot)?;
+        stream.set_read_timeout(Some(timeout)).map_err(cannot)?;
+        stream.set_write_timeout(Some(timeout)).map_err(cannot)?;
         let mut conn = Conn {
-            io: Stream(stream),
+            io: Patient {
+                stream: Stream(stream),
+                socket: socket.to_path_buf(),
+                timeout,
+                probe: false,
+            },
             buf: Vec::new(),
             broken: false,
+            sent: false,
+            answered: false,
         };
         let hello = Hello {
             magic: MAGIC,
@@ -123,13 +232,13 @@ impl Conn {
             }
             Err(FrameError::Closed) => {
                 return Err(match sent {
-                    Err(e) => transport(socket, e),
+                    Err(e) => transport(socket, timeout, e),
                     Ok(()) => Error::Disconnected {
                         path: socket.to_path_buf(),
                     },
                 })
             }
-            Err(FrameError::Io(e)) => return Err(transport(socket, e)),
+            Err(FrameError::Io(e)) => return Err(transport(socket, timeout, e)),
         };
         let info = welcome.map_err(|e| e.into_error(socket))?;
         if info.version != PROTOCOL_VERSION {
@@ -138,23 +247,45 @@ impl Conn {
                 format!("the application chose protocol version {}", info.version),
             ));
         }
+        conn.io.probe = true;
         Ok((conn, info))
     }
 
+    /// Whether the application closed this idle connection (or sent something unasked, which
+    /// leaves it out of step): either way it is of no more use.
+    fn closed_by_peer(&self) -> bool {
+        use nix::sys::socket::{recv, MsgFlags};
+        use std::os::fd::AsRawFd;
+        let mut byte = [0u8; 1];
+        let fd = self.io.stream.0.as_raw_fd();
+        !matches!(
+            recv(fd, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT),
+            Err(nix::errno::Errno::EAGAIN)
+        )
+    }
+
+    /// Sends one frame; the first one sent whole marks the request as sent.
     fn send<T: serde::Serialize>(&mut self, socket: &Path, message: &T) -> Result<()> {
+        let timeout = self.io.timeout;
         write_frame(&mut self.io, message).map_err(|e| {
             self.broken = true;
             if e.kind() == io::ErrorKind::InvalidData {
                 protocol(socket, format!("the request cannot be sent: {e}"))
             } else {
-                transport(socket, e)
+                transport(socket, timeout, e)
             }
-        })
+        })?;
+        self.sent = true;
+        Ok(())
     }
 
     /// The next response; an application error becomes `Err` with its kind.
     fn recv(&mut self, socket: &Path) -> Result<Response> {
+        let timeout = self.io.timeout;
         let read = read_frame(&mut self.io, &mut self.buf);
+        if !matches!(read, Err(FrameError::Closed)) {
+            self.answered = true;
+        }
         let response = read
             .map_err(|e| match e {
                 FrameError::Closed => Error::Disconnected {
@@ -163,7 +294,7 @@ impl Conn {
                 FrameError::TooLarge(n) => {
                     protocol(socket, format!("the application sent a frame of {n} bytes"))
                 }
-                FrameError::Io(e) => transport(socket, e),
+                FrameError::Io(e) => transport(socket, timeout, e),
             })
             .and_then(|()| decode::<Response>(&self.buf).map_err(|e| protocol(socket, e)));
         match response {
@@ -193,16 +324,43 @@ impl RemoteAdmin {
     /// [`Error::AdminSocket`] if nothing can be reached there (no such file, permission denied,
     /// nobody listening); [`Error::Refused`] if the application refuses this user (only its own
     /// user and root may connect) or has too many connections; [`Error::Protocol`] if the peer
-    /// is not a sessdb admin socket of a compatible version.
+    /// is not a sessdb admin socket of a compatible version; [`Error::Unresponsive`] if the
+    /// application does not answer within [`DEFAULT_TIMEOUT`](RemoteAdmin::DEFAULT_TIMEOUT).
     pub fn connect(socket: impl AsRef<Path>) -> Result<RemoteAdmin> {
+        RemoteAdmin::connect_with_timeout(socket, RemoteAdmin::DEFAULT_TIMEOUT)
+    }
+
+    /// How long a client waits for the application by default: 10 seconds. Long enough for an
+    /// application under load to answer a handshake, short enough that an operator (or a TUI)
+    /// learns soon that the application is stopped. Long requests are not cut short by it
+    /// (see "Timeouts and reconnecting" above).
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Connects as [`connect`](RemoteAdmin::connect) does, waiting at most `timeout` at a
+    /// time for the application (instead of [`DEFAULT_TIMEOUT`](RemoteAdmin::DEFAULT_TIMEOUT)):
+    /// see "Timeouts and reconnecting" above. A zero `timeout` is taken as one millisecond.
+    ///
+    /// # Errors
+    /// As for [`connect`](RemoteAdmin::connect).
+    pub fn connect_with_timeout(
+        socket: impl AsRef<Path>,
+        timeout: Duration,
+    ) -> Result<RemoteAdmin> {
         let socket = socket.as_ref().to_path_buf();
-        let (conn, info) = Conn::open(&socket)?;
+        let timeout = timeout.max(Duration::from_millis(1));
+        let (conn, info) = Conn::open(&socket, timeout)?;
         Ok(RemoteAdmin {
             database: path_from(info.database),
             pid: info.pid,
             socket,
+            timeout,
             conn: Mutex::new(Some(conn)),
         })
+    }
+
+    /// How long this client waits for the application at a time.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Where an application serves its admin socket by default: `admin.sock` in its database
@@ -227,14 +385,61 @@ impl RemoteAdmin {
         self.pid
     }
 
-    /// Runs `f` on the connection (connecting again first if the last one failed), and drops
-    /// the connection if `f` left it out of step.
-    fn with_conn<R>(&self, f: impl FnOnce(&mut Conn, &Path) -> Result<R>) -> Result<R> {
+    /// Runs `f` (one request) on the connection: connecting again first if the last one
+    /// failed or the application closed it, and once more after `f` if the connection it
+    /// found open was closed in a way `retry` allows. Drops the connection if `f` left it out
+    /// of step.
+    fn with_conn<R>(
+        &self,
+        retry: Retry,
+        mut f: impl FnMut(&mut Conn, &Path) -> Result<R>,
+    ) -> Result<R> {
         let mut slot = lock(&self.conn);
-        let conn = match &mut *slot {
-            Some(conn) => conn,
-            empty => empty.insert(Conn::open(&self.socket)?.0),
+        let mut reused = false;
+        if let Some(conn) = &*slot {
+            if conn.closed_by_peer() {
+                // The application closed our connection: if it cannot be reached again, that
+                // it went away is what to say.
+                let conn = Conn::open(&self.socket, self.timeout).map_err(|e| match e {
+                    Error::AdminSocket { .. } => Error::Disconnected {
+                        path: self.socket.clone(),
+                    },
+                    other => other,
+                });
+                *slot = None;
+                return self.run_on(&mut slot, conn?.0, &mut f);
+            }
+            reused = true;
+        }
+        let Some(conn) = slot.as_mut() else {
+            let conn = Conn::open(&self.socket, self.timeout)?.0;
+            return self.run_on(&mut slot, conn, &mut f);
         };
+        conn.sent = false;
+        conn.answered = false;
+        let result = f(conn, &self.socket);
+        let again = reused
+            && matches!(result, Err(Error::Disconnected { .. }))
+            && (!conn.sent || (retry == Retry::Idempotent && !conn.answered));
+        if conn.broken {
+            *slot = None;
+        }
+        if again {
+            *slot = None;
+            let conn = Conn::open(&self.socket, self.timeout)?.0;
+            return self.run_on(&mut slot, conn, &mut f);
+        }
+        result
+    }
+
+    /// Runs `f` on a new connection, kept in `slot` unless `f` left it out of step.
+    fn run_on<R>(
+        &self,
+        slot: &mut Option<Conn>,
+        conn: Conn,
+        f: &mut impl FnMut(&mut Conn, &Path) -> Result<R>,
+    ) -> Result<R> {
+        let conn = slot.insert(conn);
         let result = f(conn, &self.socket);
         if conn.broken {
             *slot = None;
@@ -246,9 +451,10 @@ impl RemoteAdmin {
     fn call<R>(
         &self,
         request: &Request,
-        pick: impl FnOnce(Response) -> Result<R, Response>,
+        retry: Retry,
+        pick: impl Fn(Response) -> Result<R, Response>,
     ) -> Result<R> {
-        self.with_conn(|conn, socket| {
+        self.with_conn(retry, |conn, socket| {
             conn.send(socket, request)?;
             let response = conn.recv(socket)?;
             pick(response).or_else(|other| conn.unexpected(socket, &other))
@@ -258,14 +464,14 @@ impl RemoteAdmin {
 
 impl Admin for RemoteAdmin {
     fn stats(&self) -> Result<Stats> {
-        self.call(&Request::Stats, |r| match r {
+        self.call(&Request::Stats, Retry::Idempotent, |r| match r {
             Response::Stats(s) => Ok(s),
             other => Err(other),
         })
     }
 
     fn list(&self, query: &ListQuery) -> Result<Page> {
-        self.with_conn(|conn, socket| {
+        self.with_conn(Retry::Idempotent, |conn, socket| {
             conn.send(socket, &Request::list(query))?;
             let mut sessions = Vec::new();
             loop {
@@ -290,7 +496,7 @@ impl Admin for RemoteAdmin {
 
     fn show(&self, target: &Target) -> Result<Option<SessionInfo>> {
         // Only the handle crosses the socket, never a session id.
-        self.with_conn(|conn, socket| {
+        self.with_conn(Retry::Idempotent, |conn, socket| {
             conn.send(socket, &Request::Show(target.handle()))?;
             match conn.recv(socket)? {
                 Response::Session(None) => Ok(None),
@@ -304,22 +510,26 @@ impl Admin for RemoteAdmin {
     }
 
     fn invalidate(&self, target: &Target) -> Result<bool> {
-        self.call(&Request::Invalidate(target.handle()), |r| match r {
-            Response::Invalidated(b) => Ok(b),
-            other => Err(other),
-        })
+        self.call(
+            &Request::Invalidate(target.handle()),
+            Retry::IfUnsent,
+            |r| match r {
+                Response::Invalidated(b) => Ok(b),
+                other => Err(other),
+            },
+        )
     }
 
     fn invalidate_principal(&self, principal: &str) -> Result<usize> {
         let request = Request::InvalidatePrincipal(principal.to_string());
-        self.call(&request, |r| match r {
+        self.call(&request, Retry::IfUnsent, |r| match r {
             Response::InvalidatedPrincipal(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
             other => Err(other),
         })
     }
 
     fn purge(&self, progress: &mut dyn FnMut(u64)) -> Result<u64> {
-        self.with_conn(|conn, socket| {
+        self.with_conn(Retry::IfUnsent, |conn, socket| {
             conn.send(socket, &Request::Purge)?;
             loop {
                 match conn.recv(socket)? {
@@ -332,7 +542,7 @@ impl Admin for RemoteAdmin {
     }
 
     fn count_expired(&self) -> Result<u64> {
-        self.call(&Request::CountExpired, |r| match r {
+        self.call(&Request::CountExpired, Retry::Idempotent, |r| match r {
             Response::CountExpired(n) => Ok(n),
             other => Err(other),
         })
@@ -343,7 +553,8 @@ impl Admin for RemoteAdmin {
             path: "export output".into(),
             source,
         };
-        self.with_conn(|conn, socket| {
+        // Retried only before any chunk reached `out`.
+        self.with_conn(Retry::Idempotent, |conn, socket| {
             conn.send(socket, &Request::Export { include_expired })?;
             loop {
                 match conn.recv(socket)? {
@@ -365,14 +576,23 @@ impl Admin for RemoteAdmin {
     }
 
     fn import(&self, input: &mut dyn BufRead, options: &ImportOptions) -> Result<ImportReport> {
-        self.with_conn(|conn, socket| {
+        // Retried only when the request itself did not go out, before any input was read.
+        self.with_conn(Retry::IfUnsent, |conn, socket| {
             conn.send(socket, &Request::Import(options.clone()))?;
             let failed = loop {
                 let n = match input.fill_buf() {
                     Ok([]) => break None,
                     Ok(data) => {
                         let n = data.len().min(CHUNK_BYTES);
-                        conn.send(socket, &ImportFrame::Chunk(data[..n].to_vec()))?;
+                        let chunk = ImportFrame::Chunk(data[..n].to_vec());
+                        if let Err(e) = conn.send(socket, &chunk) {
+                            // The application may have said why it stopped reading (input
+                            // that stalled past its idle timeout): that says more.
+                            return match conn.recv(socket) {
+                                Err(why @ Error::Protocol { .. }) => Err(why),
+                                _ => Err(e),
+                            };
+                        }
                         n
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
@@ -401,14 +621,14 @@ impl Admin for RemoteAdmin {
     }
 
     fn check(&self) -> Result<CheckReport> {
-        self.call(&Request::Check, |r| match r {
+        self.call(&Request::Check, Retry::Idempotent, |r| match r {
             Response::Checked(report) => Ok(report),
             other => Err(other),
         })
     }
 
     fn repair(&self) -> Result<RepairReport> {
-        self.call(&Request::Repair, |r| match r {
+        self.call(&Request::Repair, Retry::IfUnsent, |r| match r {
             Response::Repaired(report) => Ok(report),
             other => Err(other),
         })
@@ -416,7 +636,7 @@ impl Admin for RemoteAdmin {
 
     /// The application's clock; this machine's clock if the application cannot be reached.
     fn now(&self) -> OffsetDateTime {
-        self.call(&Request::Now, |r| match r {
+        self.call(&Request::Now, Retry::Idempotent, |r| match r {
             Response::Now(nanos) => Ok(nanos),
             other => Err(other),
         })
