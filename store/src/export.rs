@@ -261,10 +261,50 @@ pub(crate) fn import(
     if !opts.dry_run {
         store.check_writable("import")?;
     }
-    let (mut report, records) =
-        read_export(input, store.inner.config.max_session_bytes, opts.skip_bad)?;
+    let read = read_import(input, store.inner.config.max_session_bytes, opts)?;
+    apply_import(store, read, opts)
+}
+
+/// An export read and checked for an import, before anything is written.
+pub(crate) struct ReadImport {
+    report: ImportReport,
+    records: Vec<(Handle, Record)>,
+}
+
+/// The first half of an import, which needs no store: reads and checks every line of
+/// `input` for a store whose sessions may be up to `limit` bytes encoded. The admin socket's
+/// server runs it as the client's input arrives, holding no store meanwhile.
+///
+/// # Errors
+/// [`Error::Io`] when the input cannot be read.
+pub(crate) fn read_import(
+    input: &mut dyn BufRead,
+    limit: usize,
+    opts: &ImportOptions,
+) -> Result<ReadImport> {
+    let (report, records) = read_export(input, limit, opts.skip_bad)?;
+    Ok(ReadImport { report, records })
+}
+
+/// The second half of an import: writes what [`read_import`] found good, unless it found
+/// bad lines and `skip_bad` is off (or only compares, on a dry run).
+///
+/// # Errors
+/// Storage errors, [`Error::ReadOnly`].
+pub(crate) fn apply_import(
+    store: &Store,
+    read: ReadImport,
+    opts: &ImportOptions,
+) -> Result<ImportReport> {
+    let ReadImport {
+        mut report,
+        records,
+    } = read;
     if !report.bad.is_empty() && !opts.skip_bad {
         return Ok(report);
+    }
+    if !opts.dry_run {
+        store.check_writable("import")?;
     }
     for (handle, record) in &records {
         apply(store, handle, record, opts, &mut report)?;

@@ -108,6 +108,7 @@ admin_suite!(
     purge_reports_progress_and_removes_only_expired_sessions,
     export_then_import_restores_every_session_and_is_idempotent,
     import_reports_bad_lines_and_a_dry_run_writes_nothing,
+    a_flood_of_garbage_gets_a_bounded_report_and_a_bad_header_ends_cleanly,
     check_finds_a_healthy_store_clean,
     writes_to_a_read_only_store_fail_with_read_only,
     an_export_to_a_failing_writer_is_an_io_error_and_the_admin_stays_usable,
@@ -411,6 +412,37 @@ mod suite {
         let lines: Vec<u64> = report.bad.iter().map(|l| l.line).collect();
         assert_eq!(lines, [7, 8]);
         assert!(!report.written);
+        assert_eq!(b.admin().stats().unwrap().live, 0);
+    }
+
+    /// 20,000 garbage lines: the first 1,000 named, all counted, nothing written; then a bad
+    /// header followed by more input, which the server receives and drops so that the
+    /// connection stays in step and serves the next request.
+    pub fn a_flood_of_garbage_gets_a_bounded_report_and_a_bad_header_ends_cleanly(t: Transport) {
+        let a = t.env();
+        seed(a.store(), 5);
+        let good = export_text(a.admin(), true);
+        let header = good.lines().next().unwrap();
+        let b = t.env();
+        let flood = format!(
+            "{header}\n{}{}",
+            "x\n".repeat(20_000),
+            body(&good).join("\n")
+        );
+        let report = b
+            .admin()
+            .import(&mut flood.as_bytes(), &ImportOptions::default())
+            .unwrap();
+        assert_eq!(report.bad.len(), sessdb::MAX_REPORTED_BAD_LINES);
+        assert_eq!(report.bad_total(), 20_000);
+        assert_eq!((report.imported, report.written), (0, false));
+        let headless = format!("not a header\n{}", "x\n".repeat(200_000));
+        let report = b
+            .admin()
+            .import(&mut headless.as_bytes(), &ImportOptions::default())
+            .unwrap();
+        assert_eq!(report.bad_total(), 1);
+        assert_eq!(report.bad[0].line, 1);
         assert_eq!(b.admin().stats().unwrap().live, 0);
     }
 

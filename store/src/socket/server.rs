@@ -8,7 +8,7 @@
 //! the running request ends, and never while it waits for a client. A connection that stays
 //! silent between frames, or stops inside one, is closed ([`Timeouts`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::{self, DirBuilder};
 use std::io::{self, BufRead, Read, Write};
 use std::net::Shutdown;
@@ -31,6 +31,7 @@ use super::wire::{
 use super::{Stream, Timeouts};
 use crate::admin::{Admin, ListQuery, Page, Target};
 use crate::error::{Error, Result};
+use crate::export::{read_import, ImportOptions, ReadImport};
 use crate::store::{lock, Inner, Store};
 
 /// The most connections served at once; more are refused with a message.
@@ -532,15 +533,25 @@ fn handle<S: Peer>(
     request: Request,
     timeouts: Timeouts,
 ) -> io::Result<()> {
-    // An import's input is received before the store is taken: a client whose input stalls
-    // (a slow pipe into `sessctl import -`) must not keep the database open once the
-    // application has let it go. The application's last drop then closes the store at once
-    // (flushing it) and shuts this connection, which ends the import with nothing written.
+    // An import's input is read and checked as it arrives, before the store is taken: a
+    // client whose input stalls (a slow pipe into `sessctl import -`) must not keep the
+    // database open once the application has let it go. The application's last drop then
+    // closes the store at once (flushing it) and shuts this connection, which ends the import
+    // with nothing written. Read as it arrives, the input is never held whole, and a file of
+    // garbage costs a bounded report (`export::read_import`).
     let input = match &request {
-        Request::Import(_) => Some(receive_import(io, timeouts).map_err(|reason| {
-            protocol_error(io, reason);
-            io::Error::from(io::ErrorKind::InvalidData)
-        })?),
+        Request::Import(options) => {
+            let Some(limit) = store.upgrade().map(|i| i.config.max_session_bytes) else {
+                let _ = write_frame(io, &Response::Error(WireError::ShuttingDown));
+                return Err(io::ErrorKind::NotConnected.into());
+            };
+            Some(
+                receive_import(io, timeouts, limit, options).map_err(|reason| {
+                    protocol_error(io, reason);
+                    io::Error::from(io::ErrorKind::InvalidData)
+                })?,
+            )
+        }
         _ => None,
     };
     let Some(inner) = store.upgrade() else {
@@ -560,7 +571,7 @@ fn handle<S: Peer>(
 }
 
 /// Runs one request, streaming what it streams (purge progress, export chunks); `input` is
-/// an import's, received already.
+/// an import's, received and checked already.
 fn run<S: Read + Write>(
     io: &mut S,
     store: &Store,
@@ -607,9 +618,9 @@ fn run<S: Read + Write>(
             report.map(Response::Exported)
         }
         Request::Import(options) => match input {
-            Some(ImportInput::Complete(mut chunks)) => {
-                admin.import(&mut chunks, &options).map(Response::Imported)
-            }
+            Some(ImportInput::Read(read)) => read
+                .and_then(|read| crate::export::apply_import(store, read, &options))
+                .map(Response::Imported),
             // The client could not read its input: nothing is written.
             Some(ImportInput::Aborted) | None => Err(Error::Io {
                 path: "import input".into(),
@@ -719,82 +730,134 @@ impl<S: Write> Write for ChunkWriter<'_, S> {
 
 /// An import's input as the client sent it.
 enum ImportInput {
-    /// Every chunk, up to the client's `End`.
-    Complete(Chunks),
+    /// Every chunk up to the client's `End`, read and checked as it came (or the error of
+    /// reading it).
+    Read(Result<ReadImport>),
     /// The client could not read its input (`Abort`).
     Aborted,
 }
 
 /// Receives an import's input up to `End` or `Abort`, each chunk within the idle timeout of
-/// the one before. An error (with the reason to tell the client) means the connection is
-/// unusable.
-fn receive_import<S: Peer>(io: &mut S, timeouts: Timeouts) -> Result<ImportInput, String> {
-    let mut chunks = Chunks::default();
-    let mut frame = Vec::new();
-    loop {
-        io.await_frame(timeouts.idle);
-        match read_frame(io, &mut frame) {
+/// the one before, reading and checking its lines as they arrive. An error (with the reason to
+/// tell the client) means the connection is unusable.
+fn receive_import<S: Peer>(
+    io: &mut S,
+    timeouts: Timeouts,
+    limit: usize,
+    options: &ImportOptions,
+) -> Result<ImportInput, String> {
+    let mut input = FrameInput {
+        io,
+        timeouts,
+        frame: Vec::new(),
+        chunk: Vec::new(),
+        pos: 0,
+        end: None,
+    };
+    let read = read_import(&mut input, limit, options);
+    // The client sends its input up to `End` whatever the reading concluded (a bad header
+    // ends it early): the rest is received and dropped, so the answer comes after it.
+    while input.end.is_none() {
+        if input.next_frame().is_err() {
+            break;
+        }
+    }
+    match input.end {
+        Some(InputEnd::Complete) => Ok(ImportInput::Read(read)),
+        Some(InputEnd::Aborted) => Ok(ImportInput::Aborted),
+        Some(InputEnd::Failed(reason)) => Err(reason),
+        None => Err("the import's input ended unexpectedly".into()),
+    }
+}
+
+/// How an import's input ended.
+enum InputEnd {
+    /// The client's `End`.
+    Complete,
+    /// The client's `Abort`.
+    Aborted,
+    /// A broken, stalled or malformed stream, with the reason to tell the client.
+    Failed(String),
+}
+
+/// An import's input as it arrives, one chunk at a time: only the chunk being read is held.
+struct FrameInput<'a, S> {
+    io: &'a mut S,
+    timeouts: Timeouts,
+    frame: Vec<u8>,
+    chunk: Vec<u8>,
+    pos: usize,
+    end: Option<InputEnd>,
+}
+
+impl<S: Peer> FrameInput<'_, S> {
+    /// Receives the next frame: a chunk to read, or the end of the input.
+    fn next_frame(&mut self) -> io::Result<()> {
+        let fail = |this: &mut Self, reason: String| {
+            this.end = Some(InputEnd::Failed(reason.clone()));
+            Err(io::Error::other(reason))
+        };
+        self.io.await_frame(self.timeouts.idle);
+        match read_frame(self.io, &mut self.frame) {
             Ok(()) => {}
             Err(FrameError::TooLarge(n)) => {
-                return Err(format!("an import frame of {n} bytes is over the limit"))
+                return fail(
+                    self,
+                    format!("an import frame of {n} bytes is over the limit"),
+                )
             }
             Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
-                return Err(format!(
+                let reason = format!(
                     "the import's input stopped ({e}: the limit is {} s between chunks and \
                      {} s within one); the import was abandoned and nothing was written",
-                    timeouts.idle.as_secs_f64(),
-                    timeouts.frame.as_secs_f64()
-                ))
+                    self.timeouts.idle.as_secs_f64(),
+                    self.timeouts.frame.as_secs_f64()
+                );
+                return fail(self, reason);
             }
-            Err(_) => return Err("the connection ended during an import".into()),
+            Err(_) => return fail(self, "the connection ended during an import".into()),
         }
-        match decode::<ImportFrame>(&frame)? {
-            ImportFrame::Chunk(data) => chunks.push(data),
-            ImportFrame::End => return Ok(ImportInput::Complete(chunks)),
-            ImportFrame::Abort => return Ok(ImportInput::Aborted),
+        match decode::<ImportFrame>(&self.frame) {
+            Ok(ImportFrame::Chunk(data)) => {
+                self.chunk = data;
+                self.pos = 0;
+            }
+            Ok(ImportFrame::End) => self.end = Some(InputEnd::Complete),
+            Ok(ImportFrame::Abort) => self.end = Some(InputEnd::Aborted),
+            Err(reason) => return fail(self, reason),
         }
+        Ok(())
     }
 }
 
-/// An import's input in the chunks it came in, each freed once read, so that the input and
-/// the sessions parsed from it are not both held whole.
-#[derive(Default)]
-struct Chunks {
-    queue: VecDeque<Vec<u8>>,
-    pos: usize,
-}
-
-impl Chunks {
-    fn push(&mut self, chunk: Vec<u8>) {
-        if !chunk.is_empty() {
-            self.queue.push_back(chunk);
-        }
-    }
-}
-
-impl BufRead for Chunks {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.queue.front().is_some_and(|c| self.pos == c.len()) {
-            self.queue.pop_front();
-            self.pos = 0;
-        }
-        Ok(self.queue.front().map_or(&[][..], |c| &c[self.pos..]))
-    }
-
-    fn consume(&mut self, n: usize) {
-        if let Some(c) = self.queue.front() {
-            self.pos = (self.pos + n).min(c.len());
-        }
-    }
-}
-
-impl Read for Chunks {
+impl<S: Peer> Read for FrameInput<'_, S> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let available = self.fill_buf()?;
         let n = available.len().min(out.len());
         out[..n].copy_from_slice(&available[..n]);
         self.consume(n);
         Ok(n)
+    }
+}
+
+impl<S: Peer> BufRead for FrameInput<'_, S> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.pos == self.chunk.len() {
+            match self.end {
+                None => self.next_frame()?,
+                Some(InputEnd::Complete) => return Ok(&[]),
+                // Not the end of the input: an import of what arrived would be a partial one.
+                Some(InputEnd::Aborted) => {
+                    return Err(io::Error::other("the client could not read its input"))
+                }
+                Some(InputEnd::Failed(ref reason)) => return Err(io::Error::other(reason.clone())),
+            }
+        }
+        Ok(&self.chunk[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.chunk.len());
     }
 }
 
