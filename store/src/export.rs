@@ -190,9 +190,8 @@ pub struct ImportReport {
 pub const MAX_REPORTED_BAD_LINES: usize = 1000;
 
 impl ImportReport {
-    /// How many lines could not be imported: `bad_lines`, or the length of `bad` in a report
-    /// from a sessdb that did not count them apart (an application's admin socket of an
-    /// earlier build).
+    /// How many lines could not be imported: `bad_lines`, or the number `bad` names if that
+    /// is more (a report made by hand, with `bad` only).
     pub fn bad_total(&self) -> u64 {
         self.bad_lines.max(self.bad.len() as u64)
     }

@@ -720,9 +720,14 @@ fn raw(socket: &Path) -> UnixStream {
 /// The client hello of protocol version `version`, encoded by hand: the wire format is part of
 /// the interface.
 fn hello(version: u8) -> Vec<u8> {
+    hello_for(version, version)
+}
+
+/// The hello of a client of protocol versions `min` to `max` (each below 128, one byte).
+fn hello_for(min: u8, max: u8) -> Vec<u8> {
     let mut frame = vec![0, 0, 0, 10];
     frame.extend_from_slice(b"sessdb\0A");
-    frame.extend([version, version]);
+    frame.extend([min, max]);
     frame
 }
 
@@ -760,7 +765,7 @@ fn malformed_and_oversized_frames_close_only_their_connection() {
     let mut conn = raw(&socket);
     conn.write_all(&hello(99)).unwrap();
     let answer = until_closed(conn);
-    assert!(contains(&answer, "protocol version 1"), "{answer:?}");
+    assert!(contains(&answer, "protocol versions 1 to 2"), "{answer:?}");
 
     // After a good handshake: an oversized frame, then a malformed one.
     for bad in [
@@ -1300,8 +1305,9 @@ impl Fake {
         }
     }
 
-    /// Accepts a client and welcomes it (protocol 1, pid 7, database "/db"). Fails the test
-    /// rather than hang when no client comes.
+    /// Accepts a client of protocol versions 1 and 2 and welcomes it as an application of
+    /// version 1 would (pid 7, database "/db"). Fails the test rather than hang when no
+    /// client comes.
     fn accept(&self) -> UnixStream {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         use std::os::fd::AsFd;
@@ -1311,7 +1317,7 @@ impl Fake {
         let (mut conn, _) = self.listener.accept().unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        assert_eq!(read_raw_frame(&mut conn), hello(1)[4..]);
+        assert_eq!(read_raw_frame(&mut conn), hello_for(1, 2)[4..]);
         write_raw_frame(&mut conn, &[0, 1, 7, 3, b'/', b'd', b'b']);
         conn
     }
@@ -1375,6 +1381,29 @@ fn a_client_reconnects_when_the_application_closed_its_connection_and_never_rese
     });
 }
 
+/// The application closes the connection with the request unread (its idle deadline passing
+/// as the request arrives): the client reads a reset, not an answer, and asks a read-only
+/// request again on a new connection.
+#[test]
+fn a_read_only_request_closed_unread_is_asked_again() {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let fake = Fake::new();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let conn = fake.accept();
+            let mut fds = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
+            assert_eq!(poll(&mut fds, PollTimeout::from(20_000u16)).unwrap(), 1);
+            drop(conn);
+            let mut conn = fake.accept();
+            assert_eq!(read_raw_frame(&mut conn), COUNT_EXPIRED);
+            write_raw_frame(&mut conn, &[8, 42]);
+        });
+        let admin = RemoteAdmin::connect(&fake.socket).unwrap();
+        assert_eq!(admin.count_expired().unwrap(), 42);
+    });
+}
+
 #[test]
 fn a_stopped_application_is_reported_after_the_clients_timeout() {
     // A stopped process's socket: the system queues connections, nobody answers.
@@ -1391,7 +1420,9 @@ fn a_stopped_application_is_reported_after_the_clients_timeout() {
         ),
         other => panic!("{other:?}"),
     }
-    // Stopped in the middle of a request: the probe for life is not answered either.
+    // Stopped in the middle of a request: the probe for life is not answered either. The
+    // timeout is generous here, since the handshake before the request must be answered.
+    let timeout = Duration::from_millis(300);
     let fake = Fake::new();
     let (welcomed_tx, welcomed_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -1427,9 +1458,10 @@ fn a_busy_application_that_answers_the_probe_is_waited_for() {
             drop(fake.accept());
             write_raw_frame(&mut conn, &[8, 5]);
         });
-        let admin =
-            RemoteAdmin::connect_with_timeout(&fake.socket, Duration::from_millis(5)).unwrap();
-        assert_eq!(admin.timeout(), Duration::from_millis(5));
+        // Generous, since the handshake and the probe's must be answered within it.
+        let timeout = Duration::from_millis(300);
+        let admin = RemoteAdmin::connect_with_timeout(&fake.socket, timeout).unwrap();
+        assert_eq!(admin.timeout(), timeout);
         assert_eq!(admin.count_expired().unwrap(), 5);
     });
 }

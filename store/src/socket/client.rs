@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::wire::{
     decode, path_from, read_frame, write_frame, FrameError, Hello, ImportFrame, Request, Response,
-    ServerInfo, Welcome, CHUNK_BYTES, MAGIC, PROTOCOL_VERSION,
+    ServerInfo, Welcome, CHUNK_BYTES, MAGIC, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use super::Stream;
 use crate::admin::{Admin, ListQuery, Page, SessionInfo, Stats, Target};
@@ -214,7 +214,7 @@ impl Conn {
         };
         let hello = Hello {
             magic: MAGIC,
-            min_version: PROTOCOL_VERSION,
+            min_version: OLDEST_PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
         };
         // A refusing server answers without reading: its answer says more than our failed
@@ -241,7 +241,7 @@ impl Conn {
             Err(FrameError::Io(e)) => return Err(transport(socket, timeout, e)),
         };
         let info = welcome.map_err(|e| e.into_error(socket))?;
-        if info.version != PROTOCOL_VERSION {
+        if !(OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&info.version) {
             return Err(protocol(
                 socket,
                 format!("the application chose protocol version {}", info.version),
@@ -283,7 +283,15 @@ impl Conn {
     fn recv(&mut self, socket: &Path) -> Result<Response> {
         let timeout = self.io.timeout;
         let read = read_frame(&mut self.io, &mut self.buf);
-        if !matches!(read, Err(FrameError::Closed)) {
+        // A close before any answer: the end of the stream, or a reset, which is what the
+        // client sees when the application closed the connection with the request unread (its
+        // idle deadline passing as the request arrived).
+        let closed_unanswered = match &read {
+            Err(FrameError::Closed) => true,
+            Err(FrameError::Io(e)) => e.kind() == io::ErrorKind::ConnectionReset,
+            _ => false,
+        };
+        if !closed_unanswered {
             self.answered = true;
         }
         let response = read
@@ -614,7 +622,8 @@ impl Admin for RemoteAdmin {
             }
             conn.send(socket, &ImportFrame::End)?;
             match conn.recv(socket)? {
-                Response::Imported(report) => Ok(report),
+                Response::Imported(report) => Ok(report.into()),
+                Response::ImportedCounted(report) => Ok(report),
                 other => conn.unexpected(socket, &other),
             }
         })

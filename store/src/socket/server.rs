@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::wire::{
-    decode, encode_frame, path_bytes, read_frame, write_frame, FrameError, Hello, ImportFrame,
-    Request, Response, ServerInfo, Welcome, WireError, WireSession, CHUNK_BYTES, LIST_CHUNK_BYTES,
-    MAGIC, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    decode, encode_frame, imported, path_bytes, read_frame, write_frame, FrameError, Hello,
+    ImportFrame, Request, Response, ServerInfo, Welcome, WireError, WireSession, CHUNK_BYTES,
+    LIST_CHUNK_BYTES, MAGIC, MAX_FRAME_BYTES, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use super::{Stream, Timeouts};
 use crate::admin::{Admin, ListQuery, Page, Target};
@@ -447,9 +447,9 @@ pub(crate) fn serve_connection<S: Peer>(
 ) {
     let mut buf = Vec::new();
     io.await_frame(timeouts.frame);
-    if handshake(io, &mut buf, database).is_err() {
+    let Ok(version) = handshake(io, &mut buf, database) else {
         return;
-    }
+    };
     loop {
         io.await_frame(timeouts.idle);
         if let Err(e) = read_frame(io, &mut buf) {
@@ -476,7 +476,7 @@ pub(crate) fn serve_connection<S: Peer>(
         if buf.capacity() > CHUNK_BYTES * 4 {
             buf = Vec::new(); // an idle connection keeps no large buffer
         }
-        if handle(io, store, request, timeouts).is_err() || store.strong_count() == 0 {
+        if handle(io, store, request, version, timeouts).is_err() || store.strong_count() == 0 {
             // The connection failed, or this request's handle was the store's last one.
             return;
         }
@@ -488,7 +488,8 @@ fn protocol_error(io: &mut impl Write, reason: String) {
     let _ = write_frame(io, &Response::Error(WireError::Protocol { reason }));
 }
 
-fn handshake<S: Peer>(io: &mut S, buf: &mut Vec<u8>, database: &Path) -> io::Result<()> {
+/// Greets a client; returns the protocol version agreed on, the newest both ends speak.
+fn handshake<S: Peer>(io: &mut S, buf: &mut Vec<u8>, database: &Path) -> io::Result<u32> {
     let refuse = |io: &mut S, reason: String| {
         log::debug!(target: LOG_TARGET, "refusing an admin client: {reason}");
         let welcome: Welcome = Err(WireError::Protocol { reason });
@@ -502,22 +503,24 @@ fn handshake<S: Peer>(io: &mut S, buf: &mut Vec<u8>, database: &Path) -> io::Res
         Ok(h) if h.magic == MAGIC => h,
         Ok(_) | Err(_) => return refuse(io, "not a sessdb admin client".into()),
     };
-    if !(hello.min_version..=hello.max_version).contains(&PROTOCOL_VERSION) {
+    let version = hello.max_version.min(PROTOCOL_VERSION);
+    if version < hello.min_version.max(OLDEST_PROTOCOL_VERSION) {
         return refuse(
             io,
             format!(
-                "this application speaks admin protocol version {PROTOCOL_VERSION}, the client \
-                 versions {} to {}",
+                "this application speaks admin protocol versions {OLDEST_PROTOCOL_VERSION} to \
+                 {PROTOCOL_VERSION}, the client versions {} to {}",
                 hello.min_version, hello.max_version
             ),
         );
     }
     let welcome: Welcome = Ok(ServerInfo {
-        version: PROTOCOL_VERSION,
+        version,
         pid: std::process::id(),
         database: path_bytes(database),
     });
-    write_frame(io, &welcome)
+    write_frame(io, &welcome)?;
+    Ok(version)
 }
 
 /// The final answer to a request.
@@ -531,6 +534,7 @@ fn handle<S: Peer>(
     io: &mut S,
     store: &Weak<Inner>,
     request: Request,
+    version: u32,
     timeouts: Timeouts,
 ) -> io::Result<()> {
     // An import's input is read and checked as it arrives, before the store is taken: a
@@ -559,7 +563,7 @@ fn handle<S: Peer>(
         return Err(io::ErrorKind::NotConnected.into());
     };
     let store = Store { inner };
-    let answer = run(io, &store, request, input)?;
+    let answer = run(io, &store, request, version, input)?;
     // The store is released before the final answer: a client holding its answer knows this
     // server no longer keeps the database open, so an application that drops its last handle
     // closes it (and the socket) at once.
@@ -570,12 +574,13 @@ fn handle<S: Peer>(
     }
 }
 
-/// Runs one request, streaming what it streams (purge progress, export chunks); `input` is
-/// an import's, received and checked already.
+/// Runs one request, streaming what it streams (purge progress, export chunks), and answers
+/// in protocol `version`; `input` is an import's, received and checked already.
 fn run<S: Read + Write>(
     io: &mut S,
     store: &Store,
     request: Request,
+    version: u32,
     input: Option<ImportInput>,
 ) -> io::Result<Answer> {
     let admin: &dyn Admin = store;
@@ -620,7 +625,7 @@ fn run<S: Read + Write>(
         Request::Import(options) => match input {
             Some(ImportInput::Read(read)) => read
                 .and_then(|read| crate::export::apply_import(store, read, &options))
-                .map(Response::Imported),
+                .map(|report| imported(version, report)),
             // The client could not read its input: nothing is written.
             Some(ImportInput::Aborted) | None => Err(Error::Io {
                 path: "import input".into(),
@@ -893,10 +898,14 @@ mod tests {
     }
 
     fn hello() -> Vec<u8> {
+        hello_for(PROTOCOL_VERSION, PROTOCOL_VERSION)
+    }
+
+    fn hello_for(min_version: u32, max_version: u32) -> Vec<u8> {
         encode_frame(&Hello {
             magic: MAGIC,
-            min_version: PROTOCOL_VERSION,
-            max_version: PROTOCOL_VERSION,
+            min_version,
+            max_version,
         })
         .unwrap()
     }
@@ -916,16 +925,47 @@ mod tests {
         (dir, store)
     }
 
+    /// A client of each protocol version gets the newest version both speak, and the import
+    /// report in that version's layout: version 1's without the count of all bad lines.
     #[test]
     fn a_scripted_session_gets_its_answers_in_order() {
         let (_dir, store) = store();
-        let mut input = hello();
-        input.extend(encode_frame(&Request::CountExpired).unwrap());
-        input.extend(encode_frame(&Request::Import(Default::default())).unwrap());
-        input.extend(encode_frame(&ImportFrame::Chunk(b"garbage\n".to_vec())).unwrap());
-        input.extend(encode_frame(&ImportFrame::End).unwrap());
+        for (client, agreed) in [((1, 1), 1), ((1, 2), 2), ((2, 2), 2), ((1, 9), 2)] {
+            let mut input = hello_for(client.0, client.1);
+            input.extend(encode_frame(&Request::CountExpired).unwrap());
+            input.extend(encode_frame(&Request::Import(Default::default())).unwrap());
+            input.extend(encode_frame(&ImportFrame::Chunk(b"garbage\n".to_vec())).unwrap());
+            input.extend(encode_frame(&ImportFrame::End).unwrap());
+            let mut conn = Scripted {
+                input: io::Cursor::new(input),
+                output: Vec::new(),
+            };
+            serve_connection(
+                &mut conn,
+                &Arc::downgrade(&store.inner),
+                store.path(),
+                Timeouts::default(),
+            );
+            let frames = responses(&conn.output);
+            assert_eq!(frames.len(), 3);
+            assert!(
+                matches!(decode::<Welcome>(&frames[0]), Ok(Ok(info)) if info.version == agreed),
+                "{client:?}"
+            );
+            assert!(matches!(
+                decode::<Response>(&frames[1]),
+                Ok(Response::CountExpired(0))
+            ));
+            let report: crate::ImportReport = match decode::<Response>(&frames[2]) {
+                Ok(Response::Imported(report)) if agreed == 1 => report.into(),
+                Ok(Response::ImportedCounted(report)) if agreed == 2 => report,
+                other => panic!("{client:?}: {other:?}"),
+            };
+            assert_eq!((report.bad.len(), report.bad_total()), (1, 1));
+        }
+        // A client of versions this build no longer (or not yet) speaks is refused.
         let mut conn = Scripted {
-            input: io::Cursor::new(input),
+            input: io::Cursor::new(hello_for(3, 4)),
             output: Vec::new(),
         };
         serve_connection(
@@ -934,17 +974,10 @@ mod tests {
             store.path(),
             Timeouts::default(),
         );
-        let frames = responses(&conn.output);
-        assert_eq!(frames.len(), 3);
-        assert!(matches!(decode::<Welcome>(&frames[0]), Ok(Ok(info)) if info.version == 1));
         assert!(matches!(
-            decode::<Response>(&frames[1]),
-            Ok(Response::CountExpired(0))
+            decode::<Welcome>(&responses(&conn.output)[0]),
+            Ok(Err(WireError::Protocol { .. }))
         ));
-        match decode::<Response>(&frames[2]) {
-            Ok(Response::Imported(report)) => assert_eq!(report.bad.len(), 1),
-            other => panic!("{other:?}"),
-        }
     }
 
     /// Whatever follows (or replaces) a valid hello, the server answers or closes: it never

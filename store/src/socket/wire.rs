@@ -17,13 +17,20 @@ use time::OffsetDateTime;
 use crate::admin::{Cursor, ListQuery, SessionInfo, Stats, Status};
 use crate::check::{CheckReport, RepairReport};
 use crate::error::Error;
-use crate::export::{ExportReport, ImportOptions, ImportReport};
+use crate::export::{BadLine, ExportReport, ImportOptions, ImportReport};
 use crate::id::Handle;
 use crate::value::{decode_map, encode_map};
 
-/// The protocol version this build speaks. The handshake fails cleanly between versions that
-/// share no version.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The newest protocol version this build speaks. The handshake settles on the newest
+/// version both ends speak, and fails cleanly between ends that share none.
+///
+/// Version 2 answers an import with [`Response::ImportedCounted`], whose report counts every
+/// bad line (`ImportReport::bad_lines`); version 1 answers with [`Response::Imported`], whose
+/// bytes are those of version 1.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest protocol version this build still speaks.
+pub(crate) const OLDEST_PROTOCOL_VERSION: u32 = 1;
 
 /// The largest frame either end sends or accepts: 16 MiB. A longer frame closes the connection.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -159,12 +166,66 @@ pub(crate) enum Response {
     CountExpired(u64),
     ExportChunk(Vec<u8>),
     Exported(ExportReport),
-    Imported(ImportReport),
+    /// An import's report in protocol version 1 (no count of the bad lines past the named
+    /// ones).
+    Imported(ImportReportV1),
     Checked(CheckReport),
     Repaired(RepairReport),
     /// Nanoseconds since the Unix epoch.
     Now(i128),
     Error(WireError),
+    /// An import's report in protocol version 2 and later. Variants are only ever added at
+    /// the end: postcard numbers them by position.
+    ImportedCounted(ImportReport),
+}
+
+/// [`ImportReport`] as protocol version 1 carries it: postcard writes a struct's fields by
+/// position, so a field added to the report is a new layout, and this one stays as it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ImportReportV1 {
+    imported: u64,
+    replaced: u64,
+    unchanged: u64,
+    skipped: u64,
+    bad: Vec<BadLine>,
+    written: bool,
+}
+
+impl From<ImportReport> for ImportReportV1 {
+    fn from(r: ImportReport) -> Self {
+        ImportReportV1 {
+            imported: r.imported,
+            replaced: r.replaced,
+            unchanged: r.unchanged,
+            skipped: r.skipped,
+            bad: r.bad,
+            written: r.written,
+        }
+    }
+}
+
+impl From<ImportReportV1> for ImportReport {
+    /// A version-1 report counts only the bad lines it names.
+    fn from(r: ImportReportV1) -> Self {
+        ImportReport {
+            imported: r.imported,
+            replaced: r.replaced,
+            unchanged: r.unchanged,
+            skipped: r.skipped,
+            bad_lines: r.bad.len() as u64,
+            bad: r.bad,
+            written: r.written,
+        }
+    }
+}
+
+/// An import's report as protocol `version` answers it.
+pub(crate) fn imported(version: u32, report: ImportReport) -> Response {
+    if version >= 2 {
+        Response::ImportedCounted(report)
+    } else {
+        Response::Imported(report.into())
+    }
 }
 
 impl Response {
@@ -183,6 +244,7 @@ impl Response {
             Response::ExportChunk(_) => "ExportChunk",
             Response::Exported(_) => "Exported",
             Response::Imported(_) => "Imported",
+            Response::ImportedCounted(_) => "ImportedCounted",
             Response::Checked(_) => "Checked",
             Response::Repaired(_) => "Repaired",
             Response::Now(_) => "Now",
@@ -674,6 +736,38 @@ pub(crate) fn write_frame<T: Serialize>(w: &mut impl Write, value: &T) -> io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Version 1's import answer keeps its bytes: the variant's index and the report's six
+    /// fields in their order, whatever `ImportReport` gains.
+    #[test]
+    fn the_version_1_import_answer_keeps_its_layout() {
+        let bad = vec![BadLine {
+            line: 7,
+            reason: "x".into(),
+        }];
+        let report = ImportReport {
+            imported: 1,
+            replaced: 2,
+            unchanged: 3,
+            skipped: 4,
+            bad: bad.clone(),
+            bad_lines: 5,
+            written: true,
+        };
+        let bytes = postcard::to_allocvec(&imported(1, report.clone())).unwrap();
+        let fields = postcard::to_allocvec(&(1u64, 2u64, 3u64, 4u64, bad, true)).unwrap();
+        assert_eq!(bytes[0], 11, "Imported is the twelfth variant");
+        assert_eq!(&bytes[1..], &fields[..]);
+        let back: ImportReport = match decode::<Response>(&bytes) {
+            Ok(Response::Imported(r)) => r.into(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((back.bad_lines, back.bad_total()), (1, 1));
+        match decode::<Response>(&postcard::to_allocvec(&imported(2, report.clone())).unwrap()) {
+            Ok(Response::ImportedCounted(r)) => assert_eq!(r, report),
+            other => panic!("{other:?}"),
+        }
+    }
     use proptest::prelude::*;
 
     #[test]
