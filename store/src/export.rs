@@ -299,11 +299,12 @@ pub(crate) fn apply_import(
         mut report,
         records,
     } = read;
-    if !report.bad.is_empty() && !opts.skip_bad {
-        return Ok(report);
-    }
+    // Before the bad lines, as `import` does: a read-only store says so whatever the file.
     if !opts.dry_run {
         store.check_writable("import")?;
+    }
+    if !report.bad.is_empty() && !opts.skip_bad {
+        return Ok(report);
     }
     for (handle, record) in &records {
         apply(store, handle, record, opts, &mut report)?;

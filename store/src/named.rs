@@ -113,7 +113,10 @@ impl Store {
         })?;
         if session.id() != &id {
             if !session.is_new() {
-                // Saved and then rotated inside `init`: stored where no call will look.
+                // Saved and then rotated inside `init`: stored where no call will look, so
+                // removed again (it would hold the label, and count against its principal's
+                // limit, until it expired).
+                session.invalidate()?;
                 return Err(Error::Init {
                     name: name.to_string(),
                     source: "init saved the session and then gave it another id (cycle_id); \

@@ -149,6 +149,8 @@ fn a_rotation_inside_init_keeps_the_named_id() {
         matches!(&err, Error::Init { name, .. } if name == "other"),
         "{err}"
     );
+    // And left nothing behind under the random id.
+    assert_eq!(Admin::stats(&f.store).unwrap().live, 1);
 }
 
 /// A holder of the named session refreshes it between the load and the removal of a session

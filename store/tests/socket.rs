@@ -486,6 +486,14 @@ mod suite {
                 .map(drop),
             "import",
         );
+        // A file with bad lines too: the store says it is read-only, not what is in the file.
+        let bad = format!("{text}not json\n");
+        refused(
+            env.admin()
+                .import(&mut bad.as_bytes(), &ImportOptions::default())
+                .map(drop),
+            "import",
+        );
         // Reads still work, on the same connection.
         assert_eq!(env.admin().stats().unwrap().live, 4);
         assert!(env.store().load(&ids[0]).unwrap().is_some());

@@ -64,21 +64,25 @@ impl Import {
         // Only a folder this run makes may be removed again: an import through an admin
         // socket goes to the application's own database, and a dry run creates nothing.
         let created = access == Access::Create && ctx.socket.is_none() && new_folder(ctx.db);
+        // Whether this run opened the folder it made itself (holding sled's lock on it): only
+        // then is what is in it ours. If the open failed (another process took the new folder
+        // first, say), at most the folder, if still empty, is removed.
+        let mut ours = false;
         let result = ctx.open(access).and_then(|db| {
             // Through a socket, the database belongs to the application: never ours to remove.
-            let ours = created && matches!(db, Database::Direct(_));
-            let report = db
-                .admin()
+            ours = created && matches!(db, Database::Direct(_));
+            db.admin()
                 .import(&mut reader, &self.options)
-                .map_err(|e| self.input.name_read_error(e))?;
-            Ok((report, ours))
+                .map_err(|e| self.input.name_read_error(e).into())
         });
         progress.finish();
-        let (report, ours) = match result {
-            Ok(done) => done,
+        let report = match result {
+            Ok(report) => report,
             Err(e) => {
-                if created {
+                if ours {
                     remove_new_database(ctx)?;
+                } else if created {
+                    let _ = fs::remove_dir(ctx.db);
                 }
                 return Err(e);
             }

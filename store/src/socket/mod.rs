@@ -114,8 +114,8 @@ impl Builder {
     }
 
     /// How long the rest of a frame may take to arrive once its first byte has, and how long
-    /// a new connection may take to send its hello, before the server closes the connection.
-    /// 10 seconds by default.
+    /// a new connection may take to start its hello (which then has as long again to arrive
+    /// whole), before the server closes the connection. 10 seconds by default.
     ///
     /// A client writes each frame (at most [`MAX_FRAME_BYTES`]) at once from memory, which
     /// takes milliseconds; this bounds how long a client that stops in the middle of one (or
