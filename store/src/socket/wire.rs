@@ -24,9 +24,9 @@ use crate::value::{decode_map, encode_map};
 /// The newest protocol version this build speaks. The handshake settles on the newest
 /// version both ends speak, and fails cleanly between ends that share none.
 ///
-/// Version 2 answers an import with [`Response::ImportedCounted`], whose report counts every
-/// bad line (`ImportReport::bad_lines`); version 1 answers with [`Response::Imported`], whose
-/// bytes are those of version 1.
+/// Version 2 differs from version 1 only in an import's answer, whose report counts every bad
+/// line ([`ImportReport::bad_lines`]); with a client of version 1, an application answers in
+/// version 1's bytes.
 pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The oldest protocol version this build still speaks.
