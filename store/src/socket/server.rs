@@ -936,17 +936,7 @@ mod tests {
             input.extend(encode_frame(&Request::Import(Default::default())).unwrap());
             input.extend(encode_frame(&ImportFrame::Chunk(b"garbage\n".to_vec())).unwrap());
             input.extend(encode_frame(&ImportFrame::End).unwrap());
-            let mut conn = Scripted {
-                input: io::Cursor::new(input),
-                output: Vec::new(),
-            };
-            serve_connection(
-                &mut conn,
-                &Arc::downgrade(&store.inner),
-                store.path(),
-                Timeouts::default(),
-            );
-            let frames = responses(&conn.output);
+            let frames = serve_script(&store, input);
             assert_eq!(frames.len(), 3);
             assert!(
                 matches!(decode::<Welcome>(&frames[0]), Ok(Ok(info)) if info.version == agreed),
@@ -964,8 +954,16 @@ mod tests {
             assert_eq!((report.bad.len(), report.bad_total()), (1, 1));
         }
         // A client of versions this build no longer (or not yet) speaks is refused.
+        assert!(matches!(
+            decode::<Welcome>(&serve_script(&store, hello_for(3, 4))[0]),
+            Ok(Err(WireError::Protocol { .. }))
+        ));
+    }
+
+    /// The frames the server sends a client whose bytes are `input`.
+    fn serve_script(store: &Store, input: Vec<u8>) -> Vec<Vec<u8>> {
         let mut conn = Scripted {
-            input: io::Cursor::new(hello_for(3, 4)),
+            input: io::Cursor::new(input),
             output: Vec::new(),
         };
         serve_connection(
@@ -974,10 +972,7 @@ mod tests {
             store.path(),
             Timeouts::default(),
         );
-        assert!(matches!(
-            decode::<Welcome>(&responses(&conn.output)[0]),
-            Ok(Err(WireError::Protocol { .. }))
-        ));
+        responses(&conn.output)
     }
 
     /// Whatever follows (or replaces) a valid hello, the server answers or closes: it never
