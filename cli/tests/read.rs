@@ -212,12 +212,13 @@ data
     assert_eq!(
         out.stdout,
         format!(
-            "{{\"absolute_deadline\":\"2025-02-01T11:50:00Z\",\"created\":\"2025-01-31T11:50:00Z\",\
-             \"data\":{{\"cart\":[1,2,3],\"prefs\":{{\"lang\":\"en-GB\",\"theme\":\"dark\"}}}},\
-             \"expires_at\":\"2025-01-31T12:20:00Z\",\"handle\":\"{h1}\",\"idle_timeout_s\":1800,\
-             \"label\":\"web\",\"last_access\":\"2025-01-31T11:50:00Z\",\"principal\":\"alice\",\
+            // The export format's documented order, handle first.
+            "{{\"handle\":\"{h1}\",\"principal\":\"alice\",\"label\":\"web\",\
              \"remote_addr\":\"203.0.113.7\",\"user_agent\":\"Mozilla/5.0 (X11; Linux x86_64)\",\
-             \"version\":1}}\n"
+             \"created\":\"2025-01-31T11:50:00Z\",\"last_access\":\"2025-01-31T11:50:00Z\",\
+             \"idle_timeout_s\":1800,\"absolute_deadline\":\"2025-02-01T11:50:00Z\",\
+             \"expires_at\":\"2025-01-31T12:20:00Z\",\"version\":1,\
+             \"data\":{{\"cart\":[1,2,3],\"prefs\":{{\"lang\":\"en-GB\",\"theme\":\"dark\"}}}}}}\n"
         )
     );
     // The raw id is a secret: it never appears in the output.

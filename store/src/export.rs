@@ -56,15 +56,29 @@ fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 impl SessionInfo {
-    /// The JSON object of the export format (and of `sessctl --json`).
+    /// The JSON object of the export format (and of `sessctl --json`). As a
+    /// `serde_json::Value` its keys are sorted; [`SessionInfo::to_json_line`] writes them in
+    /// the format's documented order.
     pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.line()).unwrap_or_default()
+    }
+
+    /// The session as one line of the export format (without the newline), its keys in the
+    /// documented order: `handle`, `principal`, `label`, `remote_addr`, `user_agent`,
+    /// `created`, `last_access`, `idle_timeout_s`, `absolute_deadline`, `expires_at`,
+    /// `version`, `data`.
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(&self.line()).unwrap_or_default()
+    }
+
+    fn line(&self) -> Line {
         let ms = duration_ms(self.idle_timeout);
         let idle = if ms % 1000 == 0 {
             serde_json::Number::from(ms / 1000)
         } else {
             serde_json::Number::from_f64(ms as f64 / 1000.0).unwrap_or_else(|| 0.into())
         };
-        let line = Line {
+        Line {
             handle: self.handle,
             principal: self.principal.clone(),
             label: self.label.clone(),
@@ -77,8 +91,7 @@ impl SessionInfo {
             expires_at: rfc3339(self.expires_at),
             version: self.version,
             data: Value::Map(self.data.clone()).to_json(),
-        };
-        serde_json::to_value(line).unwrap_or_default()
+        }
     }
 }
 
@@ -126,7 +139,7 @@ pub(crate) fn export(
             continue;
         }
         let info = SessionInfo::from_record(handle, record, v.len());
-        writeln!(out, "{}", info.to_json()).map_err(write_err)?;
+        writeln!(out, "{}", info.to_json_line()).map_err(write_err)?;
         report.exported += 1;
     }
     out.flush().map_err(write_err)?;

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use super::Ctx;
 use crate::db::Access;
 use crate::exit::Exit;
-use crate::output::{clip, json_line, or_dash, relative, Table, Tone};
+use crate::output::{clip, or_dash, relative, Table, Tone};
 
 /// Sessions read from the store per page.
 const PAGE: usize = 1000;
@@ -60,7 +60,7 @@ impl List {
             }
             if self.json {
                 for s in &sessions {
-                    json_line(ctx.out, &s.to_json())?;
+                    writeln!(ctx.out, "{}", s.to_json_line())?;
                 }
             } else if !sessions.is_empty() {
                 table(&sessions, now, shown == 0).write(ctx.out, ctx.style)?;

@@ -6,9 +6,7 @@ use time::OffsetDateTime;
 use super::Ctx;
 use crate::db::Access;
 use crate::exit::Exit;
-use crate::output::{
-    bytes, expiry_phrase, json_line, or_dash, relative, span, timestamp, Table, Tone,
-};
+use crate::output::{bytes, expiry_phrase, or_dash, relative, span, timestamp, Table, Tone};
 use crate::target::{not_found, Named};
 
 /// `show <HANDLE|SESSION-ID> [--json]`
@@ -33,7 +31,7 @@ impl Show {
             return Err(not_found(&target).into());
         };
         if self.json {
-            json_line(ctx.out, &info.to_json())?;
+            writeln!(ctx.out, "{}", info.to_json_line())?;
         } else {
             pretty(ctx, &info, admin.now())?;
         }
