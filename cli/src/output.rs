@@ -164,8 +164,25 @@ impl Table {
     /// # Errors
     /// Write errors.
     pub fn write(&self, out: &mut dyn Write, style: Style) -> io::Result<()> {
+        self.write_at_least(out, style, &mut Vec::new())
+    }
+
+    /// Writes the rows with every column but the last padded to its widest cell or to
+    /// `widths`, whichever is wider, and leaves in `widths` the widths used: a listing printed
+    /// as several tables keeps its columns where they were.
+    ///
+    /// # Errors
+    /// Write errors.
+    pub fn write_at_least(
+        &self,
+        out: &mut dyn Write,
+        style: Style,
+        widths: &mut Vec<usize>,
+    ) -> io::Result<()> {
         let columns = self.rows.iter().map(|(_, r)| r.len()).max().unwrap_or(0);
-        let mut widths = vec![0; columns];
+        if widths.len() < columns {
+            widths.resize(columns, 0);
+        }
         for (_, row) in &self.rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());

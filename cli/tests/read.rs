@@ -475,3 +475,44 @@ fn an_ambiguous_handle_prefix_is_a_usage_error() {
     let out = run(on(&db).args(["show", &a.handle().to_string()[..12]]));
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
+
+/// A listing of more than one page (1,000 sessions) keeps its columns where they are: the
+/// first page is laid out for the widest values a column shows, not for its own.
+#[test]
+fn a_listing_of_several_pages_keeps_its_columns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("many.sessdb");
+    {
+        let store = sessdb::Store::builder()
+            .clock(sessdb::ManualClock::at(common::t0()))
+            .open(&db)
+            .expect("open");
+        for i in 0..1_100u32 {
+            let mut s = store.create();
+            // Short values on the first page, longer ones after it.
+            let long = i >= 1_050;
+            let principal = if long {
+                format!("user-{i}@example.com")
+            } else {
+                "u".into()
+            };
+            s.set_principal(Some(&principal)).expect("principal");
+            s.set_label(Some(if long { "a longer label" } else { "w" }))
+                .expect("label");
+            s.set_idle_timeout(std::time::Duration::from_secs(60 + u64::from(i)));
+            s.save().expect("save");
+        }
+        store.flush().expect("flush");
+    }
+    let out = run(at_t0(&db).args(["list", "--limit", "0"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1_101);
+    // Where the LABEL column starts on the header, it starts on every row.
+    let label_at = lines[0].find("LABEL").expect("a header");
+    for line in &lines[1..] {
+        let before = &line[..label_at];
+        assert!(before.ends_with("  "), "{line:?} at {label_at}");
+        assert_ne!(line.as_bytes()[label_at], b' ', "{line:?} at {label_at}");
+    }
+}

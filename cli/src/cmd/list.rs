@@ -18,6 +18,14 @@ const PAGE: usize = 1000;
 /// A session expiring within this long is highlighted.
 const SOON: Duration = Duration::from_secs(5 * 60);
 
+/// The widest cell of each column but the last, as `table` clips them: a handle, a principal,
+/// a label, an IPv6 address, a last access (`12d 23h ago`).
+const WIDEST: [usize; 5] = [32, PRINCIPAL_CHARS, LABEL_CHARS, ADDRESS_CHARS, 11];
+
+const PRINCIPAL_CHARS: usize = 32;
+const LABEL_CHARS: usize = 24;
+const ADDRESS_CHARS: usize = 39;
+
 /// `list [--principal P] [--label L] [--expired] [--expiring-within D] [--limit N] [--json]`
 #[derive(Debug)]
 pub struct List {
@@ -41,6 +49,10 @@ impl List {
         let mut query = self.query.clone();
         let mut shown = 0usize;
         let mut more = false;
+        // The column widths of a listing printed in pages: at least what the first page
+        // needs, or, when more pages follow, the widest value a column shows, so that the
+        // columns stay where they are from page to page.
+        let mut widths = Vec::new();
         loop {
             // One extra session tells whether there are more than the limit.
             let want = self
@@ -63,7 +75,14 @@ impl List {
                     writeln!(ctx.out, "{}", s.to_json_line())?;
                 }
             } else if !sessions.is_empty() {
-                table(&sessions, now, shown == 0).write(ctx.out, ctx.style)?;
+                if shown == 0 && page.next.is_some() && !more {
+                    widths = WIDEST.to_vec();
+                }
+                table(&sessions, now, shown == 0).write_at_least(
+                    ctx.out,
+                    ctx.style,
+                    &mut widths,
+                )?;
             }
             shown += sessions.len();
             match page.next {
@@ -116,9 +135,9 @@ fn table(sessions: &[SessionInfo], now: OffsetDateTime, header: bool) -> Table {
             tone,
             vec![
                 s.handle.to_string(),
-                clip(&or_dash(s.principal.as_deref()), 32),
-                clip(&or_dash(s.label.as_deref()), 24),
-                clip(&or_dash(s.remote_addr.as_deref()), 39),
+                clip(&or_dash(s.principal.as_deref()), PRINCIPAL_CHARS),
+                clip(&or_dash(s.label.as_deref()), LABEL_CHARS),
+                clip(&or_dash(s.remote_addr.as_deref()), ADDRESS_CHARS),
                 relative(s.last_access, now),
                 relative(s.expires_at, now),
             ],
