@@ -35,28 +35,33 @@ fn take<'a>(parts: impl Iterator<Item = (&'a str, usize)>, max: usize) -> (Vec<&
     (kept, used)
 }
 
-/// `text` in at most `max` cells, ending in `…` when cut.
-pub(crate) fn keep_head(text: &str, max: usize) -> String {
+/// The graphemes of `text` when it must be cut to fit `max` cells with room for the `…`;
+/// otherwise (`Err`) what to show: `text` whole if it fits, nothing if `max` is 0.
+fn to_cut(text: &str, max: usize) -> Result<Vec<(&str, usize)>, String> {
     let parts = graphemes(text);
     if parts.iter().map(|(_, w)| w).sum::<usize>() <= max {
-        return text.to_string();
+        return Err(text.to_string());
     }
-    let (head, _) = take(parts.into_iter(), max.saturating_sub(1));
     if max == 0 {
-        return String::new();
+        return Err(String::new());
     }
-    format!("{}…", head.concat())
+    Ok(parts)
+}
+
+/// `text` in at most `max` cells, ending in `…` when cut.
+pub(crate) fn keep_head(text: &str, max: usize) -> String {
+    match to_cut(text, max) {
+        Ok(parts) => format!("{}…", take(parts.into_iter(), max - 1).0.concat()),
+        Err(whole) => whole,
+    }
 }
 
 /// `…tail` of `text` in at most `max` cells.
 pub(crate) fn keep_tail(text: &str, max: usize) -> String {
-    let parts = graphemes(text);
-    if parts.iter().map(|(_, w)| w).sum::<usize>() <= max {
-        return text.to_string();
-    }
-    if max == 0 {
-        return String::new();
-    }
+    let parts = match to_cut(text, max) {
+        Ok(parts) => parts,
+        Err(whole) => return whole,
+    };
     let (mut tail, _) = take(parts.into_iter().rev(), max - 1);
     tail.reverse();
     format!("…{}", tail.concat())
@@ -65,13 +70,10 @@ pub(crate) fn keep_tail(text: &str, max: usize) -> String {
 /// `head…tail` of `text` in at most `max` cells: both ends show, so two long values that
 /// share a prefix still look different.
 pub(crate) fn keep_ends(text: &str, max: usize) -> String {
-    let parts = graphemes(text);
-    if parts.iter().map(|(_, w)| w).sum::<usize>() <= max {
-        return text.to_string();
-    }
-    if max == 0 {
-        return String::new();
-    }
+    let parts = match to_cut(text, max) {
+        Ok(parts) => parts,
+        Err(whole) => return whole,
+    };
     let room = max - 1;
     let (head, used) = take(parts.iter().copied(), room.div_ceil(2));
     let (mut tail, _) = take(parts.iter().rev().copied(), room - used);
