@@ -1454,6 +1454,46 @@ fn a_stopped_application_is_reported_after_the_clients_timeout() {
     });
 }
 
+/// A stopped application's queue of connections fills (one monitoring run after another),
+/// and then the system makes a plain `connect` wait for room for ever: the client gives up
+/// after its timeout instead.
+#[test]
+fn a_full_queue_of_connections_is_reported_after_the_clients_timeout() {
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    };
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.sock");
+    let listener = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(listener.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+    // Room for one connection not yet accepted, which the first client takes.
+    listen(&listener, Backlog::new(0).unwrap()).unwrap();
+    let _queued = UnixStream::connect(&path).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let socket = path.clone();
+    // Not scoped: if the client hangs, the test fails instead of hanging with it.
+    std::thread::spawn(move || {
+        let _ = tx.send(RemoteAdmin::connect_with_timeout(
+            &socket,
+            Duration::from_millis(30),
+        ));
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Err(Error::Unresponsive { path: p, waited })) => {
+            assert_eq!((p, waited), (path, Duration::from_millis(30)))
+        }
+        Ok(other) => panic!("{other:?}"),
+        Err(_) => panic!("the client still waits to connect after 20 s"),
+    }
+}
+
 #[test]
 fn a_busy_application_that_answers_the_probe_is_waited_for() {
     let fake = Fake::new();

@@ -37,7 +37,10 @@ use crate::store::lock;
 /// is alive by opening a second connection: if the application answers that handshake, it is
 /// busy (a `check` of a large store sends nothing until it is done) and the client goes on
 /// waiting; if not, it is stopped or hung and the call fails with [`Error::Unresponsive`]
-/// after at most twice the timeout. Writes to the socket are bounded the same way.
+/// after at most twice the timeout. Writes to the socket are bounded the same way, and so is
+/// connecting: the system queues connections the application has not accepted yet, and once a
+/// stopped application's queue is full, connecting fails with [`Error::Unresponsive`] after
+/// the timeout instead of waiting for room.
 ///
 /// The application closes connections that stay idle (60 s by default,
 /// [`Builder::admin_socket_idle_timeout`](crate::Builder::admin_socket_idle_timeout)). Before
@@ -190,6 +193,46 @@ fn protocol(socket: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
+/// Connects to `socket`, waiting at most `timeout` for the application to make room.
+///
+/// The system queues connections until the application accepts them. A stopped or hung
+/// application accepts none, its queue fills, and a plain `connect` then waits for ever. With
+/// a send timeout on the socket, the system gives up after `timeout` (`EAGAIN`), and this
+/// returns a timed-out error.
+fn connect(socket: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    use nix::errno::Errno;
+    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+    use nix::sys::time::TimeVal;
+    use std::os::fd::AsRawFd;
+    let address = UnixAddr::new(socket)?;
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    use nix::libc::{suseconds_t, time_t};
+    // Zero would mean no timeout at all; the callers' timeout is at least a millisecond.
+    let timeout = timeout.max(Duration::from_micros(1));
+    #[allow(
+        clippy::unnecessary_fallible_conversions,
+        reason = "suseconds_t is i32 on some targets"
+    )]
+    let wait = TimeVal::new(
+        time_t::try_from(timeout.as_secs()).unwrap_or(time_t::MAX),
+        suseconds_t::try_from(timeout.subsec_micros()).unwrap_or(0),
+    );
+    socket::setsockopt(&fd, sockopt::SendTimeout, &wait)?;
+    loop {
+        match socket::connect(fd.as_raw_fd(), &address) {
+            Ok(()) => return Ok(UnixStream::from(fd)),
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => return Err(io::ErrorKind::TimedOut.into()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 impl Conn {
     fn open(socket: &Path, timeout: Duration) -> Result<(Conn, ServerInfo)> {
         let cannot = |source| Error::AdminSocket {
@@ -197,7 +240,10 @@ impl Conn {
             what: "cannot connect to",
             source,
         };
-        let stream = UnixStream::connect(socket).map_err(cannot)?;
+        let stream = connect(socket, timeout).map_err(|e| match e.kind() {
+            io::ErrorKind::TimedOut => transport(socket, timeout, e),
+            _ => cannot(e),
+        })?;
         stream.set_read_timeout(Some(timeout)).map_err(cannot)?;
         stream.set_write_timeout(Some(timeout)).map_err(cannot)?;
         let mut conn = Conn {
