@@ -86,7 +86,7 @@ pub fn classify(err: &anyhow::Error) -> Exit {
                 }
                 sessdb::Error::NotFound { .. } => Exit::NotFound,
                 sessdb::Error::InvalidId { .. } | sessdb::Error::InvalidField { .. } => Exit::Usage,
-                sessdb::Error::Corrupt { .. } | sessdb::Error::NewerRecord { .. } => Exit::BadData,
+                sessdb::Error::Corrupt { .. } => Exit::BadData,
                 // An I/O error may be a closed pipe further down the chain.
                 sessdb::Error::Io { .. } => continue,
                 _ => Exit::Failure,

@@ -417,17 +417,7 @@ fn folder_size(dir: &std::path::Path) -> u64 {
 }
 
 pub(crate) fn decode_for_admin(handle: &Handle, bytes: &[u8]) -> Result<Record> {
-    Record::decode(bytes).map_err(|e| match e {
-        crate::record::DecodeError::Newer(found) => Error::NewerRecord {
-            handle: handle.to_string(),
-            found,
-            supported: crate::record::RECORD_FORMAT,
-        },
-        crate::record::DecodeError::Corrupt(reason) => Error::Corrupt {
-            handle: handle.to_string(),
-            reason,
-        },
-    })
+    Record::decode(bytes).map_err(|e| e.for_record(handle))
 }
 
 fn list(store: &Store, q: &ListQuery) -> Result<Page> {

@@ -58,9 +58,9 @@ impl CheckReport {
 /// What [`Store::repair`](crate::Admin::repair) changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepairReport {
-    /// Undecodable records removed (with why). A record of a newer record format than this
-    /// build reads is not removed, nor are the index entries that may be its: a newer sessdb
-    /// can read it, so it stays, and the check still reports it.
+    /// Undecodable records removed (with why), and with them the sessions they held: none of
+    /// them could be loaded. A format byte this build does not know is damage too, since a
+    /// newer record format comes with a newer database format, which this build does not open.
     pub removed_records: Vec<Undecodable>,
     /// Index entries added for records that lacked them.
     pub added_entries: u64,
@@ -88,15 +88,6 @@ struct Expected {
     /// (record key, expiry entry, principal entry)
     wanted: Vec<(Handle, Vec<u8>, Option<Vec<u8>>)>,
     undecodable: Vec<(Vec<u8>, Undecodable)>,
-    /// Records of a newer format: neither they nor any index entry naming them is touched.
-    newer: HashSet<Handle>,
-}
-
-impl Expected {
-    /// Whether an index entry for `handle` may belong to a record of a newer format.
-    fn maybe_newer(&self, handle: Option<Handle>) -> bool {
-        handle.is_some_and(|h| self.newer.contains(&h))
-    }
 }
 
 fn expected(store: &Store) -> Result<Expected> {
@@ -106,7 +97,6 @@ fn expected(store: &Store) -> Result<Expected> {
         principals: HashSet::new(),
         wanted: Vec::new(),
         undecodable: Vec::new(),
-        newer: HashSet::new(),
     };
     for item in store.inner.sessions.iter() {
         let (k, v) = item?;
@@ -122,9 +112,6 @@ fn expected(store: &Store) -> Result<Expected> {
         };
         // The whole record must decode, data included.
         if let Err(err) = crate::record::Record::decode(&v) {
-            if matches!(err, DecodeError::Newer(_)) {
-                e.newer.insert(handle);
-            }
             e.undecodable.push((
                 k.to_vec(),
                 Undecodable {
@@ -172,14 +159,14 @@ pub(crate) fn check(store: &Store) -> Result<CheckReport> {
     for item in store.inner.expiry.iter().keys() {
         let k = item?;
         let handle = expiry_handle(&k);
-        if (handle.is_none() || !e.expiry.contains(k.as_ref())) && !e.maybe_newer(handle) {
+        if handle.is_none() || !e.expiry.contains(k.as_ref()) {
             report.stale_expiry += 1;
         }
     }
     for item in store.inner.principals.iter().keys() {
         let k = item?;
         let handle = principal_handle(&k);
-        if (handle.is_none() || !e.principals.contains(k.as_ref())) && !e.maybe_newer(handle) {
+        if handle.is_none() || !e.principals.contains(k.as_ref()) {
             report.stale_principal += 1;
         }
     }
@@ -192,11 +179,8 @@ pub(crate) fn repair(store: &Store) -> Result<RepairReport> {
     let e = expected(store)?;
     let mut report = RepairReport::default();
     for (key, u) in &e.undecodable {
-        let newer = Handle::from_slice(key).is_some_and(|h| e.newer.contains(&h));
-        if !newer {
-            store.inner.sessions.remove(key)?;
-            report.removed_records.push(u.clone());
-        }
+        store.inner.sessions.remove(key)?;
+        report.removed_records.push(u.clone());
     }
     // Add what is missing before removing what is stale: a crash in between leaves leftovers
     // only, never a record without its entries.
@@ -210,17 +194,13 @@ pub(crate) fn repair(store: &Store) -> Result<RepairReport> {
             }
         }
     }
-    for (tree, wanted, handle) in [
-        (
-            &store.inner.expiry,
-            &e.expiry,
-            expiry_handle as fn(&[u8]) -> Option<Handle>,
-        ),
-        (&store.inner.principals, &e.principals, principal_handle),
+    for (tree, wanted) in [
+        (&store.inner.expiry, &e.expiry),
+        (&store.inner.principals, &e.principals),
     ] {
         for item in tree.iter().keys() {
             let k = item?;
-            if !wanted.contains(k.as_ref()) && !e.maybe_newer(handle(&k)) {
+            if !wanted.contains(k.as_ref()) {
                 tree.remove(&k)?;
                 report.removed_entries += 1;
             }

@@ -71,18 +71,6 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// A stored record was written by a newer version of sessdb.
-    #[error(
-        "session {handle}: record format {found} is newer than this sessdb reads ({supported})"
-    )]
-    NewerRecord {
-        /// The storage handle of the record.
-        handle: String,
-        /// The format byte found.
-        found: u8,
-        /// The newest record format this build reads.
-        supported: u8,
-    },
     /// Another writer saved the session since it was loaded; nothing was written.
     #[error("session {handle} was changed by another writer since it was loaded (expected version {expected})")]
     Conflict {

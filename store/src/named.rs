@@ -33,9 +33,9 @@ impl Store {
     /// ordinary login) does not move it to a random id, where no later call would find it.
     ///
     /// # Errors
-    /// [`Error::Init`] wrapping the error of `init`; [`Error::Corrupt`] or
-    /// [`Error::NewerRecord`] if the record stored under the name cannot be read (repair it
-    /// with `sessctl check --repair`, or remove it); errors of the save or of storage.
+    /// [`Error::Init`] wrapping the error of `init`; [`Error::Corrupt`] if the record stored
+    /// under the name cannot be read (`sessctl check --repair` removes it); errors of the save
+    /// or of storage.
     pub fn get_or_create<E>(
         &self,
         name: &str,

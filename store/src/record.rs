@@ -110,12 +110,25 @@ pub(crate) struct Record {
 }
 
 /// Why a record could not be decoded.
+///
+/// There is no "written by a newer sessdb" case: a sessdb that writes a newer record format
+/// also marks the database with a newer format (see `FORMAT_VERSION`), which this build refuses
+/// to open. So in a database this build has open, a format byte it does not know is damage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum DecodeError {
-    /// Written by a newer sessdb.
-    Newer(u8),
     /// Garbage, truncated, or internally inconsistent.
     Corrupt(String),
+}
+
+impl DecodeError {
+    /// The error for the record stored under `handle`.
+    pub(crate) fn for_record(self, handle: &crate::id::Handle) -> crate::Error {
+        let DecodeError::Corrupt(reason) = self;
+        crate::Error::Corrupt {
+            handle: handle.to_string(),
+            reason,
+        }
+    }
 }
 
 impl Head {
@@ -248,8 +261,12 @@ fn split(bytes: &[u8]) -> Result<(Head, &[u8]), DecodeError> {
                 postcard::take_from_bytes::<HeadV1>(&bytes[1..]).map_err(bad_header)?;
             (Head::from(v1), rest)
         }
-        Some(&f) if f > RECORD_FORMAT => return Err(DecodeError::Newer(f)),
-        Some(&f) => return Err(DecodeError::Corrupt(format!("unknown record format {f}"))),
+        Some(&f) => {
+            return Err(DecodeError::Corrupt(format!(
+                "unknown record format {f} (this database holds formats {RECORD_FORMAT_V1} and \
+                 {RECORD_FORMAT})"
+            )))
+        }
     };
     if head.expires_at != head.compute_expiry() {
         return Err(DecodeError::Corrupt(
@@ -344,18 +361,19 @@ mod tests {
     }
 
     #[test]
-    fn newer_and_corrupt_records_are_errors() {
+    fn unknown_formats_and_damage_are_corrupt() {
         let mut bytes = record().encode();
-        bytes[0] = RECORD_FORMAT + 1;
-        assert_eq!(
-            Record::decode(&bytes),
-            Err(DecodeError::Newer(RECORD_FORMAT + 1))
-        );
-        bytes[0] = 0;
-        assert!(matches!(
-            Record::decode(&bytes),
-            Err(DecodeError::Corrupt(_))
-        ));
+        // A newer format comes with a newer database format, which is refused at open: in an
+        // open database any other format byte is damage (nearly every random first byte).
+        for format in [0, RECORD_FORMAT + 1, b'g', u8::MAX] {
+            bytes[0] = format;
+            assert_eq!(
+                Record::decode(&bytes),
+                Err(DecodeError::Corrupt(format!(
+                    "unknown record format {format} (this database holds formats 1 and 2)"
+                )))
+            );
+        }
         assert!(matches!(Record::decode(&[]), Err(DecodeError::Corrupt(_))));
         let good = record().encode();
         for cut in 1..good.len() {
@@ -380,10 +398,7 @@ mod tests {
         }
         let mut newer = bytes.clone();
         newer[0] = RECORD_FORMAT + 1;
-        assert_eq!(
-            decode_lazy(&newer),
-            Err(DecodeError::Newer(RECORD_FORMAT + 1))
-        );
+        assert!(matches!(decode_lazy(&newer), Err(DecodeError::Corrupt(_))));
         let mut bad_data = bytes;
         *bad_data.last_mut().unwrap() = 0xff;
         assert!(Record::decode(&bad_data).is_err());

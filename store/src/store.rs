@@ -351,23 +351,12 @@ impl Store {
     }
 
     /// Why the record stored under `handle` is one [`Store::load`] cannot return although it
-    /// is there: `Error::Corrupt` or `Error::NewerRecord` naming it; `None` if it decodes or
-    /// is gone.
+    /// is there: `Error::Corrupt` naming it; `None` if it decodes or is gone.
     pub(crate) fn undecodable(&self, handle: &Handle) -> Result<Option<Error>> {
         let Some(bytes) = self.inner.sessions.get(handle.as_bytes())? else {
             return Ok(None);
         };
-        Ok(decode_lazy(&bytes).err().map(|e| match e {
-            DecodeError::Newer(found) => Error::NewerRecord {
-                handle: handle.to_string(),
-                found,
-                supported: crate::record::RECORD_FORMAT,
-            },
-            DecodeError::Corrupt(reason) => Error::Corrupt {
-                handle: handle.to_string(),
-                reason,
-            },
-        }))
+        Ok(decode_lazy(&bytes).err().map(|e| e.for_record(handle)))
     }
 
     /// Loads the session, applies `f` and saves, retrying from a fresh load whenever another
@@ -966,9 +955,7 @@ impl AtomicCounters {
 
 impl From<DecodeError> for String {
     fn from(e: DecodeError) -> String {
-        match e {
-            DecodeError::Newer(f) => format!("record format {f} is newer than this sessdb reads"),
-            DecodeError::Corrupt(reason) => reason,
-        }
+        let DecodeError::Corrupt(reason) = e;
+        reason
     }
 }

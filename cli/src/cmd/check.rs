@@ -45,19 +45,6 @@ impl Check {
                     printable(&u.reason)
                 )?;
             }
-            // Repair keeps the records a newer sessdb wrote (and their index entries).
-            for u in report
-                .undecodable
-                .iter()
-                .filter(|u| !repaired.removed_records.contains(u))
-            {
-                writeln!(
-                    ctx.out,
-                    "repair: kept record {} ({}): a newer sessctl can read it",
-                    u.handle,
-                    printable(&u.reason)
-                )?;
-            }
             writeln!(
                 ctx.out,
                 "repair: added {}, removed {}",
@@ -72,8 +59,7 @@ impl Check {
             let hint = if self.repair {
                 ""
             } else {
-                " (`sessctl check --repair` rebuilds the indexes and removes undecodable records, \
-                 except those of a newer format)"
+                " (`sessctl check --repair` rebuilds the indexes and removes undecodable records)"
             };
             return Err(Failure::BadData(format!(
                 "the check found {}{hint}",
