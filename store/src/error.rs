@@ -51,6 +51,17 @@ pub enum Error {
         /// The newest format version this build reads.
         supported: u32,
     },
+    /// The database's files are damaged: the storage engine found corrupted data while opening
+    /// it (or failed reading them). Sessions are disposable, so an application may move the
+    /// folder aside and start with an empty store; `sessctl import` restores an export. (Built
+    /// with `panic = "abort"`, a process aborts on the damaged files where sled panics.)
+    #[error("the database at {path} is damaged: {detail}")]
+    Damaged {
+        /// The database folder.
+        path: PathBuf,
+        /// What the storage engine reported.
+        detail: String,
+    },
     /// An I/O error on a path.
     #[error("I/O error on {path}")]
     Io {
@@ -60,9 +71,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// An error from the storage engine.
-    #[error("storage engine error")]
-    Storage(#[source] sled::Error),
+    /// An error from the storage engine. Its `Corruption` means the database's files are
+    /// damaged (found after the open, which reports [`Error::Damaged`]).
+    #[error("{}", storage_message(.0))]
+    Storage(sled::Error),
     /// A stored record could not be decoded.
     #[error("session {handle}: stored record is undecodable: {reason}")]
     Corrupt {
@@ -224,6 +236,26 @@ impl Error {
     /// Whether this error means "another writer won; load again and retry".
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict { .. })
+    }
+
+    /// Whether this error means the database's files are damaged: [`Error::Damaged`] at open,
+    /// or the storage engine's `Corruption` found later.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            Error::Damaged { .. } | Error::Storage(sled::Error::Corruption { .. })
+        )
+    }
+}
+
+/// sled's own text, except for `Corruption`, whose text ("Read corrupted data at file offset
+/// None backtrace ()") says nothing an operator can use.
+fn storage_message(e: &sled::Error) -> String {
+    match e {
+        sled::Error::Corruption { .. } => {
+            "the database is damaged: the storage engine found corrupted data in its files".into()
+        }
+        e => format!("storage engine error: {e}"),
     }
 }
 

@@ -167,40 +167,13 @@ impl Store {
             }
             Err(e) => return Err(io_err(path)(e)),
         }
-        let flush_every = match config.durability {
-            Durability::Periodic { flush_every } => Some(duration_ms(flush_every).max(1) as u64),
-            Durability::Immediate => None,
-        };
-        let db = open_sled(path, config.cache_bytes, flush_every)?;
-        let meta = db.open_tree("meta")?;
-        let format = match meta.get("format")? {
-            Some(v) => {
-                let found = <[u8; 4]>::try_from(v.as_ref())
-                    .map(u32::from_be_bytes)
-                    .unwrap_or(u32::MAX);
-                if found > FORMAT_VERSION {
-                    return Err(Error::NewerFormat {
-                        path: path.to_path_buf(),
-                        found,
-                        supported: FORMAT_VERSION,
-                    });
-                }
-                if found < FORMAT_VERSION && !config.read_only {
-                    // On disk before any record of the new format can be (see
-                    // `FORMAT_VERSION`).
-                    meta.insert("format", &FORMAT_VERSION.to_be_bytes())?;
-                    db.flush()?;
-                    FORMAT_VERSION
-                } else {
-                    found
-                }
-            }
-            None if !config.read_only => {
-                meta.insert("format", &FORMAT_VERSION.to_be_bytes())?;
-                FORMAT_VERSION
-            }
-            None => FORMAT_VERSION,
-        };
+        let Engine {
+            db,
+            format,
+            sessions,
+            expiry,
+            principals,
+        } = open_engine(path, &config)?;
         let group_commit = match config.durability {
             Durability::Immediate => Some(GroupCommit::new(path)),
             Durability::Periodic { .. } => None,
@@ -215,9 +188,9 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
-                sessions: db.open_tree("sessions")?,
-                expiry: db.open_tree("expiry")?,
-                principals: db.open_tree("principals")?,
+                sessions,
+                expiry,
+                principals,
                 db,
                 format,
                 key_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
@@ -887,6 +860,88 @@ impl Store {
 /// #1234 and #1289), so a store reopened right after being dropped in the same process could
 /// find the lock still held. Another process holding the database is reported after this long.
 const LOCK_WAIT: Duration = Duration::from_millis(500);
+
+/// sled's database and the trees sessdb keeps in it, with the database's format.
+struct Engine {
+    db: sled::Db,
+    format: u32,
+    sessions: sled::Tree,
+    expiry: sled::Tree,
+    principals: sled::Tree,
+}
+
+/// Opens sled's database at `path` and the trees in it, and checks and marks its format.
+///
+/// A damaged database is [`Error::Damaged`]: sled's `Corruption`, and also a panic inside
+/// sled, which 0.34 raises on some damaged files instead of an error (a snapshot naming a page
+/// it cannot find, for one). An application can then move the folder aside and start with an
+/// empty store rather than crash.
+fn open_engine(path: &Path, config: &Config) -> Result<Engine> {
+    let damaged = |detail: String| Error::Damaged {
+        path: path.to_path_buf(),
+        detail,
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| open_trees(path, config))) {
+        Ok(Err(Error::Storage(sled::Error::Corruption { .. }))) => Err(damaged(
+            "the storage engine found corrupted data".to_string(),
+        )),
+        Ok(opened) => opened,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("a panic");
+            Err(damaged(format!(
+                "the storage engine failed while reading it: {what}"
+            )))
+        }
+    }
+}
+
+fn open_trees(path: &Path, config: &Config) -> Result<Engine> {
+    let flush_every = match config.durability {
+        Durability::Periodic { flush_every } => Some(duration_ms(flush_every).max(1) as u64),
+        Durability::Immediate => None,
+    };
+    let db = open_sled(path, config.cache_bytes, flush_every)?;
+    let meta = db.open_tree("meta")?;
+    let format = match meta.get("format")? {
+        Some(v) => {
+            let found = <[u8; 4]>::try_from(v.as_ref())
+                .map(u32::from_be_bytes)
+                .unwrap_or(u32::MAX);
+            if found > FORMAT_VERSION {
+                return Err(Error::NewerFormat {
+                    path: path.to_path_buf(),
+                    found,
+                    supported: FORMAT_VERSION,
+                });
+            }
+            if found < FORMAT_VERSION && !config.read_only {
+                // On disk before any record of the new format can be (see
+                // `FORMAT_VERSION`).
+                meta.insert("format", &FORMAT_VERSION.to_be_bytes())?;
+                db.flush()?;
+                FORMAT_VERSION
+            } else {
+                found
+            }
+        }
+        None if !config.read_only => {
+            meta.insert("format", &FORMAT_VERSION.to_be_bytes())?;
+            FORMAT_VERSION
+        }
+        None => FORMAT_VERSION,
+    };
+    Ok(Engine {
+        sessions: db.open_tree("sessions")?,
+        expiry: db.open_tree("expiry")?,
+        principals: db.open_tree("principals")?,
+        db,
+        format,
+    })
+}
 
 fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<sled::Db> {
     let deadline = Instant::now() + LOCK_WAIT;

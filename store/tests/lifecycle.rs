@@ -544,3 +544,98 @@ fn a_save_never_brings_back_a_session_that_expired_after_it_was_loaded() {
     // update() sees no session rather than reviving it.
     assert!(f.store.update(s.id(), |_| ()).unwrap().is_none());
 }
+
+/// What opening and checking copies of a database, each with 200 bytes of its log overwritten
+/// at another offset, found: (sled panicked at open, sled reported corruption at open, check
+/// found corruption later). Never a panic out of sessdb, never another error.
+fn damage_each_copy(
+    dir: &std::path::Path,
+    name: &str,
+    files: &[(std::ffi::OsString, Vec<u8>)],
+) -> (u32, u32, u32) {
+    let log = &files.iter().find(|(name, _)| name == "db").unwrap().1;
+    let (mut panicked, mut corrupt, mut later) = (0, 0, 0);
+    for offset in (0..log.len()).step_by(64 * 1024).skip(1) {
+        // A fresh folder each time: an open that recovers writes a snapshot.
+        let copy = dir.join(format!("{name}{offset}"));
+        std::fs::create_dir(&copy).unwrap();
+        for (name, bytes) in files {
+            let mut bytes = bytes.clone();
+            if name == "db" {
+                let end = (offset + 200).min(bytes.len());
+                bytes[offset..end].fill(0xab);
+            }
+            std::fs::write(copy.join(name), &bytes).unwrap();
+        }
+        match Store::open(&copy) {
+            Err(Error::Damaged { path, detail }) => {
+                assert_eq!(path, copy);
+                if detail.starts_with("the storage engine failed while reading it: ") {
+                    panicked += 1;
+                } else {
+                    assert_eq!(detail, "the storage engine found corrupted data");
+                    corrupt += 1;
+                }
+                // Nothing of the failed open (a lock, a thread) holds the folder.
+                assert!(matches!(Store::open(&copy), Err(Error::Damaged { .. })));
+            }
+            Err(other) => panic!("offset {offset}: {other}"),
+            Ok(store) => match sessdb::Admin::check(&store) {
+                Err(e @ Error::Storage(sled::Error::Corruption { .. })) => {
+                    assert_eq!(
+                        e.to_string(),
+                        "the database is damaged: the storage engine found corrupted data in \
+                         its files"
+                    );
+                    later += 1;
+                }
+                Err(other) => panic!("offset {offset}: {other}"),
+                Ok(_) => {}
+            },
+        }
+    }
+    (panicked, corrupt, later)
+}
+
+fn files_of(path: &std::path::Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+    std::fs::read_dir(path)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| (e.file_name(), std::fs::read(e.path()).unwrap()))
+        .collect()
+}
+
+/// A database whose log file was overwritten in the middle. sled 0.34 panics while opening
+/// some (a snapshot naming a page it cannot read), reports `Corruption` for others, and takes
+/// the rest for a log that ends there (the sessions after it are lost, as after a torn write).
+/// `open` returns `Damaged` naming the folder instead of panicking, so an application can move
+/// it aside and start with an empty store; damage found later is a `Storage` error that says so.
+#[test]
+fn a_damaged_database_is_an_error_and_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let store = Store::open(&path).unwrap();
+        // Over 1 MB: several of sled's 512 KiB segments, so that later ones survive damage
+        // to an earlier one.
+        for i in 0..2000 {
+            let mut s = store.create();
+            s.set_principal(Some(&format!("user{}", i % 7))).unwrap();
+            s.insert("k", &"v".repeat(300)).unwrap();
+            s.save().unwrap();
+        }
+    }
+    // Never reopened: sled replays the whole log at open, and panics on some damage.
+    let (panicked, ..) = damage_each_copy(dir.path(), "fresh", &files_of(&path));
+    // Reopened once, so that sled's snapshot exists: an open then reads pages from the log
+    // only when they are asked for, and some damage is found after it.
+    drop(Store::open(&path).unwrap());
+    let (_, corrupt, later) = damage_each_copy(dir.path(), "reopened", &files_of(&path));
+    assert!(
+        panicked > 0 && corrupt > 0 && later > 0,
+        "{panicked} {corrupt} {later}: the test no longer finds every kind of damage"
+    );
+    let store = Store::open(dir.path().join("new")).unwrap();
+    assert_eq!(sessdb::Admin::stats(&store).unwrap().live, 0);
+}
