@@ -16,8 +16,10 @@ Exit codes:
   2  usage error: a bad option, argument, time, duration, handle or session id
   3  the database is held by another process (sled allows one process at a time)
      (for `demo --live`: a running application already serves it)
-  4  bad data: bad import lines, a check that found problems, an undecodable record
+  4  bad data: bad import lines, a check that found problems, an undecodable record, a
+     damaged database
   5  any other I/O or database error (missing database, not a folder, newer format, ...)
+  101  a bug in sessctl (it says so; please report it)
 
 Environment:
   SESSCTL_DB  the database folder when --db is not given

@@ -87,6 +87,7 @@ pub fn classify(err: &anyhow::Error) -> Exit {
                 sessdb::Error::NotFound { .. } => Exit::NotFound,
                 sessdb::Error::InvalidId { .. } | sessdb::Error::InvalidField { .. } => Exit::Usage,
                 sessdb::Error::Corrupt { .. } => Exit::BadData,
+                e if e.is_damage() => Exit::BadData,
                 // An I/O error may be a closed pipe further down the chain.
                 sessdb::Error::Io { .. } => continue,
                 _ => Exit::Failure,
@@ -118,6 +119,11 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
                 Some("check --db or SESSCTL_DB, or create a demo database with `sessctl demo`")
             }
             sessdb::Error::NewerFormat { .. } => Some("use a newer sessctl"),
+            e if e.is_damage() => Some(
+                "move the folder aside (sessions are disposable: an application then starts with \
+                 an empty store), and restore the last export into a new one with `sessctl --db \
+                 NEW import FILE` if you have one",
+            ),
             _ => None,
         })
 }
@@ -135,6 +141,28 @@ mod tests {
         let usage = anyhow::Error::new(Failure::Usage("bad".into()));
         assert_eq!(classify(&usage), Exit::Usage);
         assert_eq!(classify(&anyhow::anyhow!("other")), Exit::Failure);
+    }
+
+    /// Damage found after the open is a storage error; it is bad data, with the same advice as
+    /// damage found at the open.
+    #[test]
+    fn damage_is_bad_data_wherever_it_is_found() {
+        let later = anyhow::Error::new(sessdb::Error::Storage(sled::Error::Corruption {
+            at: None,
+            bt: (),
+        }));
+        let at_open = anyhow::Error::new(sessdb::Error::Damaged {
+            path: "db".into(),
+            detail: "the storage engine found corrupted data".into(),
+        });
+        for err in [later, at_open] {
+            assert_eq!(classify(&err), Exit::BadData);
+            assert!(hint(&err).is_some_and(|h| h.starts_with("move the folder aside")));
+        }
+        let other = anyhow::Error::new(sessdb::Error::Storage(sled::Error::Unsupported(
+            "no".into(),
+        )));
+        assert_eq!((classify(&other), hint(&other)), (Exit::Failure, None));
     }
 
     #[test]

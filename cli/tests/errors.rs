@@ -23,8 +23,10 @@ fn help_documents_every_exit_code() {
         "  2  usage error: a bad option, argument, time, duration, handle or session id\n",
         "  3  the database is held by another process (sled allows one process at a time)\n",
         "     (for `demo --live`: a running application already serves it)\n",
-        "  4  bad data: bad import lines, a check that found problems, an undecodable record\n",
+        "  4  bad data: bad import lines, a check that found problems, an undecodable record, a\n",
+        "     damaged database\n",
         "  5  any other I/O or database error (missing database, not a folder, newer format, ...)\n",
+        "  101  a bug in sessctl (it says so; please report it)\n",
         "  SESSCTL_DB  the database folder when --db is not given\n",
     ] {
         assert!(out.stdout.contains(line), "missing {line:?} in\n{}", out.stdout);
@@ -307,6 +309,35 @@ fn a_database_of_a_newer_format_is_refused() {
     );
     for args in [&["stats"][..], &["purge", "--expired"], &["import", "-"]] {
         expect(on(&db).args(args).write_stdin(""), 5, "", &message);
+    }
+}
+
+/// A log file overwritten in the middle makes sled 0.34 panic while opening it. sessctl says
+/// the database is damaged and what to do, exit 4, and no panic report reaches the operator.
+#[test]
+fn a_damaged_database_is_reported_without_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("demo.sessdb");
+    let out = run(sessctl().arg("--db").arg(&db).arg("demo"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut log = std::fs::read(db.join("db")).expect("read");
+    log[1000..1200].fill(0xab);
+    std::fs::write(db.join("db"), log).expect("write");
+    let prefix = format!(
+        "error: the database at {} is damaged: the storage engine failed while reading it: ",
+        db.display()
+    );
+    let hint = "; move the folder aside (sessions are disposable: an application then starts \
+                with an empty store), and restore the last export into a new one with `sessctl \
+                --db NEW import FILE` if you have one\n";
+    for args in [&["stats"][..], &["check"]] {
+        let out = run(on(&db).args(args).env("RUST_BACKTRACE", "1"));
+        assert_eq!((out.code, out.stdout.as_str()), (4, ""), "{}", out.stderr);
+        let stderr = out.stderr;
+        assert!(
+            stderr.starts_with(&prefix) && stderr.ends_with(hint) && stderr.lines().count() == 1,
+            "{stderr}"
+        );
     }
 }
 
