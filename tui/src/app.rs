@@ -250,7 +250,7 @@ impl App {
             Ok(()) => self.read_at(self.now),
             Err(e) => {
                 self.fail(&e);
-                self.stale = Some(Stale::ReadFailed);
+                self.read_failed();
             }
         }
         self.select(0);
@@ -373,7 +373,7 @@ impl App {
                 if let Mode::Detail(d) = &mut self.mode {
                     d.scroll = 0;
                 } else if !self.listing.at_first() {
-                    if self.try_load(admin, |l, a| l.first_page(a)).is_some() {
+                    if self.load_page(admin, |l, a| l.first_page(a).map(|()| true)) {
                         self.offset = 0;
                         self.select_user(0);
                     }
@@ -388,7 +388,7 @@ impl App {
                         d.scroll = max;
                     }
                 } else if self.listing.at_last()
-                    || self.try_load(admin, |l, a| l.last_page(a)).is_some()
+                    || self.load_page(admin, |l, a| l.last_page(a).map(|()| true))
                 {
                     self.select_user(self.listing.rows().len().saturating_sub(1));
                 }
@@ -538,15 +538,29 @@ impl App {
                 self.message = None;
             }
         } else {
-            self.stale = Some(Stale::ReadFailed);
+            self.read_failed();
         }
     }
 
-    /// The table was read, at the store's time `now`.
+    /// The table was read, at the store's time `now`: its rows are current again, and the
+    /// error of the read that had failed is over. A folder found gone stays said: the store
+    /// reads its deleted files without an error.
     fn read_at(&mut self, now: OffsetDateTime) {
         self.now = now;
         self.refreshed_at = Some(now);
-        self.stale = None;
+        if self.stale == Some(Stale::ReadFailed) {
+            self.stale = None;
+            if matches!(self.message, Some(Message::Error(_))) {
+                self.message = None;
+            }
+        }
+    }
+
+    /// A read of the table failed: the rows on screen are those of the last read that worked.
+    fn read_failed(&mut self) {
+        if self.stale.is_none() {
+            self.stale = Some(Stale::ReadFailed);
+        }
     }
 
     /// Whether the database folder opened directly is gone; if so the table is marked stale
@@ -587,7 +601,7 @@ impl App {
             Ok(()) => self.read_at(now),
             Err(e) => {
                 self.fail(&e);
-                self.stale = Some(Stale::ReadFailed);
+                self.read_failed();
             }
         }
         self.offset = 0;
@@ -608,7 +622,7 @@ impl App {
             let target = self.selected + step;
             if target < len {
                 self.select_user(target);
-            } else if self.try_load(admin, |l, a| l.next_page(a)) == Some(true) {
+            } else if self.load_page(admin, |l, a| l.next_page(a)) {
                 let overflow = target.saturating_sub(len);
                 self.offset = 0;
                 self.select_user(overflow.min(self.listing.rows().len().saturating_sub(1)));
@@ -617,7 +631,7 @@ impl App {
             }
         } else if self.selected >= step {
             self.select_user(self.selected - step);
-        } else if self.try_load(admin, |l, a| l.prev_page(a)) == Some(true) {
+        } else if self.load_page(admin, |l, a| l.prev_page(a)) {
             let new_len = self.listing.rows().len();
             self.offset = new_len;
             self.select_user(new_len.saturating_sub(step - self.selected));
@@ -749,7 +763,8 @@ impl App {
         }
     }
 
-    /// Runs a listing operation, turning a store error into the status line.
+    /// Runs a listing operation. A store error goes to the status line and marks the rows
+    /// stale: the listing keeps those of the last read that worked.
     fn try_load<T>(
         &mut self,
         admin: &dyn Admin,
@@ -759,9 +774,25 @@ impl App {
             Ok(v) => Some(v),
             Err(e) => {
                 self.fail(&e);
+                self.read_failed();
                 None
             }
         }
+    }
+
+    /// Moves the listing to another page with `op`, which says whether it did. A page read is
+    /// a read of the table: its rows are current, as of the store's time once they came (taken
+    /// after the read, so that a store that stopped answering is waited for once, not twice).
+    fn load_page(
+        &mut self,
+        admin: &dyn Admin,
+        op: impl FnOnce(&mut Listing, &dyn Admin) -> sessdb::Result<bool>,
+    ) -> bool {
+        let moved = self.try_load(admin, op) == Some(true);
+        if moved {
+            self.read_at(admin.now());
+        }
+        moved
     }
 
     fn fail(&mut self, error: &sessdb::Error) {

@@ -567,6 +567,70 @@ fn a_failed_refresh_keeps_the_time_of_the_last_read_and_marks_the_rows_stale() {
 }
 
 #[test]
+fn a_failed_page_marks_the_rows_stale_until_a_page_is_read() {
+    let f = Fixture::many(250);
+    let flaky = Flaky::new(&f.store);
+    let app = &mut started(&flaky, 100, 30);
+    let mut read_at = app.refreshed_at.expect("read at start");
+    // Each key reads another page: G the last, g the first, j past the first page's last row,
+    // k above the second page's first.
+    let to_last_row = vec![ch('j'); PAGE_SIZE - 1];
+    for (setup, k, first) in [
+        (&[][..], 'G', "user0150"),
+        (&[][..], 'g', "user0000"),
+        (&to_last_row[..], 'j', "user0100"),
+        (&[][..], 'k', "user0000"),
+    ] {
+        press(app, &flaky, setup);
+        assert_eq!(app.stale, None, "{k}");
+        let before = principals(app);
+        // The application exits, a minute later.
+        flaky.failing.store(true, Ordering::SeqCst);
+        f.advance(60);
+        press(app, &flaky, &[ch(k)]);
+        assert_eq!(app.stale, Some(Stale::ReadFailed), "{k}");
+        assert_eq!(app.refreshed_at, Some(read_at), "{k}: nothing was read");
+        assert_eq!(principals(app), before, "{k}: the last rows stay");
+        assert!(
+            matches!(app.message, Some(Message::Error(_))),
+            "{k}: {:?}",
+            app.message
+        );
+        // Back: the page that comes is current, and read at the store's time.
+        flaky.failing.store(false, Ordering::SeqCst);
+        press(app, &flaky, &[ch(k)]);
+        read_at += Duration::from_secs(60);
+        assert_eq!(app.stale, None, "{k}");
+        assert_eq!(app.refreshed_at, Some(read_at), "{k}");
+        assert_eq!(
+            app.now, read_at,
+            "{k}: the rows' times are those of their read"
+        );
+        assert_eq!(app.message, None, "{k}: the read error is over");
+        assert_eq!(principals(app)[0], first, "{k}");
+    }
+}
+
+#[test]
+fn a_page_read_after_the_folder_was_deleted_keeps_it_said() {
+    let f = Fixture::many(150);
+    let folder = f.store.path().to_path_buf();
+    let options = crate::Options {
+        folder: Some(folder.clone()),
+        ..crate::Options::default()
+    };
+    let app = &mut started_with(&f.store, 100, 30, &options);
+    std::fs::remove_dir_all(&folder).expect("delete the folder");
+    press(app, &f.store, &[ch('r')]);
+    assert_eq!(app.stale, Some(Stale::FolderGone));
+    // The store reads its deleted files without an error: the page comes, and is no less stale.
+    press(app, &f.store, &[ch('G')]);
+    assert_eq!(selected_principal(app).as_deref(), Some("user0149"));
+    assert_eq!(app.stale, Some(Stale::FolderGone));
+    assert!(matches!(app.message, Some(Message::Error(_))));
+}
+
+#[test]
 fn a_deleted_database_folder_is_said_and_never_written_into() {
     let f = Fixture::demo();
     let folder = f.store.path().to_path_buf();
