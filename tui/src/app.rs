@@ -289,9 +289,11 @@ impl App {
         self.message = Some(Message::Error("Counting sessions failed".into()));
     }
 
-    /// Whether there is work to continue on the next tick.
+    /// Whether there is work to continue on the next tick: a scan that has not filled the
+    /// page. Not after a read failed: the event loop ticks at once while busy, and would ask a
+    /// store that is gone again and again; the next refresh reads the page from its start.
     pub(crate) fn busy(&self) -> bool {
-        self.listing.is_incomplete()
+        self.listing.is_incomplete() && self.stale != Some(Stale::ReadFailed)
     }
 
     /// The selected session of the table.
@@ -486,7 +488,7 @@ impl App {
     }
 
     fn tick(&mut self, admin: &dyn Admin) {
-        if self.listing.is_incomplete() {
+        if self.busy() {
             self.try_load(admin, |l, a| l.continue_scan(a));
             self.reselect();
         }

@@ -612,6 +612,42 @@ fn a_failed_page_marks_the_rows_stale_until_a_page_is_read() {
 }
 
 #[test]
+fn a_failed_scan_marks_the_rows_stale_and_waits_for_the_next_refresh() {
+    let f = Fixture::many(5_000);
+    let flaky = Flaky::new(&f.store);
+    let app = &mut started(&flaky, 100, 30);
+    press(app, &flaky, &[ch('/')]);
+    type_text(app, &flaky, "user0001");
+    press(app, &flaky, &[key(KeyCode::Enter)]);
+    assert!(app.busy(), "the search goes on scanning");
+    flaky.failing.store(true, Ordering::SeqCst);
+    app.update(&flaky, Action::Tick);
+    assert_eq!(app.stale, Some(Stale::ReadFailed));
+    assert_eq!(principals(app), ["user0001"], "what was found stays");
+    // The event loop ticks at once while busy: a scan that fails would be retried in a loop.
+    assert!(!app.busy(), "the failed scan waits for a refresh");
+    let lists = flaky.lists.load(Ordering::SeqCst);
+    app.update(&flaky, Action::Tick);
+    assert_eq!(
+        flaky.lists.load(Ordering::SeqCst),
+        lists,
+        "a tick reads nothing"
+    );
+    flaky.failing.store(false, Ordering::SeqCst);
+    press(app, &flaky, &[ch('r')]);
+    assert_eq!(app.stale, None);
+    assert!(app.busy(), "the refreshed page scans again");
+    let mut ticks = 0;
+    while app.busy() {
+        app.update(&flaky, Action::Tick);
+        ticks += 1;
+        assert!(ticks < 10, "the scan does not end");
+    }
+    assert_eq!(principals(app), ["user0001"]);
+    assert_eq!(app.stale, None);
+}
+
+#[test]
 fn a_page_read_after_the_folder_was_deleted_keeps_it_said() {
     let f = Fixture::many(150);
     let folder = f.store.path().to_path_buf();
