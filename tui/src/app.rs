@@ -194,6 +194,9 @@ pub(crate) struct App {
     count_wanted: bool,
     /// A count is being made.
     pub(crate) counting: bool,
+    /// The last count failed: the counts shown, if any, are those of the last that worked,
+    /// at `stats_at`. The rows are read apart from them, and are not marked for it.
+    pub(crate) count_failed: bool,
     /// The store's time at the last refresh: every relative time on screen is against it.
     pub(crate) now: OffsetDateTime,
     /// The store's time at the last read of the table that worked.
@@ -230,6 +233,7 @@ impl App {
             stats_skipped: false,
             count_wanted: false,
             counting: false,
+            count_failed: false,
             now: OffsetDateTime::UNIX_EPOCH,
             refreshed_at: None,
             stale: None,
@@ -278,14 +282,19 @@ impl App {
             Ok(stats) => {
                 self.stats = Some(stats);
                 self.stats_at = Some(count.at);
+                self.count_failed = false;
             }
-            Err(e) => self.fail(&e),
+            Err(e) => {
+                self.fail(&e);
+                self.count_failed = true;
+            }
         }
     }
 
     /// The count that was running will not come (its thread is gone).
     pub(crate) fn counted_nothing(&mut self) {
         self.counting = false;
+        self.count_failed = true;
         self.message = Some(Message::Error("Counting sessions failed".into()));
     }
 

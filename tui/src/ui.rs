@@ -184,29 +184,46 @@ impl Widget for Header<'_> {
         let counts = match &app.stats {
             Some(s) => {
                 let mut spans = vec![Span::raw(" ")];
+                // After a count failed, the counts of the last that worked: said first and
+                // dimmed, as stale rows are, and with the time they were made.
+                let value = if app.count_failed {
+                    spans.push(Span::styled("stale", t.error));
+                    spans.push(Span::styled(" · ", t.label));
+                    t.value.patch(t.expired)
+                } else {
+                    t.value
+                };
                 let items = [
                     ("live ", s.live.to_string()),
                     (" · expired ", s.expired.to_string()),
                     (" · principals ", s.principals.to_string()),
                     (" · on disk ", bytes(s.bytes_on_disk)),
                 ];
-                for (label, value) in items {
+                for (label, text) in items {
                     spans.push(Span::styled(label, t.label));
-                    spans.push(Span::styled(value, t.value));
+                    spans.push(Span::styled(text, value));
                 }
                 if app.counting {
                     // A large store's count takes a while; these are the previous one's.
                     spans.push(Span::styled(" · counting…", t.label));
-                } else if let Some(at) = app.stats_at.filter(|_| app.stats_skipped) {
-                    // A slow count (a large store) is repeated less often than the table.
+                } else if let Some(at) = app
+                    .stats_at
+                    .filter(|_| app.stats_skipped || app.count_failed)
+                {
+                    // A slow count (a large store) is repeated less often than the table;
+                    // a failed one leaves those of the last that worked.
                     spans.push(Span::styled(" · counted ", t.label));
-                    spans.push(Span::styled(clock(at), t.value));
+                    spans.push(Span::styled(clock(at), value));
                 }
                 if s.undecodable > 0 {
                     spans.push(Span::styled(" · undecodable ", t.label));
                     spans.push(Span::styled(s.undecodable.to_string(), t.error));
                 }
                 Line::from(spans)
+            }
+            // Nothing was ever counted, and nothing is counting now.
+            None if app.count_failed && !app.counting => {
+                Line::from(Span::styled(" count failed", t.error))
             }
             None => Line::from(Span::styled(" counting sessions…", t.label)),
         };

@@ -1,14 +1,16 @@
 //! Layer 2: one widget rendered into a plain `Buffer`, cells and styles asserted.
 
 use ratatui::buffer::Buffer;
+use std::sync::atomic::Ordering;
+
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier};
 use ratatui::widgets::Widget;
 
 use ratatui::crossterm::event::KeyCode;
 
-use super::{ch, key, press, started, Fixture};
-use crate::app::{App, Confirm, Mode};
+use super::{ch, count_now, key, press, started, Fixture, Flaky};
+use crate::app::{Action, App, Confirm, Mode};
 use crate::keys;
 use crate::listing::PAGE_SIZE;
 use crate::theme::Theme;
@@ -160,6 +162,61 @@ fn stale_rows_are_dimmed_and_the_header_says_so() {
     let buf = draw(SessionTable { app: &app }, 80, 12);
     let (x, y) = find(&buf, "bob");
     assert!(!buf[(x, y)].modifier.contains(Modifier::DIM));
+}
+
+#[test]
+fn a_failed_count_marks_the_counts_stale_and_not_the_rows() {
+    let f = Fixture::demo();
+    let flaky = Flaky::new(&f.store);
+    let mut app = started(&flaky, 100, 30);
+    let header = |app: &App| lines(&draw(Header { app }, 100, 2));
+    // The size on disk changes as sled writes in the background: the line up to it.
+    let current = " live 6 · expired 1 · principals 5 · on disk ";
+    assert!(
+        header(&app)[1].starts_with(current),
+        "{:?}",
+        header(&app)[1]
+    );
+    // The rows are read; the count, made after them on a thread (and a connection) of its
+    // own, fails.
+    app.update(&flaky, Action::Refresh);
+    flaky.failing.store(true, Ordering::SeqCst);
+    count_now(&mut app, &flaky);
+    flaky.failing.store(false, Ordering::SeqCst);
+    let [top, counts] = [0, 1].map(|i| header(&app)[i].clone());
+    assert!(!top.contains("stale"), "the rows were read: {top:?}");
+    assert_eq!(app.stale, None);
+    assert!(
+        counts.starts_with(" stale · live 6 · expired 1 · principals 5 · on disk "),
+        "{counts:?}"
+    );
+    assert!(
+        counts.trim_end().ends_with(" · counted 22:27:20"),
+        "the time of the counts shown: {counts:?}"
+    );
+    let buf = draw(Header { app: &app }, 100, 2);
+    assert_eq!(buf[find(&buf, "stale")].fg, Color::Red);
+    let (x, y) = find(&buf, "live 6");
+    assert!(buf[(x + 5, y)].modifier.contains(Modifier::DIM), "dimmed");
+    // The next count that works makes them current again.
+    app.update(&flaky, Action::Refresh);
+    count_now(&mut app, &flaky);
+    let counts = header(&app)[1].clone();
+    assert!(counts.starts_with(current), "{counts:?}");
+    assert!(!counts.contains("counted"), "{counts:?}");
+    let buf = draw(Header { app: &app }, 100, 2);
+    let (x, y) = find(&buf, "live 6");
+    assert!(!buf[(x + 5, y)].modifier.contains(Modifier::DIM));
+
+    // A first count that fails does not say it is still counting.
+    let mut app = App::new(&crate::Options::default());
+    app.update(&flaky, Action::Resize(100, 30));
+    app.start(&flaky);
+    flaky.failing.store(true, Ordering::SeqCst);
+    count_now(&mut app, &flaky);
+    flaky.failing.store(false, Ordering::SeqCst);
+    assert_eq!(header(&app)[1].trim_end(), " count failed");
+    assert_eq!(app.stale, None);
 }
 
 #[test]
