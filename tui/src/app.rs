@@ -90,16 +90,26 @@ pub(crate) struct Detail {
     pub(crate) lines: Vec<Line<'static>>,
     /// The first line shown.
     pub(crate) scroll: usize,
+    /// What the pane shows may be out of date: the last read of the session failed, it was
+    /// opened on stale rows, or the database folder is gone. The rows are marked apart.
+    pub(crate) stale: bool,
 }
 
 impl Detail {
-    fn new(handle: Handle, info: Option<SessionInfo>, theme: &Theme, now: OffsetDateTime) -> Self {
+    fn new(
+        handle: Handle,
+        info: Option<SessionInfo>,
+        theme: &Theme,
+        now: OffsetDateTime,
+        stale: bool,
+    ) -> Self {
         let lines = crate::ui::detail_lines(theme, now, &handle, info.as_ref());
         Detail {
             handle,
             info: info.map(Box::new),
             lines,
             scroll: 0,
+            stale,
         }
     }
 }
@@ -118,11 +128,13 @@ pub(crate) enum Confirm {
     Purge { count: u64 },
 }
 
-/// Why the rows on screen may no longer be what the store holds.
+/// Why the rows on screen may no longer be what the store holds. (The header's counts and
+/// the detail pane are read apart, and marked apart: [`App::count_failed`], [`Detail::stale`].)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Stale {
-    /// The last read failed (an application that exited, a disk error): the rows are those
-    /// of the last read that worked, at `refreshed_at`.
+    /// The last read of the rows (a refresh, a page, a search's scan) failed: an application
+    /// that exited, a disk error. The rows are those of the last read that worked, at
+    /// `refreshed_at`.
     ReadFailed,
     /// The database folder opened directly was deleted or replaced. The store still reads
     /// and writes its open files, so nothing fails, but what it writes is lost.
@@ -409,7 +421,10 @@ impl App {
                 Mode::Browsing => match self.selected_session() {
                     Some(info) => {
                         let (handle, info) = (info.handle, Some(info.clone()));
-                        self.mode = Mode::Detail(Detail::new(handle, info, &self.theme, self.now));
+                        // It shows the row as it was read, stale or not.
+                        let stale = self.stale.is_some();
+                        self.mode =
+                            Mode::Detail(Detail::new(handle, info, &self.theme, self.now, stale));
                         self.fix_offset();
                     }
                     None => self.message = Some(Message::Info("No session selected".into())),
@@ -510,12 +525,15 @@ impl App {
         // Through a socket whose application has exited, `now` is this machine's clock: it
         // is only taken once the rows read with it have come.
         let now = admin.now();
-        let mut ok = self.try_load(admin, |l, a| l.reload(a)).is_some();
-        if ok && self.listing.rows().is_empty() && self.listing.page_index() > 0 {
+        let mut rows_read = self.try_load(admin, |l, a| l.reload(a)).is_some();
+        if rows_read && self.listing.rows().is_empty() && self.listing.page_index() > 0 {
             // The sessions of this page are gone (invalidated, purged, expired): step back.
-            ok = self.try_load(admin, |l, a| l.back(a)).is_some();
+            rows_read = self.try_load(admin, |l, a| l.back(a)).is_some();
         }
         self.reselect();
+        if rows_read {
+            self.read_at(now);
+        }
         // A count already running answers an auto-refresh; a manual one (or an action's) may
         // have changed what it counts, so it gets a fresh count after that one.
         let stats_due = !self.counting
@@ -526,10 +544,13 @@ impl App {
         if !self.stats_skipped {
             self.count_wanted = true;
         }
+        // The open session is a read of its own: when it fails the pane is stale, and the
+        // rows, read or not, are marked by their own read.
+        let mut pane_read = true;
         if let Some(handle) = self.detail().map(|d| d.handle) {
             match admin.show(&Target::Handle(handle)) {
                 Ok(info) => {
-                    let fresh = Detail::new(handle, info, &self.theme, now);
+                    let fresh = Detail::new(handle, info, &self.theme, now, false);
                     if let Some(d) = self.detail_mut() {
                         *d = Detail {
                             scroll: d.scroll,
@@ -538,18 +559,17 @@ impl App {
                     }
                 }
                 Err(e) => {
-                    ok = false;
+                    pane_read = false;
                     self.fail(&e);
+                    if let Some(d) = self.detail_mut() {
+                        d.stale = true;
+                    }
                 }
             }
         }
-        if ok {
-            self.read_at(now);
-            if matches!(self.message, Some(Message::Error(_))) {
-                self.message = None;
-            }
-        } else {
-            self.read_failed();
+        // Everything on screen was read: an error left in the status line is over.
+        if rows_read && pane_read && matches!(self.message, Some(Message::Error(_))) {
+            self.message = None;
         }
     }
 
@@ -586,6 +606,9 @@ impl App {
             folder.path.display()
         )));
         self.stale = Some(Stale::FolderGone);
+        if let Some(d) = self.detail_mut() {
+            d.stale = true;
+        }
         true
     }
 

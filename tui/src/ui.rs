@@ -616,11 +616,12 @@ impl Widget for DetailPane<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let t = &self.app.theme;
         let lines = &self.detail.lines;
+        let stale = if self.detail.stale { "(stale) " } else { "" };
         let block = Block::new()
             .borders(Borders::ALL)
             .border_style(t.border)
             .title(Span::styled(
-                format!(" session {} ", self.detail.handle.short()),
+                format!(" session {} {stale}", self.detail.handle.short()),
                 t.title,
             ))
             .title(Line::from(" Enter/Esc closes ").right_aligned());
@@ -630,7 +631,13 @@ impl Widget for DetailPane<'_> {
         let total = lines.len();
         let scroll = self.detail.scroll.min(total.saturating_sub(visible));
         let shown: Vec<Line> = lines.iter().skip(scroll).take(visible).cloned().collect();
-        Paragraph::new(shown).render(
+        // Dimmed while it may be out of date, as stale rows are.
+        let style = if self.detail.stale {
+            t.expired
+        } else {
+            Style::new()
+        };
+        Paragraph::new(shown).style(style).render(
             Rect {
                 width: inner.width.saturating_sub(1),
                 ..inner

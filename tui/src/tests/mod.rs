@@ -245,6 +245,9 @@ pub(crate) struct Flaky {
     /// A handle of its own, so that a counting thread nothing joins can own the transport.
     inner: sessdb::Store,
     pub(crate) failing: AtomicBool,
+    /// `show` fails while set, whatever `failing` says: one session that cannot be read while
+    /// the listing can.
+    pub(crate) show_failing: AtomicBool,
     held: Mutex<bool>,
     released: Condvar,
     /// `stats` calls that have returned (with an error too).
@@ -258,6 +261,7 @@ impl Flaky {
         Flaky {
             inner: inner.clone(),
             failing: AtomicBool::new(false),
+            show_failing: AtomicBool::new(false),
             held: Mutex::new(false),
             released: Condvar::new(),
             counts: AtomicUsize::new(0),
@@ -320,6 +324,12 @@ impl Admin for Flaky {
     }
     fn show(&self, target: &Target) -> sessdb::Result<Option<SessionInfo>> {
         self.check()?;
+        if self.show_failing.load(Ordering::SeqCst) {
+            return Err(sessdb::Error::Io {
+                path: "/srv/app/sessions.sessdb".into(),
+                source: std::io::Error::other("read timed out"),
+            });
+        }
         self.inner.show(target)
     }
     fn invalidate(&self, target: &Target) -> sessdb::Result<bool> {

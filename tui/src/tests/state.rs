@@ -656,9 +656,15 @@ fn a_page_read_after_the_folder_was_deleted_keeps_it_said() {
         ..crate::Options::default()
     };
     let app = &mut started_with(&f.store, 100, 30, &options);
+    press(app, &f.store, &[key(KeyCode::Enter)]);
     std::fs::remove_dir_all(&folder).expect("delete the folder");
     press(app, &f.store, &[ch('r')]);
     assert_eq!(app.stale, Some(Stale::FolderGone));
+    assert!(
+        app.detail().expect("the pane is open").stale,
+        "so is the pane"
+    );
+    press(app, &f.store, &[key(KeyCode::Enter)]);
     // The store reads its deleted files without an error: the page comes, and is no less stale.
     press(app, &f.store, &[ch('G')]);
     assert_eq!(selected_principal(app).as_deref(), Some("user0149"));

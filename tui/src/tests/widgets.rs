@@ -2,6 +2,7 @@
 
 use ratatui::buffer::Buffer;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier};
@@ -217,6 +218,48 @@ fn a_failed_count_marks_the_counts_stale_and_not_the_rows() {
     flaky.failing.store(false, Ordering::SeqCst);
     assert_eq!(header(&app)[1].trim_end(), " count failed");
     assert_eq!(app.stale, None);
+}
+
+#[test]
+fn a_failed_read_of_the_open_session_marks_its_pane_stale_and_not_the_rows() {
+    let f = Fixture::demo();
+    let flaky = Flaky::new(&f.store);
+    let app = &mut started(&flaky, 100, 40);
+    let read_at = app.refreshed_at.expect("read at start");
+    press(app, &flaky, &[key(KeyCode::Enter)]);
+    let pane = |app: &App| {
+        let detail = app.detail().expect("the pane is open");
+        draw(DetailPane { app, detail }, 100, 20)
+    };
+    assert!(!lines(&pane(app))[0].contains("stale"));
+    flaky.show_failing.store(true, Ordering::SeqCst);
+    f.advance(60);
+    press(app, &flaky, &[ch('r')]);
+    assert_eq!(app.stale, None, "the rows were read");
+    assert_eq!(app.refreshed_at, Some(read_at + Duration::from_secs(60)));
+    let buf = pane(app);
+    assert!(lines(&buf)[0].contains(" (stale) "), "{:?}", lines(&buf)[0]);
+    let (x, y) = find(&buf, "principal");
+    assert!(buf[(x, y)].modifier.contains(Modifier::DIM), "dimmed");
+    assert!(matches!(app.message, Some(crate::app::Message::Error(_))));
+    // Read again: current, and the error is over.
+    flaky.show_failing.store(false, Ordering::SeqCst);
+    press(app, &flaky, &[ch('r')]);
+    let buf = pane(app);
+    assert!(!lines(&buf)[0].contains("stale"), "{:?}", lines(&buf)[0]);
+    assert!(!buf[find(&buf, "principal")]
+        .modifier
+        .contains(Modifier::DIM));
+    assert_eq!(app.message, None);
+    // A pane opened on stale rows shows what they hold, no newer.
+    flaky.failing.store(true, Ordering::SeqCst);
+    press(
+        app,
+        &flaky,
+        &[key(KeyCode::Enter), ch('r'), key(KeyCode::Enter)],
+    );
+    assert!(app.stale.is_some());
+    assert!(lines(&pane(app))[0].contains(" (stale) "));
 }
 
 #[test]
