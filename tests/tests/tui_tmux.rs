@@ -1,14 +1,18 @@
 //! End to end: the real `sessctl tui` in a real terminal (a detached tmux session of fixed
 //! size) on a demo database. It filters to a principal, invalidates one session with `d`/`y`,
 //! quits with `q`, then checks with `sessctl show` that the session is gone and that the
-//! terminal was restored (no alternate screen, cooked mode, the shell prompt back).
+//! terminal was restored (no alternate screen, cooked mode, the shell prompt back). As of a
+//! future time (`--as-of`), the same keys are refused on screen and nothing is written.
 //!
 //! Skipped, saying so, when tmux is not installed (CI installs it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// How often, and how many times, the screen is read while waiting for something on it.
 const POLL: Duration = Duration::from_millis(50);
@@ -45,9 +49,10 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn start(width: u16, height: u16) -> Tmux {
+    /// A server for the test `name`: the tests of this file run at once, each on its own.
+    fn start(name: &str, width: u16, height: u16) -> Tmux {
         let tmux = Tmux {
-            socket: format!("sessdb-e2e-{}", std::process::id()),
+            socket: format!("sessdb-e2e-{}-{name}", std::process::id()),
         };
         let (w, h) = (width.to_string(), height.to_string());
         let out = tmux.run(&[
@@ -160,7 +165,7 @@ fn tui_filters_invalidates_one_session_and_restores_the_terminal() {
         .find(|(_, handles)| handles.len() >= 2)
         .expect("the demo has a principal with two sessions that do not expire soon");
 
-    let tmux = Tmux::start(100, 30);
+    let tmux = Tmux::start("invalidate", 100, 30);
     tmux.wait_for("the shell prompt", |s| !s.trim().is_empty());
     tmux.type_text(&format!(
         "env -u SESSCTL_DB -u NO_COLOR {} --db {} tui; echo \"sessctl exited $?\"",
@@ -249,4 +254,107 @@ fn tui_filters_invalidates_one_session_and_restores_the_terminal() {
             "sessctl show {other}: {show:?}"
         );
     }
+}
+
+/// The live sessions and the expired ones not yet purged, as `sessctl stats` counts them now.
+/// Time moves sessions from one to the other; only a write changes their sum.
+fn live_and_expired(bin: &Path, db: &Path) -> (u64, u64) {
+    let stats = json_lines(&sessctl(bin, db, &["stats", "--json"]));
+    let count = |key: &str| stats[0][key].as_u64().expect("a count");
+    (count("live"), count("expired"))
+}
+
+#[test]
+fn tui_as_of_a_future_time_refuses_to_invalidate_or_purge_and_writes_nothing() {
+    if !tmux_installed() {
+        eprintln!("SKIPPED tui_tmux: tmux is not installed (CI installs it)");
+        return;
+    }
+    let bin = sessdb_e2e::sessctl_bin();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("sessions.sessdb");
+    let demo = sessctl(&bin, &db, &["demo"]);
+    assert!(demo.status.success(), "sessctl demo: {demo:?}");
+
+    // A session live as of the --as-of time, five minutes from now (later than now however
+    // slowly the TUI starts), and for the whole test.
+    let handles = |out: &Output| -> BTreeSet<String> {
+        json_lines(out)
+            .iter()
+            .map(|s| s["handle"].as_str().expect("handle").to_string())
+            .collect()
+    };
+    let listed = handles(&sessctl(&bin, &db, &["list", "--limit", "0", "--json"]));
+    let soon = handles(&sessctl(
+        &bin,
+        &db,
+        &["list", "--limit", "0", "--json", "--expiring-within", "10m"],
+    ));
+    let handle = listed
+        .difference(&soon)
+        .next()
+        .expect("the demo has sessions that do not expire soon")
+        .clone();
+    let (live_before, expired) = live_and_expired(&bin, &db);
+    assert!(
+        expired > 0,
+        "the demo leaves expired sessions a purge would remove"
+    );
+    let as_of = (OffsetDateTime::now_utc() + Duration::from_secs(5 * 60))
+        .replace_nanosecond(0)
+        .expect("whole seconds")
+        .format(&Rfc3339)
+        .expect("RFC 3339");
+
+    let tmux = Tmux::start("as-of", 160, 30);
+    tmux.wait_for("the shell prompt", |s| !s.trim().is_empty());
+    // No auto-refresh during the test: a refresh that works clears the status line's error.
+    tmux.type_text(&format!(
+        "env -u SESSCTL_DB -u NO_COLOR {} --db {} --as-of {as_of} tui --refresh 3600; \
+         echo \"sessctl exited $?\"",
+        bin.display(),
+        db.display()
+    ));
+    tmux.press("Enter");
+    tmux.wait_for("the session table", |s| s.contains("live sessions"));
+
+    tmux.type_text(&format!("/{handle}"));
+    tmux.press("Enter");
+    let short = &handle[..8];
+    tmux.wait_for("the table filtered to one session", |s| {
+        s.contains(&format!("filter {handle}"))
+            && s.contains(" 1–1 ")
+            && s.lines().any(|l| l.contains(&format!("│{short} ")))
+    });
+
+    // d, and y as if a dialog had asked: refused, saying why, and nothing asked.
+    let refused = format!("Read-only: --as-of {as_of} is later than now");
+    tmux.type_text("d");
+    let screen = tmux.wait_for("the refusal of d", |s| s.contains(&refused));
+    assert!(!screen.contains("Confirm"), "no dialog:\n{screen}");
+    tmux.type_text("y");
+    // p (purge) too, once the status line says something else (a turns auto-refresh off).
+    tmux.type_text("a");
+    tmux.wait_for("the auto-refresh note", |s| s.contains("Auto-refresh off"));
+    tmux.type_text("p");
+    let screen = tmux.wait_for("the refusal of p", |s| s.contains(&refused));
+    assert!(!screen.contains("Confirm"), "no dialog:\n{screen}");
+    tmux.type_text("y");
+
+    tmux.type_text("q");
+    tmux.wait_for("the shell after quitting", |s| {
+        s.contains("sessctl exited 0")
+    });
+    let show = sessctl(&bin, &db, &["show", &handle]);
+    assert_eq!(
+        show.status.code(),
+        Some(0),
+        "sessctl show {handle}: {show:?}"
+    );
+    let (live_after, expired_after) = live_and_expired(&bin, &db);
+    assert_eq!(
+        live_after + expired_after,
+        live_before + expired,
+        "nothing invalidated or purged"
+    );
 }
