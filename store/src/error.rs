@@ -201,7 +201,9 @@ pub enum Error {
     Unresponsive {
         /// The socket path.
         path: PathBuf,
-        /// How long the client waited ([`RemoteAdmin::connect_with_timeout`](crate::RemoteAdmin::connect_with_timeout)).
+        /// How long the client waited: its timeout
+        /// ([`RemoteAdmin::connect_with_timeout`](crate::RemoteAdmin::connect_with_timeout)), or
+        /// twice that when it waited for an answer and then for a second connection's.
         waited: std::time::Duration,
     },
     /// The application refused this client: its user is neither the application's nor root,

@@ -136,7 +136,13 @@ impl Patient {
     fn patiently<T>(&mut self, mut op: impl FnMut(&mut Stream) -> io::Result<T>) -> io::Result<T> {
         loop {
             match op(&mut self.stream) {
-                Err(e) if timed_out(&e) && self.probe && self.alive() => {}
+                Err(e) if timed_out(&e) && self.probe => {
+                    if !self.alive() {
+                        // The silence, then the probe's unanswered handshake.
+                        let waited = Waited(self.timeout.saturating_mul(2));
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, waited));
+                    }
+                }
                 Err(e) if timed_out(&e) => return Err(io::ErrorKind::TimedOut.into()),
                 other => return other,
             }
@@ -160,14 +166,27 @@ impl Write for Patient {
     }
 }
 
+/// How long a timed-out wait lasted in all, when that is more than the client's timeout.
+#[derive(Debug)]
+struct Waited(Duration);
+
+impl fmt::Display for Waited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no answer for {:?}", self.0)
+    }
+}
+
+impl std::error::Error for Waited {}
+
 /// An I/O failure on the connection: the peer closing it is [`Error::Disconnected`] (never a
 /// broken-pipe `io::Error`, which a CLI would take for its own output closing), and a timeout
 /// [`Error::Unresponsive`].
 fn transport(socket: &Path, timeout: Duration, e: io::Error) -> Error {
     if timed_out(&e) {
+        let waited = e.get_ref().and_then(|inner| inner.downcast_ref::<Waited>());
         return Error::Unresponsive {
             path: socket.to_path_buf(),
-            waited: timeout,
+            waited: waited.map_or(timeout, |w| w.0),
         };
     }
     match e.kind() {
