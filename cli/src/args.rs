@@ -171,7 +171,9 @@ pub struct PurgeArgs {
 /// `sessctl export`
 #[derive(Debug, ClapArgs)]
 pub struct ExportArgs {
-    /// Write to FILE (created with mode 0600, replaced atomically) instead of stdout.
+    /// Write to FILE instead of stdout: created with mode 0600 and replaced atomically (a
+    /// symbolic link is followed, and the file it leads to replaced); a named pipe or a
+    /// character device is written as it is.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Include expired sessions that are not yet purged.

@@ -114,6 +114,257 @@ fn export_out_a_directory_is_refused_before_exporting() {
     );
 }
 
+/// The names in `dir`, sorted: what an export left beside its file.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn export_out_a_symbolic_link_replaces_the_file_it_leads_to() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let expected = run(at_t0(&db).arg("export")).stdout;
+    // A link to a file in another folder: the link stays, the file is replaced whole, and the
+    // temporary file went beside the file, not beside the link.
+    let backups = dir.path().join("backups");
+    fs::create_dir(&backups).expect("mkdir");
+    fs::write(backups.join("2025-01.jsonl"), "old").expect("write");
+    let links = dir.path().join("links");
+    fs::create_dir(&links).expect("mkdir");
+    let link = links.join("latest.jsonl");
+    std::os::unix::fs::symlink("../backups/2025-01.jsonl", &link).expect("symlink");
+    expect(
+        at_t0(&db).args(["export", "--out"]).arg(&link),
+        0,
+        "",
+        &format!(
+            "exported 3 sessions to {}; left out 2 expired sessions (--include-expired \
+             includes them)\n",
+            link.display()
+        ),
+    );
+    assert!(fs::symlink_metadata(&link)
+        .expect("lstat")
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        fs::read_link(&link).expect("readlink"),
+        Path::new("../backups/2025-01.jsonl")
+    );
+    let file = backups.join("2025-01.jsonl");
+    assert_eq!(fs::read_to_string(&file).expect("read"), expected);
+    let mode = fs::metadata(&file).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(names(&backups), ["2025-01.jsonl"]);
+    assert_eq!(names(&links), ["latest.jsonl"]);
+
+    // A dangling link (through a second one) gets its file created, as a shell's `>` would.
+    let next = links.join("next.jsonl");
+    std::os::unix::fs::symlink("latest-but-one.jsonl", &next).expect("symlink");
+    std::os::unix::fs::symlink(
+        "../backups/2025-02.jsonl",
+        links.join("latest-but-one.jsonl"),
+    )
+    .expect("symlink");
+    let out = run(at_t0(&db).args(["export", "--out"]).arg(&next));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        fs::read_to_string(backups.join("2025-02.jsonl")).expect("read"),
+        expected
+    );
+    assert_eq!(names(&backups), ["2025-01.jsonl", "2025-02.jsonl"]);
+    assert_eq!(
+        names(&links),
+        ["latest-but-one.jsonl", "latest.jsonl", "next.jsonl"]
+    );
+
+    // A link to a folder that does not exist: the error names the link and where it leads.
+    let nowhere = links.join("nowhere.jsonl");
+    std::os::unix::fs::symlink("../gone/x.jsonl", &nowhere).expect("symlink");
+    expect(
+        at_t0(&db).args(["export", "--out"]).arg(&nowhere),
+        5,
+        "",
+        &format!(
+            "error: cannot write {} (a symbolic link to {}): No such file or directory (os \
+             error 2)\n",
+            nowhere.display(),
+            links.join("../gone/x.jsonl").display()
+        ),
+    );
+    // A link to a folder is refused like the folder.
+    let to_dir = links.join("to-dir");
+    std::os::unix::fs::symlink("../backups", &to_dir).expect("symlink");
+    expect(
+        at_t0(&db).args(["export", "--out"]).arg(&to_dir),
+        2,
+        "",
+        &format!(
+            "error: --out {} is a directory; give the name of the file to write\n",
+            to_dir.display()
+        ),
+    );
+}
+
+#[test]
+fn export_out_a_link_planted_in_a_shared_folder_is_not_followed() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: giving a link to another user needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    // A folder like /tmp (world-writable, sticky), and in it another user's link to a file of
+    // ours: following it would let that user choose what our export replaces.
+    let shared = dir.path().join("shared");
+    fs::create_dir(&shared).expect("mkdir");
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let victim = dir.path().join("precious");
+    fs::write(&victim, "keep me").expect("write");
+    let link = shared.join("backup.jsonl");
+    std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).expect("lchown");
+    expect(
+        at_t0(&db).args(["export", "--out"]).arg(&link),
+        2,
+        "",
+        &format!(
+            "error: --out {link}: the symbolic link {link} belongs to another user (uid 65534) \
+             in the shared folder {shared}; sessctl does not follow it, as the kernel would not \
+             (protected_symlinks): give the path of the file itself\n",
+            link = link.display(),
+            shared = shared.display()
+        ),
+    );
+    assert_eq!(fs::read_to_string(&victim).expect("read"), "keep me");
+    assert_eq!(names(&shared), ["backup.jsonl"]);
+    // Our own link there is followed.
+    fs::remove_file(&link).expect("rm");
+    std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+    let out = run(at_t0(&db).args(["export", "--out"]).arg(&link));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(fs::read_to_string(&victim)
+        .expect("read")
+        .starts_with("{\"format\":\"sessdb-export\""));
+}
+
+#[test]
+fn export_out_a_named_pipe_writes_into_the_pipe() {
+    use std::io::Read as _;
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let expected = run(at_t0(&db).args(["export", "--include-expired"])).stdout;
+    assert!(
+        expected.len() < 16 * 1024,
+        "the export fits in the pipe's buffer"
+    );
+    let fifo = dir.path().join("backup.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    // The reading end, opened first and without blocking: sessctl's open then finds a reader
+    // at once, writes into the pipe's buffer and exits; nothing here can wait for ever.
+    let mut reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(&fifo)
+        .expect("open the reading end");
+    let out = run(at_t0(&db)
+        .args(["export", "--include-expired", "--out"])
+        .arg(&fifo)
+        .timeout(std::time::Duration::from_secs(60)));
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (
+            0,
+            format!("exported 5 sessions to {}\n", fifo.display()).as_str()
+        )
+    );
+    let mut got = String::new();
+    match reader.read_to_string(&mut got) {
+        Ok(_) => {}
+        // Nothing written and no writer left is end of file; a writer still there would
+        // block, which sessctl's exit rules out.
+        Err(e) => panic!("reading the pipe: {e}"),
+    }
+    assert_eq!(got, expected);
+    assert!(fs::symlink_metadata(&fifo)
+        .expect("lstat")
+        .file_type()
+        .is_fifo());
+    assert_eq!(names(dir.path()), ["backup.fifo", "fixture.sessdb"]);
+}
+
+#[test]
+fn export_out_a_device_writes_to_it_and_a_socket_is_refused() {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    use std::os::unix::fs::FileTypeExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let socket = dir.path().join("app.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+    expect(
+        at_t0(&db).args(["export", "--out"]).arg(&socket),
+        2,
+        "",
+        &format!(
+            "error: --out {} is a socket; sessctl writes exports to files, named pipes and \
+             character devices only\n",
+            socket.display()
+        ),
+    );
+    assert!(fs::symlink_metadata(&socket)
+        .expect("lstat")
+        .file_type()
+        .is_socket());
+    // Device nodes of our own in the temporary folder, never the system's: a null device
+    // (1, 3), and a block device of a number no driver has (240 is for local use).
+    let null = dir.path().join("null");
+    let block = dir.path().join("disk");
+    let perm = Mode::from_bits_truncate(0o600);
+    if mknod(&null, SFlag::S_IFCHR, perm, makedev(1, 3)).is_err()
+        || mknod(&block, SFlag::S_IFBLK, perm, makedev(240, 0)).is_err()
+        || fs::OpenOptions::new().write(true).open(&null).is_err()
+    {
+        eprintln!("skipped the device nodes: mknod needs root, and a folder without nodev");
+        return;
+    }
+    expect(
+        at_t0(&db).args(["export", "--out"]).arg(&null),
+        0,
+        "",
+        &format!(
+            "exported 3 sessions to {}; left out 2 expired sessions (--include-expired \
+             includes them)\n",
+            null.display()
+        ),
+    );
+    let kind = fs::symlink_metadata(&null).expect("lstat").file_type();
+    assert!(kind.is_char_device(), "{kind:?}");
+    expect(
+        at_t0(&db).args(["export", "--out"]).arg(&block),
+        2,
+        "",
+        &format!(
+            "error: --out {} is a block device; sessctl writes exports to files, named pipes \
+             and character devices only\n",
+            block.display()
+        ),
+    );
+    assert!(fs::symlink_metadata(&block)
+        .expect("lstat")
+        .file_type()
+        .is_block_device());
+    assert_eq!(
+        names(dir.path()),
+        ["app.sock", "disk", "fixture.sessdb", "null"]
+    );
+}
+
 #[test]
 fn export_then_import_into_a_fresh_database_round_trips() {
     let dir = tempfile::tempdir().expect("tempdir");

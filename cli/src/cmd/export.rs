@@ -1,10 +1,11 @@
-//! `sessctl export`: every session as JSON Lines, to stdout or to a file that is created
-//! owner-only and only appears, complete, when the export succeeded.
+//! `sessctl export`: every session as JSON Lines, to stdout or to `--out`. A file is created
+//! owner-only and only appears, complete, when the export succeeded; a named pipe or a
+//! character device (`/dev/stdout`) is written as it is, never replaced.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::BufWriter;
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{BufWriter, Write as _};
 use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -28,23 +29,26 @@ impl Export {
     /// Writes the export and says what it holds on stderr.
     ///
     /// # Errors
-    /// Open, storage and write errors; [`Failure::BadData`] when undecodable records had to be
-    /// left out.
+    /// Open, storage and write errors; [`Failure::Usage`] when `--out` names something an
+    /// export cannot go to; [`Failure::BadData`] when undecodable records had to be left out.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
-        if let Some(path) = &self.out {
-            // Before the export, which would otherwise be written whole and then fail to be
-            // renamed over a folder.
-            refuse_directory(path)?;
-        }
+        // Before the export, which would otherwise be written whole and then fail to be
+        // renamed over a folder.
+        let destination = self.out.as_deref().map(Destination::of).transpose()?;
         let db = ctx.open(Access::Read)?;
         let admin = db.admin();
         let progress = Progress::spinner(ctx.progress, "exporting", "sessions");
-        let report = match &self.out {
+        let report = match &destination {
             None => {
                 let mut w = LineProgress::new(&mut *ctx.out, progress.clone());
                 admin.export(&mut w, self.include_expired)?
             }
-            Some(path) => export_to_file(admin, path, self.include_expired, &progress)?,
+            Some(Destination::Replace { file, shown }) => {
+                export_to_file(admin, file, shown, self.include_expired, &progress)?
+            }
+            Some(Destination::Stream(path)) => {
+                export_to_stream(admin, path, self.include_expired, &progress)?
+            }
         };
         progress.finish();
         let target = self
@@ -73,21 +77,175 @@ impl Export {
     }
 }
 
-/// `--out` must name a file: not an existing folder, nor a path that ends with `/`.
-fn refuse_directory(path: &Path) -> Result<(), Failure> {
-    let is_dir = fs::metadata(path).is_ok_and(|m| m.is_dir());
-    if is_dir || path.as_os_str().as_bytes().ends_with(b"/") {
-        let what = if is_dir {
-            "is a directory"
-        } else {
-            "ends with /, which names a directory"
+/// Where `--out` sends the export.
+#[derive(Debug)]
+enum Destination {
+    /// A regular file, or nothing yet: written to a temporary file beside `file` and renamed
+    /// over it. `file` is where the symbolic links at `--out`, if any, lead (a dangling link
+    /// gets its target created, as a shell's `>` would), so the link stays a link;
+    /// `shown` names it in errors.
+    Replace { file: PathBuf, shown: String },
+    /// A named pipe or a character device (`/dev/stdout`, `/dev/null`, a FIFO that a backup
+    /// job reads): written as it is. A file renamed over it would replace it, and its reader
+    /// would get nothing.
+    Stream(PathBuf),
+}
+
+/// Symbolic links followed before giving up, as the kernel's own limit (`ELOOP`).
+const MAX_LINKS: usize = 40;
+
+impl Destination {
+    /// Decides how to write to `path`.
+    ///
+    /// # Errors
+    /// [`Failure::Usage`] for a folder, a socket, a block device, and a link another user
+    /// planted in a shared folder; an error naming `path` when it cannot be looked at.
+    fn of(path: &Path) -> anyhow::Result<Destination> {
+        let cannot = || format!("cannot write {}", path.display());
+        if path.as_os_str().as_bytes().ends_with(b"/") {
+            let is_dir = fs::metadata(path).is_ok_and(|m| m.is_dir());
+            return Err(refuse(
+                path,
+                if is_dir {
+                    "is a directory"
+                } else {
+                    "ends with /, which names a directory"
+                },
+            ));
+        }
+        // Each link on the way is checked, whatever it leads to.
+        let file = follow_links(path)?;
+        let kind = match fs::metadata(path) {
+            Ok(m) => m.file_type(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Destination::replace(path, file))
+            }
+            Err(e) => return Err(e).with_context(cannot),
         };
+        if kind.is_dir() {
+            Err(refuse(path, "is a directory"))
+        } else if kind.is_file() {
+            Ok(Destination::replace(path, file))
+        } else if kind.is_fifo() || kind.is_char_device() {
+            Ok(Destination::Stream(path.to_path_buf()))
+        } else {
+            // A block device is a disk: an export written over its first bytes would destroy
+            // what is on it.
+            let what = if kind.is_block_device() {
+                "a block device"
+            } else if kind.is_socket() {
+                "a socket"
+            } else {
+                "neither a file nor a named pipe"
+            };
+            Err(Failure::Usage(format!(
+                "--out {} is {what}; sessctl writes exports to files, named pipes and \
+                 character devices only",
+                path.display()
+            ))
+            .into())
+        }
+    }
+
+    fn replace(path: &Path, file: PathBuf) -> Destination {
+        let shown = if file == path {
+            path.display().to_string()
+        } else {
+            format!("{} (a symbolic link to {})", path.display(), file.display())
+        };
+        Destination::Replace { file, shown }
+    }
+}
+
+fn refuse(path: &Path, what: &str) -> anyhow::Error {
+    Failure::Usage(format!(
+        "--out {} {what}; give the name of the file to write",
+        path.display()
+    ))
+    .into()
+}
+
+/// Where the symbolic links at `path` lead, one link at a time, so that a dangling link
+/// yields the path its target will have. A path that is not a link is returned as it is.
+fn follow_links(path: &Path) -> anyhow::Result<PathBuf> {
+    let mut at = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        let meta = match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => m,
+            // Not a link, or nothing there (yet): this is where the export goes.
+            Ok(_) => return Ok(at),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(at),
+            Err(e) => return Err(e).with_context(|| format!("cannot write {}", path.display())),
+        };
+        refuse_planted_link(path, &at, &meta)?;
+        let target = fs::read_link(&at)
+            .with_context(|| format!("cannot read the symbolic link {}", at.display()))?;
+        // Relative to the link's folder; an absolute target replaces the whole path.
+        at = match at.parent() {
+            Some(dir) => dir.join(target),
+            None => target,
+        };
+    }
+    Err(anyhow::anyhow!(
+        "cannot write {}: more than {MAX_LINKS} symbolic links in a row",
+        path.display()
+    ))
+}
+
+/// Refuses to follow a link that another user owns in a shared folder (world-writable and
+/// sticky, such as /tmp), unless that user owns the folder too: the rule of the kernel's
+/// `protected_symlinks`, which sessctl's own reading of the link would otherwise bypass. A
+/// link planted there could make an operator's export (as root, say) replace any file.
+fn refuse_planted_link(out: &Path, link: &Path, meta: &Metadata) -> Result<(), Failure> {
+    let dir = match link.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Ok(folder) = fs::metadata(dir) else {
+        return Ok(());
+    };
+    let shared = folder.mode() & 0o1002 == 0o1002;
+    let owner = meta.uid();
+    if shared && owner != nix::unistd::geteuid().as_raw() && owner != folder.uid() {
         return Err(Failure::Usage(format!(
-            "--out {} {what}; give the name of the file to write",
-            path.display()
+            "--out {}: the symbolic link {} belongs to another user (uid {owner}) in the shared \
+                 folder {}; sessctl does not follow it, as the kernel would not (protected_symlinks): \
+                 give the path of the file itself",
+            out.display(),
+            link.display(),
+            dir.display()
         )));
     }
     Ok(())
+}
+
+/// Writes to a named pipe or character device as it is: no temporary file, no rename, no
+/// `fsync` (which pipes refuse). A pipe with no reader yet is waited for, as a shell's `>`
+/// waits.
+fn export_to_stream(
+    admin: &dyn Admin,
+    path: &Path,
+    include_expired: bool,
+    progress: &Progress,
+) -> anyhow::Result<ExportReport> {
+    let cannot = || format!("cannot write {}", path.display());
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .with_context(cannot)?;
+    // It was checked before: if a file took its place meanwhile, it is not ours to overwrite
+    // in place.
+    let kind = file.metadata().with_context(cannot)?.file_type();
+    if !(kind.is_fifo() || kind.is_char_device()) {
+        return Err(anyhow::anyhow!(
+            "cannot write {}: it was replaced while sessctl opened it",
+            path.display()
+        ));
+    }
+    let mut w = LineProgress::new(BufWriter::new(file), progress.clone());
+    let report = admin.export(&mut w, include_expired)?;
+    w.flush().with_context(cannot)?;
+    Ok(report)
 }
 
 /// Writes to a temporary file (mode 0600) next to `path`, then renames it over `path`: a
@@ -95,12 +253,13 @@ fn refuse_directory(path: &Path) -> Result<(), Failure> {
 fn export_to_file(
     admin: &dyn Admin,
     path: &Path,
+    shown: &str,
     include_expired: bool,
     progress: &Progress,
 ) -> anyhow::Result<ExportReport> {
     let name = path
         .file_name()
-        .ok_or_else(|| Failure::Usage(format!("--out {} is not a file name", path.display())))?;
+        .ok_or_else(|| Failure::Usage(format!("--out {shown} is not a file name")))?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -114,8 +273,8 @@ fn export_to_file(
         .create_new(true)
         .mode(0o600)
         .open(&tmp)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    let result = write_and_rename(admin, file, &tmp, path, include_expired, progress);
+        .with_context(|| format!("cannot write {shown}"))?;
+    let result = write_and_rename(admin, file, &tmp, path, shown, include_expired, progress);
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -127,6 +286,7 @@ fn write_and_rename(
     file: File,
     tmp: &Path,
     path: &Path,
+    shown: &str,
     include_expired: bool,
     progress: &Progress,
 ) -> anyhow::Result<ExportReport> {
@@ -139,6 +299,6 @@ fn write_and_rename(
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     file.sync_all()
         .with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::rename(tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    fs::rename(tmp, path).with_context(|| format!("cannot write {shown}"))?;
     Ok(report)
 }
