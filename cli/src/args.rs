@@ -4,7 +4,10 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{
+    Args as ClapArgs, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum,
+};
 
 use crate::exit::Exit;
 
@@ -40,13 +43,24 @@ pub struct Args {
     pub as_of: Option<String>,
 
     /// Reach a running application through this admin socket instead of opening --db (by
-    /// default sessctl finds `admin.sock` in the database folder by itself).
+    /// default sessctl finds `admin.sock` in the database folder by itself). When --db names
+    /// another database than the application serves, commands that write, and export, are
+    /// refused.
     #[arg(long, global = true, env = "SESSCTL_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+
+    /// Whether `db` came from `SESSCTL_DB` rather than `--db`, for messages that say which to
+    /// drop.
+    #[arg(skip)]
+    pub db_from_env: bool,
+
+    /// Whether `socket` came from `SESSCTL_SOCKET` rather than `--socket`.
+    #[arg(skip)]
+    pub socket_from_env: bool,
 }
 
 /// The subcommands.
@@ -230,7 +244,16 @@ impl Args {
     /// # Errors
     /// The exit code to end with when there is nothing to run.
     pub fn parse_from_os(args: impl IntoIterator<Item = OsString>) -> Result<Args, Exit> {
-        Args::try_parse_from(args).map_err(|e| {
+        let parsed = Args::command()
+            .try_get_matches_from(args)
+            .and_then(|matches| {
+                let mut args = Args::from_arg_matches(&matches)?;
+                let from_env = |id| matches.value_source(id) == Some(ValueSource::EnvVariable);
+                args.db_from_env = from_env("db");
+                args.socket_from_env = from_env("socket");
+                Ok(args)
+            });
+        parsed.map_err(|e| {
             // A closed stdout (`--help | head -1`) is not worth a message.
             let _ = e.print();
             if e.use_stderr() {

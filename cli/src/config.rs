@@ -42,12 +42,14 @@ impl Env {
 pub struct Config {
     /// The database folder.
     pub db: PathBuf,
-    /// Whether `--db` (or `SESSCTL_DB`) named it, rather than the default.
-    pub db_given: bool,
+    /// What named it, `--db` or `SESSCTL_DB`; `None` for the default.
+    pub db_named_by: Option<&'static str>,
     /// The moment expiry is evaluated at, if not now.
     pub as_of: Option<OffsetDateTime>,
     /// An admin socket to use instead of opening the database (`--socket`).
     pub socket: Option<PathBuf>,
+    /// What named the socket, `--socket` or `SESSCTL_SOCKET`.
+    pub socket_named_by: &'static str,
     /// Colours for stdout.
     pub style: Style,
     /// Whether to draw progress bars on stderr.
@@ -182,10 +184,21 @@ impl Config {
             }),
         };
         Ok(Config {
-            db_given: args.db.is_some(),
+            db_named_by: args.db.as_ref().map(|_| {
+                if args.db_from_env {
+                    "SESSCTL_DB"
+                } else {
+                    "--db"
+                }
+            }),
             db: args.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
             as_of,
             socket: args.socket,
+            socket_named_by: if args.socket_from_env {
+                "SESSCTL_SOCKET"
+            } else {
+                "--socket"
+            },
             style: Style {
                 color: env.stdout_terminal && !env.no_color,
             },

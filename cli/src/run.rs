@@ -34,9 +34,10 @@ pub fn run(args: Args) -> Exit {
 pub fn execute(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Exit> {
     let mut ctx = Ctx {
         db: &config.db,
-        db_given: config.db_given,
+        db_named_by: config.db_named_by,
         as_of: config.as_of,
         socket: config.socket.as_deref(),
+        socket_named_by: config.socket_named_by,
         style: config.style,
         progress: config.progress,
         no_color: config.no_color,

@@ -202,6 +202,119 @@ fn socket_names_the_admin_socket_whatever_db_says() {
 }
 
 #[test]
+fn a_socket_serving_another_database_than_db_names_is_refused_for_writes_and_exports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let app = application(&db);
+    let socket = db.join("admin.sock");
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir(&other_dir).expect("mkdir");
+    let other = fixture(&other_dir);
+    let file = dir.path().join("backup.jsonl");
+    std::fs::write(&file, format!("{}\n", export_lines_header())).expect("write");
+    let backup = dir.path().join("other-backup.jsonl");
+    let refusal = |db_flag: &str, socket_flag: &str, keep_socket: &str, keep_db: &str| {
+        format!(
+            "error: {db_flag} names {other}, but the application behind the admin socket \
+             {socket} ({socket_flag}) serves {db}; the command would act on {db}, not on \
+             {other}: to act on {db}, {keep_socket}; to act on {other}, {keep_db}\n",
+            other = other.display(),
+            socket = socket.display(),
+            db = db.display(),
+        )
+    };
+    // As the review found it: the socket from the environment, --db typed.
+    let from_env = refusal(
+        "--db",
+        "SESSCTL_SOCKET",
+        "leave out --db",
+        "unset SESSCTL_SOCKET",
+    );
+    let one = handle(1);
+    let writes: [&[&std::ffi::OsStr]; 6] = [
+        &[
+            "invalidate".as_ref(),
+            "--principal".as_ref(),
+            "alice".as_ref(),
+        ],
+        &["invalidate".as_ref(), one.as_ref()],
+        &["purge".as_ref(), "--expired".as_ref()],
+        &["import".as_ref(), file.as_os_str()],
+        &["check".as_ref(), "--repair".as_ref()],
+        &["export".as_ref(), "--out".as_ref(), backup.as_os_str()],
+    ];
+    for args in writes {
+        expect(
+            on(&other).env("SESSCTL_SOCKET", &socket).args(args),
+            2,
+            "",
+            &from_env,
+        );
+    }
+    expect(
+        on(&other).env("SESSCTL_SOCKET", &socket).arg("export"),
+        2,
+        "",
+        &from_env,
+    );
+    // The other way round: the database from the environment, --socket typed.
+    expect(
+        sessctl()
+            .env("SESSCTL_DB", &other)
+            .arg("--socket")
+            .arg(&socket)
+            .args(["invalidate", "--principal", "alice"]),
+        2,
+        "",
+        &refusal(
+            "SESSCTL_DB",
+            "--socket",
+            "unset SESSCTL_DB",
+            "leave out --socket",
+        ),
+    );
+    assert!(!backup.exists());
+    let stats = app.stats().expect("stats");
+    assert_eq!((stats.live, stats.expired), (3, 2), "nothing changed");
+    assert_eq!(app.sessions_of("alice").expect("sessions_of").len(), 2);
+
+    // A read only warns: what it shows is named, and nothing is changed.
+    let note = via_socket(&db, std::process::id());
+    let out = run(on(&other)
+        .env("SESSCTL_SOCKET", &socket)
+        .args(["list", "--principal", "alice"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "{note}warning: --db {} is not the database that application serves; the command \
+             goes to {}\n",
+            other.display(),
+            db.display()
+        )
+    );
+    // Without --db, the socket alone says where to write.
+    expect(
+        sessctl()
+            .current_dir(dir.path())
+            .env("SESSCTL_SOCKET", &socket)
+            .args(["invalidate", "--principal", "alice"]),
+        0,
+        "invalidated 2 sessions of principal \"alice\"\n",
+        &note,
+    );
+    drop(app);
+    // The database --db named was never touched.
+    let out = run(at_t0(&other).args(["list", "--principal", "alice", "--json"]));
+    assert_eq!(json_lines(&out.stdout).len(), 2, "{}", out.stderr);
+}
+
+/// An export header and no sessions: an import that would change nothing.
+fn export_lines_header() -> &'static str {
+    r#"{"format":"sessdb-export","version":1,"exported_at":"2025-01-31T12:00:00Z"}"#
+}
+
+#[test]
 fn import_through_a_socket_reports_each_bad_line_and_removes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = fixture(dir.path());

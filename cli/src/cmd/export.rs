@@ -12,7 +12,6 @@ use anyhow::Context as _;
 use sessdb::{Admin, ExportReport};
 
 use super::{plural, Ctx};
-use crate::db::Access;
 use crate::exit::{Exit, Failure};
 use crate::progress::{LineProgress, Progress};
 
@@ -35,7 +34,7 @@ impl Export {
         // Before the export, which would otherwise be written whole and then fail to be
         // renamed over a folder.
         let destination = self.out.as_deref().map(Destination::of).transpose()?;
-        let db = ctx.open(Access::Read)?;
+        let db = ctx.open_for_export()?;
         let admin = db.admin();
         let progress = Progress::spinner(ctx.progress, "exporting", "sessions");
         let report = match &destination {

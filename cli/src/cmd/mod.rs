@@ -15,6 +15,7 @@ pub mod tui;
 use std::io::Write;
 use std::path::Path;
 
+use sessdb::RemoteAdmin;
 use time::OffsetDateTime;
 
 use crate::db::{self, Access, Database};
@@ -25,12 +26,14 @@ use crate::output::{timestamp, Style};
 pub struct Ctx<'a> {
     /// The database folder.
     pub db: &'a Path,
-    /// Whether `--db` (or `SESSCTL_DB`) named it, rather than the default.
-    pub db_given: bool,
+    /// What named it, `--db` or `SESSCTL_DB`; `None` for the default.
+    pub db_named_by: Option<&'static str>,
     /// Evaluate expiry as of this moment instead of now.
     pub as_of: Option<OffsetDateTime>,
     /// An admin socket to use instead of opening the database (`--socket`).
     pub socket: Option<&'a Path>,
+    /// What named the socket, `--socket` or `SESSCTL_SOCKET`.
+    pub socket_named_by: &'static str,
     /// Colours for stdout.
     pub style: Style,
     /// Whether to draw progress bars on stderr.
@@ -57,8 +60,23 @@ impl Ctx<'_> {
     /// it and the command goes through that application's admin socket.
     ///
     /// # Errors
-    /// See [`db::open`]; a write error on stderr.
+    /// See [`db::open`]; [`Failure::Usage`] for a command that writes through a `--socket`
+    /// whose application serves another database than `--db` names; a write error on stderr.
     pub fn open(&mut self, access: Access) -> anyhow::Result<Database> {
+        self.open_as(access, access != Access::Read)
+    }
+
+    /// Opens the database for an export: as [`Ctx::open`] for reading, but refused like a
+    /// write when `--socket` reaches another database than `--db` names, since a backup
+    /// outlives the warning a read gets: it would be kept, and relied on, as the other one's.
+    ///
+    /// # Errors
+    /// As for [`Ctx::open`].
+    pub fn open_for_export(&mut self) -> anyhow::Result<Database> {
+        self.open_as(Access::Read, true)
+    }
+
+    fn open_as(&mut self, access: Access, exact: bool) -> anyhow::Result<Database> {
         if access != Access::Read {
             self.refuse_future_write()?;
         }
@@ -67,6 +85,15 @@ impl Ctx<'_> {
             None => db::open(self.db, self.as_of, access)?,
         };
         if let Database::Remote(remote) = &db {
+            let other = self
+                .db_named_by
+                .filter(|_| !same_folder(self.db, remote.database_path()));
+            // Only a socket named on purpose can disagree with --db: the one sessctl finds by
+            // itself is in the --db folder (an application in a container may name that
+            // folder by another path).
+            if let Some(db_flag) = other.filter(|_| exact && self.socket.is_some()) {
+                return Err(self.refuse_other_database(db_flag, remote).into());
+            }
             writeln!(
                 self.err,
                 "note: a running application (pid {}) holds the database {}; going through its \
@@ -75,17 +102,41 @@ impl Ctx<'_> {
                 remote.database_path().display(),
                 remote.socket_path().display()
             )?;
-            if self.db_given && !same_folder(self.db, remote.database_path()) {
+            if let Some(db_flag) = other {
                 writeln!(
                     self.err,
-                    "warning: --db {} is not the database that application serves; the command \
-                     goes to {}",
+                    "warning: {db_flag} {} is not the database that application serves; the \
+                     command goes to {}",
                     self.db.display(),
                     remote.database_path().display()
                 )?;
             }
         }
         Ok(db)
+    }
+
+    /// The refusal of a write (or an export) that `--socket` would send to another database
+    /// than the one `--db` names: the two named on purpose disagree, and acting on the
+    /// application's database could change sessions of a system the operator did not mean.
+    fn refuse_other_database(&self, db_flag: &str, remote: &RemoteAdmin) -> Failure {
+        let served = remote.database_path().display();
+        let named = self.db.display();
+        let way_out = |flag: &str| {
+            if flag.starts_with("--") {
+                format!("leave out {flag}")
+            } else {
+                format!("unset {flag}")
+            }
+        };
+        Failure::Usage(format!(
+            "{db_flag} names {named}, but the application behind the admin socket {} ({}) \
+             serves {served}; the command would act on {served}, not on {named}: to act on \
+             {served}, {}; to act on {named}, {}",
+            remote.socket_path().display(),
+            self.socket_named_by,
+            way_out(db_flag),
+            way_out(self.socket_named_by)
+        ))
     }
 
     /// The `--as-of` time when it is later than the real now: expiry is then a what-if, which
