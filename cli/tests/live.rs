@@ -118,15 +118,17 @@ impl Drop for App {
     }
 }
 
-/// What the application says first, on a database it creates.
+/// What the application says first, on a database it creates. No sessctl is on its (empty)
+/// PATH, so it names the binary by its path.
 fn startup(db: &Path, pid: u32) -> String {
     let db = db.display();
+    let bin = env!("CARGO_BIN_EXE_sessctl");
     format!(
         "created a demo database at {db} with 40 sessions\n\
          serving the demo database {db} on its admin socket {db}/admin.sock (pid {pid})\n\
          simulating {RATE} operations a second: logins, page views, id rotations, logouts, \
          sessions left to expire\n\
-         in another terminal: sessctl --db {db} tui\n\
+         in another terminal: {bin} --db {db} tui\n\
          stop with Ctrl-C\n"
     )
 }

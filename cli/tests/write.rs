@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::{
     api_handle, at_t0, expect, export_body, fixture, handle, id, json_lines, on, open_raw_sled,
-    run, T0,
+    run, sessctl, T0,
 };
 
 /// The handles `list --json` shows as of `as_of`, expired ones included when asked.
@@ -463,12 +463,52 @@ try next:
 ";
 
 #[test]
+fn demo_suggests_the_binary_that_ran_when_sessctl_is_not_on_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = env!("CARGO_BIN_EXE_sessctl");
+    // As after `cargo run --release -p sessctl -- demo` in a checkout: no sessctl on PATH, the
+    // binary under the current folder.
+    let out = run(sessctl()
+        .current_dir(dir.path())
+        .env("PATH", "/usr/bin:/bin")
+        .args(["--as-of", T0, "demo"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    let tries = out.stdout.split_once("\n\n").expect("a blank line").1;
+    assert_eq!(
+        tries.lines().next(),
+        Some(
+            "try next (sessctl is not on your PATH, so these run it where it is; `cargo install \
+             --path cli` in the sessdb checkout puts it there):"
+        )
+    );
+    for line in tries.lines().skip(1) {
+        assert!(
+            line.starts_with(&format!("  {bin} --as-of {T0} ")),
+            "{line}"
+        );
+    }
+    // And what it suggests runs.
+    let first = tries.lines().nth(1).expect("a suggestion");
+    let args: Vec<&str> = first.split_whitespace().take_while(|w| *w != "#").collect();
+    let out = run(assert_cmd::Command::new(args[0])
+        .env_clear()
+        .current_dir(dir.path())
+        .args(&args[1..]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.starts_with("database "), "{}", out.stdout);
+}
+
+#[test]
 fn demo_makes_a_realistic_database_that_passes_check() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("demo.sessdb");
     let shown = db.display().to_string();
+    // This sessctl on PATH: the suggestions say `sessctl`.
+    let bin = Path::new(env!("CARGO_BIN_EXE_sessctl"))
+        .parent()
+        .expect("the binary's folder");
     expect(
-        at_t0(&db).arg("demo"),
+        at_t0(&db).env("PATH", bin).arg("demo"),
         0,
         &DEMO_AT_T0.replace("{DB}", &shown),
         "",

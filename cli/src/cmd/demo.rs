@@ -544,12 +544,16 @@ fn report(ctx: &mut Ctx<'_>, store: &Store, made: &Made) -> anyhow::Result<()> {
         writeln!(out, "  as of {}", timestamp(t))?;
     }
     // The commands below then need no --db (and stay short enough to read).
-    let mut cmd = "sessctl".to_string();
+    let this = Invocation::detect();
+    let mut cmd = this.command.clone();
     if let Some(t) = ctx.as_of {
         cmd.push_str(&format!(" --as-of {}", timestamp(t)));
     }
     writeln!(out)?;
-    writeln!(out, "try next:")?;
+    match &this.why {
+        None => writeln!(out, "try next:")?,
+        Some(why) => writeln!(out, "try next ({why}):")?,
+    }
     if ctx.db != Path::new(crate::config::DEFAULT_DB) {
         writeln!(
             out,
@@ -593,6 +597,81 @@ fn report(ctx: &mut Ctx<'_>, store: &Store, made: &Made) -> anyhow::Result<()> {
         writeln!(out, "  {cmd} {args:width$}  # {what}")?;
     }
     Ok(())
+}
+
+/// How the user who ran this demo runs this sessctl again: `sessctl` when that name on PATH
+/// is this binary, its path otherwise. `cargo run -p sessctl -- demo`, the README's first
+/// command, leaves it in `target/release/`, on no PATH, and a `sessctl` suggested then would
+/// be "command not found" (or another, older binary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// The command to type: `sessctl`, or this binary's path, shell-quoted.
+    pub command: String,
+    /// Why it is not `sessctl`, with the way to put it on PATH.
+    pub why: Option<String>,
+}
+
+impl Invocation {
+    /// For this process.
+    pub fn detect() -> Invocation {
+        match std::env::current_exe() {
+            Ok(exe) => Invocation::of(
+                &exe,
+                std::env::var_os("PATH").as_deref(),
+                std::env::current_dir().ok().as_deref(),
+            ),
+            // Nothing better to say than the name.
+            Err(_) => Invocation {
+                command: "sessctl".into(),
+                why: None,
+            },
+        }
+    }
+
+    /// For the binary `exe`, given the PATH variable and the current folder.
+    fn of(exe: &Path, path_var: Option<&std::ffi::OsStr>, cwd: Option<&Path>) -> Invocation {
+        let on_path = path_var.and_then(|p| {
+            std::env::split_paths(p)
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .map(|dir| dir.join("sessctl"))
+                .find(|candidate| is_executable(candidate))
+        });
+        let same = |other: &Path| match (fs::canonicalize(other), fs::canonicalize(exe)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        let why = match on_path {
+            Some(found) if same(&found) => {
+                return Invocation {
+                    command: "sessctl".into(),
+                    why: None,
+                }
+            }
+            Some(found) => format!(
+                "the sessctl on your PATH, {}, is another binary, so these run this one",
+                found.display()
+            ),
+            None => "sessctl is not on your PATH, so these run it where it is; `cargo install \
+                     --path cli` in the sessdb checkout puts it there"
+                .into(),
+        };
+        // Relative to the current folder when it is inside it: `target/release/sessctl`.
+        let shown = match cwd.and_then(|cwd| exe.strip_prefix(cwd).ok()) {
+            Some(rel) if rel.components().count() == 1 => Path::new(".").join(rel),
+            Some(rel) => rel.to_path_buf(),
+            None => exe.to_path_buf(),
+        };
+        Invocation {
+            command: shell_quote(&shown.display().to_string()),
+            why: Some(why),
+        }
+    }
+}
+
+/// Whether `path` is a file that someone may execute, as a shell looking through PATH asks.
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 fn count(admin: &dyn Admin, mut query: ListQuery) -> sessdb::Result<u64> {
@@ -678,6 +757,53 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_demo_names_the_binary_that_ran_unless_path_finds_it() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let release = dir.path().join("target/release");
+        fs::create_dir_all(&release).expect("mkdir");
+        let exe = release.join("sessctl");
+        fs::write(&exe, "").expect("write");
+        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let not_on_path = Invocation::of(&exe, None, Some(dir.path()));
+        assert_eq!(not_on_path.command, "target/release/sessctl");
+        assert!(not_on_path
+            .why
+            .is_some_and(|w| w.contains("cargo install --path cli")));
+        // Outside the current folder: the whole path.
+        let elsewhere = Invocation::of(&exe, Some("".as_ref()), Some(Path::new("/nowhere")));
+        assert_eq!(elsewhere.command, exe.display().to_string());
+        // In the current folder itself: ./sessctl, which a shell does not look up in PATH.
+        let here = Invocation::of(&exe, None, Some(&release));
+        assert_eq!(here.command, "./sessctl");
+        // On PATH (through a link, as a package manager installs it): plain sessctl.
+        let bin = dir.path().join("bin");
+        fs::create_dir(&bin).expect("mkdir");
+        std::os::unix::fs::symlink(&exe, bin.join("sessctl")).expect("symlink");
+        let path = std::env::join_paths([Path::new("/no/such/dir"), &bin]).expect("join");
+        let installed = Invocation::of(&exe, Some(&path), Some(dir.path()));
+        assert_eq!(
+            installed,
+            Invocation {
+                command: "sessctl".into(),
+                why: None
+            }
+        );
+        // Another sessctl first on PATH: this one, by its path.
+        let other = dir.path().join("old");
+        fs::create_dir(&other).expect("mkdir");
+        fs::write(other.join("sessctl"), "").expect("write");
+        fs::set_permissions(other.join("sessctl"), fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let path = std::env::join_paths([&other, &bin]).expect("join");
+        let shadowed = Invocation::of(&exe, Some(&path), Some(dir.path()));
+        assert_eq!(shadowed.command, "target/release/sessctl");
+        assert!(shadowed
+            .why
+            .is_some_and(|w| w.contains("is another binary")));
+    }
 
     #[test]
     fn quoting_leaves_plain_paths_alone() {

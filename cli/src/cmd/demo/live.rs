@@ -14,7 +14,8 @@ use sessdb::{Admin, RemoteAdmin, Session, SessionId, Store};
 use time::OffsetDateTime;
 
 use super::{
-    arrive, generate, nth_user, prepare, request, shell_quote, sign_in, visit, Demo, Rng, Who,
+    arrive, generate, nth_user, prepare, request, shell_quote, sign_in, visit, Demo, Invocation,
+    Rng, Who,
 };
 use crate::cmd::{plural, Ctx};
 use crate::db::{self, Access};
@@ -106,7 +107,11 @@ impl Live {
              sessions left to expire",
             self.rate
         )?;
-        writeln!(ctx.err, "in another terminal: sessctl --db {db_arg} tui")?;
+        writeln!(
+            ctx.err,
+            "in another terminal: {} --db {db_arg} tui",
+            Invocation::detect().command
+        )?;
         writeln!(ctx.err, "stop with Ctrl-C")?;
 
         let mut app = App::new(&store, Rng(seed()));
