@@ -216,7 +216,8 @@ pub struct ImportArgs {
     /// What to do with sessions that exist with other content.
     #[arg(long, value_enum, default_value_t = OnConflictArg::Skip, value_name = "POLICY")]
     pub on_conflict: OnConflictArg,
-    /// Import the good lines even if some are bad (bad lines are reported either way).
+    /// Import the good lines even if some are bad (bad lines are reported either way). A file
+    /// that does not start with an export header has no good lines.
     #[arg(long)]
     pub skip_bad: bool,
 }

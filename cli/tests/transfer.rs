@@ -13,6 +13,20 @@ use common::{at_t0, expect, export_body, fixture, handle, json_lines, on, run};
 const BAD_LINES_HINT: &str =
     "so nothing was imported (fix them, or pass --skip-bad to import the good lines)";
 
+/// What follows `error: <input> does not start with a sessdb export header that this sessctl
+/// reads, so nothing was imported` (or `would be`).
+const HEADER_HINT: &str = ": an export's first line is \
+    {\"format\":\"sessdb-export\",\"version\":1,\"exported_at\":\"<RFC 3339 time>\"}, as \
+    `sessctl export` writes it";
+
+/// The error for an import from stdin that does not start with an export header.
+fn no_header(input: &str) -> String {
+    format!(
+        "error: {input} does not start with a sessdb export header that this sessctl reads, so \
+         nothing was imported{HEADER_HINT}\n"
+    )
+}
+
 #[test]
 fn export_to_stdout_writes_the_header_then_one_session_per_line() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -635,8 +649,8 @@ fn import_rejects_bad_lines_with_their_numbers_and_writes_nothing() {
         join(&wrong).into_bytes(),
         4,
         &format!(
-            "line 1: not a sessdb export: format is \"csv\"\nerror: 1 bad line, \
-             {BAD_LINES_HINT}\n"
+            "line 1: not a sessdb export: format is \"csv\"\n{}",
+            no_header("stdin")
         ),
     );
     let mut newer = lines.clone();
@@ -646,15 +660,18 @@ fn import_rejects_bad_lines_with_their_numbers_and_writes_nothing() {
         join(&newer).into_bytes(),
         4,
         &format!(
-            "line 1: export version 9 is newer than this sessdb reads (1)\nerror: 1 bad line, \
-             {BAD_LINES_HINT}\n"
+            "line 1: export version 9 is newer than this sessdb reads (1)\n{}",
+            no_header("stdin")
         ),
     );
     import_bad(
         dir.path(),
         Vec::new(),
         4,
-        &format!("line 1: empty input: no export header\nerror: 1 bad line, {BAD_LINES_HINT}\n"),
+        &format!(
+            "line 1: empty input: no export header\n{}",
+            no_header("stdin")
+        ),
     );
     // No export has version 0 or a header time that is not a time.
     let mut zero = lines.clone();
@@ -665,7 +682,8 @@ fn import_rejects_bad_lines_with_their_numbers_and_writes_nothing() {
         4,
         &format!(
             "line 1: version: 0 is not an export version (the first is 1; this sessdb reads up \
-             to 1)\nerror: 1 bad line, {BAD_LINES_HINT}\n"
+             to 1)\n{}",
+            no_header("stdin")
         ),
     );
     let mut garbage_time = lines.clone();
@@ -680,6 +698,7 @@ fn import_rejects_bad_lines_with_their_numbers_and_writes_nothing() {
         "{}",
         out.stderr
     );
+    assert!(out.stderr.ends_with(&no_header("stdin")), "{}", out.stderr);
 
     // A session whose fields contradict each other.
     let mut inconsistent = lines.clone();
@@ -691,6 +710,89 @@ fn import_rejects_bad_lines_with_their_numbers_and_writes_nothing() {
         &format!(
             "line 2: expires_at does not equal min(last_access + idle_timeout_s, \
              absolute_deadline)\nerror: 1 bad line, {BAD_LINES_HINT}\n"
+        ),
+    );
+}
+
+/// An export without its first line, an empty file, a binary file: --skip-bad cannot help
+/// (a bad header ends the reading), so the error says what the file must start with instead.
+#[test]
+fn import_of_a_file_without_a_header_says_what_it_must_start_with() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let lines = export_lines(&db);
+    let headless = dir.path().join("headless.jsonl");
+    fs::write(&headless, lines[1..].join("\n") + "\n").expect("write");
+    let target = dir.path().join("target.sessdb");
+    let error = format!(
+        "error: {} does not start with a sessdb export header that this sessctl reads, so \
+         nothing was imported{HEADER_HINT}\n",
+        headless.display()
+    );
+    for skip_bad in [false, true] {
+        let mut cmd = on(&target);
+        cmd.arg("import").arg(&headless);
+        if skip_bad {
+            cmd.arg("--skip-bad");
+        }
+        let out = run(&mut cmd);
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (4, "imported 0, replaced 0, unchanged 0, skipped 0, bad 1\n")
+        );
+        assert!(
+            out.stderr
+                .starts_with("line 1: not a sessdb export header: unknown field `handle`"),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stderr.ends_with(&error), "{}", out.stderr);
+        assert!(!out.stderr.contains("--skip-bad"), "{}", out.stderr);
+        assert!(!target.exists());
+    }
+    // A dry run says the same, in the conditional.
+    let out = run(on(&db).args(["import", "--dry-run"]).arg(&headless));
+    assert_eq!(out.code, 4);
+    assert!(
+        out.stderr
+            .ends_with(&error.replace("was imported", "would be imported")),
+        "{}",
+        out.stderr
+    );
+    // Blank lines before a bad header: still the header, on the line it is on.
+    import_bad(
+        dir.path(),
+        format!("\n  \n{}\n", lines[1]).into_bytes(),
+        4,
+        &format!(
+            "line 3: not a sessdb export header: unknown field `handle`, expected one of \
+             `format`, `version`, `exported_at` at line 1 column 9\n{}",
+            no_header("stdin")
+        ),
+    );
+    // Blank lines only, and binary data.
+    import_bad(
+        dir.path(),
+        b"\n\n".to_vec(),
+        4,
+        &format!(
+            "line 2: empty input: no export header\n{}",
+            no_header("stdin")
+        ),
+    );
+    import_bad(
+        dir.path(),
+        vec![0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, b'\n', 0x00],
+        4,
+        &format!("line 1: not valid UTF-8\n{}", no_header("stdin")),
+    );
+    // A good header followed by one bad line keeps the --skip-bad advice.
+    import_bad(
+        dir.path(),
+        format!("{}\ngarbage\n", lines[0]).into_bytes(),
+        4,
+        &format!(
+            "line 2: expected value at line 1 column 1\nerror: 1 bad line, {BAD_LINES_HINT}\n"
         ),
     );
 }

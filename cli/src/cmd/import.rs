@@ -2,12 +2,12 @@
 //! with bad lines writes nothing unless `--skip-bad` says to import the good ones.
 
 use std::fs::{self, DirBuilder, File};
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use sessdb::{ImportOptions, ImportReport};
+use sessdb::{ImportOptions, ImportReport, EXPORT_FORMAT, EXPORT_VERSION};
 
 use super::{plural, Ctx};
 use crate::db::{Access, Database};
@@ -40,7 +40,8 @@ impl Import {
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
         // The input first: a missing file or a folder must not leave a new, empty database
         // behind.
-        let (mut reader, progress) = self.input.open(ctx.progress)?;
+        let (reader, progress) = self.input.open(ctx.progress)?;
+        let mut reader = FirstLine::new(reader);
         if self.options.dry_run && ctx.socket.is_none() && fs::symlink_metadata(ctx.db).is_err() {
             // Nothing to compare with: the file is checked on its own, which is exactly what
             // the import would meet, since it would make a new, empty database.
@@ -54,7 +55,7 @@ impl Import {
                 .map_err(|e| self.input.name_read_error(e))?;
             progress.finish();
             print_bad_lines(ctx, &report)?;
-            return self.outcome(ctx, &report);
+            return self.outcome(ctx, &report, reader.number());
         }
         let access = if self.options.dry_run {
             Access::Read
@@ -92,14 +93,41 @@ impl Import {
             // A rejected file leaves no trace, not even the empty database made for it.
             remove_new_database(ctx)?;
         }
-        self.outcome(ctx, &report)
+        self.outcome(ctx, &report, reader.number())
     }
 
-    /// Prints the counts, and fails when there were bad lines.
-    fn outcome(&self, ctx: &mut Ctx<'_>, report: &ImportReport) -> anyhow::Result<Exit> {
+    /// Prints the counts, and fails when there were bad lines. `header` is the number of the
+    /// input's first line that is not blank, the one read as the header.
+    fn outcome(
+        &self,
+        ctx: &mut Ctx<'_>,
+        report: &ImportReport,
+        header: Option<u64>,
+    ) -> anyhow::Result<Exit> {
         writeln!(ctx.out, "{}", summary(report, self.options.dry_run))?;
         if report.bad.is_empty() {
             return Ok(Exit::Success);
+        }
+        // A bad header ends the reading, so --skip-bad has nothing to import: say what the
+        // file must start with instead. A header that is read is never reported as bad.
+        let header_bad = match header {
+            Some(n) => report.bad.iter().any(|b| b.line == n),
+            None => true,
+        };
+        if header_bad {
+            let nothing = if self.options.dry_run {
+                "nothing would be imported"
+            } else {
+                "nothing was imported"
+            };
+            return Err(Failure::BadData(format!(
+                "{} does not start with a sessdb export header that this sessctl reads, so \
+                 {nothing}: an export's first line is \
+                 {{\"format\":\"{EXPORT_FORMAT}\",\"version\":{EXPORT_VERSION},\
+                 \"exported_at\":\"<RFC 3339 time>\"}}, as `sessctl export` writes it",
+                self.input.name()
+            ))
+            .into());
         }
         let bad = plural(report.bad_total(), "bad line");
         Err(
@@ -177,6 +205,69 @@ impl Input {
     }
 }
 
+/// Passes the input through and notes the number of its first line that is not blank: the
+/// line the store reads as the export's header (it skips blank lines before it).
+struct FirstLine<R> {
+    inner: R,
+    /// Newlines before the first byte that is not white space.
+    newlines: u64,
+    /// Whether that byte has been seen.
+    found: bool,
+    /// How much of what `inner.fill_buf()` returns has been looked at.
+    scanned: usize,
+}
+
+impl<R: BufRead> FirstLine<R> {
+    fn new(inner: R) -> Self {
+        FirstLine {
+            inner,
+            newlines: 0,
+            found: false,
+            scanned: 0,
+        }
+    }
+
+    /// The 1-based number of the first line that is not blank, once it has been read; `None`
+    /// for an input of blank lines only.
+    fn number(&self) -> Option<u64> {
+        self.found.then_some(self.newlines + 1)
+    }
+}
+
+impl<R: BufRead> Read for FirstLine<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for FirstLine<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        let buf = self.inner.fill_buf()?;
+        if !self.found {
+            for &b in buf.get(self.scanned..).unwrap_or_default() {
+                if b == b'\n' {
+                    self.newlines += 1;
+                } else if !b.is_ascii_whitespace() {
+                    self.found = true;
+                    break;
+                }
+            }
+            self.scanned = buf.len();
+        }
+        Ok(buf)
+    }
+
+    fn consume(&mut self, amt: usize) {
+        // What is left of the buffer comes back from the next fill_buf, already looked at.
+        self.scanned = self.scanned.saturating_sub(amt);
+        self.inner.consume(amt);
+    }
+}
+
 /// Makes the folder for a new database at `path` (owner-only, as the store makes it), and
 /// says whether this call made it. Whatever fails here is left for the store's open to
 /// report in its own words.
@@ -237,5 +328,38 @@ fn summary(r: &ImportReport, dry_run: bool) -> String {
         format!("dry run, nothing written; would have {counts}")
     } else {
         counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Read through a 2-byte buffer, in pieces of every size, as the store's line reader
+    /// consumes what it was given only in part.
+    #[test]
+    fn the_first_line_that_is_not_blank_is_found_however_the_input_is_read() {
+        for (input, expected) in [
+            (&b"{\"format\"}\nx\n"[..], Some(1)),
+            (b"\n \r\n\t\n  {\n", Some(4)),
+            (b"\n\n", None),
+            (b"", None),
+        ] {
+            for step in 1..4 {
+                let mut r = FirstLine::new(BufReader::with_capacity(2, input));
+                loop {
+                    let n = r.fill_buf().expect("read").len().min(step);
+                    if n == 0 {
+                        break;
+                    }
+                    r.consume(n);
+                }
+                assert_eq!(r.number(), expected, "{input:?} by {step}");
+            }
+            let mut r = FirstLine::new(BufReader::with_capacity(2, input));
+            let mut all = Vec::new();
+            r.read_to_end(&mut all).expect("read");
+            assert_eq!((all.as_slice(), r.number()), (input, expected));
+        }
     }
 }
