@@ -38,7 +38,8 @@ pub struct Args {
 
     /// Evaluate expiry as of TIME (RFC 3339, e.g. 2025-01-31T12:00:00Z) instead of now. A TIME
     /// later than now only reads: "what would purge remove tomorrow?" is `purge --expired
-    /// --dry-run`, and commands that write are refused.
+    /// --dry-run`, and commands that write are refused. Not while a running application serves
+    /// the database: through its admin socket, expiry follows the application's clock.
     #[arg(long, global = true, value_name = "TIME")]
     pub as_of: Option<String>,
 

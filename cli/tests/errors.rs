@@ -31,6 +31,16 @@ fn help_documents_every_exit_code() {
     ] {
         assert!(out.stdout.contains(line), "missing {line:?} in\n{}", out.stdout);
     }
+    // What --as-of cannot do is said where it is described, not only when it is refused.
+    let help = out.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains(
+            "Not while a running application serves the database: through its admin socket, \
+             expiry follows the application's clock"
+        ),
+        "{}",
+        out.stdout
+    );
     for command in [
         "demo",
         "stats",
