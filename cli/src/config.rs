@@ -216,14 +216,29 @@ fn usage(message: String) -> anyhow::Error {
     Failure::Usage(message).into()
 }
 
-/// An RFC 3339 time for `--as-of`.
+/// The latest time sessdb stores: the end of 9999 (its clock clamps to 1970..=9999).
+const LATEST: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59.999 UTC);
+
+/// An RFC 3339 time for `--as-of`, within the times sessdb stores: the store's clock would
+/// clamp any other, and answer for another moment than the one asked about.
 fn parse_time(text: &str) -> anyhow::Result<OffsetDateTime> {
-    OffsetDateTime::parse(text.trim(), &Rfc3339).map_err(|_| {
+    let shown = crate::output::clip(text, 40);
+    let t = OffsetDateTime::parse(text.trim(), &Rfc3339).map_err(|_| {
         usage(format!(
-            "--as-of: {:?} is not an RFC 3339 time such as 2025-01-31T12:00:00Z",
-            crate::output::clip(text, 40)
+            "--as-of: {shown:?} is not an RFC 3339 time such as 2025-01-31T12:00:00Z"
         ))
-    })
+    })?;
+    if t < OffsetDateTime::UNIX_EPOCH {
+        return Err(usage(format!(
+            "--as-of: {shown:?} is before 1970-01-01T00:00:00Z, the earliest time sessdb stores"
+        )));
+    }
+    if t > LATEST {
+        return Err(usage(format!(
+            "--as-of: {shown:?} is after the end of 9999, the latest time sessdb stores"
+        )));
+    }
+    Ok(t)
 }
 
 /// A duration such as `90s`, `15m`, `2h`, `1d`, `1w` or `1h30m`.
@@ -340,6 +355,10 @@ mod tests {
         assert!(parse_refresh("NaN").is_err());
         assert!(parse_time("2025-01-31T12:00:00Z").is_ok());
         assert!(parse_time("2025-01-31").is_err());
+        assert!(parse_time("1970-01-01T00:00:00Z").is_ok());
+        assert!(parse_time("1970-01-01T00:30:00+01:00").is_err());
+        assert!(parse_time("9999-12-31T23:59:59Z").is_ok());
+        assert!(parse_time("9999-12-31T23:30:00-01:00").is_err());
     }
 
     #[test]

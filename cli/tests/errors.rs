@@ -98,6 +98,21 @@ fn usage_errors_exit_2_before_touching_the_database() {
         "",
         "error: --as-of: \"tomorrow\" is not an RFC 3339 time such as 2025-01-31T12:00:00Z\n",
     );
+    // Outside the times sessdb stores: they used to be clamped to 1970 (or 9999) silently.
+    expect(
+        on(&db).args(["--as-of", "1960-01-01T00:00:00Z", "stats"]),
+        2,
+        "",
+        "error: --as-of: \"1960-01-01T00:00:00Z\" is before 1970-01-01T00:00:00Z, the earliest \
+         time sessdb stores\n",
+    );
+    expect(
+        on(&db).args(["--as-of", "9999-12-31T23:30:00-01:00", "stats"]),
+        2,
+        "",
+        "error: --as-of: \"9999-12-31T23:30:00-01:00\" is after the end of 9999, the latest \
+         time sessdb stores\n",
+    );
     expect(
         on(&db).args(["list", "--expiring-within", "15"]),
         2,
