@@ -24,9 +24,10 @@ Exit codes:
   5  any other I/O or database error (missing database, not a folder, newer format, ...)
   101  a bug in sessctl (it says so; please report it)
 
-Environment:
-  SESSCTL_DB  the database folder when --db is not given
-  NO_COLOR    turns colour off (it is also off when stdout is not a terminal)";
+Environment (a variable set to the empty string counts as unset):
+  SESSCTL_DB      the database folder when --db is not given
+  SESSCTL_SOCKET  the admin socket when --socket is not given
+  NO_COLOR        turns colour off (it is also off when stdout is not a terminal)";
 
 /// sessctl: look at, clean up, back up and restore a sessdb session database.
 #[derive(Debug, Parser)]
@@ -246,15 +247,21 @@ impl Args {
     /// # Errors
     /// The exit code to end with when there is nothing to run.
     pub fn parse_from_os(args: impl IntoIterator<Item = OsString>) -> Result<Args, Exit> {
-        let parsed = Args::command()
-            .try_get_matches_from(args)
-            .and_then(|matches| {
-                let mut args = Args::from_arg_matches(&matches)?;
-                let from_env = |id| matches.value_source(id) == Some(ValueSource::EnvVariable);
-                args.db_from_env = from_env("db");
-                args.socket_from_env = from_env("socket");
-                Ok(args)
-            });
+        let mut command = Args::command();
+        // `SESSCTL_DB= sessctl stats` would otherwise be clap's "a value is required for
+        // '--db <PATH>'", blaming a flag the user never typed. Empty is unset, as for NO_COLOR.
+        for (id, var) in [("db", "SESSCTL_DB"), ("socket", "SESSCTL_SOCKET")] {
+            if std::env::var_os(var).is_some_and(|v| v.is_empty()) {
+                command = command.mut_arg(id, |arg| arg.env(None::<&'static str>));
+            }
+        }
+        let parsed = command.try_get_matches_from(args).and_then(|matches| {
+            let mut args = Args::from_arg_matches(&matches)?;
+            let from_env = |id| matches.value_source(id) == Some(ValueSource::EnvVariable);
+            args.db_from_env = from_env("db");
+            args.socket_from_env = from_env("socket");
+            Ok(args)
+        });
         parsed.map_err(|e| {
             // A closed stdout (`--help | head -1`) is not worth a message.
             let _ = e.print();

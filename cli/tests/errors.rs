@@ -27,7 +27,8 @@ fn help_documents_every_exit_code() {
         "     damaged database\n",
         "  5  any other I/O or database error (missing database, not a folder, newer format, ...)\n",
         "  101  a bug in sessctl (it says so; please report it)\n",
-        "  SESSCTL_DB  the database folder when --db is not given\n",
+        "  SESSCTL_DB      the database folder when --db is not given\n",
+        "  SESSCTL_SOCKET  the admin socket when --socket is not given\n",
     ] {
         assert!(out.stdout.contains(line), "missing {line:?} in\n{}", out.stdout);
     }
@@ -133,15 +134,35 @@ fn sessctl_db_names_the_database_when_db_is_not_given() {
             .args(["--as-of", common::T0, "stats", "--json"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(json_lines(&out.stdout)[0]["live"], 3);
-    // Without either, ./sessions.sessdb in the working directory.
-    let out = run(sessctl().current_dir(dir.path()).arg("stats"));
-    assert_eq!(
-        (out.code, out.stderr.as_str()),
-        (
+    // Without either, ./sessions.sessdb in the working directory; an empty SESSCTL_DB is
+    // none (it was clap's "a value is required for '--db <PATH>'", a flag nobody typed).
+    for empty in [false, true] {
+        let mut cmd = sessctl();
+        if empty {
+            cmd.env("SESSCTL_DB", "");
+        }
+        expect(
+            cmd.current_dir(dir.path()).arg("stats"),
             5,
+            "",
             "error: no database at ./sessions.sessdb; check --db or SESSCTL_DB, or create a demo \
-             database with `sessctl demo`\n"
-        )
+             database with `sessctl demo`\n",
+        );
+    }
+    // An empty SESSCTL_SOCKET is no socket: the database is opened directly.
+    let out = run(at_t0(&db)
+        .env("SESSCTL_SOCKET", "")
+        .args(["stats", "--json"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    assert_eq!(json_lines(&out.stdout)[0]["live"], 3);
+    // Typed empty, --db is still an error of its own.
+    let out = run(sessctl().args(["--db", "", "stats"]));
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("a value is required for '--db <PATH>' but none was supplied"),
+        "{}",
+        out.stderr
     );
 }
 
