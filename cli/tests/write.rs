@@ -627,8 +627,17 @@ fn demo_replaces_a_database_only_with_force() {
 
     // Never a database that a process holds open.
     let held = sessdb::Store::open(&db).expect("open");
-    let out = run(at_t0(&db).args(["demo", "--force"]));
-    assert_eq!((out.code, out.stdout.as_str()), (3, ""), "{}", out.stderr);
+    expect(
+        at_t0(&db).args(["demo", "--force"]),
+        3,
+        "",
+        &format!(
+            "error: the database at {} is in use by another process (sled allows one at a \
+             time); demo --force does not replace a database in use: stop that process first, \
+             or choose another --db\n",
+            db.display()
+        ),
+    );
     drop(held);
     assert_eq!(count(&db), 7);
 

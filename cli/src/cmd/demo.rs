@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::json;
-use sessdb::{Admin, ListQuery, ManualClock, Session, SessionId, Status, Store, Value};
+use sessdb::{
+    Admin, ListQuery, ManualClock, RemoteAdmin, Session, SessionId, Status, Store, Value,
+};
 use time::OffsetDateTime;
 
 use super::{plural, Ctx};
@@ -235,8 +237,33 @@ fn prepare(path: &Path, force: bool) -> anyhow::Result<()> {
         ));
     }
     // Opening it fails if a process holds it: never delete a database that is in use.
-    drop(db::open_direct(path, None, Access::Read)?);
+    match db::open_direct(path, None, Access::Read) {
+        Ok(store) => drop(store),
+        Err(e) => return Err(in_use(path, e)),
+    }
     fs::remove_dir_all(path).with_context(|| format!("cannot remove {}", path.display()))
+}
+
+/// Why `--force` leaves a database alone that a process holds. The store's own hint for a
+/// held database (have the application serve its admin socket) is for commands that want to
+/// reach its sessions; the demo wants to delete them, which it must not.
+fn in_use(path: &Path, e: anyhow::Error) -> anyhow::Error {
+    if !matches!(
+        e.downcast_ref::<sessdb::Error>(),
+        Some(sessdb::Error::Locked { .. })
+    ) {
+        return e;
+    }
+    let who = match RemoteAdmin::connect(RemoteAdmin::default_socket(path)) {
+        Ok(remote) => format!("a running application (pid {})", remote.server_pid()),
+        Err(_) => "another process (sled allows one at a time)".into(),
+    };
+    Failure::Held(format!(
+        "the database at {} is in use by {who}; demo --force does not replace a database in \
+         use: stop that process first, or choose another --db",
+        path.display()
+    ))
+    .into()
 }
 
 /// Creates `n` sessions: three API clients (named sessions), about 15% guests, and the rest
