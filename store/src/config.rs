@@ -170,10 +170,15 @@ impl Builder {
     /// costs speed on stores larger than it. A store served from memory needs roughly 1 to
     /// 1.3 KiB of cache per session of ~300 B of data (measured at 100k and 1M sessions);
     /// `docs/BENCHMARKS.md` ("Memory and the cache setting") has the measured trade-off.
+    /// Values below [`MIN_CACHE_BYTES`](Builder::MIN_CACHE_BYTES) are raised to it (sled
+    /// refuses a cache under 256 bytes by panicking).
     pub fn cache_bytes(mut self, n: u64) -> Self {
-        self.config.cache_bytes = n;
+        self.config.cache_bytes = n.max(Builder::MIN_CACHE_BYTES);
         self
     }
+
+    /// The smallest cache [`cache_bytes`](Builder::cache_bytes) sets: 1 MiB.
+    pub const MIN_CACHE_BYTES: u64 = 1 << 20;
 
     /// The clock every expiry decision reads.
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -181,10 +186,12 @@ impl Builder {
         self
     }
 
-    /// Purge expired sessions on a background thread at this interval. The thread stops when
-    /// the last handle of the store is dropped.
+    /// Purge expired sessions on a background thread at this interval (at least a
+    /// millisecond: zero is taken as one, rather than a thread that never rests). The thread
+    /// stops when the last handle of the store is dropped. A purge that fails is logged
+    /// (`log` target `sessdb::reaper`) and tried again at the next interval.
     pub fn reap_every(mut self, every: Duration) -> Self {
-        self.config.reap_every = Some(every);
+        self.config.reap_every = Some(every.max(Duration::from_millis(1)));
         self
     }
 
@@ -211,5 +218,21 @@ impl Builder {
     /// [`Error::NewerFormat`](crate::Error::NewerFormat), or an I/O or storage error.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
         Store::open_with(path.as_ref(), self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values sled would panic on, or that would spin a core, are raised to the documented
+    /// minimum.
+    #[test]
+    fn zero_cache_and_zero_reap_interval_are_raised() {
+        let b = Builder::new().cache_bytes(0).reap_every(Duration::ZERO);
+        assert_eq!(b.config.cache_bytes, Builder::MIN_CACHE_BYTES);
+        assert_eq!(b.config.reap_every, Some(Duration::from_millis(1)));
+        let b = Builder::new().cache_bytes(u64::MAX);
+        assert_eq!(b.config.cache_bytes, u64::MAX);
     }
 }

@@ -127,8 +127,15 @@ pub(crate) fn spawn_reaper(store: Weak<Inner>, stop: mpsc::Receiver<()>, every: 
                 _ => return,
             }
             let Some(inner) = store.upgrade() else { return };
-            // Errors are retried on the next tick; there is nobody to report them to.
-            let _ = Store { inner }.purge_expired();
+            let store = Store { inner };
+            if let Err(e) = store.purge_expired() {
+                // Tried again at the next tick; the application's log is the one place to say it.
+                log::warn!(
+                    target: "sessdb::reaper",
+                    "purge of {} failed: {e}",
+                    store.path().display()
+                );
+            }
         });
     // Without a thread the store still works; purge can be run by hand or by sessctl.
     drop(spawned);

@@ -639,3 +639,17 @@ fn a_damaged_database_is_an_error_and_not_a_panic() {
     let store = Store::open(dir.path().join("new")).unwrap();
     assert_eq!(sessdb::Admin::stats(&store).unwrap().live, 0);
 }
+
+/// sled panics on a cache under 256 bytes; the builder raises it instead.
+#[test]
+fn a_zero_cache_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder()
+        .cache_bytes(0)
+        .open(dir.path().join("db"))
+        .unwrap();
+    let mut s = store.create();
+    s.insert("k", &1).unwrap();
+    s.save().unwrap();
+    assert!(store.load(s.id()).unwrap().is_some());
+}
