@@ -11,7 +11,7 @@ pub const MIN_PREFIX: usize = 6;
 /// A session as the user named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Named {
-    /// A full handle or a session id.
+    /// A full handle or a session id (a UUID, or a tower-sessions cookie's value).
     Exact(Target),
     /// The start of a handle (lower case hex, at least [`MIN_PREFIX`] characters).
     Prefix(String),
@@ -37,10 +37,10 @@ impl Named {
                 input,
                 reason: if hex && !t.is_empty() && t.len() < MIN_PREFIX {
                     "a handle prefix needs at least 6 hex characters (or give all 32, or a \
-                     UUID session id)"
+                     session id)"
                 } else {
-                    "expected a handle (32 hex characters, or its first 6 or more) or a UUID \
-                     session id"
+                    "expected a handle (32 hex characters, or its first 6 or more) or a session \
+                     id (a UUID, or a tower-sessions cookie's 22 characters)"
                 },
             },
             other => other,

@@ -206,6 +206,12 @@ data
     );
     let id = common::id(1).to_string();
     expect(at_t0(&db).args(["show", &id]), 0, &pretty, "");
+    // The same id in a tower-sessions cookie: its 16 bytes in unpadded base64url.
+    let cookie = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(common::id(1).as_bytes())
+    };
+    expect(at_t0(&db).args(["show", &cookie]), 0, &pretty, "");
 
     let out = run(at_t0(&db).args(["show", &id, "--json"]));
     assert_eq!((out.code, out.stderr.as_str()), (0, ""));
@@ -298,7 +304,8 @@ fn malformed_handles_and_ids_are_usage_errors() {
         assert!(
             out.stderr.ends_with(
                 " is not a valid handle or session id: expected a handle (32 hex characters, or \
-                 its first 6 or more) or a UUID session id\n"
+                 its first 6 or more) or a session id (a UUID, or a tower-sessions cookie's 22 \
+                 characters)\n"
             ),
             "{}",
             out.stderr
@@ -311,7 +318,8 @@ fn malformed_handles_and_ids_are_usage_errors() {
         2,
         "",
         "error: \"zzz\" is not a valid handle or session id: expected a handle (32 hex \
-         characters, or its first 6 or more) or a UUID session id\n",
+         characters, or its first 6 or more) or a session id (a UUID, or a tower-sessions cookie's 22 \
+                 characters)\n",
     );
     // A prefix too short to be one says how long it must be.
     expect(
@@ -319,7 +327,7 @@ fn malformed_handles_and_ids_are_usage_errors() {
         2,
         "",
         "error: \"def25\" is not a valid handle or session id: a handle prefix needs at least 6 \
-         hex characters (or give all 32, or a UUID session id)\n",
+         hex characters (or give all 32, or a session id)\n",
     );
 }
 

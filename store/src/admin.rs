@@ -48,16 +48,37 @@ impl Target {
 impl FromStr for Target {
     type Err = Error;
 
-    /// 32 hex characters are a handle; a UUID is a session id.
+    /// 32 hex characters are a handle. A session id is a UUID (its `Display` form, which an
+    /// application using sessdb directly puts in its cookie), or 22 characters of unpadded
+    /// base64url: the id's 16 bytes as tower-sessions writes them in its cookie, which
+    /// `tower-sessions-sessdb` keeps unchanged as the session id.
+    ///
+    /// ```
+    /// use sessdb::{SessionId, Target};
+    ///
+    /// let id: SessionId = "67e55044-10b1-426f-9247-bb680e5fe0c8".parse()?;
+    /// let cookie = "Z-VQRBCxQm-SR7toDl_gyA"; // the same 16 bytes, as tower-sessions shows them
+    /// assert_eq!(cookie.parse::<Target>()?, Target::Id(id));
+    /// assert_eq!(id.handle().to_string().parse::<Target>()?, Target::Handle(id.handle()));
+    /// # Ok::<(), sessdb::Error>(())
+    /// ```
     fn from_str(s: &str) -> Result<Self> {
+        use base64::Engine as _;
         let t = s.trim();
         if t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
             return t.parse().map(Target::Handle);
         }
+        if t.len() == 22 {
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t);
+            if let Ok(bytes) = <[u8; 16]>::try_from(bytes.unwrap_or_default()) {
+                return Ok(Target::Id(SessionId::from_bytes(bytes)));
+            }
+        }
         t.parse().map(Target::Id).map_err(|_| Error::InvalidId {
             what: "handle or session id",
             input: crate::error::shorten(s),
-            reason: "expected a 32-character hex handle or a UUID session id",
+            reason: "expected a 32-character hex handle, a UUID session id, or a tower-sessions \
+                     cookie's 22-character id",
         })
     }
 }

@@ -362,3 +362,18 @@ fn the_store_is_a_cheap_shareable_handle() {
     fn shareable<T: Clone + Send + Sync + 'static>() {}
     shareable::<SessdbStore>();
 }
+
+/// An operator pastes the session cookie's value into sessctl (`show`, `invalidate`): it names
+/// the same session as the id the adapter stores, whatever the id.
+#[test]
+fn a_cookie_value_names_the_stored_session() {
+    for _ in 0..100 {
+        let id = Id::default();
+        let cookie = id.to_string();
+        assert_eq!(cookie.len(), 22);
+        assert_eq!(
+            cookie.parse::<sessdb::Target>().unwrap(),
+            sessdb::Target::Id(session_id(&id))
+        );
+    }
+}
