@@ -73,7 +73,11 @@ impl SessionInfo {
 
     fn line(&self) -> Line {
         let ms = duration_ms(self.idle_timeout);
-        let idle = if ms % 1000 == 0 {
+        let idle = if ms == i64::MAX {
+            // No idle timeout: whole seconds, as the schema has them, which import reads back
+            // as none (`NO_IDLE_TIMEOUT_S`).
+            serde_json::Number::from(NO_IDLE_TIMEOUT_S)
+        } else if ms % 1000 == 0 {
             serde_json::Number::from(ms / 1000)
         } else {
             serde_json::Number::from_f64(ms as f64 / 1000.0).unwrap_or_else(|| 0.into())
@@ -94,6 +98,10 @@ impl SessionInfo {
         }
     }
 }
+
+/// `idle_timeout_s` of a session with no idle timeout (`Duration::MAX`, stored as i64::MAX
+/// ms): the whole seconds of i64::MAX ms. Import reads it, and anything larger, as none.
+const NO_IDLE_TIMEOUT_S: u64 = i64::MAX as u64 / 1000;
 
 /// The header line of an export written now.
 pub(crate) fn header_line(now: OffsetDateTime) -> String {
@@ -495,9 +503,10 @@ fn parse_line(limit: usize, text: &str) -> Result<(Handle, Record), String> {
         validate_metadata(field, value.as_deref()).map_err(|e| e.to_string())?;
     }
     let idle_ms = match (line.idle_timeout_s.as_u64(), line.idle_timeout_s.as_f64()) {
+        (Some(s), _) if s >= NO_IDLE_TIMEOUT_S => i64::MAX,
         (Some(s), _) => i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX),
         // `as` saturates: a duration past i64::MAX ms, such as the 9223372036854776.0 s that
-        // no idle timeout (`Duration::MAX`) exports as, comes back as i64::MAX ms.
+        // no idle timeout exported as before `NO_IDLE_TIMEOUT_S`, comes back as i64::MAX ms.
         (None, Some(f)) if f >= 0.0 => (f * 1000.0).round() as i64,
         _ => {
             return Err(format!(

@@ -41,8 +41,9 @@ fn body(export: &str) -> Vec<&str> {
 }
 
 /// A session with no idle timeout (`Duration::MAX`, stored as i64::MAX ms, which is no whole
-/// number of seconds) exports as a float past 2^53 and imports back unchanged; so does any
-/// session into a store whose size limit is `usize::MAX` (the line limit saturates).
+/// number of seconds) exports as whole seconds, an integer as the schema has it, and imports
+/// back unchanged; so does any session into a store whose size limit is `usize::MAX` (the line
+/// limit saturates). The float that exports of earlier builds held imports as none too.
 #[test]
 fn extreme_settings_export_and_import_back() {
     let a = fixture();
@@ -52,8 +53,12 @@ fn extreme_settings_export_and_import_back() {
     s.save().unwrap();
     let text = export(&a.store, false);
     assert!(
-        body(&text)[0].contains("\"idle_timeout_s\":9223372036854776.0"),
+        body(&text)[0].contains("\"idle_timeout_s\":9223372036854775,"),
         "{text}"
+    );
+    let earlier = text.replace(
+        "\"idle_timeout_s\":9223372036854775,",
+        "\"idle_timeout_s\":9223372036854776.0,",
     );
     let b = common::fixture_with(Store::builder().max_session_bytes(usize::MAX));
     b.clock.set_ms(a.clock_ms());
@@ -70,6 +75,14 @@ fn extreme_settings_export_and_import_back() {
     let back = b.store.load(s.id()).unwrap().expect("imported");
     assert_eq!(back.idle_timeout(), s.idle_timeout());
     assert_eq!(body(&export(&b.store, false)), body(&text));
+    let c = common::fixture_with(Store::builder());
+    c.clock.set_ms(a.clock_ms());
+    let report = c
+        .store
+        .import(&mut Io::new(earlier.as_bytes()), &ImportOptions::default())
+        .unwrap();
+    assert_eq!((report.imported, report.bad.len()), (1, 0));
+    assert_eq!(body(&export(&c.store, false)), body(&text));
 }
 
 /// A file of garbage: the report names the first `MAX_REPORTED_BAD_LINES` bad lines and
