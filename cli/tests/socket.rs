@@ -335,7 +335,7 @@ fn import_through_a_socket_reports_each_bad_line_and_removes_nothing() {
     let header = r#"{"format":"sessdb-export","version":1,"exported_at":"2025-01-31T12:00:00Z"}"#;
     std::fs::write(&file, format!("{header}\nhello world\n")).expect("write");
     let note = via_socket(&db, std::process::id());
-    let line = "line 2: expected value at line 1 column 1\n";
+    let line = "line 2: expected value at column 1\n";
     // No --db, and nothing at the default ./sessions.sessdb where sessctl runs: the import
     // goes to the application's database, and no local folder is made or removed.
     let import = |dry_run: bool| {

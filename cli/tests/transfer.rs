@@ -483,7 +483,7 @@ fn dry_run_import_writes_nothing() {
         "dry run, nothing written; would have imported 4, replaced 0, unchanged 0, skipped 0, \
          bad 2\n",
         &format!(
-            "{note}line 3: expected value at line 1 column 1\nline 7: duplicate handle {}, \
+            "{note}line 3: expected value at column 1\nline 7: duplicate handle {}, \
              first on line 2\nerror: 2 bad lines\n",
             handle.as_str().expect("a handle")
         ),
@@ -591,7 +591,7 @@ fn import_rejects_bad_lines_with_their_numbers_and_writes_nothing() {
         join(&garbage).into_bytes(),
         4,
         &format!(
-            "line 3: expected value at line 1 column 1\nerror: 1 bad line, {BAD_LINES_HINT}\n"
+            "line 3: expected value at column 1\nerror: 1 bad line, {BAD_LINES_HINT}\n"
         ),
     );
 
@@ -603,7 +603,7 @@ fn import_rejects_bad_lines_with_their_numbers_and_writes_nothing() {
         truncated,
         4,
         &format!(
-            "line 6: truncated: EOF while parsing a string at line 1 column {}\nerror: 1 bad \
+            "line 6: truncated: EOF while parsing a string at column {}\nerror: 1 bad \
              line, {BAD_LINES_HINT}\n",
             lines[5].len() - 39
         ),
@@ -766,7 +766,7 @@ fn import_of_a_file_without_a_header_says_what_it_must_start_with() {
         4,
         &format!(
             "line 3: not a sessdb export header: unknown field `handle`, expected one of \
-             `format`, `version`, `exported_at` at line 1 column 9\n{}",
+             `format`, `version`, `exported_at` at column 9\n{}",
             no_header("stdin")
         ),
     );
@@ -792,7 +792,7 @@ fn import_of_a_file_without_a_header_says_what_it_must_start_with() {
         format!("{}\ngarbage\n", lines[0]).into_bytes(),
         4,
         &format!(
-            "line 2: expected value at line 1 column 1\nerror: 1 bad line, {BAD_LINES_HINT}\n"
+            "line 2: expected value at column 1\nerror: 1 bad line, {BAD_LINES_HINT}\n"
         ),
     );
 }
@@ -901,7 +901,7 @@ fn skip_bad_imports_the_good_lines_of_a_new_file() {
         (
             4,
             "imported 5, replaced 0, unchanged 0, skipped 0, bad 1\n",
-            "line 4: expected value at line 1 column 1\nerror: 1 bad line\n"
+            "line 4: expected value at column 1\nerror: 1 bad line\n"
         )
     );
     assert_eq!(export_body(&target), export_body(&db));
@@ -931,8 +931,8 @@ fn a_file_of_garbage_is_reported_in_bounded_memory() {
     );
     let err: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(err.len(), 1002, "{:?}", &err[..3]);
-    assert_eq!(err[0], "line 2: expected value at line 1 column 1");
-    assert_eq!(err[999], "line 1001: expected value at line 1 column 1");
+    assert_eq!(err[0], "line 2: expected value at column 1");
+    assert_eq!(err[999], "line 1001: expected value at column 1");
     assert_eq!(
         err[1000],
         "… and 499000 more bad lines (only the first 1000 are named)"

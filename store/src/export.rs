@@ -442,8 +442,8 @@ fn read_export(
 }
 
 fn parse_header(text: &str) -> Result<(), String> {
-    let header: Header =
-        serde_json::from_str(text).map_err(|e| format!("not a sessdb export header: {e}"))?;
+    let header: Header = serde_json::from_str(text)
+        .map_err(|e| format!("not a sessdb export header: {}", json_error(&e)))?;
     if header.format != EXPORT_FORMAT {
         return Err(format!(
             "not a sessdb export: format is {:?}",
@@ -484,12 +484,23 @@ fn parse_time(field: &str, text: &str) -> Result<i64, String> {
     Ok(to_ms(t))
 }
 
+/// serde_json's message for one line of the file, without its "at line 1": the report already
+/// names the line, and serde_json counts from the start of that line alone.
+fn json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let place = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&place) {
+        Some(message) => format!("{message} at column {}", e.column()),
+        None => text,
+    }
+}
+
 fn parse_line(limit: usize, text: &str) -> Result<(Handle, Record), String> {
     let line: Line = serde_json::from_str(text).map_err(|e| {
         if e.is_eof() {
-            format!("truncated: {e}")
+            format!("truncated: {}", json_error(&e))
         } else {
-            e.to_string()
+            json_error(&e)
         }
     })?;
     if let Some(p) = &line.principal {
