@@ -29,11 +29,13 @@ impl Store {
     /// # Ok::<(), sessdb::Error>(())
     /// ```
     ///
-    /// The session keeps its named id whatever `init` does: a `cycle_id` there (as on an
-    /// ordinary login) does not move it to a random id, where no later call would find it.
+    /// The session keeps its named id: a `cycle_id` in `init` before any save (as on an
+    /// ordinary login) does not move it to a random id, where no later call would find it. A
+    /// `save` followed by a `cycle_id` in `init` would leave the name's session under another
+    /// id, so it is refused: that session is removed and the call fails with [`Error::Init`].
     ///
     /// # Errors
-    /// [`Error::Init`] wrapping the error of `init`; [`Error::Corrupt`] if the record stored
+    /// [`Error::Init`] wrapping the error of `init`, or for a save and then a `cycle_id` in it; [`Error::Corrupt`] if the record stored
     /// under the name cannot be read (`sessctl check --repair` removes it); errors of the save
     /// or of storage.
     pub fn get_or_create<E>(
