@@ -590,9 +590,7 @@ fn import_rejects_bad_lines_with_their_numbers_and_writes_nothing() {
         dir.path(),
         join(&garbage).into_bytes(),
         4,
-        &format!(
-            "line 3: expected value at column 1\nerror: 1 bad line, {BAD_LINES_HINT}\n"
-        ),
+        &format!("line 3: expected value at column 1\nerror: 1 bad line, {BAD_LINES_HINT}\n"),
     );
 
     // Truncated in the middle of the last line (no newline at the end).
@@ -791,9 +789,7 @@ fn import_of_a_file_without_a_header_says_what_it_must_start_with() {
         dir.path(),
         format!("{}\ngarbage\n", lines[0]).into_bytes(),
         4,
-        &format!(
-            "line 2: expected value at column 1\nerror: 1 bad line, {BAD_LINES_HINT}\n"
-        ),
+        &format!("line 2: expected value at column 1\nerror: 1 bad line, {BAD_LINES_HINT}\n"),
     );
 }
 

@@ -184,6 +184,8 @@ pub(crate) struct App {
     pub(crate) title: String,
     /// Why the write keys are refused, if they are.
     read_only: Option<String>,
+    /// The fixed time every read is as of (`sessctl --as-of`), shown in the header.
+    pub(crate) as_of: Option<OffsetDateTime>,
     pub(crate) theme: Theme,
     pub(crate) refresh: Duration,
     pub(crate) auto_refresh: bool,
@@ -231,6 +233,7 @@ impl App {
         App {
             title: options.title.clone(),
             read_only: options.read_only.clone(),
+            as_of: options.as_of,
             theme: Theme::new(options.no_color),
             refresh: options.refresh.max(MIN_REFRESH),
             auto_refresh: true,

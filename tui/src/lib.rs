@@ -16,6 +16,7 @@
 //!         refresh: Duration::from_secs(2),
 //!         no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
 //!         read_only: None,
+//!         as_of: None,
 //!         folder: Some(store.path().to_path_buf()),
 //!     },
 //! )?;
@@ -74,6 +75,9 @@ pub struct Options {
     /// When set, the keys that write (invalidate, purge) do nothing but show this reason in
     /// the status line (`sessctl --as-of` a future time: what would be, never acted on).
     pub read_only: Option<String>,
+    /// The fixed time expiry is evaluated at (`sessctl --as-of`), which the header shows in
+    /// place of the time of the last refresh: every read is as of it.
+    pub as_of: Option<time::OffsetDateTime>,
     /// The database folder when the store was opened directly (`None` through an admin
     /// socket). The TUI checks that it is still there before each refresh and write: a store
     /// whose folder was deleted goes on reading and writing its open files without an error,
@@ -88,6 +92,7 @@ impl Default for Options {
             refresh: Duration::from_secs(2),
             no_color: false,
             read_only: None,
+            as_of: None,
             folder: None,
         }
     }

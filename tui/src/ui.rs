@@ -121,13 +121,14 @@ impl Widget for Header<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let app = self.app;
         let t = &app.theme;
-        let at = app.refreshed_at.map(clock);
-        let at = at.as_deref().unwrap_or("never");
-        let utc = if app.refreshed_at.is_some() {
-            " UTC"
-        } else {
-            ""
+        // As of a fixed time (`--as-of`), every read is as of it: that is the time to show,
+        // with its date, rather than a clock that never moves.
+        let (label, at) = match app.as_of {
+            Some(t) => ("as of ", Some(format!("{} {}", t.date(), clock(t)))),
+            None => ("refreshed ", app.refreshed_at.map(clock)),
         };
+        let utc = if at.is_some() { " UTC" } else { "" };
+        let at = at.as_deref().unwrap_or("never");
         let auto = if app.auto_refresh {
             format!("auto {}", span(app.refresh))
         } else {
@@ -135,7 +136,7 @@ impl Widget for Header<'_> {
         };
         // The right side, longest first: a narrow terminal gets the first that leaves the
         // title some room, so the two never run together.
-        let refreshed = Span::styled("refreshed ", t.label);
+        let refreshed = Span::styled(label, t.label);
         let time = Span::styled(format!("{at}{utc}"), t.value);
         let end = Span::raw(" ");
         let rights = [

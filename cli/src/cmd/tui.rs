@@ -52,6 +52,7 @@ impl Tui {
                     timestamp(t)
                 )
             }),
+            as_of: ctx.as_of,
             // Watched, so that a folder deleted under the TUI is said, not written into.
             folder: match &db {
                 Database::Direct(store) => Some(store.path().to_path_buf()),

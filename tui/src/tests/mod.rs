@@ -183,6 +183,7 @@ pub(crate) fn started(admin: &dyn Admin, width: u16, height: u16) -> App {
             refresh: Duration::from_secs(2),
             no_color: false,
             read_only: None,
+            as_of: None,
             folder: None,
         },
     )

@@ -10,7 +10,7 @@ use ratatui::widgets::Widget;
 
 use ratatui::crossterm::event::KeyCode;
 
-use super::{ch, count_now, key, press, started, Fixture, Flaky};
+use super::{ch, count_now, key, press, started, started_with, Fixture, Flaky};
 use crate::app::{Action, App, Confirm, Mode};
 use crate::keys;
 use crate::listing::PAGE_SIZE;
@@ -282,6 +282,29 @@ fn a_narrow_header_shortens_the_time_before_running_together() {
     assert_eq!(top(40), " sessdb  …/sessions.sessdb 22:27:20 UTC ");
     assert_eq!(top(30), " sessdb  …ons.sessdb 22:27:20 ");
     assert_eq!(top(20), " sessdb  … 22:27:20 ");
+}
+
+/// As of a fixed time (`--as-of`), the header shows that time with its date: the time of a
+/// refresh would be a clock that never moves.
+#[test]
+fn as_of_a_fixed_time_the_header_says_so_with_the_date() {
+    let f = Fixture::demo();
+    let as_of = time::macros::datetime!(2030-01-01 00:00:00 UTC);
+    let options = crate::Options {
+        title: "/srv/app/sessions.sessdb".into(),
+        as_of: Some(as_of),
+        ..crate::Options::default()
+    };
+    let app = started_with(&f.store, 90, 24, &options);
+    let top = |width: u16| lines(&draw(Header { app: &app }, width, 2))[0].clone();
+    assert_eq!(
+        top(90),
+        " sessdb  /srv/app/sessions.sessdb                 as of 2030-01-01 00:00:00 UTC · auto 2s "
+    );
+    assert_eq!(
+        top(50),
+        " sessdb  …sessions.sessdb 2030-01-01 00:00:00 UTC "
+    );
 }
 
 #[test]
