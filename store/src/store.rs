@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::{self, DirBuilder};
+use std::fs::{self, DirBuilder, File};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -946,6 +946,7 @@ fn open_trees(path: &Path, config: &Config) -> Result<Engine> {
 fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<sled::Db> {
     let deadline = Instant::now() + LOCK_WAIT;
     let mut pause = Duration::from_millis(1);
+    let mut partial_snapshots_removed = false;
     loop {
         let opened = sled::Config::new()
             .path(path)
@@ -954,6 +955,11 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
             .open();
         match opened {
             Ok(db) => return Ok(db),
+            Err(sled::Error::Corruption { at: None, .. })
+                if !partial_snapshots_removed && remove_partial_snapshots(path)? =>
+            {
+                partial_snapshots_removed = true;
+            }
             Err(e) if is_lock_error(&e) => {
                 if Instant::now() >= deadline {
                     return Err(Error::Locked {
@@ -966,6 +972,54 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
             Err(e) => return Err(Error::Storage(e)),
         }
     }
+}
+
+/// Removes the snapshot files that a process killed while opening the database left half
+/// written, and says whether there were any.
+///
+/// sled 0.34 writes a snapshot on every open, as `snap.<lsn>.generating`, renamed to
+/// `snap.<lsn>` once complete. Its reader takes the newest `snap.*` file, `.generating`
+/// included, so a process killed during that write (a `sessctl purge` killed early, a crash
+/// at start-up) left a database that no later open could read: `Corruption` with no offset
+/// (sled issue #1527). The half-written file holds nothing the log does not: without it, sled
+/// opens from the previous snapshot, which it deletes only after the rename, and replays the
+/// log from there. Removed only under sled's own lock (an exclusive `flock` of the `db` file),
+/// so never from under a process that is writing one now.
+fn remove_partial_snapshots(path: &Path) -> Result<bool> {
+    let partial: Vec<PathBuf> = match fs::read_dir(path) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("snap.") && n.ends_with(".generating"))
+            })
+            .collect(),
+        Err(_) => return Ok(false),
+    };
+    if partial.is_empty() {
+        return Ok(false);
+    }
+    let Ok(log) = File::open(path.join("db")) else {
+        return Ok(false);
+    };
+    use nix::fcntl::{Flock, FlockArg};
+    let Ok(lock) = Flock::lock(log, FlockArg::LockExclusiveNonblock) else {
+        // Held (or locks unsupported): not ours to touch.
+        return Ok(false);
+    };
+    for file in &partial {
+        fs::remove_file(file).map_err(io_err(file))?;
+        log::warn!(
+            target: "sessdb",
+            "removed {}, a snapshot left half written by a process killed while opening the \
+             database",
+            file.display()
+        );
+    }
+    drop(lock);
+    Ok(true)
 }
 
 /// sled reports a held lock as an `Io` error of kind `WouldBlock`, or wrapped in a custom
