@@ -183,6 +183,19 @@ impl Head {
     }
 
     /// What a later write of this record's successor needs to know of it.
+    /// Whether `self` and `other` differ at most in what a touch changes: the last access,
+    /// the deadline, the expiry entry's place and the version.
+    pub(crate) fn same_apart_from_touch(&self, other: &Head) -> bool {
+        let untouched = |h: &Head| Head {
+            expires_at: 0,
+            entry_lag: 0,
+            version: 0,
+            last_access: 0,
+            ..h.clone()
+        };
+        untouched(self) == untouched(other)
+    }
+
     pub(crate) fn stored(&self) -> StoredHead {
         StoredHead {
             version: self.version,

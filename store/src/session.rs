@@ -63,6 +63,15 @@ impl fmt::Debug for Session {
     }
 }
 
+/// What a save wrote, when another request may have touched the session since it was loaded.
+enum OverTouches {
+    /// The record's bytes and where its data starts.
+    Wrote((IVec, usize)),
+    /// Nothing: the record another request stored (bytes, where its data starts, its head)
+    /// already holds everything, a touch included.
+    Stored(IVec, usize, Head),
+}
+
 impl Session {
     pub(crate) fn new(store: Store, id: SessionId, head: Head) -> Self {
         Session {
@@ -386,11 +395,7 @@ impl Session {
         let expires_at = self.head.expiry_if_accessed_at(last_access);
         if !self.dirty {
             let stored = self.stored.as_ref().map_or(i64::MIN, |(_, h)| h.expires_at);
-            // Within half the idle timeout at most: a touch interval longer than the idle
-            // timeout would otherwise let a session in use expire untouched.
-            let touch = duration_ms(self.store.inner.config.touch_interval)
-                .min(self.head.idle_timeout_ms / 2);
-            if expires_at.saturating_sub(stored) < touch.max(1) {
+            if !self.touch_due(expires_at, stored) {
                 // Decided before copying the head: a save that writes nothing costs nothing.
                 return None;
             }
@@ -400,6 +405,16 @@ impl Session {
         next.expires_at = expires_at;
         next.version = next.version.wrapping_add(1);
         Some(next)
+    }
+
+    /// Whether an unchanged session whose deadline would move from `stored` to `expires_at`
+    /// is due a touch: after the touch interval, or half the idle timeout if that is less (a
+    /// touch interval longer than the idle timeout would otherwise let a session in use
+    /// expire untouched).
+    fn touch_due(&self, expires_at: i64, stored: i64) -> bool {
+        let touch =
+            duration_ms(self.store.inner.config.touch_interval).min(self.head.idle_timeout_ms / 2);
+        expires_at.saturating_sub(stored) >= touch.max(1)
     }
 
     /// The session was written as `bytes` with `head`.
@@ -413,9 +428,15 @@ impl Session {
     /// Writes the session if it changed, or if a touch is due (the idle deadline moved by at
     /// least the touch interval). Otherwise writes nothing.
     ///
+    /// A touch never conflicts: when another request only touched the session since this one
+    /// loaded it (it read the session, and its save moved the deadline), this save goes on top
+    /// of that touch, and writes nothing if all it had to write was a touch. So requests that
+    /// only read a session never fail each other, nor one that changes it.
+    ///
     /// # Errors
-    /// [`Error::Conflict`] if another writer saved the session since it was loaded (nothing is
-    /// written; load again and retry, or use [`Store::update`]); [`Error::NotFound`] if it was
+    /// [`Error::Conflict`] if another writer changed the session since it was loaded (its
+    /// data, principal or settings; nothing is written; load again and retry, or use
+    /// [`Store::update`]); [`Error::NotFound`] if it was
     /// invalidated, purged or expired meanwhile (a save never brings an expired session back); [`Error::TooLarge`]; [`Error::PrincipalLimit`];
     /// [`Error::ReadOnly`]; storage errors.
     pub fn save(&mut self) -> Result<()> {
@@ -432,7 +453,7 @@ impl Session {
             .data
             .encoded()
             .map_err(|e| undecodable(&self.handle, &e))?;
-        let ((written, data_at), evicted) = {
+        let (written, evicted) = {
             // A changed principal takes the principal locks first (limit, invalidation race).
             let _p = if principal_changed {
                 self.store
@@ -450,18 +471,64 @@ impl Session {
                     self.store.refuse_expired(&self.handle, loaded, head)?;
                 }
                 let old = self.stored.as_ref().map(|(b, h)| (b, h));
-                self.store
-                    .write_locked(&self.handle, old, &mut next, &data)?
+                match self.store.write_locked(&self.handle, old, &mut next, &data) {
+                    Err(e @ Error::Conflict { .. }) => {
+                        self.save_over_touches(e, &mut next, &data)?
+                    }
+                    written => OverTouches::Wrote(written?),
+                }
             };
             // Only a save that succeeded makes room. A crash before this leaves the principal
             // one session over its limit, never an index out of step.
-            (written, self.store.evict(&victims))
+            let evicted = match written {
+                OverTouches::Wrote(_) => self.store.evict(&victims),
+                OverTouches::Stored(..) => Ok(()),
+            };
+            (written, evicted)
         };
         drop(data);
-        // The record is written whether or not the eviction failed.
-        self.written(written, data_at, next);
+        match written {
+            // The record is written whether or not the eviction failed.
+            OverTouches::Wrote((bytes, data_at)) => self.written(bytes, data_at, next),
+            // Nothing to write after all: the session is what another request stored.
+            OverTouches::Stored(bytes, data_at, head) => {
+                self.written(bytes, data_at, head);
+                self.store.inner.counters.skipped();
+                return Ok(());
+            }
+        }
         evicted?;
         self.store.sync()
+    }
+
+    /// After `conflict`: if another writer only touched the session since it was loaded (a
+    /// request that read it), writes `next` on top of that touch, or nothing if `next` is
+    /// itself only a touch that is no longer due. Anything else that changed gives `conflict`
+    /// back. Called under the key lock.
+    fn save_over_touches(
+        &self,
+        conflict: Error,
+        next: &mut Head,
+        data: &[u8],
+    ) -> Result<OverTouches> {
+        let Some((base, _)) = &self.stored else {
+            return Err(conflict);
+        };
+        let Some((current, record)) = self.store.touched_since(&self.handle, base)? else {
+            return Err(conflict);
+        };
+        self.store.inner.counters.conflict_resolved();
+        let theirs = record.head;
+        next.version = theirs.version.wrapping_add(1);
+        next.last_access = next.last_access.max(theirs.last_access);
+        next.expires_at = next.expiry_if_accessed_at(next.last_access);
+        if !self.dirty && !self.touch_due(next.expires_at, theirs.expires_at) {
+            return Ok(OverTouches::Stored(current, record.data_at, theirs));
+        }
+        let old = (&current, &theirs.stored());
+        self.store
+            .write_locked(&self.handle, Some(old), next, data)
+            .map(OverTouches::Wrote)
     }
 
     /// Gives the session a new random id, keeping its data and principal, and writes it: the

@@ -615,6 +615,28 @@ impl Store {
     /// handle: `NotFound` if the record is still the expired one (or gone), `Conflict` if
     /// another writer changed it since (a retry loads the current state). The caller holds the
     /// key lock.
+    /// The record stored under `handle`, when it differs from `base` (the bytes a session was
+    /// loaded from) only by touches: the last access, the deadline, the expiry entry's place
+    /// and the version; the data and every other field as they were. A save through a handle
+    /// loaded before those touches goes on top of them rather than failing with a conflict:
+    /// two requests that only read a session (and touch it) must not fail each other, nor a
+    /// request that changes it.
+    pub(crate) fn touched_since(
+        &self,
+        handle: &Handle,
+        base: &[u8],
+    ) -> Result<Option<(IVec, LazyRecord)>> {
+        let Some(current) = self.inner.sessions.get(handle.as_bytes())? else {
+            return Ok(None);
+        };
+        let (Ok(now), Ok(then)) = (decode_lazy(&current), decode_lazy(base)) else {
+            return Ok(None);
+        };
+        let touched_only = current[now.data_at..] == base[then.data_at..]
+            && now.head.same_apart_from_touch(&then.head);
+        Ok(touched_only.then_some((current, now)))
+    }
+
     pub(crate) fn refuse_expired(
         &self,
         handle: &Handle,
@@ -1059,6 +1081,12 @@ impl AtomicCounters {
 
     pub(crate) fn removed(&self, n: u64) {
         self.removals.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A conflict that `write_locked` counted turned out to be only another request's touch,
+    /// and the save went on: it was not refused.
+    pub(crate) fn conflict_resolved(&self) {
+        self.conflicts.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

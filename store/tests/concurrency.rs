@@ -246,3 +246,46 @@ fn failed_init_saves_nothing_and_reports_the_cause() {
     assert_eq!(source, "identity service down");
     assert!(f.store.load(&SessionId::named("flaky")).unwrap().is_none());
 }
+
+/// The parallel requests of one page, each loading the session, reading it and saving it, once
+/// a touch is due: none fails, and one touch is written per round.
+#[test]
+fn parallel_requests_that_only_read_never_conflict() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.insert("cart", &vec![1, 2]).unwrap();
+    s.save().unwrap();
+    let id = *s.id();
+    const THREADS: usize = 4;
+    for _ in 0..100 {
+        f.advance(120);
+        let before = f.store.counters();
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let results: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let store = f.store.clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    let mut s = store.load(&id).unwrap().expect("live");
+                    barrier.wait();
+                    assert_eq!(s.get::<Vec<i32>>("cart").unwrap(), Some(vec![1, 2]));
+                    s.save()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        for r in results {
+            r.unwrap();
+        }
+        let after = f.store.counters();
+        assert_eq!(
+            (
+                after.writes - before.writes,
+                after.conflicts - before.conflicts
+            ),
+            (1, 0)
+        );
+    }
+}

@@ -685,3 +685,78 @@ fn a_snapshot_left_half_written_by_a_killed_open_is_removed() {
     }
     assert!(sessdb::Admin::check(&store).unwrap().is_clean());
 }
+
+/// Two requests that only read a session, once a touch is due: both saves succeed, and the
+/// second writes nothing, since the first one's touch already moved the deadline. Before, the
+/// second failed with `Conflict` (every parallel request of a page, once a minute).
+#[test]
+fn two_requests_that_only_read_a_due_session_both_save() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.insert("cart", &vec![1, 2]).unwrap();
+    s.save().unwrap();
+    let id = *s.id();
+    f.advance(120);
+    let mut a = f.store.load(&id).unwrap().unwrap();
+    let mut b = f.store.load(&id).unwrap().unwrap();
+    assert_eq!(a.get::<Vec<i32>>("cart").unwrap(), Some(vec![1, 2]));
+    assert_eq!(b.get::<Vec<i32>>("cart").unwrap(), Some(vec![1, 2]));
+    let before = f.store.counters();
+    a.save().unwrap();
+    b.save().unwrap();
+    let after = f.store.counters();
+    assert_eq!(
+        (
+            after.writes - before.writes,
+            after.conflicts - before.conflicts
+        ),
+        (1, 0)
+    );
+    assert_eq!(b.expires_at(), a.expires_at());
+    // And b, which now holds what is stored, saves a change without a conflict.
+    b.insert("cart", &vec![3]).unwrap();
+    b.save().unwrap();
+    let stored = f.store.load(&id).unwrap().unwrap();
+    assert_eq!(stored.get::<Vec<i32>>("cart").unwrap(), Some(vec![3]));
+}
+
+/// A request that changes the session, loaded before another request's touch: its save goes
+/// on top of the touch (keeping the later last access), not a conflict. A change by the other
+/// request is still a conflict.
+#[test]
+fn a_change_goes_on_top_of_a_touch_and_not_of_another_change() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.set_principal(Some("alice")).unwrap();
+    s.insert("cart", &vec![1]).unwrap();
+    s.save().unwrap();
+    let id = *s.id();
+    f.advance(120);
+    let mut changer = f.store.load(&id).unwrap().unwrap();
+    f.advance(5);
+    let mut reader = f.store.load(&id).unwrap().unwrap();
+    reader.save().unwrap(); // the touch, at T + 125 s
+    let touched = f.store.load(&id).unwrap().unwrap().last_access();
+    changer.insert("cart", &vec![1, 2]).unwrap();
+    changer.save().unwrap();
+    let stored = f.store.load(&id).unwrap().unwrap();
+    assert_eq!(stored.get::<Vec<i32>>("cart").unwrap(), Some(vec![1, 2]));
+    assert_eq!(stored.last_access(), touched);
+    assert_eq!(stored.principal(), Some("alice"));
+    assert!(sessdb::Admin::check(&f.store).unwrap().is_clean());
+
+    // Now the reader changes the data: the changer's next change, loaded before, conflicts.
+    let mut changer = f.store.load(&id).unwrap().unwrap();
+    let mut other = f.store.load(&id).unwrap().unwrap();
+    other.insert("csrf", &"t").unwrap();
+    other.save().unwrap();
+    changer.insert("cart", &vec![9]).unwrap();
+    assert!(changer.save().unwrap_err().is_conflict());
+    // So does a changed principal (a login elsewhere).
+    let mut changer = f.store.load(&id).unwrap().unwrap();
+    let mut other = f.store.load(&id).unwrap().unwrap();
+    other.set_principal(Some("bob")).unwrap();
+    other.save().unwrap();
+    changer.insert("cart", &vec![9]).unwrap();
+    assert!(changer.save().unwrap_err().is_conflict());
+}

@@ -245,6 +245,18 @@ struct Rec {
     expires: i64,
 }
 
+/// Whether `now` differs from `then` only by touches: the last access, the deadline and the
+/// version.
+fn touched_only(then: &Rec, now: &Rec) -> bool {
+    let untouched = |r: &Rec| Rec {
+        version: 0,
+        last_access: 0,
+        expires: 0,
+        ..r.clone()
+    };
+    untouched(then) == untouched(now)
+}
+
 impl Rec {
     /// The record a write at `now` makes of this one (the store's `next_record`).
     fn next(&self, now: i64) -> Rec {
@@ -437,6 +449,27 @@ impl Model {
         match self.record(&open.id) {
             // A save that fails writes nothing, and so evicts nobody.
             None => (Outcome::NotFound, None, Vec::new()),
+            // Only touched since it was loaded (by a handle whose save wrote nothing else): the
+            // save goes on top of the touch, and a touch of its own that is no longer due
+            // writes nothing, leaving the handle with what is stored.
+            Some(r)
+                if r.version != open.base.version
+                    && open.base.is_live(self.now)
+                    && touched_only(&open.base, r) =>
+            {
+                let last_access = next.last_access.max(r.last_access);
+                let next = Rec {
+                    version: r.version + 1,
+                    last_access,
+                    expires: (last_access + next.idle).min(next.absolute),
+                    ..next
+                };
+                if !open.dirty && next.expires - r.expires < touch {
+                    (Outcome::Skipped, Some(r.clone()), Vec::new())
+                } else {
+                    (Outcome::Written, Some(next), victims)
+                }
+            }
             Some(r) if r.version != open.base.version => (Outcome::Conflict, None, Vec::new()),
             // A save never brings back a session that expired after it was loaded.
             Some(_) if !open.base.is_live(self.now) => (Outcome::NotFound, None, Vec::new()),
