@@ -545,7 +545,7 @@ impl Session {
         self.store.check_writable("cycle_id")?;
         let new_id = SessionId::random();
         let new_handle = new_id.handle();
-        let Some((bytes, head)) = &self.stored else {
+        let Some((loaded, loaded_head)) = &self.stored else {
             // Never stored: nothing to remove, the new id is used by the first save.
             self.id = new_id;
             self.handle = new_handle;
@@ -565,11 +565,38 @@ impl Session {
             .data
             .encoded()
             .map_err(|e| undecodable(&self.handle, &e))?;
-        let (encoded, data_at) = encode_parts(&next, &data);
+        // The record the rotation replaces: the one loaded, or, when other requests only
+        // touched it since (as for `save`), the touched one, which the rotation goes on top of.
+        let mut old = (loaded.clone(), loaded_head.clone());
+        let mut tries = 0;
+        let rotated = loop {
+            let (encoded, data_at) = encode_parts(&next, &data);
+            match self
+                .store
+                .rotate(&self.handle, (&old.0, &old.1), &new_handle, &next, encoded)
+            {
+                // As for `save`: a session that expired after it was loaded is not brought
+                // back by going on top of a touch.
+                Err(conflict @ Error::Conflict { .. })
+                    if tries < 3 && !loaded_head.is_expired(self.store.now()) =>
+                {
+                    tries += 1;
+                    let Some((current, record)) = self.store.touched_since(&self.handle, loaded)?
+                    else {
+                        return Err(conflict);
+                    };
+                    self.store.inner.counters.conflict_resolved();
+                    next.version = record.head.version.wrapping_add(1);
+                    next.last_access = next.last_access.max(record.head.last_access);
+                    next.expires_at = next.compute_expiry();
+                    next.place_entry(None);
+                    old = (current, record.head.stored());
+                }
+                rotated => break rotated.map(|r| (r, data_at)),
+            }
+        };
         drop(data);
-        let (written, evicted) =
-            self.store
-                .rotate(&self.handle, (bytes, head), &new_handle, &next, encoded)?;
+        let ((written, evicted), data_at) = rotated?;
         self.id = new_id;
         self.handle = new_handle;
         // The record is moved whether or not the eviction failed.

@@ -760,3 +760,27 @@ fn a_change_goes_on_top_of_a_touch_and_not_of_another_change() {
     changer.insert("cart", &vec![9]).unwrap();
     assert!(changer.save().unwrap_err().is_conflict());
 }
+
+/// A login (principal set, then `cycle_id`) while a parallel request of the same page touched
+/// the session: the rotation goes on top of the touch rather than failing with `Conflict`, and
+/// the old id is gone.
+#[test]
+fn a_login_goes_on_top_of_a_parallel_touch() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.insert("cart", &vec![1]).unwrap();
+    s.save().unwrap();
+    let old = *s.id();
+    f.advance(120);
+    let mut login = f.store.load(&old).unwrap().unwrap();
+    let mut xhr = f.store.load(&old).unwrap().unwrap();
+    xhr.save().unwrap(); // its touch
+    login.set_principal(Some("alice")).unwrap();
+    login.cycle_id().unwrap();
+    assert!(f.store.load(&old).unwrap().is_none());
+    let new = f.store.load(login.id()).unwrap().expect("rotated");
+    assert_eq!(new.principal(), Some("alice"));
+    assert_eq!(new.get::<Vec<i32>>("cart").unwrap(), Some(vec![1]));
+    assert_eq!(f.store.sessions_of("alice").unwrap().len(), 1);
+    assert!(sessdb::Admin::check(&f.store).unwrap().is_clean());
+}

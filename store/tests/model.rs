@@ -752,17 +752,33 @@ fn step(
             }
             let before = store.counters();
             let old_id = m.handles[h].id;
+            let base = &m.handles[h].base;
+            // Only touched since it was loaded: the rotation goes on top of the touch.
+            let mut over = None;
             let expected = match m.record(&old_id) {
                 None => Outcome::NotFound,
-                Some(r) if r.version != m.handles[h].base.version => Outcome::Conflict,
-                Some(_) if !m.handles[h].base.is_live(m.now) => Outcome::NotFound,
+                Some(r)
+                    if r.version != base.version
+                        && base.is_live(m.now)
+                        && touched_only(base, r) =>
+                {
+                    over = Some(r.clone());
+                    Outcome::Written
+                }
+                Some(r) if r.version != base.version => Outcome::Conflict,
+                Some(_) if !base.is_live(m.now) => Outcome::NotFound,
                 Some(_) => Outcome::Written,
             };
             let got = outcome(store, before, m.handles[h].session.cycle_id());
             prop_assert_eq!(&got, &expected, "cycle_id outcome");
             if got == Outcome::Written {
                 let open = &mut m.handles[h];
-                let next = open.pending.next(m.now);
+                let mut next = open.pending.next(m.now);
+                if let Some(r) = over {
+                    next.version = r.version + 1;
+                    next.last_access = next.last_access.max(r.last_access);
+                    next.expires = (next.last_access + next.idle).min(next.absolute);
+                }
                 prop_assert_eq!(
                     &meta_of(&open.session, &next.data),
                     &next,
