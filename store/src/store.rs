@@ -230,6 +230,12 @@ impl Store {
         self.inner.config.durability
     }
 
+    /// How far an unmodified session's deadline must move before a save writes it (a touch),
+    /// as it was opened ([`Builder::touch_interval`](crate::Builder::touch_interval)).
+    pub fn touch_interval(&self) -> Duration {
+        self.inner.config.touch_interval
+    }
+
     /// A new, unsaved session with a fresh random id. Nothing is written until
     /// [`Session::save`].
     pub fn create(&self) -> Session {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use sessdb::{Session, SessionId, Value};
+use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::Error;
 
@@ -100,12 +101,42 @@ fn kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// A stored session's deadline moved later by less than this is a touch not yet due.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Touch {
+    /// The store's touch interval.
+    pub(crate) interval: Duration,
+    /// The store's time.
+    pub(crate) now: OffsetDateTime,
+}
+
+impl Touch {
+    /// Whether moving the deadline from `stored` to `new` is only a touch that is not due:
+    /// later by less than the touch interval, or than half the time left if that is less (as
+    /// sessdb decides its own touches, so that a short inactivity window still slides).
+    fn not_due(&self, stored: OffsetDateTime, new: OffsetDateTime) -> bool {
+        let left = (new - self.now) / 2;
+        let due = time::Duration::try_from(self.interval)
+            .unwrap_or(time::Duration::MAX)
+            .min(left)
+            .max(time::Duration::milliseconds(1));
+        new > stored && new - stored < due
+    }
+}
+
 /// Makes `session` hold what `record` holds. Only what differs marks the session changed, so
 /// sessdb's dirty tracking skips the write of an unchanged session.
+///
+/// With `touch` (a stored session), a deadline that only moved later by less than a due touch
+/// is left as stored. tower-sessions moves `expiry_date` on every save (now plus the
+/// inactivity period, or plus two weeks by default), so without this every request would
+/// write, `with_always_save(true)` or not; with it the deadline slides as sessdb's own touches
+/// do, at most one touch interval behind.
 pub(crate) fn fill(
     session: &mut Session,
     record: &Record,
     principal: Option<&PrincipalPointer>,
+    touch: Option<Touch>,
 ) -> Result<(), Error> {
     // Compute everything that can fail before touching the session's principal.
     let principal = principal
@@ -126,7 +157,9 @@ pub(crate) fn fill(
     // Compared with the stored data without decoding it: an unchanged record writes nothing.
     session.replace_data(data).map_err(encode)?;
     session.set_idle_timeout(NO_IDLE_TIMEOUT);
-    session.set_absolute_deadline(record.expiry_date);
+    if !touch.is_some_and(|t| t.not_due(session.absolute_deadline(), record.expiry_date)) {
+        session.set_absolute_deadline(record.expiry_date);
+    }
     session
         .set_principal(principal.as_deref())
         .map_err(encode)?;

@@ -7,7 +7,7 @@ use sessdb::{Durability, Store};
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, Error, ExpiredDeletion, SessionStore};
 
-use crate::convert::{fill, session_id, to_record, PrincipalPointer};
+use crate::convert::{fill, session_id, to_record, PrincipalPointer, Touch};
 use crate::error::backend;
 
 /// How many fresh ids `create` tries before giving up. With 128 random bits a single collision
@@ -156,7 +156,7 @@ impl SessdbStore {
     fn create_sync(&self, mut record: Record) -> session_store::Result<Id> {
         for _ in 0..CREATE_ATTEMPTS {
             let mut session = self.store.create_with_id(session_id(&record.id));
-            fill(&mut session, &record, self.principal())?;
+            fill(&mut session, &record, self.principal(), None)?;
             match session.save() {
                 Ok(()) => return Ok(record.id),
                 // The id is taken (live or expired, not yet purged): draw another, as
@@ -178,7 +178,11 @@ impl SessdbStore {
                 // loaded it: never bring it back.
                 return Ok(());
             };
-            fill(&mut session, record, self.principal())?;
+            let touch = Touch {
+                interval: self.store.touch_interval(),
+                now: sessdb::Admin::now(&self.store),
+            };
+            fill(&mut session, record, self.principal(), Some(touch))?;
             match session.save() {
                 Ok(()) => return Ok(()),
                 // Another request saved in between: reload and write this record over it.

@@ -377,3 +377,44 @@ fn a_cookie_value_names_the_stored_session() {
         );
     }
 }
+
+/// tower-sessions moves `expiry_date` on every save (now plus the inactivity period, or two
+/// weeks by default), so with `with_always_save(true)` every request saved a changed record: a
+/// deadline that slid by less than the store's touch interval is a touch not yet due and writes
+/// nothing; one that slid further writes; one moved earlier always writes.
+#[tokio::test]
+async fn a_sliding_expiry_date_writes_only_when_a_touch_is_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = OffsetDateTime::now_utc();
+    let clock = ManualClock::at(start);
+    let store = Store::builder()
+        .clock(clock.clone())
+        .open(dir.path().join("db"))
+        .unwrap();
+    let sessions = SessdbStore::new(store.clone());
+    let inactivity = Duration::minutes(30);
+    let mut r = record(json!({"n": 1}), start + inactivity);
+    sessions.create(&mut r).await.unwrap();
+    let writes = || store.counters().writes;
+    let before = writes();
+    for step in 1..=10 {
+        // A request every 5 s, each sliding the deadline as OnInactivity does.
+        clock.advance(StdDuration::from_secs(5));
+        r.expiry_date = start + Duration::seconds(5 * step) + inactivity;
+        sessions.save(&r).await.unwrap();
+    }
+    assert_eq!(writes(), before, "50 s of sliding is no touch yet");
+    clock.advance(StdDuration::from_secs(15));
+    r.expiry_date = start + Duration::seconds(65) + inactivity;
+    sessions.save(&r).await.unwrap();
+    assert_eq!(writes(), before + 1, "a minute of sliding is");
+    let stored = sessions.load(&r.id).await.unwrap().unwrap();
+    assert!((stored.expiry_date - r.expiry_date).abs() < Duration::milliseconds(1));
+    r.expiry_date -= Duration::seconds(1);
+    sessions.save(&r).await.unwrap();
+    assert_eq!(
+        writes(),
+        before + 2,
+        "an earlier deadline is always written"
+    );
+}
