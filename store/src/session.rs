@@ -201,7 +201,7 @@ impl Session {
     /// [`Error::Value`] when the value nests deeper than 64 levels; [`Error::Corrupt`] as for
     /// [`Session::get`].
     pub fn insert_value(&mut self, key: &str, value: Value) -> Result<()> {
-        if value.depth() > MAX_DEPTH {
+        if value.deeper_than(MAX_DEPTH) {
             return Err(Error::Value {
                 key: key.to_string(),
                 reason: format!("nested deeper than {MAX_DEPTH} levels"),
@@ -245,7 +245,7 @@ impl Session {
     /// # Errors
     /// [`Error::Value`] when a value nests deeper than 64 levels (the session is unchanged).
     pub fn replace_data(&mut self, data: BTreeMap<String, Value>) -> Result<()> {
-        if let Some((key, _)) = data.iter().find(|(_, v)| v.depth() > MAX_DEPTH) {
+        if let Some((key, _)) = data.iter().find(|(_, v)| v.deeper_than(MAX_DEPTH)) {
             return Err(Error::Value {
                 key: key.clone(),
                 reason: format!("nested deeper than {MAX_DEPTH} levels"),

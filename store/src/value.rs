@@ -239,7 +239,19 @@ impl Value {
         }
     }
 
+    /// Whether the nesting is deeper than `limit` (a scalar's depth is 0). It looks no deeper
+    /// than `limit + 1` levels, so a value nested far too deep (built in code: JSON and the
+    /// encoding stop at the limit) is refused without exhausting the stack.
+    pub(crate) fn deeper_than(&self, limit: usize) -> bool {
+        match self {
+            Value::List(items) => limit == 0 || items.iter().any(|v| v.deeper_than(limit - 1)),
+            Value::Map(map) => limit == 0 || map.values().any(|v| v.deeper_than(limit - 1)),
+            _ => false,
+        }
+    }
+
     /// The nesting depth (a scalar is 0).
+    #[cfg(test)]
     pub(crate) fn depth(&self) -> usize {
         match self {
             Value::List(items) => 1 + items.iter().map(Value::depth).max().unwrap_or(0),
@@ -1290,6 +1302,21 @@ mod tests {
             .contains("nested deeper than 64"));
         let tagged_map = wrap(serde_json::json!({"$map": {"$float": "x"}}), MAX_DEPTH - 1);
         assert_eq!(Value::from_json(&tagged_map).unwrap().depth(), MAX_DEPTH);
+    }
+
+    #[test]
+    fn deeper_than_agrees_with_depth() {
+        let mut v = Value::Int(1);
+        for depth in 0..=MAX_DEPTH + 1 {
+            assert_eq!(v.depth(), depth);
+            assert!(!v.deeper_than(depth) && (depth == 0 || v.deeper_than(depth - 1)));
+            v = if depth % 2 == 0 {
+                Value::List(vec![Value::Null, v])
+            } else {
+                Value::Map(BTreeMap::from([("k".to_string(), v)]))
+            };
+        }
+        assert!(Value::List(Vec::new()).deeper_than(0));
     }
 
     #[test]

@@ -924,3 +924,34 @@ fn stats_counts_a_record_with_damaged_data_as_undecodable() {
     let stats = store.stats().expect("stats");
     assert_eq!((stats.live, stats.expired, stats.undecodable), (0, 0, 1));
 }
+
+/// A value built in code, nested far deeper than JSON or the encoding allow (20,000 levels):
+/// refused with `Error::Value`, where measuring its depth used to overflow the stack, which
+/// aborts the process. On a thread with a main thread's 8 MiB of stack, as in the report.
+#[test]
+fn a_value_nested_far_too_deep_is_refused_without_overflowing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("db")).unwrap();
+    let deep = || {
+        let mut v = sessdb::Value::Int(1);
+        for _ in 0..20_000 {
+            v = sessdb::Value::List(vec![v]);
+        }
+        v
+    };
+    let refused = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(move || {
+            let mut s = store.create();
+            let inserted = s.insert_value("deep", deep());
+            let replaced = s.replace_data(std::collections::BTreeMap::from([(
+                "deep".to_string(),
+                deep(),
+            )]));
+            [inserted, replaced].map(|r| matches!(r, Err(sessdb::Error::Value { .. })))
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(refused, [true, true]);
+}
