@@ -21,6 +21,17 @@ pub enum Error {
         /// The database folder.
         path: PathBuf,
     },
+    /// The database is already open in this process: a [`Store`](crate::Store) (or a
+    /// [`Session`](crate::Session) loaded from one, which holds it) is alive.
+    #[error(
+        "the database at {path} is already open in this process: clone its Store instead of \
+         opening it again (it stays open while any clone, or any Session loaded from one, is \
+         alive)"
+    )]
+    AlreadyOpen {
+        /// The database folder.
+        path: PathBuf,
+    },
     /// The database folder does not exist and the store was told not to create one.
     #[error("no database at {path}")]
     Missing {

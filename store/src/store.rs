@@ -106,6 +106,34 @@ impl fmt::Debug for Store {
     }
 }
 
+/// The databases open in this process, by canonical path, so that a second open of one says
+/// so at once rather than wait for sled's lock and blame another process.
+static OPEN: Mutex<Vec<(PathBuf, std::sync::Weak<Inner>)>> = Mutex::new(Vec::new());
+
+/// Refuses `path` if a store of this process has it open, after waiting as long as for sled's
+/// lock: the last handle may be going away on another thread, or the background reaper may be
+/// finishing a purge with the store it holds for that long.
+fn refuse_open_here(path: &Path) -> Result<()> {
+    let Ok(canonical) = fs::canonicalize(path) else {
+        return Ok(());
+    };
+    let open_here = || {
+        let mut open = lock(&OPEN);
+        open.retain(|(_, inner)| inner.strong_count() > 0);
+        open.iter().any(|(p, _)| *p == canonical)
+    };
+    let deadline = Instant::now() + LOCK_WAIT;
+    while open_here() {
+        if Instant::now() >= deadline {
+            return Err(Error::AlreadyOpen {
+                path: path.to_path_buf(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // Best effort: the periodic flusher would write this within its interval anyway.
@@ -167,6 +195,7 @@ impl Store {
             }
             Err(e) => return Err(io_err(path)(e)),
         }
+        refuse_open_here(path)?;
         let Engine {
             db,
             format,
@@ -203,6 +232,9 @@ impl Store {
                 config,
             }),
         };
+        if let Ok(canonical) = fs::canonicalize(path) {
+            lock(&OPEN).push((canonical, Arc::downgrade(&store.inner)));
+        }
         if let (Some(rx), Some(every)) = (reaper_rx, store.inner.config.reap_every) {
             crate::purge::spawn_reaper(Arc::downgrade(&store.inner), rx, every);
         }

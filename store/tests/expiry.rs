@@ -228,7 +228,9 @@ fn reaper_purges_in_the_background_and_stops_with_the_store() {
     loop {
         match Store::open(dir.path().join("db")) {
             Ok(_) => break,
-            Err(sessdb::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+            Err(sessdb::Error::Locked { .. } | sessdb::Error::AlreadyOpen { .. })
+                if std::time::Instant::now() < deadline =>
+            {
                 std::thread::yield_now()
             }
             Err(e) => panic!("reopen after the reaper stopped: {e}"),
