@@ -50,9 +50,14 @@ impl ManualClock {
         ManualClock::at_ms(to_ms(t))
     }
 
-    /// Moves the clock forward.
+    /// Moves the clock forward (up to the largest time it can hold, never wrapping).
     pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(duration_ms(by), Ordering::SeqCst);
+        let by = duration_ms(by);
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |ms| {
+                Some(ms.saturating_add(by))
+            });
     }
 
     /// Sets the clock, forward or backward.
@@ -101,5 +106,19 @@ pub(crate) fn ms_duration(ms: i64) -> Duration {
     match ms {
         i64::MAX => Duration::MAX,
         ms => Duration::from_millis(u64::try_from(ms).unwrap_or(0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manual_clock_advanced_past_its_end_stays_there() {
+        let clock = ManualClock::at_ms(1_000);
+        clock.advance(Duration::MAX);
+        assert_eq!(clock.now_ms(), i64::MAX);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(clock.now_ms(), i64::MAX);
     }
 }

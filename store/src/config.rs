@@ -161,6 +161,12 @@ impl Builder {
 
     /// At most `limit` sessions per principal, and what to do when a login would exceed it.
     /// A limit of 0 is taken as 1: a principal can always log in somewhere.
+    ///
+    /// With [`OnPrincipalLimit::EvictOldest`] the login's session is written first and the
+    /// oldest are removed right after, still under the principal's lock: between the two, and
+    /// after a crash between them, the principal has one session more than `limit`. If that
+    /// removal fails, the save (or `cycle_id`) returns its error although the login's session
+    /// was written.
     pub fn max_sessions_per_principal(mut self, limit: usize, policy: OnPrincipalLimit) -> Self {
         self.config.max_sessions_per_principal = Some((limit.max(1), policy));
         self

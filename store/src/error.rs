@@ -102,7 +102,8 @@ pub enum Error {
         /// The version this handle loaded.
         expected: u64,
     },
-    /// A session was not found (unknown, expired or invalidated).
+    /// A session was not found (unknown, expired or invalidated, or rotated away: another
+    /// request's `cycle_id` moved it to a new id, as a login submitted twice does).
     #[error("session {handle} not found")]
     NotFound {
         /// The storage handle asked for.

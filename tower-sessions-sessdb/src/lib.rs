@@ -58,6 +58,11 @@
 //!   fails.
 //! - [`ExpiredDeletion::delete_expired`](tower_sessions_core::ExpiredDeletion) is sessdb's
 //!   purge. sessdb's own reaper ([`sessdb::Builder::reap_every`]) does the same on a thread.
+//! - A per-principal limit ([`sessdb::Builder::max_sessions_per_principal`]) applies to the
+//!   sessions the adapter writes. Use [`OnPrincipalLimit::EvictOldest`](sessdb::OnPrincipalLimit)
+//!   with it: tower-sessions' `cycle_id` deletes the old id before it creates the new one, so
+//!   with `Refuse` a login over the limit fails in `create` (a backend error naming the limit,
+//!   which axum answers with a 500) after the anonymous session, and its data, are gone.
 //!
 //! ## Blocking
 //! sessdb is synchronous. By default every call of this store runs on tokio's blocking pool
