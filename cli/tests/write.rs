@@ -82,7 +82,7 @@ fn invalidate_with_a_malformed_target_changes_nothing() {
         (
             2,
             "",
-            "error: \"not-a-handle\" is not a valid handle or session id: expected a handle \
+            "error: \"not-a-ha…\" is not a valid handle or session id: expected a handle \
              (32 hex characters, or its first 6 or more) or a session id (a UUID, or a tower-sessions cookie's 22 \
                  characters)\n"
         )

@@ -290,9 +290,11 @@ fn span(d: std::time::Duration) -> String {
 }
 
 /// Shortens untrusted input for an error message, so a pasted token or a huge argument never
-/// lands whole in a log.
+/// lands whole in a log. Eight characters: a real id with a stray character around it (a
+/// cookie pasted with a quote) is refused, and its first eight characters, 32 of its 122
+/// random bits, are all the log gets of it.
 pub(crate) fn shorten(input: &str) -> String {
-    const MAX: usize = 12;
+    const MAX: usize = 8;
     let mut out: String = input.chars().take(MAX).collect();
     if input.chars().count() > MAX {
         out.push('…');
