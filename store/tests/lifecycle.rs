@@ -647,9 +647,10 @@ fn a_zero_cache_opens() {
 }
 
 /// A process killed while sled wrote its snapshot at open leaves `snap.<lsn>.generating` half
-/// written, which sled 0.34 then reads as the newest snapshot and refuses as corrupt (sled
-/// issue #1527; a `sessctl purge` killed early did it in the crash tests). sessdb removes it
-/// and opens from the previous snapshot and the log, with nothing lost.
+/// written, and an open on a full disk leaves it empty; sled 0.34 then reads it as the newest
+/// snapshot and refuses it as corrupt (sled issue #1527; a `sessctl purge` killed early did it
+/// in the crash tests, a full disk in an SRE's review). sessdb removes it and opens from the
+/// previous snapshot and the log, with nothing lost.
 #[test]
 fn a_snapshot_left_half_written_by_a_killed_open_is_removed() {
     let dir = tempfile::tempdir().unwrap();
@@ -665,17 +666,21 @@ fn a_snapshot_left_half_written_by_a_killed_open_is_removed() {
             })
             .collect()
     };
-    // Reopened, so that a complete snapshot exists beside the half-written one.
-    drop(Store::open(&path).unwrap());
-    let partial = path.join("snap.FFFFFFFFFFFFFFFF.generating");
-    std::fs::write(&partial, vec![0x5a; 4096]).unwrap();
-    let store = Store::open(&path).unwrap();
-    assert!(!partial.exists());
-    for (i, id) in ids.iter().enumerate() {
-        let s = store.load(id).unwrap().expect("kept");
-        assert_eq!(s.get::<usize>("n").unwrap(), Some(i));
+    // Half written, and empty: an open on a full disk (even a read-only command's: sled
+    // writes its snapshot at every open) leaves the file with no bytes in it.
+    for partial_bytes in [vec![0x5a; 4096], Vec::new()] {
+        // Reopened, so that a complete snapshot exists beside the half-written one.
+        drop(Store::open(&path).unwrap());
+        let partial = path.join("snap.FFFFFFFFFFFFFFFF.generating");
+        std::fs::write(&partial, partial_bytes).unwrap();
+        let store = Store::open(&path).unwrap();
+        assert!(!partial.exists());
+        for (i, id) in ids.iter().enumerate() {
+            let s = store.load(id).unwrap().expect("kept");
+            assert_eq!(s.get::<usize>("n").unwrap(), Some(i));
+        }
+        assert!(sessdb::Admin::check(&store).unwrap().is_clean());
     }
-    assert!(sessdb::Admin::check(&store).unwrap().is_clean());
 }
 
 /// Two requests that only read a session, once a touch is due: both saves succeed, and the
