@@ -269,6 +269,14 @@ fn storage_message(e: &sled::Error) -> String {
         sled::Error::Corruption { .. } => {
             "the database is damaged: the storage engine found corrupted data in its files".into()
         }
+        // sled's own text for these is its `Debug` form (`Os { code: 28, kind: StorageFull,
+        // .. }`); and after a failed write it refuses every later one, which the application's
+        // operator needs to know to recover.
+        sled::Error::Io(io) => format!(
+            "storage engine I/O error: {io} (after a failed write sled accepts no more writes \
+             from this process: fix the cause, such as a full disk, then reopen the database or \
+             restart the application)"
+        ),
         e => format!("storage engine error: {e}"),
     }
 }
@@ -363,6 +371,19 @@ fn closing_quote(s: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::redact;
+
+    /// sled's text for an I/O error is its `Debug` form; ours says what it is and how to
+    /// recover from sled's refusal of every write after a failed one.
+    #[test]
+    fn a_storage_io_error_reads_as_one() {
+        let full = super::Error::Storage(sled::Error::Io(std::io::Error::from_raw_os_error(28)));
+        assert_eq!(
+            full.to_string(),
+            "storage engine I/O error: No space left on device (os error 28) (after a failed \
+             write sled accepts no more writes from this process: fix the cause, such as a full \
+             disk, then reopen the database or restart the application)"
+        );
+    }
 
     #[test]
     fn redact_hides_values_and_keeps_names() {

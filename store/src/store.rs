@@ -945,6 +945,12 @@ fn open_engine(path: &Path, config: &Config) -> Result<Engine> {
         Ok(Err(Error::Storage(sled::Error::Corruption { .. }))) => Err(damaged(
             "the storage engine found corrupted data".to_string(),
         )),
+        // sled writes at every open (its snapshot, the log's tail), so a read-only file system,
+        // a folder without write permission or a full disk fails here: say which database.
+        Ok(Err(Error::Storage(sled::Error::Io(source)))) => Err(Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
         Ok(opened) => opened,
         Err(panic) => {
             let what = panic
