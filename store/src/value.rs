@@ -46,9 +46,10 @@ const TAGS: [&str; 3] = ["$base64", "$float", "$map"];
 pub(crate) struct ValueError(pub(crate) String);
 
 impl Value {
-    /// Converts any serializable value (through its JSON data model).
+    /// Converts any serializable value (through its JSON data model). A float that is not
+    /// finite, anywhere in `value`, is refused: serde_json would write it as `null`.
     pub(crate) fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Value, ValueError> {
-        let json = serde_json::to_value(value).map_err(|e| ValueError(e.to_string()))?;
+        let json = serde_json::to_value(Finite(value)).map_err(|e| ValueError(e.to_string()))?;
         Value::from_json_inner(&json, MAX_DEPTH, false)
     }
 
@@ -258,6 +259,289 @@ impl Value {
             Value::Map(map) => 1 + map.values().map(Value::depth).max().unwrap_or(0),
             _ => 0,
         }
+    }
+}
+
+// ---- typed values: serde's data model through JSON's, without losing a float ----
+//
+// serde_json's value serializer writes a NaN or an infinity as `null`, silently: the value then
+// reads back as something else, or not at all. `Finite` runs a value's `Serialize` through a
+// serializer that forwards every call to serde_json's and refuses a non-finite float first.
+// Each nested value is handed on wrapped in `Finite` again, so whatever serializer serde_json
+// uses inside (its value serializer for elements, fields and variants, its key serializer for
+// map keys) is checked the same way.
+
+/// Why a typed value holding a NaN or an infinity is refused.
+pub(crate) const NOT_FINITE: &str = "a float that is not finite (NaN or infinity) has no form \
+    in JSON's data model, which typed values go through: store it with \
+    insert_value(Value::Float(..)) and read it with get_value";
+
+/// A value whose serialization refuses non-finite floats.
+struct Finite<'a, T: ?Sized>(&'a T);
+
+impl<T: Serialize + ?Sized> Serialize for Finite<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(FiniteSerializer(serializer))
+    }
+}
+
+/// Forwards to `S`, refusing non-finite floats and wrapping nested values in [`Finite`].
+struct FiniteSerializer<S>(S);
+
+/// A compound serializer of `S`, its elements, fields, keys and values wrapped in [`Finite`].
+struct FiniteCompound<C>(C);
+
+fn not_finite<E: serde::ser::Error>() -> E {
+    E::custom(NOT_FINITE)
+}
+
+/// Forwards scalar `serialize_*` methods unchanged.
+macro_rules! forward_scalars {
+    ($($method:ident($ty:ty)),* $(,)?) => {$(
+        fn $method(self, v: $ty) -> Result<S::Ok, S::Error> {
+            self.0.$method(v)
+        }
+    )*};
+}
+
+impl<S: serde::Serializer> serde::Serializer for FiniteSerializer<S> {
+    type Ok = S::Ok;
+    type Error = S::Error;
+    type SerializeSeq = FiniteCompound<S::SerializeSeq>;
+    type SerializeTuple = FiniteCompound<S::SerializeTuple>;
+    type SerializeTupleStruct = FiniteCompound<S::SerializeTupleStruct>;
+    type SerializeTupleVariant = FiniteCompound<S::SerializeTupleVariant>;
+    type SerializeMap = FiniteCompound<S::SerializeMap>;
+    type SerializeStruct = FiniteCompound<S::SerializeStruct>;
+    type SerializeStructVariant = FiniteCompound<S::SerializeStructVariant>;
+
+    fn serialize_f32(self, v: f32) -> Result<S::Ok, S::Error> {
+        if !v.is_finite() {
+            return Err(not_finite());
+        }
+        self.0.serialize_f32(v)
+    }
+
+    fn serialize_f64(self, v: f64) -> Result<S::Ok, S::Error> {
+        if !v.is_finite() {
+            return Err(not_finite());
+        }
+        self.0.serialize_f64(v)
+    }
+
+    forward_scalars! {
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_i128(i128),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_u128(u128),
+        serialize_char(char),
+        serialize_str(&str),
+        serialize_bytes(&[u8]),
+        serialize_unit_struct(&'static str),
+    }
+
+    fn serialize_none(self) -> Result<S::Ok, S::Error> {
+        self.0.serialize_none()
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<S::Ok, S::Error> {
+        self.0.serialize_some(&Finite(value))
+    }
+
+    fn serialize_unit(self) -> Result<S::Ok, S::Error> {
+        self.0.serialize_unit()
+    }
+
+    fn serialize_unit_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+    ) -> Result<S::Ok, S::Error> {
+        self.0.serialize_unit_variant(name, index, variant)
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<S::Ok, S::Error> {
+        self.0.serialize_newtype_struct(name, &Finite(value))
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<S::Ok, S::Error> {
+        self.0
+            .serialize_newtype_variant(name, index, variant, &Finite(value))
+    }
+
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, S::Error> {
+        self.0.serialize_seq(len).map(FiniteCompound)
+    }
+
+    fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, S::Error> {
+        self.0.serialize_tuple(len).map(FiniteCompound)
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeTupleStruct, S::Error> {
+        self.0.serialize_tuple_struct(name, len).map(FiniteCompound)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeTupleVariant, S::Error> {
+        self.0
+            .serialize_tuple_variant(name, index, variant, len)
+            .map(FiniteCompound)
+    }
+
+    fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, S::Error> {
+        self.0.serialize_map(len).map(FiniteCompound)
+    }
+
+    fn serialize_struct(
+        self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeStruct, S::Error> {
+        self.0.serialize_struct(name, len).map(FiniteCompound)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeStructVariant, S::Error> {
+        self.0
+            .serialize_struct_variant(name, index, variant, len)
+            .map(FiniteCompound)
+    }
+
+    // `collect_seq` and `collect_map` keep serde's defaults, which go through `serialize_seq`
+    // and `serialize_map` above: `S`'s own would hand the items to `S` unchecked.
+
+    fn collect_str<T: std::fmt::Display + ?Sized>(self, value: &T) -> Result<S::Ok, S::Error> {
+        self.0.collect_str(value)
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.0.is_human_readable()
+    }
+}
+
+/// Implements the compound serializer traits whose one method takes a value and nothing else.
+macro_rules! finite_compound {
+    ($($trait:ident::$method:ident),* $(,)?) => {$(
+        impl<C: serde::ser::$trait> serde::ser::$trait for FiniteCompound<C> {
+            type Ok = C::Ok;
+            type Error = C::Error;
+
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), C::Error> {
+                self.0.$method(&Finite(value))
+            }
+
+            fn end(self) -> Result<C::Ok, C::Error> {
+                self.0.end()
+            }
+        }
+    )*};
+}
+
+finite_compound! {
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field,
+}
+
+impl<C: serde::ser::SerializeStruct> serde::ser::SerializeStruct for FiniteCompound<C> {
+    type Ok = C::Ok;
+    type Error = C::Error;
+
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), C::Error> {
+        self.0.serialize_field(key, &Finite(value))
+    }
+
+    fn skip_field(&mut self, key: &'static str) -> Result<(), C::Error> {
+        self.0.skip_field(key)
+    }
+
+    fn end(self) -> Result<C::Ok, C::Error> {
+        self.0.end()
+    }
+}
+
+impl<C: serde::ser::SerializeStructVariant> serde::ser::SerializeStructVariant
+    for FiniteCompound<C>
+{
+    type Ok = C::Ok;
+    type Error = C::Error;
+
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), C::Error> {
+        self.0.serialize_field(key, &Finite(value))
+    }
+
+    fn skip_field(&mut self, key: &'static str) -> Result<(), C::Error> {
+        self.0.skip_field(key)
+    }
+
+    fn end(self) -> Result<C::Ok, C::Error> {
+        self.0.end()
+    }
+}
+
+impl<C: serde::ser::SerializeMap> serde::ser::SerializeMap for FiniteCompound<C> {
+    type Ok = C::Ok;
+    type Error = C::Error;
+
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), C::Error> {
+        self.0.serialize_key(&Finite(key))
+    }
+
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), C::Error> {
+        self.0.serialize_value(&Finite(value))
+    }
+
+    fn serialize_entry<K: Serialize + ?Sized, V: Serialize + ?Sized>(
+        &mut self,
+        key: &K,
+        value: &V,
+    ) -> Result<(), C::Error> {
+        self.0.serialize_entry(&Finite(key), &Finite(value))
+    }
+
+    fn end(self) -> Result<C::Ok, C::Error> {
+        self.0.end()
     }
 }
 
@@ -1345,6 +1629,150 @@ mod tests {
         assert_eq!(v.depth(), 2);
         assert_eq!(v.to_deserialize::<Cart>().unwrap(), cart);
         assert!(v.to_deserialize::<u32>().is_err());
+    }
+
+    /// A random typed value: every kind of serde container and enum variant, with floats
+    /// (finite or not) anywhere, map keys included.
+    #[derive(Debug, Clone, Serialize)]
+    enum Shape {
+        Unit,
+        Int(i64),
+        Wide(i128, u128),
+        Text(String, char),
+        F64(f64),
+        F32(f32),
+        Tuple(f64, Option<f32>),
+        Struct { a: f64, items: Vec<Shape> },
+        Wrapped(Wrap),
+        Map(BTreeMap<String, Shape>),
+        FloatKeys(#[serde(serialize_with = "float_keys")] Vec<(f64, Shape)>),
+        Tagged(Tagged),
+        Loose(Loose),
+    }
+
+    #[derive(Debug, Clone, Serialize)]
+    struct Wrap(Option<Box<Shape>>);
+
+    #[derive(Debug, Clone, Serialize)]
+    #[serde(tag = "kind")]
+    enum Tagged {
+        A { x: f32, rest: Box<Shape> },
+    }
+
+    #[derive(Debug, Clone, Serialize)]
+    #[serde(untagged)]
+    enum Loose {
+        Pair(f64, f64),
+        Unit,
+    }
+
+    fn float_keys<S: serde::Serializer>(
+        pairs: &[(f64, Shape)],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(pairs.iter().map(|(k, v)| (k, v)))
+    }
+
+    impl Shape {
+        fn has_non_finite(&self) -> bool {
+            let bad = |x: f64| !x.is_finite();
+            match self {
+                Shape::Unit | Shape::Int(_) | Shape::Wide(..) | Shape::Text(..) => false,
+                Shape::F64(x) => bad(*x),
+                Shape::F32(x) => bad(f64::from(*x)),
+                Shape::Tuple(x, y) => bad(*x) || y.is_some_and(|y| bad(f64::from(y))),
+                Shape::Struct { a, items } => bad(*a) || items.iter().any(Shape::has_non_finite),
+                Shape::Wrapped(Wrap(inner)) => inner.as_ref().is_some_and(|s| s.has_non_finite()),
+                Shape::Map(map) => map.values().any(Shape::has_non_finite),
+                Shape::FloatKeys(pairs) => pairs.iter().any(|(k, v)| bad(*k) || v.has_non_finite()),
+                Shape::Tagged(Tagged::A { x, rest }) => bad(f64::from(*x)) || rest.has_non_finite(),
+                Shape::Loose(Loose::Pair(x, y)) => bad(*x) || bad(*y),
+                Shape::Loose(Loose::Unit) => false,
+            }
+        }
+    }
+
+    /// Mostly finite floats of every class (zeros, subnormals, the extremes), sometimes not.
+    fn arb_f64() -> impl proptest::strategy::Strategy<Value = f64> {
+        use proptest::num::f64 as f;
+        use proptest::prelude::*;
+        prop_oneof![
+            12 => f::POSITIVE | f::NEGATIVE | f::NORMAL | f::SUBNORMAL | f::ZERO,
+            1 => Just(f64::NAN),
+            1 => Just(f64::INFINITY),
+            1 => Just(f64::NEG_INFINITY),
+            1 => Just(f64::MAX),
+        ]
+    }
+
+    fn arb_f32() -> impl proptest::strategy::Strategy<Value = f32> {
+        use proptest::num::f32 as f;
+        use proptest::prelude::*;
+        prop_oneof![
+            12 => f::POSITIVE | f::NEGATIVE | f::NORMAL | f::SUBNORMAL | f::ZERO,
+            1 => Just(f32::NAN),
+            1 => Just(f32::INFINITY),
+            1 => Just(f32::NEG_INFINITY),
+        ]
+    }
+
+    fn arb_shape() -> impl proptest::strategy::Strategy<Value = Shape> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Shape::Unit),
+            any::<i64>().prop_map(Shape::Int),
+            (any::<i64>(), any::<u64>())
+                .prop_map(|(i, u)| Shape::Wide(i128::from(i), u128::from(u))),
+            ("[a-c]{0,3}", any::<char>()).prop_map(|(s, c)| Shape::Text(s, c)),
+            arb_f64().prop_map(Shape::F64),
+            arb_f32().prop_map(Shape::F32),
+            (arb_f64(), proptest::option::of(arb_f32())).prop_map(|(x, y)| Shape::Tuple(x, y)),
+            (arb_f64(), arb_f64()).prop_map(|(x, y)| Shape::Loose(Loose::Pair(x, y))),
+            Just(Shape::Loose(Loose::Unit)),
+        ]
+        .prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                (arb_f64(), proptest::collection::vec(inner.clone(), 0..4))
+                    .prop_map(|(a, items)| Shape::Struct { a, items }),
+                proptest::option::of(inner.clone())
+                    .prop_map(|s| Shape::Wrapped(Wrap(s.map(Box::new)))),
+                proptest::collection::btree_map("[a-c]{0,2}", inner.clone(), 0..4)
+                    .prop_map(Shape::Map),
+                proptest::collection::vec((arb_f64(), inner.clone()), 0..3)
+                    .prop_map(Shape::FloatKeys),
+                (arb_f32(), inner).prop_map(|(x, rest)| Shape::Tagged(Tagged::A {
+                    x,
+                    rest: Box::new(rest)
+                })),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 2048,
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// The checked serialization refuses a value exactly when a float in it is not finite,
+        /// and otherwise is serde_json's own, float for float (`-0.0` included: the text shows
+        /// its sign, `Value::same` its bits).
+        #[test]
+        fn typed_values_are_serde_json_s_unless_a_float_is_not_finite(shape in arb_shape()) {
+            let checked = serde_json::to_value(Finite(&shape)).map_err(|e| e.to_string());
+            let value = Value::from_serialize(&shape);
+            if shape.has_non_finite() {
+                proptest::prop_assert_eq!(checked, Err(NOT_FINITE.to_string()));
+                proptest::prop_assert_eq!(value, Err(ValueError(NOT_FINITE.to_string())));
+            } else {
+                let plain = serde_json::to_value(&shape).unwrap();
+                let checked = checked.unwrap();
+                proptest::prop_assert_eq!(checked.to_string(), plain.to_string());
+                let expected = Value::from_json_inner(&plain, MAX_DEPTH, false).unwrap();
+                proptest::prop_assert!(value.unwrap().same(&expected));
+            }
+        }
     }
 
     #[test]
