@@ -184,9 +184,32 @@ impl Session {
     /// the one stored. While the data has not been read whole, the other keys' values are
     /// neither decoded nor encoded again.
     ///
+    /// `value` goes through serde's JSON data model, as [`Session::get`] comes back through
+    /// it. That model has no form for a float that is not finite, so a NaN or an infinity
+    /// anywhere in `value` (a field, an element, a map key, a variant) is refused rather than
+    /// stored as `null`, which would read back as something else or not at all. Such a float
+    /// can be stored with [`Session::insert_value`] as a [`Value::Float`], and read with
+    /// [`Session::get_value`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessdb::Store::open(dir.path().join("db")).unwrap();
+    /// use sessdb::{Error, Value};
+    ///
+    /// let mut session = store.create();
+    /// let refused = session.insert("ratio", &[1.0, f64::NAN]);
+    /// assert!(matches!(refused, Err(Error::Value { .. })));
+    /// assert_eq!(session.get_value("ratio"), None);
+    ///
+    /// session.insert_value("ratio", Value::Float(f64::NAN))?;
+    /// assert!(matches!(session.get_value("ratio"), Some(Value::Float(x)) if x.is_nan()));
+    /// # Ok::<(), sessdb::Error>(())
+    /// ```
+    ///
     /// # Errors
-    /// [`Error::Value`] when `value` cannot be serialized or nests deeper than 64 levels;
-    /// [`Error::Corrupt`] as for [`Session::get`].
+    /// [`Error::Value`] when `value` cannot be serialized, holds a float that is not finite or
+    /// nests deeper than 64 levels (the session is unchanged); [`Error::Corrupt`] as for
+    /// [`Session::get`].
     pub fn insert<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<()> {
         let value = Value::from_serialize(value).map_err(|e| Error::Value {
             key: key.to_string(),
