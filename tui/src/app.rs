@@ -14,12 +14,13 @@ use ratatui::text::Line;
 use sessdb::{Admin, Handle, ListQuery, SessionInfo, Stats, Status, Target};
 use time::OffsetDateTime;
 
+use crate::clock::{Clock, Cost};
 use crate::listing::{Filter, Listing, View};
 use crate::theme::Theme;
 use crate::Options;
 
 /// A `stats` call slower than this (a full scan of a large store) is not repeated on every
-/// auto-refresh, only every [`STATS_COST_FACTOR`] times its cost.
+/// auto-refresh, only [`STATS_COST_FACTOR`] times its cost after it ended.
 const SLOW_STATS: Duration = Duration::from_millis(200);
 const STATS_COST_FACTOR: u32 = 30;
 /// The shortest auto-refresh interval honoured; shorter ones would busy-loop.
@@ -223,8 +224,10 @@ pub(crate) struct App {
     /// The terminal's size.
     pub(crate) area: Rect,
     pub(crate) quit: bool,
-    stats_cost: Duration,
-    stats_taken: Option<Instant>,
+    /// What the last count took, and when it came (on `clock`).
+    stats_cost: Option<Cost>,
+    /// The TUI's own time, which says when a slow read may be repeated.
+    clock: Clock,
 }
 
 impl App {
@@ -256,8 +259,8 @@ impl App {
             message: None,
             area: Rect::new(0, 0, 80, 24),
             quit: false,
-            stats_cost: Duration::ZERO,
-            stats_taken: None,
+            stats_cost: None,
+            clock: Clock::default(),
         }
     }
 
@@ -291,8 +294,10 @@ impl App {
     /// A count has finished.
     pub(crate) fn counted(&mut self, count: Counted) {
         self.counting = false;
-        self.stats_cost = count.cost;
-        self.stats_taken = Some(count.began);
+        self.stats_cost = Some(Cost {
+            took: count.cost,
+            ended: self.clock.now(),
+        });
         match count.stats {
             Ok(stats) => {
                 self.stats = Some(stats);
@@ -540,9 +545,9 @@ impl App {
         // A count already running answers an auto-refresh; a manual one (or an action's) may
         // have changed what it counts, so it gets a fresh count after that one.
         let stats_due = !self.counting
-            && self.stats_taken.is_none_or(|t| {
-                self.stats_cost < SLOW_STATS || t.elapsed() >= self.stats_cost * STATS_COST_FACTOR
-            });
+            && self
+                .stats_cost
+                .is_none_or(|c| c.due_again(self.clock.now(), SLOW_STATS, STATS_COST_FACTOR));
         self.stats_skipped = !(manual || stats_due);
         if !self.stats_skipped {
             self.count_wanted = true;
@@ -889,7 +894,7 @@ pub(crate) struct Counted {
     stats: sessdb::Result<Stats>,
     /// The store's time when the count was made.
     at: OffsetDateTime,
-    began: Instant,
+    /// What the count took, on the worker's clock (the system's).
     cost: Duration,
 }
 
@@ -900,7 +905,6 @@ pub(crate) fn count(admin: &dyn Admin) -> Counted {
     Counted {
         at: admin.now(),
         stats,
-        began,
         cost: began.elapsed(),
     }
 }

@@ -47,6 +47,7 @@
 #![deny(missing_docs)]
 
 mod app;
+mod clock;
 mod format;
 mod keys;
 mod listing;
