@@ -23,6 +23,11 @@ use crate::Options;
 /// auto-refresh, only [`STATS_COST_FACTOR`] times its cost after it ended.
 const SLOW_STATS: Duration = Duration::from_millis(200);
 const STATS_COST_FACTOR: u32 = 30;
+/// A search scan that filled its page over several calls and took this long or longer (a
+/// filter that matches little of a large store) is read again by an auto-refresh only
+/// [`SCAN_COST_FACTOR`] times its cost after it ended, rather than started over and over.
+const SLOW_SCAN: Duration = SLOW_STATS;
+const SCAN_COST_FACTOR: u32 = 10;
 /// The shortest auto-refresh interval honoured; shorter ones would busy-loop.
 const MIN_REFRESH: Duration = Duration::from_millis(100);
 
@@ -241,7 +246,7 @@ impl App {
             refresh: options.refresh.max(MIN_REFRESH),
             auto_refresh: true,
             mode: Mode::Browsing,
-            listing: Listing::new(View::default()),
+            listing: Listing::new(View::default(), Clock::default()),
             filter_text: String::new(),
             selected: 0,
             offset: 0,
@@ -262,6 +267,14 @@ impl App {
             stats_cost: None,
             clock: Clock::default(),
         }
+    }
+
+    /// The app on `clock` rather than the system's, before anything is read.
+    #[cfg(test)]
+    pub(crate) fn with_clock(mut self, clock: Clock) -> App {
+        self.listing = Listing::new(self.listing.view().clone(), clock.clone());
+        self.clock = clock;
+        self
     }
 
     /// Loads the first page, and asks for the header's counts, which come later (see
@@ -533,14 +546,18 @@ impl App {
         // Through a socket whose application has exited, `now` is this machine's clock: it
         // is only taken once the rows read with it have come.
         let now = admin.now();
-        let mut rows_read = self.try_load(admin, |l, a| l.reload(a)).is_some();
-        if rows_read && self.listing.rows().is_empty() && self.listing.page_index() > 0 {
-            // The sessions of this page are gone (invalidated, purged, expired): step back.
-            rows_read = self.try_load(admin, |l, a| l.back(a)).is_some();
-        }
-        self.reselect();
-        if rows_read {
-            self.read_at(now);
+        // Rows not read keep the time of their last read in the header, as they are.
+        let mut rows_read = false;
+        if manual || self.table_due() {
+            rows_read = self.try_load(admin, |l, a| l.reload(a)).is_some();
+            if rows_read && self.listing.rows().is_empty() && self.listing.page_index() > 0 {
+                // The sessions of this page are gone (invalidated, purged, expired): step back.
+                rows_read = self.try_load(admin, |l, a| l.back(a)).is_some();
+            }
+            self.reselect();
+            if rows_read {
+                self.read_at(now);
+            }
         }
         // A count already running answers an auto-refresh; a manual one (or an action's) may
         // have changed what it counts, so it gets a fresh count after that one.
@@ -579,6 +596,19 @@ impl App {
         if rows_read && pane_read && matches!(self.message, Some(Message::Error(_))) {
             self.message = None;
         }
+    }
+
+    /// Whether an auto-refresh reads the table again. Not while a search scan is under way:
+    /// the ticks carry it on, and reading the page again would start it over. After a long
+    /// one, only [`SCAN_COST_FACTOR`] times its cost after it ended: a filter that matches
+    /// nothing in a large store would otherwise keep the store scanning. A page read in one
+    /// call, every time.
+    fn table_due(&self) -> bool {
+        !self.busy()
+            && self
+                .listing
+                .scan_cost()
+                .is_none_or(|c| c.due_again(self.clock.now(), SLOW_SCAN, SCAN_COST_FACTOR))
     }
 
     /// The table was read, at the store's time `now`: its rows are current again, and the
@@ -633,7 +663,7 @@ impl App {
     }
 
     fn set_view(&mut self, admin: &dyn Admin, view: View) {
-        self.listing = Listing::new(view);
+        self.listing = Listing::new(view, self.clock.clone());
         if self.folder_gone() {
             self.reselect();
             return;

@@ -1,11 +1,15 @@
 //! The sessions on screen: one page at a time from `Admin::list`, the cursors to page back,
-//! and the filter and sort that decide which sessions and in what order. Nothing here knows
-//! the screen size, and the last page is listed backward from the end rather than reached
-//! page by page, so a million sessions cost the same per frame as a hundred.
+//! the filter and sort that decide which sessions and in what order, and what the search scan
+//! that filled the page cost. Nothing here knows the screen size, and the last page is listed
+//! backward from the end rather than reached page by page, so a million sessions cost the same
+//! per frame as a hundred.
 
 use std::cmp::Ordering;
+use std::time::Instant;
 
 use sessdb::{Admin, Cursor, ListQuery, SessionInfo, Status};
+
+use crate::clock::{Clock, Cost};
 
 /// Sessions per page asked of the store.
 pub(crate) const PAGE_SIZE: usize = 100;
@@ -182,11 +186,18 @@ pub(crate) struct Listing {
     next: Option<Cursor>,
     /// The scan budget ran out before the page was full: [`Listing::continue_scan`] goes on.
     incomplete: bool,
+    clock: Clock,
+    /// When the read of the loaded page began, before its first call.
+    began: Instant,
+    /// When the search scan that filled the loaded page over several calls ended; `None`
+    /// while it runs, and for a page read in one call.
+    scan_ended: Option<Instant>,
 }
 
 impl Listing {
-    /// An empty listing of `view`; nothing is read until [`Listing::reload`].
-    pub(crate) fn new(view: View) -> Listing {
+    /// An empty listing of `view`, timing its reads on `clock`; nothing is read until
+    /// [`Listing::reload`].
+    pub(crate) fn new(view: View, clock: Clock) -> Listing {
         Listing {
             view,
             anchor: Anchor::Start,
@@ -194,6 +205,9 @@ impl Listing {
             rows: Vec::new(),
             next: None,
             incomplete: false,
+            began: clock.now(),
+            scan_ended: None,
+            clock,
         }
     }
 
@@ -278,6 +292,15 @@ impl Listing {
         self.incomplete
     }
 
+    /// What the search scan that filled the loaded page took, once it has ended; `None` for a
+    /// page read in one call, and while the scan runs.
+    pub(crate) fn scan_cost(&self) -> Option<Cost> {
+        self.scan_ended.map(|ended| Cost {
+            took: ended.saturating_duration_since(self.began),
+            ended,
+        })
+    }
+
     /// Changes the order of the loaded rows; the store is not asked again, since only expiry
     /// order comes from an index.
     pub(crate) fn set_sort(&mut self, sort: Sort) {
@@ -296,7 +319,9 @@ impl Listing {
     /// The store's error; the loaded rows stay as they were.
     pub(crate) fn reload(&mut self, admin: &dyn Admin) -> sessdb::Result<()> {
         let start = self.starts.last().cloned().flatten();
+        let began = self.clock.now();
         let page = admin.list(&self.query(start, PAGE_SIZE))?;
+        self.read(began);
         self.rows = page.sessions;
         self.set_next(page.next);
         Ok(())
@@ -319,7 +344,9 @@ impl Listing {
     }
 
     fn anchor_at(&mut self, admin: &dyn Admin, anchor: Anchor) -> sessdb::Result<()> {
+        let began = self.clock.now();
         let page = admin.list(&self.view.query(None, PAGE_SIZE, anchor == Anchor::End))?;
+        self.read(began);
         self.anchor = anchor;
         self.starts.truncate(1);
         self.starts[0] = None;
@@ -356,12 +383,14 @@ impl Listing {
             return Ok(false);
         }
         let cursor = self.next.clone();
+        let began = self.clock.now();
         let page = admin.list(&self.query(cursor.clone(), PAGE_SIZE))?;
         if page.sessions.is_empty() && page.next.is_none() {
             // The last page was exactly full: now we know nothing follows.
             self.next = None;
             return Ok(false);
         }
+        self.read(began);
         self.starts.push(cursor);
         self.rows = page.sessions;
         self.set_next(page.next);
@@ -377,7 +406,9 @@ impl Listing {
             return Ok(false);
         }
         let start = self.starts[self.starts.len() - 2].clone();
+        let began = self.clock.now();
         let page = admin.list(&self.query(start, PAGE_SIZE))?;
+        self.read(began);
         self.starts.pop();
         self.rows = page.sessions;
         self.set_next(page.next);
@@ -397,10 +428,19 @@ impl Listing {
         let page = admin.list(&self.query(self.next.clone(), limit))?;
         self.rows.extend(page.sessions);
         self.set_next(page.next);
+        if !self.incomplete {
+            self.scan_ended = Some(self.clock.now());
+        }
         if self.rows.is_empty() && !self.incomplete && self.back(admin)? {
             self.next = None;
         }
         Ok(())
+    }
+
+    /// A page read from its start, which began at `began`, replaces the loaded one.
+    fn read(&mut self, began: Instant) {
+        self.began = began;
+        self.scan_ended = None;
     }
 
     fn set_next(&mut self, next: Option<Cursor>) {

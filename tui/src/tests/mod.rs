@@ -22,6 +22,7 @@ use tempfile::TempDir;
 use time::OffsetDateTime;
 
 use crate::app::{Action, App};
+use crate::clock::Clock;
 use crate::Options;
 
 /// 2023-11-14T22:13:20Z.
@@ -191,7 +192,24 @@ pub(crate) fn started(admin: &dyn Admin, width: u16, height: u16) -> App {
 
 /// As [`started`], with `options`.
 pub(crate) fn started_with(admin: &dyn Admin, width: u16, height: u16, options: &Options) -> App {
-    let mut app = App::new(options);
+    start(admin, width, height, App::new(options))
+}
+
+/// As [`started`], on `clock`: the time that says what the app's reads cost.
+pub(crate) fn started_on(admin: &dyn Admin, width: u16, height: u16, clock: &Clock) -> App {
+    let options = Options {
+        title: "/srv/app/sessions.sessdb".into(),
+        ..Options::default()
+    };
+    start(
+        admin,
+        width,
+        height,
+        App::new(&options).with_clock(clock.clone()),
+    )
+}
+
+fn start(admin: &dyn Admin, width: u16, height: u16, mut app: App) -> App {
     app.update(admin, Action::Resize(width, height));
     app.start(admin);
     count_now(&mut app, admin);
@@ -255,6 +273,8 @@ pub(crate) struct Flaky {
     pub(crate) counts: AtomicUsize,
     /// `list` calls.
     pub(crate) lists: AtomicUsize,
+    /// What each `list` call takes on the app's clock: the clock is moved on by it.
+    list_cost: Option<(Clock, Duration)>,
 }
 
 impl Flaky {
@@ -267,6 +287,15 @@ impl Flaky {
             released: Condvar::new(),
             counts: AtomicUsize::new(0),
             lists: AtomicUsize::new(0),
+            list_cost: None,
+        }
+    }
+
+    /// Makes every `list` call take `each` on `clock`, as a large store's scan takes time.
+    pub(crate) fn costing(self, clock: &Clock, each: Duration) -> Self {
+        Flaky {
+            list_cost: Some((clock.clone(), each)),
+            ..self
         }
     }
 
@@ -320,6 +349,9 @@ impl Admin for Flaky {
     }
     fn list(&self, query: &ListQuery) -> sessdb::Result<Page> {
         self.lists.fetch_add(1, Ordering::SeqCst);
+        if let Some((clock, each)) = &self.list_cost {
+            clock.advance(*each);
+        }
         self.check()?;
         self.inner.list(query)
     }

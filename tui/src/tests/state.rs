@@ -7,8 +7,11 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use sessdb::{Admin, Handle, SessionId, Target};
 use time::OffsetDateTime;
 
-use super::{ch, key, press, principals, started, started_with, type_text, Fixture, Flaky, Spec};
+use super::{
+    ch, key, press, principals, started, started_on, started_with, type_text, Fixture, Flaky, Spec,
+};
 use crate::app::{Action, Confirm, Message, Mode, Stale};
+use crate::clock::Clock;
 use crate::listing::{Filter, Sort, PAGE_SIZE};
 
 fn handle_of(name: &str) -> Handle {
@@ -817,4 +820,150 @@ fn capital_g_with_a_selective_search_scans_backward_in_bounded_steps() {
     assert!(ticks >= 2, "5000 entries need three budgets of 2000");
     assert_eq!(principals(app), ["user0001"]);
     assert_eq!(selected_principal(app).as_deref(), Some("user0001"));
+}
+
+/// `Fixture::many(5_000)` through an admin interface each of whose `list` calls takes a second
+/// on the app's clock, and the app on that clock.
+fn slow_lists() -> (Fixture, Flaky, Clock) {
+    let f = Fixture::many(5_000);
+    let clock = Clock::manual();
+    let admin = Flaky::new(&f.store).costing(&clock, Duration::from_secs(1));
+    (f, admin, clock)
+}
+
+/// Types `/text` and Enter.
+fn search(app: &mut crate::app::App, admin: &Flaky, text: &str) {
+    press(app, admin, &[ch('/')]);
+    type_text(app, admin, text);
+    press(app, admin, &[key(KeyCode::Enter)]);
+}
+
+/// Ticks until the search scan ends; how many ticks it took.
+fn scan_to_end(app: &mut crate::app::App, admin: &Flaky) -> usize {
+    let mut ticks = 0;
+    while app.busy() {
+        app.update(admin, Action::Tick);
+        ticks += 1;
+        assert!(ticks < 10, "the scan does not end");
+    }
+    ticks
+}
+
+fn list_calls(admin: &Flaky) -> usize {
+    admin.lists.load(Ordering::SeqCst)
+}
+
+#[test]
+fn an_auto_refresh_leaves_a_running_search_scan_to_its_ticks() {
+    let (_f, admin, clock) = slow_lists();
+    let app = &mut started_on(&admin, 100, 30, &clock);
+    search(app, &admin, "zzq");
+    assert!(app.busy(), "the first budget of 2000 entries found nothing");
+    let before = list_calls(&admin);
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(2));
+        app.update(&admin, Action::AutoRefresh);
+        assert!(app.busy());
+    }
+    assert_eq!(list_calls(&admin), before, "the scan is not started over");
+    assert_eq!(
+        scan_to_end(app, &admin),
+        2,
+        "5000 entries are three budgets of 2000, the first one read before the refreshes"
+    );
+    assert!(app.listing.rows().is_empty());
+}
+
+#[test]
+fn after_a_long_search_scan_auto_refresh_waits_ten_times_its_cost() {
+    let (f, admin, clock) = slow_lists();
+    let app = &mut started_on(&admin, 100, 30, &clock);
+    search(app, &admin, "zzq");
+    scan_to_end(app, &admin);
+    // Three calls of a second each: the scan cost 3 s, so the next comes 30 s after it ended.
+    let read_at = app.refreshed_at;
+    let before = list_calls(&admin);
+    for _ in 0..14 {
+        clock.advance(Duration::from_secs(2));
+        f.advance(2);
+        app.update(&admin, Action::AutoRefresh);
+    }
+    clock.advance(Duration::from_millis(1_999));
+    app.update(&admin, Action::AutoRefresh);
+    assert_eq!(list_calls(&admin), before, "nothing read for 29.999 s");
+    assert!(!app.busy());
+    assert_eq!(
+        app.refreshed_at, read_at,
+        "the header keeps the time the table was read"
+    );
+    clock.advance(Duration::from_millis(1));
+    app.update(&admin, Action::AutoRefresh);
+    assert_eq!(
+        list_calls(&admin) - before,
+        1,
+        "at 30 s the scan starts over"
+    );
+    assert!(app.busy());
+    assert_ne!(app.refreshed_at, read_at);
+}
+
+#[test]
+fn r_reads_a_long_search_at_once_and_starts_a_running_scan_over() {
+    let (_f, admin, clock) = slow_lists();
+    let app = &mut started_on(&admin, 100, 30, &clock);
+    search(app, &admin, "zzq");
+    scan_to_end(app, &admin);
+    let before = list_calls(&admin);
+    clock.advance(Duration::from_secs(2));
+    app.update(&admin, Action::AutoRefresh);
+    assert_eq!(list_calls(&admin), before, "an auto-refresh waits");
+    press(app, &admin, &[ch('r')]);
+    assert_eq!(list_calls(&admin) - before, 1, "r reads at once");
+    assert!(app.busy());
+    press(app, &admin, &[ch('r')]);
+    assert_eq!(
+        list_calls(&admin) - before,
+        2,
+        "r starts a running scan over"
+    );
+    assert_eq!(scan_to_end(app, &admin), 2, "from the start: three budgets");
+    clock.advance(Duration::from_secs(2));
+    app.update(&admin, Action::AutoRefresh);
+    assert_eq!(
+        list_calls(&admin) - before,
+        4,
+        "after the scan r started, an auto-refresh waits again"
+    );
+}
+
+#[test]
+fn pages_that_fill_in_one_call_refresh_every_time_however_slow() {
+    let (_f, admin, clock) = slow_lists();
+    let app = &mut started_on(&admin, 100, 30, &clock);
+    search(app, &admin, "zzq");
+    scan_to_end(app, &admin);
+    let before = list_calls(&admin);
+    clock.advance(Duration::from_secs(2));
+    app.update(&admin, Action::AutoRefresh);
+    assert_eq!(list_calls(&admin), before, "the long scan waits");
+    // The wait belongs to the scan's page: without a filter, each auto-refresh reads the page,
+    // though each read takes a second.
+    press(app, &admin, &[key(KeyCode::Esc)]);
+    assert_eq!(app.listing.rows().len(), PAGE_SIZE);
+    let before = list_calls(&admin);
+    for n in 1..=3 {
+        clock.advance(Duration::from_secs(2));
+        app.update(&admin, Action::AutoRefresh);
+        assert_eq!(list_calls(&admin) - before, n);
+    }
+    // So does a search whose page fills in its first call.
+    search(app, &admin, "user");
+    assert!(!app.busy());
+    assert_eq!(app.listing.rows().len(), PAGE_SIZE);
+    let before = list_calls(&admin);
+    for n in 1..=3 {
+        clock.advance(Duration::from_secs(2));
+        app.update(&admin, Action::AutoRefresh);
+        assert_eq!(list_calls(&admin) - before, n);
+    }
 }
