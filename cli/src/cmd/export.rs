@@ -267,37 +267,122 @@ fn export_to_file(
     tmp_name.push(name);
     tmp_name.push(format!(".sessctl-{}.tmp", std::process::id()));
     let tmp = dir.join(tmp_name);
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {shown}"))?;
-    let result = write_and_rename(admin, file, &tmp, path, shown, include_expired, progress);
+    // Unnamed until it is complete, where the file system allows it: an export killed midway
+    // (SIGKILL, ^C, a full disk) then leaves no file of session data behind.
+    let (file, named) = match unnamed_in(dir) {
+        Some(file) => (file, false),
+        None => {
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .with_context(|| format!("cannot write {shown}"))?;
+            (file, true)
+        }
+    };
+    let result = write_and_rename(
+        admin,
+        file,
+        named,
+        &tmp,
+        path,
+        shown,
+        include_expired,
+        progress,
+    );
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
 }
 
+/// A file in `dir` with no name yet (`O_TMPFILE`), owner-only; `None` where the file system
+/// or the kernel has no such files.
+fn unnamed_in(dir: &Path) -> Option<File> {
+    OpenOptions::new()
+        .write(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_TMPFILE)
+        .open(dir)
+        .ok()
+}
+
+/// Writes the export into `file` and puts it at `path`: `file` is at `tmp` if `named`, else
+/// unnamed, and then first linked there once complete.
+#[allow(clippy::too_many_arguments)]
 fn write_and_rename(
     admin: &dyn Admin,
     file: File,
+    named: bool,
     tmp: &Path,
     path: &Path,
     shown: &str,
     include_expired: bool,
     progress: &Progress,
 ) -> anyhow::Result<ExportReport> {
+    let cannot = || format!("cannot write {shown}");
     let mut w = LineProgress::new(BufWriter::new(file), progress.clone());
     let report = admin.export(&mut w, include_expired)?;
     let file = w
         .into_inner()
         .into_inner()
         .map_err(|e| e.into_error())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.sync_all()
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::rename(tmp, path).with_context(|| format!("cannot write {shown}"))?;
+        .with_context(cannot)?;
+    file.sync_all().with_context(cannot)?;
+    publish(&file, named, tmp, path).with_context(cannot)?;
     Ok(report)
+}
+
+/// Puts the complete, synced `file` at `path`: renamed from `tmp` if it is `named` there,
+/// else linked at `tmp` first; then syncs the folder, without which the rename may not
+/// survive a crash.
+fn publish(file: &File, named: bool, tmp: &Path, path: &Path) -> std::io::Result<()> {
+    if !named {
+        use std::os::fd::AsRawFd as _;
+        let fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+        nix::unistd::linkat(
+            nix::fcntl::AT_FDCWD,
+            fd.as_str(),
+            nix::fcntl::AT_FDCWD,
+            tmp,
+            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+        )?;
+    }
+    fs::rename(tmp, path)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An export is written into a file with no name, so a process killed while writing it
+    /// leaves nothing behind (before, `.NAME.sessctl-PID.tmp` files of session data piled up);
+    /// it gets its name, then the final one, only once complete.
+    #[test]
+    fn an_export_has_no_name_until_it_is_complete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = || {
+            let mut n: Vec<_> = fs::read_dir(dir.path())
+                .expect("read_dir")
+                .map(|e| e.expect("entry").file_name())
+                .collect();
+            n.sort();
+            n
+        };
+        let mut file = unnamed_in(dir.path()).expect("O_TMPFILE on this file system");
+        file.write_all(b"line\n").expect("write");
+        file.sync_all().expect("sync");
+        assert!(names().is_empty(), "{:?}", names());
+        let (tmp, out) = (dir.path().join(".out.tmp"), dir.path().join("out.jsonl"));
+        publish(&file, false, &tmp, &out).expect("publish");
+        assert_eq!(names(), ["out.jsonl"]);
+        assert_eq!(fs::read(&out).expect("read"), b"line\n");
+        assert_eq!(fs::metadata(&out).expect("metadata").mode() & 0o777, 0o600);
+    }
 }
