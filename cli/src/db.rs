@@ -92,6 +92,12 @@ pub fn open(
             Ok(locked @ sessdb::Error::Locked { .. }) if has_socket => {
                 match RemoteAdmin::connect(&socket) {
                     Ok(remote) => live(path, as_of, remote),
+                    // It answers, and refuses: busy (too many connections) or not this user's.
+                    Err(e @ sessdb::Error::Refused { .. }) => Err(Failure::Held(format!(
+                        "a running application holds the database at {}, and {e}",
+                        path.display()
+                    ))
+                    .into()),
                     Err(e) => Err(Failure::Held(format!(
                         "{locked}, and its admin socket does not answer: {:#}",
                         anyhow::Error::new(e)

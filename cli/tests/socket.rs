@@ -400,3 +400,30 @@ fn socket_that_is_not_one_or_has_no_application_says_so() {
         ),
     );
 }
+
+/// An application whose admin socket has all its 64 connections taken refuses one more: sessctl
+/// says the application holds the database and why it refused, not that the socket "does not
+/// answer" (it did).
+#[test]
+fn a_full_admin_socket_is_reported_as_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let _app = application(&db);
+    let socket = sessdb::RemoteAdmin::default_socket(&db);
+    let clients: Vec<_> = (0..64)
+        .map(|_| sessdb::RemoteAdmin::connect(&socket).expect("one of 64"))
+        .collect();
+    let out = run(on(&db).arg("stats"));
+    assert_eq!((out.code, out.stdout.as_str()), (3, ""), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(&format!(
+            "error: a running application holds the database at {}, and the admin socket {} \
+             refused the connection: ",
+            db.display(),
+            socket.display()
+        )) && !out.stderr.contains("does not answer"),
+        "{}",
+        out.stderr
+    );
+    drop(clients);
+}
