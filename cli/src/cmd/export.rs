@@ -375,7 +375,12 @@ mod tests {
             n.sort();
             n
         };
-        let mut file = unnamed_in(dir.path()).expect("O_TMPFILE on this file system");
+        let Some(mut file) = unnamed_in(dir.path()) else {
+            // An older overlayfs, say: exports use a named temporary file there, as the
+            // export tests through the binary check.
+            eprintln!("no unnamed files (O_TMPFILE) on this file system: nothing to test");
+            return;
+        };
         file.write_all(b"line\n").expect("write");
         file.sync_all().expect("sync");
         assert!(names().is_empty(), "{:?}", names());
