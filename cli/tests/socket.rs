@@ -18,6 +18,16 @@ fn application(db: &std::path::Path) -> Store {
         .expect("the application opens its database")
 }
 
+/// sessctl's warning when `--db` names `named` but the application behind the socket serves
+/// `served`: a read goes on, to `served`.
+fn wrong_db_warning(named: &std::path::Path, served: &std::path::Path) -> String {
+    format!(
+        "warning: --db {} is not the database that application serves; the command goes to {}\n",
+        named.display(),
+        served.display()
+    )
+}
+
 #[test]
 fn commands_go_through_the_admin_socket_of_a_running_application() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -164,12 +174,7 @@ fn socket_names_the_admin_socket_whatever_db_says() {
     // another, gets a warning.
     assert_eq!(
         out.stderr,
-        format!(
-            "{note}warning: --db {} is not the database that application serves; the command \
-             goes to {}\n",
-            elsewhere.display(),
-            db.display()
-        )
+        format!("{note}{}", wrong_db_warning(&elsewhere, &db))
     );
     let stats = &json_lines(&out.stdout)[0];
     assert_eq!(
@@ -297,12 +302,7 @@ fn a_socket_serving_another_database_than_db_names_is_refused_for_writes_and_exp
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         out.stderr,
-        format!(
-            "{note}warning: --db {} is not the database that application serves; the command \
-             goes to {}\n",
-            other.display(),
-            db.display()
-        )
+        format!("{note}{}", wrong_db_warning(&other, &db))
     );
     // Without --db, the socket alone says where to write.
     expect(

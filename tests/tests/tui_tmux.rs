@@ -7,7 +7,7 @@
 //! Skipped, saying so, when tmux is not installed (CI installs it).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -129,17 +129,26 @@ fn tmux_installed() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-#[test]
-fn tui_filters_invalidates_one_session_and_restores_the_terminal() {
+/// sessctl and a demo database in a temporary folder (kept while the folder lives), or `None`
+/// when tmux is not installed.
+fn demo_database() -> Option<(PathBuf, tempfile::TempDir, PathBuf)> {
     if !tmux_installed() {
         eprintln!("SKIPPED tui_tmux: tmux is not installed (CI installs it)");
-        return;
+        return None;
     }
     let bin = sessdb_e2e::sessctl_bin();
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("sessions.sessdb");
     let demo = sessctl(&bin, &db, &["demo"]);
     assert!(demo.status.success(), "sessctl demo: {demo:?}");
+    Some((bin, dir, db))
+}
+
+#[test]
+fn tui_filters_invalidates_one_session_and_restores_the_terminal() {
+    let Some((bin, _dir, db)) = demo_database() else {
+        return;
+    };
 
     // A principal with at least two live sessions, none about to expire during the test.
     let live = json_lines(&sessctl(&bin, &db, &["list", "--limit", "0", "--json"]));
@@ -266,15 +275,9 @@ fn live_and_expired(bin: &Path, db: &Path) -> (u64, u64) {
 
 #[test]
 fn tui_as_of_a_future_time_refuses_to_invalidate_or_purge_and_writes_nothing() {
-    if !tmux_installed() {
-        eprintln!("SKIPPED tui_tmux: tmux is not installed (CI installs it)");
+    let Some((bin, _dir, db)) = demo_database() else {
         return;
-    }
-    let bin = sessdb_e2e::sessctl_bin();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = dir.path().join("sessions.sessdb");
-    let demo = sessctl(&bin, &db, &["demo"]);
-    assert!(demo.status.success(), "sessctl demo: {demo:?}");
+    };
 
     // A session live as of the --as-of time, five minutes from now (later than now however
     // slowly the TUI starts), and for the whole test.
