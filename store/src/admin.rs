@@ -259,7 +259,8 @@ pub trait Admin: Send + Sync {
     /// # Errors
     /// Storage or transport errors; [`Error::ReadOnly`].
     fn invalidate(&self, target: &Target) -> Result<bool>;
-    /// Invalidates every session of a principal; returns how many.
+    /// Invalidates every session of a principal; returns how many live sessions it ended (its
+    /// expired ones are removed too, uncounted; see [`Store::invalidate_principal`]).
     ///
     /// # Errors
     /// Storage or transport errors; [`Error::ReadOnly`].

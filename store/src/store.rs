@@ -428,8 +428,10 @@ impl Store {
     }
 
     /// Invalidates every session of `principal` ("log alice out everywhere"). Returns how many
-    /// sessions were removed. A session of the principal saved (or rotated) before this begins
-    /// is removed; one saved concurrently is either removed or saved after it.
+    /// live sessions it ended: as many as [`sessions_of`](Store::sessions_of) listed just
+    /// before. The principal's expired sessions that no purge has removed yet are removed too,
+    /// and not counted. A session of the principal saved (or rotated) before this begins is
+    /// removed; one saved concurrently is either removed or saved after it.
     ///
     /// A principal no session can have (empty, too long, or with a NUL character) removes
     /// nothing.
@@ -443,6 +445,7 @@ impl Store {
         if validate_principal(principal).is_err() {
             return Ok(0);
         }
+        let now = self.now();
         let removed = {
             let _p = self.lock_principals(&[Some(principal)]);
             let mut removed = 0;
@@ -459,17 +462,20 @@ impl Store {
                     continue;
                 }
                 let _g = self.lock_key(&handle);
+                // Whether the record is this principal's, and whether it is live.
                 let owned = match self.inner.sessions.get(handle.as_bytes())? {
                     Some(bytes) => decode_head(&bytes)
-                        .map(|h| h.principal.as_deref() == Some(principal))
-                        .unwrap_or(false),
-                    None => false,
+                        .ok()
+                        .filter(|h| h.principal.as_deref() == Some(principal))
+                        .map(|h| !h.is_expired(now)),
+                    None => None,
                 };
-                if owned && self.remove_locked(&handle)? {
-                    removed += 1;
-                } else {
+                match owned {
+                    Some(live) if self.remove_locked(&handle)? => removed += usize::from(live),
                     // A stale entry (crash leftover): the record is gone or belongs elsewhere.
-                    self.inner.principals.remove(&k)?;
+                    _ => {
+                        self.inner.principals.remove(&k)?;
+                    }
                 }
             }
             removed

@@ -53,6 +53,39 @@ fn invalidate_principal_logs_a_user_out_everywhere() {
 }
 
 #[test]
+fn invalidate_principal_counts_the_live_sessions_it_ends_and_removes_the_expired_too() {
+    let f = fixture(); // 30 min idle timeout
+    let old: Vec<_> = (0..2).map(|_| login(&f.store, "alice")).collect();
+    f.advance(20 * 60);
+    let recent: Vec<_> = (0..3).map(|_| login(&f.store, "alice")).collect();
+    f.advance(15 * 60); // the first two are idle for 35 min now
+    assert_eq!(f.store.sessions_of("alice").unwrap().len(), 3);
+    // As many as were listed, not the five records.
+    assert_eq!(f.store.invalidate_principal("alice").unwrap(), 3);
+    for id in old.iter().chain(&recent) {
+        assert!(f.store.load(id).unwrap().is_none());
+    }
+    // The expired ones are gone as well: nothing of alice's is left for a purge.
+    let all = Admin::list(
+        &f.store,
+        &ListQuery {
+            principal: Some("alice".into()),
+            status: sessdb::Status::All,
+            ..ListQuery::default()
+        },
+    )
+    .unwrap();
+    assert!(all.sessions.is_empty(), "{:?}", all.sessions);
+    assert_eq!(f.store.stats().unwrap().expired, 0);
+    // Only expired sessions left: none ended.
+    login(&f.store, "alice");
+    f.advance(31 * 60);
+    assert_eq!(f.store.invalidate_principal("alice").unwrap(), 0);
+    assert_eq!(f.store.stats().unwrap().expired, 0);
+    assert!(f.store.check().unwrap().is_clean());
+}
+
+#[test]
 fn changing_the_principal_moves_the_index_entry() {
     let f = fixture();
     let id = login(&f.store, "alice");

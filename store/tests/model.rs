@@ -810,9 +810,14 @@ fn step(
         }
         Op::InvalidatePrincipal { principal } => {
             let got = store.invalidate_principal(principal.name())?;
-            let before = m.records.len();
-            m.records.retain(|_, (_, r)| r.principal != Some(principal));
-            prop_assert_eq!(got, before - m.records.len(), "invalidate_principal count");
+            let now = m.now;
+            let mut live = 0;
+            m.records.retain(|_, (_, r)| {
+                let theirs = r.principal == Some(principal);
+                live += usize::from(theirs && r.is_live(now));
+                !theirs
+            });
+            prop_assert_eq!(got, live, "invalidate_principal count (live sessions)");
         }
         Op::DropHandle { handle } => {
             if let Some(h) = m.pick_handle(handle) {

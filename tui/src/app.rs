@@ -777,7 +777,7 @@ impl App {
         };
         match count_sessions_of(admin, &principal) {
             Ok(0) => {
-                self.message = Some(Message::Info(format!("{principal} has no sessions left")));
+                self.message = Some(Message::Info(format!("{principal} has no live sessions")));
             }
             Ok(count) => self.ask(Confirm::InvalidatePrincipal { principal, count }),
             Err(e) => self.fail(&e),
@@ -939,15 +939,15 @@ pub(crate) fn count(admin: &dyn Admin) -> Counted {
     }
 }
 
-/// How many sessions `invalidate_principal` would remove: every entry of the principal index,
-/// expired or not, read a page at a time.
+/// How many sessions `invalidate_principal` would end: the principal's live sessions, read a
+/// page at a time (its expired ones go too, uncounted, as the store counts).
 fn count_sessions_of(admin: &dyn Admin, principal: &str) -> sessdb::Result<usize> {
     let mut count = 0;
     let mut after = None;
     loop {
         let page = admin.list(&ListQuery {
             principal: Some(principal.to_string()),
-            status: Status::All,
+            status: Status::Live,
             limit: 1000,
             after,
             ..ListQuery::default()

@@ -19,7 +19,8 @@ impl Invalidate {
     /// Invalidates and says how many.
     ///
     /// # Errors
-    /// [`Failure::NotFound`] when a principal has no sessions; open, storage and write errors.
+    /// [`Failure::NotFound`] when a principal has no live sessions (its expired ones are removed
+    /// all the same); open, storage and write errors.
     /// Unknown sessions among several are reported on stderr and end with exit code 1.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
         let db = ctx.open(Access::Write)?;
@@ -55,7 +56,7 @@ impl Invalidate {
                 let removed = admin.invalidate_principal(p)?;
                 if removed == 0 {
                     return Err(Failure::NotFound(format!(
-                        "principal \"{}\" has no sessions",
+                        "principal \"{}\" has no live sessions",
                         printable(p)
                     ))
                     .into());

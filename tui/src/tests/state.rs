@@ -267,6 +267,38 @@ fn n_and_esc_cancel_a_confirmation() {
 }
 
 #[test]
+fn capital_d_counts_the_live_sessions_it_ends_as_the_store_does() {
+    let f = Fixture::demo();
+    // One more session of alice's, expired and not purged yet: it goes too, uncounted.
+    f.add(Spec {
+        name: "alice-old",
+        principal: Some("alice"),
+        idle: Some(Duration::from_secs(1)),
+        ..Spec::default()
+    });
+    f.advance(2);
+    let expired = f.store.stats().expect("stats").expired;
+    let app = &mut started(&f.store, 100, 30);
+    press(app, &f.store, &[ch('j'), ch('D')]);
+    let Mode::Confirm { ask, .. } = &app.mode else {
+        panic!("no confirmation: {:?}", app.mode);
+    };
+    assert_eq!(
+        *ask,
+        Confirm::InvalidatePrincipal {
+            principal: "alice".into(),
+            count: 2
+        }
+    );
+    press(app, &f.store, &[ch('y')]);
+    assert_eq!(
+        app.message,
+        Some(Message::Info("Invalidated 2 sessions of alice".into()))
+    );
+    assert_eq!(f.store.stats().expect("stats").expired, expired - 1);
+}
+
+#[test]
 fn capital_d_says_how_many_and_logs_the_principal_out() {
     let f = Fixture::demo();
     let app = &mut started(&f.store, 100, 30);
