@@ -235,6 +235,11 @@ pub(crate) fn encode_parts(head: &Head, data: &[u8]) -> (Vec<u8>, usize) {
     (out, data_at)
 }
 
+/// Decodes the head and returns the data tokens as they are, unchecked.
+pub(crate) fn decode_parts(bytes: &[u8]) -> Result<(Head, &[u8]), DecodeError> {
+    split(bytes)
+}
+
 /// Decodes only the head, for scans that need no data.
 pub(crate) fn decode_head(bytes: &[u8]) -> Result<Head, DecodeError> {
     split(bytes).map(|(head, _)| head)

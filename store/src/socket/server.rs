@@ -545,12 +545,15 @@ fn handle<S: Peer>(
     // garbage costs a bounded report (`export::read_import`).
     let input = match &request {
         Request::Import(options) => {
-            let Some(limit) = store.upgrade().map(|i| i.config.max_session_bytes) else {
+            let Some((limit, dir)) = store
+                .upgrade()
+                .map(|i| (i.config.max_session_bytes, i.path.clone()))
+            else {
                 let _ = write_frame(io, &Response::Error(WireError::ShuttingDown));
                 return Err(io::ErrorKind::NotConnected.into());
             };
             Some(
-                receive_import(io, timeouts, limit, options).map_err(|reason| {
+                receive_import(io, timeouts, limit, &dir, options).map_err(|reason| {
                     protocol_error(io, reason);
                     io::Error::from(io::ErrorKind::InvalidData)
                 })?,
@@ -749,6 +752,7 @@ fn receive_import<S: Peer>(
     io: &mut S,
     timeouts: Timeouts,
     limit: usize,
+    dir: &Path,
     options: &ImportOptions,
 ) -> Result<ImportInput, String> {
     let mut input = FrameInput {
@@ -759,7 +763,7 @@ fn receive_import<S: Peer>(
         pos: 0,
         end: None,
     };
-    let read = read_import(&mut input, limit, options);
+    let read = read_import(&mut input, limit, options, dir);
     // The client sends its input up to `End` whatever the reading concluded (a bad header
     // ends it early): the rest is received and dropped, so the answer comes after it.
     while input.end.is_none() {
