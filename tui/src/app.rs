@@ -177,11 +177,26 @@ impl Folder {
     }
 }
 
-/// The status line.
+/// The status line. An error says what it is about, since that decides when it is over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Message {
     Info(String),
-    Error(String),
+    /// A read failed (the rows, the detail pane, the counts), or the database folder is gone:
+    /// over once everything on screen has been read again, which an auto-refresh may do.
+    ReadError(String),
+    /// What the operator asked for failed or was refused (`d`, `D`, `p`): over at their next
+    /// key, so that an auto-refresh does not take it away before it was read.
+    ActionError(String),
+}
+
+impl Action {
+    /// Whether the operator pressed a key for it, rather than the event loop sending it.
+    fn is_key(self) -> bool {
+        !matches!(
+            self,
+            Action::Tick | Action::AutoRefresh | Action::Resize(..)
+        )
+    }
 }
 
 /// The whole state of the TUI.
@@ -284,7 +299,7 @@ impl App {
         match self.listing.reload(admin) {
             Ok(()) => self.read_at(self.now),
             Err(e) => {
-                self.fail(&e);
+                self.read_error(&e);
                 self.read_failed();
             }
         }
@@ -318,7 +333,7 @@ impl App {
                 self.count_failed = false;
             }
             Err(e) => {
-                self.fail(&e);
+                self.read_error(&e);
                 self.count_failed = true;
             }
         }
@@ -328,7 +343,7 @@ impl App {
     pub(crate) fn counted_nothing(&mut self) {
         self.counting = false;
         self.count_failed = true;
-        self.message = Some(Message::Error("Counting sessions failed".into()));
+        self.message = Some(Message::ReadError("Counting sessions failed".into()));
     }
 
     /// Whether there is work to continue on the next tick: a scan that has not filled the
@@ -381,6 +396,10 @@ impl App {
 
     /// Applies one action. Store errors become the status line; nothing here panics on them.
     pub(crate) fn update(&mut self, admin: &dyn Admin, action: Action) {
+        // The operator has seen the error of their last action once they press a key.
+        if action.is_key() && matches!(self.message, Some(Message::ActionError(_))) {
+            self.message = None;
+        }
         match action {
             Action::Quit => self.quit = true,
             Action::Resize(width, height) => {
@@ -506,7 +525,7 @@ impl App {
             Action::AskInvalidate | Action::AskInvalidatePrincipal | Action::AskPurge
                 if self.read_only.is_some() =>
             {
-                self.message = self.read_only.clone().map(Message::Error);
+                self.message = self.read_only.clone().map(Message::ActionError);
             }
             Action::AskInvalidate => self.ask_invalidate(),
             Action::AskInvalidatePrincipal => self.ask_invalidate_principal(admin),
@@ -585,15 +604,16 @@ impl App {
                 }
                 Err(e) => {
                     pane_read = false;
-                    self.fail(&e);
+                    self.read_error(&e);
                     if let Some(d) = self.detail_mut() {
                         d.stale = true;
                     }
                 }
             }
         }
-        // Everything on screen was read: an error left in the status line is over.
-        if rows_read && pane_read && matches!(self.message, Some(Message::Error(_))) {
+        // Everything on screen was read: a read's error left in the status line is over. An
+        // action's is not: it says why something the operator asked for was not done.
+        if rows_read && pane_read && matches!(self.message, Some(Message::ReadError(_))) {
             self.message = None;
         }
     }
@@ -619,7 +639,7 @@ impl App {
         self.refreshed_at = Some(now);
         if self.stale == Some(Stale::ReadFailed) {
             self.stale = None;
-            if matches!(self.message, Some(Message::Error(_))) {
+            if matches!(self.message, Some(Message::ReadError(_))) {
                 self.message = None;
             }
         }
@@ -638,7 +658,7 @@ impl App {
         let Some(folder) = self.folder.as_ref().filter(|f| f.is_gone()) else {
             return false;
         };
-        self.message = Some(Message::Error(format!(
+        self.message = Some(Message::ReadError(format!(
             "The database folder {} was deleted or replaced: nothing is read or written any \
              more (what the store would write goes to deleted files); quit and reopen",
             folder.path.display()
@@ -672,7 +692,7 @@ impl App {
         match self.listing.reload(admin) {
             Ok(()) => self.read_at(now),
             Err(e) => {
-                self.fail(&e);
+                self.read_error(&e);
                 self.read_failed();
             }
         }
@@ -780,7 +800,7 @@ impl App {
                 self.message = Some(Message::Info(format!("{principal} has no live sessions")));
             }
             Ok(count) => self.ask(Confirm::InvalidatePrincipal { principal, count }),
-            Err(e) => self.fail(&e),
+            Err(e) => self.action_error(&e),
         }
     }
 
@@ -788,7 +808,7 @@ impl App {
         match admin.count_expired() {
             Ok(0) => self.message = Some(Message::Info("No expired sessions to purge".into())),
             Ok(count) => self.ask(Confirm::Purge { count }),
-            Err(e) => self.fail(&e),
+            Err(e) => self.action_error(&e),
         }
     }
 
@@ -831,7 +851,7 @@ impl App {
                     self.message = Some(Message::Info(text));
                 }
             }
-            Err(e) => self.fail(&e),
+            Err(e) => self.action_error(&e),
         }
     }
 
@@ -845,7 +865,7 @@ impl App {
         match op(&mut self.listing, admin) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.fail(&e);
+                self.read_error(&e);
                 self.read_failed();
                 None
             }
@@ -867,15 +887,14 @@ impl App {
         moved
     }
 
-    fn fail(&mut self, error: &sessdb::Error) {
-        let mut text = error.to_string();
-        let mut source = error.source();
-        while let Some(e) = source {
-            text.push_str(": ");
-            text.push_str(&e.to_string());
-            source = e.source();
-        }
-        self.message = Some(Message::Error(text));
+    /// A read failed: the status line says so until everything on screen is read again.
+    fn read_error(&mut self, error: &sessdb::Error) {
+        self.message = Some(Message::ReadError(error_text(error)));
+    }
+
+    /// An action the operator asked for failed: the status line says so until their next key.
+    fn action_error(&mut self, error: &sessdb::Error) {
+        self.message = Some(Message::ActionError(error_text(error)));
     }
 
     /// Selects a row because the operator asked for it: it becomes the sticky selection.
@@ -958,6 +977,18 @@ fn count_sessions_of(admin: &dyn Admin, principal: &str) -> sessdb::Result<usize
             None => return Ok(count),
         }
     }
+}
+
+/// A store error and its causes, on one line.
+fn error_text(error: &sessdb::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
 
 /// `1 session`, `3 sessions`.

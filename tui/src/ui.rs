@@ -683,7 +683,7 @@ impl Widget for StatusLine<'_> {
                 Span::styled(FILTER_PROMPT, t.key),
                 Span::raw(input.clone()),
             ]),
-            (_, Some(Message::Error(text))) => {
+            (_, Some(Message::ReadError(text) | Message::ActionError(text))) => {
                 Line::styled(format!(" {}", keep_head(text, room)), t.error)
             }
             (_, Some(Message::Info(text))) => {

@@ -201,11 +201,22 @@ pub(crate) fn started_on(admin: &dyn Admin, width: u16, height: u16, clock: &Clo
         title: "/srv/app/sessions.sessdb".into(),
         ..Options::default()
     };
+    started_on_with(admin, width, height, clock, &options)
+}
+
+/// As [`started_on`], with `options`.
+pub(crate) fn started_on_with(
+    admin: &dyn Admin,
+    width: u16,
+    height: u16,
+    clock: &Clock,
+    options: &Options,
+) -> App {
     start(
         admin,
         width,
         height,
-        App::new(&options).with_clock(clock.clone()),
+        App::new(options).with_clock(clock.clone()),
     )
 }
 

@@ -8,7 +8,8 @@ use sessdb::{Admin, Handle, SessionId, Target};
 use time::OffsetDateTime;
 
 use super::{
-    ch, key, press, principals, started, started_on, started_with, type_text, Fixture, Flaky, Spec,
+    ch, count_now, key, press, principals, started, started_on, started_on_with, started_with,
+    type_text, Fixture, Flaky, Spec,
 };
 use crate::app::{Action, Confirm, Message, Mode, Stale};
 use crate::clock::Clock;
@@ -558,15 +559,18 @@ fn store_errors_go_to_the_status_line_and_clear_when_it_works_again() {
     let flaky = Flaky::new(&f.store);
     let app = &mut started(&flaky, 100, 30);
     flaky.failing.store(true, Ordering::SeqCst);
-    // The table stays while reads fail, until a new view needs a new listing.
-    for keys in [&[ch('r')][..], &[ch('D')], &[ch('p')], &[ch('e')]] {
-        press(app, &flaky, keys);
+    // The table stays while reads fail, until a new view needs a new listing. A read's error
+    // and an action's (the count `D` and `p` ask first) are said alike, and end apart.
+    let read: fn(String) -> Message = Message::ReadError;
+    let action: fn(String) -> Message = Message::ActionError;
+    for (k, kind) in [('r', read), ('D', action), ('p', action), ('e', read)] {
+        press(app, &flaky, &[ch(k)]);
         assert_eq!(
             app.message,
-            Some(Message::Error(
+            Some(kind(
                 "I/O error on /srv/app/sessions.sessdb: disk gone".into()
             )),
-            "after {keys:?}"
+            "after {k}"
         );
         assert_eq!(app.mode, Mode::Browsing);
         assert!(!app.quit);
@@ -627,7 +631,7 @@ fn a_failed_page_marks_the_rows_stale_until_a_page_is_read() {
         assert_eq!(app.refreshed_at, Some(read_at), "{k}: nothing was read");
         assert_eq!(principals(app), before, "{k}: the last rows stay");
         assert!(
-            matches!(app.message, Some(Message::Error(_))),
+            matches!(app.message, Some(Message::ReadError(_))),
             "{k}: {:?}",
             app.message
         );
@@ -704,7 +708,7 @@ fn a_page_read_after_the_folder_was_deleted_keeps_it_said() {
     press(app, &f.store, &[ch('G')]);
     assert_eq!(selected_principal(app).as_deref(), Some("user0149"));
     assert_eq!(app.stale, Some(Stale::FolderGone));
-    assert!(matches!(app.message, Some(Message::Error(_))));
+    assert!(matches!(app.message, Some(Message::ReadError(_))));
 }
 
 #[test]
@@ -720,7 +724,7 @@ fn a_deleted_database_folder_is_said_and_never_written_into() {
     std::fs::remove_dir_all(&folder).expect("delete the folder");
     let first = app.selected_session().expect("a row").handle;
     press(app, &f.store, &[ch('d'), ch('y')]);
-    let Some(Message::Error(text)) = &app.message else {
+    let Some(Message::ReadError(text)) = &app.message else {
         panic!("{:?}", app.message);
     };
     assert!(
@@ -742,7 +746,7 @@ fn a_deleted_database_folder_is_said_and_never_written_into() {
     std::fs::create_dir(&folder).expect("a new folder");
     press(app, &f.store, &[ch('r'), ch('e')]);
     assert_eq!(app.stale, Some(Stale::FolderGone));
-    assert!(matches!(app.message, Some(Message::Error(_))));
+    assert!(matches!(app.message, Some(Message::ReadError(_))));
 }
 
 #[test]
@@ -758,7 +762,7 @@ fn a_read_only_store_refuses_invalidation_in_the_status_line() {
     let app = &mut started(&store, 100, 30);
     press(app, &store, &[ch('d'), ch('y')]);
     assert!(
-        matches!(&app.message, Some(Message::Error(_))),
+        matches!(&app.message, Some(Message::ActionError(_))),
         "{:?}",
         app.message
     );
@@ -780,9 +784,92 @@ fn read_only_options_refuse_every_write_key_with_their_reason() {
     for k in ['d', 'D', 'p'] {
         press(app, &f.store, &[ch(k), ch('y')]);
         assert_eq!(app.mode, Mode::Browsing, "{k}: nothing asked");
-        assert_eq!(app.message, Some(Message::Error(reason.into())), "{k}");
+        assert_eq!(
+            app.message,
+            Some(Message::ActionError(reason.into())),
+            "{k}"
+        );
     }
     assert_eq!(f.store.stats().expect("stats"), before);
+}
+
+/// `n` auto-refreshes as the event loop makes them, 2 s apart on the app's `clock`, each with
+/// the count it asks for.
+fn auto_refreshes(app: &mut crate::app::App, admin: &dyn Admin, clock: &Clock, n: usize) {
+    for _ in 0..n {
+        clock.advance(Duration::from_secs(2));
+        app.update(admin, Action::AutoRefresh);
+        count_now(app, admin);
+    }
+}
+
+#[test]
+fn an_actions_error_stays_through_auto_refreshes_until_the_next_key() {
+    let f = Fixture::demo();
+    let path = f.store.path().to_path_buf();
+    drop(f.store);
+    // Every read works and every write is refused.
+    let store = sessdb::Store::builder()
+        .clock(f.clock.clone())
+        .read_only(true)
+        .open(&path)
+        .expect("open read-only");
+    let clock = Clock::manual();
+    let app = &mut started_on(&store, 100, 30, &clock);
+    for keys in [[ch('d'), ch('y')], [ch('D'), ch('y')], [ch('p'), ch('y')]] {
+        press(app, &store, &keys);
+        let refused = app.message.clone();
+        assert!(
+            matches!(&refused, Some(Message::ActionError(m)) if m.contains("read-only")),
+            "{keys:?}: {refused:?}"
+        );
+        auto_refreshes(app, &store, &clock, 5);
+        assert_eq!(app.stale, None, "{keys:?}: the rows were read");
+        assert_eq!(
+            app.message, refused,
+            "{keys:?}: 10 s of auto-refreshes later"
+        );
+        press(app, &store, &[ch('j')]);
+        assert_eq!(app.message, None, "{keys:?}: the next key ends it");
+    }
+    assert_eq!(store.stats().expect("stats").live, 6);
+}
+
+#[test]
+fn a_refused_write_key_stays_said_through_auto_refreshes() {
+    let f = Fixture::demo();
+    let reason = "Read-only: --as-of is later than now";
+    let options = crate::Options {
+        read_only: Some(reason.into()),
+        ..crate::Options::default()
+    };
+    let clock = Clock::manual();
+    let app = &mut started_on_with(&f.store, 100, 30, &clock, &options);
+    press(app, &f.store, &[ch('p')]);
+    auto_refreshes(app, &f.store, &clock, 5);
+    assert_eq!(app.message, Some(Message::ActionError(reason.into())));
+    press(app, &f.store, &[key(KeyCode::Down)]);
+    assert_eq!(app.message, None);
+}
+
+#[test]
+fn a_reads_error_ends_with_the_auto_refresh_that_reads_again_not_with_a_key() {
+    let f = Fixture::demo();
+    let flaky = Flaky::new(&f.store);
+    let clock = Clock::manual();
+    let app = &mut started_on(&flaky, 100, 30, &clock);
+    flaky.failing.store(true, Ordering::SeqCst);
+    auto_refreshes(app, &flaky, &clock, 1);
+    let failed = app.message.clone();
+    assert!(matches!(failed, Some(Message::ReadError(_))), "{failed:?}");
+    // A key that reads nothing does not make the rows current.
+    press(app, &flaky, &[ch('j')]);
+    auto_refreshes(app, &flaky, &clock, 2);
+    assert_eq!(app.message, failed, "the rows are still stale");
+    flaky.failing.store(false, Ordering::SeqCst);
+    auto_refreshes(app, &flaky, &clock, 1);
+    assert_eq!(app.stale, None);
+    assert_eq!(app.message, None, "everything on screen was read again");
 }
 
 #[test]

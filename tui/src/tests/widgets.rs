@@ -241,7 +241,10 @@ fn a_failed_read_of_the_open_session_marks_its_pane_stale_and_not_the_rows() {
     assert!(lines(&buf)[0].contains(" (stale) "), "{:?}", lines(&buf)[0]);
     let (x, y) = find(&buf, "principal");
     assert!(buf[(x, y)].modifier.contains(Modifier::DIM), "dimmed");
-    assert!(matches!(app.message, Some(crate::app::Message::Error(_))));
+    assert!(matches!(
+        app.message,
+        Some(crate::app::Message::ReadError(_))
+    ));
     // Read again: current, and the error is over.
     flaky.show_failing.store(false, Ordering::SeqCst);
     press(app, &flaky, &[ch('r')]);
