@@ -37,8 +37,8 @@
 //! A search the indexes do not serve (a prefix, `l:LABEL`) scans 2,000 index entries per call
 //! and goes on between frames; a prefix that matches nothing scans the whole store (about 24 s
 //! per million sessions). An auto-refresh leaves a running scan to finish, and after a scan of
-//! 0.2 s or more reads the page again only 10 times the scan's time after it ended, so the
-//! store spends at most a part in 11 of its time on it; `r` reads at once. A count of 0.2 s or
+//! 0.2 s or more reads the page again only 10 times the scan's time after it ended (or failed
+//! partway), so the store spends at most a part in 11 of its time on it; `r` reads at once. A count of 0.2 s or
 //! more is repeated 30 times its time after it came: the table is what the operator watches.
 //!
 //! Release build, 120×40 `TestBackend`, a 2-core machine shared with other work, measured by `cargo test --release -p sessdb-tui -- --ignored --nocapture scale`

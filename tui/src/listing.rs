@@ -189,8 +189,8 @@ pub(crate) struct Listing {
     clock: Clock,
     /// When the read of the loaded page began, before its first call.
     began: Instant,
-    /// When the search scan that filled the loaded page over several calls ended; `None`
-    /// while it runs, and for a page read in one call.
+    /// When the search scan that filled the loaded page over several calls ended, or failed
+    /// partway; `None` while it runs, and for a page read in one call.
     scan_ended: Option<Instant>,
 }
 
@@ -292,8 +292,8 @@ impl Listing {
         self.incomplete
     }
 
-    /// What the search scan that filled the loaded page took, once it has ended; `None` for a
-    /// page read in one call, and while the scan runs.
+    /// What the search scan that filled the loaded page took, once it has ended or failed;
+    /// `None` for a page read in one call, and while the scan runs.
     pub(crate) fn scan_cost(&self) -> Option<Cost> {
         self.scan_ended.map(|ended| Cost {
             took: ended.saturating_duration_since(self.began),
@@ -419,13 +419,23 @@ impl Listing {
     /// (the filter matched nothing past the previous page) is dropped for the previous one.
     ///
     /// # Errors
-    /// The store's error; what was loaded stays.
+    /// The store's error; what was loaded stays, and the scan has ended there: its cost is
+    /// what it took until it failed.
     pub(crate) fn continue_scan(&mut self, admin: &dyn Admin) -> sessdb::Result<()> {
         if !self.incomplete {
             return Ok(());
         }
         let limit = PAGE_SIZE.saturating_sub(self.rows.len()).max(1);
-        let page = admin.list(&self.query(self.next.clone(), limit))?;
+        let page = match admin.list(&self.query(self.next.clone(), limit)) {
+            Ok(page) => page,
+            Err(e) => {
+                // Only a read from the page's start goes on from here, so an auto-refresh
+                // waits on what this scan cost, as on one that ended, rather than have a
+                // failing store scan from the start over and over.
+                self.scan_ended = Some(self.clock.now());
+                return Err(e);
+            }
+        };
         self.rows.extend(page.sessions);
         self.set_next(page.next);
         if !self.incomplete {

@@ -1086,3 +1086,43 @@ fn pages_that_fill_in_one_call_refresh_every_time_however_slow() {
         assert_eq!(list_calls(&admin) - before, n);
     }
 }
+
+#[test]
+fn a_search_scan_that_fails_partway_waits_ten_times_its_cost_too() {
+    let (_f, admin, clock) = slow_lists();
+    let app = &mut started_on(&admin, 100, 30, &clock);
+    search(app, &admin, "zzq");
+    app.update(&admin, Action::Tick);
+    assert!(app.busy(), "two budgets of 2000 entries scanned");
+    // The third call fails, a second later: the scan took 3 s.
+    admin.failing.store(true, Ordering::SeqCst);
+    app.update(&admin, Action::Tick);
+    assert_eq!(app.stale, Some(Stale::ReadFailed));
+    let before = list_calls(&admin);
+    for _ in 0..14 {
+        clock.advance(Duration::from_secs(2));
+        app.update(&admin, Action::AutoRefresh);
+    }
+    clock.advance(Duration::from_millis(1_999));
+    app.update(&admin, Action::AutoRefresh);
+    assert_eq!(
+        list_calls(&admin),
+        before,
+        "a failing store is not scanned again for 29.999 s"
+    );
+    clock.advance(Duration::from_millis(1));
+    app.update(&admin, Action::AutoRefresh);
+    assert_eq!(
+        list_calls(&admin) - before,
+        1,
+        "at 30 s the scan starts over"
+    );
+    assert_eq!(app.stale, Some(Stale::ReadFailed), "and fails at once");
+    // The store is back: the next auto-refresh scans the whole page again.
+    admin.failing.store(false, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(2));
+    app.update(&admin, Action::AutoRefresh);
+    assert_eq!(app.stale, None);
+    assert_eq!(scan_to_end(app, &admin), 2, "three budgets of 2000");
+    assert!(app.listing.rows().is_empty());
+}
