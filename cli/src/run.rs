@@ -13,7 +13,7 @@ use crate::exit::{classify, hint, is_broken_pipe, Exit};
 pub fn run(args: Args) -> Exit {
     let config = match Config::new(args, Env::detect()) {
         Ok(config) => config,
-        Err(e) => return report(&e),
+        Err(e) => return report(&e, None),
     };
     let mut out = BufWriter::new(io::stdout());
     let mut err = io::stderr();
@@ -22,8 +22,11 @@ pub fn run(args: Args) -> Exit {
     let flushed = out.flush();
     match (result, flushed) {
         (Ok(exit), Ok(())) => exit,
-        (Err(e), _) => report(&e),
-        (Ok(_), Err(e)) => report(&e.into()),
+        (Err(e), _) => {
+            let advice = command_hint(&config.command, &e);
+            report(&e, advice)
+        }
+        (Ok(_), Err(e)) => report(&e.into(), None),
     }
 }
 
@@ -58,13 +61,25 @@ pub fn execute(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> any
     }
 }
 
-/// Prints `error: <chain>` (with a hint where one helps) and returns the exit code. A closed
-/// stdout is not an error: the reader has what it wanted.
-fn report(e: &anyhow::Error) -> Exit {
+/// Advice on an error that depends on the command it ended, ahead of the error's own
+/// ([`hint`]): only an import cut off by the application says more.
+fn command_hint(command: &Command, e: &anyhow::Error) -> Option<&'static str> {
+    match command {
+        Command::Import(c) => c.hint(e),
+        _ => None,
+    }
+}
+
+/// Prints `error: <chain>` (with `advice` or else a hint where one helps) and returns the exit
+/// code. A closed stdout is not an error: the reader has what it wanted.
+fn report(e: &anyhow::Error, advice: Option<&'static str>) -> Exit {
     if is_broken_pipe(e) {
         return Exit::Success;
     }
-    let hint = hint(e).map(|h| format!("; {h}")).unwrap_or_default();
+    let hint = advice
+        .or_else(|| hint(e))
+        .map(|h| format!("; {h}"))
+        .unwrap_or_default();
     let _ = writeln!(io::stderr(), "error: {e:#}{hint}");
     classify(e)
 }

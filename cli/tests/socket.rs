@@ -6,6 +6,11 @@ mod common;
 use common::{
     at_t0, expect, export_body, fixture, handle, json_lines, on, run, sessctl, t0, via_socket,
 };
+use std::io::{self, Read as _, Write as _};
+use std::net::Shutdown;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+
 use sessdb::Admin as _;
 use sessdb::{ManualClock, Store};
 
@@ -368,6 +373,134 @@ fn import_through_a_socket_reports_each_bad_line_and_removes_nothing() {
     );
     assert!(!dir.path().join("sessions.sessdb").exists());
     assert_eq!(app.stats().expect("stats").live, 3);
+}
+
+/// One frame of the admin protocol, read whole: a `u32` big-endian length, then that many bytes.
+fn read_frame(from: &mut UnixStream) -> io::Result<Vec<u8>> {
+    let mut frame = vec![0; 4];
+    from.read_exact(&mut frame)?;
+    let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+    frame.resize(4 + len as usize, 0);
+    from.read_exact(&mut frame[4..])?;
+    Ok(frame)
+}
+
+/// An application that dies as it answers: a proxy on `path` to the admin socket `to` that
+/// passes each connection's hello and its answer on, and the client's frames after it, but
+/// closes the connection when the answer to the request comes, in place of passing it on.
+/// The request has run; the client cannot know.
+fn dying_after_the_request(path: &Path, to: &Path) {
+    let listener = UnixListener::bind(path).expect("bind the proxy");
+    let to = to.to_path_buf();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let mut client = client.expect("accept");
+            let mut server = UnixStream::connect(&to).expect("the application answers");
+            let mut from_client = client.try_clone().expect("clone");
+            let mut to_server = server.try_clone().expect("clone");
+            std::thread::spawn(move || io::copy(&mut from_client, &mut to_server));
+            std::thread::spawn(move || {
+                if let Ok(hello) = read_frame(&mut server) {
+                    let _ = client.write_all(&hello);
+                }
+                // The answer begins: the request is done.
+                let _ = server.read(&mut [0; 1]);
+                let _ = client.shutdown(Shutdown::Both);
+            });
+        }
+    });
+}
+
+/// An import cut off by the application's end may have been written, whole or in part: sessctl
+/// says that running it again is safe, and so it is.
+#[test]
+fn an_import_cut_off_by_the_application_says_a_rerun_is_safe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("export.jsonl");
+    let body = export_body(&fixture(dir.path()));
+    std::fs::write(&file, format!("{}\n{body}", export_lines_header())).expect("write");
+    let db = dir.path().join("app.sessdb");
+    let app = application(&db);
+    let socket = db.join("admin.sock");
+    let dying = dir.path().join("dying.sock");
+    dying_after_the_request(&dying, &socket);
+    let import = |socket: &Path, more: &[&str]| {
+        let mut cmd = sessctl();
+        cmd.current_dir(dir.path())
+            .arg("--socket")
+            .arg(socket)
+            .arg("import")
+            .arg(&file)
+            .args(more);
+        cmd
+    };
+    let note = |socket: &Path| {
+        format!(
+            "note: a running application (pid {}) holds the database {}; going through its \
+             admin socket {}\n",
+            std::process::id(),
+            db.display(),
+            socket.display()
+        )
+    };
+    let cut = |more: &[&str], hint: &str| {
+        expect(
+            &mut import(&dying, more),
+            5,
+            "",
+            &format!(
+                "{}error: the application behind the admin socket {} closed the connection; \
+                 {hint}\n",
+                note(&dying),
+                dying.display()
+            ),
+        )
+    };
+    cut(
+        &[],
+        "whether the import was written, in whole or in part, is unknown; running the same \
+         command again is safe, since import is idempotent: what was written counts as \
+         unchanged, the rest is imported, and a session stored with other content (one the \
+         application changed since, say) is kept (--on-conflict skip)",
+    );
+    assert_eq!(
+        app.stats().expect("stats").live,
+        3,
+        "the import was written"
+    );
+    // The application changes a session the import wrote; the rerun keeps it.
+    let mut changed = app.load(&common::id(1)).expect("load").expect("imported");
+    changed.insert("cart", &[7]).expect("insert");
+    changed.save().expect("save");
+    expect(
+        &mut import(&socket, &[]),
+        0,
+        "imported 0, replaced 0, unchanged 4, skipped 1, bad 0\n",
+        &note(&socket),
+    );
+    let kept = app.load(&common::id(1)).expect("load").expect("kept");
+    assert_eq!(kept.get::<Vec<u8>>("cart").expect("get"), Some(vec![7]));
+    // With --on-conflict replace, a rerun overwrites it again.
+    cut(
+        &["--on-conflict", "replace"],
+        "whether the import was written, in whole or in part, is unknown; running the same \
+         command again finishes it, since import is idempotent: what was written counts as \
+         unchanged, the rest is imported, and a session stored with other content is \
+         overwritten with the file's (--on-conflict replace), one the application changed \
+         since the first run wrote it included",
+    );
+    let replaced = app.load(&common::id(1)).expect("load").expect("replaced");
+    assert_ne!(replaced.get::<Vec<u8>>("cart").expect("get"), Some(vec![7]));
+    expect(
+        &mut import(&socket, &["--on-conflict", "replace"]),
+        0,
+        "imported 0, replaced 0, unchanged 5, skipped 0, bad 0\n",
+        &note(&socket),
+    );
+    cut(
+        &["--dry-run"],
+        "a dry run writes nothing, so running the same command again is safe",
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use sessdb::{ImportOptions, ImportReport, EXPORT_FORMAT, EXPORT_VERSION};
+use sessdb::{ImportOptions, ImportReport, OnConflict, EXPORT_FORMAT, EXPORT_VERSION};
 
 use super::{plural, Ctx};
 use crate::db::{Access, Database};
@@ -94,6 +94,38 @@ impl Import {
             remove_new_database(ctx)?;
         }
         self.outcome(ctx, &report, reader.number())
+    }
+
+    /// Advice for the error this import failed with, where the next step is not obvious: the
+    /// application closed the admin connection after the import was sent
+    /// ([`sessdb::Error::Disconnected`]), so whether it was written is unknown. What a rerun
+    /// does follows from `apply` in the store's `export.rs`: a session stored exactly as in the
+    /// file is unchanged, one stored with other content is kept or overwritten by
+    /// `--on-conflict`, whoever wrote it.
+    pub fn hint(&self, err: &anyhow::Error) -> Option<&'static str> {
+        let cut = err
+            .chain()
+            .find_map(|c| c.downcast_ref::<sessdb::Error>())
+            .is_some_and(|e| matches!(e, sessdb::Error::Disconnected { .. }));
+        if !cut {
+            return None;
+        }
+        Some(match (self.options.dry_run, self.options.on_conflict) {
+            (true, _) => "a dry run writes nothing, so running the same command again is safe",
+            (false, OnConflict::Skip) => {
+                "whether the import was written, in whole or in part, is unknown; running the \
+                 same command again is safe, since import is idempotent: what was written \
+                 counts as unchanged, the rest is imported, and a session stored with other \
+                 content (one the application changed since, say) is kept (--on-conflict skip)"
+            }
+            (false, OnConflict::Replace) => {
+                "whether the import was written, in whole or in part, is unknown; running the \
+                 same command again finishes it, since import is idempotent: what was written \
+                 counts as unchanged, the rest is imported, and a session stored with other \
+                 content is overwritten with the file's (--on-conflict replace), one the \
+                 application changed since the first run wrote it included"
+            }
+        })
     }
 
     /// Prints the counts, and fails when there were bad lines. `header` is the number of the
@@ -334,6 +366,35 @@ fn summary(r: &ImportReport, dry_run: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_connection_closed_under_the_import_gets_the_rerun_hint() {
+        let import = |options| Import {
+            input: Input::Stdin,
+            options,
+        };
+        let cut = anyhow::Error::new(sessdb::Error::Disconnected {
+            path: "admin.sock".into(),
+        })
+        .context("importing");
+        let replace = ImportOptions {
+            on_conflict: OnConflict::Replace,
+            ..ImportOptions::default()
+        };
+        let dry = ImportOptions {
+            dry_run: true,
+            ..ImportOptions::default()
+        };
+        let hint = |options| import(options).hint(&cut).unwrap_or_default();
+        assert!(hint(ImportOptions::default()).ends_with("is kept (--on-conflict skip)"));
+        assert!(hint(replace).contains("is overwritten with the file's"));
+        assert!(hint(dry).starts_with("a dry run writes nothing"));
+        let other = anyhow::Error::new(sessdb::Error::Unresponsive {
+            path: "admin.sock".into(),
+            waited: std::time::Duration::from_secs(10),
+        });
+        assert_eq!(import(ImportOptions::default()).hint(&other), None);
+    }
 
     /// Read through a 2-byte buffer, in pieces of every size, as the store's line reader
     /// consumes what it was given only in part.
