@@ -47,6 +47,7 @@ pub(crate) struct Config {
     pub(crate) reap_every: Option<Duration>,
     pub(crate) admin_socket: Option<crate::socket::SocketPath>,
     pub(crate) admin_timeouts: crate::socket::Timeouts,
+    pub(crate) admin_socket_check: Duration,
 }
 
 /// Opens a [`Store`] with settings other than the defaults.
@@ -66,6 +67,7 @@ pub(crate) struct Config {
 /// | [`admin_socket`](Builder::admin_socket) | off: no admin socket |
 /// | [`admin_socket_idle_timeout`](Builder::admin_socket_idle_timeout) | 60 seconds |
 /// | [`admin_socket_frame_timeout`](Builder::admin_socket_frame_timeout) | 10 seconds |
+/// | [`admin_socket_check_interval`](Builder::admin_socket_check_interval) | 2 seconds |
 /// | [`create`](Builder::create) | true: a missing folder is created (mode 0700) |
 /// | [`read_only`](Builder::read_only) | false |
 ///
@@ -105,6 +107,7 @@ impl Default for Builder {
                 reap_every: None,
                 admin_socket: None,
                 admin_timeouts: crate::socket::Timeouts::default(),
+                admin_socket_check: crate::socket::DEFAULT_SOCKET_CHECK,
             },
         }
     }

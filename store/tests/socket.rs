@@ -889,6 +889,115 @@ fn dropping_the_store_ends_connected_clients_and_removes_the_socket() {
     assert_eq!(remote.stats().unwrap().live, 0);
 }
 
+/// Waits until `f` gives something, trying again every few milliseconds: for what another
+/// thread does in its own time. The deadline only turns a hang into a failure.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(found) = f() {
+            return found;
+        }
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The log lines of the admin socket at `socket` that contain `text`.
+fn logged(logs: &Capture, socket: &Path, text: &str) -> usize {
+    let about = format!("sessdb::admin_socket: admin socket {}: ", socket.display());
+    logs.0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(&about) && l.contains(text))
+        .count()
+}
+
+/// An application whose server looks at its socket file every 10 ms.
+fn checking_often() -> Env {
+    SOCKET.env_with(Store::builder().admin_socket_check_interval(Duration::from_millis(10)))
+}
+
+fn file_id(path: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).unwrap();
+    (m.dev(), m.ino())
+}
+
+#[test]
+fn a_deleted_socket_file_is_made_again_and_the_application_reached_through_it() {
+    let logs = capture_logs();
+    let Env { fx, remote, .. } = checking_often();
+    let remote = remote.unwrap();
+    let socket = fx.store.admin_socket_path().unwrap().to_path_buf();
+    let deleted = file_id(&socket);
+    std::fs::remove_file(&socket).unwrap();
+    let again = eventually("a client connects again", || {
+        RemoteAdmin::connect(&socket).ok()
+    });
+    assert_eq!(again.stats().unwrap().live, 0);
+    let meta = std::fs::symlink_metadata(&socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "owner-only again");
+    assert_ne!(file_id(&socket), deleted, "a new socket");
+    assert_eq!(
+        logged(logs, &socket, "was deleted; serving a new one there"),
+        1
+    );
+    // A client connected before goes on through its connection.
+    assert_eq!(remote.stats().unwrap().live, 0);
+    // Stopping still removes the socket, the new one, and ends the connections at once.
+    let Fixture {
+        dir: _dir, store, ..
+    } = fx;
+    drop(store);
+    assert!(!socket.exists());
+    for client in [&again, &remote] {
+        match client.stats() {
+            Err(Error::Disconnected { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_file_that_took_the_socket_path_is_left_alone_and_said_once() {
+    let logs = capture_logs();
+    let Env { fx, .. } = checking_often();
+    let socket = fx.store.admin_socket_path().unwrap().to_path_buf();
+    // Another process's socket takes the path: renamed over ours, so that at no moment is
+    // there nothing there.
+    let theirs = fx.dir.path().join("theirs.sock");
+    let listener = UnixListener::bind(&theirs).unwrap();
+    std::fs::rename(&theirs, &socket).unwrap();
+    let taken = file_id(&socket);
+    eventually("the server says it leaves the path alone", || {
+        (logged(logs, &socket, "left alone") > 0).then_some(())
+    });
+    // Still theirs: a client reaches the other process.
+    let _client = UnixStream::connect(&socket).unwrap();
+    listener.accept().unwrap();
+    // Then a plain file takes it; when that goes, the server binds its socket again.
+    let file = fx.dir.path().join("file");
+    std::fs::write(&file, "not a socket").unwrap();
+    std::fs::rename(&file, &socket).unwrap();
+    std::fs::remove_file(&socket).unwrap();
+    let again = eventually("a client connects again", || {
+        RemoteAdmin::connect(&socket).ok()
+    });
+    assert_eq!(again.stats().unwrap().live, 0);
+    assert_ne!(file_id(&socket), taken);
+    assert_eq!(logged(logs, &socket, "left alone"), 1, "said once");
+    // A file in the way when the application stops is not removed either.
+    std::fs::write(&file, "not a socket").unwrap();
+    std::fs::rename(&file, &socket).unwrap();
+    let Fixture {
+        dir: _dir, store, ..
+    } = fx;
+    drop(store);
+    assert_eq!(std::fs::read_to_string(&socket).unwrap(), "not a socket");
+}
+
 /// An export output that stops at its first write until told to go on.
 struct Gate {
     first: Option<mpsc::Sender<()>>,

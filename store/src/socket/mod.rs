@@ -35,6 +35,10 @@ pub(crate) enum SocketPath {
     At(PathBuf),
 }
 
+/// How often the server looks at its socket file by default (see
+/// [`Builder::admin_socket_check_interval`]).
+pub(crate) const DEFAULT_SOCKET_CHECK: Duration = Duration::from_secs(2);
+
 /// How long the server waits on a client (see [`Builder::admin_socket_idle_timeout`] and
 /// [`Builder::admin_socket_frame_timeout`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +69,14 @@ impl Builder {
     /// [`open`](Builder::open) fail with [`Error::AdminSocketInUse`](crate::Error::AdminSocketInUse).
     /// The server runs on its own threads and stops, removing the socket file, when the last
     /// handle of the store is dropped (after the request in progress, if any).
+    ///
+    /// The server looks at its socket file every
+    /// [`admin_socket_check_interval`](Builder::admin_socket_check_interval) (2 seconds by
+    /// default). If the file was deleted while the application runs (a cleaner of `/tmp`, an
+    /// operator's `rm`), it binds a new socket at `path`, in the same owner-only way, and logs a
+    /// warning: `sessctl` reaches the application again without a restart. If another file
+    /// has taken `path` (another process's socket, anything else), it is left alone, and the
+    /// server logs a warning once; it binds again if that file goes away.
     ///
     /// Unix socket paths are limited to about 100 bytes; the socket is bound in a temporary
     /// folder beside `path`, whose name is 19 bytes longer than the folder itself.
@@ -125,6 +137,18 @@ impl Builder {
     /// A zero duration is taken as one millisecond.
     pub fn admin_socket_frame_timeout(mut self, d: Duration) -> Self {
         self.config.admin_timeouts.frame = d.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How often the admin socket's server checks that its socket file is still the one it
+    /// bound (the same device and inode), to bind a new one if the file was deleted (see
+    /// [`Builder::admin_socket`]). 2 seconds by default: one `lstat` each time, and an
+    /// operator whose `sessctl` found no socket reaches the application again within that.
+    /// Stopping the server does not wait for it.
+    ///
+    /// A zero duration is taken as one millisecond.
+    pub fn admin_socket_check_interval(mut self, d: Duration) -> Self {
+        self.config.admin_socket_check = d.max(Duration::from_millis(1));
         self
     }
 }

@@ -1,6 +1,6 @@
 //! The admin socket server: an owner-only socket, an accept thread that checks each peer's
-//! uid, one thread per connection (at most [`MAX_CONNECTIONS`]), and shutdown when the last
-//! store handle is dropped.
+//! uid and binds the socket again if its file is deleted, one thread per connection (at most
+//! [`MAX_CONNECTIONS`]), and shutdown when the last store handle is dropped.
 //!
 //! The threads hold the store weakly and take a strong handle only while a request runs
 //! (released before the request's final answer; an import's input is received before), so
@@ -51,22 +51,31 @@ thread_local! {
 const LOG_TARGET: &str = "sessdb::admin_socket";
 
 /// A running admin socket server. Dropping it (with the store's last handle) stops it: the
-/// socket file is removed, the accept thread is joined, and every open connection is shut
-/// down, so clients see the end at once instead of waiting.
+/// accept thread is woken and joined, the socket file is removed, and every open connection is
+/// shut down, so clients see the end at once instead of waiting.
 pub(crate) struct Server {
     path: PathBuf,
-    file: FileId,
     /// Dropping this wakes the accept thread.
     wake: Option<UnixStream>,
     accept: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
 
-/// The inode of the socket we bound, so shutdown never removes another server's socket.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// The device and inode of a file: those of the socket we bound, so that we never take
+/// another file at its path for ours, nor remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileId {
     dev: u64,
     ino: u64,
+}
+
+impl FileId {
+    fn of(meta: &fs::Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
 }
 
 struct Shared {
@@ -75,6 +84,10 @@ struct Shared {
     conns: Mutex<HashMap<u64, UnixStream>>,
     next_id: AtomicU64,
     timeouts: Timeouts,
+    /// The socket file bound last: the accept thread binds a new one if it is deleted.
+    file: Mutex<FileId>,
+    /// How often the accept thread looks at the socket's path.
+    check_every: Duration,
 }
 
 impl Server {
@@ -85,7 +98,6 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        remove_if_ours(&self.path, self.file);
         drop(self.wake.take());
         if let Some(accept) = self.accept.take() {
             // The accept thread never holds the store, so this never runs on it.
@@ -93,6 +105,9 @@ impl Drop for Server {
                 let _ = accept.join();
             }
         }
+        // Once the accept thread has ended, which may have bound the socket again: what it
+        // bound last is removed, and nothing is bound after.
+        remove_if_ours(&self.path, *lock(&self.shared.file));
         let own = SERVING.with(std::cell::Cell::get);
         for (id, conn) in lock(&self.shared.conns).drain() {
             if Some(id) != own {
@@ -125,18 +140,19 @@ pub(crate) fn serve(store: &Store, path: &Path) -> Result<Server> {
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             timeouts: store.inner.config.admin_timeouts,
+            file: Mutex::new(file),
+            check_every: store.inner.config.admin_socket_check,
         });
         let weak = Arc::downgrade(&store.inner);
         let accept = thread::Builder::new().name("sessdb-admin".into()).spawn({
             let (shared, path) = (shared.clone(), path.clone());
-            move || accept_loop(&listener, &wake_rx, &shared, &weak, &path)
+            move || accept_loop(listener, &wake_rx, &shared, &weak, &path)
         })?;
         Ok((wake, accept, shared))
     })();
     match started {
         Ok((wake, accept, shared)) => Ok(Server {
             path,
-            file,
             wake: Some(wake),
             accept: Some(accept),
             shared,
@@ -172,6 +188,31 @@ fn bind(path: &Path) -> Result<(UnixListener, FileId)> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(socket_err(path, "cannot create")(e)),
     }
+    bind_staged(path, |staged| fs::rename(staged, path))
+}
+
+/// Binds the socket again at `path`, where its file was deleted, ready for the accept loop.
+/// It is linked into place rather than renamed, so that a file that took the path meanwhile
+/// is never replaced.
+fn bind_again(path: &Path) -> Result<(UnixListener, FileId)> {
+    let (listener, file) = bind_staged(path, |staged| match fs::hard_link(staged, path) {
+        // A file system that links no sockets: renamed, as at the start.
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => fs::rename(staged, path),
+        linked => linked,
+    })?;
+    if let Err(e) = listener.set_nonblocking(true) {
+        remove_if_ours(path, file);
+        return Err(socket_err(path, "cannot start serving")(e));
+    }
+    Ok((listener, file))
+}
+
+/// Binds a socket owner-only whatever the umask, in a fresh 0700 folder beside `path`, sets it
+/// to 0600 there, then has `publish` give it the name `path`, and checks what is there.
+fn bind_staged(
+    path: &Path,
+    publish: impl FnOnce(&Path) -> io::Result<()>,
+) -> Result<(UnixListener, FileId)> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -186,12 +227,9 @@ fn bind(path: &Path) -> Result<(UnixListener, FileId)> {
     let listener = UnixListener::bind(&temp).map_err(socket_err(path, "cannot create"))?;
     fs::set_permissions(&temp, fs::Permissions::from_mode(0o600))
         .map_err(socket_err(path, "cannot set the mode of"))?;
-    fs::rename(&temp, path).map_err(socket_err(path, "cannot create"))?;
+    publish(&temp).map_err(socket_err(path, "cannot create"))?;
     let meta = fs::symlink_metadata(path).map_err(socket_err(path, "cannot create"))?;
-    let file = FileId {
-        dev: meta.dev(),
-        ino: meta.ino(),
-    };
+    let file = FileId::of(&meta);
     if !meta.file_type().is_socket() || meta.mode() & 0o777 != 0o600 {
         remove_if_ours(path, file);
         return Err(socket_err(path, "cannot set the mode of")(
@@ -222,25 +260,103 @@ impl Drop for Staging {
 
 fn remove_if_ours(path: &Path, file: FileId) {
     if let Ok(m) = fs::symlink_metadata(path) {
-        if m.dev() == file.dev && m.ino() == file.ino {
+        if FileId::of(&m) == file {
             let _ = fs::remove_file(path);
         }
     }
 }
 
+/// What the accept thread last found at the socket's path, so that it says each change once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// The socket it bound.
+    Ours,
+    /// Another file (another process's socket, anything else), left alone.
+    Other,
+    /// Nothing, and binding there again failed.
+    Unbound,
+}
+
+/// Looks at the socket's path. Its file deleted (a cleaner of `/tmp`, an operator's `rm`): a
+/// new socket is bound there, so that clients reach the application again, and `listener`
+/// becomes it. Another file there is left alone. `found` is what the last look found; what
+/// this one found is returned, and logged when it changed.
+fn check_socket(
+    listener: &mut UnixListener,
+    found: Found,
+    shared: &Arc<Shared>,
+    store: &Weak<Inner>,
+    path: &Path,
+) -> Found {
+    let ours = *lock(&shared.file);
+    match fs::symlink_metadata(path) {
+        Ok(m) if FileId::of(&m) == ours => Found::Ours,
+        Ok(_) => {
+            if found != Found::Other {
+                log::warn!(
+                    target: LOG_TARGET,
+                    "admin socket {}: another file has taken its path, and is left alone: \
+                     clients cannot reach this application until that file is removed",
+                    path.display()
+                );
+            }
+            Found::Other
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match bind_again(path) {
+            Ok((new, file)) => {
+                // Clients that connected before the file went are queued on the old socket.
+                while let Ok((stream, _)) = listener.accept() {
+                    admit(stream, shared, store, path);
+                }
+                *listener = new;
+                *lock(&shared.file) = file;
+                log::warn!(
+                    target: LOG_TARGET,
+                    "admin socket {}: the socket file was deleted; serving a new one there",
+                    path.display()
+                );
+                Found::Ours
+            }
+            Err(e) => {
+                if found != Found::Unbound {
+                    log::warn!(
+                        target: LOG_TARGET,
+                        "admin socket {}: the socket file was deleted, and a new one cannot be \
+                         made (trying again every {:?}): {e}",
+                        path.display(),
+                        shared.check_every
+                    );
+                }
+                Found::Unbound
+            }
+        },
+        // Nothing to conclude (a folder's permissions changed): looked at again next time.
+        Err(_) => found,
+    }
+}
+
+/// The time until `at` as a poll timeout, rounded up to the millisecond so that a wait ends at
+/// or after it, never in a loop of zero-length waits just before.
+fn poll_timeout(at: Instant) -> PollTimeout {
+    let micros = at.saturating_duration_since(Instant::now()).as_micros();
+    PollTimeout::try_from(micros.div_ceil(1000)).unwrap_or(PollTimeout::MAX)
+}
+
 fn accept_loop(
-    listener: &UnixListener,
+    mut listener: UnixListener,
     wake: &UnixStream,
     shared: &Arc<Shared>,
     store: &Weak<Inner>,
     path: &Path,
 ) {
+    let mut found = Found::Ours;
+    let mut check_at = Instant::now() + shared.check_every;
     loop {
         let mut fds = [
             PollFd::new(listener.as_fd(), PollFlags::POLLIN),
             PollFd::new(wake.as_fd(), PollFlags::POLLIN),
         ];
-        match poll(&mut fds, PollTimeout::NONE) {
+        match poll(&mut fds, poll_timeout(check_at)) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
@@ -250,6 +366,10 @@ fn accept_loop(
         }
         if fds[1].any().unwrap_or(true) {
             return; // the store is gone
+        }
+        if Instant::now() >= check_at {
+            found = check_socket(&mut listener, found, shared, store, path);
+            check_at = Instant::now() + shared.check_every;
         }
         match listener.accept() {
             Ok((stream, _)) => admit(stream, shared, store, path),
@@ -977,6 +1097,106 @@ mod tests {
             Timeouts::default(),
         );
         responses(&conn.output)
+    }
+
+    /// Log records of the lib's tests, to count what the accept thread says.
+    struct Capture(Mutex<Vec<String>>);
+
+    static LOGS: Capture = Capture(Mutex::new(Vec::new()));
+
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record) {
+            lock(&self.0).push(format!("{}", record.args()));
+        }
+        fn flush(&self) {}
+    }
+
+    /// How many records about the socket at `path` contain `text`.
+    fn logged(path: &Path, text: &str) -> usize {
+        static INIT: std::sync::Once = std::sync::Once::new();
+        INIT.call_once(|| {
+            log::set_logger(&LOGS).unwrap();
+            log::set_max_level(log::LevelFilter::Debug);
+        });
+        let about = format!("admin socket {}: ", path.display());
+        lock(&LOGS.0)
+            .iter()
+            .filter(|l| l.starts_with(&about) && l.contains(text))
+            .count()
+    }
+
+    /// The accept thread's look at its socket's path, one look at a time: another file there is
+    /// left alone and said once; where nothing is, a socket is bound again, owner-only, and
+    /// becomes the one served; where none can be bound, that is said once.
+    #[test]
+    fn each_look_at_the_path_keeps_what_is_not_ours_and_binds_where_nothing_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("run");
+        fs::create_dir(&folder).unwrap();
+        let path = folder.join("admin.sock");
+        logged(&path, "");
+        let (mut listener, file) = bind(&path).unwrap();
+        // As `serve` sets it: the look takes what is queued on a socket it replaces.
+        listener.set_nonblocking(true).unwrap();
+        let shared = Arc::new(Shared {
+            database: dir.path().join("db"),
+            owner: nix::unistd::geteuid().as_raw(),
+            conns: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            timeouts: Timeouts::default(),
+            file: Mutex::new(file),
+            check_every: Duration::from_secs(2),
+        });
+        let store = Weak::new();
+        let look = |listener: &mut UnixListener, found| {
+            check_socket(listener, found, &shared, &store, &path)
+        };
+        assert_eq!(look(&mut listener, Found::Ours), Found::Ours);
+        // Another process's socket, then a plain file: neither is touched, and it is said once.
+        fs::remove_file(&path).unwrap();
+        let theirs = UnixListener::bind(&path).unwrap();
+        let mut found = Found::Ours;
+        for _ in 0..3 {
+            found = look(&mut listener, found);
+            assert_eq!(found, Found::Other);
+        }
+        let _client = UnixStream::connect(&path).unwrap();
+        theirs.accept().unwrap();
+        drop(theirs);
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, "theirs").unwrap();
+        found = look(&mut listener, found);
+        assert_eq!(found, Found::Other);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "theirs");
+        assert_eq!(logged(&path, "another file has taken its path"), 1);
+        // Nothing there, and nowhere to bind: said once, and tried again each look.
+        fs::remove_dir_all(&folder).unwrap();
+        for _ in 0..3 {
+            found = look(&mut listener, found);
+            assert_eq!(found, Found::Unbound);
+        }
+        assert_eq!(logged(&path, "a new one cannot be made"), 1);
+        // Nothing there: a socket of ours again, the one now served.
+        DirBuilder::new().mode(0o700).create(&folder).unwrap();
+        found = look(&mut listener, found);
+        assert_eq!(found, Found::Ours);
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        assert_eq!(*lock(&shared.file), FileId::of(&meta));
+        let _client = UnixStream::connect(&path).unwrap();
+        assert!(listener.accept().is_ok(), "the listener is the new socket");
+        assert_eq!(logged(&path, "serving a new one there"), 1);
+        assert_eq!(look(&mut listener, found), Found::Ours);
+        // No staging folder is left beside it.
+        let names: Vec<_> = fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["admin.sock"]);
     }
 
     /// Whatever follows (or replaces) a valid hello, the server answers or closes: it never
