@@ -311,7 +311,8 @@ fn tui_as_of_a_future_time_refuses_to_invalidate_or_purge_and_writes_nothing() {
 
     let tmux = Tmux::start("as-of", 160, 30);
     tmux.wait_for("the shell prompt", |s| !s.trim().is_empty());
-    // No auto-refresh during the test: a refresh that works clears the status line's error.
+    // No auto-refresh during the test: the screen changes only with the keys. (A refusal would
+    // stay through refreshes anyway: an action's error lasts until the next key.)
     tmux.type_text(&format!(
         "env -u SESSCTL_DB -u NO_COLOR {} --db {} --as-of {as_of} tui --refresh 3600; \
          echo \"sessctl exited $?\"",
