@@ -19,7 +19,7 @@ use crate::id::Handle;
 use crate::record::{decode_head, decode_parts, encode_parts, Head, Record, RECORD_FORMAT};
 use crate::session::{validate_metadata, validate_principal};
 use crate::store::Store;
-use crate::value::{decode_map, encode_map, same_map, Value};
+use crate::value::{decode_map, same_map, Value};
 
 /// The `format` field of an export header.
 pub const EXPORT_FORMAT: &str = "sessdb-export";
@@ -287,7 +287,7 @@ pub(crate) fn import(
         input,
         store.inner.config.max_session_bytes,
         opts,
-        &store.inner.path,
+        Some(&store.inner.path),
     )?;
     apply_import(store, read, opts)
 }
@@ -295,123 +295,166 @@ pub(crate) fn import(
 /// An export read and checked for an import, before anything is written.
 pub(crate) struct ReadImport {
     report: ImportReport,
-    spool: Spool,
+    /// The good sessions, if they were kept.
+    spool: Option<Spool>,
 }
 
-/// Where an import's good sessions wait until the whole input has been read and checked: an
-/// unnamed temporary file in the database's folder (gone with the process, whatever happens),
-/// each session as the record it will be stored as, after its handle and length. Held in
-/// memory, they took 877 B of heap a session (404 MB of peak RSS to restore 200,000 demo
-/// sessions), inside the application when the import came through its admin socket; now the
-/// memory an import takes is its check of duplicate handles, 56 B a session
-/// (`store/tests/memory.rs`).
+/// Where an import's good sessions wait until the whole input has been read and checked: a
+/// temporary file in the database's folder, each session as the record it will be stored as,
+/// after its length and handle. The file has no name where the file system allows it
+/// (`O_TMPFILE`), so it goes with the process whatever happens; elsewhere `tempfile` names it
+/// for the instant between creating and unlinking it. Held in memory, the sessions took 877 B
+/// of heap each (404 MB of peak RSS to restore 200,000 demo sessions), inside the application
+/// when the import came through its admin socket; now the memory an import takes is its check
+/// of duplicate handles, 56 B a session (`store/tests/memory.rs`).
 struct Spool {
     /// `None` until the first session is kept, so that an import that keeps nothing (bad
     /// lines without `skip_bad`, a bad header) creates no file.
     file: Option<BufWriter<File>>,
     dir: PathBuf,
+    /// The largest record the import accepts, so that a length read back is believed only
+    /// up to it.
+    limit: usize,
     sessions: u64,
 }
 
 impl Spool {
-    fn new(dir: &Path) -> Self {
+    fn new(dir: &Path, limit: usize) -> Self {
         Spool {
             file: None,
             dir: dir.to_path_buf(),
+            limit,
             sessions: 0,
         }
     }
 
-    fn error(&self, source: io::Error) -> Error {
-        spool_error(&self.dir, source, false)
-    }
-
-    fn keep(&mut self, handle: &Handle, head: &Head, data: &[u8]) -> Result<()> {
-        if self.file.is_none() {
-            let file = tempfile::tempfile_in(&self.dir).map_err(|e| self.error(e))?;
-            self.file = Some(BufWriter::new(file));
-        }
-        let (record, _) = encode_parts(head, data);
-        let len = u32::try_from(record.len()).map_err(|_| {
-            self.error(io::Error::other(format!(
-                "a record of {} bytes is over 4 GiB",
-                record.len()
-            )))
-        })?;
-        let written = match self.file.as_mut() {
-            Some(f) => f
-                .write_all(&len.to_le_bytes())
-                .and_then(|()| f.write_all(handle.as_bytes()))
-                .and_then(|()| f.write_all(&record)),
-            None => Ok(()),
+    /// Keeps the session stored under `handle` as `record` (its encoding).
+    fn keep(&mut self, handle: &Handle, record: &[u8]) -> Result<()> {
+        let failed = |dir: &Path, e| spool_error(dir, SpoolStage::Write, e);
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => {
+                let file = tempfile::tempfile_in(&self.dir).map_err(|e| failed(&self.dir, e))?;
+                self.file.insert(BufWriter::new(file))
+            }
         };
-        written.map_err(|e| self.error(e))?;
+        let len = u32::try_from(record.len()).map_err(|_| {
+            let e = io::Error::other(format!("a record of {} bytes is over 4 GiB", record.len()));
+            failed(&self.dir, e)
+        })?;
+        file.write_all(&len.to_le_bytes())
+            .and_then(|()| file.write_all(handle.as_bytes()))
+            .and_then(|()| file.write_all(record))
+            .map_err(|e| failed(&self.dir, e))?;
         self.sessions += 1;
         Ok(())
     }
 
-    /// Forgets every session kept: nothing will be written.
+    /// Forgets every session kept, and the file: nothing will be written.
     fn discard(&mut self) {
         self.file = None;
         self.sessions = 0;
     }
 
-    /// The sessions kept, in the order they came, handed to `each`.
-    fn replay(self, mut each: impl FnMut(&Handle, &Head, &[u8]) -> Result<()>) -> Result<()> {
+    /// The sessions kept, in the order they came, handed to `each`; `dry_run` says whether
+    /// `each` writes them, for the error's words.
+    fn replay(
+        self,
+        dry_run: bool,
+        mut each: impl FnMut(&Handle, &Head, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let Spool {
             file,
             dir,
+            limit,
             sessions,
         } = self;
         let Some(file) = file else {
             return Ok(());
         };
-        let fail = |e| spool_error(&dir, e, true);
-        let mut file = file.into_inner().map_err(|e| fail(e.into_error()))?;
-        file.rewind().map_err(fail)?;
+        let mut done = 0u64;
+        let stage = |done: u64| match (done, dry_run) {
+            (0, _) => SpoolStage::ReadBack,
+            (_, true) => SpoolStage::ReadBackDryRun,
+            (_, false) => SpoolStage::ReadBackPartWay,
+        };
+        let mut file = file
+            .into_inner()
+            .map_err(|e| spool_error(&dir, stage(0), e.into_error()))?;
+        file.rewind().map_err(|e| spool_error(&dir, stage(0), e))?;
         let mut input = BufReader::new(file);
         let mut record = Vec::new();
-        for _ in 0..sessions {
+        while done < sessions {
+            let failed = |e| spool_error(&dir, stage(done), e);
             let mut len = [0u8; 4];
             let mut handle = [0u8; 16];
-            input.read_exact(&mut len).map_err(fail)?;
-            input.read_exact(&mut handle).map_err(fail)?;
-            record.resize(u32::from_le_bytes(len) as usize, 0);
-            input.read_exact(&mut record).map_err(fail)?;
-            // What `keep` wrote; anything else is damage to the file under us.
-            let handle = Handle::from_slice(&handle);
-            let parts = decode_parts(&record).ok();
-            let (Some(handle), Some((head, data))) = (handle, parts) else {
-                return Err(fail(io::Error::new(
+            input.read_exact(&mut len).map_err(failed)?;
+            input.read_exact(&mut handle).map_err(failed)?;
+            let len = u32::from_le_bytes(len) as usize;
+            // What `keep` wrote, or damage to the file under us.
+            let damaged = || {
+                failed(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    "it changed while the import read it back",
-                )));
+                    "it is not what the import wrote",
+                ))
+            };
+            if len > limit {
+                return Err(damaged());
+            }
+            record.resize(len, 0);
+            input.read_exact(&mut record).map_err(failed)?;
+            let (Some(handle), Ok((head, data))) =
+                (Handle::from_slice(&handle), decode_parts(&record))
+            else {
+                return Err(damaged());
             };
             each(&handle, &head, data)?;
+            done += 1;
         }
         Ok(())
     }
 }
 
-/// An I/O error on an import's temporary file in `dir`: while it was written, before anything
-/// was imported, or while it was read back, part way through the writes.
-fn spool_error(dir: &Path, e: io::Error, reading: bool) -> Error {
-    let what = if reading {
-        "the import stopped part way; running it again is safe (sessions already imported are \
-         found unchanged)"
-    } else {
-        "nothing was imported (the sessions wait there until the whole input is checked)"
-    };
+/// What an import's temporary file failed at.
+#[derive(Debug, Clone, Copy)]
+enum SpoolStage {
+    /// Keeping a session, while the input was read: nothing was imported.
+    Write,
+    /// Reading the first session back: nothing was imported.
+    ReadBack,
+    /// Reading a later one back on a dry run: nothing was written either.
+    ReadBackDryRun,
+    /// Reading a later one back: the sessions before it were imported.
+    ReadBackPartWay,
+}
+
+/// An I/O error on an import's temporary file, and what it means for the import; the source
+/// of the [`Error::Io`] on the database's folder that reports it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", match .stage {
+    SpoolStage::Write => "the import's temporary file could not be written; nothing was imported",
+    SpoolStage::ReadBack => "the import's temporary file could not be read back; nothing was imported",
+    SpoolStage::ReadBackDryRun => "the import's temporary file could not be read back; the dry run stopped part way",
+    SpoolStage::ReadBackPartWay => "the import's temporary file could not be read back; the import stopped part way, and running it again is safe (the sessions imported so far are found unchanged)",
+})]
+struct SpoolError {
+    stage: SpoolStage,
+    #[source]
+    source: io::Error,
+}
+
+fn spool_error(dir: &Path, stage: SpoolStage, source: io::Error) -> Error {
     Error::Io {
-        path: dir.join("(the import's temporary file)"),
-        source: io::Error::new(e.kind(), format!("{e}; {what}")),
+        path: dir.to_path_buf(),
+        source: io::Error::new(source.kind(), SpoolError { stage, source }),
     }
 }
 
 /// The first half of an import, which needs no store: reads and checks every line of
 /// `input` for a store whose sessions may be up to `limit` bytes encoded, keeping the good
-/// sessions in a temporary file in `dir`, the database's folder. The admin socket's server
-/// runs it as the client's input arrives, holding no store meanwhile.
+/// sessions in a temporary file in `dir`, the database's folder, or none if `dir` is `None`
+/// (a store that will refuse to write them). The admin socket's server runs it as the
+/// client's input arrives, holding no store meanwhile.
 ///
 /// # Errors
 /// [`Error::Io`] when the input cannot be read or the temporary file written.
@@ -419,10 +462,13 @@ pub(crate) fn read_import(
     input: &mut dyn BufRead,
     limit: usize,
     opts: &ImportOptions,
-    dir: &Path,
+    dir: Option<&Path>,
 ) -> Result<ReadImport> {
-    let mut spool = Spool::new(dir);
-    let report = read_export(input, limit, opts.skip_bad, &mut Keep::Spool(&mut spool))?;
+    let mut spool = dir.map(|dir| Spool::new(dir, limit));
+    let report = match &mut spool {
+        Some(spool) => read_export(input, limit, opts.skip_bad, &mut Keep::Spool(spool))?,
+        None => read_export(input, limit, opts.skip_bad, &mut Keep::Count(&mut 0))?,
+    };
     Ok(ReadImport { report, spool })
 }
 
@@ -444,9 +490,20 @@ pub(crate) fn apply_import(
     if !report.bad.is_empty() && !opts.skip_bad {
         return Ok(report);
     }
-    spool.replay(|handle, head, data| apply(store, handle, head, data, opts, &mut report))?;
+    let Some(spool) = spool else {
+        // Read for a store that refuses writes, which `check_writable` said above.
+        return Ok(report);
+    };
+    let replayed = spool.replay(opts.dry_run, |handle, head, data| {
+        apply(store, handle, head, data, opts, &mut report)
+    });
     if report.written {
-        store.sync()?;
+        // Also after a failure part way: what was imported is synced as a whole import is.
+        let synced = store.sync();
+        replayed?;
+        synced?;
+    } else {
+        replayed?;
     }
     Ok(report)
 }
@@ -493,13 +550,13 @@ enum Keep<'a> {
 }
 
 impl Keep<'_> {
-    fn keep(&mut self, handle: &Handle, record: Record) -> Result<()> {
+    fn keep(&mut self, handle: &Handle, record: &[u8]) -> Result<()> {
         match self {
             Keep::Count(n) => {
                 **n += 1;
                 Ok(())
             }
-            Keep::Spool(spool) => spool.keep(handle, &record.head, &encode_map(&record.data)),
+            Keep::Spool(spool) => spool.keep(handle, record),
         }
     }
 
@@ -532,6 +589,11 @@ fn read_export(
     let mut n = 0u64;
     let mut header_seen = false;
     while let Some(line) = read_line(input, max, &mut buf).map_err(read_err)? {
+        if report.bad_lines > 0 && !skip_bad {
+            // Nothing will be written: keep no session for it (again, at no cost, after the
+            // first time).
+            keep.discard();
+        }
         n += 1;
         let bad = |reason: String| BadLine { line: n, reason };
         if let Err(len) = line {
@@ -559,7 +621,6 @@ fn read_export(
             header_seen = true;
             continue;
         }
-        let was_clean = report.bad_lines == 0;
         match parse_line(limit, text) {
             Ok((handle, record)) => {
                 if let Some(first) = seen.insert(handle, n) {
@@ -567,15 +628,14 @@ fn read_export(
                         "duplicate handle {handle}, first on line {first}"
                     )));
                 } else if report.bad_lines == 0 || skip_bad {
-                    keep.keep(&handle, record)?;
+                    keep.keep(&handle, &record)?;
                 }
             }
             Err(reason) => report.reject(bad(reason)),
         }
-        if was_clean && report.bad_lines > 0 && !skip_bad {
-            // Nothing will be written: keep no session for it.
-            keep.discard();
-        }
+    }
+    if report.bad_lines > 0 && !skip_bad {
+        keep.discard();
     }
     if !header_seen {
         report.reject(BadLine {
@@ -640,7 +700,8 @@ fn json_error(e: &serde_json::Error) -> String {
     }
 }
 
-fn parse_line(limit: usize, text: &str) -> Result<(Handle, Record), String> {
+/// Parses and checks one session line: its handle, and the record it will be stored as.
+fn parse_line(limit: usize, text: &str) -> Result<(Handle, Vec<u8>), String> {
     let line: Line = serde_json::from_str(text).map_err(|e| {
         if e.is_eof() {
             format!("truncated: {}", json_error(&e))
@@ -702,8 +763,8 @@ fn parse_line(limit: usize, text: &str) -> Result<(Handle, Record), String> {
         );
     }
     head.place_entry(None);
-    let record = Record { head, data };
-    let size = record.encode().len();
+    let record = Record { head, data }.encode();
+    let size = record.len();
     if size > limit {
         return Err(format!(
             "session is {size} bytes encoded, over the limit of {limit} bytes"
@@ -772,4 +833,152 @@ fn apply(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Seek, SeekFrom, Write};
+
+    use super::{read_export, Keep, Spool};
+    use crate::{Admin, ManualClock, Store};
+
+    const LIMIT: usize = crate::Builder::DEFAULT_MAX_SESSION_BYTES;
+
+    /// An export of three sessions, as lines: the header first.
+    fn export() -> Vec<Vec<u8>> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::builder()
+            .clock(ManualClock::at_ms(1_767_225_600_000))
+            .open(dir.path().join("db"))
+            .unwrap();
+        for i in 0..3 {
+            let mut s = store.create();
+            s.insert("n", &i).unwrap();
+            s.save().unwrap();
+        }
+        let mut out = Vec::new();
+        store.export(&mut out, true).unwrap();
+        out.split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    fn input(lines: &[&[u8]]) -> Vec<u8> {
+        lines.iter().flat_map(|l| [*l, b"\n"].concat()).collect()
+    }
+
+    /// Once a line is bad, nothing will be written without `skip_bad`, so nothing is kept:
+    /// whatever made the line bad, and whether it is the last line or not.
+    #[test]
+    fn the_sessions_kept_are_dropped_at_the_first_bad_line_of_any_kind() {
+        let lines = export();
+        let (header, good) = (&lines[0], &lines[1..]);
+        let too_long = vec![b'x'; super::max_line(LIMIT) + 1];
+        let duplicate = good[0].clone();
+        for bad in [&b"\xff"[..], &too_long, b"{}", &duplicate] {
+            for after in [&[][..], &good[2..]] {
+                let mut all: Vec<&[u8]> = vec![header];
+                all.extend(good[..2].iter().map(Vec::as_slice));
+                all.push(bad);
+                all.extend(after.iter().map(Vec::as_slice));
+                let text = input(&all);
+
+                let mut kept = 0;
+                let report = read_export(
+                    &mut text.as_slice(),
+                    LIMIT,
+                    false,
+                    &mut Keep::Count(&mut kept),
+                )
+                .unwrap();
+                assert_eq!((report.bad_lines, kept), (1, 0), "{report:?}");
+
+                let dir = tempfile::tempdir().unwrap();
+                let mut spool = Spool::new(dir.path(), LIMIT);
+                read_export(
+                    &mut text.as_slice(),
+                    LIMIT,
+                    false,
+                    &mut Keep::Spool(&mut spool),
+                )
+                .unwrap();
+                assert!(spool.file.is_none() && spool.sessions == 0);
+
+                // With skip_bad, every good line is kept, before and after the bad one.
+                let mut kept = 0;
+                read_export(
+                    &mut text.as_slice(),
+                    LIMIT,
+                    true,
+                    &mut Keep::Count(&mut kept),
+                )
+                .unwrap();
+                assert_eq!(kept, 2 + after.len() as u64);
+            }
+        }
+    }
+
+    /// The temporary file is read back as it was written; a length past the import's limit is
+    /// damage, refused before anything is allocated for it.
+    #[test]
+    fn the_temporary_file_is_read_back_whole_and_a_damaged_one_is_refused() {
+        let lines = export();
+        let text = input(&lines.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new(dir.path(), LIMIT);
+        read_export(
+            &mut text.as_slice(),
+            LIMIT,
+            false,
+            &mut Keep::Spool(&mut spool),
+        )
+        .unwrap();
+        assert_eq!(spool.sessions, 3);
+        let mut seen = 0;
+        spool
+            .replay(false, |_, head, data| {
+                assert!(head.created > 0 && !data.is_empty());
+                seen += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, 3);
+
+        let mut spool = Spool::new(dir.path(), LIMIT);
+        read_export(
+            &mut text.as_slice(),
+            LIMIT,
+            false,
+            &mut Keep::Spool(&mut spool),
+        )
+        .unwrap();
+        let file = spool.file.as_mut().unwrap();
+        file.flush().unwrap();
+        let file = file.get_mut();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        file.write_all(&u32::MAX.to_le_bytes()).unwrap();
+        file.seek(SeekFrom::End(0)).unwrap();
+        let err = spool.replay(false, |_, _, _| Ok(())).unwrap_err();
+        assert_eq!(
+            format!("{:#}", anyhow_like(&err)),
+            format!(
+                "I/O error on {}: the import's temporary file could not be read back; nothing \
+                 was imported: it is not what the import wrote",
+                dir.path().display()
+            )
+        );
+    }
+
+    /// The error and its sources, as sessctl prints them.
+    fn anyhow_like(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
+    }
 }

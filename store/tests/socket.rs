@@ -494,6 +494,13 @@ mod suite {
                 .map(drop),
             "import",
         );
+        // A dry run writes nothing, so it runs: every session is found as it is.
+        let dry = ImportOptions {
+            dry_run: true,
+            ..ImportOptions::default()
+        };
+        let report = env.admin().import(&mut text.as_bytes(), &dry).unwrap();
+        assert_eq!((report.unchanged, report.written), (4, false), "{report:?}");
         // Reads still work, on the same connection.
         assert_eq!(env.admin().stats().unwrap().live, 4);
         assert!(env.store().load(&ids[0]).unwrap().is_some());

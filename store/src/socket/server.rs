@@ -665,15 +665,16 @@ fn handle<S: Peer>(
     // garbage costs a bounded report (`export::read_import`).
     let input = match &request {
         Request::Import(options) => {
-            let Some((limit, dir)) = store
-                .upgrade()
-                .map(|i| (i.config.max_session_bytes, i.path.clone()))
-            else {
+            // A read-only store will refuse the import: its sessions are only counted.
+            let Some((limit, dir)) = store.upgrade().map(|i| {
+                let writes = !i.config.read_only || options.dry_run;
+                (i.config.max_session_bytes, writes.then(|| i.path.clone()))
+            }) else {
                 let _ = write_frame(io, &Response::Error(WireError::ShuttingDown));
                 return Err(io::ErrorKind::NotConnected.into());
             };
             Some(
-                receive_import(io, timeouts, limit, &dir, options).map_err(|reason| {
+                receive_import(io, timeouts, limit, dir.as_deref(), options).map_err(|reason| {
                     protocol_error(io, reason);
                     io::Error::from(io::ErrorKind::InvalidData)
                 })?,
@@ -872,7 +873,7 @@ fn receive_import<S: Peer>(
     io: &mut S,
     timeouts: Timeouts,
     limit: usize,
-    dir: &Path,
+    dir: Option<&Path>,
     options: &ImportOptions,
 ) -> Result<ImportInput, String> {
     let mut input = FrameInput {
