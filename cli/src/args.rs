@@ -14,7 +14,8 @@ use crate::exit::Exit;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success (also when the reader of the output goes away, as with `| head`)
-  1  the session or principal that show or invalidate acts on does not exist
+  1  the session that show or invalidate acts on does not exist, or the principal
+     that invalidate --principal logs out has no live session
      (a list that matches nothing is not an error: it exits 0)
   2  usage error: a bad option, argument, time, duration, handle or session id
   3  the database is held by another process (sled allows one process at a time)

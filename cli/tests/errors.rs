@@ -18,7 +18,8 @@ fn help_documents_every_exit_code() {
     for line in [
         "Exit codes:\n",
         "  0  success (also when the reader of the output goes away, as with `| head`)\n",
-        "  1  the session or principal that show or invalidate acts on does not exist\n",
+        "  1  the session that show or invalidate acts on does not exist, or the principal\n",
+        "     that invalidate --principal logs out has no live session\n",
         "     (a list that matches nothing is not an error: it exits 0)\n",
         "  2  usage error: a bad option, argument, time, duration, handle or session id\n",
         "  3  the database is held by another process (sled allows one process at a time)\n",

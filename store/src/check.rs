@@ -89,8 +89,9 @@ enum Index {
 /// A fingerprint only ever decides that there is nothing to look at: an entry whose
 /// fingerprint is not wanted is looked up in its record before it is reported or removed, and a
 /// record whose entry seems missing is read again. So two keys with one fingerprint can hide a
-/// missing entry (when the other key is a stale entry that is there), at odds of about n in
-/// 2⁶⁴ for n entries, and never make `repair` remove an entry in use.
+/// missing entry (when the other key, a stale entry or another record's, is there), at odds of
+/// about n in 2⁶⁴ for n entries, and never make `repair` remove an entry in use. The hash key
+/// is new every run, so a check that runs again does not miss the same entry.
 struct Wanted {
     hash: RandomState,
     expiry: HashSet<u64>,
@@ -326,8 +327,9 @@ pub(crate) fn check(store: &Store) -> Result<CheckReport> {
 
 /// Rebuilds the indexes with every key stripe held, in the passes of `check`: stale entries
 /// are removed while the indexes are listed, missing ones added in a second pass over the
-/// records. A crash part way leaves the store no worse than repair found it (a stale entry is
-/// no record's entry, and the records are untouched), and repair can run again.
+/// records, after the undecodable records are removed. A crash part way leaves the store no
+/// worse than repair found it (no session could be loaded from an undecodable record, and a
+/// stale entry is no record's entry), and repair can run again.
 pub(crate) fn repair(store: &Store) -> Result<RepairReport> {
     store.check_writable("repair")?;
     let _all = lock_all(store);

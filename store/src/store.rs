@@ -445,9 +445,10 @@ impl Store {
         if validate_principal(principal).is_err() {
             return Ok(0);
         }
-        let now = self.now();
         let removed = {
             let _p = self.lock_principals(&[Some(principal)]);
+            // Once the lock is held: whatever expired while this waited for it is not live.
+            let now = self.now();
             let mut removed = 0;
             for entry in self
                 .inner
