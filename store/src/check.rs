@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::id::Handle;
 use crate::keys::{expiry_key, parse_expiry_key, parse_principal_key, principal_key};
-use crate::record::{decode_head, DecodeError};
+use crate::record::{decode_head, decode_lazy, DecodeError};
 use crate::store::Store;
 
 /// One record that cannot be decoded.
@@ -174,16 +174,19 @@ fn records(
             r.undecodable.push((k.to_vec(), u));
             continue;
         };
-        // The whole record must decode, data included.
-        if let Err(err) = crate::record::Record::decode(&v) {
-            let u = Undecodable {
-                handle: hex(&k),
-                reason: reason(err),
-            };
-            r.undecodable.push((k.to_vec(), u));
-            continue;
-        }
-        let Ok(head) = decode_head(&v) else { continue };
+        // The whole record must decode, data included: checked as a load checks it, which
+        // accepts exactly what a whole decode does without building the data.
+        let head = match decode_lazy(&v) {
+            Ok(record) => record.head,
+            Err(err) => {
+                let u = Undecodable {
+                    handle: hex(&k),
+                    reason: reason(err),
+                };
+                r.undecodable.push((k.to_vec(), u));
+                continue;
+            }
+        };
         let exp = expiry_key(head.expiry_entry(), &handle);
         let pk = head.principal.as_deref().map(|p| principal_key(p, &handle));
         each(&handle, &exp, pk.as_deref())?;
@@ -223,8 +226,8 @@ fn entry_handle(index: Index, key: &[u8]) -> Option<Handle> {
 }
 
 /// Whether the entry `key` of `index` is one its record uses now (the record read again), or
-/// is gone from the index by now. A malformed key is neither. The caller holds the key lock of
-/// `handle`, the handle the entry names.
+/// is gone from the index by now. The caller holds the key lock of `handle`, the handle the
+/// entry names.
 fn in_use(store: &Store, index: Index, handle: &Handle, key: &[u8]) -> Result<bool> {
     let tree = match index {
         Index::Expiry => &store.inner.expiry,
