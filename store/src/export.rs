@@ -378,9 +378,10 @@ impl Spool {
             (_, true) => SpoolStage::ReadBackDryRun,
             (_, false) => SpoolStage::ReadBackPartWay,
         };
+        // The last of what was kept is written out here.
         let mut file = file
             .into_inner()
-            .map_err(|e| spool_error(&dir, stage(0), e.into_error()))?;
+            .map_err(|e| spool_error(&dir, SpoolStage::Write, e.into_error()))?;
         file.rewind().map_err(|e| spool_error(&dir, stage(0), e))?;
         let mut input = BufReader::new(file);
         let mut record = Vec::new();
@@ -415,7 +416,7 @@ impl Spool {
     }
 }
 
-/// What an import's temporary file failed at.
+/// What an import's temporary file failed at, which says what became of the import.
 #[derive(Debug, Clone, Copy)]
 enum SpoolStage {
     /// Keeping a session, while the input was read: nothing was imported.
@@ -431,16 +432,32 @@ enum SpoolStage {
 /// An I/O error on an import's temporary file, and what it means for the import; the source
 /// of the [`Error::Io`] on the database's folder that reports it.
 #[derive(Debug, thiserror::Error)]
-#[error("{}", match .stage {
-    SpoolStage::Write => "the import's temporary file could not be written; nothing was imported",
-    SpoolStage::ReadBack => "the import's temporary file could not be read back; nothing was imported",
-    SpoolStage::ReadBackDryRun => "the import's temporary file could not be read back; the dry run stopped part way",
-    SpoolStage::ReadBackPartWay => "the import's temporary file could not be read back; the import stopped part way, and running it again is safe (the sessions imported so far are found unchanged)",
-})]
+#[error("{}", .stage.says())]
 struct SpoolError {
     stage: SpoolStage,
     #[source]
     source: io::Error,
+}
+
+impl SpoolStage {
+    fn says(self) -> &'static str {
+        match self {
+            SpoolStage::Write => {
+                "the import's temporary file could not be written; nothing was imported"
+            }
+            SpoolStage::ReadBack => {
+                "the import's temporary file could not be read back; nothing was imported"
+            }
+            SpoolStage::ReadBackDryRun => {
+                "the import's temporary file could not be read back; the dry run stopped part way"
+            }
+            SpoolStage::ReadBackPartWay => {
+                "the import's temporary file could not be read back; the import stopped part \
+                 way, and running it again is safe (the sessions imported so far are found \
+                 unchanged)"
+            }
+        }
+    }
 }
 
 fn spool_error(dir: &Path, stage: SpoolStage, source: io::Error) -> Error {
