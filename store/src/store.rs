@@ -136,6 +136,8 @@ fn refuse_open_here(path: &Path) -> Result<()> {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // The admin socket first: while it answers, a client must find the database held.
+        drop(self.admin_server.take());
         // Best effort: the periodic flusher would write this within its interval anyway.
         let _ = self.db.flush();
     }

@@ -1005,6 +1005,19 @@ fn a_file_that_took_the_socket_path_is_left_alone_and_said_once() {
     assert_eq!(std::fs::read_to_string(&socket).unwrap(), "not a socket");
 }
 
+/// An interval too long to add to a clock reading means no look at all, not a dead socket
+/// (the accept thread panicked computing its next look, and clients found the socket
+/// refusing, as if stale).
+#[test]
+fn a_check_interval_too_long_to_count_leaves_the_socket_served() {
+    let Env { fx, remote, .. } =
+        SOCKET.env_with(Store::builder().admin_socket_check_interval(Duration::MAX));
+    assert_eq!(remote.unwrap().stats().unwrap().live, 0);
+    let socket = fx.store.admin_socket_path().unwrap().to_path_buf();
+    let again = RemoteAdmin::connect(&socket).unwrap();
+    assert_eq!(again.stats().unwrap().live, 0);
+}
+
 /// An export output that stops at its first write until told to go on.
 struct Gate {
     first: Option<mpsc::Sender<()>>,

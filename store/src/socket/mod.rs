@@ -76,7 +76,10 @@ impl Builder {
     /// operator's `rm`), it binds a new socket at `path`, in the same owner-only way, and logs a
     /// warning: `sessctl` reaches the application again without a restart. If another file
     /// has taken `path` (another process's socket, anything else), it is left alone, and the
-    /// server logs a warning once; it binds again if that file goes away.
+    /// server logs a warning once; it binds again if that file goes away. A new socket is made
+    /// only in the folder the first one was made in: if that folder was deleted, or deleted
+    /// and made again (a new instance of the application may own the new one), the server
+    /// logs a warning and makes none.
     ///
     /// Unix socket paths are limited to about 100 bytes; the socket is bound in a temporary
     /// folder beside `path`, whose name is 19 bytes longer than the folder itself.
@@ -146,7 +149,8 @@ impl Builder {
     /// operator whose `sessctl` found no socket reaches the application again within that.
     /// Stopping the server does not wait for it.
     ///
-    /// A zero duration is taken as one millisecond.
+    /// A zero duration is taken as one millisecond (a thousand looks a second, for tests); an
+    /// interval too long to add to the clock, such as [`Duration::MAX`], means no look at all.
     pub fn admin_socket_check_interval(mut self, d: Duration) -> Self {
         self.config.admin_socket_check = d.max(Duration::from_millis(1));
         self

@@ -57,7 +57,8 @@ pub(crate) struct Server {
     path: PathBuf,
     /// Dropping this wakes the accept thread.
     wake: Option<UnixStream>,
-    accept: Option<JoinHandle<()>>,
+    /// The accept thread, which hands back the listener it served last when it ends.
+    accept: Option<JoinHandle<UnixListener>>,
     shared: Arc<Shared>,
 }
 
@@ -86,6 +87,9 @@ struct Shared {
     timeouts: Timeouts,
     /// The socket file bound last: the accept thread binds a new one if it is deleted.
     file: Mutex<FileId>,
+    /// The folder the socket was bound in: a new socket is bound only in that folder, not in
+    /// one made since at its path (another process may have the new one).
+    folder: Option<FileId>,
     /// How often the accept thread looks at the socket's path.
     check_every: Duration,
 }
@@ -99,15 +103,18 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         drop(self.wake.take());
+        let mut listener = None;
         if let Some(accept) = self.accept.take() {
             // The accept thread never holds the store, so this never runs on it.
             if accept.thread().id() != thread::current().id() {
-                let _ = accept.join();
+                listener = accept.join().ok();
             }
         }
         // Once the accept thread has ended, which may have bound the socket again: what it
-        // bound last is removed, and nothing is bound after.
+        // bound last is removed, and nothing is bound after. Its listener is closed only then,
+        // so that the inode compared is still ours (a closed socket's inode can be reused).
         remove_if_ours(&self.path, *lock(&self.shared.file));
+        drop(listener);
         let own = SERVING.with(std::cell::Cell::get);
         for (id, conn) in lock(&self.shared.conns).drain() {
             if Some(id) != own {
@@ -141,6 +148,7 @@ pub(crate) fn serve(store: &Store, path: &Path) -> Result<Server> {
             next_id: AtomicU64::new(0),
             timeouts: store.inner.config.admin_timeouts,
             file: Mutex::new(file),
+            folder: fs::metadata(folder_of(&path)).ok().map(|m| FileId::of(&m)),
             check_every: store.inner.config.admin_socket_check,
         });
         let weak = Arc::downgrade(&store.inner);
@@ -192,12 +200,12 @@ fn bind(path: &Path) -> Result<(UnixListener, FileId)> {
 }
 
 /// Binds the socket again at `path`, where its file was deleted, ready for the accept loop.
-/// It is linked into place rather than renamed, so that a file that took the path meanwhile
-/// is never replaced.
+/// It is linked into place, or renamed with `RENAME_NOREPLACE` where the file system links no
+/// sockets, never renamed over what is there: a file that took the path meanwhile is never
+/// replaced (the error's kind is then `AlreadyExists`).
 fn bind_again(path: &Path) -> Result<(UnixListener, FileId)> {
     let (listener, file) = bind_staged(path, |staged| match fs::hard_link(staged, path) {
-        // A file system that links no sockets: renamed, as at the start.
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => fs::rename(staged, path),
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => rename_no_replace(staged, path),
         linked => linked,
     })?;
     if let Err(e) = listener.set_nonblocking(true) {
@@ -213,10 +221,7 @@ fn bind_staged(
     path: &Path,
     publish: impl FnOnce(&Path) -> io::Result<()>,
 ) -> Result<(UnixListener, FileId)> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let parent = folder_of(path);
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let staging = Staging(parent.join(format!(".sessdb-{}", &suffix[..8])));
     DirBuilder::new()
@@ -227,9 +232,19 @@ fn bind_staged(
     let listener = UnixListener::bind(&temp).map_err(socket_err(path, "cannot create"))?;
     fs::set_permissions(&temp, fs::Permissions::from_mode(0o600))
         .map_err(socket_err(path, "cannot set the mode of"))?;
+    // Known before it is published (a link or a rename keeps the inode): what is at `path`
+    // afterwards is ours only if it is this file.
+    let file = fs::symlink_metadata(&temp)
+        .map(|m| FileId::of(&m))
+        .map_err(socket_err(path, "cannot create"))?;
     publish(&temp).map_err(socket_err(path, "cannot create"))?;
     let meta = fs::symlink_metadata(path).map_err(socket_err(path, "cannot create"))?;
-    let file = FileId::of(&meta);
+    if FileId::of(&meta) != file {
+        return Err(socket_err(path, "cannot create")(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "another file took the path as the socket was put there",
+        )));
+    }
     if !meta.file_type().is_socket() || meta.mode() & 0o777 != 0o600 {
         remove_if_ours(path, file);
         return Err(socket_err(path, "cannot set the mode of")(
@@ -240,6 +255,31 @@ fn bind_staged(
         ));
     }
     Ok((listener, file))
+}
+
+/// Renames `from` to `to` unless something is at `to` already.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE).map_err(io::Error::from)
+}
+
+/// Renames `from` to `to` unless something is at `to` already: not possible here without a
+/// race, so not done.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn rename_no_replace(_from: &Path, _to: &Path) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "the file system cannot link a socket, and this system cannot rename without replacing",
+    ))
+}
+
+/// The folder a socket at `path` is in.
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// The private folder a socket is bound in; removed with whatever is left in it.
@@ -291,16 +331,18 @@ fn check_socket(
     let ours = *lock(&shared.file);
     match fs::symlink_metadata(path) {
         Ok(m) if FileId::of(&m) == ours => Found::Ours,
-        Ok(_) => {
-            if found != Found::Other {
+        Ok(_) => taken(found, path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !same_folder(shared, path) => {
+            if found != Found::Unbound {
                 log::warn!(
                     target: LOG_TARGET,
-                    "admin socket {}: another file has taken its path, and is left alone: \
-                     clients cannot reach this application until that file is removed",
+                    "admin socket {}: the socket file was deleted with its folder, or the \
+                     folder was replaced: no socket is made in a folder this application did \
+                     not bind it in",
                     path.display()
                 );
             }
-            Found::Other
+            Found::Unbound
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => match bind_again(path) {
             Ok((new, file)) => {
@@ -316,6 +358,12 @@ fn check_socket(
                     path.display()
                 );
                 Found::Ours
+            }
+            // Another file took the path between the look and the link.
+            Err(Error::AdminSocket { source, .. })
+                if source.kind() == io::ErrorKind::AlreadyExists =>
+            {
+                taken(found, path)
             }
             Err(e) => {
                 if found != Found::Unbound {
@@ -335,22 +383,47 @@ fn check_socket(
     }
 }
 
+/// Another file has the socket's path: it is left alone, and said once.
+fn taken(found: Found, path: &Path) -> Found {
+    if found != Found::Other {
+        log::warn!(
+            target: LOG_TARGET,
+            "admin socket {}: another file has taken its path, and is left alone: clients \
+             cannot reach this application until that file is removed",
+            path.display()
+        );
+    }
+    Found::Other
+}
+
+/// Whether the socket's folder is the one it was first bound in.
+fn same_folder(shared: &Shared, path: &Path) -> bool {
+    let now = fs::metadata(folder_of(path)).ok().map(|m| FileId::of(&m));
+    now.is_some() && now == shared.folder
+}
+
 /// The time until `at` as a poll timeout, rounded up to the millisecond so that a wait ends at
-/// or after it, never in a loop of zero-length waits just before.
-fn poll_timeout(at: Instant) -> PollTimeout {
+/// or after it, never in a loop of zero-length waits just before; no timeout without `at`.
+fn poll_timeout(at: Option<Instant>) -> PollTimeout {
+    let Some(at) = at else {
+        return PollTimeout::NONE;
+    };
     let micros = at.saturating_duration_since(Instant::now()).as_micros();
     PollTimeout::try_from(micros.div_ceil(1000)).unwrap_or(PollTimeout::MAX)
 }
 
+/// Serves `listener` until the store goes; returns the listener it served last.
 fn accept_loop(
     mut listener: UnixListener,
     wake: &UnixStream,
     shared: &Arc<Shared>,
     store: &Weak<Inner>,
     path: &Path,
-) {
+) -> UnixListener {
     let mut found = Found::Ours;
-    let mut check_at = Instant::now() + shared.check_every;
+    // An interval too long to add to now is never.
+    let next_check = || Instant::now().checked_add(shared.check_every);
+    let mut check_at = next_check();
     loop {
         let mut fds = [
             PollFd::new(listener.as_fd(), PollFlags::POLLIN),
@@ -361,15 +434,15 @@ fn accept_loop(
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
                 log::error!(target: LOG_TARGET, "admin socket {}: poll failed, no longer serving: {e}", path.display());
-                return;
+                return listener;
             }
         }
         if fds[1].any().unwrap_or(true) {
-            return; // the store is gone
+            return listener; // the store is gone
         }
-        if Instant::now() >= check_at {
+        if check_at.is_some_and(|at| Instant::now() >= at) {
             found = check_socket(&mut listener, found, shared, store, path);
-            check_at = Instant::now() + shared.check_every;
+            check_at = next_check();
         }
         match listener.accept() {
             Ok((stream, _)) => admit(stream, shared, store, path),
@@ -386,7 +459,7 @@ fn accept_loop(
                 log::warn!(target: LOG_TARGET, "admin socket {}: accept failed: {e}", path.display());
                 let mut fds = [PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
                 if matches!(poll(&mut fds, PollTimeout::from(100u8)), Ok(n) if n > 0) {
-                    return;
+                    return listener;
                 }
             }
         }
@@ -1131,7 +1204,8 @@ mod tests {
 
     /// The accept thread's look at its socket's path, one look at a time: another file there is
     /// left alone and said once; where nothing is, a socket is bound again, owner-only, and
-    /// becomes the one served; where none can be bound, that is said once.
+    /// becomes the one served; in a folder made since at the same path, none is, and that is
+    /// said once.
     #[test]
     fn each_look_at_the_path_keeps_what_is_not_ours_and_binds_where_nothing_is() {
         let dir = tempfile::tempdir().unwrap();
@@ -1149,6 +1223,7 @@ mod tests {
             next_id: AtomicU64::new(0),
             timeouts: Timeouts::default(),
             file: Mutex::new(file),
+            folder: fs::metadata(&folder).ok().map(|m| FileId::of(&m)),
             check_every: Duration::from_secs(2),
         });
         let store = Weak::new();
@@ -1173,15 +1248,8 @@ mod tests {
         assert_eq!(found, Found::Other);
         assert_eq!(fs::read_to_string(&path).unwrap(), "theirs");
         assert_eq!(logged(&path, "another file has taken its path"), 1);
-        // Nothing there, and nowhere to bind: said once, and tried again each look.
-        fs::remove_dir_all(&folder).unwrap();
-        for _ in 0..3 {
-            found = look(&mut listener, found);
-            assert_eq!(found, Found::Unbound);
-        }
-        assert_eq!(logged(&path, "a new one cannot be made"), 1);
         // Nothing there: a socket of ours again, the one now served.
-        DirBuilder::new().mode(0o700).create(&folder).unwrap();
+        fs::remove_file(&path).unwrap();
         found = look(&mut listener, found);
         assert_eq!(found, Found::Ours);
         let meta = fs::symlink_metadata(&path).unwrap();
@@ -1198,6 +1266,54 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["admin.sock"]);
+        // The folder deleted, then made again (by a new instance of the application, say):
+        // not this server's folder, so nothing is bound there, and that is said once.
+        fs::remove_dir_all(&folder).unwrap();
+        for _ in 0..2 {
+            found = look(&mut listener, found);
+            assert_eq!(found, Found::Unbound);
+        }
+        DirBuilder::new().mode(0o700).create(&folder).unwrap();
+        for _ in 0..2 {
+            found = look(&mut listener, found);
+            assert_eq!(found, Found::Unbound);
+        }
+        assert!(fs::read_dir(&folder).unwrap().next().is_none());
+        assert_eq!(logged(&path, "deleted with its folder"), 1);
+    }
+
+    /// Another server's socket renamed over ours as ours is published is not taken for ours:
+    /// which file is ours is read from the staged socket, not from the path afterwards.
+    #[test]
+    fn a_socket_renamed_over_ours_as_it_is_published_is_not_taken_for_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.sock");
+        let other = dir.path().join("other.sock");
+        let theirs = UnixListener::bind(&other).unwrap();
+        fs::set_permissions(&other, fs::Permissions::from_mode(0o600)).unwrap();
+        let taken = bind_staged(&path, |staged| {
+            fs::rename(staged, &path)?;
+            fs::rename(&other, &path)
+        });
+        match taken {
+            Err(Error::AdminSocket { source, .. }) => {
+                assert_eq!(source.kind(), io::ErrorKind::AlreadyExists);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Still theirs, and reachable.
+        let _client = UnixStream::connect(&path).unwrap();
+        theirs.accept().unwrap();
+    }
+
+    /// The time to the next look, and none for an interval too long to count.
+    #[test]
+    fn a_poll_waits_until_the_next_look_and_for_ever_without_one() {
+        assert_eq!(poll_timeout(None), PollTimeout::NONE);
+        let soon = Instant::now() + Duration::from_millis(1500);
+        let t = i32::from(poll_timeout(Some(soon)));
+        assert!((1..=1500).contains(&t), "{t}");
+        assert_eq!(i32::from(poll_timeout(Some(Instant::now()))), 0);
     }
 
     /// Whatever follows (or replaces) a valid hello, the server answers or closes: it never
