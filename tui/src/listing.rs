@@ -189,9 +189,9 @@ pub(crate) struct Listing {
     clock: Clock,
     /// When the read of the loaded page began, before its first call.
     began: Instant,
-    /// When the search scan that filled the loaded page over several calls ended, or failed
-    /// partway; `None` while it runs, and for a page read in one call.
-    scan_ended: Option<Instant>,
+    /// What the search scan that filled the loaded page over several calls took, once it has
+    /// ended or failed partway; `None` while it runs, and for a page read in one call.
+    scan: Option<Cost>,
 }
 
 impl Listing {
@@ -206,7 +206,7 @@ impl Listing {
             next: None,
             incomplete: false,
             began: clock.now(),
-            scan_ended: None,
+            scan: None,
             clock,
         }
     }
@@ -295,10 +295,7 @@ impl Listing {
     /// What the search scan that filled the loaded page took, once it has ended or failed;
     /// `None` for a page read in one call, and while the scan runs.
     pub(crate) fn scan_cost(&self) -> Option<Cost> {
-        self.scan_ended.map(|ended| Cost {
-            took: ended.saturating_duration_since(self.began),
-            ended,
-        })
+        self.scan
     }
 
     /// Changes the order of the loaded rows; the store is not asked again, since only expiry
@@ -420,26 +417,37 @@ impl Listing {
     ///
     /// # Errors
     /// The store's error; what was loaded stays, and the scan has ended there: its cost is
-    /// what it took until it failed.
+    /// what it took until the call that failed, not that call's own time.
     pub(crate) fn continue_scan(&mut self, admin: &dyn Admin) -> sessdb::Result<()> {
         if !self.incomplete {
             return Ok(());
         }
         let limit = PAGE_SIZE.saturating_sub(self.rows.len()).max(1);
+        let called = self.clock.now();
         let page = match admin.list(&self.query(self.next.clone(), limit)) {
             Ok(page) => page,
             Err(e) => {
                 // Only a read from the page's start goes on from here, so an auto-refresh
                 // waits on what this scan cost, as on one that ended, rather than have a
-                // failing store scan from the start over and over.
-                self.scan_ended = Some(self.clock.now());
+                // failing store scan from the start over and over. The failed call is left
+                // out: through a hung admin socket it is the client's timeout (up to 20 s),
+                // time the store spent on nothing, and 10 times it would keep the table stale
+                // for minutes after the application came back.
+                self.scan = Some(Cost {
+                    took: called.saturating_duration_since(self.began),
+                    ended: self.clock.now(),
+                });
                 return Err(e);
             }
         };
         self.rows.extend(page.sessions);
         self.set_next(page.next);
         if !self.incomplete {
-            self.scan_ended = Some(self.clock.now());
+            let ended = self.clock.now();
+            self.scan = Some(Cost {
+                took: ended.saturating_duration_since(self.began),
+                ended,
+            });
         }
         if self.rows.is_empty() && !self.incomplete && self.back(admin)? {
             self.next = None;
@@ -450,7 +458,7 @@ impl Listing {
     /// A page read from its start, which began at `began`, replaces the loaded one.
     fn read(&mut self, began: Instant) {
         self.began = began;
-        self.scan_ended = None;
+        self.scan = None;
     }
 
     fn set_next(&mut self, next: Option<Cursor>) {

@@ -269,6 +269,10 @@ pub(crate) fn principals(app: &App) -> Vec<String> {
         .collect()
 }
 
+/// How long a client waits on an application that stopped before it fails with
+/// `Error::Unresponsive`: twice `RemoteAdmin`'s default timeout of 10 s.
+pub(crate) const HUNG: Duration = Duration::from_secs(20);
+
 /// A transport over a store whose reads fail while `failing` is set, and whose `stats` waits
 /// while it is held, as the count of a large store keeps the counting thread busy.
 pub(crate) struct Flaky {
@@ -284,6 +288,10 @@ pub(crate) struct Flaky {
     pub(crate) counts: AtomicUsize,
     /// `list` calls.
     pub(crate) lists: AtomicUsize,
+    /// `list` fails while set, as through the admin socket of an application that stopped:
+    /// with `Error::Unresponsive` once the client's timeout ([`HUNG`]) has passed on the
+    /// app's clock, in place of the call's usual cost.
+    pub(crate) hung: AtomicBool,
     /// What each `list` call takes on the app's clock: the clock is moved on by it.
     list_cost: Option<(Clock, Duration)>,
 }
@@ -298,6 +306,7 @@ impl Flaky {
             released: Condvar::new(),
             counts: AtomicUsize::new(0),
             lists: AtomicUsize::new(0),
+            hung: AtomicBool::new(false),
             list_cost: None,
         }
     }
@@ -360,8 +369,15 @@ impl Admin for Flaky {
     }
     fn list(&self, query: &ListQuery) -> sessdb::Result<Page> {
         self.lists.fetch_add(1, Ordering::SeqCst);
+        let hung = self.hung.load(Ordering::SeqCst);
         if let Some((clock, each)) = &self.list_cost {
-            clock.advance(*each);
+            clock.advance(if hung { HUNG } else { *each });
+        }
+        if hung {
+            return Err(sessdb::Error::Unresponsive {
+                path: "/srv/app/admin.sock".into(),
+                waited: HUNG,
+            });
         }
         self.check()?;
         self.inner.list(query)
