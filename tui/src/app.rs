@@ -322,8 +322,19 @@ impl App {
     /// A count has finished.
     pub(crate) fn counted(&mut self, count: Counted) {
         self.counting = false;
+        // A failed count's time says little of what counting costs the store: through a hung
+        // admin socket it is the client's timeout (up to 20 s), and 30 times that would keep
+        // the counts stale for 10 minutes after the application came back. It counts as no
+        // more than the last count that worked took (nothing, if none did), which still spares
+        // a store that fails at the end of each long count.
+        let took = match &count.stats {
+            Ok(_) => count.cost,
+            Err(_) => count
+                .cost
+                .min(self.stats_cost.map_or(Duration::ZERO, |c| c.took)),
+        };
         self.stats_cost = Some(Cost {
-            took: count.cost,
+            took,
             ended: self.clock.now(),
         });
         match count.stats {
@@ -945,6 +956,14 @@ pub(crate) struct Counted {
     at: OffsetDateTime,
     /// What the count took, on the worker's clock (the system's).
     cost: Duration,
+}
+
+impl Counted {
+    /// A count as the worker hands it back, which took `cost`.
+    #[cfg(test)]
+    pub(crate) fn new(stats: sessdb::Result<Stats>, at: OffsetDateTime, cost: Duration) -> Counted {
+        Counted { stats, at, cost }
+    }
 }
 
 /// Counts for the header: `Admin::stats`, which reads every record, timed.

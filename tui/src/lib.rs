@@ -40,8 +40,9 @@
 //! 0.2 s or more reads the page again only 10 times the scan's time after it ended (or failed
 //! partway, its time then counted up to the call that failed: through a hung admin socket that
 //! call is the client's timeout, none of it the store's work), so the store spends at most a
-//! part in 11 of its time on it; `r` reads at once. A count of 0.2 s or more is repeated 30 times its
-//! time after it came: the table is what the operator watches.
+//! part in 11 of its time on it; `r` reads at once. A count of 0.2 s or more is repeated 30
+//! times its time after it came (a failed count's time taken as no more than the last that
+//! worked's): the table is what the operator watches.
 //!
 //! Release build, 120×40 `TestBackend`, a 2-core machine shared with other work, measured by `cargo test --release -p sessdb-tui -- --ignored --nocapture scale`
 //! (`tui/src/tests/scale.rs`, which builds the store; `SESSDB_SCALE_DIR` keeps it):

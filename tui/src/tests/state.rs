@@ -9,9 +9,9 @@ use time::OffsetDateTime;
 
 use super::{
     ch, count_now, key, press, principals, started, started_on, started_on_with, started_with,
-    type_text, Fixture, Flaky, Spec,
+    type_text, Fixture, Flaky, Spec, HUNG,
 };
-use crate::app::{Action, Confirm, Message, Mode, Stale};
+use crate::app::{Action, Confirm, Counted, Message, Mode, Stale};
 use crate::clock::Clock;
 use crate::listing::{Filter, Sort, PAGE_SIZE};
 
@@ -1130,4 +1130,60 @@ fn a_search_scan_that_fails_partway_waits_ten_times_what_its_calls_that_worked_t
     assert_eq!(app.stale, None);
     assert_eq!(scan_to_end(app, &admin), 2, "three budgets of 2000");
     assert!(app.listing.rows().is_empty());
+}
+
+/// What the worker hands back for a count through the admin socket of an application that
+/// stopped: `Error::Unresponsive`, once the client has waited [`HUNG`] on `clock`.
+fn hung_count(admin: &dyn Admin, clock: &Clock) -> Counted {
+    clock.advance(HUNG);
+    let failed = Err(sessdb::Error::Unresponsive {
+        path: "/srv/app/admin.sock".into(),
+        waited: HUNG,
+    });
+    Counted::new(failed, admin.now(), HUNG)
+}
+
+#[test]
+fn a_count_that_failed_waits_no_longer_than_the_last_that_worked() {
+    let f = Fixture::demo();
+    let clock = Clock::manual();
+    let app = &mut started_on(&f.store, 100, 30, &clock);
+    // A small store's count is quick: after one that hung for 20 s, the next auto-refresh
+    // counts again.
+    clock.advance(Duration::from_secs(2));
+    app.update(&f.store, Action::AutoRefresh);
+    assert!(app.take_count());
+    app.counted(hung_count(&f.store, &clock));
+    assert!(app.count_failed);
+    auto_refreshes(app, &f.store, &clock, 1);
+    assert!(!app.stats_skipped, "counted at once, not 600 s later");
+    assert!(!app.count_failed);
+    // A large store's count takes a second: the next comes 30 s after it, and after one that
+    // hung, 30 s after that one failed, not 600 s.
+    app.update(&f.store, Action::Refresh);
+    assert!(app.take_count());
+    app.counted(Counted::new(
+        f.store.stats(),
+        f.store.now(),
+        Duration::from_secs(1),
+    ));
+    clock.advance(Duration::from_secs(30));
+    app.update(&f.store, Action::AutoRefresh);
+    assert!(!app.stats_skipped);
+    assert!(app.take_count());
+    app.counted(hung_count(&f.store, &clock));
+    assert!(app.count_failed);
+    for _ in 0..14 {
+        clock.advance(Duration::from_secs(2));
+        app.update(&f.store, Action::AutoRefresh);
+        assert!(app.stats_skipped);
+    }
+    clock.advance(Duration::from_millis(1_999));
+    app.update(&f.store, Action::AutoRefresh);
+    assert!(app.stats_skipped, "29.999 s after the failure");
+    clock.advance(Duration::from_millis(1));
+    app.update(&f.store, Action::AutoRefresh);
+    assert!(!app.stats_skipped, "30 s after it");
+    count_now(app, &f.store);
+    assert!(!app.count_failed);
 }
