@@ -182,10 +182,12 @@ impl Folder {
 pub(crate) enum Message {
     Info(String),
     /// A read failed (the rows, the detail pane, the counts), or the database folder is gone:
-    /// over once everything on screen has been read again, which an auto-refresh may do.
+    /// over once everything on screen has been read again, which an auto-refresh may do
+    /// ([`App::settle`]). It never takes an action's error's place
+    /// ([`App::say_read_error`]).
     ReadError(String),
     /// What the operator asked for failed or was refused (`d`, `D`, `p`): over at their next
-    /// key, so that an auto-refresh does not take it away before it was read.
+    /// key, so that no refresh, failed or not, takes it away before it was read.
     ActionError(String),
 }
 
@@ -241,6 +243,9 @@ pub(crate) struct App {
     /// The database folder, when opened directly.
     folder: Option<Folder>,
     pub(crate) message: Option<Message>,
+    /// The error of the last read that failed, until everything on screen is read again: what
+    /// the status line says once an action's error in front of it is over.
+    last_read_error: Option<String>,
     /// The terminal's size.
     pub(crate) area: Rect,
     pub(crate) quit: bool,
@@ -277,6 +282,7 @@ impl App {
             stale: None,
             folder: options.folder.as_deref().map(Folder::new),
             message: None,
+            last_read_error: None,
             area: Rect::new(0, 0, 80, 24),
             quit: false,
             stats_cost: None,
@@ -348,13 +354,14 @@ impl App {
                 self.count_failed = true;
             }
         }
+        self.settle();
     }
 
     /// The count that was running will not come (its thread is gone).
     pub(crate) fn counted_nothing(&mut self) {
         self.counting = false;
         self.count_failed = true;
-        self.message = Some(Message::ReadError("Counting sessions failed".into()));
+        self.say_read_error("Counting sessions failed".into());
     }
 
     /// Whether there is work to continue on the next tick: a scan that has not filled the
@@ -407,10 +414,16 @@ impl App {
 
     /// Applies one action. Store errors become the status line; nothing here panics on them.
     pub(crate) fn update(&mut self, admin: &dyn Admin, action: Action) {
-        // The operator has seen the error of their last action once they press a key.
+        // The operator has seen the error of their last action once they press a key. A read's
+        // error that came meanwhile, and is not over, is said next.
         if action.is_key() && matches!(self.message, Some(Message::ActionError(_))) {
-            self.message = None;
+            self.message = self.last_read_error.clone().map(Message::ReadError);
         }
+        self.apply(admin, action);
+        self.settle();
+    }
+
+    fn apply(&mut self, admin: &dyn Admin, action: Action) {
         match action {
             Action::Quit => self.quit = true,
             Action::Resize(width, height) => {
@@ -577,9 +590,8 @@ impl App {
         // is only taken once the rows read with it have come.
         let now = admin.now();
         // Rows not read keep the time of their last read in the header, as they are.
-        let mut rows_read = false;
         if manual || self.table_due() {
-            rows_read = self.try_load(admin, |l, a| l.reload(a)).is_some();
+            let mut rows_read = self.try_load(admin, |l, a| l.reload(a)).is_some();
             if rows_read && self.listing.rows().is_empty() && self.listing.page_index() > 0 {
                 // The sessions of this page are gone (invalidated, purged, expired): step back.
                 rows_read = self.try_load(admin, |l, a| l.back(a)).is_some();
@@ -601,7 +613,6 @@ impl App {
         }
         // The open session is a read of its own: when it fails the pane is stale, and the
         // rows, read or not, are marked by their own read.
-        let mut pane_read = true;
         if let Some(handle) = self.detail().map(|d| d.handle) {
             match admin.show(&Target::Handle(handle)) {
                 Ok(info) => {
@@ -614,18 +625,12 @@ impl App {
                     }
                 }
                 Err(e) => {
-                    pane_read = false;
                     self.read_error(&e);
                     if let Some(d) = self.detail_mut() {
                         d.stale = true;
                     }
                 }
             }
-        }
-        // Everything on screen was read: a read's error left in the status line is over. An
-        // action's is not: it says why something the operator asked for was not done.
-        if rows_read && pane_read && matches!(self.message, Some(Message::ReadError(_))) {
-            self.message = None;
         }
     }
 
@@ -642,17 +647,13 @@ impl App {
                 .is_none_or(|c| c.due_again(self.clock.now(), SLOW_SCAN, SCAN_COST_FACTOR))
     }
 
-    /// The table was read, at the store's time `now`: its rows are current again, and the
-    /// error of the read that had failed is over. A folder found gone stays said: the store
-    /// reads its deleted files without an error.
+    /// The table was read, at the store's time `now`: its rows are current again. A folder
+    /// found gone stays said: the store reads its deleted files without an error.
     fn read_at(&mut self, now: OffsetDateTime) {
         self.now = now;
         self.refreshed_at = Some(now);
         if self.stale == Some(Stale::ReadFailed) {
             self.stale = None;
-            if matches!(self.message, Some(Message::ReadError(_))) {
-                self.message = None;
-            }
         }
     }
 
@@ -669,11 +670,12 @@ impl App {
         let Some(folder) = self.folder.as_ref().filter(|f| f.is_gone()) else {
             return false;
         };
-        self.message = Some(Message::ReadError(format!(
+        let text = format!(
             "The database folder {} was deleted or replaced: nothing is read or written any \
              more (what the store would write goes to deleted files); quit and reopen",
             folder.path.display()
-        )));
+        );
+        self.say_read_error(text);
         self.stale = Some(Stale::FolderGone);
         if let Some(d) = self.detail_mut() {
             d.stale = true;
@@ -900,7 +902,31 @@ impl App {
 
     /// A read failed: the status line says so until everything on screen is read again.
     fn read_error(&mut self, error: &sessdb::Error) {
-        self.message = Some(Message::ReadError(error_text(error)));
+        self.say_read_error(error_text(error));
+    }
+
+    /// Says a read's error, but not over an action's: that one tells the operator that
+    /// something they asked for was not done, which no later read changes, while stale data
+    /// stays marked on screen anyway. The read's error is said after it, at their next key,
+    /// if it is not over by then.
+    fn say_read_error(&mut self, text: String) {
+        if !matches!(self.message, Some(Message::ActionError(_))) {
+            self.message = Some(Message::ReadError(text.clone()));
+        }
+        self.last_read_error = Some(text);
+    }
+
+    /// Ends a read's error once everything on screen is as last read: the rows, the header's
+    /// counts and the detail pane, each of which is marked stale while it is not.
+    fn settle(&mut self) {
+        let pane_stale = self.detail().is_some_and(|d| d.stale);
+        if self.stale.is_some() || self.count_failed || pane_stale {
+            return;
+        }
+        self.last_read_error = None;
+        if matches!(self.message, Some(Message::ReadError(_))) {
+            self.message = None;
+        }
     }
 
     /// An action the operator asked for failed: the status line says so until their next key.

@@ -282,6 +282,9 @@ pub(crate) struct Flaky {
     /// `show` fails while set, whatever `failing` says: one session that cannot be read while
     /// the listing can.
     pub(crate) show_failing: AtomicBool,
+    /// `stats` fails while set, whatever `failing` says: a count that fails while the rows
+    /// are read.
+    pub(crate) stats_failing: AtomicBool,
     held: Mutex<bool>,
     released: Condvar,
     /// `stats` calls that have returned (with an error too).
@@ -302,6 +305,7 @@ impl Flaky {
             inner: inner.clone(),
             failing: AtomicBool::new(false),
             show_failing: AtomicBool::new(false),
+            stats_failing: AtomicBool::new(false),
             held: Mutex::new(false),
             released: Condvar::new(),
             counts: AtomicUsize::new(0),
@@ -360,10 +364,15 @@ impl Flaky {
 
 impl Admin for Flaky {
     fn stats(&self) -> sessdb::Result<Stats> {
-        let stats = self
-            .wait()
-            .and_then(|()| self.check())
-            .and_then(|()| self.inner.stats());
+        let stats = self.wait().and_then(|()| self.check()).and_then(|()| {
+            match self.stats_failing.load(Ordering::SeqCst) {
+                true => Err(sessdb::Error::Io {
+                    path: "/srv/app/sessions.sessdb".into(),
+                    source: std::io::Error::other("count cut short"),
+                }),
+                false => self.inner.stats(),
+            }
+        });
         self.counts.fetch_add(1, Ordering::SeqCst);
         stats
     }

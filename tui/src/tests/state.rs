@@ -853,6 +853,71 @@ fn a_refused_write_key_stays_said_through_auto_refreshes() {
 }
 
 #[test]
+fn a_read_that_fails_after_an_actions_error_does_not_take_its_place() {
+    let f = Fixture::demo();
+    let flaky = Flaky::new(&f.store);
+    let clock = Clock::manual();
+    let app = &mut started_on(&flaky, 100, 30, &clock);
+    let disk_gone = "I/O error on /srv/app/sessions.sessdb: disk gone".to_string();
+    // The application exits under `d y`, and the auto-refresh after it fails too.
+    flaky.failing.store(true, Ordering::SeqCst);
+    press(app, &flaky, &[ch('d'), ch('y')]);
+    let refused = Some(Message::ActionError(disk_gone.clone()));
+    assert_eq!(app.message, refused);
+    auto_refreshes(app, &flaky, &clock, 1);
+    assert_eq!(app.stale, Some(Stale::ReadFailed));
+    assert_eq!(app.message, refused, "the read's error waits behind it");
+    // It comes back: everything on screen is read again, and the action's error stays.
+    flaky.failing.store(false, Ordering::SeqCst);
+    auto_refreshes(app, &flaky, &clock, 2);
+    assert_eq!(app.stale, None);
+    assert_eq!(app.message, refused, "until the next key");
+    press(app, &flaky, &[ch('j')]);
+    assert_eq!(app.message, None, "and the read's error is over");
+    // While reads still fail at that key, their error is said after it, until they work.
+    flaky.failing.store(true, Ordering::SeqCst);
+    press(app, &flaky, &[ch('d'), ch('y')]);
+    auto_refreshes(app, &flaky, &clock, 1);
+    press(app, &flaky, &[ch('k')]);
+    assert_eq!(app.message, Some(Message::ReadError(disk_gone)));
+    flaky.failing.store(false, Ordering::SeqCst);
+    auto_refreshes(app, &flaky, &clock, 1);
+    assert_eq!(app.message, None);
+    assert_eq!(
+        f.store.stats().expect("stats").live,
+        6,
+        "nothing was invalidated"
+    );
+}
+
+#[test]
+fn a_failed_counts_error_stays_until_the_counts_are_read_again() {
+    let f = Fixture::demo();
+    let flaky = Flaky::new(&f.store);
+    let clock = Clock::manual();
+    let app = &mut started_on(&flaky, 100, 30, &clock);
+    flaky.stats_failing.store(true, Ordering::SeqCst);
+    auto_refreshes(app, &flaky, &clock, 1);
+    assert!(app.count_failed);
+    let failed = app.message.clone();
+    assert!(
+        matches!(&failed, Some(Message::ReadError(m)) if m.ends_with("count cut short")),
+        "{failed:?}"
+    );
+    // The next auto-refresh reads the rows; its count comes later, from the worker. Until it
+    // does, the header's counts are marked stale, and the error that made them so stays.
+    flaky.stats_failing.store(false, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(2));
+    app.update(&flaky, Action::AutoRefresh);
+    assert_eq!(app.stale, None, "the rows were read");
+    assert!(app.count_failed);
+    assert_eq!(app.message, failed);
+    count_now(app, &flaky);
+    assert!(!app.count_failed);
+    assert_eq!(app.message, None, "everything on screen was read again");
+}
+
+#[test]
 fn a_reads_error_ends_with_the_auto_refresh_that_reads_again_not_with_a_key() {
     let f = Fixture::demo();
     let flaky = Flaky::new(&f.store);
