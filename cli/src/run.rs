@@ -63,7 +63,7 @@ pub fn execute(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> any
 
 /// Advice on an error that depends on the command it ended, ahead of the error's own
 /// ([`hint`]): only an import cut off by the application says more.
-fn command_hint(command: &Command, e: &anyhow::Error) -> Option<&'static str> {
+fn command_hint(command: &Command, e: &anyhow::Error) -> Option<String> {
     match command {
         Command::Import(c) => c.hint(e),
         _ => None,
@@ -72,12 +72,12 @@ fn command_hint(command: &Command, e: &anyhow::Error) -> Option<&'static str> {
 
 /// Prints `error: <chain>` (with `advice` or else a hint where one helps) and returns the exit
 /// code. A closed stdout is not an error: the reader has what it wanted.
-fn report(e: &anyhow::Error, advice: Option<&'static str>) -> Exit {
+fn report(e: &anyhow::Error, advice: Option<String>) -> Exit {
     if is_broken_pipe(e) {
         return Exit::Success;
     }
     let hint = advice
-        .or_else(|| hint(e))
+        .or_else(|| hint(e).map(String::from))
         .map(|h| format!("; {h}"))
         .unwrap_or_default();
     let _ = writeln!(io::stderr(), "error: {e:#}{hint}");

@@ -412,9 +412,9 @@ fn dying_after_the_request(path: &Path, to: &Path) {
 }
 
 /// An import cut off by the application's end may have been written, whole or in part: sessctl
-/// says that running it again is safe, and so it is.
+/// says what running it again does, and so it does, what the application ended since included.
 #[test]
-fn an_import_cut_off_by_the_application_says_a_rerun_is_safe() {
+fn an_import_cut_off_by_the_application_says_what_a_rerun_does() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("export.jsonl");
     let body = export_body(&fixture(dir.path()));
@@ -456,38 +456,35 @@ fn an_import_cut_off_by_the_application_says_a_rerun_is_safe() {
             ),
         )
     };
-    cut(
-        &[],
-        "whether the import was written, in whole or in part, is unknown; running the same \
-         command again is safe, since import is idempotent: what was written counts as \
-         unchanged, the rest is imported, and a session stored with other content (one the \
-         application changed since, say) is kept (--on-conflict skip)",
-    );
+    let rerun = "the import may have been written, whole or in part; running the same command \
+                 again with the same file finishes it, but also brings back any session the \
+                 first run wrote that the application has ended since (a logout, sessctl \
+                 invalidate); sessions the application changed since are";
+    cut(&[], &format!("{rerun} kept (--on-conflict skip)"));
     assert_eq!(
         app.stats().expect("stats").live,
         3,
         "the import was written"
     );
-    // The application changes a session the import wrote; the rerun keeps it.
+    // The application changes a session the import wrote, and logs another out; the rerun
+    // keeps the first and brings the other back.
     let mut changed = app.load(&common::id(1)).expect("load").expect("imported");
     changed.insert("cart", &[7]).expect("insert");
     changed.save().expect("save");
+    assert!(app.invalidate(&common::id(2)).expect("log out"));
     expect(
         &mut import(&socket, &[]),
         0,
-        "imported 0, replaced 0, unchanged 4, skipped 1, bad 0\n",
+        "imported 1, replaced 0, unchanged 3, skipped 1, bad 0\n",
         &note(&socket),
     );
     let kept = app.load(&common::id(1)).expect("load").expect("kept");
     assert_eq!(kept.get::<Vec<u8>>("cart").expect("get"), Some(vec![7]));
+    assert!(app.load(&common::id(2)).expect("load").is_some(), "back");
     // With --on-conflict replace, a rerun overwrites it again.
     cut(
         &["--on-conflict", "replace"],
-        "whether the import was written, in whole or in part, is unknown; running the same \
-         command again finishes it, since import is idempotent: what was written counts as \
-         unchanged, the rest is imported, and a session stored with other content is \
-         overwritten with the file's (--on-conflict replace), one the application changed \
-         since the first run wrote it included",
+        &format!("{rerun} overwritten with the file's (--on-conflict replace)"),
     );
     let replaced = app.load(&common::id(1)).expect("load").expect("replaced");
     assert_ne!(replaced.get::<Vec<u8>>("cart").expect("get"), Some(vec![7]));
@@ -499,7 +496,8 @@ fn an_import_cut_off_by_the_application_says_a_rerun_is_safe() {
     );
     cut(
         &["--dry-run"],
-        "a dry run writes nothing, so running the same command again is safe",
+        "a dry run writes nothing, so running the same command again with the same file is \
+         safe",
     );
 }
 

@@ -101,8 +101,10 @@ impl Import {
     /// ([`sessdb::Error::Disconnected`]), so whether it was written is unknown. What a rerun
     /// does follows from `apply` in the store's `export.rs`: a session stored exactly as in the
     /// file is unchanged, one stored with other content is kept or overwritten by
-    /// `--on-conflict`, whoever wrote it.
-    pub fn hint(&self, err: &anyhow::Error) -> Option<&'static str> {
+    /// `--on-conflict`, whoever wrote it, and one not stored is imported, so a session the
+    /// first run wrote and the application has ended since (a logout, an invalidation after a
+    /// compromise) comes back.
+    pub fn hint(&self, err: &anyhow::Error) -> Option<String> {
         let cut = err
             .chain()
             .find_map(|c| c.downcast_ref::<sessdb::Error>())
@@ -110,22 +112,24 @@ impl Import {
         if !cut {
             return None;
         }
-        Some(match (self.options.dry_run, self.options.on_conflict) {
-            (true, _) => "a dry run writes nothing, so running the same command again is safe",
-            (false, OnConflict::Skip) => {
-                "whether the import was written, in whole or in part, is unknown; running the \
-                 same command again is safe, since import is idempotent: what was written \
-                 counts as unchanged, the rest is imported, and a session stored with other \
-                 content (one the application changed since, say) is kept (--on-conflict skip)"
-            }
-            (false, OnConflict::Replace) => {
-                "whether the import was written, in whole or in part, is unknown; running the \
-                 same command again finishes it, since import is idempotent: what was written \
-                 counts as unchanged, the rest is imported, and a session stored with other \
-                 content is overwritten with the file's (--on-conflict replace), one the \
-                 application changed since the first run wrote it included"
-            }
-        })
+        let input = match self.input {
+            Input::Stdin => "input",
+            Input::File(_) => "file",
+        };
+        let again = format!("running the same command again with the same {input}");
+        if self.options.dry_run {
+            return Some(format!("a dry run writes nothing, so {again} is safe"));
+        }
+        let changed = match self.options.on_conflict {
+            OnConflict::Skip => "kept (--on-conflict skip)",
+            OnConflict::Replace => "overwritten with the file's (--on-conflict replace)",
+        };
+        Some(format!(
+            "the import may have been written, whole or in part; {again} finishes it, but \
+             also brings back any session the first run wrote that the application has ended \
+             since (a logout, sessctl invalidate); sessions the application changed since are \
+             {changed}"
+        ))
     }
 
     /// Prints the counts, and fails when there were bad lines. `header` is the number of the
@@ -386,9 +390,31 @@ mod tests {
             ..ImportOptions::default()
         };
         let hint = |options| import(options).hint(&cut).unwrap_or_default();
-        assert!(hint(ImportOptions::default()).ends_with("is kept (--on-conflict skip)"));
-        assert!(hint(replace).contains("is overwritten with the file's"));
-        assert!(hint(dry).starts_with("a dry run writes nothing"));
+        let skip = hint(ImportOptions::default());
+        assert!(skip.ends_with("are kept (--on-conflict skip)"), "{skip}");
+        // Not "safe": what the application ended since the first run comes back.
+        assert!(!skip.contains("safe"), "{skip}");
+        assert!(
+            skip.contains(
+                "again with the same input finishes it, but also brings back any session the \
+                 first run wrote that the application has ended since"
+            ),
+            "{skip}"
+        );
+        let replace = hint(replace);
+        assert!(replace.contains("brings back any session"), "{replace}");
+        assert!(replace.ends_with("are overwritten with the file's (--on-conflict replace)"));
+        assert_eq!(
+            hint(dry),
+            "a dry run writes nothing, so running the same command again with the same input \
+             is safe"
+        );
+        let from_file = Import {
+            input: Input::File("export.jsonl".into()),
+            options: ImportOptions::default(),
+        };
+        let from_file = from_file.hint(&cut).unwrap_or_default();
+        assert!(from_file.contains("again with the same file finishes it"));
         let other = anyhow::Error::new(sessdb::Error::Unresponsive {
             path: "admin.sock".into(),
             waited: std::time::Duration::from_secs(10),
