@@ -240,11 +240,34 @@ fn in_use(store: &Store, index: Index, handle: &Handle, key: &[u8]) -> Result<bo
         }))
 }
 
-fn index_trees(store: &Store) -> [(Index, &sled::Tree); 2] {
-    [
+/// Lists both indexes, crossing off the entries `wanted` holds, and hands each other entry
+/// that its record does not use (looked up again, under the session's key lock if `lock`) to
+/// `stale`: a fingerprint only ever says there is nothing to look at.
+fn stale_entries(
+    store: &Store,
+    wanted: &mut Wanted,
+    lock: bool,
+    mut stale: impl FnMut(Index, &sled::Tree, &[u8]) -> Result<()>,
+) -> Result<()> {
+    for (index, tree) in [
         (Index::Expiry, &store.inner.expiry),
         (Index::Principals, &store.inner.principals),
-    ]
+    ] {
+        for item in tree.iter().keys() {
+            let k = item?;
+            if wanted.found(index, &k) {
+                continue;
+            }
+            if let Some(handle) = entry_handle(index, &k) {
+                let _k = lock.then(|| store.lock_key(&handle));
+                if in_use(store, index, &handle, &k)? {
+                    continue;
+                }
+            }
+            stale(index, tree, &k)?;
+        }
+    }
+    Ok(())
 }
 
 /// Compares the records with their index entries while the application goes on writing, in
@@ -280,26 +303,15 @@ pub(crate) fn check(store: &Store) -> Result<CheckReport> {
             report.undecodable.push(u.clone());
         }
     }
-    for (index, tree) in index_trees(store) {
-        for item in tree.iter().keys() {
-            let k = item?;
-            if wanted.found(index, &k) {
-                continue;
-            }
-            // Not wanted: stale, or written since the scan read its record (or for a session
-            // created since), or removed since this listing of the index read it?
-            if let Some(handle) = entry_handle(index, &k) {
-                let _k = store.lock_key(&handle);
-                if in_use(store, index, &handle, &k)? {
-                    continue;
-                }
-            }
-            match index {
-                Index::Expiry => report.stale_expiry += 1,
-                Index::Principals => report.stale_principal += 1,
-            }
+    // Not wanted: stale, or written since the scan read its record (or for a session created
+    // since), or removed since this listing of the index read it? Looked at under its lock.
+    stale_entries(store, &mut wanted, true, |index, _, _| {
+        match index {
+            Index::Expiry => report.stale_expiry += 1,
+            Index::Principals => report.stale_principal += 1,
         }
-    }
+        Ok(())
+    })?;
     if wanted.is_empty() {
         return Ok(report);
     }
@@ -346,23 +358,12 @@ pub(crate) fn repair(store: &Store) -> Result<RepairReport> {
         store.inner.sessions.remove(key)?;
         report.removed_records.push(u);
     }
-    for (index, tree) in index_trees(store) {
-        for item in tree.iter().keys() {
-            let k = item?;
-            if wanted.found(index, &k) {
-                continue;
-            }
-            // Looked up before it goes: a fingerprint is not proof (every key stripe is held
-            // already).
-            if let Some(handle) = entry_handle(index, &k) {
-                if in_use(store, index, &handle, &k)? {
-                    continue;
-                }
-            }
-            tree.remove(&k)?;
-            report.removed_entries += 1;
-        }
-    }
+    // Every key stripe is held already.
+    stale_entries(store, &mut wanted, false, |_, tree, k| {
+        tree.remove(k)?;
+        report.removed_entries += 1;
+        Ok(())
+    })?;
     if !wanted.is_empty() {
         records(store, |_, exp, pk| {
             if wanted.still_wanted(exp, pk) {

@@ -885,6 +885,20 @@ mod tests {
         lines.iter().flat_map(|l| [*l, b"\n"].concat()).collect()
     }
 
+    /// The report of reading `text`, and how many sessions it kept.
+    fn counted(text: &[u8], skip_bad: bool) -> (super::ImportReport, u64) {
+        let mut kept = 0;
+        let report = read_export(&mut &text[..], LIMIT, skip_bad, &mut Keep::Count(&mut kept));
+        (report.unwrap(), kept)
+    }
+
+    /// What reading `text` (without `skip_bad`) kept in a temporary file in `dir`.
+    fn spooled(text: &[u8], dir: &std::path::Path) -> Spool {
+        let mut spool = Spool::new(dir, LIMIT);
+        read_export(&mut &text[..], LIMIT, false, &mut Keep::Spool(&mut spool)).unwrap();
+        spool
+    }
+
     /// Once a line is bad, nothing will be written without `skip_bad`, so nothing is kept:
     /// whatever made the line bad, and whether it is the last line or not.
     #[test]
@@ -901,36 +915,13 @@ mod tests {
                 all.extend(after.iter().map(Vec::as_slice));
                 let text = input(&all);
 
-                let mut kept = 0;
-                let report = read_export(
-                    &mut text.as_slice(),
-                    LIMIT,
-                    false,
-                    &mut Keep::Count(&mut kept),
-                )
-                .unwrap();
+                let (report, kept) = counted(&text, false);
                 assert_eq!((report.bad_lines, kept), (1, 0), "{report:?}");
-
                 let dir = tempfile::tempdir().unwrap();
-                let mut spool = Spool::new(dir.path(), LIMIT);
-                read_export(
-                    &mut text.as_slice(),
-                    LIMIT,
-                    false,
-                    &mut Keep::Spool(&mut spool),
-                )
-                .unwrap();
+                let spool = spooled(&text, dir.path());
                 assert!(spool.file.is_none() && spool.sessions == 0);
-
                 // With skip_bad, every good line is kept, before and after the bad one.
-                let mut kept = 0;
-                read_export(
-                    &mut text.as_slice(),
-                    LIMIT,
-                    true,
-                    &mut Keep::Count(&mut kept),
-                )
-                .unwrap();
+                let (_, kept) = counted(&text, true);
                 assert_eq!(kept, 2 + after.len() as u64);
             }
         }
@@ -943,14 +934,7 @@ mod tests {
         let lines = export();
         let text = input(&lines.iter().map(Vec::as_slice).collect::<Vec<_>>());
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = Spool::new(dir.path(), LIMIT);
-        read_export(
-            &mut text.as_slice(),
-            LIMIT,
-            false,
-            &mut Keep::Spool(&mut spool),
-        )
-        .unwrap();
+        let spool = spooled(&text, dir.path());
         assert_eq!(spool.sessions, 3);
         let mut seen = 0;
         spool
@@ -962,14 +946,7 @@ mod tests {
             .unwrap();
         assert_eq!(seen, 3);
 
-        let mut spool = Spool::new(dir.path(), LIMIT);
-        read_export(
-            &mut text.as_slice(),
-            LIMIT,
-            false,
-            &mut Keep::Spool(&mut spool),
-        )
-        .unwrap();
+        let mut spool = spooled(&text, dir.path());
         let file = spool.file.as_mut().unwrap();
         file.flush().unwrap();
         let file = file.get_mut();
