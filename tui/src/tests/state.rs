@@ -267,6 +267,21 @@ fn n_and_esc_cancel_a_confirmation() {
     assert_eq!(app.message, Some(Message::Info("Cancelled".into())));
 }
 
+/// `j` `D` on the demo fixture: the confirmation asks to log alice out of `count` sessions.
+fn asks_to_log_alice_out(app: &mut crate::app::App, store: &sessdb::Store, count: usize) {
+    press(app, store, &[ch('j'), ch('D')]);
+    let Mode::Confirm { ask, .. } = &app.mode else {
+        panic!("no confirmation: {:?}", app.mode);
+    };
+    assert_eq!(
+        *ask,
+        Confirm::InvalidatePrincipal {
+            principal: "alice".into(),
+            count
+        }
+    );
+}
+
 #[test]
 fn capital_d_counts_the_live_sessions_it_ends_as_the_store_does() {
     let f = Fixture::demo();
@@ -280,17 +295,7 @@ fn capital_d_counts_the_live_sessions_it_ends_as_the_store_does() {
     f.advance(2);
     let expired = f.store.stats().expect("stats").expired;
     let app = &mut started(&f.store, 100, 30);
-    press(app, &f.store, &[ch('j'), ch('D')]);
-    let Mode::Confirm { ask, .. } = &app.mode else {
-        panic!("no confirmation: {:?}", app.mode);
-    };
-    assert_eq!(
-        *ask,
-        Confirm::InvalidatePrincipal {
-            principal: "alice".into(),
-            count: 2
-        }
-    );
+    asks_to_log_alice_out(app, &f.store, 2);
     press(app, &f.store, &[ch('y')]);
     assert_eq!(
         app.message,
@@ -303,17 +308,7 @@ fn capital_d_counts_the_live_sessions_it_ends_as_the_store_does() {
 fn capital_d_says_how_many_and_logs_the_principal_out() {
     let f = Fixture::demo();
     let app = &mut started(&f.store, 100, 30);
-    press(app, &f.store, &[ch('j'), ch('D')]);
-    let Mode::Confirm { ask, .. } = &app.mode else {
-        panic!("no confirmation: {:?}", app.mode);
-    };
-    assert_eq!(
-        *ask,
-        Confirm::InvalidatePrincipal {
-            principal: "alice".into(),
-            count: 2
-        }
-    );
+    asks_to_log_alice_out(app, &f.store, 2);
     press(app, &f.store, &[ch('y')]);
     assert!(f.store.sessions_of("alice").expect("list").is_empty());
     assert_eq!(principals(app), ["carol", "bob", "-", "svc-billing"]);
