@@ -47,6 +47,20 @@ pub(crate) struct Spec<'a> {
 }
 
 impl Fixture {
+    /// The same database opened again read-only, on the same clock: every read works and every
+    /// write is refused.
+    pub(crate) fn read_only(self) -> Fixture {
+        let Fixture { store, clock, _dir } = self;
+        let path = store.path().to_path_buf();
+        drop(store);
+        let store = Store::builder()
+            .clock(clock.clone())
+            .read_only(true)
+            .open(&path)
+            .expect("open read-only");
+        Fixture { store, clock, _dir }
+    }
+
     /// An empty store at `T0_MS`.
     pub(crate) fn empty() -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");

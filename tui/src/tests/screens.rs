@@ -133,14 +133,8 @@ fn filter_prompt_and_sort_note() {
 
 #[test]
 fn a_store_error_in_the_status_line() {
-    let f = Fixture::demo();
-    let path = f.store.path().to_path_buf();
-    drop(f.store);
-    let store = sessdb::Store::builder()
-        .clock(f.clock.clone())
-        .read_only(true)
-        .open(&path)
-        .expect("open read-only");
+    let f = Fixture::demo().read_only();
+    let store = f.store.clone();
     let app = &mut started(&store, 80, 24);
     press(app, &store, &[ch('d'), ch('y')]);
     assert_screen!("read_only_error_80x24", app);

@@ -746,14 +746,8 @@ fn a_deleted_database_folder_is_said_and_never_written_into() {
 
 #[test]
 fn a_read_only_store_refuses_invalidation_in_the_status_line() {
-    let f = Fixture::demo();
-    let path = f.store.path().to_path_buf();
-    drop(f.store);
-    let store = sessdb::Store::builder()
-        .clock(f.clock.clone())
-        .read_only(true)
-        .open(&path)
-        .expect("open read-only");
+    let f = Fixture::demo().read_only();
+    let store = f.store.clone();
     let app = &mut started(&store, 100, 30);
     press(app, &store, &[ch('d'), ch('y')]);
     assert!(
@@ -800,15 +794,9 @@ fn auto_refreshes(app: &mut crate::app::App, admin: &dyn Admin, clock: &Clock, n
 
 #[test]
 fn an_actions_error_stays_through_auto_refreshes_until_the_next_key() {
-    let f = Fixture::demo();
-    let path = f.store.path().to_path_buf();
-    drop(f.store);
     // Every read works and every write is refused.
-    let store = sessdb::Store::builder()
-        .clock(f.clock.clone())
-        .read_only(true)
-        .open(&path)
-        .expect("open read-only");
+    let f = Fixture::demo().read_only();
+    let store = f.store.clone();
     let clock = Clock::manual();
     let app = &mut started_on(&store, 100, 30, &clock);
     for keys in [[ch('d'), ch('y')], [ch('D'), ch('y')], [ch('p'), ch('y')]] {
