@@ -308,7 +308,7 @@ impl Admin for Store {
             expired: 0,
             undecodable: 0,
             principals: 0,
-            bytes_on_disk: folder_size(&self.inner.path),
+            bytes_on_disk: folder_size(&self.inner.dir),
             format_version: self.inner.format,
         };
         // One pass over the records and none over the indexes (see `Stats` for why).

@@ -287,7 +287,7 @@ pub(crate) fn import(
         input,
         store.inner.config.max_session_bytes,
         opts,
-        Some(&store.inner.path),
+        Some(&store.inner.dir),
     )?;
     apply_import(store, read, opts)
 }

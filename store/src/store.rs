@@ -56,7 +56,12 @@ pub struct Store {
 }
 
 pub(crate) struct Inner {
+    /// The folder as the application named it ([`Store::path`]).
     pub(crate) path: PathBuf,
+    /// The same folder made absolute at open, for what the store creates or measures there
+    /// later (an import's temporary file, the size on disk): the process may change its
+    /// working directory meanwhile.
+    pub(crate) dir: PathBuf,
     pub(crate) db: sled::Db,
     pub(crate) sessions: sled::Tree,
     pub(crate) expiry: sled::Tree,
@@ -219,6 +224,7 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
+                dir: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
                 sessions,
                 expiry,
                 principals,

@@ -141,8 +141,7 @@ pub(crate) fn serve(store: &Store, path: &Path) -> Result<Server> {
         let (wake, wake_rx) = UnixStream::pair()?;
         let shared = Arc::new(Shared {
             // Absolute, as the socket's path is: a client runs in another working directory.
-            database: std::path::absolute(&store.inner.path)
-                .unwrap_or_else(|_| store.inner.path.clone()),
+            database: store.inner.dir.clone(),
             owner: nix::unistd::geteuid().as_raw(),
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
@@ -741,7 +740,7 @@ fn handle<S: Peer>(
             // A read-only store will refuse the import: its sessions are only counted.
             let Some((limit, dir)) = store.upgrade().map(|i| {
                 let writes = !i.config.read_only || options.dry_run;
-                (i.config.max_session_bytes, writes.then(|| i.path.clone()))
+                (i.config.max_session_bytes, writes.then(|| i.dir.clone()))
             }) else {
                 let _ = write_frame(io, &Response::Error(WireError::ShuttingDown));
                 return Err(io::ErrorKind::NotConnected.into());
