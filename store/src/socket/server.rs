@@ -1230,6 +1230,8 @@ mod tests {
             check_socket(listener, found, &shared, &store, &path)
         };
         assert_eq!(look(&mut listener, Found::Ours), Found::Ours);
+        // A client that connected before the file went waits in the old socket's queue.
+        let _queued = UnixStream::connect(&path).unwrap();
         // Another process's socket, then a plain file: neither is touched, and it is said once.
         fs::remove_file(&path).unwrap();
         let theirs = UnixListener::bind(&path).unwrap();
@@ -1257,6 +1259,11 @@ mod tests {
         assert_eq!(*lock(&shared.file), FileId::of(&meta));
         let _client = UnixStream::connect(&path).unwrap();
         assert!(listener.accept().is_ok(), "the listener is the new socket");
+        assert_eq!(
+            lock(&shared.conns).len(),
+            1,
+            "the queued client was taken in"
+        );
         assert_eq!(logged(&path, "serving a new one there"), 1);
         assert_eq!(look(&mut listener, found), Found::Ours);
         // No staging folder is left beside it.
