@@ -758,14 +758,20 @@ fn a_read_only_store_refuses_invalidation_in_the_status_line() {
     assert_eq!(store.stats().expect("stats").live, 6);
 }
 
-#[test]
-fn read_only_options_refuse_every_write_key_with_their_reason() {
-    let f = Fixture::demo();
+/// The options sessctl gives the TUI as of a time later than now, and the reason they carry.
+fn as_of_later_than_now() -> (&'static str, crate::Options) {
     let reason = "Read-only: --as-of is later than now";
     let options = crate::Options {
         read_only: Some(reason.into()),
         ..crate::Options::default()
     };
+    (reason, options)
+}
+
+#[test]
+fn read_only_options_refuse_every_write_key_with_their_reason() {
+    let f = Fixture::demo();
+    let (reason, options) = as_of_later_than_now();
     let app = &mut started_with(&f.store, 100, 30, &options);
     f.clock.advance(Duration::from_secs(365 * 86_400));
     let before = f.store.stats().expect("stats");
@@ -821,11 +827,7 @@ fn an_actions_error_stays_through_auto_refreshes_until_the_next_key() {
 #[test]
 fn a_refused_write_key_stays_said_through_auto_refreshes() {
     let f = Fixture::demo();
-    let reason = "Read-only: --as-of is later than now";
-    let options = crate::Options {
-        read_only: Some(reason.into()),
-        ..crate::Options::default()
-    };
+    let (reason, options) = as_of_later_than_now();
     let clock = Clock::manual();
     let app = &mut started_on_with(&f.store, 100, 30, &clock, &options);
     press(app, &f.store, &[ch('p')]);
