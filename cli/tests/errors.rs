@@ -367,7 +367,7 @@ fn a_damaged_database_is_reported_without_a_panic() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("pristine.sessdb");
     {
-        // Over 1 MB: several of sled's segments, so that later ones survive damage to an
+        // Over 4 MB: several of sled's 2 MiB segments, so that later ones survive damage to an
         // earlier one, which makes sled panic at the next open (the store's own test finds it
         // at every offset it tries).
         let store = sessdb::Store::open(&db).expect("open");
@@ -375,7 +375,7 @@ fn a_damaged_database_is_reported_without_a_panic() {
             let mut s = store.create();
             s.set_principal(Some(&format!("user{}", i % 7)))
                 .expect("principal");
-            s.insert("k", &"v".repeat(300)).expect("insert");
+            s.insert("k", &"v".repeat(1200)).expect("insert");
             s.save().expect("save");
         }
     }
@@ -390,7 +390,7 @@ fn a_damaged_database_is_reported_without_a_panic() {
                 with an empty store), and restore the last export into a new one with `sessctl \
                 --db NEW import FILE` if you have one\n";
     let mut panicked = 0;
-    for offset in (64 * 1024..log_len).step_by(128 * 1024) {
+    for offset in (64 * 1024..log_len).step_by(512 * 1024) {
         let copy = dir.path().join(format!("at{offset}.sessdb"));
         fs::create_dir(&copy).expect("mkdir");
         for (name, bytes) in &files {

@@ -122,6 +122,18 @@ impl Builder {
     /// The default of [`Builder::max_session_bytes`]: 256 KiB encoded.
     pub const DEFAULT_MAX_SESSION_BYTES: usize = 256 * 1024;
 
+    /// The size of sled's log segments in a store created now: 2 MiB, where sled's default is
+    /// 512 KiB. Not a setting: sled keeps a database's size in its `conf` file and refuses to
+    /// open it with any other, so a store keeps the size it was created with (512 KiB for
+    /// stores made before this default), and a raw `sled::Config` opening a sessdb folder
+    /// needs the same.
+    ///
+    /// Larger segments let sled reclaim more of the space that the indexes' short-lived page
+    /// versions take next to long-lived records: a fresh store of 100,000 sessions took
+    /// 1,391–1,426 B a session instead of 1,552–1,578 B, with loads, saves and memory unchanged
+    /// within the noise (`docs/BENCHMARKS.md`, "Missed targets", disk).
+    pub const NEW_STORE_SEGMENT_BYTES: usize = 2 * 1024 * 1024;
+
     /// A builder with the defaults.
     pub fn new() -> Self {
         Builder::default()

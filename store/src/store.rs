@@ -1029,12 +1029,19 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
     let mut pause = Duration::from_millis(1);
     let mut partial_snapshots_removed = false;
     loop {
+        let segment = segment_size(path);
+        let new_store = segment.is_none();
         let opened = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
             .flush_every_ms(flush_every)
+            .segment_size(segment.unwrap_or(Builder::NEW_STORE_SEGMENT_BYTES))
             .open();
         match opened {
+            Ok(db) if new_store => {
+                sync_new_conf(path)?;
+                return Ok(db);
+            }
             Ok(db) => return Ok(db),
             Err(sled::Error::Corruption { at: None, .. })
                 if !partial_snapshots_removed && remove_partial_snapshots(path)? =>
@@ -1053,6 +1060,44 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
             Err(e) => return Err(Error::Storage(e)),
         }
     }
+}
+
+/// sled's own default segment size: every store created before
+/// [`Builder::NEW_STORE_SEGMENT_BYTES`] has it.
+const SLED_DEFAULT_SEGMENT_BYTES: usize = 512 << 10;
+
+/// The segment size an existing store was created with, or `None` for a new store.
+///
+/// sled writes the size into the folder's `conf` when it creates a database, and refuses to
+/// open it with any other ("cannot change the io buffer size across restarts"), so a store
+/// keeps the size it was made with. A store with a log but no `conf` that sled would read
+/// (sled takes one of 8 bytes or fewer for none, and writes a new one with the size it is given)
+/// gets sled's default: the size of every store made before 2 MiB, and a store made since had
+/// its `conf` synced when it was created ([`sync_new_conf`]).
+fn segment_size(path: &Path) -> Option<usize> {
+    let persisted = fs::read(path.join("conf")).ok().and_then(|conf| {
+        conf.split(|&b| b == b'\n').find_map(|line| {
+            std::str::from_utf8(line.strip_prefix(b"segment_size: ")?)
+                .ok()?
+                .parse()
+                .ok()
+        })
+    });
+    let has_log = fs::metadata(path.join("db")).is_ok_and(|m| m.len() > 0);
+    persisted.or(has_log.then_some(SLED_DEFAULT_SEGMENT_BYTES))
+}
+
+/// Makes a new store's `conf` durable before any session is written: sled writes it without a
+/// sync, and a store whose log survived a power loss without its `conf` would be read with
+/// the wrong segment size ([`segment_size`]).
+fn sync_new_conf(path: &Path) -> Result<()> {
+    let conf = path.join("conf");
+    File::open(&conf)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(&conf))?;
+    File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(path))
 }
 
 /// Removes the snapshot files that a process killed while opening the database left half

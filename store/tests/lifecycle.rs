@@ -547,7 +547,7 @@ fn damage_each_copy(
 ) -> (u32, u32, u32) {
     let log = &files.iter().find(|(name, _)| name == "db").unwrap().1;
     let (mut panicked, mut corrupt, mut later) = (0, 0, 0);
-    for offset in (0..log.len()).step_by(64 * 1024).skip(1) {
+    for offset in (0..log.len()).step_by(128 * 1024).skip(1) {
         // A fresh folder each time: an open that recovers writes a snapshot.
         let copy = dir.join(format!("{name}{offset}"));
         std::fs::create_dir(&copy).unwrap();
@@ -609,12 +609,12 @@ fn a_damaged_database_is_an_error_and_not_a_panic() {
     let path = dir.path().join("db");
     {
         let store = Store::open(&path).unwrap();
-        // Over 1 MB: several of sled's 512 KiB segments, so that later ones survive damage
+        // Over 4 MB: several of sled's 2 MiB segments, so that later ones survive damage
         // to an earlier one.
         for i in 0..2000 {
             let mut s = store.create();
             s.set_principal(Some(&format!("user{}", i % 7))).unwrap();
-            s.insert("k", &"v".repeat(300)).unwrap();
+            s.insert("k", &"v".repeat(1200)).unwrap();
             s.save().unwrap();
         }
     }
@@ -811,4 +811,49 @@ fn a_second_open_in_the_same_process_says_so_at_once() {
     drop(s);
     let store = Store::open(&path).unwrap();
     assert!(store.load(&id).unwrap().is_some());
+}
+
+/// A new store gets 2 MiB log segments (less disk a session than sled's 512 KiB default), and
+/// sled keeps the size in `conf`.
+#[test]
+fn a_new_store_gets_two_mebibyte_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(Store::open(&path).unwrap());
+    assert_eq!(common::segment_size(&path), Some(2 << 20));
+}
+
+/// A store created with sled's default segment size (every store made before the 2 MiB
+/// default) keeps it: sled refuses to open a database with another size. Also when its `conf`
+/// is gone or empty, which sled takes for no `conf` and rewrites with the size it is given.
+#[test]
+fn a_store_made_with_sled_default_segments_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    // sled's defaults, as sessdb used them before.
+    drop(sled::open(&path).unwrap());
+    assert_eq!(common::segment_size(&path), Some(512 << 10));
+    let id = {
+        let store = Store::open(&path).unwrap();
+        let mut s = store.create();
+        s.insert("n", &(0..2000).collect::<Vec<u32>>()).unwrap();
+        s.save().unwrap();
+        store.flush().unwrap();
+        *s.id()
+    };
+    for damage in ["remove", "empty"] {
+        match damage {
+            "remove" => std::fs::remove_file(path.join("conf")).unwrap(),
+            _ => std::fs::write(path.join("conf"), b"").unwrap(),
+        }
+        let store = Store::open(&path).unwrap();
+        let s = store.load(&id).unwrap().expect("the session survives");
+        assert_eq!(s.get::<Vec<u32>>("n").unwrap().unwrap().len(), 2000);
+        drop(store);
+        assert_eq!(
+            common::segment_size(&path),
+            Some(512 << 10),
+            "after the conf was {damage}d"
+        );
+    }
 }

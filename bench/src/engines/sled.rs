@@ -22,12 +22,14 @@ fn open(dir: &Path) -> Result<sled::Db> {
     open_path(&path(dir)).context("opening raw sled")
 }
 
-/// A sled database at `path` with sessdb's default cache and flush interval (also the
-/// tower-sessions SledStore's, so its ratio isolates the stores' own work too).
+/// A sled database at `path` with sessdb's default cache, flush interval and segment size for
+/// a new store (also the tower-sessions SledStore's, so its ratio isolates the stores' own work
+/// too).
 pub fn open_path(path: &Path) -> sled::Result<sled::Db> {
     sled::Config::new()
         .path(path)
         .cache_capacity(CACHE_BYTES)
+        .segment_size(sessdb::Builder::NEW_STORE_SEGMENT_BYTES)
         .flush_every_ms(Some(500))
         .open()
 }
@@ -51,8 +53,10 @@ pub fn run(plan: &Plan, dir: &Path) -> Result<()> {
     m.rss_kib = peak_rss_kib();
     m.disk_per_session = Some(disk_bytes(&path(dir)) as f64 / plan.n as f64);
     m.note = Some(format!(
-        "one insert per session, no index; values of {} B on average",
-        value_bytes / plan.n.max(1)
+        "one insert per session, no index; values of {} B on average; {} MiB log segments, as \
+         sessdb gives a new store",
+        value_bytes / plan.n.max(1),
+        sessdb::Builder::NEW_STORE_SEGMENT_BYTES >> 20
     ));
     m.emit();
 

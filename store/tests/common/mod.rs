@@ -8,7 +8,7 @@ use tempfile::TempDir;
 
 mod raw_sled;
 #[allow(unused_imports)] // each test file uses its own subset
-pub use raw_sled::open_raw_sled;
+pub use raw_sled::{open_raw_sled, segment_size};
 
 /// 2026-01-01T00:00:00Z.
 pub const T0: i64 = 1_767_225_600_000;
