@@ -96,22 +96,27 @@ impl Import {
         self.outcome(ctx, &report, reader.number())
     }
 
-    /// Advice for the error this import failed with, where the next step is not obvious: the
-    /// application closed the admin connection after the import was sent
-    /// ([`sessdb::Error::Disconnected`]), so whether it was written is unknown. What a rerun
-    /// does follows from `apply` in the store's `export.rs`: a session stored exactly as in the
-    /// file is unchanged, one stored with other content is kept or overwritten by
-    /// `--on-conflict`, whoever wrote it, and one not stored is imported, so a session the
-    /// first run wrote and the application has ended since (a logout, an invalidation after a
-    /// compromise) comes back.
+    /// Advice for the error this import failed with, where the next step is not obvious:
+    /// whether the import was written is unknown because the application closed the admin
+    /// connection under it ([`sessdb::Error::Disconnected`]), or stopped answering
+    /// ([`sessdb::Error::Unresponsive`]: stopped or hung; an application that was only stopped
+    /// goes on when it runs again, and writes the import whole if it had received all of it).
+    /// What a rerun does follows from `apply` in the store's `export.rs`: a session stored
+    /// exactly as in the file is unchanged, one stored with other content is kept or
+    /// overwritten by `--on-conflict`, whoever wrote it, and one not stored is imported, so a
+    /// session the first run wrote and the application has ended since (a logout, an
+    /// invalidation after a compromise) comes back.
     pub fn hint(&self, err: &anyhow::Error) -> Option<String> {
-        let cut = err
-            .chain()
-            .find_map(|c| c.downcast_ref::<sessdb::Error>())
-            .is_some_and(|e| matches!(e, sessdb::Error::Disconnected { .. }));
-        if !cut {
-            return None;
-        }
+        let outcome = match err.chain().find_map(|c| c.downcast_ref::<sessdb::Error>()) {
+            Some(sessdb::Error::Disconnected { .. }) => {
+                "the import may have been written, whole or in part; "
+            }
+            Some(sessdb::Error::Unresponsive { .. }) => {
+                "the import may have been written, whole or in part, or may still be written \
+                 whole if the application was only stopped; once it answers, "
+            }
+            _ => return None,
+        };
         let input = match self.input {
             Input::Stdin => "input",
             Input::File(_) => "file",
@@ -125,10 +130,9 @@ impl Import {
             OnConflict::Replace => "overwritten with the file's (--on-conflict replace)",
         };
         Some(format!(
-            "the import may have been written, whole or in part; {again} finishes it, but \
-             also brings back any session the first run wrote that the application has ended \
-             since (a logout, sessctl invalidate); sessions the application changed since are \
-             {changed}"
+            "{outcome}{again} finishes it, but also brings back any session the first run \
+             wrote that the application has ended since (a logout, sessctl invalidate); \
+             sessions the application changed since are {changed}"
         ))
     }
 
@@ -372,7 +376,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_connection_closed_under_the_import_gets_the_rerun_hint() {
+    fn only_an_import_cut_off_or_unanswered_gets_the_rerun_hint() {
         let import = |options| Import {
             input: Input::Stdin,
             options,
@@ -415,9 +419,24 @@ mod tests {
         };
         let from_file = from_file.hint(&cut).unwrap_or_default();
         assert!(from_file.contains("again with the same file finishes it"));
-        let other = anyhow::Error::new(sessdb::Error::Unresponsive {
+        let hung = anyhow::Error::new(sessdb::Error::Unresponsive {
             path: "admin.sock".into(),
             waited: std::time::Duration::from_secs(10),
+        });
+        let hung = import(ImportOptions::default())
+            .hint(&hung)
+            .unwrap_or_default();
+        assert!(
+            hung.starts_with(
+                "the import may have been written, whole or in part, or may still be written \
+                 whole if the application was only stopped; once it answers, running the same \
+                 command again with the same input finishes it, but also brings back"
+            ),
+            "{hung}"
+        );
+        let other = anyhow::Error::new(sessdb::Error::Refused {
+            path: "admin.sock".into(),
+            reason: "too many clients".into(),
         });
         assert_eq!(import(ImportOptions::default()).hint(&other), None);
     }
