@@ -130,8 +130,9 @@ impl Builder {
     ///
     /// Larger segments let sled reclaim more of the space that the indexes' short-lived page
     /// versions take next to long-lived records: a fresh store of 100,000 sessions took
-    /// 1,391–1,426 B a session instead of 1,552–1,578 B, with loads, saves and memory unchanged
-    /// within the noise (`docs/BENCHMARKS.md`, "Missed targets", disk).
+    /// 1,407–1,468 B a session instead of 1,531–1,620 B, with loads and saves unchanged within
+    /// the noise; sled's IO buffers grow with the segments, which cost up to 46 MiB more at the
+    /// peak of a bulk load (`docs/BENCHMARKS.md`, "Missed targets", disk).
     pub const NEW_STORE_SEGMENT_BYTES: usize = 2 * 1024 * 1024;
 
     /// A builder with the defaults.
