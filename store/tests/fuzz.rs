@@ -785,12 +785,31 @@ proptest! {
 // ---- ids, handles, targets ----
 
 /// Whether an error message quotes all of `text`. The message quotes its input shortened to
-/// 8 characters, in Rust's debug form, so that is the form to look for. Compared raw, a
-/// 9-character input ending in two backslashes was "found" in its own 8-character prefix,
-/// whose one trailing backslash the debug form doubles.
+/// 8 characters and an ellipsis, in Rust's debug form, so that is the form to look for.
+/// Compared raw, a 9-character input ending in two backslashes was "found" in its own
+/// 8-character prefix, whose one trailing backslash the debug form doubles. A 9-character
+/// input whose last character is the ellipsis reads the same as its shortened form: the
+/// message then shows the bound, not the input (proptest found one).
 fn echoes(msg: &str, text: &str) -> bool {
+    let shortened: String = text.chars().take(8).chain(['…']).collect();
+    if text == shortened {
+        return false;
+    }
     let quoted = format!("{text:?}");
     msg.contains(&quoted[1..quoted.len() - 1])
+}
+
+#[test]
+fn an_input_that_ends_as_its_shortened_form_is_not_an_echo() {
+    let text = "®   0a\u{bbe}a…";
+    assert_eq!(text.chars().count(), 9);
+    let msg = text.parse::<SessionId>().unwrap_err().to_string();
+    assert!(!echoes(&msg, text), "{msg}");
+    // One more character is an input the message must not show whole.
+    let longer = format!("{text}x");
+    let msg = longer.parse::<SessionId>().unwrap_err().to_string();
+    assert!(!echoes(&msg, &longer), "{msg}");
+    assert!(echoes(&format!("{longer:?}"), &longer));
 }
 
 #[test]
