@@ -162,13 +162,13 @@ impl Config {
                 out: a.out.filter(|p| p.as_os_str() != "-"),
                 include_expired: a.include_expired,
             }),
-            RawCommand::Import(a) => Command::Import(import::Import {
-                input: if a.file.as_os_str() == "-" {
+            RawCommand::Import(a) => Command::Import(import::Import::new(
+                if a.file.as_os_str() == "-" {
                     import::Input::Stdin
                 } else {
                     import::Input::File(a.file)
                 },
-                options: ImportOptions {
+                ImportOptions {
                     dry_run: a.dry_run,
                     on_conflict: match a.on_conflict {
                         OnConflictArg::Skip => OnConflict::Skip,
@@ -176,7 +176,7 @@ impl Config {
                     },
                     skip_bad: a.skip_bad,
                 },
-            }),
+            )),
             RawCommand::Check(a) => Command::Check(check::Check { repair: a.repair }),
             RawCommand::Tui(a) => Command::Tui(tui::Tui {
                 refresh: parse_refresh(&a.refresh)?,

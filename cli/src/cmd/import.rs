@@ -1,6 +1,7 @@
 //! `sessctl import`: restore sessions from an export. Every line is validated first; a file
 //! with bad lines writes nothing unless `--skip-bad` says to import the good ones.
 
+use std::cell::Cell;
 use std::fs::{self, DirBuilder, File};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _};
@@ -30,9 +31,22 @@ pub struct Import {
     pub input: Input,
     /// Dry run, conflict policy, skipping bad lines.
     pub options: ImportOptions,
+    /// Whether the last run read its input to the end, so that all of it went to the store:
+    /// an import through an admin socket ends with a frame sent only after the input's end,
+    /// and the application writes nothing without it.
+    read_to_end: Cell<bool>,
 }
 
 impl Import {
+    /// An import of `input` with `options`.
+    pub fn new(input: Input, options: ImportOptions) -> Self {
+        Import {
+            input,
+            options,
+            read_to_end: Cell::new(false),
+        }
+    }
+
     /// Imports and prints the counts; every bad line goes to stderr as `line N: reason`.
     ///
     /// # Errors
@@ -77,6 +91,7 @@ impl Import {
                 .map_err(|e| self.input.name_read_error(e).into())
         });
         progress.finish();
+        self.read_to_end.set(reader.ended);
         let report = match result {
             Ok(report) => report,
             Err(e) => {
@@ -100,13 +115,18 @@ impl Import {
     /// whether the import was written is unknown because the application closed the admin
     /// connection under it ([`sessdb::Error::Disconnected`]), or stopped answering
     /// ([`sessdb::Error::Unresponsive`]: stopped or hung; an application that was only stopped
-    /// goes on when it runs again, and writes the import whole if it had received all of it).
-    /// What a rerun does follows from `apply` in the store's `export.rs`: a session stored
+    /// goes on when it runs again, and writes the import whole if it had received all of it),
+    /// after the whole input was read and sent. Before that (at connect, or part way through
+    /// the input) the application cannot have written any of it, and there is no advice to
+    /// give. What a rerun does follows from `apply` in the store's `export.rs`: a session stored
     /// exactly as in the file is unchanged, one stored with other content is kept or
     /// overwritten by `--on-conflict`, whoever wrote it, and one not stored is imported, so a
     /// session the first run wrote and the application has ended since (a logout, an
     /// invalidation after a compromise) comes back.
     pub fn hint(&self, err: &anyhow::Error) -> Option<String> {
+        if !self.read_to_end.get() {
+            return None;
+        }
         let outcome = match err.chain().find_map(|c| c.downcast_ref::<sessdb::Error>()) {
             Some(sessdb::Error::Disconnected { .. }) => {
                 "the import may have been written, whole or in part; "
@@ -253,6 +273,8 @@ struct FirstLine<R> {
     newlines: u64,
     /// Whether that byte has been seen.
     found: bool,
+    /// Whether `inner` said its input ended.
+    ended: bool,
     /// How much of what `inner.fill_buf()` returns has been looked at.
     scanned: usize,
 }
@@ -263,6 +285,7 @@ impl<R: BufRead> FirstLine<R> {
             inner,
             newlines: 0,
             found: false,
+            ended: false,
             scanned: 0,
         }
     }
@@ -287,6 +310,7 @@ impl<R: BufRead> Read for FirstLine<R> {
 impl<R: BufRead> BufRead for FirstLine<R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         let buf = self.inner.fill_buf()?;
+        self.ended |= buf.is_empty();
         if !self.found {
             for &b in buf.get(self.scanned..).unwrap_or_default() {
                 if b == b'\n' {
@@ -377,9 +401,10 @@ mod tests {
 
     #[test]
     fn only_an_import_cut_off_or_unanswered_gets_the_rerun_hint() {
-        let import = |options| Import {
-            input: Input::Stdin,
-            options,
+        let import = |options| {
+            let import = Import::new(Input::Stdin, options);
+            import.read_to_end.set(true);
+            import
         };
         let cut = anyhow::Error::new(sessdb::Error::Disconnected {
             path: "admin.sock".into(),
@@ -413,10 +438,8 @@ mod tests {
             "a dry run writes nothing, so running the same command again with the same input \
              is safe"
         );
-        let from_file = Import {
-            input: Input::File("export.jsonl".into()),
-            options: ImportOptions::default(),
-        };
+        let from_file = Import::new(Input::File("export.jsonl".into()), ImportOptions::default());
+        from_file.read_to_end.set(true);
         let from_file = from_file.hint(&cut).unwrap_or_default();
         assert!(from_file.contains("again with the same file finishes it"));
         let hung = anyhow::Error::new(sessdb::Error::Unresponsive {
@@ -439,6 +462,9 @@ mod tests {
             reason: "too many clients".into(),
         });
         assert_eq!(import(ImportOptions::default()).hint(&other), None);
+        // Cut off at connect or part way through the input: nothing was written.
+        let unsent = Import::new(Input::Stdin, ImportOptions::default());
+        assert_eq!(unsent.hint(&cut), None);
     }
 
     /// Read through a 2-byte buffer, in pieces of every size, as the store's line reader
