@@ -125,8 +125,9 @@ impl Builder {
     /// The size of sled's log segments in a store created now: 2 MiB, where sled's default is
     /// 512 KiB. Not a setting: sled keeps a database's size in its `conf` file and refuses to
     /// open it with any other, so a store keeps the size it was created with (512 KiB for
-    /// stores made before this default), and a raw `sled::Config` opening a sessdb folder
-    /// needs the same.
+    /// stores made before this default). A raw `sled::Config` opening a sessdb folder must
+    /// pass the size in that folder's `conf`, which is this one only for stores created since.
+    /// (sled marks its segment size setting testing-only; sessdb's tests check what it does.)
     ///
     /// Larger segments let sled reclaim more of the space that the indexes' short-lived page
     /// versions take next to long-lived records: a fresh store of 100,000 sessions took

@@ -1029,7 +1029,7 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
     let mut pause = Duration::from_millis(1);
     let mut partial_snapshots_removed = false;
     loop {
-        let segment = segment_size(path);
+        let segment = segment_size(path)?;
         let new_store = segment.is_none();
         let opened = sled::Config::new()
             .path(path)
@@ -1066,15 +1066,19 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
 /// [`Builder::NEW_STORE_SEGMENT_BYTES`] has it.
 const SLED_DEFAULT_SEGMENT_BYTES: usize = 512 << 10;
 
-/// The segment size an existing store was created with, or `None` for a new store.
+/// The segment size an existing store was created with, or `None` for a new store (no log,
+/// or an empty one).
 ///
 /// sled writes the size into the folder's `conf` when it creates a database, and refuses to
 /// open it with any other ("cannot change the io buffer size across restarts"), so a store
-/// keeps the size it was made with. A store with a log but no `conf` that sled would read
-/// (sled takes one of 8 bytes or fewer for none, and writes a new one with the size it is given)
-/// gets sled's default: the size of every store made before 2 MiB, and a store made since had
-/// its `conf` synced when it was created ([`sync_new_conf`]).
-fn segment_size(path: &Path) -> Option<usize> {
+/// keeps the size it was made with. When the `conf` is gone (sled takes one of 8 bytes or
+/// fewer for none, writes a new one with the size it is given and reads the log with it),
+/// the log says which size it was written with ([`segment_size_from_log`]): a wrong guess
+/// would read most of it as garbage and lose its sessions without a word.
+///
+/// # Errors
+/// [`Error::Damaged`] when neither the `conf` nor the log says.
+fn segment_size(path: &Path) -> Result<Option<usize>> {
     let persisted = fs::read(path.join("conf")).ok().and_then(|conf| {
         conf.split(|&b| b == b'\n').find_map(|line| {
             std::str::from_utf8(line.strip_prefix(b"segment_size: ")?)
@@ -1083,13 +1087,91 @@ fn segment_size(path: &Path) -> Option<usize> {
                 .ok()
         })
     });
-    let has_log = fs::metadata(path.join("db")).is_ok_and(|m| m.len() > 0);
-    persisted.or(has_log.then_some(SLED_DEFAULT_SEGMENT_BYTES))
+    if persisted.is_some() {
+        return Ok(persisted);
+    }
+    let log = path.join("db");
+    let file = match File::open(&log) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(&log)(e)),
+    };
+    match segment_size_from_log(&file).map_err(io_err(&log))? {
+        Found::Empty => Ok(None),
+        Found::Size(size) => Ok(Some(size)),
+        Found::Unknown => Err(Error::Damaged {
+            path: path.to_path_buf(),
+            detail: "sled's `conf` file is missing or unreadable, and its log does not show \
+                     which segment size it was written with"
+                .to_string(),
+        }),
+    }
+}
+
+/// What a log says of its segment size.
+#[derive(Debug, PartialEq)]
+enum Found {
+    /// No log yet: a new store.
+    Empty,
+    Size(usize),
+    Unknown,
+}
+
+/// Reads the segment size from sled's log, for a store whose `conf` is gone.
+///
+/// Each segment starts with a header (`pagecache/logger.rs` `SegmentHeader`: a CRC-32 of the
+/// next 16 bytes, the segment's log sequence number and the highest stable one, each xored
+/// with a constant), and a segment's sequence number is a multiple of the segment size. A log
+/// of 512 KiB segments has a header at some multiple of 512 KiB that is not one of 2 MiB,
+/// which a log of 2 MiB segments has only by the odds of a 32-bit checksum. A log of at most
+/// one 512 KiB segment reads the same either way.
+fn segment_size_from_log(log: &File) -> io::Result<Found> {
+    use std::os::unix::fs::FileExt as _;
+    const SMALL: u64 = SLED_DEFAULT_SEGMENT_BYTES as u64;
+    const LARGE: u64 = Builder::NEW_STORE_SEGMENT_BYTES as u64;
+    let len = log.metadata()?.len();
+    if len == 0 {
+        return Ok(Found::Empty);
+    }
+    if len <= SMALL {
+        return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES));
+    }
+    let header_at = |offset: u64, segment: u64| -> io::Result<bool> {
+        let mut header = [0u8; 20];
+        if offset + 20 > len {
+            return Ok(false);
+        }
+        log.read_exact_at(&mut header, offset)?;
+        Ok(is_segment_header(&header, segment))
+    };
+    for offset in (SMALL..len).step_by(SMALL as usize) {
+        if offset % LARGE != 0 && header_at(offset, SMALL)? {
+            return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES));
+        }
+    }
+    for offset in (0..len).step_by(LARGE as usize) {
+        if header_at(offset, LARGE)? {
+            return Ok(Found::Size(Builder::NEW_STORE_SEGMENT_BYTES));
+        }
+    }
+    Ok(Found::Unknown)
+}
+
+/// Whether `header` is a valid sled segment header for segments of `segment` bytes.
+fn is_segment_header(header: &[u8; 20], segment: u64) -> bool {
+    let word = |range: std::ops::Range<usize>| {
+        let mut b = [0u8; 8];
+        b[..range.len()].copy_from_slice(&header[range]);
+        u64::from_le_bytes(b)
+    };
+    let stored_crc = (word(0..4) as u32) ^ 0xFFFF_FFFF;
+    let lsn = word(4..12) ^ 0x7FFF_FFFF_FFFF_FFFF;
+    crc32fast::hash(&header[4..20]) == stored_crc && lsn < 1 << 63 && lsn % segment == 0
 }
 
 /// Makes a new store's `conf` durable before any session is written: sled writes it without a
-/// sync, and a store whose log survived a power loss without its `conf` would be read with
-/// the wrong segment size ([`segment_size`]).
+/// sync, and a store whose log survived a power loss without its `conf` would have to have
+/// its segment size read from the log ([`segment_size_from_log`]).
 fn sync_new_conf(path: &Path) -> Result<()> {
     let conf = path.join("conf");
     File::open(&conf)

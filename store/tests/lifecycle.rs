@@ -823,9 +823,45 @@ fn a_new_store_gets_two_mebibyte_segments() {
     assert_eq!(common::segment_size(&path), Some(2 << 20));
 }
 
+/// Sessions of `bytes` of data each, saved and flushed: enough of them make sled's log span
+/// several segments.
+fn sessions_of_size(store: &Store, n: usize, bytes: usize) -> Vec<SessionId> {
+    let ids = (0..n)
+        .map(|i| {
+            let mut s = store.create();
+            s.insert("n", &i).unwrap();
+            s.insert("pad", &"x".repeat(bytes)).unwrap();
+            s.save().unwrap();
+            *s.id()
+        })
+        .collect();
+    store.flush().unwrap();
+    ids
+}
+
+/// Every session of `ids` loads, with its own data.
+fn all_load(store: &Store, ids: &[SessionId]) -> bool {
+    ids.iter().enumerate().all(|(i, id)| {
+        store
+            .load(id)
+            .unwrap()
+            .is_some_and(|s| s.get::<usize>("n").unwrap() == Some(i))
+    })
+}
+
+/// Removes or empties the folder's `conf` (sled takes one of 8 bytes or fewer for none).
+fn lose_conf(path: &std::path::Path, how: &str) {
+    match how {
+        "removed" => std::fs::remove_file(path.join("conf")).unwrap(),
+        _ => std::fs::write(path.join("conf"), b"").unwrap(),
+    }
+}
+
 /// A store created with sled's default segment size (every store made before the 2 MiB
 /// default) keeps it: sled refuses to open a database with another size. Also when its `conf`
-/// is gone or empty, which sled takes for no `conf` and rewrites with the size it is given.
+/// is gone or empty, which sled takes for no `conf` and rewrites with the size it is given:
+/// the size is read from the log, and a log of several segments read with the wrong size
+/// would lose its sessions.
 #[test]
 fn a_store_made_with_sled_default_segments_keeps_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -833,27 +869,77 @@ fn a_store_made_with_sled_default_segments_keeps_them() {
     // sled's defaults, as sessdb used them before.
     drop(sled::open(&path).unwrap());
     assert_eq!(common::segment_size(&path), Some(512 << 10));
-    let id = {
+    let ids = {
         let store = Store::open(&path).unwrap();
-        let mut s = store.create();
-        s.insert("n", &(0..2000).collect::<Vec<u32>>()).unwrap();
-        s.save().unwrap();
-        store.flush().unwrap();
-        *s.id()
+        sessions_of_size(&store, 500, 4000)
     };
-    for damage in ["remove", "empty"] {
-        match damage {
-            "remove" => std::fs::remove_file(path.join("conf")).unwrap(),
-            _ => std::fs::write(path.join("conf"), b"").unwrap(),
-        }
+    let log = std::fs::metadata(path.join("db")).unwrap().len();
+    assert!(log > 3 << 19, "a log of {log} B is not several segments");
+    for how in ["removed", "emptied"] {
+        lose_conf(&path, how);
         let store = Store::open(&path).unwrap();
-        let s = store.load(&id).unwrap().expect("the session survives");
-        assert_eq!(s.get::<Vec<u32>>("n").unwrap().unwrap().len(), 2000);
+        assert!(
+            all_load(&store, &ids),
+            "sessions lost after the conf was {how}"
+        );
         drop(store);
         assert_eq!(
             common::segment_size(&path),
             Some(512 << 10),
-            "after the conf was {damage}d"
+            "after the conf was {how}"
         );
     }
+}
+
+/// The same for a store made with 2 MiB segments: its log says so when its `conf` is gone.
+#[test]
+fn a_store_with_two_mebibyte_segments_keeps_them_without_its_conf() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let ids = {
+        let store = Store::open(&path).unwrap();
+        sessions_of_size(&store, 1200, 4000)
+    };
+    let log = std::fs::metadata(path.join("db")).unwrap().len();
+    assert!(
+        log > 2 * (2 << 20),
+        "a log of {log} B is not several segments"
+    );
+    for how in ["removed", "emptied"] {
+        lose_conf(&path, how);
+        let store = Store::open(&path).unwrap();
+        assert!(
+            all_load(&store, &ids),
+            "sessions lost after the conf was {how}"
+        );
+        drop(store);
+        assert_eq!(
+            common::segment_size(&path),
+            Some(2 << 20),
+            "after the conf was {how}"
+        );
+    }
+}
+
+/// A log with no `conf` and no segment header to say its segment size is refused as damaged,
+/// naming what is missing, rather than read with a guess.
+#[test]
+fn a_log_without_conf_or_segment_headers_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    std::fs::create_dir(&path).unwrap();
+    std::fs::write(path.join("db"), vec![0xab; 3 << 20]).unwrap();
+    match Store::open(&path) {
+        Err(Error::Damaged { path: at, detail }) => {
+            assert_eq!(at, path);
+            assert!(
+                detail.contains("`conf`") && detail.contains("segment size"),
+                "{detail}"
+            );
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("opened a log of garbage"),
+    }
+    // Nothing was written: no `conf` made with a guessed size.
+    assert!(!path.join("conf").exists());
 }

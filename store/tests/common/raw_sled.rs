@@ -33,7 +33,8 @@ pub fn open_raw_sled(db: &Path) -> sled::Db {
     }
 }
 
-/// The segment size in sled's `conf` (a line `segment_size: N`), if the folder has one.
+/// The segment size in sled's `conf` (a line `segment_size: N`), if the folder has one. Read
+/// here on its own, not through the store's reader, so that tests can check what sled wrote.
 pub fn segment_size(db: &Path) -> Option<usize> {
     // The text ends in a binary CRC.
     let conf = std::fs::read(db.join("conf")).ok()?;
