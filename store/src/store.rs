@@ -1030,15 +1030,14 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
     let mut partial_snapshots_removed = false;
     loop {
         let segment = segment_size(path)?;
-        let new_store = segment.is_none();
         let opened = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
             .flush_every_ms(flush_every)
-            .segment_size(segment.unwrap_or(Builder::NEW_STORE_SEGMENT_BYTES))
+            .segment_size(segment.bytes())
             .open();
         match opened {
-            Ok(db) if new_store => {
+            Ok(db) if segment == Segment::New => {
                 sync_new_conf(path)?;
                 return Ok(db);
             }
@@ -1057,7 +1056,14 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
-            Err(e) => return Err(Error::Storage(e)),
+            Err(e) => {
+                if matches!(segment, Segment::Log(_)) {
+                    // sled wrote a `conf` with the size read from the log: a failed open must
+                    // not leave that size in place as if sled had made the store with it.
+                    let _ = fs::remove_file(path.join("conf"));
+                }
+                return Err(Error::Storage(e));
+            }
         }
     }
 }
@@ -1066,8 +1072,27 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
 /// [`Builder::NEW_STORE_SEGMENT_BYTES`] has it.
 const SLED_DEFAULT_SEGMENT_BYTES: usize = 512 << 10;
 
-/// The segment size an existing store was created with, or `None` for a new store (no log,
-/// or an empty one).
+/// Where a store's segment size comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Segment {
+    /// No log yet: a new store, made with [`Builder::NEW_STORE_SEGMENT_BYTES`].
+    New,
+    /// The size sled wrote in the folder's `conf`.
+    Conf(usize),
+    /// The size read from the log, the `conf` being gone.
+    Log(usize),
+}
+
+impl Segment {
+    fn bytes(self) -> usize {
+        match self {
+            Segment::New => Builder::NEW_STORE_SEGMENT_BYTES,
+            Segment::Conf(bytes) | Segment::Log(bytes) => bytes,
+        }
+    }
+}
+
+/// The segment size of the store at `path`.
 ///
 /// sled writes the size into the folder's `conf` when it creates a database, and refuses to
 /// open it with any other ("cannot change the io buffer size across restarts"), so a store
@@ -1078,7 +1103,7 @@ const SLED_DEFAULT_SEGMENT_BYTES: usize = 512 << 10;
 ///
 /// # Errors
 /// [`Error::Damaged`] when neither the `conf` nor the log says.
-fn segment_size(path: &Path) -> Result<Option<usize>> {
+fn segment_size(path: &Path) -> Result<Segment> {
     let persisted = fs::read(path.join("conf")).ok().and_then(|conf| {
         conf.split(|&b| b == b'\n').find_map(|line| {
             std::str::from_utf8(line.strip_prefix(b"segment_size: ")?)
@@ -1087,18 +1112,18 @@ fn segment_size(path: &Path) -> Result<Option<usize>> {
                 .ok()
         })
     });
-    if persisted.is_some() {
-        return Ok(persisted);
+    if let Some(bytes) = persisted {
+        return Ok(Segment::Conf(bytes));
     }
     let log = path.join("db");
     let file = match File::open(&log) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Segment::New),
         Err(e) => return Err(io_err(&log)(e)),
     };
     match segment_size_from_log(&file).map_err(io_err(&log))? {
-        Found::Empty => Ok(None),
-        Found::Size(size) => Ok(Some(size)),
+        Found::Empty => Ok(Segment::New),
+        Found::Size(bytes) => Ok(Segment::Log(bytes)),
         Found::Unknown => Err(Error::Damaged {
             path: path.to_path_buf(),
             detail: "sled's `conf` file is missing or unreadable, and its log does not show \
@@ -1117,14 +1142,25 @@ enum Found {
     Unknown,
 }
 
-/// Reads the segment size from sled's log, for a store whose `conf` is gone.
+/// Reads the segment size from sled's log, for a store whose `conf` is gone: sled's default
+/// (every store made before 2 MiB) or [`Builder::NEW_STORE_SEGMENT_BYTES`].
 ///
-/// Each segment starts with a header (`pagecache/logger.rs` `SegmentHeader`: a CRC-32 of the
-/// next 16 bytes, the segment's log sequence number and the highest stable one, each xored
-/// with a constant), and a segment's sequence number is a multiple of the segment size. A log
-/// of 512 KiB segments has a header at some multiple of 512 KiB that is not one of 2 MiB,
-/// which a log of 2 MiB segments has only by the odds of a 32-bit checksum. A log of at most
-/// one 512 KiB segment reads the same either way.
+/// Each segment starts with a header (sled's `pagecache/logger.rs` `SegmentHeader`: a CRC-32
+/// of the next 16 bytes, then the segment's log sequence number and the highest stable one,
+/// each xored with a constant), and the sequence number is a multiple of the segment size.
+/// Its first message (`MessageHeader`) names the segment's number, the sequence number
+/// divided by the segment size.
+/// 1. Multiples of 2 MiB start a segment with either size, so what is there is always a
+///    segment header, never data: one whose sequence number is not a multiple of 2 MiB, or
+///    whose first message's segment number is its sequence number over 512 KiB, means
+///    512 KiB; over 2 MiB, 2 MiB. (Segments are reused, at any offset, so the sequence
+///    number alone does not tell.)
+/// 2. When those say nothing (every one has sequence number 0: a log that never went past
+///    its first segment at 2 MiB, or at most 2 MiB of a log at 512 KiB), a header at another
+///    multiple of 512 KiB means 512 KiB: in a log at 2 MiB it would take session data that
+///    matches a CRC-32.
+/// 3. Otherwise 2 MiB if segment 0 has a header. A log of at most 512 KiB reads the same
+///    with either size.
 fn segment_size_from_log(log: &File) -> io::Result<Found> {
     use std::os::unix::fs::FileExt as _;
     const SMALL: u64 = SLED_DEFAULT_SEGMENT_BYTES as u64;
@@ -1136,37 +1172,92 @@ fn segment_size_from_log(log: &File) -> io::Result<Found> {
     if len <= SMALL {
         return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES));
     }
-    let header_at = |offset: u64, segment: u64| -> io::Result<bool> {
-        let mut header = [0u8; 20];
-        if offset + 20 > len {
-            return Ok(false);
+    // The segment header at `offset` and the start of the first message after it.
+    let read = |offset: u64| -> io::Result<Option<(u64, Vec<u8>)>> {
+        let mut buf = vec![0u8; 64];
+        let n = usize::try_from(len.saturating_sub(offset)).map_or(buf.len(), |n| n.min(64));
+        if n < 20 {
+            return Ok(None);
         }
-        log.read_exact_at(&mut header, offset)?;
-        Ok(is_segment_header(&header, segment))
+        buf.truncate(n);
+        log.read_exact_at(&mut buf, offset)?;
+        let header: &[u8; 20] = buf[..20].try_into().map_err(io::Error::other)?;
+        Ok(segment_header_lsn(header, SMALL).map(|lsn| (lsn, buf[20..].to_vec())))
     };
+    let mut first_segment = false;
+    for offset in (0..len).step_by(LARGE as usize) {
+        let Some((lsn, message)) = read(offset)? else {
+            continue;
+        };
+        if lsn % LARGE != 0 {
+            return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES));
+        }
+        if lsn == 0 {
+            first_segment = true;
+            continue;
+        }
+        match first_message_segment(&message) {
+            Some(n) if n == lsn / SMALL => return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES)),
+            Some(n) if n == lsn / LARGE => {
+                return Ok(Found::Size(Builder::NEW_STORE_SEGMENT_BYTES))
+            }
+            _ => {}
+        }
+    }
     for offset in (SMALL..len).step_by(SMALL as usize) {
-        if offset % LARGE != 0 && header_at(offset, SMALL)? {
+        if offset % LARGE != 0 && read(offset)?.is_some() {
             return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES));
         }
     }
-    for offset in (0..len).step_by(LARGE as usize) {
-        if header_at(offset, LARGE)? {
-            return Ok(Found::Size(Builder::NEW_STORE_SEGMENT_BYTES));
-        }
-    }
-    Ok(Found::Unknown)
+    Ok(if first_segment {
+        Found::Size(Builder::NEW_STORE_SEGMENT_BYTES)
+    } else {
+        Found::Unknown
+    })
 }
 
-/// Whether `header` is a valid sled segment header for segments of `segment` bytes.
-fn is_segment_header(header: &[u8; 20], segment: u64) -> bool {
-    let word = |range: std::ops::Range<usize>| {
-        let mut b = [0u8; 8];
-        b[..range.len()].copy_from_slice(&header[range]);
-        u64::from_le_bytes(b)
-    };
-    let stored_crc = (word(0..4) as u32) ^ 0xFFFF_FFFF;
-    let lsn = word(4..12) ^ 0x7FFF_FFFF_FFFF_FFFF;
-    crc32fast::hash(&header[4..20]) == stored_crc && lsn < 1 << 63 && lsn % segment == 0
+/// The log sequence number of a valid sled segment header for segments of a multiple of
+/// `unit` bytes.
+fn segment_header_lsn(header: &[u8; 20], unit: u64) -> Option<u64> {
+    let [c0, c1, c2, c3, ..] = *header;
+    let stored_crc = u32::from_le_bytes([c0, c1, c2, c3]) ^ 0xFFFF_FFFF;
+    let lsn_bytes: [u8; 8] = header[4..12].try_into().ok()?;
+    let lsn = u64::from_le_bytes(lsn_bytes) ^ 0x7FFF_FFFF_FFFF_FFFF;
+    (crc32fast::hash(&header[4..20]) == stored_crc && lsn < 1 << 63 && lsn % unit == 0)
+        .then_some(lsn)
+}
+
+/// The segment number in a sled message header (`serialization.rs`: a CRC-32, a kind byte,
+/// then the length, the segment number and the page id as sled's variable-length integers).
+fn first_message_segment(message: &[u8]) -> Option<u64> {
+    let rest = message.get(5..)?;
+    let (_len, rest) = sled_varint(rest)?;
+    let (segment, _) = sled_varint(rest)?;
+    Some(segment)
+}
+
+/// One of sled's variable-length integers (`serialization.rs`, `impl Serialize for u64`) and
+/// what follows it.
+fn sled_varint(buf: &[u8]) -> Option<(u64, &[u8])> {
+    let (&first, rest) = buf.split_first()?;
+    match first {
+        0..=240 => Some((u64::from(first), rest)),
+        241..=248 => {
+            let (&b, rest) = rest.split_first()?;
+            Some((240 + 256 * u64::from(first - 241) + u64::from(b), rest))
+        }
+        249 => {
+            let (&[a, b], rest) = rest.split_first_chunk::<2>()?;
+            Some((2288 + 256 * u64::from(a) + u64::from(b), rest))
+        }
+        _ => {
+            let n = usize::from(first) - 247;
+            let bytes = rest.get(..n)?;
+            let mut le = [0u8; 8];
+            le[..n].copy_from_slice(bytes);
+            Some((u64::from_le_bytes(le), &rest[n..]))
+        }
+    }
 }
 
 /// Makes a new store's `conf` durable before any session is written: sled writes it without a
@@ -1280,5 +1371,94 @@ impl From<DecodeError> for String {
     fn from(e: DecodeError) -> String {
         let DecodeError::Corrupt(reason) = e;
         reason
+    }
+}
+
+#[cfg(test)]
+mod segment_tests {
+    use super::*;
+    use std::os::unix::fs::FileExt as _;
+
+    const K512: u64 = 512 << 10;
+    const M2: u64 = 2 << 20;
+
+    /// A log of `len` bytes of filler with sled segment headers at `segments`: (offset, lsn,
+    /// the segment number its first message names).
+    fn log(len: u64, segments: &[(u64, u64, u64)]) -> File {
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(len).unwrap();
+        file.write_all_at(&vec![0xab; usize::try_from(len).unwrap()], 0)
+            .unwrap();
+        for &(offset, lsn, segment) in segments {
+            let mut header = [0u8; 20];
+            header[4..12].copy_from_slice(&(lsn ^ 0x7FFF_FFFF_FFFF_FFFF).to_le_bytes());
+            header[12..20].copy_from_slice(&(lsn ^ 0x7FFF_FFFF_FFFF_FFFF).to_le_bytes());
+            let crc = crc32fast::hash(&header[4..20]) ^ 0xFFFF_FFFF;
+            header[..4].copy_from_slice(&crc.to_le_bytes());
+            file.write_all_at(&header, offset).unwrap();
+            // CRC (unchecked), kind, length 7, the segment number (sled's varint for values
+            // up to 240 is the byte itself), page id 1.
+            let message = [0, 0, 0, 0, 1, 7, u8::try_from(segment).unwrap(), 1];
+            file.write_all_at(&message, offset + 20).unwrap();
+        }
+        file
+    }
+
+    fn found(len: u64, segments: &[(u64, u64, u64)]) -> Found {
+        segment_size_from_log(&log(len, segments)).unwrap()
+    }
+
+    const SMALL: Found = Found::Size(SLED_DEFAULT_SEGMENT_BYTES);
+    const LARGE: Found = Found::Size(Builder::NEW_STORE_SEGMENT_BYTES);
+
+    #[test]
+    fn a_fresh_log_says_its_size() {
+        // sled's first segments: the sequence number is the offset.
+        let small: Vec<_> = (0..8).map(|i| (i * K512, i * K512, i)).collect();
+        assert_eq!(found(8 * K512, &small), SMALL);
+        let large: Vec<_> = (0..3).map(|i| (i * M2, i * M2, i)).collect();
+        assert_eq!(found(3 * M2, &large), LARGE);
+        // One segment of 2 MiB, part written: only segment 0 has a header.
+        assert_eq!(found(M2 - 1000, &large[..1]), LARGE);
+        // 512 KiB segments up to 2 MiB: segment 0 and others that are not at 2 MiB.
+        assert_eq!(found(3 * K512, &small[..3]), SMALL);
+    }
+
+    /// Reused segments: sled writes a segment wherever one is free, so at 2 MiB a log of
+    /// 512 KiB segments can hold one whose sequence number is a multiple of 2 MiB, with the
+    /// segments in between free and zeroed (a layout a review reproduced with raw sled).
+    #[test]
+    fn a_log_of_reused_segments_says_its_size() {
+        // The review's layout: headers only at 0 (lsn 6,656 KiB) and 6 MiB (lsn 6 MiB).
+        let reused = [(0, 13 * K512, 13), (3 * M2, 3 * M2, 12)];
+        assert_eq!(found(13 * K512, &reused), SMALL);
+        // Both at multiples of 2 MiB: the first message's segment number decides.
+        assert_eq!(found(13 * K512, &[(0, 2 * M2, 16), (M2, M2, 4)]), SMALL);
+        assert_eq!(found(3 * M2, &[(0, 2 * M2, 2), (M2, M2, 1)]), LARGE);
+    }
+
+    #[test]
+    fn a_log_that_says_nothing_is_unknown() {
+        assert_eq!(found(3 * M2, &[]), Found::Unknown);
+        assert_eq!(found(0, &[]), Found::Empty);
+        // At most one 512 KiB segment reads the same with either size.
+        assert_eq!(found(K512, &[]), SMALL);
+    }
+
+    #[test]
+    fn sled_varints_read_as_sled_writes_them() {
+        for (bytes, value) in [
+            (&[240][..], 240),
+            (&[241, 1][..], 241),
+            (&[248, 255][..], 2287),
+            (&[249, 0, 0][..], 2288),
+            (&[249, 255, 255][..], 67823),
+            (&[250, 0x12, 0x34, 0x56][..], 0x56_3412),
+            (&[255, 1, 2, 3, 4, 5, 6, 7, 8][..], 0x0807_0605_0403_0201),
+        ] {
+            assert_eq!(sled_varint(bytes), Some((value, &[][..])), "{bytes:?}");
+        }
+        assert_eq!(sled_varint(&[250, 1]), None);
+        assert_eq!(sled_varint(&[]), None);
     }
 }

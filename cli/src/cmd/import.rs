@@ -52,6 +52,7 @@ impl Import {
     /// # Errors
     /// [`Failure::BadData`] when there were bad lines; open, read, storage and write errors.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
+        self.read_to_end.set(false);
         // The input first: a missing file or a folder must not leave a new, empty database
         // behind.
         let (reader, progress) = self.input.open(ctx.progress)?;
