@@ -849,11 +849,31 @@ fn all_load(store: &Store, ids: &[SessionId]) -> bool {
     })
 }
 
-/// Removes or empties the folder's `conf` (sled takes one of 8 bytes or fewer for none).
-fn lose_conf(path: &std::path::Path, how: &str) {
-    match how {
-        "removed" => std::fs::remove_file(path.join("conf")).unwrap(),
-        _ => std::fs::write(path.join("conf"), b"").unwrap(),
+/// Removes the `conf` of a store whose log spans several of its `segment`-byte segments, and
+/// then empties it (sled takes one of 8 bytes or fewer for none): each time, the store opens
+/// with every session of `ids`, and sled's new `conf` has the size the store was made with.
+fn survives_losing_its_conf(path: &std::path::Path, ids: &[SessionId], segment: usize) {
+    let log = std::fs::metadata(path.join("db")).unwrap().len();
+    assert!(
+        log > 2 * segment as u64,
+        "a log of {log} B is not several segments"
+    );
+    for how in ["removed", "emptied"] {
+        match how {
+            "removed" => std::fs::remove_file(path.join("conf")).unwrap(),
+            _ => std::fs::write(path.join("conf"), b"").unwrap(),
+        }
+        let store = Store::open(path).unwrap();
+        assert!(
+            all_load(&store, ids),
+            "sessions lost after the conf was {how}"
+        );
+        drop(store);
+        assert_eq!(
+            common::segment_size(path),
+            Some(segment),
+            "after the conf was {how}"
+        );
     }
 }
 
@@ -873,22 +893,7 @@ fn a_store_made_with_sled_default_segments_keeps_them() {
         let store = Store::open(&path).unwrap();
         sessions_of_size(&store, 500, 4000)
     };
-    let log = std::fs::metadata(path.join("db")).unwrap().len();
-    assert!(log > 3 << 19, "a log of {log} B is not several segments");
-    for how in ["removed", "emptied"] {
-        lose_conf(&path, how);
-        let store = Store::open(&path).unwrap();
-        assert!(
-            all_load(&store, &ids),
-            "sessions lost after the conf was {how}"
-        );
-        drop(store);
-        assert_eq!(
-            common::segment_size(&path),
-            Some(512 << 10),
-            "after the conf was {how}"
-        );
-    }
+    survives_losing_its_conf(&path, &ids, 512 << 10);
 }
 
 /// The same for a store made with 2 MiB segments: its log says so when its `conf` is gone.
@@ -900,25 +905,7 @@ fn a_store_with_two_mebibyte_segments_keeps_them_without_its_conf() {
         let store = Store::open(&path).unwrap();
         sessions_of_size(&store, 1200, 4000)
     };
-    let log = std::fs::metadata(path.join("db")).unwrap().len();
-    assert!(
-        log > 2 * (2 << 20),
-        "a log of {log} B is not several segments"
-    );
-    for how in ["removed", "emptied"] {
-        lose_conf(&path, how);
-        let store = Store::open(&path).unwrap();
-        assert!(
-            all_load(&store, &ids),
-            "sessions lost after the conf was {how}"
-        );
-        drop(store);
-        assert_eq!(
-            common::segment_size(&path),
-            Some(2 << 20),
-            "after the conf was {how}"
-        );
-    }
+    survives_losing_its_conf(&path, &ids, 2 << 20);
 }
 
 /// A log with no `conf` and no segment header to say its segment size is refused as damaged,
