@@ -133,7 +133,8 @@ impl Builder {
     /// versions take next to long-lived records: a fresh store of 100,000 sessions took
     /// 1,407–1,468 B a session instead of 1,531–1,620 B, with loads and saves unchanged within
     /// the noise; sled's IO buffers grow with the segments, which cost up to 46 MiB more at the
-    /// peak of a bulk load (`docs/BENCHMARKS.md`, "Missed targets", disk).
+    /// peak of a bulk load, and a store takes at least one segment on disk
+    /// (`docs/BENCHMARKS.md`, "Missed targets", disk).
     pub const NEW_STORE_SEGMENT_BYTES: usize = 2 * 1024 * 1024;
 
     /// A builder with the defaults.
