@@ -1028,8 +1028,11 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
     let deadline = Instant::now() + LOCK_WAIT;
     let mut pause = Duration::from_millis(1);
     let mut partial_snapshots_removed = false;
+    // Whether sled was given a size read from the log: from then on its `conf` says it.
+    let mut sized_from_log = false;
     loop {
         let segment = segment_size(path)?;
+        sized_from_log |= matches!(segment, Segment::Log(_));
         let opened = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
@@ -1057,7 +1060,7 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
             Err(e) => {
-                if matches!(segment, Segment::Log(_)) {
+                if sized_from_log {
                     // sled wrote a `conf` with the size read from the log: a failed open must
                     // not leave that size in place as if sled had made the store with it.
                     let _ = fs::remove_file(path.join("conf"));
