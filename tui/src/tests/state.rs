@@ -1008,6 +1008,22 @@ fn search(app: &mut crate::app::App, admin: &Flaky, text: &str) {
 }
 
 /// Ticks until the search scan ends; how many ticks it took.
+/// Searches for what no session matches and scans to the end (three budgets of a slow
+/// listing); an auto-refresh 2 s later waits. Returns the listing calls made so far.
+fn a_long_search_scanned(app: &mut crate::app::App, admin: &Flaky, clock: &Clock) -> usize {
+    search(app, admin, "zzq");
+    scan_to_end(app, admin);
+    let before = list_calls(admin);
+    clock.advance(Duration::from_secs(2));
+    app.update(admin, Action::AutoRefresh);
+    assert_eq!(
+        list_calls(admin),
+        before,
+        "an auto-refresh after a long scan waits"
+    );
+    before
+}
+
 fn scan_to_end(app: &mut crate::app::App, admin: &Flaky) -> usize {
     let mut ticks = 0;
     while app.busy() {
@@ -1080,12 +1096,7 @@ fn after_a_long_search_scan_auto_refresh_waits_ten_times_its_cost() {
 fn r_reads_a_long_search_at_once_and_starts_a_running_scan_over() {
     let (_f, admin, clock) = slow_lists();
     let app = &mut started_on(&admin, 100, 30, &clock);
-    search(app, &admin, "zzq");
-    scan_to_end(app, &admin);
-    let before = list_calls(&admin);
-    clock.advance(Duration::from_secs(2));
-    app.update(&admin, Action::AutoRefresh);
-    assert_eq!(list_calls(&admin), before, "an auto-refresh waits");
+    let before = a_long_search_scanned(app, &admin, &clock);
     press(app, &admin, &[ch('r')]);
     assert_eq!(list_calls(&admin) - before, 1, "r reads at once");
     assert!(app.busy());
@@ -1109,12 +1120,7 @@ fn r_reads_a_long_search_at_once_and_starts_a_running_scan_over() {
 fn pages_that_fill_in_one_call_refresh_every_time_however_slow() {
     let (_f, admin, clock) = slow_lists();
     let app = &mut started_on(&admin, 100, 30, &clock);
-    search(app, &admin, "zzq");
-    scan_to_end(app, &admin);
-    let before = list_calls(&admin);
-    clock.advance(Duration::from_secs(2));
-    app.update(&admin, Action::AutoRefresh);
-    assert_eq!(list_calls(&admin), before, "the long scan waits");
+    a_long_search_scanned(app, &admin, &clock);
     // The wait belongs to the scan's page: without a filter, each auto-refresh reads the page,
     // though each read takes a second.
     press(app, &admin, &[key(KeyCode::Esc)]);
