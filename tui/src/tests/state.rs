@@ -839,9 +839,7 @@ fn a_refused_write_key_stays_said_through_auto_refreshes() {
 
 #[test]
 fn a_read_that_fails_after_an_actions_error_does_not_take_its_place() {
-    let f = Fixture::demo();
-    let flaky = Flaky::new(&f.store);
-    let clock = Clock::manual();
+    let (f, flaky, clock) = flaky_demo();
     let app = &mut started_on(&flaky, 100, 30, &clock);
     let disk_gone = "I/O error on /srv/app/sessions.sessdb: disk gone".to_string();
     // The application exits under `d y`, and the auto-refresh after it fails too.
@@ -877,9 +875,7 @@ fn a_read_that_fails_after_an_actions_error_does_not_take_its_place() {
 
 #[test]
 fn a_failed_counts_error_stays_until_the_counts_are_read_again() {
-    let f = Fixture::demo();
-    let flaky = Flaky::new(&f.store);
-    let clock = Clock::manual();
+    let (_f, flaky, clock) = flaky_demo();
     let app = &mut started_on(&flaky, 100, 30, &clock);
     flaky.stats_failing.store(true, Ordering::SeqCst);
     auto_refreshes(app, &flaky, &clock, 1);
@@ -904,9 +900,7 @@ fn a_failed_counts_error_stays_until_the_counts_are_read_again() {
 
 #[test]
 fn a_reads_error_ends_with_the_auto_refresh_that_reads_again_not_with_a_key() {
-    let f = Fixture::demo();
-    let flaky = Flaky::new(&f.store);
-    let clock = Clock::manual();
+    let (_f, flaky, clock) = flaky_demo();
     let app = &mut started_on(&flaky, 100, 30, &clock);
     flaky.failing.store(true, Ordering::SeqCst);
     auto_refreshes(app, &flaky, &clock, 1);
@@ -989,6 +983,14 @@ fn capital_g_with_a_selective_search_scans_backward_in_bounded_steps() {
     assert!(ticks >= 2, "5000 entries need three budgets of 2000");
     assert_eq!(principals(app), ["user0001"]);
     assert_eq!(selected_principal(app).as_deref(), Some("user0001"));
+}
+
+/// The demo fixture through an admin interface whose reads can be made to fail, and a manual
+/// clock for the app.
+fn flaky_demo() -> (Fixture, Flaky, Clock) {
+    let f = Fixture::demo();
+    let flaky = Flaky::new(&f.store);
+    (f, flaky, Clock::manual())
 }
 
 /// `Fixture::many(5_000)` through an admin interface each of whose `list` calls takes a second
