@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sessdb::{ImportOptions, ListQuery, OnConflict, Status};
+use sessdb::{ImportOptions, ListQuery, OnConflict, RemoteAdmin, Status};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -50,6 +50,8 @@ pub struct Config {
     pub socket: Option<PathBuf>,
     /// What named the socket, `--socket` or `SESSCTL_SOCKET`.
     pub socket_named_by: &'static str,
+    /// How long to wait at a time for an application's admin socket (`--timeout`).
+    pub timeout: Duration,
     /// Colours for stdout.
     pub style: Style,
     /// Whether to draw progress bars on stderr.
@@ -92,6 +94,17 @@ impl Config {
     /// [`Failure::Usage`] or [`sessdb::Error::InvalidId`] for anything malformed.
     pub fn new(args: Args, env: Env) -> anyhow::Result<Config> {
         let as_of = args.as_of.as_deref().map(parse_time).transpose()?;
+        let timeout = match &args.timeout {
+            Some(t) => parse_timeout(
+                if args.timeout_from_env {
+                    "SESSCTL_TIMEOUT"
+                } else {
+                    "--timeout"
+                },
+                t,
+            )?,
+            None => RemoteAdmin::DEFAULT_TIMEOUT,
+        };
         let command = match args.command {
             RawCommand::Demo(a) => {
                 let live = if a.live {
@@ -199,6 +212,7 @@ impl Config {
             } else {
                 "--socket"
             },
+            timeout,
             style: Style {
                 color: env.stdout_terminal && !env.no_color,
             },
@@ -290,6 +304,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn parse_refresh(text: &str) -> anyhow::Result<Duration> {
     parse_seconds("--refresh", text, 0.1, 3600.0)
+}
+
+/// `--timeout` (or `SESSCTL_TIMEOUT`, named by `flag`): from a millisecond, the client's
+/// least, to an hour.
+fn parse_timeout(flag: &str, text: &str) -> anyhow::Result<Duration> {
+    parse_seconds(flag, text, 0.001, 3600.0)
 }
 
 /// A number of seconds between `min` and `max` for `flag`.

@@ -6,6 +6,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::FileTypeExt as _;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sessdb::{Admin, Builder, ManualClock, RemoteAdmin, Store};
@@ -62,7 +63,8 @@ impl Database {
 
 /// Opens the database at `path`, evaluating expiry as of `as_of` when given. When a running
 /// application holds it and answers on the admin socket in its folder, connects to that
-/// instead.
+/// instead, waiting `timeout` at a time for it
+/// ([`RemoteAdmin::connect_with_timeout`]).
 ///
 /// # Errors
 /// The store's open errors ([`sessdb::Error::Locked`] when the database is held and there is
@@ -74,6 +76,7 @@ pub fn open(
     path: &Path,
     as_of: Option<OffsetDateTime>,
     access: Access,
+    timeout: Duration,
 ) -> anyhow::Result<Database> {
     let socket = RemoteAdmin::default_socket(path);
     let has_socket = fs::symlink_metadata(&socket).is_ok();
@@ -81,7 +84,7 @@ pub fn open(
     // first, rather than wait for sled's lock to fail. A socket left by a crashed application
     // does not answer, and the database is then opened directly.
     if has_socket {
-        if let Ok(remote) = RemoteAdmin::connect(&socket) {
+        if let Ok(remote) = RemoteAdmin::connect_with_timeout(&socket, timeout) {
             return live(path, as_of, remote);
         }
     }
@@ -90,7 +93,7 @@ pub fn open(
         Err(e) => match e.downcast::<sessdb::Error>() {
             // It may have started meanwhile; if not, say why the socket did not help.
             Ok(locked @ sessdb::Error::Locked { .. }) if has_socket => {
-                match RemoteAdmin::connect(&socket) {
+                match RemoteAdmin::connect_with_timeout(&socket, timeout) {
                     Ok(remote) => live(path, as_of, remote),
                     // It answers, and refuses: busy (too many connections) or not this user's.
                     Err(e @ sessdb::Error::Refused { .. }) => Err(Failure::Held(format!(
@@ -111,7 +114,8 @@ pub fn open(
     }
 }
 
-/// Connects to the admin socket `socket` (`--socket`), whatever `--db` says.
+/// Connects to the admin socket `socket` (`--socket`), whatever `--db` says, waiting `timeout`
+/// at a time for the application.
 ///
 /// # Errors
 /// [`sessdb::Error::AdminSocket`] and the other connection errors of [`RemoteAdmin::connect`],
@@ -121,8 +125,10 @@ pub fn open_socket(
     path: &Path,
     socket: &Path,
     as_of: Option<OffsetDateTime>,
+    timeout: Duration,
 ) -> anyhow::Result<Database> {
-    let remote = RemoteAdmin::connect(socket).map_err(|e| explain_connect(socket, e))?;
+    let remote = RemoteAdmin::connect_with_timeout(socket, timeout)
+        .map_err(|e| explain_connect(socket, e))?;
     live(path, as_of, remote)
 }
 

@@ -41,6 +41,7 @@ pub fn execute(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> any
         as_of: config.as_of,
         socket: config.socket.as_deref(),
         socket_named_by: config.socket_named_by,
+        timeout: config.timeout,
         style: config.style,
         progress: config.progress,
         no_color: config.no_color,

@@ -28,8 +28,9 @@ fn help_documents_every_exit_code() {
         "     damaged database\n",
         "  5  any other I/O or database error (missing database, not a folder, newer format, ...)\n",
         "  101  a bug in sessctl (it says so; please report it)\n",
-        "  SESSCTL_DB      the database folder when --db is not given\n",
-        "  SESSCTL_SOCKET  the admin socket when --socket is not given\n",
+        "  SESSCTL_DB       the database folder when --db is not given\n",
+        "  SESSCTL_SOCKET   the admin socket when --socket is not given\n",
+        "  SESSCTL_TIMEOUT  the admin socket's timeout when --timeout is not given\n",
     ] {
         assert!(out.stdout.contains(line), "missing {line:?} in\n{}", out.stdout);
     }

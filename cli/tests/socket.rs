@@ -558,3 +558,77 @@ fn a_full_admin_socket_is_reported_as_refused() {
     );
     drop(clients);
 }
+
+/// A hung application: its admin socket accepts connections into the queue and never answers.
+/// `--timeout` (or `SESSCTL_TIMEOUT`) is how long sessctl waits for it at a time, so the
+/// operator learns it in a fraction of a second instead of the default's 20.
+#[test]
+fn timeout_is_how_long_sessctl_waits_for_a_hung_application() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let held = Store::open(&db).expect("open");
+    let socket = sessdb::RemoteAdmin::default_socket(&db);
+    let _hung = UnixListener::bind(&socket).expect("bind");
+    let unanswered = format!(
+        "the application behind the admin socket {} did not answer within 50 ms (is it \
+         stopped or hung?)\n",
+        socket.display()
+    );
+    // Found in the --db folder: the database is held, and the socket does not answer.
+    let held_by = format!(
+        "error: the database at {} is held by another process (sled allows one process at a \
+         time), and its admin socket does not answer: {unanswered}",
+        db.display()
+    );
+    expect(
+        on(&db).args(["--timeout", "0.05", "stats"]),
+        3,
+        "",
+        &held_by,
+    );
+    expect(
+        on(&db).env("SESSCTL_TIMEOUT", "0.05").arg("stats"),
+        3,
+        "",
+        &held_by,
+    );
+    // Named with --socket: the wait for the handshake is the error.
+    expect(
+        on(&db)
+            .arg("--socket")
+            .arg(&socket)
+            .args(["stats", "--timeout=0.05"]),
+        5,
+        "",
+        &format!("error: {unanswered}"),
+    );
+    drop(held);
+}
+
+#[test]
+fn a_bad_timeout_is_a_usage_error_naming_where_it_came_from() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    for bad in ["0", "-1", "soon", "NaN", "3601"] {
+        expect(
+            on(&db).arg(format!("--timeout={bad}")).arg("stats"),
+            2,
+            "",
+            &format!(
+                "error: --timeout: {bad:?} is not a number of seconds between 0.001 and 3600\n"
+            ),
+        );
+    }
+    expect(
+        on(&db).env("SESSCTL_TIMEOUT", "10s").arg("stats"),
+        2,
+        "",
+        "error: SESSCTL_TIMEOUT: \"10s\" is not a number of seconds between 0.001 and 3600\n",
+    );
+    // Set empty, it counts as unset: the default.
+    let out = run(at_t0(&db)
+        .env("SESSCTL_TIMEOUT", "")
+        .args(["stats", "--json"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    assert_eq!(json_lines(&out.stdout)[0]["live"], 3);
+}

@@ -35,6 +35,7 @@ pub fn sessctl(db: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(sessctl_bin());
     cmd.env_remove("SESSCTL_DB")
         .env_remove("SESSCTL_SOCKET")
+        .env_remove("SESSCTL_TIMEOUT")
         .env_remove("NO_COLOR")
         .arg("--db")
         .arg(db)

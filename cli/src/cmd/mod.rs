@@ -14,6 +14,7 @@ pub mod tui;
 
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use sessdb::RemoteAdmin;
 use time::OffsetDateTime;
@@ -34,6 +35,8 @@ pub struct Ctx<'a> {
     pub socket: Option<&'a Path>,
     /// What named the socket, `--socket` or `SESSCTL_SOCKET`.
     pub socket_named_by: &'static str,
+    /// How long to wait at a time for an application's admin socket (`--timeout`).
+    pub timeout: Duration,
     /// Colours for stdout.
     pub style: Style,
     /// Whether to draw progress bars on stderr.
@@ -81,8 +84,8 @@ impl Ctx<'_> {
             self.refuse_future_write()?;
         }
         let db = match self.socket {
-            Some(socket) => db::open_socket(self.db, socket, self.as_of)?,
-            None => db::open(self.db, self.as_of, access)?,
+            Some(socket) => db::open_socket(self.db, socket, self.as_of, self.timeout)?,
+            None => db::open(self.db, self.as_of, access, self.timeout)?,
         };
         if let Database::Remote(remote) = &db {
             let other = self

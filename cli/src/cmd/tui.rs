@@ -62,12 +62,14 @@ impl Tui {
         match &db {
             // The header's counts read every record: on a connection of their own, so that
             // keys never queue behind them. If a second one is refused, they share.
-            Database::Remote(remote) => match RemoteAdmin::connect(remote.socket_path()) {
-                Ok(counter) => {
-                    sessdb_tui::run_with_counter(db.admin(), Arc::new(counter), options)?
+            Database::Remote(remote) => {
+                match RemoteAdmin::connect_with_timeout(remote.socket_path(), remote.timeout()) {
+                    Ok(counter) => {
+                        sessdb_tui::run_with_counter(db.admin(), Arc::new(counter), options)?
+                    }
+                    Err(_) => sessdb_tui::run(db.admin(), options)?,
                 }
-                Err(_) => sessdb_tui::run(db.admin(), options)?,
-            },
+            }
             Database::Direct(_) => sessdb_tui::run(db.admin(), options)?,
         }
         Ok(Exit::Success)
