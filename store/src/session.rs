@@ -63,13 +63,18 @@ impl fmt::Debug for Session {
     }
 }
 
-/// What a save wrote, when another request may have touched the session since it was loaded.
+/// What a save wrote, when another request may have written the session since it was loaded.
 enum OverTouches {
-    /// The record's bytes and where its data starts.
+    /// The session as this handle holds it: the record's bytes and where its data starts.
     Wrote((IVec, usize)),
-    /// Nothing: the record another request stored (bytes, where its data starts, its head)
-    /// already holds everything, a touch included.
-    Stored(IVec, usize, Head),
+    /// The record another request stored, which the handle takes on: it had nothing of its
+    /// own to write but a touch. `wrote` says whether that touch was written on top of the
+    /// record (these are then the bytes written) or was no longer due.
+    Theirs {
+        bytes: IVec,
+        record: LazyRecord,
+        wrote: bool,
+    },
 }
 
 impl Session {
@@ -435,8 +440,12 @@ impl Session {
     /// touch interval longer than the idle timeout would otherwise let a session in use
     /// expire untouched).
     fn touch_due(&self, expires_at: i64, stored: i64) -> bool {
-        let touch =
-            duration_ms(self.store.inner.config.touch_interval).min(self.head.idle_timeout_ms / 2);
+        self.touch_due_with(self.head.idle_timeout_ms, expires_at, stored)
+    }
+
+    /// [`Session::touch_due`] for a session whose idle timeout is `idle_timeout_ms`.
+    fn touch_due_with(&self, idle_timeout_ms: i64, expires_at: i64, stored: i64) -> bool {
+        let touch = duration_ms(self.store.inner.config.touch_interval).min(idle_timeout_ms / 2);
         expires_at.saturating_sub(stored) >= touch.max(1)
     }
 
@@ -451,10 +460,13 @@ impl Session {
     /// Writes the session if it changed, or if a touch is due (the idle deadline moved by at
     /// least the touch interval). Otherwise writes nothing.
     ///
-    /// A touch never conflicts: when another request only touched the session since this one
+    /// A touch never conflicts. When another request only touched the session since this one
     /// loaded it (it read the session, and its save moved the deadline), this save goes on top
-    /// of that touch, and writes nothing if all it had to write was a touch. So requests that
-    /// only read a session never fail each other, nor one that changes it.
+    /// of that touch, and writes nothing if all it had to write was a touch. When this handle
+    /// changed nothing, its touch goes on top of whatever another request stored, changes
+    /// included (or writes nothing if that write already moved the deadline far enough), and
+    /// the handle then holds that stored session. So requests that only read a session never
+    /// fail each other, nor one that changes it.
     ///
     /// # Errors
     /// [`Error::Conflict`] if another writer changed the session since it was loaded (its
@@ -505,7 +517,9 @@ impl Session {
             // one session over its limit, never an index out of step.
             let evicted = match written {
                 OverTouches::Wrote(_) => self.store.evict(&victims),
-                OverTouches::Stored(..) => Ok(()),
+                // Only a changed principal has victims, and a handle with changes never takes
+                // another request's record.
+                OverTouches::Theirs { .. } => Ok(()),
             };
             (written, evicted)
         };
@@ -513,21 +527,30 @@ impl Session {
         match written {
             // The record is written whether or not the eviction failed.
             OverTouches::Wrote((bytes, data_at)) => self.written(bytes, data_at, next),
-            // Nothing to write after all: the session is what another request stored.
-            OverTouches::Stored(bytes, data_at, head) => {
-                self.written(bytes, data_at, head);
-                self.store.inner.counters.skipped();
-                return Ok(());
+            OverTouches::Theirs {
+                bytes,
+                record,
+                wrote,
+            } => {
+                self.stored = Some((bytes.clone(), record.head.stored()));
+                self.head = record.head;
+                self.data = Data::loaded(bytes, record.data_at, record.data);
+                self.dirty = false;
+                if !wrote {
+                    // Nothing to write after all: the session is what another request stored.
+                    self.store.inner.counters.skipped();
+                    return Ok(());
+                }
             }
         }
         evicted?;
         self.store.sync()
     }
 
-    /// After `conflict`: if another writer only touched the session since it was loaded (a
-    /// request that read it), writes `next` on top of that touch, or nothing if `next` is
-    /// itself only a touch that is no longer due. Anything else that changed gives `conflict`
-    /// back. Called under the key lock.
+    /// After `conflict`, under the key lock. A handle that changed nothing puts its touch on
+    /// top of whatever another request stored ([`Session::touch_over`]). A handle with changes
+    /// writes `next` on top of the stored record only if other writers merely touched it since
+    /// the load (requests that read it); anything else that changed gives `conflict` back.
     fn save_over_touches(
         &self,
         conflict: Error,
@@ -537,6 +560,9 @@ impl Session {
         let Some((base, _)) = &self.stored else {
             return Err(conflict);
         };
+        if !self.dirty {
+            return self.touch_over(conflict, next);
+        }
         let Some((current, record)) = self.store.touched_since(&self.handle, base)? else {
             return Err(conflict);
         };
@@ -545,13 +571,58 @@ impl Session {
         next.version = theirs.version.wrapping_add(1);
         next.last_access = next.last_access.max(theirs.last_access);
         next.expires_at = next.expiry_if_accessed_at(next.last_access);
-        if !self.dirty && !self.touch_due(next.expires_at, theirs.expires_at) {
-            return Ok(OverTouches::Stored(current, record.data_at, theirs));
-        }
         let old = (&current, &theirs.stored());
         self.store
             .write_locked(&self.handle, Some(old), next, data)
             .map(OverTouches::Wrote)
+    }
+
+    /// The touch of a handle that changed nothing (`next` is its head with the touch), after
+    /// another request wrote the session since the load: written on top of the stored record,
+    /// whose data and settings stay as that request left them, or nothing if that record's
+    /// deadline is already within the touch interval of this one. Either way the handle then
+    /// holds the stored session. A stored record that has expired meanwhile is
+    /// [`Error::NotFound`]: a touch never brings it back.
+    fn touch_over(&self, conflict: Error, next: &Head) -> Result<OverTouches> {
+        let Some((current, record)) = self.store.stored_record(&self.handle)? else {
+            return Err(conflict);
+        };
+        let theirs = &record.head;
+        if theirs.is_expired(self.store.now()) {
+            return Err(Error::NotFound {
+                handle: self.handle.to_string(),
+            });
+        }
+        self.store.inner.counters.conflict_resolved();
+        let mut touched = theirs.clone();
+        touched.version = theirs.version.wrapping_add(1);
+        touched.last_access = next.last_access.max(theirs.last_access);
+        touched.expires_at = touched.expiry_if_accessed_at(touched.last_access);
+        if !self.touch_due_with(
+            theirs.idle_timeout_ms,
+            touched.expires_at,
+            theirs.expires_at,
+        ) {
+            return Ok(OverTouches::Theirs {
+                bytes: current,
+                record,
+                wrote: false,
+            });
+        }
+        let old = (&current, &theirs.stored());
+        let data = current.get(record.data_at..).unwrap_or_default();
+        let (bytes, data_at) =
+            self.store
+                .write_locked(&self.handle, Some(old), &mut touched, data)?;
+        Ok(OverTouches::Theirs {
+            bytes,
+            record: LazyRecord {
+                head: touched,
+                data_at,
+                data: record.data,
+            },
+            wrote: true,
+        })
     }
 
     /// Gives the session a new random id, keeping its data and principal, and writes it: the

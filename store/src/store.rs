@@ -679,15 +679,24 @@ impl Store {
         handle: &Handle,
         base: &[u8],
     ) -> Result<Option<(IVec, LazyRecord)>> {
-        let Some(current) = self.inner.sessions.get(handle.as_bytes())? else {
+        let Some((current, now)) = self.stored_record(handle)? else {
             return Ok(None);
         };
-        let (Ok(now), Ok(then)) = (decode_lazy(&current), decode_lazy(base)) else {
+        let Ok(then) = decode_lazy(base) else {
             return Ok(None);
         };
         let touched_only = current[now.data_at..] == base[then.data_at..]
             && now.head.same_apart_from_touch(&then.head);
         Ok(touched_only.then_some((current, now)))
+    }
+
+    /// The record stored under `handle` and its lazy decode; `None` if there is none or it
+    /// does not decode.
+    pub(crate) fn stored_record(&self, handle: &Handle) -> Result<Option<(IVec, LazyRecord)>> {
+        let Some(current) = self.inner.sessions.get(handle.as_bytes())? else {
+            return Ok(None);
+        };
+        Ok(decode_lazy(&current).ok().map(|record| (current, record)))
     }
 
     pub(crate) fn refuse_expired(

@@ -723,6 +723,78 @@ fn two_requests_that_only_read_a_due_session_both_save() {
     assert_eq!(stored.get::<Vec<i32>>("cart").unwrap(), Some(vec![3]));
 }
 
+/// A request that only reads a session, while a parallel request of the page changes it: the
+/// reader's save never fails. Its touch goes on top of the change, or writes nothing when the
+/// change already moved the deadline, and the reader then holds the changed session. Before,
+/// it failed with `Conflict` whenever its touch was due.
+#[test]
+fn a_reader_saves_on_top_of_a_parallel_change() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.insert("cart", &vec![1]).unwrap();
+    s.save().unwrap();
+    let id = *s.id();
+    f.advance(120);
+    let mut changer = f.store.load(&id).unwrap().unwrap();
+    let mut reader = f.store.load(&id).unwrap().unwrap();
+    assert_eq!(reader.get::<Vec<i32>>("cart").unwrap(), Some(vec![1]));
+    changer.insert("cart", &vec![1, 2]).unwrap();
+    changer.save().unwrap();
+    let before = f.store.counters();
+    reader.save().unwrap();
+    let after = f.store.counters();
+    // The change moved the deadline: nothing left to write.
+    assert_eq!(
+        (
+            after.writes - before.writes,
+            after.skipped_saves - before.skipped_saves,
+            after.conflicts - before.conflicts
+        ),
+        (0, 1, 0)
+    );
+    assert_eq!(reader.get::<Vec<i32>>("cart").unwrap(), Some(vec![1, 2]));
+    assert_eq!(reader.version(), changer.version());
+
+    // A reader whose touch is still due after the change writes it, keeping the change.
+    f.advance(120);
+    let mut changer = f.store.load(&id).unwrap().unwrap();
+    let mut reader = f.store.load(&id).unwrap().unwrap();
+    changer.set_principal(Some("alice")).unwrap();
+    changer.insert("csrf", &"t").unwrap();
+    changer.save().unwrap();
+    f.advance(70); // past the 60 s touch interval
+    reader.save().unwrap();
+    let stored = f.store.load(&id).unwrap().unwrap();
+    assert_eq!(stored.get::<Vec<i32>>("cart").unwrap(), Some(vec![1, 2]));
+    assert_eq!(stored.get::<String>("csrf").unwrap().as_deref(), Some("t"));
+    assert_eq!(stored.principal(), Some("alice"));
+    assert_eq!(stored.last_access(), reader.last_access());
+    assert_eq!(
+        stored.last_access(),
+        changer.last_access() + Duration::from_secs(70)
+    );
+    assert_eq!(stored.version(), reader.version());
+    assert_eq!(reader.get::<String>("csrf").unwrap().as_deref(), Some("t"));
+    assert_eq!(f.store.sessions_of("alice").unwrap().len(), 1);
+    assert!(sessdb::Admin::check(&f.store).unwrap().is_clean());
+    // The reader holds what is stored: its next change saves without a conflict.
+    reader.insert("cart", &vec![3]).unwrap();
+    reader.save().unwrap();
+    let stored = f.store.load(&id).unwrap().unwrap();
+    assert_eq!(stored.get::<Vec<i32>>("cart").unwrap(), Some(vec![3]));
+    assert_eq!(stored.get::<String>("csrf").unwrap().as_deref(), Some("t"));
+
+    // A change that ended the session (its absolute deadline moved to now) is not brought
+    // back by a reader's touch.
+    f.advance(120);
+    let mut changer = f.store.load(&id).unwrap().unwrap();
+    let mut reader = f.store.load(&id).unwrap().unwrap();
+    changer.set_absolute_deadline(sessdb::Admin::now(&f.store));
+    changer.save().unwrap();
+    assert!(matches!(reader.save(), Err(Error::NotFound { .. })));
+    assert!(f.store.load(&id).unwrap().is_none());
+}
+
 /// A request that changes the session, loaded before another request's touch: its save goes
 /// on top of the touch (keeping the later last access), not a conflict. A change by the other
 /// request is still a conflict.

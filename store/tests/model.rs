@@ -449,9 +449,31 @@ impl Model {
         match self.record(&open.id) {
             // A save that fails writes nothing, and so evicts nobody.
             None => (Outcome::NotFound, None, Vec::new()),
+            // Written by another handle since it was loaded, and this one changed nothing: its
+            // touch goes on top of the stored record, changes and all, or writes nothing if
+            // that record's deadline is within the touch interval; the handle then holds what
+            // is stored. A stored record that has expired is not brought back.
+            Some(r)
+                if r.version != open.base.version && !open.dirty && open.base.is_live(self.now) =>
+            {
+                if !r.is_live(self.now) {
+                    return (Outcome::NotFound, None, Vec::new());
+                }
+                let last_access = next.last_access.max(r.last_access);
+                let touched = Rec {
+                    version: r.version + 1,
+                    last_access,
+                    expires: (last_access + r.idle).min(r.absolute),
+                    ..r.clone()
+                };
+                if touched.expires - r.expires < TOUCH_MS.min(r.idle / 2).max(1) {
+                    (Outcome::Skipped, Some(r.clone()), Vec::new())
+                } else {
+                    (Outcome::Written, Some(touched), Vec::new())
+                }
+            }
             // Only touched since it was loaded (by a handle whose save wrote nothing else): the
-            // save goes on top of the touch, and a touch of its own that is no longer due
-            // writes nothing, leaving the handle with what is stored.
+            // save goes on top of the touch.
             Some(r)
                 if r.version != open.base.version
                     && open.base.is_live(self.now)
@@ -464,11 +486,7 @@ impl Model {
                     expires: (last_access + next.idle).min(next.absolute),
                     ..next
                 };
-                if !open.dirty && next.expires - r.expires < touch {
-                    (Outcome::Skipped, Some(r.clone()), Vec::new())
-                } else {
-                    (Outcome::Written, Some(next), victims)
-                }
+                (Outcome::Written, Some(next), victims)
             }
             Some(r) if r.version != open.base.version => (Outcome::Conflict, None, Vec::new()),
             // A save never brings back a session that expired after it was loaded.
