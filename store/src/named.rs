@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::id::SessionId;
-use crate::session::Session;
+use crate::session::{validate_metadata, Session};
 use crate::store::{lock, Store};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -16,7 +16,8 @@ impl Store {
     /// The session's id is [`SessionId::named`]`(name)` and its label is the name. While
     /// `init` runs (typically a login against a remote API), other callers asking for the same
     /// name wait and then get its result, so `init` runs once. If `init` fails, nothing is
-    /// saved and the error is returned.
+    /// saved and the error is returned: a session that `init` saved before it failed is
+    /// removed again, so the next call runs `init` afresh.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -35,9 +36,10 @@ impl Store {
     /// id, so it is refused: that session is removed and the call fails with [`Error::Init`].
     ///
     /// # Errors
-    /// [`Error::Init`] wrapping the error of `init`, or for a save and then a `cycle_id` in it; [`Error::Corrupt`] if the record stored
-    /// under the name cannot be read (`sessctl check --repair` removes it); errors of the save
-    /// or of storage.
+    /// [`Error::Init`] wrapping the error of `init`, or for a save and then a `cycle_id` in it;
+    /// [`Error::InvalidField`] for a name over 4,096 bytes (the name is the session's label);
+    /// [`Error::Corrupt`] if the record stored under the name cannot be read (`sessctl check
+    /// --repair` removes it); errors of the save or of storage.
     pub fn get_or_create<E>(
         &self,
         name: &str,
@@ -66,6 +68,7 @@ impl Store {
     where
         E: Into<BoxError>,
     {
+        validate_metadata("session name", Some(name))?;
         let id = SessionId::named(name);
         let name_lock = self.name_lock(&id);
         let result = {
@@ -109,10 +112,17 @@ impl Store {
         let mut session = self.create();
         session.set_named_id(id);
         session.set_label(Some(name))?;
-        init(&mut session).map_err(|e| Error::Init {
-            name: name.to_string(),
-            source: e.into(),
-        })?;
+        if let Err(e) = init(&mut session) {
+            if !session.is_new() {
+                // Saved by `init` before it failed: half made, and found by the next call,
+                // which would then not run `init` at all.
+                session.invalidate()?;
+            }
+            return Err(Error::Init {
+                name: name.to_string(),
+                source: e.into(),
+            });
+        }
         if session.id() != &id {
             if !session.is_new() {
                 // Saved and then rotated inside `init`: stored where no call will look, so

@@ -247,6 +247,60 @@ fn failed_init_saves_nothing_and_reports_the_cause() {
     assert!(f.store.load(&SessionId::named("flaky")).unwrap().is_none());
 }
 
+/// An `init` that saved the session and then failed: the half-made session is removed, so the
+/// next call runs `init` afresh instead of handing it out. Before, the next call found it and
+/// never ran `init`.
+#[test]
+fn a_failed_init_that_saved_leaves_nothing_for_the_next_call() {
+    let f = fixture();
+    let err = f
+        .store
+        .get_or_create("svc", |s| {
+            s.insert("user", "bob")?;
+            s.save()?;
+            Err::<(), Box<dyn std::error::Error + Send + Sync>>("identity service down".into())
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Init { .. }), "{err}");
+    assert!(f.store.load(&SessionId::named("svc")).unwrap().is_none());
+    assert!(f.store.check().unwrap().is_clean());
+    let mut ran = false;
+    let s = f
+        .store
+        .get_or_create("svc", |s| {
+            ran = true;
+            s.insert("token", "t")
+        })
+        .unwrap();
+    assert!(ran);
+    assert_eq!(s.get::<String>("token").unwrap().as_deref(), Some("t"));
+    assert_eq!(s.get::<String>("user").unwrap(), None);
+}
+
+/// A name is the session's label, with the label's limit: a longer one is refused as a name,
+/// before anything is looked up or run.
+#[test]
+fn a_name_over_the_label_limit_is_refused_as_a_name() {
+    let f = fixture();
+    let name = "n".repeat(4097);
+    let err = f
+        .store
+        .get_or_create(&name, |_| -> Result<(), Error> {
+            panic!("init must not run")
+        })
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid session name: it is 4097 bytes, over the limit of 4096"
+    );
+    let at_limit = "n".repeat(4096);
+    let s = f
+        .store
+        .get_or_create(&at_limit, |_| Ok::<(), Error>(()))
+        .unwrap();
+    assert_eq!(s.label(), Some(at_limit.as_str()));
+}
+
 /// The parallel requests of one page, each loading the session, reading it and saving it, once
 /// a touch is due: none fails, and one touch is written per round.
 #[test]
