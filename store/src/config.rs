@@ -238,6 +238,7 @@ impl Builder {
     /// waiting up to half a second: sled lets go of a dropped database's lock from a background
     /// thread, so a store reopened at once in the same process may find it briefly held),
     /// [`Error::Missing`](crate::Error::Missing) when it does not exist and `create` is off,
+    /// [`Error::EmptyPath`](crate::Error::EmptyPath) for an empty `path`,
     /// [`Error::NotADirectory`](crate::Error::NotADirectory),
     /// [`Error::NewerFormat`](crate::Error::NewerFormat), or an I/O or storage error.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {

@@ -32,6 +32,10 @@ pub enum Error {
         /// The database folder.
         path: PathBuf,
     },
+    /// The path given to open a store is empty (an unset variable, say), which would otherwise
+    /// open the current folder as the database.
+    #[error("the database path is empty (\".\" names the current folder)")]
+    EmptyPath,
     /// The database folder does not exist and the store was told not to create one.
     #[error("no database at {path}")]
     Missing {
@@ -94,12 +98,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// Another writer saved the session since it was loaded; nothing was written.
-    #[error("session {handle} was changed by another writer since it was loaded (expected version {expected})")]
+    /// Another writer saved the session since it was loaded; nothing was written. For a
+    /// session never saved (`expected` 0: [`Store::create_with_id`](crate::Store::create_with_id),
+    /// a named session), a session is already stored under its id.
+    #[error("{}", conflict_message(handle, *expected))]
     Conflict {
         /// The storage handle of the session.
         handle: String,
-        /// The version this handle loaded.
+        /// The version this handle loaded; 0 for a session never saved.
         expected: u64,
     },
     /// A session was not found (unknown, expired or invalidated, or rotated away: another
@@ -289,6 +295,20 @@ impl From<sled::Error> for Error {
 
 /// A timeout as a person reads it: whole seconds, or milliseconds below ten seconds when
 /// they are not whole.
+fn conflict_message(handle: &str, expected: u64) -> String {
+    if expected == 0 {
+        format!(
+            "session {handle} is already stored: a new session's id is taken (nothing was \
+             written)"
+        )
+    } else {
+        format!(
+            "session {handle} was changed by another writer since it was loaded (expected \
+             version {expected})"
+        )
+    }
+}
+
 fn span(d: std::time::Duration) -> String {
     if d.subsec_nanos() == 0 || d.as_secs() >= 10 {
         format!("{} s", d.as_secs())

@@ -174,6 +174,9 @@ impl Store {
     }
 
     pub(crate) fn open_with(path: &Path, config: Config) -> Result<Store> {
+        if path.as_os_str().is_empty() {
+            return Err(Error::EmptyPath);
+        }
         match fs::metadata(path) {
             Ok(m) if !m.is_dir() => {
                 return Err(Error::NotADirectory {
@@ -664,10 +667,6 @@ impl Store {
         Ok((bytes, data_at))
     }
 
-    /// A session that expired after it was loaded is not brought back by a write through that
-    /// handle: `NotFound` if the record is still the expired one (or gone), `Conflict` if
-    /// another writer changed it since (a retry loads the current state). The caller holds the
-    /// key lock.
     /// The record stored under `handle`, when it differs from `base` (the bytes a session was
     /// loaded from) only by touches: the last access, the deadline, the expiry entry's place
     /// and the version; the data and every other field as they were. A save through a handle
@@ -699,6 +698,10 @@ impl Store {
         Ok(decode_lazy(&current).ok().map(|record| (current, record)))
     }
 
+    /// A session that expired after it was loaded is not brought back by a write through that
+    /// handle: `NotFound` if the record is still the expired one (or gone), `Conflict` if
+    /// another writer changed it since (a retry loads the current state). The caller holds the
+    /// key lock.
     pub(crate) fn refuse_expired(
         &self,
         handle: &Handle,

@@ -475,6 +475,63 @@ fn read_only_store_refuses_writes_and_keeps_expired_sessions() {
     assert_eq!(sessdb::Admin::stats(&f.store).unwrap().expired, 1);
 }
 
+/// An empty path (an unset variable, say) names no folder; sled would take it for the
+/// current one and make its files there.
+#[test]
+fn an_empty_path_is_refused_and_creates_nothing() {
+    for builder in [Store::builder(), Store::builder().read_only(true)] {
+        let err = builder.open("").unwrap_err();
+        assert!(matches!(err, Error::EmptyPath), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "the database path is empty (\".\" names the current folder)"
+        );
+    }
+    // The tests run in the crate's folder, which holds no database files.
+    assert!(!std::path::Path::new("conf").exists());
+    assert!(!std::path::Path::new("db").exists());
+}
+
+/// The first save of a session made with an id that is already stored writes nothing and
+/// says the id is taken; "changed by another writer since it was loaded" would blame a
+/// load that never happened.
+#[test]
+fn a_new_session_whose_id_is_taken_says_so() {
+    let f = fixture();
+    let id = SessionId::random();
+    let mut first = f.store.create_with_id(id);
+    first.insert("n", &1).unwrap();
+    first.save().unwrap();
+    let mut second = f.store.create_with_id(id);
+    second.insert("n", &2).unwrap();
+    let err = second.save().unwrap_err();
+    assert!(err.is_conflict());
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "session {} is already stored: a new session's id is taken (nothing was written)",
+            id.handle()
+        )
+    );
+    assert_eq!(
+        f.store.load(&id).unwrap().unwrap().get::<i32>("n").unwrap(),
+        Some(1)
+    );
+    // A loaded session that another writer changed keeps the other message.
+    let mut a = f.store.load(&id).unwrap().unwrap();
+    let mut b = f.store.load(&id).unwrap().unwrap();
+    a.insert("n", &3).unwrap();
+    a.save().unwrap();
+    b.insert("n", &4).unwrap();
+    assert_eq!(
+        b.save().unwrap_err().to_string(),
+        format!(
+            "session {} was changed by another writer since it was loaded (expected version 1)",
+            id.handle()
+        )
+    );
+}
+
 #[test]
 fn missing_folder_is_not_created_when_told_not_to() {
     let dir = tempfile::tempdir().unwrap();
