@@ -390,6 +390,11 @@ fn read_frame(from: &mut UnixStream) -> io::Result<Vec<u8>> {
 /// closes the connection when the answer to the request comes, in place of passing it on.
 /// The request has run; the client cannot know.
 fn dying_after_the_request(path: &Path, to: &Path) {
+    dying_after_answers(path, to, 0);
+}
+
+/// [`dying_after_the_request`], after passing `answers` answers on whole (one frame each).
+fn dying_after_answers(path: &Path, to: &Path, answers: usize) {
     let listener = UnixListener::bind(path).expect("bind the proxy");
     let to = to.to_path_buf();
     std::thread::spawn(move || {
@@ -400,8 +405,10 @@ fn dying_after_the_request(path: &Path, to: &Path) {
             let mut to_server = server.try_clone().expect("clone");
             std::thread::spawn(move || io::copy(&mut from_client, &mut to_server));
             std::thread::spawn(move || {
-                if let Ok(hello) = read_frame(&mut server) {
-                    let _ = client.write_all(&hello);
+                for _ in 0..=answers {
+                    if let Ok(frame) = read_frame(&mut server) {
+                        let _ = client.write_all(&frame);
+                    }
                 }
                 // The answer begins: the request is done.
                 let _ = server.read(&mut [0; 1]);
@@ -499,6 +506,46 @@ fn an_import_cut_off_by_the_application_says_what_a_rerun_does() {
         "a dry run writes nothing, so running the same command again with the same file is \
          safe",
     );
+}
+
+/// An invalidate of several sessions cut off by the application partway says how many it
+/// ended before the failure, and which one was in flight: a rerun would otherwise call the
+/// ended ones unknown.
+#[test]
+fn an_invalidate_cut_off_partway_says_how_many_it_ended() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let app = application(&db);
+    let socket = db.join("admin.sock");
+    let dying = dir.path().join("dying.sock");
+    dying_after_answers(&dying, &socket, 1);
+    let (h1, h2, api) = (handle(1), handle(2), common::api_handle());
+    let out = run(sessctl()
+        .arg("--socket")
+        .arg(&dying)
+        .args(["invalidate", &h1, &h2, &api]));
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (5, "invalidated 1 session\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.ends_with(&format!(
+            "error: invalidating session {h2} (2 of 3) failed; the 1 session after it was not \
+             tried: the application behind the admin socket {} closed the connection\n",
+            dying.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(app.load(&common::id(1)).expect("load").is_none());
+    // The one in flight ran; the application could not say so.
+    assert!(app.load(&common::id(2)).expect("load").is_none());
+    assert!(app
+        .load(&sessdb::SessionId::named(common::API_CLIENT))
+        .expect("load")
+        .is_some());
 }
 
 #[test]

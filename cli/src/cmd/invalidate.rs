@@ -5,6 +5,15 @@ use crate::db::Access;
 use crate::exit::{Exit, Failure};
 use crate::output::printable;
 use crate::target::{not_found, Named};
+use sessdb::Target;
+
+/// How a session is named in a message: by its handle (a session id is a secret).
+fn handle_of(target: &Target) -> String {
+    match target {
+        Target::Handle(h) => format!("session {h}"),
+        Target::Id(id) => format!("session {}", id.handle()),
+    }
+}
 
 /// `invalidate <HANDLE|SESSION-ID>...` or `invalidate --principal P`
 #[derive(Debug)]
@@ -34,17 +43,41 @@ impl Invalidate {
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 let mut removed = 0u64;
                 let mut missing = Vec::new();
-                for target in &targets {
-                    if admin.invalidate(target)? {
-                        removed += 1;
-                    } else {
-                        missing.push(target);
+                let mut failed = None;
+                for (i, target) in targets.iter().enumerate() {
+                    match admin.invalidate(target) {
+                        Ok(true) => removed += 1,
+                        Ok(false) => missing.push(target),
+                        Err(e) => {
+                            failed = Some((i, e));
+                            break;
+                        }
                     }
                 }
+                // What was done is said even when a later one failed: a rerun would otherwise
+                // report those sessions as unknown.
                 writeln!(ctx.out, "invalidated {}", plural(removed, "session"))?;
                 ctx.out.flush()?;
                 for target in &missing {
                     writeln!(ctx.err, "error: {}", not_found(target))?;
+                }
+                if let Some((i, e)) = failed {
+                    let rest = targets.len() - i - 1;
+                    let untried = if rest == 0 {
+                        String::new()
+                    } else {
+                        let were = if rest == 1 { "was" } else { "were" };
+                        format!(
+                            "; the {} after it {were} not tried",
+                            plural(rest as u64, "session")
+                        )
+                    };
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "invalidating {} ({} of {}) failed{untried}",
+                        handle_of(&targets[i]),
+                        i + 1,
+                        targets.len(),
+                    )));
                 }
                 Ok(if missing.is_empty() {
                     Exit::Success
