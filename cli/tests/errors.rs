@@ -404,7 +404,9 @@ fn a_damaged_database_is_reported_without_a_panic() {
         for (name, bytes) in &files {
             let mut bytes = bytes.clone();
             if name == "db" {
-                bytes[offset..offset + 200].fill(0xab);
+                // The log's length varies from run to run: an offset may be near its end.
+                let end = (offset + 200).min(bytes.len());
+                bytes[offset..end].fill(0xab);
             }
             fs::write(copy.join(name), bytes).expect("write");
         }
