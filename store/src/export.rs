@@ -235,10 +235,13 @@ fn max_line(limit: usize) -> usize {
 }
 
 /// Reads one line of at most `max` bytes (without the newline). `Ok(None)` at the end of input;
-/// `Err(len)` for an overlong line, which is skipped up to its newline.
+/// `Err(len)` for an overlong line, which is skipped up to its newline if `skip`, or else left
+/// as soon as it passes `max` (`len` is then what was read of it: a header that long ends the
+/// import, and input with no newline, `/dev/zero` say, must not be read to its end first).
 fn read_line(
     input: &mut dyn BufRead,
     max: usize,
+    skip: bool,
     buf: &mut Vec<u8>,
 ) -> io::Result<Option<Result<(), usize>>> {
     buf.clear();
@@ -266,6 +269,9 @@ fn read_line(
         }
         let used = found.map_or(part.len(), |i| i + 1);
         input.consume(used);
+        if too_long > 0 && !skip {
+            return Ok(Some(Err(too_long)));
+        }
         if found.is_some() {
             if buf.last() == Some(&b'\r') {
                 buf.pop();
@@ -605,7 +611,7 @@ fn read_export(
     let mut seen: HashMap<Handle, u64> = HashMap::new();
     let mut n = 0u64;
     let mut header_seen = false;
-    while let Some(line) = read_line(input, max, &mut buf).map_err(read_err)? {
+    while let Some(line) = read_line(input, max, header_seen, &mut buf).map_err(read_err)? {
         if report.bad_lines > 0 && !skip_bad {
             // Nothing will be written: keep no session for it (again, at no cost, after the
             // first time).
@@ -614,10 +620,13 @@ fn read_export(
         n += 1;
         let bad = |reason: String| BadLine { line: n, reason };
         if let Err(len) = line {
-            report.reject(bad(format!("line is {len} bytes, over the limit of {max}")));
             if !header_seen {
+                report.reject(bad(format!(
+                    "not a sessdb export header: the line is over {max} bytes long"
+                )));
                 return Ok(report);
             }
+            report.reject(bad(format!("line is {len} bytes, over the limit of {max}")));
             continue;
         }
         let Ok(text) = std::str::from_utf8(&buf) else {
@@ -631,6 +640,8 @@ fn read_export(
             continue;
         }
         if !header_seen {
+            // A byte order mark, as some editors on Windows write, is not part of the JSON.
+            let text = text.strip_prefix('\u{feff}').unwrap_or(text);
             if let Err(reason) = parse_header(text) {
                 report.reject(bad(reason));
                 return Ok(report);
@@ -664,8 +675,7 @@ fn read_export(
 }
 
 fn parse_header(text: &str) -> Result<(), String> {
-    let header: Header = serde_json::from_str(text)
-        .map_err(|e| format!("not a sessdb export header: {}", json_error(&e)))?;
+    let header: Header = from_json(text).map_err(|e| format!("not a sessdb export header: {e}"))?;
     if header.format != EXPORT_FORMAT {
         return Err(format!(
             "not a sessdb export: format is {:?}",
@@ -717,15 +727,35 @@ fn json_error(e: &serde_json::Error) -> String {
     }
 }
 
-/// Parses and checks one session line: its handle, and the record it will be stored as.
-fn parse_line(limit: usize, text: &str) -> Result<(Handle, Vec<u8>), String> {
-    let line: Line = serde_json::from_str(text).map_err(|e| {
+/// Parses one JSON line as a `T`. An error names the field it is in (`version: invalid value:
+/// integer `-1`, expected u64 at column 426`), and says "truncated" for a line that ends early.
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let mut path = e.path().to_string();
+        let e = e.into_inner();
+        if e.to_string().starts_with("unknown field") {
+            // The path ends in the field the message names already: its place is the parent.
+            path = path
+                .rsplit_once('.')
+                .map_or(".", |(parent, _)| parent)
+                .to_string();
+        }
         if e.is_eof() {
             format!("truncated: {}", json_error(&e))
-        } else {
+        } else if path == "." || e.is_syntax() {
             json_error(&e)
+        } else {
+            format!("{path}: {}", json_error(&e))
         }
     })?;
+    de.end().map_err(|e| json_error(&e))?;
+    Ok(value)
+}
+
+/// Parses and checks one session line: its handle, and the record it will be stored as.
+fn parse_line(limit: usize, text: &str) -> Result<(Handle, Vec<u8>), String> {
+    let line: Line = from_json(text)?;
     if let Some(p) = &line.principal {
         validate_principal(p).map_err(|e| e.to_string())?;
     }
@@ -925,6 +955,62 @@ mod tests {
                 assert_eq!(kept, 2 + after.len() as u64);
             }
         }
+    }
+
+    /// A first line longer than any header ends the import as soon as it passes the limit:
+    /// input with no newline (`/dev/zero`, a binary file) is not read to its end first.
+    #[test]
+    fn a_header_line_over_the_limit_is_not_read_to_its_end() {
+        use std::io::Read as _;
+        let endless = std::io::repeat(0).take(1 << 40);
+        let mut input = std::io::BufReader::new(endless);
+        let mut kept = 0;
+        let report = read_export(&mut input, LIMIT, false, &mut Keep::Count(&mut kept)).unwrap();
+        let max = super::max_line(LIMIT);
+        assert_eq!(report.bad_lines, 1);
+        assert_eq!(
+            report.bad[0].reason,
+            format!("not a sessdb export header: the line is over {max} bytes long")
+        );
+        let read = (1u64 << 40) - input.get_ref().limit();
+        assert!(read <= max as u64 + 64 * 1024, "read {read} bytes");
+    }
+
+    /// A byte order mark before the header, as some editors write, is not JSON: it is left
+    /// out, and the export imports.
+    #[test]
+    fn a_byte_order_mark_before_the_header_is_left_out() {
+        let lines = export();
+        let header = [&b"\xef\xbb\xbf"[..], &lines[0]].concat();
+        let mut all: Vec<&[u8]> = vec![&header];
+        all.extend(lines[1..].iter().map(Vec::as_slice));
+        let (report, kept) = counted(&input(&all), false);
+        assert_eq!((report.bad_lines, kept), (0, 3), "{report:?}");
+    }
+
+    /// An error in a typed field names the field, not only the column.
+    #[test]
+    fn a_bad_field_is_named() {
+        let lines = export();
+        let line = String::from_utf8(lines[1].clone()).unwrap();
+        let at = line.find("\"version\":").unwrap() + "\"version\":".len();
+        let end = at + line[at..].find(',').unwrap();
+        let bad = format!("{}-1{}", &line[..at], &line[end..]);
+        let (report, _) = counted(&input(&[&lines[0], bad.as_bytes()]), false);
+        assert_eq!(report.bad_lines, 1);
+        let reason = &report.bad[0].reason;
+        assert!(
+            reason.starts_with("version: invalid value: integer `-1`, expected u64 at column "),
+            "{reason}"
+        );
+        // A line that ends early says so, with no field to name.
+        let cut = &line[..line.len() / 2];
+        let (report, _) = counted(&input(&[&lines[0], cut.as_bytes()]), false);
+        assert!(
+            report.bad[0].reason.starts_with("truncated: "),
+            "{}",
+            report.bad[0].reason
+        );
     }
 
     /// The temporary file is read back as it was written; a length past the import's limit is
