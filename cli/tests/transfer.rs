@@ -489,6 +489,61 @@ fn dry_run_import_writes_nothing() {
         ),
     );
     assert!(!missing.exists());
+    // An empty folder is no database either: checked the same way, and left empty.
+    let empty = dir.path().join("empty-folder");
+    fs::create_dir(&empty).expect("mkdir");
+    expect(
+        on(&empty)
+            .args(["import", "-", "--dry-run"])
+            .write_stdin(export.clone()),
+        0,
+        "dry run, nothing written; would have imported 5, replaced 0, unchanged 0, skipped 0, \
+         bad 0\n",
+        &format!(
+            "note: an empty folder at {}: checking the file on its own, as an import that \
+             creates the database would\n",
+            empty.display()
+        ),
+    );
+    assert_eq!(fs::read_dir(&empty).expect("read_dir").count(), 0);
+}
+
+/// A rejected file leaves no trace: not the database made for it, nor the folders made above
+/// it, nor a database in the empty folder it was pointed at (which stays, empty).
+#[test]
+fn a_rejected_import_leaves_nothing_it_made() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.jsonl");
+    fs::write(&bad, "not an export\n").expect("write");
+    let nested = dir.path().join("a").join("b").join("new.sessdb");
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).expect("mkdir");
+    for db in [&nested, &empty] {
+        let out = run(on(db).arg("import").arg(&bad));
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (4, "imported 0, replaced 0, unchanged 0, skipped 0, bad 1\n"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(
+        !dir.path().join("a").exists(),
+        "folders made for the import were left"
+    );
+    assert_eq!(fs::read_dir(&empty).expect("read_dir").count(), 0);
+    // A good file into the same places makes its database there.
+    let good = dir.path().join("good.jsonl");
+    let export = run(at_t0(&fixture(dir.path())).args(["export", "--include-expired"])).stdout;
+    fs::write(&good, export).expect("write");
+    for db in [&nested, &empty] {
+        expect(
+            on(db).arg("import").arg(&good),
+            0,
+            "imported 5, replaced 0, unchanged 0, skipped 0, bad 0\n",
+            "",
+        );
+    }
 }
 
 #[test]

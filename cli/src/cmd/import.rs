@@ -57,13 +57,18 @@ impl Import {
         // behind.
         let (reader, progress) = self.input.open(ctx.progress)?;
         let mut reader = FirstLine::new(reader);
-        if self.options.dry_run && ctx.socket.is_none() && fs::symlink_metadata(ctx.db).is_err() {
+        let absent = match fs::symlink_metadata(ctx.db) {
+            Err(_) => Some("no database at"),
+            Ok(m) if m.is_dir() && is_empty_dir(ctx.db) => Some("an empty folder at"),
+            Ok(_) => None,
+        };
+        if let (true, None, Some(absent)) = (self.options.dry_run, ctx.socket, absent) {
             // Nothing to compare with: the file is checked on its own, which is exactly what
             // the import would meet, since it would make a new, empty database.
             writeln!(
                 ctx.err,
-                "note: no database at {}: checking the file on its own, as an import that \
-                 creates the database would",
+                "note: {absent} {}: checking the file on its own, as an import that creates \
+                 the database would",
                 ctx.db.display()
             )?;
             let report = sessdb::validate_export(&mut reader, &self.options)
@@ -77,16 +82,20 @@ impl Import {
         } else {
             Access::Create
         };
-        // Only a folder this run makes may be removed again: an import through an admin
-        // socket goes to the application's own database, and a dry run creates nothing.
-        let created = access == Access::Create && ctx.socket.is_none() && new_folder(ctx.db);
-        // Whether this run opened the folder it made itself (holding sled's lock on it): only
-        // then is what is in it ours. If the open failed (another process took the new folder
-        // first, say), at most the folder, if still empty, is removed.
+        // Only what this run makes may be removed again: an import through an admin socket
+        // goes to the application's own database, and a dry run creates nothing.
+        let made = if access == Access::Create && ctx.socket.is_none() {
+            Made::folders_for(ctx.db)
+        } else {
+            None
+        };
+        // Whether this run opened the database it made itself (holding sled's lock on it):
+        // only then is what is in it ours. If the open failed (another process took the new
+        // folder first, say), at most the folders it made, if still empty, are removed.
         let mut ours = false;
         let result = ctx.open(access).and_then(|db| {
             // Through a socket, the database belongs to the application: never ours to remove.
-            ours = created && matches!(db, Database::Direct(_));
+            ours = made.is_some() && matches!(db, Database::Direct(_));
             db.admin()
                 .import(&mut reader, &self.options)
                 .map_err(|e| self.input.name_read_error(e).into())
@@ -96,18 +105,16 @@ impl Import {
         let report = match result {
             Ok(report) => report,
             Err(e) => {
-                if ours {
-                    remove_new_database(ctx)?;
-                } else if created {
-                    let _ = fs::remove_dir(ctx.db);
+                if let Some(made) = &made {
+                    made.remove(ctx, ours)?;
                 }
                 return Err(e);
             }
         };
         print_bad_lines(ctx, &report)?;
-        if ours && !report.bad.is_empty() && !report.written {
+        if let (true, Some(made)) = (!report.bad.is_empty() && !report.written, &made) {
             // A rejected file leaves no trace, not even the empty database made for it.
-            remove_new_database(ctx)?;
+            made.remove(ctx, ours)?;
         }
         self.outcome(ctx, &report, reader.number())
     }
@@ -333,34 +340,85 @@ impl<R: BufRead> BufRead for FirstLine<R> {
     }
 }
 
-/// Makes the folder for a new database at `path` (owner-only, as the store makes it), and
-/// says whether this call made it. Whatever fails here is left for the store's open to
-/// report in its own words.
-fn new_folder(path: &Path) -> bool {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .is_err()
-        {
-            return false;
-        }
-    }
-    DirBuilder::new().mode(0o700).create(path).is_ok()
+/// What an import made for a database that was not there, to remove again when nothing is
+/// written: the folders it created, or none when the database folder was there, empty (what
+/// goes in it is then this run's, not the folder).
+#[derive(Debug)]
+struct Made {
+    /// The folders this run created, outermost first; the database folder last.
+    folders: Vec<PathBuf>,
 }
 
-/// Removes the database this import made, after a failure or a rejected file. Failing to
-/// is a warning: the error or report that led here is what the operator needs to see.
-fn remove_new_database(ctx: &mut Ctx<'_>) -> io::Result<()> {
-    if let Err(e) = fs::remove_dir_all(ctx.db) {
-        writeln!(
-            ctx.err,
-            "warning: cannot remove the new database {} made for this import: {e}",
-            ctx.db.display()
-        )?;
+impl Made {
+    /// Makes the database folder `path` (0700), and any missing folder above it, or takes it
+    /// as it is when it is an empty folder. `None` when it holds something (a database, say)
+    /// or cannot be made: then nothing of it is this run's to remove.
+    fn folders_for(path: &Path) -> Option<Made> {
+        if fs::symlink_metadata(path).is_ok() {
+            return (fs::metadata(path).is_ok_and(|m| m.is_dir()) && is_empty_dir(path)).then(
+                || Made {
+                    folders: Vec::new(),
+                },
+            );
+        }
+        let mut missing = vec![path.to_path_buf()];
+        let mut above = path.parent();
+        while let Some(p) = above.filter(|p| !p.as_os_str().is_empty()) {
+            if fs::symlink_metadata(p).is_ok() {
+                break;
+            }
+            missing.push(p.to_path_buf());
+            above = p.parent();
+        }
+        missing.reverse();
+        let mut folders = Vec::new();
+        for folder in missing {
+            // One that appeared meanwhile is someone else's, and so is what goes in it.
+            DirBuilder::new().mode(0o700).create(&folder).ok()?;
+            folders.push(folder);
+        }
+        Some(Made { folders })
+    }
+
+    /// Removes what this run made, after a failure or a rejected file: the database in it if
+    /// `opened` (this run held sled's lock on it, so what is in it is ours), then the folders
+    /// it created, innermost first, each only if empty. Failing to is a warning: the error or
+    /// report that led here is what the operator needs to see.
+    fn remove(&self, ctx: &mut Ctx<'_>, opened: bool) -> io::Result<()> {
+        if opened {
+            if let Err(e) = remove_contents(ctx.db) {
+                writeln!(
+                    ctx.err,
+                    "warning: cannot remove the new database {} made for this import: {e}",
+                    ctx.db.display()
+                )?;
+            }
+        }
+        for folder in self.folders.iter().rev() {
+            // Not empty: someone else's files are in it now, or removing the database failed.
+            if fs::remove_dir(folder).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Removes everything in the folder `dir`, leaving it empty.
+fn remove_contents(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(entry.path())?;
+        } else {
+            fs::remove_file(entry.path())?;
+        }
     }
     Ok(())
+}
+
+fn is_empty_dir(path: &Path) -> bool {
+    fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
 }
 
 /// `line N: reason` for each bad line the report names, then how many more it only counted.
