@@ -56,7 +56,8 @@ pub struct Args {
     /// How long to wait at a time for a running application's admin socket, in seconds
     /// [default: 10]. An application that is only busy (it answers a second connection) is
     /// waited for, however long the command takes; one that is stopped or hung is reported
-    /// (exit 3 when it holds the database, 5 through --socket) after about twice this.
+    /// (exit 3 when it holds the database, 5 through --socket) after this when connecting, and
+    /// after twice this when it falls silent during a command.
     #[arg(long, global = true, env = "SESSCTL_TIMEOUT", value_name = "SECS")]
     pub timeout: Option<String>,
 

@@ -83,14 +83,27 @@ pub fn open(
     // A socket that answers means the application is running and holds the database: ask it
     // first, rather than wait for sled's lock to fail. A socket left by a crashed application
     // does not answer, and the database is then opened directly.
+    let mut unresponsive = None;
     if has_socket {
-        if let Ok(remote) = RemoteAdmin::connect_with_timeout(&socket, timeout) {
-            return live(path, as_of, remote);
+        match RemoteAdmin::connect_with_timeout(&socket, timeout) {
+            Ok(remote) => return live(path, as_of, remote),
+            Err(e @ sessdb::Error::Unresponsive { .. }) => unresponsive = Some(e),
+            Err(_) => {}
         }
     }
     match open_direct(path, as_of.map(ManualClock::at), access) {
         Ok(store) => Ok(Database::Direct(store)),
         Err(e) => match e.downcast::<sessdb::Error>() {
+            // A stopped or hung application holds it: asking it again would only wait again.
+            Ok(locked @ sessdb::Error::Locked { .. }) if unresponsive.is_some() => {
+                let why = unresponsive
+                    .map(|e| format!("{:#}", anyhow::Error::new(e)))
+                    .unwrap_or_default();
+                Err(Failure::Held(format!(
+                    "{locked}, and its admin socket does not answer: {why}"
+                ))
+                .into())
+            }
             // It may have started meanwhile; if not, say why the socket did not help.
             Ok(locked @ sessdb::Error::Locked { .. }) if has_socket => {
                 match RemoteAdmin::connect_with_timeout(&socket, timeout) {

@@ -615,7 +615,11 @@ fn timeout_is_how_long_sessctl_waits_for_a_hung_application() {
     let db = fixture(dir.path());
     let held = Store::open(&db).expect("open");
     let socket = sessdb::RemoteAdmin::default_socket(&db);
-    let _hung = UnixListener::bind(&socket).expect("bind");
+    let hung = UnixListener::bind(&socket).expect("bind");
+    hung.set_nonblocking(true).expect("nonblocking");
+    // The connections sessctl made, still in the queue: one wait for the application, not
+    // a second one after finding the database held.
+    let connections = || std::iter::from_fn(|| hung.accept().ok()).count();
     let unanswered = format!(
         "the application behind the admin socket {} did not answer within 50 ms (is it \
          stopped or hung?)\n",
@@ -633,12 +637,14 @@ fn timeout_is_how_long_sessctl_waits_for_a_hung_application() {
         "",
         &held_by,
     );
+    assert_eq!(connections(), 1);
     expect(
         on(&db).env("SESSCTL_TIMEOUT", "0.05").arg("stats"),
         3,
         "",
         &held_by,
     );
+    assert_eq!(connections(), 1);
     // Named with --socket: the wait for the handshake is the error.
     expect(
         on(&db)
