@@ -240,6 +240,10 @@ pub(crate) struct App {
     pub(crate) refreshed_at: Option<OffsetDateTime>,
     /// Set while the rows on screen may be out of date.
     pub(crate) stale: Option<Stale>,
+    /// A read on this thread found the application behind the admin socket not answering
+    /// (stopped or hung): each call to it blocks the keys for the client's timeout, so the
+    /// auto-refresh makes none until `r` tries again.
+    pub(crate) unanswered: bool,
     /// The database folder, when opened directly.
     folder: Option<Folder>,
     pub(crate) message: Option<Message>,
@@ -280,6 +284,7 @@ impl App {
             now: OffsetDateTime::UNIX_EPOCH,
             refreshed_at: None,
             stale: None,
+            unanswered: false,
             folder: options.folder.as_deref().map(Folder::new),
             message: None,
             last_read_error: None,
@@ -350,7 +355,9 @@ impl App {
                 self.count_failed = false;
             }
             Err(e) => {
-                self.read_error(&e);
+                // Not a reason to pause the auto-refresh: the count waited on its own thread
+                // (and connection), the keys did not.
+                self.say_read_error(error_text(&e));
                 self.count_failed = true;
             }
         }
@@ -432,11 +439,14 @@ impl App {
             }
             Action::Tick => self.tick(admin),
             Action::AutoRefresh => {
-                if self.auto_refresh {
+                if self.auto_refresh && !self.unanswered {
                     self.refresh(admin, false);
                 }
             }
-            Action::Refresh => self.refresh(admin, true),
+            Action::Refresh => {
+                self.unanswered = false;
+                self.refresh(admin, true);
+            }
             Action::ToggleAutoRefresh => {
                 self.auto_refresh = !self.auto_refresh;
                 let text = if self.auto_refresh {
@@ -586,10 +596,8 @@ impl App {
         if self.folder_gone() {
             return;
         }
-        // Through a socket whose application has exited, `now` is this machine's clock: it
-        // is only taken once the rows read with it have come.
-        let now = admin.now();
         // Rows not read keep the time of their last read in the header, as they are.
+        let mut now = None;
         if manual || self.table_due() {
             let mut rows_read = self.try_load(admin, |l, a| l.reload(a)).is_some();
             if rows_read && self.listing.rows().is_empty() && self.listing.page_index() > 0 {
@@ -598,8 +606,19 @@ impl App {
             }
             self.reselect();
             if rows_read {
-                self.read_at(now);
+                // The store's time once the rows came, as for a page: an application that
+                // stopped answering is waited for by the read, not also by the clock.
+                let at = admin.now();
+                self.read_at(at);
+                now = Some(at);
             }
+        }
+        if self.unanswered {
+            // Every further call would wait for the application again, keys and all.
+            if let Some(d) = self.detail_mut() {
+                d.stale = true;
+            }
+            return;
         }
         // A count already running answers an auto-refresh; a manual one (or an action's) may
         // have changed what it counts, so it gets a fresh count after that one.
@@ -614,6 +633,7 @@ impl App {
         // The open session is a read of its own: when it fails the pane is stale, and the
         // rows, read or not, are marked by their own read.
         if let Some(handle) = self.detail().map(|d| d.handle) {
+            let now = now.unwrap_or_else(|| admin.now());
             match admin.show(&Target::Handle(handle)) {
                 Ok(info) => {
                     let fresh = Detail::new(handle, info, &self.theme, now, false);
@@ -701,9 +721,9 @@ impl App {
             self.reselect();
             return;
         }
-        let now = admin.now();
         match self.listing.reload(admin) {
-            Ok(()) => self.read_at(now),
+            // The store's time once the rows came (see `refresh`).
+            Ok(()) => self.read_at(admin.now()),
             Err(e) => {
                 self.read_error(&e);
                 self.read_failed();
@@ -902,7 +922,19 @@ impl App {
 
     /// A read failed: the status line says so until everything on screen is read again.
     fn read_error(&mut self, error: &sessdb::Error) {
-        self.say_read_error(error_text(error));
+        let text = self.unanswered_text(error);
+        self.say_read_error(text);
+    }
+
+    /// Notes an application that did not answer (see [`App::unanswered`]); its error's text,
+    /// with what the TUI does about it.
+    fn unanswered_text(&mut self, error: &sessdb::Error) -> String {
+        let text = error_text(error);
+        if matches!(error, sessdb::Error::Unresponsive { .. }) {
+            self.unanswered = true;
+            return format!("{text}; auto-refresh paused: r tries again");
+        }
+        text
     }
 
     /// Says a read's error, but not over an action's: that one tells the operator that
@@ -931,7 +963,8 @@ impl App {
 
     /// An action the operator asked for failed: the status line says so until their next key.
     fn action_error(&mut self, error: &sessdb::Error) {
-        self.message = Some(Message::ActionError(error_text(error)));
+        let text = self.unanswered_text(error);
+        self.message = Some(Message::ActionError(text));
     }
 
     /// Selects a row because the operator asked for it: it becomes the sticky selection.

@@ -42,7 +42,10 @@
 //! call is the client's timeout, none of it the store's work), so the store spends at most a
 //! part in 11 of its time on it; `r` reads at once. A count of 0.2 s or more is repeated 30
 //! times its time after it came (a failed count's time taken as no more than the last that
-//! worked's): the table is what the operator watches.
+//! worked's): the table is what the operator watches. A read on the UI thread that the
+//! application behind an admin socket does not answer (`Error::Unresponsive`: it is stopped or
+//! hung) holds up the keys for the client's timeout, so it is the last read the TUI makes on
+//! its own: the auto-refresh pauses until `r` (`App::unanswered`).
 //!
 //! Release build, 120×40 `TestBackend`, a 2-core machine shared with other work, measured by `cargo test --release -p sessdb-tui -- --ignored --nocapture scale`
 //! (`tui/src/tests/scale.rs`, which builds the store; `SESSDB_SCALE_DIR` keeps it):

@@ -305,6 +305,8 @@ pub(crate) struct Flaky {
     pub(crate) counts: AtomicUsize,
     /// `list` calls.
     pub(crate) lists: AtomicUsize,
+    /// `show` calls.
+    pub(crate) shows: AtomicUsize,
     /// `list` fails while set, as through the admin socket of an application that stopped:
     /// with `Error::Unresponsive` once the client's timeout ([`HUNG`]) has passed on the
     /// app's clock, in place of the call's usual cost.
@@ -324,6 +326,7 @@ impl Flaky {
             released: Condvar::new(),
             counts: AtomicUsize::new(0),
             lists: AtomicUsize::new(0),
+            shows: AtomicUsize::new(0),
             hung: AtomicBool::new(false),
             list_cost: None,
         }
@@ -406,6 +409,7 @@ impl Admin for Flaky {
         self.inner.list(query)
     }
     fn show(&self, target: &Target) -> sessdb::Result<Option<SessionInfo>> {
+        self.shows.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         if self.show_failing.load(Ordering::SeqCst) {
             return Err(sessdb::Error::Io {

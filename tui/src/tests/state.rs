@@ -1040,6 +1040,10 @@ fn list_calls(admin: &Flaky) -> usize {
     admin.lists.load(Ordering::SeqCst)
 }
 
+fn show_calls(admin: &Flaky) -> usize {
+    admin.shows.load(Ordering::SeqCst)
+}
+
 #[test]
 fn an_auto_refresh_leaves_a_running_search_scan_to_its_ticks() {
     let (_f, admin, clock) = slow_lists();
@@ -1155,9 +1159,11 @@ fn a_search_scan_that_fails_partway_waits_ten_times_what_its_calls_that_worked_t
         app.busy(),
         "two budgets of 2000 entries scanned, a second each"
     );
-    // The application stops: the third call fails once the client has waited 20 s. The scan
-    // took 2 s of the store's time, and that is what the auto-refresh waits on, not 22 s.
-    admin.hung.store(true, Ordering::SeqCst);
+    // The store fails: the third call fails (after its second). The scan took 2 s of the
+    // store's time up to the call that failed, and that is what the auto-refresh waits on,
+    // not 3 s. (An application that stops answering pauses the auto-refresh instead: see
+    // `a_read_the_application_does_not_answer_pauses_the_auto_refresh_until_r`.)
+    admin.failing.store(true, Ordering::SeqCst);
     app.update(&admin, Action::Tick);
     assert_eq!(app.stale, Some(Stale::ReadFailed));
     let before = list_calls(&admin);
@@ -1180,14 +1186,65 @@ fn a_search_scan_that_fails_partway_waits_ten_times_what_its_calls_that_worked_t
         "at 20 s the scan starts over"
     );
     assert_eq!(app.stale, Some(Stale::ReadFailed), "and fails again");
-    // The application is back: the next auto-refresh scans the whole page again, a failed
-    // read of its start having cost the scan nothing.
-    admin.hung.store(false, Ordering::SeqCst);
+    // The store is back: the next auto-refresh scans the whole page again, a failed read of
+    // its start having cost the scan nothing.
+    admin.failing.store(false, Ordering::SeqCst);
     clock.advance(Duration::from_secs(2));
     app.update(&admin, Action::AutoRefresh);
     assert_eq!(app.stale, None);
     assert_eq!(scan_to_end(app, &admin), 2, "three budgets of 2000");
     assert!(app.listing.rows().is_empty());
+}
+
+/// An application that stopped answering: every call to it blocks the keys for the client's
+/// timeout (20 s through the admin socket). The read that finds it so is the last the TUI
+/// makes on its own: the open session's read is not tried after it, and the auto-refresh
+/// reads nothing until `r`, which tries again (and, once the application is back, resumes it).
+#[test]
+fn a_read_the_application_does_not_answer_pauses_the_auto_refresh_until_r() {
+    let (_f, admin, clock) = flaky_demo();
+    let app = &mut started_on(&admin, 100, 30, &clock);
+    press(app, &admin, &[key(KeyCode::Enter)]);
+    assert!(app.detail().is_some());
+    admin.hung.store(true, Ordering::SeqCst);
+    let (lists, shows) = (list_calls(&admin), show_calls(&admin));
+    clock.advance(Duration::from_secs(2));
+    app.update(&admin, Action::AutoRefresh);
+    assert_eq!(
+        (list_calls(&admin) - lists, show_calls(&admin) - shows),
+        (1, 0),
+        "one call waited; the pane's read is not tried after it"
+    );
+    assert!(app.unanswered);
+    assert_eq!(app.stale, Some(Stale::ReadFailed));
+    assert!(app.detail().is_some_and(|d| d.stale));
+    let Some(Message::ReadError(text)) = &app.message else {
+        panic!("{:?}", app.message);
+    };
+    assert!(
+        text.ends_with("(is it stopped or hung?); auto-refresh paused: r tries again"),
+        "{text}"
+    );
+    auto_refreshes(app, &admin, &clock, 30);
+    assert_eq!(
+        (list_calls(&admin) - lists, show_calls(&admin) - shows),
+        (1, 0),
+        "a minute of auto-refreshes called nothing"
+    );
+    // `r` tries again, and while it still does not answer, pauses again.
+    press(app, &admin, &[ch('r')]);
+    assert_eq!(list_calls(&admin) - lists, 2);
+    assert!(app.unanswered);
+    // Back: `r` reads the rows and the pane, and the auto-refresh goes on.
+    admin.hung.store(false, Ordering::SeqCst);
+    press(app, &admin, &[ch('r')]);
+    assert!(!app.unanswered);
+    assert_eq!(app.stale, None);
+    assert!(app.detail().is_some_and(|d| !d.stale));
+    assert_eq!(app.message, None);
+    let lists = list_calls(&admin);
+    auto_refreshes(app, &admin, &clock, 1);
+    assert_eq!(list_calls(&admin) - lists, 1);
 }
 
 /// What the worker hands back for a count through the admin socket of an application that
