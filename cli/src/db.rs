@@ -272,6 +272,11 @@ fn refuse_foreign_folder(path: &Path, access: Access) -> anyhow::Result<()> {
     }
     let empty =
         is_empty_dir(path).with_context(|| format!("cannot read the folder {}", path.display()))?;
+    // sled's and sessdb's files only, some of them missing: the store says what is wrong (its
+    // `conf` gone, it reads the log; the log gone, the database is damaged).
+    if !empty && foreign_entries(path).is_ok_and(|f| f.is_empty()) {
+        return Ok(());
+    }
     if empty && access == Access::Create {
         return Ok(());
     }

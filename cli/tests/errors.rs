@@ -360,6 +360,41 @@ fn a_database_of_a_newer_format_is_refused() {
     }
 }
 
+/// A database folder that lost one of its files is still a database: without its `conf`
+/// it opens (the store reads the log), without its log it is damaged (exit 4, with what to
+/// do). Before, both were "a folder that holds other files, not a sessdb database".
+#[test]
+fn a_database_missing_a_file_is_one_still() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    // Opened again, so that sled has written its snapshot.
+    drop(sessdb::Store::open(&db).expect("open"));
+    let copy = dir.path().join("copy.sessdb");
+    fs::create_dir(&copy).expect("mkdir");
+    for entry in fs::read_dir(&db).expect("read_dir") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_file() {
+            fs::copy(entry.path(), copy.join(entry.file_name())).expect("copy");
+        }
+    }
+    fs::remove_file(db.join("conf")).expect("rm conf");
+    let out = run(at_t0(&db).args(["stats", "--json"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    assert_eq!(json_lines(&out.stdout)[0]["live"], 3);
+    fs::remove_file(copy.join("db")).expect("rm db");
+    let out = run(on(&copy).arg("stats"));
+    assert_eq!((out.code, out.stdout.as_str()), (4, ""), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(&format!(
+            "error: the database at {} is damaged: its log file `db` is missing",
+            copy.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(!copy.join("db").exists());
+}
+
 /// A log file overwritten in the middle makes sled 0.34 panic while opening it (or report
 /// corruption, or recover a prefix, depending on where the damage falls). sessctl says the
 /// database is damaged and what to do, exit 4, and no panic report reaches the operator.

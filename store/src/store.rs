@@ -152,6 +152,17 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Whether the folder holds a snapshot sled wrote (`snap.<LSN>`, not one it was still writing).
+fn has_snapshot(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("snap.") && !n.ends_with(".generating"))
+        })
+    })
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_path_buf(),
@@ -183,9 +194,22 @@ impl Store {
                     path: path.to_path_buf(),
                 })
             }
+            // A snapshot without the log it was taken of: sled would start an empty log, and
+            // the store would open with its sessions gone and no word said.
+            Ok(_) if !path.join("db").exists() && has_snapshot(path) => {
+                return Err(Error::Damaged {
+                    path: path.to_path_buf(),
+                    detail: "its log file `db` is missing (sled's snapshot of it is there)".into(),
+                })
+            }
             // An existing folder without sled's files is not a database: opening it without
-            // `create` (or read-only) must not turn it into one.
-            Ok(_) if (!config.create || config.read_only) && !path.join("conf").exists() => {
+            // `create` (or read-only) must not turn it into one. One with the log is, its `conf`
+            // gone or not (`segment_size` then reads the log).
+            Ok(_)
+                if (!config.create || config.read_only)
+                    && !path.join("conf").exists()
+                    && !path.join("db").exists() =>
+            {
                 return Err(Error::NotADatabase {
                     path: path.to_path_buf(),
                 })

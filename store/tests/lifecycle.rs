@@ -993,12 +993,14 @@ fn survives_losing_its_conf(path: &std::path::Path, ids: &[SessionId], segment: 
         log > 2 * segment as u64,
         "a log of {log} B is not several segments"
     );
-    for how in ["removed", "emptied"] {
+    // Read-only too: a folder with the log is a database, its `conf` gone or not.
+    for how in ["removed", "emptied", "removed before a read-only open"] {
         match how {
-            "removed" => std::fs::remove_file(path.join("conf")).unwrap(),
-            _ => std::fs::write(path.join("conf"), b"").unwrap(),
+            "emptied" => std::fs::write(path.join("conf"), b"").unwrap(),
+            _ => std::fs::remove_file(path.join("conf")).unwrap(),
         }
-        let store = Store::open(path).unwrap();
+        let read_only = how.ends_with("read-only open");
+        let store = Store::builder().read_only(read_only).open(path).unwrap();
         assert!(
             all_load(&store, ids),
             "sessions lost after the conf was {how}"
@@ -1010,6 +1012,35 @@ fn survives_losing_its_conf(path: &std::path::Path, ids: &[SessionId], segment: 
             "after the conf was {how}"
         );
     }
+}
+
+/// A store whose log file is gone while sled's snapshot of it is there is damaged: sled would
+/// start an empty log, and the store open with every session gone and no word said.
+#[test]
+fn a_store_whose_log_is_gone_is_damaged_and_not_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let ids = {
+        let store = Store::open(&path).unwrap();
+        sessions_of_size(&store, 20, 100)
+    };
+    // Reopened: sled writes its snapshot.
+    drop(Store::open(&path).unwrap());
+    std::fs::remove_file(path.join("db")).unwrap();
+    for builder in [Store::builder(), Store::builder().read_only(true)] {
+        let err = builder.open(&path).unwrap_err();
+        assert!(err.is_damage(), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the database at {} is damaged: its log file `db` is missing (sled's snapshot \
+                 of it is there)",
+                path.display()
+            )
+        );
+    }
+    assert!(!path.join("db").exists(), "no empty log made in its place");
+    assert_eq!(ids.len(), 20);
 }
 
 /// A store created with sled's default segment size (every store made before the 2 MiB
