@@ -124,6 +124,18 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
                  an empty store), and restore the last export into a new one with `sessctl --db \
                  NEW import FILE` if you have one",
             ),
+            sessdb::Error::Io { path, source }
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                ) && crate::db::looks_like_database(path) =>
+            {
+                Some(
+                    "sled writes in the database folder at every open, even to read (a snapshot \
+                     and its log's tail), so the folder and its files must be writable by this \
+                     user; as another user, go through the running application's admin socket",
+                )
+            }
             _ => None,
         })
 }

@@ -319,6 +319,34 @@ fn export_into_an_unwritable_folder_fails_cleanly() {
     assert_eq!(fs::read_dir(&locked_dir).expect("read_dir").count(), 0);
 }
 
+/// A database whose folder its user cannot write: sled writes there at every open, so even a
+/// read fails, and sessctl says why rather than only "Permission denied".
+#[test]
+fn a_database_folder_its_user_cannot_write_says_why_even_a_read_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let db = fixture(dir.path());
+    chown_nobody(&db);
+    fs::set_permissions(&db, fs::Permissions::from_mode(0o500)).expect("chmod");
+    let out = run(unprivileged().arg("--db").arg(&db).arg("stats"));
+    fs::set_permissions(&db, fs::Permissions::from_mode(0o700)).expect("chmod");
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (
+            5,
+            "",
+            format!(
+                "error: I/O error on {}: Permission denied (os error 13); sled writes in the \
+                 database folder at every open, even to read (a snapshot and its log's tail), \
+                 so the folder and its files must be writable by this user; as another user, \
+                 go through the running application's admin socket\n",
+                db.display()
+            )
+            .as_str()
+        )
+    );
+}
+
 fn is_root() -> bool {
     fs::read_to_string("/proc/self/status").is_ok_and(|s| {
         s.lines()
