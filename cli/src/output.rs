@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use unicode_width::UnicodeWidthStr as _;
 
 /// Colours, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,21 +116,11 @@ pub fn bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// Text from the database made safe for a terminal: control characters (escape sequences,
-/// newlines) are shown escaped instead of being interpreted.
+/// Text from the database made safe for a terminal, as the TUI shows it
+/// ([`sessdb_tui::printable`]): control characters (escape sequences, newlines) and the
+/// invisible characters that reorder or hide text are shown escaped.
 pub fn printable(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
-        return text.to_string();
-    }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    sessdb_tui::printable(text).into_owned()
 }
 
 /// An optional field for people: escaped, or `-`.
@@ -169,7 +160,8 @@ impl Table {
 
     /// Writes the rows with every column but the last padded to its widest cell or to
     /// `widths`, whichever is wider, and leaves in `widths` the widths used: a listing printed
-    /// as several tables keeps its columns where they were.
+    /// as several tables keeps its columns where they were. Widths are terminal cells, so
+    /// that a CJK principal (two cells a character) keeps the columns after it in line.
     ///
     /// # Errors
     /// Write errors.
@@ -185,14 +177,14 @@ impl Table {
         }
         for (_, row) in &self.rows {
             for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
+                *w = (*w).max(cell.width());
             }
         }
         for (tone, row) in &self.rows {
             let mut line = String::new();
             for (i, cell) in row.iter().enumerate() {
                 if i + 1 < row.len() {
-                    let pad = widths[i] - cell.chars().count();
+                    let pad = widths[i] - cell.width();
                     line.push_str(cell);
                     line.push_str(&" ".repeat(pad + 2));
                 } else {

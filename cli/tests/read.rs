@@ -524,3 +524,40 @@ fn a_listing_of_several_pages_keeps_its_columns() {
         assert_ne!(line.as_bytes()[label_at], b' ', "{line:?} at {label_at}");
     }
 }
+
+/// Text from the database as a terminal would show it, in the TUI's form: a CJK principal
+/// (two cells a character) keeps the columns after it in line, and a direction override, which
+/// would make one principal read as another, is shown escaped like a control character.
+#[test]
+fn wide_and_invisible_characters_keep_the_table_honest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    {
+        let store = sessdb::Store::open(&db).expect("open");
+        for (principal, label) in [
+            ("漢字テスト", "cjk"),
+            ("adm\u{202e}nimda", "rtl"),
+            ("bob", "ascii"),
+        ] {
+            let mut s = store.create();
+            s.set_principal(Some(principal)).expect("principal");
+            s.set_label(Some(label)).expect("label");
+            s.save().expect("save");
+        }
+    }
+    let out = run(on(&db).arg("list"));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    let width = |s: &str| unicode_width::UnicodeWidthStr::width(s);
+    let label_at = |line: &str, label: &str| width(&line[..line.find(label).expect(label)]);
+    let header = label_at(&out.stdout, "LABEL");
+    for label in ["cjk", "rtl", "ascii"] {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.contains(&format!(" {label} ")))
+            .unwrap_or_else(|| panic!("no {label} row in\n{}", out.stdout));
+        assert_eq!(label_at(line, label), header, "{}", out.stdout);
+    }
+    assert!(out.stdout.contains("adm\\u{202e}nimda"), "{}", out.stdout);
+    assert!(!out.stdout.contains('\u{202e}'));
+}

@@ -72,6 +72,8 @@ mod ui;
 #[cfg(test)]
 mod tests;
 
+pub use text::printable;
+
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,10 +1,60 @@
 //! Text measured and cut in terminal cells, the way ratatui's buffer lays it out: by grapheme
-//! cluster, each as wide as `CellWidth` says, control characters dropped. A CJK character takes
-//! two cells, an emoji sequence one grapheme; a cut never splits a grapheme, and a cut value
-//! ends (or starts) with `…` so that it shows it is cut.
+//! cluster, each as wide as `CellWidth` says, after [`printable`] has escaped what a terminal
+//! would not show as it is. A CJK character takes two cells, an emoji sequence one grapheme; a
+//! cut never splits a grapheme, and a cut value ends (or starts) with `…` so that it shows it
+//! is cut.
+
+use std::borrow::Cow;
 
 use ratatui::buffer::CellWidth;
 use unicode_segmentation::UnicodeSegmentation;
+
+/// Text from the database made safe and unambiguous on a terminal: control characters (escape
+/// sequences, tabs, newlines) are shown escaped (`\t`, `\u{1b}`) instead of being interpreted
+/// or dropped, and so are the invisible characters that reorder or hide text (bidirectional
+/// overrides and isolates, zero-width characters, the byte order mark), so that a principal
+/// cannot pass for another one. `sessctl` shows database text through it too.
+///
+/// ```
+/// assert_eq!(sessdb_tui::printable("alice"), "alice");
+/// assert_eq!(sessdb_tui::printable("tab\there\u{1b}[2J"), "tab\\there\\u{1b}[2J");
+/// assert_eq!(sessdb_tui::printable("adm\u{202e}nimda"), "adm\\u{202e}nimda");
+/// ```
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else if needs_escape(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Control characters, and the invisible format characters that change how text around them
+/// reads: Arabic letter mark, zero-width space, direction marks, embeddings and overrides, word
+/// joiner and invisible operators, isolates, byte order mark. Not the zero-width joiner and
+/// non-joiner, which emoji sequences and many scripts need.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200b}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{feff}'
+        )
+}
 
 /// The graphemes of `text` that take cells, with their widths, as the buffer draws them
 /// (`Buffer::set_stringn`).
@@ -16,9 +66,9 @@ fn graphemes(text: &str) -> Vec<(&str, usize)> {
         .collect()
 }
 
-/// The cells `text` takes on screen.
+/// The cells `text` takes on screen, escaped by [`printable`].
 pub(crate) fn width(text: &str) -> usize {
-    graphemes(text).iter().map(|(_, w)| w).sum()
+    graphemes(&printable(text)).iter().map(|(_, w)| w).sum()
 }
 
 /// The longest run of `parts` from the start that fits in `max` cells.
@@ -48,17 +98,19 @@ fn to_cut(text: &str, max: usize) -> Result<Vec<(&str, usize)>, String> {
     Ok(parts)
 }
 
-/// `text` in at most `max` cells, ending in `…` when cut.
+/// `text` ([`printable`]) in at most `max` cells, ending in `…` when cut.
 pub(crate) fn keep_head(text: &str, max: usize) -> String {
-    match to_cut(text, max) {
+    let text = printable(text);
+    match to_cut(&text, max) {
         Ok(parts) => format!("{}…", take(parts.into_iter(), max - 1).0.concat()),
         Err(whole) => whole,
     }
 }
 
-/// `…tail` of `text` in at most `max` cells.
+/// `…tail` of `text` ([`printable`]) in at most `max` cells.
 pub(crate) fn keep_tail(text: &str, max: usize) -> String {
-    let parts = match to_cut(text, max) {
+    let text = printable(text);
+    let parts = match to_cut(&text, max) {
         Ok(parts) => parts,
         Err(whole) => return whole,
     };
@@ -67,10 +119,11 @@ pub(crate) fn keep_tail(text: &str, max: usize) -> String {
     format!("…{}", tail.concat())
 }
 
-/// `head…tail` of `text` in at most `max` cells: both ends show, so two long values that
+/// `head…tail` of `text` ([`printable`]) in at most `max` cells: both ends show, so two long values that
 /// share a prefix still look different.
 pub(crate) fn keep_ends(text: &str, max: usize) -> String {
-    let parts = match to_cut(text, max) {
+    let text = printable(text);
+    let parts = match to_cut(&text, max) {
         Ok(parts) => parts,
         Err(whole) => return whole,
     };
@@ -81,13 +134,14 @@ pub(crate) fn keep_ends(text: &str, max: usize) -> String {
     format!("{}…{}", head.concat(), tail.concat())
 }
 
-/// `text` broken into lines of at most `max` cells, anywhere (for identifiers, which have no
+/// `text` ([`printable`]) broken into lines of at most `max` cells, anywhere (for identifiers, which have no
 /// words to break at).
 pub(crate) fn wrap(text: &str, max: usize) -> Vec<String> {
+    let text = printable(text);
     let mut lines = Vec::new();
     let mut line = String::new();
     let mut used = 0;
-    for (g, w) in graphemes(text) {
+    for (g, w) in graphemes(&text) {
         if used + w > max && used > 0 {
             lines.push(std::mem::take(&mut line));
             used = 0;
@@ -113,7 +167,8 @@ mod tests {
         assert_eq!(width("👩\u{200d}👩\u{200d}👧\u{200d}👦"), 2);
         // A combining accent takes no cell of its own.
         assert_eq!(width("e\u{301}"), 1);
-        assert_eq!(width("a\tb"), 2, "control characters are not drawn");
+        assert_eq!(width("a\tb"), 4, "control characters are shown escaped");
+        assert_eq!(width("a\u{202e}b"), 10, "and so are direction overrides");
     }
 
     #[test]

@@ -565,7 +565,10 @@ pub(crate) fn detail_lines(
             Span::styled(value, t.value),
         ])
     };
-    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let opt = |v: &Option<String>| {
+        v.as_deref()
+            .map_or_else(|| "-".into(), |v| crate::text::printable(v).into_owned())
+    };
     let until = |at| match remaining(at, now) {
         Some(d) => format!("{} (in {})", timestamp(at), span(d)),
         None => format!(
