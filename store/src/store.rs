@@ -194,12 +194,16 @@ impl Store {
                     path: path.to_path_buf(),
                 })
             }
-            // A snapshot without the log it was taken of: sled would start an empty log, and
-            // the store would open with its sessions gone and no word said.
-            Ok(_) if !path.join("db").exists() && has_snapshot(path) => {
+            // sled's `conf` or a snapshot without the log: sled would start an empty log, and
+            // the store would open with its sessions gone and no word said. (sled writes `conf`
+            // and `db` together when it creates a database.)
+            Ok(_)
+                if !path.join("db").exists()
+                    && (path.join("conf").exists() || has_snapshot(path)) =>
+            {
                 return Err(Error::Damaged {
                     path: path.to_path_buf(),
-                    detail: "its log file `db` is missing (sled's snapshot of it is there)".into(),
+                    detail: "its log file `db` is missing".into(),
                 })
             }
             // An existing folder without sled's files is not a database: opening it without

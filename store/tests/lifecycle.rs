@@ -1014,33 +1014,36 @@ fn survives_losing_its_conf(path: &std::path::Path, ids: &[SessionId], segment: 
     }
 }
 
-/// A store whose log file is gone while sled's snapshot of it is there is damaged: sled would
-/// start an empty log, and the store open with every session gone and no word said.
+/// A store whose log file is gone is damaged, whether sled has written a snapshot of it yet
+/// (a second open does) or not: sled would start an empty log, and the store open with every
+/// session gone and no word said.
 #[test]
 fn a_store_whose_log_is_gone_is_damaged_and_not_empty() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
-    let ids = {
-        let store = Store::open(&path).unwrap();
-        sessions_of_size(&store, 20, 100)
-    };
-    // Reopened: sled writes its snapshot.
-    drop(Store::open(&path).unwrap());
-    std::fs::remove_file(path.join("db")).unwrap();
-    for builder in [Store::builder(), Store::builder().read_only(true)] {
-        let err = builder.open(&path).unwrap_err();
-        assert!(err.is_damage(), "{err}");
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "the database at {} is damaged: its log file `db` is missing (sled's snapshot \
-                 of it is there)",
-                path.display()
-            )
-        );
+    for reopened in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let ids = {
+            let store = Store::open(&path).unwrap();
+            sessions_of_size(&store, 20, 100)
+        };
+        if reopened {
+            drop(Store::open(&path).unwrap());
+        }
+        std::fs::remove_file(path.join("db")).unwrap();
+        for builder in [Store::builder(), Store::builder().read_only(true)] {
+            let err = builder.open(&path).unwrap_err();
+            assert!(err.is_damage(), "{err}");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "the database at {} is damaged: its log file `db` is missing",
+                    path.display()
+                )
+            );
+        }
+        assert!(!path.join("db").exists(), "no empty log made in its place");
+        assert_eq!(ids.len(), 20);
     }
-    assert!(!path.join("db").exists(), "no empty log made in its place");
-    assert_eq!(ids.len(), 20);
 }
 
 /// A store created with sled's default segment size (every store made before the 2 MiB
