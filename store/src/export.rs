@@ -779,6 +779,11 @@ fn parse_line(limit: usize, text: &str) -> Result<(Handle, Vec<u8>), String> {
             ))
         }
     };
+    if line.version == 0 {
+        // A stored session's first save is version 1; 0 is a session never saved, which a
+        // conflict would then report as a new session whose id is taken.
+        return Err("version: 0 is not a saved session's version (the first is 1)".into());
+    }
     let data = match Value::data_from_json(&line.data) {
         Ok(Value::Map(map)) => map,
         Ok(_) => return Err("data: must be a JSON object".into()),
@@ -1002,6 +1007,13 @@ mod tests {
         assert!(
             reason.starts_with("version: invalid value: integer `-1`, expected u64 at column "),
             "{reason}"
+        );
+        // Version 0 is a session never saved: no stored session has it.
+        let zero = format!("{}0{}", &line[..at], &line[end..]);
+        let (report, _) = counted(&input(&[&lines[0], zero.as_bytes()]), false);
+        assert_eq!(
+            report.bad[0].reason,
+            "version: 0 is not a saved session's version (the first is 1)"
         );
         // A line that ends early says so, with no field to name.
         let cut = &line[..line.len() / 2];
