@@ -672,6 +672,8 @@ impl App {
     fn read_at(&mut self, now: OffsetDateTime) {
         self.now = now;
         self.refreshed_at = Some(now);
+        // The application answers again: the auto-refresh goes on.
+        self.unanswered = false;
         if self.stale == Some(Stale::ReadFailed) {
             self.stale = None;
         }
@@ -830,7 +832,10 @@ impl App {
         };
         match count_sessions_of(admin, &principal) {
             Ok(0) => {
-                self.message = Some(Message::Info(format!("{principal} has no live sessions")));
+                self.message = Some(Message::Info(format!(
+                    "{} has no live sessions",
+                    crate::text::printable(&principal)
+                )));
             }
             Ok(count) => self.ask(Confirm::InvalidatePrincipal { principal, count }),
             Err(e) => self.action_error(&e),
@@ -865,15 +870,23 @@ impl App {
                         true => format!("Invalidated session {}", handle.short()),
                         false => format!("Session {} was already gone", handle.short()),
                     }),
-                Confirm::InvalidatePrincipal { principal, .. } => admin
-                    .invalidate_principal(&principal)
-                    .map(|n| format!("Invalidated {} of {principal}", plural(n as u64, "session"))),
+                Confirm::InvalidatePrincipal { principal, .. } => {
+                    admin.invalidate_principal(&principal).map(|n| {
+                        format!(
+                            "Invalidated {} of {}",
+                            plural(n as u64, "session"),
+                            crate::text::printable(&principal)
+                        )
+                    })
+                }
                 Confirm::Purge { .. } => admin
                     .purge(&mut |_| {})
                     .map(|n| format!("Purged {}", plural(n, "expired session"))),
             };
         match done {
             Ok(text) => {
+                // It answered: the refresh reads everything again.
+                self.unanswered = false;
                 self.refresh(admin, true);
                 // The detail pane of a session just removed has nothing left to show.
                 if let Mode::Detail(Detail { info: None, .. }) = self.mode {

@@ -1245,6 +1245,17 @@ fn a_read_the_application_does_not_answer_pauses_the_auto_refresh_until_r() {
     let lists = list_calls(&admin);
     auto_refreshes(app, &admin, &clock, 1);
     assert_eq!(list_calls(&admin) - lists, 1);
+    // Any read that comes, not only `r`'s, ends the pause: here the page read of `e`.
+    press(app, &admin, &[key(KeyCode::Esc)]);
+    admin.hung.store(true, Ordering::SeqCst);
+    auto_refreshes(app, &admin, &clock, 1);
+    assert!(app.unanswered);
+    admin.hung.store(false, Ordering::SeqCst);
+    press(app, &admin, &[ch('e')]);
+    assert!(!app.unanswered, "the rows came");
+    let lists = list_calls(&admin);
+    auto_refreshes(app, &admin, &clock, 2);
+    assert_eq!(list_calls(&admin) - lists, 2);
 }
 
 /// What the worker hands back for a count through the admin socket of an application that
