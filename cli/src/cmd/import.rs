@@ -89,13 +89,17 @@ impl Import {
         } else {
             None
         };
-        // Whether this run opened the database it made itself (holding sled's lock on it):
-        // only then is what is in it ours. If the open failed (another process took the new
-        // folder first, say), at most the folders it made, if still empty, are removed.
+        // Whether this run opened the database it made itself (holding sled's lock on it),
+        // and found it holding no session: only then is what is in it ours. Another process
+        // may have made a database in the same folder and written to it between this run's
+        // look at the folder and its open (which waits for sled's lock): that one is never
+        // removed. If the open failed, at most the folders this run made, if still empty,
+        // are removed.
         let mut ours = false;
         let result = ctx.open(access).and_then(|db| {
             // Through a socket, the database belongs to the application: never ours to remove.
-            ours = made.is_some() && matches!(db, Database::Direct(_));
+            ours =
+                made.is_some() && matches!(db, Database::Direct(_)) && holds_no_session(db.admin());
             db.admin()
                 .import(&mut reader, &self.options)
                 .map_err(|e| self.input.name_read_error(e).into())
@@ -402,6 +406,19 @@ impl Made {
         }
         Ok(())
     }
+}
+
+/// Whether the database holds no session at all, expired ones included (a failed read says
+/// it may hold some).
+fn holds_no_session(admin: &dyn sessdb::Admin) -> bool {
+    let query = sessdb::ListQuery {
+        status: sessdb::Status::All,
+        limit: 1,
+        ..sessdb::ListQuery::default()
+    };
+    admin
+        .list(&query)
+        .is_ok_and(|page| page.sessions.is_empty() && page.next.is_none())
 }
 
 /// Removes everything in the folder `dir`, leaving it empty.
