@@ -503,7 +503,8 @@ impl Session {
             let written = {
                 let _k = self.store.lock_key(&self.handle);
                 if let Some((loaded, head)) = &self.stored {
-                    self.store.refuse_expired(&self.handle, loaded, head)?;
+                    self.store
+                        .refuse_expired(&self.handle, loaded, head, !self.dirty)?;
                 }
                 let old = self.stored.as_ref().map(|(b, h)| (b, h));
                 match self.store.write_locked(&self.handle, old, &mut next, &data) {

@@ -728,18 +728,22 @@ impl Store {
 
     /// A session that expired after it was loaded is not brought back by a write through that
     /// handle: `NotFound` if the record is still the expired one (or gone), `Conflict` if
-    /// another writer changed it since (a retry loads the current state). The caller holds the
-    /// key lock.
+    /// another writer changed it since (a retry loads the current state). For a write that is
+    /// only a touch (`touch_only`), another writer's change is left to the write itself: its
+    /// version check fails, and `Session::touch_over` looks at what is stored now (live, the
+    /// touch goes on top; expired too, `NotFound`). The caller holds the key lock.
     pub(crate) fn refuse_expired(
         &self,
         handle: &Handle,
         loaded: &IVec,
         head: &StoredHead,
+        touch_only: bool,
     ) -> Result<()> {
         if !head.is_expired(self.now()) {
             return Ok(());
         }
         match self.inner.sessions.get(handle.as_bytes())? {
+            Some(current) if current != *loaded && touch_only => Ok(()),
             Some(current) if current != *loaded => {
                 self.inner
                     .counters
@@ -854,7 +858,7 @@ impl Store {
     ) -> Result<IVec> {
         let mut stripes = vec![Self::key_stripe(old), Self::key_stripe(new)];
         let _guards = self.lock_stripes(&mut stripes);
-        self.refuse_expired(old, loaded, old_head)?;
+        self.refuse_expired(old, loaded, old_head, false)?;
         let old_exp = expiry_key(old_head.expiry_entry, old);
         let new_exp = expiry_key(head.expiry_entry(), new);
         let old_pk = old_head.principal.as_deref().map(|p| principal_key(p, old));

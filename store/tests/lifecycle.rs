@@ -841,6 +841,25 @@ fn a_reader_saves_on_top_of_a_parallel_change() {
     assert_eq!(stored.get::<Vec<i32>>("cart").unwrap(), Some(vec![3]));
     assert_eq!(stored.get::<String>("csrf").unwrap().as_deref(), Some("t"));
 
+    // A reader that loaded the session just before its idle deadline, saving after it: the
+    // session as it loaded it has expired, but a parallel change kept it alive, and the
+    // touch goes on top of that.
+    let loaded = f.store.load(&id).unwrap().unwrap();
+    let due = loaded.last_access() + loaded.idle_timeout() - Duration::from_secs(5);
+    f.clock
+        .set_ms(i64::try_from(due.unix_timestamp_nanos() / 1_000_000).unwrap());
+    let mut reader = f.store.load(&id).unwrap().unwrap();
+    let mut changer = f.store.load(&id).unwrap().unwrap();
+    changer.insert("cart", &vec![4]).unwrap();
+    changer.save().unwrap();
+    f.advance(10);
+    reader.save().unwrap();
+    assert_eq!(reader.get::<Vec<i32>>("cart").unwrap(), Some(vec![4]));
+    assert_eq!(
+        f.store.load(&id).unwrap().unwrap().last_access(),
+        reader.last_access()
+    );
+
     // A change that ended the session (its absolute deadline moved to now) is not brought
     // back by a reader's touch.
     f.advance(120);

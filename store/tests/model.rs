@@ -452,10 +452,9 @@ impl Model {
             // Written by another handle since it was loaded, and this one changed nothing: its
             // touch goes on top of the stored record, changes and all, or writes nothing if
             // that record's deadline is within the touch interval; the handle then holds what
-            // is stored. A stored record that has expired is not brought back.
-            Some(r)
-                if r.version != open.base.version && !open.dirty && open.base.is_live(self.now) =>
-            {
+            // is stored. Also when the session as loaded has expired since, and the other
+            // write kept it alive. A stored record that has expired is not brought back.
+            Some(r) if r.version != open.base.version && !open.dirty => {
                 if !r.is_live(self.now) {
                     return (Outcome::NotFound, None, Vec::new());
                 }
