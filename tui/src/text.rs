@@ -9,11 +9,14 @@ use std::borrow::Cow;
 use ratatui::buffer::CellWidth;
 use unicode_segmentation::UnicodeSegmentation;
 
-/// Text from the database made safe and unambiguous on a terminal: control characters (escape
-/// sequences, tabs, newlines) are shown escaped (`\t`, `\u{1b}`) instead of being interpreted
-/// or dropped, and so are the invisible characters that reorder or hide text (bidirectional
-/// overrides and isolates, zero-width characters, the byte order mark), so that a principal
-/// cannot pass for another one. `sessctl` shows database text through it too.
+/// Text from the database made safe on a terminal: control characters (escape sequences, tabs,
+/// newlines) are shown escaped (`\t`, `\u{1b}`) instead of being interpreted or dropped, and
+/// so are the invisible characters that reorder or hide text (bidirectional overrides and
+/// isolates, zero-width space, soft hyphen, the byte order mark), so that no invisible
+/// character makes a principal read as another. (A backslash is shown as it is, as a domain
+/// user `CORP\alice` expects: text that spells an escape out reads like one. Letters of other
+/// alphabets that look alike are not told apart.) `sessctl` shows database text through it
+/// too.
 ///
 /// ```
 /// assert_eq!(sessdb_tui::printable("alice"), "alice");
@@ -38,14 +41,15 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 }
 
 /// Control characters, and the invisible format characters that change how text around them
-/// reads: Arabic letter mark, zero-width space, direction marks, embeddings and overrides, word
-/// joiner and invisible operators, isolates, byte order mark. Not the zero-width joiner and
-/// non-joiner, which emoji sequences and many scripts need.
+/// reads: soft hyphen, Arabic letter mark, zero-width space, direction marks, embeddings and
+/// overrides, word joiner and invisible operators, isolates, byte order mark. Not the
+/// zero-width joiner and non-joiner, which emoji sequences and many scripts need.
 fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{061c}'
+            '\u{00ad}'
+                | '\u{061c}'
                 | '\u{200b}'
                 | '\u{200e}'
                 | '\u{200f}'
