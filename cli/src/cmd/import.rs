@@ -375,10 +375,18 @@ impl Made {
             above = p.parent();
         }
         missing.reverse();
-        let mut folders = Vec::new();
+        let mut folders: Vec<PathBuf> = Vec::new();
         for folder in missing {
-            // One that appeared meanwhile is someone else's, and so is what goes in it.
-            DirBuilder::new().mode(0o700).create(&folder).ok()?;
+            // One that appeared meanwhile is someone else's, and so is what goes in it; the
+            // ones made before it are removed again, if still empty.
+            if DirBuilder::new().mode(0o700).create(&folder).is_err() {
+                for made in folders.iter().rev() {
+                    if fs::remove_dir(made).is_err() {
+                        break;
+                    }
+                }
+                return None;
+            }
             folders.push(folder);
         }
         Some(Made { folders })
