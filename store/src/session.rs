@@ -588,13 +588,15 @@ impl Session {
         let Some((current, record)) = self.store.stored_record(&self.handle)? else {
             return Err(conflict);
         };
+        // Not refused because another writer saved first: the touch goes on top, or the
+        // session is gone.
+        self.store.inner.counters.conflict_resolved();
         let theirs = &record.head;
         if theirs.is_expired(self.store.now()) {
             return Err(Error::NotFound {
                 handle: self.handle.to_string(),
             });
         }
-        self.store.inner.counters.conflict_resolved();
         let mut touched = theirs.clone();
         touched.version = theirs.version.wrapping_add(1);
         touched.last_access = next.last_access.max(theirs.last_access);

@@ -152,6 +152,27 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Makes the empty log `db` of a new store (a folder with neither `conf` nor `db`), and syncs
+/// the folder, before sled writes `conf`: sled writes `conf` first and then opens the log, so
+/// a process killed between the two, or a second opener looking in between, would otherwise
+/// find `conf` without a log, which in a store that has lived means its log is lost. The empty
+/// log is what sled makes itself (`segment_size` takes it for a new store).
+fn new_log(path: &Path) -> Result<()> {
+    if path.join("conf").exists() || path.join("db").exists() {
+        return Ok(());
+    }
+    let log = path.join("db");
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&log)
+        .map_err(io_err(&log))?;
+    File::open(path)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_err(path))
+}
+
 /// Whether the folder holds a snapshot sled wrote (`snap.<LSN>`, not one it was still writing).
 fn has_snapshot(dir: &Path) -> bool {
     fs::read_dir(dir).is_ok_and(|entries| {
@@ -195,8 +216,8 @@ impl Store {
                 })
             }
             // sled's `conf` or a snapshot without the log: sled would start an empty log, and
-            // the store would open with its sessions gone and no word said. (sled writes `conf`
-            // and `db` together when it creates a database.)
+            // the store would open with its sessions gone and no word said. (sessdb makes the
+            // empty log of a new store before sled writes `conf`: `new_log`.)
             Ok(_)
                 if !path.join("db").exists()
                     && (path.join("conf").exists() || has_snapshot(path)) =>
@@ -233,6 +254,7 @@ impl Store {
             }
             Err(e) => return Err(io_err(path)(e)),
         }
+        new_log(path)?;
         refuse_open_here(path)?;
         let Engine {
             db,
@@ -729,9 +751,9 @@ impl Store {
     /// A session that expired after it was loaded is not brought back by a write through that
     /// handle: `NotFound` if the record is still the expired one (or gone), `Conflict` if
     /// another writer changed it since (a retry loads the current state). For a write that is
-    /// only a touch (`touch_only`), another writer's change is left to the write itself: its
-    /// version check fails, and `Session::touch_over` looks at what is stored now (live, the
-    /// touch goes on top; expired too, `NotFound`). The caller holds the key lock.
+    /// only a touch (`touch_only`), another writer's change that kept the session alive is left
+    /// to the write itself: its version check fails, and `Session::touch_over` puts the touch
+    /// on top; one that has expired too is `NotFound`. The caller holds the key lock.
     pub(crate) fn refuse_expired(
         &self,
         handle: &Handle,
@@ -743,7 +765,12 @@ impl Store {
             return Ok(());
         }
         match self.inner.sessions.get(handle.as_bytes())? {
-            Some(current) if current != *loaded && touch_only => Ok(()),
+            Some(current) if current != *loaded && touch_only => match decode_head(&current) {
+                Ok(head) if head.is_expired(self.now()) => Err(Error::NotFound {
+                    handle: handle.to_string(),
+                }),
+                _ => Ok(()),
+            },
             Some(current) if current != *loaded => {
                 self.inner
                     .counters

@@ -867,7 +867,13 @@ fn a_reader_saves_on_top_of_a_parallel_change() {
     let mut reader = f.store.load(&id).unwrap().unwrap();
     changer.set_absolute_deadline(sessdb::Admin::now(&f.store));
     changer.save().unwrap();
+    let before = f.store.counters();
     assert!(matches!(reader.save(), Err(Error::NotFound { .. })));
+    assert_eq!(
+        f.store.counters().conflicts,
+        before.conflicts,
+        "gone, not a conflict"
+    );
     assert!(f.store.load(&id).unwrap().is_none());
 }
 
@@ -1063,6 +1069,40 @@ fn a_store_whose_log_is_gone_is_damaged_and_not_empty() {
         assert!(!path.join("db").exists(), "no empty log made in its place");
         assert_eq!(ids.len(), 20);
     }
+}
+
+/// A process killed while it created a store leaves its empty log, made before sled's `conf`,
+/// with or without that `conf`: the store opens, new and empty, not damaged. (sled itself
+/// writes `conf` first; a `conf` without a log is what a lost log leaves.)
+#[test]
+fn a_store_whose_creation_was_cut_short_opens_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = dir.path().join("made");
+    drop(Store::open(&made).unwrap());
+    assert!(std::fs::metadata(made.join("db")).unwrap().len() > 0);
+    let conf = std::fs::read(made.join("conf")).unwrap();
+    for with_conf in [false, true] {
+        let path = dir.path().join(format!("cut-{with_conf}"));
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("db"), b"").unwrap();
+        if with_conf {
+            std::fs::write(path.join("conf"), &conf).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(sessdb::Admin::stats(&store).unwrap().live, 0);
+        let mut s = store.create();
+        s.insert("n", &1).unwrap();
+        s.save().unwrap();
+        let id = *s.id();
+        drop(s);
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert!(store.load(&id).unwrap().is_some());
+    }
+    // A new store's log is there before its `conf`: never one without the other.
+    let fresh = dir.path().join("fresh");
+    drop(Store::open(&fresh).unwrap());
+    assert!(fresh.join("db").is_file() && fresh.join("conf").is_file());
 }
 
 /// A store created with sled's default segment size (every store made before the 2 MiB
