@@ -727,6 +727,9 @@ fn json_error(e: &serde_json::Error) -> String {
     }
 }
 
+/// The largest version an import takes.
+const MAX_VERSION: u64 = i64::MAX as u64;
+
 /// Parses one JSON line as a `T`. An error names the field it is in (`version: invalid value:
 /// integer `-1`, expected u64 at column 426`), and says "truncated" for a line that ends early.
 fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
@@ -779,10 +782,14 @@ fn parse_line(limit: usize, text: &str) -> Result<(Handle, Vec<u8>), String> {
             ))
         }
     };
-    if line.version == 0 {
-        // A stored session's first save is version 1; 0 is a session never saved, which a
-        // conflict would then report as a new session whose id is taken.
-        return Err("version: 0 is not a saved session's version (the first is 1)".into());
+    // A stored session's first save is version 1; 0 is a session never saved, which a conflict
+    // would then report as a new session whose id is taken. Versions past i64::MAX are none a
+    // store reaches, and the next save of u64::MAX would wrap to 0.
+    if line.version == 0 || line.version > MAX_VERSION {
+        return Err(format!(
+            "version: {} is not a saved session's version (from 1 to {MAX_VERSION})",
+            line.version
+        ));
     }
     let data = match Value::data_from_json(&line.data) {
         Ok(Value::Map(map)) => map,
@@ -1013,7 +1020,16 @@ mod tests {
         let (report, _) = counted(&input(&[&lines[0], zero.as_bytes()]), false);
         assert_eq!(
             report.bad[0].reason,
-            "version: 0 is not a saved session's version (the first is 1)"
+            "version: 0 is not a saved session's version (from 1 to 9223372036854775807)"
+        );
+        let wraps = format!("{}{}{}", &line[..at], u64::MAX, &line[end..]);
+        let (report, _) = counted(&input(&[&lines[0], wraps.as_bytes()]), false);
+        assert!(
+            report.bad[0]
+                .reason
+                .starts_with("version: 18446744073709551615 is not"),
+            "{}",
+            report.bad[0].reason
         );
         // A line that ends early says so, with no field to name.
         let cut = &line[..line.len() / 2];
