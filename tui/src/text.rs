@@ -7,13 +7,15 @@
 use std::borrow::Cow;
 
 use ratatui::buffer::CellWidth;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
 use unicode_segmentation::UnicodeSegmentation;
 
 /// Text from the database made safe on a terminal: control characters (escape sequences, tabs,
 /// newlines) are shown escaped (`\t`, `\u{1b}`) instead of being interpreted or dropped, and
 /// so are the invisible characters that reorder or hide text (bidirectional overrides and
-/// isolates, zero-width space, soft hyphen, the byte order mark), so that no invisible
-/// character makes a principal read as another. (A backslash is shown as it is, as a domain
+/// isolates, zero-width space, soft hyphen, tag characters, the byte order mark: Unicode's
+/// format and default-ignorable characters, but those emoji and many scripts need), so that no
+/// invisible character makes a principal read as another. (A backslash is shown as it is, as a domain
 /// user `CORP\alice` expects: text that spells an escape out reads like one. Letters of other
 /// alphabets that look alike are not told apart.) `sessctl` shows database text through it
 /// too.
@@ -40,24 +42,30 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Control characters, and the invisible format characters that change how text around them
-/// reads: soft hyphen, Arabic letter mark, zero-width space, direction marks, embeddings and
-/// overrides, word joiner and invisible operators, isolates, byte order mark. Not the
-/// zero-width joiner and non-joiner, which emoji sequences and many scripts need.
+/// Control characters; Unicode's format characters (category Cf: direction marks, overrides
+/// and isolates, zero-width space, soft hyphen, tag characters, the byte order mark, ...) but
+/// the zero-width joiner and non-joiner, which emoji sequences and many scripts need; and the
+/// other characters Unicode lists as default-ignorable (invisible): the combining grapheme
+/// joiner, Hangul fillers, Khmer inherent vowels, Mongolian variation selectors, variation
+/// selectors but the emoji one (U+FE0F).
 fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{00ad}'
-                | '\u{061c}'
-                | '\u{200b}'
-                | '\u{200e}'
-                | '\u{200f}'
-                | '\u{202a}'..='\u{202e}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{2069}'
-                | '\u{feff}'
-        )
+    if c.is_control() {
+        return true;
+    }
+    match c {
+        '\u{200c}' | '\u{200d}' | '\u{fe0f}' => false,
+        '\u{034f}'
+        | '\u{115f}'
+        | '\u{1160}'
+        | '\u{17b4}'
+        | '\u{17b5}'
+        | '\u{180b}'..='\u{180f}'
+        | '\u{3164}'
+        | '\u{fe00}'..='\u{fe0e}'
+        | '\u{ffa0}'
+        | '\u{e0100}'..='\u{e01ef}' => true,
+        _ => c.general_category() == GeneralCategory::Format,
+    }
 }
 
 /// The graphemes of `text` that take cells, with their widths, as the buffer draws them
@@ -173,6 +181,9 @@ mod tests {
         assert_eq!(width("e\u{301}"), 1);
         assert_eq!(width("a\tb"), 4, "control characters are shown escaped");
         assert_eq!(width("a\u{202e}b"), 10, "and so are direction overrides");
+        assert_eq!(width("a\u{e0061}"), 10, "and tag characters");
+        assert_eq!(width("a\u{fe00}"), 9, "and variation selectors");
+        assert_eq!(width("a\u{200d}"), 1, "not the zero-width joiner");
     }
 
     #[test]
