@@ -89,37 +89,34 @@ impl Import {
         } else {
             None
         };
-        // Whether this run opened the database it made itself (holding sled's lock on it),
-        // and found it holding no session: only then is what is in it ours. Another process
-        // may have made a database in the same folder and written to it between this run's
-        // look at the folder and its open (which waits for sled's lock): that one is never
-        // removed. If the open failed, at most the folders this run made, if still empty,
-        // are removed.
-        let mut ours = false;
-        let result = ctx.open(access).and_then(|db| {
+        // A rejected file, or a failed import, leaves no trace, not even the empty database
+        // made for it. The database goes only if this run opened it itself and found it
+        // holding no session: another process may have made one in the same folder, and
+        // written to it, between this run's look at the folder and its open (which waits for
+        // sled's lock). It goes while this run still holds that lock: removed after the close,
+        // it could already be another opener's. If the open failed, at most the folders this
+        // run made, if still empty, are removed.
+        let db = ctx.open(access);
+        let result = db.and_then(|db| {
             // Through a socket, the database belongs to the application: never ours to remove.
-            ours =
+            let ours =
                 made.is_some() && matches!(db, Database::Direct(_)) && holds_no_session(db.admin());
-            db.admin()
+            let result = db
+                .admin()
                 .import(&mut reader, &self.options)
-                .map_err(|e| self.input.name_read_error(e).into())
+                .map_err(|e| anyhow::Error::from(self.input.name_read_error(e)));
+            if ours && nothing_written(&result) {
+                remove_new_database(ctx)?;
+            }
+            result
         });
+        if let (Some(made), true) = (&made, nothing_written(&result)) {
+            made.remove_folders();
+        }
         progress.finish();
         self.read_to_end.set(reader.ended);
-        let report = match result {
-            Ok(report) => report,
-            Err(e) => {
-                if let Some(made) = &made {
-                    made.remove(ctx, ours)?;
-                }
-                return Err(e);
-            }
-        };
+        let report = result?;
         print_bad_lines(ctx, &report)?;
-        if let (true, Some(made)) = (!report.bad.is_empty() && !report.written, &made) {
-            // A rejected file leaves no trace, not even the empty database made for it.
-            made.remove(ctx, ours)?;
-        }
         self.outcome(ctx, &report, reader.number())
     }
 
@@ -392,28 +389,37 @@ impl Made {
         Some(Made { folders })
     }
 
-    /// Removes what this run made, after a failure or a rejected file: the database in it if
-    /// `opened` (this run held sled's lock on it, so what is in it is ours), then the folders
-    /// it created, innermost first, each only if empty. Failing to is a warning: the error or
-    /// report that led here is what the operator needs to see.
-    fn remove(&self, ctx: &mut Ctx<'_>, opened: bool) -> io::Result<()> {
-        if opened {
-            if let Err(e) = remove_contents(ctx.db) {
-                writeln!(
-                    ctx.err,
-                    "warning: cannot remove the new database {} made for this import: {e}",
-                    ctx.db.display()
-                )?;
-            }
-        }
+    /// Removes the folders this run created, innermost first, each only if empty (after a
+    /// failure or a rejected file, once the database in them is gone).
+    fn remove_folders(&self) {
         for folder in self.folders.iter().rev() {
             // Not empty: someone else's files are in it now, or removing the database failed.
             if fs::remove_dir(folder).is_err() {
                 break;
             }
         }
-        Ok(())
     }
+}
+
+/// Whether an import failed, or wrote nothing from a file with bad lines (a rejected file).
+fn nothing_written(result: &anyhow::Result<ImportReport>) -> bool {
+    result
+        .as_ref()
+        .map_or(true, |r| !r.bad.is_empty() && !r.written)
+}
+
+/// Removes the database this run made (what is in its folder, not the folder), while it still
+/// holds it open. Failing to is a warning: the error or report that led here is what the
+/// operator needs to see.
+fn remove_new_database(ctx: &mut Ctx<'_>) -> io::Result<()> {
+    if let Err(e) = remove_contents(ctx.db) {
+        writeln!(
+            ctx.err,
+            "warning: cannot remove the new database {} made for this import: {e}",
+            ctx.db.display()
+        )?;
+    }
+    Ok(())
 }
 
 /// Whether the database holds no session at all, expired ones included (a failed read says
