@@ -300,8 +300,62 @@ pub trait Admin: Send + Sync {
     fn now(&self) -> OffsetDateTime;
 }
 
+/// Every call is guarded: sled 0.34 panics on some damaged pages instead of returning an
+/// error, also after the open (a pass over the records, a node split while reading), and an
+/// operator's call meets damage first. Such a panic is [`Error::Damaged`], as at the open.
 impl Admin for Store {
     fn stats(&self) -> Result<Stats> {
+        self.unpanicked(|| self.admin_stats())
+    }
+
+    fn list(&self, query: &ListQuery) -> Result<Page> {
+        self.unpanicked(|| list(self, query))
+    }
+
+    fn show(&self, target: &Target) -> Result<Option<SessionInfo>> {
+        self.unpanicked(|| self.admin_show(target))
+    }
+
+    fn invalidate(&self, target: &Target) -> Result<bool> {
+        self.unpanicked(|| self.invalidate_handle(&target.handle()))
+    }
+
+    fn invalidate_principal(&self, principal: &str) -> Result<usize> {
+        self.unpanicked(|| Store::invalidate_principal(self, principal))
+    }
+
+    fn purge(&self, progress: &mut dyn FnMut(u64)) -> Result<u64> {
+        self.unpanicked(|| self.purge_expired_with(progress))
+    }
+
+    fn count_expired(&self) -> Result<u64> {
+        self.unpanicked(|| Store::count_expired(self))
+    }
+
+    fn export(&self, out: &mut dyn Write, include_expired: bool) -> Result<ExportReport> {
+        self.unpanicked(|| crate::export::export(self, out, include_expired))
+    }
+
+    fn import(&self, input: &mut dyn BufRead, options: &ImportOptions) -> Result<ImportReport> {
+        self.unpanicked(|| crate::export::import(self, input, options))
+    }
+
+    fn check(&self) -> Result<CheckReport> {
+        self.unpanicked(|| crate::check::check(self))
+    }
+
+    fn repair(&self) -> Result<RepairReport> {
+        self.unpanicked(|| crate::check::repair(self))
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        from_ms(Store::now(self))
+    }
+}
+
+/// The bodies of the `Admin` calls that have their own.
+impl Store {
+    fn admin_stats(&self) -> Result<Stats> {
         let now = self.now();
         let mut stats = Stats {
             live: 0,
@@ -341,53 +395,13 @@ impl Admin for Store {
         Ok(stats)
     }
 
-    fn list(&self, query: &ListQuery) -> Result<Page> {
-        list(self, query)
-    }
-
-    fn show(&self, target: &Target) -> Result<Option<SessionInfo>> {
+    fn admin_show(&self, target: &Target) -> Result<Option<SessionInfo>> {
         let handle = target.handle();
         let Some(bytes) = self.inner.sessions.get(handle.as_bytes())? else {
             return Ok(None);
         };
         let record = decode_for_admin(&handle, &bytes)?;
         Ok(Some(SessionInfo::from_record(handle, record, bytes.len())))
-    }
-
-    fn invalidate(&self, target: &Target) -> Result<bool> {
-        self.invalidate_handle(&target.handle())
-    }
-
-    fn invalidate_principal(&self, principal: &str) -> Result<usize> {
-        Store::invalidate_principal(self, principal)
-    }
-
-    fn purge(&self, progress: &mut dyn FnMut(u64)) -> Result<u64> {
-        self.purge_expired_with(progress)
-    }
-
-    fn count_expired(&self) -> Result<u64> {
-        Store::count_expired(self)
-    }
-
-    fn export(&self, out: &mut dyn Write, include_expired: bool) -> Result<ExportReport> {
-        crate::export::export(self, out, include_expired)
-    }
-
-    fn import(&self, input: &mut dyn BufRead, options: &ImportOptions) -> Result<ImportReport> {
-        crate::export::import(self, input, options)
-    }
-
-    fn check(&self) -> Result<CheckReport> {
-        crate::check::check(self)
-    }
-
-    fn repair(&self) -> Result<RepairReport> {
-        crate::check::repair(self)
-    }
-
-    fn now(&self) -> OffsetDateTime {
-        from_ms(Store::now(self))
     }
 }
 
