@@ -253,7 +253,43 @@ impl Data {
     pub(crate) fn changed(&mut self) {
         if let Some(Ok(_)) = self.map.get() {
             self.changed = true;
+            self.encoded = None;
         }
+    }
+
+    /// Whether the data holds what is stored: unchanged, or changed back (a key removed, then
+    /// set to the value it had), which compares its encoding with the stored tokens (sessdb's
+    /// encoding is canonical). Data never saved holds nothing stored.
+    pub(crate) fn holds_stored(&self) -> bool {
+        match (self.tokens(), self.changed) {
+            (None, _) => false,
+            (Some(_), false) => true,
+            (Some(tokens), true) => self.encoded().is_ok_and(|encoded| *encoded == *tokens),
+        }
+    }
+
+    /// Before a save: data that holds what is stored ([`Data::holds_stored`]) goes back to the
+    /// stored tokens, so that nothing is written for it, and `true` is returned; otherwise the
+    /// encoding made to compare is kept for the save to write.
+    pub(crate) fn settle(&mut self) -> bool {
+        let (same, made) = match (self.tokens(), self.changed) {
+            (None, _) => return false,
+            (Some(_), false) => return true,
+            (Some(tokens), true) => match self.encoded() {
+                Ok(Cow::Borrowed(encoded)) => (encoded == tokens, None),
+                Ok(Cow::Owned(encoded)) => (encoded == tokens, Some(encoded)),
+                // Changes that cannot be spliced (ruled out at load) fail the save that tries.
+                Err(_) => return false,
+            },
+        };
+        if same {
+            self.changes.clear();
+            self.changed = false;
+            self.encoded = None;
+        } else if made.is_some() {
+            self.encoded = made;
+        }
+        same
     }
 
     /// Replaces the whole map. Returns whether the data changed: data not decoded yet is
@@ -294,6 +330,7 @@ impl Data {
             Err(_) => {
                 self.map = OnceLock::from(Ok(Map::new()));
                 self.changes.clear();
+                self.encoded = None;
                 true
             }
         };
@@ -666,7 +703,8 @@ mod tests {
         })]
 
         /// Any sequence of reads, changes and saves agrees with a plain map, whether the data
-        /// was decoded or not, and a save writes exactly that map's encoding.
+        /// was decoded or not, a save writes exactly that map's encoding, and the data holds
+        /// what is stored exactly when that map is the one last saved.
         #[test]
         fn data_behaves_as_a_plain_map(
             start in proptest::collection::btree_map("[a-d]{0,2}", crate::value::arb_value(), 0..5),
@@ -681,6 +719,7 @@ mod tests {
                 Checked::Valid
             };
             let mut data = Data::loaded(record, at, checked);
+            let mut saved = start.clone();
             let mut model = start;
             let enc = |v: &Value| encode_map(&Map::from([(String::new(), v.clone())]));
             for op in ops {
@@ -702,9 +741,11 @@ mod tests {
                         proptest::prop_assert_eq!(encode_map(data.get().unwrap()), encode_map(&model));
                     }
                     Op::Save => {
+                        proptest::prop_assert_eq!(data.settle(), same_map(&model, &saved));
                         let tokens = data.encoded().unwrap().into_owned();
                         proptest::prop_assert_eq!(&tokens, &encode_map(&model));
                         data.saved(IVec::from(tokens), 0);
+                        saved = model.clone();
                     }
                     Op::Clear => {
                         proptest::prop_assert_eq!(data.clear(), !model.is_empty());
@@ -716,6 +757,7 @@ mod tests {
                     }
                     Op::Changed => data.changed(),
                 }
+                proptest::prop_assert_eq!(data.holds_stored(), same_map(&model, &saved));
             }
             proptest::prop_assert_eq!(data.encoded().unwrap().into_owned(), encode_map(&model));
             proptest::prop_assert_eq!(encode_map(&data.into_map().unwrap()), encode_map(&model));

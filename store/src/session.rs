@@ -49,7 +49,12 @@ pub struct Session {
     /// The stored bytes this session was loaded from (or last saved as), and what a write
     /// needs of their head; `None` if never saved.
     stored: Option<(IVec, StoredHead)>,
+    /// Something was changed since the load or the last save.
     dirty: bool,
+    /// Of those changes, one to the head (principal, label, client details, timeouts) or a
+    /// [`Session::mark_changed`]: a save writes them. Without one, a save writes nothing if the
+    /// data holds what is stored after all (a key removed, then set back to its value).
+    head_dirty: bool,
 }
 
 impl fmt::Debug for Session {
@@ -87,6 +92,7 @@ impl Session {
             data: Data::new(),
             stored: None,
             dirty: true,
+            head_dirty: true,
         }
     }
 
@@ -108,6 +114,7 @@ impl Session {
             head: record.head,
             data: Data::loaded(bytes, record.data_at, record.data),
             dirty: false,
+            head_dirty: false,
         }
     }
 
@@ -132,15 +139,39 @@ impl Session {
         self.stored.is_none()
     }
 
-    /// Whether the session has changes that [`Session::save`] will write.
+    /// Whether the session has changes that [`Session::save`] will write. Changes that undo
+    /// each other are none: data that holds what is stored again (a key removed, then set
+    /// back to the value it had) is compared in its stored encoding, and writes nothing.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessdb::Store::open(dir.path().join("db")).unwrap();
+    /// let mut session = store.create();
+    /// session.insert("cart", &[1, 2])?;
+    /// session.save()?;
+    ///
+    /// let mut loaded = store.load(session.id())?.unwrap();
+    /// let cart = loaded.remove("cart").unwrap();
+    /// assert!(loaded.is_dirty());
+    /// loaded.insert_value("cart", cart)?;
+    /// assert!(!loaded.is_dirty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_dirty(&self) -> bool {
-        self.dirty
+        self.dirty && (self.head_dirty || self.stored.is_none() || !self.data.holds_stored())
     }
 
-    /// Marks the session changed, for a value mutated in a way the session cannot see.
+    /// Marks the session changed, for a value mutated in a way the session cannot see: the
+    /// next save writes it, even if its data reads as stored.
     pub fn mark_changed(&mut self) {
-        self.dirty = true;
+        self.changed_head();
         self.data.changed();
+    }
+
+    /// Records a change that a save writes whatever the data holds (see `head_dirty`).
+    fn changed_head(&mut self) {
+        self.dirty = true;
+        self.head_dirty = true;
     }
 
     /// The value under `key`, converted to `T`. `None` if there is no such key. Only this
@@ -315,7 +346,9 @@ impl Session {
         if let Some(p) = principal {
             validate_principal(p)?;
         }
-        set_field(&mut self.head.principal, principal, &mut self.dirty);
+        if set_field(&mut self.head.principal, principal) {
+            self.changed_head();
+        }
         Ok(())
     }
 
@@ -330,7 +363,9 @@ impl Session {
     /// [`Error::InvalidField`] when it is over 4,096 bytes.
     pub fn set_label(&mut self, label: Option<&str>) -> Result<()> {
         validate_metadata("label", label)?;
-        set_field(&mut self.head.label, label, &mut self.dirty);
+        if set_field(&mut self.head.label, label) {
+            self.changed_head();
+        }
         Ok(())
     }
 
@@ -345,7 +380,9 @@ impl Session {
     /// [`Error::InvalidField`] when it is over 4,096 bytes.
     pub fn set_remote_addr(&mut self, addr: Option<&str>) -> Result<()> {
         validate_metadata("remote address", addr)?;
-        set_field(&mut self.head.remote_addr, addr, &mut self.dirty);
+        if set_field(&mut self.head.remote_addr, addr) {
+            self.changed_head();
+        }
         Ok(())
     }
 
@@ -360,7 +397,9 @@ impl Session {
     /// [`Error::InvalidField`] when it is over 4,096 bytes.
     pub fn set_user_agent(&mut self, agent: Option<&str>) -> Result<()> {
         validate_metadata("user agent", agent)?;
-        set_field(&mut self.head.user_agent, agent, &mut self.dirty);
+        if set_field(&mut self.head.user_agent, agent) {
+            self.changed_head();
+        }
         Ok(())
     }
 
@@ -391,7 +430,7 @@ impl Session {
         if self.head.idle_timeout_ms != ms {
             self.head.idle_timeout_ms = ms;
             self.head.expires_at = self.head.compute_expiry();
-            self.dirty = true;
+            self.changed_head();
         }
     }
 
@@ -406,7 +445,7 @@ impl Session {
         if self.head.absolute_deadline != ms {
             self.head.absolute_deadline = ms;
             self.head.expires_at = self.head.compute_expiry();
-            self.dirty = true;
+            self.changed_head();
         }
     }
 
@@ -455,10 +494,12 @@ impl Session {
         self.stored = Some((bytes, head.stored()));
         self.head = head;
         self.dirty = false;
+        self.head_dirty = false;
     }
 
     /// Writes the session if it changed, or if a touch is due (the idle deadline moved by at
-    /// least the touch interval). Otherwise writes nothing.
+    /// least the touch interval). Otherwise writes nothing. Data changes that undo each other
+    /// are no change (see [`Session::is_dirty`]).
     ///
     /// A touch never conflicts. When another request only touched the session since this one
     /// loaded it (it read the session, and its save moved the deadline), this save goes on top
@@ -475,6 +516,10 @@ impl Session {
     /// invalidated, purged or expired meanwhile (a save never brings an expired session back); [`Error::TooLarge`]; [`Error::PrincipalLimit`];
     /// [`Error::ReadOnly`]; storage errors.
     pub fn save(&mut self) -> Result<()> {
+        // Data changes that undid each other are no change: at most a touch is due.
+        if self.dirty && !self.head_dirty && self.stored.is_some() && self.data.settle() {
+            self.dirty = false;
+        }
         let Some(next) = self.next_head() else {
             self.store.inner.counters.skipped();
             return Ok(());
@@ -537,6 +582,7 @@ impl Session {
                 self.head = record.head;
                 self.data = Data::loaded(bytes, record.data_at, record.data);
                 self.dirty = false;
+                self.head_dirty = false;
                 if !wrote {
                     // Nothing to write after all: the session is what another request stored.
                     self.store.inner.counters.skipped();
@@ -740,11 +786,13 @@ fn undecodable(handle: &Handle, e: &ValueError) -> Error {
     }
 }
 
-fn set_field(field: &mut Option<String>, value: Option<&str>, dirty: &mut bool) {
-    if field.as_deref() != value {
+/// Sets `field` to `value`; returns whether that changed it.
+fn set_field(field: &mut Option<String>, value: Option<&str>) -> bool {
+    let changed = field.as_deref() != value;
+    if changed {
         *field = value.map(str::to_string);
-        *dirty = true;
     }
+    changed
 }
 
 pub(crate) fn validate_principal(p: &str) -> Result<()> {
@@ -875,6 +923,115 @@ mod tests {
         let s = store.load(&id).unwrap().unwrap();
         assert_eq!(s.get::<Vec<i32>>("cart").unwrap(), Some(vec![1, 2, 3]));
         assert_eq!(s.get::<i32>("n").unwrap(), Some(1));
+    }
+
+    /// Changes that undo each other (a key taken out and put back, a key added and removed,
+    /// the data cleared and given back) are no change, whether the data was decoded or not:
+    /// the save writes nothing, or only the touch that is due, and goes on top of another
+    /// request's change as a touch does. A head change or `mark_changed` is still written.
+    #[test]
+    fn changes_that_undo_each_other_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::at_ms(1_767_225_600_000);
+        let store = Store::builder()
+            .clock(clock.clone())
+            .open(dir.path().join("db"))
+            .unwrap();
+        let mut s = store.create();
+        s.insert("cart", &vec![1, 2, 3]).unwrap();
+        s.insert("csrf", "token").unwrap();
+        s.save().unwrap();
+        let id = *s.id();
+        let stored = raw(&store, &id);
+        let data = s.data().clone();
+
+        type Undo = fn(&mut Session, &BTreeMap<String, Value>);
+        let undos: [(&str, Undo); 4] = [
+            ("taken out and put back", |s, _| {
+                let cart = s.remove("cart").unwrap();
+                assert!(s.is_dirty());
+                s.insert_value("cart", cart).unwrap();
+            }),
+            ("added and removed", |s, _| {
+                s.insert("n", &1).unwrap();
+                assert!(s.is_dirty());
+                s.remove("n").unwrap();
+            }),
+            ("changed and changed back", |s, _| {
+                s.insert("csrf", "other").unwrap();
+                assert!(s.is_dirty());
+                s.insert("csrf", "token").unwrap();
+            }),
+            ("cleared and given back", |s, data| {
+                s.clear();
+                assert!(s.is_dirty());
+                s.replace_data(data.clone()).unwrap();
+            }),
+        ];
+        for (what, undo) in undos {
+            for decoded in [false, true] {
+                let before = store.counters();
+                let mut s = store.load(&id).unwrap().unwrap();
+                if decoded {
+                    assert_eq!(s.data().len(), 2);
+                }
+                undo(&mut s, &data);
+                assert!(!s.is_dirty(), "{what}, decoded: {decoded}");
+                s.save().unwrap();
+                let after = store.counters();
+                assert_eq!(after.writes, before.writes, "{what}, decoded: {decoded}");
+                assert_eq!(after.skipped_saves, before.skipped_saves + 1);
+                assert_eq!(raw(&store, &id), stored);
+                // Changes after the save are judged against the stored data still.
+                s.insert("n", &2).unwrap();
+                assert!(s.is_dirty(), "{what}, decoded: {decoded}");
+            }
+        }
+
+        // A touch that is due is written, with the data as stored.
+        clock.advance(Duration::from_secs(120));
+        let mut s = store.load(&id).unwrap().unwrap();
+        let cart = s.remove("cart").unwrap();
+        s.insert_value("cart", cart.clone()).unwrap();
+        s.save().unwrap();
+        let touched = raw(&store, &id);
+        assert_eq!(decode_lazy(&touched).unwrap().head.version, s.version());
+        assert_eq!(s.version(), decode_lazy(&stored).unwrap().head.version + 1);
+        assert_eq!(data_part(&touched), data_part(&stored));
+
+        // Another request changed the session meanwhile: no conflict, the handle takes on what
+        // that request stored, as for a handle that changed nothing.
+        clock.advance(Duration::from_secs(120));
+        let mut mine = store.load(&id).unwrap().unwrap();
+        let mut theirs = store.load(&id).unwrap().unwrap();
+        theirs.insert("n", &3).unwrap();
+        theirs.save().unwrap();
+        mine.remove("cart").unwrap();
+        mine.insert_value("cart", cart.clone()).unwrap();
+        mine.save().unwrap();
+        assert_eq!(mine.get::<i32>("n").unwrap(), Some(3));
+        assert_eq!(
+            store.load(&id).unwrap().unwrap().get::<i32>("n").unwrap(),
+            Some(3)
+        );
+
+        // A head change set back, or mark_changed, is written all the same.
+        let mut s = store.load(&id).unwrap().unwrap();
+        s.set_label(Some("web")).unwrap();
+        s.set_label(None).unwrap();
+        s.remove("cart").unwrap();
+        s.insert_value("cart", cart.clone()).unwrap();
+        assert!(s.is_dirty());
+        let version = s.version();
+        s.save().unwrap();
+        assert_eq!(s.version(), version + 1);
+        let mut s = store.load(&id).unwrap().unwrap();
+        s.remove("cart").unwrap();
+        s.insert_value("cart", cart).unwrap();
+        s.mark_changed();
+        assert!(s.is_dirty());
+        s.save().unwrap();
+        assert_eq!(s.version(), version + 2);
     }
 
     /// A store holding one saved session with `data`.

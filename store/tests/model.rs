@@ -303,7 +303,15 @@ struct Open {
     base: Rec,
     /// `base` plus the handle's unsaved changes.
     pending: Rec,
-    dirty: bool,
+    /// The handle is new, or its head was changed, or marked changed: a save writes it.
+    head_dirty: bool,
+}
+
+impl Open {
+    /// Whether a save has changes to write: data that holds what `base` holds again is none.
+    fn dirty(&self) -> bool {
+        self.head_dirty || !same_data(&self.pending.data, &self.base.data)
+    }
 }
 
 /// What a save should do.
@@ -419,7 +427,7 @@ impl Model {
         let next = open.pending.next(self.now);
         // A touch is due after the interval, or after half the idle timeout if that is less.
         let touch = TOUCH_MS.min(next.idle / 2).max(1);
-        if !open.dirty && next.expires - open.base.expires < touch {
+        if !open.dirty() && next.expires - open.base.expires < touch {
             return (Outcome::Skipped, None, Vec::new());
         }
         let mut victims = Vec::new();
@@ -454,7 +462,7 @@ impl Model {
             // that record's deadline is within the touch interval; the handle then holds what
             // is stored. Also when the session as loaded has expired since, and the other
             // write kept it alive. A stored record that has expired is not brought back.
-            Some(r) if r.version != open.base.version && !open.dirty => {
+            Some(r) if r.version != open.base.version && !open.dirty() => {
                 if !r.is_live(self.now) {
                     return (Outcome::NotFound, None, Vec::new());
                 }
@@ -509,7 +517,7 @@ impl Model {
             );
             open.base = next.clone();
             open.pending = next.clone();
-            open.dirty = false;
+            open.head_dirty = false;
             self.records.insert(open.id.handle(), (open.id, next));
         }
         for victim in victims {
@@ -572,7 +580,7 @@ fn step(
                     ..new.clone()
                 },
                 base: new,
-                dirty: true,
+                head_dirty: true,
             });
             let h = m.handles.len() - 1;
             if m.save(store, h)? != Outcome::Written {
@@ -596,7 +604,7 @@ fn step(
                         id,
                         base: rec.clone(),
                         pending: rec,
-                        dirty: false,
+                        head_dirty: false,
                     });
                 }
                 expired_or_gone => {
@@ -615,16 +623,8 @@ fn step(
             let open = &mut m.handles[h];
             let v = value(val);
             open.session.insert_value(key.name(), v.clone())?;
-            if !open
-                .pending
-                .data
-                .get(key.name())
-                .is_some_and(|old| same(old, &v))
-            {
-                open.pending.data.insert(key.name().to_string(), v);
-                open.dirty = true;
-            }
-            prop_assert_eq!(open.session.is_dirty(), open.dirty);
+            open.pending.data.insert(key.name().to_string(), v);
+            prop_assert_eq!(open.session.is_dirty(), open.dirty());
         }
         Op::Remove { handle, key } => {
             let Some(h) = m.pick_handle(handle) else {
@@ -633,13 +633,13 @@ fn step(
             let open = &mut m.handles[h];
             let got = open.session.remove(key.name());
             let want = open.pending.data.remove(key.name());
-            open.dirty |= want.is_some();
+
             let same_removed = match (&got, &want) {
                 (Some(a), Some(b)) => same(a, b),
                 (a, b) => a.is_none() && b.is_none(),
             };
             prop_assert!(same_removed, "removed {:?}, model {:?}", got, want);
-            prop_assert_eq!(open.session.is_dirty(), open.dirty);
+            prop_assert_eq!(open.session.is_dirty(), open.dirty());
         }
         Op::Replace { handle, how } => {
             let Some(h) = m.pick_handle(handle) else {
@@ -658,9 +658,9 @@ fn step(
                 How::Empty => data.clear(),
             }
             open.session.replace_data(data.clone())?;
-            open.dirty |= !same_data(&open.pending.data, &data);
+
             open.pending.data = data;
-            prop_assert_eq!(open.session.is_dirty(), open.dirty);
+            prop_assert_eq!(open.session.is_dirty(), open.dirty());
         }
         Op::Clear { handle } => {
             let Some(h) = m.pick_handle(handle) else {
@@ -668,9 +668,9 @@ fn step(
             };
             let open = &mut m.handles[h];
             open.session.clear();
-            open.dirty |= !open.pending.data.is_empty();
+
             open.pending.data.clear();
-            prop_assert_eq!(open.session.is_dirty(), open.dirty);
+            prop_assert_eq!(open.session.is_dirty(), open.dirty());
         }
         Op::ReadData { handle } => {
             let Some(h) = m.pick_handle(handle) else {
@@ -690,7 +690,7 @@ fn step(
             };
             let open = &mut m.handles[h];
             open.session.mark_changed();
-            open.dirty = true;
+            open.head_dirty = true;
             prop_assert!(open.session.is_dirty());
         }
         Op::SetPrincipal { handle, principal } => {
@@ -701,9 +701,9 @@ fn step(
             open.session.set_principal(principal.map(P::name))?;
             if open.pending.principal != principal {
                 open.pending.principal = principal;
-                open.dirty = true;
+                open.head_dirty = true;
             }
-            prop_assert_eq!(open.session.is_dirty(), open.dirty);
+            prop_assert_eq!(open.session.is_dirty(), open.dirty());
         }
         Op::SetIdle { handle, mins } => {
             let Some(h) = m.pick_handle(handle) else {
@@ -716,9 +716,9 @@ fn step(
             if open.pending.idle != idle {
                 open.pending.idle = idle;
                 open.pending.expires = (open.pending.last_access + idle).min(open.pending.absolute);
-                open.dirty = true;
+                open.head_dirty = true;
             }
-            prop_assert_eq!(open.session.is_dirty(), open.dirty);
+            prop_assert_eq!(open.session.is_dirty(), open.dirty());
         }
         Op::Save { handle } => {
             if let Some(h) = m.pick_handle(handle) {
@@ -806,7 +806,7 @@ fn step(
                 open.id = new_id;
                 open.base = next.clone();
                 open.pending = next.clone();
-                open.dirty = false;
+                open.head_dirty = false;
                 m.records.remove(&old_id.handle());
                 m.records.insert(new_id.handle(), (new_id, next));
                 m.ids.push(new_id);
@@ -912,7 +912,7 @@ fn verify(store: &Store, m: &Model) -> Result<(), TestCaseError> {
             &open.pending,
             "handle contents"
         );
-        prop_assert_eq!(open.session.is_dirty(), open.dirty);
+        prop_assert_eq!(open.session.is_dirty(), open.dirty());
         prop_assert_eq!(open.session.id(), &open.id);
     }
     let live = m.records.values().filter(|(_, r)| r.is_live(now)).count() as u64;
