@@ -677,6 +677,8 @@ mod tests {
         Replace(Map),
         /// `mark_changed`: no change to the content.
         Changed,
+        /// A save that settled the data and then failed (a conflict, say): nothing stored.
+        FailedSave,
     }
 
     fn op() -> impl proptest::strategy::Strategy<Value = Op> {
@@ -692,6 +694,7 @@ mod tests {
             1 => proptest::collection::btree_map(key, crate::value::arb_value(), 0..3)
                 .prop_map(Op::Replace),
             1 => Just(Op::Changed),
+            1 => Just(Op::FailedSave),
         ]
     }
 
@@ -712,7 +715,8 @@ mod tests {
             decoded_at_load in proptest::prelude::any::<bool>(),
         ) {
             let (record, at) = stored(&start);
-            // As a load leaves it: not decoded, or decoded (stored keys out of order).
+            // As a load leaves it: not decoded, or decoded (as a load decodes records whose keys
+            // are out of order; these tokens are in sessdb's own order).
             let checked = if decoded_at_load {
                 Checked::Decoded(start.clone())
             } else {
@@ -742,6 +746,10 @@ mod tests {
                     }
                     Op::Save => {
                         proptest::prop_assert_eq!(data.settle(), same_map(&model, &saved));
+                        if same_map(&model, &saved) {
+                            // The stored tokens themselves, not an encoding of the same.
+                            proptest::prop_assert!(matches!(data.encoded(), Ok(Cow::Borrowed(t)) if Some(t) == data.tokens()));
+                        }
                         let tokens = data.encoded().unwrap().into_owned();
                         proptest::prop_assert_eq!(&tokens, &encode_map(&model));
                         data.saved(IVec::from(tokens), 0);
@@ -756,7 +764,11 @@ mod tests {
                         model = map;
                     }
                     Op::Changed => data.changed(),
+                    Op::FailedSave => {
+                        proptest::prop_assert_eq!(data.settle(), same_map(&model, &saved));
+                    }
                 }
+                proptest::prop_assert_eq!(data.encoded().unwrap().into_owned(), encode_map(&model));
                 proptest::prop_assert_eq!(data.holds_stored(), same_map(&model, &saved));
             }
             proptest::prop_assert_eq!(data.encoded().unwrap().into_owned(), encode_map(&model));

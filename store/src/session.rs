@@ -63,7 +63,7 @@ impl fmt::Debug for Session {
         f.debug_struct("Session")
             .field("handle", &self.handle)
             .field("version", &self.head.version)
-            .field("dirty", &self.dirty)
+            .field("changed", &self.dirty)
             .finish_non_exhaustive()
     }
 }
@@ -141,7 +141,10 @@ impl Session {
 
     /// Whether the session has changes that [`Session::save`] will write. Changes that undo
     /// each other are none: data that holds what is stored again (a key removed, then set
-    /// back to the value it had) is compared in its stored encoding, and writes nothing.
+    /// back to the value it had) is compared in its stored encoding, and writes nothing. (Data
+    /// stored in another form than sessdb's own, which only a writer other than sessdb makes,
+    /// compares as changed, and a save writes it in sessdb's form.) For changed data this
+    /// encodes it to compare, each call; [`Session::save`] encodes it once.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -982,6 +985,9 @@ mod tests {
                 assert_eq!(after.writes, before.writes, "{what}, decoded: {decoded}");
                 assert_eq!(after.skipped_saves, before.skipped_saves + 1);
                 assert_eq!(raw(&store, &id), stored);
+                if what == "taken out and put back" && !decoded {
+                    assert!(!s.data.is_decoded(), "compared without decoding");
+                }
                 // Changes after the save are judged against the stored data still.
                 s.insert("n", &2).unwrap();
                 assert!(s.is_dirty(), "{what}, decoded: {decoded}");
@@ -1008,12 +1014,17 @@ mod tests {
         theirs.save().unwrap();
         mine.remove("cart").unwrap();
         mine.insert_value("cart", cart.clone()).unwrap();
+        let before = store.counters();
         mine.save().unwrap();
+        let after = store.counters();
+        assert_eq!(after.conflicts, before.conflicts);
         assert_eq!(mine.get::<i32>("n").unwrap(), Some(3));
-        assert_eq!(
-            store.load(&id).unwrap().unwrap().get::<i32>("n").unwrap(),
-            Some(3)
-        );
+        let stored = store.load(&id).unwrap().unwrap();
+        assert_eq!(stored.get::<i32>("n").unwrap(), Some(3));
+        assert_eq!(mine.version(), stored.version());
+        // Their save moved the deadline as far as this one would: nothing more to write.
+        assert_eq!(after.writes, before.writes);
+        assert_eq!(after.skipped_saves, before.skipped_saves + 1);
 
         // A head change set back, or mark_changed, is written all the same.
         let mut s = store.load(&id).unwrap().unwrap();

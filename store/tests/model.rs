@@ -633,7 +633,6 @@ fn step(
             let open = &mut m.handles[h];
             let got = open.session.remove(key.name());
             let want = open.pending.data.remove(key.name());
-
             let same_removed = match (&got, &want) {
                 (Some(a), Some(b)) => same(a, b),
                 (a, b) => a.is_none() && b.is_none(),
@@ -658,7 +657,6 @@ fn step(
                 How::Empty => data.clear(),
             }
             open.session.replace_data(data.clone())?;
-
             open.pending.data = data;
             prop_assert_eq!(open.session.is_dirty(), open.dirty());
         }
@@ -668,7 +666,6 @@ fn step(
             };
             let open = &mut m.handles[h];
             open.session.clear();
-
             open.pending.data.clear();
             prop_assert_eq!(open.session.is_dirty(), open.dirty());
         }
