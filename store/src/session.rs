@@ -856,12 +856,8 @@ mod tests {
         record[decode_lazy(record).unwrap().data_at..].to_vec()
     }
 
-    /// A save that does not change the data writes the stored data bytes back as they were,
-    /// decoded or not. The stored data here ends in bytes the decoder ignores (after the last
-    /// token), which a re-encoding would drop: they survive every save but a data change.
-    #[test]
-    fn saves_that_leave_the_data_alone_write_its_stored_bytes_verbatim() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A store in `dir` on a manual clock, holding one saved session with a cart and a token.
+    fn cart_and_csrf(dir: &tempfile::TempDir) -> (ManualClock, Store, Session) {
         let clock = ManualClock::at_ms(1_767_225_600_000);
         let store = Store::builder()
             .clock(clock.clone())
@@ -871,6 +867,16 @@ mod tests {
         s.insert("cart", &vec![1, 2, 3]).unwrap();
         s.insert("csrf", "token").unwrap();
         s.save().unwrap();
+        (clock, store, s)
+    }
+
+    /// A save that does not change the data writes the stored data bytes back as they were,
+    /// decoded or not. The stored data here ends in bytes the decoder ignores (after the last
+    /// token), which a re-encoding would drop: they survive every save but a data change.
+    #[test]
+    fn saves_that_leave_the_data_alone_write_its_stored_bytes_verbatim() {
+        let dir = tempfile::tempdir().unwrap();
+        let (clock, store, s) = cart_and_csrf(&dir);
         let id = *s.id();
         drop(s);
         let mut planted = raw(&store, &id);
@@ -935,15 +941,7 @@ mod tests {
     #[test]
     fn changes_that_undo_each_other_write_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::at_ms(1_767_225_600_000);
-        let store = Store::builder()
-            .clock(clock.clone())
-            .open(dir.path().join("db"))
-            .unwrap();
-        let mut s = store.create();
-        s.insert("cart", &vec![1, 2, 3]).unwrap();
-        s.insert("csrf", "token").unwrap();
-        s.save().unwrap();
+        let (clock, store, s) = cart_and_csrf(&dir);
         let id = *s.id();
         let stored = raw(&store, &id);
         let data = s.data().clone();
