@@ -542,10 +542,7 @@ fn an_invalidate_cut_off_partway_says_how_many_it_ended() {
     assert!(app.load(&common::id(1)).expect("load").is_none());
     // The one in flight ran; the application could not say so.
     assert!(app.load(&common::id(2)).expect("load").is_none());
-    assert!(app
-        .load(&sessdb::SessionId::named(common::API_CLIENT))
-        .expect("load")
-        .is_some());
+    assert!(app.load_named(common::API_CLIENT).expect("load").is_some());
 }
 
 #[test]

@@ -30,9 +30,30 @@ impl SessionId {
     /// The deterministic id of a named session (UUID v5 of `name` in sessdb's namespace).
     ///
     /// Anyone who knows the name can compute this id, so named sessions suit caches local to
-    /// one application (an API client's login), not tokens handed to untrusted clients.
+    /// one application (an API client's login), not tokens handed to untrusted clients. For
+    /// the same reason the calls a client's token reaches ([`Store::load`](crate::Store::load),
+    /// [`Store::update`](crate::Store::update), [`Store::invalidate`](crate::Store::invalidate),
+    /// and so the tower-sessions adapter) never reach a named session, even given this id: a
+    /// client that builds it as a cookie gets no session. Named sessions are reached by name
+    /// ([`Store::get_or_create`](crate::Store::get_or_create),
+    /// [`Store::load_named`](crate::Store::load_named),
+    /// [`Store::invalidate_named`](crate::Store::invalidate_named)) and by handle, as an
+    /// operator does.
     pub fn named(name: &str) -> Self {
         SessionId(Uuid::new_v5(&NAMED_NAMESPACE, name.as_bytes()))
+    }
+
+    /// Whether this is the id of the named session whose name is `label`: a session made by
+    /// [`Store::get_or_create`](crate::Store::get_or_create), whose label is its name. Only a
+    /// version 5 id can be; the name is hashed only for those.
+    pub(crate) fn is_named(&self, label: Option<&str>) -> bool {
+        self.may_be_named() && label.is_some_and(|name| SessionId::named(name) == *self)
+    }
+
+    /// Whether this id could be a named session's (a version 5 id: all of those, and one in 16
+    /// ids made elsewhere from random bytes, such as tower-sessions').
+    pub(crate) fn may_be_named(&self) -> bool {
+        self.0.get_version_num() == 5
     }
 
     /// An id from 16 raw bytes: a token generated elsewhere (such as tower-sessions' session

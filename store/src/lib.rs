@@ -37,6 +37,9 @@
 //! // Next request: load it back by id.
 //! let mut session = store.load(&cookie.parse()?)?.expect("live session");
 //! assert_eq!(session.get::<Vec<u32>>("cart")?, Some(vec![1, 2, 3]));
+//! // End every request with a save: it keeps the idle deadline moving (a load does not), and
+//! // writes only if something changed or a touch is due.
+//! session.save()?;
 //!
 //! // Privilege change: rotate the id; the old one stops working.
 //! session.cycle_id()?;

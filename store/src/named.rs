@@ -94,7 +94,7 @@ impl Store {
         // that `valid` refused, and validate the newer one.
         const ATTEMPTS: u32 = 100;
         let mut attempts = 0;
-        while let Some(session) = self.load(&id)? {
+        while let Some(session) = self.load_named(name)? {
             if valid(&session) {
                 return Ok(session);
             }

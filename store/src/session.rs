@@ -363,9 +363,16 @@ impl Session {
     /// Sets or clears the label.
     ///
     /// # Errors
-    /// [`Error::InvalidField`] when it is over 4,096 bytes.
+    /// [`Error::InvalidField`] when it is over 4,096 bytes, or for another label on a named
+    /// session ([`Store::get_or_create`]): its label is its name, which finds it.
     pub fn set_label(&mut self, label: Option<&str>) -> Result<()> {
         validate_metadata("label", label)?;
+        if label != self.head.label.as_deref() && self.id.is_named(self.head.label.as_deref()) {
+            return Err(Error::InvalidField {
+                field: "label",
+                reason: "a named session's label is its name".into(),
+            });
+        }
         if set_field(&mut self.head.label, label) {
             self.changed_head();
         }

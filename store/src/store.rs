@@ -384,9 +384,17 @@ impl Store {
     /// is then deleted, unless the store is read-only) or its record cannot be decoded (which
     /// [`Admin::check`](crate::Admin::check) reports).
     ///
+    /// A load does not move the idle deadline: end each request with [`Session::save`], which
+    /// writes only if something changed or a touch is due.
+    ///
     /// Only the metadata is decoded here; the data is checked (so a record whose data is
     /// corrupt is refused now, as above) and decoded when the session's data is used: one
     /// value for [`Session::get`], the whole map for [`Session::data`].
+    ///
+    /// A named session ([`Store::get_or_create`]) is `None` here too, even given its id
+    /// ([`SessionId::named`]): anyone who knows a name can compute that id, and a client must
+    /// not reach a named session by sending it as its token. Load one with
+    /// [`Store::load_named`].
     ///
     /// # Errors
     /// Storage errors only.
@@ -394,7 +402,34 @@ impl Store {
         let handle = id.handle();
         Ok(self
             .load_record(&handle)?
+            .filter(|(_, record)| !id.is_named(record.head.label.as_deref()))
             .map(|(bytes, record)| Session::loaded(self.clone(), *id, handle, bytes, record)))
+    }
+
+    /// The live named session `name` ([`Store::get_or_create`]), if there is one; unlike
+    /// `get_or_create`, creates nothing.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessdb::Store::open(dir.path().join("db"))?;
+    /// assert!(store.load_named("billing-api")?.is_none());
+    /// store.get_or_create("billing-api", |s| s.insert("token", "t0k3n"))?;
+    /// let session = store.load_named("billing-api")?.unwrap();
+    /// assert_eq!(session.get::<String>("token")?.as_deref(), Some("t0k3n"));
+    /// // Not through its id, which anyone who knows the name can compute.
+    /// assert!(store.load(&sessdb::SessionId::named("billing-api"))?.is_none());
+    /// # Ok::<(), sessdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn load_named(&self, name: &str) -> Result<Option<Session>> {
+        let id = SessionId::named(name);
+        let handle = id.handle();
+        Ok(self
+            .load_record(&handle)?
+            .filter(|(_, record)| record.head.label.as_deref() == Some(name))
+            .map(|(bytes, record)| Session::loaded(self.clone(), id, handle, bytes, record)))
     }
 
     /// The live record stored under `handle`, deleting it lazily if it is expired. The data is
@@ -467,10 +502,57 @@ impl Store {
 
     /// Invalidates one session. Returns whether a session was removed.
     ///
+    /// A named session is left alone, as [`Store::load`] does not return one: a client that
+    /// sends its computed id cannot end an API client's cached login. End it with
+    /// [`Store::invalidate_named`], or by handle.
+    ///
     /// # Errors
     /// Storage errors, or [`Error::ReadOnly`].
     pub fn invalidate(&self, id: &SessionId) -> Result<bool> {
-        self.invalidate_handle(&id.handle())
+        self.check_writable("invalidate")?;
+        let handle = id.handle();
+        let removed = {
+            let _g = self.lock_key(&handle);
+            if self.holds_named(id, &handle)? {
+                false
+            } else {
+                self.remove_locked(&handle)?
+            }
+        };
+        self.sync()?;
+        Ok(removed)
+    }
+
+    /// Invalidates the named session `name` ([`Store::get_or_create`]). Returns whether it was
+    /// stored.
+    ///
+    /// # Errors
+    /// Storage errors, or [`Error::ReadOnly`].
+    pub fn invalidate_named(&self, name: &str) -> Result<bool> {
+        self.check_writable("invalidate_named")?;
+        let id = SessionId::named(name);
+        let handle = id.handle();
+        let removed = {
+            let _g = self.lock_key(&handle);
+            if self.holds_named(&id, &handle)? {
+                self.remove_locked(&handle)?
+            } else {
+                false
+            }
+        };
+        self.sync()?;
+        Ok(removed)
+    }
+
+    /// Whether the record stored under `handle` (`id`'s) is a named session.
+    fn holds_named(&self, id: &SessionId, handle: &Handle) -> Result<bool> {
+        if !id.may_be_named() {
+            return Ok(false);
+        }
+        let Some(bytes) = self.inner.sessions.get(handle.as_bytes())? else {
+            return Ok(false);
+        };
+        Ok(decode_head(&bytes).is_ok_and(|head| id.is_named(head.label.as_deref())))
     }
 
     /// Invalidates the session stored under `handle` (as shown by sessctl). Returns whether a

@@ -244,7 +244,7 @@ fn failed_init_saves_nothing_and_reports_the_cause() {
     assert_eq!(err.to_string(), "creating named session \"flaky\" failed");
     let source = std::error::Error::source(&err).unwrap().to_string();
     assert_eq!(source, "identity service down");
-    assert!(f.store.load(&SessionId::named("flaky")).unwrap().is_none());
+    assert!(f.store.load_named("flaky").unwrap().is_none());
 }
 
 /// An `init` that saved the session and then failed: the half-made session is removed, so the
@@ -262,7 +262,7 @@ fn a_failed_init_that_saved_leaves_nothing_for_the_next_call() {
         })
         .unwrap_err();
     assert!(matches!(err, Error::Init { .. }), "{err}");
-    assert!(f.store.load(&SessionId::named("svc")).unwrap().is_none());
+    assert!(f.store.load_named("svc").unwrap().is_none());
     assert!(f.store.check().unwrap().is_clean());
     let mut ran = false;
     let s = f

@@ -430,3 +430,63 @@ fn deeply_nested_values_get_a_clear_error() {
     let imported = other.load(s.id()).expect("load").expect("live");
     assert_eq!(imported.data(), loaded.data());
 }
+
+/// A named session's id is computable from its name, so a client that sends it as its token
+/// must not reach the session: not through `load`, `update` or `invalidate`. By name it is
+/// reached, and a cookie session with the same label, or an id that is version 5 by chance,
+/// loads as before.
+#[test]
+fn a_named_session_is_not_reached_through_its_computable_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir.path().join("db"));
+    store
+        .get_or_create("admin", |s| s.insert("token", "upstream-secret"))
+        .expect("named");
+    let forged = SessionId::named("admin");
+
+    assert!(store.load(&forged).expect("load").is_none());
+    let ran = store
+        .update(&forged, |s| s.insert("token", "attacker"))
+        .expect("update");
+    assert!(ran.is_none(), "update ran on a named session");
+    assert!(!store.invalidate(&forged).expect("invalidate"));
+
+    let named = store
+        .load_named("admin")
+        .expect("load_named")
+        .expect("stored");
+    assert_eq!(
+        named.get::<String>("token").expect("token").as_deref(),
+        Some("upstream-secret")
+    );
+    assert_eq!(named.id(), &forged);
+    assert!(store.load_named("nobody").expect("load_named").is_none());
+
+    // Its label is its name, which finds it.
+    let mut named = named;
+    let err = named.set_label(Some("other")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid label: a named session's label is its name"
+    );
+    named.set_label(Some("admin")).expect("the same label");
+
+    // An ordinary session labelled like a named one, and one whose random id is version 5,
+    // are ordinary sessions.
+    let mut web = store.create();
+    web.set_label(Some("admin")).expect("label");
+    web.save().expect("save");
+    assert!(store.load(web.id()).expect("load").is_some());
+    let mut bytes = *SessionId::random().as_bytes();
+    bytes[6] = (bytes[6] & 0x0f) | 0x50;
+    let v5 = SessionId::from_bytes(bytes);
+    let mut s = store.create_with_id(v5);
+    s.set_label(Some("admin")).expect("label");
+    s.save().expect("save");
+    assert!(store.load(&v5).expect("load").is_some());
+    assert!(store.invalidate(&v5).expect("invalidate"));
+
+    assert!(store.invalidate_named("admin").expect("invalidate_named"));
+    assert!(store.load_named("admin").expect("load_named").is_none());
+    assert!(!store.invalidate_named("admin").expect("invalidate_named"));
+}

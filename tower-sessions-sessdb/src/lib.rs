@@ -45,7 +45,9 @@
 //! - `create` never overwrites: if the id is taken it draws a new one and writes it back to the
 //!   record, as tower-sessions asks of a store.
 //! - `load` returns `None` for an unknown, invalidated or expired session (sessdb deletes an
-//!   expired one on the way).
+//!   expired one on the way), and for a named session of the same store
+//!   (`Store::get_or_create`): its id is computable from its name, so a cookie built from it
+//!   reaches nothing, and neither `save` nor `delete` touch it.
 //! - `save` does not re-create a session that is gone: a request that loaded its session just
 //!   before `sessctl invalidate --principal alice` ran cannot bring it back when it ends. (The
 //!   memory store would.)

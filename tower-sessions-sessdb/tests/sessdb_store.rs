@@ -418,3 +418,30 @@ async fn a_sliding_expiry_date_writes_only_when_a_touch_is_due() {
         "an earlier deadline is always written"
     );
 }
+
+/// A client that builds a named session's id (computable from its name) into a cookie gets no
+/// session: not its data on load, not its data overwritten on save, not its removal on delete.
+#[tokio::test]
+async fn a_cookie_built_from_a_named_sessions_id_reaches_nothing() {
+    let (_dir, store) = open();
+    store
+        .get_or_create("admin", |s| s.insert("token", "upstream-secret"))
+        .unwrap();
+    let sessions = SessdbStore::new(store.clone());
+    let forged = Id(i128::from_le_bytes(
+        *sessdb::SessionId::named("admin").as_bytes(),
+    ));
+    assert_eq!(session_id(&forged), sessdb::SessionId::named("admin"));
+
+    assert!(sessions.load(&forged).await.unwrap().is_none());
+    let mut overwrite = record(json!({ "token": "attacker" }), in_an_hour());
+    overwrite.id = forged;
+    sessions.save(&overwrite).await.unwrap();
+    sessions.delete(&forged).await.unwrap();
+
+    let named = store.load_named("admin").unwrap().expect("still stored");
+    assert_eq!(
+        named.get::<String>("token").unwrap().as_deref(),
+        Some("upstream-secret")
+    );
+}
