@@ -469,9 +469,11 @@ impl Store {
     /// Loads the session, applies `f` and saves, retrying from a fresh load whenever another
     /// writer saved in between. Returns `None` if there is no live session: before `f` runs
     /// (then it never does), or after, if the session was invalidated or expired before the
-    /// save (which then writes nothing).
+    /// save (which then writes nothing). A named session is `None` too, as for
+    /// [`Store::load`].
     ///
-    /// `f` may run more than once; it should only change the session.
+    /// `f` may run more than once; it should only change the session. The session is saved
+    /// whatever `f` returns: to give up a change on an error, use [`Store::try_update`].
     ///
     /// # Errors
     /// Storage errors, errors of the save (such as [`Error::TooLarge`]), or
@@ -481,23 +483,72 @@ impl Store {
         id: &SessionId,
         mut f: impl FnMut(&mut Session) -> R,
     ) -> Result<Option<R>> {
+        self.try_update(id, |s| Ok(f(s)))
+    }
+
+    /// [`Store::update`] for a change that can fail: when `f` returns an error, nothing is
+    /// saved and the error is returned. sessdb's own errors reach the caller as `E`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessdb::Store::open(dir.path().join("db"))?;
+    /// # let mut s = store.create();
+    /// # s.insert("balance", &10)?;
+    /// # s.save()?;
+    /// # let id = *s.id();
+    /// #[derive(Debug)]
+    /// enum Refused {
+    ///     Funds,
+    ///     Store(sessdb::Error),
+    /// }
+    /// impl From<sessdb::Error> for Refused {
+    ///     fn from(e: sessdb::Error) -> Self {
+    ///         Refused::Store(e)
+    ///     }
+    /// }
+    ///
+    /// let spend = |amount: i64| {
+    ///     store.try_update(&id, |s| {
+    ///         let balance: i64 = s.get("balance")?.unwrap_or(0);
+    ///         s.insert("balance", &(balance - amount))?;
+    ///         if balance < amount {
+    ///             return Err(Refused::Funds); // the change above is not saved
+    ///         }
+    ///         Ok(balance - amount)
+    ///     })
+    /// };
+    /// assert_eq!(spend(4).unwrap(), Some(6));
+    /// assert!(matches!(spend(7), Err(Refused::Funds)));
+    /// let s = store.load(&id)?.unwrap();
+    /// assert_eq!(s.get::<i64>("balance")?, Some(6));
+    /// # Ok::<(), sessdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The error of `f`, with nothing saved; as for [`Store::update`], converted to `E`.
+    pub fn try_update<T, E: From<Error>>(
+        &self,
+        id: &SessionId,
+        mut f: impl FnMut(&mut Session) -> std::result::Result<T, E>,
+    ) -> std::result::Result<Option<T>, E> {
         const ATTEMPTS: u32 = 10_000;
         for _ in 0..ATTEMPTS {
             let Some(mut session) = self.load(id)? else {
                 return Ok(None);
             };
-            let out = f(&mut session);
+            let out = f(&mut session)?;
             match session.save() {
                 Ok(()) => return Ok(Some(out)),
                 Err(Error::Conflict { .. }) => std::thread::yield_now(),
                 Err(Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         Err(Error::TooManyConflicts {
             handle: id.handle().to_string(),
             attempts: ATTEMPTS,
-        })
+        }
+        .into())
     }
 
     /// Invalidates one session. Returns whether a session was removed.
