@@ -10,6 +10,14 @@ use crate::store::{lock, Store};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The lock of one name: held while a call gets or creates its session, and which thread holds
+/// it, so that an `init` asking for its own name fails instead of waiting for itself.
+#[derive(Default)]
+pub(crate) struct NameLock {
+    held: Mutex<()>,
+    holder: Mutex<Option<std::thread::ThreadId>>,
+}
+
 impl Store {
     /// The live session named `name`, or a new one filled by `init` and saved.
     ///
@@ -35,9 +43,13 @@ impl Store {
     /// `save` followed by a `cycle_id` in `init` would leave the name's session under another
     /// id, so it is refused: that session is removed and the call fails with [`Error::Init`].
     ///
+    /// `init` may ask for other names; asking for its own fails with [`Error::Init`] rather
+    /// than wait for itself.
+    ///
     /// # Errors
-    /// [`Error::Init`] wrapping the error of `init`, or for a save and then a `cycle_id` in it;
-    /// [`Error::InvalidField`] for a name over 4,096 bytes (the name is the session's label);
+    /// [`Error::Init`] wrapping the error of `init`, for a save and then a `cycle_id` in it, or
+    /// for a call for the same name from inside `init`; [`Error::InvalidField`] for an empty
+    /// name or one over 4,096 bytes (the name is the session's label);
     /// [`Error::Corrupt`] if the record stored under the name cannot be read (`sessctl check
     /// --repair` removes it); errors of the save or of storage.
     pub fn get_or_create<E>(
@@ -68,12 +80,29 @@ impl Store {
     where
         E: Into<BoxError>,
     {
+        if name.is_empty() {
+            return Err(Error::InvalidField {
+                field: "session name",
+                reason: "it is empty".into(),
+            });
+        }
         validate_metadata("session name", Some(name))?;
         let id = SessionId::named(name);
         let name_lock = self.name_lock(&id);
-        let result = {
-            let _g = lock(&name_lock);
-            self.get_or_create_locked(id, name, valid, init)
+        let me = std::thread::current().id();
+        let result = if *lock(&name_lock.holder) == Some(me) {
+            // An `init` that asks for its own name would wait for itself, and every later
+            // caller of the name behind it.
+            Err(Error::Init {
+                name: name.to_string(),
+                source: "asked for from inside its own init, which would wait for itself".into(),
+            })
+        } else {
+            let _g = lock(&name_lock.held);
+            *lock(&name_lock.holder) = Some(me);
+            let result = self.get_or_create_locked(id, name, valid, init);
+            *lock(&name_lock.holder) = None;
+            result
         };
         self.release_name_lock(&id, name_lock);
         result
@@ -146,14 +175,14 @@ impl Store {
         }
     }
 
-    fn name_lock(&self, id: &SessionId) -> Arc<Mutex<()>> {
+    fn name_lock(&self, id: &SessionId) -> Arc<NameLock> {
         lock(&self.inner.named_locks)
             .entry(*id)
-            .or_insert_with(|| Arc::new(Mutex::new(())))
+            .or_default()
             .clone()
     }
 
-    fn release_name_lock(&self, id: &SessionId, name_lock: Arc<Mutex<()>>) {
+    fn release_name_lock(&self, id: &SessionId, name_lock: Arc<NameLock>) {
         let mut map = lock(&self.inner.named_locks);
         drop(name_lock);
         // Only the map's reference left: nobody else waits on this name.

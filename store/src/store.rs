@@ -71,7 +71,7 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     key_locks: Vec<Mutex<()>>,
     principal_locks: Vec<Mutex<()>>,
-    pub(crate) named_locks: Mutex<HashMap<SessionId, Arc<Mutex<()>>>>,
+    pub(crate) named_locks: Mutex<HashMap<SessionId, Arc<crate::named::NameLock>>>,
     pub(crate) counters: AtomicCounters,
     group_commit: Option<GroupCommit>,
     /// Dropping this ends the reaper thread.

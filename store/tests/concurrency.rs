@@ -397,3 +397,39 @@ fn check_beside_writers_reports_nothing() {
     }
     assert!(f.store.check().unwrap().is_clean());
 }
+
+/// An `init` that asks for its own name fails at once instead of waiting for itself (and every
+/// later caller of the name behind it); other names work from inside `init`, and the name works
+/// again after. An empty name is refused: it could not be told from no label.
+#[test]
+fn an_init_that_asks_for_its_own_name_fails_instead_of_waiting_forever() {
+    let f = fixture();
+    let err = f
+        .store
+        .get_or_create("outer", |s| {
+            let inner = f.store.get_or_create("outer", |_| Ok::<_, Error>(()));
+            let err = inner.expect_err("its own name from inside init");
+            assert_eq!(
+                std::error::Error::source(&err).map(ToString::to_string),
+                Some("asked for from inside its own init, which would wait for itself".into())
+            );
+            let other = f.store.get_or_create("other", |_| Ok::<_, Error>(()))?;
+            s.insert("other", &other.label())?;
+            Err(err)
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Init { .. }), "{err}");
+    assert!(f.store.load_named("other").unwrap().is_some());
+    assert!(f.store.load_named("outer").unwrap().is_none());
+    let s = f
+        .store
+        .get_or_create("outer", |s| s.insert("n", &1))
+        .expect("the name works again");
+    assert_eq!(s.get::<i32>("n").unwrap(), Some(1));
+
+    let err = f
+        .store
+        .get_or_create("", |_| Ok::<_, Error>(()))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "invalid session name: it is empty");
+}
