@@ -240,8 +240,24 @@ impl Builder {
     /// [`Error::Missing`](crate::Error::Missing) when it does not exist and `create` is off,
     /// [`Error::EmptyPath`](crate::Error::EmptyPath) for an empty `path`,
     /// [`Error::NotADirectory`](crate::Error::NotADirectory),
-    /// [`Error::NewerFormat`](crate::Error::NewerFormat), or an I/O or storage error.
+    /// [`Error::NewerFormat`](crate::Error::NewerFormat),
+    /// [`Error::InvalidField`](crate::Error::InvalidField) for a zero idle timeout or absolute
+    /// lifetime (every session would expire as it is saved; `Duration::MAX` is none), or an
+    /// I/O or storage error.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
+        for (field, d) in [
+            ("idle timeout", self.config.idle_timeout),
+            ("absolute lifetime", self.config.absolute_lifetime),
+        ] {
+            if d.is_zero() {
+                return Err(crate::Error::InvalidField {
+                    field,
+                    reason: "it is zero, so every session would expire as it is saved \
+                             (Duration::MAX is none)"
+                        .into(),
+                });
+            }
+        }
         Store::open_with(path.as_ref(), self.config)
     }
 }
@@ -249,6 +265,34 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A zero idle timeout or absolute lifetime is refused by name, before anything is made.
+    #[test]
+    fn zero_lifetimes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let err = Builder::new()
+            .idle_timeout(Duration::ZERO)
+            .open(&path)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid idle timeout: it is zero, so every session would expire as it is saved \
+             (Duration::MAX is none)"
+        );
+        let err = Builder::new()
+            .absolute_lifetime(Duration::ZERO)
+            .open(&path)
+            .unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("invalid absolute lifetime: it is zero"));
+        assert!(!path.exists());
+        Builder::new()
+            .idle_timeout(Duration::from_millis(1))
+            .open(&path)
+            .unwrap();
+    }
 
     /// Values sled would panic on, or that would spin a core, are raised to the documented
     /// minimum.
