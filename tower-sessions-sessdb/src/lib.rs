@@ -65,6 +65,11 @@
 //!   with it: tower-sessions' `cycle_id` deletes the old id before it creates the new one, so
 //!   with `Refuse` a login over the limit fails in `create` (a backend error naming the limit,
 //!   which axum answers with a 500) after the anonymous session, and its data, are gone.
+//! - A session over [`sessdb::Builder::max_session_bytes`] (256 KiB encoded by default) fails
+//!   in `save` with an `Encode` error naming its size and the limit. tower-sessions saves after
+//!   the handler has returned, so the client gets a bare 500 and the message goes to
+//!   `tracing` only: install a subscriber to see it, and bound what a request can add to its
+//!   session (a cart's length, say) in the handler, where it can still answer the user.
 //!
 //! ## Blocking
 //! sessdb is synchronous. By default every call of this store runs on tokio's blocking pool
