@@ -49,7 +49,10 @@ pub(crate) const LOCK_STRIPES: usize = 64;
 
 /// A handle to an open session store. Cheap to clone; every clone shares the same database.
 ///
-/// The database is flushed when the last handle is dropped.
+/// The database is flushed and closed when the last handle is dropped. A [`Session`] holds a
+/// handle of its store, so a session still alive somewhere (a variable shadowed rather than
+/// dropped, say) keeps the database open, and a reopen of the same folder then fails with
+/// [`Error::AlreadyOpen`].
 #[derive(Clone)]
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
