@@ -18,6 +18,24 @@ pub(crate) struct NameLock {
     holder: Mutex<Option<std::thread::ThreadId>>,
 }
 
+/// Records the thread holding a name's lock, and forgets it when dropped, before the lock is
+/// let go: also when `init` panics, so that a later call on the same thread is not taken for
+/// one from inside `init`.
+struct Holding<'a>(&'a NameLock);
+
+impl<'a> Holding<'a> {
+    fn new(name_lock: &'a NameLock, me: std::thread::ThreadId) -> Self {
+        *lock(&name_lock.holder) = Some(me);
+        Holding(name_lock)
+    }
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.holder) = None;
+    }
+}
+
 impl Store {
     /// The live session named `name`, or a new one filled by `init` and saved.
     ///
@@ -99,10 +117,8 @@ impl Store {
             })
         } else {
             let _g = lock(&name_lock.held);
-            *lock(&name_lock.holder) = Some(me);
-            let result = self.get_or_create_locked(id, name, valid, init);
-            *lock(&name_lock.holder) = None;
-            result
+            let _holding = Holding::new(&name_lock, me);
+            self.get_or_create_locked(id, name, valid, init)
         };
         self.release_name_lock(&id, name_lock);
         result

@@ -433,3 +433,21 @@ fn an_init_that_asks_for_its_own_name_fails_instead_of_waiting_forever() {
         .unwrap_err();
     assert_eq!(err.to_string(), "invalid session name: it is empty");
 }
+
+/// An `init` that panics lets go of its name: the next call, on the same thread, runs `init`
+/// afresh rather than being taken for a call from inside the first one.
+#[test]
+fn an_init_that_panics_leaves_its_name_usable_on_the_same_thread() {
+    let f = fixture();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        f.store.get_or_create("svc", |_| -> Result<(), Error> {
+            panic!("identity client bug")
+        })
+    }));
+    assert!(panicked.is_err());
+    let s = f
+        .store
+        .get_or_create("svc", |s| s.insert("n", &1))
+        .expect("the name works after the panic");
+    assert_eq!(s.get::<i32>("n").unwrap(), Some(1));
+}
