@@ -61,12 +61,15 @@ impl Store {
     /// `save` followed by a `cycle_id` in `init` would leave the name's session under another
     /// id, so it is refused: that session is removed and the call fails with [`Error::Init`].
     ///
-    /// `init` may ask for other names; asking for its own fails with [`Error::Init`] rather
-    /// than wait for itself.
+    /// `init` may ask for other names; asking for its own on the same thread fails with
+    /// [`Error::Init`] rather than wait for itself (one it waits for on another thread would
+    /// wait for it forever). It may not change the session's label, which is its name (what
+    /// finds it); a session stored under the name's id with another label is not the named
+    /// session, and is replaced.
     ///
     /// # Errors
-    /// [`Error::Init`] wrapping the error of `init`, for a save and then a `cycle_id` in it, or
-    /// for a call for the same name from inside `init`; [`Error::InvalidField`] for an empty
+    /// [`Error::Init`] wrapping the error of `init`, for a save and then a `cycle_id` in it, for
+    /// another label given in it, or for a call for the same name from inside `init`; [`Error::InvalidField`] for an empty
     /// name or one over 4,096 bytes (the name is the session's label);
     /// [`Error::Corrupt`] if the record stored under the name cannot be read (`sessctl check
     /// --repair` removes it); errors of the save or of storage.
@@ -154,6 +157,14 @@ impl Store {
                 });
             }
         }
+        // A live record under the name's id that is not the named session (another label: one
+        // relabelled before sessdb refused that, or made with `create_with_id`) is reachable by
+        // that id, and in the way of the named session: replaced.
+        if let Some((_, record)) = self.load_record(&id.handle())? {
+            if !id.is_named(record.head.label.as_deref()) {
+                self.invalidate_handle(&id.handle())?;
+            }
+        }
         let mut session = self.create();
         session.set_named_id(id);
         session.set_label(Some(name))?;
@@ -182,6 +193,19 @@ impl Store {
                 });
             }
             session.set_named_id(id);
+        }
+        if session.label() != Some(name) {
+            // Relabelled inside `init` (after a `cycle_id`, when the label can change): saved
+            // under the name's id, it would not be the named session, and a client could reach
+            // it by that id.
+            if !session.is_new() {
+                session.invalidate()?;
+            }
+            return Err(Error::Init {
+                name: name.to_string(),
+                source: "init gave the session another label; a named session's label is its name"
+                    .into(),
+            });
         }
         match session.save() {
             Ok(()) => Ok(session),

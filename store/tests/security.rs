@@ -490,3 +490,44 @@ fn a_named_session_is_not_reached_through_its_computable_id() {
     assert!(store.load_named("admin").expect("load_named").is_none());
     assert!(!store.invalidate_named("admin").expect("invalidate_named"));
 }
+
+/// An `init` cannot leave a record under the name's id with another label (which a client
+/// could reach by that id): relabelling after a `cycle_id` is refused. A record under the name's
+/// id with another label (one relabelled before sessdb refused that, or made with
+/// `create_with_id`) is replaced by `get_or_create`, not left in the way.
+#[test]
+fn a_named_sessions_id_never_holds_a_session_with_another_label() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir.path().join("db"));
+    let id = SessionId::named("billing-api");
+
+    let err = store
+        .get_or_create("billing-api", |s| {
+            s.cycle_id()?;
+            s.set_label(Some("other"))?;
+            s.insert("token", "secret")
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Init { .. }), "{err}");
+    assert_eq!(
+        std::error::Error::source(&err).map(ToString::to_string),
+        Some("init gave the session another label; a named session's label is its name".into())
+    );
+    assert!(store.load(&id).expect("load").is_none());
+    assert_eq!(store.stats().expect("stats").live, 0);
+
+    let mut planted = store.create_with_id(id);
+    planted.set_label(Some("not the name")).expect("label");
+    planted.insert("token", "planted").expect("insert");
+    planted.save().expect("save");
+    assert!(store.load(&id).expect("load").is_some(), "not a named session");
+    let named = store
+        .get_or_create("billing-api", |s| s.insert("token", "fresh"))
+        .expect("replaces what is in the way");
+    assert_eq!(
+        named.get::<String>("token").expect("token").as_deref(),
+        Some("fresh")
+    );
+    assert!(store.load(&id).expect("load").is_none());
+    assert_eq!(store.stats().expect("stats").live, 1);
+}
