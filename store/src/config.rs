@@ -241,19 +241,21 @@ impl Builder {
     /// [`Error::EmptyPath`](crate::Error::EmptyPath) for an empty `path`,
     /// [`Error::NotADirectory`](crate::Error::NotADirectory),
     /// [`Error::NewerFormat`](crate::Error::NewerFormat),
-    /// [`Error::InvalidField`](crate::Error::InvalidField) for a zero idle timeout or absolute
-    /// lifetime (every session would expire as it is saved; `Duration::MAX` is none), or an
+    /// [`Error::InvalidField`](crate::Error::InvalidField) for an idle timeout or absolute
+    /// lifetime under a millisecond (every session would expire as it is saved;
+    /// `Duration::MAX` is none), or an
     /// I/O or storage error.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
         for (field, d) in [
             ("idle timeout", self.config.idle_timeout),
             ("absolute lifetime", self.config.absolute_lifetime),
         ] {
-            if d.is_zero() {
+            // Deadlines are in whole milliseconds: less is none at all.
+            if d.as_millis() == 0 {
                 return Err(crate::Error::InvalidField {
                     field,
-                    reason: "it is zero, so every session would expire as it is saved \
-                             (Duration::MAX is none)"
+                    reason: "it is under a millisecond, so every session would expire as it is \
+                             saved (Duration::MAX is none)"
                         .into(),
                 });
             }
@@ -266,9 +268,10 @@ impl Builder {
 mod tests {
     use super::*;
 
-    /// A zero idle timeout or absolute lifetime is refused by name, before anything is made.
+    /// An idle timeout or absolute lifetime under a millisecond (deadlines are whole
+    /// milliseconds) is refused by name, before anything is made.
     #[test]
-    fn zero_lifetimes_are_refused() {
+    fn lifetimes_under_a_millisecond_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         let err = Builder::new()
@@ -277,16 +280,20 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid idle timeout: it is zero, so every session would expire as it is saved \
-             (Duration::MAX is none)"
+            "invalid idle timeout: it is under a millisecond, so every session would expire as \
+             it is saved (Duration::MAX is none)"
         );
-        let err = Builder::new()
-            .absolute_lifetime(Duration::ZERO)
-            .open(&path)
-            .unwrap_err();
-        assert!(err
-            .to_string()
-            .starts_with("invalid absolute lifetime: it is zero"));
+        for lifetime in [Duration::ZERO, Duration::from_micros(999)] {
+            let err = Builder::new()
+                .absolute_lifetime(lifetime)
+                .open(&path)
+                .unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("invalid absolute lifetime: it is under a millisecond"),
+                "{lifetime:?}"
+            );
+        }
         assert!(!path.exists());
         Builder::new()
             .idle_timeout(Duration::from_millis(1))
