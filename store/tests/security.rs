@@ -520,7 +520,10 @@ fn a_named_sessions_id_never_holds_a_session_with_another_label() {
     planted.set_label(Some("not the name")).expect("label");
     planted.insert("token", "planted").expect("insert");
     planted.save().expect("save");
-    assert!(store.load(&id).expect("load").is_some(), "not a named session");
+    assert!(
+        store.load(&id).expect("load").is_some(),
+        "not a named session"
+    );
     let named = store
         .get_or_create("billing-api", |s| s.insert("token", "fresh"))
         .expect("replaces what is in the way");

@@ -837,8 +837,14 @@ impl App {
                     crate::text::printable(&principal)
                 )));
             }
+            Err(e) => self.action_error(
+                &format!(
+                    "Could not count the sessions of {}",
+                    crate::text::printable(&principal)
+                ),
+                &e,
+            ),
             Ok(count) => self.ask(Confirm::InvalidatePrincipal { principal, count }),
-            Err(e) => self.action_error(&e),
         }
     }
 
@@ -846,7 +852,7 @@ impl App {
         match admin.count_expired() {
             Ok(0) => self.message = Some(Message::Info("No expired sessions to purge".into())),
             Ok(count) => self.ask(Confirm::Purge { count }),
-            Err(e) => self.action_error(&e),
+            Err(e) => self.action_error("Could not count the expired sessions", &e),
         }
     }
 
@@ -862,27 +868,32 @@ impl App {
         if self.folder_gone() {
             return;
         }
-        let done =
-            match ask {
-                Confirm::Invalidate { handle, .. } => admin
+        let (done, failed) = match ask {
+            Confirm::Invalidate { handle, .. } => (
+                admin
                     .invalidate(&Target::Handle(handle))
                     .map(|existed| match existed {
                         true => format!("Invalidated session {}", handle.short()),
                         false => format!("Session {} was already gone", handle.short()),
                     }),
-                Confirm::InvalidatePrincipal { principal, .. } => {
-                    admin.invalidate_principal(&principal).map(|n| {
-                        format!(
-                            "Invalidated {} of {}",
-                            plural(n as u64, "session"),
-                            crate::text::printable(&principal)
-                        )
-                    })
-                }
-                Confirm::Purge { .. } => admin
+                format!("Session {} NOT invalidated", handle.short()),
+            ),
+            Confirm::InvalidatePrincipal { principal, .. } => {
+                let who = crate::text::printable(&principal);
+                (
+                    admin
+                        .invalidate_principal(&principal)
+                        .map(|n| format!("Invalidated {} of {who}", plural(n as u64, "session"))),
+                    format!("The sessions of {who} NOT all invalidated"),
+                )
+            }
+            Confirm::Purge { .. } => (
+                admin
                     .purge(&mut |_| {})
                     .map(|n| format!("Purged {}", plural(n, "expired session"))),
-            };
+                "The purge did NOT finish".to_string(),
+            ),
+        };
         match done {
             Ok(text) => {
                 // It answered: the refresh reads everything again.
@@ -897,7 +908,7 @@ impl App {
                     self.message = Some(Message::Info(text));
                 }
             }
-            Err(e) => self.action_error(&e),
+            Err(e) => self.action_error(&failed, &e),
         }
     }
 
@@ -945,7 +956,8 @@ impl App {
         let text = error_text(error);
         if matches!(error, sessdb::Error::Unresponsive { .. }) {
             self.unanswered = true;
-            return format!("{text}; auto-refresh paused: r tries again");
+            // First, where a narrow status line still shows it.
+            return format!("Auto-refresh paused, r tries again: {text}");
         }
         text
     }
@@ -974,10 +986,12 @@ impl App {
         }
     }
 
-    /// An action the operator asked for failed: the status line says so until their next key.
-    fn action_error(&mut self, error: &sessdb::Error) {
+    /// An action the operator asked for failed: the status line says so until their next key,
+    /// `what` first (what was not done), then why. A read's errors look alike, so without it
+    /// a failed logout would read as one more failed refresh.
+    fn action_error(&mut self, what: &str, error: &sessdb::Error) {
         let text = self.unanswered_text(error);
-        self.message = Some(Message::ActionError(text));
+        self.message = Some(Message::ActionError(format!("{what}: {text}")));
     }
 
     /// Selects a row because the operator asked for it: it becomes the sticky selection.
@@ -1072,6 +1086,17 @@ fn count_sessions_of(admin: &dyn Admin, principal: &str) -> sessdb::Result<usize
 
 /// A store error and its causes, on one line.
 fn error_text(error: &sessdb::Error) -> String {
+    // The operating system's "Connection refused" on a socket file means nothing listens:
+    // the application has exited.
+    if let sessdb::Error::AdminSocket { path, source, .. } = error {
+        if source.kind() == std::io::ErrorKind::ConnectionRefused {
+            return format!(
+                "the application has exited (nothing listens on {}); quit and open the \
+                 database again to work on it directly",
+                path.display()
+            );
+        }
+    }
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {
@@ -1088,5 +1113,38 @@ pub(crate) fn plural(n: u64, noun: &str) -> String {
         format!("1 {noun}")
     } else {
         format!("{n} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    use super::*;
+
+    /// "Connection refused" on the admin socket is said as what it means to the operator: the
+    /// application has exited, and the database can be opened directly. Other errors keep their
+    /// chain of causes.
+    #[test]
+    fn a_refused_connection_says_the_application_has_exited() {
+        let socket = std::path::PathBuf::from("/srv/app/sessions.sessdb/admin.sock");
+        let refused = sessdb::Error::AdminSocket {
+            path: socket.clone(),
+            what: "cannot connect to",
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        };
+        assert_eq!(
+            error_text(&refused),
+            "the application has exited (nothing listens on \
+             /srv/app/sessions.sessdb/admin.sock); quit and open the database again to work on \
+             it directly"
+        );
+        let missing = sessdb::Error::AdminSocket {
+            path: socket,
+            what: "cannot connect to",
+            source: std::io::Error::other("no such file"),
+        };
+        assert_eq!(
+            error_text(&missing),
+            "cannot connect to the admin socket /srv/app/sessions.sessdb/admin.sock: no such file"
+        );
     }
 }

@@ -129,10 +129,13 @@ impl Widget for Header<'_> {
         };
         let utc = if at.is_some() { " UTC" } else { "" };
         let at = at.as_deref().unwrap_or("never");
-        let auto = if app.auto_refresh {
-            format!("auto {}", span(app.refresh))
-        } else {
+        let auto = if !app.auto_refresh {
             "auto off".to_string()
+        } else if app.unanswered {
+            // The application did not answer: no read until `r` (see `App::unanswered`).
+            "auto paused".to_string()
+        } else {
+            format!("auto {}", span(app.refresh))
         };
         // The right side, longest first: a narrow terminal gets the first that leaves the
         // title some room, so the two never run together.

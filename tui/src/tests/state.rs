@@ -556,17 +556,24 @@ fn store_errors_go_to_the_status_line_and_clear_when_it_works_again() {
     flaky.failing.store(true, Ordering::SeqCst);
     // The table stays while reads fail, until a new view needs a new listing. A read's error
     // and an action's (the count `D` and `p` ask first) are said alike, and end apart.
-    let read: fn(String) -> Message = Message::ReadError;
-    let action: fn(String) -> Message = Message::ActionError;
-    for (k, kind) in [('r', read), ('D', action), ('p', action), ('e', read)] {
-        press(app, &flaky, &[ch(k)]);
-        assert_eq!(
-            app.message,
-            Some(kind(
-                "I/O error on /srv/app/sessions.sessdb: disk gone".into()
+    // An action's says first what was not done.
+    let disk_gone = "I/O error on /srv/app/sessions.sessdb: disk gone";
+    for (k, said) in [
+        ('r', Message::ReadError(disk_gone.into())),
+        (
+            'D',
+            Message::ActionError(format!(
+                "Could not count the sessions of carol: {disk_gone}"
             )),
-            "after {k}"
-        );
+        ),
+        (
+            'p',
+            Message::ActionError(format!("Could not count the expired sessions: {disk_gone}")),
+        ),
+        ('e', Message::ReadError(disk_gone.into())),
+    ] {
+        press(app, &flaky, &[ch(k)]);
+        assert_eq!(app.message, Some(said), "after {k}");
         assert_eq!(app.mode, Mode::Browsing);
         assert!(!app.quit);
     }
@@ -844,8 +851,12 @@ fn a_read_that_fails_after_an_actions_error_does_not_take_its_place() {
     let disk_gone = "I/O error on /srv/app/sessions.sessdb: disk gone".to_string();
     // The application exits under `d y`, and the auto-refresh after it fails too.
     flaky.failing.store(true, Ordering::SeqCst);
+    let selected = app.selected_session().expect("a session").handle.short();
     press(app, &flaky, &[ch('d'), ch('y')]);
-    let refused = Some(Message::ActionError(disk_gone.clone()));
+    // Said as what was not done: a read's error reads alike.
+    let refused = Some(Message::ActionError(format!(
+        "Session {selected} NOT invalidated: {disk_gone}"
+    )));
     assert_eq!(app.message, refused);
     auto_refreshes(app, &flaky, &clock, 1);
     assert_eq!(app.stale, Some(Stale::ReadFailed));
@@ -1222,9 +1233,10 @@ fn a_read_the_application_does_not_answer_pauses_the_auto_refresh_until_r() {
         panic!("{:?}", app.message);
     };
     assert!(
-        text.ends_with("(is it stopped or hung?); auto-refresh paused: r tries again"),
+        text.starts_with("Auto-refresh paused, r tries again: the application"),
         "{text}"
     );
+    assert!(text.ends_with("(is it stopped or hung?)"), "{text}");
     auto_refreshes(app, &admin, &clock, 30);
     assert_eq!(
         (list_calls(&admin) - lists, show_calls(&admin) - shows),

@@ -678,3 +678,14 @@ fn the_confirm_dialog_shows_both_ends_of_a_long_principal() {
         assert!(crate::text::width(line) <= 80, "{line:?}");
     }
 }
+
+/// While the application has not answered, the header says the auto-refresh is paused rather
+/// than promise one every 2 s.
+#[test]
+fn the_header_says_the_auto_refresh_is_paused() {
+    let f = Fixture::demo();
+    let mut app = started(&f.store, 80, 24);
+    app.unanswered = true;
+    let top = lines(&draw(Header { app: &app }, 80, 2))[0].clone();
+    assert!(top.ends_with("· auto paused "), "{top}");
+}
