@@ -429,15 +429,15 @@ fn show_and_invalidate_accept_the_start_of_a_handle() {
     // Fewer than six characters are not taken as a prefix.
     let out = run(at_t0(&db).args(["show", &h1[..5]]));
     assert_eq!((out.code, out.stdout.as_str()), (2, ""));
-    // Every name is resolved before anything is invalidated.
+    // Every name is resolved before anything is invalidated, and the error says so.
     expect(
-        at_t0(&db).args(["invalidate", &h1[..8], "abcdef01"]),
+        at_t0(&db).args(["invalidate", &h1, "abcdef01"]),
         1,
         "",
-        "error: no session with a handle starting with abcdef01\n",
+        "error: no session with a handle starting with abcdef01; nothing was invalidated\n",
     );
     expect(
-        at_t0(&db).args(["invalidate", &h1[..8], &handle(3)[..10]]),
+        at_t0(&db).args(["invalidate", &h1[..8], &handle(3)[..10], &h1]),
         0,
         "invalidated 2 sessions\n",
         "",

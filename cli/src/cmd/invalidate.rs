@@ -15,6 +15,19 @@ fn handle_of(target: &Target) -> String {
     }
 }
 
+/// A name among several that did not resolve: nothing was invalidated, which the operator
+/// must not have to guess (the sessions named in full would otherwise be taken as done).
+fn nothing_invalidated(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast::<Failure>() {
+        Ok(Failure::NotFound(m)) => {
+            Failure::NotFound(format!("{m}; nothing was invalidated")).into()
+        }
+        Ok(Failure::Usage(m)) => Failure::Usage(format!("{m}; nothing was invalidated")).into(),
+        Ok(other) => other.into(),
+        Err(e) => e.context("nothing was invalidated"),
+    }
+}
+
 /// `invalidate <HANDLE|SESSION-ID>...` or `invalidate --principal P`
 #[derive(Debug)]
 pub enum Invalidate {
@@ -36,11 +49,20 @@ impl Invalidate {
         let admin = db.admin();
         match self {
             Invalidate::Targets(targets) => {
-                // Every name is resolved before anything is invalidated.
+                // Every name is resolved before anything is invalidated: a handle prefix that
+                // names no session or several stops them all, and says so.
+                let several = targets.len() > 1;
                 let targets = targets
                     .iter()
                     .map(|t| t.resolve(admin))
-                    .collect::<anyhow::Result<Vec<_>>>()?;
+                    .collect::<anyhow::Result<Vec<_>>>()
+                    .map_err(|e| if several { nothing_invalidated(e) } else { e })?;
+                // A session named twice (by handle and by prefix, say) is invalidated once.
+                let mut seen = std::collections::HashSet::new();
+                let targets: Vec<Target> = targets
+                    .into_iter()
+                    .filter(|t| seen.insert(handle_of(t)))
+                    .collect();
                 let mut removed = 0u64;
                 let mut missing = Vec::new();
                 let mut failed = None;
