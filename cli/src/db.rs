@@ -100,7 +100,8 @@ pub fn open(
                     .map(|e| format!("{:#}", anyhow::Error::new(e)))
                     .unwrap_or_default();
                 Err(Failure::Held(format!(
-                    "{locked}, and its admin socket does not answer: {why}"
+                    "{locked}{}, and its admin socket does not answer: {why}",
+                    crate::holder::held_by(path)
                 ))
                 .into())
             }
@@ -110,12 +111,14 @@ pub fn open(
                     Ok(remote) => live(path, as_of, remote),
                     // It answers, and refuses: busy (too many connections) or not this user's.
                     Err(e @ sessdb::Error::Refused { .. }) => Err(Failure::Held(format!(
-                        "a running application holds the database at {}, and {e}",
+                        "a running application{} holds the database at {}, and {e}",
+                        crate::holder::held_by(path),
                         path.display()
                     ))
                     .into()),
                     Err(e) => Err(Failure::Held(format!(
-                        "{locked}, and its admin socket does not answer: {:#}",
+                        "{locked}{}, and its admin socket does not answer: {:#}",
+                        crate::holder::held_by(path),
                         anyhow::Error::new(e)
                     ))
                     .into()),

@@ -107,37 +107,46 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// A hint appended to the error line, for the errors where the next step is not obvious.
-pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
+pub fn hint(err: &anyhow::Error) -> Option<String> {
     err.chain()
         .find_map(|c| c.downcast_ref::<sessdb::Error>())
         .and_then(|e| match e {
-            sessdb::Error::Locked { .. } => Some(
-                "stop the process that has it open and try again, or have the application serve \
-                 its admin socket (Builder::admin_socket_default), which sessctl then uses",
-            ),
-            sessdb::Error::Missing { .. } => {
-                Some("check --db or SESSCTL_DB, or create a demo database with `sessctl demo`")
-            }
-            sessdb::Error::NewerFormat { .. } => Some("use a newer sessctl"),
-            e if e.is_damage() => Some(
-                "move the folder aside (sessions are disposable: an application then starts with \
+            sessdb::Error::Locked { path } => Some(format!(
+                "stop the process that has it open{} and try again, or have the application \
+                 serve its admin socket (Builder::admin_socket_default), which sessctl then uses",
+                crate::holder::held_by(path)
+            )),
+            e => static_hint(e).map(String::from),
+        })
+}
+
+/// [`hint`] for the errors whose advice is always the same.
+fn static_hint(e: &sessdb::Error) -> Option<&'static str> {
+    match e {
+        sessdb::Error::Missing { .. } => {
+            Some("check --db or SESSCTL_DB, or create a demo database with `sessctl demo`")
+        }
+        sessdb::Error::NewerFormat { .. } => Some("use a newer sessctl"),
+        e if e.is_damage() => Some(
+            "move the folder aside (sessions are disposable: an application then starts with \
                  an empty store), and restore the last export into a new one with `sessctl --db \
                  NEW import FILE` if you have one",
-            ),
-            sessdb::Error::Io { path, source }
-                if matches!(
-                    source.kind(),
-                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
-                ) && crate::db::looks_like_database(path) =>
-            {
-                Some(
-                    "sled writes in the database folder at every open, even to read (a snapshot \
+        ),
+        sessdb::Error::Io { path, source }
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) && crate::db::looks_like_database(path) =>
+        {
+            Some(
+                "sled writes in the database folder at every open, even to read (a snapshot \
                      and its log's tail), so the folder and its files must be writable by this \
-                     user; as another user, go through the running application's admin socket",
-                )
-            }
-            _ => None,
-        })
+                     user: run sessctl as the user that owns them (the running application's \
+                     admin socket, like the folder, serves that user only)",
+            )
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

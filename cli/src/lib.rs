@@ -21,6 +21,7 @@ mod cmd;
 mod config;
 mod db;
 mod exit;
+mod holder;
 mod output;
 mod progress;
 mod run;
@@ -28,4 +29,5 @@ mod target;
 
 pub use args::Args;
 pub use exit::Exit;
+pub use holder::held_by;
 pub use run::run;

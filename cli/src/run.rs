@@ -78,7 +78,7 @@ fn report(e: &anyhow::Error, advice: Option<String>) -> Exit {
         return Exit::Success;
     }
     let hint = advice
-        .or_else(|| hint(e).map(String::from))
+        .or_else(|| hint(e))
         .map(|h| format!("; {h}"))
         .unwrap_or_default();
     let _ = writeln!(io::stderr(), "error: {e:#}{hint}");

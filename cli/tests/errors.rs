@@ -338,8 +338,9 @@ fn a_database_folder_its_user_cannot_write_says_why_even_a_read_fails() {
             format!(
                 "error: I/O error on {}: Permission denied (os error 13); sled writes in the \
                  database folder at every open, even to read (a snapshot and its log's tail), \
-                 so the folder and its files must be writable by this user; as another user, \
-                 go through the running application's admin socket\n",
+                 so the folder and its files must be writable by this user: run sessctl as the \
+                 user that owns them (the running application's admin socket, like the folder, \
+                 serves that user only)\n",
                 db.display()
             )
             .as_str()
@@ -497,12 +498,16 @@ fn a_database_held_by_another_process_exits_3() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = fixture(dir.path());
     let held = sessdb::Store::open(&db).expect("open");
-    let message = format!(
+    let head = format!(
         "error: the database at {} is held by another process (sled allows one process at a \
-         time); stop the process that has it open and try again, or have the application \
-         serve its admin socket (Builder::admin_socket_default), which sessctl then uses\n",
+         time); stop the process that has it open",
         db.display()
     );
+    let tail = " and try again, or have the application serve its admin socket \
+                (Builder::admin_socket_default), which sessctl then uses\n";
+    // The holder (this process) is named where Linux lists it in /proc/locks.
+    let me = std::process::id();
+    let named = fs::read_to_string("/proc/locks").is_ok_and(|l| l.contains(&format!(" {me} ")));
     for args in [
         &["stats"][..],
         &["list"],
@@ -511,7 +516,15 @@ fn a_database_held_by_another_process_exits_3() {
         &["export"],
         &["check", "--repair"],
     ] {
-        expect(on(&db).args(args), 3, "", &message);
+        let out = run(on(&db).args(args));
+        let said = out.stderr.as_str();
+        assert_eq!((out.code, out.stdout.as_str()), (3, ""), "{said}");
+        assert!(said.starts_with(&head) && said.ends_with(tail), "{said}");
+        let holder = &said[head.len()..said.len() - tail.len()];
+        if named {
+            assert!(holder.starts_with(&format!(" (process {me}: ")), "{said}");
+            assert!(holder.ends_with(')') && !holder.contains('\n'), "{said}");
+        }
     }
     drop(held);
     let out = run(at_t0(&db).arg("stats"));

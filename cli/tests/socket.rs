@@ -139,8 +139,9 @@ fn a_socket_that_does_not_answer_still_means_exit_3() {
     assert_eq!((out.code, out.stdout.as_str()), (3, ""));
     let prefix = format!(
         "error: the database at {} is held by another process (sled allows one process at a \
-         time), and its admin socket does not answer: ",
-        db.display()
+         time){}, and its admin socket does not answer: ",
+        db.display(),
+        sessctl::held_by(&db)
     );
     assert!(out.stderr.starts_with(&prefix), "{}", out.stderr);
     assert!(out.stderr.contains("admin.sock"), "{}", out.stderr);
@@ -592,8 +593,9 @@ fn a_full_admin_socket_is_reported_as_refused() {
     assert_eq!((out.code, out.stdout.as_str()), (3, ""), "{}", out.stderr);
     assert!(
         out.stderr.starts_with(&format!(
-            "error: a running application holds the database at {}, and the admin socket {} \
+            "error: a running application{} holds the database at {}, and the admin socket {} \
              refused the connection: ",
+            sessctl::held_by(&db),
             db.display(),
             socket.display()
         )) && !out.stderr.contains("does not answer"),
@@ -625,8 +627,9 @@ fn timeout_is_how_long_sessctl_waits_for_a_hung_application() {
     // Found in the --db folder: the database is held, and the socket does not answer.
     let held_by = format!(
         "error: the database at {} is held by another process (sled allows one process at a \
-         time), and its admin socket does not answer: {unanswered}",
-        db.display()
+         time){}, and its admin socket does not answer: {unanswered}",
+        db.display(),
+        sessctl::held_by(&db)
     );
     expect(
         on(&db).args(["--timeout", "0.05", "stats"]),
