@@ -308,12 +308,23 @@ impl Column {
     }
 }
 
+/// The principals' column is kept this wide, when the principals on screen need it, before
+/// the less identifying columns are: a principal cut short may read as another.
+const PRINCIPAL_KEPT: u16 = 32;
+
 /// The columns that fit in `width` cells (one between columns), with their widths. Columns
-/// are left out in [`DROPPED_FIRST`] order until the rest fit; free text shares what is
-/// left evenly, none below its least width.
-fn columns(width: u16) -> Vec<(Column, u16)> {
+/// are left out in [`DROPPED_FIRST`] order until the rest fit, the principals' column counted
+/// `principals` cells wide (the widest principal on screen, up to [`PRINCIPAL_KEPT`]), so a
+/// column goes before a principal is cut; free text shares what is left evenly, none below
+/// its least width.
+fn columns(width: u16, principals: u16) -> Vec<(Column, u16)> {
+    let principals = principals.clamp(Column::Principal.width().0, PRINCIPAL_KEPT);
+    let least = |c: Column| match c {
+        Column::Principal => principals,
+        c => c.width().0,
+    };
     let need = |shown: &[Column]| -> u16 {
-        let widths: u16 = shown.iter().map(|c| c.width().0).sum();
+        let widths: u16 = shown.iter().map(|&c| least(c)).sum();
         widths + u16::try_from(shown.len().saturating_sub(1)).unwrap_or(u16::MAX)
     };
     let mut shown = COLUMNS.to_vec();
@@ -340,7 +351,7 @@ fn columns(width: u16) -> Vec<(Column, u16)> {
     let free: Vec<u16> = shown
         .iter()
         .filter(|c| !c.width().1)
-        .map(|c| c.width().0)
+        .map(|&c| least(c))
         .collect();
     let shares = share(width.saturating_sub(fixed + spacing), &free);
     let mut shares = shares.into_iter();
@@ -495,7 +506,16 @@ impl Widget for SessionTable<'_> {
         let visible = usize::from(inner.height.saturating_sub(1));
         let end = (app.offset + visible).min(rows.len());
         let start = app.offset.min(end);
-        let columns = columns(table_area.width);
+        let principals = rows[start..end]
+            .iter()
+            .filter_map(|r| r.principal.as_deref())
+            .map(crate::text::width)
+            .max()
+            .unwrap_or(0);
+        let columns = columns(
+            table_area.width,
+            u16::try_from(principals).unwrap_or(u16::MAX),
+        );
         let header = Row::new(columns.iter().map(|(c, _)| Cell::from(c.name()))).style(t.column);
         let table = Table::new(
             rows[start..end].iter().map(|r| self.row(r, &columns)),
@@ -683,7 +703,8 @@ impl Widget for StatusLine<'_> {
         }
         right.push(Span::raw(" "));
         let right = Line::from(right);
-        let room = usize::from(area.width).saturating_sub(right.width() + 1);
+        // A cell between them, so that a cut message never runs into the right side.
+        let room = usize::from(area.width).saturating_sub(right.width() + 2);
         let left = match (&app.mode, &app.message) {
             (Mode::Filter { input }, _) => Line::from(vec![
                 Span::styled(FILTER_PROMPT, t.key),

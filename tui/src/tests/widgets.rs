@@ -580,12 +580,13 @@ fn the_help_lists_every_key() {
 /// One emoji of seven characters (four people joined), two cells wide.
 const FAMILY: &str = "👩\u{200d}👩\u{200d}👧\u{200d}👦";
 
-/// Sessions whose principals are wider on screen than they are long in characters.
+/// Sessions whose principals are wider on screen than they are long in characters, and wider
+/// than the 32 cells a principal's column keeps before it is cut.
 fn wide_principals() -> Fixture {
     let f = Fixture::empty();
-    let family = format!("{}-team", FAMILY.repeat(4));
+    let family = format!("{}-team", FAMILY.repeat(16));
     for (name, principal) in [
-        ("cjk", "漢字テストユーザー"),
+        ("cjk", "漢字テストユーザー漢字テストユーザー"),
         ("family", family.as_str()),
         ("ascii", "alice"),
     ] {
@@ -624,13 +625,14 @@ fn wide_text_is_cut_by_cells_with_the_marker_and_keeps_the_columns_in_line() {
         );
         assert_eq!(buf[(label_x - 1, y)].symbol(), " ");
     }
-    // The CJK principal is 18 cells in a column of 12: cut, and it shows.
+    // The CJK principal is 36 cells in a column of 32: cut, and it shows.
     let row = &shown[usize::from(cjk_y)];
-    assert!(row.contains("漢字テスト… "), "{row:?}");
-    // Four emoji of two cells and five letters, in 12 cells: cut after 11, graphemes whole.
+    assert!(row.contains("漢字テストユーザー漢字テストユ… "), "{row:?}");
+    // Sixteen emoji of two cells and five letters, in 32 cells: cut after 30 (the next
+    // emoji would take 32 with no room for the marker), graphemes whole.
     let row = &shown[usize::from(family_y)];
     assert!(
-        row.contains(&format!("{}-te… ", FAMILY.repeat(4))),
+        row.contains(&format!("{}…  ", FAMILY.repeat(15))),
         "{row:?}"
     );
 }
@@ -688,4 +690,26 @@ fn the_header_says_the_auto_refresh_is_paused() {
     app.unanswered = true;
     let top = lines(&draw(Header { app: &app }, 80, 2))[0].clone();
     assert!(top.ends_with("· auto paused "), "{top}");
+}
+
+/// On a narrow terminal a column goes before a principal is cut: a principal cut short may read
+/// as another, an address left out only hides a detail.
+#[test]
+fn a_narrow_table_drops_columns_before_it_cuts_a_principal() {
+    let f = Fixture::empty();
+    f.add(super::Spec {
+        name: "user",
+        principal: Some("user1024@example.com"),
+        label: Some("web"),
+        addr: Some("192.0.2.1"),
+        ..super::Spec::default()
+    });
+    let app = started(&f.store, 50, 24);
+    let buf = draw(SessionTable { app: &app }, 50, 6);
+    let shown = lines(&buf).join("\n");
+    assert!(shown.contains("user1024@example.com "), "{shown}");
+    assert!(
+        shown.contains("LABEL") && !shown.contains("ADDRESS"),
+        "{shown}"
+    );
 }
