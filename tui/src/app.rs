@@ -421,9 +421,15 @@ impl App {
 
     /// Applies one action. Store errors become the status line; nothing here panics on them.
     pub(crate) fn update(&mut self, admin: &dyn Admin, action: Action) {
-        // The operator has seen the error of their last action once they press a key. A read's
+        // The operator has seen what their last action did, or why it failed, once they press
+        // a key (a success left on screen would read as the outcome of the next one). A read's
         // error that came meanwhile, and is not over, is said next.
-        if action.is_key() && matches!(self.message, Some(Message::ActionError(_))) {
+        if action.is_key()
+            && matches!(
+                self.message,
+                Some(Message::ActionError(_) | Message::Info(_))
+            )
+        {
             self.message = self.last_read_error.clone().map(Message::ReadError);
         }
         self.apply(admin, action);

@@ -252,6 +252,11 @@ fn d_asks_then_y_invalidates_the_selected_session() {
     );
     assert_eq!(app.stats.as_ref().map(|s| s.live), Some(5));
     assert!(matches!(&app.message, Some(Message::Info(m)) if m.starts_with("Invalidated session")));
+    // Said until the next key, which it would otherwise seem to be the outcome of.
+    app.update(&f.store, Action::AutoRefresh);
+    assert!(app.message.is_some(), "a refresh is not a key");
+    press(app, &f.store, &[ch('j')]);
+    assert_eq!(app.message, None);
 }
 
 #[test]
