@@ -58,7 +58,13 @@ pub struct Args {
     /// waited for, however long the command takes; one that is stopped or hung is reported
     /// (exit 3 when it holds the database, 5 through --socket) after this when connecting, and
     /// after twice this when it falls silent during a command.
-    #[arg(long, global = true, env = "SESSCTL_TIMEOUT", value_name = "SECS")]
+    #[arg(
+        long,
+        global = true,
+        env = "SESSCTL_TIMEOUT",
+        value_name = "SECS",
+        allow_hyphen_values = true
+    )]
     pub timeout: Option<String>,
 
     /// What to do.
@@ -109,7 +115,7 @@ pub enum Command {
 #[derive(Debug, ClapArgs)]
 pub struct DemoArgs {
     /// How many sessions to create.
-    #[arg(long, value_name = "N", default_value_t = 120,
+    #[arg(long, value_name = "N", default_value_t = 120, allow_negative_numbers = true,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub sessions: u32,
     /// Replace an existing database at --db.
@@ -122,10 +128,15 @@ pub struct DemoArgs {
     #[arg(long)]
     pub live: bool,
     /// With --live: operations per second [default: 300].
-    #[arg(long, value_name = "N", requires = "live")]
+    #[arg(long, value_name = "N", requires = "live", allow_hyphen_values = true)]
     pub rate: Option<String>,
     /// With --live: stop by itself after SECS seconds.
-    #[arg(long, value_name = "SECS", requires = "live")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        requires = "live",
+        allow_hyphen_values = true
+    )]
     pub duration: Option<String>,
 }
 
@@ -150,10 +161,15 @@ pub struct ListArgs {
     #[arg(long, conflicts_with = "expiring_within")]
     pub expired: bool,
     /// Only live sessions that expire within DURATION (e.g. 90s, 15m, 2h, 1d, 1h30m).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub expiring_within: Option<String>,
     /// At most N sessions; 0 for all.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        allow_negative_numbers = true
+    )]
     pub limit: usize,
     /// One JSON object per line, in the export's schema.
     #[arg(long)]
@@ -250,7 +266,12 @@ pub struct CheckArgs {
 #[derive(Debug, ClapArgs)]
 pub struct TuiArgs {
     /// Seconds between refreshes of the session list.
-    #[arg(long, value_name = "SECS", default_value = "2")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "2",
+        allow_hyphen_values = true
+    )]
     pub refresh: String,
 }
 

@@ -123,6 +123,26 @@ fn usage_errors_exit_2_before_touching_the_database() {
         "error: --expiring-within: \"15\" is not a duration (the last number has no unit; e.g. \
          90s, 15m, 2h, 1d, 1h30m)\n",
     );
+    // A negative value is taken as the option's value and refused as such, not as an unknown
+    // option.
+    for (args, said) in [
+        (
+            &["list", "--expiring-within", "-5m"][..],
+            "error: --expiring-within: \"-5m\" is not a duration",
+        ),
+        (
+            &["--timeout", "-1", "stats"],
+            "error: --timeout: \"-1\" is not a number of seconds",
+        ),
+        (
+            &["list", "--limit", "-1"],
+            "error: invalid value '-1' for '--limit <N>'",
+        ),
+    ] {
+        let out = run(on(&db).args(args));
+        assert_eq!((out.code, out.stdout.as_str()), (2, ""), "{}", out.stderr);
+        assert!(out.stderr.starts_with(said), "{}", out.stderr);
+    }
     assert!(!db.exists());
 }
 
