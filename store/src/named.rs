@@ -69,8 +69,9 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Init`] wrapping the error of `init`, for a save and then a `cycle_id` in it, for
-    /// another label given in it, or for a call for the same name from inside `init`; [`Error::InvalidField`] for an empty
-    /// name or one over 4,096 bytes (the name is the session's label);
+    /// another label given in it, or for a call for the same name from inside `init`;
+    /// [`Error::InvalidField`] for an empty name or one over 4,096 bytes (the name is the
+    /// session's label);
     /// [`Error::Corrupt`] if the record stored under the name cannot be read (`sessctl check
     /// --repair` removes it); errors of the save or of storage.
     pub fn get_or_create<E>(

@@ -563,18 +563,7 @@ impl Store {
     /// # Errors
     /// Storage errors, or [`Error::ReadOnly`].
     pub fn invalidate(&self, id: &SessionId) -> Result<bool> {
-        self.check_writable("invalidate")?;
-        let handle = id.handle();
-        let removed = {
-            let _g = self.lock_key(&handle);
-            if self.holds_named(id, &handle)? {
-                false
-            } else {
-                self.remove_locked(&handle)?
-            }
-        };
-        self.sync()?;
-        Ok(removed)
+        self.invalidate_if_named("invalidate", id, false)
     }
 
     /// Invalidates the named session `name` ([`Store::get_or_create`]). Returns whether it was
@@ -583,16 +572,22 @@ impl Store {
     /// # Errors
     /// Storage errors, or [`Error::ReadOnly`].
     pub fn invalidate_named(&self, name: &str) -> Result<bool> {
-        self.check_writable("invalidate_named")?;
-        let id = SessionId::named(name);
+        self.invalidate_if_named("invalidate_named", &SessionId::named(name), true)
+    }
+
+    /// Removes the session stored under `id` if whether it is a named session is `named`,
+    /// deciding under its key lock. Returns whether it removed one.
+    fn invalidate_if_named(
+        &self,
+        operation: &'static str,
+        id: &SessionId,
+        named: bool,
+    ) -> Result<bool> {
+        self.check_writable(operation)?;
         let handle = id.handle();
         let removed = {
             let _g = self.lock_key(&handle);
-            if self.holds_named(&id, &handle)? {
-                self.remove_locked(&handle)?
-            } else {
-                false
-            }
+            self.holds_named(id, &handle)? == named && self.remove_locked(&handle)?
         };
         self.sync()?;
         Ok(removed)
