@@ -243,8 +243,7 @@ impl Builder {
     /// [`Error::NewerFormat`](crate::Error::NewerFormat),
     /// [`Error::InvalidField`](crate::Error::InvalidField) for an idle timeout or absolute
     /// lifetime under a millisecond (every session would expire as it is saved;
-    /// `Duration::MAX` is none), or an
-    /// I/O or storage error.
+    /// `Duration::MAX` is none), or an I/O or storage error.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
         for (field, d) in [
             ("idle timeout", self.config.idle_timeout),
