@@ -438,7 +438,7 @@ impl Store {
 
 /// The bytes the files under `dir` take, as `du --apparent-size` counts them (sled's own
 /// figure leaves out what it has not flushed yet).
-fn folder_size(dir: &std::path::Path) -> u64 {
+pub(crate) fn folder_size(dir: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

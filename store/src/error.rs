@@ -166,6 +166,16 @@ pub enum Error {
         /// The operation that was refused.
         operation: &'static str,
     },
+    /// A copy or compaction ([`Store::copy_into`](crate::Store::copy_into),
+    /// [`Store::compact`](crate::Store::compact)) was refused before it changed anything, or
+    /// failed and was undone: the database is as it was.
+    #[error("cannot compact {path}: {reason}")]
+    Compact {
+        /// The database folder, or the folder the copy was to go to.
+        path: PathBuf,
+        /// Why, and what to do about it.
+        reason: String,
+    },
     /// The `init` callback of a named session failed; nothing was saved.
     #[error("creating named session {name:?} failed")]
     Init {

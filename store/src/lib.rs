@@ -93,6 +93,7 @@
 mod admin;
 mod check;
 mod clock;
+mod compact;
 mod config;
 mod data;
 mod durable;
@@ -113,6 +114,7 @@ mod value;
 pub use admin::{Admin, Cursor, ListQuery, Page, SessionInfo, Stats, Status, Target};
 pub use check::{CheckReport, RepairReport, Undecodable};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use compact::{CompactOptions, CompactReport};
 pub use config::{Builder, Durability, OnPrincipalLimit};
 pub use error::{Error, Result};
 pub use export::{

@@ -1,0 +1,970 @@
+//! Compaction: a copy of a store into a new database folder, and the swap that puts the copy
+//! in the original's place.
+//!
+//! sled's files never shrink: it reuses dead segments and truncates only free ones at the end
+//! of its log, so a store in use settles at 4–5× the size of a freshly written one
+//! (docs/BENCHMARKS.md, "A store in use"), and sled 0.34 has no compaction of its own. What
+//! takes a store back to its fresh size is writing its sessions into a new database.
+//!
+//! The copy takes each record's bytes as they are (version, timestamps, data: nothing is
+//! re-encoded) and derives the record's index entries from its head, as `check` does, so the
+//! copy's indexes hold exactly what its records call for: leftovers of crashes are not carried
+//! over, and a missing entry is made. A record that does not decode stops the copy: dropping
+//! it would lose a session without a word, and copying it would carry the damage over. The
+//! copy is checked before it is used.
+//!
+//! [`Store::compact`] then swaps the two folders with one `renameat2(RENAME_EXCHANGE)`, so the
+//! database's path never names anything but a whole database, and it holds the original's
+//! lock until the swap is done, so no other process can write to the original after it was
+//! copied. Where the file system cannot exchange two folders it renames twice, and a crash
+//! between the two renames leaves the database at `<name>.compact-old` (the original) and
+//! `<name>.compact-new` (the whole copy), which `Store::open` of the path then reports missing.
+
+use std::fs::{self, DirBuilder, File};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::admin::folder_size;
+use crate::error::{Error, Result};
+use crate::id::Handle;
+use crate::keys::{expiry_key, principal_key};
+use crate::record::decode_lazy;
+use crate::socket::ADMIN_SOCKET_FILE;
+use crate::store::Store;
+
+/// How long to wait for the copy's database to close ([`wait_until_closed`]).
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Records copied between two calls of the progress callback.
+const PROGRESS_EVERY: u64 = 1024;
+
+/// How to copy or compact a store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactOptions {
+    /// Leave out the sessions that have expired by the store's clock: what a purge would
+    /// remove, at no cost, where a purge writes three removals a session into the old files.
+    pub drop_expired: bool,
+    /// [`Store::compact`] only: keep the old database, renamed to `<name>.compact-old` beside
+    /// the database folder, rather than remove it.
+    pub keep_old: bool,
+}
+
+/// What a copy or a compaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactReport {
+    /// Sessions copied, live and expired (unless expired ones were dropped).
+    pub sessions: u64,
+    /// Expired sessions left out ([`CompactOptions::drop_expired`]).
+    pub dropped_expired: u64,
+    /// The database's size on disk before, in bytes (as `du --apparent-size` counts it).
+    pub bytes_before: u64,
+    /// The copy's size on disk, in bytes.
+    pub bytes_after: u64,
+    /// Where the old database still is after [`Store::compact`]: kept on request
+    /// ([`CompactOptions::keep_old`]), or left because it could not be removed
+    /// ([`CompactReport::old_not_removed`] says why). `None` once removed, and after a copy.
+    pub old: Option<PathBuf>,
+    /// Why the old database could not be removed after the swap. The compaction itself
+    /// succeeded: the database folder holds the compacted copy.
+    pub old_not_removed: Option<String>,
+}
+
+impl Store {
+    /// Writes a compacted copy of the store into a new database at `dest`: a folder that does
+    /// not exist yet (its parent does) or an empty one, outside the database's own folder.
+    /// Returns what was copied and the two sizes.
+    ///
+    /// Each session is copied as it is stored when the copy reaches it, so a copy of a store
+    /// the application goes on writing to holds every session it had throughout, each one
+    /// whole, but not one moment of the whole store. The copy's files are on stable storage
+    /// when this returns.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), sessdb::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("sessions.sessdb");
+    /// let store = sessdb::Store::open(&path)?;
+    /// let mut session = store.create();
+    /// session.set_principal(Some("alice"))?;
+    /// session.save()?;
+    ///
+    /// let copy = dir.path().join("copy.sessdb");
+    /// let report = store.copy_into(&copy, &sessdb::CompactOptions::default())?;
+    /// assert_eq!(report.sessions, 1);
+    /// let loaded = sessdb::Store::open(&copy)?.load(session.id())?;
+    /// assert_eq!(loaded.map(|s| s.principal().map(str::to_owned)), Some(Some("alice".into())));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Compact`] when `dest` is taken or inside the database folder;
+    /// [`Error::Corrupt`] for a record that does not decode (`check` and `repair` deal with
+    /// it); storage and I/O errors. On any error nothing is left at `dest` (an empty folder
+    /// that was there stays).
+    pub fn copy_into(
+        &self,
+        dest: impl AsRef<Path>,
+        options: &CompactOptions,
+    ) -> Result<CompactReport> {
+        self.copy_into_with(dest, options, |_| {})
+    }
+
+    /// Like [`Store::copy_into`], calling `progress` with the number of records read so far
+    /// (copied or left out) every so often and at the end.
+    ///
+    /// # Errors
+    /// As for [`Store::copy_into`].
+    pub fn copy_into_with(
+        &self,
+        dest: impl AsRef<Path>,
+        options: &CompactOptions,
+        mut progress: impl FnMut(u64),
+    ) -> Result<CompactReport> {
+        let dest = dest.as_ref();
+        let made = self.prepare_dest(dest)?;
+        let copied = self.copy_records(dest, options, &mut progress);
+        if copied.is_err() {
+            made.undo(dest);
+        }
+        copied
+    }
+
+    /// Replaces the database with a compacted copy of itself ([`Store::copy_into`] a new folder
+    /// beside it, then a swap of the two folders), and closes it: open it again to go on. The
+    /// old database is removed unless [`CompactOptions::keep_old`] keeps it.
+    ///
+    /// It needs the database to itself: this must be the store's last handle (no clone and no
+    /// [`Session`](crate::Session) loaded from it alive), not serving its admin socket, and
+    /// nothing but the database may be in its folder, since the whole folder is replaced. The
+    /// database folder's mode and owner carry over to the copy. A symbolic link to the folder
+    /// stays a link, to the compacted folder. Compaction needs free space for the copy: about
+    /// a freshly written store's size (docs/BENCHMARKS.md, "Disk").
+    ///
+    /// ```
+    /// # fn main() -> Result<(), sessdb::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("sessions.sessdb");
+    /// let store = sessdb::Store::open(&path)?;
+    /// // ... the application's sessions ...
+    /// let options = sessdb::CompactOptions { drop_expired: true, ..Default::default() };
+    /// let report = store.compact(&options)?;
+    /// println!("{} → {} bytes", report.bytes_before, report.bytes_after);
+    /// let store = sessdb::Store::open(&path)?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Compact`] when the store is in use, its folder holds something else or is a
+    /// mount point (use [`Store::copy_into`] then), a folder `<name>.compact-new` or
+    /// `<name>.compact-old` is in the way, or the swap fails; [`Error::ReadOnly`];
+    /// as for [`Store::copy_into`]. On every error the database is as it was and no copy is
+    /// left behind.
+    pub fn compact(self, options: &CompactOptions) -> Result<CompactReport> {
+        self.compact_with(options, |_| {})
+    }
+
+    /// Like [`Store::compact`], calling `progress` as [`Store::copy_into_with`] does.
+    ///
+    /// # Errors
+    /// As for [`Store::compact`].
+    pub fn compact_with(
+        self,
+        options: &CompactOptions,
+        progress: impl FnMut(u64),
+    ) -> Result<CompactReport> {
+        self.check_writable("compact")?;
+        let place = self.compaction_place()?;
+        let mut report = self.copy_into_with(&place.new, options, progress)?;
+        let swapped = place
+            .carry_over_mode_and_owner()
+            .and_then(|()| place.swap());
+        let old_at = match swapped {
+            Ok(at) => at,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&place.new);
+                return Err(self.refusal(format!("the swap of the folders failed: {e}")));
+            }
+        };
+        // The original's lock goes only now: no other process could write to it after the
+        // copy read it.
+        drop(self);
+        let removal = if options.keep_old {
+            if old_at == place.old {
+                Ok(())
+            } else {
+                fs::rename(&old_at, &place.old)
+            }
+            .map(|()| Some(place.old.clone()))
+            .map_err(|e| (old_at.clone(), e))
+        } else {
+            fs::remove_dir_all(&old_at)
+                .map(|()| None)
+                .map_err(|e| (old_at.clone(), e))
+        };
+        match removal {
+            Ok(kept) => report.old = kept,
+            Err((at, e)) => {
+                report.old_not_removed = Some(e.to_string());
+                report.old = Some(at);
+            }
+        }
+        let _ = sync_folder(&place.parent);
+        Ok(report)
+    }
+
+    fn refusal(&self, reason: String) -> Error {
+        Error::Compact {
+            path: self.inner.path.clone(),
+            reason,
+        }
+    }
+
+    /// Where the copy goes and the old database goes, once every reason to refuse is ruled out.
+    fn compaction_place(&self) -> Result<Place> {
+        let refuse = |reason: &str| Err(self.refusal(reason.to_owned()));
+        if Arc::strong_count(&self.inner) > 1 {
+            return refuse(
+                "other handles of this store, or sessions loaded from it, are still alive: \
+                 compact with the last one",
+            );
+        }
+        if self.inner.admin_server.get().is_some() {
+            return refuse(
+                "it serves its admin socket: compact before serving it (or with sessctl while \
+                 the application is stopped)",
+            );
+        }
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        // The folder itself, not a symbolic link to it: the link stays, and names the copy.
+        let dir = fs::canonicalize(&self.inner.dir).map_err(io(&self.inner.dir))?;
+        let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+            return refuse("it is the root folder");
+        };
+        let parent = parent.to_path_buf();
+        let dir_meta = fs::metadata(&dir).map_err(io(&dir))?;
+        let parent_meta = fs::metadata(&parent).map_err(io(&parent))?;
+        if dir_meta.dev() != parent_meta.dev() {
+            return refuse(
+                "it is a mount point, which cannot be swapped with another folder: copy the \
+                 store into a new folder instead (Store::copy_into, `sessctl compact --into`)",
+            );
+        }
+        if let Some(other) = foreign_entry(&dir).map_err(io(&dir))? {
+            return Err(self.refusal(format!(
+                "{} in it is not part of the database, and compaction replaces the whole \
+                 folder: move it out first",
+                other.display()
+            )));
+        }
+        let euid = nix::unistd::geteuid();
+        if dir_meta.uid() != euid.as_raw() && !euid.is_root() {
+            return Err(self.refusal(format!(
+                "the folder belongs to user {}: compact as that user (or as root), so that the \
+                 copy belongs to it too",
+                dir_meta.uid()
+            )));
+        }
+        let beside = |suffix: &str| {
+            let mut n = name.to_os_string();
+            n.push(suffix);
+            parent.join(n)
+        };
+        let place = Place {
+            new: beside(".compact-new"),
+            old: beside(".compact-old"),
+            dir,
+            parent,
+            mode: dir_meta.mode(),
+            owner: (dir_meta.uid(), dir_meta.gid()),
+        };
+        for p in [&place.new, &place.old] {
+            if fs::symlink_metadata(p).is_ok() {
+                return Err(self.refusal(format!(
+                    "{} is in the way (left by a compaction that did not finish? the database \
+                     opened, so it is whole without it): remove it and compact again",
+                    p.display()
+                )));
+            }
+        }
+        Ok(place)
+    }
+
+    /// Refuses a `dest` that is taken or inside the database folder, and makes its folder.
+    fn prepare_dest(&self, dest: &Path) -> Result<MadeDest> {
+        let refuse = |reason: &str| Error::Compact {
+            path: dest.to_path_buf(),
+            reason: reason.to_owned(),
+        };
+        if dest.as_os_str().is_empty() {
+            return Err(Error::EmptyPath);
+        }
+        let io = |source| Error::Io {
+            path: dest.to_path_buf(),
+            source,
+        };
+        let made = match fs::symlink_metadata(dest) {
+            Ok(m) if m.is_dir() && fs::read_dir(dest).map_err(io)?.next().is_none() => {
+                MadeDest::Contents
+            }
+            Ok(_) => {
+                return Err(refuse(
+                    "it exists and is not an empty folder: the copy goes into a new database",
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                DirBuilder::new().mode(0o700).create(dest).map_err(io)?;
+                MadeDest::Folder
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let inside = match (fs::canonicalize(dest), fs::canonicalize(&self.inner.dir)) {
+            (Ok(dest), Ok(dir)) => dest.starts_with(dir),
+            _ => false,
+        };
+        if inside {
+            made.undo(dest);
+            return Err(refuse("it is inside the database folder"));
+        }
+        Ok(made)
+    }
+
+    fn copy_records(
+        &self,
+        dest: &Path,
+        options: &CompactOptions,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<CompactReport> {
+        let bytes_before = folder_size(&self.inner.dir);
+        let copy = Store::builder().create(true).open(dest)?;
+        let now = self.now();
+        let mut report = CompactReport {
+            sessions: 0,
+            dropped_expired: 0,
+            bytes_before,
+            bytes_after: 0,
+            old: None,
+            old_not_removed: None,
+        };
+        let mut read = 0u64;
+        for item in self.inner.sessions.iter() {
+            let (key, bytes) = item?;
+            let Some(handle) = Handle::from_slice(&key) else {
+                return Err(Error::Corrupt {
+                    handle: key.iter().map(|b| format!("{b:02x}")).collect(),
+                    reason: format!("key is {} bytes, not 16", key.len()),
+                });
+            };
+            let head = decode_lazy(&bytes).map_err(|e| e.for_record(&handle))?.head;
+            read += 1;
+            if read % PROGRESS_EVERY == 0 {
+                progress(read);
+            }
+            if options.drop_expired && head.is_expired(now) {
+                report.dropped_expired += 1;
+                continue;
+            }
+            let target = &copy.inner;
+            target
+                .expiry
+                .insert(expiry_key(head.expiry_entry(), &handle), &[])?;
+            if let Some(p) = head.principal.as_deref() {
+                target.principals.insert(principal_key(p, &handle), &[])?;
+            }
+            target.sessions.insert(key, bytes)?;
+            report.sessions += 1;
+        }
+        progress(read);
+        copy.flush()?;
+        let check = crate::check::check(&copy)?;
+        if !check.is_clean() || check.records != report.sessions {
+            return Err(Error::Compact {
+                path: dest.to_path_buf(),
+                reason: format!(
+                    "the copy does not check clean ({} records, {} copied: {check:?}); nothing \
+                     was changed",
+                    check.records, report.sessions
+                ),
+            });
+        }
+        drop(copy);
+        wait_until_closed(dest)?;
+        sync_tree(dest).map_err(|source| Error::Io {
+            path: dest.to_path_buf(),
+            source,
+        })?;
+        report.bytes_after = folder_size(dest);
+        Ok(report)
+    }
+}
+
+/// What [`Store::prepare_dest`] made, so that a failed copy takes exactly that away.
+#[derive(Clone, Copy)]
+enum MadeDest {
+    /// The folder itself.
+    Folder,
+    /// Only what goes in it: the folder was there, empty.
+    Contents,
+}
+
+impl MadeDest {
+    fn undo(self, dest: &Path) {
+        match self {
+            MadeDest::Folder => {
+                let _ = fs::remove_dir_all(dest);
+            }
+            MadeDest::Contents => {
+                if let Ok(entries) = fs::read_dir(dest) {
+                    for entry in entries.flatten() {
+                        let path = entry.path();
+                        let _ = match entry.file_type() {
+                            Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+                            _ => fs::remove_file(&path),
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The folders of a compaction.
+struct Place {
+    /// The database folder, symbolic links resolved.
+    dir: PathBuf,
+    /// The folder it is in.
+    parent: PathBuf,
+    /// Where the copy is made: `<name>.compact-new`.
+    new: PathBuf,
+    /// Where the old database goes when kept: `<name>.compact-old`.
+    old: PathBuf,
+    /// The database folder's mode, for the copy.
+    mode: u32,
+    /// The database folder's owner and group, for the copy.
+    owner: (u32, u32),
+}
+
+impl Place {
+    /// Gives the copy the database folder's mode, and its owner and group where they differ
+    /// (a copy made by root of a service user's database).
+    fn carry_over_mode_and_owner(&self) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(&self.new, fs::Permissions::from_mode(self.mode & 0o7777))?;
+        let made = fs::metadata(&self.new)?;
+        if (made.uid(), made.gid()) != self.owner {
+            chown_tree(&self.new, self.owner)?;
+        }
+        sync_folder(&self.new)
+    }
+
+    /// Puts the copy at the database's path; returns where the old database is now.
+    fn swap(&self) -> io::Result<PathBuf> {
+        #[cfg(test)]
+        let exchange = !tests::TWO_RENAMES.get();
+        #[cfg(not(test))]
+        let exchange = true;
+        // Read only where the system can exchange two folders.
+        let _ = exchange;
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        if exchange {
+            use nix::errno::Errno;
+            use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+            match renameat2(
+                AT_FDCWD,
+                &self.dir,
+                AT_FDCWD,
+                &self.new,
+                RenameFlags::RENAME_EXCHANGE,
+            ) {
+                Ok(()) => {
+                    sync_folder(&self.parent)?;
+                    return Ok(self.new.clone());
+                }
+                // The file system cannot exchange: two renames then.
+                Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        fs::rename(&self.dir, &self.old)?;
+        if let Err(e) = fs::rename(&self.new, &self.dir) {
+            // Put the original back; the copy is removed by the caller.
+            return match fs::rename(&self.old, &self.dir) {
+                Ok(()) => Err(e),
+                Err(back) => Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{e}; and the original could not be put back ({back}): it is at {}, the \
+                         copy at {}",
+                        self.old.display(),
+                        self.new.display()
+                    ),
+                )),
+            };
+        }
+        sync_folder(&self.parent)?;
+        Ok(self.old.clone())
+    }
+}
+
+/// The first entry of a database folder that is not one of sled's files or a left-over admin
+/// socket, if any.
+fn foreign_entry(dir: &Path) -> io::Result<Option<PathBuf>> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let ours = match name.to_str() {
+            Some("conf" | "db" | "blobs") => true,
+            Some(n) if n.starts_with("snap.") => true,
+            Some(ADMIN_SOCKET_FILE) => {
+                use std::os::unix::fs::FileTypeExt as _;
+                entry.file_type()?.is_socket()
+            }
+            _ => false,
+        };
+        if !ours {
+            return Ok(Some(entry.path()));
+        }
+    }
+    Ok(None)
+}
+
+fn chown_tree(path: &Path, (uid, gid): (u32, u32)) -> io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if fs::symlink_metadata(path)?.is_dir() {
+        for entry in fs::read_dir(path)? {
+            chown_tree(&entry?.path(), (uid, gid))?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the copy's database is closed for good: sled lets go of a dropped database's
+/// lock (an exclusive `flock` of its log) from a background thread, and until then that
+/// thread may still hold it.
+fn wait_until_closed(dest: &Path) -> Result<()> {
+    use nix::fcntl::{Flock, FlockArg};
+    let log = dest.join("db");
+    let deadline = Instant::now() + CLOSE_WAIT;
+    loop {
+        let file = File::open(&log).map_err(|source| Error::Io {
+            path: log.clone(),
+            source,
+        })?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(_unlocked_on_drop) => return Ok(()),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((_, e)) => {
+                return Err(Error::Compact {
+                    path: dest.to_path_buf(),
+                    reason: format!("the copy's database was not closed: {e}"),
+                })
+            }
+        }
+    }
+}
+
+/// `fsync`s every file and folder under `path`, then `path`'s parent, which names it.
+fn sync_tree(path: &Path) -> io::Result<()> {
+    fn walk(path: &Path) -> io::Result<()> {
+        let meta = fs::symlink_metadata(path)?;
+        if meta.is_dir() {
+            for entry in fs::read_dir(path)? {
+                walk(&entry?.path())?;
+            }
+        }
+        if meta.is_dir() || meta.is_file() {
+            File::open(path)?.sync_all()?;
+        }
+        Ok(())
+    }
+    walk(path)?;
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => sync_folder(p),
+        _ => sync_folder(Path::new(".")),
+    }
+}
+
+fn sync_folder(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{Admin as _, ManualClock, SessionId};
+
+    thread_local! {
+        /// Makes the swap rename twice, as on a file system that cannot exchange two folders.
+        pub(super) static TWO_RENAMES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// 2026-01-01T00:00:00Z.
+    const T0: i64 = 1_767_225_600_000;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        clock: ManualClock,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                dir: tempfile::tempdir().unwrap(),
+                clock: ManualClock::at_ms(T0),
+            }
+        }
+
+        fn path(&self) -> PathBuf {
+            self.dir.path().join("sessions.sessdb")
+        }
+
+        fn open(&self) -> Store {
+            Store::builder()
+                .clock(self.clock.clone())
+                .open(self.path())
+                .unwrap()
+        }
+
+        /// The names in the folder that holds the database.
+        fn beside(&self) -> Vec<String> {
+            let mut names: Vec<String> = fs::read_dir(self.dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    /// Every record's stored bytes, by key.
+    fn records(store: &Store) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        store
+            .inner
+            .sessions
+            .iter()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                (k.to_vec(), v.to_vec())
+            })
+            .collect()
+    }
+
+    /// `n` sessions of three principals, each saved `rounds` times with ~1 KB of new data.
+    fn churn(store: &Store, n: usize, rounds: usize) -> Vec<SessionId> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let mut s = store.create();
+            s.set_principal(Some(&format!("user{}", i % 3))).unwrap();
+            s.insert("n", &i).unwrap();
+            s.save().unwrap();
+            ids.push(*s.id());
+        }
+        for round in 0..rounds {
+            for id in &ids {
+                let mut s = store.load(id).unwrap().unwrap();
+                s.insert("blob", &format!("{round:04}").repeat(250))
+                    .unwrap();
+                s.save().unwrap();
+            }
+        }
+        ids
+    }
+
+    #[test]
+    fn compaction_keeps_every_record_as_stored_and_shrinks_a_churned_store() {
+        let f = Fixture::new();
+        let store = f.open();
+        let ids = churn(&store, 300, 20);
+        let before = records(&store);
+        let principals_before = store.inner.principals.len();
+
+        let report = store.compact(&CompactOptions::default()).unwrap();
+        assert_eq!((report.sessions, report.dropped_expired), (300, 0));
+        assert!(
+            report.bytes_after < report.bytes_before,
+            "{} bytes after, {} before",
+            report.bytes_after,
+            report.bytes_before
+        );
+        assert_eq!((report.old, report.old_not_removed), (None, None));
+        assert_eq!(f.beside(), ["sessions.sessdb"]);
+
+        let store = f.open();
+        assert_eq!(records(&store), before, "every record byte for byte");
+        assert_eq!(store.inner.principals.len(), principals_before);
+        assert!(store.check().unwrap().is_clean());
+        let s = store.load(&ids[7]).unwrap().unwrap();
+        assert_eq!(s.get::<usize>("n").unwrap(), Some(7));
+        assert_eq!(store.invalidate_principal("user1").unwrap(), 100);
+        assert_eq!(store.inner.sessions.len(), 200);
+    }
+
+    #[test]
+    fn expired_sessions_are_left_out_on_request_only() {
+        let f = Fixture::new();
+        let store = f.open();
+        let old = churn(&store, 10, 0);
+        f.clock.advance(Duration::from_secs(24 * 3600));
+        let new = churn(&store, 5, 0);
+        let copy = f.dir.path().join("all");
+        let report = store.copy_into(&copy, &CompactOptions::default()).unwrap();
+        assert_eq!((report.sessions, report.dropped_expired), (15, 0));
+
+        let options = CompactOptions {
+            drop_expired: true,
+            ..CompactOptions::default()
+        };
+        let report = store.compact(&options).unwrap();
+        assert_eq!((report.sessions, report.dropped_expired), (5, 10));
+        let store = f.open();
+        assert!(store.check().unwrap().is_clean());
+        for id in &old {
+            assert!(store
+                .inner
+                .sessions
+                .get(id.handle().as_bytes())
+                .unwrap()
+                .is_none());
+        }
+        for id in &new {
+            assert!(store.load(id).unwrap().is_some());
+        }
+        assert_eq!(store.inner.expiry.len(), 5);
+        assert_eq!(store.inner.principals.len(), 5);
+    }
+
+    #[test]
+    fn the_copy_has_the_index_entries_its_records_call_for_and_no_others() {
+        let f = Fixture::new();
+        let store = f.open();
+        let ids = churn(&store, 20, 0);
+        let inner = &store.inner;
+        // A leftover of a crash in each index, and one record's principal entry lost.
+        inner.expiry.insert([0u8; 24], &[]).unwrap();
+        let ghost = SessionId::random().handle();
+        inner
+            .principals
+            .insert(principal_key("ghost", &ghost), &[])
+            .unwrap();
+        let lost = principal_key("user0", &ids[0].handle());
+        assert!(inner.principals.remove(lost).unwrap().is_some());
+        let found = store.check().unwrap();
+        assert_eq!(found.missing_principal, vec![ids[0].handle()]);
+        assert_eq!((found.stale_expiry, found.stale_principal), (1, 1));
+
+        let dest = f.dir.path().join("copy");
+        assert_eq!(
+            store
+                .copy_into(&dest, &CompactOptions::default())
+                .unwrap()
+                .sessions,
+            20
+        );
+        drop(store);
+        let copy = Store::builder().clock(f.clock.clone()).open(&dest).unwrap();
+        assert!(copy.check().unwrap().is_clean());
+        assert_eq!(copy.inner.expiry.len(), 20);
+        assert_eq!(copy.inner.principals.len(), 20);
+        assert_eq!(copy.sessions_of("user0").unwrap().len(), 7);
+    }
+
+    #[test]
+    fn an_undecodable_record_stops_the_compaction_and_changes_nothing() {
+        let f = Fixture::new();
+        let store = f.open();
+        churn(&store, 5, 0);
+        let bad = SessionId::random().handle();
+        store
+            .inner
+            .sessions
+            .insert(bad.as_bytes(), &[0xee])
+            .unwrap();
+        let before = records(&store);
+
+        let err = store.compact(&CompactOptions::default()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { handle, .. } if *handle == bad.to_string()),
+            "{err}"
+        );
+        assert_eq!(f.beside(), ["sessions.sessdb"], "no copy left behind");
+        assert_eq!(records(&f.open()), before);
+    }
+
+    #[test]
+    fn compaction_refuses_a_store_in_use() {
+        let f = Fixture::new();
+        let store = f.open();
+        let ids = churn(&store, 3, 0);
+        let clone = store.clone();
+        let err = store.compact(&CompactOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("other handles"), "{err}");
+        let session = clone.load(&ids[0]).unwrap().unwrap();
+        let err = clone.compact(&CompactOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("sessions loaded from it"), "{err}");
+        drop(session);
+        assert_eq!(f.beside(), ["sessions.sessdb"]);
+        assert_eq!(f.open().inner.sessions.len(), 3);
+    }
+
+    #[test]
+    fn compaction_refuses_a_read_only_store() {
+        let f = Fixture::new();
+        churn(&f.open(), 1, 0);
+        let store = Store::builder().read_only(true).open(f.path()).unwrap();
+        assert!(matches!(
+            store.compact(&CompactOptions::default()),
+            Err(Error::ReadOnly { .. })
+        ));
+    }
+
+    #[test]
+    fn compaction_refuses_a_folder_holding_something_else_or_a_leftover_beside_it() {
+        let f = Fixture::new();
+        churn(&f.open(), 3, 0);
+        fs::write(f.path().join("notes.txt"), "mine").unwrap();
+        let err = f.open().compact(&CompactOptions::default()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Compact { reason, .. } if reason.contains("notes.txt")),
+            "{err}"
+        );
+        assert_eq!(fs::read(f.path().join("notes.txt")).unwrap(), b"mine");
+        fs::remove_file(f.path().join("notes.txt")).unwrap();
+
+        for leftover in ["sessions.sessdb.compact-new", "sessions.sessdb.compact-old"] {
+            let at = f.dir.path().join(leftover);
+            fs::create_dir(&at).unwrap();
+            fs::write(at.join("keep"), "x").unwrap();
+            let err = f.open().compact(&CompactOptions::default()).unwrap_err();
+            assert!(err.to_string().contains(leftover), "{err}");
+            assert_eq!(fs::read(at.join("keep")).unwrap(), b"x", "not touched");
+            fs::remove_dir_all(&at).unwrap();
+        }
+        assert_eq!(f.beside(), ["sessions.sessdb"]);
+        assert_eq!(f.open().inner.sessions.len(), 3);
+    }
+
+    #[test]
+    fn the_old_database_is_kept_on_request_and_still_opens() {
+        let f = Fixture::new();
+        let store = f.open();
+        churn(&store, 4, 3);
+        let before = records(&store);
+        let options = CompactOptions {
+            keep_old: true,
+            ..CompactOptions::default()
+        };
+        let report = store.compact(&options).unwrap();
+        let old = f.dir.path().join("sessions.sessdb.compact-old");
+        assert_eq!(report.old.as_deref(), Some(old.as_path()));
+        assert_eq!(
+            f.beside(),
+            ["sessions.sessdb", "sessions.sessdb.compact-old"]
+        );
+        assert_eq!(records(&Store::open(&old).unwrap()), before);
+        assert_eq!(records(&f.open()), before);
+    }
+
+    #[test]
+    fn the_folders_mode_carries_over_and_a_link_to_it_stays_a_link() {
+        let f = Fixture::new();
+        churn(&f.open(), 2, 0);
+        fs::set_permissions(f.path(), fs::Permissions::from_mode(0o750)).unwrap();
+        let link = f.dir.path().join("link");
+        std::os::unix::fs::symlink(f.path(), &link).unwrap();
+
+        let store = Store::open(&link).unwrap();
+        assert_eq!(
+            store.compact(&CompactOptions::default()).unwrap().sessions,
+            2
+        );
+        assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
+        let mode = fs::metadata(f.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o750);
+        assert_eq!(f.beside(), ["link", "sessions.sessdb"]);
+        assert_eq!(Store::open(&link).unwrap().inner.sessions.len(), 2);
+    }
+
+    #[test]
+    fn a_copy_goes_only_into_a_new_or_empty_folder_outside_the_database() {
+        let f = Fixture::new();
+        let store = f.open();
+        churn(&store, 2, 0);
+        let options = CompactOptions::default();
+
+        let taken = f.dir.path().join("taken");
+        fs::create_dir(&taken).unwrap();
+        fs::write(taken.join("x"), "x").unwrap();
+        let err = store.copy_into(&taken, &options).unwrap_err();
+        assert!(err.to_string().contains("not an empty folder"), "{err}");
+        assert_eq!(fs::read(taken.join("x")).unwrap(), b"x");
+
+        let inside = f.path().join("copy");
+        let err = store.copy_into(&inside, &options).unwrap_err();
+        assert!(
+            err.to_string().contains("inside the database folder"),
+            "{err}"
+        );
+        assert!(!inside.exists());
+
+        let empty = f.dir.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        // A damaged record makes the copy fail: the empty folder stays, empty.
+        let bad = SessionId::random().handle();
+        store
+            .inner
+            .sessions
+            .insert(bad.as_bytes(), &[0xee])
+            .unwrap();
+        assert!(store.copy_into(&empty, &options).is_err());
+        assert_eq!(fs::read_dir(&empty).unwrap().count(), 0);
+        store.inner.sessions.remove(bad.as_bytes()).unwrap();
+        assert_eq!(store.copy_into(&empty, &options).unwrap().sessions, 2);
+
+        let err = store
+            .copy_into(f.dir.path().join("no/such/parent"), &options)
+            .unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err}");
+    }
+
+    #[test]
+    fn where_folders_cannot_be_exchanged_two_renames_do_the_same() {
+        for keep_old in [false, true] {
+            let f = Fixture::new();
+            let store = f.open();
+            churn(&store, 6, 2);
+            let before = records(&store);
+            TWO_RENAMES.set(true);
+            let options = CompactOptions {
+                keep_old,
+                ..CompactOptions::default()
+            };
+            let report = store.compact(&options);
+            TWO_RENAMES.set(false);
+            let report = report.unwrap();
+            assert_eq!(report.sessions, 6);
+            assert_eq!(report.old.is_some(), keep_old);
+            let mut expected = vec!["sessions.sessdb"];
+            if keep_old {
+                expected.push("sessions.sessdb.compact-old");
+                assert_eq!(
+                    records(&Store::open(f.dir.path().join(expected[1])).unwrap()),
+                    before
+                );
+            }
+            assert_eq!(f.beside(), expected);
+            assert_eq!(records(&f.open()), before);
+        }
+    }
+}
