@@ -107,6 +107,9 @@ pub enum Command {
     Import(ImportArgs),
     /// Verify records and indexes; with --repair, fix what can be fixed.
     Check(CheckArgs),
+    /// Rewrite the database into a new folder and swap it in: back to its fresh size on disk
+    /// (the application must be stopped).
+    Compact(CompactArgs),
     /// Browse, filter, inspect and invalidate sessions in a terminal UI.
     Tui(TuiArgs),
 }
@@ -212,6 +215,23 @@ pub struct PurgeArgs {
     /// Only count what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `sessctl compact`
+#[derive(Debug, ClapArgs)]
+pub struct CompactArgs {
+    /// Leave out the expired sessions: what `purge --expired` would remove, without its
+    /// writes into the old files.
+    #[arg(long)]
+    pub drop_expired: bool,
+    /// Keep the old database, as <DB>.compact-old beside the database folder.
+    #[arg(long, conflicts_with = "into")]
+    pub keep_old: bool,
+    /// Only write a compacted copy into DIR (a new folder, or an empty one), and leave the
+    /// database as it is: for a database folder that is a mount point, or a copy to look at
+    /// first.
+    #[arg(long, value_name = "DIR")]
+    pub into: Option<PathBuf>,
 }
 
 /// `sessctl export`

@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sessdb::{ImportOptions, ListQuery, OnConflict, RemoteAdmin, Status};
+use sessdb::{CompactOptions, ImportOptions, ListQuery, OnConflict, RemoteAdmin, Status};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::args::{Args, Command as RawCommand, OnConflictArg};
-use crate::cmd::{check, demo, export, import, invalidate, list, purge, show, stats, tui};
+use crate::cmd::{check, compact, demo, export, import, invalidate, list, purge, show, stats, tui};
 use crate::exit::Failure;
 use crate::output::Style;
 use crate::target::Named;
@@ -83,6 +83,8 @@ pub enum Command {
     Import(import::Import),
     /// `check`
     Check(check::Check),
+    /// `compact`
+    Compact(compact::Compact),
     /// `tui`
     Tui(tui::Tui),
 }
@@ -191,6 +193,13 @@ impl Config {
                 },
             )),
             RawCommand::Check(a) => Command::Check(check::Check { repair: a.repair }),
+            RawCommand::Compact(a) => Command::Compact(compact::Compact {
+                options: CompactOptions {
+                    drop_expired: a.drop_expired,
+                    keep_old: a.keep_old,
+                },
+                into: a.into,
+            }),
             RawCommand::Tui(a) => Command::Tui(tui::Tui {
                 refresh: parse_refresh(&a.refresh)?,
                 terminal: env.stdout_terminal,

@@ -58,6 +58,7 @@ pub fn execute(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> any
         Command::Export(c) => c.run(&mut ctx),
         Command::Import(c) => c.run(&mut ctx),
         Command::Check(c) => c.run(&mut ctx),
+        Command::Compact(c) => c.run(&mut ctx),
         Command::Tui(c) => c.run(&mut ctx),
     }
 }
@@ -67,6 +68,7 @@ pub fn execute(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> any
 fn command_hint(command: &Command, e: &anyhow::Error) -> Option<String> {
     match command {
         Command::Import(c) => c.hint(e),
+        Command::Compact(c) => c.hint(e),
         _ => None,
     }
 }

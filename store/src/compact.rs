@@ -11,7 +11,7 @@
 //! copy's indexes hold exactly what its records call for: leftovers of crashes are not carried
 //! over, and a missing entry is made. A record that does not decode stops the copy: dropping
 //! it would lose a session without a word, and copying it would carry the damage over. The
-//! copy is checked before it is used.
+//! copy is closed, opened again and checked before it is used.
 //!
 //! [`Store::compact`] then swaps the two folders with one `renameat2(RENAME_EXCHANGE)`, so the
 //! database's path never names anything but a whole database, and it holds the original's
@@ -382,6 +382,11 @@ impl Store {
         }
         progress(read);
         copy.flush()?;
+        drop(copy);
+        wait_until_closed(dest)?;
+        // Checked as the next open finds it on disk, which also pads the log to its segment
+        // and writes a snapshot: the size reported is the size at rest.
+        let copy = Store::builder().create(false).open(dest)?;
         let check = crate::check::check(&copy)?;
         if !check.is_clean() || check.records != report.sessions {
             return Err(Error::Compact {

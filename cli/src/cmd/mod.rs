@@ -2,6 +2,7 @@
 //! [`crate::config`]) whose `run` does the work through the [`sessdb::Admin`] interface.
 
 pub mod check;
+pub mod compact;
 pub mod demo;
 pub mod export;
 pub mod import;

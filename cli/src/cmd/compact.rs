@@ -1,0 +1,120 @@
+//! `sessctl compact`: rewrite the database into a new folder and swap it in, which takes a
+//! store that has been in use back to its fresh size (sled's files never shrink). Needs the
+//! database to itself: with a running application, it is refused.
+
+use std::path::PathBuf;
+
+use sessdb::{CompactOptions, CompactReport};
+
+use super::{plural, Ctx};
+use crate::db::{self, Access, Database};
+use crate::exit::{Exit, Failure};
+use crate::output::bytes;
+use crate::progress::Progress;
+
+/// `compact [--drop-expired] [--keep-old | --into DIR]`
+#[derive(Debug)]
+pub struct Compact {
+    /// Leave out expired sessions; keep the old database.
+    pub options: CompactOptions,
+    /// Write the copy here and leave the database as it is.
+    pub into: Option<PathBuf>,
+}
+
+impl Compact {
+    /// Compacts (or copies) the database and says what it did.
+    ///
+    /// # Errors
+    /// [`Failure::Usage`] with `--socket`; [`Failure::Held`] when a running application
+    /// holds the database; the store's refusals ([`sessdb::Error::Compact`]), a damaged
+    /// record ([`sessdb::Error::Corrupt`]), open, storage and I/O errors.
+    pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
+        if let Some(socket) = ctx.socket {
+            return Err(Failure::Usage(format!(
+                "compact needs the database itself, not an application's admin socket ({}): \
+                 stop the application and give --db",
+                socket.display()
+            ))
+            .into());
+        }
+        ctx.refuse_future_write()?;
+        // A copy only reads the database: it can be made from a read-only one.
+        let access = if self.into.is_some() {
+            Access::Read
+        } else {
+            Access::Write
+        };
+        let store = match db::open(ctx.db, ctx.as_of, access, ctx.timeout)? {
+            Database::Direct(store) => store,
+            Database::Remote(remote) => {
+                return Err(Failure::Held(format!(
+                    "a running application (pid {}) holds the database {}: compact needs it to \
+                     itself, since the application would go on writing to the old files; stop \
+                     the application, compact, then start it again",
+                    remote.server_pid(),
+                    remote.database_path().display()
+                ))
+                .into())
+            }
+        };
+        let progress = Progress::spinner(ctx.progress, "copying", " sessions");
+        let report = match &self.into {
+            Some(dest) => store.copy_into_with(dest, &self.options, |n| progress.set(n)),
+            None => store.compact_with(&self.options, |n| progress.set(n)),
+        };
+        progress.finish();
+        let report = report?;
+        let what = match &self.into {
+            Some(dest) => format!("copied {} into {}", ctx.db.display(), dest.display()),
+            None => format!("compacted {}", ctx.db.display()),
+        };
+        writeln!(
+            ctx.out,
+            "{what}: {}{}, {} → {} on disk",
+            plural(report.sessions, "session"),
+            dropped(&report),
+            bytes(report.bytes_before),
+            bytes(report.bytes_after)
+        )?;
+        match (&report.old, &report.old_not_removed) {
+            (Some(old), None) => {
+                writeln!(ctx.out, "the old database is kept at {}", old.display())?;
+            }
+            (Some(old), Some(why)) => writeln!(
+                ctx.err,
+                "warning: the old database could not be removed ({why}); it is at {}: remove \
+                 it once you no longer need it",
+                old.display()
+            )?,
+            _ => {}
+        }
+        Ok(Exit::Success)
+    }
+
+    /// Advice for an error compact ended with, ahead of the error's own: a damaged record
+    /// stops it.
+    pub fn hint(&self, err: &anyhow::Error) -> Option<String> {
+        let corrupt = err.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<sessdb::Error>(),
+                Some(sessdb::Error::Corrupt { .. })
+            )
+        });
+        corrupt.then(|| {
+            "nothing was changed; `sessctl check` lists every damaged record, and `sessctl check \
+             --repair` removes them (their sessions cannot be loaded anyway); then compact again"
+                .to_string()
+        })
+    }
+}
+
+fn dropped(report: &CompactReport) -> String {
+    if report.dropped_expired == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({} left out)",
+            plural(report.dropped_expired, "expired session")
+        )
+    }
+}

@@ -1,0 +1,261 @@
+//! `sessctl compact`: the database rewritten into a new folder and swapped in, a copy with
+//! `--into`, and the refusals that leave everything as it was.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{at_t0, expect, export_body, fixture, id, on, open_raw_sled, run, t0};
+use sessdb::{ManualClock, Store};
+
+/// The names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The first line of a compaction's stdout, up to the sizes.
+fn said(out: &str) -> &str {
+    out.split_once(", ").map_or(out, |(head, _)| head)
+}
+
+#[test]
+fn compact_keeps_every_session_and_says_what_it_did() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let before = export_body(&db);
+    let out = run(at_t0(&db).arg("compact"));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    assert_eq!(
+        said(&out.stdout),
+        format!("compacted {}: 5 sessions", db.display())
+    );
+    assert!(out.stdout.ends_with(" on disk\n"), "{}", out.stdout);
+    assert_eq!(export_body(&db), before);
+    expect(
+        at_t0(&db).arg("check"),
+        0,
+        "checked 5 records: no problems\n",
+        "",
+    );
+    assert_eq!(names(dir.path()), ["fixture.sessdb"]);
+}
+
+#[test]
+fn drop_expired_leaves_out_what_purge_would_remove() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let purged = fixture(&dir.path().join("other"));
+    expect(
+        at_t0(&purged).args(["purge", "--expired"]),
+        0,
+        "removed 2 expired sessions\n",
+        "",
+    );
+    let out = run(at_t0(&db).args(["compact", "--drop-expired"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    assert_eq!(
+        said(&out.stdout),
+        format!(
+            "compacted {}: 3 sessions (2 expired sessions left out)",
+            db.display()
+        )
+    );
+    assert_eq!(export_body(&db), export_body(&purged));
+}
+
+#[test]
+fn into_writes_a_copy_and_leaves_the_database_as_it_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let before = export_body(&db);
+    let files_before = names(&db);
+    let copy = dir.path().join("copy.sessdb");
+    let out = run(at_t0(&db).arg("compact").arg("--into").arg(&copy));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    assert_eq!(
+        said(&out.stdout),
+        format!(
+            "copied {} into {}: 5 sessions",
+            db.display(),
+            copy.display()
+        )
+    );
+    assert_eq!(export_body(&copy), before);
+    assert_eq!(export_body(&db), before);
+    assert_eq!(names(&db), files_before);
+
+    // Taken now: refused, and the copy there is left alone.
+    let out = run(at_t0(&db).arg("compact").arg("--into").arg(&copy));
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: cannot compact {}: it exists and is not an empty folder: the copy goes \
+             into a new database\n",
+            copy.display()
+        )
+    );
+    assert_eq!(export_body(&copy), before);
+}
+
+#[test]
+fn keep_old_keeps_the_old_database_beside_the_new_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let before = export_body(&db);
+    let out = run(at_t0(&db).args(["compact", "--keep-old"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    let old = dir.path().join("fixture.sessdb.compact-old");
+    let canonical_old = fs::canonicalize(&old).expect("old is there");
+    assert!(
+        out.stdout.ends_with(&format!(
+            "the old database is kept at {}\n",
+            canonical_old.display()
+        )),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(export_body(&old), before);
+    assert_eq!(export_body(&db), before);
+
+    // A second compaction finds the old one in the way, and changes nothing.
+    let out = run(at_t0(&db).arg("compact"));
+    assert_eq!(out.code, 5);
+    assert!(
+        out.stderr
+            .contains("fixture.sessdb.compact-old is in the way"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        names(dir.path()),
+        ["fixture.sessdb", "fixture.sessdb.compact-old"]
+    );
+}
+
+#[test]
+fn compact_is_refused_while_an_application_holds_the_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let before = export_body(&db);
+    let app = Store::builder()
+        .clock(ManualClock::at(t0()))
+        .admin_socket_default()
+        .open(&db)
+        .expect("the application opens its database");
+    for args in [&["compact"][..], &["compact", "--into", "elsewhere"]] {
+        let out = run(on(&db).args(args));
+        assert_eq!(out.code, 3, "{}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!(
+                "error: a running application (pid {}) holds the database {}: compact needs \
+                 it to itself, since the application would go on writing to the old files; \
+                 stop the application, compact, then start it again\n",
+                std::process::id(),
+                db.display()
+            )
+        );
+    }
+    drop(app);
+    // Held without a socket: sled's lock says so.
+    let app = Store::open(&db).expect("open");
+    let out = run(on(&db).arg("compact"));
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is held by another process"),
+        "{}",
+        out.stderr
+    );
+    drop(app);
+    assert_eq!(names(dir.path()), ["fixture.sessdb"]);
+    assert_eq!(export_body(&db), before);
+}
+
+#[test]
+fn compact_refuses_what_it_would_lose_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let before = export_body(&db);
+
+    fs::write(db.join("notes.txt"), "mine").expect("write");
+    let out = run(at_t0(&db).arg("compact"));
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: cannot compact {}: {} in it is not part of the database, and compaction \
+             replaces the whole folder: move it out first\n",
+            db.display(),
+            fs::canonicalize(&db)
+                .expect("db")
+                .join("notes.txt")
+                .display()
+        )
+    );
+    fs::remove_file(db.join("notes.txt")).expect("remove");
+
+    expect(
+        on(&db).args(["--socket", "app.sock", "compact"]),
+        2,
+        "",
+        "error: compact needs the database itself, not an application's admin socket \
+         (app.sock): stop the application and give --db\n",
+    );
+    let out = run(on(&db).args(["--as-of", "2999-01-01T00:00:00Z", "compact"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("later than now"), "{}", out.stderr);
+
+    assert_eq!(names(dir.path()), ["fixture.sessdb"]);
+    assert_eq!(export_body(&db), before);
+}
+
+#[test]
+fn a_damaged_record_stops_compact_with_exit_4_and_advice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let sled = open_raw_sled(&db);
+    sled.open_tree("sessions")
+        .expect("tree")
+        .insert(id(9).handle().as_bytes(), b"\x01garbage".to_vec())
+        .expect("insert");
+    sled.flush().expect("flush");
+    drop(sled);
+    // The export leaves the damaged record out (and exits 4); the check lists it.
+    let sessions = || {
+        let out = run(at_t0(&db).args(["export", "--include-expired"]));
+        assert_eq!(out.code, 4, "{}", out.stderr);
+        out.stdout.split_once('\n').expect("header").1.to_string()
+    };
+    let check = || run(at_t0(&db).arg("check")).stdout;
+    let before = (sessions(), check());
+    assert!(before.1.contains("cannot be decoded"), "{}", before.1);
+
+    let out = run(at_t0(&db).arg("compact"));
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(&format!(
+            "error: session {}: stored record is undecodable",
+            id(9).handle()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.ends_with(
+            "; nothing was changed; `sessctl check` lists every damaged record, and `sessctl \
+             check --repair` removes them (their sessions cannot be loaded anyway); then compact \
+             again\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(names(dir.path()), ["fixture.sessdb"]);
+    assert_eq!((sessions(), check()), before);
+}
