@@ -2,7 +2,7 @@
 //! (docs/BENCHMARKS.md, "Missed targets", disk: "A store in use").
 //!
 //! ```text
-//! cargo run --release -p sessdb-bench --example disk_churn -- DIR [SESSIONS] [ROUNDS] [STEP_MS]
+//! cargo run --release -p sessdb-bench --example disk_churn -- DIR [SESSIONS] [ROUNDS] [STEP_MS] [--compact]
 //! ```
 //!
 //! Creates SESSIONS (default 100,000) sessions in a new store at DIR (removed first), each with
@@ -24,17 +24,24 @@
 //! change, as sessdb's writes reach sled. It shows what sled's log does with these writes
 //! whoever makes them. The table: bytes a session for each after every round, each as a
 //! multiple of its fresh size, and sessdb's bytes as a multiple of raw sled's.
+//!
+//! With `--compact`, the churned sessdb store is then taken back to its fresh size two ways,
+//! each from the same churned files: `Store::compact`, and the procedure the README gave before
+//! it, an export of the live sessions and an import into a new folder (the swap of the folders
+//! left out). A second table gives each one's time and bytes a session after.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use sessdb::{ManualClock, Session, SessionId, Store};
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let compact = args.iter().any(|a| a == "--compact");
+    args.retain(|a| a != "--compact");
     let Some(dir) = args.first().map(PathBuf::from) else {
-        bail!("usage: disk_churn DIR [SESSIONS] [ROUNDS] [STEP_MS]");
+        bail!("usage: disk_churn DIR [SESSIONS] [ROUNDS] [STEP_MS] [--compact]");
     };
     let number = |i: usize, default: u64, what: &str| -> Result<u64> {
         args.get(i).map_or(Ok(default), |a| {
@@ -51,6 +58,11 @@ fn main() -> Result<()> {
         bail!("SESSIONS: at least 3");
     }
     let (ours, record_bytes, segment) = sessdb_run(&run, &dir.join("sessdb"))?;
+    let compaction = if compact {
+        Some(compaction(&dir.join("sessdb"), &dir.join("copies"))?)
+    } else {
+        None
+    };
     let theirs = raw_sled_run(&run, &dir.join("sled"), record_bytes)?;
     println!(
         "{} sessions, step {} ms a request, segment size {segment} KiB, sessdb's records {record_bytes} B on average",
@@ -77,7 +89,99 @@ fn main() -> Result<()> {
             *a as f64 / *b as f64
         );
     }
+    if let Some(c) = compaction {
+        println!();
+        c.print(run.sessions as u64, ours[0]);
+    }
     std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    Ok(())
+}
+
+/// The churned store taken back to its fresh size two ways, each from the same churned files:
+/// `Store::compact`, and its peer, the procedure the README gave before it (an export of the
+/// live sessions, then an import into a new folder; the swap of folders left out).
+struct Compaction {
+    before: u64,
+    compact: (Duration, u64),
+    export_import: (Duration, u64),
+}
+
+fn compaction(dir: &Path, copies: &Path) -> Result<Compaction> {
+    fresh_dir(copies)?;
+    std::fs::create_dir_all(copies)?;
+    let before = files_bytes(dir)?;
+    // A day after the run began: every session is live (they live for IDLE), as at its end.
+    let clock = ManualClock::at_ms(i64::try_from(T0_MS + 86_400_000)?);
+    let open = || Store::builder().clock(clock.clone()).open(dir);
+
+    let original = copies.join("original");
+    let copied = copies.join("export-import");
+    let file = copies.join("export.jsonl");
+    let store = open()?;
+    let started = Instant::now();
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        sessdb::Admin::export(&store, &mut out, false)?;
+        std::io::Write::flush(&mut out)?;
+    }
+    let imported = Store::open(&copied)?;
+    let mut input = std::io::BufReader::new(std::fs::File::open(&file)?);
+    sessdb::Admin::import(&imported, &mut input, &sessdb::ImportOptions::default())?;
+    imported.flush()?;
+    drop(imported);
+    let export_import = (started.elapsed(), files_bytes(&copied)?);
+    drop(store);
+
+    // Compaction replaces the folder: a copy of the churned files goes first, so that both
+    // start from the same bytes.
+    copy_folder(dir, &original)?;
+    let store = open()?;
+    let started = Instant::now();
+    let report = store.compact(&sessdb::CompactOptions::default())?;
+    let compact = (started.elapsed(), report.bytes_after);
+    std::fs::remove_dir_all(dir)?;
+    std::fs::rename(&original, dir)?;
+    Ok(Compaction {
+        before,
+        compact,
+        export_import,
+    })
+}
+
+impl Compaction {
+    fn print(&self, sessions: u64, fresh: u64) {
+        println!("| taken back to fresh size | time | B/session after | × fresh |");
+        println!("|---|---:|---:|---:|");
+        println!(
+            "| churned, before | – | {} | {:.2} |",
+            self.before / sessions,
+            self.before as f64 / fresh as f64
+        );
+        for (what, (took, after)) in [
+            ("`Store::compact`", self.compact),
+            ("export + import into a new folder", self.export_import),
+        ] {
+            println!(
+                "| {what} | {:.2} s | {} | {:.2} |",
+                took.as_secs_f64(),
+                after / sessions,
+                after as f64 / fresh as f64
+            );
+        }
+    }
+}
+
+fn copy_folder(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_folder(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
     Ok(())
 }
 

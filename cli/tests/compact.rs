@@ -259,3 +259,32 @@ fn a_damaged_record_stops_compact_with_exit_4_and_advice() {
     assert_eq!(names(dir.path()), ["fixture.sessdb"]);
     assert_eq!((sessions(), check()), before);
 }
+
+/// Where folders cannot be exchanged, compaction renames twice; a crash between the two leaves
+/// no database at the path, and sessctl says where the two are.
+#[test]
+fn a_compaction_cut_between_its_two_renames_is_named_where_the_database_is_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let old = dir.path().join("fixture.sessdb.compact-old");
+    let new = dir.path().join("fixture.sessdb.compact-new");
+    let out = run(at_t0(&db).arg("compact").arg("--into").arg(&new));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    fs::rename(&db, &old).expect("rename");
+    expect(
+        at_t0(&db).arg("stats"),
+        5,
+        "",
+        &format!(
+            "error: no database at {}; a compaction was interrupted between its two renames: \
+             the original database is at {} and its compacted copy at {}; rename one of them to \
+             {}\n",
+            db.display(),
+            old.display(),
+            new.display(),
+            db.display()
+        ),
+    );
+    fs::rename(&new, &db).expect("rename");
+    assert_eq!(export_body(&db), export_body(&old));
+}
