@@ -96,8 +96,9 @@ fn into_writes_a_copy_and_leaves_the_database_as_it_is() {
     assert_eq!(
         out.stderr,
         format!(
-            "error: cannot compact {}: it exists and is not an empty folder: the copy goes \
-             into a new database\n",
+            "error: cannot compact {}: the copy's folder {} exists and is not an empty folder: \
+             the copy goes into a new database\n",
+            db.display(),
             copy.display()
         )
     );

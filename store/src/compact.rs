@@ -78,9 +78,11 @@ impl Store {
     /// not exist yet (its parent does) or an empty one, outside the database's own folder.
     /// Returns what was copied and the two sizes.
     ///
-    /// Each session is copied as it is stored when the copy reaches it, so a copy of a store
-    /// the application goes on writing to holds every session it had throughout, each one
-    /// whole, but not one moment of the whole store. The copy's files are on stable storage
+    /// Each session is copied as it is stored when the copy reaches it. A copy of a store the
+    /// application goes on writing to is not one moment of the whole store: it holds every
+    /// session that was neither created, rotated ([`Session::cycle_id`](crate::Session::cycle_id))
+    /// nor removed while the copy ran, each one whole; of the others, a session may be in it
+    /// under its old id, its new one, both or neither. The copy's files are on stable storage
     /// when this returns.
     ///
     /// ```
@@ -101,7 +103,8 @@ impl Store {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Compact`] when `dest` is taken or inside the database folder;
+    /// [`Error::Compact`] (naming the database) when `dest` is taken or inside the database
+    /// folder;
     /// [`Error::Corrupt`] for a record that does not decode (`check` and `repair` deal with
     /// it); storage and I/O errors. On any error nothing is left at `dest` (an empty folder
     /// that was there stays).
@@ -298,10 +301,8 @@ impl Store {
 
     /// Refuses a `dest` that is taken or inside the database folder, and makes its folder.
     fn prepare_dest(&self, dest: &Path) -> Result<MadeDest> {
-        let refuse = |reason: &str| Error::Compact {
-            path: dest.to_path_buf(),
-            reason: reason.to_owned(),
-        };
+        let refuse =
+            |what: &str| self.refusal(format!("the copy's folder {} {what}", dest.display()));
         if dest.as_os_str().is_empty() {
             return Err(Error::EmptyPath);
         }
@@ -315,7 +316,7 @@ impl Store {
             }
             Ok(_) => {
                 return Err(refuse(
-                    "it exists and is not an empty folder: the copy goes into a new database",
+                    "exists and is not an empty folder: the copy goes into a new database",
                 ))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -330,7 +331,7 @@ impl Store {
         };
         if inside {
             made.undo(dest);
-            return Err(refuse("it is inside the database folder"));
+            return Err(refuse("is inside the database folder"));
         }
         Ok(made)
     }
@@ -353,6 +354,7 @@ impl Store {
             old_not_removed: None,
         };
         let mut read = 0u64;
+        let mut entries = Entries::default();
         for item in self.inner.sessions.iter() {
             let (key, bytes) = item?;
             let Some(handle) = Handle::from_slice(&key) else {
@@ -370,42 +372,80 @@ impl Store {
                 report.dropped_expired += 1;
                 continue;
             }
-            let target = &copy.inner;
-            target
-                .expiry
-                .insert(expiry_key(head.expiry_entry(), &handle), &[])?;
-            if let Some(p) = head.principal.as_deref() {
-                target.principals.insert(principal_key(p, &handle), &[])?;
-            }
-            target.sessions.insert(key, bytes)?;
+            entries.add(&handle, head.expiry_entry(), head.principal.as_deref());
+            copy.inner.sessions.insert(key, bytes)?;
             report.sessions += 1;
+            if entries.is_full() {
+                entries.write(&copy)?;
+            }
         }
+        entries.write(&copy)?;
         progress(read);
         copy.flush()?;
         drop(copy);
-        wait_until_closed(dest)?;
+        self.wait_until_closed(dest)?;
         // Checked as the next open finds it on disk, which also pads the log to its segment
         // and writes a snapshot: the size reported is the size at rest.
         let copy = Store::builder().create(false).open(dest)?;
         let check = crate::check::check(&copy)?;
         if !check.is_clean() || check.records != report.sessions {
-            return Err(Error::Compact {
-                path: dest.to_path_buf(),
-                reason: format!(
-                    "the copy does not check clean ({} records, {} copied: {check:?}); nothing \
-                     was changed",
-                    check.records, report.sessions
-                ),
-            });
+            return Err(self.refusal(format!(
+                "its copy in {} does not check clean ({} records, {} copied: {check:?})",
+                dest.display(),
+                check.records,
+                report.sessions
+            )));
         }
         drop(copy);
-        wait_until_closed(dest)?;
+        self.wait_until_closed(dest)?;
         sync_tree(dest).map_err(|source| Error::Io {
             path: dest.to_path_buf(),
             source,
         })?;
         report.bytes_after = folder_size(dest);
         Ok(report)
+    }
+}
+
+/// The index entries of the records copied since the last [`Entries::write`]. They are
+/// written in key order, a batch at a time: in the order of the records they land on random
+/// pages of the index trees (the records come in handle order, which is any deadline and any
+/// principal). Sorted, a compaction of 100,000 churned sessions took 2.0–2.1 s against 2.7 s
+/// (`disk_churn --compact`, two and three runs), its copy loop 1.4 s against 1.9 s. A batch
+/// bounds the memory to about 25 MB.
+#[derive(Default)]
+struct Entries {
+    expiry: Vec<[u8; 24]>,
+    principals: Vec<Vec<u8>>,
+}
+
+impl Entries {
+    /// Records whose entries are written at a time (a few in tests, so that they cross
+    /// batches).
+    const BATCH: usize = if cfg!(test) { 7 } else { 1 << 18 };
+
+    fn add(&mut self, handle: &Handle, expiry_entry: u64, principal: Option<&str>) {
+        self.expiry.push(expiry_key(expiry_entry, handle));
+        if let Some(p) = principal {
+            self.principals.push(principal_key(p, handle));
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.expiry.len() >= Self::BATCH
+    }
+
+    /// Writes the entries into `copy`'s index trees, in key order, and forgets them.
+    fn write(&mut self, copy: &Store) -> Result<()> {
+        self.expiry.sort_unstable();
+        for k in self.expiry.drain(..) {
+            copy.inner.expiry.insert(k, &[])?;
+        }
+        self.principals.sort_unstable();
+        for k in self.principals.drain(..) {
+            copy.inner.principals.insert(k, &[])?;
+        }
+        Ok(())
     }
 }
 
@@ -549,28 +589,30 @@ fn chown_tree(path: &Path, (uid, gid): (u32, u32)) -> io::Result<()> {
     Ok(())
 }
 
-/// Waits until the copy's database is closed for good: sled lets go of a dropped database's
-/// lock (an exclusive `flock` of its log) from a background thread, and until then that
-/// thread may still hold it.
-fn wait_until_closed(dest: &Path) -> Result<()> {
-    use nix::fcntl::{Flock, FlockArg};
-    let log = dest.join("db");
-    let deadline = Instant::now() + CLOSE_WAIT;
-    loop {
-        let file = File::open(&log).map_err(|source| Error::Io {
-            path: log.clone(),
-            source,
-        })?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(_unlocked_on_drop) => return Ok(()),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err((_, e)) => {
-                return Err(Error::Compact {
-                    path: dest.to_path_buf(),
-                    reason: format!("the copy's database was not closed: {e}"),
-                })
+impl Store {
+    /// Waits until the copy's database is closed for good: sled lets go of a dropped database's
+    /// lock (an exclusive `flock` of its log) from a background thread, and until then that
+    /// thread may still hold it.
+    fn wait_until_closed(&self, dest: &Path) -> Result<()> {
+        use nix::fcntl::{Flock, FlockArg};
+        let log = dest.join("db");
+        let deadline = Instant::now() + CLOSE_WAIT;
+        loop {
+            let file = File::open(&log).map_err(|source| Error::Io {
+                path: log.clone(),
+                source,
+            })?;
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(_unlocked_on_drop) => return Ok(()),
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((_, e)) => {
+                    return Err(self.refusal(format!(
+                        "its copy in {} was not closed: {e}",
+                        dest.display()
+                    )))
+                }
             }
         }
     }

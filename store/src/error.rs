@@ -171,7 +171,7 @@ pub enum Error {
     /// failed and was undone: the database is as it was.
     #[error("cannot compact {path}: {reason}")]
     Compact {
-        /// The database folder, or the folder the copy was to go to.
+        /// The database folder.
         path: PathBuf,
         /// Why, and what to do about it.
         reason: String,
