@@ -164,8 +164,10 @@ impl Store {
     /// [`Error::Compact`] when the store is in use, its folder holds something else or is a
     /// mount point (use [`Store::copy_into`] then), a folder `<name>.compact-new` or
     /// `<name>.compact-old` is in the way, or the swap fails; [`Error::ReadOnly`];
-    /// as for [`Store::copy_into`]. On every error the database is as it was and no copy is
-    /// left behind.
+    /// as for [`Store::copy_into`]. On every error but one the database is as it was and no
+    /// copy is left behind. The one: where the file system cannot exchange two folders, if the
+    /// copy cannot be renamed into place after the original was renamed aside, nor the
+    /// original back, both stay where they are and the error names them.
     pub fn compact(self, options: &CompactOptions) -> Result<CompactReport> {
         self.compact_with(options, |_| {})
     }
@@ -184,12 +186,18 @@ impl Store {
         let mut report = self.copy_into_with(&place.new, options, progress)?;
         let swapped = place
             .carry_over_mode_and_owner()
+            .map_err(NotSwapped::Unchanged)
             .and_then(|()| place.swap());
         let old_at = match swapped {
             Ok(at) => at,
-            Err(e) => {
+            Err(NotSwapped::Unchanged(e)) => {
                 let _ = fs::remove_dir_all(&place.new);
-                return Err(self.refusal(format!("the swap of the folders failed: {e}")));
+                return Err(self.refusal(format!(
+                    "the copy could not be put in its place ({e}); nothing was changed"
+                )));
+            }
+            Err(NotSwapped::Stuck(why)) => {
+                return Err(self.refusal(format!("the swap of the folders failed: {why}")));
             }
         };
         // The original's lock goes only now: no other process could write to it after the
@@ -508,8 +516,11 @@ impl Place {
         sync_folder(&self.new)
     }
 
-    /// Puts the copy at the database's path; returns where the old database is now.
-    fn swap(&self) -> io::Result<PathBuf> {
+    /// Puts the copy at the database's path; returns where the old database is now. The
+    /// parent folder is synced after, as well as it can be: once the renames are made, a sync
+    /// that fails leaves a whole database at the path either way (the copy, or after a crash
+    /// the original), so the swap stands.
+    fn swap(&self) -> std::result::Result<PathBuf, NotSwapped> {
         #[cfg(test)]
         let exchange = !tests::TWO_RENAMES.get();
         #[cfg(not(test))]
@@ -528,33 +539,38 @@ impl Place {
                 RenameFlags::RENAME_EXCHANGE,
             ) {
                 Ok(()) => {
-                    sync_folder(&self.parent)?;
+                    let _ = sync_folder(&self.parent);
                     return Ok(self.new.clone());
                 }
                 // The file system cannot exchange: two renames then.
                 Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(NotSwapped::Unchanged(e.into())),
             }
         }
-        fs::rename(&self.dir, &self.old)?;
+        fs::rename(&self.dir, &self.old).map_err(NotSwapped::Unchanged)?;
         if let Err(e) = fs::rename(&self.new, &self.dir) {
-            // Put the original back; the copy is removed by the caller.
             return match fs::rename(&self.old, &self.dir) {
-                Ok(()) => Err(e),
-                Err(back) => Err(io::Error::new(
-                    e.kind(),
-                    format!(
-                        "{e}; and the original could not be put back ({back}): it is at {}, the \
-                         copy at {}",
-                        self.old.display(),
-                        self.new.display()
-                    ),
-                )),
+                Ok(()) => Err(NotSwapped::Unchanged(e)),
+                Err(back) => Err(NotSwapped::Stuck(format!(
+                    "{e}; and the original could not be put back ({back}): the original \
+                     database is at {}, its compacted copy at {}; rename one of them to {}",
+                    self.old.display(),
+                    self.new.display(),
+                    self.dir.display()
+                ))),
             };
         }
-        sync_folder(&self.parent)?;
+        let _ = sync_folder(&self.parent);
         Ok(self.old.clone())
     }
+}
+
+/// Why [`Place::swap`] did not put the copy in place.
+enum NotSwapped {
+    /// Nothing was changed: the database is at its path, and the copy may go.
+    Unchanged(io::Error),
+    /// The original was moved aside and could not be put back: both folders must stay.
+    Stuck(String),
 }
 
 /// The first entry of a database folder that is not one of sled's files or a left-over admin
