@@ -14,11 +14,13 @@
 //! copy is closed, opened again and checked before it is used.
 //!
 //! [`Store::compact`] then swaps the two folders with one `renameat2(RENAME_EXCHANGE)`, so the
-//! database's path never names anything but a whole database, and it holds the original's
-//! lock until the swap is done, so no other process can write to the original after it was
-//! copied. Where the file system cannot exchange two folders it renames twice, and a crash
-//! between the two renames leaves the database at `<name>.compact-old` (the original) and
-//! `<name>.compact-new` (the whole copy), which `Store::open` of the path then reports missing.
+//! database's path never names anything but a whole database. It closes the original first and
+//! takes over its lock at once, holding it through the swap, so no other process can write to
+//! the original after it was copied, and no thread of sled's still works on it by path. Where
+//! the file system cannot exchange two folders it renames twice, and a crash between the two
+//! renames leaves the original at `<name>.compact-old` and the whole copy at
+//! `<name>.compact-new`: `Store::open` of the path then refuses to make a new, empty database
+//! there, and says where the two are.
 
 use std::fs::{self, DirBuilder, File};
 use std::io;
@@ -35,7 +37,7 @@ use crate::record::decode_lazy;
 use crate::socket::ADMIN_SOCKET_FILE;
 use crate::store::Store;
 
-/// How long to wait for the copy's database to close ([`wait_until_closed`]).
+/// How long to wait for a closed database's lock ([`lock_log`]).
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Records copied between two calls of the progress callback.
@@ -68,7 +70,9 @@ pub struct CompactReport {
     /// ([`CompactOptions::keep_old`]), or left because it could not be removed
     /// ([`CompactReport::old_not_removed`] says why). `None` once removed, and after a copy.
     pub old: Option<PathBuf>,
-    /// Why the old database could not be removed after the swap. The compaction itself
+    /// Why the old database is still on disk although it was to be removed (something was put
+    /// in its folder during the compaction, or the removal failed), or is not at
+    /// `<name>.compact-old` as [`CompactOptions::keep_old`] asked. The compaction itself
     /// succeeded: the database folder holds the compacted copy.
     pub old_not_removed: Option<String>,
 }
@@ -104,7 +108,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Compact`] (naming the database) when `dest` is taken or inside the database
-    /// folder;
+    /// folder, or writing the copy failed (a full disk: the copy is removed);
     /// [`Error::Corrupt`] for a record that does not decode (`check` and `repair` deal with
     /// it); storage and I/O errors. On any error nothing is left at `dest` (an empty folder
     /// that was there stays).
@@ -129,7 +133,10 @@ impl Store {
     ) -> Result<CompactReport> {
         let dest = dest.as_ref();
         let made = self.prepare_dest(dest)?;
-        let copied = self.copy_records(dest, options, &mut progress);
+        // sled panics on some damaged pages rather than return an error (`Store::unpanicked`).
+        let copied = self
+            .unpanicked(|| self.copy_records(dest, options, &mut progress))
+            .map_err(|e| self.failed_copy(dest, e));
         if copied.is_err() {
             made.undo(dest);
         }
@@ -142,10 +149,15 @@ impl Store {
     ///
     /// It needs the database to itself: this must be the store's last handle (no clone and no
     /// [`Session`](crate::Session) loaded from it alive), not serving its admin socket, and
-    /// nothing but the database may be in its folder, since the whole folder is replaced. The
-    /// database folder's mode and owner carry over to the copy. A symbolic link to the folder
-    /// stays a link, to the compacted folder. Compaction needs free space for the copy: about
-    /// a freshly written store's size (docs/BENCHMARKS.md, "Disk").
+    /// nothing but the database may be in its folder, since the whole folder is replaced. With
+    /// a background reaper ([`Builder::reap_every`](crate::Builder::reap_every)), a purge pass
+    /// running at that moment counts as a handle: try again. The database's modes (its
+    /// folder's and its files') and owner carry over to the copy. A symbolic link to the
+    /// folder stays a link, to the compacted folder. Compaction needs write access to the
+    /// folder that holds the database folder, and free space there for the copy: about a
+    /// freshly written store's size (docs/BENCHMARKS.md, "Disk"). The copy has 2 MiB log
+    /// segments, as every new store ([`Builder::NEW_STORE_SEGMENT_BYTES`](crate::Builder::NEW_STORE_SEGMENT_BYTES)),
+    /// whatever the original had.
     ///
     /// ```
     /// # fn main() -> Result<(), sessdb::Error> {
@@ -164,8 +176,9 @@ impl Store {
     /// [`Error::Compact`] when the store is in use, its folder holds something else or is a
     /// mount point (use [`Store::copy_into`] then), a folder `<name>.compact-new` or
     /// `<name>.compact-old` is in the way, or the swap fails; [`Error::ReadOnly`];
-    /// as for [`Store::copy_into`]. On every error but one the database is as it was and no
-    /// copy is left behind. The one: where the file system cannot exchange two folders, if the
+    /// as for [`Store::copy_into`], a write error of the copy (a full disk) included as
+    /// [`Error::Compact`]. On every error but one the database is as it was and no copy is
+    /// left behind. The one: where the file system cannot exchange two folders, if the
     /// copy cannot be renamed into place after the original was renamed aside, nor the
     /// original back, both stay where they are and the error names them.
     pub fn compact(self, options: &CompactOptions) -> Result<CompactReport> {
@@ -184,47 +197,73 @@ impl Store {
         self.check_writable("compact")?;
         let place = self.compaction_place()?;
         let mut report = self.copy_into_with(&place.new, options, progress)?;
+        let path = self.inner.path.clone();
+        let refusal = |reason: String| Error::Compact {
+            path: path.clone(),
+            reason,
+        };
+        // The original is closed before the swap and its lock (sled's `flock` of its log) taken
+        // over at once and held through the swap: no other process can open it and write after
+        // the copy read it, and no background thread of sled's works on it any more (its
+        // cleaner rewrites pages of a store it has opened, blobs included, which it writes
+        // and removes by path: after the exchange, the copy's).
+        drop(self);
+        let lock = match lock_log(&place.dir, CLOSE_WAIT) {
+            Ok(lock) => lock,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&place.new);
+                return Err(refusal(format!(
+                    "it could not be held through the swap ({e}): another process may have \
+                     opened it as this one closed it; nothing was changed"
+                )));
+            }
+        };
         let swapped = place
-            .carry_over_mode_and_owner()
+            .carry_over_modes_and_owner()
             .map_err(NotSwapped::Unchanged)
             .and_then(|()| place.swap());
         let old_at = match swapped {
             Ok(at) => at,
             Err(NotSwapped::Unchanged(e)) => {
                 let _ = fs::remove_dir_all(&place.new);
-                return Err(self.refusal(format!(
-                    "the copy could not be put in its place ({e}); nothing was changed"
+                let mount = if e.raw_os_error() == Some(nix::libc::EBUSY) {
+                    " (a mount point? copy the store into a folder on another file system then: \
+                     Store::copy_into, `sessctl compact --into`)"
+                } else {
+                    ""
+                };
+                return Err(refusal(format!(
+                    "the copy could not be put in its place ({e}){mount}; nothing was changed"
                 )));
             }
             Err(NotSwapped::Stuck(why)) => {
-                return Err(self.refusal(format!("the swap of the folders failed: {why}")));
+                return Err(refusal(format!("the swap of the folders failed: {why}")));
             }
         };
-        // The original's lock goes only now: no other process could write to it after the
-        // copy read it.
-        drop(self);
-        let removal = if options.keep_old {
-            if old_at == place.old {
-                Ok(())
-            } else {
-                fs::rename(&old_at, &place.old)
-            }
-            .map(|()| Some(place.old.clone()))
-            .map_err(|e| (old_at.clone(), e))
-        } else {
-            fs::remove_dir_all(&old_at)
-                .map(|()| None)
-                .map_err(|e| (old_at.clone(), e))
-        };
-        match removal {
-            Ok(kept) => report.old = kept,
-            Err((at, e)) => {
-                report.old_not_removed = Some(e.to_string());
-                report.old = Some(at);
-            }
-        }
+        let (old, why) = place.put_away(&old_at, options.keep_old);
+        report.old = old;
+        report.old_not_removed = why;
+        drop(lock);
         let _ = sync_folder(&place.parent);
         Ok(report)
+    }
+
+    /// A write or I/O error of the copy said as such: the database itself is unchanged, and
+    /// the copy's sled instance, which after a failed write takes no more (a full disk), is
+    /// gone. Other errors (a damaged record of the database) stay as they are.
+    fn failed_copy(&self, dest: &Path, e: Error) -> Error {
+        let cause = match &e {
+            Error::Io { source, .. } => source.to_string(),
+            Error::Storage(sled::Error::Io(source)) => source.to_string(),
+            Error::Storage(sled::Error::Corruption { .. }) => return e,
+            Error::Storage(other) => other.to_string(),
+            _ => return e,
+        };
+        self.refusal(format!(
+            "writing its copy in {} failed ({cause}); the database is unchanged and the copy \
+             removed (a copy takes about the size of a freshly written store)",
+            dest.display()
+        ))
     }
 
     fn refusal(&self, reason: String) -> Error {
@@ -391,7 +430,7 @@ impl Store {
         progress(read);
         copy.flush()?;
         drop(copy);
-        self.wait_until_closed(dest)?;
+        lock_log(dest, CLOSE_WAIT).map_err(io_at(dest))?;
         // Checked as the next open finds it on disk, which also pads the log to its segment
         // and writes a snapshot: the size reported is the size at rest.
         let copy = Store::builder().create(false).open(dest)?;
@@ -405,11 +444,8 @@ impl Store {
             )));
         }
         drop(copy);
-        self.wait_until_closed(dest)?;
-        sync_tree(dest).map_err(|source| Error::Io {
-            path: dest.to_path_buf(),
-            source,
-        })?;
+        lock_log(dest, CLOSE_WAIT).map_err(io_at(dest))?;
+        sync_tree(dest).map_err(io_at(dest))?;
         report.bytes_after = folder_size(dest);
         Ok(report)
     }
@@ -420,27 +456,35 @@ impl Store {
 /// pages of the index trees (the records come in handle order, which is any deadline and any
 /// principal). Sorted, a compaction of 100,000 churned sessions took 2.0–2.1 s against 2.7 s
 /// (`disk_churn --compact`, two and three runs), its copy loop 1.4 s against 1.9 s. A batch
-/// bounds the memory to about 25 MB.
+/// bounds the memory to about 25 MB (with principals of 20 bytes; the principals' bytes are
+/// bounded too).
 #[derive(Default)]
 struct Entries {
     expiry: Vec<[u8; 24]>,
     principals: Vec<Vec<u8>>,
+    /// The bytes of the principals entries held: principals may be long (up to
+    /// [`MAX_PRINCIPAL_BYTES`](crate::MAX_PRINCIPAL_BYTES)).
+    principal_bytes: usize,
 }
 
 impl Entries {
-    /// Records whose entries are written at a time (a few in tests, so that they cross
-    /// batches).
+    /// Records whose entries are written at a time at most (a few in tests, so that they
+    /// cross batches).
     const BATCH: usize = if cfg!(test) { 7 } else { 1 << 18 };
+    /// Bytes of principals entries held at most.
+    const BATCH_BYTES: usize = 16 << 20;
 
     fn add(&mut self, handle: &Handle, expiry_entry: u64, principal: Option<&str>) {
         self.expiry.push(expiry_key(expiry_entry, handle));
         if let Some(p) = principal {
-            self.principals.push(principal_key(p, handle));
+            let key = principal_key(p, handle);
+            self.principal_bytes += key.len();
+            self.principals.push(key);
         }
     }
 
     fn is_full(&self) -> bool {
-        self.expiry.len() >= Self::BATCH
+        self.expiry.len() >= Self::BATCH || self.principal_bytes >= Self::BATCH_BYTES
     }
 
     /// Writes the entries into `copy`'s index trees, in key order, and forgets them.
@@ -453,6 +497,7 @@ impl Entries {
         for k in self.principals.drain(..) {
             copy.inner.principals.insert(k, &[])?;
         }
+        self.principal_bytes = 0;
         Ok(())
     }
 }
@@ -504,16 +549,64 @@ struct Place {
 }
 
 impl Place {
-    /// Gives the copy the database folder's mode, and its owner and group where they differ
-    /// (a copy made by root of a service user's database).
-    fn carry_over_mode_and_owner(&self) -> io::Result<()> {
+    /// Gives the copy the database's modes (its folder's, and each of sled's files and folders
+    /// that the original has, the blobs' that of its log), and its owner and group where they
+    /// differ (a copy made by root of a service user's database).
+    fn carry_over_modes_and_owner(&self) -> io::Result<()> {
         use std::os::unix::fs::PermissionsExt as _;
-        fs::set_permissions(&self.new, fs::Permissions::from_mode(self.mode & 0o7777))?;
+        let mode = |path: &Path, mode: u32| {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777))
+        };
+        mode(&self.new, self.mode)?;
+        let log_mode = fs::metadata(self.dir.join("db"))?.mode();
+        for entry in fs::read_dir(&self.new)? {
+            let entry = entry?;
+            if let Ok(original) = fs::symlink_metadata(self.dir.join(entry.file_name())) {
+                mode(&entry.path(), original.mode())?;
+            }
+        }
+        if let Ok(blobs) = fs::read_dir(self.new.join("blobs")) {
+            for blob in blobs {
+                mode(&blob?.path(), log_mode)?;
+            }
+        }
         let made = fs::metadata(&self.new)?;
         if (made.uid(), made.gid()) != self.owner {
             chown_tree(&self.new, self.owner)?;
         }
         sync_folder(&self.new)
+    }
+
+    /// Removes the old database, now at `at`, or keeps it (renamed to `<name>.compact-old`)
+    /// when asked to, or when something was put in its folder during the compaction, which is
+    /// not the compaction's to remove. Returns where it is if it is still there, and why if it
+    /// was to be removed or renamed and was not.
+    fn put_away(&self, at: &Path, keep: bool) -> (Option<PathBuf>, Option<String>) {
+        let other = match foreign_entry(at) {
+            Ok(None) => None,
+            Ok(Some(other)) => Some(format!(
+                "{} was put in its folder during the compaction",
+                other.display()
+            )),
+            Err(e) => Some(format!("its folder could not be read: {e}")),
+        };
+        if !keep && other.is_none() {
+            return match fs::remove_dir_all(at) {
+                Ok(()) => (None, None),
+                Err(e) => (
+                    Some(at.to_path_buf()),
+                    Some(format!("removing it failed: {e}")),
+                ),
+            };
+        }
+        if at != self.old {
+            if let Err(e) = fs::rename(at, &self.old) {
+                let why = format!("renaming it to {} failed: {e}", self.old.display());
+                let why = other.map_or(why.clone(), |other| format!("{other}; {why}"));
+                return (Some(at.to_path_buf()), Some(why));
+            }
+        }
+        (Some(self.old.clone()), other)
     }
 
     /// Puts the copy at the database's path; returns where the old database is now. The
@@ -523,6 +616,12 @@ impl Place {
     fn swap(&self) -> std::result::Result<PathBuf, NotSwapped> {
         #[cfg(test)]
         let exchange = !tests::TWO_RENAMES.get();
+        #[cfg(test)]
+        if tests::SWAP_FAILS.get() && exchange {
+            return Err(NotSwapped::Unchanged(io::Error::from_raw_os_error(
+                nix::libc::EBUSY,
+            )));
+        }
         #[cfg(not(test))]
         let exchange = true;
         // Read only where the system can exchange two folders.
@@ -548,8 +647,24 @@ impl Place {
             }
         }
         fs::rename(&self.dir, &self.old).map_err(NotSwapped::Unchanged)?;
-        if let Err(e) = fs::rename(&self.new, &self.dir) {
-            return match fs::rename(&self.old, &self.dir) {
+        #[cfg(test)]
+        let second = if tests::SWAP_FAILS.get() {
+            Err(io::Error::other("injected"))
+        } else {
+            fs::rename(&self.new, &self.dir)
+        };
+        #[cfg(not(test))]
+        let second = fs::rename(&self.new, &self.dir);
+        if let Err(e) = second {
+            #[cfg(test)]
+            let back = if tests::BACK_FAILS.get() {
+                Err(io::Error::other("injected too"))
+            } else {
+                fs::rename(&self.old, &self.dir)
+            };
+            #[cfg(not(test))]
+            let back = fs::rename(&self.old, &self.dir);
+            return match back {
                 Ok(()) => Err(NotSwapped::Unchanged(e)),
                 Err(back) => Err(NotSwapped::Stuck(format!(
                     "{e}; and the original could not be put back ({back}): the original \
@@ -571,6 +686,31 @@ enum NotSwapped {
     Unchanged(io::Error),
     /// The original was moved aside and could not be put back: both folders must stay.
     Stuck(String),
+}
+
+/// The refusal to make a new database at `path` where a compaction cut between its two renames
+/// left none: the original at `<name>.compact-old`, the whole copy at `<name>.compact-new`
+/// ([`Place::swap`]). An application started then would otherwise begin with an empty store,
+/// and the sessions beside it would look like leftovers.
+pub(crate) fn cut_between_renames(path: &Path) -> Option<Error> {
+    let name = path.file_name()?;
+    let beside = |suffix: &str| {
+        let mut n = name.to_os_string();
+        n.push(suffix);
+        path.with_file_name(n)
+    };
+    let (old, new) = (beside(".compact-old"), beside(".compact-new"));
+    (old.is_dir() && new.is_dir()).then(|| Error::Compact {
+        path: path.to_path_buf(),
+        reason: format!(
+            "a compaction was cut between its two renames, so there is no database here, and \
+             no new one is made: the original database is at {} and its compacted copy at {}; \
+             rename one of them to {}",
+            old.display(),
+            new.display(),
+            path.display()
+        ),
+    })
 }
 
 /// The first entry of a database folder that is not one of sled's files or a left-over admin
@@ -605,31 +745,26 @@ fn chown_tree(path: &Path, (uid, gid): (u32, u32)) -> io::Result<()> {
     Ok(())
 }
 
-impl Store {
-    /// Waits until the copy's database is closed for good: sled lets go of a dropped database's
-    /// lock (an exclusive `flock` of its log) from a background thread, and until then that
-    /// thread may still hold it.
-    fn wait_until_closed(&self, dest: &Path) -> Result<()> {
-        use nix::fcntl::{Flock, FlockArg};
-        let log = dest.join("db");
-        let deadline = Instant::now() + CLOSE_WAIT;
-        loop {
-            let file = File::open(&log).map_err(|source| Error::Io {
-                path: log.clone(),
-                source,
-            })?;
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(_unlocked_on_drop) => return Ok(()),
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((_, e)) => {
-                    return Err(self.refusal(format!(
-                        "its copy in {} was not closed: {e}",
-                        dest.display()
-                    )))
-                }
+/// Takes sled's lock of the database in `dir` (an exclusive `flock` of its log `db`), waiting
+/// up to `wait` for it: sled lets go of a dropped database's lock from a background thread.
+/// The lock holds until the returned value is dropped.
+fn lock_log(dir: &Path, wait: Duration) -> io::Result<nix::fcntl::Flock<File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let deadline = Instant::now() + wait;
+    loop {
+        let log = File::open(dir.join("db"))?;
+        match Flock::lock(log, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
             }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!("its lock was still held after {} s", wait.as_secs()),
+                ))
+            }
+            Err((_, e)) => return Err(e.into()),
         }
     }
 }
@@ -655,6 +790,13 @@ fn sync_tree(path: &Path) -> io::Result<()> {
     }
 }
 
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 fn sync_folder(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
 }
@@ -671,6 +813,10 @@ mod tests {
     thread_local! {
         /// Makes the swap rename twice, as on a file system that cannot exchange two folders.
         pub(super) static TWO_RENAMES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// Makes the exchange fail, or with [`TWO_RENAMES`] the second rename.
+        pub(super) static SWAP_FAILS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// With [`SWAP_FAILS`] and [`TWO_RENAMES`], makes putting the original back fail too.
+        pub(super) static BACK_FAILS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 
     /// 2026-01-01T00:00:00Z.
@@ -1029,5 +1175,113 @@ mod tests {
             assert_eq!(f.beside(), expected);
             assert_eq!(records(&f.open()), before);
         }
+    }
+
+    #[test]
+    fn a_swap_that_fails_changes_nothing_and_leaves_no_copy() {
+        for two_renames in [false, true] {
+            let f = Fixture::new();
+            let store = f.open();
+            churn(&store, 5, 1);
+            let before = records(&store);
+            TWO_RENAMES.set(two_renames);
+            SWAP_FAILS.set(true);
+            let err = store.compact(&CompactOptions::default());
+            SWAP_FAILS.set(false);
+            TWO_RENAMES.set(false);
+            let err = err.unwrap_err();
+            assert!(
+                err.to_string().contains("could not be put in its place")
+                    && err.to_string().ends_with("nothing was changed"),
+                "{err}"
+            );
+            assert_eq!(f.beside(), ["sessions.sessdb"]);
+            assert_eq!(records(&f.open()), before);
+        }
+    }
+
+    #[test]
+    fn a_swap_cut_half_way_keeps_both_folders_and_no_new_database_is_made_in_their_place() {
+        let f = Fixture::new();
+        let store = f.open();
+        churn(&store, 5, 1);
+        let before = records(&store);
+        TWO_RENAMES.set(true);
+        SWAP_FAILS.set(true);
+        BACK_FAILS.set(true);
+        let err = store.compact(&CompactOptions::default());
+        TWO_RENAMES.set(false);
+        SWAP_FAILS.set(false);
+        BACK_FAILS.set(false);
+        let err = err.unwrap_err().to_string();
+        assert!(err.contains("the original database is at"), "{err}");
+        assert_eq!(
+            f.beside(),
+            ["sessions.sessdb.compact-new", "sessions.sessdb.compact-old"]
+        );
+        // What an application starting now would do: make an empty store. Refused.
+        let err = Store::open(f.path()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Compact { reason, .. }
+                if reason.contains("cut between its two renames")
+                    && reason.contains("sessions.sessdb.compact-old")),
+            "{err}"
+        );
+        assert!(!f.path().exists());
+        let old = f.dir.path().join("sessions.sessdb.compact-old");
+        let new = f.dir.path().join("sessions.sessdb.compact-new");
+        assert_eq!(records(&Store::open(&old).unwrap()), before);
+        assert_eq!(records(&Store::open(&new).unwrap()), before);
+        fs::rename(&new, f.path()).unwrap();
+        assert_eq!(records(&f.open()), before);
+    }
+
+    #[test]
+    fn a_file_put_in_the_folder_during_the_compaction_keeps_the_old_database() {
+        let f = Fixture::new();
+        let store = f.open();
+        churn(&store, 20, 0);
+        let folder = f.path();
+        let report = store
+            .compact_with(&CompactOptions::default(), |_| {
+                let _ = fs::write(folder.join("late.txt"), "mine");
+            })
+            .unwrap();
+        let old = f.dir.path().join("sessions.sessdb.compact-old");
+        assert_eq!(report.old.as_deref(), Some(old.as_path()));
+        let why = report.old_not_removed.unwrap();
+        assert!(
+            why.contains("late.txt") && why.contains("during the compaction"),
+            "{why}"
+        );
+        assert_eq!(fs::read(old.join("late.txt")).unwrap(), b"mine");
+        assert_eq!(f.open().inner.sessions.len(), 20);
+    }
+
+    #[test]
+    fn compaction_refuses_a_store_serving_its_admin_socket() {
+        let f = Fixture::new();
+        let store = Store::builder()
+            .clock(f.clock.clone())
+            .admin_socket_default()
+            .open(f.path())
+            .unwrap();
+        churn(&store, 2, 0);
+        let err = store.compact(&CompactOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("serves its admin socket"), "{err}");
+        assert_eq!(f.beside(), ["sessions.sessdb"]);
+    }
+
+    #[test]
+    fn the_files_modes_carry_over() {
+        let f = Fixture::new();
+        churn(&f.open(), 2, 0);
+        let log = f.path().join("db");
+        fs::set_permissions(&log, fs::Permissions::from_mode(0o640)).unwrap();
+        fs::set_permissions(f.path().join("conf"), fs::Permissions::from_mode(0o604)).unwrap();
+        f.open().compact(&CompactOptions::default()).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&log), 0o640);
+        assert_eq!(mode(&f.path().join("conf")), 0o604);
     }
 }

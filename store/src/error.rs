@@ -168,7 +168,10 @@ pub enum Error {
     },
     /// A copy or compaction ([`Store::copy_into`](crate::Store::copy_into),
     /// [`Store::compact`](crate::Store::compact)) was refused before it changed anything, or
-    /// failed and was undone: the database is as it was.
+    /// failed and was undone, and the database is as it was; or, where two renames stand in
+    /// for an exchange of folders, was cut half way, and `reason` says where the database and
+    /// its copy are. Also a new database refused at a path where such a cut compaction left
+    /// no database.
     #[error("cannot compact {path}: {reason}")]
     Compact {
         /// The database folder.

@@ -249,6 +249,9 @@ impl Store {
                         path: path.to_path_buf(),
                     });
                 }
+                if let Some(cut) = crate::compact::cut_between_renames(path) {
+                    return Err(cut);
+                }
                 DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)

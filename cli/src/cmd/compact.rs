@@ -82,8 +82,8 @@ impl Compact {
             }
             (Some(old), Some(why)) => writeln!(
                 ctx.err,
-                "warning: the old database could not be removed ({why}); it is at {}: remove \
-                 it once you no longer need it",
+                "warning: the old database is left at {} ({why}): remove it once you no longer \
+                 need it",
                 old.display()
             )?,
             _ => {}
