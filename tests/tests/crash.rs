@@ -581,3 +581,79 @@ fn sessctl_purge_killed_midway_completes_when_run_again() {
     assert!(killed > 0, "no run was killed while purging");
     eprintln!("purge: {killed} runs killed, {partial} of them midway through removing");
 }
+
+/// Killed at any moment, `sessctl compact` leaves a whole database at the path: the original
+/// until the exchange of the folders, the copy after it. What it leaves beside the path (a
+/// copy cut short, or the old database not yet removed) is named by the next compaction, and
+/// once removed, that compaction finishes.
+#[test]
+fn sessctl_compact_killed_at_any_moment_leaves_a_whole_database() {
+    let pristine = tempfile::tempdir().expect("tempdir");
+    let src = pristine.path().join("db");
+    let want = {
+        let store = Store::open(&src).expect("open");
+        for i in 0..3_000 {
+            let mut s = store.create();
+            s.set_principal(Some(&format!("user{}", i % 50)))
+                .expect("principal");
+            s.insert("i", &i).expect("insert");
+            s.save().expect("save");
+        }
+        store.flush().expect("flush");
+        export_lines(&store)
+    };
+    let copy = |to: &Path| {
+        std::fs::create_dir(to).expect("mkdir");
+        for entry in std::fs::read_dir(&src).expect("read_dir") {
+            let entry = entry.expect("entry");
+            if entry.file_type().expect("type").is_file() {
+                std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+            }
+        }
+    };
+    let typical = {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy(&dir.path().join("db"));
+        timed(sessctl(&dir.path().join("db"), &["compact"]))
+    };
+    let mut rng = fastrand::Rng::with_seed(base_seed());
+    let (mut killed, mut left) = (0, 0);
+    for _ in 0..sessctl_iterations() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("db");
+        copy(&db);
+        killed += u32::from(run_and_kill(sessctl(&db, &["compact"]), typical, &mut rng));
+        {
+            let store = Store::open(&db).expect("opens after the kill");
+            assert!(!store.check().expect("check").has_problems());
+            assert!(export_lines(&store) == want, "sessions changed by the kill");
+        }
+        let leftover = dir.path().join("db.compact-new");
+        if leftover.exists() {
+            left += 1;
+            let out = sessctl(&db, &["compact"]).output().expect("run sessctl");
+            assert_eq!(out.status.code(), Some(5));
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("db.compact-new is in the way"),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::fs::remove_dir_all(&leftover).expect("remove the leftover");
+        }
+        timed(sessctl(&db, &["compact"]));
+        let store = Store::open(&db).expect("open");
+        assert!(!store.check().expect("check").has_problems());
+        assert!(
+            export_lines(&store) == want,
+            "sessions changed by the compaction"
+        );
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["db"]);
+    }
+    assert!(killed > 0, "no run was killed while compacting");
+    eprintln!("compact: {killed} runs killed, {left} of them left a folder beside the database");
+}
