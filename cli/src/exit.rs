@@ -111,9 +111,6 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
     err.chain()
         .find_map(|c| c.downcast_ref::<sessdb::Error>())
         .and_then(|e| match e {
-            sessdb::Error::Missing { path } => {
-                interrupted_compaction(path).or_else(|| static_hint(e).map(String::from))
-            }
             sessdb::Error::Locked { path } => Some(format!(
                 "stop the process that has it open{} and try again, or have the application \
                  serve its admin socket (Builder::admin_socket_default), which sessctl then uses",
@@ -121,28 +118,6 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
             )),
             e => static_hint(e).map(String::from),
         })
-}
-
-/// The advice for a database missing because a compaction on a file system that cannot
-/// exchange two folders was interrupted between its two renames (`sessdb::Store::compact`):
-/// the original is at `<name>.compact-old`, the whole copy at `<name>.compact-new`.
-fn interrupted_compaction(path: &std::path::Path) -> Option<String> {
-    let name = path.file_name()?;
-    let beside = |suffix: &str| {
-        let mut n = name.to_os_string();
-        n.push(suffix);
-        path.with_file_name(n)
-    };
-    let (old, new) = (beside(".compact-old"), beside(".compact-new"));
-    (old.is_dir() && new.is_dir()).then(|| {
-        format!(
-            "a compaction was interrupted between its two renames: the original database is at \
-             {} and its compacted copy at {}; rename one of them to {}",
-            old.display(),
-            new.display(),
-            path.display()
-        )
-    })
 }
 
 /// [`hint`] for the errors whose advice is always the same.

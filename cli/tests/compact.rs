@@ -262,7 +262,8 @@ fn a_damaged_record_stops_compact_with_exit_4_and_advice() {
 }
 
 /// Where folders cannot be exchanged, compaction renames twice; a crash between the two leaves
-/// no database at the path, and sessctl says where the two are.
+/// no database at the path, and sessctl says where the two are, for a read and for an import
+/// (which would otherwise make a new, empty database there).
 #[test]
 fn a_compaction_cut_between_its_two_renames_is_named_where_the_database_is_missing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -277,15 +278,26 @@ fn a_compaction_cut_between_its_two_renames_is_named_where_the_database_is_missi
         5,
         "",
         &format!(
-            "error: no database at {}; a compaction was interrupted between its two renames: \
-             the original database is at {} and its compacted copy at {}; rename one of them to \
-             {}\n",
+            "error: cannot compact {}: a compaction was cut between its two renames, so there \
+             is no database here: the original database is at {} and its compacted copy at {}; \
+             rename one of them to {} (until then no new database is made here)\n",
             db.display(),
             old.display(),
             new.display(),
             db.display()
         ),
     );
+    let file = dir.path().join("export.jsonl");
+    let out = run(at_t0(&old).arg("export").arg("--out").arg(&file));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run(at_t0(&db).arg("import").arg(&file));
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cut between its two renames"),
+        "{}",
+        out.stderr
+    );
+    assert!(!db.exists());
     fs::rename(&new, &db).expect("rename");
     assert_eq!(export_body(&db), export_body(&old));
 }

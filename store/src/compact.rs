@@ -688,10 +688,11 @@ enum NotSwapped {
     Stuck(String),
 }
 
-/// The refusal to make a new database at `path` where a compaction cut between its two renames
-/// left none: the original at `<name>.compact-old`, the whole copy at `<name>.compact-new`
-/// ([`Place::swap`]). An application started then would otherwise begin with an empty store,
-/// and the sessions beside it would look like leftovers.
+/// What an open of `path` says where a compaction cut between its two renames left no
+/// database: the original is at `<name>.compact-old`, the whole copy at `<name>.compact-new`
+/// ([`Place::swap`]). Not `Missing`, and no new database made there: an application started
+/// then would otherwise begin with an empty store, and the sessions beside it would look like
+/// leftovers.
 pub(crate) fn cut_between_renames(path: &Path) -> Option<Error> {
     let name = path.file_name()?;
     let beside = |suffix: &str| {
@@ -703,9 +704,9 @@ pub(crate) fn cut_between_renames(path: &Path) -> Option<Error> {
     (old.is_dir() && new.is_dir()).then(|| Error::Compact {
         path: path.to_path_buf(),
         reason: format!(
-            "a compaction was cut between its two renames, so there is no database here, and \
-             no new one is made: the original database is at {} and its compacted copy at {}; \
-             rename one of them to {}",
+            "a compaction was cut between its two renames, so there is no database here: the \
+             original database is at {} and its compacted copy at {}; rename one of them to {} \
+             (until then no new database is made here)",
             old.display(),
             new.display(),
             path.display()
@@ -817,6 +818,23 @@ mod tests {
         pub(super) static SWAP_FAILS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
         /// With [`SWAP_FAILS`] and [`TWO_RENAMES`], makes putting the original back fail too.
         pub(super) static BACK_FAILS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Runs `f` with the swap's failures injected as asked, and none after.
+    fn injecting<T>(
+        two_renames: bool,
+        swap_fails: bool,
+        back_fails: bool,
+        f: impl FnOnce() -> T,
+    ) -> T {
+        TWO_RENAMES.set(two_renames);
+        SWAP_FAILS.set(swap_fails);
+        BACK_FAILS.set(back_fails);
+        let result = f();
+        TWO_RENAMES.set(false);
+        SWAP_FAILS.set(false);
+        BACK_FAILS.set(false);
+        result
     }
 
     /// 2026-01-01T00:00:00Z.
@@ -1154,14 +1172,11 @@ mod tests {
             let store = f.open();
             churn(&store, 6, 2);
             let before = records(&store);
-            TWO_RENAMES.set(true);
             let options = CompactOptions {
                 keep_old,
                 ..CompactOptions::default()
             };
-            let report = store.compact(&options);
-            TWO_RENAMES.set(false);
-            let report = report.unwrap();
+            let report = injecting(true, false, false, || store.compact(&options)).unwrap();
             assert_eq!(report.sessions, 6);
             assert_eq!(report.old.is_some(), keep_old);
             let mut expected = vec!["sessions.sessdb"];
@@ -1184,12 +1199,10 @@ mod tests {
             let store = f.open();
             churn(&store, 5, 1);
             let before = records(&store);
-            TWO_RENAMES.set(two_renames);
-            SWAP_FAILS.set(true);
-            let err = store.compact(&CompactOptions::default());
-            SWAP_FAILS.set(false);
-            TWO_RENAMES.set(false);
-            let err = err.unwrap_err();
+            let err = injecting(two_renames, true, false, || {
+                store.compact(&CompactOptions::default())
+            })
+            .unwrap_err();
             assert!(
                 err.to_string().contains("could not be put in its place")
                     && err.to_string().ends_with("nothing was changed"),
@@ -1206,28 +1219,33 @@ mod tests {
         let store = f.open();
         churn(&store, 5, 1);
         let before = records(&store);
-        TWO_RENAMES.set(true);
-        SWAP_FAILS.set(true);
-        BACK_FAILS.set(true);
-        let err = store.compact(&CompactOptions::default());
-        TWO_RENAMES.set(false);
-        SWAP_FAILS.set(false);
-        BACK_FAILS.set(false);
-        let err = err.unwrap_err().to_string();
+        let err = injecting(true, true, true, || {
+            store.compact(&CompactOptions::default())
+        })
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("the original database is at"), "{err}");
         assert_eq!(
             f.beside(),
             ["sessions.sessdb.compact-new", "sessions.sessdb.compact-old"]
         );
-        // What an application starting now would do: make an empty store. Refused.
-        let err = Store::open(f.path()).unwrap_err();
-        assert!(
-            matches!(&err, Error::Compact { reason, .. }
-                if reason.contains("cut between its two renames")
-                    && reason.contains("sessions.sessdb.compact-old")),
-            "{err}"
-        );
+        // What an application starting now would do: make an empty store. Refused, and a
+        // read-only open says the same, not just "missing".
+        for builder in [Store::builder(), Store::builder().read_only(true)] {
+            let err = builder.open(f.path()).unwrap_err();
+            assert!(
+                matches!(&err, Error::Compact { reason, .. }
+                    if reason.contains("cut between its two renames")
+                        && reason.contains("sessions.sessdb.compact-old")),
+                "{err}"
+            );
+        }
         assert!(!f.path().exists());
+        // Nor in an empty folder made there (as `sessctl import` makes it before it opens).
+        fs::create_dir(f.path()).unwrap();
+        assert!(matches!(Store::open(f.path()), Err(Error::Compact { .. })));
+        assert_eq!(fs::read_dir(f.path()).unwrap().count(), 0);
+        fs::remove_dir(f.path()).unwrap();
         let old = f.dir.path().join("sessions.sessdb.compact-old");
         let new = f.dir.path().join("sessions.sessdb.compact-new");
         assert_eq!(records(&Store::open(&old).unwrap()), before);

@@ -244,13 +244,13 @@ impl Store {
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(cut) = crate::compact::cut_between_renames(path) {
+                    return Err(cut);
+                }
                 if !config.create || config.read_only {
                     return Err(Error::Missing {
                         path: path.to_path_buf(),
                     });
-                }
-                if let Some(cut) = crate::compact::cut_between_renames(path) {
-                    return Err(cut);
                 }
                 DirBuilder::new()
                     .recursive(true)
@@ -259,6 +259,14 @@ impl Store {
                     .map_err(io_err(path))?;
             }
             Err(e) => return Err(io_err(path)(e)),
+        }
+        // A new database is about to be made (no log, no `conf`): not where a compaction cut
+        // between its two renames left the sessions beside the path (the folder made by
+        // `create` just now, or by a tool before opening).
+        if !path.join("conf").exists() && !path.join("db").exists() {
+            if let Some(cut) = crate::compact::cut_between_renames(path) {
+                return Err(cut);
+            }
         }
         new_log(path)?;
         refuse_open_here(path)?;

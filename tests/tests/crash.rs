@@ -448,6 +448,17 @@ fn timed(mut cmd: Command) -> Duration {
     start.elapsed()
 }
 
+/// A copy of the database files in `from` (its log, `conf` and snapshots) in a new folder `to`.
+fn copy_database(from: &Path, to: &Path) {
+    std::fs::create_dir(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+    }
+}
+
 fn sessctl_iterations() -> u64 {
     (iterations() / 5).max(1)
 }
@@ -538,15 +549,7 @@ fn sessctl_purge_killed_midway_completes_when_run_again() {
             .collect::<BTreeSet<String>>()
     };
     assert_eq!(live.len(), 500);
-    let copy = |to: &Path| {
-        std::fs::create_dir(to).expect("mkdir");
-        for entry in std::fs::read_dir(&src).expect("read_dir") {
-            let entry = entry.expect("entry");
-            if entry.file_type().expect("type").is_file() {
-                std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
-            }
-        }
-    };
+    let copy = |to: &Path| copy_database(&src, to);
     let typical = {
         let dir = tempfile::tempdir().expect("tempdir");
         copy(&dir.path().join("db"));
@@ -602,15 +605,7 @@ fn sessctl_compact_killed_at_any_moment_leaves_a_whole_database() {
         store.flush().expect("flush");
         export_lines(&store)
     };
-    let copy = |to: &Path| {
-        std::fs::create_dir(to).expect("mkdir");
-        for entry in std::fs::read_dir(&src).expect("read_dir") {
-            let entry = entry.expect("entry");
-            if entry.file_type().expect("type").is_file() {
-                std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
-            }
-        }
-    };
+    let copy = |to: &Path| copy_database(&src, to);
     let typical = {
         let dir = tempfile::tempdir().expect("tempdir");
         copy(&dir.path().join("db"));
