@@ -278,9 +278,9 @@ fn a_compaction_cut_between_its_two_renames_is_named_where_the_database_is_missi
         5,
         "",
         &format!(
-            "error: cannot compact {}: a compaction was cut between its two renames, so there \
-             is no database here: the original database is at {} and its compacted copy at {}; \
-             rename one of them to {} (until then no new database is made here)\n",
+            "error: no database at {}: a compaction was cut between its two renames; the \
+             original database is at {} and its compacted copy at {}: rename one of them to {} \
+             (until then no new database is made there)\n",
             db.display(),
             old.display(),
             new.display(),

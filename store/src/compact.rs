@@ -701,16 +701,10 @@ pub(crate) fn cut_between_renames(path: &Path) -> Option<Error> {
         path.with_file_name(n)
     };
     let (old, new) = (beside(".compact-old"), beside(".compact-new"));
-    (old.is_dir() && new.is_dir()).then(|| Error::Compact {
+    (old.is_dir() && new.is_dir()).then(|| Error::CompactionCut {
         path: path.to_path_buf(),
-        reason: format!(
-            "a compaction was cut between its two renames, so there is no database here: the \
-             original database is at {} and its compacted copy at {}; rename one of them to {} \
-             (until then no new database is made here)",
-            old.display(),
-            new.display(),
-            path.display()
-        ),
+        original: old,
+        copy: new,
     })
 }
 
@@ -1234,16 +1228,19 @@ mod tests {
         for builder in [Store::builder(), Store::builder().read_only(true)] {
             let err = builder.open(f.path()).unwrap_err();
             assert!(
-                matches!(&err, Error::Compact { reason, .. }
-                    if reason.contains("cut between its two renames")
-                        && reason.contains("sessions.sessdb.compact-old")),
+                matches!(&err, Error::CompactionCut { original, copy, .. }
+                    if original.ends_with("sessions.sessdb.compact-old")
+                        && copy.ends_with("sessions.sessdb.compact-new")),
                 "{err}"
             );
         }
         assert!(!f.path().exists());
         // Nor in an empty folder made there (as `sessctl import` makes it before it opens).
         fs::create_dir(f.path()).unwrap();
-        assert!(matches!(Store::open(f.path()), Err(Error::Compact { .. })));
+        assert!(matches!(
+            Store::open(f.path()),
+            Err(Error::CompactionCut { .. })
+        ));
         assert_eq!(fs::read_dir(f.path()).unwrap().count(), 0);
         fs::remove_dir(f.path()).unwrap();
         let old = f.dir.path().join("sessions.sessdb.compact-old");

@@ -169,15 +169,31 @@ pub enum Error {
     /// A copy or compaction ([`Store::copy_into`](crate::Store::copy_into),
     /// [`Store::compact`](crate::Store::compact)) was refused before it changed anything, or
     /// failed and was undone, and the database is as it was; or, where two renames stand in
-    /// for an exchange of folders, was cut half way, and `reason` says where the database and
-    /// its copy are. Also a new database refused at a path where such a cut compaction left
-    /// no database.
+    /// for an exchange of folders, failed half way, and `reason` says where the database and
+    /// its copy are.
     #[error("cannot compact {path}: {reason}")]
     Compact {
         /// The database folder.
         path: PathBuf,
         /// Why, and what to do about it.
         reason: String,
+    },
+    /// There is no database at the path because a compaction that renames twice (where the
+    /// file system cannot exchange two folders) was cut between its two renames: the original
+    /// and the compacted copy are beside the path. No new database is made there until one of
+    /// them is renamed back: an application would otherwise start afresh beside its sessions.
+    #[error(
+        "no database at {path}: a compaction was cut between its two renames; the original \
+         database is at {original} and its compacted copy at {copy}: rename one of them to \
+         {path} (until then no new database is made there)"
+    )]
+    CompactionCut {
+        /// The database folder.
+        path: PathBuf,
+        /// Where the original is (`<name>.compact-old`).
+        original: PathBuf,
+        /// Where the whole compacted copy is (`<name>.compact-new`).
+        copy: PathBuf,
     },
     /// The `init` callback of a named session failed; nothing was saved.
     #[error("creating named session {name:?} failed")]
