@@ -14,9 +14,11 @@
 //! copy is closed, opened again and checked before it is used.
 //!
 //! [`Store::compact`] then swaps the two folders with one `renameat2(RENAME_EXCHANGE)`, so the
-//! database's path never names anything but a whole database. It closes the original first and
-//! takes over its lock at once, holding it through the swap, so no other process can write to
-//! the original after it was copied, and no thread of sled's still works on it by path. Where
+//! database's path never names anything but a whole database. It holds the folder's gate (an
+//! exclusive `flock` of the folder, which every open takes shared around its attempt at sled's
+//! open: [`opening_gate`]) from before the copy to after the swap, so no other process opens
+//! the original meanwhile; and it closes the original before the swap, taking over sled's lock
+//! of it, so no thread of sled's still works on it by path after the exchange. Where
 //! the file system cannot exchange two folders it renames twice, and a crash between the two
 //! renames leaves the original at `<name>.compact-old` and the whole copy at
 //! `<name>.compact-new`: `Store::open` of the path then refuses to make a new, empty database
@@ -134,9 +136,7 @@ impl Store {
         let dest = dest.as_ref();
         let made = self.prepare_dest(dest)?;
         // sled panics on some damaged pages rather than return an error (`Store::unpanicked`).
-        let copied = self
-            .unpanicked(|| self.copy_records(dest, options, &mut progress))
-            .map_err(|e| self.failed_copy(dest, e));
+        let copied = self.unpanicked(|| self.copy_records(dest, options, &mut progress));
         if copied.is_err() {
             made.undo(dest);
         }
@@ -196,25 +196,34 @@ impl Store {
     ) -> Result<CompactReport> {
         self.check_writable("compact")?;
         let place = self.compaction_place()?;
+        // No other process opens the database from here to the end (`opening_gate`).
+        let gate = compaction_gate(&place.dir, CLOSE_WAIT).map_err(|e| {
+            self.refusal(format!(
+                "it could not be held for the compaction ({e}); nothing was changed"
+            ))
+        })?;
         let mut report = self.copy_into_with(&place.new, options, progress)?;
         let path = self.inner.path.clone();
         let refusal = |reason: String| Error::Compact {
             path: path.clone(),
             reason,
         };
-        // The original is closed before the swap and its lock (sled's `flock` of its log) taken
-        // over at once and held through the swap: no other process can open it and write after
-        // the copy read it, and no background thread of sled's works on it any more (its
-        // cleaner rewrites pages of a store it has opened, blobs included, which it writes
-        // and removes by path: after the exchange, the copy's).
+        // The original is closed before the swap, and its lock (sled's `flock` of its log)
+        // taken over once sled lets go, so that no background thread of sled's works on it any
+        // more: its cleaner rewrites pages of a store it has opened, blobs included, which it
+        // writes and removes by path (after the exchange, the copy's). The gate keeps every
+        // other opener out meanwhile.
         drop(self);
+        #[cfg(test)]
+        if let Some(opener) = tests::AFTER_CLOSE.take() {
+            opener(&place.dir);
+        }
         let lock = match lock_log(&place.dir, CLOSE_WAIT) {
             Ok(lock) => lock,
             Err(e) => {
                 let _ = fs::remove_dir_all(&place.new);
                 return Err(refusal(format!(
-                    "it could not be held through the swap ({e}): another process may have \
-                     opened it as this one closed it; nothing was changed"
+                    "it was not closed after the copy ({e}); nothing was changed"
                 )));
             }
         };
@@ -244,26 +253,9 @@ impl Store {
         report.old = old;
         report.old_not_removed = why;
         drop(lock);
+        drop(gate);
         let _ = sync_folder(&place.parent);
         Ok(report)
-    }
-
-    /// A write or I/O error of the copy said as such: the database itself is unchanged, and
-    /// the copy's sled instance, which after a failed write takes no more (a full disk), is
-    /// gone. Other errors (a damaged record of the database) stay as they are.
-    fn failed_copy(&self, dest: &Path, e: Error) -> Error {
-        let cause = match &e {
-            Error::Io { source, .. } => source.to_string(),
-            Error::Storage(sled::Error::Io(source)) => source.to_string(),
-            Error::Storage(sled::Error::Corruption { .. }) => return e,
-            Error::Storage(other) => other.to_string(),
-            _ => return e,
-        };
-        self.refusal(format!(
-            "writing its copy in {} failed ({cause}); the database is unchanged and the copy \
-             removed (a copy takes about the size of a freshly written store)",
-            dest.display()
-        ))
     }
 
     fn refusal(&self, reason: String) -> Error {
@@ -276,10 +268,12 @@ impl Store {
     /// Where the copy goes and the old database goes, once every reason to refuse is ruled out.
     fn compaction_place(&self) -> Result<Place> {
         let refuse = |reason: &str| Err(self.refusal(reason.to_owned()));
+        // The reaper would purge the original during the copy, and hold it open after.
+        drop(crate::store::lock(&self.inner.reaper_stop).take());
         if Arc::strong_count(&self.inner) > 1 {
             return refuse(
-                "other handles of this store, or sessions loaded from it, are still alive: \
-                 compact with the last one",
+                "other handles of this store, or sessions loaded from it, are still alive (or \
+                 its reaper is purging): compact with the last one",
             );
         }
         if self.inner.admin_server.get().is_some() {
@@ -390,7 +384,7 @@ impl Store {
         progress: &mut dyn FnMut(u64),
     ) -> Result<CompactReport> {
         let bytes_before = folder_size(&self.inner.dir);
-        let copy = Store::builder().create(true).open(dest)?;
+        let copy = self.on_copy(dest, || Store::builder().create(true).open(dest))?;
         let now = self.now();
         let mut report = CompactReport {
             sessions: 0,
@@ -420,34 +414,60 @@ impl Store {
                 continue;
             }
             entries.add(&handle, head.expiry_entry(), head.principal.as_deref());
-            copy.inner.sessions.insert(key, bytes)?;
+            self.on_copy(dest, || Ok(copy.inner.sessions.insert(key, bytes)?))?;
             report.sessions += 1;
             if entries.is_full() {
-                entries.write(&copy)?;
+                self.on_copy(dest, || entries.write(&copy))?;
             }
         }
-        entries.write(&copy)?;
         progress(read);
-        copy.flush()?;
-        drop(copy);
-        lock_log(dest, CLOSE_WAIT).map_err(io_at(dest))?;
-        // Checked as the next open finds it on disk, which also pads the log to its segment
-        // and writes a snapshot: the size reported is the size at rest.
-        let copy = Store::builder().create(false).open(dest)?;
-        let check = crate::check::check(&copy)?;
-        if !check.is_clean() || check.records != report.sessions {
-            return Err(self.refusal(format!(
-                "its copy in {} does not check clean ({} records, {} copied: {check:?})",
-                dest.display(),
-                check.records,
-                report.sessions
-            )));
-        }
-        drop(copy);
-        lock_log(dest, CLOSE_WAIT).map_err(io_at(dest))?;
-        sync_tree(dest).map_err(io_at(dest))?;
+        self.on_copy(dest, || {
+            entries.write(&copy)?;
+            copy.flush()?;
+            drop(copy);
+            lock_log(dest, CLOSE_WAIT).map_err(io_at(dest))?;
+            // Checked as the next open finds it on disk, which also pads the log to its
+            // segment and writes a snapshot: the size reported is the size at rest.
+            let copy = Store::builder().create(false).open(dest)?;
+            let check = crate::check::check(&copy)?;
+            if !check.is_clean() || check.records != report.sessions {
+                return Err(self.refusal(format!(
+                    "its copy in {} does not check clean ({} records, {} copied: {check:?})",
+                    dest.display(),
+                    check.records,
+                    report.sessions
+                )));
+            }
+            drop(copy);
+            lock_log(dest, CLOSE_WAIT).map_err(io_at(dest))?;
+            sync_tree(dest).map_err(io_at(dest))
+        })?;
         report.bytes_after = folder_size(dest);
         Ok(report)
+    }
+
+    /// Runs `f`, which works on the copy, saying its errors and panics as the copy's: the
+    /// database itself is unchanged, and the copy's sled instance, which after a failed write
+    /// takes no more (a full disk), is gone. A panic of the copy's sled is not damage of the
+    /// database (the outer `unpanicked` says that of the original's panics).
+    fn on_copy<T>(&self, dest: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let cause = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(Error::Io { source, .. })) => source.to_string(),
+            Ok(Err(Error::Storage(sled::Error::Io(source)))) => source.to_string(),
+            Ok(Err(Error::Storage(other))) => other.to_string(),
+            Ok(Err(Error::Damaged { detail, .. })) => detail,
+            Ok(Err(other)) => return Err(other),
+            Err(panic) => format!(
+                "its storage engine panicked: {}",
+                crate::store::panicked(&*panic)
+            ),
+        };
+        Err(self.refusal(format!(
+            "writing its copy in {} failed ({cause}); the database is unchanged and the copy \
+             removed (a copy takes about the size of a freshly written store)",
+            dest.display()
+        )))
     }
 }
 
@@ -694,14 +714,9 @@ enum NotSwapped {
 /// then would otherwise begin with an empty store, and the sessions beside it would look like
 /// leftovers.
 pub(crate) fn cut_between_renames(path: &Path) -> Option<Error> {
-    let name = path.file_name()?;
-    let beside = |suffix: &str| {
-        let mut n = name.to_os_string();
-        n.push(suffix);
-        path.with_file_name(n)
-    };
-    let (old, new) = (beside(".compact-old"), beside(".compact-new"));
-    (old.is_dir() && new.is_dir()).then(|| Error::CompactionCut {
+    let (old, new) = (beside(path, ".compact-old")?, beside(path, ".compact-new")?);
+    let holds_database = |dir: &Path| dir.join("db").is_file() && dir.join("conf").is_file();
+    (holds_database(&old) && holds_database(&new)).then(|| Error::CompactionCut {
         path: path.to_path_buf(),
         original: old,
         copy: new,
@@ -738,6 +753,85 @@ fn chown_tree(path: &Path, (uid, gid): (u32, u32)) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Held by every open while sled opens the database in `path` (a shared `flock` of the folder),
+/// waiting up to `wait` while a compaction holds it exclusively ([`compaction_gate`]): so no
+/// other process is ever between the opening of the folder and sled's lock of it when a
+/// compaction closes the original and takes that lock over, nor reads the original's `conf`
+/// and opens the copy's log. `None` where the file system cannot lock a folder: the open goes
+/// on without it.
+pub(crate) fn opening_gate(path: &Path, wait: Duration) -> Result<Option<nix::fcntl::Flock<File>>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let Ok(mut folder) = File::open(path) else {
+        return Ok(None);
+    };
+    let deadline = Instant::now() + wait;
+    loop {
+        match Flock::lock(folder, FlockArg::LockSharedNonblock) {
+            Ok(gate) => return Ok(Some(gate)),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                folder = f;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(Error::Locked {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// The exclusive hold of the database folder `dir` that a compaction keeps from before its
+/// copy to after the swap ([`opening_gate`]), waiting up to `wait` for openers in their wait
+/// for sled's lock to give up.
+fn compaction_gate(dir: &Path, wait: Duration) -> io::Result<nix::fcntl::Flock<File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let deadline = Instant::now() + wait;
+    let mut folder = File::open(dir)?;
+    loop {
+        match Flock::lock(folder, FlockArg::LockExclusiveNonblock) {
+            Ok(gate) => return Ok(gate),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                folder = f;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!("other processes kept opening it for {} s", wait.as_secs()),
+                ))
+            }
+            Err((_, e)) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits, up to `wait`, while a compaction of the database at `path` that renames twice holds
+/// the original's folder, moved aside to `<name>.compact-old` (its gate, held exclusively):
+/// between its two renames the path names nothing for a moment.
+pub(crate) fn wait_for_compaction(path: &Path, wait: Duration) -> Result<()> {
+    let Some(old) = beside(path, ".compact-old") else {
+        return Ok(());
+    };
+    if !old.is_dir() {
+        return Ok(());
+    }
+    match opening_gate(&old, wait) {
+        Err(Error::Locked { .. }) => Err(Error::Locked {
+            path: path.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `<name><suffix>` beside `path`.
+fn beside(path: &Path, suffix: &str) -> Option<PathBuf> {
+    let mut name = path.file_name()?.to_os_string();
+    name.push(suffix);
+    Some(path.with_file_name(name))
 }
 
 /// Takes sled's lock of the database in `dir` (an exclusive `flock` of its log `db`), waiting
@@ -805,9 +899,16 @@ mod tests {
     use super::*;
     use crate::{Admin as _, ManualClock, SessionId};
 
+    /// What runs in place of another process, at a moment of a compaction.
+    pub(super) type Opener = Box<dyn FnOnce(&Path)>;
+
     thread_local! {
         /// Makes the swap rename twice, as on a file system that cannot exchange two folders.
         pub(super) static TWO_RENAMES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// Runs between the original's close and the take-over of its lock: another process
+        /// opening the database right then.
+        pub(super) static AFTER_CLOSE: std::cell::Cell<Option<Opener>> =
+            const { std::cell::Cell::new(None) };
         /// Makes the exchange fail, or with [`TWO_RENAMES`] the second rename.
         pub(super) static SWAP_FAILS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
         /// With [`SWAP_FAILS`] and [`TWO_RENAMES`], makes putting the original back fail too.
@@ -1298,5 +1399,67 @@ mod tests {
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&log), 0o640);
         assert_eq!(mode(&f.path().join("conf")), 0o604);
+    }
+
+    /// An opener that comes right after the original is closed, before its lock is taken over
+    /// (the moment where, without the gate, it could open it, save and close, and its session
+    /// went with the old folder): it waits for the gate, is told the database is held, and the
+    /// compaction goes on. A thread of its own, so that its file descriptors are not the
+    /// compaction's, as for another process.
+    #[test]
+    fn an_opener_right_after_the_close_is_held_off_until_the_swap() {
+        let f = Fixture::new();
+        churn(&f.open(), 10, 0);
+        let clock = f.clock.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        AFTER_CLOSE.set(Some(Box::new(move |dir: &Path| {
+            let dir = dir.to_path_buf();
+            let opened = std::thread::spawn(move || {
+                let store = Store::builder().clock(clock).open(&dir)?;
+                let mut s = store.create();
+                s.save()?;
+                Ok::<_, Error>(*s.id())
+            })
+            .join()
+            .unwrap();
+            tx.send(opened).unwrap();
+        })));
+        let report = f.open().compact(&CompactOptions::default());
+        AFTER_CLOSE.set(None);
+        assert_eq!(report.unwrap().sessions, 10);
+        let opened = rx.recv().unwrap();
+        assert!(matches!(opened, Err(Error::Locked { .. })), "{opened:?}");
+        assert_eq!(f.open().inner.sessions.len(), 10);
+    }
+
+    /// Between a compaction's two renames the path names nothing for a moment: an open then
+    /// waits for the compaction (which holds the original, moved aside, exclusively) and is
+    /// told the database is held, not that a compaction was cut.
+    #[test]
+    fn an_open_between_the_two_renames_waits_and_is_told_the_database_is_held() {
+        let f = Fixture::new();
+        churn(&f.open(), 3, 0);
+        let copy = f.dir.path().join("sessions.sessdb.compact-new");
+        f.open()
+            .copy_into(&copy, &CompactOptions::default())
+            .unwrap();
+        let old = f.dir.path().join("sessions.sessdb.compact-old");
+        fs::rename(f.path(), &old).unwrap();
+        let gate = compaction_gate(&old, CLOSE_WAIT).unwrap();
+        let opened = std::thread::spawn({
+            let path = f.path();
+            move || Store::open(path).map(drop)
+        })
+        .join()
+        .unwrap();
+        assert!(matches!(opened, Err(Error::Locked { .. })), "{opened:?}");
+        drop(gate);
+        assert!(matches!(
+            Store::open(f.path()),
+            Err(Error::CompactionCut { .. })
+        ));
+        // A folder beside the path that holds no database is no cut compaction.
+        fs::remove_file(copy.join("conf")).unwrap();
+        assert!(Store::open(f.path()).is_ok());
     }
 }

@@ -77,8 +77,8 @@ pub(crate) struct Inner {
     pub(crate) named_locks: Mutex<HashMap<SessionId, Arc<crate::named::NameLock>>>,
     pub(crate) counters: AtomicCounters,
     group_commit: Option<GroupCommit>,
-    /// Dropping this ends the reaper thread.
-    _reaper_stop: Option<mpsc::Sender<()>>,
+    /// Dropping this ends the reaper thread (a compaction takes it out to stop the reaper).
+    pub(crate) reaper_stop: Mutex<Option<mpsc::Sender<()>>>,
     /// The admin socket server, if enabled; dropped with the store, which stops it.
     pub(crate) admin_server: OnceLock<crate::socket::Server>,
 }
@@ -212,6 +212,8 @@ impl Store {
         if path.as_os_str().is_empty() {
             return Err(Error::EmptyPath);
         }
+        // A compaction renaming twice may be between its renames: it is over within moments.
+        crate::compact::wait_for_compaction(path, LOCK_WAIT)?;
         match fs::metadata(path) {
             Ok(m) if !m.is_dir() => {
                 return Err(Error::NotADirectory {
@@ -302,7 +304,7 @@ impl Store {
                 named_locks: Mutex::new(HashMap::new()),
                 counters: AtomicCounters::default(),
                 group_commit,
-                _reaper_stop: reaper_stop,
+                reaper_stop: Mutex::new(reaper_stop),
                 admin_server: OnceLock::new(),
                 config,
             }),
@@ -1147,7 +1149,7 @@ impl Store {
 /// background I/O threads a moment after the last handle of a database is dropped (sled issues
 /// #1234 and #1289), so a store reopened right after being dropped in the same process could
 /// find the lock still held. Another process holding the database is reported after this long.
-const LOCK_WAIT: Duration = Duration::from_millis(500);
+pub(crate) const LOCK_WAIT: Duration = Duration::from_millis(500);
 
 /// sled's database and the trees sessdb keeps in it, with the database's format.
 struct Engine {
@@ -1185,7 +1187,7 @@ fn open_engine(path: &Path, config: &Config) -> Result<Engine> {
 }
 
 /// What a panic inside sled says of a damaged database: its message.
-fn panicked(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panicked(panic: &(dyn std::any::Any + Send)) -> String {
     let what = panic
         .downcast_ref::<&str>()
         .copied()
@@ -1259,6 +1261,12 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
     // Whether sled was given a size read from the log: from then on its `conf` says it.
     let mut sized_from_log = false;
     loop {
+        // Held through one attempt at sled's open (its size read and its lock taken), never
+        // while waiting for the next: a compaction, which holds it exclusively from before its
+        // copy to after its swap, then never has an opener between its close of the original
+        // and the swap, nor one that read the original's size and opens the copy's log.
+        let gate =
+            crate::compact::opening_gate(path, deadline.saturating_duration_since(Instant::now()))?;
         let segment = segment_size(path)?;
         sized_from_log |= matches!(segment, Segment::Log(_));
         let opened = sled::Config::new()
@@ -1284,6 +1292,7 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
                         path: path.to_path_buf(),
                     });
                 }
+                drop(gate);
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
