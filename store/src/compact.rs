@@ -288,10 +288,9 @@ impl Store {
         };
         // The folder itself, not a symbolic link to it: the link stays, and names the copy.
         let dir = fs::canonicalize(&self.inner.dir).map_err(io(&self.inner.dir))?;
-        let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        let Some(parent) = dir.parent().map(Path::to_path_buf) else {
             return refuse("it is the root folder");
         };
-        let parent = parent.to_path_buf();
         let dir_meta = fs::metadata(&dir).map_err(io(&dir))?;
         let parent_meta = fs::metadata(&parent).map_err(io(&parent))?;
         if dir_meta.dev() != parent_meta.dev() {
@@ -315,14 +314,13 @@ impl Store {
                 dir_meta.uid()
             )));
         }
-        let beside = |suffix: &str| {
-            let mut n = name.to_os_string();
-            n.push(suffix);
-            parent.join(n)
+        let (Some(new), Some(old)) = (beside(&dir, ".compact-new"), beside(&dir, ".compact-old"))
+        else {
+            return refuse("it is the root folder");
         };
         let place = Place {
-            new: beside(".compact-new"),
-            old: beside(".compact-old"),
+            new,
+            old,
             dir,
             parent,
             mode: dir_meta.mode(),
