@@ -69,7 +69,7 @@ pub struct CompactReport {
     /// The copy's size on disk, in bytes.
     pub bytes_after: u64,
     /// Where the old database still is after [`Store::compact`]: kept on request
-    /// ([`CompactOptions::keep_old`]), or left because it could not be removed
+    /// ([`CompactOptions::keep_old`]), or left where it was to be removed
     /// ([`CompactReport::old_not_removed`] says why). `None` once removed, and after a copy.
     pub old: Option<PathBuf>,
     /// Why the old database is still on disk although it was to be removed (something was put
@@ -175,7 +175,8 @@ impl Store {
     /// # Errors
     /// [`Error::Compact`] when the store is in use, its folder holds something else or is a
     /// mount point (use [`Store::copy_into`] then), a folder `<name>.compact-new` or
-    /// `<name>.compact-old` is in the way, or the swap fails; [`Error::ReadOnly`];
+    /// `<name>.compact-old` is in the way, other processes keep opening it for 5 s (the gate
+    /// cannot be taken), or the swap fails; [`Error::ReadOnly`];
     /// as for [`Store::copy_into`], a write error of the copy (a full disk) included as
     /// [`Error::Compact`]. On every error but one the database is as it was and no copy is
     /// left behind. The one: where the file system cannot exchange two folders, if the
