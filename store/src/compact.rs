@@ -31,6 +31,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{Flock, FlockArg};
+
 use crate::admin::folder_size;
 use crate::error::{Error, Result};
 use crate::id::Handle;
@@ -760,50 +762,65 @@ fn chown_tree(path: &Path, (uid, gid): (u32, u32)) -> io::Result<()> {
 /// compaction closes the original and takes that lock over, nor reads the original's `conf`
 /// and opens the copy's log. `None` where the file system cannot lock a folder: the open goes
 /// on without it.
-pub(crate) fn opening_gate(path: &Path, wait: Duration) -> Result<Option<nix::fcntl::Flock<File>>> {
-    use nix::fcntl::{Flock, FlockArg};
-    let Ok(mut folder) = File::open(path) else {
+pub(crate) fn opening_gate(path: &Path, wait: Duration) -> Result<Option<Flock<File>>> {
+    let Ok(folder) = File::open(path) else {
         return Ok(None);
     };
-    let deadline = Instant::now() + wait;
-    loop {
-        match Flock::lock(folder, FlockArg::LockSharedNonblock) {
-            Ok(gate) => return Ok(Some(gate)),
-            Err((f, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                folder = f;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                return Err(Error::Locked {
-                    path: path.to_path_buf(),
-                })
-            }
-            Err(_) => return Ok(None),
-        }
+    match flock_within(folder, FlockArg::LockSharedNonblock, wait) {
+        Ok(gate) => Ok(Some(gate)),
+        Err(Waited::TooLong) => Err(Error::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(Waited::Failed(_)) => Ok(None),
     }
 }
 
 /// The exclusive hold of the database folder `dir` that a compaction keeps from before its
 /// copy to after the swap ([`opening_gate`]), waiting up to `wait` for openers in their wait
 /// for sled's lock to give up.
-fn compaction_gate(dir: &Path, wait: Duration) -> io::Result<nix::fcntl::Flock<File>> {
-    use nix::fcntl::{Flock, FlockArg};
+fn compaction_gate(dir: &Path, wait: Duration) -> io::Result<Flock<File>> {
+    flock_within(File::open(dir)?, FlockArg::LockExclusiveNonblock, wait).map_err(|e| {
+        e.into_io(format!(
+            "other processes kept opening it for {} s",
+            wait.as_secs()
+        ))
+    })
+}
+
+/// Why [`flock_within`] has no lock.
+enum Waited {
+    /// Others held it all along.
+    TooLong,
+    /// The file system refused the lock.
+    Failed(nix::errno::Errno),
+}
+
+impl Waited {
+    fn into_io(self, too_long: String) -> io::Error {
+        match self {
+            Waited::TooLong => io::Error::new(io::ErrorKind::WouldBlock, too_long),
+            Waited::Failed(e) => e.into(),
+        }
+    }
+}
+
+/// Takes the `flock` `arg` (non-blocking) of `file`, trying every millisecond for up to `wait`
+/// while others hold it.
+fn flock_within(
+    mut file: File,
+    arg: FlockArg,
+    wait: Duration,
+) -> std::result::Result<Flock<File>, Waited> {
     let deadline = Instant::now() + wait;
-    let mut folder = File::open(dir)?;
     loop {
-        match Flock::lock(folder, FlockArg::LockExclusiveNonblock) {
-            Ok(gate) => return Ok(gate),
+        match Flock::lock(file, arg) {
+            Ok(lock) => return Ok(lock),
             Err((f, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                folder = f;
+                file = f;
                 std::thread::sleep(Duration::from_millis(1));
             }
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    format!("other processes kept opening it for {} s", wait.as_secs()),
-                ))
-            }
-            Err((_, e)) => return Err(e.into()),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Err(Waited::TooLong),
+            Err((_, e)) => return Err(Waited::Failed(e)),
         }
     }
 }
@@ -836,25 +853,18 @@ fn beside(path: &Path, suffix: &str) -> Option<PathBuf> {
 /// Takes sled's lock of the database in `dir` (an exclusive `flock` of its log `db`), waiting
 /// up to `wait` for it: sled lets go of a dropped database's lock from a background thread.
 /// The lock holds until the returned value is dropped.
-fn lock_log(dir: &Path, wait: Duration) -> io::Result<nix::fcntl::Flock<File>> {
-    use nix::fcntl::{Flock, FlockArg};
-    let deadline = Instant::now() + wait;
-    loop {
-        let log = File::open(dir.join("db"))?;
-        match Flock::lock(log, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => return Ok(lock),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    format!("its lock was still held after {} s", wait.as_secs()),
-                ))
-            }
-            Err((_, e)) => return Err(e.into()),
-        }
-    }
+fn lock_log(dir: &Path, wait: Duration) -> io::Result<Flock<File>> {
+    flock_within(
+        File::open(dir.join("db"))?,
+        FlockArg::LockExclusiveNonblock,
+        wait,
+    )
+    .map_err(|e| {
+        e.into_io(format!(
+            "its lock was still held after {} s",
+            wait.as_secs()
+        ))
+    })
 }
 
 /// `fsync`s every file and folder under `path`, then `path`'s parent, which names it.

@@ -448,6 +448,17 @@ fn timed(mut cmd: Command) -> Duration {
     start.elapsed()
 }
 
+/// 3,000 sessions of 50 users, each with a number in its data.
+fn fill(store: &Store) {
+    for i in 0..3_000 {
+        let mut s = store.create();
+        s.set_principal(Some(&format!("user{}", i % 50)))
+            .expect("principal");
+        s.insert("i", &i).expect("insert");
+        s.save().expect("save");
+    }
+}
+
 /// A copy of the database files in `from` (its log, `conf` and snapshots) in a new folder `to`.
 fn copy_database(from: &Path, to: &Path) {
     std::fs::create_dir(to).expect("mkdir");
@@ -481,13 +492,7 @@ fn sessctl_import_killed_midway_completes_when_run_again() {
     let file = src.path().join("export.jsonl");
     let want = {
         let store = Store::open(src.path().join("db")).expect("open");
-        for i in 0..3_000 {
-            let mut s = store.create();
-            s.set_principal(Some(&format!("user{}", i % 50)))
-                .expect("principal");
-            s.insert("i", &i).expect("insert");
-            s.save().expect("save");
-        }
+        fill(&store);
         let mut out = Vec::new();
         store.export(&mut out, true).expect("export");
         std::fs::write(&file, out).expect("write the export");
@@ -595,13 +600,7 @@ fn sessctl_compact_killed_at_any_moment_leaves_a_whole_database() {
     let src = pristine.path().join("db");
     let want = {
         let store = Store::open(&src).expect("open");
-        for i in 0..3_000 {
-            let mut s = store.create();
-            s.set_principal(Some(&format!("user{}", i % 50)))
-                .expect("principal");
-            s.insert("i", &i).expect("insert");
-            s.save().expect("save");
-        }
+        fill(&store);
         store.flush().expect("flush");
         export_lines(&store)
     };
