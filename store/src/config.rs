@@ -236,8 +236,11 @@ impl Builder {
     /// # Errors
     /// [`Error::Locked`](crate::Error::Locked) when another process holds the database (after
     /// waiting up to half a second: sled lets go of a dropped database's lock from a background
-    /// thread, so a store reopened at once in the same process may find it briefly held),
+    /// thread, so a store reopened at once in the same process may find it briefly held), also
+    /// while another process compacts it ([`Store::compact`](crate::Store::compact)),
     /// [`Error::Missing`](crate::Error::Missing) when it does not exist and `create` is off,
+    /// [`Error::CompactionCut`](crate::Error::CompactionCut) when it does not exist because a
+    /// compaction was cut between its two renames (no new database is made then),
     /// [`Error::EmptyPath`](crate::Error::EmptyPath) for an empty `path`,
     /// [`Error::NotADirectory`](crate::Error::NotADirectory),
     /// [`Error::NewerFormat`](crate::Error::NewerFormat),
