@@ -685,3 +685,36 @@ fn a_bad_timeout_is_a_usage_error_naming_where_it_came_from() {
     assert_eq!((out.code, out.stderr.as_str()), (0, ""));
     assert_eq!(json_lines(&out.stdout)[0]["live"], 3);
 }
+
+/// Through a running application's socket too, an export file in the database folder that
+/// application serves is refused before anything is written (a user's `export --out
+/// sessions.sessdb/db` beside `demo --live` exited 0, and the database was damaged once the
+/// application stopped).
+#[test]
+fn an_export_into_the_folder_the_application_serves_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let want = export_body(&db);
+    let app = application(&db);
+    let note = via_socket(&db, std::process::id());
+    // Named by the socket alone, with --db naming nothing: the served folder is what counts.
+    let out = db.join("db");
+    expect(
+        sessctl()
+            .arg("--socket")
+            .arg(db.join("admin.sock"))
+            .args(["export", "--out"])
+            .arg(&out),
+        2,
+        "",
+        &format!(
+            "{note}error: --out {} is inside the database folder {}: an export written there \
+             could replace the database's own files, and would stop `sessctl compact`; write it \
+             outside that folder\n",
+            out.display(),
+            std::fs::canonicalize(&db).expect("canonicalize").display()
+        ),
+    );
+    drop(app);
+    assert_eq!(export_body(&db), want, "the database is whole");
+}

@@ -128,6 +128,65 @@ fn export_out_a_directory_is_refused_before_exporting() {
     );
 }
 
+/// An export file in the database's folder, by its name or through a link, would replace
+/// sled's `db` or `conf` (the database destroyed, as a user found: exit 0 and then "damaged"),
+/// or stop `compact`: refused before anything is written, the database untouched.
+#[test]
+fn export_out_inside_the_database_folder_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let before = names(&db);
+    let want = export_body(&db);
+    let link = dir.path().join("backup.jsonl");
+    std::os::unix::fs::symlink(db.join("conf"), &link).expect("symlink");
+    let inside = |out: &Path| {
+        format!(
+            "error: --out {} is inside the database folder {}: an export written there could \
+             replace the database's own files, and would stop `sessctl compact`; write it \
+             outside that folder\n",
+            out.display(),
+            fs::canonicalize(&db).expect("canonicalize").display()
+        )
+    };
+    for out in [
+        db.join("db"),
+        db.join("conf"),
+        db.join("backup.jsonl"),
+        db.join(".").join("db"),
+        link.clone(),
+    ] {
+        expect(
+            at_t0(&db).arg("export").arg("--out").arg(&out),
+            2,
+            "",
+            &inside(&out),
+        );
+    }
+    // Run from inside the folder, a bare file name is there too.
+    expect(
+        at_t0(Path::new("."))
+            .current_dir(&db)
+            .args(["export", "--out", "db"]),
+        2,
+        "",
+        &inside(Path::new("db")),
+    );
+    // sled writes a snapshot when it opens a database; nothing else may appear.
+    let sled_files = |names: Vec<String>| -> Vec<String> {
+        names.into_iter().filter(|n| !n.starts_with("snap.")).collect()
+    };
+    assert_eq!(
+        sled_files(names(&db)),
+        sled_files(before),
+        "nothing written in the database folder"
+    );
+    assert!(fs::symlink_metadata(&link)
+        .expect("the link")
+        .file_type()
+        .is_symlink());
+    assert_eq!(export_body(&db), want, "the database is whole");
+}
+
 /// The names in `dir`, sorted: what an export left beside its file.
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)

@@ -35,6 +35,13 @@ impl Export {
         // renamed over a folder.
         let destination = self.out.as_deref().map(Destination::of).transpose()?;
         let db = ctx.open_for_export()?;
+        if let Some(Destination::Replace { file, .. }) = &destination {
+            refuse_inside_database(
+                self.out.as_deref().unwrap_or(file),
+                file,
+                &[ctx.db, db.path(ctx.db)],
+            )?;
+        }
         let admin = db.admin();
         let progress = Progress::spinner(ctx.progress, "exporting", "sessions");
         let report = match &destination {
@@ -154,6 +161,35 @@ impl Destination {
         };
         Destination::Replace { file, shown }
     }
+}
+
+/// Refuses an export file in a database's folder (or below it): renamed over sled's `db` or
+/// `conf` it would destroy the database, and anything else put there stops `sessctl compact`.
+/// `file` is where `--out` (`out`) leads, links followed; `databases` the database folder as
+/// `--db` names it and as the application serving it does (the same folder, most often). A
+/// folder that cannot be resolved is no database folder of this machine's: nothing to refuse.
+fn refuse_inside_database(out: &Path, file: &Path, databases: &[&Path]) -> Result<(), Failure> {
+    let folder = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Ok(folder) = fs::canonicalize(folder) else {
+        return Ok(());
+    };
+    for db in databases {
+        if let Ok(db) = fs::canonicalize(db) {
+            if folder.starts_with(&db) {
+                return Err(Failure::Usage(format!(
+                    "--out {} is inside the database folder {}: an export written there could \
+                     replace the database's own files, and would stop `sessctl compact`; write it \
+                     outside that folder",
+                    out.display(),
+                    db.display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn refuse(path: &Path, what: &str) -> anyhow::Error {
