@@ -116,7 +116,7 @@ fn keep_old_keeps_the_old_database_beside_the_new_one() {
     let canonical_old = fs::canonicalize(&old).expect("old is there");
     assert!(
         out.stdout.ends_with(&format!(
-            "the old database is kept at {}\n",
+            "the old database is kept at {} (the next compaction needs it moved away)\n",
             canonical_old.display()
         )),
         "{}",
@@ -129,8 +129,10 @@ fn keep_old_keeps_the_old_database_beside_the_new_one() {
     let out = run(at_t0(&db).arg("compact"));
     assert_eq!(out.code, 5);
     assert!(
-        out.stderr
-            .contains("fixture.sessdb.compact-old is in the way"),
+        out.stderr.contains(
+            "fixture.sessdb.compact-old is in the way (the database as it was before \
+                       an earlier compaction, kept by `keep_old` (`sessctl compact --keep-old`)"
+        ),
         "{}",
         out.stderr
     );

@@ -173,7 +173,10 @@ fn export_out_inside_the_database_folder_is_refused() {
     );
     // sled writes a snapshot when it opens a database; nothing else may appear.
     let sled_files = |names: Vec<String>| -> Vec<String> {
-        names.into_iter().filter(|n| !n.starts_with("snap.")).collect()
+        names
+            .into_iter()
+            .filter(|n| !n.starts_with("snap."))
+            .collect()
     };
     assert_eq!(
         sled_files(names(&db)),

@@ -329,11 +329,21 @@ impl Store {
             mode: dir_meta.mode(),
             owner: (dir_meta.uid(), dir_meta.gid()),
         };
-        for p in [&place.new, &place.old] {
+        for (p, what) in [
+            (
+                &place.new,
+                "a copy left by a compaction that did not finish",
+            ),
+            (
+                &place.old,
+                "the database as it was before an earlier compaction, kept by `keep_old` \
+                 (`sessctl compact --keep-old`), or left by one that did not finish",
+            ),
+        ] {
             if fs::symlink_metadata(p).is_ok() {
                 return Err(self.refusal(format!(
-                    "{} is in the way (left by a compaction that did not finish? the database \
-                     opened, so it is whole without it): remove it and compact again",
+                    "{} is in the way ({what}; the database opened, so it is whole without \
+                     it): remove it or move it elsewhere, and compact again",
                     p.display()
                 )));
             }

@@ -78,7 +78,11 @@ impl Compact {
         )?;
         match (&report.old, &report.old_not_removed) {
             (Some(old), None) => {
-                writeln!(ctx.out, "the old database is kept at {}", old.display())?;
+                writeln!(
+                    ctx.out,
+                    "the old database is kept at {} (the next compaction needs it moved away)",
+                    old.display()
+                )?;
             }
             (Some(old), Some(why)) => writeln!(
                 ctx.err,
