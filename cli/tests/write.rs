@@ -128,7 +128,7 @@ fn invalidate_every_session_of_a_principal() {
         at_t0(&db).args(["invalidate", "--principal", "bob"]),
         1,
         "",
-        "error: principal \"bob\" has no live sessions\n",
+        "error: principal \"bob\" has no live sessions; its expired sessions were removed\n",
     );
     assert_eq!(handles(&db, T0, true).len(), expired - 1);
 }

@@ -5,7 +5,7 @@ use crate::db::Access;
 use crate::exit::{Exit, Failure};
 use crate::output::printable;
 use crate::target::{not_found, Named};
-use sessdb::Target;
+use sessdb::{ListQuery, Status, Target};
 
 /// How a session is named in a message: by its handle (a session id is a secret).
 fn handle_of(target: &Target) -> String {
@@ -108,10 +108,26 @@ impl Invalidate {
                 })
             }
             Invalidate::Principal(p) => {
+                // Looked at first, so that an answer of "no live sessions" does not read as
+                // "nothing changed" when expired ones went (one entry of the principal index).
+                let had_expired = !admin
+                    .list(&ListQuery {
+                        principal: Some(p.clone()),
+                        status: Status::Expired,
+                        limit: 1,
+                        ..ListQuery::default()
+                    })?
+                    .sessions
+                    .is_empty();
                 let removed = admin.invalidate_principal(p)?;
                 if removed == 0 {
+                    let expired = if had_expired {
+                        "; its expired sessions were removed"
+                    } else {
+                        ""
+                    };
                     return Err(Failure::NotFound(format!(
-                        "principal \"{}\" has no live sessions",
+                        "principal \"{}\" has no live sessions{expired}",
                         printable(p)
                     ))
                     .into());
