@@ -567,9 +567,21 @@ impl App {
             {
                 self.message = self.read_only.clone().map(Message::ActionError);
             }
-            Action::AskInvalidate => self.ask_invalidate(),
-            Action::AskInvalidatePrincipal => self.ask_invalidate_principal(admin),
-            Action::AskPurge => self.ask_purge(admin),
+            Action::AskInvalidate => {
+                if !self.refused_folder_gone("No session invalidated") {
+                    self.ask_invalidate();
+                }
+            }
+            Action::AskInvalidatePrincipal => {
+                if !self.refused_folder_gone("No session invalidated") {
+                    self.ask_invalidate_principal(admin);
+                }
+            }
+            Action::AskPurge => {
+                if !self.refused_folder_gone("Nothing purged") {
+                    self.ask_purge(admin);
+                }
+            }
             Action::Answer(yes) => self.answer(admin, yes),
             Action::Help => {
                 if !matches!(self.mode, Mode::Help { .. } | Mode::Confirm { .. }) {
@@ -708,6 +720,20 @@ impl App {
         if let Some(d) = self.detail_mut() {
             d.stale = true;
         }
+        true
+    }
+
+    /// Refuses a key that would write (`d`, `D`, `p`, or its `y`) once the database folder is
+    /// gone: the status line says first what was not done, as for any refused key, then why.
+    fn refused_folder_gone(&mut self, not_done: &str) -> bool {
+        if !self.folder_gone() {
+            return false;
+        }
+        let folder = self.folder.as_ref().map(|f| f.path.display().to_string());
+        self.message = Some(Message::ActionError(format!(
+            "{not_done}: the database folder {} was deleted or replaced; quit and reopen",
+            folder.unwrap_or_default()
+        )));
         true
     }
 
@@ -871,7 +897,17 @@ impl App {
             self.message = Some(Message::Info("Cancelled".into()));
             return;
         }
-        if self.folder_gone() {
+        let not_done = match &ask {
+            Confirm::Invalidate { handle, .. } => {
+                format!("Session {} NOT invalidated", handle.short())
+            }
+            Confirm::InvalidatePrincipal { principal, .. } => format!(
+                "The sessions of {} NOT invalidated",
+                crate::text::printable(principal)
+            ),
+            Confirm::Purge { .. } => "Nothing purged".to_string(),
+        };
+        if self.refused_folder_gone(&not_done) {
             return;
         }
         let (done, failed) = match ask {
@@ -1092,13 +1128,19 @@ fn count_sessions_of(admin: &dyn Admin, principal: &str) -> sessdb::Result<usize
 
 /// A store error and its causes, on one line.
 fn error_text(error: &sessdb::Error) -> String {
-    // The operating system's "Connection refused" on a socket file means nothing listens:
-    // the application has exited.
+    // The operating system's "Connection refused" on a socket file means nothing listens: the
+    // application was killed. A socket file gone is how an application that stopped cleanly
+    // leaves (it removes its socket); the TUI reached it there before, so it has exited too.
     if let sessdb::Error::AdminSocket { path, source, .. } = error {
-        if source.kind() == std::io::ErrorKind::ConnectionRefused {
+        let how = match source.kind() {
+            std::io::ErrorKind::ConnectionRefused => "nothing listens on",
+            std::io::ErrorKind::NotFound => "it removed its admin socket",
+            _ => "",
+        };
+        if !how.is_empty() {
             return format!(
-                "the application has exited (nothing listens on {}); quit and open the \
-                 database again to work on it directly",
+                "the application has exited ({how} {}); quit and open the database again to \
+                 work on it directly",
                 path.display()
             );
         }
@@ -1143,14 +1185,27 @@ mod error_text_tests {
              /srv/app/sessions.sessdb/admin.sock); quit and open the database again to work on \
              it directly"
         );
-        let missing = sessdb::Error::AdminSocket {
-            path: socket,
+        // An application that stopped cleanly removed its socket (a user saw "No such file or
+        // directory" where the README promised this).
+        let removed = sessdb::Error::AdminSocket {
+            path: socket.clone(),
             what: "cannot connect to",
-            source: std::io::Error::other("no such file"),
+            source: std::io::ErrorKind::NotFound.into(),
         };
         assert_eq!(
-            error_text(&missing),
-            "cannot connect to the admin socket /srv/app/sessions.sessdb/admin.sock: no such file"
+            error_text(&removed),
+            "the application has exited (it removed its admin socket \
+             /srv/app/sessions.sessdb/admin.sock); quit and open the database again to work on \
+             it directly"
+        );
+        let other = sessdb::Error::AdminSocket {
+            path: socket,
+            what: "cannot connect to",
+            source: std::io::Error::other("no route"),
+        };
+        assert_eq!(
+            error_text(&other),
+            "cannot connect to the admin socket /srv/app/sessions.sessdb/admin.sock: no route"
         );
     }
 }

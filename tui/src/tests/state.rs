@@ -728,9 +728,40 @@ fn a_deleted_database_folder_is_said_and_never_written_into() {
     };
     let app = &mut started_with(&f.store, 100, 30, &options);
     assert_eq!(app.stale, None);
-    std::fs::remove_dir_all(&folder).expect("delete the folder");
     let first = app.selected_session().expect("a row").handle;
-    press(app, &f.store, &[ch('d'), ch('y')]);
+    // Asked before the folder went, answered after: the key says what it did not do, and why
+    // (a user saw only the folder's message, and could not tell that nothing was invalidated).
+    press(app, &f.store, &[ch('d')]);
+    std::fs::remove_dir_all(&folder).expect("delete the folder");
+    press(app, &f.store, &[ch('y')]);
+    let gone = format!(
+        "the database folder {} was deleted or replaced; quit and reopen",
+        folder.display()
+    );
+    assert_eq!(
+        app.message,
+        Some(Message::ActionError(format!(
+            "Session {} NOT invalidated: {gone}",
+            first.short()
+        )))
+    );
+    assert_eq!(app.stale, Some(Stale::FolderGone));
+    // Asked after it went: refused at once, no question asked.
+    for (key, not_done) in [
+        ('d', "No session invalidated"),
+        ('D', "No session invalidated"),
+        ('p', "Nothing purged"),
+    ] {
+        press(app, &f.store, &[ch(key)]);
+        assert!(!matches!(app.mode, Mode::Confirm { .. }), "{key}");
+        assert_eq!(
+            app.message,
+            Some(Message::ActionError(format!("{not_done}: {gone}"))),
+            "{key}"
+        );
+    }
+    // The next key ends the key's error; the folder's stays.
+    press(app, &f.store, &[ch('j')]);
     let Some(Message::ReadError(text)) = &app.message else {
         panic!("{:?}", app.message);
     };
@@ -741,7 +772,6 @@ fn a_deleted_database_folder_is_said_and_never_written_into() {
         )),
         "{text}"
     );
-    assert_eq!(app.stale, Some(Stale::FolderGone));
     assert!(
         f.store
             .show(&Target::Handle(first))
