@@ -61,6 +61,9 @@ pub(crate) enum Action {
     Help,
     /// Closes the help, the detail pane or the filter prompt.
     Back,
+    /// `Esc` with nothing to close or clear: said, not a way out (a pane that closed by
+    /// itself, or a filter that came out empty, made a user's next `Esc` quit the TUI).
+    NothingToClose,
     /// Time passed with no input: continue a scan.
     Tick,
     /// The auto-refresh interval passed.
@@ -590,6 +593,9 @@ impl App {
                         back: Box::new(back),
                     };
                 }
+            }
+            Action::NothingToClose => {
+                self.message = Some(Message::Info("Nothing to close or clear (q quits)".into()));
             }
             Action::Back => {
                 let mode = std::mem::replace(&mut self.mode, Mode::Browsing);

@@ -6,7 +6,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use crate::app::{Action, Mode};
 
 /// The action for `key` in `mode`; `None` for keys that do nothing there. `filtered` says
-/// whether a filter is set (then `Esc` clears it instead of quitting).
+/// whether a filter is set (then `Esc` clears it).
 pub(crate) fn action(mode: &Mode, filtered: bool, key: KeyEvent) -> Option<Action> {
     if key.kind == KeyEventKind::Release {
         return None;
@@ -65,7 +65,7 @@ fn browse(mode: &Mode, filtered: bool, code: KeyCode) -> Option<Action> {
         KeyCode::Esc => match mode {
             Mode::Detail(_) => Action::Back,
             _ if filtered => Action::ClearFilter,
-            _ => Action::Quit,
+            _ => Action::NothingToClose,
         },
         _ => return None,
     })
@@ -88,7 +88,7 @@ pub(crate) const HELP: &[KeyHelp] = &[
         "",
         "  p:NAME exact principal (indexed), l:LABEL exact label",
     ),
-    ("Esc", "clear the filter; close a pane; else quit"),
+    ("Esc", "clear the filter; close a pane"),
     ("s", "sort: expiry, last access, principal, created"),
     ("e", "show or hide expired sessions"),
     ("d", "invalidate the selected session (y/n)"),

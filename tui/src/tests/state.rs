@@ -136,7 +136,13 @@ fn slash_filters_as_you_type_and_esc_clears() {
     assert_eq!(app.listing.rows().len(), 6);
     assert!(!app.quit, "the first Esc clears the filter");
     press(app, &f.store, &[key(KeyCode::Esc)]);
-    assert!(app.quit, "the second quits");
+    assert!(!app.quit, "Esc is never a way out: q is");
+    assert_eq!(
+        app.message,
+        Some(Message::Info("Nothing to close or clear (q quits)".into()))
+    );
+    press(app, &f.store, &[ch('q')]);
+    assert!(app.quit);
 }
 
 #[test]
