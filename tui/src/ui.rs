@@ -187,43 +187,53 @@ impl Widget for Header<'_> {
         right.right_aligned().render(top, buf);
         let counts = match &app.stats {
             Some(s) => {
-                let mut spans = vec![Span::raw(" ")];
+                // Items, each shown whole or not at all: a count cut short (`on disk 2.0`,
+                // its unit gone) would read as another.
+                let mut items: Vec<Vec<Span>> = Vec::new();
                 // After a count failed, the counts of the last that worked: said first and
                 // dimmed, as stale rows are, and with the time they were made.
                 let value = if app.count_failed {
-                    spans.push(Span::styled("stale", t.error));
-                    spans.push(Span::styled(" · ", t.label));
+                    items.push(vec![
+                        Span::styled("stale", t.error),
+                        Span::styled(" · ", t.label),
+                    ]);
                     t.value.patch(t.expired)
                 } else {
                     t.value
                 };
-                let items = [
+                let counts = [
                     ("live ", s.live.to_string()),
                     (" · expired ", s.expired.to_string()),
                     (" · principals ", s.principals.to_string()),
                     (" · on disk ", bytes(s.bytes_on_disk)),
                 ];
-                for (label, text) in items {
-                    spans.push(Span::styled(label, t.label));
-                    spans.push(Span::styled(text, value));
+                for (label, text) in counts {
+                    items.push(vec![
+                        Span::styled(label, t.label),
+                        Span::styled(text, value),
+                    ]);
                 }
                 if app.counting {
                     // A large store's count takes a while; these are the previous one's.
-                    spans.push(Span::styled(" · counting…", t.label));
+                    items.push(vec![Span::styled(" · counting…", t.label)]);
                 } else if let Some(at) = app
                     .stats_at
                     .filter(|_| app.stats_skipped || app.count_failed)
                 {
                     // A slow count (a large store) is repeated less often than the table;
                     // a failed one leaves those of the last that worked.
-                    spans.push(Span::styled(" · counted ", t.label));
-                    spans.push(Span::styled(clock(at), value));
+                    items.push(vec![
+                        Span::styled(" · counted ", t.label),
+                        Span::styled(clock(at), value),
+                    ]);
                 }
                 if s.undecodable > 0 {
-                    spans.push(Span::styled(" · undecodable ", t.label));
-                    spans.push(Span::styled(s.undecodable.to_string(), t.error));
+                    items.push(vec![
+                        Span::styled(" · undecodable ", t.label),
+                        Span::styled(s.undecodable.to_string(), t.error),
+                    ]);
                 }
-                Line::from(spans)
+                Line::from(whole_items(items, usize::from(area.width)))
             }
             // Nothing was ever counted, and nothing is counting now.
             None if app.count_failed && !app.counting => {
@@ -233,6 +243,26 @@ impl Widget for Header<'_> {
         };
         counts.render(bottom, buf);
     }
+}
+
+/// The spans of `items` (after one space) that fit in `room` cells, each item whole: the
+/// first that does not fit ends the line, with `…` when that fits, to say something is left
+/// out.
+fn whole_items(items: Vec<Vec<Span<'static>>>, room: usize) -> Vec<Span<'static>> {
+    let mut spans = vec![Span::raw(" ")];
+    let mut used = 1;
+    for item in items {
+        let width: usize = item.iter().map(Span::width).sum();
+        if used + width > room {
+            if used + 2 <= room {
+                spans.push(Span::raw(" …"));
+            }
+            break;
+        }
+        used += width;
+        spans.extend(item);
+    }
+    spans
 }
 
 /// The table of the loaded page, with a scrollbar for the position in the whole listing.
@@ -312,15 +342,23 @@ impl Column {
 /// the less identifying columns are: a principal cut short may read as another.
 const PRINCIPAL_KEPT: u16 = 32;
 
+/// The addresses' column is kept this wide (an IPv4 address whole), when the addresses on
+/// screen need it, before the less identifying columns are: addresses cut from their end all
+/// read alike (`203.0.113…`). Longer ones (IPv6) are cut in the middle, keeping both ends.
+const ADDRESS_KEPT: u16 = 15;
+
 /// The columns that fit in `width` cells (one between columns), with their widths. Columns
 /// are left out in [`DROPPED_FIRST`] order until the rest fit, the principals' column counted
-/// `principals` cells wide (the widest principal on screen, up to [`PRINCIPAL_KEPT`]), so a
-/// column goes before a principal is cut; free text shares what is left evenly, none below
-/// its least width.
-fn columns(width: u16, principals: u16) -> Vec<(Column, u16)> {
+/// `principals` cells wide (the widest principal on screen, up to [`PRINCIPAL_KEPT`]) and the
+/// addresses' `addresses` wide (up to [`ADDRESS_KEPT`]), so a column goes before a principal
+/// or an IPv4 address is cut; free text shares what is left evenly, none below its least
+/// width.
+fn columns(width: u16, principals: u16, addresses: u16) -> Vec<(Column, u16)> {
     let principals = principals.clamp(Column::Principal.width().0, PRINCIPAL_KEPT);
+    let addresses = addresses.clamp(Column::Address.width().0, ADDRESS_KEPT);
     let least = |c: Column| match c {
         Column::Principal => principals,
+        Column::Address => addresses,
         c => c.width().0,
     };
     let need = |shown: &[Column]| -> u16 {
@@ -417,7 +455,10 @@ impl SessionTable<'_> {
             }
             Column::Principal => text(&info.principal, width),
             Column::Label => text(&info.label, width),
-            Column::Address => text(&info.remote_addr, width),
+            Column::Address => Cell::from(keep_ends(
+                info.remote_addr.as_deref().unwrap_or("-"),
+                usize::from(width),
+            )),
             Column::Created => Cell::from(ago(info.created, now)),
             Column::Accessed => Cell::from(ago(info.last_access, now)),
             Column::Expires => match left {
@@ -506,15 +547,19 @@ impl Widget for SessionTable<'_> {
         let visible = usize::from(inner.height.saturating_sub(1));
         let end = (app.offset + visible).min(rows.len());
         let start = app.offset.min(end);
-        let principals = rows[start..end]
-            .iter()
-            .filter_map(|r| r.principal.as_deref())
-            .map(crate::text::width)
-            .max()
-            .unwrap_or(0);
+        let widest = |field: fn(&SessionInfo) -> Option<&str>| {
+            let widest = rows[start..end]
+                .iter()
+                .filter_map(field)
+                .map(crate::text::width)
+                .max()
+                .unwrap_or(0);
+            u16::try_from(widest).unwrap_or(u16::MAX)
+        };
         let columns = columns(
             table_area.width,
-            u16::try_from(principals).unwrap_or(u16::MAX),
+            widest(|r| r.principal.as_deref()),
+            widest(|r| r.remote_addr.as_deref()),
         );
         let header = Row::new(columns.iter().map(|(c, _)| Cell::from(c.name()))).style(t.column);
         let table = Table::new(

@@ -109,7 +109,26 @@ fn narrow_tables_drop_the_least_identifying_columns_first() {
             .map(str::to_string)
             .collect::<Vec<_>>()
     };
-    assert_eq!(header(80).len(), 8);
+    assert_eq!(header(90).len(), 8);
+    // The addresses on screen are kept whole before SIZE is (cut from their end, a user found
+    // them all reading `203.0.113…` at 80 columns).
+    assert_eq!(
+        header(80),
+        [
+            "HANDLE",
+            "PRINCIPAL",
+            "LABEL",
+            "ADDRESS",
+            "CREATED",
+            "ACCESSED",
+            "EXPIRES"
+        ]
+    );
+    let buf = draw(SessionTable { app: &app }, 80, 12);
+    let text = lines(&buf).join("\n");
+    for address in ["203.0.113.7 ", "198.51.100.4 ", "203.0.113.99 "] {
+        assert!(text.contains(address), "{address} in\n{text}");
+    }
     assert_eq!(
         header(70),
         [
