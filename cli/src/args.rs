@@ -98,6 +98,11 @@ pub enum Command {
     /// Show one session's metadata and data.
     Show(ShowArgs),
     /// Invalidate sessions by handle or id, or every session of a principal.
+    // clap's own usage line names both forms at once, which the command refuses.
+    #[command(
+        override_usage = "sessctl invalidate [OPTIONS] <HANDLE|SESSION-ID>...\n       \
+                                sessctl invalidate [OPTIONS] --principal <P>"
+    )]
     Invalidate(InvalidateArgs),
     /// Remove expired sessions.
     Purge(PurgeArgs),
@@ -171,7 +176,8 @@ pub struct ListArgs {
         long,
         value_name = "N",
         default_value_t = 100,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = parse_limit
     )]
     pub limit: usize,
     /// One JSON object per line, in the export's schema.
@@ -332,4 +338,12 @@ impl Args {
             }
         })
     }
+}
+
+/// `list --limit`: clap's own refusal of `-1` was the parser's ("invalid digit found in
+/// string"), which does not say what is wanted.
+fn parse_limit(text: &str) -> Result<usize, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| "expected a whole number of sessions (0 for all)".to_string())
 }

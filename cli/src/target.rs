@@ -38,6 +38,8 @@ impl Named {
                 reason: if hex && !t.is_empty() && t.len() < MIN_PREFIX {
                     "a handle prefix needs at least 6 hex characters (or give all 32, or a \
                      session id)"
+                } else if hex && t.len() > 32 {
+                    "more hex characters than a handle has (32)"
                 } else {
                     "expected a handle (32 hex characters, or its first 6 or more) or a session \
                      id (a UUID, or a tower-sessions cookie's 22 characters)"
@@ -122,5 +124,12 @@ mod tests {
         for bad in ["cc8cd", "zzzzzzzz", "", &format!("{full}0")] {
             assert!(Named::parse(bad).is_err(), "{bad:?}");
         }
+        // Its input is shown cut short, so the reason says what is wrong with its length.
+        let long = Named::parse(&format!("{full}0b")).expect_err("34 characters");
+        assert!(
+            long.to_string()
+                .ends_with("more hex characters than a handle has (32)"),
+            "{long}"
+        );
     }
 }

@@ -136,7 +136,8 @@ fn usage_errors_exit_2_before_touching_the_database() {
         ),
         (
             &["list", "--limit", "-1"],
-            "error: invalid value '-1' for '--limit <N>'",
+            "error: invalid value '-1' for '--limit <N>': expected a whole number of sessions \
+             (0 for all)",
         ),
     ] {
         let out = run(on(&db).args(args));

@@ -710,6 +710,26 @@ fn import_rejects_bad_lines_with_their_numbers_and_writes_nothing() {
         &format!("line 3: expected value at column 1\nerror: 1 bad line, {BAD_LINES_HINT}\n"),
     );
 
+    // JSON, but not an object: said so, not in serde's words ("invalid length 0, expected
+    // struct Line with 12 elements", as a user saw it).
+    let mut not_objects = lines.clone();
+    for (at, line) in [(2, "[]"), (3, "42"), (4, "\"x\""), (5, "null"), (6, "true")] {
+        not_objects.insert(at, line.into());
+    }
+    import_bad(
+        dir.path(),
+        join(&not_objects).into_bytes(),
+        4,
+        &format!(
+            "line 3: not a session: the line is an array, where a session is a JSON object\n\
+             line 4: not a session: the line is a number, where a session is a JSON object\n\
+             line 5: not a session: the line is a string, where a session is a JSON object\n\
+             line 6: not a session: the line is null, where a session is a JSON object\n\
+             line 7: not a session: the line is a boolean, where a session is a JSON object\n\
+             error: 5 bad lines, {BAD_LINES_HINT}\n"
+        ),
+    );
+
     // Truncated in the middle of the last line (no newline at the end).
     let mut truncated = join(&lines).into_bytes();
     truncated.truncate(truncated.len() - 40);

@@ -727,6 +727,20 @@ fn json_error(e: &serde_json::Error) -> String {
     }
 }
 
+/// A line of valid JSON that is not an object says so, rather than in serde's words
+/// (`invalid length 0, expected struct Line with 12 elements`); any other error is `error`.
+fn not_an_object(text: &str, error: String) -> String {
+    let what = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Array(_)) => "an array",
+        Ok(serde_json::Value::String(_)) => "a string",
+        Ok(serde_json::Value::Number(_)) => "a number",
+        Ok(serde_json::Value::Bool(_)) => "a boolean",
+        Ok(serde_json::Value::Null) => "null",
+        Ok(serde_json::Value::Object(_)) | Err(_) => return error,
+    };
+    format!("not a session: the line is {what}, where a session is a JSON object")
+}
+
 /// The largest version an import takes.
 const MAX_VERSION: u64 = i64::MAX as u64;
 
@@ -758,7 +772,7 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
 
 /// Parses and checks one session line: its handle, and the record it will be stored as.
 fn parse_line(limit: usize, text: &str) -> Result<(Handle, Vec<u8>), String> {
-    let line: Line = from_json(text)?;
+    let line: Line = from_json(text).map_err(|e| not_an_object(text, e))?;
     if let Some(p) = &line.principal {
         validate_principal(p).map_err(|e| e.to_string())?;
     }
