@@ -123,6 +123,44 @@ pub fn printable(text: &str) -> String {
     sessdb_tui::printable(text).into_owned()
 }
 
+/// When `typed` (a `--principal` or `--label` that matched nothing) holds an escape as
+/// [`printable`] shows one (`evil\u{202e}admin`), how to type the character itself: with the
+/// shell's `$'…'` quoting, where `\u{202e}` is written `\u202e`. `None` for anything else.
+pub fn escape_hint(flag: &str, typed: &str) -> Option<String> {
+    if !typed.contains("\\u{") {
+        return None;
+    }
+    let mut quoted = String::from("$'");
+    let mut rest = typed;
+    while let Some(at) = rest.find("\\u{") {
+        let (before, after) = rest.split_at(at);
+        quoted.push_str(&before.replace('\'', "\\'"));
+        let digits = &after[3..];
+        match digits.find('}') {
+            Some(end)
+                if (1..=6).contains(&end)
+                    && digits[..end].bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                let hex = &digits[..end];
+                if hex.len() <= 4 {
+                    quoted.push_str(&format!("\\u{hex:0>4}"));
+                } else {
+                    quoted.push_str(&format!("\\U{hex:0>8}"));
+                }
+                rest = &digits[end + 1..];
+            }
+            _ => return None,
+        }
+    }
+    quoted.push_str(&rest.replace('\'', "\\'"));
+    quoted.push('\'');
+    Some(format!(
+        "sessctl shows invisible characters escaped, as in {}; to give the character itself, \
+         use the shell's $'…' quoting: {flag} {quoted}",
+        clip(typed, 40)
+    ))
+}
+
 /// An optional field for people: escaped, or `-`.
 pub fn or_dash(value: Option<&str>) -> String {
     value.map_or_else(|| "-".to_string(), printable)
@@ -210,6 +248,18 @@ pub fn json_line(out: &mut dyn Write, value: &serde_json::Value) -> io::Result<(
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn escape_hints_quote_for_the_shell() {
+        assert_eq!(escape_hint("--principal", "alice"), None);
+        let hint = |typed| escape_hint("--label", typed).expect("a hint");
+        assert!(hint("a\\u{202e}b").ends_with("--label $'a\\u202eb'"));
+        assert!(hint("\\u{e0041}it's").ends_with("--label $'\\U000e0041it\\'s'"));
+        assert!(hint("tab\\there \\u{200b}").ends_with("--label $'tab\\there \\u200b'"));
+        // Not an escape sessctl writes: no hint rather than a wrong one.
+        assert_eq!(escape_hint("--label", "a\\u{zz}"), None);
+        assert_eq!(escape_hint("--label", "a\\u{1234567}"), None);
+    }
 
     #[test]
     fn spans_use_at_most_two_units() {

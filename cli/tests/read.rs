@@ -560,4 +560,25 @@ fn wide_and_invisible_characters_keep_the_table_honest() {
     }
     assert!(out.stdout.contains("adm\\u{202e}nimda"), "{}", out.stdout);
     assert!(!out.stdout.contains('\u{202e}'));
+    // Typed back as shown, it names no one (a backslash is a backslash), and sessctl says how
+    // to type the character itself; so typed, it finds the session.
+    expect(
+        on(&db).args(["list", "--principal", "adm\\u{202e}nimda"]),
+        0,
+        "",
+        "no sessions match\nnote: sessctl shows invisible characters escaped, as in \
+         adm\\u{202e}nimda; to give the character itself, use the shell's $'…' quoting: \
+         --principal $'adm\\u202enimda'\n",
+    );
+    let out = run(on(&db).args(["list", "--principal", "adm\u{202e}nimda"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    assert!(out.stdout.contains(" rtl "), "{}", out.stdout);
+    let out = run(on(&db).args(["invalidate", "--principal", "adm\\u{202e}nimda"]));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .ends_with("quoting: --principal $'adm\\u202enimda')\n"),
+        "{}",
+        out.stderr
+    );
 }

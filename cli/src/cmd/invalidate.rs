@@ -3,7 +3,7 @@
 use super::{plural, Ctx};
 use crate::db::Access;
 use crate::exit::{Exit, Failure};
-use crate::output::printable;
+use crate::output::{escape_hint, printable};
 use crate::target::{not_found, Named};
 use sessdb::{ListQuery, Status, Target};
 
@@ -126,8 +126,11 @@ impl Invalidate {
                     } else {
                         ""
                     };
+                    let hint = escape_hint("--principal", p)
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default();
                     return Err(Failure::NotFound(format!(
-                        "principal \"{}\" has no live sessions{expired}",
+                        "principal \"{}\" has no live sessions{expired}{hint}",
                         printable(p)
                     ))
                     .into());

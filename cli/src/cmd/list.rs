@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use super::Ctx;
 use crate::db::Access;
 use crate::exit::Exit;
-use crate::output::{clip, or_dash, relative, Table, Tone};
+use crate::output::{clip, escape_hint, or_dash, relative, Table, Tone};
 
 /// Sessions read from the store per page.
 const PAGE: usize = 1000;
@@ -95,6 +95,15 @@ impl List {
             ctx.out.flush()?;
             if shown == 0 {
                 writeln!(ctx.err, "no sessions match")?;
+                let typed = [
+                    ("--principal", &self.query.principal),
+                    ("--label", &self.query.label),
+                ];
+                for (flag, value) in typed {
+                    if let Some(hint) = value.as_deref().and_then(|v| escape_hint(flag, v)) {
+                        writeln!(ctx.err, "note: {hint}")?;
+                    }
+                }
             } else if more {
                 writeln!(
                     ctx.err,
