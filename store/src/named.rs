@@ -69,7 +69,9 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Init`] wrapping the error of `init`, for a save and then a `cycle_id` in it, for
-    /// another label given in it, or for a call for the same name from inside `init`;
+    /// another label given in it, for a session it left already expired (a deadline from an
+    /// expired token, say: nothing is stored), or for a call for the same name from inside
+    /// `init`;
     /// [`Error::InvalidField`] for an empty name or one over 4,096 bytes (the name is the
     /// session's label);
     /// [`Error::Corrupt`] if the record stored under the name cannot be read (`sessctl check
@@ -206,6 +208,25 @@ impl Store {
                 name: name.to_string(),
                 source: "init gave the session another label; a named session's label is its name"
                     .into(),
+            });
+        }
+        // A login whose token had already expired, say: the session would be stored expired,
+        // and no call may return an expired session.
+        let expires_at = session.expires_at();
+        if expires_at <= crate::clock::from_ms(self.now()) {
+            if !session.is_new() {
+                session.invalidate()?;
+            }
+            return Err(Error::Init {
+                name: name.to_string(),
+                source: format!(
+                    "init made a session that is already expired (it expires at {}, not after \
+                     now: its idle timeout or absolute deadline)",
+                    expires_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default()
+                )
+                .into(),
             });
         }
         match session.save() {

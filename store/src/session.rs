@@ -434,7 +434,10 @@ impl Session {
     }
 
     /// Overrides the store's idle timeout for this session; `Duration::MAX` for none (the
-    /// session then lives to its absolute deadline, however idle).
+    /// session then lives to its absolute deadline, however idle). Unlike
+    /// [`Builder::idle_timeout`](crate::Builder::idle_timeout), which refuses one under a
+    /// millisecond, a session takes any: one under a millisecond ends it at its next save
+    /// (saved, it is expired, so no load returns it).
     pub fn set_idle_timeout(&mut self, d: Duration) {
         let ms = duration_ms(d);
         if self.head.idle_timeout_ms != ms {
@@ -449,7 +452,10 @@ impl Session {
         from_ms(self.head.absolute_deadline)
     }
 
-    /// Overrides the absolute deadline (an API token's expiry, say).
+    /// Overrides the absolute deadline (an API token's expiry, say). A deadline that is not
+    /// after now ends the session at its next save (saved, it is expired, so no load returns
+    /// it; [`Store::get_or_create`](crate::Store::get_or_create) refuses an `init` that does
+    /// this).
     pub fn set_absolute_deadline(&mut self, t: OffsetDateTime) {
         let ms = to_ms(t);
         if self.head.absolute_deadline != ms {
@@ -692,10 +698,25 @@ impl Session {
     ///
     /// A session that was never saved only takes the new id, which its first save writes.
     ///
+    /// A named session ([`Store::get_or_create`](crate::Store::get_or_create)) is found by its
+    /// name, whose id it keeps: a stored one is not rotated (under a random id no call would
+    /// find it, and the next `get_or_create` would log in again beside it). To replace its
+    /// login, invalidate it ([`Store::invalidate_named`](crate::Store::invalidate_named)) and
+    /// call `get_or_create` again.
+    ///
     /// # Errors
-    /// As for [`Session::save`].
+    /// As for [`Session::save`]; [`Error::InvalidField`] for a stored named session (nothing is
+    /// written).
     pub fn cycle_id(&mut self) -> Result<()> {
         self.store.check_writable("cycle_id")?;
+        if self.stored.is_some() && self.id.is_named(self.head.label.as_deref()) {
+            return Err(Error::InvalidField {
+                field: "session id",
+                reason: "a named session keeps its name's id, so it is not rotated (invalidate \
+                         it and get_or_create it again to replace it)"
+                    .into(),
+            });
+        }
         let new_id = SessionId::random();
         let new_handle = new_id.handle();
         let Some((loaded, loaded_head)) = &self.stored else {

@@ -153,6 +153,74 @@ fn a_rotation_inside_init_keeps_the_named_id() {
     assert_eq!(Admin::stats(&f.store).unwrap().live, 1);
 }
 
+/// A stored named session is not rotated: under a random id no call would find it, and the
+/// next `get_or_create` would log in again beside it (as a user's service did).
+#[test]
+fn a_stored_named_session_is_not_rotated() {
+    let f = fixture();
+    let mut s = f
+        .store
+        .get_or_create("svc", |s| s.insert("token", "t"))
+        .unwrap();
+    let err = s.cycle_id().unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::InvalidField {
+                field: "session id",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(*s.id(), SessionId::named("svc"));
+    let mut inits = 0;
+    let again = f
+        .store
+        .get_or_create("svc", |_| {
+            inits += 1;
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    assert_eq!(inits, 0, "found by its name, no second login");
+    assert_eq!(again.get::<String>("token").unwrap().as_deref(), Some("t"));
+    assert_eq!(Admin::stats(&f.store).unwrap().live, 1);
+}
+
+/// An `init` that leaves the session already expired (a login handing back a token past its
+/// expiry) fails: no call returns an expired session, and nothing is stored, whether or not
+/// `init` saved it.
+#[test]
+fn an_init_that_leaves_the_session_expired_fails_and_stores_nothing() {
+    let f = fixture();
+    for save_in_init in [false, true] {
+        let err = f
+            .store
+            .get_or_create("svc", |s| {
+                s.insert("token", "expired")?;
+                if save_in_init {
+                    s.save()?;
+                }
+                let past = s.created() - std::time::Duration::from_secs(1);
+                s.set_absolute_deadline(past);
+                Ok::<_, Error>(())
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Init { name, .. } if name == "svc"),
+            "{err}"
+        );
+        let why = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(
+            why.is_some_and(|w| w.contains("already expired")),
+            "{err:?}"
+        );
+        assert!(f.store.load_named("svc").unwrap().is_none());
+        let stats = Admin::stats(&f.store).unwrap();
+        assert_eq!((stats.live, stats.expired), (0, 0), "{save_in_init}");
+    }
+}
+
 /// A holder of the named session refreshes it between the load and the removal of a session
 /// `valid` refused: the newer session is validated and kept, not removed unseen.
 #[test]
