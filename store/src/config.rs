@@ -12,7 +12,10 @@ use crate::store::Store;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
     /// sled writes in the background every `flush_every`; a crash (of the process or the
-    /// machine) can lose the writes of the last interval, never the store's consistency.
+    /// machine) can lose the writes of the last interval, never the store's consistency. The
+    /// last handle's drop flushes; a process that exits without dropping it (a store kept in a
+    /// `static`, `std::process::exit`) must call [`Store::flush`] first, or it loses that
+    /// interval's writes as a crash would.
     Periodic {
         /// How often the background flush runs.
         flush_every: Duration,
@@ -25,7 +28,10 @@ pub enum Durability {
 /// What happens when a principal would get more sessions than allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnPrincipalLimit {
-    /// Invalidate the principal's least recently used session to make room.
+    /// Invalidate the principal's least recently used session to make room: the one whose
+    /// recorded last access is oldest. A save that only touches the session records its
+    /// access at most once per [`touch_interval`](Builder::touch_interval), so two sessions
+    /// used within that interval of each other may be taken for one another.
     EvictOldest,
     /// Refuse the save with [`Error::PrincipalLimit`](crate::Error::PrincipalLimit).
     Refuse,
@@ -143,13 +149,20 @@ impl Builder {
     }
 
     /// How long a session lives without being used. A session may override it.
+    ///
+    /// Each session stores its own idle timeout and absolute deadline, given when it is
+    /// created (and exported with it): a store opened with other settings applies them to the
+    /// sessions it creates from then on, not to those already stored. To end existing sessions
+    /// sooner after a policy change, invalidate them (`Store::invalidate_principal`, `sessctl
+    /// invalidate`).
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.config.idle_timeout = d;
         self
     }
 
     /// How long a session lives at most after its creation, however busy. A session may
-    /// override its own deadline.
+    /// override its own deadline. Like the idle timeout, it applies to the sessions created
+    /// from then on.
     pub fn absolute_lifetime(mut self, d: Duration) -> Self {
         self.config.absolute_lifetime = d;
         self

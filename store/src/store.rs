@@ -484,12 +484,15 @@ impl Store {
 
     /// Loads the session, applies `f` and saves, retrying from a fresh load whenever another
     /// writer saved in between. Returns `None` if there is no live session: before `f` runs
-    /// (then it never does), or after, if the session was invalidated or expired before the
-    /// save (which then writes nothing). A named session is `None` too, as for
+    /// (then it never does), or after, if the session was invalidated, expired or given
+    /// another id by another request's [`Session::cycle_id`] before the save (which then
+    /// writes nothing: `id` no longer names it). A named session is `None` too, as for
     /// [`Store::load`].
     ///
     /// `f` may run more than once; it should only change the session. The session is saved
-    /// whatever `f` returns: to give up a change on an error, use [`Store::try_update`].
+    /// whatever `f` returns: to give up a change on an error, use [`Store::try_update`]. A
+    /// `cycle_id` in `f` writes at once, on its own: a conflict it meets is what it returns to
+    /// `f`, not retried here.
     ///
     /// # Errors
     /// Storage errors, errors of the save (such as [`Error::TooLarge`]), or
