@@ -619,6 +619,30 @@ fn the_default_socket_is_owner_only_and_removed_with_the_store() {
     assert!(!socket.exists());
 }
 
+/// `Duration::MAX` for the server's waits means no deadline. It used to overflow the
+/// deadline's `Instant` and panic the connection's thread, whose connection then stayed open
+/// in the server's table: its client waited for ever for an answer (a reviewer's `stats` was
+/// still waiting after ten minutes), and every such connection kept one of the 64 slots.
+#[test]
+fn the_longest_waits_mean_no_deadline_and_never_strand_a_client() {
+    let env = SOCKET.env_with(
+        Store::builder()
+            .admin_socket_idle_timeout(Duration::MAX)
+            .admin_socket_frame_timeout(Duration::MAX),
+    );
+    seed(env.store(), 3);
+    let remote = env.remote.as_ref().unwrap();
+    for _ in 0..3 {
+        assert_eq!(remote.stats().unwrap().live, 3);
+    }
+    // More connections than the slots: each one's thread ends, and gives its slot back.
+    let socket = env.store().admin_socket_path().unwrap().to_path_buf();
+    for _ in 0..100 {
+        let admin = RemoteAdmin::connect(&socket).unwrap();
+        assert_eq!(admin.stats().unwrap().live, 3);
+    }
+}
+
 #[test]
 fn a_store_without_the_option_serves_nothing() {
     let env = DIRECT.env();

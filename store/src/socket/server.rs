@@ -521,14 +521,18 @@ fn admit(stream: UnixStream, shared: &Arc<Shared>, store: &Weak<Inner>, path: &P
         .spawn({
             let (shared, store) = (shared.clone(), store.clone());
             move || {
+                // Unregistered however the thread ends, a panic included: a connection left
+                // in the table would keep its client waiting for an answer for ever (it never
+                // sees the socket close) and hold one of the slots.
+                let registered = Registered { shared, id };
                 SERVING.with(|s| s.set(Some(id)));
                 let mut conn = Timed {
                     stream: Stream(stream),
-                    frame: shared.timeouts.frame,
-                    wait: Wait::Between(Instant::now()),
+                    frame: registered.shared.timeouts.frame,
+                    wait: Wait::Between(Some(Instant::now())),
                 };
+                let shared = &registered.shared;
                 serve_connection(&mut conn, &store, &shared.database, shared.timeouts);
-                lock(&shared.conns).remove(&id);
             }
         });
     if let Err(e) = spawned {
@@ -537,6 +541,27 @@ fn admit(stream: UnixStream, shared: &Arc<Shared>, store: &Weak<Inner>, path: &P
             let _ = conn.shutdown(Shutdown::Both);
         }
     }
+}
+
+/// A connection's place in [`Shared::conns`], given back when its thread ends, whether it
+/// returns or panics; the connection is shut down then, so that its client sees it close.
+struct Registered {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(conn) = lock(&self.shared.conns).remove(&self.id) {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// The moment `within` from now; `None` (no deadline) when that is past what an `Instant`
+/// holds, as for `Duration::MAX`, which a setting may well use to mean "never".
+fn deadline_in(within: Duration) -> Option<Instant> {
+    Instant::now().checked_add(within)
 }
 
 /// The peer's effective uid, and its pid where the system says.
@@ -569,18 +594,18 @@ struct Timed {
     wait: Wait,
 }
 
-/// What the next read waits for, and until when.
+/// What the next read waits for, and until when (`None`: for as long as it takes).
 #[derive(Clone, Copy)]
 enum Wait {
     /// The first byte of a frame.
-    Between(Instant),
+    Between(Option<Instant>),
     /// The rest of a frame that has started.
-    Within(Instant),
+    Within(Option<Instant>),
 }
 
 impl Peer for Timed {
     fn await_frame(&mut self, within: Duration) {
-        self.wait = Wait::Between(Instant::now() + within);
+        self.wait = Wait::Between(deadline_in(within));
     }
 }
 
@@ -593,16 +618,22 @@ impl Read for Timed {
             };
             // A deadline, not a timeout per read: a client that trickles a byte now and then
             // must not hold its connection for ever.
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, what));
-            }
-            self.stream.0.set_read_timeout(Some(left))?;
+            let left = match deadline {
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, what));
+                    }
+                    Some(left)
+                }
+                None => None,
+            };
+            self.stream.0.set_read_timeout(left)?;
             match self.stream.read(buf) {
                 Ok(n) => {
                     if n > 0 {
                         if let Wait::Between(_) = self.wait {
-                            self.wait = Wait::Within(Instant::now() + self.frame);
+                            self.wait = Wait::Within(deadline_in(self.frame));
                         }
                     }
                     return Ok(n);
