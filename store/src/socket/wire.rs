@@ -26,8 +26,11 @@ use crate::value::{decode_map, encode_map};
 ///
 /// Version 2 differs from version 1 only in an import's answer, whose report counts every bad
 /// line ([`ImportReport::bad_lines`]); with a client of version 1, an application answers in
-/// version 1's bytes.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// version 1's bytes. Version 3 adds one error, a damaged database
+/// ([`Error::Damaged`](crate::Error::Damaged), and sled's `Corruption`), which went as a plain
+/// message before (so a client could not tell damage from any other failure); to a client of
+/// an older version it still goes as that message.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The oldest protocol version this build still speaks.
 pub(crate) const OLDEST_PROTOCOL_VERSION: u32 = 1;
@@ -408,6 +411,12 @@ pub(crate) enum WireError {
     Other {
         message: String,
     },
+    /// The database's files are damaged (protocol version 3): [`Error::Damaged`], or sled's
+    /// `Corruption` found after the open. Last, since the variants are numbered on the wire.
+    Damaged {
+        path: Vec<u8>,
+        detail: String,
+    },
 }
 
 /// The I/O error kinds worth keeping when an error has no OS code. A broken pipe on the far
@@ -534,11 +543,47 @@ impl From<&Error> for WireError {
                 handle: handle.clone(),
                 attempts: *attempts,
             },
+            Error::Damaged { path, detail } => WireError::Damaged {
+                path: path_bytes(path),
+                detail: detail.clone(),
+            },
+            // Found after the open, the error names no folder: [`WireError::of`] gives it.
+            Error::Storage(sled::Error::Corruption { .. }) => WireError::Damaged {
+                path: Vec::new(),
+                detail: "the storage engine found corrupted data in its files".into(),
+            },
             // Storage engine errors, failed callbacks, transport errors of a nested client,
             // and variants added later: their message is all that can cross.
             other => WireError::Other {
                 message: chain(other),
             },
+        }
+    }
+}
+
+impl WireError {
+    /// The error `e` of a request on the application's `database`, as protocol `version`
+    /// carries it: versions before 3 have no `Damaged`, and get its message.
+    pub(crate) fn of(e: &Error, database: &Path, version: u32) -> WireError {
+        match WireError::from(e) {
+            WireError::Damaged { path, detail } => {
+                let path = if path.is_empty() {
+                    path_bytes(database)
+                } else {
+                    path
+                };
+                if version < 3 {
+                    WireError::Other {
+                        message: format!(
+                            "the database at {} is damaged: {detail}",
+                            path_from(path).display()
+                        ),
+                    }
+                } else {
+                    WireError::Damaged { path, detail }
+                }
+            }
+            other => other,
         }
     }
 }
@@ -655,6 +700,10 @@ impl WireError {
             },
             WireError::ShuttingDown => Error::Disconnected { path: socket },
             WireError::Other { message } => Error::Remote { message },
+            WireError::Damaged { path, detail } => Error::Damaged {
+                path: path_from(path),
+                detail,
+            },
         }
     }
 }
@@ -890,6 +939,39 @@ mod tests {
                 operation: "the operation"
             }
         ));
+    }
+
+    /// Damage reaches a client of version 3 as damage (sessctl's exit 4 and its advice; a
+    /// reviewer found it arriving as a plain message, exit 5), with the application's folder
+    /// when the error had none; an older client gets the message it always got.
+    #[test]
+    fn damage_crosses_as_damage_to_clients_that_know_it() {
+        let socket = Path::new("/run/app/admin.sock");
+        let database = Path::new("/srv/app/sessions.sessdb");
+        let damaged = Error::Damaged {
+            path: database.into(),
+            detail: "a sled panic".into(),
+        };
+        let corruption = Error::Storage(sled::Error::Corruption { at: None, bt: () });
+        for e in [&damaged, &corruption] {
+            let wire: WireError =
+                decode(&postcard::to_allocvec(&WireError::of(e, database, 3)).unwrap())
+                    .expect("decodes");
+            let back = wire.into_error(socket);
+            assert!(back.is_damage(), "{e:?} came back as {back:?}");
+            assert!(
+                back.to_string()
+                    .starts_with("the database at /srv/app/sessions.sessdb is damaged: "),
+                "{back}"
+            );
+            match WireError::of(e, database, 2).into_error(socket) {
+                Error::Remote { message } => assert!(
+                    message.starts_with("the database at /srv/app/sessions.sessdb is damaged: "),
+                    "{message}"
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     proptest! {
