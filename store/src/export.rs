@@ -131,29 +131,88 @@ pub(crate) fn export(
     out: &mut dyn Write,
     include_expired: bool,
 ) -> Result<ExportReport> {
-    let now = store.now();
-    let write_err = |source: io::Error| Error::Io {
-        path: "export output".into(),
-        source,
-    };
-    writeln!(out, "{}", header_line(from_ms(now))).map_err(write_err)?;
-    let mut report = ExportReport::default();
-    for item in store.inner.sessions.iter() {
-        let (k, v) = item?;
-        let (Some(handle), Ok(record)) = (Handle::from_slice(&k), Record::decode(&v)) else {
-            report.undecodable += 1;
-            continue;
-        };
-        if record.head.is_expired(now) && !include_expired {
-            report.skipped_expired += 1;
-            continue;
+    let mut exporter = Exporter::new(store, include_expired);
+    while !exporter.step(store, out, usize::MAX)? {}
+    Ok(exporter.report)
+}
+
+/// An export made a batch at a time: the header, then the sessions in key order, each
+/// [`Exporter::step`] taking up where the last one stopped. Between steps the caller may let
+/// the store go (the admin socket does, while a slow client reads what a step wrote). Expiry
+/// is judged as of the moment the export began.
+pub(crate) struct Exporter {
+    now: i64,
+    include_expired: bool,
+    /// The key of the last record a step read; `None` before the first.
+    after: Option<sled::IVec>,
+    header_written: bool,
+    /// What the steps so far wrote.
+    pub(crate) report: ExportReport,
+}
+
+impl Exporter {
+    pub(crate) fn new(store: &Store, include_expired: bool) -> Exporter {
+        Exporter {
+            now: store.now(),
+            include_expired,
+            after: None,
+            header_written: false,
+            report: ExportReport::default(),
         }
-        let info = SessionInfo::from_record(handle, record, v.len());
-        writeln!(out, "{}", info.to_json_line()).map_err(write_err)?;
-        report.exported += 1;
     }
-    out.flush().map_err(write_err)?;
-    Ok(report)
+
+    /// Writes the header (on the first step) and the next sessions, until `budget` bytes were
+    /// written (one session may pass it) or none are left; returns whether the export is
+    /// complete, and then flushes `out`.
+    ///
+    /// # Errors
+    /// Storage errors, and [`Error::Io`] for a failed write.
+    pub(crate) fn step(
+        &mut self,
+        store: &Store,
+        out: &mut dyn Write,
+        budget: usize,
+    ) -> Result<bool> {
+        let write_err = |source: io::Error| Error::Io {
+            path: "export output".into(),
+            source,
+        };
+        let mut written = 0usize;
+        if !self.header_written {
+            let header = header_line(from_ms(self.now));
+            writeln!(out, "{header}").map_err(write_err)?;
+            written += header.len() + 1;
+            self.header_written = true;
+        }
+        let records = match &self.after {
+            Some(after) => store.inner.sessions.range::<&[u8], _>((
+                std::ops::Bound::Excluded(&after[..]),
+                std::ops::Bound::Unbounded,
+            )),
+            None => store.inner.sessions.iter(),
+        };
+        for item in records {
+            if written >= budget {
+                return Ok(false);
+            }
+            let (k, v) = item?;
+            self.after = Some(k.clone());
+            let (Some(handle), Ok(record)) = (Handle::from_slice(&k), Record::decode(&v)) else {
+                self.report.undecodable += 1;
+                continue;
+            };
+            if record.head.is_expired(self.now) && !self.include_expired {
+                self.report.skipped_expired += 1;
+                continue;
+            }
+            let line = SessionInfo::from_record(handle, record, v.len()).to_json_line();
+            writeln!(out, "{line}").map_err(write_err)?;
+            written += line.len() + 1;
+            self.report.exported += 1;
+        }
+        out.flush().map_err(write_err)?;
+        Ok(true)
+    }
 }
 
 /// What to do when an imported session already exists with different content.

@@ -127,7 +127,7 @@ pub(crate) fn spawn_reaper(store: Weak<Inner>, stop: mpsc::Receiver<()>, every: 
                 _ => return,
             }
             let Some(inner) = store.upgrade() else { return };
-            let store = Store { inner };
+            let store = Store::internal(inner);
             if let Err(e) = store.purge_expired() {
                 // Tried again at the next tick; the application's log is the one place to say it.
                 log::warn!(

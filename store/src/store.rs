@@ -16,7 +16,7 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -49,13 +49,34 @@ pub(crate) const LOCK_STRIPES: usize = 64;
 
 /// A handle to an open session store. Cheap to clone; every clone shares the same database.
 ///
-/// The database is flushed and closed when the last handle is dropped. A [`Session`] holds a
+/// The database is flushed when the application's last handle is dropped, and closed once the
+/// store's own threads (a request of the admin socket, the reaper) have let it go too, which
+/// they do when their work ends. A [`Session`] holds a
 /// handle of its store, so a session still alive somewhere (a variable shadowed rather than
 /// dropped, say) keeps the database open, and a reopen of the same folder then fails with
 /// [`Error::AlreadyOpen`].
 #[derive(Clone)]
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
+    /// Shared by the application's handles (what `open` returns, and their clones), not by
+    /// the threads that reap or serve the admin socket; dropped after `inner`.
+    _app: Option<Arc<AppHandles>>,
+}
+
+/// Dropped with the application's last handle, which flushes then if another thread still
+/// holds the store. The threads that serve an admin request or reap hold it while they work
+/// (a check of a million sessions takes seconds): an application that let its store go and
+/// returned from `main` meanwhile would exit before their drop's flush, and lose the writes of
+/// the last flush interval at a clean shutdown (a reviewer's finding).
+struct AppHandles(Weak<Inner>);
+
+impl Drop for AppHandles {
+    fn drop(&mut self) {
+        // Gone already when `inner` was the last strong handle: its own drop flushed.
+        if let Some(inner) = self.0.upgrade() {
+            let _ = inner.db.flush();
+        }
+    }
 }
 
 pub(crate) struct Inner {
@@ -106,6 +127,14 @@ pub(crate) struct AtomicCounters {
     removals: AtomicU64,
 }
 
+impl Store {
+    /// A handle for a thread of the store's own (the reaper, an admin request): not one of
+    /// the application's, whose last drop flushes ([`AppHandles`]).
+    pub(crate) fn internal(inner: Arc<Inner>) -> Store {
+        Store { inner, _app: None }
+    }
+}
+
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
@@ -116,7 +145,7 @@ impl fmt::Debug for Store {
 
 /// The databases open in this process, by canonical path, so that a second open of one says
 /// so at once rather than wait for sled's lock and blame another process.
-static OPEN: Mutex<Vec<(PathBuf, std::sync::Weak<Inner>)>> = Mutex::new(Vec::new());
+static OPEN: Mutex<Vec<(PathBuf, Weak<Inner>)>> = Mutex::new(Vec::new());
 
 /// Refuses `path` if a store of this process has it open, after waiting as long as for sled's
 /// lock: the last handle may be going away on another thread, or the background reaper may be
@@ -290,24 +319,26 @@ impl Store {
             }
             _ => (None, None),
         };
+        let inner = Arc::new(Inner {
+            path: path.to_path_buf(),
+            dir: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            sessions,
+            expiry,
+            principals,
+            db,
+            format,
+            key_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            principal_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            named_locks: Mutex::new(HashMap::new()),
+            counters: AtomicCounters::default(),
+            group_commit,
+            reaper_stop: Mutex::new(reaper_stop),
+            admin_server: OnceLock::new(),
+            config,
+        });
         let store = Store {
-            inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                dir: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
-                sessions,
-                expiry,
-                principals,
-                db,
-                format,
-                key_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-                principal_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-                named_locks: Mutex::new(HashMap::new()),
-                counters: AtomicCounters::default(),
-                group_commit,
-                reaper_stop: Mutex::new(reaper_stop),
-                admin_server: OnceLock::new(),
-                config,
-            }),
+            _app: Some(Arc::new(AppHandles(Arc::downgrade(&inner)))),
+            inner,
         };
         if let Ok(canonical) = fs::canonicalize(path) {
             lock(&OPEN).push((canonical, Arc::downgrade(&store.inner)));
@@ -1730,5 +1761,54 @@ mod unpanicked_tests {
         );
         assert_eq!(store.unpanicked(|| Ok(7)).unwrap(), 7);
         assert_eq!(crate::Admin::stats(&store).unwrap().live, 0);
+    }
+}
+
+#[cfg(test)]
+mod app_handles_tests {
+    use super::*;
+
+    /// The application's last handle flushes though one of the store's own threads (an admin
+    /// request, the reaper) still holds the store: an application that then exits at once
+    /// (the process ends before that thread's drop) keeps the writes of its last interval.
+    #[test]
+    fn the_applications_last_drop_flushes_while_a_thread_of_the_store_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = Store::builder()
+            .durability(Durability::Periodic {
+                flush_every: Duration::from_secs(3600),
+            })
+            .open(&path)
+            .unwrap();
+        let mut s = store.create();
+        s.insert("cart", &[1, 2, 3]).unwrap();
+        s.save().unwrap();
+        let id = *s.id();
+        drop(s);
+        let serving = Store::internal(store.inner.clone());
+        let app_clone = store.clone();
+        drop(store);
+        // What the process would leave on disk were it to end now, with `serving` never
+        // dropped: a copy of the folder, opened on its own.
+        let copy = |to: &Path| {
+            fs::create_dir(to).unwrap();
+            for entry in fs::read_dir(&path).unwrap() {
+                let entry = entry.unwrap();
+                if entry.file_type().unwrap().is_file() {
+                    fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+                }
+            }
+            Store::open(to).unwrap()
+        };
+        // A clone of the application's still holds it: nothing was flushed for it yet.
+        let before = copy(&dir.path().join("before"));
+        assert!(before.load(&id).unwrap().is_none(), "flushed too early?");
+        drop(before);
+        drop(app_clone);
+        let after = copy(&dir.path().join("after"));
+        let loaded = after.load(&id).unwrap().expect("flushed at the last drop");
+        assert_eq!(loaded.get::<Vec<u8>>("cart").unwrap(), Some(vec![1, 2, 3]));
+        drop(serving);
     }
 }

@@ -3,9 +3,10 @@
 //! [`MAX_CONNECTIONS`]), and shutdown when the last store handle is dropped.
 //!
 //! The threads hold the store weakly and take a strong handle only while a request runs
-//! (released before the request's final answer; an import's input is received before), so
-//! once the application lets its store go, the server keeps the database open at most until
-//! the running request ends, and never while it waits for a client. A connection that stays
+//! (released before the request's final answer; an import's input is received before; an
+//! export's taken a batch at a time, and released while the batch is sent), so once the
+//! application lets its store go, the server keeps the database open at most until the
+//! running request's work ends, and never while it waits for a client. A connection that stays
 //! silent between frames, or stops inside one, is closed ([`Timeouts`]).
 
 use std::collections::HashMap;
@@ -31,7 +32,7 @@ use super::wire::{
 use super::{Stream, Timeouts};
 use crate::admin::{Admin, ListQuery, Page, Target};
 use crate::error::{Error, Result};
-use crate::export::{read_import, ImportOptions, ReadImport};
+use crate::export::{read_import, Exporter, ImportOptions, ReadImport};
 use crate::store::{lock, Inner, Store};
 
 /// The most connections served at once; more are refused with a message.
@@ -788,11 +789,14 @@ fn handle<S: Peer>(
         }
         _ => None,
     };
+    if let Request::Export { include_expired } = request {
+        return export_in_steps(io, store, database, version, include_expired);
+    }
     let Some(inner) = store.upgrade() else {
         let _ = write_frame(io, &Response::Error(WireError::ShuttingDown));
         return Err(io::ErrorKind::NotConnected.into());
     };
-    let store = Store { inner };
+    let store = Store::internal(inner);
     let answer = run(io, &store, request, version, input)?;
     // The store is released before the final answer: a client holding its answer knows this
     // server no longer keeps the database open, so an application that drops its last handle
@@ -843,18 +847,11 @@ fn run<S: Read + Write>(
             purged.map(Response::Purged)
         }
         Request::CountExpired => admin.count_expired().map(Response::CountExpired),
-        Request::Export { include_expired } => {
-            let mut out = ChunkWriter {
-                io: &mut *io,
-                buf: Vec::with_capacity(CHUNK_BYTES),
-                lost: None,
-            };
-            let report = admin.export(&mut out, include_expired);
-            if let Some(e) = out.lost {
-                return Err(e);
-            }
-            report.map(Response::Exported)
-        }
+        // Answered by `export_in_steps`, which takes the store a batch at a time.
+        Request::Export { .. } => Err(Error::Io {
+            path: "export output".into(),
+            source: io::Error::other("an export is answered in steps"),
+        }),
         Request::Import(options) => match input {
             Some(ImportInput::Read(read)) => read
                 .and_then(|read| crate::export::apply_import(store, read, &options))
@@ -898,6 +895,41 @@ fn reply(io: &mut impl Write, answer: std::result::Result<Response, WireError>) 
     }
 }
 
+/// An export, the store taken for each batch of about [`CHUNK_BYTES`] and let go while that
+/// batch is sent: a client that reads slowly (`sessctl export | ssh` on a slow link) must not
+/// keep the database open, and its last flush waiting, once the application has let it go (a
+/// reviewer's stalling reader kept it open 42 s after the application's drop). An application
+/// that lets go midway ends the export with [`WireError::ShuttingDown`].
+fn export_in_steps<S: Write>(
+    io: &mut S,
+    store: &Weak<Inner>,
+    database: &Path,
+    version: u32,
+    include_expired: bool,
+) -> io::Result<()> {
+    let mut exporter = None;
+    let mut batch = Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4);
+    loop {
+        let Some(inner) = store.upgrade() else {
+            let _ = write_frame(io, &Response::Error(WireError::ShuttingDown));
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let store = Store::internal(inner);
+        let exporter = exporter.get_or_insert_with(|| Exporter::new(&store, include_expired));
+        let step = store.unpanicked(|| exporter.step(&store, &mut batch, CHUNK_BYTES));
+        drop(store);
+        for chunk in batch.chunks(CHUNK_BYTES) {
+            write_frame(io, &Response::ExportChunk(chunk.to_vec()))?;
+        }
+        batch.clear();
+        match step {
+            Ok(false) => {}
+            Ok(true) => return reply(io, Ok(Response::Exported(exporter.report.clone()))),
+            Err(e) => return reply(io, Err(WireError::of(&e, database, version))),
+        }
+    }
+}
+
 /// A page in chunks of about [`LIST_CHUNK_BYTES`], so any page size fits the frame limit.
 fn send_page(io: &mut impl Write, page: &Page) -> io::Result<()> {
     let mut chunk = Vec::new();
@@ -915,55 +947,6 @@ fn send_page(io: &mut impl Write, page: &Page) -> io::Result<()> {
         reply(io, Ok(Response::Sessions(chunk)))?;
     }
     reply(io, Ok(Response::PageEnd(page.next.clone())))
-}
-
-/// The export's output: chunks of [`CHUNK_BYTES`] sent as they fill.
-struct ChunkWriter<'a, S: Write> {
-    io: &'a mut S,
-    buf: Vec<u8>,
-    /// Set when the connection failed; the export then stops.
-    lost: Option<io::Error>,
-}
-
-impl<S: Write> ChunkWriter<'_, S> {
-    fn send(&mut self) -> io::Result<()> {
-        if self.lost.is_some() {
-            return Err(io::Error::other("the admin client went away"));
-        }
-        let chunk = Response::ExportChunk(std::mem::take(&mut self.buf));
-        match write_frame(self.io, &chunk) {
-            Ok(()) => {
-                if let Response::ExportChunk(mut buf) = chunk {
-                    buf.clear();
-                    self.buf = buf;
-                }
-                Ok(())
-            }
-            Err(e) => {
-                self.lost = Some(e);
-                Err(io::Error::other("the admin client went away"))
-            }
-        }
-    }
-}
-
-impl<S: Write> Write for ChunkWriter<'_, S> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(CHUNK_BYTES - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() >= CHUNK_BYTES {
-            self.send()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            self.send()
-        }
-    }
 }
 
 /// An import's input as the client sent it.
