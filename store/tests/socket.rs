@@ -1666,6 +1666,41 @@ fn a_full_queue_of_connections_is_reported_after_the_clients_timeout() {
     }
 }
 
+/// The socket of a stopped application, its queue full, is in use: an application opening
+/// with that socket path is refused after a moment, rather than wait for room in the queue for
+/// ever (the check at bind used a plain `connect`, a reviewer found).
+#[test]
+fn a_socket_whose_queue_is_full_is_in_use_and_the_open_does_not_hang() {
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    };
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stopped.sock");
+    let listener = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(listener.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+    listen(&listener, Backlog::new(0).unwrap()).unwrap();
+    let _queued = UnixStream::connect(&path).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let db = dir.path().join("db");
+    let socket = path.clone();
+    // Not scoped: if the open hangs, the test fails instead of hanging with it.
+    std::thread::spawn(move || {
+        let _ = tx.send(Store::builder().admin_socket(&socket).open(&db).map(drop));
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Err(Error::AdminSocketInUse { path: p })) => assert_eq!(p, path),
+        Ok(other) => panic!("{other:?}"),
+        Err(_) => panic!("the open still waits after 20 s"),
+    }
+}
+
 #[test]
 fn a_busy_application_that_answers_the_probe_is_waited_for() {
     let fake = Fake::new();

@@ -218,7 +218,7 @@ fn protocol(socket: &Path, reason: impl Into<String>) -> Error {
 /// application accepts none, its queue fills, and a plain `connect` then waits for ever. With
 /// a send timeout on the socket, the system gives up after `timeout` (`EAGAIN`), and this
 /// returns a timed-out error.
-fn connect(socket: &Path, timeout: Duration) -> io::Result<UnixStream> {
+pub(crate) fn connect(socket: &Path, timeout: Duration) -> io::Result<UnixStream> {
     use nix::errno::Errno;
     use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
     use nix::sys::time::TimeVal;

@@ -172,12 +172,24 @@ pub(crate) fn serve(store: &Store, path: &Path) -> Result<Server> {
     }
 }
 
+/// How long [`bind`] waits for room in the queue of a socket found at its path.
+const IN_USE_WAIT: Duration = Duration::from_secs(1);
+
 /// Creates the socket owner-only, whatever the umask: it is bound in a fresh 0700 folder
 /// beside `path`, set to 0600 there, then renamed into place (replacing a stale socket
 /// atomically). Nobody else can connect at any moment in between.
+///
+/// A socket already at `path` is in use if a connection to it is taken or queued, or waits for
+/// room in a full queue (the process that holds it is stopped: a plain `connect` would wait for
+/// ever, and the application's open with it).
 fn bind(path: &Path) -> Result<(UnixListener, FileId)> {
     match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => match UnixStream::connect(path) {
+        Ok(m) if m.file_type().is_socket() => match super::client::connect(path, IN_USE_WAIT) {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err(Error::AdminSocketInUse {
+                    path: path.to_path_buf(),
+                })
+            }
             Ok(_) => {
                 return Err(Error::AdminSocketInUse {
                     path: path.to_path_buf(),
