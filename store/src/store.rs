@@ -127,6 +127,33 @@ pub(crate) struct AtomicCounters {
     removals: AtomicU64,
 }
 
+/// The loop of [`Store::try_update`]: `load`, apply `f`, save, and again from a fresh load
+/// after another writer's save; `handle` names the session in the error of too many tries.
+fn updated<T, E: From<Error>>(
+    mut load: impl FnMut() -> Result<Option<Session>>,
+    handle: &Handle,
+    mut f: impl FnMut(&mut Session) -> std::result::Result<T, E>,
+) -> std::result::Result<Option<T>, E> {
+    const ATTEMPTS: u32 = 10_000;
+    for _ in 0..ATTEMPTS {
+        let Some(mut session) = load()? else {
+            return Ok(None);
+        };
+        let out = f(&mut session)?;
+        match session.save() {
+            Ok(()) => return Ok(Some(out)),
+            Err(Error::Conflict { .. }) => std::thread::yield_now(),
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::TooManyConflicts {
+        handle: handle.to_string(),
+        attempts: ATTEMPTS,
+    }
+    .into())
+}
+
 impl Store {
     /// A handle for a thread of the store's own (the reaper, an admin request): not one of
     /// the application's, whose last drop flushes ([`AppHandles`]).
@@ -579,26 +606,38 @@ impl Store {
     pub fn try_update<T, E: From<Error>>(
         &self,
         id: &SessionId,
-        mut f: impl FnMut(&mut Session) -> std::result::Result<T, E>,
+        f: impl FnMut(&mut Session) -> std::result::Result<T, E>,
     ) -> std::result::Result<Option<T>, E> {
-        const ATTEMPTS: u32 = 10_000;
-        for _ in 0..ATTEMPTS {
-            let Some(mut session) = self.load(id)? else {
-                return Ok(None);
-            };
-            let out = f(&mut session)?;
-            match session.save() {
-                Ok(()) => return Ok(Some(out)),
-                Err(Error::Conflict { .. }) => std::thread::yield_now(),
-                Err(Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::TooManyConflicts {
-            handle: id.handle().to_string(),
-            attempts: ATTEMPTS,
-        }
-        .into())
+        updated(|| self.load(id), &id.handle(), f)
+    }
+
+    /// [`Store::update`] for the named session `name` ([`Store::get_or_create`]), which
+    /// `update` does not reach: a token refreshed by several requests at once, say. Returns
+    /// `None` if there is no live session by that name (it creates none).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessdb::Store::open(dir.path().join("db"))?;
+    /// store.get_or_create("billing-api", |s| s.insert("token", "t0k3n"))?;
+    /// store.update_named("billing-api", |s| s.insert("token", "r3fr3sh3d"))?;
+    /// let session = store.load_named("billing-api")?.unwrap();
+    /// assert_eq!(session.get::<String>("token")?.as_deref(), Some("r3fr3sh3d"));
+    /// assert!(store.update_named("nobody", |_| ())?.is_none());
+    /// # Ok::<(), sessdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`Store::update`].
+    pub fn update_named<R>(
+        &self,
+        name: &str,
+        mut f: impl FnMut(&mut Session) -> R,
+    ) -> Result<Option<R>> {
+        updated(
+            || self.load_named(name),
+            &SessionId::named(name).handle(),
+            |s| Ok(f(s)),
+        )
     }
 
     /// Invalidates one session. Returns whether a session was removed.

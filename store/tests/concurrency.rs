@@ -44,6 +44,54 @@ fn update_from_several_threads_loses_no_increment() {
     assert_eq!(s.version(), 1 + THREADS as u64 * EACH);
 }
 
+/// A named session's token refreshed from several threads at once: `update_named` retries
+/// as `update` does, and reaches the named session, which `update` by its id never does.
+#[test]
+fn update_named_from_several_threads_loses_no_increment() {
+    let f = fixture();
+    f.store
+        .get_or_create("svc", |s| s.insert("n", &0u64))
+        .unwrap();
+    assert!(f
+        .store
+        .update(&SessionId::named("svc"), |_| ())
+        .unwrap()
+        .is_none());
+    const THREADS: usize = 4;
+    const EACH: u64 = 200;
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let store = f.store.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..EACH {
+                    store
+                        .update_named("svc", |s| {
+                            let n: u64 = s.get("n").unwrap().unwrap();
+                            s.insert("n", &(n + 1)).unwrap();
+                        })
+                        .unwrap()
+                        .expect("the named session exists");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let s = f.store.load_named("svc").unwrap().unwrap();
+    assert_eq!(s.get::<u64>("n").unwrap(), Some(THREADS as u64 * EACH));
+    let mut called = false;
+    assert!(f
+        .store
+        .update_named("other", |_| called = true)
+        .unwrap()
+        .is_none());
+    assert!(!called);
+}
+
 #[test]
 fn update_of_a_missing_session_does_not_call_f() {
     let f = fixture();
