@@ -8,30 +8,24 @@ use std::sync::{Arc, Barrier};
 use common::fixture;
 use sessdb::{Admin, Error, SessionId};
 
-#[test]
-fn update_from_several_threads_loses_no_increment() {
-    let f = fixture();
-    let mut s = f.store.create();
-    s.insert("n", &0u64).unwrap();
-    s.save().unwrap();
-    let id = *s.id();
+/// Runs `increment` (which adds one to the session's `n`) `EACH` times on each of `THREADS`
+/// threads started together; returns how many increments that was.
+fn increments_from_threads(
+    store: &sessdb::Store,
+    increment: impl Fn(&sessdb::Store) + Send + Sync + 'static,
+) -> u64 {
     const THREADS: usize = 4;
-    const EACH: u64 = 500;
+    const EACH: u64 = 300;
     let barrier = Arc::new(Barrier::new(THREADS));
+    let increment = Arc::new(increment);
     let handles: Vec<_> = (0..THREADS)
         .map(|_| {
-            let store = f.store.clone();
-            let barrier = barrier.clone();
+            let (store, barrier) = (store.clone(), barrier.clone());
+            let increment = increment.clone();
             std::thread::spawn(move || {
                 barrier.wait();
                 for _ in 0..EACH {
-                    store
-                        .update(&id, |s| {
-                            let n: u64 = s.get("n").unwrap().unwrap();
-                            s.insert("n", &(n + 1)).unwrap();
-                        })
-                        .unwrap()
-                        .expect("session exists");
+                    increment(&store);
                 }
             })
         })
@@ -39,9 +33,28 @@ fn update_from_several_threads_loses_no_increment() {
     for h in handles {
         h.join().unwrap();
     }
+    THREADS as u64 * EACH
+}
+
+/// Adds one to `n` in the session `s`.
+fn add_one(s: &mut sessdb::Session) {
+    let n: u64 = s.get("n").unwrap().unwrap();
+    s.insert("n", &(n + 1)).unwrap();
+}
+
+#[test]
+fn update_from_several_threads_loses_no_increment() {
+    let f = fixture();
+    let mut s = f.store.create();
+    s.insert("n", &0u64).unwrap();
+    s.save().unwrap();
+    let id = *s.id();
+    let total = increments_from_threads(&f.store, move |store| {
+        store.update(&id, add_one).unwrap().expect("session exists");
+    });
     let s = f.store.load(&id).unwrap().unwrap();
-    assert_eq!(s.get::<u64>("n").unwrap(), Some(THREADS as u64 * EACH));
-    assert_eq!(s.version(), 1 + THREADS as u64 * EACH);
+    assert_eq!(s.get::<u64>("n").unwrap(), Some(total));
+    assert_eq!(s.version(), 1 + total);
 }
 
 /// A named session's token refreshed from several threads at once: `update_named` retries
@@ -57,32 +70,14 @@ fn update_named_from_several_threads_loses_no_increment() {
         .update(&SessionId::named("svc"), |_| ())
         .unwrap()
         .is_none());
-    const THREADS: usize = 4;
-    const EACH: u64 = 200;
-    let barrier = Arc::new(Barrier::new(THREADS));
-    let handles: Vec<_> = (0..THREADS)
-        .map(|_| {
-            let store = f.store.clone();
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                for _ in 0..EACH {
-                    store
-                        .update_named("svc", |s| {
-                            let n: u64 = s.get("n").unwrap().unwrap();
-                            s.insert("n", &(n + 1)).unwrap();
-                        })
-                        .unwrap()
-                        .expect("the named session exists");
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
+    let total = increments_from_threads(&f.store, |store| {
+        store
+            .update_named("svc", add_one)
+            .unwrap()
+            .expect("the named session exists");
+    });
     let s = f.store.load_named("svc").unwrap().unwrap();
-    assert_eq!(s.get::<u64>("n").unwrap(), Some(THREADS as u64 * EACH));
+    assert_eq!(s.get::<u64>("n").unwrap(), Some(total));
     let mut called = false;
     assert!(f
         .store

@@ -1626,28 +1626,45 @@ fn a_stopped_application_is_reported_after_the_clients_timeout() {
     });
 }
 
+/// The socket of a stopped application whose queue of connections is full: a plain `connect`
+/// to it waits for room for ever.
+struct StoppedSocket {
+    _listener: std::os::fd::OwnedFd,
+    _queued: UnixStream,
+}
+
+impl StoppedSocket {
+    fn at(path: &Path) -> StoppedSocket {
+        use nix::sys::socket::{
+            bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+        };
+        use std::os::fd::AsRawFd;
+        let listener = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(listener.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
+        // Room for one connection not yet accepted, which the first client takes.
+        listen(&listener, Backlog::new(0).unwrap()).unwrap();
+        let queued = UnixStream::connect(path).unwrap();
+        StoppedSocket {
+            _listener: listener,
+            _queued: queued,
+        }
+    }
+}
+
 /// A stopped application's queue of connections fills (one monitoring run after another),
 /// and then the system makes a plain `connect` wait for room for ever: the client gives up
 /// after its timeout instead.
 #[test]
 fn a_full_queue_of_connections_is_reported_after_the_clients_timeout() {
-    use nix::sys::socket::{
-        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
-    };
-    use std::os::fd::AsRawFd;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("full.sock");
-    let listener = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    bind(listener.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
-    // Room for one connection not yet accepted, which the first client takes.
-    listen(&listener, Backlog::new(0).unwrap()).unwrap();
-    let _queued = UnixStream::connect(&path).unwrap();
+    let _stopped = StoppedSocket::at(&path);
     let (tx, rx) = mpsc::channel();
     let socket = path.clone();
     // Not scoped: if the client hangs, the test fails instead of hanging with it.
@@ -1671,22 +1688,9 @@ fn a_full_queue_of_connections_is_reported_after_the_clients_timeout() {
 /// ever (the check at bind used a plain `connect`, a reviewer found).
 #[test]
 fn a_socket_whose_queue_is_full_is_in_use_and_the_open_does_not_hang() {
-    use nix::sys::socket::{
-        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
-    };
-    use std::os::fd::AsRawFd;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("stopped.sock");
-    let listener = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    bind(listener.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
-    listen(&listener, Backlog::new(0).unwrap()).unwrap();
-    let _queued = UnixStream::connect(&path).unwrap();
+    let _stopped = StoppedSocket::at(&path);
     let (tx, rx) = mpsc::channel();
     let db = dir.path().join("db");
     let socket = path.clone();
