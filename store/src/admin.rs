@@ -298,6 +298,49 @@ pub trait Admin: Send + Sync {
     fn repair(&self) -> Result<RepairReport>;
     /// The current time of the store's clock.
     fn now(&self) -> OffsetDateTime;
+    /// The handles that start with `prefix` (hex, either case), in order, at most `limit` of
+    /// them; every record counts, expired ones too. What a handle cut short names (the TUI
+    /// shows 8 characters): a store looks it up in its records' key order, as fast at a million
+    /// sessions as at a hundred. This default (for other implementations, and for an
+    /// application whose admin socket predates the lookup) searches a listing, which reads
+    /// every session.
+    ///
+    /// # Errors
+    /// Storage or transport errors.
+    fn handles_starting_with(&self, prefix: &str, limit: usize) -> Result<Vec<Handle>> {
+        handles_by_search(self, prefix, limit)
+    }
+}
+
+/// [`Admin::handles_starting_with`] by a listing's search, which reads every session.
+pub(crate) fn handles_by_search<A: Admin + ?Sized>(
+    admin: &A,
+    prefix: &str,
+    limit: usize,
+) -> Result<Vec<Handle>> {
+    let prefix = prefix.to_ascii_lowercase();
+    let mut query = ListQuery {
+        search: Some(prefix.clone()),
+        status: Status::All,
+        limit: 1000,
+        ..ListQuery::default()
+    };
+    let mut found: Vec<Handle> = Vec::new();
+    while found.len() < limit {
+        let page = admin.list(&query)?;
+        for s in &page.sessions {
+            // The search also matches principals and labels; only handles count here.
+            if s.handle.to_string().starts_with(&prefix) && !found.contains(&s.handle) {
+                found.push(s.handle);
+            }
+        }
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    found.truncate(limit);
+    Ok(found)
 }
 
 /// Every call is guarded: sled 0.34 panics on some damaged pages instead of returning an
@@ -322,6 +365,10 @@ impl Admin for Store {
 
     fn invalidate_principal(&self, principal: &str) -> Result<usize> {
         self.unpanicked(|| Store::invalidate_principal(self, principal))
+    }
+
+    fn handles_starting_with(&self, prefix: &str, limit: usize) -> Result<Vec<Handle>> {
+        self.unpanicked(|| self.handles_with_prefix(prefix, limit))
     }
 
     fn purge(&self, progress: &mut dyn FnMut(u64)) -> Result<u64> {
@@ -354,6 +401,39 @@ impl Admin for Store {
 }
 
 /// The bodies of the `Admin` calls that have their own.
+impl Store {
+    /// [`Admin::handles_starting_with`]: the records whose key starts with the prefix's whole
+    /// bytes, kept if their handle starts with the prefix (a last odd hex digit included).
+    fn handles_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<Handle>> {
+        let prefix = prefix.to_ascii_lowercase();
+        if limit == 0 || prefix.len() > 32 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Vec::new());
+        }
+        let whole: Vec<u8> = prefix
+            .as_bytes()
+            .chunks_exact(2)
+            .filter_map(|pair| {
+                std::str::from_utf8(pair)
+                    .ok()
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            })
+            .collect();
+        let mut found = Vec::new();
+        for key in self.inner.sessions.scan_prefix(&whole).keys() {
+            let Some(handle) = Handle::from_slice(&key?) else {
+                continue;
+            };
+            if handle.to_string().starts_with(&prefix) {
+                found.push(handle);
+                if found.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
 impl Store {
     fn admin_stats(&self) -> Result<Stats> {
         let now = self.now();
@@ -598,4 +678,46 @@ fn resolve(
     Ok(Record::decode(&bytes)
         .ok()
         .map(|record| SessionInfo::from_record(*handle, record, bytes.len())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The search that stands in for the lookup (other `Admin`s, applications older than
+    /// protocol version 3) finds what the store's lookup finds.
+    #[test]
+    fn the_search_finds_what_the_lookup_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        let mut handles: Vec<String> = (0..200)
+            .map(|i| {
+                let mut s = store.create();
+                // A principal that looks like a handle's start: the search matches principals
+                // too, and only handles may count.
+                s.set_principal(Some(&format!("{:02x}", i % 256))).unwrap();
+                s.save().unwrap();
+                s.handle().to_string()
+            })
+            .collect();
+        handles.sort();
+        for handle in handles.iter().step_by(17) {
+            for len in [1, 2, 5, 6, 32] {
+                let prefix = &handle[..len];
+                // The search lists in expiry order, the lookup in key order: the same
+                // handles, and as many of them under a limit.
+                for limit in [1, 2, 1000] {
+                    let mut searched = handles_by_search(&store, prefix, limit).unwrap();
+                    let mut looked_up =
+                        Admin::handles_starting_with(&store, prefix, limit).unwrap();
+                    assert_eq!(searched.len(), looked_up.len(), "{prefix} {limit}");
+                    if limit == 1000 {
+                        searched.sort();
+                        looked_up.sort();
+                        assert_eq!(searched, looked_up, "{prefix}");
+                    }
+                }
+            }
+        }
+    }
 }

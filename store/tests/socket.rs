@@ -114,6 +114,7 @@ admin_suite!(
     an_export_to_a_failing_writer_is_an_io_error_and_the_admin_stays_usable,
     an_import_whose_input_fails_writes_nothing,
     list_pages_backward_from_the_end,
+    handles_starting_with_a_prefix_are_exactly_those,
 );
 
 /// Sessions with every kind of value, principals `user0..user3` (every fourth has none), and
@@ -209,6 +210,49 @@ impl BufRead for FailingReader<'_> {
 
 mod suite {
     use super::*;
+
+    /// A handle cut short (the TUI shows 8 characters) names the sessions whose handle starts
+    /// with it, expired ones too: odd and even lengths, either case, and at most `limit`.
+    pub fn handles_starting_with_a_prefix_are_exactly_those(t: Transport) {
+        let env = t.env();
+        let mut all: Vec<String> = seed(env.store(), 300)
+            .iter()
+            .map(|id| id.handle().to_string())
+            .collect();
+        all.sort();
+        env.fx.advance(EXPIRE);
+        let admin = env.admin();
+        let looked_up = |prefix: &str, limit: usize| -> Vec<String> {
+            admin
+                .handles_starting_with(prefix, limit)
+                .unwrap()
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        for (i, handle) in all.iter().enumerate().step_by(29) {
+            for len in [1, 2, 3, 6, 7, 8, 31, 32] {
+                let prefix = &handle[..len];
+                let want: Vec<String> = all
+                    .iter()
+                    .filter(|h| h.starts_with(prefix))
+                    .cloned()
+                    .collect();
+                let prefix = if i % 2 == 0 {
+                    prefix.to_string()
+                } else {
+                    prefix.to_ascii_uppercase()
+                };
+                assert_eq!(looked_up(&prefix, 1000), want, "{prefix}");
+                let two: Vec<String> = want.iter().take(2).cloned().collect();
+                assert_eq!(looked_up(&prefix, 2), two, "{prefix}");
+            }
+        }
+        assert_eq!(looked_up("", 3), all[..3]);
+        assert!(looked_up("zz", 10).is_empty());
+        assert!(looked_up(&format!("{}0", all[0]), 10).is_empty());
+        assert!(looked_up(&all[0], 0).is_empty());
+    }
 
     pub fn stats_count_live_expired_and_principals(t: Transport) {
         let env = t.env();

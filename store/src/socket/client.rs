@@ -19,6 +19,7 @@ use crate::admin::{Admin, ListQuery, Page, SessionInfo, Stats, Target};
 use crate::check::{CheckReport, RepairReport};
 use crate::error::{Error, Result};
 use crate::export::{ExportReport, ImportOptions, ImportReport};
+use crate::id::Handle;
 use crate::store::lock;
 
 /// The [`Admin`] interface of a running application, through the admin socket it serves
@@ -88,6 +89,8 @@ impl fmt::Debug for RemoteAdmin {
 struct Conn {
     io: Patient,
     buf: Vec<u8>,
+    /// The protocol version agreed at the handshake.
+    version: u32,
     /// Set when the connection can no longer be trusted to be in step with the server.
     broken: bool,
     /// Whether the current request's first frame went out whole.
@@ -273,6 +276,7 @@ impl Conn {
                 probe: false,
             },
             buf: Vec::new(),
+            version: OLDEST_PROTOCOL_VERSION,
             broken: false,
             sent: false,
             answered: false,
@@ -313,6 +317,7 @@ impl Conn {
             ));
         }
         conn.io.probe = true;
+        conn.version = info.version;
         Ok((conn, info))
     }
 
@@ -536,6 +541,21 @@ impl RemoteAdmin {
 }
 
 impl Admin for RemoteAdmin {
+    fn handles_starting_with(&self, prefix: &str, limit: usize) -> Result<Vec<Handle>> {
+        // An application older than protocol version 3 has no lookup: its listing's search.
+        if self.with_conn(Retry::Idempotent, |conn, _| Ok(conn.version))? < 3 {
+            return crate::admin::handles_by_search(self, prefix, limit);
+        }
+        let request = Request::HandlesStartingWith {
+            prefix: prefix.to_string(),
+            limit: u64::try_from(limit).unwrap_or(u64::MAX),
+        };
+        self.call(&request, Retry::Idempotent, |r| match r {
+            Response::Handles(handles) => Ok(handles),
+            other => Err(other),
+        })
+    }
+
     fn stats(&self) -> Result<Stats> {
         self.call(&Request::Stats, Retry::Idempotent, |r| match r {
             Response::Stats(s) => Ok(s),

@@ -877,6 +877,9 @@ fn run<S: Read + Write>(
         Request::Check => admin.check().map(Response::Checked),
         Request::Repair => admin.repair().map(Response::Repaired),
         Request::Now => Ok(Response::Now(admin.now().unix_timestamp_nanos())),
+        Request::HandlesStartingWith { prefix, limit } => admin
+            .handles_starting_with(&prefix, usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(Response::Handles),
     };
     Ok(Answer::One(answer))
 }

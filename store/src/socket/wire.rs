@@ -29,7 +29,9 @@ use crate::value::{decode_map, encode_map};
 /// version 1's bytes. Version 3 adds one error, a damaged database
 /// ([`Error::Damaged`](crate::Error::Damaged), and sled's `Corruption`), which went as a plain
 /// message before (so a client could not tell damage from any other failure); to a client of
-/// an older version it still goes as that message.
+/// an older version it still goes as that message. It also adds the lookup of the handles that
+/// start with a prefix ([`Admin::handles_starting_with`](crate::Admin::handles_starting_with)),
+/// which a client does by a listing's search with an older application.
 pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The oldest protocol version this build still speaks.
@@ -92,6 +94,11 @@ pub(crate) enum Request {
     /// `List` keeps the bytes it had before listings could run backward, and a server that
     /// cannot list backward refuses the request (a protocol error) rather than listing forward.
     ListReverse(WireQuery),
+    /// The handles that start with `prefix` (protocol version 3).
+    HandlesStartingWith {
+        prefix: String,
+        limit: u64,
+    },
 }
 
 impl Request {
@@ -180,6 +187,8 @@ pub(crate) enum Response {
     /// An import's report in protocol version 2 and later. Variants are only ever added at
     /// the end: postcard numbers them by position.
     ImportedCounted(ImportReport),
+    /// The answer to [`Request::HandlesStartingWith`] (protocol version 3).
+    Handles(Vec<Handle>),
 }
 
 /// [`ImportReport`] as protocol version 1 carries it: postcard writes a struct's fields by
@@ -248,6 +257,7 @@ impl Response {
             Response::Exported(_) => "Exported",
             Response::Imported(_) => "Imported",
             Response::ImportedCounted(_) => "ImportedCounted",
+            Response::Handles(_) => "Handles",
             Response::Checked(_) => "Checked",
             Response::Repaired(_) => "Repaired",
             Response::Now(_) => "Now",
