@@ -271,6 +271,13 @@ fn check_passes_on_a_clean_database_and_reports_leftovers_without_failing() {
         "checked 5 records: no problems\n",
         "",
     );
+    // --repair on a clean database says it had nothing to do, not as if it had run.
+    expect(
+        at_t0(&db).args(["check", "--repair"]),
+        0,
+        "checked 5 records: no problems\nrepair: nothing to repair\n",
+        "",
+    );
     // A stale entry, as a crash between the write steps leaves: harmless.
     damage(&db, |sled| {
         let mut key = vec![0u8; 8];

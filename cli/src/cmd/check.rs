@@ -33,6 +33,10 @@ impl Check {
         let mut report = admin.check()?;
         progress.finish();
         print_report(ctx, &report)?;
+        if self.repair && report.is_clean() {
+            // Said, so that `--repair` is not taken for having done work it had no need of.
+            writeln!(ctx.out, "repair: nothing to repair")?;
+        }
         if self.repair && !report.is_clean() {
             let progress = Progress::spinner(ctx.progress, "repairing", "");
             let repaired = admin.repair()?;
