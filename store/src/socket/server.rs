@@ -789,8 +789,7 @@ fn handle<S: Peer>(
                 let writes = !i.config.read_only || options.dry_run;
                 (i.config.max_session_bytes, writes.then(|| i.dir.clone()))
             }) else {
-                let _ = write_frame(io, &Response::Error(WireError::ShuttingDown));
-                return Err(io::ErrorKind::NotConnected.into());
+                return Err(shutting_down(io));
             };
             Some(
                 receive_import(io, timeouts, limit, dir.as_deref(), options).map_err(|reason| {
@@ -805,8 +804,7 @@ fn handle<S: Peer>(
         return export_in_steps(io, store, database, version, include_expired);
     }
     let Some(inner) = store.upgrade() else {
-        let _ = write_frame(io, &Response::Error(WireError::ShuttingDown));
-        return Err(io::ErrorKind::NotConnected.into());
+        return Err(shutting_down(io));
     };
     let store = Store::internal(inner);
     let answer = run(io, &store, request, version, input)?;
@@ -910,6 +908,12 @@ fn reply(io: &mut impl Write, answer: std::result::Result<Response, WireError>) 
     }
 }
 
+/// Tells the client that the application has let its store go, and ends the connection.
+fn shutting_down(io: &mut impl Write) -> io::Error {
+    let _ = write_frame(io, &Response::Error(WireError::ShuttingDown));
+    io::ErrorKind::NotConnected.into()
+}
+
 /// An export, the store taken for each batch of about [`CHUNK_BYTES`] and let go while that
 /// batch is sent: a client that reads slowly (`sessctl export | ssh` on a slow link) must not
 /// keep the database open, and its last flush waiting, once the application has let it go (a
@@ -926,8 +930,7 @@ fn export_in_steps<S: Write>(
     let mut batch = Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4);
     loop {
         let Some(inner) = store.upgrade() else {
-            let _ = write_frame(io, &Response::Error(WireError::ShuttingDown));
-            return Err(io::ErrorKind::NotConnected.into());
+            return Err(shutting_down(io));
         };
         let store = Store::internal(inner);
         let exporter = exporter.get_or_insert_with(|| Exporter::new(&store, include_expired));
