@@ -409,14 +409,9 @@ impl Store {
         if limit == 0 || prefix.len() > 32 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(Vec::new());
         }
-        let whole: Vec<u8> = prefix
-            .as_bytes()
-            .chunks_exact(2)
-            .filter_map(|pair| {
-                std::str::from_utf8(pair)
-                    .ok()
-                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-            })
+        // ASCII hex, checked above: every pair of characters is a byte.
+        let whole: Vec<u8> = (0..prefix.len() / 2)
+            .filter_map(|i| u8::from_str_radix(&prefix[2 * i..2 * i + 2], 16).ok())
             .collect();
         let mut found = Vec::new();
         for key in self.inner.sessions.scan_prefix(&whole).keys() {

@@ -924,7 +924,7 @@ impl App {
                         true => format!("Invalidated session {}", handle.short()),
                         false => format!("Session {} was already gone", handle.short()),
                     }),
-                format!("Session {} NOT invalidated", handle.short()),
+                not_done,
             ),
             Confirm::InvalidatePrincipal { principal, .. } => {
                 let who = crate::text::printable(&principal);

@@ -765,6 +765,10 @@ fn handshake<S: Peer>(io: &mut S, buf: &mut Vec<u8>, database: &Path) -> io::Res
 enum Answer {
     One(Result<Response>),
     Page(Page),
+    /// An export, sent by [`export_in_steps`] once the request's store is let go.
+    Export {
+        include_expired: bool,
+    },
 }
 
 /// Runs one request and sends its answer. An error return means the connection is unusable.
@@ -800,24 +804,24 @@ fn handle<S: Peer>(
         }
         _ => None,
     };
-    if let Request::Export { include_expired } = request {
-        return export_in_steps(io, store, database, version, include_expired);
-    }
     let Some(inner) = store.upgrade() else {
         return Err(shutting_down(io));
     };
-    let store = Store::internal(inner);
-    let answer = run(io, &store, request, version, input)?;
+    let taken = Store::internal(inner);
+    let answer = run(io, &taken, request, version, input)?;
     // The store is released before the final answer: a client holding its answer knows this
     // server no longer keeps the database open, so an application that drops its last handle
     // closes it (and the socket) at once.
-    drop(store);
+    drop(taken);
     match answer {
         Answer::One(response) => reply(
             io,
             response.map_err(|e| WireError::of(&e, database, version)),
         ),
         Answer::Page(page) => send_page(io, &page),
+        Answer::Export { include_expired } => {
+            export_in_steps(io, store, database, version, include_expired)
+        }
     }
 }
 
@@ -857,11 +861,8 @@ fn run<S: Read + Write>(
             purged.map(Response::Purged)
         }
         Request::CountExpired => admin.count_expired().map(Response::CountExpired),
-        // Answered by `export_in_steps`, which takes the store a batch at a time.
-        Request::Export { .. } => Err(Error::Io {
-            path: "export output".into(),
-            source: io::Error::other("an export is answered in steps"),
-        }),
+        // Sent by `export_in_steps`, which takes the store a batch at a time.
+        Request::Export { include_expired } => return Ok(Answer::Export { include_expired }),
         Request::Import(options) => match input {
             Some(ImportInput::Read(read)) => read
                 .and_then(|read| crate::export::apply_import(store, read, &options))
