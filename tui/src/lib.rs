@@ -114,7 +114,7 @@ impl Default for Options {
     }
 }
 
-/// Runs the TUI on the terminal until the operator quits (`q`, `Esc` or Ctrl-C).
+/// Runs the TUI on the terminal until the operator quits (`q` or Ctrl-C).
 ///
 /// The header's counts ([`Admin::stats`](sessdb::Admin::stats), which reads every record) are
 /// made on a worker thread, so keys keep working while a large store is counted.
