@@ -1,7 +1,9 @@
 //! The state of the TUI and the one place it changes, [`App::update`]. Data is read from the
-//! store here, on an action or a tick, and never while drawing; `ui` only reads `&App`. The
-//! header's counts, which read every record, are only asked for here ([`App::take_count`]):
-//! the event loop has them made on a worker thread and hands them back ([`App::counted`]).
+//! store here, on an action or a tick, and never while drawing; `ui` only reads `&App`. What
+//! reads or writes every record (the header's counts, the count of expired sessions and the
+//! purge that `p` asks for) is only asked for here ([`App::take_job`]): the event loop has it
+//! made on a worker thread and hands back what it reports ([`App::report`]), so that the keys
+//! keep working meanwhile.
 
 use std::error::Error as _;
 use std::io;
@@ -28,6 +30,9 @@ const STATS_COST_FACTOR: u32 = 30;
 /// [`SCAN_COST_FACTOR`] times its cost after it ended, rather than started over and over.
 const SLOW_SCAN: Duration = SLOW_STATS;
 const SCAN_COST_FACTOR: u32 = 10;
+/// How long what the worker said (a purge's outcome) stays through keys: one pressed sooner
+/// was not pressed in answer to it.
+const SEEN: Duration = Duration::from_secs(3);
 /// The shortest auto-refresh interval honoured; shorter ones would busy-loop.
 const MIN_REFRESH: Duration = Duration::from_millis(100);
 
@@ -133,8 +138,62 @@ pub(crate) enum Confirm {
     },
     /// Invalidate every session of a principal.
     InvalidatePrincipal { principal: String, count: usize },
-    /// Purge the expired sessions.
-    Purge { count: u64 },
+    /// Purge the expired sessions; `count` is `None` while they are being counted (a large
+    /// store's count takes seconds, and `y` need not wait for it).
+    Purge { count: Option<u64> },
+}
+
+/// Work the event loop has made on its worker thread, one job at a time, so that reading or
+/// writing every record of a large store never holds up a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Job {
+    /// The header's counts.
+    Count,
+    /// How many sessions `p` would purge.
+    CountExpired,
+    /// The purge the operator confirmed.
+    Purge,
+}
+
+/// What the worker hands back. Each job ends with one report; a purge sends its running
+/// total before that.
+#[derive(Debug)]
+pub(crate) enum Report {
+    Counted(Counted),
+    Expired(sessdb::Result<u64>),
+    /// Expired sessions removed so far by the purge under way.
+    Purging(u64),
+    Purged(sessdb::Result<u64>),
+}
+
+impl Report {
+    /// Whether this report ends its job.
+    fn ends_job(&self) -> bool {
+        !matches!(self, Report::Purging(_))
+    }
+}
+
+/// The purge under way on the worker thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PurgeRun {
+    /// Removed so far.
+    pub(crate) removed: u64,
+    /// How many were counted when the operator confirmed, if the count had come.
+    pub(crate) of: Option<u64>,
+    /// Whether the worker has started it: it waits for a count under way to end first.
+    pub(crate) started: bool,
+}
+
+/// Does `job` on `admin`, handing each report to `report`: what the worker thread runs.
+pub(crate) fn work(admin: &dyn Admin, job: Job, report: &mut dyn FnMut(Report)) {
+    match job {
+        Job::Count => report(Report::Counted(count(admin))),
+        Job::CountExpired => report(Report::Expired(admin.count_expired())),
+        Job::Purge => {
+            let purged = admin.purge(&mut |removed| report(Report::Purging(removed)));
+            report(Report::Purged(purged));
+        }
+    }
 }
 
 /// Why the rows on screen may no longer be what the store holds. (The header's counts and
@@ -234,6 +293,16 @@ pub(crate) struct App {
     count_wanted: bool,
     /// A count is being made.
     pub(crate) counting: bool,
+    /// A count of the expired sessions is wanted (`p`), and not yet handed to the worker.
+    expired_wanted: bool,
+    /// The expired sessions are being counted.
+    expired_counting: bool,
+    /// A purge was confirmed and not yet handed to the worker.
+    purge_wanted: bool,
+    /// The purge under way (or wanted), which the status line follows.
+    pub(crate) purging: Option<PurgeRun>,
+    /// The job the worker is doing.
+    working: Option<Job>,
     /// The last count failed: the counts shown, if any, are those of the last that worked,
     /// at `stats_at`. The rows are read apart from them, and are not marked for it.
     pub(crate) count_failed: bool,
@@ -250,6 +319,8 @@ pub(crate) struct App {
     /// The database folder, when opened directly.
     folder: Option<Folder>,
     pub(crate) message: Option<Message>,
+    /// When the worker's report put `message` there, on `clock` (see [`SEEN`]).
+    said_at: Option<Instant>,
     /// The error of the last read that failed, until everything on screen is read again: what
     /// the status line says once an action's error in front of it is over.
     last_read_error: Option<String>,
@@ -283,6 +354,11 @@ impl App {
             stats_skipped: false,
             count_wanted: false,
             counting: false,
+            expired_wanted: false,
+            expired_counting: false,
+            purge_wanted: false,
+            purging: None,
+            working: None,
             count_failed: false,
             now: OffsetDateTime::UNIX_EPOCH,
             refreshed_at: None,
@@ -290,6 +366,7 @@ impl App {
             unanswered: false,
             folder: options.folder.as_deref().map(Folder::new),
             message: None,
+            said_at: None,
             last_read_error: None,
             area: Rect::new(0, 0, 80, 24),
             quit: false,
@@ -307,7 +384,7 @@ impl App {
     }
 
     /// Loads the first page, and asks for the header's counts, which come later (see
-    /// [`App::take_count`]) so that the table is drawn first.
+    /// [`App::take_job`]) so that the table is drawn first.
     pub(crate) fn start(&mut self, admin: &dyn Admin) {
         self.now = admin.now();
         match self.listing.reload(admin) {
@@ -321,20 +398,98 @@ impl App {
         self.count_wanted = true;
     }
 
-    /// Whether a count of the header's numbers should start now; if so, it is marked as
-    /// running until [`App::counted`]. One runs at a time: one asked for meanwhile starts
-    /// after it.
-    pub(crate) fn take_count(&mut self) -> bool {
-        if !self.count_wanted || self.counting {
-            return false;
+    /// The job the worker should start now, if any; it is the worker's until its last
+    /// [`App::report`]. One runs at a time, the operator's first: a purge, then a count of the
+    /// expired sessions, then the header's counts.
+    pub(crate) fn take_job(&mut self) -> Option<Job> {
+        if self.working.is_some() {
+            return None;
         }
-        self.count_wanted = false;
-        self.counting = true;
-        true
+        let job = if self.purge_wanted {
+            self.purge_wanted = false;
+            if let Some(run) = &mut self.purging {
+                run.started = true;
+            }
+            Job::Purge
+        } else if self.expired_wanted {
+            self.expired_wanted = false;
+            self.expired_counting = true;
+            Job::CountExpired
+        } else if self.count_wanted {
+            self.count_wanted = false;
+            self.counting = true;
+            Job::Count
+        } else {
+            return None;
+        };
+        self.working = Some(job);
+        Some(job)
     }
 
-    /// A count has finished.
-    pub(crate) fn counted(&mut self, count: Counted) {
+    /// Whether the worker has a job: the event loop looks for its reports meanwhile.
+    pub(crate) fn working(&self) -> bool {
+        self.working.is_some()
+    }
+
+    /// Takes what the worker reports. `admin` is for what follows on this thread (a purge
+    /// that ended is followed by a refresh).
+    pub(crate) fn report(&mut self, admin: &dyn Admin, report: Report) {
+        if report.ends_job() {
+            self.working = None;
+        }
+        self.from_worker(|app| match report {
+            Report::Counted(count) => app.counted(count),
+            Report::Expired(count) => app.expired_counted(count),
+            Report::Purging(removed) => {
+                if let Some(run) = &mut app.purging {
+                    run.removed = removed;
+                }
+            }
+            Report::Purged(purged) => app.purged(admin, purged),
+        });
+        self.settle();
+    }
+
+    /// Applies what the worker reported; a message it leaves was said between keys (see
+    /// [`SEEN`]).
+    fn from_worker(&mut self, apply: impl FnOnce(&mut App)) {
+        let before = self.message.clone();
+        apply(self);
+        if self.message != before {
+            self.said_at = Some(self.clock.now());
+        }
+    }
+
+    /// The job the worker had will not end: its thread is gone (it panicked, and the panic
+    /// hook has said so), or could not be given the job.
+    pub(crate) fn worker_gone(&mut self) {
+        const GONE: &str = "the TUI's worker thread stopped";
+        let job = self.working.take();
+        self.from_worker(|app| match job {
+            Some(Job::Count) => {
+                app.counting = false;
+                app.count_failed = true;
+                app.say_read_error("Counting sessions failed".into());
+            }
+            Some(Job::CountExpired) => {
+                app.expired_counting = false;
+                if app.purge_question_waiting() {
+                    app.close_question();
+                    app.message = Some(Message::ActionError(format!(
+                        "Could not count the expired sessions: {GONE}"
+                    )));
+                }
+            }
+            Some(Job::Purge) => {
+                let what = app.purge_not_finished();
+                app.message = Some(Message::ActionError(format!("{what}: {GONE}")));
+            }
+            None => {}
+        });
+    }
+
+    /// The header's counts have come.
+    fn counted(&mut self, count: Counted) {
         self.counting = false;
         // A failed count's time says little of what counting costs the store: through a hung
         // admin socket it is the client's timeout (up to 20 s), and 30 times that would keep
@@ -364,14 +519,6 @@ impl App {
                 self.count_failed = true;
             }
         }
-        self.settle();
-    }
-
-    /// The count that was running will not come (its thread is gone).
-    pub(crate) fn counted_nothing(&mut self) {
-        self.counting = false;
-        self.count_failed = true;
-        self.say_read_error("Counting sessions failed".into());
     }
 
     /// Whether there is work to continue on the next tick: a scan that has not filled the
@@ -426,16 +573,29 @@ impl App {
     pub(crate) fn update(&mut self, admin: &dyn Admin, action: Action) {
         // The operator has seen what their last action did, or why it failed, once they press
         // a key (a success left on screen would read as the outcome of the next one). A read's
-        // error that came meanwhile, and is not over, is said next.
+        // error that came meanwhile, and is not over, is said next. What the worker said (a
+        // purge's outcome) came between keys, unasked at that moment: a key pressed within
+        // [`SEEN`] of it was not an answer to it, and leaves it.
         if action.is_key()
             && matches!(
                 self.message,
                 Some(Message::ActionError(_) | Message::Info(_))
             )
         {
-            self.message = self.last_read_error.clone().map(Message::ReadError);
+            let now = self.clock.now();
+            let unseen = self
+                .said_at
+                .is_some_and(|at| now.saturating_duration_since(at) < SEEN);
+            if !unseen {
+                self.message = self.last_read_error.clone().map(Message::ReadError);
+            }
         }
+        let before = self.message.clone();
         self.apply(admin, action);
+        if self.message != before {
+            // Said by this key, not by the worker.
+            self.said_at = None;
+        }
         self.settle();
     }
 
@@ -582,7 +742,7 @@ impl App {
             }
             Action::AskPurge => {
                 if !self.refused_folder_gone("Nothing purged") {
-                    self.ask_purge(admin);
+                    self.ask_purge();
                 }
             }
             Action::Answer(yes) => self.answer(admin, yes),
@@ -886,11 +1046,61 @@ impl App {
         }
     }
 
-    fn ask_purge(&mut self, admin: &dyn Admin) {
-        match admin.count_expired() {
-            Ok(0) => self.message = Some(Message::Info("No expired sessions to purge".into())),
-            Ok(count) => self.ask(Confirm::Purge { count }),
-            Err(e) => self.action_error("Could not count the expired sessions", &e),
+    /// Asks whether to purge, at once: the expired sessions are counted on the worker
+    /// thread (seconds at a million sessions) and the question shows their number when it
+    /// comes, or closes if there are none. `y` need not wait for it.
+    fn ask_purge(&mut self) {
+        if let Some(run) = self.purging {
+            self.message = Some(Message::Info(purge_progress(run)));
+            return;
+        }
+        // A count still running (a question answered `n` before it came) answers this one.
+        if !self.expired_counting {
+            self.expired_wanted = true;
+        }
+        self.ask(Confirm::Purge { count: None });
+    }
+
+    /// The count of the expired sessions has come: the purge's question, if still open,
+    /// shows it.
+    fn expired_counted(&mut self, count: sessdb::Result<u64>) {
+        self.expired_counting = false;
+        // A question answered meanwhile needs no count.
+        if !self.purge_question_waiting() {
+            return;
+        }
+        match count {
+            Ok(count @ 1..) => {
+                if let Mode::Confirm { ask, .. } = &mut self.mode {
+                    *ask = Confirm::Purge { count: Some(count) };
+                }
+            }
+            Ok(0) => {
+                self.close_question();
+                self.message = Some(Message::Info("No expired sessions to purge".into()));
+            }
+            Err(e) => {
+                self.close_question();
+                self.action_error("Could not count the expired sessions", &e);
+            }
+        }
+    }
+
+    /// Whether the purge's question is on screen, waiting for its count.
+    fn purge_question_waiting(&self) -> bool {
+        matches!(
+            self.mode,
+            Mode::Confirm {
+                ask: Confirm::Purge { count: None },
+                ..
+            }
+        )
+    }
+
+    /// Closes the question on screen, back to what was under it.
+    fn close_question(&mut self) {
+        if let Mode::Confirm { back, .. } = std::mem::replace(&mut self.mode, Mode::Browsing) {
+            self.mode = *back;
         }
     }
 
@@ -935,29 +1145,68 @@ impl App {
                     format!("The sessions of {who} NOT all invalidated"),
                 )
             }
-            Confirm::Purge { .. } => (
-                admin
-                    .purge(&mut |_| {})
-                    .map(|n| format!("Purged {}", plural(n, "expired session"))),
-                "The purge did NOT finish".to_string(),
-            ),
+            // On the worker thread: a purge of a large backlog takes minutes, and the keys
+            // keep working meanwhile; the status line follows it.
+            Confirm::Purge { count } => {
+                self.purge_wanted = true;
+                self.purging = Some(PurgeRun {
+                    removed: 0,
+                    of: count,
+                    started: false,
+                });
+                return;
+            }
         };
         match done {
-            Ok(text) => {
-                // It answered: the refresh reads everything again.
-                self.unanswered = false;
-                self.refresh(admin, true);
-                // The detail pane of a session just removed has nothing left to show.
-                if let Mode::Detail(Detail { info: None, .. }) = self.mode {
-                    self.mode = Mode::Browsing;
-                }
-                // A folder deleted meanwhile: what was written is lost, and the refresh said so.
-                if self.stale != Some(Stale::FolderGone) {
-                    self.message = Some(Message::Info(text));
-                }
-            }
+            Ok(text) => self.done(admin, text),
             Err(e) => self.action_error(&failed, &e),
         }
+    }
+
+    /// What the operator asked for was done: everything is read again, and the status line
+    /// says `text`.
+    fn done(&mut self, admin: &dyn Admin, text: String) {
+        // It answered: the refresh reads everything again.
+        self.unanswered = false;
+        self.refresh(admin, true);
+        // The detail pane of a session just removed has nothing left to show.
+        if let Mode::Detail(Detail { info: None, .. }) = self.mode {
+            self.mode = Mode::Browsing;
+        }
+        // A folder deleted meanwhile: what was written is lost, and the refresh said so.
+        if self.stale != Some(Stale::FolderGone) {
+            self.message = Some(Message::Info(text));
+        }
+    }
+
+    /// The purge on the worker thread has ended.
+    fn purged(&mut self, admin: &dyn Admin, purged: sessdb::Result<u64>) {
+        match purged {
+            Ok(n) => {
+                self.purging = None;
+                self.done(admin, format!("Purged {}", plural(n, "expired session")));
+            }
+            Err(e) => {
+                let what = self.purge_not_finished();
+                self.action_error(&what, &e);
+            }
+        }
+    }
+
+    /// The purge failed, or its thread is gone: what the status line says first, how far it
+    /// went (what it removed stays removed).
+    fn purge_not_finished(&mut self) -> String {
+        let removed = self.purging.take().map_or(0, |run| run.removed);
+        let what = match removed {
+            0 => "The purge did NOT finish".to_string(),
+            n => format!(
+                "The purge did NOT finish ({} removed before it stopped)",
+                plural(n, "expired session")
+            ),
+        };
+        // What it removed is gone from the counts too.
+        self.count_wanted = true;
+        what
     }
 
     /// Runs a listing operation. A store error goes to the status line and marks the rows
@@ -1159,6 +1408,24 @@ fn error_text(error: &sessdb::Error) -> String {
         source = e.source();
     }
     text
+}
+
+/// What the status line says of the purge under way.
+pub(crate) fn purge_progress(run: PurgeRun) -> String {
+    if !run.started {
+        return "Purge confirmed: it starts once the count under way ends".into();
+    }
+    match run.of {
+        Some(count) => format!(
+            "Purging {}: {} removed so far",
+            plural(count, "expired session"),
+            run.removed
+        ),
+        None => format!(
+            "Purging the expired sessions: {} removed so far",
+            run.removed
+        ),
+    }
 }
 
 /// `1 session`, `3 sessions`.

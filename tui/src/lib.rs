@@ -31,8 +31,10 @@
 //! and paging up from there goes on backward, so no key walks the store page by page. The
 //! header's counts ([`Admin::stats`](sessdb::Admin::stats), a pass over every record) are
 //! made on a worker thread; the header says "counting" until they arrive, and keys keep
-//! working meanwhile. Through an admin socket, give the worker a connection of its own
-//! ([`run_with_counter`]): one `RemoteAdmin` runs one request at a time.
+//! working meanwhile. So are the count of expired sessions that `p` asks about (its question
+//! opens at once and shows the number when it comes) and the purge itself, which the status
+//! line follows. Through an admin socket, give the worker a connection of its own
+//! ([`run_with_worker`]): one `RemoteAdmin` runs one request at a time.
 //!
 //! A search the indexes do not serve (a prefix, `l:LABEL`) scans 2,000 index entries per call
 //! and goes on between frames; a prefix that matches nothing scans the whole store (about 24 s
@@ -116,8 +118,12 @@ impl Default for Options {
 
 /// Runs the TUI on the terminal until the operator quits (`q` or Ctrl-C).
 ///
-/// The header's counts ([`Admin::stats`](sessdb::Admin::stats), which reads every record) are
-/// made on a worker thread, so keys keep working while a large store is counted.
+/// What reads or writes every record (the header's counts, [`Admin::stats`](sessdb::Admin::stats);
+/// the count of expired sessions and the purge that `p` asks for) is made on a worker thread,
+/// so keys keep working while a large store is counted or purged. Quitting during a purge
+/// waits for it to end (it cannot be stopped partway through `Admin`), after the terminal is
+/// given back and a line on stderr says so; Ctrl-C then stops the process, and what the purge
+/// removed stays removed.
 ///
 /// The terminal is entered and left only through `ratatui::try_init` and `ratatui::restore`,
 /// whose panic hook restores it on a panic too. Errors from the store are shown in a status
@@ -126,31 +132,33 @@ impl Default for Options {
 /// # Errors
 /// Terminal I/O errors (no terminal, a closed stdout).
 pub fn run(admin: &dyn sessdb::Admin, options: Options) -> io::Result<()> {
-    run_counting(admin, None, options)
+    run_working(admin, None, options)
 }
 
-/// Runs the TUI as [`run`] does, with the header's counts made on `counter`, an admin
-/// interface of their own.
+/// Runs the TUI as [`run`] does, with what reads or writes every record made on `worker`, an
+/// admin interface of its own.
 ///
 /// Give it a second [`RemoteAdmin`](sessdb::RemoteAdmin) to the same socket: one
 /// `RemoteAdmin` runs one request at a time, so on a shared one every key would wait behind
-/// a count of a large store. Nothing waits for a count still running when the operator
-/// quits. A store call of the UI's own that blocks (an application that stopped answering)
-/// holds up the keys until it returns or fails; `q` and Ctrl-C then quit.
+/// a count of a large store. Nothing waits for the worker's job still running when the
+/// operator quits: a count is dropped, and a purge through an admin socket goes on in the
+/// application until it ends. A store call of the UI's own that blocks (an application
+/// that stopped answering) holds up the keys until it returns or fails; `q` and Ctrl-C then
+/// quit.
 ///
 /// # Errors
 /// As for [`run`].
-pub fn run_with_counter(
+pub fn run_with_worker(
     admin: &dyn sessdb::Admin,
-    counter: Arc<dyn sessdb::Admin>,
+    worker: Arc<dyn sessdb::Admin>,
     options: Options,
 ) -> io::Result<()> {
-    run_counting(admin, Some(counter), options)
+    run_working(admin, Some(worker), options)
 }
 
-fn run_counting(
+fn run_working(
     admin: &dyn sessdb::Admin,
-    counter: Option<Arc<dyn sessdb::Admin>>,
+    worker: Option<Arc<dyn sessdb::Admin>>,
     options: Options,
 ) -> io::Result<()> {
     let mut terminal = match ratatui::try_init() {
@@ -162,24 +170,41 @@ fn run_counting(
         }
     };
     let mut app = app::App::new(&options);
+    let owned = worker.is_some();
     std::thread::scope(|scope| {
-        let counter = match counter {
-            Some(own) => term::Counter::spawn_owned(own),
-            None => term::Counter::spawn(scope, admin),
+        let worker = match worker {
+            Some(own) => term::Worker::spawn_owned(own),
+            None => term::Worker::spawn(scope, admin),
         };
-        let result = counter.and_then(|counter| {
+        let result = worker.and_then(|worker| {
             term::event_loop(
                 &mut terminal,
                 &mut app,
                 admin,
                 &mut term::Crossterm,
-                &counter,
+                &worker,
                 Some(COUNT_SETTLE),
             )
         });
-        // The terminal is given back at once; a count still running on `admin` (a large
-        // store) ends before the scope does.
+        // The terminal is given back at once; a job still running on `admin` (a large
+        // store's count or purge) ends before the scope does.
         ratatui::restore();
+        if let Some(run) = app.purging {
+            let removed = app::plural(run.removed, "expired session");
+            if !run.started {
+                eprintln!("The purge confirmed in the TUI had not started: nothing was purged.");
+            } else if owned {
+                eprintln!(
+                    "The purge under way was left to its own connection ({removed} removed so \
+                     far): through an admin socket the application finishes it."
+                );
+            } else {
+                eprintln!(
+                    "Waiting for the purge under way to end ({removed} removed so far); Ctrl-C \
+                     stops it, and what it removed stays removed."
+                );
+            }
+        }
         result
     })
 }

@@ -1,5 +1,5 @@
 //! The event loop: read a terminal event or time out, turn it into an [`Action`], update,
-//! draw; and the worker thread that counts for the header meanwhile. Generic over the ratatui
+//! draw; and the worker thread that counts and purges meanwhile. Generic over the ratatui
 //! backend and the event source, so tests drive the real loop on a `TestBackend` with
 //! scripted keys.
 
@@ -15,7 +15,7 @@ use ratatui::crossterm::event::{self, Event};
 use ratatui::Terminal;
 use sessdb::Admin;
 
-use crate::app::{Action, App, Counted};
+use crate::app::{Action, App, Job, Report};
 
 /// Where terminal events come from.
 pub(crate) trait Events {
@@ -40,93 +40,110 @@ impl Events for Crossterm {
     }
 }
 
-/// How often the loop looks for a finished count while one is running.
-const COUNT_POLL: Duration = Duration::from_millis(100);
+/// How often the loop looks for the worker's reports while it has a job.
+const WORK_POLL: Duration = Duration::from_millis(100);
 
-/// The worker thread that makes the header's counts, so that a count reading every record of
-/// a large store never holds up a key.
+/// The worker thread that reads or writes every record (the header's counts, the count of
+/// expired sessions, a purge), so that none of it holds up a key.
 #[derive(Debug)]
-pub(crate) struct Counter {
-    requests: mpsc::Sender<()>,
-    replies: mpsc::Receiver<Counted>,
+pub(crate) struct Worker {
+    requests: mpsc::Sender<Job>,
+    replies: mpsc::Receiver<Report>,
 }
 
-impl Counter {
-    /// Starts the worker; it ends once the counter is dropped and its count in flight, if
-    /// any, is done (the scope waits for that).
+impl Worker {
+    /// Starts the worker; it ends once the worker is dropped and its job in flight, if any,
+    /// is done (the scope waits for that).
     ///
     /// # Errors
     /// The thread could not be started.
     pub(crate) fn spawn<'scope, 'env>(
         scope: &'scope Scope<'scope, 'env>,
         admin: &'env dyn Admin,
-    ) -> io::Result<Counter> {
-        let (requests, asked) = mpsc::channel::<()>();
+    ) -> io::Result<Worker> {
+        let (requests, asked) = mpsc::channel();
         let (answer, replies) = mpsc::channel();
         thread::Builder::new()
-            .name("sessdb-tui-count".into())
+            .name(THREAD.into())
             .spawn_scoped(scope, move || work(admin, &asked, &answer))?;
-        Ok(Counter { requests, replies })
+        Ok(Worker { requests, replies })
     }
 
     /// Starts the worker on an admin interface of its own (a second connection to an admin
     /// socket), so that its calls never queue with the UI's. Nothing waits for it: once the
-    /// counter is dropped it ends after its count in flight, and a process that exits first
-    /// does not wait for that count.
+    /// worker is dropped it ends after its job in flight, and a process that exits first
+    /// does not wait for that job.
     ///
     /// # Errors
     /// The thread could not be started.
-    pub(crate) fn spawn_owned(admin: Arc<dyn Admin>) -> io::Result<Counter> {
-        let (requests, asked) = mpsc::channel::<()>();
+    pub(crate) fn spawn_owned(admin: Arc<dyn Admin>) -> io::Result<Worker> {
+        let (requests, asked) = mpsc::channel();
         let (answer, replies) = mpsc::channel();
         thread::Builder::new()
-            .name("sessdb-tui-count".into())
+            .name(THREAD.into())
             .spawn(move || work(&*admin, &asked, &answer))?;
-        Ok(Counter { requests, replies })
+        Ok(Worker { requests, replies })
     }
 
-    /// Starts a count if the app wants one, and hands the app the one that finished. A count
-    /// that has just started is waited for up to `settle` (`None`: as long as it takes), so
-    /// that a quick one shows in the next frame rather than after a "counting" frame.
-    fn serve(&self, app: &mut App, settle: Option<Duration>) {
-        let started = app.take_count();
-        if started && self.requests.send(()).is_err() {
-            // The worker is gone (it panicked, and the panic hook has said so).
-            app.counted_nothing();
-            return;
-        }
-        if !app.counting {
-            return;
-        }
-        let reply = match settle {
-            None => self.replies.recv().map_err(|_| TryRecvError::Disconnected),
-            Some(wait) if started => self.replies.recv_timeout(wait).map_err(|e| match e {
-                RecvTimeoutError::Timeout => TryRecvError::Empty,
-                RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
-            }),
-            Some(_) => self.replies.try_recv(),
-        };
-        match reply {
-            Ok(count) => app.counted(count),
-            Err(TryRecvError::Disconnected) => app.counted_nothing(),
-            Err(TryRecvError::Empty) => {}
+    /// Starts the job the app wants next, if the worker is free, and hands the app every
+    /// report that has come; a job that ended is followed at once by the next one wanted (a
+    /// purge by the header's counts). A job started here is waited for up to `settle` in all
+    /// (`None`: as long as it takes), so that a quick one shows in the next frame rather than
+    /// after a "counting" frame.
+    fn serve(&self, admin: &dyn Admin, app: &mut App, settle: Option<Duration>) {
+        let deadline = settle.map(|wait| Instant::now() + wait);
+        let mut started = false;
+        loop {
+            if let Some(job) = app.take_job() {
+                if self.requests.send(job).is_err() {
+                    // The worker is gone (it panicked, and the panic hook has said so).
+                    return app.worker_gone();
+                }
+                started = true;
+            }
+            if !app.working() {
+                return;
+            }
+            let reply = match (started, deadline) {
+                (true, None) => self.replies.recv().map_err(|_| TryRecvError::Disconnected),
+                (true, Some(deadline)) => self
+                    .replies
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    .map_err(|e| match e {
+                        RecvTimeoutError::Timeout => TryRecvError::Empty,
+                        RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
+                    }),
+                (false, _) => self.replies.try_recv(),
+            };
+            match reply {
+                Ok(report) => app.report(admin, report),
+                Err(TryRecvError::Disconnected) => return app.worker_gone(),
+                Err(TryRecvError::Empty) => return,
+            }
         }
     }
 }
 
-/// The worker: one count per request, until either end of the channels is gone.
-fn work(admin: &dyn Admin, asked: &mpsc::Receiver<()>, answer: &mpsc::Sender<Counted>) {
-    for () in asked {
-        if answer.send(crate::app::count(admin)).is_err() {
+/// The worker thread's name.
+const THREAD: &str = "sessdb-tui-work";
+
+/// The worker: one job per request, until either end of the channels is gone.
+fn work(admin: &dyn Admin, asked: &mpsc::Receiver<Job>, answer: &mpsc::Sender<Report>) {
+    for job in asked {
+        let mut gone = false;
+        crate::app::work(admin, job, &mut |report| {
+            gone |= answer.send(report).is_err();
+        });
+        if gone {
             return;
         }
     }
 }
 
 /// Runs until the app quits. A timeout with work pending is a [`Action::Tick`]; a timeout
-/// without is the auto-refresh interval passing. The header's counts are made by `counter`;
-/// `settle` is how long a frame waits for a count that has just started (see
-/// [`Counter::serve`]).
+/// without is the auto-refresh interval passing. What reads every record is made by
+/// `worker`; `settle` is how long a frame waits for a job that has just started (see
+/// [`Worker::serve`]).
 ///
 /// # Errors
 /// Terminal errors (drawing, reading events); store errors never end the loop.
@@ -135,7 +152,7 @@ pub(crate) fn event_loop<B>(
     app: &mut App,
     admin: &dyn Admin,
     events: &mut dyn Events,
-    counter: &Counter,
+    worker: &Worker,
     settle: Option<Duration>,
 ) -> io::Result<()>
 where
@@ -150,15 +167,15 @@ where
         .map_err(to_io)?;
     let mut refresh_at = Instant::now() + app.refresh;
     while !app.quit {
-        counter.serve(app, settle);
+        worker.serve(admin, app, settle);
         terminal
             .draw(|frame| crate::ui::render(app, frame))
             .map_err(to_io)?;
         let until_refresh = refresh_at.saturating_duration_since(Instant::now());
         let timeout = if app.busy() {
             Duration::ZERO
-        } else if app.counting {
-            until_refresh.min(COUNT_POLL)
+        } else if app.working() {
+            until_refresh.min(WORK_POLL)
         } else {
             until_refresh
         };
@@ -170,7 +187,7 @@ where
             Some(Event::Resize(width, height)) => Some(Action::Resize(width, height)),
             Some(_) => None,
             None if app.busy() => Some(Action::Tick),
-            // A look for a finished count, before the refresh is due.
+            // A look for the worker's reports, before the refresh is due.
             None if timeout < until_refresh => None,
             None => {
                 refresh_at = Instant::now() + app.refresh;

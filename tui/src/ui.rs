@@ -761,6 +761,13 @@ impl Widget for StatusLine<'_> {
             (_, Some(Message::Info(text))) => {
                 Line::styled(format!(" {}", keep_head(text, room)), t.info)
             }
+            (_, None) if app.purging.is_some() => {
+                let text = app.purging.map(crate::app::purge_progress);
+                Line::styled(
+                    format!(" {}", keep_head(&text.unwrap_or_default(), room)),
+                    t.info,
+                )
+            }
             (_, None) if app.listing.is_incomplete() => Line::styled(" Searching…", t.label),
             (_, None) => Line::raw(""),
         };
@@ -846,8 +853,13 @@ impl ConfirmDialog<'_> {
                     None => "It is logged out everywhere.".into(),
                 },
             ),
-            Confirm::Purge { count } => (
+            Confirm::Purge { count: Some(count) } => (
                 format!("Purge {}?", plural(*count, "expired session")),
+                "They are removed from the database for good.".into(),
+            ),
+            // A large store's count takes seconds; the number shows when it comes.
+            Confirm::Purge { count: None } => (
+                "Purge the expired sessions? (counting them…)".into(),
                 "They are removed from the database for good.".into(),
             ),
         }

@@ -60,12 +60,13 @@ impl Tui {
             },
         };
         match &db {
-            // The header's counts read every record: on a connection of their own, so that
-            // keys never queue behind them. If a second one is refused, they share.
+            // The header's counts, the count of expired sessions and the purge read every
+            // record: on a connection of their own, so that keys never queue behind them. If a
+            // second one is refused, they share.
             Database::Remote(remote) => {
                 match RemoteAdmin::connect_with_timeout(remote.socket_path(), remote.timeout()) {
-                    Ok(counter) => {
-                        sessdb_tui::run_with_counter(db.admin(), Arc::new(counter), options)?
+                    Ok(worker) => {
+                        sessdb_tui::run_with_worker(db.admin(), Arc::new(worker), options)?
                     }
                     Err(_) => sessdb_tui::run(db.admin(), options)?,
                 }

@@ -237,15 +237,15 @@ pub(crate) fn started_on_with(
 fn start(admin: &dyn Admin, width: u16, height: u16, mut app: App) -> App {
     app.update(admin, Action::Resize(width, height));
     app.start(admin);
-    count_now(&mut app, admin);
+    work_now(&mut app, admin);
     app
 }
 
-/// Makes a count the app asked for at once, on this thread: what the event loop's worker
-/// does, without a thread, so these tests stay deterministic.
-pub(crate) fn count_now(app: &mut App, admin: &dyn Admin) {
-    if app.take_count() {
-        app.counted(crate::app::count(admin));
+/// Does the jobs the app asked for (counts, a purge) at once, on this thread: what the event
+/// loop's worker does, without a thread, so these tests stay deterministic.
+pub(crate) fn work_now(app: &mut App, admin: &dyn Admin) {
+    while let Some(job) = app.take_job() {
+        crate::app::work(admin, job, &mut |report| app.report(admin, report));
     }
 }
 
@@ -263,7 +263,7 @@ pub(crate) fn press(app: &mut App, admin: &dyn Admin, keys: &[KeyEvent]) {
         let filtered = app.listing.view().filter.is_active();
         if let Some(action) = crate::keys::action(&app.mode, filtered, *k) {
             app.update(admin, action);
-            count_now(app, admin);
+            work_now(app, admin);
         }
     }
 }
@@ -287,8 +287,9 @@ pub(crate) fn principals(app: &App) -> Vec<String> {
 /// `Error::Unresponsive`: twice `RemoteAdmin`'s default timeout of 10 s.
 pub(crate) const HUNG: Duration = Duration::from_secs(20);
 
-/// A transport over a store whose reads fail while `failing` is set, and whose `stats` waits
-/// while it is held, as the count of a large store keeps the counting thread busy.
+/// A transport over a store whose reads fail while `failing` is set, and whose `stats`,
+/// `count_expired` and `purge` wait while it is held, as a large store's count or purge keeps
+/// the worker thread busy.
 pub(crate) struct Flaky {
     /// A handle of its own, so that a counting thread nothing joins can own the transport.
     inner: sessdb::Store,
@@ -340,7 +341,7 @@ impl Flaky {
         }
     }
 
-    /// Makes `stats` wait until [`Flaky::release`].
+    /// Makes `stats`, `count_expired` and `purge` wait until [`Flaky::release`].
     pub(crate) fn hold(&self) {
         *self.held.lock().expect("lock") = true;
     }
@@ -362,7 +363,7 @@ impl Flaky {
         if waited.timed_out() {
             return Err(sessdb::Error::Io {
                 path: "/srv/app/sessions.sessdb".into(),
-                source: std::io::Error::other("held stats never released"),
+                source: std::io::Error::other("held work never released"),
             });
         }
         Ok(())
@@ -428,10 +429,12 @@ impl Admin for Flaky {
         Admin::invalidate_principal(&self.inner, principal)
     }
     fn purge(&self, progress: &mut dyn FnMut(u64)) -> sessdb::Result<u64> {
+        self.wait()?;
         self.check()?;
         self.inner.purge(progress)
     }
     fn count_expired(&self) -> sessdb::Result<u64> {
+        self.wait()?;
         self.check()?;
         Admin::count_expired(&self.inner)
     }

@@ -18,7 +18,7 @@ use ratatui::Terminal;
 use sessdb::{Admin, ManualClock, Store};
 
 use super::T0_MS;
-use crate::app::{Action, App};
+use crate::app::{Action, App, Job, Report};
 use crate::Options;
 
 /// Sessions are created this far apart on the store's clock.
@@ -128,8 +128,8 @@ fn measure(store: &Store, n: usize) -> Figures {
         stats.live.min(crate::listing::PAGE_SIZE as u64)
     );
     // What the counting thread would do, untimed: the header is not part of a frame's cost.
-    assert!(app.take_count());
-    app.counted(crate::app::count(store));
+    assert_eq!(app.take_job(), Some(Job::Count));
+    app.report(store, Report::Counted(crate::app::count(store)));
 
     let last = frame(&mut terminal, &mut app, |app| {
         app.update(store, Action::Last);

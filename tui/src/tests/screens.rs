@@ -14,7 +14,7 @@ use sessdb::{Admin, SessionId, Target};
 
 use super::{ch, key, press, started, type_text, Fixture, Flaky};
 use crate::app::{Action, App};
-use crate::term::{event_loop, Counter, Events};
+use crate::term::{event_loop, Events, Worker};
 use crate::Options;
 
 fn redacted() -> insta::Settings {
@@ -200,7 +200,7 @@ fn run_loop(
     settle: Option<Duration>,
 ) -> io::Result<()> {
     std::thread::scope(|scope| {
-        let counter = Counter::spawn(scope, admin)?;
+        let counter = Worker::spawn(scope, admin)?;
         event_loop(terminal, app, admin, events, &counter, settle)
     })
 }
@@ -337,7 +337,7 @@ fn counts_on_their_own_connection_never_hold_up_keys_or_quitting() {
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
     let mut app = App::new(&Options::default());
     let mut script = Script(keys("jjq").collect());
-    let own = Counter::spawn_owned(counter.clone()).expect("counting thread");
+    let own = Worker::spawn_owned(counter.clone()).expect("counting thread");
     event_loop(
         &mut terminal,
         &mut app,
@@ -358,4 +358,101 @@ fn counts_on_their_own_connection_never_hold_up_keys_or_quitting() {
     );
     assert!(ui.lists.load(Ordering::SeqCst) > 0);
     counter.release();
+}
+
+/// The text of row `y` of the screen.
+fn row(terminal: &Terminal<TestBackend>, y: u16) -> String {
+    let buf = terminal.backend().buffer();
+    (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect()
+}
+
+/// `p` and its `y` never wait for the worker: with a count held on it (a large store), the
+/// question opens at once, the purge is confirmed, the keys after it are answered, and the
+/// status line says the purge waits for the count. Quitting before it started purges nothing.
+#[test]
+fn p_and_its_purge_never_hold_up_keys() {
+    let f = Fixture::demo();
+    let worker = Arc::new(Flaky::new(&f.store));
+    worker.hold();
+    let ui = Flaky::new(&f.store);
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+    let mut app = App::new(&Options::default());
+    let mut script = Script(keys("pyjj").collect());
+    let own = Worker::spawn_owned(worker.clone()).expect("worker thread");
+    let outcome = event_loop(
+        &mut terminal,
+        &mut app,
+        &ui,
+        &mut script,
+        &own,
+        Some(Duration::ZERO),
+    );
+    // The script ended before a quit: every key was read, none waited for the worker.
+    assert_eq!(
+        outcome.map_err(|e| e.kind()),
+        Err(io::ErrorKind::UnexpectedEof)
+    );
+    assert_eq!(app.selected, 2, "both moves were made");
+    assert_eq!(
+        app.mode,
+        crate::app::Mode::Browsing,
+        "the question was answered"
+    );
+    let status = row(&terminal, 22);
+    assert!(
+        status.starts_with(" Purge confirmed: it starts once the count under way ends"),
+        "{status}"
+    );
+    worker.release();
+    assert_eq!(
+        f.store.count_expired().expect("count"),
+        1,
+        "the purge never started"
+    );
+}
+
+/// With the worker free, `p` shows the count in its question and `y` purges on the worker;
+/// the status line says what was purged, and the header's counts follow.
+#[test]
+fn the_event_loop_purges_on_its_worker() {
+    let f = Fixture::demo();
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+    let mut app = App::new(&Options::default());
+    std::thread::scope(|scope| {
+        let worker = Worker::spawn(scope, &f.store).expect("worker thread");
+        // The script ends after `p`: the last frame drawn is the question, with its count.
+        let mut script = Script(keys("p").collect());
+        let asked = event_loop(
+            &mut terminal,
+            &mut app,
+            &f.store,
+            &mut script,
+            &worker,
+            None,
+        );
+        assert_eq!(
+            asked.map_err(|e| e.kind()),
+            Err(io::ErrorKind::UnexpectedEof)
+        );
+        assert!(
+            (0..24).any(|y| row(&terminal, y).contains("Purge 1 expired session?")),
+            "{}",
+            terminal.backend()
+        );
+        let mut script = Script(keys("yq").collect());
+        event_loop(
+            &mut terminal,
+            &mut app,
+            &f.store,
+            &mut script,
+            &worker,
+            None,
+        )
+        .expect("loop ends cleanly");
+    });
+    assert_eq!(f.store.count_expired().expect("count"), 0);
+    // The last frame, before `q`: what was purged, and the counts read again.
+    let status = row(&terminal, 22);
+    assert!(status.starts_with(" Purged 1 expired session "), "{status}");
+    assert_eq!(app.stats.as_ref().map(|s| s.expired), Some(0));
 }

@@ -8,10 +8,10 @@ use sessdb::{Admin, Handle, SessionId, Target};
 use time::OffsetDateTime;
 
 use super::{
-    ch, count_now, key, press, principals, started, started_on, started_on_with, started_with,
-    type_text, Fixture, Flaky, Spec, HUNG,
+    ch, key, press, principals, started, started_on, started_on_with, started_with, type_text,
+    work_now, Fixture, Flaky, Spec, HUNG,
 };
-use crate::app::{Action, Confirm, Counted, Message, Mode, Stale};
+use crate::app::{Action, Confirm, Counted, Job, Message, Mode, Report, Stale};
 use crate::clock::Clock;
 use crate::listing::{Filter, Sort, PAGE_SIZE};
 
@@ -344,7 +344,7 @@ fn p_asks_how_many_expired_then_purges() {
     assert!(matches!(
         app.mode,
         Mode::Confirm {
-            ask: Confirm::Purge { count: 1 },
+            ask: Confirm::Purge { count: Some(1) },
             ..
         }
     ));
@@ -361,6 +361,211 @@ fn p_asks_how_many_expired_then_purges() {
         app.message,
         Some(Message::Info("No expired sessions to purge".into()))
     );
+}
+
+/// `p` asks at once: the expired sessions are counted on the worker (seconds at a million),
+/// and the question shows their number when it comes. `y` need not wait for it; the purge
+/// runs on the worker too, after the count under way, and the status line follows it.
+#[test]
+fn p_asks_at_once_and_the_purge_runs_on_the_worker() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    app.update(&f.store, Action::AskPurge);
+    assert!(matches!(
+        app.mode,
+        Mode::Confirm {
+            ask: Confirm::Purge { count: None },
+            ..
+        }
+    ));
+    assert_eq!(app.take_job(), Some(Job::CountExpired));
+    assert_eq!(app.take_job(), None, "one job at a time");
+    // Confirmed before the count came: the purge waits for the worker.
+    app.update(&f.store, Action::Answer(true));
+    assert_eq!(app.mode, Mode::Browsing);
+    assert_eq!(
+        app.purging.map(crate::app::purge_progress).as_deref(),
+        Some("Purge confirmed: it starts once the count under way ends")
+    );
+    // The count comes after the question was answered: it has nothing left to fill in.
+    app.report(&f.store, Report::Expired(Ok(1)));
+    assert_eq!(app.mode, Mode::Browsing);
+    assert_eq!(
+        f.store.count_expired().expect("count"),
+        1,
+        "nothing purged yet"
+    );
+    // A second `p` meanwhile asks nothing: it says how far the purge is.
+    assert_eq!(app.take_job(), Some(Job::Purge));
+    app.report(&f.store, Report::Purging(0));
+    press(app, &f.store, &[ch('p')]);
+    assert_eq!(app.mode, Mode::Browsing);
+    assert_eq!(
+        app.message,
+        Some(Message::Info(
+            "Purging the expired sessions: 0 removed so far".into()
+        ))
+    );
+    // The keys keep working while it runs.
+    press(app, &f.store, &[ch('j')]);
+    assert_eq!(app.selected, 1);
+    crate::app::work(&f.store, Job::Purge, &mut |report| {
+        app.report(&f.store, report);
+    });
+    assert_eq!(app.purging, None);
+    assert_eq!(
+        app.message,
+        Some(Message::Info("Purged 1 expired session".into()))
+    );
+    assert_eq!(f.store.count_expired().expect("count"), 0);
+    // The refresh after it asked for the header's counts again.
+    work_now(app, &f.store);
+    assert_eq!(app.stats.as_ref().map(|s| s.expired), Some(0));
+}
+
+/// The count of the expired sessions decides the open question: its number shows, none
+/// closes it with a word, a failure closes it with the error.
+#[test]
+fn the_purge_question_takes_its_count_when_it_comes() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    let asked = |app: &mut crate::app::App| {
+        app.update(&f.store, Action::AskPurge);
+        assert_eq!(app.take_job(), Some(Job::CountExpired));
+    };
+    asked(app);
+    app.report(&f.store, Report::Expired(Ok(830_000)));
+    assert!(matches!(
+        app.mode,
+        Mode::Confirm {
+            ask: Confirm::Purge {
+                count: Some(830_000)
+            },
+            ..
+        }
+    ));
+    press(app, &f.store, &[ch('n')]);
+    asked(app);
+    app.report(&f.store, Report::Expired(Ok(0)));
+    assert_eq!(app.mode, Mode::Browsing);
+    assert_eq!(
+        app.message,
+        Some(Message::Info("No expired sessions to purge".into()))
+    );
+    asked(app);
+    let refused = sessdb::Error::Io {
+        path: "/srv/app/sessions.sessdb".into(),
+        source: std::io::Error::other("disk gone"),
+    };
+    app.report(&f.store, Report::Expired(Err(refused)));
+    assert_eq!(app.mode, Mode::Browsing);
+    assert_eq!(
+        app.message,
+        Some(Message::ActionError(
+            "Could not count the expired sessions: I/O error on /srv/app/sessions.sessdb: disk \
+             gone"
+                .into()
+        ))
+    );
+    // `n` while the count runs, then `p` again: the count under way answers both.
+    app.update(&f.store, Action::AskPurge);
+    assert_eq!(app.take_job(), Some(Job::CountExpired));
+    press(app, &f.store, &[ch('n')]);
+    app.update(&f.store, Action::AskPurge);
+    assert_eq!(app.take_job(), None, "no second count");
+    app.report(&f.store, Report::Expired(Ok(1)));
+    assert!(matches!(
+        app.mode,
+        Mode::Confirm {
+            ask: Confirm::Purge { count: Some(1) },
+            ..
+        }
+    ));
+}
+
+/// A purge's outcome comes between keys: a key pressed within 3 s of it was not pressed in
+/// answer to it and leaves it on screen; a later one, or what a key says, ends it as usual.
+#[test]
+fn what_the_worker_says_survives_keys_pressed_just_after_it() {
+    let f = Fixture::demo();
+    let clock = Clock::manual();
+    let app = &mut started_on(&f.store, 100, 30, &clock);
+    press(app, &f.store, &[ch('p')]);
+    app.update(&f.store, Action::Answer(true));
+    assert_eq!(app.take_job(), Some(Job::Purge));
+    crate::app::work(&f.store, Job::Purge, &mut |report| {
+        app.report(&f.store, report);
+    });
+    let purged = Some(Message::Info("Purged 1 expired session".into()));
+    assert_eq!(app.message, purged);
+    clock.advance(Duration::from_millis(2_999));
+    press(app, &f.store, &[ch('j')]);
+    assert_eq!(app.message, purged, "pressed before it could be read");
+    clock.advance(Duration::from_millis(1));
+    press(app, &f.store, &[ch('j')]);
+    assert_eq!(app.message, None, "pressed once it had been on screen 3 s");
+    // What a key says is over at the next key, however soon.
+    app.update(&f.store, Action::AskPurge);
+    assert_eq!(app.take_job(), Some(Job::CountExpired));
+    app.report(&f.store, Report::Expired(Ok(0)));
+    assert_eq!(
+        app.message,
+        Some(Message::Info("No expired sessions to purge".into()))
+    );
+    press(app, &f.store, &[ch('a')]);
+    assert_eq!(
+        app.message,
+        Some(Message::Info("Auto-refresh off (r refreshes)".into()))
+    );
+    press(app, &f.store, &[ch('j')]);
+    assert_eq!(app.message, None);
+}
+
+/// A purge that fails partway, or whose worker is gone, says how far it went: what it
+/// removed stays removed, and the counts are read again.
+#[test]
+fn a_purge_that_fails_partway_says_how_far_it_went() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    for gone in [false, true] {
+        app.update(&f.store, Action::AskPurge);
+        assert_eq!(app.take_job(), Some(Job::CountExpired));
+        app.report(&f.store, Report::Expired(Ok(10)));
+        app.update(&f.store, Action::Answer(true));
+        assert_eq!(app.take_job(), Some(Job::Purge));
+        app.report(&f.store, Report::Purging(3));
+        assert_eq!(
+            app.purging.map(crate::app::purge_progress).as_deref(),
+            Some("Purging 10 expired sessions: 3 removed so far")
+        );
+        let why = if gone {
+            app.worker_gone();
+            "the TUI's worker thread stopped"
+        } else {
+            let unanswered = sessdb::Error::Unresponsive {
+                path: "/srv/app/admin.sock".into(),
+                waited: super::HUNG,
+            };
+            app.report(&f.store, Report::Purged(Err(unanswered)));
+            "Auto-refresh paused, r tries again: the application behind the admin socket"
+        };
+        assert_eq!(app.purging, None);
+        let Some(Message::ActionError(text)) = &app.message else {
+            panic!("{:?}", app.message);
+        };
+        assert!(
+            text.starts_with(&format!(
+                "The purge did NOT finish (3 expired sessions removed before it stopped): {why}"
+            )),
+            "{text}"
+        );
+        assert_eq!(
+            app.take_job(),
+            Some(Job::Count),
+            "the counts are read again"
+        );
+        app.report(&f.store, Report::Counted(crate::app::count(&f.store)));
+    }
 }
 
 #[test]
@@ -842,7 +1047,7 @@ fn auto_refreshes(app: &mut crate::app::App, admin: &dyn Admin, clock: &Clock, n
     for _ in 0..n {
         clock.advance(Duration::from_secs(2));
         app.update(admin, Action::AutoRefresh);
-        count_now(app, admin);
+        work_now(app, admin);
     }
 }
 
@@ -945,7 +1150,7 @@ fn a_failed_counts_error_stays_until_the_counts_are_read_again() {
     assert_eq!(app.stale, None, "the rows were read");
     assert!(app.count_failed);
     assert_eq!(app.message, failed);
-    count_now(app, &flaky);
+    work_now(app, &flaky);
     assert!(!app.count_failed);
     assert_eq!(app.message, None, "everything on screen was read again");
 }
@@ -1331,8 +1536,8 @@ fn a_count_that_failed_waits_no_longer_than_the_last_that_worked() {
     // counts again.
     clock.advance(Duration::from_secs(2));
     app.update(&f.store, Action::AutoRefresh);
-    assert!(app.take_count());
-    app.counted(hung_count(&f.store, &clock));
+    assert_eq!(app.take_job(), Some(Job::Count));
+    app.report(&f.store, Report::Counted(hung_count(&f.store, &clock)));
     assert!(app.count_failed);
     auto_refreshes(app, &f.store, &clock, 1);
     assert!(!app.stats_skipped, "counted at once, not 600 s later");
@@ -1340,17 +1545,20 @@ fn a_count_that_failed_waits_no_longer_than_the_last_that_worked() {
     // A large store's count takes a second: the next comes 30 s after it, and after one that
     // hung, 30 s after that one failed, not 600 s.
     app.update(&f.store, Action::Refresh);
-    assert!(app.take_count());
-    app.counted(Counted::new(
-        f.store.stats(),
-        f.store.now(),
-        Duration::from_secs(1),
-    ));
+    assert_eq!(app.take_job(), Some(Job::Count));
+    app.report(
+        &f.store,
+        Report::Counted(Counted::new(
+            f.store.stats(),
+            f.store.now(),
+            Duration::from_secs(1),
+        )),
+    );
     clock.advance(Duration::from_secs(30));
     app.update(&f.store, Action::AutoRefresh);
     assert!(!app.stats_skipped);
-    assert!(app.take_count());
-    app.counted(hung_count(&f.store, &clock));
+    assert_eq!(app.take_job(), Some(Job::Count));
+    app.report(&f.store, Report::Counted(hung_count(&f.store, &clock)));
     assert!(app.count_failed);
     for _ in 0..14 {
         clock.advance(Duration::from_secs(2));
@@ -1363,6 +1571,6 @@ fn a_count_that_failed_waits_no_longer_than_the_last_that_worked() {
     clock.advance(Duration::from_millis(1));
     app.update(&f.store, Action::AutoRefresh);
     assert!(!app.stats_skipped, "30 s after it");
-    count_now(app, &f.store);
+    work_now(app, &f.store);
     assert!(!app.count_failed);
 }

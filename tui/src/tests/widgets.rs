@@ -10,7 +10,7 @@ use ratatui::widgets::Widget;
 
 use ratatui::crossterm::event::KeyCode;
 
-use super::{ch, count_now, key, press, started, started_with, Fixture, Flaky};
+use super::{ch, key, press, started, started_with, work_now, Fixture, Flaky};
 use crate::app::{Action, App, Confirm, Mode};
 use crate::keys;
 use crate::listing::PAGE_SIZE;
@@ -201,7 +201,7 @@ fn a_failed_count_marks_the_counts_stale_and_not_the_rows() {
     // own, fails.
     app.update(&flaky, Action::Refresh);
     flaky.failing.store(true, Ordering::SeqCst);
-    count_now(&mut app, &flaky);
+    work_now(&mut app, &flaky);
     flaky.failing.store(false, Ordering::SeqCst);
     let [top, counts] = [0, 1].map(|i| header(&app)[i].clone());
     assert!(!top.contains("stale"), "the rows were read: {top:?}");
@@ -220,7 +220,7 @@ fn a_failed_count_marks_the_counts_stale_and_not_the_rows() {
     assert!(buf[(x + 5, y)].modifier.contains(Modifier::DIM), "dimmed");
     // The next count that works makes them current again.
     app.update(&flaky, Action::Refresh);
-    count_now(&mut app, &flaky);
+    work_now(&mut app, &flaky);
     let counts = header(&app)[1].clone();
     assert!(counts.starts_with(current), "{counts:?}");
     assert!(!counts.contains("counted"), "{counts:?}");
@@ -233,7 +233,7 @@ fn a_failed_count_marks_the_counts_stale_and_not_the_rows() {
     app.update(&flaky, Action::Resize(100, 30));
     app.start(&flaky);
     flaky.failing.store(true, Ordering::SeqCst);
-    count_now(&mut app, &flaky);
+    work_now(&mut app, &flaky);
     flaky.failing.store(false, Ordering::SeqCst);
     assert_eq!(header(&app)[1].trim_end(), " count failed");
     assert_eq!(app.stale, None);
@@ -525,7 +525,7 @@ fn the_confirm_dialog_says_how_many_in_red() {
     let (bx, by) = find(&buf, "┌ Confirm");
     assert!(by < y && bx < x);
     assert_eq!(buf[(bx, by)].fg, Color::Red);
-    let purge = Confirm::Purge { count: 1 };
+    let purge = Confirm::Purge { count: Some(1) };
     let buf = draw(
         ConfirmDialog {
             ask: &purge,
