@@ -437,7 +437,7 @@ impl App {
         if report.ends_job() {
             self.working = None;
         }
-        self.from_worker(|app| match report {
+        self.said_by_worker(|app| match report {
             Report::Counted(count) => app.counted(count),
             Report::Expired(count) => app.expired_counted(count),
             Report::Purging(removed) => {
@@ -452,7 +452,7 @@ impl App {
 
     /// Applies what the worker reported; a message it leaves was said between keys (see
     /// [`SEEN`]).
-    fn from_worker(&mut self, apply: impl FnOnce(&mut App)) {
+    fn said_by_worker(&mut self, apply: impl FnOnce(&mut App)) {
         let before = self.message.clone();
         apply(self);
         if self.message != before {
@@ -465,7 +465,7 @@ impl App {
     pub(crate) fn worker_gone(&mut self) {
         const GONE: &str = "the TUI's worker thread stopped";
         let job = self.working.take();
-        self.from_worker(|app| match job {
+        self.said_by_worker(|app| match job {
             Some(Job::Count) => {
                 app.counting = false;
                 app.count_failed = true;
