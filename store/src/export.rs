@@ -288,9 +288,11 @@ impl ImportReport {
 }
 
 /// The longest line import reads: a maximal session (of at most `limit` bytes encoded),
-/// JSON-escaped and base64-inflated.
+/// JSON-escaped and base64-inflated. The most a stored byte grows to in JSON is 7.5 times: an
+/// empty byte string is 2 bytes stored and `{"$base64":""},` (15) in a list; a control
+/// character in a string, 1 byte stored and `\u0001` (6), comes next.
 fn max_line(limit: usize) -> usize {
-    limit.saturating_mul(6).saturating_add(64 * 1024)
+    limit.saturating_mul(8).saturating_add(64 * 1024)
 }
 
 /// Reads one line of at most `max` bytes (without the newline). `Ok(None)` at the end of input;
@@ -923,10 +925,26 @@ fn apply(
     opts: &ImportOptions,
     report: &mut ImportReport,
 ) -> Result<()> {
-    let _p = store.lock_principals(&[head.principal.as_deref()]);
-    let _k = store.lock_key(handle);
-    let current = store.inner.sessions.get(handle.as_bytes())?;
-    let current_head = current.as_deref().and_then(|c| decode_head(c).ok());
+    // A record that changes principal holds both principals' locks, as a save that moves a
+    // session does: the principal it leaves is read first, and read again under the locks.
+    let mut leaving = store
+        .inner
+        .sessions
+        .get(handle.as_bytes())?
+        .and_then(|c| decode_head(&c).ok())
+        .and_then(|h| h.principal);
+    let (_p, _k, current, current_head) = loop {
+        let p = store.lock_principals(&[leaving.as_deref(), head.principal.as_deref()]);
+        let k = store.lock_key(handle);
+        let current = store.inner.sessions.get(handle.as_bytes())?;
+        let current_head = current.as_deref().and_then(|c| decode_head(c).ok());
+        let now_leaving = current_head.as_ref().and_then(|h| h.principal.clone());
+        if now_leaving == leaving {
+            break (p, k, current, current_head);
+        }
+        // Moved by another writer between the read and the locks: lock its principal now.
+        leaving = now_leaving;
+    };
     // Placed as a write over the stored record would place it, so that importing the same
     // file again finds the same bytes and changes nothing.
     let mut head = head.clone();

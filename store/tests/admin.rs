@@ -506,3 +506,110 @@ fn validate_export_reports_what_a_dry_run_into_a_new_store_does() {
         }
     }
 }
+
+/// The session that grows most into JSON, a list of empty byte strings (2 bytes stored,
+/// `{"$base64":""},` exported: 7.5 times), at the size limit, exports and imports back: a
+/// backup restores every session the store took.
+#[test]
+fn the_session_that_grows_most_in_json_imports_back() {
+    let a = fixture();
+    let mut s = a.store.create();
+    let limit = sessdb::Builder::DEFAULT_MAX_SESSION_BYTES;
+    let mut n = limit / 2;
+    // As many as fit under the limit.
+    let id = loop {
+        s.insert_value("b", Value::List(vec![Value::Bytes(Vec::new()); n]))
+            .unwrap();
+        match s.save() {
+            Ok(()) => break *s.id(),
+            Err(sessdb::Error::TooLarge { .. }) => n -= 1_000,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(
+        n * 2 > limit - 10_000,
+        "close to the limit: {n} byte strings"
+    );
+    let text = export(&a.store, false);
+    let line = body(&text)[0].len();
+    assert!(line > limit * 7, "the line is {line} bytes");
+    let b = fixture();
+    let report = b
+        .store
+        .import(&mut Io::new(text.as_bytes()), &ImportOptions::default())
+        .unwrap();
+    assert!(report.bad.is_empty(), "{:?}", report.bad);
+    assert_eq!(report.imported, 1);
+    let back = b.store.load(&id).unwrap().unwrap();
+    assert_eq!(
+        back.get_value("b"),
+        Some(&Value::List(vec![Value::Bytes(Vec::new()); n]))
+    );
+}
+
+/// An unsigned integer that fits `i64` is stored as `Int`, as JSON reads it back: an export
+/// imported into its own store finds every session unchanged, not in conflict.
+#[test]
+fn a_small_uint_is_stored_as_an_int_and_reimports_unchanged() {
+    let a = fixture();
+    let mut s = a.store.create();
+    s.insert_value("n", Value::UInt(5)).unwrap();
+    s.insert_value(
+        "deep",
+        Value::List(vec![Value::UInt(7), Value::UInt(u64::MAX)]),
+    )
+    .unwrap();
+    s.replace_data(
+        [
+            ("n".to_string(), Value::UInt(5)),
+            (
+                "deep".to_string(),
+                Value::List(vec![Value::UInt(7), Value::UInt(u64::MAX)]),
+            ),
+        ]
+        .into(),
+    )
+    .unwrap();
+    s.save().unwrap();
+    let id = *s.id();
+    let loaded = a.store.load(&id).unwrap().unwrap();
+    assert_eq!(loaded.get_value("n"), Some(&Value::Int(5)));
+    assert_eq!(
+        loaded.get_value("deep"),
+        Some(&Value::List(vec![Value::Int(7), Value::UInt(u64::MAX)]))
+    );
+    let text = export(&a.store, false);
+    let report = a
+        .store
+        .import(&mut Io::new(text.as_bytes()), &ImportOptions::default())
+        .unwrap();
+    assert_eq!((report.unchanged, report.skipped), (1, 0), "{report:?}");
+}
+
+/// An import restores what its file holds, the per-principal limit notwithstanding (as
+/// documented); the principal's next login applies the policy.
+#[test]
+fn an_import_restores_sessions_over_the_principal_limit_and_the_next_login_applies_it() {
+    let a = fixture();
+    for _ in 0..3 {
+        let mut s = a.store.create();
+        s.set_principal(Some("alice")).unwrap();
+        s.save().unwrap();
+    }
+    let text = export(&a.store, false);
+    let b = common::fixture_with(
+        Store::builder().max_sessions_per_principal(2, sessdb::OnPrincipalLimit::EvictOldest),
+    );
+    let report = b
+        .store
+        .import(&mut Io::new(text.as_bytes()), &ImportOptions::default())
+        .unwrap();
+    assert_eq!(report.imported, 3);
+    assert_eq!(b.store.sessions_of("alice").unwrap().len(), 3);
+    let mut login = b.store.create();
+    login.set_principal(Some("alice")).unwrap();
+    login.save().unwrap();
+    let left = b.store.sessions_of("alice").unwrap();
+    assert_eq!(left.len(), 2, "back to the limit");
+    assert!(left.iter().any(|s| s.handle == login.id().handle()));
+}
