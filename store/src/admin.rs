@@ -280,7 +280,9 @@ pub trait Admin: Send + Sync {
     /// # Errors
     /// Storage, transport or write errors.
     fn export(&self, out: &mut dyn Write, include_expired: bool) -> Result<ExportReport>;
-    /// Reads an export from `input` and restores its sessions.
+    /// Reads an export from `input` and restores its sessions, as they were: the per-principal
+    /// limit is not applied (see
+    /// [`Builder::max_sessions_per_principal`](crate::Builder::max_sessions_per_principal)).
     ///
     /// # Errors
     /// Read errors, storage or transport errors. Bad lines are not errors: they are in the

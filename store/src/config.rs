@@ -198,6 +198,11 @@ impl Builder {
     /// after a crash between them, the principal has one session more than `limit`. If that
     /// removal fails, the save (or `cycle_id`) returns its error although the login's session
     /// was written.
+    ///
+    /// The limit applies to logins: a save or `cycle_id` that gives a session a principal. An
+    /// import restores what its file holds, whatever the limit (a backup brought back into a
+    /// store whose limit is lower loses no session); a principal left over it meets the policy
+    /// at its next login, which under `EvictOldest` removes all of its sessions over the limit.
     pub fn max_sessions_per_principal(mut self, limit: usize, policy: OnPrincipalLimit) -> Self {
         self.config.max_sessions_per_principal = Some((limit.max(1), policy));
         self

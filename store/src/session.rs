@@ -262,13 +262,14 @@ impl Session {
     /// # Errors
     /// [`Error::Value`] when the value nests deeper than 64 levels; [`Error::Corrupt`] as for
     /// [`Session::get`].
-    pub fn insert_value(&mut self, key: &str, value: Value) -> Result<()> {
+    pub fn insert_value(&mut self, key: &str, mut value: Value) -> Result<()> {
         if value.deeper_than(MAX_DEPTH) {
             return Err(Error::Value {
                 key: key.to_string(),
                 reason: format!("nested deeper than {MAX_DEPTH} levels"),
             });
         }
+        value.normalize();
         if self
             .data
             .set(key, value)
@@ -306,13 +307,14 @@ impl Session {
     ///
     /// # Errors
     /// [`Error::Value`] when a value nests deeper than 64 levels (the session is unchanged).
-    pub fn replace_data(&mut self, data: BTreeMap<String, Value>) -> Result<()> {
+    pub fn replace_data(&mut self, mut data: BTreeMap<String, Value>) -> Result<()> {
         if let Some((key, _)) = data.iter().find(|(_, v)| v.deeper_than(MAX_DEPTH)) {
             return Err(Error::Value {
                 key: key.clone(),
                 reason: format!("nested deeper than {MAX_DEPTH} levels"),
             });
         }
+        data.values_mut().for_each(Value::normalize);
         if self.data.replace(data) {
             self.dirty = true;
         }

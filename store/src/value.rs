@@ -24,7 +24,9 @@ pub enum Value {
     Bool(bool),
     /// A signed integer.
     Int(i64),
-    /// An unsigned integer above `i64::MAX`.
+    /// An unsigned integer above `i64::MAX`. A smaller one given as `UInt` is stored as
+    /// [`Value::Int`], as it reads back from JSON (and from a typed value): an export imported
+    /// again then finds the same session.
     UInt(u64),
     /// A floating point number.
     Float(f64),
@@ -248,6 +250,21 @@ impl Value {
             Value::List(items) => limit == 0 || items.iter().any(|v| v.deeper_than(limit - 1)),
             Value::Map(map) => limit == 0 || map.values().any(|v| v.deeper_than(limit - 1)),
             _ => false,
+        }
+    }
+
+    /// The value as it is stored: an unsigned integer that fits `i64` becomes [`Value::Int`],
+    /// at any depth. Call on a value no deeper than [`MAX_DEPTH`].
+    pub(crate) fn normalize(&mut self) {
+        match self {
+            Value::UInt(u) => {
+                if let Ok(i) = i64::try_from(*u) {
+                    *self = Value::Int(i);
+                }
+            }
+            Value::List(items) => items.iter_mut().for_each(Value::normalize),
+            Value::Map(map) => map.values_mut().for_each(Value::normalize),
+            _ => {}
         }
     }
 
