@@ -173,7 +173,12 @@ impl GroupCommit {
             }
         };
         db_file.sync_all().map_err(io(&db_path))?;
-        let mut newest = before.blobs;
+        // Every blob newer than the mark is synced. The mark moves up to the newest blob below
+        // the first one not yet whole: another thread's write may be under way in it (sled
+        // writes a blob in three writes, outside any commit), and a blob synced half-written
+        // must be synced again by the commit of the save it belongs to.
+        let mut whole = Vec::new();
+        let mut first_partial = u64::MAX;
         let blobs = self.path.join("blobs");
         if let Ok(entries) = fs::read_dir(&blobs) {
             for entry in entries.flatten() {
@@ -188,11 +193,19 @@ impl GroupCommit {
                     // A blob may be gone by now (rewritten); that is fine.
                     if let Ok(f) = File::open(entry.path()) {
                         f.sync_all().map_err(io(&entry.path()))?;
+                        if blob_is_whole(&entry.path()) {
+                            whole.push(lsn);
+                        } else {
+                            first_partial = first_partial.min(lsn);
+                        }
                     }
-                    newest = newest.max(lsn);
                 }
             }
         }
+        let newest = whole
+            .into_iter()
+            .filter(|&lsn| lsn < first_partial)
+            .fold(before.blobs, u64::max);
         // A directory entry (a new blob or snapshot, a rename) is durable only once its folder
         // is synced; when the listing is the one last synced, there is nothing to sync.
         let now = listing(&self.path).map_err(io(&self.path))? ^ listing(&blobs).unwrap_or(0);
@@ -210,6 +223,21 @@ impl GroupCommit {
             blobs: newest,
             dirs: Some(now),
         })
+    }
+}
+
+/// Whether a blob file is whole: sled writes the CRC-32 of what follows (little-endian), a
+/// kind byte and the value, and a file read while its writer is still at it is shorter, so
+/// its checksum does not match. A file that cannot be read is not taken for whole.
+fn blob_is_whole(path: &Path) -> bool {
+    match fs::read(path) {
+        Ok(bytes) => match bytes.split_first_chunk::<4>() {
+            Some((crc, rest)) if !rest.is_empty() => {
+                crc32fast::hash(rest) == u32::from_le_bytes(*crc)
+            }
+            _ => false,
+        },
+        Err(_) => false,
     }
 }
 
@@ -235,5 +263,65 @@ impl State {
     fn record(&mut self, synced: Synced) {
         self.blobs_synced = self.blobs_synced.max(synced.blobs);
         self.dirs_synced = synced.dirs;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A blob as sled writes it: CRC-32 of the rest (little-endian), a kind byte, the value.
+    fn blob(value: &[u8]) -> Vec<u8> {
+        let mut rest = vec![1u8];
+        rest.extend_from_slice(value);
+        let mut bytes = crc32fast::hash(&rest).to_le_bytes().to_vec();
+        bytes.extend(rest);
+        bytes
+    }
+
+    /// A blob found half-written (another thread's save still writing it) is synced, but the
+    /// mark stays below it: the next commit, the one of the save it belongs to, syncs it
+    /// again once whole. Blobs below it that are whole are not synced again.
+    #[test]
+    fn the_mark_stays_below_a_blob_still_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("db"), b"log").unwrap();
+        let blobs = dir.path().join("blobs");
+        fs::create_dir(&blobs).unwrap();
+        let whole = blob(&[7; 100]);
+        fs::write(blobs.join("100"), &whole).unwrap();
+        fs::write(blobs.join("200"), &whole[..50]).unwrap();
+        fs::write(blobs.join("300"), blob(&[8; 10])).unwrap();
+        let commit = GroupCommit::new(dir.path());
+        let first = commit
+            .fsync(Synced {
+                blobs: 0,
+                dirs: None,
+            })
+            .unwrap();
+        assert_eq!(first.blobs, 100, "not past the half-written blob");
+        fs::write(blobs.join("200"), &whole).unwrap();
+        let second = commit.fsync(first).unwrap();
+        assert_eq!(second.blobs, 300);
+        // An empty file, or one of a checksum alone, is not whole either.
+        fs::write(blobs.join("400"), b"").unwrap();
+        fs::write(blobs.join("500"), &whole[..4]).unwrap();
+        assert_eq!(commit.fsync(second).unwrap().blobs, 300);
+    }
+
+    /// The check reads sled's own blobs as whole: otherwise the mark would never move, and
+    /// every commit would read every blob again.
+    #[test]
+    fn sleds_blobs_read_as_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        db.insert(b"big", vec![3u8; 300 * 1024]).unwrap();
+        db.flush().unwrap();
+        let found: Vec<_> = fs::read_dir(dir.path().join("blobs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(!found.is_empty(), "a value this large is a blob");
+        assert!(found.iter().all(|p| blob_is_whole(p)), "{found:?}");
     }
 }
