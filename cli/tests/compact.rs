@@ -90,19 +90,23 @@ fn into_writes_a_copy_and_leaves_the_database_as_it_is() {
     assert_eq!(export_body(&db), before);
     assert_eq!(names(&db), files_before);
 
-    // Taken now: refused, and the copy there is left alone.
-    let out = run(at_t0(&db).arg("compact").arg("--into").arg(&copy));
-    assert_eq!(out.code, 5, "{}", out.stderr);
-    assert_eq!(
-        out.stderr,
-        format!(
-            "error: cannot compact {}: the copy's folder {} exists and is not an empty folder: \
-             the copy goes into a new database\n",
-            db.display(),
-            copy.display()
-        )
-    );
+    // Taken now: refused as a usage error, and the copy there is left alone; so is a file.
+    let file = dir.path().join("notes.txt");
+    fs::write(&file, "keep me").expect("a file");
+    for taken in [&copy, &file] {
+        let out = run(at_t0(&db).arg("compact").arg("--into").arg(taken));
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!(
+                "error: --into {} exists and is not an empty folder: the copy goes into a new \
+                 database (give a path that does not exist yet, or an empty folder)\n",
+                taken.display()
+            )
+        );
+    }
     assert_eq!(export_body(&copy), before);
+    assert_eq!(fs::read_to_string(&file).expect("the file"), "keep me");
 }
 
 #[test]

@@ -25,7 +25,8 @@ impl Compact {
     /// Compacts (or copies) the database and says what it did.
     ///
     /// # Errors
-    /// [`Failure::Usage`] with `--socket`; [`Failure::Held`] when a running application
+    /// [`Failure::Usage`] with `--socket`, or an `--into` that names a file or a folder with
+    /// something in it; [`Failure::Held`] when a running application
     /// holds the database; the store's refusals ([`sessdb::Error::Compact`]), a damaged
     /// record ([`sessdb::Error::Corrupt`]), open, storage and I/O errors.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
@@ -38,6 +39,9 @@ impl Compact {
             .into());
         }
         ctx.refuse_future_write()?;
+        if let Some(dest) = &self.into {
+            refuse_taken(dest)?;
+        }
         // A copy only reads the database: it can be made from a read-only one.
         let access = if self.into.is_some() {
             Access::Read
@@ -121,4 +125,24 @@ fn dropped(report: &CompactReport) -> String {
             plural(report.dropped_expired, "expired session")
         )
     }
+}
+
+/// Refuses an `--into` that names something already there (a file, a folder with something in
+/// it) as a usage error, before the database is opened: the copy goes into a new database. (The
+/// store refuses it too, for one made meanwhile.)
+fn refuse_taken(dest: &std::path::Path) -> anyhow::Result<()> {
+    let taken = match std::fs::metadata(dest) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(dest).map_or(true, |mut d| d.next().is_some()),
+        Ok(_) => true,
+        Err(_) => false,
+    };
+    if taken {
+        return Err(Failure::Usage(format!(
+            "--into {} exists and is not an empty folder: the copy goes into a new database \
+             (give a path that does not exist yet, or an empty folder)",
+            dest.display()
+        ))
+        .into());
+    }
+    Ok(())
 }
