@@ -1156,7 +1156,7 @@ fn a_100_mb_line_is_rejected_with_bounded_memory() {
     let len = 100 * (1 << 20) + 13;
     let target = dir.path().join("target.sessdb");
     let expected_stderr = format!(
-        "line 2: line is {len} bytes, over the limit of 1638400\nerror: 1 bad line, \
+        "line 2: line is {len} bytes, over the limit of 2162688\nerror: 1 bad line, \
          {BAD_LINES_HINT}\n"
     );
     expect(
