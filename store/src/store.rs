@@ -509,26 +509,33 @@ impl Store {
     /// The live record stored under `handle`, deleting it lazily if it is expired. The data is
     /// checked, not decoded.
     pub(crate) fn load_record(&self, handle: &Handle) -> Result<Option<(IVec, LazyRecord)>> {
-        let Some(bytes) = self.inner.sessions.get(handle.as_bytes())? else {
-            return Ok(None);
-        };
-        let Ok(record) = decode_lazy(&bytes) else {
-            return Ok(None);
-        };
-        if record.head.is_expired(self.now()) {
-            if !self.inner.config.read_only {
-                // An expired record found by a reader.
-                let head = &record.head;
-                self.remove_if_unchanged(
-                    handle,
-                    &bytes,
-                    head.expiry_entry(),
-                    head.principal.as_deref(),
-                )?;
+        loop {
+            let Some(bytes) = self.inner.sessions.get(handle.as_bytes())? else {
+                return Ok(None);
+            };
+            let Ok(record) = decode_lazy(&bytes) else {
+                return Ok(None);
+            };
+            if !record.head.is_expired(self.now()) {
+                return Ok(Some((bytes, record)));
             }
-            return Ok(None);
+            if self.inner.config.read_only {
+                return Ok(None);
+            }
+            // An expired record found by a reader.
+            let head = &record.head;
+            if self.remove_if_unchanged(
+                handle,
+                &bytes,
+                head.expiry_entry(),
+                head.principal.as_deref(),
+            )? {
+                return Ok(None);
+            }
+            // Rewritten since it was read: another request touched or saved it, just before
+            // its deadline, while the clock passed that deadline here. What it wrote decides
+            // (every write was checked live), so it is read again, not taken for expired.
         }
-        Ok(Some((bytes, record)))
     }
 
     /// Why the record stored under `handle` is one [`Store::load`] cannot return although it

@@ -562,3 +562,73 @@ fn an_init_that_panics_leaves_its_name_usable_on_the_same_thread() {
         .expect("the name works after the panic");
     assert_eq!(s.get::<i32>("n").unwrap(), Some(1));
 }
+
+/// A clock that, the first time a test arms it, runs another request (on another thread)
+/// before it answers: what happens between a load's read of the record and its read of the
+/// clock, deterministically.
+#[derive(Clone)]
+struct Interleaving {
+    ms: Arc<std::sync::atomic::AtomicI64>,
+    between: Arc<std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>>,
+}
+
+impl std::fmt::Debug for Interleaving {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interleaving")
+    }
+}
+
+impl sessdb::Clock for Interleaving {
+    fn now_ms(&self) -> i64 {
+        let between = self.between.lock().expect("lock").take();
+        if let Some(other) = between {
+            std::thread::spawn(other).join().expect("the other request");
+        }
+        self.ms.load(Ordering::SeqCst)
+    }
+}
+
+/// Another request touches a session 1 ms before its deadline while this request's load has
+/// read the record and not yet the clock, which then reads 1 ms later: the load finds the
+/// record it read expired, but the session is live (its touch moved the deadline), and the
+/// load returns it rather than logging its holder out.
+#[test]
+fn a_touch_just_before_the_deadline_during_a_load_keeps_the_session() {
+    let t0 = 1_800_000_000_000;
+    let clock = Interleaving {
+        ms: Arc::new(std::sync::atomic::AtomicI64::new(t0)),
+        between: Arc::default(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = sessdb::Store::builder()
+        .idle_timeout(std::time::Duration::from_secs(1800))
+        .clock(clock.clone())
+        .open(dir.path().join("db"))
+        .unwrap();
+    let mut s = store.create();
+    s.insert("user", "alice").unwrap();
+    s.save().unwrap();
+    let id = *s.id();
+    clock.ms.store(t0 + 1_800_000 - 1, Ordering::SeqCst);
+    let (other_store, other_clock) = (store.clone(), clock.clone());
+    let other: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let mut other = other_store
+            .load(&id)
+            .unwrap()
+            .expect("live for the other request");
+        other.save().unwrap();
+        other_clock.ms.fetch_add(1, Ordering::SeqCst);
+    });
+    // Armed now: the load's first read of the clock, after its read of the record, runs it.
+    *clock.between.lock().unwrap() = Some(other);
+    let loaded = store.load(&id).unwrap();
+    assert!(
+        loaded.is_some(),
+        "the session the other request kept live was taken for expired"
+    );
+    assert_eq!(
+        loaded.unwrap().get::<String>("user").unwrap().as_deref(),
+        Some("alice")
+    );
+    assert_eq!(store.stats().unwrap().live, 1);
+}
