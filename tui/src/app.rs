@@ -1126,6 +1126,13 @@ impl App {
         if self.refused_folder_gone(&not_done) {
             return;
         }
+        let what = match &ask {
+            Confirm::Invalidate { handle, .. } => format!("session {}", handle.short()),
+            Confirm::InvalidatePrincipal { principal, .. } => {
+                format!("the sessions of {}", crate::text::printable(principal))
+            }
+            Confirm::Purge { .. } => String::new(),
+        };
         let (done, failed) = match ask {
             Confirm::Invalidate { handle, .. } => (
                 admin
@@ -1159,6 +1166,14 @@ impl App {
         };
         match done {
             Ok(text) => self.done(admin, text),
+            // Sent, and not answered: a stopped application does it once it runs again.
+            Err(e @ sessdb::Error::Unresponsive { .. }) => self.action_error(
+                &format!(
+                    "Invalidating {what} was sent and not confirmed (the application may still \
+                     do it when it runs again; r shows whether it did)"
+                ),
+                &e,
+            ),
             Err(e) => self.action_error(&failed, &e),
         }
     }
@@ -1187,7 +1202,10 @@ impl App {
                 self.done(admin, format!("Purged {}", plural(n, "expired session")));
             }
             Err(e) => {
-                let what = self.purge_not_finished();
+                let mut what = self.purge_not_finished();
+                if matches!(e, sessdb::Error::Unresponsive { .. }) {
+                    what.push_str(" (the application may go on with it when it runs again)");
+                }
                 self.action_error(&what, &e);
             }
         }

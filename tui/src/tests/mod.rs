@@ -422,6 +422,14 @@ impl Admin for Flaky {
     }
     fn invalidate(&self, target: &Target) -> sessdb::Result<bool> {
         self.check()?;
+        if self.hung.load(Ordering::SeqCst) {
+            // Sent, and the application stopped before it answered: done once it resumes.
+            Admin::invalidate(&self.inner, target)?;
+            return Err(sessdb::Error::Unresponsive {
+                path: "/srv/app/admin.sock".into(),
+                waited: HUNG,
+            });
+        }
         Admin::invalidate(&self.inner, target)
     }
     fn invalidate_principal(&self, principal: &str) -> sessdb::Result<usize> {

@@ -521,6 +521,31 @@ fn what_the_worker_says_survives_keys_pressed_just_after_it() {
     assert_eq!(app.message, None);
 }
 
+/// An invalidation sent to an application that stopped before it answered is not said to be
+/// undone: a stopped application does it once it runs again.
+#[test]
+fn an_unanswered_invalidation_is_said_as_sent_not_as_undone() {
+    let f = Fixture::demo();
+    let admin = Flaky::new(&f.store);
+    let app = &mut started(&admin, 100, 30);
+    let first = app.selected_session().expect("a row").handle;
+    press(app, &admin, &[ch('d')]);
+    admin.hung.store(true, Ordering::SeqCst);
+    press(app, &admin, &[ch('y')]);
+    let Some(Message::ActionError(text)) = &app.message else {
+        panic!("{:?}", app.message);
+    };
+    assert!(
+        text.starts_with(&format!(
+            "Invalidating session {} was sent and not confirmed (the application may still do \
+             it when it runs again; r shows whether it did): ",
+            first.short()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("NOT"), "{text}");
+}
+
 /// A purge that fails partway, or whose worker is gone, says how far it went: what it
 /// removed stays removed, and the counts are read again.
 #[test]
@@ -540,14 +565,15 @@ fn a_purge_that_fails_partway_says_how_far_it_went() {
         );
         let why = if gone {
             app.worker_gone();
-            "the TUI's worker thread stopped"
+            ": the TUI's worker thread stopped"
         } else {
             let unanswered = sessdb::Error::Unresponsive {
                 path: "/srv/app/admin.sock".into(),
                 waited: super::HUNG,
             };
             app.report(&f.store, Report::Purged(Err(unanswered)));
-            "Auto-refresh paused, r tries again: the application behind the admin socket"
+            " (the application may go on with it when it runs again): Auto-refresh paused, r \
+             tries again: the application behind the admin socket"
         };
         assert_eq!(app.purging, None);
         let Some(Message::ActionError(text)) = &app.message else {
@@ -555,7 +581,7 @@ fn a_purge_that_fails_partway_says_how_far_it_went() {
         };
         assert!(
             text.starts_with(&format!(
-                "The purge did NOT finish (3 expired sessions removed before it stopped): {why}"
+                "The purge did NOT finish (3 expired sessions removed before it stopped){why}"
             )),
             "{text}"
         );
