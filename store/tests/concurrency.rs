@@ -563,13 +563,16 @@ fn an_init_that_panics_leaves_its_name_usable_on_the_same_thread() {
     assert_eq!(s.get::<i32>("n").unwrap(), Some(1));
 }
 
+/// Another request, run from inside a clock read.
+type Request = Box<dyn FnOnce() + Send>;
+
 /// A clock that, the first time a test arms it, runs another request (on another thread)
 /// before it answers: what happens between a load's read of the record and its read of the
 /// clock, deterministically.
 #[derive(Clone)]
 struct Interleaving {
     ms: Arc<std::sync::atomic::AtomicI64>,
-    between: Arc<std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>>,
+    between: Arc<std::sync::Mutex<Option<Request>>>,
 }
 
 impl std::fmt::Debug for Interleaving {
@@ -611,7 +614,7 @@ fn a_touch_just_before_the_deadline_during_a_load_keeps_the_session() {
     let id = *s.id();
     clock.ms.store(t0 + 1_800_000 - 1, Ordering::SeqCst);
     let (other_store, other_clock) = (store.clone(), clock.clone());
-    let other: Box<dyn FnOnce() + Send> = Box::new(move || {
+    let other: Request = Box::new(move || {
         let mut other = other_store
             .load(&id)
             .unwrap()
