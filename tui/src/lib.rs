@@ -118,9 +118,10 @@ impl Default for Options {
 
 /// Runs the TUI on the terminal until the operator quits (`q` or Ctrl-C).
 ///
-/// What reads or writes every record (the header's counts, [`Admin::stats`](sessdb::Admin::stats);
-/// the count of expired sessions and the purge that `p` asks for) is made on a worker thread,
-/// so keys keep working while a large store is counted or purged. Quitting during a purge
+/// What reads or writes every record (the header's counts,
+/// [`Admin::stats`](sessdb::Admin::stats); the count of expired sessions and the purge that
+/// `p` asks for) is made on a worker thread, so keys keep working while a large store is
+/// counted or purged. Quitting during a purge
 /// waits for it to end (it cannot be stopped partway through `Admin`), after the terminal is
 /// given back and a line on stderr says so; Ctrl-C then stops the process, and what the purge
 /// removed stays removed.
