@@ -426,6 +426,11 @@ impl App {
         Some(job)
     }
 
+    /// Whether the keys that write (`d`, `D`, `p`) may: not in a read-only view.
+    pub(crate) fn writes(&self) -> bool {
+        self.read_only.is_none()
+    }
+
     /// Whether the worker has a job: the event loop looks for its reports meanwhile.
     pub(crate) fn working(&self) -> bool {
         self.working.is_some()

@@ -100,8 +100,21 @@ pub(crate) const HELP: &[KeyHelp] = &[
     ("q  Ctrl-C", "quit"),
 ];
 
-/// The keys the footer offers in `mode`, most useful first; the footer shows what fits.
-pub(crate) fn footer(mode: &Mode, filtered: bool) -> &'static [KeyHelp] {
+/// The keys the footer offers in `mode`, most useful first; the footer shows what fits. With
+/// `writes` off (a read-only view: `sessctl --as-of` a later time), the keys that write are
+/// left out: they would only be refused.
+pub(crate) fn footer(mode: &Mode, filtered: bool, writes: bool) -> Vec<KeyHelp> {
+    all_footer(mode, filtered)
+        .iter()
+        .filter(|(key, _)| writes || !WRITE_KEYS.contains(key))
+        .copied()
+        .collect()
+}
+
+/// The keys that write.
+const WRITE_KEYS: [&str; 3] = ["d", "D", "p"];
+
+fn all_footer(mode: &Mode, filtered: bool) -> &'static [KeyHelp] {
     match mode {
         Mode::Browsing if filtered => &[
             ("?", "help"),

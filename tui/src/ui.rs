@@ -82,13 +82,17 @@ pub(crate) fn render(app: &App, frame: &mut Frame) {
     frame.render_widget(StatusLine { app }, a.status);
     if let Mode::Filter { input } = &app.mode {
         // In cells: a wide character moves the cursor two columns.
-        let prompt = width(FILTER_PROMPT) + width(input);
+        let prompt = width(FILTER_PROMPT) + width(&typed_filter(app, input, a.status));
         let x = a.status.x + u16::try_from(prompt).unwrap_or(u16::MAX);
         frame.set_cursor_position((x.min(a.status.right().saturating_sub(1)), a.status.y));
     }
     frame.render_widget(
         KeyBar {
-            keys: keys::footer(&app.mode, app.listing.view().filter.is_active()),
+            keys: &keys::footer(
+                &app.mode,
+                app.listing.view().filter.is_active(),
+                app.writes(),
+            ),
             theme: &app.theme,
         },
         a.keys,
@@ -530,7 +534,10 @@ impl Widget for SessionTable<'_> {
                 match &listing.view().filter {
                     Filter::None if listing.view().show_expired => "No sessions".to_string(),
                     Filter::None => "No live sessions (e shows expired ones)".to_string(),
-                    _ => format!("No sessions match “{}”", app.filter_text.trim()),
+                    _ => format!(
+                        "No sessions match “{}”",
+                        keep_ends(app.filter_text.trim(), usize::from(inner.width) / 2)
+                    ),
                 }
             };
             let middle = inner.centered_vertically(Constraint::Length(1));
@@ -732,28 +739,59 @@ pub(crate) struct StatusLine<'a> {
     pub(crate) app: &'a App,
 }
 
+/// The status line's right side: the sort, and the filter when it is not being typed (both
+/// ends of a long one, within [`FILTER_SHOWN`] cells).
+fn status_right(app: &App) -> Line<'static> {
+    let t = &app.theme;
+    let view = app.listing.view();
+    let mut right = vec![Span::styled("sort ", t.label)];
+    right.push(Span::styled(view.sort.name(), t.value));
+    if !view.sort.served_by_index(&view.filter) {
+        right.push(Span::styled(" (loaded page only)", t.label));
+    }
+    if view.filter.is_active() && !matches!(app.mode, Mode::Filter { .. }) {
+        right.push(Span::styled(" · filter ", t.label));
+        right.push(Span::styled(
+            keep_ends(app.filter_text.trim(), FILTER_SHOWN),
+            t.value,
+        ));
+    }
+    right.push(Span::raw(" "));
+    Line::from(right)
+}
+
+/// The most cells a filter takes where it is shown beside something else.
+const FILTER_SHOWN: usize = 24;
+
+/// Whether the status line shows its right side while the filter is typed: not on a narrow
+/// screen, where the input needs the room.
+fn right_while_typing(area: Rect) -> bool {
+    area.width >= 60
+}
+
+/// The filter as typed, as the prompt shows it in `area`: its end, the part being typed, when
+/// it is longer than the room left (the prompt, the right side, and a cell for the cursor).
+fn typed_filter(app: &App, input: &str, area: Rect) -> String {
+    let right = if right_while_typing(area) {
+        status_right(app).width() + 1
+    } else {
+        0
+    };
+    let room = usize::from(area.width).saturating_sub(width(FILTER_PROMPT) + right + 1);
+    keep_tail(input, room)
+}
+
 impl Widget for StatusLine<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let app = self.app;
         let t = &app.theme;
-        let view = app.listing.view();
-        let mut right = vec![Span::styled("sort ", t.label)];
-        right.push(Span::styled(view.sort.name(), t.value));
-        if !view.sort.served_by_index(&view.filter) {
-            right.push(Span::styled(" (loaded page only)", t.label));
-        }
-        if view.filter.is_active() && !matches!(app.mode, Mode::Filter { .. }) {
-            right.push(Span::styled(" · filter ", t.label));
-            right.push(Span::styled(app.filter_text.trim().to_string(), t.value));
-        }
-        right.push(Span::raw(" "));
-        let right = Line::from(right);
+        let right = status_right(app);
         // A cell between them, so that a cut message never runs into the right side.
         let room = usize::from(area.width).saturating_sub(right.width() + 2);
         let left = match (&app.mode, &app.message) {
             (Mode::Filter { input }, _) => Line::from(vec![
                 Span::styled(FILTER_PROMPT, t.key),
-                Span::raw(input.clone()),
+                Span::raw(typed_filter(app, input, area)),
             ]),
             (_, Some(Message::ReadError(text) | Message::ActionError(text))) => {
                 Line::styled(format!(" {}", keep_head(text, room)), t.error)
@@ -772,7 +810,7 @@ impl Widget for StatusLine<'_> {
             (_, None) => Line::raw(""),
         };
         left.render(area, buf);
-        if !matches!(app.mode, Mode::Filter { .. }) || area.width >= 60 {
+        if !matches!(app.mode, Mode::Filter { .. }) || right_while_typing(area) {
             right.right_aligned().render(area, buf);
         }
     }

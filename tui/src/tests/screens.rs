@@ -456,3 +456,41 @@ fn the_event_loop_purges_on_its_worker() {
     assert!(status.starts_with(" Purged 1 expired session "), "{status}");
     assert_eq!(app.stats.as_ref().map(|s| s.expired), Some(0));
 }
+
+/// A filter longer than the status line shows its typed end, with the cursor after it, and
+/// never runs into the sort; once done, the status line shows both its ends beside the sort,
+/// and so does the empty table.
+#[test]
+fn a_long_filter_shows_its_typed_end_and_never_runs_into_the_sort() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 60, 12);
+    press(app, &f.store, &[ch('/')]);
+    type_text(app, &f.store, &format!("{}ABC", "x".repeat(70)));
+    let mut terminal = screen(app);
+    let status = row(&terminal, 10);
+    assert!(status.ends_with(" sort expiry "), "{status}");
+    let typed = status.trim_end().trim_end_matches("sort expiry").trim_end();
+    assert!(typed.starts_with(" filter: …x"), "{status}");
+    assert!(typed.ends_with("xABC"), "{status}");
+    terminal
+        .draw(|frame| crate::ui::render(app, frame))
+        .expect("draw");
+    let cursor = terminal.get_cursor_position().expect("cursor");
+    assert_eq!(
+        (cursor.x, cursor.y),
+        (u16::try_from(typed.chars().count()).expect("narrow"), 10),
+        "right after the last character typed"
+    );
+    press(app, &f.store, &[key(KeyCode::Enter)]);
+    let terminal = screen(app);
+    let status = row(&terminal, 10);
+    assert!(
+        status.contains(" sort expiry · filter xxxxxxxxxxxx…xxxxxxxxABC "),
+        "{status}"
+    );
+    let table: String = (0..10).map(|y| row(&terminal, y)).collect();
+    assert!(
+        table.contains("No sessions match “xxxxxxxxxxxxxx…xxxxxxxxxxxABC”"),
+        "{table}"
+    );
+}

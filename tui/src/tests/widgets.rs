@@ -428,10 +428,27 @@ fn no_color_draws_the_whole_screen_without_colours() {
     }
 }
 
+/// A read-only view (`sessctl --as-of` a later time) offers no key that writes: they would only
+/// be refused. The other keys stay.
+#[test]
+fn a_read_only_footer_leaves_out_the_keys_that_write() {
+    for filtered in [false, true] {
+        let writes = keys::footer(&Mode::Browsing, filtered, true);
+        let read_only = keys::footer(&Mode::Browsing, filtered, false);
+        let names = |keys: &[keys::KeyHelp]| keys.iter().map(|(k, _)| *k).collect::<Vec<_>>();
+        assert!(["d", "D", "p"].iter().all(|k| names(&writes).contains(k)));
+        assert!(["d", "D", "p"]
+            .iter()
+            .all(|k| !names(&read_only).contains(k)));
+        assert_eq!(read_only.len(), writes.len() - 3);
+        assert!(names(&read_only).contains(&"/"));
+    }
+}
+
 #[test]
 fn the_key_bar_shows_whole_items_that_fit() {
     let theme = Theme::new(false);
-    let keys = keys::footer(&Mode::Browsing, false);
+    let keys = &keys::footer(&Mode::Browsing, false, true);
     let buf = draw(
         KeyBar {
             keys,
