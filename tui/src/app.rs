@@ -1014,7 +1014,23 @@ impl App {
         };
     }
 
+    /// Refuses `d` and `D` when the session they would act on is not on screen: a terminal too
+    /// small to show a row of the table.
+    fn refused_off_screen(&mut self) -> bool {
+        let off_screen =
+            self.detail().is_none() && self.table_rows() == 0 && self.selected_session().is_some();
+        if off_screen {
+            self.message = Some(Message::Info(
+                "No session is on screen: make the terminal taller".into(),
+            ));
+        }
+        off_screen
+    }
+
     fn ask_invalidate(&mut self) {
+        if self.refused_off_screen() {
+            return;
+        }
         match self.target() {
             Some((handle, principal)) => self.ask(Confirm::Invalidate { handle, principal }),
             None => self.message = Some(Message::Info("No session selected".into())),
@@ -1022,6 +1038,9 @@ impl App {
     }
 
     fn ask_invalidate_principal(&mut self, admin: &dyn Admin) {
+        if self.refused_off_screen() {
+            return;
+        }
         let principal = match self.target() {
             Some((_, Some(p))) => p,
             Some((_, None)) => {

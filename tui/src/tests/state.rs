@@ -1600,3 +1600,25 @@ fn a_count_that_failed_waits_no_longer_than_the_last_that_worked() {
     work_now(app, &f.store);
     assert!(!app.count_failed);
 }
+
+/// On a terminal too small to show a row, `d` and `D` ask nothing: the operator cannot see
+/// the session they would act on. Taller, they ask.
+#[test]
+fn d_asks_nothing_about_a_row_not_on_screen() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 20, 5);
+    assert_eq!(app.table_rows(), 0);
+    for k in ['d', 'D'] {
+        press(app, &f.store, &[ch(k)]);
+        assert_eq!(app.mode, Mode::Browsing, "{k}");
+        assert_eq!(
+            app.message,
+            Some(Message::Info(
+                "No session is on screen: make the terminal taller".into()
+            ))
+        );
+    }
+    app.update(&f.store, Action::Resize(80, 24));
+    press(app, &f.store, &[ch('d')]);
+    assert!(matches!(app.mode, Mode::Confirm { .. }));
+}
