@@ -208,7 +208,7 @@ pub struct InvalidateArgs {
     )]
     pub targets: Vec<String>,
     /// Every session of this principal ("log them out everywhere").
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", value_parser = parse_principal)]
     pub principal: Option<String>,
 }
 
@@ -338,6 +338,15 @@ impl Args {
             }
         })
     }
+}
+
+/// `invalidate --principal`: an empty one names no principal (no session can have it), which is
+/// a mistake in the command (an unset shell variable), not a principal without sessions.
+fn parse_principal(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("a principal cannot be empty (an unset shell variable?)".to_string());
+    }
+    Ok(text.to_string())
 }
 
 /// `list --limit`: clap's own refusal of `-1` was the parser's ("invalid digit found in

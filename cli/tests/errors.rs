@@ -139,6 +139,12 @@ fn usage_errors_exit_2_before_touching_the_database() {
             "error: invalid value '-1' for '--limit <N>': expected a whole number of sessions \
              (0 for all)",
         ),
+        // An unset shell variable: not a principal without sessions (exit 1).
+        (
+            &["invalidate", "--principal", ""],
+            "error: invalid value '' for '--principal <P>': a principal cannot be empty (an \
+             unset shell variable?)",
+        ),
     ] {
         let out = run(on(&db).args(args));
         assert_eq!((out.code, out.stdout.as_str()), (2, ""), "{}", out.stderr);
