@@ -189,7 +189,7 @@ fn an_operator_logs_out_a_session_of_the_running_application_and_ctrl_c_ends_it(
     assert!(out.stderr.starts_with("stopped: "), "{}", out.stderr);
     assert!(
         out.stderr
-            .ends_with("invalidated from outside); the admin socket is closed\n"),
+            .ends_with("expired while in use); the admin socket is closed\n"),
         "{}",
         out.stderr
     );

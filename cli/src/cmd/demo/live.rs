@@ -137,12 +137,14 @@ impl Live {
                 let s = Admin::stats(&store)?;
                 writeln!(
                     ctx.err,
-                    "after {}s: {} live, {} expired; {}; {} invalidated from outside",
+                    "after {}s: {} live, {} expired; {}; {} invalidated from outside, {} expired \
+                     while in use",
                     started.elapsed().as_secs(),
                     plural(s.live, "session"),
                     s.expired,
                     plural(pacer.done, "operation"),
-                    app.counts.gone
+                    app.counts.gone,
+                    app.counts.expired,
                 )?;
             }
             let now = Instant::now();
@@ -169,14 +171,15 @@ impl Live {
         }
         writeln!(
             ctx.err,
-            "{why}: {} in {:.1}s ({}, {}, {}, {} invalidated from outside); the admin socket \
-             is closed",
+            "{why}: {} in {:.1}s ({}, {}, {}, {} invalidated from outside, {} expired while in \
+             use); the admin socket is closed",
             plural(pacer.done, "operation"),
             elapsed.as_secs_f64(),
             plural(counts.logins, "login"),
             plural(counts.rotations, "id rotation"),
             plural(counts.logouts, "logout"),
             counts.gone,
+            counts.expired,
         )?;
         Ok(Exit::Success)
     }
@@ -284,9 +287,12 @@ struct Counts {
     logins: u64,
     rotations: u64,
     logouts: u64,
-    /// Sessions that vanished while the application served them: invalidated from outside
-    /// (sessctl, the TUI) or purged.
+    /// Sessions that vanished while the application served them, before their deadline as
+    /// last read: invalidated from outside (sessctl, the TUI).
     gone: u64,
+    /// Sessions that vanished once their deadline as last read had passed: expired (guests'
+    /// idle timeouts are minutes), or removed by a purge after that.
+    expired: u64,
 }
 
 /// A session the application is serving: whose it is, and what its pages have put in it.
@@ -296,15 +302,20 @@ struct Active {
     who: Who,
     cart: Vec<serde_json::Value>,
     requests: i64,
+    /// The session's deadline as last read from the store (a later save may have moved it on,
+    /// never back): a session gone before it was ended by someone, not by time.
+    expires_at: OffsetDateTime,
 }
 
 impl Active {
-    fn new(id: SessionId, who: Who) -> Active {
+    /// A session just saved.
+    fn new(session: &Session, who: Who) -> Active {
         Active {
-            id,
+            id: *session.id(),
             who,
             cart: Vec::new(),
             requests: 0,
+            expires_at: session.expires_at(),
         }
     }
 }
@@ -368,7 +379,7 @@ impl<'a> App<'a> {
         }
         session.save()?;
         self.counts.logins += 1;
-        self.active.push(Active::new(*session.id(), who));
+        self.active.push(Active::new(&session, who));
         Ok(())
     }
 
@@ -380,7 +391,7 @@ impl<'a> App<'a> {
         let idle = self.rng.range(lo, hi).unsigned_abs();
         session.set_idle_timeout(Duration::from_secs(idle));
         session.save()?;
-        self.active.push(Active::new(*session.id(), Who::Guest));
+        self.active.push(Active::new(&session, Who::Guest));
         Ok(())
     }
 
@@ -451,8 +462,9 @@ impl<'a> App<'a> {
     /// Loads active session `i`; when it is gone, the application forgets it.
     fn load(&mut self, i: usize) -> sessdb::Result<Option<Session>> {
         let session = self.store.load(&self.active[i].id)?;
-        if session.is_none() {
-            self.forget_gone(i);
+        match &session {
+            Some(s) => self.active[i].expires_at = s.expires_at(),
+            None => self.forget_gone(i),
         }
         Ok(session)
     }
@@ -472,8 +484,12 @@ impl<'a> App<'a> {
     }
 
     fn forget_gone(&mut self, i: usize) {
-        self.active.swap_remove(i);
-        self.counts.gone += 1;
+        let gone = self.active.swap_remove(i);
+        if Admin::now(self.store) >= gone.expires_at {
+            self.counts.expired += 1;
+        } else {
+            self.counts.gone += 1;
+        }
     }
 }
 
@@ -576,5 +592,23 @@ mod tests {
         let stats_after = Admin::stats(&store).expect("stats");
         assert!(stats_after.expired > 0, "{stats_after:?}");
         assert!(stats_after.live > 0, "{stats_after:?}");
+        // The application finds those sessions (its guests', the admin console's) gone by
+        // time, not by an operator.
+        let now = Admin::now(&store);
+        let timed_out = app
+            .active
+            .iter()
+            .filter(|a| {
+                Admin::show(&store, &sessdb::Target::Id(a.id))
+                    .expect("show")
+                    .is_some_and(|info| info.is_expired_at(now))
+            })
+            .count() as u64;
+        assert!(timed_out > 0);
+        for i in (0..app.active.len()).rev() {
+            app.touch(i).expect("touch");
+        }
+        assert_eq!(app.counts.gone, alice, "an expiry is no invalidation");
+        assert_eq!(app.counts.expired, timed_out);
     }
 }
