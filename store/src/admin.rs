@@ -439,7 +439,7 @@ impl Store {
             expired: 0,
             undecodable: 0,
             principals: 0,
-            bytes_on_disk: folder_size(&self.inner.dir),
+            bytes_on_disk: folder_size(&self.inner.dir)?,
             format_version: self.inner.format,
         };
         // One pass over the records and none over the indexes (see `Stats` for why).
@@ -515,18 +515,28 @@ impl Store {
 
 /// The bytes the files under `dir` take, as `du --apparent-size` counts them (sled's own
 /// figure leaves out what it has not flushed yet).
-pub(crate) fn folder_size(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
+/// The bytes the files under `dir` take. A file or folder removed while it is counted (sled
+/// removes old snapshots and blobs) counts as nothing; any other error is the answer: a
+/// folder that cannot be read is not an empty one.
+pub(crate) fn folder_size(dir: &std::path::Path) -> Result<u64> {
+    let io = |source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
     };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => folder_size(&e.path()),
+    let mut sum = 0;
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        sum += match entry.metadata() {
+            Ok(m) if m.is_dir() => match folder_size(&entry.path()) {
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => 0,
+                other => other?,
+            },
             Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io(e)),
+        };
+    }
+    Ok(sum)
 }
 
 pub(crate) fn decode_for_admin(handle: &Handle, bytes: &[u8]) -> Result<Record> {

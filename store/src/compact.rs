@@ -394,7 +394,7 @@ impl Store {
         options: &CompactOptions,
         progress: &mut dyn FnMut(u64),
     ) -> Result<CompactReport> {
-        let bytes_before = folder_size(&self.inner.dir);
+        let bytes_before = folder_size(&self.inner.dir)?;
         let copy = self.on_copy(dest, || Store::builder().create(true).open(dest))?;
         let now = self.now();
         let mut report = CompactReport {
@@ -453,7 +453,7 @@ impl Store {
             lock_log(dest, CLOSE_WAIT).map_err(io_at(dest))?;
             sync_tree(dest).map_err(io_at(dest))
         })?;
-        report.bytes_after = folder_size(dest);
+        report.bytes_after = folder_size(dest)?;
         Ok(report)
     }
 
