@@ -20,6 +20,7 @@
 //! "What the benchmark changed in the store").
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -56,16 +57,17 @@ struct State {
     expected: u64,
     /// How long the last commit took; a leader gathers for at most half of it.
     last_commit: Duration,
-    /// Blob files up to this name (an LSN) are known to be synced.
-    blobs_synced: u64,
+    /// The blob files (by name, an LSN) known to be synced whole and still there.
+    blobs_synced: HashSet<u64>,
     /// The listing of the folders when they were last synced (see [`listing`]).
     dirs_synced: Option<u64>,
 }
 
 /// What a sync made durable.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Synced {
-    blobs: u64,
+    /// The blobs synced whole, of those its listing found.
+    blobs: HashSet<u64>,
     dirs: Option<u64>,
 }
 
@@ -107,7 +109,7 @@ impl GroupCommit {
             let result = db
                 .flush()
                 .map_err(Error::from)
-                .and_then(|_| self.fsync(before));
+                .and_then(|_| self.fsync(&before));
             let took = started.elapsed();
             st = lock(&self.state);
             st.flushing = false;
@@ -115,7 +117,7 @@ impl GroupCommit {
             match result {
                 Ok(synced) => {
                     st.durable = st.durable.max(target);
-                    st.record(synced);
+                    st.record(&before, synced);
                     st.expected = served + (st.requested - st.durable);
                     st.last_commit = took;
                 }
@@ -154,12 +156,12 @@ impl GroupCommit {
     /// `fsync`s the database files without a preceding sled flush (the caller flushed).
     pub(crate) fn fsync_files(&self) -> Result<()> {
         let before = lock(&self.state).synced();
-        let synced = self.fsync(before)?;
-        lock(&self.state).record(synced);
+        let synced = self.fsync(&before)?;
+        lock(&self.state).record(&before, synced);
         Ok(())
     }
 
-    fn fsync(&self, before: Synced) -> Result<Synced> {
+    fn fsync(&self, before: &Synced) -> Result<Synced> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| Error::Io { path, source }
@@ -173,12 +175,12 @@ impl GroupCommit {
             }
         };
         db_file.sync_all().map_err(io(&db_path))?;
-        // Every blob newer than the mark is synced. The mark moves up to the newest blob below
-        // the first one not yet whole: another thread's write may be under way in it (sled
-        // writes a blob in three writes, outside any commit), and a blob synced half-written
-        // must be synced again by the commit of the save it belongs to.
-        let mut whole = Vec::new();
-        let mut first_partial = u64::MAX;
+        // Every blob not yet synced whole is synced. sled writes a blob outside any commit (in
+        // three writes, after its LSN was taken, so a blob can appear below one already
+        // synced), and a blob synced while half-written must be synced again by the commit of
+        // the save it belongs to: one counts as synced only if it was whole before its sync
+        // (sled never writes a blob again once it is).
+        let mut synced = HashSet::new();
         let blobs = self.path.join("blobs");
         if let Ok(entries) = fs::read_dir(&blobs) {
             for entry in entries.flatten() {
@@ -189,23 +191,20 @@ impl GroupCommit {
                 else {
                     continue;
                 };
-                if lsn > before.blobs {
-                    // A blob may be gone by now (rewritten); that is fine.
-                    if let Ok(f) = File::open(entry.path()) {
-                        f.sync_all().map_err(io(&entry.path()))?;
-                        if blob_is_whole(&entry.path()) {
-                            whole.push(lsn);
-                        } else {
-                            first_partial = first_partial.min(lsn);
-                        }
+                if before.blobs.contains(&lsn) {
+                    synced.insert(lsn);
+                    continue;
+                }
+                let whole = blob_is_whole(&entry.path());
+                // A blob may be gone by now (rewritten); that is fine.
+                if let Ok(f) = File::open(entry.path()) {
+                    f.sync_all().map_err(io(&entry.path()))?;
+                    if whole {
+                        synced.insert(lsn);
                     }
                 }
             }
         }
-        let newest = whole
-            .into_iter()
-            .filter(|&lsn| lsn < first_partial)
-            .fold(before.blobs, u64::max);
         // A directory entry (a new blob or snapshot, a rename) is durable only once its folder
         // is synced; when the listing is the one last synced, there is nothing to sync.
         let now = listing(&self.path).map_err(io(&self.path))? ^ listing(&blobs).unwrap_or(0);
@@ -220,7 +219,7 @@ impl GroupCommit {
                 .map_err(io(&self.path))?;
         }
         Ok(Synced {
-            blobs: newest,
+            blobs: synced,
             dirs: Some(now),
         })
     }
@@ -255,13 +254,21 @@ fn listing(dir: &Path) -> std::io::Result<u64> {
 impl State {
     fn synced(&self) -> Synced {
         Synced {
-            blobs: self.blobs_synced,
+            blobs: self.blobs_synced.clone(),
             dirs: self.dirs_synced,
         }
     }
 
-    fn record(&mut self, synced: Synced) {
-        self.blobs_synced = self.blobs_synced.max(synced.blobs);
+    /// Takes what a sync that started from `before` made durable: its blobs (those gone since
+    /// are left out), and those another sync added meanwhile.
+    fn record(&mut self, before: &Synced, synced: Synced) {
+        let meanwhile: Vec<u64> = self
+            .blobs_synced
+            .difference(&before.blobs)
+            .copied()
+            .collect();
+        self.blobs_synced = synced.blobs;
+        self.blobs_synced.extend(meanwhile);
         self.dirs_synced = synced.dirs;
     }
 }
@@ -279,34 +286,66 @@ mod tests {
         bytes
     }
 
-    /// A blob found half-written (another thread's save still writing it) is synced, but the
-    /// mark stays below it: the next commit, the one of the save it belongs to, syncs it
-    /// again once whole. Blobs below it that are whole are not synced again.
+    fn nothing_synced() -> Synced {
+        Synced {
+            blobs: HashSet::new(),
+            dirs: None,
+        }
+    }
+
+    fn sorted(synced: &Synced) -> Vec<u64> {
+        let mut blobs: Vec<u64> = synced.blobs.iter().copied().collect();
+        blobs.sort_unstable();
+        blobs
+    }
+
+    /// A blob found half-written (another thread's save still writing it) is synced but not
+    /// counted as synced: the commit of the save it belongs to syncs it again once whole. A
+    /// blob that appears below one already synced (sled takes a blob's LSN before it writes
+    /// the file) is synced too. One already synced whole is not synced again, and one gone
+    /// is forgotten.
     #[test]
-    fn the_mark_stays_below_a_blob_still_being_written() {
+    fn only_blobs_found_whole_count_as_synced() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("db"), b"log").unwrap();
         let blobs = dir.path().join("blobs");
         fs::create_dir(&blobs).unwrap();
         let whole = blob(&[7; 100]);
-        fs::write(blobs.join("100"), &whole).unwrap();
-        fs::write(blobs.join("200"), &whole[..50]).unwrap();
-        fs::write(blobs.join("300"), blob(&[8; 10])).unwrap();
-        let commit = GroupCommit::new(dir.path());
-        let first = commit
-            .fsync(Synced {
-                blobs: 0,
-                dirs: None,
-            })
-            .unwrap();
-        assert_eq!(first.blobs, 100, "not past the half-written blob");
         fs::write(blobs.join("200"), &whole).unwrap();
-        let second = commit.fsync(first).unwrap();
-        assert_eq!(second.blobs, 300);
+        fs::write(blobs.join("300"), &whole[..50]).unwrap();
         // An empty file, or one of a checksum alone, is not whole either.
         fs::write(blobs.join("400"), b"").unwrap();
         fs::write(blobs.join("500"), &whole[..4]).unwrap();
-        assert_eq!(commit.fsync(second).unwrap().blobs, 300);
+        let commit = GroupCommit::new(dir.path());
+        let first = commit.fsync(&nothing_synced()).unwrap();
+        assert_eq!(sorted(&first), [200], "not the half-written blobs");
+        fs::write(blobs.join("300"), &whole).unwrap();
+        fs::write(blobs.join("100"), &whole).unwrap();
+        fs::remove_file(blobs.join("200")).unwrap();
+        let second = commit.fsync(&first).unwrap();
+        assert_eq!(sorted(&second), [100, 300]);
+    }
+
+    /// What another sync added while one ran is kept; what that one found gone is not.
+    #[test]
+    fn a_sync_keeps_what_another_added_meanwhile() {
+        let mut state = State::default();
+        state.blobs_synced = HashSet::from([1, 2]);
+        let before = state.synced();
+        // Meanwhile another sync added 3.
+        state.blobs_synced.insert(3);
+        // This one found 1 gone, and synced 4.
+        state.record(
+            &before,
+            Synced {
+                blobs: HashSet::from([2, 4]),
+                dirs: Some(9),
+            },
+        );
+        let mut now: Vec<u64> = state.blobs_synced.iter().copied().collect();
+        now.sort_unstable();
+        assert_eq!(now, [2, 3, 4]);
+        assert_eq!(state.dirs_synced, Some(9));
     }
 
     /// The check reads sled's own blobs as whole: otherwise the mark would never move, and
