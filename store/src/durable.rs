@@ -329,8 +329,10 @@ mod tests {
     /// What another sync added while one ran is kept; what that one found gone is not.
     #[test]
     fn a_sync_keeps_what_another_added_meanwhile() {
-        let mut state = State::default();
-        state.blobs_synced = HashSet::from([1, 2]);
+        let mut state = State {
+            blobs_synced: HashSet::from([1, 2]),
+            ..State::default()
+        };
         let before = state.synced();
         // Meanwhile another sync added 3.
         state.blobs_synced.insert(3);
