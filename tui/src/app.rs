@@ -321,6 +321,8 @@ pub(crate) struct App {
     pub(crate) message: Option<Message>,
     /// When the worker's report put `message` there, on `clock` (see [`SEEN`]).
     said_at: Option<Instant>,
+    /// What the worker said while an action's error was on screen: shown at the next key.
+    said_next: Option<Message>,
     /// The error of the last read that failed, until everything on screen is read again: what
     /// the status line says once an action's error in front of it is over.
     last_read_error: Option<String>,
@@ -367,6 +369,7 @@ impl App {
             folder: options.folder.as_deref().map(Folder::new),
             message: None,
             said_at: None,
+            said_next: None,
             last_read_error: None,
             area: Rect::new(0, 0, 80, 24),
             quit: false,
@@ -457,10 +460,19 @@ impl App {
 
     /// Applies what the worker reported; a message it leaves was said between keys (see
     /// [`SEEN`]).
+    ///
+    /// An action's error that a key left on screen is not replaced before the operator's next
+    /// key (a purge that ended just after a failed `d` would hide the failure): what the worker
+    /// said is shown at that key instead.
     fn said_by_worker(&mut self, apply: impl FnOnce(&mut App)) {
         let before = self.message.clone();
         apply(self);
-        if self.message != before {
+        if self.message == before {
+            return;
+        }
+        if matches!(before, Some(Message::ActionError(_))) && self.said_at.is_none() {
+            self.said_next = std::mem::replace(&mut self.message, before);
+        } else {
             self.said_at = Some(self.clock.now());
         }
     }
@@ -592,7 +604,14 @@ impl App {
                 .said_at
                 .is_some_and(|at| now.saturating_duration_since(at) < SEEN);
             if !unseen {
-                self.message = self.last_read_error.clone().map(Message::ReadError);
+                self.message = match self.said_next.take() {
+                    // What the worker said behind the action's error, on screen from now.
+                    Some(next) => {
+                        self.said_at = Some(now);
+                        Some(next)
+                    }
+                    None => self.last_read_error.clone().map(Message::ReadError),
+                };
             }
         }
         let before = self.message.clone();
@@ -1179,6 +1198,9 @@ impl App {
             // On the worker thread: a purge of a large backlog takes minutes, and the keys
             // keep working meanwhile; the status line follows it.
             Confirm::Purge { count } => {
+                // The status line follows this purge from now (an earlier one's outcome may
+                // still be there, kept from keys for a moment).
+                self.message = self.last_read_error.clone().map(Message::ReadError);
                 self.purge_wanted = true;
                 self.purging = Some(PurgeRun {
                     removed: 0,

@@ -546,6 +546,43 @@ fn an_unanswered_invalidation_is_said_as_sent_not_as_undone() {
     assert!(!text.contains("NOT"), "{text}");
 }
 
+/// A purge that ends while a key's failure is on screen does not hide it: its outcome is
+/// said at the operator's next key, and then stays through keys for a moment, as any the
+/// worker says. A new purge's `y` clears an old outcome so that its progress shows.
+#[test]
+fn the_workers_outcome_waits_behind_an_unseen_failure() {
+    let f = Fixture::demo();
+    let admin = Flaky::new(&f.store);
+    let clock = Clock::manual();
+    let app = &mut started_on(&admin, 100, 30, &clock);
+    press(app, &admin, &[ch('p')]);
+    app.update(&admin, Action::Answer(true));
+    assert_eq!(app.take_job(), Some(Job::Purge));
+    // While it runs, `d` fails.
+    admin.failing.store(true, Ordering::SeqCst);
+    press(app, &admin, &[ch('d'), ch('y')]);
+    admin.failing.store(false, Ordering::SeqCst);
+    let failed = app.message.clone();
+    assert!(
+        matches!(&failed, Some(Message::ActionError(t)) if t.contains("NOT invalidated")),
+        "{failed:?}"
+    );
+    crate::app::work(&admin, Job::Purge, &mut |report| app.report(&admin, report));
+    assert_eq!(app.message, failed, "the failure stays until a key");
+    let purged = Some(Message::Info("Purged 1 expired session".into()));
+    press(app, &admin, &[ch('j')]);
+    assert_eq!(app.message, purged, "said at the next key");
+    press(app, &admin, &[ch('j')]);
+    assert_eq!(app.message, purged, "and kept through a key just after");
+    // A new purge: its `y` within a moment of the last outcome clears it for the progress.
+    f.clock.advance(Duration::from_secs(365 * 86_400));
+    press(app, &admin, &[ch('p')]);
+    assert!(matches!(app.mode, Mode::Confirm { .. }));
+    app.update(&admin, Action::Answer(true));
+    assert_eq!(app.message, None);
+    assert!(app.purging.is_some(), "the status line follows it");
+}
+
 /// A purge that fails partway, or whose worker is gone, says how far it went: what it
 /// removed stays removed, and the counts are read again.
 #[test]
