@@ -128,7 +128,7 @@ impl Touch {
 /// sessdb's dirty tracking skips the write of an unchanged session.
 ///
 /// With `touch` (a stored session), a deadline that only moved later by less than a due touch
-/// is left as stored. tower-sessions moves `expiry_date` on every save (now plus the
+/// is left as stored, unless the save writes anyway. tower-sessions moves `expiry_date` on every save (now plus the
 /// inactivity period, or plus two weeks by default), so without this every request would
 /// write, `with_always_save(true)` or not; with it the deadline slides as sessdb's own touches
 /// do, at most one touch interval behind.
@@ -157,12 +157,16 @@ pub(crate) fn fill(
     // Compared with the stored data without decoding it: an unchanged record writes nothing.
     session.replace_data(data).map_err(encode)?;
     session.set_idle_timeout(NO_IDLE_TIMEOUT);
-    if !touch.is_some_and(|t| t.not_due(session.absolute_deadline(), record.expiry_date)) {
-        session.set_absolute_deadline(record.expiry_date);
-    }
     session
         .set_principal(principal.as_deref())
         .map_err(encode)?;
+    // A save that writes anyway (its data or principal changed) takes the new deadline at no
+    // cost: held back, an inactivity window would end up to a touch interval early.
+    if session.is_dirty()
+        || !touch.is_some_and(|t| t.not_due(session.absolute_deadline(), record.expiry_date))
+    {
+        session.set_absolute_deadline(record.expiry_date);
+    }
     Ok(())
 }
 

@@ -417,6 +417,16 @@ async fn a_sliding_expiry_date_writes_only_when_a_touch_is_due() {
         before + 2,
         "an earlier deadline is always written"
     );
+    // A save that writes anyway (its data changed) takes the deadline however little it slid:
+    // held back, a short inactivity window ended early (an outside trial's 10 s window ended
+    // after 6 s of inactivity, though a request had changed the session).
+    clock.advance(StdDuration::from_secs(5));
+    r.expiry_date = start + Duration::seconds(70) + inactivity;
+    r.data.insert("n".into(), json!(2));
+    sessions.save(&r).await.unwrap();
+    assert_eq!(writes(), before + 3);
+    let stored = sessions.load(&r.id).await.unwrap().unwrap();
+    assert!((stored.expiry_date - r.expiry_date).abs() < Duration::milliseconds(1));
 }
 
 /// A client that builds a named session's id (computable from its name) into a cookie gets no
