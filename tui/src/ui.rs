@@ -536,7 +536,7 @@ impl Widget for SessionTable<'_> {
                     Filter::None => "No live sessions (e shows expired ones)".to_string(),
                     _ => format!(
                         "No sessions match “{}”",
-                        keep_ends(app.filter_text.trim(), usize::from(inner.width) / 2)
+                        keep_ends(app.filter_text.trim(), filter_shown(inner.width))
                     ),
                 }
             };
@@ -739,9 +739,9 @@ pub(crate) struct StatusLine<'a> {
     pub(crate) app: &'a App,
 }
 
-/// The status line's right side: the sort, and the filter when it is not being typed (both
-/// ends of a long one, within [`FILTER_SHOWN`] cells).
-fn status_right(app: &App) -> Line<'static> {
+/// The status line's right side in a line `width` cells wide: the sort, and the filter when it
+/// is not being typed (both ends of a long one, within half the width).
+fn status_right(app: &App, width: u16) -> Line<'static> {
     let t = &app.theme;
     let view = app.listing.view();
     let mut right = vec![Span::styled("sort ", t.label)];
@@ -752,7 +752,7 @@ fn status_right(app: &App) -> Line<'static> {
     if view.filter.is_active() && !matches!(app.mode, Mode::Filter { .. }) {
         right.push(Span::styled(" · filter ", t.label));
         right.push(Span::styled(
-            keep_ends(app.filter_text.trim(), FILTER_SHOWN),
+            keep_ends(app.filter_text.trim(), filter_shown(width)),
             t.value,
         ));
     }
@@ -760,8 +760,11 @@ fn status_right(app: &App) -> Line<'static> {
     Line::from(right)
 }
 
-/// The most cells a filter takes where it is shown beside something else.
-const FILTER_SHOWN: usize = 24;
+/// The most cells a filter takes where it is shown beside something else, in a line `width`
+/// cells wide: half of it (a whole handle from 64 columns), and at least 16.
+fn filter_shown(width: u16) -> usize {
+    usize::from(width / 2).max(16)
+}
 
 /// Whether the status line shows its right side while the filter is typed: not on a narrow
 /// screen, where the input needs the room.
@@ -773,7 +776,7 @@ fn right_while_typing(area: Rect) -> bool {
 /// it is longer than the room left (the prompt, the right side, and a cell for the cursor).
 fn typed_filter(app: &App, input: &str, area: Rect) -> String {
     let right = if right_while_typing(area) {
-        status_right(app).width() + 1
+        status_right(app, area.width).width() + 1
     } else {
         0
     };
@@ -785,7 +788,7 @@ impl Widget for StatusLine<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let app = self.app;
         let t = &app.theme;
-        let right = status_right(app);
+        let right = status_right(app, area.width);
         // A cell between them, so that a cut message never runs into the right side.
         let room = usize::from(area.width).saturating_sub(right.width() + 2);
         let left = match (&app.mode, &app.message) {

@@ -485,12 +485,29 @@ fn a_long_filter_shows_its_typed_end_and_never_runs_into_the_sort() {
     let terminal = screen(app);
     let status = row(&terminal, 10);
     assert!(
-        status.contains(" sort expiry · filter xxxxxxxxxxxx…xxxxxxxxABC "),
+        status.contains(" sort expiry · filter xxxxxxxxxxxxxxx…xxxxxxxxxxxABC "),
         "{status}"
     );
     let table: String = (0..10).map(|y| row(&terminal, y)).collect();
     assert!(
         table.contains("No sessions match “xxxxxxxxxxxxxx…xxxxxxxxxxxABC”"),
         "{table}"
+    );
+}
+
+/// A whole handle, the filter a `show` or a log line gives, shows whole beside the sort from
+/// 64 columns on.
+#[test]
+fn a_handle_filter_shows_whole_at_80_columns() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 80, 24);
+    let handle = app.selected_session().expect("a row").handle.to_string();
+    press(app, &f.store, &[ch('/')]);
+    type_text(app, &f.store, &handle);
+    press(app, &f.store, &[key(KeyCode::Enter)]);
+    let status = row(&screen(app), 22);
+    assert!(
+        status.ends_with(&format!(" sort expiry · filter {handle} ")),
+        "{status}"
     );
 }
