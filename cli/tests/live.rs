@@ -188,8 +188,13 @@ fn an_operator_logs_out_a_session_of_the_running_application_and_ctrl_c_ends_it(
     assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
     assert!(out.stderr.starts_with("stopped: "), "{}", out.stderr);
     assert!(
+        out.stderr.contains("; of the sessions it served, "),
+        "{}",
         out.stderr
-            .ends_with("expired while in use); the admin socket is closed\n"),
+    );
+    assert!(
+        out.stderr
+            .ends_with(" expired); the admin socket is closed\n"),
         "{}",
         out.stderr
     );
@@ -224,6 +229,11 @@ fn a_second_application_cannot_serve_a_database_already_served() {
     let out = app.stop(Signal::SIGTERM);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.starts_with("stopped: "), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("; of the sessions it served, "),
+        "{}",
+        out.stderr
+    );
     assert!(!db.join("admin.sock").exists());
 }
 

@@ -514,8 +514,7 @@ impl Store {
 }
 
 /// The bytes the files under `dir` take, as `du --apparent-size` counts them (sled's own
-/// figure leaves out what it has not flushed yet).
-/// The bytes the files under `dir` take. A file or folder removed while it is counted (sled
+/// figure leaves out what it has not flushed yet). A file or folder removed while it is counted (sled
 /// removes old snapshots and blobs) counts as nothing; any other error is the answer: a
 /// folder that cannot be read is not an empty one.
 pub(crate) fn folder_size(dir: &std::path::Path) -> Result<u64> {

@@ -28,7 +28,8 @@ pub enum Durability {
 /// What happens when a principal would get more sessions than allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnPrincipalLimit {
-    /// Invalidate the principal's least recently used session to make room: the one whose
+    /// Invalidate the principal's least recently used sessions to make room, as many as it
+    /// takes (one, unless an import or a crash left the principal over its limit): those whose
     /// recorded last access is oldest. A save that only touches the session records its
     /// access at most once per [`touch_interval`](Builder::touch_interval), so two sessions
     /// used within that interval of each other may be taken for one another.

@@ -1457,9 +1457,10 @@ fn error_text(error: &sessdb::Error) -> String {
             _ => "",
         };
         if !how.is_empty() {
+            // What to do first: a narrow status line cuts the end.
             return format!(
-                "the application has exited ({how} {}); quit and open the database again to \
-                 work on it directly",
+                "the application has exited: quit and open the database again to work on it \
+                 directly ({how} {})",
                 path.display()
             );
         }
@@ -1518,9 +1519,8 @@ mod error_text_tests {
         };
         assert_eq!(
             error_text(&refused),
-            "the application has exited (nothing listens on \
-             /srv/app/sessions.sessdb/admin.sock); quit and open the database again to work on \
-             it directly"
+            "the application has exited: quit and open the database again to work on it directly \
+             (nothing listens on /srv/app/sessions.sessdb/admin.sock)"
         );
         // An application that stopped cleanly removed its socket (a user saw "No such file or
         // directory" where the README promised this).
@@ -1531,9 +1531,8 @@ mod error_text_tests {
         };
         assert_eq!(
             error_text(&removed),
-            "the application has exited (it removed its admin socket \
-             /srv/app/sessions.sessdb/admin.sock); quit and open the database again to work on \
-             it directly"
+            "the application has exited: quit and open the database again to work on it directly \
+             (it removed its admin socket /srv/app/sessions.sessdb/admin.sock)"
         );
         let other = sessdb::Error::AdminSocket {
             path: socket,

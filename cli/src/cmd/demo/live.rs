@@ -137,8 +137,8 @@ impl Live {
                 let s = Admin::stats(&store)?;
                 writeln!(
                     ctx.err,
-                    "after {}s: {} live, {} expired; {}; {} invalidated from outside, {} expired \
-                     while in use",
+                    "after {}s: {} live, {} expired; {}; of the sessions it serves, {} found \
+                     invalidated from outside and {} expired",
                     started.elapsed().as_secs(),
                     plural(s.live, "session"),
                     s.expired,
@@ -171,8 +171,8 @@ impl Live {
         }
         writeln!(
             ctx.err,
-            "{why}: {} in {:.1}s ({}, {}, {}, {} invalidated from outside, {} expired while in \
-             use); the admin socket is closed",
+            "{why}: {} in {:.1}s ({}, {}, {}; of the sessions it served, {} found invalidated \
+             from outside and {} expired); the admin socket is closed",
             plural(pacer.done, "operation"),
             elapsed.as_secs_f64(),
             plural(counts.logins, "login"),
@@ -288,7 +288,9 @@ struct Counts {
     rotations: u64,
     logouts: u64,
     /// Sessions that vanished while the application served them, before their deadline as
-    /// last read: invalidated from outside (sessctl, the TUI).
+    /// last read: invalidated from outside (sessctl, the TUI). Only those it went on serving
+    /// (it keeps a few hundred, and lets go of the rest as their users leave), and found so
+    /// when it next used them: not every invalidation.
     gone: u64,
     /// Sessions that vanished once their deadline as last read had passed: expired (guests'
     /// idle timeouts are minutes), or removed by a purge after that.
