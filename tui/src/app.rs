@@ -593,6 +593,7 @@ impl App {
         // error that came meanwhile, and is not over, is said next. What the worker said (a
         // purge's outcome) came between keys, unasked at that moment: a key pressed within
         // [`SEEN`] of it was not an answer to it, and leaves it.
+        let mut behind = None;
         if action.is_key()
             && matches!(
                 self.message,
@@ -604,21 +605,21 @@ impl App {
                 .said_at
                 .is_some_and(|at| now.saturating_duration_since(at) < SEEN);
             if !unseen {
-                self.message = match self.said_next.take() {
-                    // What the worker said behind the action's error, on screen from now.
-                    Some(next) => {
-                        self.said_at = Some(now);
-                        Some(next)
-                    }
-                    None => self.last_read_error.clone().map(Message::ReadError),
-                };
+                self.message = self.last_read_error.clone().map(Message::ReadError);
+                // What the worker said behind the action's error: shown unless this key has
+                // something to say itself.
+                behind = self.said_next.take();
             }
         }
         let before = self.message.clone();
         self.apply(admin, action);
         if self.message != before {
-            // Said by this key, not by the worker.
+            // Said by this key, not by the worker; what the worker said waits for the next.
             self.said_at = None;
+            self.said_next = behind.or(self.said_next.take());
+        } else if let Some(next) = behind {
+            self.message = Some(next);
+            self.said_at = Some(self.clock.now());
         }
         self.settle();
     }
@@ -1093,8 +1094,9 @@ impl App {
     /// thread (seconds at a million sessions) and the question shows their number when it
     /// comes, or closes if there are none. `y` need not wait for it.
     fn ask_purge(&mut self) {
-        if let Some(run) = self.purging {
-            self.message = Some(Message::Info(purge_progress(run)));
+        if self.purging.is_some() {
+            // The status line follows the purge under way (a message would hold it still).
+            self.message = self.last_read_error.clone().map(Message::ReadError);
             return;
         }
         // A count still running (a question answered `n` before it came) answers this one.
@@ -1152,6 +1154,10 @@ impl App {
             return;
         };
         self.mode = *back;
+        if let Confirm::Purge { .. } = ask {
+            // Answered: a count not started yet is not needed (one under way is let be).
+            self.expired_wanted = false;
+        }
         if !yes {
             self.message = Some(Message::Info("Cancelled".into()));
             return;

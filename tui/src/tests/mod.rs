@@ -268,6 +268,21 @@ pub(crate) fn press(app: &mut App, admin: &dyn Admin, keys: &[KeyEvent]) {
     }
 }
 
+/// The status line of `app`'s screen, as drawn.
+pub(crate) fn status_line(app: &App) -> String {
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(
+        app.area.width,
+        app.area.height,
+    ))
+    .expect("test terminal");
+    terminal
+        .draw(|frame| crate::ui::render(app, frame))
+        .expect("draw");
+    let buf = terminal.backend().buffer();
+    let y = buf.area.height - 2;
+    (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect()
+}
+
 /// Types `text` as separate key presses.
 pub(crate) fn type_text(app: &mut App, admin: &dyn Admin, text: &str) {
     let keys: Vec<KeyEvent> = text.chars().map(ch).collect();

@@ -395,16 +395,18 @@ fn p_asks_at_once_and_the_purge_runs_on_the_worker() {
         1,
         "nothing purged yet"
     );
-    // A second `p` meanwhile asks nothing: it says how far the purge is.
+    // A second `p` meanwhile asks nothing: the status line goes on following the purge (a
+    // message of its own would hold a number still).
     assert_eq!(app.take_job(), Some(Job::Purge));
     app.report(&f.store, Report::Purging(0));
     press(app, &f.store, &[ch('p')]);
     assert_eq!(app.mode, Mode::Browsing);
-    assert_eq!(
-        app.message,
-        Some(Message::Info(
-            "Purging the expired sessions: 0 removed so far".into()
-        ))
+    assert_eq!(app.message, None);
+    app.report(&f.store, Report::Purging(7));
+    let status = super::status_line(app);
+    assert!(
+        status.starts_with(" Purging the expired sessions: 7 removed so far"),
+        "{status}"
     );
     // The keys keep working while it runs.
     press(app, &f.store, &[ch('j')]);
@@ -581,6 +583,52 @@ fn the_workers_outcome_waits_behind_an_unseen_failure() {
     app.update(&admin, Action::Answer(true));
     assert_eq!(app.message, None);
     assert!(app.purging.is_some(), "the status line follows it");
+}
+
+/// What the worker said behind a failure is not lost to a key that speaks itself: that key's
+/// words come first, the worker's at the key after.
+#[test]
+fn the_workers_outcome_outlasts_a_key_that_speaks() {
+    let f = Fixture::demo();
+    let admin = Flaky::new(&f.store);
+    let clock = Clock::manual();
+    let app = &mut started_on(&admin, 100, 30, &clock);
+    press(app, &admin, &[ch('p')]);
+    app.update(&admin, Action::Answer(true));
+    assert_eq!(app.take_job(), Some(Job::Purge));
+    admin.failing.store(true, Ordering::SeqCst);
+    press(app, &admin, &[ch('d'), ch('y')]);
+    admin.failing.store(false, Ordering::SeqCst);
+    crate::app::work(&admin, Job::Purge, &mut |report| app.report(&admin, report));
+    press(app, &admin, &[ch('e')]);
+    assert_eq!(
+        app.message,
+        Some(Message::Info(
+            "Showing expired sessions too (dimmed)".into()
+        ))
+    );
+    press(app, &admin, &[ch('j')]);
+    assert_eq!(
+        app.message,
+        Some(Message::Info("Purged 1 expired session".into()))
+    );
+}
+
+/// `p` answered before the worker took its count: the count is not made for nobody after the
+/// purge, ahead of the header's counts the purge asked for.
+#[test]
+fn an_answered_purge_question_cancels_a_count_not_started() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    for yes in [false, true] {
+        app.update(&f.store, Action::AskPurge);
+        app.update(&f.store, Action::Answer(yes));
+    }
+    assert_eq!(app.take_job(), Some(Job::Purge));
+    crate::app::work(&f.store, Job::Purge, &mut |r| app.report(&f.store, r));
+    assert_eq!(app.take_job(), Some(Job::Count));
+    app.report(&f.store, Report::Counted(crate::app::count(&f.store)));
+    assert_eq!(app.take_job(), None);
 }
 
 /// A purge that fails partway, or whose worker is gone, says how far it went: what it
