@@ -234,34 +234,6 @@ pub fn looks_like_database(path: &Path) -> bool {
     path.join("conf").is_file() && path.join("db").is_file()
 }
 
-/// The entries of the database folder `path` that neither sled 0.34 nor sessdb made, by name,
-/// sorted. sled makes `conf`, `db`, the folder `blobs` and `snap.<LSN>` files (also
-/// `snap.<LSN>.generating` while it writes one); sessdb adds `admin.sock` when an application
-/// serves its admin socket.
-///
-/// # Errors
-/// An error reading the folder.
-pub fn foreign_entries(path: &Path) -> io::Result<Vec<String>> {
-    let mut foreign = Vec::new();
-    for entry in fs::read_dir(path)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let kind = entry.file_type()?;
-        let ours = match name.to_str() {
-            Some("conf" | "db") => kind.is_file(),
-            Some("blobs") => kind.is_dir(),
-            Some(sessdb::ADMIN_SOCKET_FILE) => kind.is_socket(),
-            Some(n) => n.starts_with("snap.") && kind.is_file(),
-            None => false,
-        };
-        if !ours {
-            foreign.push(name.to_string_lossy().into_owned());
-        }
-    }
-    foreign.sort();
-    Ok(foreign)
-}
-
 /// sled creates its files in any folder it is pointed at, even when the store is opened
 /// read-only; refuse folders that are not databases, so that a wrong `--db` changes nothing.
 fn refuse_foreign_folder(path: &Path, access: Access) -> anyhow::Result<()> {
@@ -277,7 +249,7 @@ fn refuse_foreign_folder(path: &Path, access: Access) -> anyhow::Result<()> {
         is_empty_dir(path).with_context(|| format!("cannot read the folder {}", path.display()))?;
     // sled's and sessdb's files only, some of them missing: the store says what is wrong (its
     // `conf` gone, it reads the log; the log gone, the database is damaged).
-    if !empty && foreign_entries(path).is_ok_and(|f| f.is_empty()) {
+    if !empty && sessdb::foreign_entries(path).is_ok_and(|f| f.is_empty()) {
         return Ok(());
     }
     if empty && access == Access::Create {

@@ -262,6 +262,9 @@ impl Builder {
     /// compaction was cut between its two renames (no new database is made then),
     /// [`Error::EmptyPath`](crate::Error::EmptyPath) for an empty `path`,
     /// [`Error::NotADirectory`](crate::Error::NotADirectory),
+    /// [`Error::NotADatabase`](crate::Error::NotADatabase) for a folder without a database that
+    /// `create` is off for, or that holds files of its own (a new database is made only in a
+    /// new or empty folder; see [`foreign_entries`](crate::foreign_entries)),
     /// [`Error::NewerFormat`](crate::Error::NewerFormat),
     /// [`Error::InvalidField`](crate::Error::InvalidField) for an idle timeout or absolute
     /// lifetime under a millisecond (every session would expire as it is saved;

@@ -48,7 +48,8 @@ pub enum Error {
         /// The path that was asked for.
         path: PathBuf,
     },
-    /// The folder exists but holds no database, and the store was told not to create one.
+    /// The folder exists but holds no database, and the store was told not to create one, or
+    /// it holds files of its own (a new database is made only in a new or empty folder).
     #[error("{path} is not a sessdb database (it has no database files)")]
     NotADatabase {
         /// The folder.

@@ -243,6 +243,47 @@ fn has_snapshot(dir: &Path) -> bool {
     })
 }
 
+/// The entries of the database folder `path` that neither sled 0.34 nor sessdb made, by name,
+/// sorted. sled makes `conf`, `db`, the folder `blobs` and `snap.<LSN>` files (also
+/// `snap.<LSN>.generating` while it writes one); sessdb adds
+/// [`ADMIN_SOCKET_FILE`](crate::ADMIN_SOCKET_FILE) when an application serves its admin
+/// socket. What a tool should not touch or count as the database's ([`Store::open`] makes a
+/// new database only in a folder without them; `sessctl compact` refuses to swap a folder that
+/// holds them).
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("sessions.sessdb");
+/// let store = sessdb::Store::open(&path)?;
+/// std::fs::write(path.join("notes.txt"), "mine")?;
+/// assert_eq!(sessdb::foreign_entries(&path)?, ["notes.txt"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// An error reading the folder.
+pub fn foreign_entries(path: &Path) -> io::Result<Vec<String>> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let mut foreign = Vec::new();
+    for entry in fs::read_dir(path)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let kind = entry.file_type()?;
+        let ours = match name.to_str() {
+            Some("conf" | "db") => kind.is_file(),
+            Some("blobs") => kind.is_dir(),
+            Some(crate::ADMIN_SOCKET_FILE) => kind.is_socket(),
+            Some(n) => n.starts_with("snap.") && kind.is_file(),
+            None => false,
+        };
+        if !ours {
+            foreign.push(name.to_string_lossy().into_owned());
+        }
+    }
+    foreign.sort();
+    Ok(foreign)
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_path_buf(),
@@ -295,6 +336,21 @@ impl Store {
                 if (!config.create || config.read_only)
                     && !path.join("conf").exists()
                     && !path.join("db").exists() =>
+            {
+                return Err(Error::NotADatabase {
+                    path: path.to_path_buf(),
+                })
+            }
+            // A new database is made in a new or empty folder only: a path that names the
+            // wrong folder (the working directory, a home) must not get sled's files among its
+            // own. A dedicated volume's `lost+found` is no obstacle.
+            Ok(_)
+                if !path.join("conf").exists()
+                    && !path.join("db").exists()
+                    && foreign_entries(path)
+                        .map_err(io_err(path))?
+                        .iter()
+                        .any(|name| name != "lost+found") =>
             {
                 return Err(Error::NotADatabase {
                     path: path.to_path_buf(),

@@ -554,6 +554,32 @@ fn missing_folder_is_not_created_when_told_not_to() {
     assert!(matches!(err, Error::NotADirectory { .. }), "{err}");
 }
 
+/// A path that names the wrong folder (the working directory, a home) gets no database among
+/// its files: a new one is made only in a new or empty folder. A dedicated volume's
+/// `lost+found` is no obstacle, and a database's folder with a file added still opens.
+#[test]
+fn a_new_database_is_made_only_in_a_new_or_empty_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(home.join("notes.txt"), "mine").unwrap();
+    let err = Store::open(&home).unwrap_err();
+    assert!(matches!(err, Error::NotADatabase { .. }), "{err}");
+    assert_eq!(
+        sessdb::foreign_entries(&home).unwrap(),
+        ["notes.txt"],
+        "nothing made beside it"
+    );
+    let volume = dir.path().join("volume");
+    std::fs::create_dir_all(volume.join("lost+found")).unwrap();
+    drop(Store::open(&volume).expect("a dedicated volume"));
+    let db = dir.path().join("db");
+    drop(Store::open(&db).unwrap());
+    std::fs::write(db.join("README"), "the sessions").unwrap();
+    let store = Store::open(&db);
+    assert!(store.is_ok(), "{store:?}");
+}
+
 #[test]
 fn stale_save_is_a_conflict_and_writes_nothing() {
     let f = fixture();

@@ -218,7 +218,7 @@ fn prepare(path: &Path, force: bool) -> anyhow::Result<()> {
     // Replacing it removes the whole folder: only when it holds nothing but the database (an
     // export kept next to it, say, would go too).
     let foreign =
-        db::foreign_entries(path).with_context(|| format!("cannot read {}", path.display()))?;
+        sessdb::foreign_entries(path).with_context(|| format!("cannot read {}", path.display()))?;
     if !foreign.is_empty() {
         const SHOWN: usize = 5;
         let mut names = foreign
