@@ -551,25 +551,33 @@ fn an_unanswered_invalidation_is_said_as_sent_not_as_undone() {
 /// A purge that ends while a key's failure is on screen does not hide it: its outcome is
 /// said at the operator's next key, and then stays through keys for a moment, as any the
 /// worker says. A new purge's `y` clears an old outcome so that its progress shows.
-#[test]
-fn the_workers_outcome_waits_behind_an_unseen_failure() {
-    let f = Fixture::demo();
-    let admin = Flaky::new(&f.store);
-    let clock = Clock::manual();
-    let app = &mut started_on(&admin, 100, 30, &clock);
-    press(app, &admin, &[ch('p')]);
-    app.update(&admin, Action::Answer(true));
+/// An app whose purge (on `admin`) ended while the failure of a `d` was on screen, no key
+/// pressed since; and that failure.
+fn purged_behind_a_failed_d(admin: &Flaky, clock: &Clock) -> (crate::app::App, Option<Message>) {
+    let mut app = started_on(admin, 100, 30, clock);
+    press(&mut app, admin, &[ch('p')]);
+    app.update(admin, Action::Answer(true));
     assert_eq!(app.take_job(), Some(Job::Purge));
     // While it runs, `d` fails.
     admin.failing.store(true, Ordering::SeqCst);
-    press(app, &admin, &[ch('d'), ch('y')]);
+    press(&mut app, admin, &[ch('d'), ch('y')]);
     admin.failing.store(false, Ordering::SeqCst);
     let failed = app.message.clone();
     assert!(
         matches!(&failed, Some(Message::ActionError(t)) if t.contains("NOT invalidated")),
         "{failed:?}"
     );
-    crate::app::work(&admin, Job::Purge, &mut |report| app.report(&admin, report));
+    crate::app::work(admin, Job::Purge, &mut |report| app.report(admin, report));
+    (app, failed)
+}
+
+#[test]
+fn the_workers_outcome_waits_behind_an_unseen_failure() {
+    let f = Fixture::demo();
+    let admin = Flaky::new(&f.store);
+    let clock = Clock::manual();
+    let (mut app, failed) = purged_behind_a_failed_d(&admin, &clock);
+    let app = &mut app;
     assert_eq!(app.message, failed, "the failure stays until a key");
     let purged = Some(Message::Info("Purged 1 expired session".into()));
     press(app, &admin, &[ch('j')]);
@@ -591,15 +599,8 @@ fn the_workers_outcome_waits_behind_an_unseen_failure() {
 fn the_workers_outcome_outlasts_a_key_that_speaks() {
     let f = Fixture::demo();
     let admin = Flaky::new(&f.store);
-    let clock = Clock::manual();
-    let app = &mut started_on(&admin, 100, 30, &clock);
-    press(app, &admin, &[ch('p')]);
-    app.update(&admin, Action::Answer(true));
-    assert_eq!(app.take_job(), Some(Job::Purge));
-    admin.failing.store(true, Ordering::SeqCst);
-    press(app, &admin, &[ch('d'), ch('y')]);
-    admin.failing.store(false, Ordering::SeqCst);
-    crate::app::work(&admin, Job::Purge, &mut |report| app.report(&admin, report));
+    let (mut app, _) = purged_behind_a_failed_d(&admin, &Clock::manual());
+    let app = &mut app;
     press(app, &admin, &[ch('e')]);
     assert_eq!(
         app.message,
