@@ -343,10 +343,11 @@ impl Store {
             }
             // A new database is made in a new or empty folder only: a path that names the
             // wrong folder (the working directory, a home) must not get sled's files among its
-            // own. A dedicated volume's `lost+found` is no obstacle.
+            // own. A dedicated volume's `lost+found` is no obstacle. Anything short of sled's
+            // two files counts as no database here: a project's own `db` (a file or a folder)
+            // would otherwise pass for sled's log and be written over.
             Ok(_)
-                if !path.join("conf").exists()
-                    && !path.join("db").exists()
+                if !(path.join("conf").is_file() && path.join("db").is_file())
                     && foreign_entries(path)
                         .map_err(io_err(path))?
                         .iter()

@@ -570,6 +570,32 @@ fn a_new_database_is_made_only_in_a_new_or_empty_folder() {
         ["notes.txt"],
         "nothing made beside it"
     );
+    // A project's own `db`, a file or a folder, is not sled's log: nothing is written over it
+    // or beside it.
+    for (project, own_db) in [("rails", true), ("django", false)] {
+        let folder = dir.path().join(project);
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("README.md"), "mine").unwrap();
+        if own_db {
+            std::fs::write(folder.join("db"), "my precious data").unwrap();
+        } else {
+            std::fs::create_dir(folder.join("db")).unwrap();
+        }
+        let err = Store::open(&folder).unwrap_err();
+        assert!(matches!(err, Error::NotADatabase { .. }), "{project}: {err}");
+        let mut names: Vec<_> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["README.md", "db"], "{project}");
+        if own_db {
+            assert_eq!(
+                std::fs::read_to_string(folder.join("db")).unwrap(),
+                "my precious data"
+            );
+        }
+    }
     let volume = dir.path().join("volume");
     std::fs::create_dir_all(volume.join("lost+found")).unwrap();
     drop(Store::open(&volume).expect("a dedicated volume"));
