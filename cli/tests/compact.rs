@@ -93,7 +93,9 @@ fn into_writes_a_copy_and_leaves_the_database_as_it_is() {
     // Taken now: refused as a usage error, and the copy there is left alone; so is a file.
     let file = dir.path().join("notes.txt");
     fs::write(&file, "keep me").expect("a file");
-    for taken in [&copy, &file] {
+    let dangling = dir.path().join("dangling");
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).expect("a link");
+    for taken in [&copy, &file, &dangling] {
         let out = run(at_t0(&db).arg("compact").arg("--into").arg(taken));
         assert_eq!(out.code, 2, "{}", out.stderr);
         assert_eq!(

@@ -134,7 +134,8 @@ fn refuse_taken(dest: &std::path::Path) -> anyhow::Result<()> {
     let taken = match std::fs::metadata(dest) {
         Ok(m) if m.is_dir() => std::fs::read_dir(dest).map_or(true, |mut d| d.next().is_some()),
         Ok(_) => true,
-        Err(_) => false,
+        // A link to nothing is there all the same.
+        Err(_) => std::fs::symlink_metadata(dest).is_ok(),
     };
     if taken {
         return Err(Failure::Usage(format!(

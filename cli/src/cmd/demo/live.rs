@@ -304,8 +304,8 @@ struct Active {
     who: Who,
     cart: Vec<serde_json::Value>,
     requests: i64,
-    /// The session's deadline as last read from the store (a later save may have moved it on,
-    /// never back): a session gone before it was ended by someone, not by time.
+    /// The session's deadline as last read or written (a touch written since may have moved it
+    /// on, never back): a session gone before it was ended by someone, not by time.
     expires_at: OffsetDateTime,
 }
 
@@ -405,7 +405,11 @@ impl<'a> App<'a> {
         let a = &mut self.active[i];
         a.requests += 1;
         request(&mut session, &a.who, a.requests, &mut a.cart, &mut self.rng)?;
+        // A changed session is written, its new deadline with it.
         let saved = session.save();
+        if saved.is_ok() {
+            self.active[i].expires_at = session.expires_at();
+        }
         self.settle(i, saved)
     }
 
@@ -414,6 +418,7 @@ impl<'a> App<'a> {
         let Some(mut session) = self.load(i)? else {
             return Ok(());
         };
+        // Written only when a touch is due: the deadline known stays the one loaded.
         let saved = session.save();
         self.settle(i, saved)
     }
@@ -443,6 +448,7 @@ impl<'a> App<'a> {
         self.counts.rotations += 1;
         let a = &mut self.active[i];
         a.id = *session.id();
+        a.expires_at = session.expires_at();
         if let Some(user) = user {
             a.who = user;
             self.counts.logins += 1;
@@ -612,5 +618,50 @@ mod tests {
         }
         assert_eq!(app.counts.gone, alice, "an expiry is no invalidation");
         assert_eq!(app.counts.expired, timed_out);
+    }
+
+    /// A store on a manual clock, for one simulated application.
+    fn store_at(dir: &std::path::Path) -> (ManualClock, Store) {
+        let clock = ManualClock::at_ms(1_750_000_000_000);
+        let store = Store::builder()
+            .clock(clock.clone())
+            .open(dir.join("live.sessdb"))
+            .expect("open");
+        (clock, store)
+    }
+
+    /// A guest logs in (the rotation gives the session a user's idle timeout) and an operator
+    /// logs the user out after the guest's deadline, long before the user's: an invalidation.
+    #[test]
+    fn an_invalidation_after_a_login_is_not_counted_an_expiry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (clock, store) = store_at(dir.path());
+        let mut app = App::new(&store, Rng(7));
+        app.guest().expect("guest");
+        app.rotate(0).expect("rotate");
+        assert!(matches!(app.active[0].who, Who::User { .. }));
+        clock.advance(Duration::from_secs(200));
+        let id = app.active[0].id;
+        assert!(store.invalidate(&id).expect("invalidate"));
+        app.touch(0).expect("touch");
+        assert_eq!((app.counts.gone, app.counts.expired), (1, 0));
+    }
+
+    /// A page view moves the deadline on: an invalidation after the deadline as loaded before
+    /// it, and before the one it wrote, is an invalidation.
+    #[test]
+    fn an_invalidation_after_a_request_is_not_counted_an_expiry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (clock, store) = store_at(dir.path());
+        let mut app = App::new(&store, Rng(7));
+        app.guest().expect("guest");
+        let id = app.active[0].id;
+        let idle = store.load(&id).expect("load").expect("live").idle_timeout();
+        clock.advance(Duration::from_secs(40));
+        app.request(0).expect("request");
+        clock.advance(idle - Duration::from_secs(39));
+        assert!(store.invalidate(&id).expect("invalidate"));
+        app.touch(0).expect("touch");
+        assert_eq!((app.counts.gone, app.counts.expired), (1, 0));
     }
 }
