@@ -582,7 +582,10 @@ fn a_new_database_is_made_only_in_a_new_or_empty_folder() {
             std::fs::create_dir(folder.join("db")).unwrap();
         }
         let err = Store::open(&folder).unwrap_err();
-        assert!(matches!(err, Error::NotADatabase { .. }), "{project}: {err}");
+        assert!(
+            matches!(err, Error::NotADatabase { .. }),
+            "{project}: {err}"
+        );
         let mut names: Vec<_> = std::fs::read_dir(&folder)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

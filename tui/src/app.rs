@@ -1192,12 +1192,16 @@ impl App {
                     }),
                 not_done,
             ),
-            Confirm::InvalidatePrincipal { principal, .. } => {
+            Confirm::InvalidatePrincipal { principal, count } => {
                 let who = crate::text::printable(&principal);
                 (
-                    admin
-                        .invalidate_principal(&principal)
-                        .map(|n| format!("Invalidated {} of {who}", plural(n as u64, "session"))),
+                    admin.invalidate_principal(&principal).map(|n| {
+                        format!(
+                            "Invalidated {} of {who}{}",
+                            plural(n as u64, "session"),
+                            since_counted(n as u64, count as u64, "logged in", "ended")
+                        )
+                    }),
                     format!("The sessions of {who} NOT all invalidated"),
                 )
             }
@@ -1250,8 +1254,14 @@ impl App {
     fn purged(&mut self, admin: &dyn Admin, purged: sessdb::Result<u64>) {
         match purged {
             Ok(n) => {
-                self.purging = None;
-                self.done(admin, format!("Purged {}", plural(n, "expired session")));
+                let counted = self.purging.take().and_then(|run| run.of);
+                let since = counted.map_or(String::new(), |of| {
+                    since_counted(n, of, "expired", "purged or touched")
+                });
+                self.done(
+                    admin,
+                    format!("Purged {}{since}", plural(n, "expired session")),
+                );
             }
             Err(e) => {
                 let mut what = self.purge_not_finished();
@@ -1479,6 +1489,22 @@ fn error_text(error: &sessdb::Error) -> String {
         source = e.source();
     }
     text
+}
+
+/// Why `done` differs from the `counted` the question showed, if it does: the application
+/// went on meanwhile (`more` of them since the count, or `fewer`: said as what happened to
+/// them).
+fn since_counted(done: u64, counted: u64, more: &str, fewer: &str) -> String {
+    match done.cmp(&counted) {
+        std::cmp::Ordering::Equal => String::new(),
+        std::cmp::Ordering::Greater => format!(" ({} more {more} since the count)", done - counted),
+        std::cmp::Ordering::Less => {
+            format!(
+                " ({} fewer than counted: {fewer} meanwhile)",
+                counted - done
+            )
+        }
+    }
 }
 
 /// What the status line says of the purge under way.

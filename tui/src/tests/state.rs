@@ -632,6 +632,47 @@ fn an_answered_purge_question_cancels_a_count_not_started() {
     assert_eq!(app.take_job(), None);
 }
 
+/// An application goes on while a question waits: what was done is said against what the
+/// question counted.
+#[test]
+fn what_was_done_is_said_against_what_was_counted() {
+    let f = Fixture::demo();
+    let app = &mut started(&f.store, 100, 30);
+    app.update(&f.store, Action::AskPurge);
+    assert_eq!(app.take_job(), Some(Job::CountExpired));
+    app.report(&f.store, Report::Expired(Ok(10)));
+    app.update(&f.store, Action::Answer(true));
+    assert_eq!(app.take_job(), Some(Job::Purge));
+    app.report(&f.store, Report::Purged(Ok(12)));
+    assert_eq!(
+        app.message,
+        Some(Message::Info(
+            "Purged 12 expired sessions (2 more expired since the count)".into()
+        ))
+    );
+    // alice's two sessions are counted; she logs in once more before `y`.
+    press(app, &f.store, &[ch('j')]);
+    assert_eq!(selected_principal(app).as_deref(), Some("alice"));
+    press(app, &f.store, &[ch('D')]);
+    assert!(matches!(
+        app.mode,
+        Mode::Confirm {
+            ask: Confirm::InvalidatePrincipal { count: 2, .. },
+            ..
+        }
+    ));
+    let mut again = f.store.create();
+    again.set_principal(Some("alice")).expect("principal");
+    again.save().expect("save");
+    press(app, &f.store, &[ch('y')]);
+    assert_eq!(
+        app.message,
+        Some(Message::Info(
+            "Invalidated 3 sessions of alice (1 more logged in since the count)".into()
+        ))
+    );
+}
+
 /// A purge that fails partway, or whose worker is gone, says how far it went: what it
 /// removed stays removed, and the counts are read again.
 #[test]
