@@ -278,8 +278,12 @@ pub(crate) fn status_line(app: &App) -> String {
     terminal
         .draw(|frame| crate::ui::render(app, frame))
         .expect("draw");
+    row(&terminal, app.area.height - 2)
+}
+
+/// The text of row `y` of the screen.
+pub(crate) fn row(terminal: &ratatui::Terminal<ratatui::backend::TestBackend>, y: u16) -> String {
     let buf = terminal.backend().buffer();
-    let y = buf.area.height - 2;
     (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect()
 }
 

@@ -12,7 +12,7 @@ use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use sessdb::{Admin, SessionId, Target};
 
-use super::{ch, key, press, started, type_text, Fixture, Flaky};
+use super::{ch, key, press, row, started, type_text, Fixture, Flaky};
 use crate::app::{Action, App};
 use crate::term::{event_loop, Events, Worker};
 use crate::Options;
@@ -293,9 +293,7 @@ fn keys_work_while_the_counts_are_still_being_made() {
     );
     assert_eq!(app.selected, 2, "both moves were made");
     assert_eq!(app.message, None);
-    let buf = terminal.backend().buffer();
-    let header: String = (0..buf.area.width).map(|x| buf[(x, 1)].symbol()).collect();
-    assert_eq!(header.trim_end(), " counting sessions…");
+    assert_eq!(row(&terminal, 1).trim_end(), " counting sessions…");
     assert_eq!(
         admin.counts.load(Ordering::SeqCst),
         1,
@@ -326,27 +324,56 @@ fn the_filter_cursor_follows_wide_characters() {
     );
 }
 
-#[test]
-fn counts_on_their_own_connection_never_hold_up_keys_or_quitting() {
-    let f = Fixture::demo();
-    // The counting connection lives on its own thread, which nothing joins: it owns a handle
-    // of the store it counts on.
-    let counter = Arc::new(Flaky::new(&f.store));
-    counter.hold();
+/// What [`beside_a_held_worker`] leaves.
+struct Held {
+    app: App,
+    terminal: Terminal<TestBackend>,
+    /// The worker's connection, held: release it when done.
+    worker: Arc<Flaky>,
+    /// The UI's connection.
+    ui: Flaky,
+    outcome: io::Result<()>,
+}
+
+/// The real event loop at 80×24 on a connection of its own, its worker on another that is
+/// held busy (a large store's count) and owned by the worker's thread, which nothing joins:
+/// what `keys` do meanwhile.
+fn beside_a_held_worker(f: &Fixture, keys_typed: &str) -> Held {
+    let worker = Arc::new(Flaky::new(&f.store));
+    worker.hold();
     let ui = Flaky::new(&f.store);
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
     let mut app = App::new(&Options::default());
-    let mut script = Script(keys("jjq").collect());
-    let own = Worker::spawn_owned(counter.clone()).expect("counting thread");
-    event_loop(
+    let mut script = Script(keys(keys_typed).collect());
+    let own = Worker::spawn_owned(worker.clone()).expect("worker thread");
+    let outcome = event_loop(
         &mut terminal,
         &mut app,
         &ui,
         &mut script,
         &own,
         Some(Duration::ZERO),
-    )
-    .expect("loop ends cleanly");
+    );
+    Held {
+        app,
+        terminal,
+        worker,
+        ui,
+        outcome,
+    }
+}
+
+#[test]
+fn counts_on_their_own_connection_never_hold_up_keys_or_quitting() {
+    let f = Fixture::demo();
+    let Held {
+        app,
+        worker: counter,
+        ui,
+        outcome,
+        ..
+    } = beside_a_held_worker(&f, "jjq");
+    outcome.expect("loop ends cleanly");
     // Quit with the count still held, and every key answered meanwhile.
     assert!(app.quit);
     assert_eq!(app.selected, 2, "both moves were made");
@@ -360,33 +387,19 @@ fn counts_on_their_own_connection_never_hold_up_keys_or_quitting() {
     counter.release();
 }
 
-/// The text of row `y` of the screen.
-fn row(terminal: &Terminal<TestBackend>, y: u16) -> String {
-    let buf = terminal.backend().buffer();
-    (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect()
-}
-
 /// `p` and its `y` never wait for the worker: with a count held on it (a large store), the
 /// question opens at once, the purge is confirmed, the keys after it are answered, and the
 /// status line says the purge waits for the count. Quitting before it started purges nothing.
 #[test]
 fn p_and_its_purge_never_hold_up_keys() {
     let f = Fixture::demo();
-    let worker = Arc::new(Flaky::new(&f.store));
-    worker.hold();
-    let ui = Flaky::new(&f.store);
-    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
-    let mut app = App::new(&Options::default());
-    let mut script = Script(keys("pyjj").collect());
-    let own = Worker::spawn_owned(worker.clone()).expect("worker thread");
-    let outcome = event_loop(
-        &mut terminal,
-        &mut app,
-        &ui,
-        &mut script,
-        &own,
-        Some(Duration::ZERO),
-    );
+    let Held {
+        app,
+        terminal,
+        worker,
+        outcome,
+        ..
+    } = beside_a_held_worker(&f, "pyjj");
     // The script ended before a quit: every key was read, none waited for the worker.
     assert_eq!(
         outcome.map_err(|e| e.kind()),

@@ -632,17 +632,23 @@ fn an_answered_purge_question_cancels_a_count_not_started() {
     assert_eq!(app.take_job(), None);
 }
 
+/// `p`, its count of `counted` coming back from the worker, and `y`: the purge is the
+/// worker's job now.
+fn purge_confirmed(app: &mut crate::app::App, admin: &dyn Admin, counted: u64) {
+    app.update(admin, Action::AskPurge);
+    assert_eq!(app.take_job(), Some(Job::CountExpired));
+    app.report(admin, Report::Expired(Ok(counted)));
+    app.update(admin, Action::Answer(true));
+    assert_eq!(app.take_job(), Some(Job::Purge));
+}
+
 /// An application goes on while a question waits: what was done is said against what the
 /// question counted.
 #[test]
 fn what_was_done_is_said_against_what_was_counted() {
     let f = Fixture::demo();
     let app = &mut started(&f.store, 100, 30);
-    app.update(&f.store, Action::AskPurge);
-    assert_eq!(app.take_job(), Some(Job::CountExpired));
-    app.report(&f.store, Report::Expired(Ok(10)));
-    app.update(&f.store, Action::Answer(true));
-    assert_eq!(app.take_job(), Some(Job::Purge));
+    purge_confirmed(app, &f.store, 10);
     app.report(&f.store, Report::Purged(Ok(12)));
     assert_eq!(
         app.message,
@@ -680,11 +686,7 @@ fn a_purge_that_fails_partway_says_how_far_it_went() {
     let f = Fixture::demo();
     let app = &mut started(&f.store, 100, 30);
     for gone in [false, true] {
-        app.update(&f.store, Action::AskPurge);
-        assert_eq!(app.take_job(), Some(Job::CountExpired));
-        app.report(&f.store, Report::Expired(Ok(10)));
-        app.update(&f.store, Action::Answer(true));
-        assert_eq!(app.take_job(), Some(Job::Purge));
+        purge_confirmed(app, &f.store, 10);
         app.report(&f.store, Report::Purging(3));
         assert_eq!(
             app.purging.map(crate::app::purge_progress).as_deref(),

@@ -547,12 +547,7 @@ mod tests {
 
     #[test]
     fn the_application_logs_in_rotates_logs_out_and_notices_invalidations() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let clock = ManualClock::at_ms(1_750_000_000_000);
-        let store = Store::builder()
-            .clock(clock.clone())
-            .open(dir.path().join("live.sessdb"))
-            .expect("open");
+        let (_dir, clock, store) = store_on_a_manual_clock();
         let mut app = App::new(&store, Rng(7));
         for _ in 0..6000 {
             app.step().expect("step");
@@ -620,22 +615,22 @@ mod tests {
         assert_eq!(app.counts.expired, timed_out);
     }
 
-    /// A store on a manual clock, for one simulated application.
-    fn store_at(dir: &std::path::Path) -> (ManualClock, Store) {
+    /// A store on a manual clock in a folder of its own, for one simulated application.
+    fn store_on_a_manual_clock() -> (tempfile::TempDir, ManualClock, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
         let clock = ManualClock::at_ms(1_750_000_000_000);
         let store = Store::builder()
             .clock(clock.clone())
-            .open(dir.join("live.sessdb"))
+            .open(dir.path().join("live.sessdb"))
             .expect("open");
-        (clock, store)
+        (dir, clock, store)
     }
 
     /// A guest logs in (the rotation gives the session a user's idle timeout) and an operator
     /// logs the user out after the guest's deadline, long before the user's: an invalidation.
     #[test]
     fn an_invalidation_after_a_login_is_not_counted_an_expiry() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (clock, store) = store_at(dir.path());
+        let (_dir, clock, store) = store_on_a_manual_clock();
         let mut app = App::new(&store, Rng(7));
         app.guest().expect("guest");
         app.rotate(0).expect("rotate");
@@ -651,8 +646,7 @@ mod tests {
     /// it, and before the one it wrote, is an invalidation.
     #[test]
     fn an_invalidation_after_a_request_is_not_counted_an_expiry() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (clock, store) = store_at(dir.path());
+        let (_dir, clock, store) = store_on_a_manual_clock();
         let mut app = App::new(&store, Rng(7));
         app.guest().expect("guest");
         let id = app.active[0].id;
