@@ -67,8 +67,27 @@ fn invalidate_reports_each_unknown_session_and_exits_1() {
     expect(
         at_t0(&db).args(["invalidate", &handle(1)]),
         1,
-        "invalidated 0 sessions\n",
+        "",
         &format!("error: no session with handle {}\n", handle(1)),
+    );
+    // Named by its id, the same: the error alone, nothing on stdout.
+    let out = run(at_t0(&db).args(["invalidate", &id(1).to_string()]));
+    assert_eq!((out.code, out.stdout.as_str()), (1, ""), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("error: no session with that session id"),
+        "{}",
+        out.stderr
+    );
+    // Several, none found: the count of none says what happened to the set.
+    expect(
+        at_t0(&db).args(["invalidate", &handle(1), unknown]),
+        1,
+        "invalidated 0 sessions\n",
+        &format!(
+            "error: no session with handle {}\nerror: no session with handle {unknown}\n",
+            handle(1)
+        ),
     );
 }
 

@@ -77,9 +77,12 @@ impl Invalidate {
                     }
                 }
                 // What was done is said even when a later one failed: a rerun would otherwise
-                // report those sessions as unknown.
-                writeln!(ctx.out, "invalidated {}", plural(removed, "session"))?;
-                ctx.out.flush()?;
+                // report those sessions as unknown. One session named and not found gets its
+                // error alone, as an unknown handle prefix does.
+                if !(targets.len() == 1 && missing.len() == 1) {
+                    writeln!(ctx.out, "invalidated {}", plural(removed, "session"))?;
+                    ctx.out.flush()?;
+                }
                 for target in &missing {
                     writeln!(ctx.err, "error: {}", not_found(target))?;
                 }
