@@ -981,13 +981,29 @@ impl Widget for HelpOverlay<'_> {
             .border_style(t.title)
             .title(Span::styled(" Keys ", t.title))
             .title_bottom(Line::from(" any key closes ").right_aligned());
-        let mut lines = vec![Line::raw("")];
-        lines.extend(keys::HELP.iter().map(|(key, what)| {
-            Line::from(vec![
-                Span::styled(format!(" {key:<11}"), t.key),
-                Span::raw(*what),
-            ])
-        }));
+        // On a terminal too small for the box, a line cut short ends in `…` and the rows that
+        // do not fit are counted in the last one, so nothing is lost unseen.
+        let inner = block.inner(popup);
+        let (columns, rows) = (usize::from(inner.width), usize::from(inner.height));
+        let line = |key: &str, what: &str| {
+            let key = keep_head(&format!(" {key:<11}"), columns);
+            let what = keep_head(what, columns.saturating_sub(width(&key)));
+            Line::from(vec![Span::styled(key, t.key), Span::raw(what)])
+        };
+        let mut lines: Vec<Line> = keys::HELP
+            .iter()
+            .map(|(key, what)| line(key, what))
+            .collect();
+        if lines.len() < rows {
+            lines.insert(0, Line::raw(""));
+        } else if lines.len() > rows && rows > 0 {
+            let hidden = lines.len() - (rows - 1);
+            lines.truncate(rows - 1);
+            lines.push(Line::raw(keep_head(
+                &format!(" … {hidden} more lines: enlarge the terminal"),
+                columns,
+            )));
+        }
         Paragraph::new(lines)
             .block(block)
             .style(Style::new())

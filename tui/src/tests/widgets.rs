@@ -605,6 +605,28 @@ fn the_help_lists_every_key() {
     }
 }
 
+#[test]
+fn a_help_too_large_for_the_terminal_says_what_it_cuts() {
+    let theme = Theme::new(false);
+    let buf = draw(HelpOverlay { theme: &theme }, 30, 8);
+    let shown = lines(&buf);
+    // 30×8: a box of 28×6 inside its border, so five keys and a line for the rest.
+    let inside: Vec<&str> = shown[1..7].iter().map(|l| l.trim_end()).collect();
+    assert!(inside[0].contains("j/k"), "{inside:?}");
+    assert!(
+        inside[0].ends_with("…│"),
+        "a cut line ends in the marker: {inside:?}"
+    );
+    let more = keys::HELP.len() - 5;
+    assert!(
+        inside[5].contains(&format!("… {more} more lines")),
+        "{inside:?}"
+    );
+    // Large enough, nothing is cut and no line says so.
+    let text = lines(&draw(HelpOverlay { theme: &theme }, 80, 24)).join("\n");
+    assert!(!text.contains('…') && !text.contains("more:"), "{text}");
+}
+
 /// One emoji of seven characters (four people joined), two cells wide.
 const FAMILY: &str = "👩\u{200d}👩\u{200d}👧\u{200d}👦";
 
