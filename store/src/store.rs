@@ -113,7 +113,8 @@ pub struct Counters {
     pub writes: u64,
     /// Saves that wrote nothing because nothing changed and no touch was due.
     pub skipped_saves: u64,
-    /// Saves refused because another writer saved first.
+    /// Saves refused because another writer saved first ([`Error::Conflict`]); saves of a
+    /// session ended meanwhile ([`Error::NotFound`]) are not counted.
     pub conflicts: u64,
     /// Sessions removed (invalidated, purged, evicted, lazily deleted).
     pub removals: u64,
@@ -969,18 +970,20 @@ impl Store {
                     }
                 }
             }
-            self.inner
-                .counters
-                .conflicts
-                .fetch_add(1, Ordering::Relaxed);
             return Err(match (old, cas.current) {
                 (Some(_), None) => Error::NotFound {
                     handle: handle.to_string(),
                 },
-                (old, _) => Error::Conflict {
-                    handle: handle.to_string(),
-                    expected: old.map_or(0, |(_, h)| h.version),
-                },
+                (old, _) => {
+                    self.inner
+                        .counters
+                        .conflicts
+                        .fetch_add(1, Ordering::Relaxed);
+                    Error::Conflict {
+                        handle: handle.to_string(),
+                        expected: old.map_or(0, |(_, h)| h.version),
+                    }
+                }
             });
         }
         // 3. Old entries last.
@@ -1203,22 +1206,20 @@ impl Store {
                 self.inner.counters.writes.fetch_add(1, Ordering::Relaxed);
                 Ok(bytes)
             }
-            Err(TransactionError::Abort(gone)) => {
+            Err(TransactionError::Abort(gone)) => Err(if gone {
+                Error::NotFound {
+                    handle: old.to_string(),
+                }
+            } else {
                 self.inner
                     .counters
                     .conflicts
                     .fetch_add(1, Ordering::Relaxed);
-                Err(if gone {
-                    Error::NotFound {
-                        handle: old.to_string(),
-                    }
-                } else {
-                    Error::Conflict {
-                        handle: old.to_string(),
-                        expected: old_head.version,
-                    }
-                })
-            }
+                Error::Conflict {
+                    handle: old.to_string(),
+                    expected: old_head.version,
+                }
+            }),
             Err(TransactionError::Storage(e)) => Err(Error::Storage(e)),
         }
     }

@@ -628,6 +628,21 @@ fn stale_save_is_a_conflict_and_writes_nothing() {
     let stored = f.store.load(s.id()).unwrap().unwrap();
     assert_eq!(stored.get::<i32>("n").unwrap(), Some(1));
     assert_eq!(stored.version(), 2);
+    // A save of a session ended meanwhile, or rotated away by another holder, is NotFound,
+    // and not counted as a conflict.
+    let mut ended = f.store.load(s.id()).unwrap().unwrap();
+    let mut rotating = f.store.load(s.id()).unwrap().unwrap();
+    rotating.cycle_id().unwrap();
+    rotating.save().unwrap();
+    ended.insert("n", &3).unwrap();
+    let err = ended.save().unwrap_err();
+    assert!(matches!(err, sessdb::Error::NotFound { .. }), "{err}");
+    let mut gone = f.store.load(rotating.id()).unwrap().unwrap();
+    assert!(f.store.invalidate(rotating.id()).unwrap());
+    gone.insert("n", &4).unwrap();
+    let err = gone.save().unwrap_err();
+    assert!(matches!(err, sessdb::Error::NotFound { .. }), "{err}");
+    assert_eq!(f.store.counters().conflicts, 1);
 }
 
 #[test]
