@@ -16,6 +16,30 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) struct NameLock {
     held: Mutex<()>,
     holder: Mutex<Option<std::thread::ThreadId>>,
+    inits: Mutex<Inits>,
+}
+
+/// The `init`s run for one name while callers waited: a caller that waited for a failed one
+/// gets its failure, rather than try the login again (N callers would otherwise make N failed
+/// logins in a row, enough to lock an account).
+#[derive(Default)]
+struct Inits {
+    /// How many have finished.
+    finished: u64,
+    /// The failure of the last one to finish (its message and its causes'), if it failed.
+    failure: Option<String>,
+}
+
+/// `e` and its causes, as one line.
+fn with_causes(e: &Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Records the thread holding a name's lock, and forgets it when dropped, before the lock is
@@ -41,9 +65,17 @@ impl Store {
     ///
     /// The session's id is [`SessionId::named`]`(name)` and its label is the name. While
     /// `init` runs (typically a login against a remote API), other callers asking for the same
-    /// name wait and then get its result, so `init` runs once. If `init` fails, nothing is
-    /// saved and the error is returned: a session that `init` saved before it failed is
-    /// removed again, so the next call runs `init` afresh.
+    /// name wait and then get its result, so `init` runs once: the session it made, or its
+    /// failure ([`Error::Init`], whose cause then gives that failure's message: the error
+    /// itself goes to the call that ran `init`). If `init` fails or panics, nothing is saved: a
+    /// session that `init` saved before it failed is removed again, so the next call runs
+    /// `init` afresh.
+    ///
+    /// A call that finds the session is an access, as a request's load and save is: it moves
+    /// the idle deadline (writing it at most once a touch interval, [`Builder::touch_interval`](
+    /// crate::Builder::touch_interval)), so a named session in use outlives the store's idle
+    /// timeout, up to its absolute deadline (set one in `init` from the token's lifetime:
+    /// [`Session::set_absolute_deadline`]). [`Store::load_named`] only reads.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -68,7 +100,9 @@ impl Store {
     /// session, and is replaced.
     ///
     /// # Errors
-    /// [`Error::Init`] wrapping the error of `init`, for a save and then a `cycle_id` in it, for
+    /// [`Error::Init`] wrapping the error of `init` (or, in a call that waited for another
+    /// call's `init`, giving that one's failure as its cause), for a save and then a
+    /// `cycle_id` in it, for
     /// another label given in it, for a session it left already expired (a deadline from an
     /// expired token, say: nothing is stored), or for a call for the same name from inside
     /// `init`;
@@ -93,6 +127,11 @@ impl Store {
     /// another holder of the session saved it between the load and the invalidation (that
     /// newer session is validated, never removed unseen).
     ///
+    /// `valid` runs under the name's lock, as `init` does, so that a refused session is
+    /// replaced by one login however many callers refused it: callers of the same name wait
+    /// for each other's `valid`. Keep it a local check (the token's expiry, say); a remote
+    /// check on every call serializes the name's callers behind it.
+    ///
     /// # Errors
     /// As for [`Store::get_or_create`].
     pub fn get_or_create_validated<E>(
@@ -112,7 +151,7 @@ impl Store {
         }
         validate_metadata("session name", Some(name))?;
         let id = SessionId::named(name);
-        let name_lock = self.name_lock(&id);
+        let (name_lock, seen) = self.name_lock(&id);
         let me = std::thread::current().id();
         let result = if *lock(&name_lock.holder) == Some(me) {
             // An `init` that asks for its own name would wait for itself, and every later
@@ -124,7 +163,32 @@ impl Store {
         } else {
             let _g = lock(&name_lock.held);
             let _holding = Holding::new(&name_lock, me);
-            self.get_or_create_locked(id, name, valid, init)
+            let waited_for = {
+                let inits = lock(&name_lock.inits);
+                if inits.finished > seen {
+                    inits.failure.clone()
+                } else {
+                    None
+                }
+            };
+            if let Some(failure) = waited_for {
+                Err(Error::Init {
+                    name: name.to_string(),
+                    source: format!("the call this one waited for failed: {failure}").into(),
+                })
+            } else {
+                let mut ran = false;
+                let result = self.get_or_create_locked(id, name, valid, |s: &mut Session| {
+                    ran = true;
+                    init(s)
+                });
+                if ran {
+                    let mut inits = lock(&name_lock.inits);
+                    inits.finished += 1;
+                    inits.failure = result.as_ref().err().map(with_causes);
+                }
+                result
+            }
         };
         self.release_name_lock(&id, name_lock);
         result
@@ -145,11 +209,20 @@ impl Store {
         // that `valid` refused, and validate the newer one.
         const ATTEMPTS: u32 = 100;
         let mut attempts = 0;
-        while let Some(session) = self.load_named(name)? {
+        while let Some(mut session) = self.load_named(name)? {
             if valid(&session) {
-                return Ok(session);
-            }
-            if session.invalidate_if_unchanged()? {
+                if self.inner.config.read_only {
+                    return Ok(session);
+                }
+                // The access moves the idle deadline: a save of an unchanged session, which
+                // writes only when the touch is due, and never conflicts. One ended meanwhile
+                // is looked for again (and made again if gone).
+                match session.save() {
+                    Ok(()) => return Ok(session),
+                    Err(Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            } else if session.invalidate_if_unchanged()? {
                 break;
             }
             attempts += 1;
@@ -168,19 +241,38 @@ impl Store {
                 self.invalidate_handle(&id.handle())?;
             }
         }
+        // A read-only store would refuse the save: the login is not made for nothing.
+        self.check_writable("get_or_create")?;
         let mut session = self.create();
         session.set_named_id(id);
         session.set_label(Some(name))?;
-        if let Err(e) = init(&mut session) {
-            if !session.is_new() {
-                // Saved by `init` before it failed: half made, and found by the next call,
-                // which would then not run `init` at all.
-                session.invalidate()?;
+        // Saved by `init` before it failed or panicked: half made, and found by the next call,
+        // which would then not run `init` at all. (A panic goes on once that is removed.)
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| init(&mut session)));
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(Ok(e)),
+            Err(panic) => Some(Err(panic)),
+        };
+        match failure {
+            None => {}
+            Some(Ok(e)) => {
+                if !session.is_new() {
+                    session.invalidate()?;
+                }
+                return Err(Error::Init {
+                    name: name.to_string(),
+                    source: e.into(),
+                });
             }
-            return Err(Error::Init {
-                name: name.to_string(),
-                source: e.into(),
-            });
+            Some(Err(panic)) => {
+                if !session.is_new() {
+                    // Best effort: the panic is what the caller must see, and a removal that
+                    // fails (storage) leaves the half-made session to its deadline.
+                    let _ = session.invalidate();
+                }
+                std::panic::resume_unwind(panic)
+            }
         }
         if session.id() != &id {
             if !session.is_new() {
@@ -211,9 +303,10 @@ impl Store {
             });
         }
         // A login whose token had already expired, say: the session would be stored expired,
-        // and no call may return an expired session.
-        let expires_at = session.expires_at();
-        if expires_at <= crate::clock::from_ms(self.now()) {
+        // and no call may return an expired session. Judged as the save will store it: a
+        // login slower than the idle timeout still makes a live session.
+        let expires_at = session.expiry_if_saved_now();
+        if expires_at <= self.now() {
             if !session.is_new() {
                 session.invalidate()?;
             }
@@ -222,7 +315,7 @@ impl Store {
                 source: format!(
                     "init made a session that is already expired (it expires at {}, not after \
                      now: its idle timeout or absolute deadline)",
-                    expires_at
+                    crate::clock::from_ms(expires_at)
                         .format(&time::format_description::well_known::Rfc3339)
                         .unwrap_or_default()
                 )
@@ -232,16 +325,29 @@ impl Store {
         match session.save() {
             Ok(()) => Ok(session),
             // The load found nothing, yet a record is stored: one it cannot read.
-            Err(e) if e.is_conflict() => Err(self.undecodable(&id.handle())?.unwrap_or(e)),
-            Err(e) => Err(e),
+            Err(e) if e.is_conflict() && session.is_new() => {
+                Err(self.undecodable(&id.handle())?.unwrap_or(e))
+            }
+            Err(e) => {
+                if !session.is_new() {
+                    // Saved by `init` and then refused (too large, say): half made, as
+                    // above. The save's error is the one to report, so a removal that
+                    // fails too leaves the session to its deadline.
+                    let _ = session.invalidate();
+                }
+                Err(e)
+            }
         }
     }
 
-    fn name_lock(&self, id: &SessionId) -> Arc<NameLock> {
-        lock(&self.inner.named_locks)
-            .entry(*id)
-            .or_default()
-            .clone()
+    /// The lock of the name whose id is `id`, and how many of its `init`s had finished when
+    /// this caller asked (read under the map's lock, which tests use to know that a caller is
+    /// on its way to wait).
+    fn name_lock(&self, id: &SessionId) -> (Arc<NameLock>, u64) {
+        let mut map = lock(&self.inner.named_locks);
+        let name_lock = map.entry(*id).or_default().clone();
+        let seen = lock(&name_lock.inits).finished;
+        (name_lock, seen)
     }
 
     fn release_name_lock(&self, id: &SessionId, name_lock: Arc<NameLock>) {
@@ -251,5 +357,74 @@ impl Store {
         if map.get(id).is_some_and(|l| Arc::strong_count(l) == 1) {
             map.remove(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// Callers that waited for an `init` that failed get its failure, and do not log in again
+    /// one after another (8 callers made 8 failed logins before).
+    #[test]
+    fn callers_that_waited_for_a_failed_init_get_its_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        let id = SessionId::named("svc");
+        let (in_init, entered) = mpsc::channel();
+        let (release, go) = mpsc::channel::<()>();
+        let first = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                store.get_or_create("svc", |_| {
+                    in_init.send(()).unwrap();
+                    go.recv().unwrap();
+                    Err(std::io::Error::other("identity service down"))
+                })
+            })
+        };
+        entered.recv().unwrap();
+        let inits = Arc::new(AtomicUsize::new(0));
+        let waiter = {
+            let (store, inits) = (store.clone(), inits.clone());
+            std::thread::spawn(move || {
+                store.get_or_create("svc", |s| {
+                    inits.fetch_add(1, Ordering::SeqCst);
+                    s.insert("token", "t")
+                })
+            })
+        };
+        // The waiter holds the name's lock (the map, the first caller and the waiter): it has
+        // read how many inits had finished, and waits for the first one's.
+        while lock(&store.inner.named_locks)
+            .get(&id)
+            .map_or(0, Arc::strong_count)
+            < 3
+        {
+            std::thread::yield_now();
+        }
+        release.send(()).unwrap();
+        let err = first.join().unwrap().unwrap_err();
+        let cause = std::error::Error::source(&err).unwrap();
+        assert!(cause.downcast_ref::<std::io::Error>().is_some(), "{err:?}");
+        let err = waiter.join().unwrap().unwrap_err();
+        assert!(
+            matches!(&err, Error::Init { name, .. } if name == "svc"),
+            "{err}"
+        );
+        assert_eq!(
+            std::error::Error::source(&err).unwrap().to_string(),
+            "the call this one waited for failed: creating named session \"svc\" failed: \
+             identity service down"
+        );
+        assert_eq!(inits.load(Ordering::SeqCst), 0);
+        // A later call was not waiting: it logs in.
+        let s = store
+            .get_or_create("svc", |s| s.insert("token", "t"))
+            .unwrap();
+        assert_eq!(s.get::<String>("token").unwrap().as_deref(), Some("t"));
     }
 }

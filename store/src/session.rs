@@ -474,10 +474,20 @@ impl Session {
 
     /// The head as it would be written now, or `None` if nothing needs writing: no change and
     /// the stored deadline within the touch interval of the new one.
-    fn next_head(&self) -> Option<Head> {
-        // A clock that went backwards never moves last access back.
+    /// The access time and deadline a save now would store: a save is an access, and a clock
+    /// that went backwards never moves last access back.
+    fn accessed_now(&self) -> (i64, i64) {
         let last_access = self.head.last_access.max(self.store.now());
-        let expires_at = self.head.expiry_if_accessed_at(last_access);
+        (last_access, self.head.expiry_if_accessed_at(last_access))
+    }
+
+    /// The deadline a save now would store (milliseconds since the Unix epoch).
+    pub(crate) fn expiry_if_saved_now(&self) -> i64 {
+        self.accessed_now().1
+    }
+
+    fn next_head(&self) -> Option<Head> {
+        let (last_access, expires_at) = self.accessed_now();
         if !self.dirty {
             let stored = self.stored.as_ref().map_or(i64::MIN, |(_, h)| h.expires_at);
             if !self.touch_due(expires_at, stored) {
@@ -530,9 +540,12 @@ impl Session {
     /// # Errors
     /// [`Error::Conflict`] if another writer changed the session since it was loaded (its
     /// data, principal or settings; nothing is written; load again and retry, or use
-    /// [`Store::update`]); [`Error::NotFound`] if it was
-    /// invalidated, purged or expired meanwhile (a save never brings an expired session back); [`Error::TooLarge`]; [`Error::PrincipalLimit`];
-    /// [`Error::ReadOnly`]; storage errors.
+    /// [`Store::update`]); [`Error::NotFound`] if it was invalidated, purged or expired
+    /// meanwhile (a save never brings an expired session back), or another holder rotated its
+    /// id ([`Session::cycle_id`], a login in another request: the session lives on under the
+    /// new id, which this handle does not know; a request that only read the session can
+    /// ignore this error); [`Error::TooLarge`]; [`Error::PrincipalLimit`]; [`Error::ReadOnly`];
+    /// storage errors.
     pub fn save(&mut self) -> Result<()> {
         // Data changes that undid each other are no change: at most a touch is due.
         if self.dirty && !self.head_dirty && self.stored.is_some() && self.data.settle() {

@@ -5,8 +5,9 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 
-use common::fixture;
+use common::{fixture, fixture_with};
 use sessdb::{Admin, Error, SessionId};
+use std::time::Duration;
 
 /// Runs `increment` (which adds one to the session's `n`) `EACH` times on each of `THREADS`
 /// threads started together; returns how many increments that was.
@@ -561,6 +562,131 @@ fn an_init_that_panics_leaves_its_name_usable_on_the_same_thread() {
         .get_or_create("svc", |s| s.insert("n", &1))
         .expect("the name works after the panic");
     assert_eq!(s.get::<i32>("n").unwrap(), Some(1));
+}
+
+/// An `init` that saved the session and then panicked: the half-made session is removed as for
+/// an error, and the next call runs `init`. Before, the next call returned it as the login.
+#[test]
+fn an_init_that_saved_and_panicked_leaves_nothing_for_the_next_call() {
+    let f = fixture();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        f.store.get_or_create("svc", |s| -> Result<(), Error> {
+            s.insert("step", "1-of-2")?;
+            s.save()?;
+            panic!("identity client bug")
+        })
+    }));
+    assert!(panicked.is_err());
+    assert!(f.store.load_named("svc").unwrap().is_none());
+    let mut ran = false;
+    f.store
+        .get_or_create("svc", |s| {
+            ran = true;
+            s.insert("step", "done")
+        })
+        .unwrap();
+    assert!(ran);
+}
+
+/// `init` saves part way and the final save is refused (too large): the half-made session is
+/// removed, so the next call runs `init`. Before, it was returned as the login.
+#[test]
+fn a_refused_final_save_leaves_nothing_for_the_next_call() {
+    let f = fixture_with(sessdb::Store::builder().max_session_bytes(1024));
+    let err = f
+        .store
+        .get_or_create("svc", |s| {
+            s.insert("step", "logged-in")?;
+            s.save()?;
+            s.insert("blob", &"x".repeat(4096))
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    assert!(f.store.load_named("svc").unwrap().is_none());
+    let mut ran = false;
+    f.store
+        .get_or_create("svc", |s| {
+            ran = true;
+            s.insert("step", "logged-in")
+        })
+        .unwrap();
+    assert!(ran);
+}
+
+/// A login slower than the idle timeout makes a live session: the save stores it as accessed
+/// when it is saved. Before, it was refused as "already expired".
+#[test]
+fn an_init_slower_than_the_idle_timeout_makes_a_live_session() {
+    let f = fixture_with(sessdb::Store::builder().idle_timeout(Duration::from_secs(5)));
+    let s = f
+        .store
+        .get_or_create("svc", |s| {
+            f.advance(6);
+            s.insert("token", "t")
+        })
+        .unwrap();
+    let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(f.clock_ms()) * 1_000_000)
+        .unwrap();
+    assert_eq!(s.expires_at(), now + Duration::from_secs(5));
+    assert!(f.store.load_named("svc").unwrap().is_some());
+}
+
+/// A named session in use is an access each time it is found: it outlives the idle timeout
+/// (30 minutes by default) up to its absolute deadline, writing at most once a touch interval.
+/// Before, a client using it every minute logged in again every 30 minutes.
+#[test]
+fn a_named_session_in_use_outlives_the_idle_timeout() {
+    let f = fixture();
+    let logins = AtomicUsize::new(0);
+    let init = |s: &mut sessdb::Session| {
+        logins.fetch_add(1, Ordering::SeqCst);
+        s.insert("token", "t")
+    };
+    f.store.get_or_create("svc", init).unwrap();
+    let writes = f.store.counters().writes;
+    // Every 10 s for two hours.
+    for _ in 0..720 {
+        f.advance(10);
+        f.store.get_or_create("svc", init).unwrap();
+    }
+    assert_eq!(logins.load(Ordering::SeqCst), 1);
+    let touches = f.store.counters().writes - writes;
+    let interval = f.store.touch_interval().as_secs();
+    assert_eq!(touches, 2 * 3600 / interval, "one write a touch interval");
+    // Unused for longer than the idle timeout, it expires: the next call logs in again.
+    f.advance(31 * 60);
+    f.store.get_or_create("svc", init).unwrap();
+    assert_eq!(logins.load(Ordering::SeqCst), 2);
+}
+
+/// On a read-only store, a cached login is returned as stored (nothing written), and a missing
+/// one fails before `init` runs: the remote login is not made for a save that would be refused.
+#[test]
+fn a_read_only_store_hands_out_cached_logins_and_runs_no_init() {
+    let f = fixture();
+    f.store
+        .get_or_create("cached", |s| s.insert("token", "t"))
+        .unwrap();
+    let f = f.reopen(sessdb::Store::builder().read_only(true));
+    f.advance(20 * 60);
+    let s = f
+        .store
+        .get_or_create("cached", |_| -> Result<(), Error> {
+            unreachable!("init ran")
+        })
+        .unwrap();
+    assert_eq!(s.get::<String>("token").unwrap().as_deref(), Some("t"));
+    assert_eq!(f.store.counters().writes, 0);
+    let mut ran = false;
+    let err = f
+        .store
+        .get_or_create("missing", |_| {
+            ran = true;
+            Ok::<_, Error>(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::ReadOnly { .. }), "{err}");
+    assert!(!ran);
 }
 
 /// Another request, run from inside a clock read.
