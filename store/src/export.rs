@@ -248,7 +248,8 @@ pub struct BadLine {
 /// What an import did (or, on a dry run or with bad lines, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportReport {
-    /// New sessions.
+    /// New sessions, also those written over a stored record that had expired (not yet
+    /// purged) or could not be read: neither is a session.
     pub imported: u64,
     /// Existing sessions overwritten (`OnConflict::Replace`).
     pub replaced: u64,
@@ -959,8 +960,14 @@ fn apply(
             report.imported += 1;
         }
         Some(cur) if same_session(&cur, &encoded, &head, data) => report.unchanged += 1,
-        Some(_) if opts.on_conflict == OnConflict::Skip => report.skipped += 1,
+        // Skip keeps a stored session: a record that has expired (not yet purged) or cannot
+        // be read is none (`load` would not return it), so the import writes over it, as over
+        // nothing, and counts it as imported.
+        Some(cur) if opts.on_conflict == OnConflict::Skip && is_live(store, &cur) => {
+            report.skipped += 1
+        }
         Some(cur) => {
+            let live = is_live(store, &cur);
             if !opts.dry_run {
                 match current_head {
                     Some(stored) => {
@@ -979,10 +986,20 @@ fn apply(
                 }
                 report.written = true;
             }
-            report.replaced += 1;
+            if live {
+                report.replaced += 1;
+            } else {
+                report.imported += 1;
+            }
         }
     }
     Ok(())
+}
+
+/// Whether the stored record `bytes` is a session `load` would return: readable, and not
+/// expired.
+fn is_live(store: &Store, bytes: &[u8]) -> bool {
+    crate::record::decode_lazy(bytes).is_ok_and(|r| !r.head.is_expired(store.now()))
 }
 
 #[cfg(test)]

@@ -340,6 +340,62 @@ fn import_conflicts_skip_or_replace() {
     assert!(a.store.check().unwrap().is_clean());
 }
 
+/// Skip keeps a stored *session*: a record that has expired and is not yet purged, or one that
+/// cannot be read, is none (no load returns it), so the backup's session is written over it
+/// and counted as imported. Before, both were "kept" and the backup's session lost.
+#[test]
+fn import_skip_writes_over_an_expired_or_unreadable_record() {
+    let src = fixture();
+    let mut s = src.store.create();
+    s.insert("cart", &vec![1, 2, 3]).unwrap();
+    s.save().unwrap();
+    let id = *s.id();
+    let early = export(&src.store, true);
+    // Used on: a later backup holds its newer state, live 20 minutes longer.
+    src.advance(20 * 60);
+    let mut s = src.store.load(&id).unwrap().unwrap();
+    s.insert("cart", &vec![4]).unwrap();
+    s.save().unwrap();
+    let late = export(&src.store, true);
+
+    let dst = fixture();
+    let r = dst
+        .store
+        .import(&mut Io::new(early.as_bytes()), &ImportOptions::default())
+        .unwrap();
+    assert_eq!(r.imported, 1);
+    dst.advance(40 * 60); // the early state expired at 30 minutes, the late lives to 50
+    let r = dst
+        .store
+        .import(&mut Io::new(late.as_bytes()), &ImportOptions::default())
+        .unwrap();
+    assert_eq!((r.imported, r.skipped, r.replaced), (1, 0, 0), "{r:?}");
+    let restored = dst.store.load(&id).unwrap().expect("the backup's session");
+    assert_eq!(restored.get::<Vec<i32>>("cart").unwrap(), Some(vec![4]));
+    assert!(dst.store.check().unwrap().is_clean());
+
+    // A record no load can read, under the session's key.
+    let handle = id.handle();
+    let path = dst.path();
+    let common::Fixture { dir, clock, store } = dst;
+    drop((store, restored));
+    {
+        let raw = common::open_raw_sled(&path);
+        let sessions = raw.open_tree("sessions").unwrap();
+        sessions.insert(handle.as_bytes(), &[0xffu8][..]).unwrap();
+        raw.flush().unwrap();
+    }
+    let store = Store::builder().clock(clock).open(&path).unwrap();
+    assert!(store.load(&id).unwrap().is_none());
+    let r = store
+        .import(&mut Io::new(late.as_bytes()), &ImportOptions::default())
+        .unwrap();
+    assert_eq!((r.imported, r.skipped, r.replaced), (1, 0, 0), "{r:?}");
+    assert!(store.load(&id).unwrap().is_some());
+    assert!(store.check().unwrap().is_clean());
+    drop(dir);
+}
+
 #[test]
 fn show_by_handle_or_id() {
     let f = fixture();
