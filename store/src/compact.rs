@@ -270,9 +270,20 @@ impl Store {
 
     /// Where the copy goes and the old database goes, once every reason to refuse is ruled out.
     fn compaction_place(&self) -> Result<Place> {
+        // The reaper would purge the original during the copy, and hold it open after: it is
+        // stopped once nothing refuses the compaction. A refused one leaves it running, for
+        // the other handles of the store that refused (they go on serving).
+        let reaper = crate::store::lock(&self.inner.reaper_stop).take();
+        let place = self.compaction_checks();
+        match place {
+            Ok(_) => drop(reaper),
+            Err(_) => *crate::store::lock(&self.inner.reaper_stop) = reaper,
+        }
+        place
+    }
+
+    fn compaction_checks(&self) -> Result<Place> {
         let refuse = |reason: &str| Err(self.refusal(reason.to_owned()));
-        // The reaper would purge the original during the copy, and hold it open after.
-        drop(crate::store::lock(&self.inner.reaper_stop).take());
         if Arc::strong_count(&self.inner) > 1 {
             return refuse(
                 "other handles of this store, or sessions loaded from it, are still alive (or \
@@ -1157,6 +1168,24 @@ mod tests {
         drop(session);
         assert_eq!(f.beside(), ["sessions.sessdb"]);
         assert_eq!(f.open().inner.sessions.len(), 3);
+    }
+
+    /// The reaper's channel stays connected after a refusal: its thread ends only when the
+    /// channel does, and the handles left must go on purging. Before, a refused compaction
+    /// stopped the reaper of the store that went on serving.
+    #[test]
+    fn a_refused_compaction_keeps_the_reaper() {
+        let f = Fixture::new();
+        let store = Store::builder()
+            .clock(f.clock.clone())
+            .reap_every(Duration::from_secs(3600))
+            .open(f.path())
+            .unwrap();
+        let app = store.clone();
+        assert!(crate::store::lock(&app.inner.reaper_stop).is_some());
+        let err = store.compact(&CompactOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("other handles"), "{err}");
+        assert!(crate::store::lock(&app.inner.reaper_stop).is_some());
     }
 
     #[test]
