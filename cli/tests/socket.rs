@@ -376,6 +376,40 @@ fn import_through_a_socket_reports_each_bad_line_and_removes_nothing() {
     assert_eq!(app.stats().expect("stats").live, 3);
 }
 
+/// Through an application's socket the import's report counts the sessions it wrote that had
+/// already expired (protocol version 4), and sessctl says so as for a database it opens.
+#[test]
+fn an_import_through_a_socket_says_how_many_sessions_it_wrote_expired() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("export.jsonl");
+    let body = export_body(&fixture(dir.path()));
+    std::fs::write(&file, format!("{}\n{body}", export_lines_header())).expect("write");
+    let db = dir.path().join("app.sessdb");
+    let app = application(&db);
+    let out = run(sessctl()
+        .current_dir(dir.path())
+        .arg("--socket")
+        .arg(db.join("admin.sock"))
+        .arg("import")
+        .arg(&file));
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "imported 5, replaced 0, unchanged 0, skipped 0, bad 0\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.ends_with(
+            "note: 2 of the sessions written had already expired: `sessctl purge --expired` \
+             removes them\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    let stats = app.stats().expect("stats");
+    assert_eq!((stats.live, stats.expired), (3, 2));
+}
+
 /// One frame of the admin protocol, read whole: a `u32` big-endian length, then that many bytes.
 fn read_frame(from: &mut UnixStream) -> io::Result<Vec<u8>> {
     let mut frame = vec![0; 4];

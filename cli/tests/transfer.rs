@@ -453,10 +453,10 @@ fn export_then_import_into_a_fresh_database_round_trips() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let fresh = dir.path().join("restored.sessdb");
     expect(
-        on(&fresh).arg("import").arg(&file),
+        at_t0(&fresh).arg("import").arg(&file),
         0,
         "imported 5, replaced 0, unchanged 0, skipped 0, bad 0\n",
-        "",
+        EXPIRED_AT_T0,
     );
     let original = fs::read_to_string(&file).expect("read");
     let again = run(on(&fresh).args(["export", "--include-expired"])).stdout;
@@ -505,13 +505,13 @@ fn dry_run_import_writes_nothing() {
     let target = dir.path().join("empty.sessdb");
     drop(sessdb::Store::open(&target).expect("create"));
     expect(
-        on(&target)
+        at_t0(&target)
             .args(["import", "-", "--dry-run"])
             .write_stdin(export.clone()),
         0,
         "dry run, nothing written; would have imported 5, replaced 0, unchanged 0, skipped 0, \
          bad 0\n",
-        "",
+        EXPIRED_IN_DRY_RUN,
     );
     assert_eq!(export_body(&target), "");
     // Without a database, a dry run checks the file on its own and creates nothing: every
@@ -523,13 +523,13 @@ fn dry_run_import_writes_nothing() {
         missing.display()
     );
     expect(
-        on(&missing)
+        at_t0(&missing)
             .args(["import", "-", "--dry-run"])
             .write_stdin(export.clone()),
         0,
         "dry run, nothing written; would have imported 5, replaced 0, unchanged 0, skipped 0, \
          bad 0\n",
-        &note,
+        &format!("{note}{EXPIRED_IN_DRY_RUN}"),
     );
     assert!(!missing.exists());
     // Its bad lines are reported as a real import would report them.
@@ -538,7 +538,7 @@ fn dry_run_import_writes_nothing() {
     lines.push(lines[1]);
     let handle = json_lines(lines[1])[0]["handle"].clone();
     expect(
-        on(&missing)
+        at_t0(&missing)
             .args(["import", "-", "--dry-run", "--skip-bad"])
             .write_stdin(lines.join("\n")),
         4,
@@ -546,8 +546,10 @@ fn dry_run_import_writes_nothing() {
          bad 2\n",
         &format!(
             "{note}line 3: expected value at column 1\nline 7: duplicate handle {}, \
-             first on line 2\nerror: 2 bad lines\n",
-            handle.as_str().expect("a handle")
+             first on line 2\n{}error: 2 bad lines\n",
+            handle.as_str().expect("a handle"),
+            // Line 3 held one of the two expired sessions.
+            EXPIRED_IN_DRY_RUN.replace("note: 2 of them", "note: 1 of them"),
         ),
     );
     assert!(!missing.exists());
@@ -555,7 +557,7 @@ fn dry_run_import_writes_nothing() {
     let empty = dir.path().join("empty-folder");
     fs::create_dir(&empty).expect("mkdir");
     expect(
-        on(&empty)
+        at_t0(&empty)
             .args(["import", "-", "--dry-run"])
             .write_stdin(export.clone()),
         0,
@@ -563,7 +565,7 @@ fn dry_run_import_writes_nothing() {
          bad 0\n",
         &format!(
             "note: an empty folder at {}: checking the file on its own, as an import that \
-             creates the database would\n",
+             creates the database would\n{EXPIRED_IN_DRY_RUN}",
             empty.display()
         ),
     );
@@ -600,10 +602,10 @@ fn a_rejected_import_leaves_nothing_it_made() {
     fs::write(&good, export).expect("write");
     for db in [&nested, &empty] {
         expect(
-            on(db).arg("import").arg(&good),
+            at_t0(db).arg("import").arg(&good),
             0,
             "imported 5, replaced 0, unchanged 0, skipped 0, bad 0\n",
-            "",
+            EXPIRED_AT_T0,
         );
     }
 }
@@ -637,14 +639,14 @@ fn import_conflicts_skip_or_replace() {
     let changed = export_body(&db);
     assert_ne!(changed, before);
     expect(
-        on(&db).arg("import").arg(&file),
+        at_t0(&db).arg("import").arg(&file),
         0,
         "imported 0, replaced 0, unchanged 4, skipped 1, bad 0\n",
         "",
     );
     assert_eq!(export_body(&db), changed);
     expect(
-        on(&db)
+        at_t0(&db)
             .arg("import")
             .arg(&file)
             .args(["--on-conflict", "replace", "--dry-run"]),
@@ -655,7 +657,7 @@ fn import_conflicts_skip_or_replace() {
     );
     assert_eq!(export_body(&db), changed);
     expect(
-        on(&db)
+        at_t0(&db)
             .arg("import")
             .arg(&file)
             .args(["--on-conflict", "replace"]),
@@ -675,6 +677,14 @@ fn import_conflicts_skip_or_replace() {
         out.stderr
     );
 }
+
+/// What an import of the whole fixture as of T0 says on stderr: sessions 3 and 4 had expired.
+const EXPIRED_AT_T0: &str =
+    "note: 2 of the sessions written had already expired: `sessctl purge --expired` removes them\n";
+
+/// The same, said by a dry run.
+const EXPIRED_IN_DRY_RUN: &str = "note: 2 of them had already expired: an import writes them as \
+     the file holds them, for `sessctl purge --expired` to remove\n";
 
 /// A valid export of the fixture (expired sessions included), as lines.
 fn export_lines(db: &Path) -> Vec<String> {
@@ -963,7 +973,7 @@ fn import_rejects_times_no_real_session_has() {
         ),
     );
     // Created at its last access is what a new session is.
-    let out = run(on(&dir.path().join("target.sessdb"))
+    let out = run(at_t0(&dir.path().join("target.sessdb"))
         .args(["import", "-"])
         .write_stdin(with("created", last_access)));
     assert_eq!(
@@ -1001,7 +1011,7 @@ fn import_into_an_existing_database_with_bad_lines_changes_nothing() {
     assert_eq!(export_body(&db), before);
 
     // --skip-bad imports the good lines and still reports the bad one (exit 4).
-    let out = run(on(&db)
+    let out = run(at_t0(&db)
         .args(["import", "-", "--skip-bad"])
         .write_stdin(input));
     assert_eq!(
@@ -1026,7 +1036,7 @@ fn skip_bad_imports_the_good_lines_of_a_new_file() {
     let mut lines = export_lines(&db);
     lines.insert(3, "garbage".into());
     let target = dir.path().join("target.sessdb");
-    let out = run(on(&target)
+    let out = run(at_t0(&target)
         .args(["import", "-", "--skip-bad"])
         .write_stdin(lines.join("\n")));
     assert_eq!(
@@ -1034,7 +1044,8 @@ fn skip_bad_imports_the_good_lines_of_a_new_file() {
         (
             4,
             "imported 5, replaced 0, unchanged 0, skipped 0, bad 1\n",
-            "line 4: expected value at column 1\nerror: 1 bad line\n"
+            format!("line 4: expected value at column 1\n{EXPIRED_AT_T0}error: 1 bad line\n")
+                .as_str()
         )
     );
     assert_eq!(export_body(&target), export_body(&db));

@@ -257,6 +257,11 @@ pub struct ImportReport {
     pub unchanged: u64,
     /// Existing sessions with other content that were kept (`OnConflict::Skip`).
     pub skipped: u64,
+    /// Of the sessions written (`imported` and `replaced`), those that had already expired
+    /// when written (ended since the export): stored as the file holds them, for a purge to
+    /// remove, and never returned by a load.
+    #[serde(default)]
+    pub expired: u64,
     /// Lines that could not be imported: the first [`MAX_REPORTED_BAD_LINES`] of them (a
     /// file of garbage must not make the report, or the application serving an import
     /// through its admin socket, grow without bound). `bad_lines` counts them all.
@@ -552,7 +557,12 @@ pub(crate) fn read_import(
     let mut spool = dir.map(|dir| Spool::new(dir, limit));
     let report = match &mut spool {
         Some(spool) => read_export(input, limit, opts.skip_bad, &mut Keep::Spool(spool))?,
-        None => read_export(input, limit, opts.skip_bad, &mut Keep::Count(&mut 0))?,
+        None => read_export(
+            input,
+            limit,
+            opts.skip_bad,
+            &mut Keep::Count(&mut Counted::default()),
+        )?,
     };
     Ok(ReadImport { report, spool })
 }
@@ -597,7 +607,8 @@ pub(crate) fn apply_import(
 /// the default settings would report on a dry run (sessions of up to
 /// [`Builder::DEFAULT_MAX_SESSION_BYTES`](crate::Builder::DEFAULT_MAX_SESSION_BYTES)). Every
 /// line gets every check that needs no stored session; each good line counts as imported,
-/// since a new store has nothing to conflict with.
+/// since a new store has nothing to conflict with, and as expired if it had expired by now
+/// (the system clock: [`validate_export_as_of`] takes another time).
 ///
 /// ```
 /// use sessdb::{validate_export, ImportOptions};
@@ -613,7 +624,23 @@ pub(crate) fn apply_import(
 /// # Errors
 /// [`Error::Io`] when the input cannot be read.
 pub fn validate_export(input: &mut dyn BufRead, opts: &ImportOptions) -> Result<ImportReport> {
-    let mut good = 0;
+    validate_export_as_of(input, opts, OffsetDateTime::now_utc())
+}
+
+/// [`validate_export`] with sessions' expiry judged at `at` instead of now: what an import
+/// into a new store whose clock reads `at` would report.
+///
+/// # Errors
+/// [`Error::Io`] when the input cannot be read.
+pub fn validate_export_as_of(
+    input: &mut dyn BufRead,
+    opts: &ImportOptions,
+    at: OffsetDateTime,
+) -> Result<ImportReport> {
+    let mut good = Counted {
+        now: to_ms(at),
+        ..Counted::default()
+    };
     let mut report = read_export(
         input,
         crate::Builder::DEFAULT_MAX_SESSION_BYTES,
@@ -621,15 +648,24 @@ pub fn validate_export(input: &mut dyn BufRead, opts: &ImportOptions) -> Result<
         &mut Keep::Count(&mut good),
     )?;
     if report.bad.is_empty() || opts.skip_bad {
-        report.imported = good;
+        report.imported = good.sessions;
+        report.expired = good.expired;
     }
     Ok(report)
+}
+
+/// Good sessions counted, not kept: how many, and how many had expired at `now`.
+#[derive(Default)]
+struct Counted {
+    now: i64,
+    sessions: u64,
+    expired: u64,
 }
 
 /// What [`read_export`] does with a good session.
 enum Keep<'a> {
     /// Counts it.
-    Count(&'a mut u64),
+    Count(&'a mut Counted),
     /// Keeps it for the import to write.
     Spool(&'a mut Spool),
 }
@@ -638,7 +674,10 @@ impl Keep<'_> {
     fn keep(&mut self, handle: &Handle, record: &[u8]) -> Result<()> {
         match self {
             Keep::Count(n) => {
-                **n += 1;
+                n.sessions += 1;
+                if decode_head(record).is_ok_and(|h| h.is_expired(n.now)) {
+                    n.expired += 1;
+                }
                 Ok(())
             }
             Keep::Spool(spool) => spool.keep(handle, record),
@@ -647,7 +686,10 @@ impl Keep<'_> {
 
     fn discard(&mut self) {
         match self {
-            Keep::Count(n) => **n = 0,
+            Keep::Count(n) => {
+                n.sessions = 0;
+                n.expired = 0;
+            }
             Keep::Spool(spool) => spool.discard(),
         }
     }
@@ -951,6 +993,7 @@ fn apply(
     let mut head = head.clone();
     head.place_entry(current_head.as_ref().map(Head::expiry_entry));
     let (encoded, _) = encode_parts(&head, data);
+    let expired = head.is_expired(store.now());
     match current {
         None => {
             if !opts.dry_run {
@@ -958,6 +1001,7 @@ fn apply(
                 report.written = true;
             }
             report.imported += 1;
+            report.expired += u64::from(expired);
         }
         Some(cur) if same_session(&cur, &encoded, &head, data) => report.unchanged += 1,
         // Skip keeps a stored session: a record that has expired (not yet purged) or cannot
@@ -991,6 +1035,7 @@ fn apply(
             } else {
                 report.imported += 1;
             }
+            report.expired += u64::from(expired);
         }
     }
     Ok(())
@@ -1037,9 +1082,9 @@ mod tests {
 
     /// The report of reading `text`, and how many sessions it kept.
     fn counted(text: &[u8], skip_bad: bool) -> (super::ImportReport, u64) {
-        let mut kept = 0;
+        let mut kept = super::Counted::default();
         let report = read_export(&mut &text[..], LIMIT, skip_bad, &mut Keep::Count(&mut kept));
-        (report.unwrap(), kept)
+        (report.unwrap(), kept.sessions)
     }
 
     /// What reading `text` (without `skip_bad`) kept in a temporary file in `dir`.
@@ -1084,7 +1129,7 @@ mod tests {
         use std::io::Read as _;
         let endless = std::io::repeat(0).take(1 << 40);
         let mut input = std::io::BufReader::new(endless);
-        let mut kept = 0;
+        let mut kept = super::Counted::default();
         let report = read_export(&mut input, LIMIT, false, &mut Keep::Count(&mut kept)).unwrap();
         let max = super::max_line(LIMIT);
         assert_eq!(report.bad_lines, 1);

@@ -373,6 +373,16 @@ fn import_skip_writes_over_an_expired_or_unreadable_record() {
     let restored = dst.store.load(&id).unwrap().expect("the backup's session");
     assert_eq!(restored.get::<Vec<i32>>("cart").unwrap(), Some(vec![4]));
     assert!(dst.store.check().unwrap().is_clean());
+    assert_eq!(r.expired, 0);
+    // Imported after its deadline, it is written and counted as expired.
+    let later = fixture();
+    later.advance(60 * 60);
+    let r = later
+        .store
+        .import(&mut Io::new(late.as_bytes()), &ImportOptions::default())
+        .unwrap();
+    assert_eq!((r.imported, r.expired), (1, 1), "{r:?}");
+    assert_eq!(Admin::stats(&later.store).unwrap().expired, 1);
 
     // A record no load can read, under the session's key.
     let handle = id.handle();
@@ -557,7 +567,9 @@ fn validate_export_reports_what_a_dry_run_into_a_new_store_does() {
                 .store
                 .import(&mut Io::new(text.as_bytes()), &opts)
                 .unwrap();
-            let alone = sessdb::validate_export(&mut Io::new(text.as_bytes()), &opts).unwrap();
+            let at = time::OffsetDateTime::from_unix_timestamp(empty.clock_ms() / 1000).unwrap();
+            let alone =
+                sessdb::validate_export_as_of(&mut Io::new(text.as_bytes()), &opts, at).unwrap();
             assert_eq!(alone, dry_run, "skip_bad {skip_bad}");
         }
     }

@@ -848,7 +848,7 @@ fn malformed_and_oversized_frames_close_only_their_connection() {
     let mut conn = raw(&socket);
     conn.write_all(&hello(99)).unwrap();
     let answer = until_closed(conn);
-    assert!(contains(&answer, "protocol versions 1 to 3"), "{answer:?}");
+    assert!(contains(&answer, "protocol versions 1 to 4"), "{answer:?}");
 
     // After a good handshake: an oversized frame, then a malformed one.
     for bad in [
@@ -1521,7 +1521,7 @@ impl Fake {
         }
     }
 
-    /// Accepts a client of protocol versions 1 to 3 and welcomes it as an application of
+    /// Accepts a client of protocol versions 1 to 4 and welcomes it as an application of
     /// version 1 would (pid 7, database "/db"). Fails the test rather than hang when no
     /// client comes.
     fn accept(&self) -> UnixStream {
@@ -1533,7 +1533,7 @@ impl Fake {
         let (mut conn, _) = self.listener.accept().unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        assert_eq!(read_raw_frame(&mut conn), hello_for(1, 3)[4..]);
+        assert_eq!(read_raw_frame(&mut conn), hello_for(1, 4)[4..]);
         write_raw_frame(&mut conn, &[0, 1, 7, 3, b'/', b'd', b'b']);
         conn
     }

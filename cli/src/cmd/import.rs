@@ -71,7 +71,8 @@ impl Import {
                  the database would",
                 ctx.db.display()
             )?;
-            let report = sessdb::validate_export(&mut reader, &self.options)
+            let at = ctx.as_of.unwrap_or_else(time::OffsetDateTime::now_utc);
+            let report = sessdb::validate_export_as_of(&mut reader, &self.options, at)
                 .map_err(|e| self.input.name_read_error(e))?;
             progress.finish();
             print_bad_lines(ctx, &report)?;
@@ -174,6 +175,9 @@ impl Import {
         header: Option<u64>,
     ) -> anyhow::Result<Exit> {
         writeln!(ctx.out, "{}", summary(report, self.options.dry_run))?;
+        if let Some(note) = expired_note(report, self.options.dry_run) {
+            writeln!(ctx.err, "{note}")?;
+        }
         if report.bad.is_empty() {
             return Ok(Exit::Success);
         }
@@ -482,6 +486,28 @@ fn summary(r: &ImportReport, dry_run: bool) -> String {
         format!("dry run, nothing written; would have {counts}")
     } else {
         counts
+    }
+}
+
+/// The sessions written that had already expired (ended since the export): said on stderr,
+/// beside the counts scripts read, since they are stored as the file holds them and only a
+/// purge removes them. Nothing when nothing was, or would be, written.
+fn expired_note(r: &ImportReport, dry_run: bool) -> Option<String> {
+    let n = r.expired;
+    if n == 0 {
+        None
+    } else if dry_run {
+        Some(format!(
+            "note: {n} of them had already expired: an import writes them as the file holds \
+             them, for `sessctl purge --expired` to remove"
+        ))
+    } else if r.written {
+        Some(format!(
+            "note: {n} of the sessions written had already expired: `sessctl purge --expired` \
+             removes them"
+        ))
+    } else {
+        None
     }
 }
 

@@ -708,7 +708,8 @@ impl Admin for RemoteAdmin {
             conn.send(socket, &ImportFrame::End)?;
             match conn.recv(socket)? {
                 Response::Imported(report) => Ok(report.into()),
-                Response::ImportedCounted(report) => Ok(report),
+                Response::ImportedCounted(report) => Ok(report.into()),
+                Response::ImportedWithExpired(report) => Ok(report),
                 other => conn.unexpected(socket, &other),
             }
         })

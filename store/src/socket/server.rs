@@ -1171,7 +1171,8 @@ mod tests {
             ((1, 2), 2),
             ((2, 2), 2),
             ((2, 3), 3),
-            ((1, 9), 3),
+            ((3, 4), 4),
+            ((1, 9), 4),
         ] {
             let mut input = hello_for(client.0, client.1);
             input.extend(encode_frame(&Request::CountExpired).unwrap());
@@ -1190,14 +1191,15 @@ mod tests {
             ));
             let report: crate::ImportReport = match decode::<Response>(&frames[2]) {
                 Ok(Response::Imported(report)) if agreed == 1 => report.into(),
-                Ok(Response::ImportedCounted(report)) if agreed >= 2 => report,
+                Ok(Response::ImportedCounted(report)) if (2..=3).contains(&agreed) => report.into(),
+                Ok(Response::ImportedWithExpired(report)) if agreed >= 4 => report,
                 other => panic!("{client:?}: {other:?}"),
             };
             assert_eq!((report.bad.len(), report.bad_total()), (1, 1));
         }
         // A client of versions this build no longer (or not yet) speaks is refused.
         assert!(matches!(
-            decode::<Welcome>(&serve_script(&store, hello_for(4, 5))[0]),
+            decode::<Welcome>(&serve_script(&store, hello_for(5, 6))[0]),
             Ok(Err(WireError::Protocol { .. }))
         ));
     }

@@ -31,8 +31,10 @@ use crate::value::{decode_map, encode_map};
 /// message before (so a client could not tell damage from any other failure); to a client of
 /// an older version it still goes as that message. It also adds the lookup of the handles that
 /// start with a prefix ([`Admin::handles_starting_with`](crate::Admin::handles_starting_with)),
-/// which a client does by a listing's search with an older application.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// which a client does by a listing's search with an older application. Version 4 differs
+/// from version 3 only in an import's answer, whose report counts the sessions it wrote
+/// already expired ([`ImportReport::expired`]); older clients get version 2's bytes.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The oldest protocol version this build still speaks.
 pub(crate) const OLDEST_PROTOCOL_VERSION: u32 = 1;
@@ -184,11 +186,13 @@ pub(crate) enum Response {
     /// Nanoseconds since the Unix epoch.
     Now(i128),
     Error(WireError),
-    /// An import's report in protocol version 2 and later. Variants are only ever added at
-    /// the end: postcard numbers them by position.
-    ImportedCounted(ImportReport),
+    /// An import's report in protocol versions 2 and 3. Variants are only ever added at the
+    /// end: postcard numbers them by position.
+    ImportedCounted(ImportReportV2),
     /// The answer to [`Request::HandlesStartingWith`] (protocol version 3).
     Handles(Vec<Handle>),
+    /// An import's report in protocol version 4 and later.
+    ImportedWithExpired(ImportReport),
 }
 
 /// [`ImportReport`] as protocol version 1 carries it: postcard writes a struct's fields by
@@ -217,13 +221,14 @@ impl From<ImportReport> for ImportReportV1 {
 }
 
 impl From<ImportReportV1> for ImportReport {
-    /// A version-1 report counts only the bad lines it names.
+    /// A version-1 report counts only the bad lines it names, and no expired sessions.
     fn from(r: ImportReportV1) -> Self {
         ImportReport {
             imported: r.imported,
             replaced: r.replaced,
             unchanged: r.unchanged,
             skipped: r.skipped,
+            expired: 0,
             bad_lines: r.bad.len() as u64,
             bad: r.bad,
             written: r.written,
@@ -231,12 +236,55 @@ impl From<ImportReportV1> for ImportReport {
     }
 }
 
+/// [`ImportReport`] as protocol versions 2 and 3 carry it: version 1's fields and the count
+/// of bad lines, in that order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ImportReportV2 {
+    imported: u64,
+    replaced: u64,
+    unchanged: u64,
+    skipped: u64,
+    bad: Vec<BadLine>,
+    bad_lines: u64,
+    written: bool,
+}
+
+impl From<ImportReport> for ImportReportV2 {
+    fn from(r: ImportReport) -> Self {
+        ImportReportV2 {
+            imported: r.imported,
+            replaced: r.replaced,
+            unchanged: r.unchanged,
+            skipped: r.skipped,
+            bad: r.bad,
+            bad_lines: r.bad_lines,
+            written: r.written,
+        }
+    }
+}
+
+impl From<ImportReportV2> for ImportReport {
+    /// A report of versions 2 and 3 counts no expired sessions.
+    fn from(r: ImportReportV2) -> Self {
+        ImportReport {
+            imported: r.imported,
+            replaced: r.replaced,
+            unchanged: r.unchanged,
+            skipped: r.skipped,
+            expired: 0,
+            bad: r.bad,
+            bad_lines: r.bad_lines,
+            written: r.written,
+        }
+    }
+}
+
 /// An import's report as protocol `version` answers it.
 pub(crate) fn imported(version: u32, report: ImportReport) -> Response {
-    if version >= 2 {
-        Response::ImportedCounted(report)
-    } else {
-        Response::Imported(report.into())
+    match version {
+        4.. => Response::ImportedWithExpired(report),
+        2..=3 => Response::ImportedCounted(report.into()),
+        _ => Response::Imported(report.into()),
     }
 }
 
@@ -257,6 +305,7 @@ impl Response {
             Response::Exported(_) => "Exported",
             Response::Imported(_) => "Imported",
             Response::ImportedCounted(_) => "ImportedCounted",
+            Response::ImportedWithExpired(_) => "ImportedWithExpired",
             Response::Handles(_) => "Handles",
             Response::Checked(_) => "Checked",
             Response::Repaired(_) => "Repaired",
@@ -793,10 +842,10 @@ pub(crate) fn write_frame<T: Serialize>(w: &mut impl Write, value: &T) -> io::Re
 mod tests {
     use super::*;
 
-    /// Version 1's import answer keeps its bytes: the variant's index and the report's six
-    /// fields in their order, whatever `ImportReport` gains.
+    /// The import answers of versions 1 to 3 keep their bytes: the variant's index and the
+    /// report's fields in their order, whatever `ImportReport` gains.
     #[test]
-    fn the_version_1_import_answer_keeps_its_layout() {
+    fn the_older_import_answers_keep_their_layouts() {
         let bad = vec![BadLine {
             line: 7,
             reason: "x".into(),
@@ -806,6 +855,7 @@ mod tests {
             replaced: 2,
             unchanged: 3,
             skipped: 4,
+            expired: 6,
             bad: bad.clone(),
             bad_lines: 5,
             written: true,
@@ -818,9 +868,27 @@ mod tests {
             Ok(Response::Imported(r)) => r.into(),
             other => panic!("{other:?}"),
         };
-        assert_eq!((back.bad_lines, back.bad_total()), (1, 1));
-        match decode::<Response>(&postcard::to_allocvec(&imported(2, report.clone())).unwrap()) {
-            Ok(Response::ImportedCounted(r)) => assert_eq!(r, report),
+        assert_eq!((back.bad_lines, back.bad_total(), back.expired), (1, 1, 0));
+        // Versions 2 and 3: version 1's fields and the count of bad lines.
+        for version in [2, 3] {
+            let bytes = postcard::to_allocvec(&imported(version, report.clone())).unwrap();
+            let fields =
+                postcard::to_allocvec(&(1u64, 2u64, 3u64, 4u64, &report.bad, 5u64, true)).unwrap();
+            assert_eq!(bytes[0], 16, "ImportedCounted is the seventeenth variant");
+            assert_eq!(&bytes[1..], &fields[..]);
+            match decode::<Response>(&bytes) {
+                Ok(Response::ImportedCounted(r)) => assert_eq!(
+                    ImportReport::from(r),
+                    ImportReport {
+                        expired: 0,
+                        ..report.clone()
+                    }
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+        match decode::<Response>(&postcard::to_allocvec(&imported(4, report.clone())).unwrap()) {
+            Ok(Response::ImportedWithExpired(r)) => assert_eq!(r, report),
             other => panic!("{other:?}"),
         }
     }
