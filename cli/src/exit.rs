@@ -132,11 +132,22 @@ fn static_hint(e: &sessdb::Error) -> Option<&'static str> {
                  an empty store), and restore the last export into a new one with `sessctl --db \
                  NEW import FILE` if you have one",
         ),
+        // Another user cannot help on a read-only file system: not even root writes there.
         sessdb::Error::Io { path, source }
-            if matches!(
-                source.kind(),
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
-            ) && crate::db::looks_like_database(path) =>
+            if source.kind() == std::io::ErrorKind::ReadOnlyFilesystem
+                && crate::db::looks_like_database(path) =>
+        {
+            Some(
+                "the file system that holds the database is mounted read-only, and sled writes \
+                     in the database folder at every open, even to read (a snapshot and its \
+                     log's tail), so no command can open it there: remount the file system \
+                     read-write, or copy the folder to a writable place and give that copy \
+                     with --db to read it",
+            )
+        }
+        sessdb::Error::Io { path, source }
+            if source.kind() == std::io::ErrorKind::PermissionDenied
+                && crate::db::looks_like_database(path) =>
         {
             Some(
                 "sled writes in the database folder at every open, even to read (a snapshot \
@@ -184,6 +195,41 @@ mod tests {
             "no".into(),
         )));
         assert_eq!((classify(&other), hint(&other)), (Exit::Failure, None));
+    }
+
+    /// On a read-only file system, running as another user cannot help (an operator was told
+    /// to); a folder this user may not write to still gets that advice.
+    #[test]
+    fn a_read_only_file_system_gets_its_own_advice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("db.sessdb");
+        drop(sessdb::Store::open(&db).expect("create"));
+        let opening = |source| {
+            anyhow::Error::new(sessdb::Error::Io {
+                path: db.clone(),
+                source,
+            })
+        };
+        let read_only = opening(io::Error::from_raw_os_error(30));
+        assert_eq!(classify(&read_only), Exit::Failure);
+        assert_eq!(
+            hint(&read_only).as_deref(),
+            Some(
+                "the file system that holds the database is mounted read-only, and sled writes \
+                 in the database folder at every open, even to read (a snapshot and its log's \
+                 tail), so no command can open it there: remount the file system read-write, or \
+                 copy the folder to a writable place and give that copy with --db to read it"
+            )
+        );
+        let denied = opening(io::Error::from_raw_os_error(13));
+        assert!(
+            hint(&denied).is_some_and(|h| h.ends_with(
+                "run sessctl as the user that owns them (the running application's admin \
+                 socket, like the folder, serves that user only)"
+            )),
+            "{:?}",
+            hint(&denied)
+        );
     }
 
     #[test]
