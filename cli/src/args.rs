@@ -56,8 +56,8 @@ pub struct Args {
     /// How long to wait at a time for a running application's admin socket, in seconds
     /// [default: 10]. An application that is only busy (it answers a second connection) is
     /// waited for, however long the command takes; one that is stopped or hung is reported
-    /// (exit 3 when it holds the database, 5 through --socket) after this when connecting, and
-    /// after twice this when it falls silent during a command.
+    /// after this when connecting (exit 3 when it holds the database, 5 through --socket), and
+    /// after twice this when it falls silent during a command (exit 5 either way).
     #[arg(
         long,
         global = true,

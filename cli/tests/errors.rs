@@ -44,6 +44,17 @@ fn help_documents_every_exit_code() {
         "{}",
         out.stdout
     );
+    // The exit codes of a hung application, as `classify` gives them: falling silent during a
+    // command is exit 5 whether sessctl found the socket itself or was given it.
+    assert!(
+        help.contains(
+            "one that is stopped or hung is reported after this when connecting (exit 3 when it \
+             holds the database, 5 through --socket), and after twice this when it falls silent \
+             during a command (exit 5 either way)"
+        ),
+        "{}",
+        out.stdout
+    );
     for command in [
         "demo",
         "stats",

@@ -453,6 +453,95 @@ fn dying_after_answers(path: &Path, to: &Path, answers: usize) {
     });
 }
 
+/// A fake application's bytes: frames of the admin protocol written by hand, in postcard as
+/// the store encodes them (a variant's index and an integer as a varint, a string or byte
+/// string as its length and its bytes), so a test can send what no real application would.
+mod wire {
+    /// The protocol version the fake speaks.
+    pub const VERSION: u32 = 4;
+    pub fn varint(mut n: u64, out: &mut Vec<u8>) {
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+
+    pub fn bytes(b: &[u8], out: &mut Vec<u8>) {
+        varint(b.len() as u64, out);
+        out.extend_from_slice(b);
+    }
+
+    /// The welcome that accepts a client: `Ok(ServerInfo { version, pid, database })`.
+    pub fn welcome(pid: u32, database: &[u8]) -> Vec<u8> {
+        let mut out = vec![0];
+        varint(VERSION.into(), &mut out);
+        varint(pid.into(), &mut out);
+        bytes(database, &mut out);
+        out
+    }
+
+    pub fn frame(payload: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(payload.len()).expect("a small frame");
+        [&len.to_be_bytes()[..], payload].concat()
+    }
+}
+
+/// A fake application on `path`: it answers the hello of each of its first `welcomed`
+/// connections with `welcome`, and then each request with `answer` (or with nothing, for
+/// ever, when that is `None`); later connections it accepts and never answers, as a hung
+/// application's queue would.
+fn fake_application(path: &Path, welcome: Vec<u8>, answer: Option<Vec<u8>>, welcomed: usize) {
+    let listener = UnixListener::bind(path).expect("bind the fake application");
+    std::thread::spawn(move || {
+        let mut unanswered = Vec::new();
+        for (n, client) in listener.incoming().enumerate() {
+            let mut client = client.expect("accept");
+            if n >= welcomed {
+                unanswered.push(client);
+                continue;
+            }
+            let (welcome, answer) = (welcome.clone(), answer.clone());
+            std::thread::spawn(move || {
+                if read_frame(&mut client).is_err()
+                    || client.write_all(&wire::frame(&welcome)).is_err()
+                {
+                    return;
+                }
+                while read_frame(&mut client).is_ok() {
+                    if let Some(answer) = &answer {
+                        let _ = client.write_all(&wire::frame(answer));
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// An application that falls silent during a command (it stops answering, and takes no new
+/// connection either) ends it with exit 5, as `--timeout`'s help says: also when sessctl found
+/// its socket in the --db folder, where one that does not answer at all is exit 3.
+#[test]
+fn an_application_that_falls_silent_during_a_command_is_exit_5() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("app.sessdb");
+    std::fs::create_dir(&db).expect("mkdir");
+    let socket = db.join("admin.sock");
+    let database = db.as_os_str().as_encoded_bytes();
+    fake_application(&socket, wire::welcome(4242, database), None, 1);
+    expect(
+        on(&db).args(["--timeout", "0.05", "stats"]),
+        5,
+        "",
+        &format!(
+            "{}error: the application behind the admin socket {} did not answer within 100 ms \
+             (is it stopped or hung?)\n",
+            via_socket(&db, 4242),
+            socket.display()
+        ),
+    );
+}
+
 /// An import cut off by the application's end may have been written, whole or in part: sessctl
 /// says what running it again does, and so it does, what the application ended since included.
 #[test]
