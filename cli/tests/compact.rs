@@ -109,6 +109,42 @@ fn into_writes_a_copy_and_leaves_the_database_as_it_is() {
     }
     assert_eq!(export_body(&copy), before);
     assert_eq!(fs::read_to_string(&file).expect("the file"), "keep me");
+
+    // Inside the database folder: a usage error too, as `export --out` there is, whether the
+    // folder is new, already there and empty, or named through `..` or a link; the database
+    // is not opened, and nothing is made.
+    let canonical = fs::canonicalize(&db).expect("canonicalize");
+    let empty = db.join("empty");
+    fs::create_dir(&empty).expect("mkdir");
+    let link = dir.path().join("link-to-db");
+    std::os::unix::fs::symlink(&db, &link).expect("a link");
+    let files_before = names(&db);
+    // Held by this process: had sessctl opened it, it would say so (exit 3).
+    let held = Store::open(&db).expect("open");
+    for inside in [
+        db.join("inside"),
+        empty.clone(),
+        db.join("empty/../new"),
+        link.join("via-link"),
+    ] {
+        let out = run(on(&db).arg("compact").arg("--into").arg(&inside));
+        assert_eq!(
+            (out.code, out.stdout.as_str(), out.stderr),
+            (
+                2,
+                "",
+                format!(
+                    "error: --into {} is inside the database folder {}: the copy would sit \
+                     among the database's own files; give a folder outside it\n",
+                    inside.display(),
+                    canonical.display()
+                )
+            )
+        );
+    }
+    drop(held);
+    assert_eq!(names(&db), files_before);
+    assert_eq!(export_body(&db), before);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! store that has been in use back to its fresh size (sled's files never shrink). Needs the
 //! database to itself: with a running application, it is refused.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sessdb::{CompactOptions, CompactReport};
 
@@ -25,8 +25,9 @@ impl Compact {
     /// Compacts (or copies) the database and says what it did.
     ///
     /// # Errors
-    /// [`Failure::Usage`] with `--socket`, or an `--into` that names a file or a folder with
-    /// something in it; [`Failure::Held`] when a running application
+    /// [`Failure::Usage`] with `--socket`, or an `--into` that names a file, a folder with
+    /// something in it or a folder inside the database's; [`Failure::Held`] when a running
+    /// application
     /// holds the database; the store's refusals ([`sessdb::Error::Compact`]), a damaged
     /// record ([`sessdb::Error::Corrupt`]), open, storage and I/O errors.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
@@ -40,6 +41,7 @@ impl Compact {
         }
         ctx.refuse_future_write()?;
         if let Some(dest) = &self.into {
+            refuse_inside_database(dest, ctx.db)?;
             refuse_taken(dest)?;
         }
         // A copy only reads the database: it can be made from a read-only one.
@@ -127,10 +129,41 @@ fn dropped(report: &CompactReport) -> String {
     }
 }
 
+/// Refuses an `--into` inside the database folder `db` (or below it) as a usage error, before
+/// the database is opened, as `export --out` there is: the store refuses it too, but as a
+/// failed compaction. `dest` need not exist yet: the deepest of its folders that does is where
+/// it would be made, links followed.
+fn refuse_inside_database(dest: &Path, db: &Path) -> anyhow::Result<()> {
+    let Ok(db) = std::fs::canonicalize(db) else {
+        // No database there: opening it says so.
+        return Ok(());
+    };
+    let existing = dest
+        .ancestors()
+        .map(|a| {
+            if a.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                a
+            }
+        })
+        .find_map(|a| std::fs::canonicalize(a).ok());
+    if existing.is_some_and(|at| at.starts_with(&db)) {
+        return Err(Failure::Usage(format!(
+            "--into {} is inside the database folder {}: the copy would sit among the \
+             database's own files; give a folder outside it",
+            dest.display(),
+            db.display()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// Refuses an `--into` that names something already there (a file, a folder with something in
 /// it) as a usage error, before the database is opened: the copy goes into a new database. (The
 /// store refuses it too, for one made meanwhile.)
-fn refuse_taken(dest: &std::path::Path) -> anyhow::Result<()> {
+fn refuse_taken(dest: &Path) -> anyhow::Result<()> {
     let taken = match std::fs::metadata(dest) {
         Ok(m) if m.is_dir() => std::fs::read_dir(dest).map_or(true, |mut d| d.next().is_some()),
         Ok(_) => true,
