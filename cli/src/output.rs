@@ -123,6 +123,17 @@ pub fn printable(text: &str) -> String {
     sessdb_tui::printable(text).into_owned()
 }
 
+/// Text of several lines made safe for a terminal: each line as [`printable`] shows it, the
+/// line breaks kept. For messages (an error and its causes) that may hold text from elsewhere,
+/// such as a running application's: escape sequences in them are shown, not obeyed, and a
+/// message of several lines still reads as lines.
+pub fn printable_lines(text: &str) -> String {
+    text.split('\n')
+        .map(|line| sessdb_tui::printable(line))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// When `typed` (a `--principal` or `--label` that matched nothing) holds an escape as
 /// [`printable`] shows one (`evil\u{202e}admin`), how to type the character itself: with the
 /// shell's `$'…'` quoting, where `\u{202e}` is written `\u202e`. `None` for anything else.
@@ -301,6 +312,17 @@ mod tests {
         assert_eq!(printable("alice"), "alice");
         assert_eq!(printable("a\x1b[31mb\n"), "a\\u{1b}[31mb\\n");
         assert_eq!(or_dash(None), "-");
+    }
+
+    /// Errors may carry a running application's text: every control character but the line
+    /// break is escaped (a carriage return could rewrite the line, an OSC the window title).
+    #[test]
+    fn messages_keep_their_lines_and_lose_their_escapes() {
+        assert_eq!(printable_lines("plain: text"), "plain: text");
+        assert_eq!(
+            printable_lines("first\nsecond\x1b]0;owned\x07\r\x1b[2J\n\u{202e}third\t"),
+            "first\nsecond\\u{1b}]0;owned\\u{7}\\r\\u{1b}[2J\n\\u{202e}third\\t"
+        );
     }
 
     #[test]

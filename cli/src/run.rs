@@ -7,6 +7,7 @@ use crate::args::Args;
 use crate::cmd::Ctx;
 use crate::config::{Command, Config, Env};
 use crate::exit::{classify, hint, is_broken_pipe, Exit};
+use crate::output::printable_lines;
 
 /// Runs sessctl with parsed arguments and returns how it should end. Errors are printed to
 /// stderr here, once, with their chain of causes.
@@ -79,10 +80,35 @@ fn report(e: &anyhow::Error, advice: Option<String>) -> Exit {
     if is_broken_pipe(e) {
         return Exit::Success;
     }
+    let _ = writeln!(io::stderr(), "{}", error_line(e, advice));
+    classify(e)
+}
+
+/// `error: <chain>; <advice or hint>`, escaped: the chain may hold what a running application
+/// sent (its errors, its database's path), and a hostile or broken one could send escape
+/// sequences to the operator's terminal.
+fn error_line(e: &anyhow::Error, advice: Option<String>) -> String {
     let hint = advice
         .or_else(|| hint(e))
         .map(|h| format!("; {h}"))
         .unwrap_or_default();
-    let _ = writeln!(io::stderr(), "error: {e:#}{hint}");
-    classify(e)
+    printable_lines(&format!("error: {e:#}{hint}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_application_error_is_printed_escaped_on_its_lines() {
+        let remote = anyhow::Error::new(sessdb::Error::Remote {
+            message: "disk on fire\x1b]0;owned\x07\rall good\nsee the log".into(),
+        })
+        .context("purging");
+        assert_eq!(
+            error_line(&remote, None),
+            "error: purging: the application reported: disk on fire\\u{1b}]0;owned\\u{7}\\rall \
+             good\nsee the log"
+        );
+    }
 }

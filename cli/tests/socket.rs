@@ -459,6 +459,13 @@ fn dying_after_answers(path: &Path, to: &Path, answers: usize) {
 mod wire {
     /// The protocol version the fake speaks.
     pub const VERSION: u32 = 4;
+    /// `Response::Error`'s index among the responses.
+    pub const RESPONSE_ERROR: u32 = 15;
+    /// Indexes among the wire errors.
+    pub const REFUSED: u32 = 15;
+    pub const PROTOCOL: u32 = 16;
+    pub const OTHER: u32 = 18;
+
     pub fn varint(mut n: u64, out: &mut Vec<u8>) {
         while n >= 0x80 {
             out.push((n as u8) | 0x80);
@@ -478,6 +485,27 @@ mod wire {
         varint(VERSION.into(), &mut out);
         varint(pid.into(), &mut out);
         bytes(database, &mut out);
+        out
+    }
+
+    /// A wire error with one text field (`Refused`, `Protocol`, `Other`).
+    pub fn error(variant: u32, text: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        varint(variant.into(), &mut out);
+        bytes(text, &mut out);
+        out
+    }
+
+    /// The welcome that refuses a client with `error`: `Err(error)`.
+    pub fn turned_away(error: Vec<u8>) -> Vec<u8> {
+        [vec![1], error].concat()
+    }
+
+    /// The answer to a request that failed with `error`.
+    pub fn failed(error: Vec<u8>) -> Vec<u8> {
+        let mut out = Vec::new();
+        varint(RESPONSE_ERROR.into(), &mut out);
+        out.extend(error);
         out
     }
 
@@ -538,6 +566,100 @@ fn an_application_that_falls_silent_during_a_command_is_exit_5() {
              (is it stopped or hung?)\n",
             via_socket(&db, 4242),
             socket.display()
+        ),
+    );
+}
+
+/// The name of a database folder with terminal escapes in it: an OSC that sets the window's
+/// title, a carriage return, a screen clear.
+const HOSTILE: &str = "app\x1b]0;owned\x07\r\x1b[2J.sessdb";
+
+/// [`HOSTILE`] as sessctl prints it.
+const HOSTILE_SHOWN: &str = "app\\u{1b}]0;owned\\u{7}\\r\\u{1b}[2J.sessdb";
+
+/// What a running application names (its database's path) is printed escaped, on stderr and
+/// in stats, as session fields are: a hostile or broken one cannot drive the terminal.
+#[test]
+fn the_database_an_application_names_is_printed_escaped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join(HOSTILE);
+    let _app = application(&db);
+    let shown = format!("{}/{HOSTILE_SHOWN}", dir.path().display());
+    let note = format!(
+        "note: a running application (pid {}) holds the database {shown}; going through its \
+         admin socket {shown}/admin.sock\n",
+        std::process::id()
+    );
+    let out = run(on(&db).arg("stats"));
+    assert_eq!((out.code, out.stderr.as_str()), (0, note.as_str()));
+    assert!(
+        out.stdout
+            .starts_with(&format!("database             {shown}\n")),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains('\x1b'), "{:?}", out.stdout);
+    // JSON carries it whole, in JSON's own escapes.
+    let out = run(on(&db).args(["stats", "--json"]));
+    assert_eq!(
+        json_lines(&out.stdout)[0]["database"],
+        db.to_str().expect("utf-8")
+    );
+    assert!(!out.stdout.contains('\x1b'), "{:?}", out.stdout);
+}
+
+/// The errors a running application sends (a failure of its own, a refusal, a protocol
+/// complaint) are printed escaped, their line breaks kept.
+#[test]
+fn the_errors_an_application_sends_are_printed_escaped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("app.sessdb");
+    std::fs::create_dir(&db).expect("mkdir");
+    let hostile_db = dir.path().join(HOSTILE);
+    let welcome = wire::welcome(4242, hostile_db.as_os_str().as_encoded_bytes());
+    let text = b"disk on fire\x1b]0;owned\x07\rall good\nsee the log\x1b[2J";
+    let shown = "disk on fire\\u{1b}]0;owned\\u{7}\\rall good\nsee the log\\u{1b}[2J";
+
+    let failing = dir.path().join("failing.sock");
+    let answer = wire::failed(wire::error(wire::OTHER, text));
+    fake_application(&failing, welcome, Some(answer), usize::MAX);
+    expect(
+        on(&db).arg("--socket").arg(&failing).arg("stats"),
+        5,
+        "",
+        &format!(
+            "note: a running application (pid 4242) holds the database {served}; going through \
+             its admin socket {}\nwarning: --db {} is not the database that application serves; \
+             the command goes to {served}\nerror: the application reported: {shown}\n",
+            failing.display(),
+            db.display(),
+            served = format!("{}/{HOSTILE_SHOWN}", dir.path().display()),
+        ),
+    );
+
+    let refusing = dir.path().join("refusing.sock");
+    let refusal = wire::turned_away(wire::error(wire::REFUSED, text));
+    fake_application(&refusing, refusal, None, usize::MAX);
+    expect(
+        on(&db).arg("--socket").arg(&refusing).arg("stats"),
+        5,
+        "",
+        &format!(
+            "error: the admin socket {} refused the connection: {shown}\n",
+            refusing.display()
+        ),
+    );
+
+    let complaining = dir.path().join("complaining.sock");
+    let complaint = wire::turned_away(wire::error(wire::PROTOCOL, text));
+    fake_application(&complaining, complaint, None, usize::MAX);
+    expect(
+        on(&db).arg("--socket").arg(&complaining).arg("stats"),
+        5,
+        "",
+        &format!(
+            "error: admin socket {}: the application says: {shown}\n",
+            complaining.display()
         ),
     );
 }

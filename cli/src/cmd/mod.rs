@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 
 use crate::db::{self, Access, Database};
 use crate::exit::Failure;
-use crate::output::{timestamp, Style};
+use crate::output::{printable, timestamp, Style};
 
 /// What every command runs with.
 pub struct Ctx<'a> {
@@ -98,21 +98,21 @@ impl Ctx<'_> {
             if let Some(db_flag) = other.filter(|_| exact && self.socket.is_some()) {
                 return Err(self.refuse_other_database(db_flag, remote).into());
             }
+            // The application names its database: escaped, as anything it sends is.
+            let served = printable(&remote.database_path().display().to_string());
             writeln!(
                 self.err,
-                "note: a running application (pid {}) holds the database {}; going through its \
-                 admin socket {}",
+                "note: a running application (pid {}) holds the database {served}; going \
+                 through its admin socket {}",
                 remote.server_pid(),
-                remote.database_path().display(),
-                remote.socket_path().display()
+                printable(&remote.socket_path().display().to_string())
             )?;
             if let Some(db_flag) = other {
                 writeln!(
                     self.err,
                     "warning: {db_flag} {} is not the database that application serves; the \
-                     command goes to {}",
-                    self.db.display(),
-                    remote.database_path().display()
+                     command goes to {served}",
+                    printable(&self.db.display().to_string())
                 )?;
             }
         }

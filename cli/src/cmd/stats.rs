@@ -5,7 +5,7 @@ use serde_json::json;
 use super::Ctx;
 use crate::db::Access;
 use crate::exit::Exit;
-use crate::output::{bytes, json_line, timestamp, Table, Tone};
+use crate::output::{bytes, json_line, printable, timestamp, Table, Tone};
 
 /// `stats [--json]`
 #[derive(Debug)]
@@ -40,7 +40,9 @@ impl Stats {
             return Ok(Exit::Success);
         }
         let mut t = Table::default();
-        t.row(Tone::Plain, vec!["database".into(), database]);
+        // Through a socket the application names it: escaped for the terminal (the JSON
+        // above has it as it is, escaped by JSON's own rules).
+        t.row(Tone::Plain, vec!["database".into(), printable(&database)]);
         if ctx.as_of.is_some() {
             t.row(Tone::Plain, vec!["as of".into(), timestamp(admin.now())]);
         }
