@@ -569,6 +569,15 @@ fn a_database_held_by_another_process_exits_3() {
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
 
+/// The warning of an export whose reader went away after at most `sessions` sessions.
+fn cut_export(sessions: &str) -> String {
+    format!(
+        "warning: the reader of stdout went away before the export ended: what it read is not a \
+         whole export but at most its first {sessions}; importing that would restore only \
+         those\n"
+    )
+}
+
 #[test]
 fn a_closed_stdout_exits_0_quietly() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -601,7 +610,13 @@ fn a_closed_stdout_exits_0_quietly() {
             .read_to_string(&mut stderr)
             .expect("read");
         let status = child.wait().expect("wait");
-        assert_eq!((status.code(), stderr.as_str()), (Some(0), ""), "{args:?}");
+        // Only an export says that what the reader got is not all of it.
+        let said = if args[0] == "export" {
+            cut_export("0 sessions")
+        } else {
+            String::new()
+        };
+        assert_eq!((status.code(), stderr), (Some(0), said), "{args:?}");
     }
     // And the shell's way: `sessctl list | head -1`.
     let out = std::process::Command::new("bash")
@@ -618,6 +633,53 @@ fn a_closed_stdout_exits_0_quietly() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+/// An export to stdout whose reader goes away part way (`| dd bs=1M count=3`) still exits 0,
+/// but says that what the reader got is not a whole export, which would import without a
+/// complaint: at most how many sessions it holds, and that only those would come back.
+#[test]
+fn an_export_cut_short_by_its_reader_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("demo.sessdb");
+    // A thousand sessions export as about 800 KB: more than a pipe and sessctl's buffers
+    // hold, so it cannot end before this test stops reading.
+    let out = run(at_t0(&db).args(["demo", "--sessions", "1000"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sessctl"))
+        .env_clear()
+        .arg("--db")
+        .arg(&db)
+        .args(["--as-of", common::T0, "export", "--include-expired"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut read = String::new();
+    for _ in 0..11 {
+        std::io::BufRead::read_line(&mut stdout, &mut read).expect("a line");
+    }
+    assert!(read.starts_with("{\"format\":\"sessdb-export\""), "{read}");
+    drop(stdout);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    // How many went into the pipe before it closed depends on the pipe's size: at least the
+    // ten read, fewer than all.
+    let sessions = stderr
+        .split_once("at most its first ")
+        .and_then(|(_, rest)| rest.split_once(" sessions"))
+        .and_then(|(n, _)| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no count in {stderr:?}"));
+    assert!((10..1000).contains(&sessions), "{stderr}");
+    assert_eq!(stderr, cut_export(&format!("{sessions} sessions")));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! character device (`/dev/stdout`) is written as it is, never replaced.
 
 use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{BufWriter, Write as _};
+use std::io::{BufWriter, Write};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use sessdb::{Admin, ExportReport};
 
 use super::{plural, Ctx};
-use crate::exit::{Exit, Failure};
+use crate::exit::{is_broken_pipe, Exit, Failure};
 use crate::progress::{LineProgress, Progress};
 
 /// `export [--out FILE] [--include-expired]`
@@ -45,10 +45,7 @@ impl Export {
         let admin = db.admin();
         let progress = Progress::spinner(ctx.progress, "exporting", "sessions");
         let report = match &destination {
-            None => {
-                let mut w = LineProgress::new(&mut *ctx.out, progress.clone());
-                admin.export(&mut w, self.include_expired)?
-            }
+            None => export_to_stdout(admin, ctx, self.include_expired, &progress)?,
             Some(Destination::Replace { file, shown }) => {
                 export_to_file(admin, file, shown, self.include_expired, &progress)?
             }
@@ -252,6 +249,66 @@ fn refuse_planted_link(out: &Path, link: &Path, meta: &Metadata) -> Result<(), F
         )));
     }
     Ok(())
+}
+
+/// Writes to stdout. A reader that goes away before the end (`| head`, `| dd count=3`) still
+/// ends sessctl with exit 0, but what it got looks like a whole export, and imports as one:
+/// a warning on stderr says it is not, and how many sessions it holds at most.
+fn export_to_stdout(
+    admin: &dyn Admin,
+    ctx: &mut Ctx<'_>,
+    include_expired: bool,
+    progress: &Progress,
+) -> anyhow::Result<ExportReport> {
+    let mut delivered = Delivered {
+        inner: &mut *ctx.out,
+        lines: 0,
+    };
+    // Buffered above the count, so that stdout is flushed once a buffer, not once a line.
+    let result = {
+        let buffered = BufWriter::with_capacity(64 * 1024, &mut delivered);
+        admin.export(
+            &mut LineProgress::new(buffered, progress.clone()),
+            include_expired,
+        )
+    };
+    let lines = delivered.lines;
+    result.map_err(|e| {
+        let e = anyhow::Error::new(e);
+        if is_broken_pipe(&e) {
+            progress.finish();
+            // The first line is the header. The export's own error decides the exit code,
+            // not a failure to say this.
+            let _ = writeln!(
+                ctx.err,
+                "warning: the reader of stdout went away before the export ended: what it \
+                 read is not a whole export but at most its first {}; importing that would \
+                 restore only those",
+                plural(lines.saturating_sub(1), "session")
+            );
+        }
+        e
+    })
+}
+
+/// A writer that counts the whole lines `inner` took, flushing it after each write so that
+/// what is counted has left this process.
+struct Delivered<'a> {
+    inner: &'a mut dyn Write,
+    lines: u64,
+}
+
+impl Write for Delivered<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.inner.flush()?;
+        self.lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Writes to a named pipe or character device as it is: no temporary file, no rename, no
