@@ -13,6 +13,7 @@ use sessdb::{ImportOptions, ImportReport, OnConflict, EXPORT_FORMAT, EXPORT_VERS
 use super::{plural, Ctx};
 use crate::db::{Access, Database};
 use crate::exit::{Exit, Failure};
+use crate::output::printable;
 use crate::progress::{Progress, ReadProgress};
 
 /// Where the export comes from.
@@ -75,7 +76,7 @@ impl Import {
             let report = sessdb::validate_export_as_of(&mut reader, &self.options, at)
                 .map_err(|e| self.input.name_read_error(e))?;
             progress.finish();
-            print_bad_lines(ctx, &report)?;
+            print_bad_lines(ctx.err, &report)?;
             return self.outcome(ctx, &report, reader.number());
         }
         let access = if self.options.dry_run {
@@ -117,7 +118,7 @@ impl Import {
         progress.finish();
         self.read_to_end.set(reader.ended);
         let report = result?;
-        print_bad_lines(ctx, &report)?;
+        print_bad_lines(ctx.err, &report)?;
         self.outcome(ctx, &report, reader.number())
     }
 
@@ -457,14 +458,16 @@ fn is_empty_dir(path: &Path) -> bool {
 }
 
 /// `line N: reason` for each bad line the report names, then how many more it only counted.
-fn print_bad_lines(ctx: &mut Ctx<'_>, report: &ImportReport) -> io::Result<()> {
+/// The reasons are escaped: through an admin socket the application writes them, and a reason
+/// may quote the file's own text.
+fn print_bad_lines(err: &mut dyn io::Write, report: &ImportReport) -> io::Result<()> {
     for bad in &report.bad {
-        writeln!(ctx.err, "line {}: {}", bad.line, bad.reason)?;
+        writeln!(err, "line {}: {}", bad.line, printable(&bad.reason))?;
     }
     let unnamed = report.bad_total() - report.bad.len() as u64;
     if unnamed > 0 {
         writeln!(
-            ctx.err,
+            err,
             "… and {} (only the first {} are named)",
             plural(unnamed, "more bad line"),
             report.bad.len()
@@ -585,6 +588,27 @@ mod tests {
 
     /// Read through a 2-byte buffer, in pieces of every size, as the store's line reader
     /// consumes what it was given only in part.
+    /// A bad line's reason is written by the application behind an admin socket: what it
+    /// sends cannot drive the terminal.
+    #[test]
+    fn bad_lines_are_printed_escaped() {
+        let report = ImportReport {
+            bad: vec![sessdb::BadLine {
+                line: 2,
+                reason: "bad\x1b]0;owned\x07\r\nline 3: fine".into(),
+            }],
+            bad_lines: 3,
+            ..ImportReport::default()
+        };
+        let mut err = Vec::new();
+        print_bad_lines(&mut err, &report).expect("write");
+        assert_eq!(
+            String::from_utf8(err).expect("utf-8"),
+            "line 2: bad\\u{1b}]0;owned\\u{7}\\r\\nline 3: fine\n\
+             … and 2 more bad lines (only the first 1 are named)\n"
+        );
+    }
+
     #[test]
     fn the_first_line_that_is_not_blank_is_found_however_the_input_is_read() {
         for (input, expected) in [
