@@ -375,6 +375,78 @@ fn export_out_a_named_pipe_writes_into_the_pipe() {
     assert_eq!(names(dir.path()), ["backup.fifo", "fixture.sessdb"]);
 }
 
+/// A named pipe whose reader goes away part way (a backup job that died) gets what a closed
+/// stdout gets: exit 0, and a warning that what it read is not a whole export.
+#[test]
+fn export_out_a_named_pipe_whose_reader_goes_away_says_so() {
+    use std::io::{BufRead as _, Read as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("demo.sessdb");
+    // A thousand sessions export as about 800 KB: more than a pipe and sessctl's buffers
+    // hold, so it cannot end before the reader stops reading.
+    let out = run(at_t0(&db).args(["demo", "--sessions", "1000"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let fifo = dir.path().join("backup.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sessctl"))
+        .env_clear()
+        .arg("--db")
+        .arg(&db)
+        .args([
+            "--as-of",
+            common::T0,
+            "export",
+            "--include-expired",
+            "--out",
+        ])
+        .arg(&fifo)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Opening the reading end waits for sessctl's writing end; should sessctl fail before it
+    // opens the pipe, this thread waits on, and the assertions below say why.
+    let reading = fifo.clone();
+    let reader = std::thread::spawn(move || {
+        let pipe = fs::File::open(&reading).expect("open the reading end");
+        let mut lines = std::io::BufReader::new(pipe).lines();
+        let header = lines.next().expect("a header").expect("read");
+        assert!(
+            header.starts_with("{\"format\":\"sessdb-export\""),
+            "{header}"
+        );
+        for _ in 0..10 {
+            lines.next().expect("a session").expect("read");
+        }
+        // Dropped here: the reader goes away.
+    });
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read");
+    let status = child.wait().expect("wait");
+    reader.join().expect("the reader read 11 lines");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let sessions = stderr
+        .split_once("at most its first ")
+        .and_then(|(_, rest)| rest.split_once(" sessions"))
+        .and_then(|(n, _)| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no count in {stderr:?}"));
+    assert!((10..1000).contains(&sessions), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "warning: the reader of {} went away before the export ended: what it read is not a \
+             whole export but at most its first {sessions} sessions; importing that would \
+             restore only those\n",
+            fifo.display()
+        )
+    );
+}
+
 #[test]
 fn export_out_a_device_writes_to_it_and_a_socket_is_refused() {
     use nix::sys::stat::{makedev, mknod, Mode, SFlag};

@@ -45,12 +45,19 @@ impl Export {
         let admin = db.admin();
         let progress = Progress::spinner(ctx.progress, "exporting", "sessions");
         let report = match &destination {
-            None => export_to_stdout(admin, ctx, self.include_expired, &progress)?,
+            None => export_counted(
+                admin,
+                &mut *ctx.out,
+                "stdout",
+                self.include_expired,
+                &progress,
+                &mut *ctx.err,
+            )?,
             Some(Destination::Replace { file, shown }) => {
                 export_to_file(admin, file, shown, self.include_expired, &progress)?
             }
             Some(Destination::Stream(path)) => {
-                export_to_stream(admin, path, self.include_expired, &progress)?
+                export_to_stream(admin, path, self.include_expired, &progress, &mut *ctx.err)?
             }
         };
         progress.finish();
@@ -251,20 +258,23 @@ fn refuse_planted_link(out: &Path, link: &Path, meta: &Metadata) -> Result<(), F
     Ok(())
 }
 
-/// Writes to stdout. A reader that goes away before the end (`| head`, `| dd count=3`) still
-/// ends sessctl with exit 0, but what it got looks like a whole export, and imports as one:
-/// a warning on stderr says it is not, and how many sessions it holds at most.
-fn export_to_stdout(
+/// Writes the export to `out`, stdout or a named pipe, named `shown`. A reader that goes away
+/// before the end (`| head`, `| dd count=3`, a backup job that died) still ends sessctl with
+/// exit 0, but what it got looks like a whole export, and imports as one: a warning on `err`
+/// says it is not, and how many sessions it holds at most.
+fn export_counted(
     admin: &dyn Admin,
-    ctx: &mut Ctx<'_>,
+    out: &mut dyn Write,
+    shown: &str,
     include_expired: bool,
     progress: &Progress,
+    err: &mut dyn Write,
 ) -> anyhow::Result<ExportReport> {
     let mut delivered = Delivered {
-        inner: &mut *ctx.out,
+        inner: out,
         lines: 0,
     };
-    // Buffered above the count, so that stdout is flushed once a buffer, not once a line.
+    // Buffered above the count, so that `out` is flushed once a buffer, not once a line.
     let result = {
         let buffered = BufWriter::with_capacity(64 * 1024, &mut delivered);
         admin.export(
@@ -280,8 +290,8 @@ fn export_to_stdout(
             // The first line is the header. The export's own error decides the exit code,
             // not a failure to say this.
             let _ = writeln!(
-                ctx.err,
-                "warning: the reader of stdout went away before the export ended: what it \
+                err,
+                "warning: the reader of {shown} went away before the export ended: what it \
                  read is not a whole export but at most its first {}; importing that would \
                  restore only those",
                 plural(lines.saturating_sub(1), "session")
@@ -319,6 +329,7 @@ fn export_to_stream(
     path: &Path,
     include_expired: bool,
     progress: &Progress,
+    err: &mut dyn Write,
 ) -> anyhow::Result<ExportReport> {
     let cannot = || format!("cannot write {}", path.display());
     let file = OpenOptions::new()
@@ -334,10 +345,15 @@ fn export_to_stream(
             path.display()
         ));
     }
-    let mut w = LineProgress::new(BufWriter::new(file), progress.clone());
-    let report = admin.export(&mut w, include_expired)?;
-    w.flush().with_context(cannot)?;
-    Ok(report)
+    let mut file = file;
+    export_counted(
+        admin,
+        &mut file,
+        &path.display().to_string(),
+        include_expired,
+        progress,
+        err,
+    )
 }
 
 /// Writes to a temporary file (mode 0600) next to `path`, then renames it over `path`: a
