@@ -171,7 +171,8 @@ pub struct ListQuery {
     pub status: Status,
     /// Only live sessions expiring within this long.
     pub expiring_within: Option<Duration>,
-    /// Page size (0 means 100).
+    /// Page size (0 means 100). Through an admin socket the application sends at most 10,000
+    /// sessions a page, whatever this asks; the page's [`next`](Page::next) continues.
     pub limit: usize,
     /// Continue after this cursor (from the previous page): past it in the listing's
     /// direction, so before it when [`reverse`](ListQuery::reverse) is set.

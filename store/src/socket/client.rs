@@ -215,6 +215,44 @@ fn protocol(socket: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
+/// Whether a server running as `server` may be sent commands by this process (effective uid
+/// `me`): one of ours or root's, or of the owner of the folder holding the socket (an
+/// application running as its database's owner, reached by root). Anyone else may have put a
+/// socket at the path (a folder others can write to, or one left between a cleaner's removal
+/// and the application's new bind): it would get an import's sessions and answer for
+/// invalidations that never happen. The application checks its clients the same way.
+fn trusted_server(server: u32, me: u32, folder_owner: Option<u32>) -> bool {
+    server == me || server == 0 || Some(server) == folder_owner
+}
+
+/// Refuses the server at `socket` unless [`trusted_server`].
+fn check_server(stream: &UnixStream, socket: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let (uid, pid) = super::server::peer(stream).map_err(|source| Error::AdminSocket {
+        path: socket.to_path_buf(),
+        what: "cannot tell who serves",
+        source,
+    })?;
+    let me = nix::unistd::geteuid().as_raw();
+    let folder_owner = std::fs::canonicalize(socket)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .and_then(|folder| std::fs::metadata(folder).ok())
+        .map(|m| m.uid());
+    if trusted_server(uid, me, folder_owner) {
+        return Ok(());
+    }
+    let pid = pid.map_or(String::new(), |p| format!(" (pid {p})"));
+    Err(protocol(
+        socket,
+        format!(
+            "the process serving it{pid} runs as uid {uid}: not this user (uid {me}), root, or \
+             the owner of the socket's folder, so it is not sent the command (another user may \
+             have put a socket at this path)"
+        ),
+    ))
+}
+
 /// Connects to `socket`, waiting at most `timeout` for the application to make room.
 ///
 /// The system queues connections until the application accepts them. A stopped or hung
@@ -266,6 +304,7 @@ impl Conn {
             io::ErrorKind::TimedOut => transport(socket, timeout, e),
             _ => cannot(e),
         })?;
+        check_server(&stream, socket)?;
         stream.set_read_timeout(Some(timeout)).map_err(cannot)?;
         stream.set_write_timeout(Some(timeout)).map_err(cannot)?;
         let mut conn = Conn {
@@ -566,10 +605,22 @@ impl Admin for RemoteAdmin {
     fn list(&self, query: &ListQuery) -> Result<Page> {
         self.with_conn(Retry::Idempotent, |conn, socket| {
             conn.send(socket, &Request::list(query))?;
+            // A page holds at most what was asked for: a broken or hostile server sending
+            // more is refused, not kept until memory runs out.
+            let most = if query.limit == 0 { 100 } else { query.limit };
             let mut sessions = Vec::new();
             loop {
                 match conn.recv(socket)? {
                     Response::Sessions(part) => {
+                        if part.len() > most - sessions.len() {
+                            conn.broken = true;
+                            return Err(protocol(
+                                socket,
+                                format!(
+                                    "the application sent more than the {most} sessions asked for"
+                                ),
+                            ));
+                        }
                         for s in part {
                             match s.into_info() {
                                 Ok(info) => sessions.push(info),
@@ -590,13 +641,27 @@ impl Admin for RemoteAdmin {
     fn show(&self, target: &Target) -> Result<Option<SessionInfo>> {
         // Only the handle crosses the socket, never a session id.
         self.with_conn(Retry::Idempotent, |conn, socket| {
-            conn.send(socket, &Request::Show(target.handle()))?;
+            let handle = target.handle();
+            conn.send(socket, &Request::Show(handle))?;
             match conn.recv(socket)? {
                 Response::Session(None) => Ok(None),
-                Response::Session(Some(s)) => s.into_info().map(Some).map_err(|reason| {
-                    conn.broken = true;
-                    protocol(socket, reason)
-                }),
+                Response::Session(Some(s)) => match s.into_info() {
+                    Ok(info) if info.handle == handle => Ok(Some(info)),
+                    Ok(info) => {
+                        conn.broken = true;
+                        Err(protocol(
+                            socket,
+                            format!(
+                                "asked for session {handle}, the application sent session {}",
+                                info.handle
+                            ),
+                        ))
+                    }
+                    Err(reason) => {
+                        conn.broken = true;
+                        Err(protocol(socket, reason))
+                    }
+                },
                 other => conn.unexpected(socket, &other),
             }
         })
@@ -738,5 +803,116 @@ impl Admin for RemoteAdmin {
         .ok()
         .and_then(|nanos| OffsetDateTime::from_unix_timestamp_nanos(nanos).ok())
         .unwrap_or_else(OffsetDateTime::now_utc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+
+    use super::*;
+    use crate::socket::wire::WireSession;
+
+    /// A fake application at `path` that welcomes one client, reads its request and sends
+    /// `answers`, then waits for the client to go.
+    fn fake(path: &Path, answers: Vec<Response>) -> std::thread::JoinHandle<()> {
+        let listener = UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = Vec::new();
+            read_frame(&mut conn, &mut buf).unwrap();
+            let welcome: Welcome = Ok(ServerInfo {
+                version: PROTOCOL_VERSION,
+                pid: 7,
+                database: b"/db".to_vec(),
+            });
+            write_frame(&mut conn, &welcome).unwrap();
+            read_frame(&mut conn, &mut buf).unwrap();
+            // A client that refuses an answer closes the connection before the rest.
+            for answer in answers {
+                if write_frame(&mut conn, &answer).is_err() {
+                    return;
+                }
+            }
+            let _ = conn.read(&mut [0; 1]);
+        })
+    }
+
+    /// Two sessions as a server sends them.
+    fn sessions() -> Vec<SessionInfo> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(dir.path().join("db")).unwrap();
+        (0..2)
+            .map(|_| {
+                let mut s = store.create();
+                s.save().unwrap();
+                store.show(&Target::Id(*s.id())).unwrap().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_server_is_trusted_as_this_user_root_or_the_owner_of_the_socket_folder() {
+        assert!(trusted_server(1000, 1000, Some(1000)));
+        assert!(trusted_server(0, 1000, Some(1000)));
+        // Root reaching an application that runs as its database's owner.
+        assert!(trusted_server(33, 0, Some(33)));
+        // Another user's socket, in a folder anyone can write to (owned by root).
+        assert!(!trusted_server(65534, 0, Some(0)));
+        assert!(!trusted_server(65534, 1000, Some(1000)));
+        assert!(!trusted_server(65534, 1000, None));
+    }
+
+    /// `show` of one session answered with another is refused, not shown as the one asked for.
+    #[test]
+    fn show_refuses_another_session_than_the_one_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.sock");
+        let [asked, other] = <[SessionInfo; 2]>::try_from(sessions()).unwrap();
+        let server = fake(
+            &path,
+            vec![Response::Session(Some(Box::new(WireSession::from(&other))))],
+        );
+        let admin = RemoteAdmin::connect(&path).unwrap();
+        let err = admin.show(&Target::Handle(asked.handle)).unwrap_err();
+        assert!(
+            matches!(&err, Error::Protocol { reason, .. } if reason.contains(&format!(
+                "asked for session {}, the application sent session {}",
+                asked.handle, other.handle
+            ))),
+            "{err}"
+        );
+        drop(admin);
+        server.join().unwrap();
+    }
+
+    /// A listing answered with more sessions than asked for is refused at the first chunk
+    /// past the limit: an endless stream cannot fill the client's memory.
+    #[test]
+    fn a_listing_with_more_sessions_than_asked_for_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.sock");
+        let chunk: Vec<WireSession> = sessions().iter().map(WireSession::from).collect();
+        let server = fake(
+            &path,
+            vec![
+                Response::Sessions(chunk.clone()),
+                Response::Sessions(chunk),
+                Response::PageEnd(None),
+            ],
+        );
+        let admin = RemoteAdmin::connect(&path).unwrap();
+        let query = ListQuery {
+            limit: 3,
+            ..ListQuery::default()
+        };
+        let err = admin.list(&query).unwrap_err();
+        assert!(
+            matches!(&err, Error::Protocol { reason, .. }
+                if reason == "the application sent more than the 3 sessions asked for"),
+            "{err}"
+        );
+        drop(admin);
+        server.join().unwrap();
     }
 }

@@ -578,7 +578,7 @@ fn deadline_in(within: Duration) -> Option<Instant> {
 }
 
 /// The peer's effective uid, and its pid where the system says.
-fn peer(stream: &UnixStream) -> io::Result<(u32, Option<i32>)> {
+pub(crate) fn peer(stream: &UnixStream) -> io::Result<(u32, Option<i32>)> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         let cred =
@@ -883,7 +883,17 @@ fn run<S: Read + Write>(
     Ok(Answer::One(answer))
 }
 
-fn list(admin: &dyn Admin, query: ListQuery) -> Answer {
+/// The most sessions one page of a listing holds through the socket, whatever the client asks
+/// for: the page is built whole before it is sent, and held while a slow client reads it (a
+/// client asking for every session of a large store at once made the application hold
+/// gigabytes). The page's cursor continues the listing.
+pub(crate) const MAX_PAGE_SESSIONS: usize = 10_000;
+
+fn list(admin: &dyn Admin, mut query: ListQuery) -> Answer {
+    query.limit = match query.limit {
+        0 => 0,
+        n => n.min(MAX_PAGE_SESSIONS),
+    };
     match admin.list(&query) {
         Ok(page) => Answer::Page(page),
         Err(e) => Answer::One(Err(e)),
@@ -1106,6 +1116,34 @@ impl<S: Peer> BufRead for FrameInput<'_, S> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// However many sessions a client asks for, a page holds at most `MAX_PAGE_SESSIONS`, and
+    /// its cursor continues the listing.
+    #[test]
+    fn a_page_through_the_socket_holds_at_most_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        for _ in 0..=MAX_PAGE_SESSIONS {
+            store.create().save().unwrap();
+        }
+        let query = ListQuery {
+            limit: usize::MAX,
+            ..ListQuery::default()
+        };
+        let Answer::Page(page) = list(&store, query) else {
+            panic!("not a page");
+        };
+        assert_eq!(page.sessions.len(), MAX_PAGE_SESSIONS);
+        let rest = ListQuery {
+            limit: usize::MAX,
+            after: page.next,
+            ..ListQuery::default()
+        };
+        let Answer::Page(rest) = list(&store, rest) else {
+            panic!("not a page");
+        };
+        assert_eq!(rest.sessions.len(), 1);
+    }
 
     /// A connection whose input is fixed and whose output is collected.
     struct Scripted {
