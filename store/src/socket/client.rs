@@ -253,6 +253,17 @@ fn check_server(stream: &UnixStream, socket: &Path) -> Result<()> {
     ))
 }
 
+/// The error of an import whose frame could not be sent (`e`): the application's own reason
+/// if it said why it stopped reading (input that stalled past its idle timeout: abandoned,
+/// nothing written), which says more than the closed connection, and which a client must not
+/// take for an import that may have been written.
+fn why_stopped(conn: &mut Conn, socket: &Path, e: Error) -> Error {
+    match conn.recv(socket) {
+        Err(why @ Error::Protocol { .. }) => why,
+        _ => e,
+    }
+}
+
 /// Connects to `socket`, waiting at most `timeout` for the application to make room.
 ///
 /// The system queues connections until the application accepts them. A stopped or hung
@@ -744,12 +755,7 @@ impl Admin for RemoteAdmin {
                         let n = data.len().min(CHUNK_BYTES);
                         let chunk = ImportFrame::Chunk(data[..n].to_vec());
                         if let Err(e) = conn.send(socket, &chunk) {
-                            // The application may have said why it stopped reading (input
-                            // that stalled past its idle timeout): that says more.
-                            return match conn.recv(socket) {
-                                Err(why @ Error::Protocol { .. }) => Err(why),
-                                _ => Err(e),
-                            };
+                            return Err(why_stopped(conn, socket, e));
                         }
                         n
                     }
@@ -770,7 +776,10 @@ impl Admin for RemoteAdmin {
                     source,
                 });
             }
-            conn.send(socket, &ImportFrame::End)?;
+            if let Err(e) = conn.send(socket, &ImportFrame::End) {
+                // Input that stalled and then ended: the application gave up on it meanwhile.
+                return Err(why_stopped(conn, socket, e));
+            }
             match conn.recv(socket)? {
                 Response::Imported(report) => Ok(report.into()),
                 Response::ImportedCounted(report) => Ok(report.into()),
@@ -836,6 +845,77 @@ mod tests {
             }
             let _ = conn.read(&mut [0; 1]);
         })
+    }
+
+    /// Input that stalls past the application's idle timeout and then ends: the `End` finds
+    /// the connection closed, and the client reports the application's reason (nothing was
+    /// written), not a closed connection, which sessctl takes for an import that may have been
+    /// written.
+    #[test]
+    fn an_import_abandoned_during_a_stall_that_then_ends_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let reason = "the import's input stopped (timed out: the limit is 60 s between chunks \
+                      and 10 s within one); the import was abandoned and nothing was written";
+        let (closed_tx, closed_rx) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = Vec::new();
+            read_frame(&mut conn, &mut buf).unwrap();
+            let welcome: Welcome = Ok(ServerInfo {
+                version: PROTOCOL_VERSION,
+                pid: 7,
+                database: b"/db".to_vec(),
+            });
+            write_frame(&mut conn, &welcome).unwrap();
+            read_frame(&mut conn, &mut buf).unwrap(); // Import
+            read_frame(&mut conn, &mut buf).unwrap(); // the first chunk
+            let gave_up = Response::Error(crate::socket::wire::WireError::Protocol {
+                reason: reason.into(),
+            });
+            write_frame(&mut conn, &gave_up).unwrap();
+            drop(conn);
+            closed_tx.send(()).unwrap();
+        });
+        /// The first chunk, then a wait for the application to give up, then the end.
+        struct Stall {
+            first: Option<Vec<u8>>,
+            closed: std::sync::mpsc::Receiver<()>,
+        }
+        impl Read for Stall {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                unreachable!("read through BufRead")
+            }
+        }
+        impl BufRead for Stall {
+            fn fill_buf(&mut self) -> io::Result<&[u8]> {
+                if self.first.as_ref().is_some_and(Vec::is_empty) {
+                    self.first = None;
+                    self.closed.recv().unwrap();
+                }
+                Ok(self.first.as_deref().unwrap_or_default())
+            }
+            fn consume(&mut self, n: usize) {
+                if let Some(first) = &mut self.first {
+                    first.drain(..n);
+                }
+            }
+        }
+        let mut input = Stall {
+            first: Some(b"{\"format\":\"sessdb-export\"}\n".to_vec()),
+            closed: closed_rx,
+        };
+        let admin = RemoteAdmin::connect(&path).unwrap();
+        let err = admin
+            .import(&mut input, &ImportOptions::default())
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Protocol { reason: r, .. }
+                if *r == format!("the application says: {reason}")),
+            "{err:?}"
+        );
+        server.join().unwrap();
     }
 
     /// Two sessions as a server sends them.
