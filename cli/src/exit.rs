@@ -69,7 +69,7 @@ impl std::error::Error for Failure {}
 
 /// What an error means for the exit code: the first cause in the chain that says.
 pub fn classify(err: &anyhow::Error) -> Exit {
-    for cause in err.chain() {
+    for cause in err.chain().flat_map(stopped_import_cause) {
         if let Some(f) = cause.downcast_ref::<Failure>() {
             return match f {
                 Failure::Usage(_) => Exit::Usage,
@@ -88,13 +88,25 @@ pub fn classify(err: &anyhow::Error) -> Exit {
                 sessdb::Error::InvalidId { .. } | sessdb::Error::InvalidField { .. } => Exit::Usage,
                 sessdb::Error::Corrupt { .. } => Exit::BadData,
                 e if e.is_damage() => Exit::BadData,
-                // An I/O error may be a closed pipe further down the chain.
-                sessdb::Error::Io { .. } => continue,
+                // An I/O error may be a closed pipe further down the chain; an import stopped
+                // part way is classed by what stopped it, next.
+                sessdb::Error::Io { .. } | sessdb::Error::ImportStopped { .. } => continue,
                 _ => Exit::Failure,
             };
         }
     }
     Exit::Failure
+}
+
+/// `cause`, and if it is an import stopped part way, the error that stopped it: an exit code
+/// or hint is that error's (anyhow's chain does not see through the box that holds it).
+fn stopped_import_cause<'a>(
+    cause: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    match cause.downcast_ref::<sessdb::Error>() {
+        Some(sessdb::Error::ImportStopped { source, .. }) => vec![cause, source.as_ref()],
+        _ => vec![cause],
+    }
 }
 
 /// Whether the error is (or was caused by) the reader of our output going away.
@@ -109,7 +121,9 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 /// A hint appended to the error line, for the errors where the next step is not obvious.
 pub fn hint(err: &anyhow::Error) -> Option<String> {
     err.chain()
-        .find_map(|c| c.downcast_ref::<sessdb::Error>())
+        .flat_map(stopped_import_cause)
+        .filter_map(|c| c.downcast_ref::<sessdb::Error>())
+        .find(|e| !matches!(e, sessdb::Error::ImportStopped { .. }))
         .and_then(|e| match e {
             sessdb::Error::Locked { path } => Some(format!(
                 "stop the process that has it open{} and try again, or have the application \
@@ -229,6 +243,38 @@ mod tests {
             )),
             "{:?}",
             hint(&denied)
+        );
+    }
+
+    /// An import stopped part way is classed, and advised, by what stopped it; its message
+    /// says how much was written, and the disk-full text reads as the system's.
+    #[test]
+    fn an_import_stopped_part_way_is_classed_by_its_cause() {
+        let stopped = |source| {
+            anyhow::Error::new(sessdb::Error::ImportStopped {
+                written: 507,
+                source: Box::new(source),
+            })
+        };
+        let damaged = stopped(sessdb::Error::Storage(sled::Error::Corruption {
+            at: None,
+            bt: (),
+        }));
+        assert_eq!(classify(&damaged), Exit::BadData);
+        assert!(hint(&damaged).is_some_and(|h| h.starts_with("move the folder aside")));
+        // sled's copy of the error that failed its flush, made from the original's Debug form.
+        let full = io::Error::from_raw_os_error(28);
+        let copy = io::Error::new(full.kind(), format!("{full:?}"));
+        let err = stopped(sessdb::Error::Storage(sled::Error::Io(copy)));
+        assert_eq!((classify(&err), hint(&err)), (Exit::Failure, None));
+        let text = format!("{err:#}");
+        assert!(
+            text.starts_with(
+                "the import stopped after writing 507 of its sessions (they stay written; once \
+                 the cause is fixed, running it again with the same input finishes it): storage \
+                 engine I/O error: No space left on device (os error 28) (after a failed write"
+            ),
+            "{text}"
         );
     }
 

@@ -286,8 +286,10 @@ pub trait Admin: Send + Sync {
     /// [`Builder::max_sessions_per_principal`](crate::Builder::max_sessions_per_principal)).
     ///
     /// # Errors
-    /// Read errors, storage or transport errors. Bad lines are not errors: they are in the
-    /// report, and nothing is written when there are any (unless `skip_bad`).
+    /// Read errors, storage or transport errors; [`Error::ImportStopped`] wrapping the error
+    /// that stopped an import after it had written some sessions (through an admin socket,
+    /// its message). Bad lines are not errors: they are in the report, and nothing is written
+    /// when there are any (unless `skip_bad`).
     fn import(&self, input: &mut dyn BufRead, options: &ImportOptions) -> Result<ImportReport>;
     /// Verifies records and indexes.
     ///

@@ -203,6 +203,21 @@ pub enum Error {
         /// Where the whole compacted copy is (`<name>.compact-new`).
         copy: PathBuf,
     },
+    /// An import failed after it had written some of its sessions (on a full disk, say):
+    /// those stay written, synced as a whole import's are, and `source` says why it stopped.
+    /// An import is idempotent, so running it again with the same input, once the cause is
+    /// fixed, finishes it.
+    #[error(
+        "the import stopped after writing {written} of its sessions (they stay written; once \
+         the cause is fixed, running it again with the same input finishes it)"
+    )]
+    ImportStopped {
+        /// How many sessions it had written (imported or replaced).
+        written: u64,
+        /// Why it stopped.
+        #[source]
+        source: Box<Error>,
+    },
     /// The `init` callback of a named session failed; nothing was saved.
     #[error("creating named session {name:?} failed")]
     Init {
@@ -305,6 +320,23 @@ impl Error {
     }
 }
 
+/// The text of an I/O error from sled. sled hands out a copy of the error that failed its
+/// flush, made from the original's `Debug` form (`Os { code: 28, kind: StorageFull, message:
+/// "No space left on device" }`): such a copy reads as the original would.
+fn io_text(io: &std::io::Error) -> String {
+    let text = io.to_string();
+    let code = text
+        .strip_prefix("Os { code: ")
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|code| code.parse::<i32>().ok());
+    match code {
+        Some(code) if io.raw_os_error().is_none() => {
+            std::io::Error::from_raw_os_error(code).to_string()
+        }
+        _ => text,
+    }
+}
+
 /// sled's own text, except for `Corruption`, whose text ("Read corrupted data at file offset
 /// None backtrace ()") says nothing an operator can use.
 fn storage_message(e: &sled::Error) -> String {
@@ -316,9 +348,10 @@ fn storage_message(e: &sled::Error) -> String {
         // .. }`); and after a failed write it refuses every later one, which the application's
         // operator needs to know to recover.
         sled::Error::Io(io) => format!(
-            "storage engine I/O error: {io} (after a failed write sled accepts no more writes \
+            "storage engine I/O error: {} (after a failed write sled accepts no more writes \
              from this process: fix the cause, such as a full disk, then reopen the database or \
-             restart the application)"
+             restart the application)",
+            io_text(io)
         ),
         e => format!("storage engine error: {e}"),
     }

@@ -524,10 +524,10 @@ impl SpoolStage {
             SpoolStage::ReadBackDryRun => {
                 "the import's temporary file could not be read back; the dry run stopped part way"
             }
+            // Said within `Error::ImportStopped`, which counts what was written and says
+            // that running the import again finishes it.
             SpoolStage::ReadBackPartWay => {
-                "the import's temporary file could not be read back; the import stopped part \
-                 way, and running it again is safe (the sessions imported so far are found \
-                 unchanged)"
+                "the import's temporary file could not be read back past the sessions written"
             }
         }
     }
@@ -593,10 +593,15 @@ pub(crate) fn apply_import(
         apply(store, handle, head, data, opts, &mut report)
     });
     if report.written {
-        // Also after a failure part way: what was imported is synced as a whole import is.
+        // Also after a failure part way: what was imported is synced as a whole import is,
+        // and the error says how much that was.
         let synced = store.sync();
-        replayed?;
-        synced?;
+        let stopped = |e: Error| Error::ImportStopped {
+            written: report.imported + report.replaced,
+            source: Box::new(e),
+        };
+        replayed.map_err(stopped)?;
+        synced.map_err(stopped)?;
     } else {
         replayed?;
     }
@@ -1228,6 +1233,43 @@ mod tests {
                  was imported: it is not what the import wrote",
                 dir.path().display()
             )
+        );
+    }
+
+    /// An import whose temporary file fails to read back after the first session was written
+    /// says how many it wrote, with the cause: running it again finishes it.
+    #[test]
+    fn an_import_stopped_part_way_says_how_many_sessions_it_wrote() {
+        let lines = export();
+        let text = input(&lines.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::builder()
+            .clock(ManualClock::at_ms(1_767_225_600_000))
+            .open(dir.path().join("db"))
+            .unwrap();
+        let opts = super::ImportOptions::default();
+        let mut read =
+            super::read_import(&mut &text[..], LIMIT, &opts, Some(&dir.path().join("db"))).unwrap();
+        // The second session's length, past the limit: damage, found once the first is written.
+        let file = read.spool.as_mut().unwrap().file.as_mut().unwrap();
+        file.flush().unwrap();
+        let file = file.get_mut();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        let mut len = [0u8; 4];
+        std::io::Read::read_exact(file, &mut len).unwrap();
+        let second = 4 + 16 + u64::from(u32::from_le_bytes(len));
+        file.seek(SeekFrom::Start(second)).unwrap();
+        file.write_all(&u32::MAX.to_le_bytes()).unwrap();
+        file.seek(SeekFrom::End(0)).unwrap();
+        let err = super::apply_import(&store, read, &opts).unwrap_err();
+        assert!(
+            matches!(&err, crate::Error::ImportStopped { written: 1, source }
+                if matches!(**source, crate::Error::Io { .. })),
+            "{err:?}"
+        );
+        assert_eq!(
+            store.stats().unwrap().live + store.stats().unwrap().expired,
+            1
         );
     }
 
