@@ -337,6 +337,18 @@ fn io_text(io: &std::io::Error) -> String {
     }
 }
 
+/// An error and its sources, joined the way `{:#}` prints an anyhow chain.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
 /// sled's own text, except for `Corruption`, whose text ("Read corrupted data at file offset
 /// None backtrace ()") says nothing an operator can use.
 fn storage_message(e: &sled::Error) -> String {

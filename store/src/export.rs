@@ -1227,7 +1227,7 @@ mod tests {
         file.seek(SeekFrom::End(0)).unwrap();
         let err = spool.replay(false, |_, _, _| Ok(())).unwrap_err();
         assert_eq!(
-            format!("{:#}", anyhow_like(&err)),
+            crate::error::chain(&err),
             format!(
                 "I/O error on {}: the import's temporary file could not be read back; nothing \
                  was imported: it is not what the import wrote",
@@ -1271,17 +1271,5 @@ mod tests {
             store.stats().unwrap().live + store.stats().unwrap().expired,
             1
         );
-    }
-
-    /// The error and its sources, as sessctl prints them.
-    fn anyhow_like(e: &dyn std::error::Error) -> String {
-        let mut text = e.to_string();
-        let mut cause = e.source();
-        while let Some(c) = cause {
-            text.push_str(": ");
-            text.push_str(&c.to_string());
-            cause = c.source();
-        }
-        text
     }
 }

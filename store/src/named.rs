@@ -30,18 +30,6 @@ struct Inits {
     failure: Option<String>,
 }
 
-/// `e` and its causes, as one line.
-fn with_causes(e: &Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
 /// Records the thread holding a name's lock, and forgets it when dropped, before the lock is
 /// let go: also when `init` panics, so that a later call on the same thread is not taken for
 /// one from inside `init`.
@@ -185,7 +173,7 @@ impl Store {
                 if ran {
                     let mut inits = lock(&name_lock.inits);
                     inits.finished += 1;
-                    inits.failure = result.as_ref().err().map(with_causes);
+                    inits.failure = result.as_ref().err().map(|e| crate::error::chain(e));
                 }
                 result
             }

@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 
 use crate::admin::{Cursor, ListQuery, SessionInfo, Stats, Status};
 use crate::check::{CheckReport, RepairReport};
+use crate::error::chain;
 use crate::error::Error;
 use crate::export::{BadLine, ExportReport, ImportOptions, ImportReport};
 use crate::id::Handle;
@@ -522,18 +523,6 @@ pub(crate) fn path_bytes(p: &Path) -> Vec<u8> {
 
 pub(crate) fn path_from(bytes: Vec<u8>) -> PathBuf {
     PathBuf::from(OsString::from_vec(bytes))
-}
-
-/// An error and its sources, joined the way `{:#}` prints an anyhow chain.
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }
 
 impl From<&Error> for WireError {
