@@ -376,16 +376,23 @@ fn import_through_a_socket_reports_each_bad_line_and_removes_nothing() {
     assert_eq!(app.stats().expect("stats").live, 3);
 }
 
+/// An export of the fixture in `dir` (`export.jsonl`), and an application serving a new,
+/// empty database (`app.sessdb`) to import it into.
+fn export_and_application(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Store) {
+    let file = dir.join("export.jsonl");
+    let body = export_body(&fixture(dir));
+    std::fs::write(&file, format!("{}\n{body}", export_lines_header())).expect("write");
+    let db = dir.join("app.sessdb");
+    let app = application(&db);
+    (file, db, app)
+}
+
 /// Through an application's socket the import's report counts the sessions it wrote that had
 /// already expired (protocol version 4), and sessctl says so as for a database it opens.
 #[test]
 fn an_import_through_a_socket_says_how_many_sessions_it_wrote_expired() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("export.jsonl");
-    let body = export_body(&fixture(dir.path()));
-    std::fs::write(&file, format!("{}\n{body}", export_lines_header())).expect("write");
-    let db = dir.path().join("app.sessdb");
-    let app = application(&db);
+    let (file, db, app) = export_and_application(dir.path());
     let out = run(sessctl()
         .current_dir(dir.path())
         .arg("--socket")
@@ -669,11 +676,7 @@ fn the_errors_an_application_sends_are_printed_escaped() {
 #[test]
 fn an_import_cut_off_by_the_application_says_what_a_rerun_does() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("export.jsonl");
-    let body = export_body(&fixture(dir.path()));
-    std::fs::write(&file, format!("{}\n{body}", export_lines_header())).expect("write");
-    let db = dir.path().join("app.sessdb");
-    let app = application(&db);
+    let (file, db, app) = export_and_application(dir.path());
     let socket = db.join("admin.sock");
     let dying = dir.path().join("dying.sock");
     dying_after_the_request(&dying, &socket);

@@ -822,21 +822,28 @@ mod tests {
     use super::*;
     use crate::socket::wire::WireSession;
 
+    /// A fake application's connection to its one client, welcomed, with the client's first
+    /// request read.
+    fn welcome_one(listener: &UnixListener) -> UnixStream {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = Vec::new();
+        read_frame(&mut conn, &mut buf).unwrap();
+        let welcome: Welcome = Ok(ServerInfo {
+            version: PROTOCOL_VERSION,
+            pid: 7,
+            database: b"/db".to_vec(),
+        });
+        write_frame(&mut conn, &welcome).unwrap();
+        read_frame(&mut conn, &mut buf).unwrap();
+        conn
+    }
+
     /// A fake application at `path` that welcomes one client, reads its request and sends
     /// `answers`, then waits for the client to go.
     fn fake(path: &Path, answers: Vec<Response>) -> std::thread::JoinHandle<()> {
         let listener = UnixListener::bind(path).unwrap();
         std::thread::spawn(move || {
-            let (mut conn, _) = listener.accept().unwrap();
-            let mut buf = Vec::new();
-            read_frame(&mut conn, &mut buf).unwrap();
-            let welcome: Welcome = Ok(ServerInfo {
-                version: PROTOCOL_VERSION,
-                pid: 7,
-                database: b"/db".to_vec(),
-            });
-            write_frame(&mut conn, &welcome).unwrap();
-            read_frame(&mut conn, &mut buf).unwrap();
+            let mut conn = welcome_one(&listener);
             // A client that refuses an answer closes the connection before the rest.
             for answer in answers {
                 if write_frame(&mut conn, &answer).is_err() {
@@ -860,17 +867,8 @@ mod tests {
                       and 10 s within one); the import was abandoned and nothing was written";
         let (closed_tx, closed_rx) = std::sync::mpsc::channel::<()>();
         let server = std::thread::spawn(move || {
-            let (mut conn, _) = listener.accept().unwrap();
-            let mut buf = Vec::new();
-            read_frame(&mut conn, &mut buf).unwrap();
-            let welcome: Welcome = Ok(ServerInfo {
-                version: PROTOCOL_VERSION,
-                pid: 7,
-                database: b"/db".to_vec(),
-            });
-            write_frame(&mut conn, &welcome).unwrap();
-            read_frame(&mut conn, &mut buf).unwrap(); // Import
-            read_frame(&mut conn, &mut buf).unwrap(); // the first chunk
+            let mut conn = welcome_one(&listener); // its request: Import
+            read_frame(&mut conn, &mut Vec::new()).unwrap(); // the first chunk
             let gave_up = Response::Error(crate::socket::wire::WireError::Protocol {
                 reason: reason.into(),
             });
