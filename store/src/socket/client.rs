@@ -256,8 +256,12 @@ fn check_server(stream: &UnixStream, socket: &Path) -> Result<()> {
 /// The error of an import whose frame could not be sent (`e`): the application's own reason
 /// if it said why it stopped reading (input that stalled past its idle timeout: abandoned,
 /// nothing written), which says more than the closed connection, and which a client must not
-/// take for an import that may have been written.
+/// take for an import that may have been written. An application that did not take the frame
+/// in time (stopped, hung) said nothing: its silence is the error, without a second wait.
 fn why_stopped(conn: &mut Conn, socket: &Path, e: Error) -> Error {
+    if matches!(e, Error::Unresponsive { .. }) {
+        return e;
+    }
     match conn.recv(socket) {
         Err(why @ Error::Protocol { .. }) => why,
         _ => e,
