@@ -109,13 +109,16 @@ pub fn open(
             Ok(locked @ sessdb::Error::Locked { .. }) if has_socket => {
                 match RemoteAdmin::connect_with_timeout(&socket, timeout) {
                     Ok(remote) => live(path, as_of, remote),
-                    // It answers, and refuses: busy (too many connections) or not this user's.
-                    Err(e @ sessdb::Error::Refused { .. }) => Err(Failure::Held(format!(
-                        "a running application{} holds the database at {}, and {e}",
-                        crate::holder::held_by(path),
-                        path.display()
-                    ))
-                    .into()),
+                    // It answers, and refuses: busy (too many connections) or not this user's;
+                    // or it is not trusted with a command (run by another user).
+                    Err(e @ (sessdb::Error::Refused { .. } | sessdb::Error::Protocol { .. })) => {
+                        Err(Failure::Held(format!(
+                            "a running application{} holds the database at {}, and {e}",
+                            crate::holder::held_by(path),
+                            path.display()
+                        ))
+                        .into())
+                    }
                     Err(e) => Err(Failure::Held(format!(
                         "{locked}{}, and its admin socket does not answer: {:#}",
                         crate::holder::held_by(path),

@@ -215,40 +215,56 @@ fn protocol(socket: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Whether a server running as `server` may be sent commands by this process (effective uid
-/// `me`): one of ours or root's, or of the owner of the folder holding the socket (an
-/// application running as its database's owner, reached by root). Anyone else may have put a
-/// socket at the path (a folder others can write to, or one left between a cleaner's removal
-/// and the application's new bind): it would get an import's sessions and answer for
-/// invalidations that never happen. The application checks its clients the same way.
-fn trusted_server(server: u32, me: u32, folder_owner: Option<u32>) -> bool {
-    server == me || server == 0 || Some(server) == folder_owner
+/// Who serves a socket, and the folder that holds it.
+#[derive(Debug, Clone, Copy)]
+struct Serving {
+    /// The server's effective uid and gid, as the kernel recorded them.
+    uid: u32,
+    gid: u32,
+    /// The folder's owner and group, and whether its group may write in it.
+    folder: Option<(u32, u32, bool)>,
+}
+
+/// Whether a server may be sent commands by this process (effective uid `me`): one run as
+/// this user or root, as the folder's owner (an application running as its database's owner,
+/// reached by root), or with the folder's group when that group may write in it (an
+/// application given a shared folder). Anyone else could only have put a socket at the path
+/// through a folder everyone may write to, or in the moment between a cleaner's removal and
+/// the application's new bind: it would get an import's sessions and answer for invalidations
+/// that never happen. The application checks its clients the same way.
+fn trusted_server(serving: Serving, me: u32) -> bool {
+    let Serving { uid, gid, folder } = serving;
+    uid == me
+        || uid == 0
+        || folder.is_some_and(|(owner, group, group_writes)| {
+            uid == owner || (group_writes && gid == group)
+        })
 }
 
 /// Refuses the server at `socket` unless [`trusted_server`].
 fn check_server(stream: &UnixStream, socket: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt as _;
-    let (uid, pid) = super::server::peer(stream).map_err(|source| Error::AdminSocket {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let (uid, gid, pid) = super::server::peer(stream).map_err(|source| Error::AdminSocket {
         path: socket.to_path_buf(),
         what: "cannot tell who serves",
         source,
     })?;
     let me = nix::unistd::geteuid().as_raw();
-    let folder_owner = std::fs::canonicalize(socket)
+    let folder = std::fs::canonicalize(socket)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .and_then(|folder| std::fs::metadata(folder).ok())
-        .map(|m| m.uid());
-    if trusted_server(uid, me, folder_owner) {
+        .map(|m| (m.uid(), m.gid(), m.permissions().mode() & 0o020 != 0));
+    if trusted_server(Serving { uid, gid, folder }, me) {
         return Ok(());
     }
     let pid = pid.map_or(String::new(), |p| format!(" (pid {p})"));
     Err(protocol(
         socket,
         format!(
-            "the process serving it{pid} runs as uid {uid}: not this user (uid {me}), root, or \
-             the owner of the socket's folder, so it is not sent the command (another user may \
-             have put a socket at this path)"
+            "the process serving it{pid} runs as uid {uid}: not this user (uid {me}), root, the \
+             owner of the socket's folder or its group (when that group may write there), so it \
+             is not sent the command (another user may have put a socket at this path)"
         ),
     ))
 }
@@ -934,15 +950,38 @@ mod tests {
     }
 
     #[test]
-    fn a_server_is_trusted_as_this_user_root_or_the_owner_of_the_socket_folder() {
-        assert!(trusted_server(1000, 1000, Some(1000)));
-        assert!(trusted_server(0, 1000, Some(1000)));
+    fn a_server_is_trusted_as_this_user_root_or_the_socket_folders_owner_or_writing_group() {
+        let serving = |uid, gid, folder| Serving { uid, gid, folder };
+        assert!(trusted_server(
+            serving(1000, 1000, Some((1000, 1000, false))),
+            1000
+        ));
+        assert!(trusted_server(
+            serving(0, 0, Some((1000, 1000, false))),
+            1000
+        ));
         // Root reaching an application that runs as its database's owner.
-        assert!(trusted_server(33, 0, Some(33)));
+        assert!(trusted_server(serving(33, 33, Some((33, 33, false))), 0));
+        // Root reaching an application given a shared folder (root:nogroup 2775) by its group.
+        assert!(trusted_server(
+            serving(65534, 65534, Some((0, 65534, true))),
+            0
+        ));
+        // The same group, but one that may not write there, could not have bound the socket.
+        assert!(!trusted_server(
+            serving(65534, 65534, Some((0, 65534, false))),
+            0
+        ));
         // Another user's socket, in a folder anyone can write to (owned by root).
-        assert!(!trusted_server(65534, 0, Some(0)));
-        assert!(!trusted_server(65534, 1000, Some(1000)));
-        assert!(!trusted_server(65534, 1000, None));
+        assert!(!trusted_server(
+            serving(65534, 65534, Some((0, 0, false))),
+            0
+        ));
+        assert!(!trusted_server(
+            serving(65534, 65534, Some((1000, 1000, true))),
+            1000
+        ));
+        assert!(!trusted_server(serving(65534, 65534, None), 1000));
     }
 
     /// `show` of one session answered with another is refused, not shown as the one asked for.

@@ -490,8 +490,8 @@ fn admit(stream: UnixStream, shared: &Arc<Shared>, store: &Weak<Inner>, path: &P
         let _ = write_frame(&mut Stream(stream), &welcome);
     };
     match peer(&stream) {
-        Ok((uid, _)) if uid == shared.owner || uid == 0 => {}
-        Ok((uid, pid)) => {
+        Ok((uid, _, _)) if uid == shared.owner || uid == 0 => {}
+        Ok((uid, _, pid)) => {
             let from = pid.map_or(String::new(), |p| format!(" (pid {p})"));
             log::warn!(
                 target: LOG_TARGET,
@@ -577,18 +577,18 @@ fn deadline_in(within: Duration) -> Option<Instant> {
     Instant::now().checked_add(within)
 }
 
-/// The peer's effective uid, and its pid where the system says.
-pub(crate) fn peer(stream: &UnixStream) -> io::Result<(u32, Option<i32>)> {
+/// The peer's effective uid and gid, and its pid where the system says.
+pub(crate) fn peer(stream: &UnixStream) -> io::Result<(u32, u32, Option<i32>)> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         let cred =
             nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)?;
-        Ok((cred.uid(), Some(cred.pid())))
+        Ok((cred.uid(), cred.gid(), Some(cred.pid())))
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
-        let (uid, _) = nix::unistd::getpeereid(stream)?;
-        Ok((uid.as_raw(), None))
+        let (uid, gid) = nix::unistd::getpeereid(stream)?;
+        Ok((uid.as_raw(), gid.as_raw(), None))
     }
 }
 
