@@ -30,6 +30,24 @@ struct Inits {
     failure: Option<String>,
 }
 
+/// Records, when dropped by an `init` that panics, the panic as that `init`'s failure for the
+/// callers waiting on the name: they get it rather than run `init` (the same code) again, one
+/// after another. Dropped before the name's lock is let go.
+struct PanicNote<'a> {
+    name_lock: &'a NameLock,
+    ran: &'a std::cell::Cell<bool>,
+}
+
+impl Drop for PanicNote<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.ran.get() {
+            let mut inits = lock(&self.name_lock.inits);
+            inits.finished += 1;
+            inits.failure = Some("it panicked".into());
+        }
+    }
+}
+
 /// Records the thread holding a name's lock, and forgets it when dropped, before the lock is
 /// let go: also when `init` panics, so that a later call on the same thread is not taken for
 /// one from inside `init`.
@@ -165,12 +183,16 @@ impl Store {
                     source: format!("the call this one waited for failed: {failure}").into(),
                 })
             } else {
-                let mut ran = false;
+                let ran = std::cell::Cell::new(false);
+                let _panic = PanicNote {
+                    name_lock: &name_lock,
+                    ran: &ran,
+                };
                 let result = self.get_or_create_locked(id, name, valid, |s: &mut Session| {
-                    ran = true;
+                    ran.set(true);
                     init(s)
                 });
-                if ran {
+                if ran.get() {
                     let mut inits = lock(&name_lock.inits);
                     inits.finished += 1;
                     inits.failure = result.as_ref().err().map(|e| crate::error::chain(e));
@@ -204,11 +226,20 @@ impl Store {
                 }
                 // The access moves the idle deadline: a save of an unchanged session, which
                 // writes only when the touch is due, and never conflicts. One ended meanwhile
-                // is looked for again (and made again if gone).
+                // is looked for again (and made again if gone). A touch that fails otherwise
+                // (a full disk, where sled then refuses every write but reads go on; a session
+                // over a lowered size limit) does not take the valid session from the caller.
                 match session.save() {
                     Ok(()) => return Ok(session),
                     Err(Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        log::warn!(
+                            target: "sessdb::named",
+                            "named session {name:?}: its touch was not written: {}",
+                            crate::error::chain(&e)
+                        );
+                        return Ok(session);
+                    }
                 }
             } else if session.invalidate_if_unchanged()? {
                 break;
@@ -316,6 +347,18 @@ impl Store {
             Err(e) if e.is_conflict() && session.is_new() => {
                 Err(self.undecodable(&id.handle())?.unwrap_or(e))
             }
+            // Saved part way by `init`, and expired before `init` returned: a save never
+            // brings an expired session back.
+            Err(Error::NotFound { .. }) if !session.is_new() => {
+                let _ = session.invalidate();
+                Err(Error::Init {
+                    name: name.to_string(),
+                    source: "init saved the session, which then expired before init returned \
+                             (a login slower than the session's idle timeout: save only at \
+                             the end of init, or not at all)"
+                        .into(),
+                })
+            }
             Err(e) => {
                 if !session.is_new() {
                     // Saved by `init` and then refused (too large, say): half made, as
@@ -355,10 +398,16 @@ mod tests {
 
     use super::*;
 
-    /// Callers that waited for an `init` that failed get its failure, and do not log in again
-    /// one after another (8 callers made 8 failed logins before).
-    #[test]
-    fn callers_that_waited_for_a_failed_init_get_its_failure() {
+    /// How the first caller's `init` ends, while a second caller waits for it.
+    enum Ends {
+        Failing,
+        Panicking,
+    }
+
+    /// A first caller's `init` that ends as `ends` while a second caller waits on the name:
+    /// what the second gets, and how many times its own `init` ran; the first caller's result
+    /// is checked here.
+    fn waiting_for_an_init_that(ends: Ends) -> (Result<Session>, usize) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("db")).unwrap();
         let id = SessionId::named("svc");
@@ -370,7 +419,10 @@ mod tests {
                 store.get_or_create("svc", |_| {
                     in_init.send(()).unwrap();
                     go.recv().unwrap();
-                    Err(std::io::Error::other("identity service down"))
+                    match ends {
+                        Ends::Failing => Err(std::io::Error::other("identity service down")),
+                        Ends::Panicking => panic!("identity client bug"),
+                    }
                 })
             })
         };
@@ -395,24 +447,45 @@ mod tests {
             std::thread::yield_now();
         }
         release.send(()).unwrap();
-        let err = first.join().unwrap().unwrap_err();
-        let cause = std::error::Error::source(&err).unwrap();
-        assert!(cause.downcast_ref::<std::io::Error>().is_some(), "{err:?}");
-        let err = waiter.join().unwrap().unwrap_err();
-        assert!(
-            matches!(&err, Error::Init { name, .. } if name == "svc"),
-            "{err}"
-        );
-        assert_eq!(
-            std::error::Error::source(&err).unwrap().to_string(),
-            "the call this one waited for failed: creating named session \"svc\" failed: \
-             identity service down"
-        );
-        assert_eq!(inits.load(Ordering::SeqCst), 0);
+        match first.join() {
+            Ok(Err(err)) => {
+                let cause = std::error::Error::source(&err).unwrap();
+                assert!(cause.downcast_ref::<std::io::Error>().is_some(), "{err:?}");
+            }
+            Ok(Ok(_)) => panic!("the first init succeeded"),
+            Err(_) => {} // it panicked
+        }
+        let got = waiter.join().unwrap();
         // A later call was not waiting: it logs in.
         let s = store
             .get_or_create("svc", |s| s.insert("token", "t"))
             .unwrap();
         assert_eq!(s.get::<String>("token").unwrap().as_deref(), Some("t"));
+        (got, inits.load(Ordering::SeqCst))
+    }
+
+    /// Callers that waited for an `init` that failed get its failure, and do not log in again
+    /// one after another (8 callers made 8 failed logins before); one that panicked, too.
+    #[test]
+    fn callers_that_waited_for_a_failed_init_get_its_failure() {
+        for (ends, why) in [
+            (
+                Ends::Failing,
+                "creating named session \"svc\" failed: identity service down",
+            ),
+            (Ends::Panicking, "it panicked"),
+        ] {
+            let (got, inits) = waiting_for_an_init_that(ends);
+            let err = got.unwrap_err();
+            assert!(
+                matches!(&err, Error::Init { name, .. } if name == "svc"),
+                "{err}"
+            );
+            assert_eq!(
+                std::error::Error::source(&err).unwrap().to_string(),
+                format!("the call this one waited for failed: {why}")
+            );
+            assert_eq!(inits, 0);
+        }
     }
 }

@@ -659,6 +659,49 @@ fn a_named_session_in_use_outlives_the_idle_timeout() {
     assert_eq!(logins.load(Ordering::SeqCst), 2);
 }
 
+/// A touch that cannot be written (here a session over a size limit lowered since it was
+/// saved; in life a full disk, where reads go on) does not take the valid session from the
+/// caller: it is returned as found. Before, the call failed.
+#[test]
+fn a_touch_that_cannot_be_written_still_hands_out_the_session() {
+    let f = fixture();
+    f.store
+        .get_or_create("svc", |s| s.insert("token", &"t".repeat(3000)))
+        .unwrap();
+    let f = f.reopen(sessdb::Store::builder().max_session_bytes(1024));
+    f.advance(10 * 60);
+    let s = f
+        .store
+        .get_or_create("svc", |_| -> Result<(), Error> { unreachable!("init ran") })
+        .unwrap();
+    assert_eq!(
+        s.get::<String>("token").unwrap().map(|t| t.len()),
+        Some(3000)
+    );
+}
+
+/// An `init` that saves part way and then takes longer than the idle timeout: the saved copy
+/// expired meanwhile, and a save never brings an expired session back. The call says why,
+/// and stores nothing. (Before, a bare NotFound.)
+#[test]
+fn an_init_that_saved_and_then_outlived_the_idle_timeout_says_why() {
+    let f = fixture_with(sessdb::Store::builder().idle_timeout(Duration::from_secs(5)));
+    let err = f
+        .store
+        .get_or_create("svc", |s| {
+            s.insert("step", "1-of-2")?;
+            s.save()?;
+            f.advance(6);
+            s.insert("step", "2-of-2")
+        })
+        .unwrap_err();
+    assert!(matches!(&err, Error::Init { .. }), "{err:?}");
+    let why = std::error::Error::source(&err).unwrap().to_string();
+    assert!(why.contains("expired before init returned"), "{why}");
+    assert!(f.store.load_named("svc").unwrap().is_none());
+    assert_eq!(Admin::stats(&f.store).unwrap().expired, 0);
+}
+
 /// On a read-only store, a cached login is returned as stored (nothing written), and a missing
 /// one fails before `init` runs: the remote login is not made for a save that would be refused.
 #[test]
