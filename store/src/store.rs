@@ -1253,6 +1253,12 @@ impl Store {
                     }
                 }
             }
+            // Refusing needs `limit` live sessions found, not all of them: a principal far
+            // over its limit (one set later, or an import's) made every refused login read all
+            // its sessions, 0.2–0.4 s at 200k, under the principal's lock.
+            if policy == OnPrincipalLimit::Refuse && live.len() >= limit {
+                break;
+            }
         }
         if live.len() < limit {
             return Ok(Vec::new());
