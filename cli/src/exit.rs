@@ -270,9 +270,10 @@ mod tests {
         let text = format!("{err:#}");
         assert!(
             text.starts_with(
-                "the import stopped after writing 507 of its sessions (they stay written; once \
-                 the cause is fixed, running it again with the same input finishes it): storage \
-                 engine I/O error: No space left on device (os error 28) (after a failed write"
+                "the import stopped after writing 507 of its sessions (they stay, as far as \
+                 they reached the disk; once the cause is fixed, running it again with the same \
+                 input finishes it): storage engine I/O error: No space left on device (os error \
+                 28) (after a failed write"
             ),
             "{text}"
         );

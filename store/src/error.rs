@@ -204,15 +204,17 @@ pub enum Error {
         copy: PathBuf,
     },
     /// An import failed after it had written some of its sessions (on a full disk, say):
-    /// those stay written, synced as a whole import's are, and `source` says why it stopped.
-    /// An import is idempotent, so running it again with the same input, once the cause is
+    /// they stay, synced as a whole import's are, as far as the storage engine got them to
+    /// disk (a failed flush can lose the last of them), and `source` says why it stopped. An
+    /// import is idempotent, so running it again with the same input, once the cause is
     /// fixed, finishes it.
     #[error(
-        "the import stopped after writing {written} of its sessions (they stay written; once \
-         the cause is fixed, running it again with the same input finishes it)"
+        "the import stopped after writing {written} of its sessions (they stay, as far as they \
+         reached the disk; once the cause is fixed, running it again with the same input \
+         finishes it)"
     )]
     ImportStopped {
-        /// How many sessions it had written (imported or replaced).
+        /// How many sessions it had handed to the storage engine (imported or replaced).
         written: u64,
         /// Why it stopped.
         #[source]

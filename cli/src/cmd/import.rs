@@ -406,11 +406,17 @@ impl Made {
     }
 }
 
-/// Whether an import failed, or wrote nothing from a file with bad lines (a rejected file).
+/// Whether an import failed before it wrote anything, or wrote nothing from a file with bad
+/// lines (a rejected file). One that stopped part way keeps what it wrote, as its error says:
+/// running it again finishes it.
 fn nothing_written(result: &anyhow::Result<ImportReport>) -> bool {
-    result
-        .as_ref()
-        .map_or(true, |r| !r.bad.is_empty() && !r.written)
+    match result {
+        Ok(r) => !r.bad.is_empty() && !r.written,
+        Err(e) => !e
+            .chain()
+            .filter_map(|c| c.downcast_ref::<sessdb::Error>())
+            .any(|e| matches!(e, sessdb::Error::ImportStopped { .. })),
+    }
 }
 
 /// Removes the database this run made (what is in its folder, not the folder), while it still
@@ -517,6 +523,32 @@ fn expired_note(r: &ImportReport, dry_run: bool) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A new database an import stopped part way keeps what it wrote (its error says they
+    /// stay, and a rerun finishes it); one that failed before writing, or rejected its file,
+    /// is removed again.
+    #[test]
+    fn only_an_import_that_wrote_nothing_takes_its_new_database_back() {
+        let stopped = anyhow::Error::new(sessdb::Error::ImportStopped {
+            written: 3,
+            source: Box::new(sessdb::Error::ReadOnly { operation: "x" }),
+        });
+        assert!(!nothing_written(&Err(stopped.context("importing"))));
+        let failed = anyhow::Error::new(sessdb::Error::ReadOnly {
+            operation: "import",
+        });
+        assert!(nothing_written(&Err(failed)));
+        let rejected = ImportReport {
+            bad: vec![sessdb::BadLine {
+                line: 2,
+                reason: "x".into(),
+            }],
+            bad_lines: 1,
+            ..ImportReport::default()
+        };
+        assert!(nothing_written(&Ok(rejected)));
+        assert!(!nothing_written(&Ok(ImportReport::default())));
+    }
 
     #[test]
     fn only_an_import_cut_off_or_unanswered_gets_the_rerun_hint() {

@@ -595,6 +595,17 @@ impl From<&Error> for WireError {
                 path: path_bytes(path),
                 detail: detail.clone(),
             },
+            // Damage that stopped an import part way is damage (sessctl's exit 4 and its
+            // advice), its detail saying how far the import got.
+            Error::ImportStopped { source, .. } if source.is_damage() => {
+                match WireError::from(source.as_ref()) {
+                    WireError::Damaged { path, detail } => WireError::Damaged {
+                        path,
+                        detail: format!("{detail} ({e})"),
+                    },
+                    other => other,
+                }
+            }
             // Found after the open, the error names no folder: [`WireError::of`] gives it.
             Error::Storage(sled::Error::Corruption { .. }) => WireError::Damaged {
                 path: Vec::new(),
@@ -876,10 +887,38 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        match decode::<Response>(&postcard::to_allocvec(&imported(4, report.clone())).unwrap()) {
+        // Version 4: those and the expired count, after `skipped`. A field added to
+        // `ImportReport` changes these bytes, and so needs a version of its own.
+        let bytes = postcard::to_allocvec(&imported(4, report.clone())).unwrap();
+        let fields =
+            postcard::to_allocvec(&(1u64, 2u64, 3u64, 4u64, 6u64, &report.bad, 5u64, true))
+                .unwrap();
+        assert_eq!(
+            bytes[0], 18,
+            "ImportedWithExpired is the nineteenth variant"
+        );
+        assert_eq!(&bytes[1..], &fields[..]);
+        match decode::<Response>(&bytes) {
             Ok(Response::ImportedWithExpired(r)) => assert_eq!(r, report),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Damage that stopped an import part way crosses as damage, saying how far it got.
+    #[test]
+    fn an_import_stopped_by_damage_crosses_as_damage() {
+        let stopped = Error::ImportStopped {
+            written: 7,
+            source: Box::new(Error::Storage(sled::Error::Corruption { at: None, bt: () })),
+        };
+        let back =
+            WireError::of(&stopped, Path::new("/db"), PROTOCOL_VERSION).into_error(Path::new("/s"));
+        assert!(back.is_damage(), "{back:?}");
+        assert!(
+            back.to_string()
+                .contains("the import stopped after writing 7 of its sessions"),
+            "{back}"
+        );
     }
     use proptest::prelude::*;
 
