@@ -570,7 +570,7 @@ impl Session {
                 self.store
                     .lock_principals(&[old_principal.as_deref(), next.principal.as_deref()])
             } else {
-                Vec::new()
+                self.store.lock_principals(&[])
             };
             let victims = match &next.principal {
                 Some(p) if principal_changed => self.store.make_room(p, &self.handle)?,

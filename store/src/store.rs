@@ -9,14 +9,14 @@
 //! record and ignores (and purge removes) a stale one. Rotation, which must be all-or-nothing
 //! across two records, is a sled transaction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, DirBuilder, File};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -94,7 +94,7 @@ pub(crate) struct Inner {
     pub(crate) format: u32,
     pub(crate) config: Config,
     key_locks: Vec<Mutex<()>>,
-    principal_locks: Vec<Mutex<()>>,
+    principal_locks: PrincipalLocks,
     pub(crate) named_locks: Mutex<HashMap<SessionId, Arc<crate::named::NameLock>>>,
     pub(crate) counters: AtomicCounters,
     group_commit: Option<GroupCommit>,
@@ -413,7 +413,7 @@ impl Store {
             db,
             format,
             key_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-            principal_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            principal_locks: PrincipalLocks::default(),
             named_locks: Mutex::new(HashMap::new()),
             counters: AtomicCounters::default(),
             group_commit,
@@ -881,20 +881,24 @@ impl Store {
             .collect()
     }
 
-    /// Locks the stripes of the given principals. Principal locks are always taken before key
-    /// locks.
-    pub(crate) fn lock_principals(&self, principals: &[Option<&str>]) -> Vec<MutexGuard<'_, ()>> {
-        let mut stripes: Vec<usize> = principals
-            .iter()
-            .flatten()
-            .map(|p| principal_stripe(p))
-            .collect();
-        stripes.sort_unstable();
-        stripes.dedup();
-        stripes
-            .iter()
-            .map(|&s| lock(&self.inner.principal_locks[s]))
-            .collect()
+    /// Locks the given principals, all at once (waiting until none of them is held). Principal
+    /// locks are always taken before key locks.
+    pub(crate) fn lock_principals(&self, principals: &[Option<&str>]) -> PrincipalGuard<'_> {
+        let mut names: Vec<String> = principals.iter().flatten().map(|p| p.to_string()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let locks = &self.inner.principal_locks;
+        if !names.is_empty() {
+            let mut held = lock(&locks.held);
+            while names.iter().any(|n| held.contains(n)) {
+                held = locks
+                    .released
+                    .wait(held)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            held.extend(names.iter().cloned());
+        }
+        PrincipalGuard { locks, names }
     }
 
     /// Waits until earlier writes are on stable storage, in immediate mode.
@@ -1716,14 +1720,33 @@ fn is_lock_error(e: &sled::Error) -> bool {
             .is_some_and(|inner| inner.to_string().contains("WouldBlock"))
 }
 
-fn principal_stripe(p: &str) -> usize {
-    // FNV-1a: stable and cheap; only spreads principals over the lock stripes.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in p.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+/// The principals locked, one lock each: a principal's long hold (logging out its 200k
+/// sessions, 4 s) keeps only that principal's logins and rotations waiting. Striped locks, as
+/// the keys have, kept a 64th of all principals waiting with it, for as long.
+#[derive(Default)]
+struct PrincipalLocks {
+    held: Mutex<HashSet<String>>,
+    released: Condvar,
+}
+
+/// The locks of some principals ([`Store::lock_principals`]), let go when dropped.
+pub(crate) struct PrincipalGuard<'a> {
+    locks: &'a PrincipalLocks,
+    names: Vec<String>,
+}
+
+impl Drop for PrincipalGuard<'_> {
+    fn drop(&mut self) {
+        if self.names.is_empty() {
+            return;
+        }
+        let mut held = lock(&self.locks.held);
+        for name in &self.names {
+            held.remove(name);
+        }
+        drop(held);
+        self.locks.released.notify_all();
     }
-    (h % LOCK_STRIPES as u64) as usize
 }
 
 impl AtomicCounters {
@@ -1920,5 +1943,44 @@ mod app_handles_tests {
         let loaded = after.load(&id).unwrap().expect("flushed at the last drop");
         assert_eq!(loaded.get::<Vec<u8>>("cart").unwrap(), Some(vec![1, 2, 3]));
         drop(serving);
+    }
+}
+
+#[cfg(test)]
+mod principal_lock_tests {
+    use super::*;
+
+    /// A principal held long (a logout everywhere of many sessions) keeps only itself waiting:
+    /// another principal locks at once, the held one after it is let go. `bob117` shared
+    /// `alice`'s stripe when principals were locked by stripes of 64, and waited for her.
+    #[test]
+    fn a_held_principal_keeps_only_itself_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        let alice = store.lock_principals(&[Some("alice")]);
+        let (locked, got) = mpsc::channel();
+        let other = {
+            let (store, locked) = (store.clone(), locked.clone());
+            std::thread::spawn(move || {
+                let _bob = store.lock_principals(&[Some("bob117"), None]);
+                locked.send("bob117").unwrap();
+            })
+        };
+        assert_eq!(got.recv_timeout(Duration::from_secs(60)), Ok("bob117"));
+        other.join().unwrap();
+        let same = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let _alice = store.lock_principals(&[Some("bob"), Some("alice")]);
+                locked.send("alice").unwrap();
+            })
+        };
+        // Still held: the second locker of alice waits (and takes bob with her only then).
+        assert_eq!(got.try_recv(), Err(mpsc::TryRecvError::Empty));
+        drop(alice);
+        assert_eq!(got.recv_timeout(Duration::from_secs(60)), Ok("alice"));
+        same.join().unwrap();
+        // Let go: both lock again.
+        drop(store.lock_principals(&[Some("alice"), Some("bob")]));
     }
 }
