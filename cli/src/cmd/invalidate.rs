@@ -113,11 +113,15 @@ impl Invalidate {
             Invalidate::Principal(p) => {
                 // Looked at first, so that an answer of "no live sessions" does not read as
                 // "nothing changed" when expired ones went (one entry of the principal index).
+                // It matters only when none is live, and then the first entry read is an
+                // expired one: a principal of many live sessions is not read twice for it (0.5 s
+                // of 3.6 s at 200k).
                 let had_expired = !admin
                     .list(&ListQuery {
                         principal: Some(p.clone()),
                         status: Status::Expired,
                         limit: 1,
+                        scan_budget: 100,
                         ..ListQuery::default()
                     })?
                     .sessions
