@@ -375,6 +375,59 @@ fn export_out_a_named_pipe_writes_into_the_pipe() {
     assert_eq!(names(dir.path()), ["backup.fifo", "fixture.sessdb"]);
 }
 
+/// A named pipe with no reader yet is waited for before the database is opened: an export
+/// waiting for its backup job does not keep the application from opening its database.
+/// (It opened the database first, and held it while it waited.)
+#[test]
+fn an_export_waiting_for_its_pipes_reader_does_not_hold_the_database() {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let fifo = dir.path().join("backup.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sessctl"))
+        .env_clear()
+        .arg("--db")
+        .arg(&db)
+        .args(["--as-of", common::T0, "export", "--out"])
+        .arg(&fifo)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Until it waits in the open of the pipe: the kernel function it sleeps in, as /proc
+    // shows it (a kernel that hides it shows "0": then the open's syscall, openat, is 257 on
+    // x86_64 and 56 on aarch64, which the loader's opens pass through too quickly to matter).
+    let wchan = format!("/proc/{}/wchan", child.id());
+    let syscall = format!("/proc/{}/syscall", child.id());
+    let waiting = || match fs::read_to_string(&wchan).as_deref() {
+        Ok("0") | Err(_) => fs::read_to_string(&syscall)
+            .is_ok_and(|t| t.starts_with("257 ") || t.starts_with("56 ")),
+        Ok(function) => function == "wait_for_partner",
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !waiting() {
+        assert!(std::time::Instant::now() < deadline, "sessctl never waited");
+        std::thread::yield_now();
+    }
+    // Meanwhile the application opens its database, and lets it go again.
+    drop(sessdb::Store::open(&db).expect("the database is free while sessctl waits"));
+    let mut got = String::new();
+    fs::File::open(&fifo)
+        .expect("open the reading end")
+        .read_to_string(&mut got)
+        .expect("read");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read");
+    assert_eq!(child.wait().expect("wait").code(), Some(0), "{stderr}");
+    assert_eq!(got.lines().count(), 4, "a header and the 3 live sessions");
+}
+
 /// A named pipe whose reader goes away part way (a backup job that died) gets what a closed
 /// stdout gets: exit 0, and a warning that what it read is not a whole export.
 #[test]

@@ -34,6 +34,12 @@ impl Export {
         // Before the export, which would otherwise be written whole and then fail to be
         // renamed over a folder.
         let destination = self.out.as_deref().map(Destination::of).transpose()?;
+        // A named pipe is opened first: the open waits for its reader, and the database, held
+        // meanwhile, would keep its application from starting.
+        let stream = match &destination {
+            Some(Destination::Stream(path)) => Some(open_stream(path)?),
+            _ => None,
+        };
         let db = ctx.open_for_export()?;
         if let Some(Destination::Replace { file, .. }) = &destination {
             refuse_inside_database(
@@ -44,8 +50,19 @@ impl Export {
         }
         let admin = db.admin();
         let progress = Progress::spinner(ctx.progress, "exporting", "sessions");
-        let report = match &destination {
-            None => export_counted(
+        let report = match (&destination, stream) {
+            (Some(Destination::Replace { file, shown }), _) => {
+                export_to_file(admin, file, shown, self.include_expired, &progress)?
+            }
+            (Some(Destination::Stream(path)), Some(mut file)) => export_counted(
+                admin,
+                &mut file,
+                &path.display().to_string(),
+                self.include_expired,
+                &progress,
+                &mut *ctx.err,
+            )?,
+            _ => export_counted(
                 admin,
                 &mut *ctx.out,
                 "stdout",
@@ -53,12 +70,6 @@ impl Export {
                 &progress,
                 &mut *ctx.err,
             )?,
-            Some(Destination::Replace { file, shown }) => {
-                export_to_file(admin, file, shown, self.include_expired, &progress)?
-            }
-            Some(Destination::Stream(path)) => {
-                export_to_stream(admin, path, self.include_expired, &progress, &mut *ctx.err)?
-            }
         };
         progress.finish();
         let target = self
@@ -321,16 +332,10 @@ impl Write for Delivered<'_> {
     }
 }
 
-/// Writes to a named pipe or character device as it is: no temporary file, no rename, no
-/// `fsync` (which pipes refuse). A pipe with no reader yet is waited for, as a shell's `>`
-/// waits.
-fn export_to_stream(
-    admin: &dyn Admin,
-    path: &Path,
-    include_expired: bool,
-    progress: &Progress,
-    err: &mut dyn Write,
-) -> anyhow::Result<ExportReport> {
+/// Opens a named pipe or character device to be written as it is: no temporary file, no
+/// rename, no `fsync` (which pipes refuse). A pipe with no reader yet is waited for, as a
+/// shell's `>` waits.
+fn open_stream(path: &Path) -> anyhow::Result<File> {
     let cannot = || format!("cannot write {}", path.display());
     let file = OpenOptions::new()
         .write(true)
@@ -345,15 +350,7 @@ fn export_to_stream(
             path.display()
         ));
     }
-    let mut file = file;
-    export_counted(
-        admin,
-        &mut file,
-        &path.display().to_string(),
-        include_expired,
-        progress,
-        err,
-    )
+    Ok(file)
 }
 
 /// Writes to a temporary file (mode 0600) next to `path`, then renames it over `path`: a
