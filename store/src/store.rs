@@ -9,7 +9,7 @@
 //! record and ignores (and purge removes) a stale one. Rotation, which must be all-or-nothing
 //! across two records, is a sled transaction.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, DirBuilder, File};
 use std::io;
@@ -881,24 +881,31 @@ impl Store {
             .collect()
     }
 
-    /// Locks the given principals, all at once (waiting until none of them is held). Principal
-    /// locks are always taken before key locks.
+    /// Locks the given principals, one after another in their order (holding each while it
+    /// waits for the next, as ordered mutexes are taken: no deadlock, and a caller needing two
+    /// busy principals is not passed over until both happen to be free at once). Principal
+    /// locks are always taken before key locks, and never while holding others.
     pub(crate) fn lock_principals(&self, principals: &[Option<&str>]) -> PrincipalGuard<'_> {
         let mut names: Vec<String> = principals.iter().flatten().map(|p| p.to_string()).collect();
         names.sort_unstable();
         names.dedup();
         let locks = &self.inner.principal_locks;
-        if !names.is_empty() {
+        let mut guard = PrincipalGuard {
+            locks,
+            names: Vec::with_capacity(names.len()),
+        };
+        for name in names {
             let mut held = lock(&locks.held);
-            while names.iter().any(|n| held.contains(n)) {
-                held = locks
-                    .released
-                    .wait(held)
-                    .unwrap_or_else(PoisonError::into_inner);
+            // Each held principal has its own condition variable: a release wakes only the
+            // callers waiting for that principal.
+            while let Some(released) = held.get(&name).cloned() {
+                held = released.wait(held).unwrap_or_else(PoisonError::into_inner);
             }
-            held.extend(names.iter().cloned());
+            held.insert(name.clone(), Arc::new(Condvar::new()));
+            drop(held);
+            guard.names.push(name);
         }
-        PrincipalGuard { locks, names }
+        guard
     }
 
     /// Waits until earlier writes are on stable storage, in immediate mode.
@@ -1725,8 +1732,8 @@ fn is_lock_error(e: &sled::Error) -> bool {
 /// the keys have, kept a 64th of all principals waiting with it, for as long.
 #[derive(Default)]
 struct PrincipalLocks {
-    held: Mutex<HashSet<String>>,
-    released: Condvar,
+    /// The principals held, each with the condition its waiters wait on.
+    held: Mutex<HashMap<String, Arc<Condvar>>>,
 }
 
 /// The locks of some principals ([`Store::lock_principals`]), let go when dropped.
@@ -1742,10 +1749,10 @@ impl Drop for PrincipalGuard<'_> {
         }
         let mut held = lock(&self.locks.held);
         for name in &self.names {
-            held.remove(name);
+            if let Some(released) = held.remove(name) {
+                released.notify_all();
+            }
         }
-        drop(held);
-        self.locks.released.notify_all();
     }
 }
 
@@ -1975,12 +1982,50 @@ mod principal_lock_tests {
                 locked.send("alice").unwrap();
             })
         };
-        // Still held: the second locker of alice waits (and takes bob with her only then).
+        // The second locker of alice waits for her: it holds her condition, and has locked
+        // nothing (alice comes first in the order; bob only after her).
+        let waiting_on_alice = || {
+            lock(&store.inner.principal_locks.held)
+                .get("alice")
+                .map_or(0, Arc::strong_count)
+                == 2
+        };
+        while !waiting_on_alice() {
+            std::thread::yield_now();
+        }
         assert_eq!(got.try_recv(), Err(mpsc::TryRecvError::Empty));
+        assert!(!lock(&store.inner.principal_locks.held).contains_key("bob"));
         drop(alice);
         assert_eq!(got.recv_timeout(Duration::from_secs(60)), Ok("alice"));
         same.join().unwrap();
         // Let go: both lock again.
         drop(store.lock_principals(&[Some("alice"), Some("bob")]));
+    }
+
+    /// A caller of two principals holds the first while it waits for the second, as ordered
+    /// mutexes do: it is not passed over until both happen to be free at once (all or none
+    /// kept a caller of two busy principals waiting for seconds, in a reviewer's test).
+    #[test]
+    fn a_caller_of_two_principals_holds_the_first_while_it_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        let bob = store.lock_principals(&[Some("bob")]);
+        let both = {
+            let store = store.clone();
+            std::thread::spawn(move || drop(store.lock_principals(&[Some("bob"), Some("alice")])))
+        };
+        let held = |name: &str| {
+            lock(&store.inner.principal_locks.held)
+                .get(name)
+                .map(Arc::strong_count)
+        };
+        // Waiting on bob's condition, alice already its own.
+        while held("bob") != Some(2) {
+            std::thread::yield_now();
+        }
+        assert_eq!(held("alice"), Some(1));
+        drop(bob);
+        both.join().unwrap();
+        assert_eq!((held("alice"), held("bob")), (None, None));
     }
 }
