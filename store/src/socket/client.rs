@@ -231,7 +231,7 @@ struct Serving {
 /// application given a shared folder). Anyone else could only have put a socket at the path
 /// through a folder everyone may write to, or in the moment between a cleaner's removal and
 /// the application's new bind: it would get an import's sessions and answer for invalidations
-/// that never happen. The application checks its clients the same way.
+/// that never happen. (The application checks its clients too: its own user or root.)
 fn trusted_server(serving: Serving, me: u32) -> bool {
     let Serving { uid, gid, folder } = serving;
     uid == me
@@ -250,10 +250,14 @@ fn check_server(stream: &UnixStream, socket: &Path) -> Result<()> {
         source,
     })?;
     let me = nix::unistd::geteuid().as_raw();
-    let folder = std::fs::canonicalize(socket)
+    // The folder the path names the socket in, not where a link there leads: whoever may
+    // write in that folder could have put a link to a socket of theirs, in a folder they own.
+    let folder = match socket.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let folder = std::fs::metadata(folder)
         .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .and_then(|folder| std::fs::metadata(folder).ok())
         .map(|m| (m.uid(), m.gid(), m.permissions().mode() & 0o020 != 0));
     if trusted_server(Serving { uid, gid, folder }, me) {
         return Ok(());
@@ -264,7 +268,8 @@ fn check_server(stream: &UnixStream, socket: &Path) -> Result<()> {
         format!(
             "the process serving it{pid} runs as uid {uid}: not this user (uid {me}), root, the \
              owner of the socket's folder or its group (when that group may write there), so it \
-             is not sent the command (another user may have put a socket at this path)"
+             is not sent the command (another user may have put a socket, or a link to one, at \
+             this path; give the path of the socket itself)"
         ),
     ))
 }
