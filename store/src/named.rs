@@ -35,16 +35,41 @@ struct Inits {
 /// after another. Dropped before the name's lock is let go.
 struct PanicNote<'a> {
     name_lock: &'a NameLock,
+    /// Whether `init` was called, and whether the call around it returned: a panic out of
+    /// `init` leaves the first set and not the second (a `get_or_create` made while another
+    /// panic unwinds is not one).
     ran: &'a std::cell::Cell<bool>,
+    returned: &'a std::cell::Cell<bool>,
 }
 
 impl Drop for PanicNote<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() && self.ran.get() {
+        if self.ran.get() && !self.returned.get() {
             let mut inits = lock(&self.name_lock.inits);
             inits.finished += 1;
             inits.failure = Some("it panicked".into());
         }
+    }
+}
+
+/// A caller's reference to its name's lock, given back when dropped ([`Store`]'s
+/// `release_name_lock`): also when `init` panics, or the map of name locks would keep the
+/// entries of names whose login panicked.
+struct NameLockRef<'a> {
+    store: &'a Store,
+    id: SessionId,
+    name_lock: Arc<NameLock>,
+}
+
+impl NameLockRef<'_> {
+    fn get_ref(&self) -> &NameLock {
+        &self.name_lock
+    }
+}
+
+impl Drop for NameLockRef<'_> {
+    fn drop(&mut self) {
+        self.store.release_name_lock(&self.id, &self.name_lock);
     }
 }
 
@@ -158,6 +183,13 @@ impl Store {
         validate_metadata("session name", Some(name))?;
         let id = SessionId::named(name);
         let (name_lock, seen) = self.name_lock(&id);
+        // Let go when this call ends, also by a panic of `init`.
+        let name_lock = NameLockRef {
+            store: self,
+            id,
+            name_lock,
+        };
+        let name_lock = name_lock.get_ref();
         let me = std::thread::current().id();
         let result = if *lock(&name_lock.holder) == Some(me) {
             // An `init` that asks for its own name would wait for itself, and every later
@@ -168,7 +200,7 @@ impl Store {
             })
         } else {
             let _g = lock(&name_lock.held);
-            let _holding = Holding::new(&name_lock, me);
+            let _holding = Holding::new(name_lock, me);
             let waited_for = {
                 let inits = lock(&name_lock.inits);
                 if inits.finished > seen {
@@ -184,14 +216,17 @@ impl Store {
                 })
             } else {
                 let ran = std::cell::Cell::new(false);
+                let returned = std::cell::Cell::new(false);
                 let _panic = PanicNote {
-                    name_lock: &name_lock,
+                    name_lock,
                     ran: &ran,
+                    returned: &returned,
                 };
                 let result = self.get_or_create_locked(id, name, valid, |s: &mut Session| {
                     ran.set(true);
                     init(s)
                 });
+                returned.set(true);
                 if ran.get() {
                     let mut inits = lock(&name_lock.inits);
                     inits.finished += 1;
@@ -200,7 +235,6 @@ impl Store {
                 result
             }
         };
-        self.release_name_lock(&id, name_lock);
         result
     }
 
@@ -347,16 +381,27 @@ impl Store {
             Err(e) if e.is_conflict() && session.is_new() => {
                 Err(self.undecodable(&id.handle())?.unwrap_or(e))
             }
-            // Saved part way by `init`, and expired before `init` returned: a save never
-            // brings an expired session back.
+            // Saved part way by `init`, and ended before `init` returned: expired (a save
+            // never brings an expired session back), or invalidated meanwhile.
             Err(Error::NotFound { .. }) if !session.is_new() => {
+                let expired = self
+                    .inner
+                    .sessions
+                    .get(id.handle().as_bytes())?
+                    .and_then(|bytes| crate::record::decode_head(&bytes).ok())
+                    .is_some_and(|head| head.is_expired(self.now()));
                 let _ = session.invalidate();
+                let why = if expired {
+                    "init saved the session, which then expired before init returned (a login \
+                     slower than the session's idle timeout: save only at the end of init, or \
+                     not at all)"
+                } else {
+                    "init saved the session, which was then ended (invalidated) before init \
+                     returned"
+                };
                 Err(Error::Init {
                     name: name.to_string(),
-                    source: "init saved the session, which then expired before init returned \
-                             (a login slower than the session's idle timeout: save only at \
-                             the end of init, or not at all)"
-                        .into(),
+                    source: why.into(),
                 })
             }
             Err(e) => {
@@ -381,11 +426,14 @@ impl Store {
         (name_lock, seen)
     }
 
-    fn release_name_lock(&self, id: &SessionId, name_lock: Arc<NameLock>) {
+    /// Forgets the name's lock once only the map and this caller (`name_lock`, about to be
+    /// dropped) hold it: nobody else waits on this name.
+    fn release_name_lock(&self, id: &SessionId, name_lock: &Arc<NameLock>) {
         let mut map = lock(&self.inner.named_locks);
-        drop(name_lock);
-        // Only the map's reference left: nobody else waits on this name.
-        if map.get(id).is_some_and(|l| Arc::strong_count(l) == 1) {
+        if map
+            .get(id)
+            .is_some_and(|l| Arc::ptr_eq(l, name_lock) && Arc::strong_count(l) == 2)
+        {
             map.remove(id);
         }
     }
@@ -462,6 +510,71 @@ mod tests {
             .unwrap();
         assert_eq!(s.get::<String>("token").unwrap().as_deref(), Some("t"));
         (got, inits.load(Ordering::SeqCst))
+    }
+
+    /// A call's lock of its name is given back when its `init` panics too: the map of name
+    /// locks kept the entry of each name whose login panicked.
+    #[test]
+    fn a_panicking_init_gives_its_name_lock_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        for i in 0..3 {
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                store.get_or_create(&format!("n{i}"), |_| -> Result<()> { panic!("bug") })
+            }));
+            assert!(panicked.is_err());
+        }
+        store.get_or_create("ok", |_| Ok::<_, Error>(())).unwrap();
+        assert_eq!(lock(&store.inner.named_locks).len(), 0);
+    }
+
+    /// A `get_or_create` made while another panic unwinds (in a request's clean-up guard) whose
+    /// `init` succeeds: its waiter gets the session, not "it panicked".
+    #[test]
+    fn a_call_made_during_an_unwind_shares_its_success() {
+        struct CleanUp {
+            store: Store,
+            in_init: mpsc::Sender<()>,
+            go: mpsc::Receiver<()>,
+        }
+        impl Drop for CleanUp {
+            fn drop(&mut self) {
+                let made = self.store.get_or_create("svc", |s| {
+                    self.in_init.send(()).unwrap();
+                    self.go.recv().unwrap();
+                    s.insert("token", "t")
+                });
+                assert!(made.is_ok(), "{made:?}");
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        let (in_init, entered) = mpsc::channel();
+        let (release, go) = mpsc::channel::<()>();
+        let failing = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let _clean_up = CleanUp { store, in_init, go };
+                panic!("the request failed");
+            })
+        };
+        entered.recv().unwrap();
+        let waiter = {
+            let store = store.clone();
+            std::thread::spawn(move || store.get_or_create("svc", |s| s.insert("token", "second")))
+        };
+        let id = SessionId::named("svc");
+        while lock(&store.inner.named_locks)
+            .get(&id)
+            .map_or(0, Arc::strong_count)
+            < 3
+        {
+            std::thread::yield_now();
+        }
+        release.send(()).unwrap();
+        assert!(failing.join().is_err());
+        let s = waiter.join().unwrap().unwrap();
+        assert_eq!(s.get::<String>("token").unwrap().as_deref(), Some("t"));
     }
 
     /// Callers that waited for an `init` that failed get its failure, and do not log in again

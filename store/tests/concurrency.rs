@@ -702,6 +702,27 @@ fn an_init_that_saved_and_then_outlived_the_idle_timeout_says_why() {
     assert_eq!(Admin::stats(&f.store).unwrap().expired, 0);
 }
 
+/// An `init` that saved, whose session an operator then ended (`invalidate --principal`)
+/// before `init` returned: the call says so, and does not blame the idle timeout (no time
+/// passed).
+#[test]
+fn an_init_whose_saved_session_was_invalidated_says_so() {
+    let f = fixture();
+    let store = f.store.clone();
+    let err = f
+        .store
+        .get_or_create("svc", |s| {
+            s.set_principal(Some("svc-account"))?;
+            s.save()?;
+            assert_eq!(store.invalidate_principal("svc-account")?, 1);
+            s.insert("step", "2")
+        })
+        .unwrap_err();
+    let why = std::error::Error::source(&err).unwrap().to_string();
+    assert!(why.contains("ended (invalidated)"), "{why}");
+    assert!(f.store.load_named("svc").unwrap().is_none());
+}
+
 /// On a read-only store, a cached login is returned as stored (nothing written), and a missing
 /// one fails before `init` runs: the remote login is not made for a save that would be refused.
 #[test]
