@@ -4,7 +4,6 @@
 mod common;
 
 use std::fs;
-use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Stdio;
@@ -602,21 +601,14 @@ fn a_closed_stdout_exits_0_quietly() {
             .spawn()
             .expect("spawn");
         drop(child.stdout.take());
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .expect("stderr")
-            .read_to_string(&mut stderr)
-            .expect("read");
-        let status = child.wait().expect("wait");
+        let (stderr, code) = common::stderr_and_exit(&mut child);
         // Only an export says that what the reader got is not all of it.
         let said = if args[0] == "export" {
             cut_export("0 sessions")
         } else {
             String::new()
         };
-        assert_eq!((status.code(), stderr), (Some(0), said), "{args:?}");
+        assert_eq!((code, stderr), (Some(0), said), "{args:?}");
     }
     // And the shell's way: `sessctl list | head -1`.
     let out = std::process::Command::new("bash")
@@ -662,23 +654,9 @@ fn an_export_cut_short_by_its_reader_says_so() {
     }
     assert!(read.starts_with("{\"format\":\"sessdb-export\""), "{read}");
     drop(stdout);
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read");
-    let status = child.wait().expect("wait");
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    // How many went into the pipe before it closed depends on the pipe's size: at least the
-    // ten read, fewer than all.
-    let sessions = stderr
-        .split_once("at most its first ")
-        .and_then(|(_, rest)| rest.split_once(" sessions"))
-        .and_then(|(n, _)| n.parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no count in {stderr:?}"));
-    assert!((10..1000).contains(&sessions), "{stderr}");
+    let (stderr, code) = common::stderr_and_exit(&mut child);
+    assert_eq!(code, Some(0), "{stderr}");
+    let sessions = common::sessions_in_cut_warning(&stderr);
     assert_eq!(stderr, cut_export(&format!("{sessions} sessions")));
 }
 

@@ -417,14 +417,8 @@ fn an_export_waiting_for_its_pipes_reader_does_not_hold_the_database() {
         .expect("open the reading end")
         .read_to_string(&mut got)
         .expect("read");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read");
-    assert_eq!(child.wait().expect("wait").code(), Some(0), "{stderr}");
+    let (stderr, code) = common::stderr_and_exit(&mut child);
+    assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(got.lines().count(), 4, "a header and the 3 live sessions");
 }
 
@@ -432,7 +426,7 @@ fn an_export_waiting_for_its_pipes_reader_does_not_hold_the_database() {
 /// stdout gets: exit 0, and a warning that what it read is not a whole export.
 #[test]
 fn export_out_a_named_pipe_whose_reader_goes_away_says_so() {
-    use std::io::{BufRead as _, Read as _};
+    use std::io::BufRead as _;
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("demo.sessdb");
     // A thousand sessions export as about 800 KB: more than a pipe and sessctl's buffers
@@ -473,22 +467,10 @@ fn export_out_a_named_pipe_whose_reader_goes_away_says_so() {
         }
         // Dropped here: the reader goes away.
     });
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read");
-    let status = child.wait().expect("wait");
+    let (stderr, code) = common::stderr_and_exit(&mut child);
     reader.join().expect("the reader read 11 lines");
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    let sessions = stderr
-        .split_once("at most its first ")
-        .and_then(|(_, rest)| rest.split_once(" sessions"))
-        .and_then(|(n, _)| n.parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no count in {stderr:?}"));
-    assert!((10..1000).contains(&sessions), "{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
+    let sessions = common::sessions_in_cut_warning(&stderr);
     assert_eq!(
         stderr,
         format!(

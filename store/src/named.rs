@@ -446,6 +446,18 @@ mod tests {
 
     use super::*;
 
+    /// Until a second caller holds the name's lock (the map, the first caller and the second
+    /// hold it): it has read how many inits had finished, and waits for the first one's.
+    fn until_a_second_caller_waits(store: &Store, id: &SessionId) {
+        while lock(&store.inner.named_locks)
+            .get(id)
+            .map_or(0, Arc::strong_count)
+            < 3
+        {
+            std::thread::yield_now();
+        }
+    }
+
     /// How the first caller's `init` ends, while a second caller waits for it.
     enum Ends {
         Failing,
@@ -485,15 +497,7 @@ mod tests {
                 })
             })
         };
-        // The waiter holds the name's lock (the map, the first caller and the waiter): it has
-        // read how many inits had finished, and waits for the first one's.
-        while lock(&store.inner.named_locks)
-            .get(&id)
-            .map_or(0, Arc::strong_count)
-            < 3
-        {
-            std::thread::yield_now();
-        }
+        until_a_second_caller_waits(&store, &id);
         release.send(()).unwrap();
         match first.join() {
             Ok(Err(err)) => {
@@ -563,14 +567,7 @@ mod tests {
             let store = store.clone();
             std::thread::spawn(move || store.get_or_create("svc", |s| s.insert("token", "second")))
         };
-        let id = SessionId::named("svc");
-        while lock(&store.inner.named_locks)
-            .get(&id)
-            .map_or(0, Arc::strong_count)
-            < 3
-        {
-            std::thread::yield_now();
-        }
+        until_a_second_caller_waits(&store, &SessionId::named("svc"));
         release.send(()).unwrap();
         assert!(failing.join().is_err());
         let s = waiter.join().unwrap().unwrap();

@@ -197,3 +197,29 @@ pub fn export_body(db: &Path) -> String {
     let (_, body) = out.stdout.split_once('\n').expect("a header line");
     body.to_string()
 }
+
+/// What a spawned sessctl said on stderr, and its exit code, once it ended.
+pub fn stderr_and_exit(child: &mut std::process::Child) -> (String, Option<i32>) {
+    use std::io::Read as _;
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read");
+    (stderr, child.wait().expect("wait").code())
+}
+
+/// The count in an export's warning that its reader went away ("at most its first N
+/// sessions"), checked to be at least the ten the tests read and fewer than the thousand
+/// they export: how many went into the pipe before it closed depends on the pipe's size.
+pub fn sessions_in_cut_warning(stderr: &str) -> u64 {
+    let sessions = stderr
+        .split_once("at most its first ")
+        .and_then(|(_, rest)| rest.split_once(" sessions"))
+        .and_then(|(n, _)| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no count in {stderr:?}"));
+    assert!((10..1000).contains(&sessions), "{stderr}");
+    sessions
+}
