@@ -375,6 +375,23 @@ fn export_out_a_named_pipe_writes_into_the_pipe() {
     assert_eq!(names(dir.path()), ["backup.fifo", "fixture.sessdb"]);
 }
 
+/// `sessctl export` of `db` as of T0 into the named pipe `fifo`, started and left running,
+/// its stderr piped.
+fn export_into_the_pipe(db: &Path, fifo: &Path, more: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sessctl"))
+        .env_clear()
+        .arg("--db")
+        .arg(db)
+        .args(["--as-of", common::T0, "export"])
+        .args(more)
+        .arg("--out")
+        .arg(fifo)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
 /// A named pipe with no reader yet is waited for before the database is opened: an export
 /// waiting for its backup job does not keep the application from opening its database.
 /// (It opened the database first, and held it while it waited.)
@@ -385,16 +402,7 @@ fn an_export_waiting_for_its_pipes_reader_does_not_hold_the_database() {
     let db = fixture(dir.path());
     let fifo = dir.path().join("backup.fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sessctl"))
-        .env_clear()
-        .arg("--db")
-        .arg(&db)
-        .args(["--as-of", common::T0, "export", "--out"])
-        .arg(&fifo)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = export_into_the_pipe(&db, &fifo, &[]);
     // Until it waits in the open of the pipe: the kernel function it sleeps in, as /proc
     // shows it (a kernel that hides it shows "0": then the open's syscall, openat, is 257 on
     // x86_64 and 56 on aarch64, which the loader's opens pass through too quickly to matter).
@@ -435,22 +443,7 @@ fn export_out_a_named_pipe_whose_reader_goes_away_says_so() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let fifo = dir.path().join("backup.fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sessctl"))
-        .env_clear()
-        .arg("--db")
-        .arg(&db)
-        .args([
-            "--as-of",
-            common::T0,
-            "export",
-            "--include-expired",
-            "--out",
-        ])
-        .arg(&fifo)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = export_into_the_pipe(&db, &fifo, &["--include-expired"]);
     // Opening the reading end waits for sessctl's writing end; should sessctl fail before it
     // opens the pipe, this thread waits on, and the assertions below say why.
     let reading = fifo.clone();

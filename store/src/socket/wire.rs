@@ -224,16 +224,16 @@ impl From<ImportReport> for ImportReportV1 {
 impl From<ImportReportV1> for ImportReport {
     /// A version-1 report counts only the bad lines it names, and no expired sessions.
     fn from(r: ImportReportV1) -> Self {
-        ImportReport {
+        ImportReportV2 {
             imported: r.imported,
             replaced: r.replaced,
             unchanged: r.unchanged,
             skipped: r.skipped,
-            expired: 0,
             bad_lines: r.bad.len() as u64,
             bad: r.bad,
             written: r.written,
         }
+        .into()
     }
 }
 
