@@ -7,7 +7,8 @@
 //! - **Dirty tracking**: a save writes only if something changed, or if a *touch* (moving the
 //!   idle deadline) is due; touches are throttled by [`Builder::touch_interval`].
 //! - **Principals**: every session of a user can be listed ([`Store::sessions_of`]) and
-//!   invalidated at once ([`Store::invalidate_principal`]); an optional per-user limit.
+//!   invalidated at once ([`Store::invalidate_principal`], or all but one:
+//!   [`Store::invalidate_principal_except`]); an optional per-user limit.
 //! - **Rotation**: [`Session::cycle_id`] gives a new id atomically (on login).
 //! - **Optimistic concurrency**: a save of a stale session fails with
 //!   [`Error::Conflict`] instead of erasing another request's change; [`Store::update`]

@@ -783,6 +783,42 @@ impl Store {
     /// Storage errors, or [`Error::ReadOnly`].
     pub fn invalidate_principal(&self, principal: &str) -> Result<usize> {
         self.check_writable("invalidate_principal")?;
+        self.invalidate_principal_keeping(principal, None)
+    }
+
+    /// Invalidates every session of `principal` but `keep` ("sign out my other devices",
+    /// after a password change): as [`invalidate_principal`](Store::invalidate_principal), in
+    /// one pass under the principal's lock, so a session of the principal saved before this
+    /// begins is removed unless it is `keep`. Returns how many live sessions it ended. `keep`
+    /// is left as it is, whoever it belongs to: a session of another principal, or none, is
+    /// not touched either, and then every session of `principal` ends.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = sessdb::Store::open(dir.path().join("sessions.sessdb"))?;
+    /// let mut laptop = store.create();
+    /// laptop.set_principal(Some("alice"))?;
+    /// laptop.save()?;
+    /// let mut phone = store.create();
+    /// phone.set_principal(Some("alice"))?;
+    /// phone.save()?;
+    ///
+    /// // Alice changes her password on her phone: her other sessions end, this one goes on.
+    /// assert_eq!(store.invalidate_principal_except("alice", phone.id())?, 1);
+    /// assert!(store.load(laptop.id())?.is_none());
+    /// assert!(store.load(phone.id())?.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Storage errors, or [`Error::ReadOnly`].
+    pub fn invalidate_principal_except(&self, principal: &str, keep: &SessionId) -> Result<usize> {
+        self.check_writable("invalidate_principal_except")?;
+        self.invalidate_principal_keeping(principal, Some(keep.handle()))
+    }
+
+    /// [`invalidate_principal`](Store::invalidate_principal), leaving the session `keep` alone.
+    fn invalidate_principal_keeping(&self, principal: &str, keep: Option<Handle>) -> Result<usize> {
         // No session has such a principal, and a NUL in it would make the scan's prefix reach
         // into another principal's entries (`a\0` into `a`'s).
         if validate_principal(principal).is_err() {
@@ -815,6 +851,7 @@ impl Store {
                     None => None,
                 };
                 match owned {
+                    Some(_) if keep == Some(handle) => {}
                     Some(live) if self.remove_locked(&handle)? => removed += usize::from(live),
                     // A stale entry (crash leftover): the record is gone or belongs elsewhere.
                     _ => {

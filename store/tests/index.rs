@@ -1,4 +1,5 @@
-//! The principal index: sessions_of, invalidate_principal, per-principal limits, stale entries.
+//! The principal index: sessions_of, invalidate_principal (and _except), per-principal limits,
+//! stale entries.
 
 mod common;
 
@@ -82,6 +83,78 @@ fn invalidate_principal_counts_the_live_sessions_it_ends_and_removes_the_expired
     f.advance(31 * 60);
     assert_eq!(f.store.invalidate_principal("alice").unwrap(), 0);
     assert_eq!(f.store.stats().unwrap().expired, 0);
+    assert!(f.store.check().unwrap().is_clean());
+}
+
+#[test]
+fn invalidate_principal_except_keeps_one_session_and_ends_the_others() {
+    let f = fixture(); // 30 min idle timeout
+    let old = login(&f.store, "alice");
+    f.advance(20 * 60);
+    let others: Vec<_> = (0..3).map(|_| login(&f.store, "alice")).collect();
+    let this = login(&f.store, "alice");
+    let bob = login(&f.store, "bob");
+    f.advance(15 * 60); // `old` is idle for 35 min now
+    assert_eq!(f.store.sessions_of("alice").unwrap().len(), 4);
+
+    // The three others are live (counted), `old` expired (removed, not counted).
+    assert_eq!(
+        f.store.invalidate_principal_except("alice", &this).unwrap(),
+        3
+    );
+    for id in others.iter().chain([&old]) {
+        assert!(f.store.load(id).unwrap().is_none());
+    }
+    let kept = f.store.load(&this).unwrap().expect("kept");
+    assert_eq!(kept.principal(), Some("alice"));
+    let left: Vec<_> = f
+        .store
+        .sessions_of("alice")
+        .unwrap()
+        .iter()
+        .map(|s| s.handle)
+        .collect();
+    assert_eq!(left, [this.handle()]);
+    assert!(f.store.load(&bob).unwrap().is_some());
+    assert_eq!(
+        f.store.stats().unwrap().expired,
+        0,
+        "alice's expired one is gone too"
+    );
+    assert_eq!(
+        f.store.invalidate_principal_except("alice", &this).unwrap(),
+        0
+    );
+    assert!(f.store.load(&this).unwrap().is_some());
+    assert!(f.store.check().unwrap().is_clean());
+}
+
+#[test]
+fn invalidate_principal_except_another_principals_session_ends_them_all_and_keeps_it() {
+    let f = fixture();
+    let alice: Vec<_> = (0..2).map(|_| login(&f.store, "alice")).collect();
+    let bob = login(&f.store, "bob");
+    let unknown = f.store.create();
+    assert_eq!(
+        f.store
+            .invalidate_principal_except("bob", unknown.id())
+            .unwrap(),
+        1
+    );
+    assert!(f.store.load(&bob).unwrap().is_none());
+    let bob = login(&f.store, "bob");
+    assert_eq!(
+        f.store.invalidate_principal_except("alice", &bob).unwrap(),
+        2
+    );
+    for id in &alice {
+        assert!(f.store.load(id).unwrap().is_none());
+    }
+    assert!(f.store.load(&bob).unwrap().is_some());
+    assert_eq!(
+        f.store.invalidate_principal_except("a\0b", &bob).unwrap(),
+        0
+    );
     assert!(f.store.check().unwrap().is_clean());
 }
 

@@ -30,6 +30,8 @@
 //!     .layer(sessions);
 //! // On login: session.cycle_id().await?; session.insert("user_id", &user).await?;
 //! // Log alice out everywhere: store.invalidate_principal("alice")?;
+//! // Everywhere but this browser, `id` being `session.id()` (`session_id` is this crate's):
+//! //   store.invalidate_principal_except("alice", &session_id(&id))?;
 //! # assert_eq!(store.invalidate_principal("alice")?, 0);
 //! # Ok::<(), sessdb::Error>(())
 //! ```

@@ -239,6 +239,19 @@ async fn the_example_app_end_to_end() {
     let mine = get(addr, "/sessions", Some(&alice)).await.body;
     assert!(mine.contains("1 session(s) of <b>alice</b>"), "{mine}");
 
+    // Two more browsers of alice's; from the first she ends all the others.
+    let laptop = login(addr, None, "alice").await;
+    let tablet = login(addr, None, "alice").await;
+    let mine = get(addr, "/sessions", Some(&alice)).await.body;
+    assert!(mine.contains("3 session(s) of <b>alice</b>"), "{mine}");
+    assert!(mine.contains("action=\"/sessions/end-others\""), "{mine}");
+    let ended = post(addr, "/sessions/end-others", Some(&alice), "").await;
+    assert_eq!(ended.status, StatusCode::SEE_OTHER);
+    assert_eq!(signed_in_as(addr, &laptop).await, None);
+    assert_eq!(signed_in_as(addr, &tablet).await, None);
+    assert_eq!(signed_in_as(addr, &alice).await.as_deref(), Some("alice"));
+    assert_eq!(signed_in_as(addr, &bob).await.as_deref(), Some("bob"));
+
     // Restart: sessions and their data survive.
     running.stop().await;
     let running = Running::start(&db).await;

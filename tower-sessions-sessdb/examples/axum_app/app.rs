@@ -57,6 +57,7 @@ pub fn app(store: Store) -> Router {
         .route("/counter", get(counter))
         .route("/sessions", get(my_sessions))
         .route("/sessions/end", post(end_session))
+        .route("/sessions/end-others", post(end_other_sessions))
         .route("/logout", post(logout))
         .with_state(AppState { store })
         .layer(sessions)
@@ -170,7 +171,9 @@ async fn my_sessions(State(state): State<AppState>, session: Session) -> Page {
     let body = format!(
         "<p>{} session(s) of <b>{}</b>.</p>\
          <table><tr><th>handle</th><th>created</th><th>last active</th><th>expires</th><th></th></tr>\
-         {rows}</table><p><a href=\"/\">home</a></p>",
+         {rows}</table>\
+         <form method=\"post\" action=\"/sessions/end-others\"><button>End all other sessions</button></form>\
+         <p><a href=\"/\">home</a></p>",
         sessions.len(),
         escape(&name)
     );
@@ -207,6 +210,17 @@ async fn end_session(
     if !ended {
         return Ok((StatusCode::NOT_FOUND, "no such session of yours").into_response());
     }
+    Ok(Redirect::to("/sessions").into_response())
+}
+
+/// "Sign out my other devices" (after a password change, say): every session of the user
+/// but this one ends, in one step that a login racing it cannot slip through half-done.
+async fn end_other_sessions(State(state): State<AppState>, session: Session) -> Page {
+    let (Some(name), Some(id)) = (user(&session).await?, session.id()) else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let store = state.store.clone();
+    blocking(move || store.invalidate_principal_except(&name, &session_id(&id))).await?;
     Ok(Redirect::to("/sessions").into_response())
 }
 
