@@ -17,7 +17,8 @@
 //! database's path never names anything but a whole database. It holds the folder's gate (an
 //! exclusive `flock` of the folder, which every open takes shared around its attempt at sled's
 //! open: [`opening_gate`]) from before the copy to after the swap, so no other process opens
-//! the original meanwhile; and it closes the original before the swap, taking over sled's lock
+//! the original meanwhile; and it closes the original before the swap, keeping sled's lock of it
+//! ([`HeldLog`]: against openers that do not take the gate) and waiting until sled has let go
 //! of it, so no thread of sled's still works on it by path after the exchange. Where
 //! the file system cannot exchange two folders it renames twice, and a crash between the two
 //! renames leaves the original at `<name>.compact-old` and the whole copy at
@@ -26,6 +27,7 @@
 
 use std::fs::{self, DirBuilder, File};
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -211,17 +213,18 @@ impl Store {
             path: path.clone(),
             reason,
         };
-        // The original is closed before the swap, and its lock (sled's `flock` of its log)
-        // taken over once sled lets go, so that no background thread of sled's works on it any
-        // more: its cleaner rewrites pages of a store it has opened, blobs included, which it
-        // writes and removes by path (after the exchange, the copy's). The gate keeps every
-        // other opener out meanwhile.
+        // The original is closed before the swap, and the swap waits until sled has let go of
+        // it, so that no background thread of sled's works on it any more: its cleaner
+        // rewrites pages of a store it has opened, blobs included, which it writes and removes
+        // by path (after the exchange, the copy's). The gate keeps out every other opener that
+        // takes it, and sled's lock, kept through the close (`HeldLog`), every other.
+        let held = HeldLog::keep(&place.dir);
         drop(self);
         #[cfg(test)]
         if let Some(opener) = tests::AFTER_CLOSE.take() {
             opener(&place.dir);
         }
-        let lock = match lock_log(&place.dir, CLOSE_WAIT) {
+        let lock = match held.after_close(&place.dir, CLOSE_WAIT) {
             Ok(lock) => lock,
             Err(e) => {
                 let _ = fs::remove_dir_all(&place.new);
@@ -886,6 +889,101 @@ fn lock_log(dir: &Path, wait: Duration) -> io::Result<Flock<File>> {
             wait.as_secs()
         ))
     })
+}
+
+/// sled's lock of the database in a folder, kept through sled's close: duplicates of this
+/// process's descriptors of the database's log (`db`), sled's among them. A `flock` belongs to
+/// the open file, which a duplicate shares, so the lock sled took on its descriptor stays
+/// taken after sled closes it. Were it taken over only once sled let go, a process that opens
+/// the database without the gate (sled itself, a sessdb older than the gate) could open the
+/// original in between, write, and close, and the swap would put its writes away (an outside
+/// trial's: an older `sessctl invalidate`, run beside compactions, reported sessions ended that
+/// were live again after them).
+struct HeldLog {
+    /// The log's device and inode.
+    log: Option<(u64, u64)>,
+    /// The duplicates, by descriptor number.
+    dups: Vec<OwnedFd>,
+}
+
+impl HeldLog {
+    /// Duplicates the descriptors of `dir`'s log that this process holds (sled's, while the
+    /// store is open). Without `/proc/self/fd` it keeps none, and [`HeldLog::after_close`]
+    /// takes the lock over as it comes free.
+    fn keep(dir: &Path) -> HeldLog {
+        let log = fs::metadata(dir.join("db"))
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        let dups = log
+            .and_then(|log| descriptors_of(log, &[]).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|fd| duplicate(fd).ok())
+            .filter(|dup| {
+                let file = dup.try_clone().map(File::from);
+                file.and_then(|f| f.metadata())
+                    .is_ok_and(|m| Some((m.dev(), m.ino())) == log)
+            })
+            .collect();
+        HeldLog { log, dups }
+    }
+
+    /// Waits, up to `wait`, until no descriptor of this process but the duplicates is open on
+    /// the log (sled's threads are done with it: sled keeps one, its file, until the last of
+    /// them ends), then returns the lock: the duplicate of sled's descriptor, or the lock taken
+    /// over as it comes free where none was kept.
+    fn after_close(self, dir: &Path, wait: Duration) -> io::Result<Flock<File>> {
+        let (Some(log), false) = (self.log, self.dups.is_empty()) else {
+            return lock_log(dir, wait);
+        };
+        let ours: Vec<RawFd> = self.dups.iter().map(AsRawFd::as_raw_fd).collect();
+        let deadline = Instant::now() + wait;
+        while !descriptors_of(log, &ours)?.is_empty() {
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("its log was still open after {} s", wait.as_secs()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The duplicate of sled's descriptor holds the lock already; another's attempt fails
+        // while it does.
+        for dup in self.dups {
+            if let Ok(lock) = Flock::lock(File::from(dup), FlockArg::LockExclusiveNonblock) {
+                return Ok(lock);
+            }
+        }
+        lock_log(dir, wait)
+    }
+}
+
+/// The descriptors of this process open on the file `(device, inode)`, but `except`.
+fn descriptors_of(file: (u64, u64), except: &[RawFd]) -> io::Result<Vec<RawFd>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc/self/fd")? {
+        let entry = entry?;
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        // The link, followed, is the open file (a removed one too); a descriptor closed since
+        // the listing is not found.
+        let on_it = fs::metadata(entry.path()).is_ok_and(|m| (m.dev(), m.ino()) == file);
+        if on_it && !except.contains(&fd) {
+            found.push(fd);
+        }
+    }
+    Ok(found)
+}
+
+/// A duplicate of descriptor `fd` (`F_DUPFD_CLOEXEC`), sharing its open file and so its
+/// `flock`.
+#[allow(unsafe_code)]
+fn duplicate(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: `fd` was found open on the database's log, which the store still open holds
+    // for as long as this runs (`HeldLog::keep` runs before the store is dropped): it is not
+    // closed meanwhile. The duplicate's file is checked by the caller all the same.
+    unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
 }
 
 /// `fsync`s every file and folder under `path`, then `path`'s parent, which names it.
