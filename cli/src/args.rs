@@ -31,9 +31,32 @@ Environment (a variable set to the empty string counts as unset):
   SESSCTL_TIMEOUT  the admin socket's timeout when --timeout is not given
   NO_COLOR         turns colour off (it is also off when stdout is not a terminal)";
 
+/// `--version`: the package version, then the formats and protocol this build reads and writes,
+/// which tell two builds apart where it matters to an operator (`-V` gives the first line).
+fn long_version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        format!(
+            "{}\ndatabase format {format} (opens 1 to {format}), export version {}, admin \
+             socket protocol {} to {}",
+            env!("CARGO_PKG_VERSION"),
+            sessdb::EXPORT_VERSION,
+            sessdb::OLDEST_PROTOCOL_VERSION,
+            sessdb::PROTOCOL_VERSION,
+            format = sessdb::FORMAT_VERSION,
+        )
+    })
+}
+
 /// sessctl: look at, clean up, back up and restore a sessdb session database.
 #[derive(Debug, Parser)]
-#[command(name = "sessctl", version, after_help = EXIT_CODES, max_term_width = 100)]
+#[command(
+    name = "sessctl",
+    version,
+    long_version = long_version(),
+    after_help = EXIT_CODES,
+    max_term_width = 100
+)]
 pub struct Args {
     /// Database folder [default: ./sessions.sessdb].
     #[arg(long, global = true, env = "SESSCTL_DB", value_name = "PATH")]

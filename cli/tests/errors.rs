@@ -72,9 +72,23 @@ fn help_documents_every_exit_code() {
         assert!(sub.stdout.contains("Exit codes:") || sub.stdout.contains("Usage: sessctl"));
     }
     expect(
-        sessctl().arg("--version"),
+        sessctl().arg("-V"),
         0,
         &format!("sessctl {}\n", env!("CARGO_PKG_VERSION")),
+        "",
+    );
+    // What tells two builds apart for an operator: what each reads and writes.
+    expect(
+        sessctl().arg("--version"),
+        0,
+        &format!(
+            "sessctl {}\ndatabase format {format} (opens 1 to {format}), export version {}, \
+             admin socket protocol 1 to {}\n",
+            env!("CARGO_PKG_VERSION"),
+            sessdb::EXPORT_VERSION,
+            sessdb::PROTOCOL_VERSION,
+            format = sessdb::FORMAT_VERSION,
+        ),
         "",
     );
 }

@@ -124,6 +124,8 @@ pub use export::{
 };
 pub use id::{Handle, SessionId};
 pub use session::{Session, MAX_METADATA_BYTES, MAX_PRINCIPAL_BYTES};
-pub use socket::{RemoteAdmin, ADMIN_SOCKET_FILE, MAX_FRAME_BYTES, PROTOCOL_VERSION};
+pub use socket::{
+    RemoteAdmin, ADMIN_SOCKET_FILE, MAX_FRAME_BYTES, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
 pub use store::{foreign_entries, Counters, Store, FORMAT_VERSION};
 pub use value::{Value, MAX_DEPTH};

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use client::RemoteAdmin;
 pub(crate) use server::Server;
-pub use wire::{MAX_FRAME_BYTES, PROTOCOL_VERSION};
+pub use wire::{MAX_FRAME_BYTES, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 use crate::config::Builder;
 use crate::error::Result;

@@ -37,8 +37,8 @@ use crate::value::{decode_map, encode_map};
 /// already expired ([`ImportReport::expired`]); older clients get version 2's bytes.
 pub const PROTOCOL_VERSION: u32 = 4;
 
-/// The oldest protocol version this build still speaks.
-pub(crate) const OLDEST_PROTOCOL_VERSION: u32 = 1;
+/// The oldest admin socket protocol version this build still speaks.
+pub const OLDEST_PROTOCOL_VERSION: u32 = 1;
 
 /// The largest frame either end sends or accepts: 16 MiB. A longer frame closes the connection.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
