@@ -211,8 +211,8 @@ pub struct ListArgs {
 /// `sessctl show`
 #[derive(Debug, ClapArgs)]
 pub struct ShowArgs {
-    /// A handle (32 hex characters as `list` shows, or its first 6 or more, as the TUI shows)
-    /// or a session id (a UUID, from a cookie).
+    /// A handle (32 hex characters as `list` shows, or its first 6 or more, as the TUI shows),
+    /// a session id (a UUID, from a cookie), or the 22 characters of a tower-sessions cookie.
     #[arg(value_name = "HANDLE|SESSION-ID")]
     pub target: String,
     /// One JSON object, in the export's schema.
@@ -223,7 +223,8 @@ pub struct ShowArgs {
 /// `sessctl invalidate`
 #[derive(Debug, ClapArgs)]
 pub struct InvalidateArgs {
-    /// Handles (or their first 6 or more characters) or session ids.
+    /// Handles (or their first 6 or more characters), session ids, or tower-sessions cookies'
+    /// 22 characters.
     #[arg(
         value_name = "HANDLE|SESSION-ID",
         required_unless_present = "principal",

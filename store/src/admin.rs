@@ -211,8 +211,9 @@ pub struct Page {
 ///
 /// Exact: one pass over the records, each decoded whole, and none over the indexes, so crash
 /// leftovers in the indexes (see [`check`](Admin::check)) count for nothing. The pass is the
-/// cost, about 2 s per million sessions in a release build, bound by sled's iteration rather
-/// than by decoding: counting the index keys instead measured about twice as fast with a warm
+/// cost, about 6–9 s per million sessions of the demo's size (~1.5 KB on disk each) in a
+/// release build (about 2 s for small ones), bound by sled's iteration rather than by
+/// decoding: counting the index keys instead measured about twice as fast with a warm
 /// cache, but cannot see a record that has no entries or does not decode. A caller with a
 /// screen to keep live counts on another thread (the TUI does).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
