@@ -546,9 +546,27 @@ fn wide_and_invisible_characters_keep_the_table_honest() {
             let mut s = store.create();
             s.set_principal(Some(principal)).expect("principal");
             s.set_label(Some(label)).expect("label");
+            // In the data too: JSON escapes neither the override nor a C1 control (CSI).
+            s.insert("note", &format!("{principal} \u{9b}31m"))
+                .expect("insert");
             s.save().expect("save");
         }
     }
+    let rtl = run(on(&db).args(["list", "--label", "rtl", "--json"]));
+    let handle = json_lines(&rtl.stdout)[0]["handle"]
+        .as_str()
+        .expect("handle")
+        .to_string();
+    let shown = run(on(&db).args(["show", &handle]));
+    assert_eq!((shown.code, shown.stderr.as_str()), (0, ""));
+    assert!(
+        shown
+            .stdout
+            .contains("\"note\": \"adm\\u{202e}nimda \\u{9b}31m\""),
+        "{}",
+        shown.stdout
+    );
+    assert!(!shown.stdout.contains(['\u{202e}', '\u{9b}']));
     let out = run(on(&db).arg("list"));
     assert_eq!((out.code, out.stderr.as_str()), (0, ""));
     let width = |s: &str| unicode_width::UnicodeWidthStr::width(s);

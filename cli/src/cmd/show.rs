@@ -6,7 +6,9 @@ use time::OffsetDateTime;
 use super::Ctx;
 use crate::db::Access;
 use crate::exit::Exit;
-use crate::output::{bytes, expiry_phrase, or_dash, relative, span, timestamp, Table, Tone};
+use crate::output::{
+    bytes, expiry_phrase, or_dash, printable, relative, span, timestamp, Table, Tone,
+};
 use crate::target::{not_found, Named};
 
 /// `show <HANDLE|SESSION-ID> [--json]`
@@ -68,12 +70,13 @@ fn pretty(ctx: &mut Ctx<'_>, s: &SessionInfo, now: OffsetDateTime) -> anyhow::Re
     t.row(Tone::Plain, vec!["version".into(), s.version.to_string()]);
     t.row(Tone::Plain, vec!["size".into(), bytes(s.size as u64)]);
     t.write(ctx.out, ctx.style)?;
-    // JSON escapes every control character, so the data is safe to print as it is.
+    // JSON escapes the C0 controls only: a direction override or a C1 control in a string is
+    // escaped as everywhere else on the screen.
     let data = s.to_json()["data"].clone();
     let text = serde_json::to_string_pretty(&data)?;
     writeln!(ctx.out, "data")?;
     for line in text.lines() {
-        writeln!(ctx.out, "  {line}")?;
+        writeln!(ctx.out, "  {}", printable(line))?;
     }
     Ok(())
 }
