@@ -680,7 +680,13 @@ pub(crate) fn detail_lines(
     let json = info.to_json();
     let data = json.get("data").cloned().unwrap_or_default();
     let pretty = serde_json::to_string_pretty(&data).unwrap_or_else(|e| e.to_string());
-    lines.extend(pretty.lines().map(|l| Line::raw(format!("  {l}"))));
+    // JSON escapes the C0 controls only; a direction override or a C1 control in a string is
+    // shown escaped, as in every other field.
+    lines.extend(
+        pretty
+            .lines()
+            .map(|l| Line::raw(format!("  {}", crate::text::printable(l)))),
+    );
     lines
 }
 

@@ -594,6 +594,40 @@ fn the_detail_pane_shows_metadata_and_pretty_json_and_scrolls() {
     );
 }
 
+/// JSON escapes the C0 controls only: a direction override or a C1 control (CSI) in a data
+/// string is shown escaped, as in every other field, not handed to the terminal.
+#[test]
+fn the_detail_pane_escapes_what_json_leaves_raw_in_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sessdb::Store::open(dir.path().join("db")).unwrap();
+    let mut s = store.create();
+    s.insert("note", "adm\u{202e}nimda \u{9b}31m").unwrap();
+    s.save().unwrap();
+    let target = sessdb::Target::Handle(s.handle());
+    let info = sessdb::Admin::show(&store, &target).unwrap();
+    let lines = crate::ui::detail_lines(
+        &Theme::new(false),
+        sessdb::Admin::now(&store),
+        &s.handle(),
+        info.as_ref(),
+    );
+    let text = lines
+        .iter()
+        .map(|l| {
+            l.spans
+                .iter()
+                .map(|s| s.content.as_ref())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains(r#""note": "adm\u{202e}nimda \u{9b}31m""#),
+        "{text}"
+    );
+    assert!(!text.contains(['\u{202e}', '\u{9b}']), "{text}");
+}
+
 #[test]
 fn the_help_lists_every_key() {
     let theme = Theme::new(false);
