@@ -17,6 +17,7 @@ use sessdb::{
 };
 use time::OffsetDateTime;
 
+use super::fresh::{holds_no_session, remove_database, Fresh};
 use super::{plural, Ctx};
 use crate::db::{self, Access};
 use crate::exit::{Exit, Failure};
@@ -152,28 +153,35 @@ impl Demo {
             return live.run(ctx, self);
         }
         ctx.refuse_future_write()?;
-        let room = prepare(ctx.db, self.force)?;
-        let (store, made) = generate(ctx, self.sessions, room)?;
+        prepare(ctx.db, self.force)?;
+        let (store, made) = generate(ctx, self.sessions)?;
         report(ctx, &store, &made)?;
         Ok(Exit::Success)
     }
 }
 
 /// Creates the demo database in the folder [`prepare`] made room for, with a history that
-/// ends now (or at `--as-of`). A demo that fails part way, once it has the database (a full
-/// disk, say), removes what it wrote: a half-made demo would be refused by the rerun without
-/// `--force`, and is no database anyone wants.
-fn generate(ctx: &Ctx<'_>, sessions: u32, room: Room) -> anyhow::Result<(Store, Made)> {
+/// ends now (or at `--as-of`). A demo that fails part way (a full disk, say) removes the
+/// database it made, and the folders: a half-made demo would be refused by the rerun without
+/// `--force`, and is no database anyone wants. Only what this run made goes ([`Fresh`]): a
+/// folder someone made meanwhile, or a database another process filled, stays.
+fn generate(ctx: &Ctx<'_>, sessions: u32) -> anyhow::Result<(Store, Made)> {
+    let fresh = Fresh::folders_for(ctx.db);
     let base = ctx.as_of.unwrap_or_else(OffsetDateTime::now_utc);
     let base_ms = to_ms(base);
     let clock = ManualClock::at_ms(base_ms);
     let store = match db::open_direct(ctx.db, Some(clock.clone()), Access::Create) {
         Ok(store) => store,
-        // Another process made a database there since `prepare`: it is not the demo's.
-        Err(e) if is_locked(&e) => return Err(e),
-        // sled writes its files as it opens (a full disk can stop it there).
-        Err(e) => return Err(room.undo(ctx.db, e)),
+        Err(e) => {
+            if let Some(fresh) = &fresh {
+                fresh.remove_folders();
+            }
+            return Err(e);
+        }
     };
+    // Another process may have made a database there since `prepare` looked: this run's is
+    // the one it opened empty.
+    let ours = fresh.filter(|_| holds_no_session(&store));
     let progress = Progress::bar(ctx.progress, sessions.into(), "creating", " sessions");
     let filled = populate(&store, &clock, base_ms, sessions, &progress).and_then(|made| {
         clock.set_ms(base_ms);
@@ -181,66 +189,34 @@ fn generate(ctx: &Ctx<'_>, sessions: u32, room: Room) -> anyhow::Result<(Store, 
         Ok(made)
     });
     progress.finish();
-    match filled {
-        Ok(made) => Ok((store, made)),
-        Err(e) => {
+    match (filled, ours) {
+        (Ok(made), _) => Ok((store, made)),
+        (Err(e), Some(fresh)) => {
+            // While this run still holds it: after the close it could be another opener's.
+            let removed = remove_database(ctx.db);
             drop(store);
-            Err(room.undo(ctx.db, e))
+            fresh.remove_folders();
+            Err(match removed {
+                Ok(()) => e.context(format!(
+                    "the demo database at {} could not be finished, and was removed",
+                    ctx.db.display()
+                )),
+                Err(why) => e.context(format!(
+                    "the demo database at {} could not be finished, nor removed ({why}): remove \
+                     it before the next demo",
+                    ctx.db.display()
+                )),
+            })
         }
-    }
-}
-
-/// What [`prepare`] found at the demo's path, so that a failed demo can leave it as it was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Room {
-    /// Nothing was there (or `--force` removed a database): the demo made the folder.
-    NewFolder,
-    /// An empty folder was there: the demo filled it.
-    EmptyFolder,
-}
-
-impl Room {
-    /// Removes what a failed demo wrote at `path`, and says so in front of `cause` (which is
-    /// returned as it is when the demo wrote nothing).
-    fn undo(self, path: &Path, cause: anyhow::Error) -> anyhow::Error {
-        let removed = match self {
-            Room::NewFolder => match fs::remove_dir_all(path) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return cause,
-                removed => removed,
-            },
-            Room::EmptyFolder => fs::read_dir(path).and_then(|entries| {
-                let entries = entries.collect::<io::Result<Vec<_>>>()?;
-                if entries.is_empty() {
-                    return Err(io::ErrorKind::NotFound.into());
-                }
-                entries.iter().try_for_each(|entry| {
-                    if entry.file_type()?.is_dir() {
-                        fs::remove_dir_all(entry.path())
-                    } else {
-                        fs::remove_file(entry.path())
-                    }
-                })
-            }),
-        };
-        match removed {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => cause,
-            Ok(()) => cause.context(format!(
-                "the demo database at {} could not be finished, and what it wrote was removed",
-                path.display()
-            )),
-            Err(e) => cause.context(format!(
-                "the demo database at {} could not be finished, and what it wrote could not be                  removed ({e}): remove the folder before the next demo",
-                path.display()
-            )),
-        }
+        (Err(e), None) => Err(e),
     }
 }
 
 /// Makes room for the demo: a missing path or an empty folder is fine; an existing database
 /// is replaced only with `--force` and only when no process has it open.
-fn prepare(path: &Path, force: bool) -> anyhow::Result<Room> {
+fn prepare(path: &Path, force: bool) -> anyhow::Result<()> {
     let meta = match fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Room::NewFolder),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         Ok(m) => m,
     };
@@ -262,7 +238,7 @@ fn prepare(path: &Path, force: bool) -> anyhow::Result<Room> {
         .next()
         .is_none();
     if empty {
-        return Ok(Room::EmptyFolder);
+        return Ok(());
     }
     if !db::looks_like_database(path) {
         return Err(anyhow::anyhow!(
@@ -303,15 +279,17 @@ fn prepare(path: &Path, force: bool) -> anyhow::Result<Room> {
         Ok(store) => drop(store),
         Err(e) => return Err(in_use(path, e)),
     }
-    fs::remove_dir_all(path).with_context(|| format!("cannot remove {}", path.display()))?;
-    Ok(Room::NewFolder)
+    fs::remove_dir_all(path).with_context(|| format!("cannot remove {}", path.display()))
 }
 
 /// Why `--force` leaves a database alone that a process holds. The store's own hint for a
 /// held database (have the application serve its admin socket) is for commands that want to
 /// reach its sessions; the demo wants to delete them, which it must not.
 fn in_use(path: &Path, e: anyhow::Error) -> anyhow::Error {
-    if !is_locked(&e) {
+    if !matches!(
+        e.downcast_ref::<sessdb::Error>(),
+        Some(sessdb::Error::Locked { .. })
+    ) {
         return e;
     }
     let who = match RemoteAdmin::connect(RemoteAdmin::default_socket(path)) {
@@ -324,14 +302,6 @@ fn in_use(path: &Path, e: anyhow::Error) -> anyhow::Error {
         path.display()
     ))
     .into()
-}
-
-/// Whether opening failed because another process holds the database.
-fn is_locked(e: &anyhow::Error) -> bool {
-    matches!(
-        e.downcast_ref::<sessdb::Error>(),
-        Some(sessdb::Error::Locked { .. })
-    )
 }
 
 /// Creates `n` sessions: three API clients (named sessions), about 15% guests, and the rest

@@ -2,14 +2,15 @@
 //! with bad lines writes nothing unless `--skip-bad` says to import the good ones.
 
 use std::cell::Cell;
-use std::fs::{self, DirBuilder, File};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
-use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _};
+use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use sessdb::{ImportOptions, ImportReport, OnConflict, EXPORT_FORMAT, EXPORT_VERSION};
 
+use super::fresh::{holds_no_session, is_empty_dir, remove_database, Fresh};
 use super::{plural, Ctx};
 use crate::db::{Access, Database};
 use crate::exit::{Exit, Failure};
@@ -87,7 +88,7 @@ impl Import {
         // Only what this run makes may be removed again: an import through an admin socket
         // goes to the application's own database, and a dry run creates nothing.
         let made = if access == Access::Create && ctx.socket.is_none() {
-            Made::folders_for(ctx.db)
+            Fresh::folders_for(ctx.db)
         } else {
             None
         };
@@ -346,66 +347,6 @@ impl<R: BufRead> BufRead for FirstLine<R> {
     }
 }
 
-/// What an import made for a database that was not there, to remove again when nothing is
-/// written: the folders it created, or none when the database folder was there, empty (what
-/// goes in it is then this run's, not the folder).
-#[derive(Debug)]
-struct Made {
-    /// The folders this run created, outermost first; the database folder last.
-    folders: Vec<PathBuf>,
-}
-
-impl Made {
-    /// Makes the database folder `path` (0700), and any missing folder above it, or takes it
-    /// as it is when it is an empty folder. `None` when it holds something (a database, say)
-    /// or cannot be made: then nothing of it is this run's to remove.
-    fn folders_for(path: &Path) -> Option<Made> {
-        if fs::symlink_metadata(path).is_ok() {
-            return (fs::metadata(path).is_ok_and(|m| m.is_dir()) && is_empty_dir(path)).then(
-                || Made {
-                    folders: Vec::new(),
-                },
-            );
-        }
-        let mut missing = vec![path.to_path_buf()];
-        let mut above = path.parent();
-        while let Some(p) = above.filter(|p| !p.as_os_str().is_empty()) {
-            if fs::symlink_metadata(p).is_ok() {
-                break;
-            }
-            missing.push(p.to_path_buf());
-            above = p.parent();
-        }
-        missing.reverse();
-        let mut folders: Vec<PathBuf> = Vec::new();
-        for folder in missing {
-            // One that appeared meanwhile is someone else's, and so is what goes in it; the
-            // ones made before it are removed again, if still empty.
-            if DirBuilder::new().mode(0o700).create(&folder).is_err() {
-                for made in folders.iter().rev() {
-                    if fs::remove_dir(made).is_err() {
-                        break;
-                    }
-                }
-                return None;
-            }
-            folders.push(folder);
-        }
-        Some(Made { folders })
-    }
-
-    /// Removes the folders this run created, innermost first, each only if empty (after a
-    /// failure or a rejected file, once the database in them is gone).
-    fn remove_folders(&self) {
-        for folder in self.folders.iter().rev() {
-            // Not empty: someone else's files are in it now, or removing the database failed.
-            if fs::remove_dir(folder).is_err() {
-                break;
-            }
-        }
-    }
-}
-
 /// Whether an import failed before it wrote anything, or wrote nothing from a file with bad
 /// lines (a rejected file). One that stopped part way keeps what it wrote, as its error says:
 /// running it again finishes it.
@@ -423,7 +364,7 @@ fn nothing_written(result: &anyhow::Result<ImportReport>) -> bool {
 /// holds it open. Failing to is a warning: the error or report that led here is what the
 /// operator needs to see.
 fn remove_new_database(ctx: &mut Ctx<'_>) -> io::Result<()> {
-    if let Err(e) = remove_contents(ctx.db) {
+    if let Err(e) = remove_database(ctx.db) {
         writeln!(
             ctx.err,
             "warning: cannot remove the new database {} made for this import: {e}",
@@ -431,36 +372,6 @@ fn remove_new_database(ctx: &mut Ctx<'_>) -> io::Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// Whether the database holds no session at all, expired ones included (a failed read says
-/// it may hold some).
-fn holds_no_session(admin: &dyn sessdb::Admin) -> bool {
-    let query = sessdb::ListQuery {
-        status: sessdb::Status::All,
-        limit: 1,
-        ..sessdb::ListQuery::default()
-    };
-    admin
-        .list(&query)
-        .is_ok_and(|page| page.sessions.is_empty() && page.next.is_none())
-}
-
-/// Removes everything in the folder `dir`, leaving it empty.
-fn remove_contents(dir: &Path) -> io::Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            fs::remove_dir_all(entry.path())?;
-        } else {
-            fs::remove_file(entry.path())?;
-        }
-    }
-    Ok(())
-}
-
-fn is_empty_dir(path: &Path) -> bool {
-    fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
 }
 
 /// `line N: reason` for each bad line the report names, then how many more it only counted.

@@ -5,6 +5,7 @@ pub mod check;
 pub mod compact;
 pub mod demo;
 pub mod export;
+mod fresh;
 pub mod import;
 pub mod invalidate;
 pub mod list;

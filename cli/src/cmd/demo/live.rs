@@ -69,8 +69,8 @@ impl Live {
     pub fn run(&self, ctx: &mut Ctx<'_>, demo: &Demo) -> anyhow::Result<Exit> {
         refuse_served(ctx.db)?;
         if demo.force || !db::looks_like_database(ctx.db) {
-            let room = prepare(ctx.db, demo.force)?;
-            let (store, made) = generate(ctx, demo.sessions, room)?;
+            prepare(ctx.db, demo.force)?;
+            let (store, made) = generate(ctx, demo.sessions)?;
             drop(store);
             let total = made.user_sessions + made.guests + made.api_clients;
             writeln!(
