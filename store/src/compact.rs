@@ -27,7 +27,7 @@
 
 use std::fs::{self, DirBuilder, File};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -218,13 +218,25 @@ impl Store {
         // rewrites pages of a store it has opened, blobs included, which it writes and removes
         // by path (after the exchange, the copy's). The gate keeps out every other opener that
         // takes it, and sled's lock, kept through the close (`HeldLog`), every other.
-        let held = HeldLog::keep(&place.dir);
+        let held = match HeldLog::keep(&place.dir) {
+            Ok(held) => held,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&place.new);
+                return Err(refusal(format!(
+                    "its lock could not be kept through its close ({e}); nothing was changed"
+                )));
+            }
+        };
         drop(self);
         #[cfg(test)]
         if let Some(opener) = tests::AFTER_CLOSE.take() {
             opener(&place.dir);
         }
-        let lock = match held.after_close(&place.dir, CLOSE_WAIT) {
+        let closed = match held {
+            Some(held) => held.after_close(CLOSE_WAIT),
+            None => lock_log(&place.dir, CLOSE_WAIT),
+        };
+        let lock = match closed {
             Ok(lock) => lock,
             Err(e) => {
                 let _ = fs::remove_dir_all(&place.new);
@@ -891,54 +903,64 @@ fn lock_log(dir: &Path, wait: Duration) -> io::Result<Flock<File>> {
     })
 }
 
-/// sled's lock of the database in a folder, kept through sled's close: duplicates of this
-/// process's descriptors of the database's log (`db`), sled's among them. A `flock` belongs to
-/// the open file, which a duplicate shares, so the lock sled took on its descriptor stays
-/// taken after sled closes it. Were it taken over only once sled let go, a process that opens
-/// the database without the gate (sled itself, a sessdb older than the gate) could open the
-/// original in between, write, and close, and the swap would put its writes away (an outside
-/// trial's: an older `sessctl invalidate`, run beside compactions, reported sessions ended that
-/// were live again after them).
+/// sled's lock of the database in a folder, kept through sled's close: a duplicate of sled's
+/// descriptor of the database's log (`db`). A `flock` belongs to the open file, which a
+/// duplicate shares, so the lock sled took on its descriptor stays taken after sled closes it.
+/// Were it taken over only once sled let go, a process that opens the database without the
+/// gate (sled itself, a sessdb older than the gate) could open the original in between, write,
+/// and close, and the swap would put its writes away (an outside trial's: an older `sessctl
+/// invalidate`, run beside compactions, reported sessions ended that were live again after
+/// them).
 struct HeldLog {
     /// The log's device and inode.
-    log: Option<(u64, u64)>,
-    /// The duplicates, by descriptor number.
-    dups: Vec<OwnedFd>,
+    log: (u64, u64),
+    /// sled's descriptor of it, by number, to see it closed.
+    sleds: RawFd,
+    /// The duplicate. Dropped, it unlocks nothing while sled's descriptor is open; once that
+    /// is closed, the lock goes with it.
+    dup: File,
 }
 
 impl HeldLog {
-    /// Duplicates the descriptors of `dir`'s log that this process holds (sled's, while the
-    /// store is open). Without `/proc/self/fd` it keeps none, and [`HeldLog::after_close`]
-    /// takes the lock over as it comes free.
-    fn keep(dir: &Path) -> HeldLog {
-        let log = fs::metadata(dir.join("db"))
-            .ok()
-            .map(|m| (m.dev(), m.ino()));
-        let dups = log
-            .and_then(|log| descriptors_of(log, &[]).ok())
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|fd| duplicate(fd).ok())
-            .filter(|dup| {
-                let file = dup.try_clone().map(File::from);
-                file.and_then(|f| f.metadata())
-                    .is_ok_and(|m| Some((m.dev(), m.ino())) == log)
-            })
-            .collect();
-        HeldLog { log, dups }
+    /// Finds sled's descriptor of `dir`'s log among this process's (the store must still be
+    /// open) and duplicates it. `None` where `/proc/self/fd` is missing: the lock is then taken
+    /// over as it comes free ([`lock_log`]). An error where it cannot be found or duplicated
+    /// (no descriptor left, say): the compaction is refused rather than run with that moment
+    /// open.
+    fn keep(dir: &Path) -> io::Result<Option<HeldLog>> {
+        let meta = fs::metadata(dir.join("db"))?;
+        let log = (meta.dev(), meta.ino());
+        let candidates = match descriptors_of(log) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            found => found?,
+        };
+        for fd in candidates {
+            let Ok(dup) = duplicate(fd) else { continue };
+            let file = File::from(dup);
+            if file.metadata().is_ok_and(|m| (m.dev(), m.ino()) != log) {
+                continue; // the number was closed and reused since the listing
+            }
+            // On the duplicate of sled's open file, which holds the lock, taking it again
+            // succeeds; on any other open file of the log it fails while sled holds it.
+            if relock(&file)? {
+                return Ok(Some(HeldLog {
+                    log,
+                    sleds: fd,
+                    dup: file,
+                }));
+            }
+        }
+        Err(io::Error::other(
+            "sled's lock of it was not found among this process's descriptors",
+        ))
     }
 
-    /// Waits, up to `wait`, until no descriptor of this process but the duplicates is open on
-    /// the log (sled's threads are done with it: sled keeps one, its file, until the last of
-    /// them ends), then returns the lock: the duplicate of sled's descriptor, or the lock taken
-    /// over as it comes free where none was kept.
-    fn after_close(self, dir: &Path, wait: Duration) -> io::Result<Flock<File>> {
-        let (Some(log), false) = (self.log, self.dups.is_empty()) else {
-            return lock_log(dir, wait);
-        };
-        let ours: Vec<RawFd> = self.dups.iter().map(AsRawFd::as_raw_fd).collect();
+    /// Waits, up to `wait`, until sled's descriptor is closed (sled keeps it until the last of
+    /// its threads ends, so none works on the database any more), then hands over the lock.
+    fn after_close(self, wait: Duration) -> io::Result<Flock<File>> {
         let deadline = Instant::now() + wait;
-        while !descriptors_of(log, &ours)?.is_empty() {
+        let sleds = PathBuf::from(format!("/proc/self/fd/{}", self.sleds));
+        while fs::metadata(&sleds).is_ok_and(|m| (m.dev(), m.ino()) == self.log) {
             if Instant::now() >= deadline {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -947,19 +969,13 @@ impl HeldLog {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        // The duplicate of sled's descriptor holds the lock already; another's attempt fails
-        // while it does.
-        for dup in self.dups {
-            if let Ok(lock) = Flock::lock(File::from(dup), FlockArg::LockExclusiveNonblock) {
-                return Ok(lock);
-            }
-        }
-        lock_log(dir, wait)
+        // Held already: this only gives it the type that unlocks when dropped.
+        Flock::lock(self.dup, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e.into())
     }
 }
 
-/// The descriptors of this process open on the file `(device, inode)`, but `except`.
-fn descriptors_of(file: (u64, u64), except: &[RawFd]) -> io::Result<Vec<RawFd>> {
+/// The descriptors of this process open on the file `(device, inode)`.
+fn descriptors_of(file: (u64, u64)) -> io::Result<Vec<RawFd>> {
     let mut found = Vec::new();
     for entry in fs::read_dir("/proc/self/fd")? {
         let entry = entry?;
@@ -968,22 +984,46 @@ fn descriptors_of(file: (u64, u64), except: &[RawFd]) -> io::Result<Vec<RawFd>> 
         };
         // The link, followed, is the open file (a removed one too); a descriptor closed since
         // the listing is not found.
-        let on_it = fs::metadata(entry.path()).is_ok_and(|m| (m.dev(), m.ino()) == file);
-        if on_it && !except.contains(&fd) {
+        if fs::metadata(entry.path()).is_ok_and(|m| (m.dev(), m.ino()) == file) {
             found.push(fd);
         }
     }
     Ok(found)
 }
 
-/// A duplicate of descriptor `fd` (`F_DUPFD_CLOEXEC`), sharing its open file and so its
-/// `flock`.
+/// Takes the exclusive `flock` of `file` if it is free or `file`'s open file holds it already
+/// (`true`), without waiting (`false` while another holds it). Unlike [`Flock::lock`], nothing
+/// unlocks it afterwards: on the duplicate of sled's open file the lock is sled's.
+#[allow(unsafe_code)]
+fn relock(file: &File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: `file` is open for the call; `flock` touches no memory.
+    let done =
+        unsafe { nix::libc::flock(file.as_raw_fd(), nix::libc::LOCK_EX | nix::libc::LOCK_NB) };
+    if done == 0 {
+        return Ok(true);
+    }
+    match io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(nix::libc::EWOULDBLOCK) => Ok(false),
+        e => Err(e),
+    }
+}
+
+/// A duplicate of descriptor number `fd` (`F_DUPFD_CLOEXEC`), sharing its open file and so
+/// its `flock`. The number may have been closed since it was listed (an error then) or even
+/// reused for another file (the caller checks the duplicate's file).
 #[allow(unsafe_code)]
 fn duplicate(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: `fd` was found open on the database's log, which the store still open holds
-    // for as long as this runs (`HeldLog::keep` runs before the store is dropped): it is not
-    // closed meanwhile. The duplicate's file is checked by the caller all the same.
-    unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: `fcntl` only reads the number; whatever it names, or nothing, no memory is
+    // touched.
+    let dup = unsafe { nix::libc::fcntl(fd, nix::libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `dup` is a descriptor `fcntl` just made for this call, open and owned by no one
+    // else.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
 }
 
 /// `fsync`s every file and folder under `path`, then `path`'s parent, which names it.
@@ -1575,6 +1615,43 @@ mod tests {
         assert_eq!(report.unwrap().sessions, 10);
         let opened = rx.recv().unwrap();
         assert!(matches!(opened, Err(Error::Locked { .. })), "{opened:?}");
+        assert_eq!(f.open().inner.sessions.len(), 10);
+    }
+
+    /// Another descriptor of the log in this process (an application watching the log's
+    /// size, say) is not sled's: the compaction waits for sled's alone, keeps its lock, and
+    /// goes on. (Waiting for every descriptor of the log, a first version of `HeldLog` refused
+    /// this compaction after 5 s.) And the lock kept is the one sled took: another open file of
+    /// the log cannot take it while the compaction runs.
+    #[test]
+    fn another_descriptor_of_the_log_is_not_waited_for() {
+        let f = Fixture::new();
+        let store = f.open();
+        churn(&store, 10, 0);
+        let other = File::open(f.path().join("db")).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        AFTER_CLOSE.set(Some(Box::new(move |dir: &Path| {
+            let mut log = File::open(dir.join("db")).unwrap();
+            let mut free = false;
+            for _ in 0..100 {
+                log = match Flock::lock(log, FlockArg::LockExclusiveNonblock) {
+                    Ok(lock) => {
+                        free = true;
+                        lock.unlock().unwrap()
+                    }
+                    Err((log, _)) => log,
+                };
+            }
+            tx.send(free).unwrap();
+        })));
+        let report = store.compact(&CompactOptions::default());
+        AFTER_CLOSE.set(None);
+        assert_eq!(report.unwrap().sessions, 10);
+        assert!(
+            !rx.recv().unwrap(),
+            "the original's lock came free after its close"
+        );
+        drop(other);
         assert_eq!(f.open().inner.sessions.len(), 10);
     }
 
