@@ -791,7 +791,11 @@ impl Store {
     /// one pass under the principal's lock, so a session of the principal saved before this
     /// begins is removed unless it is `keep`. Returns how many live sessions it ended. `keep`
     /// is left as it is, whoever it belongs to: a session of another principal, or none, is
-    /// not touched either, and then every session of `principal` ends.
+    /// not touched either, and then every session of `principal` ends. `keep` is an id: if
+    /// another request rotated it meanwhile ([`Session::cycle_id`]), the session under its new
+    /// id is one of the others and ends too (then [`Store::load`] of `keep` finds nothing, and
+    /// the caller can say so). A named session is not kept by its computable id, which reaches
+    /// nothing anywhere ([`Store::get_or_create`]).
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -814,11 +818,16 @@ impl Store {
     /// Storage errors, or [`Error::ReadOnly`].
     pub fn invalidate_principal_except(&self, principal: &str, keep: &SessionId) -> Result<usize> {
         self.check_writable("invalidate_principal_except")?;
-        self.invalidate_principal_keeping(principal, Some(keep.handle()))
+        self.invalidate_principal_keeping(principal, Some(keep))
     }
 
     /// [`invalidate_principal`](Store::invalidate_principal), leaving the session `keep` alone.
-    fn invalidate_principal_keeping(&self, principal: &str, keep: Option<Handle>) -> Result<usize> {
+    fn invalidate_principal_keeping(
+        &self,
+        principal: &str,
+        keep: Option<&SessionId>,
+    ) -> Result<usize> {
+        let keep = keep.map(|id| (id, id.handle()));
         // No session has such a principal, and a NUL in it would make the scan's prefix reach
         // into another principal's entries (`a\0` into `a`'s).
         if validate_principal(principal).is_err() {
@@ -842,17 +851,25 @@ impl Store {
                     continue;
                 }
                 let _g = self.lock_key(&handle);
-                // Whether the record is this principal's, and whether it is live.
+                // Whether the record is this principal's, whether it is live, and whether it
+                // is the one to keep.
                 let owned = match self.inner.sessions.get(handle.as_bytes())? {
                     Some(bytes) => decode_head(&bytes)
                         .ok()
                         .filter(|h| h.principal.as_deref() == Some(principal))
-                        .map(|h| !h.is_expired(now)),
+                        .map(|h| {
+                            let kept = keep.is_some_and(|(id, kept)| {
+                                kept == handle && !id.is_named(h.label.as_deref())
+                            });
+                            (!h.is_expired(now), kept)
+                        }),
                     None => None,
                 };
                 match owned {
-                    Some(_) if keep == Some(handle) => {}
-                    Some(live) if self.remove_locked(&handle)? => removed += usize::from(live),
+                    Some((_, true)) => {}
+                    Some((live, false)) if self.remove_locked(&handle)? => {
+                        removed += usize::from(live);
+                    }
                     // A stale entry (crash leftover): the record is gone or belongs elsewhere.
                     _ => {
                         self.inner.principals.remove(&k)?;

@@ -158,6 +158,43 @@ fn invalidate_principal_except_another_principals_session_ends_them_all_and_keep
     assert!(f.store.check().unwrap().is_clean());
 }
 
+/// `keep` is an id: rotated by another request just before, the session under its new id is
+/// one of the others, and `load(keep)` says it is gone. A named session is not kept by its
+/// computable id, which reaches nothing anywhere.
+#[test]
+fn invalidate_principal_except_keeps_by_id_only() {
+    let f = fixture();
+    let this = login(&f.store, "alice");
+    let other = login(&f.store, "alice");
+    let mut s = f.store.load(&this).unwrap().unwrap();
+    s.cycle_id().unwrap();
+    let rotated = *s.id();
+    assert_eq!(
+        f.store.invalidate_principal_except("alice", &this).unwrap(),
+        2
+    );
+    for id in [&this, &rotated, &other] {
+        assert!(f.store.load(id).unwrap().is_none());
+    }
+
+    let named = f
+        .store
+        .get_or_create("api-client", |s| s.set_principal(Some("alice")))
+        .unwrap();
+    let forged = sessdb::SessionId::named("api-client");
+    assert_eq!(named.id(), &forged);
+    let web = login(&f.store, "alice");
+    assert_eq!(
+        f.store
+            .invalidate_principal_except("alice", &forged)
+            .unwrap(),
+        2
+    );
+    assert!(f.store.load(&web).unwrap().is_none());
+    assert!(f.store.load_named("api-client").unwrap().is_none());
+    assert!(f.store.check().unwrap().is_clean());
+}
+
 #[test]
 fn changing_the_principal_moves_the_index_entry() {
     let f = fixture();
