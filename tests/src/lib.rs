@@ -1,5 +1,6 @@
 //! End-to-end tests live in tests/; this library holds what several of them share.
 
+pub mod power;
 pub mod writer;
 
 use std::ffi::OsStr;

@@ -23,7 +23,8 @@ fn principal(p: &str) -> Option<&str> {
 
 /// Opens the store at `path` with `durability` and runs `ops` operations picked by `seed`,
 /// telling `say` each one (`op …`) and its acknowledgement (`ok …`). The store is closed
-/// when it returns. With `blobs`, one created session in 20 holds 600 KB (the store allows up
+/// when it returns. With `blobs`, the first created session and one in 20 after it hold
+/// 600 KB (the store allows up
 /// to 1 MiB), which sled writes
 /// to a file of its own (a blob: above a quarter of its 2 MiB segment), and so does every
 /// later rewrite of the tree node that holds it; otherwise those hold 20 KB.
@@ -49,12 +50,15 @@ pub fn run(
         })
         .open(path)?;
     let mut live: Vec<Live> = Vec::new();
+    let mut made_big = false;
     for _ in 0..ops {
         let pick = rng.usize(..100);
         match pick {
             _ if live.is_empty() || pick < 25 => {
                 let p = PRINCIPALS[rng.usize(..PRINCIPALS.len())];
-                let pad = if rng.u8(..20) == 0 {
+                let big = rng.u8(..20) == 0 || (blobs && !made_big);
+                made_big |= big;
+                let pad = if big {
                     if blobs {
                         600_000
                     } else {
