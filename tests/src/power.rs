@@ -532,6 +532,39 @@ impl Journal {
             .collect()
     }
 
+    /// Every cut that leaves a different folder under [`Keep::Synced`], with the most
+    /// acknowledgements it must hold: the steps that sync a file or folder changed since its
+    /// last sync (the folder a cut leaves changes there only), and the end. Checking these
+    /// checks every cut of the journal under [`Keep::Synced`].
+    pub fn sync_points(&self) -> Vec<usize> {
+        let mut dirty: HashMap<Node, bool> = HashMap::new();
+        let mut points = Vec::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            match step {
+                Step::Write { node, .. } | Step::SetLen { node, .. } => {
+                    dirty.insert(*node, true);
+                }
+                Step::Entry { dir, .. } | Step::Move { dir, .. } => {
+                    dirty.insert(*dir, true);
+                }
+                Step::Sync { node } => {
+                    if dirty.insert(*node, false) == Some(true) {
+                        points.push(i);
+                    }
+                }
+                Step::SyncAll => {
+                    if dirty.values().any(|&d| d) {
+                        points.push(i);
+                    }
+                    dirty.clear();
+                }
+                Step::Pushed { .. } | Step::Note(_) => {}
+            }
+        }
+        points.push(self.steps.len());
+        points
+    }
+
     /// The steps that `fsync` a file: a cut there keeps the most written and not synced.
     pub fn file_syncs(&self) -> Vec<usize> {
         self.steps
