@@ -1441,6 +1441,7 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
     let deadline = Instant::now() + LOCK_WAIT;
     let mut pause = Duration::from_millis(1);
     let mut partial_snapshots_removed = false;
+    let mut torn_conf_removed = false;
     // Whether sled was given a size read from the log: from then on its `conf` says it.
     let mut sized_from_log = false;
     loop {
@@ -1468,6 +1469,11 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
                 if !partial_snapshots_removed && remove_partial_snapshots(path)? =>
             {
                 partial_snapshots_removed = true;
+            }
+            Err(sled::Error::Corruption { .. })
+                if !torn_conf_removed && remove_torn_conf(path)? =>
+            {
+                torn_conf_removed = true;
             }
             Err(e) if is_lock_error(&e) => {
                 if Instant::now() >= deadline {
@@ -1740,6 +1746,35 @@ fn remove_partial_snapshots(path: &Path) -> Result<bool> {
             file.display()
         );
     }
+    drop(lock);
+    Ok(true)
+}
+
+/// Removes the `conf` of a store whose log is empty, and says whether it did: sled writes a new
+/// store's `conf` in two writes (its text, then a checksum) and reads a `conf` cut between them
+/// as corrupted, so a process killed, or a machine cut off, while it made a store left one no
+/// later open could read (found by `tests/tests/power.rs`). With an empty log the store holds
+/// nothing; without its `conf`, sled makes the store anew. Removed only under sled's own lock
+/// (an exclusive `flock` of the `db` file).
+fn remove_torn_conf(path: &Path) -> Result<bool> {
+    let conf = path.join("conf");
+    let Ok(log) = File::open(path.join("db")) else {
+        return Ok(false);
+    };
+    if !conf.is_file() || log.metadata().map_or(true, |m| m.len() != 0) {
+        return Ok(false);
+    }
+    use nix::fcntl::{Flock, FlockArg};
+    let Ok(lock) = Flock::lock(log, FlockArg::LockExclusiveNonblock) else {
+        return Ok(false);
+    };
+    fs::remove_file(&conf).map_err(io_err(&conf))?;
+    log::warn!(
+        target: "sessdb",
+        "removed {}, the half-written settings of a store whose making was cut short (its log \
+         is empty)",
+        conf.display()
+    );
     drop(lock);
     Ok(true)
 }
