@@ -14,6 +14,9 @@
 //! `SESSDB_POWER_RUNS=N` runs more writers (default 2); `SESSDB_POWER_SEED=N` replays the cuts
 //! of a failed run; `SESSDB_POWER_KEEP=DIR` leaves a failing cut in DIR.
 
+// The writer's journal is made by defining glibc's calls (`src/bin/power_writer.rs`).
+#![cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
+
 mod common;
 
 use std::path::Path;
