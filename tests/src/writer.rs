@@ -145,3 +145,70 @@ fn load(store: &Store, id: &SessionId) -> Result<Session, Box<dyn std::error::Er
         .load(id)?
         .ok_or_else(|| format!("session {:?} vanished", id.handle()).into())
 }
+
+/// Opens the store at `path` in immediate mode and runs `threads` savers at once, `ops`
+/// operations each, on sessions of their own: creates (the first, and one in 10 after it,
+/// 600 KB: sled blobs) and updates of the counter `n`. Tells `say` each operation before it
+/// starts (`op T create ID`, `op T update ID N`) and once acknowledged (`ok T`), T being the
+/// saver's number: the group commit serves several savers at once.
+///
+/// # Errors
+/// The store's errors, and those of `say`.
+pub fn run_concurrent(
+    path: &Path,
+    seed: u64,
+    ops: u64,
+    threads: u64,
+    say: impl Fn(String) -> io::Result<()> + Sync,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let store = Store::builder()
+        .durability(Durability::Immediate)
+        .idle_timeout(Duration::from_secs(3600))
+        .max_session_bytes(1 << 20)
+        .open(path)?;
+    let failed = std::sync::Mutex::new(None);
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (store, say, failed) = (&store, &say, &failed);
+            scope.spawn(move || {
+                let saver = || -> Result<(), Box<dyn std::error::Error>> {
+                    let mut rng = fastrand::Rng::with_seed(seed ^ t.wrapping_mul(0x9e37_79b9));
+                    let mut mine: Vec<Live> = Vec::new();
+                    for i in 0..ops {
+                        if mine.is_empty() || rng.u8(..10) < 3 {
+                            let pad = if i == 0 || rng.u8(..10) == 0 {
+                                600_000
+                            } else {
+                                rng.usize(..2_000)
+                            };
+                            let mut s = store.create();
+                            s.insert("n", &0u64)?;
+                            s.insert("pad", &"p".repeat(pad))?;
+                            say(format!("op {t} create {}", s.id()))?;
+                            s.save()?;
+                            say(format!("ok {t}"))?;
+                            mine.push(Live { id: *s.id(), n: 0 });
+                        } else {
+                            let i = rng.usize(..mine.len());
+                            let n = mine[i].n + 1;
+                            say(format!("op {t} update {} {n}", mine[i].id))?;
+                            let mut s = load(store, &mine[i].id)?;
+                            s.insert("n", &n)?;
+                            s.save()?;
+                            say(format!("ok {t}"))?;
+                            mine[i].n = n;
+                        }
+                    }
+                    Ok(())
+                };
+                if let Err(e) = saver() {
+                    *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                }
+            });
+        }
+    });
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}

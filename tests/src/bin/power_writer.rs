@@ -13,7 +13,8 @@
 //! Linux on x86-64 with glibc only (where it was tried): `open` and `openat` are variadic in C
 //! (see `opened`), and the calls are glibc's names for them.
 //!
-//! Usage: `power_writer DB JOURNAL SEED OPS`.
+//! Usage: `power_writer DB JOURNAL SEED OPS [THREADS]` (with THREADS, the concurrent savers
+//! of [`sessdb_e2e::writer::run_concurrent`]).
 
 // The point of this binary: C-ABI definitions of the C library's file-system calls, whose
 // safety contracts are the C library's own.
@@ -57,25 +58,39 @@ mod journaled {
 
     pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
         let args: Vec<String> = std::env::args().collect();
-        let [_, path, journal, seed, ops] = args.as_slice() else {
-            return Err("usage: power_writer DB JOURNAL SEED OPS".into());
+        let (path, journal, seed, ops, threads) = match args.as_slice() {
+            [_, path, journal, seed, ops] => (path, journal, seed, ops, None),
+            [_, path, journal, seed, ops, threads] => {
+                (path, journal, seed, ops, Some(threads.parse::<u64>()?))
+            }
+            _ => return Err("usage: power_writer DB JOURNAL SEED OPS [THREADS]".into()),
         };
         let journal = File::create(journal)?;
         JOURNAL.store(journal.into_raw_fd(), Ordering::SeqCst);
-        sessdb_e2e::writer::run(
-            Path::new(path),
-            Durability::Immediate,
-            seed.parse()?,
-            ops.parse()?,
-            true,
-            |line| {
-                let _order = order();
-                record(&Record::Note {
-                    line: line.as_bytes(),
-                });
-                Ok(())
-            },
-        )
+        let note = |line: String| {
+            let _order = order();
+            record(&Record::Note {
+                line: line.as_bytes(),
+            });
+            Ok(())
+        };
+        match threads {
+            None => sessdb_e2e::writer::run(
+                Path::new(path),
+                Durability::Immediate,
+                seed.parse()?,
+                ops.parse()?,
+                true,
+                note,
+            ),
+            Some(threads) => sessdb_e2e::writer::run_concurrent(
+                Path::new(path),
+                seed.parse()?,
+                ops.parse()?,
+                threads,
+                note,
+            ),
+        }
     }
 
     fn order() -> MutexGuard<'static, ()> {
