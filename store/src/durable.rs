@@ -6,7 +6,13 @@
 //! sled's blob threshold) are written without a sync by sled, so new ones are synced here too.
 //! The folders are synced the first time and whenever their listing changed (a new blob, a
 //! new snapshot): a commit that changed no directory entry needs only the `fsync` of the
-//! database file.
+//! database file. Blobs and folders are synced before sled's flush and again before the log's
+//! `fsync`, so the log never holds, on the disk, a pointer to a blob file that is not there:
+//! sled's recovery skips such a message and applies those after it, which a power cut turned
+//! into a save's index changes kept without its record. (With several savers, a blob made
+//! between the first pass and the flush is on the disk only at the second; a disk without a
+//! write cache, which keeps what `sync_file_range` wrote, can still lose it: only sled, by
+//! syncing a blob before it writes its pointer, could close that.)
 //!
 //! Gathering: a commit is two waits on the disk (sled's `sync_file_range`, then the `fsync`),
 //! so savers released by one commit used to miss the next, which had started with whoever was
@@ -114,10 +120,16 @@ impl GroupCommit {
             let before = st.synced();
             drop(st);
             let started = Instant::now();
-            let result = db
-                .flush()
-                .map_err(Error::from)
-                .and_then(|_| self.fsync(&before));
+            // The blobs these saves made, and their folder, are synced before sled's flush
+            // writes the log messages that point at them (its `sync_file_range` puts them on
+            // the disk), and again before the log's `fsync`: sled's recovery skips a message
+            // whose blob file is missing and goes on with the messages after it, so a power
+            // cut that kept the log but not a blob kept a save's index changes without its
+            // record (found by `tests/tests/power.rs`; the log was synced first before).
+            let result = self
+                .sync_blobs(&before)
+                .and_then(|early| db.flush().map_err(Error::from).map(|_| early))
+                .and_then(|early| self.fsync(&early));
             let took = started.elapsed();
             st = lock(&self.state);
             st.flushing = false;
@@ -182,7 +194,19 @@ impl GroupCommit {
                 self.db_file.get_or_init(|| f)
             }
         };
+        // The blobs and the folders before the log: a blob another saver made after the
+        // early pass may have its message in the log just flushed.
+        let synced = self.sync_blobs(before)?;
         db_file.sync_all().map_err(io(&db_path))?;
+        Ok(synced)
+    }
+
+    /// Syncs the blobs not yet synced whole, and the folders if their listing changed.
+    fn sync_blobs(&self, before: &Synced) -> Result<Synced> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
         // Every blob not yet synced whole is synced. sled writes a blob outside any commit (in
         // three writes, after its LSN was taken, so a blob can appear below one already
         // synced), and a blob synced while half-written must be synced again by the commit of

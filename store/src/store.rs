@@ -212,6 +212,38 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Makes the folder `path` of a new store, and the missing folders above it, and syncs the
+/// folder that holds each one it made. An `fsync` of a folder makes its entries durable, not its
+/// own entry in the folder above: without this, a power loss could take away a new store's
+/// folder, and every session saved in it in immediate mode, however often its files and the
+/// folder itself were synced (found by `tests/tests/power.rs`).
+fn create_folder(path: &Path) -> Result<()> {
+    let mut made = Vec::new();
+    let mut next = Some(path);
+    while let Some(dir) = next {
+        if dir.as_os_str().is_empty() || fs::symlink_metadata(dir).is_ok() {
+            break;
+        }
+        made.push(dir);
+        next = dir.parent();
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(io_err(path))?;
+    for dir in made {
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(parent))?;
+    }
+    Ok(())
+}
+
 /// Makes the empty log `db` of a new store (a folder with neither `conf` nor `db`), and syncs
 /// the folder, before sled writes `conf`: sled writes `conf` first and then opens the log, so
 /// a process killed between the two, or a second opener looking in between, would otherwise
@@ -368,11 +400,7 @@ impl Store {
                         path: path.to_path_buf(),
                     });
                 }
-                DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(path)
-                    .map_err(io_err(path))?;
+                create_folder(path)?;
             }
             Err(e) => return Err(io_err(path)(e)),
         }
@@ -1467,6 +1495,7 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
     let deadline = Instant::now() + LOCK_WAIT;
     let mut pause = Duration::from_millis(1);
     let mut partial_snapshots_removed = false;
+    let mut torn_conf_removed = false;
     // Whether sled was given a size read from the log: from then on its `conf` says it.
     let mut sized_from_log = false;
     loop {
@@ -1494,6 +1523,11 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
                 if !partial_snapshots_removed && remove_partial_snapshots(path)? =>
             {
                 partial_snapshots_removed = true;
+            }
+            Err(sled::Error::Corruption { .. })
+                if !torn_conf_removed && remove_torn_conf(path)? =>
+            {
+                torn_conf_removed = true;
             }
             Err(e) if is_lock_error(&e) => {
                 if Instant::now() >= deadline {
@@ -1766,6 +1800,35 @@ fn remove_partial_snapshots(path: &Path) -> Result<bool> {
             file.display()
         );
     }
+    drop(lock);
+    Ok(true)
+}
+
+/// Removes the `conf` of a store whose log is empty, and says whether it did: sled writes a new
+/// store's `conf` in two writes (its text, then a checksum) and reads a `conf` cut between them
+/// as corrupted, so a process killed, or a machine cut off, while it made a store left one no
+/// later open could read (found by `tests/tests/power.rs`). With an empty log the store holds
+/// nothing; without its `conf`, sled makes the store anew. Removed only under sled's own lock
+/// (an exclusive `flock` of the `db` file).
+fn remove_torn_conf(path: &Path) -> Result<bool> {
+    let conf = path.join("conf");
+    let Ok(log) = File::open(path.join("db")) else {
+        return Ok(false);
+    };
+    if !conf.is_file() || log.metadata().map_or(true, |m| m.len() != 0) {
+        return Ok(false);
+    }
+    use nix::fcntl::{Flock, FlockArg};
+    let Ok(lock) = Flock::lock(log, FlockArg::LockExclusiveNonblock) else {
+        return Ok(false);
+    };
+    fs::remove_file(&conf).map_err(io_err(&conf))?;
+    log::warn!(
+        target: "sessdb",
+        "removed {}, the half-written settings of a store whose making was cut short (its log \
+         is empty)",
+        conf.display()
+    );
     drop(lock);
     Ok(true)
 }

@@ -825,6 +825,33 @@ fn a_snapshot_left_half_written_by_a_killed_open_is_removed() {
     }
 }
 
+/// A store whose making was cut between sled's two writes of its `conf` (its text, then its
+/// checksum), with its log still empty: sled reads that `conf` as corrupted, so no open could
+/// read the store (the power-loss test's `Prefix` cuts found it). sessdb removes the `conf`
+/// and makes the store anew.
+#[test]
+fn a_new_store_cut_while_sled_wrote_its_settings_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(Store::open(&path).unwrap());
+    let conf = std::fs::read(path.join("conf")).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let cut = fresh.path().join("db");
+    std::fs::create_dir(&cut).unwrap();
+    std::fs::create_dir(cut.join("blobs")).unwrap();
+    std::fs::write(cut.join("db"), b"").unwrap();
+    std::fs::write(cut.join("conf"), &conf[..conf.len() - 4]).unwrap();
+    let store = Store::open(&cut).expect("opens");
+    let mut s = store.create();
+    s.insert("n", &1).unwrap();
+    s.save().unwrap();
+    let id = *s.id();
+    drop((s, store));
+    let store = Store::open(&cut).unwrap();
+    let s = store.load(&id).unwrap().expect("saved after the open");
+    assert_eq!(s.get::<i32>("n").unwrap(), Some(1));
+}
+
 /// Two requests that only read a session, once a touch is due: both saves succeed, and the
 /// second writes nothing, since the first one's touch already moved the deadline. Before, the
 /// second failed with `Conflict` (every parallel request of a page, once a minute).

@@ -1,5 +1,8 @@
 //! End-to-end tests live in tests/; this library holds what several of them share.
 
+pub mod power;
+pub mod writer;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;

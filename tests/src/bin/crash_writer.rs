@@ -1,26 +1,19 @@
-//! The writer of the crash tests (`tests/crash.rs`): creates, updates (some of which move the
-//! expiry entry), rotates, invalidates and purges sessions, and reports each operation on
-//! stdout before it starts (`op …`) and once the store acknowledged it (`ok …`), one flushed
-//! line each. The test kills it with
-//! SIGKILL at a random moment and checks the store against what was acknowledged.
+//! The writer of the crash tests (`tests/crash.rs`): runs the operations of
+//! [`sessdb_e2e::writer`] and reports each one on stdout before it starts (`op …`) and once the
+//! store acknowledged it (`ok …`), one flushed line each. The test kills it with SIGKILL at a
+//! random moment and checks the store against what was acknowledged.
 //!
 //! Usage: `crash_writer DB immediate|periodic SEED`.
 
 use std::io::{self, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use sessdb::{Durability, Session, SessionId, Store};
+use sessdb::Durability;
 
-/// Principals the sessions belong to (`-` is none).
-const PRINCIPALS: [&str; 4] = ["alice", "bob", "carol", "-"];
 /// The writer stops by itself after this many operations if nobody kills it.
 const MAX_OPS: u64 = 100_000;
-
-struct Live {
-    id: SessionId,
-    n: u64,
-}
 
 fn main() -> ExitCode {
     match run() {
@@ -30,10 +23,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn principal(p: &str) -> Option<&str> {
-    (p != "-").then_some(p)
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -48,102 +37,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         },
         other => return Err(format!("unknown durability {other:?}").into()),
     };
-    let mut rng = fastrand::Rng::with_seed(seed.parse()?);
-    let store = Store::builder()
-        .durability(durability)
-        .idle_timeout(Duration::from_secs(3600))
-        .open(path)?;
     let mut out = io::stdout().lock();
-    let mut live: Vec<Live> = Vec::new();
-    let mut say = |line: String| -> io::Result<()> {
-        writeln!(out, "{line}")?;
-        out.flush()
-    };
-    for _ in 0..MAX_OPS {
-        let pick = rng.usize(..100);
-        match pick {
-            _ if live.is_empty() || pick < 25 => {
-                let p = PRINCIPALS[rng.usize(..PRINCIPALS.len())];
-                let pad = if rng.u8(..20) == 0 {
-                    20_000
-                } else {
-                    rng.usize(..2_000)
-                };
-                let mut s = store.create();
-                s.set_principal(principal(p))?;
-                s.insert("n", &0u64)?;
-                s.insert("pad", &"p".repeat(pad))?;
-                say(format!("op create {} {p}", s.id()))?;
-                s.save()?;
-                say("ok".into())?;
-                live.push(Live { id: *s.id(), n: 0 });
-            }
-            25..=54 => {
-                let i = rng.usize(..live.len());
-                let n = live[i].n + 1;
-                say(format!("op update {} {n}", live[i].id))?;
-                let mut s = load(&store, &live[i].id)?;
-                s.insert("n", &n)?;
-                // Half the time the idle timeout changes, moving the deadline by 30 minutes
-                // (further than an expiry entry may lag), so the save moves the entry: the
-                // three-write path (new entry, record, old entry) is killed mid-way too, not
-                // only the record-alone save.
-                let idle = if rng.bool() { 3600 } else { 1800 };
-                s.set_idle_timeout(Duration::from_secs(idle));
-                s.save()?;
-                say("ok".into())?;
-                live[i].n = n;
-            }
-            55..=69 => {
-                let i = rng.usize(..live.len());
-                say(format!("op rotate {}", live[i].id))?;
-                let mut s = load(&store, &live[i].id)?;
-                s.cycle_id()?;
-                say(format!("ok {}", s.id()))?;
-                live[i].id = *s.id();
-            }
-            70..=79 => {
-                let i = rng.usize(..live.len());
-                say(format!("op invalidate {}", live[i].id))?;
-                let removed = store.invalidate(&live[i].id)?;
-                say(format!("ok {removed}"))?;
-                live.swap_remove(i);
-            }
-            80..=84 => {
-                let p = PRINCIPALS[rng.usize(..3)];
-                say(format!("op invalidate_principal {p}"))?;
-                let removed = store.invalidate_principal(p)?;
-                say(format!("ok {removed}"))?;
-                let mut kept = Vec::new();
-                for l in live.drain(..) {
-                    if store.load(&l.id)?.is_some() {
-                        kept.push(l);
-                    }
-                }
-                live = kept;
-            }
-            85..=94 => {
-                let p = PRINCIPALS[rng.usize(..PRINCIPALS.len())];
-                let mut s = store.create();
-                s.set_principal(principal(p))?;
-                // An idle timeout of zero: expired as soon as it is written.
-                s.set_idle_timeout(Duration::ZERO);
-                say(format!("op create_expired {} {p}", s.id()))?;
-                s.save()?;
-                say("ok".into())?;
-            }
-            _ => {
-                say("op purge".into())?;
-                let removed = store.purge_expired()?;
-                say(format!("ok {removed}"))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn load(store: &Store, id: &SessionId) -> Result<Session, Box<dyn std::error::Error>> {
-    store
-        .load(id)?
-        .ok_or_else(|| format!("session {:?} vanished", id.handle()).into())
+    sessdb_e2e::writer::run(
+        Path::new(path),
+        durability,
+        seed.parse()?,
+        MAX_OPS,
+        false,
+        |line| {
+            writeln!(out, "{line}")?;
+            out.flush()
+        },
+    )
 }
