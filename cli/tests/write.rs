@@ -584,58 +584,6 @@ fn demo_makes_a_realistic_database_that_passes_check() {
         .contains("label              api-client:billing-sync\n"));
 }
 
-/// A demo that fails part way (here a file size limit stands in for a full disk: sled's
-/// writes fail as they would) removes what it wrote, so that the rerun needs no `--force`,
-/// and leaves an empty folder it was given empty.
-#[test]
-#[allow(unsafe_code)] // `pre_exec`, to set the limit in the child only
-fn a_demo_that_cannot_finish_removes_what_it_wrote() {
-    use std::os::unix::process::CommandExt as _;
-
-    use nix::sys::resource::{setrlimit, Resource};
-    use nix::sys::signal::{signal, SigHandler, Signal};
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let new = dir.path().join("demo.sessdb");
-    let empty = dir.path().join("empty");
-    fs::create_dir(&empty).expect("mkdir");
-    for (db, limit) in [(&new, 1 << 20), (&empty, 1 << 20)] {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sessctl"));
-        cmd.env_clear()
-            .arg("--db")
-            .arg(db)
-            .args(["--as-of", T0, "demo", "--sessions", "20000"]);
-        // SAFETY: between fork and exec, only two system calls, no allocation.
-        unsafe {
-            cmd.pre_exec(move || {
-                setrlimit(Resource::RLIMIT_FSIZE, limit, limit)?;
-                // Past the limit a write fails with EFBIG instead of killing the process.
-                signal(Signal::SIGXFSZ, SigHandler::SigIgn)?;
-                Ok(())
-            });
-        }
-        let out = run(&mut assert_cmd::Command::from_std(cmd));
-        assert_eq!(out.code, 5, "{}", out.stderr);
-        assert!(
-            out.stderr.starts_with(&format!(
-                "error: the demo database at {} could not be finished, and was removed: ",
-                db.display()
-            )) && out.stderr.contains("File too large"),
-            "{}",
-            out.stderr
-        );
-        if db == &new {
-            assert!(!new.exists(), "{limit}");
-        } else {
-            assert_eq!(fs::read_dir(&empty).expect("ls").count(), 0);
-        }
-    }
-    for db in [&new, &empty] {
-        let out = run(at_t0(db).args(["demo", "--sessions", "10"]));
-        assert_eq!((out.code, out.stderr.as_str()), (0, ""));
-    }
-}
-
 #[test]
 fn demo_replaces_a_database_only_with_force() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -17,7 +17,6 @@ use sessdb::{
 };
 use time::OffsetDateTime;
 
-use super::fresh::{holds_no_session, remove_database, Fresh};
 use super::{plural, Ctx};
 use crate::db::{self, Access};
 use crate::exit::{Exit, Failure};
@@ -161,55 +160,18 @@ impl Demo {
 }
 
 /// Creates the demo database in the folder [`prepare`] made room for, with a history that
-/// ends now (or at `--as-of`). A demo that fails part way (a full disk, say) removes the
-/// database it made, and the folders: a half-made demo would be refused by the rerun without
-/// `--force`, and is no database anyone wants. Only what this run made goes ([`Fresh`]): a
-/// folder someone made meanwhile, or a database another process filled, stays.
+/// ends now (or at `--as-of`).
 fn generate(ctx: &Ctx<'_>, sessions: u32) -> anyhow::Result<(Store, Made)> {
-    let fresh = Fresh::folders_for(ctx.db);
     let base = ctx.as_of.unwrap_or_else(OffsetDateTime::now_utc);
     let base_ms = to_ms(base);
     let clock = ManualClock::at_ms(base_ms);
-    let store = match db::open_direct(ctx.db, Some(clock.clone()), Access::Create) {
-        Ok(store) => store,
-        Err(e) => {
-            if let Some(fresh) = &fresh {
-                fresh.remove_folders();
-            }
-            return Err(e);
-        }
-    };
-    // Another process may have made a database there since `prepare` looked: this run's is
-    // the one it opened empty.
-    let ours = fresh.filter(|_| holds_no_session(&store));
+    let store = db::open_direct(ctx.db, Some(clock.clone()), Access::Create)?;
     let progress = Progress::bar(ctx.progress, sessions.into(), "creating", " sessions");
-    let filled = populate(&store, &clock, base_ms, sessions, &progress).and_then(|made| {
-        clock.set_ms(base_ms);
-        store.flush()?;
-        Ok(made)
-    });
+    let made = populate(&store, &clock, base_ms, sessions, &progress)?;
     progress.finish();
-    match (filled, ours) {
-        (Ok(made), _) => Ok((store, made)),
-        (Err(e), Some(fresh)) => {
-            // While this run still holds it: after the close it could be another opener's.
-            let removed = remove_database(ctx.db);
-            drop(store);
-            fresh.remove_folders();
-            Err(match removed {
-                Ok(()) => e.context(format!(
-                    "the demo database at {} could not be finished, and was removed",
-                    ctx.db.display()
-                )),
-                Err(why) => e.context(format!(
-                    "the demo database at {} could not be finished, nor removed ({why}): remove \
-                     it before the next demo",
-                    ctx.db.display()
-                )),
-            })
-        }
-        (Err(e), None) => Err(e),
-    }
+    clock.set_ms(base_ms);
+    store.flush()?;
+    Ok((store, made))
 }
 
 /// Makes room for the demo: a missing path or an empty folder is fine; an existing database
