@@ -127,5 +127,5 @@ pub use session::{Session, MAX_METADATA_BYTES, MAX_PRINCIPAL_BYTES};
 pub use socket::{
     RemoteAdmin, ADMIN_SOCKET_FILE, MAX_FRAME_BYTES, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
-pub use store::{foreign_entries, Counters, Store, FORMAT_VERSION};
+pub use store::{foreign_entries, is_database_entry, Counters, Store, FORMAT_VERSION};
 pub use value::{Value, MAX_DEPTH};

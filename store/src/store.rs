@@ -296,25 +296,42 @@ fn has_snapshot(dir: &Path) -> bool {
 /// # Errors
 /// An error reading the folder.
 pub fn foreign_entries(path: &Path) -> io::Result<Vec<String>> {
-    use std::os::unix::fs::FileTypeExt as _;
     let mut foreign = Vec::new();
     for entry in fs::read_dir(path)? {
         let entry = entry?;
         let name = entry.file_name();
-        let kind = entry.file_type()?;
-        let ours = match name.to_str() {
-            Some("conf" | "db") => kind.is_file(),
-            Some("blobs") => kind.is_dir(),
-            Some(crate::ADMIN_SOCKET_FILE) => kind.is_socket(),
-            Some(n) => n.starts_with("snap.") && kind.is_file(),
-            None => false,
-        };
-        if !ours {
+        if !is_database_entry(&name, entry.file_type()?) {
             foreign.push(name.to_string_lossy().into_owned());
         }
     }
     foreign.sort();
     Ok(foreign)
+}
+
+/// Whether an entry of a database folder, by its name and type (not followed), is one of the
+/// database's own: sled's files (`conf`, `db`, `snap.*`), its `blobs` folder, or the admin
+/// socket. Everything else is [foreign](foreign_entries). One entry at a time, so that a tool
+/// removing a database decides on each entry as it meets it, not from a listing made before.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("sessions.sessdb");
+/// let _store = sessdb::Store::open(&path)?;
+/// for entry in std::fs::read_dir(&path)? {
+///     let entry = entry?;
+///     assert!(sessdb::is_database_entry(&entry.file_name(), entry.file_type()?));
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn is_database_entry(name: &std::ffi::OsStr, kind: fs::FileType) -> bool {
+    use std::os::unix::fs::FileTypeExt as _;
+    match name.to_str() {
+        Some("conf" | "db") => kind.is_file(),
+        Some("blobs") => kind.is_dir(),
+        Some(crate::ADMIN_SOCKET_FILE) => kind.is_socket(),
+        Some(n) => n.starts_with("snap.") && kind.is_file(),
+        None => false,
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
@@ -817,9 +834,9 @@ impl Store {
     /// Invalidates every session of `principal` but `keep` ("sign out my other devices",
     /// after a password change): as [`invalidate_principal`](Store::invalidate_principal), in
     /// one pass under the principal's lock, so a session of the principal saved before this
-    /// begins is removed unless it is `keep`. Returns how many live sessions it ended. `keep`
-    /// is left as it is, whoever it belongs to: a session of another principal, or none, is
-    /// not touched either, and then every session of `principal` ends. `keep` is an id: if
+    /// begins is removed unless it is `keep`. Returns how many live sessions it ended. A `keep`
+    /// of another principal, or of none, is not touched either, and then every session of
+    /// `principal` ends. `keep` is an id: if
     /// another request rotated it meanwhile ([`Session::cycle_id`]), the session under its new
     /// id is one of the others and ends too (then [`Store::load`] of `keep` finds nothing, and
     /// the caller can say so). A named session is not kept by its computable id, which reaches

@@ -79,18 +79,18 @@ pub(crate) fn holds_no_session(admin: &dyn sessdb::Admin) -> bool {
         .is_ok_and(|page| page.sessions.is_empty() && page.next.is_none())
 }
 
-/// Removes the database's own files in the folder `dir` (sled's, and an admin socket), and
+/// Removes the database's own entries in the folder `dir` (sled's files, its blobs, an admin
+/// socket: [`sessdb::is_database_entry`], decided for each entry as the listing meets it), and
 /// nothing else: a file someone put there meanwhile stays. Call it while the database is still
 /// open, so that it is not already another opener's.
 pub(crate) fn remove_database(dir: &Path) -> io::Result<()> {
-    let foreign = sessdb::foreign_entries(dir)?;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        let name = entry.file_name();
-        if name.to_str().is_none_or(|n| foreign.iter().any(|f| f == n)) {
+        let kind = entry.file_type()?;
+        if !sessdb::is_database_entry(&entry.file_name(), kind) {
             continue;
         }
-        if entry.file_type()?.is_dir() {
+        if kind.is_dir() {
             fs::remove_dir_all(entry.path())?;
         } else {
             fs::remove_file(entry.path())?;
