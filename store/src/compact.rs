@@ -40,7 +40,6 @@ use crate::error::{Error, Result};
 use crate::id::Handle;
 use crate::keys::{expiry_key, principal_key};
 use crate::record::decode_lazy;
-use crate::socket::ADMIN_SOCKET_FILE;
 use crate::store::Store;
 
 /// How long to wait for a closed database's lock ([`lock_log`]).
@@ -760,22 +759,12 @@ pub(crate) fn cut_between_renames(path: &Path) -> Option<Error> {
     })
 }
 
-/// The first entry of a database folder that is not one of sled's files or a left-over admin
-/// socket, if any.
+/// The first entry of a database folder that is not the database's own
+/// ([`crate::is_database_entry`]), if any.
 fn foreign_entry(dir: &Path) -> io::Result<Option<PathBuf>> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        let name = entry.file_name();
-        let ours = match name.to_str() {
-            Some("conf" | "db" | "blobs") => true,
-            Some(n) if n.starts_with("snap.") => true,
-            Some(ADMIN_SOCKET_FILE) => {
-                use std::os::unix::fs::FileTypeExt as _;
-                entry.file_type()?.is_socket()
-            }
-            _ => false,
-        };
-        if !ours {
+        if !crate::is_database_entry(&entry.file_name(), entry.file_type()?) {
             return Ok(Some(entry.path()));
         }
     }
@@ -928,6 +917,10 @@ impl HeldLog {
     /// (no descriptor left, say): the compaction is refused rather than run with that moment
     /// open.
     fn keep(dir: &Path) -> io::Result<Option<HeldLog>> {
+        // sled locks its log on Linux (as on macOS and Windows); `/proc/self/fd` is Linux's.
+        if !cfg!(target_os = "linux") {
+            return Ok(None);
+        }
         let meta = fs::metadata(dir.join("db"))?;
         let log = (meta.dev(), meta.ino());
         let candidates = match descriptors_of(log) {
@@ -935,11 +928,9 @@ impl HeldLog {
             found => found?,
         };
         for fd in candidates {
-            let Ok(dup) = duplicate(fd) else { continue };
-            let file = File::from(dup);
-            if file.metadata().is_ok_and(|m| (m.dev(), m.ino()) != log) {
-                continue; // the number was closed and reused since the listing
-            }
+            let Some(file) = log_behind(fd, log) else {
+                continue; // closed since the listing, or its number reused for another file
+            };
             // On the duplicate of sled's open file, which holds the lock, taking it again
             // succeeds; on any other open file of the log it fails while sled holds it.
             if relock(&file)? {
@@ -957,10 +948,18 @@ impl HeldLog {
 
     /// Waits, up to `wait`, until sled's descriptor is closed (sled keeps it until the last of
     /// its threads ends, so none works on the database any more), then hands over the lock.
+    /// Its number may name another open file of the log by then (the application opening the
+    /// log just after sled closed it gets the lowest free number): that one fails to take the
+    /// lock the duplicate holds, where sled's own open file takes it again.
     fn after_close(self, wait: Duration) -> io::Result<Flock<File>> {
         let deadline = Instant::now() + wait;
-        let sleds = PathBuf::from(format!("/proc/self/fd/{}", self.sleds));
-        while fs::metadata(&sleds).is_ok_and(|m| (m.dev(), m.ino()) == self.log) {
+        let sleds_open = || -> io::Result<bool> {
+            match log_behind(self.sleds, self.log) {
+                Some(file) => relock(&file),
+                None => Ok(false),
+            }
+        };
+        while sleds_open()? {
             if Instant::now() >= deadline {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -989,6 +988,16 @@ fn descriptors_of(file: (u64, u64)) -> io::Result<Vec<RawFd>> {
         }
     }
     Ok(found)
+}
+
+/// A duplicate of descriptor number `fd` if it is open on the file `log` (device, inode).
+/// Closed again when dropped; closing a descriptor of the log would let go of this process's
+/// `fcntl` record locks on it, which nothing here takes (sled's lock is a `flock`).
+fn log_behind(fd: RawFd, log: (u64, u64)) -> Option<File> {
+    let file = File::from(duplicate(fd).ok()?);
+    file.metadata()
+        .is_ok_and(|m| (m.dev(), m.ino()) == log)
+        .then_some(file)
 }
 
 /// Takes the exclusive `flock` of `file` if it is free or `file`'s open file holds it already
@@ -1653,6 +1662,39 @@ mod tests {
         );
         drop(other);
         assert_eq!(f.open().inner.sessions.len(), 10);
+    }
+
+    /// The application opens the log just after sled closed it (a size watcher, say): its new
+    /// descriptor gets sled's old number, the lowest free one. The wait sees that this number
+    /// names another open file of the log now, not sled's, and goes on. (Checking only that the
+    /// number still named the log, it waited the full 5 s and refused: a reviewer's test.)
+    #[test]
+    fn the_log_reopened_under_sleds_old_number_is_not_taken_for_sleds() {
+        use std::os::fd::AsRawFd as _;
+        let f = Fixture::new();
+        let store = f.open();
+        churn(&store, 10, 0);
+        let log = fs::metadata(f.path().join("db")).unwrap();
+        let log = (log.dev(), log.ino());
+        let before = descriptors_of(log).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        AFTER_CLOSE.set(Some(Box::new(move |dir: &Path| {
+            // Until only the compaction's duplicate is left: sled has closed its own.
+            while descriptors_of(log).unwrap().len() > 1 {
+                std::thread::yield_now();
+            }
+            let watcher = File::open(dir.join("db")).unwrap();
+            tx.send(watcher).unwrap();
+        })));
+        let report = store.compact(&CompactOptions::default());
+        AFTER_CLOSE.set(None);
+        let watcher = rx.recv().unwrap();
+        assert!(
+            before.contains(&watcher.as_raw_fd()),
+            "the watcher got {} (the log's were {before:?})",
+            watcher.as_raw_fd()
+        );
+        assert_eq!(report.unwrap().sessions, 10);
     }
 
     /// Between a compaction's two renames the path names nothing for a moment: an open then
