@@ -1,4 +1,4 @@
-//! A database a command makes for itself (`import` into a new folder, `demo`), and how it is
+//! A database a command makes for itself (`import` into a new folder), and how it is
 //! taken away again when the command fails: only what this run made, never what another
 //! process made or put there meanwhile.
 
