@@ -932,11 +932,11 @@ impl Store {
     /// # Errors
     /// Storage or I/O errors.
     pub fn flush(&self) -> Result<()> {
-        self.inner.db.flush()?;
-        if let Some(gc) = &self.inner.group_commit {
-            gc.fsync_files()?;
+        match &self.inner.group_commit {
+            // A commit of its own: the blobs before sled's flush, as for a save.
+            Some(gc) => gc.sync(&self.inner.db),
+            None => self.inner.db.flush().map(drop).map_err(Error::from),
         }
-        Ok(())
     }
 
     /// What this store handle has done since the store was opened.
@@ -1524,6 +1524,14 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
             crate::compact::opening_gate(path, deadline.saturating_duration_since(Instant::now()))?;
         let segment = segment_size(path)?;
         sized_from_log |= matches!(segment, Segment::Log(_));
+        let failed = |e| {
+            if sized_from_log {
+                // sled wrote a `conf` with the size read from the log: a failed open must not
+                // leave that size in place as if sled had made the store with it.
+                let _ = fs::remove_file(path.join("conf"));
+            }
+            Error::Storage(e)
+        };
         let opened = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
@@ -1541,9 +1549,12 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
             {
                 partial_snapshots_removed = true;
             }
-            Err(sled::Error::Corruption { .. })
-                if !torn_conf_removed && remove_torn_conf(path)? =>
-            {
+            Err(e @ sled::Error::Corruption { .. }) if !torn_conf_removed => {
+                // The check needs the gate to itself: this attempt's shared hold goes first.
+                drop(gate);
+                if !remove_torn_conf(path)? {
+                    return Err(failed(e));
+                }
                 torn_conf_removed = true;
             }
             Err(e) if is_lock_error(&e) => {
@@ -1556,14 +1567,7 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
-            Err(e) => {
-                if sized_from_log {
-                    // sled wrote a `conf` with the size read from the log: a failed open must
-                    // not leave that size in place as if sled had made the store with it.
-                    let _ = fs::remove_file(path.join("conf"));
-                }
-                return Err(Error::Storage(e));
-            }
+            Err(e) => return Err(failed(e)),
         }
     }
 }
@@ -1825,20 +1829,30 @@ fn remove_partial_snapshots(path: &Path) -> Result<bool> {
 /// store's `conf` in two writes (its text, then a checksum) and reads a `conf` cut between them
 /// as corrupted, so a process killed, or a machine cut off, while it made a store left one no
 /// later open could read (found by `tests/tests/power.rs`). With an empty log the store holds
-/// nothing; without its `conf`, sled makes the store anew. Removed only under sled's own lock
-/// (an exclusive `flock` of the `db` file).
+/// nothing; without its `conf`, sled makes the store anew.
+///
+/// Only with the folder's gate held exclusively (sled writes a new `conf` before it takes its
+/// own lock, and another opener making the store holds the gate shared through that: a
+/// reviewer removed a `conf` being written that way), with sled's lock (no process has the
+/// store open), an empty log and a `conf` whose checksum does not match, all seen under both.
 fn remove_torn_conf(path: &Path) -> Result<bool> {
-    let conf = path.join("conf");
+    use nix::fcntl::{Flock, FlockArg};
+    let Ok(folder) = File::open(path) else {
+        return Ok(false);
+    };
+    let Ok(_gate) = Flock::lock(folder, FlockArg::LockExclusiveNonblock) else {
+        return Ok(false);
+    };
     let Ok(log) = File::open(path.join("db")) else {
         return Ok(false);
     };
-    if !conf.is_file() || log.metadata().map_or(true, |m| m.len() != 0) {
-        return Ok(false);
-    }
-    use nix::fcntl::{Flock, FlockArg};
-    let Ok(lock) = Flock::lock(log, FlockArg::LockExclusiveNonblock) else {
+    let Ok(log) = Flock::lock(log, FlockArg::LockExclusiveNonblock) else {
         return Ok(false);
     };
+    let conf = path.join("conf");
+    if !log.metadata().is_ok_and(|m| m.len() == 0) || !conf_is_torn(&conf) {
+        return Ok(false);
+    }
     fs::remove_file(&conf).map_err(io_err(&conf))?;
     log::warn!(
         target: "sessdb",
@@ -1846,8 +1860,21 @@ fn remove_torn_conf(path: &Path) -> Result<bool> {
          is empty)",
         conf.display()
     );
-    drop(lock);
     Ok(true)
+}
+
+/// Whether sled's `conf` at `path` is torn: its settings, then their CRC-32 (little-endian),
+/// do not match. One of 8 bytes or fewer sled reads as none, and one that cannot be read is
+/// left alone.
+fn conf_is_torn(path: &Path) -> bool {
+    let Ok(bytes) = fs::read(path) else {
+        return false;
+    };
+    if bytes.len() <= 8 {
+        return false;
+    }
+    let (text, crc) = bytes.split_at(bytes.len() - 4);
+    <[u8; 4]>::try_from(crc).is_ok_and(|crc| crc32fast::hash(text) != u32::from_le_bytes(crc))
 }
 
 /// sled reports a held lock as an `Io` error of kind `WouldBlock`, or wrapped in a custom
@@ -2161,5 +2188,47 @@ mod principal_lock_tests {
         drop(bob);
         both.join().unwrap();
         assert_eq!((held("alice"), held("bob")), (None, None));
+    }
+}
+
+#[cfg(test)]
+mod torn_conf_tests {
+    use super::*;
+
+    /// A folder as a new store's making left it: an empty log, and a `conf` of `conf` bytes.
+    fn made(conf: &[u8]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("db"), b"").unwrap();
+        fs::write(dir.path().join("conf"), conf).unwrap();
+        dir
+    }
+
+    /// A torn `conf` is removed only while no other opener is in its attempt: sled writes a
+    /// new store's `conf` before it takes its own lock, so an opener holding the gate may be
+    /// writing it right then (a reviewer's injected delay removed such a `conf`).
+    #[test]
+    fn a_torn_conf_is_left_to_an_opener_that_holds_the_gate() {
+        let text = b"segment_size: 2097152\nuse_compression: false\n".to_vec();
+        let dir = made(&text);
+        let conf = dir.path().join("conf");
+        assert!(conf_is_torn(&conf));
+        let gate = crate::compact::opening_gate(dir.path(), Duration::ZERO).unwrap();
+        assert!(gate.is_some());
+        assert!(!remove_torn_conf(dir.path()).unwrap());
+        assert!(conf.exists());
+        drop(gate);
+        assert!(remove_torn_conf(dir.path()).unwrap());
+        assert!(!conf.exists());
+
+        // Whole (its checksum follows), it is no torn `conf`, whatever else went wrong.
+        let mut whole = text.clone();
+        whole.extend_from_slice(&crc32fast::hash(&text).to_le_bytes());
+        let dir = made(&whole);
+        assert!(!conf_is_torn(&dir.path().join("conf")));
+        assert!(!remove_torn_conf(dir.path()).unwrap());
+        // Nor with a log that holds something.
+        let dir = made(&text);
+        fs::write(dir.path().join("db"), b"x").unwrap();
+        assert!(!remove_torn_conf(dir.path()).unwrap());
     }
 }
