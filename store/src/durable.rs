@@ -173,19 +173,7 @@ impl GroupCommit {
         st
     }
 
-    /// `fsync`s the database files without a preceding sled flush (the caller flushed).
-    pub(crate) fn fsync_files(&self) -> Result<()> {
-        let before = lock(&self.state).synced();
-        let synced = self.fsync(&before)?;
-        lock(&self.state).record(&before, synced);
-        Ok(())
-    }
-
     fn fsync(&self, before: &Synced) -> Result<Synced> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Io { path, source }
-        };
         let db_path = self.path.join("db");
         let db_file = match self.db_file.get() {
             Some(f) => f,
@@ -203,10 +191,6 @@ impl GroupCommit {
 
     /// Syncs the blobs not yet synced whole, and the folders if their listing changed.
     fn sync_blobs(&self, before: &Synced) -> Result<Synced> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Io { path, source }
-        };
         // Every blob not yet synced whole is synced. sled writes a blob outside any commit (in
         // three writes, after its LSN was taken, so a blob can appear below one already
         // synced), and a blob synced while half-written must be synced again by the commit of
@@ -214,8 +198,11 @@ impl GroupCommit {
         // (sled never writes a blob again once it is).
         let mut synced = HashSet::new();
         let blobs = self.path.join("blobs");
+        // The blobs folder's listing, from the same pass (a missing folder lists nothing).
+        let mut blobs_listing = 0u64;
         if let Ok(entries) = fs::read_dir(&blobs) {
             for entry in entries.flatten() {
+                blobs_listing = blobs_listing.wrapping_add(name_hash(&entry.file_name()));
                 let Some(lsn) = entry
                     .file_name()
                     .to_str()
@@ -239,7 +226,7 @@ impl GroupCommit {
         }
         // A directory entry (a new blob or snapshot, a rename) is durable only once its folder
         // is synced; when the listing is the one last synced, there is nothing to sync.
-        let now = listing(&self.path).map_err(io(&self.path))? ^ listing(&blobs).unwrap_or(0);
+        let now = listing(&self.path).map_err(io(&self.path))? ^ blobs_listing;
         if before.dirs != Some(now) {
             if blobs.is_dir() {
                 File::open(&blobs)
@@ -295,11 +282,22 @@ fn blob_is_whole(path: &Path) -> bool {
 fn listing(dir: &Path) -> std::io::Result<u64> {
     let mut sum = 0u64;
     for entry in fs::read_dir(dir)? {
-        let mut h = DefaultHasher::new();
-        entry?.file_name().hash(&mut h);
-        sum = sum.wrapping_add(h.finish());
+        sum = sum.wrapping_add(name_hash(&entry?.file_name()));
     }
     Ok(sum)
+}
+
+/// One name's part of a [`listing`].
+fn name_hash(name: &std::ffi::OsStr) -> u64 {
+    let mut h = DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
+}
+
+/// An I/O error on `path`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { path, source }
 }
 
 impl State {
