@@ -12,8 +12,11 @@
 //! turn. A third test runs 4 savers at once (the group commit). No root, no FUSE, no sleep:
 //! the cuts are built from the journal after the writer ran.
 //!
-//! `SESSDB_POWER_RUNS=N` runs more writers (default 2); `SESSDB_POWER_SEED=N` replays the cuts
-//! of a failed run; `SESSDB_POWER_KEEP=DIR` leaves a failing cut in DIR.
+//! `SESSDB_POWER_RUNS=N` runs more writers (default 2); `SESSDB_POWER_SEED=N` repeats a failed
+//! run's operations and choice of cuts, not its threads' timing (sled's background writes may
+//! split or order differently, so the journal, and the cut, may differ);
+//! `SESSDB_POWER_KEEP=DIR` leaves a failing cut and the journal's steps up to it in DIR, which
+//! is what reproduces it.
 
 // The writer's journal is made by defining glibc's calls (`src/bin/power_writer.rs`).
 #![cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
