@@ -836,11 +836,11 @@ impl Store {
     /// one pass under the principal's lock, so a session of the principal saved before this
     /// begins is removed unless it is `keep`. Returns how many live sessions it ended. A `keep`
     /// of another principal, or of none, is not touched either, and then every session of
-    /// `principal` ends. `keep` is an id: if
-    /// another request rotated it meanwhile ([`Session::cycle_id`]), the session under its new
-    /// id is one of the others and ends too (then [`Store::load`] of `keep` finds nothing, and
-    /// the caller can say so). A named session is not kept by its computable id, which reaches
-    /// nothing anywhere ([`Store::get_or_create`]).
+    /// `principal` ends. `keep` is an id: if another request rotated it meanwhile
+    /// ([`Session::cycle_id`]), the session under its new id is one of the others and ends too
+    /// (then [`Store::load`] of `keep` finds nothing, and the caller can say so). A named
+    /// session is not kept by its computable id, which reaches nothing anywhere
+    /// ([`Store::get_or_create`]).
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
