@@ -1552,10 +1552,17 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
             Err(e @ sled::Error::Corruption { .. }) if !torn_conf_removed => {
                 // The check needs the gate to itself: this attempt's shared hold goes first.
                 drop(gate);
-                if !remove_torn_conf(path)? {
-                    return Err(failed(e));
+                match remove_torn_conf(path)? {
+                    // Removed here, or by another opener meanwhile (or something else is
+                    // damaged, which the next attempt reports): once more.
+                    TornConf::Removed | TornConf::NotTorn => torn_conf_removed = true,
+                    // Another opener is at it: wait for its outcome, as for a held lock.
+                    TornConf::Busy if Instant::now() < deadline => {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(50));
+                    }
+                    TornConf::Busy | TornConf::Damaged => return Err(failed(e)),
                 }
-                torn_conf_removed = true;
             }
             Err(e) if is_lock_error(&e) => {
                 if Instant::now() >= deadline {
@@ -1835,23 +1842,26 @@ fn remove_partial_snapshots(path: &Path) -> Result<bool> {
 /// own lock, and another opener making the store holds the gate shared through that: a
 /// reviewer removed a `conf` being written that way), with sled's lock (no process has the
 /// store open), an empty log and a `conf` whose checksum does not match, all seen under both.
-fn remove_torn_conf(path: &Path) -> Result<bool> {
+fn remove_torn_conf(path: &Path) -> Result<TornConf> {
     use nix::fcntl::{Flock, FlockArg};
     let Ok(folder) = File::open(path) else {
-        return Ok(false);
+        return Ok(TornConf::Damaged);
     };
     let Ok(_gate) = Flock::lock(folder, FlockArg::LockExclusiveNonblock) else {
-        return Ok(false);
+        return Ok(TornConf::Busy);
     };
     let Ok(log) = File::open(path.join("db")) else {
-        return Ok(false);
+        return Ok(TornConf::Damaged);
     };
     let Ok(log) = Flock::lock(log, FlockArg::LockExclusiveNonblock) else {
-        return Ok(false);
+        return Ok(TornConf::Busy);
     };
+    if !log.metadata().is_ok_and(|m| m.len() == 0) {
+        return Ok(TornConf::Damaged);
+    }
     let conf = path.join("conf");
-    if !log.metadata().is_ok_and(|m| m.len() == 0) || !conf_is_torn(&conf) {
-        return Ok(false);
+    if !conf_is_torn(&conf) {
+        return Ok(TornConf::NotTorn);
     }
     fs::remove_file(&conf).map_err(io_err(&conf))?;
     log::warn!(
@@ -1860,7 +1870,20 @@ fn remove_torn_conf(path: &Path) -> Result<bool> {
          is empty)",
         conf.display()
     );
-    Ok(true)
+    Ok(TornConf::Removed)
+}
+
+/// What [`remove_torn_conf`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TornConf {
+    /// The torn `conf` is removed: sled makes the store anew.
+    Removed,
+    /// The `conf` is whole, or gone (another opener repaired the store meanwhile).
+    NotTorn,
+    /// Another opener holds the folder's gate or the store: not now.
+    Busy,
+    /// Not a store whose making was cut (its log holds something, or is missing).
+    Damaged,
 }
 
 /// Whether sled's `conf` at `path` is torn: its settings, then their CRC-32 (little-endian),
@@ -2214,21 +2237,24 @@ mod torn_conf_tests {
         assert!(conf_is_torn(&conf));
         let gate = crate::compact::opening_gate(dir.path(), Duration::ZERO).unwrap();
         assert!(gate.is_some());
-        assert!(!remove_torn_conf(dir.path()).unwrap());
+        assert_eq!(remove_torn_conf(dir.path()).unwrap(), TornConf::Busy);
         assert!(conf.exists());
         drop(gate);
-        assert!(remove_torn_conf(dir.path()).unwrap());
+        assert_eq!(remove_torn_conf(dir.path()).unwrap(), TornConf::Removed);
         assert!(!conf.exists());
+        assert_eq!(remove_torn_conf(dir.path()).unwrap(), TornConf::NotTorn);
 
         // Whole (its checksum follows), it is no torn `conf`, whatever else went wrong.
         let mut whole = text.clone();
         whole.extend_from_slice(&crc32fast::hash(&text).to_le_bytes());
         let dir = made(&whole);
         assert!(!conf_is_torn(&dir.path().join("conf")));
-        assert!(!remove_torn_conf(dir.path()).unwrap());
+        assert_eq!(remove_torn_conf(dir.path()).unwrap(), TornConf::NotTorn);
+        assert!(dir.path().join("conf").exists());
         // Nor with a log that holds something.
         let dir = made(&text);
         fs::write(dir.path().join("db"), b"x").unwrap();
-        assert!(!remove_torn_conf(dir.path()).unwrap());
+        assert_eq!(remove_torn_conf(dir.path()).unwrap(), TornConf::Damaged);
+        assert!(dir.path().join("conf").exists());
     }
 }
