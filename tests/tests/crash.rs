@@ -26,17 +26,11 @@ use sessdb_e2e::sessctl;
 const WRITER: &str = env!("CARGO_BIN_EXE_crash_writer");
 
 fn iterations() -> u64 {
-    std::env::var("SESSDB_CRASH_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50)
+    common::env_u64("SESSDB_CRASH_ITERATIONS").unwrap_or(50)
 }
 
 fn base_seed() -> u64 {
-    std::env::var("SESSDB_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..))
+    common::env_u64("SESSDB_CRASH_SEED").unwrap_or_else(|| fastrand::u64(..))
 }
 
 /// Runs the writer until it has acknowledged `acks` operations, kills it, and returns its

@@ -34,17 +34,11 @@ use sessdb_e2e::power::{differences, Before, Journal, Keep};
 const WRITER: &str = env!("CARGO_BIN_EXE_power_writer");
 
 fn runs() -> u64 {
-    std::env::var("SESSDB_POWER_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
+    common::env_u64("SESSDB_POWER_RUNS").unwrap_or(2)
 }
 
 fn base_seed() -> u64 {
-    std::env::var("SESSDB_POWER_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..))
+    common::env_u64("SESSDB_POWER_SEED").unwrap_or_else(|| fastrand::u64(..))
 }
 
 /// Runs the writer on the database `root/db` for `ops` operations, and returns its journal.

@@ -275,3 +275,8 @@ pub fn verify_second_life(db: &Path, lines: &[String]) {
         assert!(store.show(&Target::Id(*id)).expect("show").is_none());
     }
 }
+
+/// A number set in the environment variable `name` (a test's iterations or seed), if any.
+pub fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
