@@ -169,8 +169,10 @@ impl Builder {
         self
     }
 
-    /// Saving an unmodified session writes a *touch* (a new idle deadline) only when the
-    /// stored deadline is at least this much earlier than the new one. Larger values write
+    /// Saving an unmodified session writes a *touch* (its last access and a new idle
+    /// deadline) only when the stored deadline, or the stored last access, is at least this
+    /// much earlier than the new one (the last access alone moves for a session without an
+    /// idle timeout, or one whose deadline is its absolute deadline). Larger values write
     /// less; the idle timeout is then honoured within this interval. A session whose idle
     /// timeout is shorter than twice this interval is touched once half its idle timeout has
     /// passed instead, so that a session in use never expires for want of a touch.

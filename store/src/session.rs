@@ -489,8 +489,13 @@ impl Session {
     fn next_head(&self) -> Option<Head> {
         let (last_access, expires_at) = self.accessed_now();
         if !self.dirty {
+            // Unchanged, the head is the stored one: its last access is the stored one.
             let stored = self.stored.as_ref().map_or(i64::MIN, |(_, h)| h.expires_at);
-            if !self.touch_due(expires_at, stored) {
+            if !self.touch_due_with(
+                self.head.idle_timeout_ms,
+                (last_access, expires_at),
+                (self.head.last_access, stored),
+            ) {
                 // Decided before copying the head: a save that writes nothing costs nothing.
                 return None;
             }
@@ -502,18 +507,18 @@ impl Session {
         Some(next)
     }
 
-    /// Whether an unchanged session whose deadline would move from `stored` to `expires_at`
-    /// is due a touch: after the touch interval, or half the idle timeout if that is less (a
-    /// touch interval longer than the idle timeout would otherwise let a session in use
-    /// expire untouched).
-    fn touch_due(&self, expires_at: i64, stored: i64) -> bool {
-        self.touch_due_with(self.head.idle_timeout_ms, expires_at, stored)
-    }
-
-    /// [`Session::touch_due`] for a session whose idle timeout is `idle_timeout_ms`.
-    fn touch_due_with(&self, idle_timeout_ms: i64, expires_at: i64, stored: i64) -> bool {
-        let touch = duration_ms(self.store.inner.config.touch_interval).min(idle_timeout_ms / 2);
-        expires_at.saturating_sub(stored) >= touch.max(1)
+    /// Whether an unchanged session whose idle timeout is `idle_timeout_ms`, and whose last
+    /// access and deadline would move from `stored` to `now` (each `(last_access,
+    /// expires_at)`), is due a touch: when either moved by the touch interval, or by half the
+    /// idle timeout if that is less (a touch interval longer than the idle timeout would
+    /// otherwise let a session in use expire untouched). The last access counts on its own:
+    /// a session without an idle timeout, or near its absolute deadline, has a deadline that
+    /// no longer moves, and its recorded last access is still what `EvictOldest` goes by.
+    fn touch_due_with(&self, idle_timeout_ms: i64, now: (i64, i64), stored: (i64, i64)) -> bool {
+        let touch = duration_ms(self.store.inner.config.touch_interval)
+            .min(idle_timeout_ms / 2)
+            .max(1);
+        now.0.saturating_sub(stored.0) >= touch || now.1.saturating_sub(stored.1) >= touch
     }
 
     /// The session was written as `bytes` with `head`.
@@ -680,8 +685,8 @@ impl Session {
         touched.expires_at = touched.expiry_if_accessed_at(touched.last_access);
         if !self.touch_due_with(
             theirs.idle_timeout_ms,
-            touched.expires_at,
-            theirs.expires_at,
+            (touched.last_access, touched.expires_at),
+            (theirs.last_access, theirs.expires_at),
         ) {
             return Ok(OverTouches::Theirs {
                 bytes: current,

@@ -159,6 +159,73 @@ fn a_session_in_use_outlives_an_idle_timeout_shorter_than_the_touch_interval() {
     }
 }
 
+/// A session whose deadline no longer moves (no idle timeout, or an idle timeout that reaches
+/// past the absolute deadline) still records its use once a touch interval, as the touch
+/// interval's and `last_access`'s docs say: `EvictOldest` goes by it. Before, such a session's
+/// last access stayed at its creation however much it was used, and a third login evicted
+/// the session in use rather than the idle one.
+#[test]
+fn a_session_whose_deadline_no_longer_moves_still_records_its_use() {
+    let f = fixture_with(
+        Store::builder()
+            .idle_timeout(Duration::MAX)
+            .touch_interval(Duration::from_secs(60))
+            .max_sessions_per_principal(2, OnPrincipalLimit::EvictOldest),
+    );
+    let login = || {
+        let mut s = f.store.create();
+        s.set_principal(Some("alice")).unwrap();
+        s.save().unwrap();
+        *s.id()
+    };
+    let laptop = login();
+    f.advance(60);
+    let phone = login();
+    let writes = f.store.counters().writes;
+    // The laptop is used every 10 s for an hour; the phone is not.
+    for _ in 0..360 {
+        f.advance(10);
+        let mut s = f.store.load(&laptop).unwrap().expect("no idle timeout");
+        s.save().unwrap();
+    }
+    // One touch a minute, not one a save.
+    assert_eq!(f.store.counters().writes - writes, 60);
+    let s = f.store.load(&laptop).unwrap().unwrap();
+    // Touched at 70 s, then every 60 s: the last of them at 3,610 s.
+    assert_eq!(s.last_access().unix_timestamp(), T0 / 1000 + 3610);
+    assert_eq!(s.expires_at(), s.absolute_deadline());
+    drop(s);
+    login();
+    assert!(
+        f.store.load(&laptop).unwrap().is_some(),
+        "the laptop is in use"
+    );
+    assert!(
+        f.store.load(&phone).unwrap().is_none(),
+        "the phone is the oldest"
+    );
+
+    // An idle timeout that reaches past the absolute deadline: the deadline stays there, the
+    // last access moves once a touch interval.
+    let f = fixture_with(
+        Store::builder()
+            .idle_timeout(Duration::from_secs(3600))
+            .absolute_lifetime(Duration::from_secs(1800))
+            .touch_interval(Duration::from_secs(60)),
+    );
+    let mut s = f.store.create();
+    s.save().unwrap();
+    let id = *s.id();
+    let writes = f.store.counters().writes;
+    for _ in 0..10 {
+        f.advance(30);
+        f.store.load(&id).unwrap().unwrap().save().unwrap();
+    }
+    assert_eq!(f.store.counters().writes - writes, 5);
+    let s = f.store.load(&id).unwrap().unwrap();
+    assert_eq!(s.last_access().unix_timestamp(), T0 / 1000 + 300);
+    assert_eq!(s.expires_at(), s.absolute_deadline());
+}
 /// A loaded session decodes its data on first use; whether or not that happened, a change
 /// is a write and anything else is not.
 #[test]
