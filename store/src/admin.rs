@@ -84,7 +84,10 @@ impl FromStr for Target {
 }
 
 /// Everything about one session that an operator may see: the export's record schema.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its `Debug` shows the data's keys, not their values (a token, say), as `Session`'s shows
+/// none: a `{:?}` in a log line must not copy a session's secrets into the log.
+#[derive(Clone, PartialEq)]
 pub struct SessionInfo {
     /// The storage handle.
     pub handle: Handle,
@@ -112,6 +115,42 @@ pub struct SessionInfo {
     pub data: BTreeMap<String, Value>,
     /// The encoded size in bytes.
     pub size: usize,
+}
+
+impl std::fmt::Debug for SessionInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field but the data's values.
+        let SessionInfo {
+            handle,
+            principal,
+            label,
+            remote_addr,
+            user_agent,
+            created,
+            last_access,
+            idle_timeout,
+            absolute_deadline,
+            expires_at,
+            version,
+            data,
+            size,
+        } = self;
+        f.debug_struct("SessionInfo")
+            .field("handle", handle)
+            .field("principal", principal)
+            .field("label", label)
+            .field("remote_addr", remote_addr)
+            .field("user_agent", user_agent)
+            .field("created", created)
+            .field("last_access", last_access)
+            .field("idle_timeout", idle_timeout)
+            .field("absolute_deadline", absolute_deadline)
+            .field("expires_at", expires_at)
+            .field("version", version)
+            .field("data_keys", &data.keys().collect::<Vec<_>>())
+            .field("size", size)
+            .finish()
+    }
 }
 
 impl SessionInfo {

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use sessdb::{Admin, Error, Session, SessionId, Store, Target, Value, MAX_DEPTH};
+use sessdb::{Admin, Error, ListQuery, Session, SessionId, Store, Target, Value, MAX_DEPTH};
 
 /// A value no error message or `Debug` output may show.
 const SECRET: &str = "s3cr3t-bearer-of-the-api-0xC0FFEE";
@@ -231,6 +231,17 @@ fn errors_and_debug_output_show_no_id_and_no_data() {
     assert_clean("Debug of a Session", &format!("{s:?} {s:#?}"), &id);
     assert_clean("Debug of a SessionId", &format!("{id:?} {id:#?}"), &id);
     assert_clean("Debug of the store", &format!("{store:?}"), &id);
+    // What an operator's tools see: the keys, not their values.
+    let info = store.show(&Target::Id(id)).expect("show").expect("live");
+    assert!(format!("{info:?}").contains("\"token\""), "{info:?}");
+    assert_clean(
+        "Debug of a SessionInfo",
+        &format!("{info:?} {info:#?}"),
+        &id,
+    );
+    let page = store.list(&ListQuery::default()).expect("list");
+    assert_eq!(page.sessions.len(), 1);
+    assert_clean("Debug of a Page", &format!("{page:?}"), &id);
 
     // Conflict: a stale save.
     let mut stale = store.load(&id).expect("load").expect("live");
