@@ -67,6 +67,12 @@
 //!   with it: tower-sessions' `cycle_id` deletes the old id before it creates the new one, so
 //!   with `Refuse` a login over the limit fails in `create` (a backend error naming the limit,
 //!   which axum answers with a 500) after the anonymous session, and its data, are gone.
+//!   `EvictOldest` ends the sessions whose recorded last access is oldest, and a request
+//!   records one only if it reaches the store: tower-sessions saves a session only when the
+//!   handler changed it, unless `with_always_save(true)`, so by default the last access is the
+//!   last change. With `with_always_save(true)` an unchanged session's use is recorded once a
+//!   [touch interval](sessdb::Builder::touch_interval) (a write; none in between), whatever
+//!   its [`Expiry`](tower_sessions_core::Expiry).
 //! - A session over [`sessdb::Builder::max_session_bytes`] (256 KiB encoded by default) fails
 //!   in `save` with an `Encode` error naming its size and the limit. tower-sessions saves after
 //!   the handler has returned, so the client gets a bare 500 and the message goes to

@@ -60,9 +60,13 @@ impl SessdbStore {
     /// This saves the blocking pool's round trip, ~20 µs per call on a 2-core machine, most of
     /// a cached load + save through this store (see "Blocking" in the
     /// [crate docs](crate)). The price: a load that misses sled's cache reads the disk on the
-    /// async worker, stalling the other tasks of that worker for the read. Choose it when the
-    /// sessions in use fit in sled's cache ([`sessdb::Builder::cache_bytes`]) and the runtime
-    /// has more than one worker thread.
+    /// async worker, stalling the other tasks of that worker for the read; and a write that
+    /// meets one of sessdb's locks held waits for it there too: another request's save of the
+    /// same session, `Store::invalidate_principal` ending a user's sessions (4 s for a
+    /// principal of 200k sessions), or `sessctl check --repair`, which holds every write for
+    /// its rebuild (6–8 s at a million sessions). Choose it when the sessions in use fit in
+    /// sled's cache ([`sessdb::Builder::cache_bytes`]), the runtime has more than one worker
+    /// thread, and such pauses of the writes may pause that worker.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();

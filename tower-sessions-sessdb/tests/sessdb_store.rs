@@ -455,3 +455,50 @@ async fn a_cookie_built_from_a_named_sessions_id_reaches_nothing() {
         Some("upstream-secret")
     );
 }
+
+/// `EvictOldest` goes by the recorded last access, which a request records only when it
+/// reaches the store: with `with_always_save(true)` (here, a save after a read) an unchanged
+/// session under a fixed `AtDateTime` records its use once a touch interval, as one under
+/// `OnInactivity` does. Before, its deadline did not move, so nothing was written, and a new
+/// login evicted the session just used rather than the idle one.
+#[tokio::test]
+async fn evict_oldest_goes_by_use_with_always_save_whatever_the_expiry() {
+    let at = OffsetDateTime::now_utc() + Duration::days(1);
+    for expiry in [
+        tower_sessions::Expiry::AtDateTime(at),
+        tower_sessions::Expiry::OnInactivity(Duration::hours(1)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::at(OffsetDateTime::now_utc());
+        let store = Store::builder()
+            .clock(clock.clone())
+            .max_sessions_per_principal(2, sessdb::OnPrincipalLimit::EvictOldest)
+            .open(dir.path().join("db"))
+            .unwrap();
+        let sessions = Arc::new(SessdbStore::new(store.clone()).with_principal_key("user_id"));
+        let login = || async {
+            let s = Session::new(None, sessions.clone(), Some(expiry));
+            s.insert("user_id", "alice").await.unwrap();
+            s.save().await.unwrap();
+            s.id().unwrap()
+        };
+        let phone = login().await;
+        clock.advance(StdDuration::from_secs(600));
+        let laptop = login().await;
+        clock.advance(StdDuration::from_secs(600));
+        // A request of the phone's that only reads its session.
+        let request = Session::new(Some(phone), sessions.clone(), Some(expiry));
+        assert_eq!(
+            request.get::<String>("user_id").await.unwrap().as_deref(),
+            Some("alice")
+        );
+        request.save().await.unwrap();
+        clock.advance(StdDuration::from_secs(600));
+        login().await;
+        assert!(sessions.load(&phone).await.unwrap().is_some(), "{expiry:?}");
+        assert!(
+            sessions.load(&laptop).await.unwrap().is_none(),
+            "{expiry:?}"
+        );
+    }
+}
