@@ -72,7 +72,9 @@ impl Value {
     /// ```
     ///
     /// # Errors
-    /// Fails when the value nests deeper than [`MAX_DEPTH`].
+    /// Fails when the value nests deeper than [`MAX_DEPTH`], or holds a number that does not
+    /// fit in 64 bits (an integer) or a float's range, which only serde_json's
+    /// `arbitrary_precision` feature makes.
     pub fn from_plain_json(json: &serde_json::Value) -> Result<Value, String> {
         Value::from_json_inner(json, MAX_DEPTH, false).map_err(|e| e.0)
     }
@@ -111,7 +113,9 @@ impl Value {
     /// The inverse of [`Value::to_json`].
     ///
     /// # Errors
-    /// Fails when the value nests deeper than [`MAX_DEPTH`].
+    /// Fails when the value nests deeper than [`MAX_DEPTH`], or holds a number that does not
+    /// fit in 64 bits (an integer) or a float's range, which only serde_json's
+    /// `arbitrary_precision` feature makes.
     pub fn from_json(json: &serde_json::Value) -> Result<Value, String> {
         Value::from_json_inner(json, MAX_DEPTH, true).map_err(|e| e.0)
     }
@@ -186,15 +190,7 @@ impl Value {
         Ok(match json {
             J::Null => Value::Null,
             J::Bool(b) => Value::Bool(*b),
-            J::Number(n) => {
-                if let Some(i) = n.as_i64() {
-                    Value::Int(i)
-                } else if let Some(u) = n.as_u64() {
-                    Value::UInt(u)
-                } else {
-                    Value::Float(n.as_f64().unwrap_or(f64::NAN))
-                }
-            }
+            J::Number(n) => number(n)?,
             J::String(s) => Value::String(s.clone()),
             J::Array(items) => {
                 let room = inside()?;
@@ -1122,9 +1118,101 @@ pub(crate) fn arb_value() -> impl proptest::strategy::Strategy<Value = Value> {
     })
 }
 
+/// A JSON number as a value: an integer as `Int` or `UInt`, any other number as `Float`.
+/// serde_json's default build only makes numbers that fit; with its `arbitrary_precision`
+/// feature (which any crate of an application can turn on) a number keeps its text, and one
+/// that does not fit is refused rather than changed: an integer beyond 64 bits would become
+/// an inexact float, and one beyond a float's range infinity, written back as `null`.
+fn number(n: &serde_json::Number) -> Result<Value, ValueError> {
+    number_from(&n.to_string(), n.as_i64(), n.as_u64(), n.as_f64())
+}
+
+/// [`number`], from the number's text and its readings.
+fn number_from(
+    text: &str,
+    int: Option<i64>,
+    uint: Option<u64>,
+    float: Option<f64>,
+) -> Result<Value, ValueError> {
+    if let Some(i) = int {
+        return Ok(Value::Int(i));
+    }
+    if let Some(u) = uint {
+        return Ok(Value::UInt(u));
+    }
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ValueError(format!(
+            "the integer {} does not fit in 64 bits",
+            shorten(text)
+        )));
+    }
+    match float {
+        Some(f) if f.is_finite() => Ok(Value::Float(f)),
+        _ => Err(ValueError(format!(
+            "the number {} is beyond a 64-bit float's range",
+            shorten(text)
+        ))),
+    }
+}
+
+/// A number's text as an error message quotes it: at most 40 characters.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What serde_json's `arbitrary_precision` feature hands over (the text kept, the readings
+    /// serde_json gives it): numbers that fit are read as ever; an integer beyond 64 bits and a
+    /// number beyond a float's range are refused, naming the number, where they became an
+    /// inexact float and `null`.
+    #[test]
+    fn numbers_that_do_not_fit_are_refused_not_changed() {
+        assert_eq!(
+            number_from("-5", Some(-5), None, Some(-5.0)).unwrap(),
+            Value::Int(-5)
+        );
+        assert_eq!(
+            number_from("18446744073709551615", None, Some(u64::MAX), Some(1.8e19)).unwrap(),
+            Value::UInt(u64::MAX)
+        );
+        assert_eq!(
+            number_from("0.10", None, None, Some(0.1)).unwrap(),
+            Value::Float(0.1)
+        );
+        assert_eq!(
+            number_from("1E2", None, None, Some(100.0)).unwrap(),
+            Value::Float(100.0)
+        );
+        let e = number_from(
+            "-170141183460469231731687303715884105728",
+            None,
+            None,
+            Some(-1.7e38),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.0,
+            "the integer -170141183460469231731687303715884105728 does not fit in 64 bits"
+        );
+        let e = number_from("1e400", None, None, Some(f64::INFINITY)).unwrap_err();
+        assert_eq!(e.0, "the number 1e400 is beyond a 64-bit float's range");
+        let long = "9".repeat(100);
+        let e = number_from(&long, None, None, Some(1e100)).unwrap_err();
+        assert!(e.0.contains(&format!("{}…", "9".repeat(40))), "{}", e.0);
+        assert!(!e.0.contains(&"9".repeat(41)), "{}", e.0);
+        // serde_json's default build: every number it makes converts.
+        for json in ["0", "-1", "18446744073709551615", "1.5", "1e300", "-0.0"] {
+            let n: serde_json::Number = serde_json::from_str(json).unwrap();
+            assert!(number(&n).is_ok(), "{json}");
+        }
+    }
 
     fn sample() -> BTreeMap<String, Value> {
         let mut inner = BTreeMap::new();

@@ -40,7 +40,7 @@
 //! | tower-sessions [`Record`](tower_sessions_core::session::Record) | sessdb session |
 //! |---|---|
 //! | `id` (128 random bits) | the [`SessionId`](sessdb::SessionId) of the same 16 bytes ([`session_id`]); the store keeps only its hash, the handle `sessctl` shows |
-//! | `data` (JSON values) | the data map, key for key, each value as [`Session::insert`](sessdb::Session::insert) would store it ([`Value::from_plain_json`](sessdb::Value::from_plain_json)), so any JSON comes back unchanged |
+//! | `data` (JSON values) | the data map, key for key, each value as [`Session::insert`](sessdb::Session::insert) would store it ([`Value::from_plain_json`](sessdb::Value::from_plain_json)), so any JSON comes back equal (an object's keys sorted; numbers as 64-bit integers or floats, as serde_json keeps them by default: with its `arbitrary_precision` feature, a number that does not fit fails the save with an `Encode` error) |
 //! | `expiry_date` | the absolute deadline, to the millisecond; the idle timeout is [`NO_IDLE_TIMEOUT`], so tower-sessions' expiry alone decides. A deadline that only slid later by less than the store's [`touch_interval`](sessdb::Builder::touch_interval) (or half the time left, if less) is not written unless the save writes anyway (changed data or principal): tower-sessions slides it on every save, and sessdb writes it as a touch, at most one interval behind. The store's [`idle_timeout`](sessdb::Builder::idle_timeout) and [`absolute_lifetime`](sessdb::Builder::absolute_lifetime) do not apply to these sessions (they are for sessions made through sessdb's own API): set the expiry on tower-sessions' `SessionManagerLayer` (`with_expiry`) |
 //! | the value at the principal key ([`SessdbStore::with_principal_key`]) | the principal |
 //!
