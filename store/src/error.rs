@@ -363,7 +363,7 @@ fn storage_message(e: &sled::Error) -> String {
         // operator needs to know to recover.
         sled::Error::Io(io) => format!(
             "storage engine I/O error: {} (after a failed write sled accepts no more writes \
-             from this process: fix the cause, such as a full disk, then reopen the database or \
+             from this process, and may fail reads: fix the cause, such as a full disk, then reopen the database or \
              restart the application)",
             io_text(io)
         ),
@@ -484,8 +484,8 @@ mod tests {
         assert_eq!(
             full.to_string(),
             "storage engine I/O error: No space left on device (os error 28) (after a failed \
-             write sled accepts no more writes from this process: fix the cause, such as a full \
-             disk, then reopen the database or restart the application)"
+             write sled accepts no more writes from this process, and may fail reads: fix the \
+             cause, such as a full disk, then reopen the database or restart the application)"
         );
     }
 

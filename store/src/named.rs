@@ -261,7 +261,7 @@ impl Store {
                 // The access moves the idle deadline: a save of an unchanged session, which
                 // writes only when the touch is due, and never conflicts. One ended meanwhile
                 // is looked for again (and made again if gone). A touch that fails otherwise
-                // (a full disk, where sled then refuses every write but reads go on; a session
+                // (a full disk, where sled then refuses every write, and may fail reads; a session
                 // over a lowered size limit) does not take the valid session from the caller.
                 match session.save() {
                     Ok(()) => return Ok(session),
