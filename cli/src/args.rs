@@ -212,7 +212,9 @@ pub struct ListArgs {
 #[derive(Debug, ClapArgs)]
 pub struct ShowArgs {
     /// A handle (32 hex characters as `list` shows, or its first 6 or more, as the TUI shows),
-    /// a session id (a UUID, from a cookie), or the 22 characters of a tower-sessions cookie.
+    /// a session id (a UUID, from a cookie, with or without its hyphens: 32 hex characters
+    /// that are no session's handle are taken for one), or the 22 characters of a
+    /// tower-sessions cookie.
     #[arg(value_name = "HANDLE|SESSION-ID")]
     pub target: String,
     /// One JSON object, in the export's schema.

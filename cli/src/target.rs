@@ -11,8 +11,12 @@ pub const MIN_PREFIX: usize = 6;
 /// A session as the user named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Named {
-    /// A full handle or a session id (a UUID, or a tower-sessions cookie's value).
+    /// A session id (a UUID, or a tower-sessions cookie's value).
     Exact(Target),
+    /// 32 hex characters: a full handle, or a session id in the UUID's simple form (what
+    /// `Uuid::simple` writes, which an application may put in its cookie). Told apart by
+    /// which of the two a session has.
+    Full(sessdb::Handle, sessdb::SessionId),
     /// The start of a handle (lower case hex, at least [`MIN_PREFIX`] characters).
     Prefix(String),
 }
@@ -28,6 +32,9 @@ impl Named {
         let hex = t.bytes().all(|b| b.is_ascii_hexdigit());
         if hex && (MIN_PREFIX..32).contains(&t.len()) {
             return Ok(Named::Prefix(t.to_ascii_lowercase()));
+        }
+        if hex && t.len() == 32 {
+            return Ok(Named::Full(t.parse()?, t.parse()?));
         }
         // The store knows only whole handles and ids; its message leaves out the prefixes
         // that sessctl accepts too.
@@ -49,7 +56,9 @@ impl Named {
         })
     }
 
-    /// The session this names. A prefix is looked up in every session, expired ones too.
+    /// The session this names. A prefix is looked up in every session, expired ones too. 32
+    /// hex characters are taken for a handle; when no session has it, the caller tries
+    /// [`Named::otherwise`].
     ///
     /// # Errors
     /// [`Failure::NotFound`] when a prefix matches nothing, [`Failure::Usage`] when it matches
@@ -57,6 +66,7 @@ impl Named {
     pub fn resolve(&self, admin: &dyn Admin) -> anyhow::Result<Target> {
         let prefix = match self {
             Named::Exact(target) => return Ok(*target),
+            Named::Full(handle, _) => return Ok(Target::Handle(*handle)),
             Named::Prefix(prefix) => prefix,
         };
         // Two tell a prefix that names one session from one that names several. Looked up
@@ -77,6 +87,18 @@ impl Named {
     }
 }
 
+impl Named {
+    /// What else this may name when no session has the handle [`Named::resolve`] gave: the
+    /// session id of 32 hex characters (a handle is a hash of an id, so no session has both).
+    /// Tried only then, so a handle costs no more round trips to an application than before.
+    pub fn otherwise(&self) -> Option<Target> {
+        match self {
+            Named::Full(_, id) => Some(Target::Id(*id)),
+            _ => None,
+        }
+    }
+}
+
 /// The error for a session that is not there. A session id is a secret: only its handle is
 /// ever printed.
 pub fn not_found(target: &Target) -> Failure {
@@ -93,10 +115,7 @@ mod tests {
     #[test]
     fn handles_prefixes_and_ids() {
         let full = "cc8cd41cef907c4d216069122c4b8993";
-        assert!(matches!(
-            Named::parse(full),
-            Ok(Named::Exact(Target::Handle(_)))
-        ));
+        assert!(matches!(Named::parse(full), Ok(Named::Full(..))));
         assert_eq!(
             Named::parse("CC8CD41C").ok(),
             Some(Named::Prefix("cc8cd41c".into()))

@@ -212,6 +212,19 @@ data
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(common::id(1).as_bytes())
     };
     expect(at_t0(&db).args(["show", &cookie]), 0, &pretty, "");
+    // The id in the UUID's simple form (32 hex characters, as a handle is): no session has
+    // that handle, so it is the session id.
+    let simple = common::id(1).to_string().replace('-', "");
+    assert_eq!(simple.len(), 32);
+    expect(at_t0(&db).args(["show", &simple]), 0, &pretty, "");
+    // And when neither reading names a session, what was typed is said as the handle.
+    let unknown = "0123456789abcdef0123456789abcdef";
+    expect(
+        at_t0(&db).args(["show", unknown]),
+        1,
+        "",
+        &format!("error: no session with handle {unknown}\n"),
+    );
 
     let out = run(at_t0(&db).args(["show", &id, "--json"]));
     assert_eq!((out.code, out.stderr.as_str()), (0, ""));

@@ -48,7 +48,9 @@ impl Target {
 impl FromStr for Target {
     type Err = Error;
 
-    /// 32 hex characters are a handle. A session id is a UUID (its `Display` form, which an
+    /// 32 hex characters are a handle, so a session id in the UUID's simple form (no hyphens)
+    /// reads as one: to take it for an id, parse it as a [`SessionId`] (sessctl tries that
+    /// when no session has the handle). A session id is a UUID (its `Display` form, which an
     /// application using sessdb directly puts in its cookie), or 22 characters of unpadded
     /// base64url: the id's 16 bytes as tower-sessions writes them in its cookie, which
     /// `tower-sessions-sessdb` keeps unchanged as the session id.

@@ -52,22 +52,28 @@ impl Invalidate {
                 // Every name is resolved before anything is invalidated: a handle prefix that
                 // names no session or several stops them all, and says so.
                 let several = targets.len() > 1;
-                let targets = targets
+                let resolved = targets
                     .iter()
-                    .map(|t| t.resolve(admin))
+                    .map(|t| Ok((t.resolve(admin)?, t.otherwise())))
                     .collect::<anyhow::Result<Vec<_>>>()
                     .map_err(|e| if several { nothing_invalidated(e) } else { e })?;
                 // A session named twice (by handle and by prefix, say) is invalidated once.
                 let mut seen = std::collections::HashSet::new();
-                let targets: Vec<Target> = targets
+                let resolved: Vec<(Target, Option<Target>)> = resolved
                     .into_iter()
-                    .filter(|t| seen.insert(handle_of(t)))
+                    .filter(|(t, _)| seen.insert(handle_of(t)))
                     .collect();
+                let targets: Vec<Target> = resolved.iter().map(|(t, _)| *t).collect();
                 let mut removed = 0u64;
                 let mut missing = Vec::new();
                 let mut failed = None;
-                for (i, target) in targets.iter().enumerate() {
-                    match admin.invalidate(target) {
+                for (i, (target, otherwise)) in resolved.iter().enumerate() {
+                    // 32 hex characters that are no session's handle may be a session id.
+                    let ended = admin.invalidate(target).and_then(|ended| match otherwise {
+                        Some(other) if !ended => admin.invalidate(other),
+                        _ => Ok(ended),
+                    });
+                    match ended {
                         Ok(true) => removed += 1,
                         Ok(false) => missing.push(target),
                         Err(e) => {

@@ -29,7 +29,12 @@ impl Show {
         let db = ctx.open(Access::Read)?;
         let admin = db.admin();
         let target = self.target.resolve(admin)?;
-        let Some(info) = admin.show(&target)? else {
+        let mut info = admin.show(&target)?;
+        if let (None, Some(other)) = (&info, self.target.otherwise()) {
+            info = admin.show(&other)?;
+        }
+        // Not found either way: said as what was typed, a handle.
+        let Some(info) = info else {
             return Err(not_found(&target).into());
         };
         if self.json {
