@@ -25,7 +25,7 @@ pub struct Undecodable {
     pub reason: String,
 }
 
-/// What [`Store::check`](crate::Admin::check) found.
+/// What [`Admin::check`](crate::Admin::check) found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckReport {
     /// Records read.
@@ -56,7 +56,7 @@ impl CheckReport {
     }
 }
 
-/// What [`Store::repair`](crate::Admin::repair) changed.
+/// What [`Admin::repair`](crate::Admin::repair) changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepairReport {
     /// Undecodable records removed (with why), and with them the sessions they held: none of

@@ -16,6 +16,14 @@ pub trait Clock: Send + Sync + Debug + 'static {
     fn now_ms(&self) -> i64;
 }
 
+/// A shared clock is a clock: `Arc<dyn Clock>` chosen at run time, or an `Arc` of a test's
+/// clock, can be handed to [`Builder::clock`](crate::Builder::clock).
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now_ms(&self) -> i64 {
+        (**self).now_ms()
+    }
+}
+
 /// The operating system's clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;

@@ -161,7 +161,10 @@ pub enum Error {
         reason: String,
     },
     /// The principal already has the maximum number of sessions and the policy is to refuse.
-    #[error("principal {principal:?} already has {limit} sessions (the configured maximum)")]
+    #[error(
+        "principal {principal:?} already has {limit} session{} (the configured maximum)",
+        if *limit == 1 { "" } else { "s" }
+    )]
     PrincipalLimit {
         /// The principal.
         principal: String,

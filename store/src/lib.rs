@@ -87,6 +87,27 @@
 //! mimalloc costs memory: tens of MiB more peak RSS in the benchmark. jemalloc
 //! (`tikv_jemallocator::Jemalloc`) fixed the same waits and held less. The measured effects are
 //! in the repository's `docs/BENCHMARKS.md` ("Concurrent calls and the allocator").
+//!
+//! ## Blocking calls, and async services
+//!
+//! Every call is blocking: a load may read the disk, a save with [`Durability::Immediate`]
+//! waits for an `fsync`, a write waits for the locks of its session and principal (held for
+//! seconds by [`Store::invalidate_principal`] of a principal with a very large number of
+//! sessions, or by a repair), and [`Store::get_or_create`] waits for another caller's `init`
+//! of the same name. In an async service, call the store from
+//! `tokio::task::spawn_blocking` (or your runtime's equivalent), as the `tower-sessions-sessdb`
+//! adapter does by default; a cached load takes microseconds, and calling it inline trades
+//! that hop for the risk of stalling a worker thread.
+//!
+//! ## Platforms and versions
+//!
+//! sessdb builds on Unix only (it uses Unix sockets and file permissions) and is built and
+//! tested on Linux; elsewhere some guarantees fall back to weaker ones, each said where it
+//! applies (compaction's folder exchange and its hold of the database's lock, for one). Times are [`time::OffsetDateTime`], re-exported as [`sessdb::time`](time)
+//! so that an application uses the same version. The database format, the export format and
+//! the admin protocol carry versions ([`FORMAT_VERSION`], [`EXPORT_VERSION`],
+//! [`PROTOCOL_VERSION`]); before 1.0, a minor release may add fields to the public structs
+//! and variants to the public enums.
 #![deny(missing_docs)]
 // No unwrap on anything user input reaches; tests may.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -129,3 +150,6 @@ pub use socket::{
 };
 pub use store::{foreign_entries, is_database_entry, Counters, Store, FORMAT_VERSION};
 pub use value::{Value, MAX_DEPTH};
+
+/// The `time` crate, whose [`OffsetDateTime`](time::OffsetDateTime) sessdb's timestamps are.
+pub use time;

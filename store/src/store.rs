@@ -939,7 +939,8 @@ impl Store {
         }
     }
 
-    /// What this store handle has done since the store was opened.
+    /// What the store has done since it was opened: through this handle and every clone of
+    /// it (they share one store), the reaper's purges included.
     pub fn counters(&self) -> Counters {
         self.inner.counters.snapshot()
     }

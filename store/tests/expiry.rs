@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{fixture, fixture_with, T0};
-use sessdb::{Admin, ListQuery, Status, Store};
+use sessdb::{Admin, ListQuery, ManualClock, Status, Store};
 
 fn idle_30m_abs_2h() -> sessdb::Builder {
     Store::builder()
@@ -236,4 +236,26 @@ fn reaper_purges_in_the_background_and_stops_with_the_store() {
             Err(e) => panic!("reopen after the reaper stopped: {e}"),
         }
     }
+}
+
+/// A clock chosen at run time (`Arc<dyn Clock>`) is a clock the builder takes, and the store
+/// reads the time through it.
+#[test]
+fn a_shared_clock_chosen_at_run_time_drives_expiry() {
+    let manual = ManualClock::at_ms(T0);
+    let clock: std::sync::Arc<dyn sessdb::Clock> = std::sync::Arc::new(manual.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::builder()
+        .idle_timeout(Duration::from_secs(60))
+        .clock(clock)
+        .open(dir.path().join("db"))
+        .expect("open");
+    let mut s = store.create();
+    s.save().expect("save");
+    assert_eq!(s.created().unix_timestamp() * 1000, T0);
+    manual.advance(Duration::from_secs(60));
+    assert!(
+        store.load(s.id()).expect("load").is_none(),
+        "expired at its deadline"
+    );
 }
