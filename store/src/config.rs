@@ -17,7 +17,7 @@ pub enum Durability {
     /// `static`, `std::process::exit`) must call [`Store::flush`] first, or it loses that
     /// interval's writes as a crash would.
     Periodic {
-        /// How often the background flush runs.
+        /// How often the background flush runs (under a millisecond is taken as one).
         flush_every: Duration,
     },
     /// A write returns only after it is on stable storage: sled's flush, then an `fsync` of
@@ -187,7 +187,9 @@ impl Builder {
         self
     }
 
-    /// The largest encoded session the store accepts.
+    /// The largest encoded session the store accepts (its record: the data, the metadata and
+    /// about 40 bytes of its own; 0 is refused at [`open`](Builder::open), since every save
+    /// would fail).
     pub fn max_session_bytes(mut self, n: usize) -> Self {
         self.config.max_session_bytes = n;
         self
@@ -270,7 +272,8 @@ impl Builder {
     /// [`Error::NewerFormat`](crate::Error::NewerFormat),
     /// [`Error::InvalidField`](crate::Error::InvalidField) for an idle timeout or absolute
     /// lifetime under a millisecond (every session would expire as it is saved;
-    /// `Duration::MAX` is none), or an I/O or storage error.
+    /// `Duration::MAX` is none) or a `max_session_bytes` of 0 (every save would fail), or an
+    /// I/O or storage error.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
         for (field, d) in [
             ("idle timeout", self.config.idle_timeout),
@@ -286,6 +289,12 @@ impl Builder {
                 });
             }
         }
+        if self.config.max_session_bytes == 0 {
+            return Err(crate::Error::InvalidField {
+                field: "max session bytes",
+                reason: "it is 0, so every save would fail".into(),
+            });
+        }
         Store::open_with(path.as_ref(), self.config)
     }
 }
@@ -295,9 +304,10 @@ mod tests {
     use super::*;
 
     /// An idle timeout or absolute lifetime under a millisecond (deadlines are whole
-    /// milliseconds) is refused by name, before anything is made.
+    /// milliseconds), and a size limit of 0, are refused by name, before anything is made:
+    /// every session would expire as it is saved, or fail to save.
     #[test]
-    fn lifetimes_under_a_millisecond_are_refused() {
+    fn settings_under_which_no_session_lives_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         let err = Builder::new()
@@ -320,9 +330,15 @@ mod tests {
                 "{lifetime:?}"
             );
         }
+        let err = Builder::new().max_session_bytes(0).open(&path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid max session bytes: it is 0, so every save would fail"
+        );
         assert!(!path.exists());
         Builder::new()
             .idle_timeout(Duration::from_millis(1))
+            .max_session_bytes(1)
             .open(&path)
             .unwrap();
     }
