@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
+
 /// The deepest nesting of lists and maps a value may have.
 pub const MAX_DEPTH: usize = 64;
 
@@ -47,6 +49,16 @@ const TAGS: [&str; 3] = ["$base64", "$float", "$map"];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ValueError(pub(crate) String);
 
+impl ValueError {
+    /// The error of [`Value::from_json`] and [`Value::from_plain_json`].
+    fn invalid_json(self) -> Error {
+        Error::InvalidField {
+            field: "JSON value",
+            reason: self.0,
+        }
+    }
+}
+
 impl Value {
     /// Converts any serializable value (through its JSON data model). A float that is not
     /// finite, anywhere in `value`, is refused: serde_json would write it as `null`.
@@ -68,15 +80,16 @@ impl Value {
     /// use sessdb::Value;
     ///
     /// let json = serde_json::json!({"cart": [1, 2], "$base64": "AA=="});
-    /// assert_eq!(Value::from_plain_json(&json).unwrap().to_plain_json(), json);
+    /// assert_eq!(Value::from_plain_json(&json)?.to_plain_json(), json);
+    /// # Ok::<(), sessdb::Error>(())
     /// ```
     ///
     /// # Errors
-    /// Fails when the value nests deeper than [`MAX_DEPTH`], or holds a number that does not
-    /// fit in 64 bits (an integer) or a float's range, which only serde_json's
-    /// `arbitrary_precision` feature makes.
-    pub fn from_plain_json(json: &serde_json::Value) -> Result<Value, String> {
-        Value::from_json_inner(json, MAX_DEPTH, false).map_err(|e| e.0)
+    /// [`Error::InvalidField`] (field `JSON value`) when the value nests deeper than
+    /// [`MAX_DEPTH`], or holds a number that does not fit in 64 bits (an integer) or a float's
+    /// range, which only serde_json's `arbitrary_precision` feature makes.
+    pub fn from_plain_json(json: &serde_json::Value) -> Result<Value, Error> {
+        Value::from_json_inner(json, MAX_DEPTH, false).map_err(ValueError::invalid_json)
     }
 
     /// The value in serde's JSON data model: what
@@ -113,11 +126,11 @@ impl Value {
     /// The inverse of [`Value::to_json`].
     ///
     /// # Errors
-    /// Fails when the value nests deeper than [`MAX_DEPTH`], or holds a number that does not
-    /// fit in 64 bits (an integer) or a float's range, which only serde_json's
-    /// `arbitrary_precision` feature makes.
-    pub fn from_json(json: &serde_json::Value) -> Result<Value, String> {
-        Value::from_json_inner(json, MAX_DEPTH, true).map_err(|e| e.0)
+    /// [`Error::InvalidField`] (field `JSON value`) when the value nests deeper than
+    /// [`MAX_DEPTH`], or holds a number that does not fit in 64 bits (an integer) or a float's
+    /// range, which only serde_json's `arbitrary_precision` feature makes.
+    pub fn from_json(json: &serde_json::Value) -> Result<Value, Error> {
+        Value::from_json_inner(json, MAX_DEPTH, true).map_err(ValueError::invalid_json)
     }
 
     /// [`Value::from_json`] of a session's whole data map, as the export writes it: the map
@@ -1676,6 +1689,7 @@ mod tests {
                 assert_eq!(convert(&at_limit).unwrap().depth(), MAX_DEPTH);
                 assert!(convert(&over)
                     .unwrap_err()
+                    .to_string()
                     .contains("nested deeper than 64"));
             }
             let data = |v: &serde_json::Value| serde_json::json!({"k": v});
@@ -1688,6 +1702,7 @@ mod tests {
         let tagged_map = wrap(serde_json::json!({"$map": {"$float": "x"}}), MAX_DEPTH);
         assert!(Value::from_json(&tagged_map)
             .unwrap_err()
+            .to_string()
             .contains("nested deeper than 64"));
         let tagged_map = wrap(serde_json::json!({"$map": {"$float": "x"}}), MAX_DEPTH - 1);
         assert_eq!(Value::from_json(&tagged_map).unwrap().depth(), MAX_DEPTH);
@@ -1716,6 +1731,7 @@ mod tests {
         }
         assert!(Value::from_json(&json)
             .unwrap_err()
+            .to_string()
             .contains("nested deeper"));
     }
 
