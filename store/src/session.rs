@@ -770,10 +770,10 @@ impl Session {
                 .rotate(&self.handle, (&old.0, &old.1), &new_handle, &next, encoded)
             {
                 // As for `save`: a session that expired after it was loaded is not brought
-                // back by going on top of a touch.
-                Err(conflict @ Error::Conflict { .. })
-                    if tries < 3 && !loaded_head.is_expired(self.store.now()) =>
-                {
+                // back by going on top of a touch, but one another request touched while it
+                // was live is not expired: the retry's own check (`Store::refuse_expired`, of
+                // the touched record) tells the two apart.
+                Err(conflict @ Error::Conflict { .. }) if tries < 3 => {
                     tries += 1;
                     let Some((current, record)) = self.store.touched_since(&self.handle, loaded)?
                     else {

@@ -1152,6 +1152,52 @@ fn a_login_goes_on_top_of_a_parallel_touch() {
     assert!(sessdb::Admin::check(&f.store).unwrap().is_clean());
 }
 
+/// The same two races, landing just after the deadline the handle loaded: another request's
+/// touch, written while the session was live, moved it, so the session is live and the
+/// change or the login goes on top of that touch. Before, both were refused as a `Conflict`
+/// (the handle's loaded deadline had passed). A session that expired with no touch in
+/// between is still not brought back.
+#[test]
+fn a_change_or_login_just_after_the_loaded_deadline_goes_on_top_of_a_touch() {
+    for login in [false, true] {
+        let f = fixture_with(Store::builder().idle_timeout(Duration::from_secs(1800)));
+        let mut s = f.store.create();
+        s.insert("cart", &vec![1]).unwrap();
+        s.save().unwrap();
+        let id = *s.id();
+        f.advance(1799); // a second before the deadline
+        let mut late = f.store.load(&id).unwrap().unwrap();
+        let mut xhr = f.store.load(&id).unwrap().unwrap();
+        xhr.save().unwrap(); // its touch: the session lives 30 minutes more
+        f.advance(2); // past the deadline `late` loaded
+        assert!(f.store.load(&id).unwrap().is_some(), "live");
+        if login {
+            late.set_principal(Some("alice")).unwrap();
+            late.cycle_id().unwrap();
+            assert!(f.store.load(&id).unwrap().is_none(), "the old id ended");
+        } else {
+            late.insert("cart", &vec![1, 2]).unwrap();
+            late.save().unwrap();
+        }
+        let stored = f.store.load(late.id()).unwrap().expect("saved");
+        let cart = if login { vec![1] } else { vec![1, 2] };
+        assert_eq!(stored.get::<Vec<i32>>("cart").unwrap(), Some(cart));
+        assert_eq!(stored.principal(), login.then_some("alice"));
+        assert_eq!(stored.last_access().unix_timestamp() * 1000, T0 + 1_801_000);
+        assert!(sessdb::Admin::check(&f.store).unwrap().is_clean());
+
+        // Without a touch in between, a handle past its deadline brings nothing back.
+        f.advance(1801);
+        assert!(f.store.load(late.id()).unwrap().is_none(), "expired");
+        let mut stale = stored;
+        stale.insert("cart", &vec![3]).unwrap();
+        assert!(
+            matches!(stale.save(), Err(Error::NotFound { .. })),
+            "{login}"
+        );
+    }
+}
+
 /// Opening a database this process already has open (instead of cloning its `Store`) says so;
 /// before, the error blamed another process. A loaded `Session` holds the store open too. Once
 /// every handle is gone it opens again. (Another process's hold is `Locked`: sessctl's tests.)
