@@ -17,7 +17,8 @@ use crate::target::Named;
 /// Facts about the environment that change the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Env {
-    /// NO_COLOR is set to a non-empty value.
+    /// NO_COLOR is set to a non-empty value, or TERM is `dumb` (a terminal that shows escape
+    /// sequences as text, as clap's and indicatif's output already assume).
     pub no_color: bool,
     /// stdout is a terminal.
     pub stdout_terminal: bool,
@@ -30,7 +31,8 @@ impl Env {
     pub fn detect() -> Env {
         use std::io::IsTerminal as _;
         Env {
-            no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+            no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+                || std::env::var_os("TERM").is_some_and(|t| t == "dumb"),
             stdout_terminal: std::io::stdout().is_terminal(),
             stderr_terminal: std::io::stderr().is_terminal(),
         }

@@ -253,6 +253,14 @@ fn compact_refuses_what_it_would_lose_and_changes_nothing() {
         "error: compact needs the database itself, not an application's admin socket \
          (app.sock): stop the application and give --db\n",
     );
+    // So does demo, which makes its own database (an ignored socket would read as obeyed).
+    expect(
+        on(&dir.path().join("demo.sessdb")).args(["--socket", "app.sock", "demo"]),
+        2,
+        "",
+        "error: demo makes its own database at --db; --socket names an application's admin \
+         socket (app.sock), which demo does not use: leave it out\n",
+    );
     let out = run(on(&db).args(["--as-of", "2999-01-01T00:00:00Z", "compact"]));
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("later than now"), "{}", out.stderr);

@@ -47,6 +47,15 @@ principals           3
         (stats["live"].as_u64(), stats["expired"].as_u64()),
         (Some(1), Some(4))
     );
+    // As of a time later than now, nothing acts on the count: no purge to suggest (it would
+    // be refused as of then).
+    let out = run(on(&db).args(["--as-of", "2999-01-01T00:00:00Z", "stats"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    assert!(
+        out.stdout.contains("\nexpired, not purged  5\n"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -120,6 +129,22 @@ HANDLE                            PRINCIPAL  LABEL    REMOTE ADDR    LAST ACCESS
 "
         ),
         "more sessions match; --limit N shows more, --limit 0 shows all\n",
+    );
+    // With --json too (on stderr: the lines on stdout stay whole for jq), and as a note
+    // only when more match.
+    let out = run(at_t0(&db).args(["list", "--json", "--limit", "1"]));
+    assert_eq!(
+        (out.code, out.stdout.lines().count(), out.stderr.as_str()),
+        (
+            0,
+            1,
+            "more sessions match; --limit N shows more, --limit 0 shows all\n"
+        )
+    );
+    let out = run(at_t0(&db).args(["list", "--json", "--limit", "3"]));
+    assert_eq!(
+        (out.code, out.stdout.lines().count(), out.stderr.as_str()),
+        (0, 3, "")
     );
     expect(
         at_t0(&db).args(["list", "--principal", "nobody"]),

@@ -63,7 +63,7 @@ impl Compact {
                 .into())
             }
         };
-        let progress = Progress::spinner(ctx.progress, "copying", " sessions");
+        let progress = Progress::spinner(ctx.progress, "copying", "sessions");
         let report = match &self.into {
             Some(dest) => store.copy_into_with(dest, &self.options, |n| progress.set(n)),
             None => store.compact_with(&self.options, |n| progress.set(n)),

@@ -148,6 +148,17 @@ impl Demo {
     /// [`Failure::Usage`] when a database exists and `--force` is not given, or `--db` is a
     /// folder of other files; open, storage and write errors.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
+        if let Some(socket) = ctx.socket {
+            // The demo makes (and with --live serves) a database of its own at --db: an
+            // application's socket would be ignored, as if it were obeyed.
+            return Err(Failure::Usage(format!(
+                "demo makes its own database at --db; {} names an application's admin socket \
+                 ({}), which demo does not use: leave it out",
+                ctx.socket_named_by,
+                socket.display()
+            ))
+            .into());
+        }
         if let Some(live) = &self.live {
             return live.run(ctx, self);
         }

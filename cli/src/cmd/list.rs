@@ -105,15 +105,19 @@ impl List {
                     }
                 }
             } else if more {
-                writeln!(
-                    ctx.err,
-                    "more sessions match; --limit N shows more, --limit 0 shows all"
-                )?;
+                writeln!(ctx.err, "{MORE}")?;
             }
+        } else if more {
+            // On stderr, so the JSON lines stay whole for jq; a script that pages by hand
+            // still learns that it has not seen everything.
+            writeln!(ctx.err, "{MORE}")?;
         }
         Ok(Exit::Success)
     }
 }
+
+/// What a listing cut short at `--limit` says on stderr.
+const MORE: &str = "more sessions match; --limit N shows more, --limit 0 shows all";
 
 fn table(sessions: &[SessionInfo], now: OffsetDateTime, header: bool) -> Table {
     let mut t = Table::default();

@@ -54,7 +54,10 @@ impl Stats {
             Tone::Plain,
             vec!["live sessions".into(), s.live.to_string()],
         );
-        let expired = if s.expired > 0 {
+        // A future --as-of only reads: no purge acts on what it counts.
+        let expired = if s.expired > 0 && ctx.future_as_of().is_some() {
+            s.expired.to_string()
+        } else if s.expired > 0 {
             format!("{} (`sessctl purge --expired` removes them)", s.expired)
         } else {
             "0".into()
