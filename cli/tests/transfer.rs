@@ -430,6 +430,52 @@ fn an_export_waiting_for_its_pipes_reader_does_not_hold_the_database() {
     assert_eq!(got.lines().count(), 4, "a header and the 3 live sessions");
 }
 
+/// An import from a pipe whose writer has not started yet (`ssh host sessctl export |
+/// sessctl import -`) waits for its first bytes before it opens the database, so the
+/// application can start meanwhile. (It opened the database first, and held it while it
+/// waited.)
+#[test]
+fn an_import_waiting_for_its_input_does_not_hold_the_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let export = run(at_t0(&db).args(["export", "--include-expired"])).stdout;
+    let target = dir.path().join("target.sessdb");
+    drop(sessdb::Store::open(&target).expect("an empty database"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sessctl"))
+        .env_clear()
+        .arg("--db")
+        .arg(&target)
+        .args(["--as-of", common::T0, "import", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Until it waits in a read of its empty pipe: the kernel function it sleeps in, as /proc
+    // shows it (a kernel that hides it shows "0": then the syscall, read of fd 0, is 0 on
+    // x86_64 and 63 on aarch64).
+    let wchan = format!("/proc/{}/wchan", child.id());
+    let syscall = format!("/proc/{}/syscall", child.id());
+    let waiting = || match fs::read_to_string(&wchan).as_deref() {
+        Ok("0") | Err(_) => fs::read_to_string(&syscall)
+            .is_ok_and(|t| t.starts_with("0 0x0 ") || t.starts_with("63 0x0 ")),
+        Ok(function) => function.contains("pipe_read") || function == "pipe_wait",
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !waiting() {
+        assert!(std::time::Instant::now() < deadline, "sessctl never waited");
+        std::thread::yield_now();
+    }
+    // Meanwhile the application opens its database, and lets it go again.
+    drop(sessdb::Store::open(&target).expect("the database is free while sessctl waits"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(export.as_bytes()).expect("write");
+    drop(stdin);
+    let (stderr, code) = common::stderr_and_exit(&mut child);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(export_body(&target), export_body(&db));
+}
+
 /// A named pipe whose reader goes away part way (a backup job that died) gets what a closed
 /// stdout gets: exit 0, and a warning that what it read is not a whole export.
 #[test]
@@ -556,7 +602,7 @@ fn export_then_import_into_a_fresh_database_round_trips() {
         at_t0(&fresh).arg("import").arg(&file),
         0,
         "imported 5, replaced 0, unchanged 0, skipped 0, bad 0\n",
-        EXPIRED_AT_T0,
+        &format!("{}{EXPIRED_AT_T0}", made("no database at", &fresh)),
     );
     let original = fs::read_to_string(&file).expect("read");
     let again = run(on(&fresh).args(["export", "--include-expired"])).stdout;
@@ -700,14 +746,23 @@ fn a_rejected_import_leaves_nothing_it_made() {
     let good = dir.path().join("good.jsonl");
     let export = run(at_t0(&fixture(dir.path())).args(["export", "--include-expired"])).stdout;
     fs::write(&good, export).expect("write");
-    for db in [&nested, &empty] {
+    for (db, absent) in [(&nested, "no database at"), (&empty, "an empty folder at")] {
         expect(
             at_t0(db).arg("import").arg(&good),
             0,
             "imported 5, replaced 0, unchanged 0, skipped 0, bad 0\n",
-            EXPIRED_AT_T0,
+            &format!("{}{EXPIRED_AT_T0}", made(absent, db)),
         );
     }
+}
+
+/// What an import that made a new database says of it: a restore to a mistyped `--db` must not
+/// look like one to the database meant.
+fn made(absent: &str, db: &Path) -> String {
+    format!(
+        "note: {absent} {}: the import made a new database there\n",
+        db.display()
+    )
 }
 
 #[test]
@@ -1073,7 +1128,8 @@ fn import_rejects_times_no_real_session_has() {
         ),
     );
     // Created at its last access is what a new session is.
-    let out = run(at_t0(&dir.path().join("target.sessdb"))
+    let target = dir.path().join("target.sessdb");
+    let out = run(at_t0(&target)
         .args(["import", "-"])
         .write_stdin(with("created", last_access)));
     assert_eq!(
@@ -1081,7 +1137,7 @@ fn import_rejects_times_no_real_session_has() {
         (
             0,
             "imported 1, replaced 0, unchanged 0, skipped 0, bad 0\n",
-            ""
+            made("no database at", &target).as_str()
         )
     );
 }
@@ -1144,8 +1200,11 @@ fn skip_bad_imports_the_good_lines_of_a_new_file() {
         (
             4,
             "imported 5, replaced 0, unchanged 0, skipped 0, bad 1\n",
-            format!("line 4: expected value at column 1\n{EXPIRED_AT_T0}error: 1 bad line\n")
-                .as_str()
+            format!(
+                "{}line 4: expected value at column 1\n{EXPIRED_AT_T0}error: 1 bad line\n",
+                made("no database at", &target)
+            )
+            .as_str()
         )
     );
     assert_eq!(export_body(&target), export_body(&db));

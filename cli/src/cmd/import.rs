@@ -59,6 +59,17 @@ impl Import {
         // behind.
         let (reader, progress) = self.input.open(ctx.progress)?;
         let mut reader = FirstLine::new(reader);
+        // The input's first bytes (or its end) before the database is opened: a producer slow
+        // to start (`ssh host sessctl export | sessctl import -`) does not hold the database
+        // meanwhile, which would keep its application from starting, as an export waits for a
+        // pipe's reader before it opens the database.
+        if let Err(source) = reader.fill_buf() {
+            return Err(sessdb::Error::Io {
+                path: self.input.name().into(),
+                source,
+            }
+            .into());
+        }
         let absent = match fs::symlink_metadata(ctx.db) {
             Err(_) => Some("no database at"),
             Ok(m) if m.is_dir() && is_empty_dir(ctx.db) => Some("an empty folder at"),
@@ -119,6 +130,14 @@ impl Import {
         progress.finish();
         self.read_to_end.set(reader.ended);
         let report = result?;
+        if let (Some(absent), None, true) = (absent, ctx.socket, report.written) {
+            // A restore to a mistyped --db must not look like one to the database meant.
+            writeln!(
+                ctx.err,
+                "note: {absent} {}: the import made a new database there",
+                ctx.db.display()
+            )?;
+        }
         print_bad_lines(ctx.err, &report)?;
         self.outcome(ctx, &report, reader.number())
     }
