@@ -1198,6 +1198,41 @@ fn a_change_or_login_just_after_the_loaded_deadline_goes_on_top_of_a_touch() {
     }
 }
 
+/// And past the touched deadline too, with no load in between (whose lazy removal would take
+/// the record first): the change or the login brings nothing back. (A review made
+/// `refuse_expired` take any touched record, live or not, and only this test failed.)
+#[test]
+fn a_change_or_login_over_a_touch_that_expired_too_brings_nothing_back() {
+    for login in [false, true] {
+        let f = fixture_with(Store::builder().idle_timeout(Duration::from_secs(1800)));
+        let mut s = f.store.create();
+        s.insert("cart", &vec![1]).unwrap();
+        s.save().unwrap();
+        let id = *s.id();
+        f.advance(1799);
+        let mut late = f.store.load(&id).unwrap().unwrap();
+        let mut xhr = f.store.load(&id).unwrap().unwrap();
+        xhr.save().unwrap(); // its touch: the deadline moves to 1,799 s + 30 min
+        f.advance(1801); // past that deadline too
+        let outcome = if login {
+            late.set_principal(Some("alice")).unwrap();
+            late.cycle_id()
+        } else {
+            late.insert("cart", &vec![1, 2]).unwrap();
+            late.save()
+        };
+        assert!(
+            matches!(
+                outcome,
+                Err(Error::NotFound { .. } | Error::Conflict { .. })
+            ),
+            "{login}: {outcome:?}"
+        );
+        assert!(f.store.load(&id).unwrap().is_none(), "{login}");
+        assert!(f.store.load(late.id()).unwrap().is_none(), "{login}");
+    }
+}
+
 /// Opening a database this process already has open (instead of cloning its `Store`) says so;
 /// before, the error blamed another process. A loaded `Session` holds the store open too. Once
 /// every handle is gone it opens again. (Another process's hold is `Locked`: sessctl's tests.)
