@@ -225,8 +225,9 @@ pub struct ShowArgs {
 /// `sessctl invalidate`
 #[derive(Debug, ClapArgs)]
 pub struct InvalidateArgs {
-    /// Handles (or their first 6 or more characters), session ids, or tower-sessions cookies'
-    /// 22 characters.
+    /// Handles (or their first 6 or more characters), session ids (UUIDs, with or without
+    /// their hyphens: 32 hex characters that are no session's handle are taken for one), or
+    /// tower-sessions cookies' 22 characters.
     #[arg(
         value_name = "HANDLE|SESSION-ID",
         required_unless_present = "principal",

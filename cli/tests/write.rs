@@ -45,16 +45,27 @@ fn invalidate_by_handle_and_by_session_id() {
     assert_eq!(handles(&db, T0, false), [api_handle()]);
     // An expired session not yet purged still exists, so it can be invalidated. Session 4 is
     // named by its id without hyphens: 32 hex characters, as a handle is; no session has that
-    // handle, so it is taken for the id.
+    // handle, so it is taken for the id. Named by its handle too, in either order, it counts
+    // once.
     let simple = id(4).to_string().replace('-', "");
     assert_eq!(simple.len(), 32);
     expect(
-        at_t0(&db).args(["invalidate", &handle(3), &simple]),
+        at_t0(&db).args(["invalidate", &handle(3), &simple, &handle(4)]),
         0,
         "invalidated 2 sessions\n",
         "",
     );
     assert_eq!(handles(&db, T0, true), Vec::<String>::new());
+    let again = dir.path().join("again");
+    std::fs::create_dir(&again).expect("mkdir");
+    let db = fixture(&again);
+    expect(
+        at_t0(&db).args(["invalidate", &handle(4), &simple]),
+        0,
+        "invalidated 1 session\n",
+        "",
+    );
+    assert!(!handles(&db, T0, true).contains(&handle(4)));
 }
 
 #[test]

@@ -57,11 +57,17 @@ impl Invalidate {
                     .map(|t| Ok((t.resolve(admin)?, t.otherwise())))
                     .collect::<anyhow::Result<Vec<_>>>()
                     .map_err(|e| if several { nothing_invalidated(e) } else { e })?;
-                // A session named twice (by handle and by prefix, say) is invalidated once.
+                // A session named twice (by handle and by prefix, say, or by its id without
+                // hyphens, whose other reading is its handle) is invalidated once.
                 let mut seen = std::collections::HashSet::new();
                 let resolved: Vec<(Target, Option<Target>)> = resolved
                     .into_iter()
-                    .filter(|(t, _)| seen.insert(handle_of(t)))
+                    .filter(|(t, other)| {
+                        let handles = [Some(handle_of(t)), other.as_ref().map(handle_of)];
+                        let new = !handles.iter().flatten().any(|h| seen.contains(h));
+                        seen.extend(handles.into_iter().flatten());
+                        new
+                    })
                     .collect();
                 let targets: Vec<Target> = resolved.iter().map(|(t, _)| *t).collect();
                 let mut removed = 0u64;
