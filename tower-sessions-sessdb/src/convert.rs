@@ -122,6 +122,17 @@ impl Touch {
             .max(time::Duration::milliseconds(1));
         new > stored && new - stored < due
     }
+
+    /// Whether sessdb writes a touch anyway, its last access having moved by the interval
+    /// since `last_access` (a session without an idle timeout, as these are, records its use
+    /// so): that write takes the new deadline too, or the next request would write again for
+    /// it.
+    fn access_due(&self, last_access: OffsetDateTime) -> bool {
+        let interval = time::Duration::try_from(self.interval)
+            .unwrap_or(time::Duration::MAX)
+            .max(time::Duration::milliseconds(1));
+        self.now - last_access >= interval
+    }
 }
 
 /// Makes `session` hold what `record` holds. Only what differs marks the session changed, so
@@ -160,10 +171,14 @@ pub(crate) fn fill(
     session
         .set_principal(principal.as_deref())
         .map_err(encode)?;
-    // A save that writes anyway (its data or principal changed) takes the new deadline at no
-    // cost: held back, an inactivity window would end up to a touch interval early.
+    // A save that writes anyway (its data or principal changed, or its last access is due)
+    // takes the new deadline at no cost: held back, an inactivity window would end up to a
+    // touch interval early.
     if session.is_dirty()
-        || !touch.is_some_and(|t| t.not_due(session.absolute_deadline(), record.expiry_date))
+        || !touch.is_some_and(|t| {
+            t.not_due(session.absolute_deadline(), record.expiry_date)
+                && !t.access_due(session.last_access())
+        })
     {
         session.set_absolute_deadline(record.expiry_date);
     }

@@ -502,3 +502,38 @@ async fn evict_oldest_goes_by_use_with_always_save_whatever_the_expiry() {
         );
     }
 }
+
+/// One write per touch interval when tower-sessions' clock runs a moment behind the store's
+/// (its `expiry_date` is computed before the save's hop to the blocking pool; 1 ms here), with
+/// a request every 10 ms across the interval: the write that records the last access takes
+/// the slid deadline too. Before, the last-access touch came first, without the deadline, and
+/// the next request wrote again for it. (Found by a review.)
+#[tokio::test]
+async fn one_write_per_touch_interval_when_tower_sessions_lags_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = OffsetDateTime::now_utc();
+    let clock = ManualClock::at(start);
+    let store = Store::builder()
+        .clock(clock.clone())
+        .touch_interval(StdDuration::from_secs(60))
+        .open(dir.path().join("db"))
+        .unwrap();
+    let sessions = SessdbStore::new(store.clone());
+    let inactivity = Duration::minutes(30);
+    let lag = Duration::milliseconds(1);
+    let mut r = record(json!({"n": 1}), start + inactivity);
+    sessions.create(&mut r).await.unwrap();
+    let before = store.counters().writes;
+    // Requests every 10 ms, from 59.99 s to 60.05 s after the write.
+    clock.advance(StdDuration::from_millis(59_990));
+    let mut elapsed = Duration::milliseconds(59_990);
+    for _ in 0..7 {
+        r.expiry_date = start + elapsed - lag + inactivity;
+        sessions.save(&r).await.unwrap();
+        clock.advance(StdDuration::from_millis(10));
+        elapsed += Duration::milliseconds(10);
+    }
+    assert_eq!(store.counters().writes - before, 1);
+    let stored = sessions.load(&r.id).await.unwrap().expect("live");
+    assert!(stored.expiry_date > start + inactivity, "the deadline slid");
+}
