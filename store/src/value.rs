@@ -1137,7 +1137,17 @@ pub(crate) fn arb_value() -> impl proptest::strategy::Strategy<Value = Value> {
 /// that does not fit is refused rather than changed: an integer beyond 64 bits would become
 /// an inexact float, and one beyond a float's range infinity, written back as `null`.
 fn number(n: &serde_json::Number) -> Result<Value, ValueError> {
-    number_from(&n.to_string(), n.as_i64(), n.as_u64(), n.as_f64())
+    // Every number serde_json's default build makes, without building its text.
+    if let Some(i) = n.as_i64() {
+        return Ok(Value::Int(i));
+    }
+    if let Some(u) = n.as_u64() {
+        return Ok(Value::UInt(u));
+    }
+    if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.is_finite()) {
+        return Ok(Value::Float(f));
+    }
+    number_from(&n.to_string(), None, None, n.as_f64())
 }
 
 /// [`number`], from the number's text and its readings.
