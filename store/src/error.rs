@@ -144,7 +144,10 @@ pub enum Error {
         /// Why it was rejected.
         reason: &'static str,
     },
-    /// A metadata field (principal, label, remote address, user agent) is invalid.
+    /// A value given to the store is invalid: a metadata field (principal, label, remote
+    /// address, user agent), a setting of the [`Builder`](crate::Builder) checked at open, a
+    /// JSON value ([`Value::from_json`](crate::Value::from_json)), or an operation a session
+    /// does not allow (`cycle_id` of a named session). `field` names which.
     #[error("invalid {field}: {reason}")]
     InvalidField {
         /// The field name.
