@@ -37,7 +37,7 @@ principals           3
     assert_eq!(stats["principals"], 3);
     assert_eq!(stats["undecodable"], 0);
     assert_eq!(stats["format_version"], 2);
-    assert_eq!(stats["as_of"], "2025-01-31T12:00:00Z");
+    assert_eq!(stats["as_of"], "2025-01-31T12:00:00.000Z");
     assert!(stats["bytes_on_disk"].as_u64().expect("a number") > 0);
 
     // An hour later everything but the API client has expired.
@@ -172,6 +172,13 @@ fn list_json_is_the_export_schema_one_object_per_line() {
         .map(|s| s["handle"].as_str().expect("a handle"))
         .collect();
     assert_eq!(handles, [handle(2), handle(1), api_handle()]);
+    // Every time has three fraction digits, so times sort as strings (`jq sort`).
+    for s in &listed {
+        for key in ["created", "last_access", "absolute_deadline", "expires_at"] {
+            let t = s[key].as_str().expect("a time");
+            assert!(t.len() == 24 && t.ends_with('Z') && &t[19..20] == ".", "{t}");
+        }
+    }
     // Each object is exactly what the export writes for that session.
     let export = json_lines(&run(at_t0(&db).arg("export")).stdout);
     for session in &listed {
@@ -259,9 +266,9 @@ data
             // The export format's documented order, handle first.
             "{{\"handle\":\"{h1}\",\"principal\":\"alice\",\"label\":\"web\",\
              \"remote_addr\":\"203.0.113.7\",\"user_agent\":\"Mozilla/5.0 (X11; Linux x86_64)\",\
-             \"created\":\"2025-01-31T11:50:00Z\",\"last_access\":\"2025-01-31T11:50:00Z\",\
-             \"idle_timeout_s\":1800,\"absolute_deadline\":\"2025-02-01T11:50:00Z\",\
-             \"expires_at\":\"2025-01-31T12:20:00Z\",\"version\":1,\
+             \"created\":\"2025-01-31T11:50:00.000Z\",\"last_access\":\"2025-01-31T11:50:00.000Z\",\
+             \"idle_timeout_s\":1800,\"absolute_deadline\":\"2025-02-01T11:50:00.000Z\",\
+             \"expires_at\":\"2025-01-31T12:20:00.000Z\",\"version\":1,\
              \"data\":{{\"cart\":[1,2,3],\"prefs\":{{\"lang\":\"en-GB\",\"theme\":\"dark\"}}}}}}\n"
         )
     );

@@ -44,7 +44,7 @@ fn export_to_stdout_writes_the_header_then_one_session_per_line() {
     assert_eq!(
         lines[0],
         serde_json::json!({"format": "sessdb-export", "version": 1,
-                           "exported_at": "2025-01-31T12:00:00Z"})
+                           "exported_at": "2025-01-31T12:00:00.000Z"})
     );
     assert_eq!(lines.len(), 4);
     let out = run(at_t0(&db).args(["export", "--include-expired"]));

@@ -52,9 +52,27 @@ struct Line {
     data: serde_json::Value,
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    // Every stored time is within 1970..=9999, which RFC 3339 can always write.
-    t.format(&Rfc3339).unwrap_or_default()
+/// A time as the export and `--json` write it: RFC 3339 in UTC, always with three fraction
+/// digits (`2025-01-31T11:50:00.000Z`), so that times sort as strings (`jq`'s `sort`, `sort`),
+/// which a varying number of digits breaks (`…58.21Z` after `…58.215Z`). Stored times are
+/// whole milliseconds within 1970..=9999.
+///
+/// ```
+/// let t = time::macros::datetime!(2025-01-31 11:50:00.2 UTC);
+/// assert_eq!(sessdb::export_timestamp(t), "2025-01-31T11:50:00.200Z");
+/// ```
+pub fn export_timestamp(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 impl SessionInfo {
@@ -90,11 +108,11 @@ impl SessionInfo {
             label: self.label.clone(),
             remote_addr: self.remote_addr.clone(),
             user_agent: self.user_agent.clone(),
-            created: rfc3339(self.created),
-            last_access: rfc3339(self.last_access),
+            created: export_timestamp(self.created),
+            last_access: export_timestamp(self.last_access),
             idle_timeout_s: idle,
-            absolute_deadline: rfc3339(self.absolute_deadline),
-            expires_at: rfc3339(self.expires_at),
+            absolute_deadline: export_timestamp(self.absolute_deadline),
+            expires_at: export_timestamp(self.expires_at),
             version: self.version,
             data: Value::Map(self.data.clone()).to_json(),
         }
@@ -110,7 +128,7 @@ pub(crate) fn header_line(now: OffsetDateTime) -> String {
     let header = Header {
         format: EXPORT_FORMAT.into(),
         version: EXPORT_VERSION,
-        exported_at: rfc3339(now),
+        exported_at: export_timestamp(now),
     };
     serde_json::to_string(&header).unwrap_or_default()
 }

@@ -140,8 +140,8 @@ pub use compact::{CompactOptions, CompactReport};
 pub use config::{Builder, Durability, OnPrincipalLimit};
 pub use error::{Error, Result};
 pub use export::{
-    validate_export, validate_export_as_of, BadLine, ExportReport, ImportOptions, ImportReport,
-    OnConflict, EXPORT_FORMAT, EXPORT_VERSION, MAX_REPORTED_BAD_LINES,
+    export_timestamp, validate_export, validate_export_as_of, BadLine, ExportReport, ImportOptions,
+    ImportReport, OnConflict, EXPORT_FORMAT, EXPORT_VERSION, MAX_REPORTED_BAD_LINES,
 };
 pub use id::{Handle, SessionId};
 pub use session::{Session, MAX_METADATA_BYTES, MAX_PRINCIPAL_BYTES};

@@ -28,7 +28,7 @@ impl Stats {
         if self.json {
             let value = json!({
                 "database": database,
-                "as_of": timestamp(admin.now()),
+                "as_of": sessdb::export_timestamp(admin.now()),
                 "live": s.live,
                 "expired": s.expired,
                 "undecodable": s.undecodable,
