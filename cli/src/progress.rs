@@ -48,11 +48,22 @@ impl Progress {
     /// Sets the position.
     pub fn set(&self, pos: u64) {
         self.0.set_position(pos);
+        self.stretch();
     }
 
     /// Moves forward by `n`.
     pub fn inc(&self, n: u64) {
         self.0.inc(n);
+        self.stretch();
+    }
+
+    /// A bar whose count was an estimate (the sessions a purge counted first; more expire
+    /// while it runs) grows with what it passes rather than run past its end.
+    fn stretch(&self) {
+        let pos = self.0.position();
+        if self.0.length().is_some_and(|len| pos > len) {
+            self.0.set_length(pos);
+        }
     }
 
     /// Removes the bar from the screen.
@@ -141,5 +152,23 @@ impl<W: Write> Write for LineProgress<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A purge's bar counts the sessions expired when it started; those that expire while it
+    /// runs stretch it, where it showed `48887/48863`.
+    #[test]
+    fn a_bar_past_its_estimate_grows_with_it() {
+        let bar = Progress::bar(false, 10, "purging", "sessions");
+        bar.set(4);
+        assert_eq!(bar.0.length(), Some(10));
+        bar.inc(7);
+        assert_eq!((bar.0.position(), bar.0.length()), (11, Some(11)));
+        bar.set(12);
+        assert_eq!(bar.0.length(), Some(12));
     }
 }
