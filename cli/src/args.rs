@@ -90,6 +90,12 @@ pub struct Args {
     )]
     pub timeout: Option<String>,
 
+    /// Leave out the notes on stderr (lines starting `note:`, such as the one saying a running
+    /// application's admin socket is used): for cron, which mails whatever a job prints.
+    /// Warnings and errors stay, and so does the exit code.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

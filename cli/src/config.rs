@@ -60,6 +60,8 @@ pub struct Config {
     pub progress: bool,
     /// NO_COLOR is set (the TUI draws on the terminal whatever stdout is).
     pub no_color: bool,
+    /// Notes on stderr are left out (`--quiet`).
+    pub quiet: bool,
     /// The command.
     pub command: Command,
 }
@@ -229,6 +231,7 @@ impl Config {
             },
             progress: env.stderr_terminal,
             no_color: env.no_color,
+            quiet: args.quiet,
             command,
         })
     }

@@ -36,6 +36,13 @@ pub fn run(args: Args) -> Exit {
 /// # Errors
 /// Whatever the command fails with.
 pub fn execute(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<Exit> {
+    let mut quiet;
+    let err: &mut dyn Write = if config.quiet {
+        quiet = WithoutNotes::new(err);
+        &mut quiet
+    } else {
+        err
+    };
     let mut ctx = Ctx {
         db: &config.db,
         db_named_by: config.db_named_by,
@@ -61,6 +68,55 @@ pub fn execute(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> any
         Command::Check(c) => c.run(&mut ctx),
         Command::Compact(c) => c.run(&mut ctx),
         Command::Tui(c) => c.run(&mut ctx),
+    }
+}
+
+/// stderr without its notes (`--quiet`): each whole line that starts `note: ` is dropped,
+/// everything else passes, a line at a time.
+struct WithoutNotes<'a> {
+    inner: &'a mut dyn Write,
+    /// The line written so far, up to its newline.
+    line: Vec<u8>,
+}
+
+impl<'a> WithoutNotes<'a> {
+    fn new(inner: &'a mut dyn Write) -> Self {
+        WithoutNotes {
+            inner,
+            line: Vec::new(),
+        }
+    }
+
+    fn pass(&mut self) -> io::Result<()> {
+        if !self.line.starts_with(b"note: ") {
+            self.inner.write_all(&self.line)?;
+        }
+        self.line.clear();
+        Ok(())
+    }
+}
+
+impl Write for WithoutNotes<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut rest = buf;
+        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+            self.line.extend_from_slice(&rest[..=at]);
+            self.pass()?;
+            rest = &rest[at + 1..];
+        }
+        self.line.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    /// A line without its newline yet stays until it is whole (or the writer is dropped).
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl Drop for WithoutNotes<'_> {
+    fn drop(&mut self) {
+        let _ = self.pass();
     }
 }
 
@@ -98,6 +154,26 @@ fn error_line(e: &anyhow::Error, advice: Option<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--quiet`'s stderr drops whole lines that start `note: `, however they were written in
+    /// pieces, and passes the rest, a last line without its newline included.
+    #[test]
+    fn without_notes_drops_the_notes_only() {
+        let mut out = Vec::new();
+        {
+            let mut w = WithoutNotes::new(&mut out);
+            w.write_all(b"no").unwrap();
+            w.write_all(b"te: a running application\nwarning: kept\nnote: x\n")
+                .unwrap();
+            write!(w, "line 2: bad\nerror: ").unwrap();
+            w.flush().unwrap();
+            write!(w, "1 bad line").unwrap();
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "warning: kept\nline 2: bad\nerror: 1 bad line"
+        );
+    }
 
     #[test]
     fn an_application_error_is_printed_escaped_on_its_lines() {

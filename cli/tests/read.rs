@@ -176,7 +176,10 @@ fn list_json_is_the_export_schema_one_object_per_line() {
     for s in &listed {
         for key in ["created", "last_access", "absolute_deadline", "expires_at"] {
             let t = s[key].as_str().expect("a time");
-            assert!(t.len() == 24 && t.ends_with('Z') && &t[19..20] == ".", "{t}");
+            assert!(
+                t.len() == 24 && t.ends_with('Z') && &t[19..20] == ".",
+                "{t}"
+            );
         }
     }
     // Each object is exactly what the export writes for that session.

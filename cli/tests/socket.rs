@@ -70,6 +70,19 @@ fn commands_go_through_the_admin_socket_of_a_running_application() {
     let out = run(on(&db).args(["stats", "--json"]));
     assert_eq!(out.stderr, note);
     assert_eq!(json_lines(&out.stdout)[0]["live"], 3);
+    // For cron, --quiet leaves the note out; what the command prints on stderr stays.
+    let out = run(on(&db).args(["-q", "stats", "--json"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    assert_eq!(json_lines(&out.stdout)[0]["live"], 3);
+    let out = run(on(&db).args(["--quiet", "export"]));
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (
+            0,
+            "exported 3 sessions to stdout; left out 2 expired sessions (--include-expired \
+             includes them)\n"
+        )
+    );
     expect(
         on(&db).arg("check"),
         0,

@@ -604,6 +604,25 @@ fn export_then_import_into_a_fresh_database_round_trips() {
         "imported 5, replaced 0, unchanged 0, skipped 0, bad 0\n",
         &format!("{}{EXPIRED_AT_T0}", made("no database at", &fresh)),
     );
+    // With --quiet the notes go, and only they.
+    let quiet = dir.path().join("quiet.sessdb");
+    expect(
+        at_t0(&quiet).args(["--quiet", "import"]).arg(&file),
+        0,
+        "imported 5, replaced 0, unchanged 0, skipped 0, bad 0\n",
+        "",
+    );
+    let out = run(at_t0(&quiet)
+        .args(["-q", "import", "-"])
+        .write_stdin("{\"format\":\"sessdb-export\",\"version\":1,\"exported_at\":\"2025-01-31T12:00:00Z\"}\ngarbage\n"));
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (
+            4,
+            "line 2: expected value at column 1\nerror: 1 bad line, so nothing was imported \
+             (fix them, or pass --skip-bad to import the good lines)\n"
+        )
+    );
     let original = fs::read_to_string(&file).expect("read");
     let again = run(on(&fresh).args(["export", "--include-expired"])).stdout;
     let (h1, body1) = original.split_once('\n').expect("header");
