@@ -90,9 +90,10 @@ pub struct Args {
     )]
     pub timeout: Option<String>,
 
-    /// Leave out the notes on stderr (lines starting `note:`, such as the one saying a running
-    /// application's admin socket is used): for cron, which mails whatever a job prints.
-    /// Warnings and errors stay, and so does the exit code.
+    /// Say only warnings and errors on stderr: leave out the notes (such as the one saying a
+    /// running application's admin socket is used), an export's summary and a listing's hints.
+    /// For cron, which mails whatever a job prints; stdout is unchanged (send it to /dev/null
+    /// for a job that should print nothing), and so is the exit code.
     #[arg(long, short, global = true)]
     pub quiet: bool,
 

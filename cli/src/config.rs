@@ -58,7 +58,7 @@ pub struct Config {
     pub style: Style,
     /// Whether to draw progress bars on stderr.
     pub progress: bool,
-    /// NO_COLOR is set (the TUI draws on the terminal whatever stdout is).
+    /// NO_COLOR is set, or TERM is `dumb` (the TUI draws on the terminal whatever stdout is).
     pub no_color: bool,
     /// Notes on stderr are left out (`--quiet`).
     pub quiet: bool,

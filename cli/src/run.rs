@@ -55,6 +55,7 @@ pub fn execute(config: &Config, out: &mut dyn Write, err: &mut dyn Write) -> any
         no_color: config.no_color,
         out,
         err,
+        quiet: config.quiet,
     };
     match &config.command {
         Command::Demo(c) => c.run(&mut ctx),

@@ -261,6 +261,22 @@ fn compact_refuses_what_it_would_lose_and_changes_nothing() {
         "error: demo makes its own database at --db; --socket names an application's admin \
          socket (app.sock), which demo does not use: leave it out\n",
     );
+    // One from the environment (a profile's SESSCTL_SOCKET, for the other commands) is said
+    // to be ignored, and the demo made.
+    let demo = dir.path().join("env-demo.sessdb");
+    let out = run(on(&demo)
+        .env("SESSCTL_SOCKET", "app.sock")
+        .args(["demo", "--sessions", "3"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "note: SESSCTL_SOCKET (app.sock) is ignored: demo makes its own database at --db\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(demo.join("conf").exists());
+    fs::remove_dir_all(&demo).expect("remove the demo");
     let out = run(on(&db).args(["--as-of", "2999-01-01T00:00:00Z", "compact"]));
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("later than now"), "{}", out.stderr);

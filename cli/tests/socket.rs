@@ -70,17 +70,25 @@ fn commands_go_through_the_admin_socket_of_a_running_application() {
     let out = run(on(&db).args(["stats", "--json"]));
     assert_eq!(out.stderr, note);
     assert_eq!(json_lines(&out.stdout)[0]["live"], 3);
-    // For cron, --quiet leaves the note out; what the command prints on stderr stays.
+    // For cron, --quiet says only warnings and errors on stderr: not the note, not the
+    // export's summary nor a listing's hint; stdout is the same.
     let out = run(on(&db).args(["-q", "stats", "--json"]));
     assert_eq!((out.code, out.stderr.as_str()), (0, ""));
     assert_eq!(json_lines(&out.stdout)[0]["live"], 3);
     let out = run(on(&db).args(["--quiet", "export"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    assert_eq!(out.stdout.lines().count(), 4);
+    let out = run(on(&db).args(["-q", "list", "--json", "--limit", "1"]));
+    assert_eq!(
+        (out.code, out.stdout.lines().count(), out.stderr.as_str()),
+        (0, 1, "")
+    );
+    let out = run(on(&db).args(["-q", "show", "00000000000000000000000000000000"]));
     assert_eq!(
         (out.code, out.stderr.as_str()),
         (
-            0,
-            "exported 3 sessions to stdout; left out 2 expired sessions (--include-expired \
-             includes them)\n"
+            1,
+            "error: no session with handle 00000000000000000000000000000000\n"
         )
     );
     expect(

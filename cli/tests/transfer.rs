@@ -476,6 +476,59 @@ fn an_import_waiting_for_its_input_does_not_hold_the_database() {
     assert_eq!(export_body(&target), export_body(&db));
 }
 
+/// What needs no input is refused before the input is waited for: an import as of a future
+/// time, with a stdin that never says anything (a terminal, a producer that hangs), exits 2 at
+/// once. (For a minute at most: then the test kills it, and fails.)
+#[test]
+fn a_future_as_of_import_is_refused_before_its_input_comes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sessctl"))
+        .env_clear()
+        .arg("--db")
+        .arg(dir.path().join("db"))
+        .args(["--as-of", "2999-01-01T00:00:00Z", "import", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdin = child.stdin.take();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .is_err()
+        {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        drop(stdin);
+    });
+    let (stderr, code) = common::stderr_and_exit(&mut child);
+    let _ = done.send(());
+    watchdog.join().expect("watchdog");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("later than now"), "{stderr}");
+    assert!(!dir.path().join("db").exists());
+}
+
+/// An import that makes a new database says so, also when it holds no session (a header-only
+/// export into a mistyped --db).
+#[test]
+fn an_import_that_makes_an_empty_database_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let typo = dir.path().join("typo.sessdb");
+    expect(
+        on(&typo).args(["import", "-"]).write_stdin(
+            "{\"format\":\"sessdb-export\",\"version\":1,\"exported_at\":\"2025-01-31T12:00:00Z\"}\n",
+        ),
+        0,
+        "imported 0, replaced 0, unchanged 0, skipped 0, bad 0\n",
+        &made("no database at", &typo),
+    );
+    assert!(typo.join("conf").exists());
+}
+
 /// A named pipe whose reader goes away part way (a backup job that died) gets what a closed
 /// stdout gets: exit 0, and a warning that what it read is not a whole export.
 #[test]

@@ -148,16 +148,26 @@ impl Demo {
     /// [`Failure::Usage`] when a database exists and `--force` is not given, or `--db` is a
     /// folder of other files; open, storage and write errors.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
-        if let Some(socket) = ctx.socket {
-            // The demo makes (and with --live serves) a database of its own at --db: an
-            // application's socket would be ignored, as if it were obeyed.
-            return Err(Failure::Usage(format!(
-                "demo makes its own database at --db; {} names an application's admin socket \
-                 ({}), which demo does not use: leave it out",
+        // The demo makes (and with --live serves) a database of its own at --db, whatever
+        // application socket is named: one named on the command line is refused (ignored, it
+        // would read as obeyed); one from the environment (a shell profile's SESSCTL_SOCKET,
+        // set for the other commands) is said to be ignored.
+        match ctx.socket {
+            Some(socket) if ctx.socket_named_by == "--socket" => {
+                return Err(Failure::Usage(format!(
+                    "demo makes its own database at --db; --socket names an application's \
+                     admin socket ({}), which demo does not use: leave it out",
+                    socket.display()
+                ))
+                .into());
+            }
+            Some(socket) => writeln!(
+                ctx.err,
+                "note: {} ({}) is ignored: demo makes its own database at --db",
                 ctx.socket_named_by,
                 socket.display()
-            ))
-            .into());
+            )?,
+            None => {}
         }
         if let Some(live) = &self.live {
             return live.run(ctx, self);

@@ -86,7 +86,9 @@ impl Export {
                 plural(report.skipped_expired, "expired session")
             ));
         }
-        writeln!(ctx.err, "{line}")?;
+        if !ctx.quiet {
+            writeln!(ctx.err, "{line}")?;
+        }
         if report.undecodable > 0 {
             return Err(Failure::BadData(format!(
                 "left out {} that cannot be decoded (see `sessctl check`)",

@@ -59,6 +59,10 @@ impl Import {
         // behind.
         let (reader, progress) = self.input.open(ctx.progress)?;
         let mut reader = FirstLine::new(reader);
+        // What needs no input is refused before waiting for it.
+        if !self.options.dry_run {
+            ctx.refuse_future_write()?;
+        }
         // The input's first bytes (or its end) before the database is opened: a producer slow
         // to start (`ssh host sessctl export | sessctl import -`) does not hold the database
         // meanwhile, which would keep its application from starting, as an export waits for a
@@ -129,15 +133,18 @@ impl Import {
         }
         progress.finish();
         self.read_to_end.set(reader.ended);
-        let report = result?;
-        if let (Some(absent), None, true) = (absent, ctx.socket, report.written) {
-            // A restore to a mistyped --db must not look like one to the database meant.
+        // A restore to a mistyped --db must not look like one to the database meant: said
+        // whenever the database this run made stays, an empty one or one an import that
+        // stopped part way left (a rejected file's is removed).
+        let kept = access == Access::Create && crate::db::looks_like_database(ctx.db);
+        if let (Some(absent), None, true) = (absent, ctx.socket, kept) {
             writeln!(
                 ctx.err,
                 "note: {absent} {}: the import made a new database there",
                 ctx.db.display()
             )?;
         }
+        let report = result?;
         print_bad_lines(ctx.err, &report)?;
         self.outcome(ctx, &report, reader.number())
     }

@@ -90,7 +90,9 @@ impl List {
                 _ => break,
             }
         }
-        if !self.json {
+        if ctx.quiet {
+            // Hints only, on stderr: --quiet leaves them out.
+        } else if !self.json {
             // The note goes after the table, also when both streams are one terminal.
             ctx.out.flush()?;
             if shown == 0 {

@@ -43,12 +43,16 @@ pub struct Ctx<'a> {
     pub style: Style,
     /// Whether to draw progress bars on stderr.
     pub progress: bool,
-    /// NO_COLOR is set.
+    /// NO_COLOR is set, or TERM is `dumb`.
     pub no_color: bool,
     /// Where results go.
     pub out: &'a mut dyn Write,
-    /// Where diagnostics go.
+    /// Where diagnostics go. Under `--quiet` the lines starting `note: ` are left out of it
+    /// (`run.rs` `WithoutNotes`).
     pub err: &'a mut dyn Write,
+    /// `--quiet`: stderr says only warnings and errors; what else a command says there (an
+    /// export's summary, a listing's hints) is left out as the notes are.
+    pub quiet: bool,
 }
 
 impl std::fmt::Debug for Ctx<'_> {
