@@ -1152,6 +1152,33 @@ fn a_login_goes_on_top_of_a_parallel_touch() {
     assert!(sessdb::Admin::check(&f.store).unwrap().is_clean());
 }
 
+/// A session with a 30-minute idle timeout, loaded a second before its deadline by `late`,
+/// and touched at that moment by another request (its deadline moves to 1,799 s + 30 min),
+/// then the clock `past` seconds on. Returns the session's id and `late`.
+fn loaded_then_touched(f: &common::Fixture, past: u64) -> (SessionId, Session) {
+    let mut s = f.store.create();
+    s.insert("cart", &vec![1]).unwrap();
+    s.save().unwrap();
+    let id = *s.id();
+    f.advance(1799);
+    let late = f.store.load(&id).unwrap().unwrap();
+    let mut xhr = f.store.load(&id).unwrap().unwrap();
+    xhr.save().unwrap();
+    f.advance(past);
+    (id, late)
+}
+
+/// Applies the change (a cart item) or the login (a principal, then `cycle_id`) to `late`.
+fn change_or_login(late: &mut Session, login: bool) -> sessdb::Result<()> {
+    if login {
+        late.set_principal(Some("alice")).unwrap();
+        late.cycle_id()
+    } else {
+        late.insert("cart", &vec![1, 2]).unwrap();
+        late.save()
+    }
+}
+
 /// The same two races, landing just after the deadline the handle loaded: another request's
 /// touch, written while the session was live, moved it, so the session is live and the
 /// change or the login goes on top of that touch. Before, both were refused as a `Conflict`
@@ -1161,24 +1188,15 @@ fn a_login_goes_on_top_of_a_parallel_touch() {
 fn a_change_or_login_just_after_the_loaded_deadline_goes_on_top_of_a_touch() {
     for login in [false, true] {
         let f = fixture_with(Store::builder().idle_timeout(Duration::from_secs(1800)));
-        let mut s = f.store.create();
-        s.insert("cart", &vec![1]).unwrap();
-        s.save().unwrap();
-        let id = *s.id();
-        f.advance(1799); // a second before the deadline
-        let mut late = f.store.load(&id).unwrap().unwrap();
-        let mut xhr = f.store.load(&id).unwrap().unwrap();
-        xhr.save().unwrap(); // its touch: the session lives 30 minutes more
-        f.advance(2); // past the deadline `late` loaded
+        // Past the deadline `late` loaded, not the touched one.
+        let (id, mut late) = loaded_then_touched(&f, 2);
         assert!(f.store.load(&id).unwrap().is_some(), "live");
-        if login {
-            late.set_principal(Some("alice")).unwrap();
-            late.cycle_id().unwrap();
-            assert!(f.store.load(&id).unwrap().is_none(), "the old id ended");
-        } else {
-            late.insert("cart", &vec![1, 2]).unwrap();
-            late.save().unwrap();
-        }
+        change_or_login(&mut late, login).unwrap();
+        assert_eq!(
+            f.store.load(&id).unwrap().is_none(),
+            login,
+            "the old id ended"
+        );
         let stored = f.store.load(late.id()).unwrap().expect("saved");
         let cart = if login { vec![1] } else { vec![1, 2] };
         assert_eq!(stored.get::<Vec<i32>>("cart").unwrap(), Some(cart));
@@ -1205,22 +1223,9 @@ fn a_change_or_login_just_after_the_loaded_deadline_goes_on_top_of_a_touch() {
 fn a_change_or_login_over_a_touch_that_expired_too_brings_nothing_back() {
     for login in [false, true] {
         let f = fixture_with(Store::builder().idle_timeout(Duration::from_secs(1800)));
-        let mut s = f.store.create();
-        s.insert("cart", &vec![1]).unwrap();
-        s.save().unwrap();
-        let id = *s.id();
-        f.advance(1799);
-        let mut late = f.store.load(&id).unwrap().unwrap();
-        let mut xhr = f.store.load(&id).unwrap().unwrap();
-        xhr.save().unwrap(); // its touch: the deadline moves to 1,799 s + 30 min
-        f.advance(1801); // past that deadline too
-        let outcome = if login {
-            late.set_principal(Some("alice")).unwrap();
-            late.cycle_id()
-        } else {
-            late.insert("cart", &vec![1, 2]).unwrap();
-            late.save()
-        };
+        // Past the touched deadline too.
+        let (id, mut late) = loaded_then_touched(&f, 1801);
+        let outcome = change_or_login(&mut late, login);
         assert!(
             matches!(
                 outcome,
