@@ -48,6 +48,10 @@ fn long_version() -> &'static str {
     })
 }
 
+/// The heading of the options every command takes, apart from each command's own (clap mixed
+/// them in).
+const GLOBAL: &str = "Global options";
+
 /// sessctl: look at, clean up, back up and restore a sessdb session database.
 #[derive(Debug, Parser)]
 #[command(
@@ -59,21 +63,21 @@ fn long_version() -> &'static str {
 )]
 pub struct Args {
     /// Database folder [default: ./sessions.sessdb].
-    #[arg(long, global = true, env = "SESSCTL_DB", value_name = "PATH")]
+    #[arg(long, global = true, env = "SESSCTL_DB", value_name = "PATH", help_heading = GLOBAL)]
     pub db: Option<PathBuf>,
 
     /// Evaluate expiry as of TIME (RFC 3339, e.g. 2025-01-31T12:00:00Z) instead of now. A TIME
     /// later than now only reads: "what would purge remove tomorrow?" is `purge --expired
     /// --dry-run`, and commands that write are refused. Not while a running application serves
     /// the database: through its admin socket, expiry follows the application's clock.
-    #[arg(long, global = true, value_name = "TIME")]
+    #[arg(long, global = true, value_name = "TIME", help_heading = GLOBAL)]
     pub as_of: Option<String>,
 
     /// Reach a running application through this admin socket instead of opening --db (by
     /// default sessctl finds `admin.sock` in the database folder by itself). When --db names
     /// another database than the application serves, commands that write, and export, are
     /// refused.
-    #[arg(long, global = true, env = "SESSCTL_SOCKET", value_name = "PATH")]
+    #[arg(long, global = true, env = "SESSCTL_SOCKET", value_name = "PATH", help_heading = GLOBAL)]
     pub socket: Option<PathBuf>,
 
     /// How long to wait at a time for a running application's admin socket, in seconds
@@ -86,7 +90,8 @@ pub struct Args {
         global = true,
         env = "SESSCTL_TIMEOUT",
         value_name = "SECS",
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        help_heading = GLOBAL
     )]
     pub timeout: Option<String>,
 
@@ -94,7 +99,7 @@ pub struct Args {
     /// running application's admin socket is used), an export's summary and a listing's hints.
     /// For cron, which mails whatever a job prints; stdout is unchanged (send it to /dev/null
     /// for a job that should print nothing), and so is the exit code.
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
 
     /// What to do.

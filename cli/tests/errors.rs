@@ -70,6 +70,23 @@ fn help_documents_every_exit_code() {
         let sub = run(sessctl().args([command, "--help"]));
         assert_eq!((sub.code, sub.stderr.as_str()), (0, ""), "{command}");
         assert!(sub.stdout.contains("Exit codes:") || sub.stdout.contains("Usage: sessctl"));
+        // The options every command takes come after the command's own, under their heading.
+        let (own, global) = sub
+            .stdout
+            .split_once("\nGlobal options:\n")
+            .unwrap_or_else(|| panic!("{command}: {}", sub.stdout));
+        for flag in [
+            "--db <PATH>",
+            "--as-of <TIME>",
+            "--socket <PATH>",
+            "--timeout <SECS>",
+        ] {
+            assert!(
+                global.contains(flag) && !own.contains(flag),
+                "{command} {flag}"
+            );
+        }
+        assert!(global.contains("-q, --quiet"), "{command}");
     }
     expect(
         sessctl().arg("-V"),
