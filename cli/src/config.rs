@@ -326,12 +326,19 @@ fn parse_timeout(flag: &str, text: &str) -> anyhow::Result<Duration> {
     parse_seconds(flag, text, 0.001, 3600.0)
 }
 
-/// A number of seconds between `min` and `max` for `flag`.
+/// A number of seconds between `min` and `max` for `flag`, or a duration with units as
+/// `--expiring-within` takes it (`10s`, `2m`).
 fn parse_seconds(flag: &str, text: &str, min: f64, max: f64) -> anyhow::Result<Duration> {
-    match text.trim().parse::<f64>() {
-        Ok(s) if (min..=max).contains(&s) => Ok(Duration::from_secs_f64(s)),
+    let seconds = text
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .or_else(|| parse_duration(text).ok().map(|d| d.as_secs_f64()));
+    match seconds {
+        Some(s) if (min..=max).contains(&s) => Ok(Duration::from_secs_f64(s)),
         _ => Err(usage(format!(
-            "{flag}: {:?} is not a number of seconds between {min} and {max}",
+            "{flag}: {:?} is not a number of seconds between {min} and {max} (or a duration \
+             such as 10s or 2m)",
             crate::output::clip(text, 40)
         ))),
     }
@@ -406,7 +413,12 @@ mod tests {
         let d = |t| parse_seconds("--duration", t, 0.1, MAX_DURATION_SECS);
         assert_eq!(d("2.5").expect("valid"), Duration::from_millis(2500));
         assert_eq!(d("60").expect("valid"), Duration::from_secs(60));
-        for bad in ["0", "0.01", "-1", "inf", "NaN", "1e9", "10s"] {
+        // With units, as --expiring-within takes them; still within the range.
+        assert_eq!(d("10s").expect("valid"), Duration::from_secs(10));
+        assert_eq!(d("1h30m").expect("valid"), Duration::from_secs(5400));
+        for bad in [
+            "0", "0.01", "-1", "inf", "NaN", "1e9", "0s", "400d", "10x", "s",
+        ] {
             assert!(d(bad).is_err(), "{bad:?}");
         }
     }
