@@ -29,7 +29,8 @@ Environment (a variable set to the empty string counts as unset):
   SESSCTL_DB       the database folder when --db is not given
   SESSCTL_SOCKET   the admin socket when --socket is not given
   SESSCTL_TIMEOUT  the admin socket's timeout when --timeout is not given
-  NO_COLOR         turns colour off (it is also off when stdout is not a terminal)";
+  NO_COLOR         turns colour off (so does TERM=dumb; it is also off when stdout is not a
+                   terminal)";
 
 /// `--version`: the package version, then the formats and protocol this build reads and writes,
 /// which tell two builds apart where it matters to an operator (`-V` gives the first line).
@@ -96,7 +97,8 @@ pub struct Args {
     pub timeout: Option<String>,
 
     /// Say only warnings and errors on stderr: leave out the notes (such as the one saying a
-    /// running application's admin socket is used), an export's summary and a listing's hints.
+    /// running application's admin socket is used), an export's summary, a listing's hints and
+    /// progress bars (`demo`, made for a person, still says what it does).
     /// For cron, which mails whatever a job prints; stdout is unchanged (send it to /dev/null
     /// for a job that should print nothing), and so is the exit code.
     #[arg(long, short, global = true, help_heading = GLOBAL)]

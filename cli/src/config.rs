@@ -229,7 +229,8 @@ impl Config {
             style: Style {
                 color: env.stdout_terminal && !env.no_color,
             },
-            progress: env.stderr_terminal,
+            // --quiet: no progress bars either, whatever stderr is.
+            progress: env.stderr_terminal && !args.quiet,
             no_color: env.no_color,
             quiet: args.quiet,
             command,
@@ -365,6 +366,24 @@ fn parse_rate(text: &str) -> anyhow::Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On a terminal, progress bars are drawn, unless `--quiet`.
+    #[test]
+    fn quiet_draws_no_progress() {
+        use clap::Parser as _;
+        let terminal = Env {
+            no_color: false,
+            stdout_terminal: true,
+            stderr_terminal: true,
+        };
+        let config = |args: &[&str]| {
+            Config::new(crate::args::Args::parse_from(args), terminal).expect("config")
+        };
+        let loud = config(&["sessctl", "stats"]);
+        assert!(loud.progress && !loud.quiet);
+        let quiet = config(&["sessctl", "-q", "stats"]);
+        assert!(!quiet.progress && quiet.quiet);
+    }
 
     #[test]
     fn durations() {

@@ -53,7 +53,8 @@
 //! - `save` does not re-create a session that is gone: a request that loaded its session just
 //!   before `sessctl invalidate --principal alice` ran cannot bring it back when it ends. (The
 //!   memory store would.)
-//! - `save` writes nothing when the record is unchanged (sessdb's dirty tracking), which makes
+//! - `save` writes nothing when the record is unchanged (sessdb's dirty tracking), but a touch
+//!   (its last access, and the slid deadline) once a touch interval, which makes
 //!   `with_always_save(true)` cheap. It compares the record's data with the stored data in
 //!   sessdb's encoding ([`Session::replace_data`](sessdb::Session::replace_data)), without
 //!   decoding the stored data.

@@ -156,8 +156,9 @@ impl Ctx<'_> {
 
     /// Refuses to write with an `--as-of` later than now: a purge would remove sessions that
     /// are still live. An `--as-of` in the past stays allowed: what is expired then is expired
-    /// now too, so a purge removes a subset of what it removes now; invalidate, repair and a
-    /// demo's history do not depend on the time, and an import judges what is live (for
+    /// now too, so a purge removes a subset of what it removes now; what invalidate, repair
+    /// and a demo's history write does not depend on the time (`invalidate --principal`
+    /// counts the sessions live as of it), and an import judges what is live (for
     /// `--on-conflict skip`) as of it, as asked.
     ///
     /// # Errors
