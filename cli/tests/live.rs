@@ -308,7 +308,8 @@ fn live_options_are_checked_before_anything_is_created() {
         on(&db).args(["demo", "--live", "--duration", "soon"]),
         2,
         "",
-        "error: --duration: \"soon\" is not a number of seconds between 0.1 and 31536000 (or a duration such as 10s or 2m)\n",
+        "error: --duration: \"soon\" is not a number of seconds between 0.1 and 31536000 (or a \
+         duration such as 10s or 2m)\n",
     );
     expect(
         at_t0(&db).args(["demo", "--live"]),

@@ -937,7 +937,8 @@ fn a_bad_timeout_is_a_usage_error_naming_where_it_came_from() {
             2,
             "",
             &format!(
-                "error: --timeout: {bad:?} is not a number of seconds between 0.001 and 3600 (or a duration such as 10s or 2m)\n"
+                "error: --timeout: {bad:?} is not a number of seconds between 0.001 and 3600 (or \
+                 a duration such as 10s or 2m)\n"
             ),
         );
     }
@@ -945,7 +946,8 @@ fn a_bad_timeout_is_a_usage_error_naming_where_it_came_from() {
         on(&db).env("SESSCTL_TIMEOUT", "10x").arg("stats"),
         2,
         "",
-        "error: SESSCTL_TIMEOUT: \"10x\" is not a number of seconds between 0.001 and 3600 (or a duration such as 10s or 2m)\n",
+        "error: SESSCTL_TIMEOUT: \"10x\" is not a number of seconds between 0.001 and 3600 (or a \
+         duration such as 10s or 2m)\n",
     );
     // Set empty, it counts as unset: the default.
     let out = run(at_t0(&db)

@@ -519,9 +519,7 @@ fn an_import_that_makes_an_empty_database_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
     let typo = dir.path().join("typo.sessdb");
     expect(
-        on(&typo).args(["import", "-"]).write_stdin(
-            "{\"format\":\"sessdb-export\",\"version\":1,\"exported_at\":\"2025-01-31T12:00:00Z\"}\n",
-        ),
+        on(&typo).args(["import", "-"]).write_stdin(HEADER),
         0,
         "imported 0, replaced 0, unchanged 0, skipped 0, bad 0\n",
         &made("no database at", &typo),
@@ -667,7 +665,7 @@ fn export_then_import_into_a_fresh_database_round_trips() {
     );
     let out = run(at_t0(&quiet)
         .args(["-q", "import", "-"])
-        .write_stdin("{\"format\":\"sessdb-export\",\"version\":1,\"exported_at\":\"2025-01-31T12:00:00Z\"}\ngarbage\n"));
+        .write_stdin(format!("{HEADER}garbage\n")));
     assert_eq!(
         (out.code, out.stderr.as_str()),
         (
@@ -827,6 +825,10 @@ fn a_rejected_import_leaves_nothing_it_made() {
         );
     }
 }
+
+/// An export's first line, as of T0.
+const HEADER: &str =
+    "{\"format\":\"sessdb-export\",\"version\":1,\"exported_at\":\"2025-01-31T12:00:00Z\"}\n";
 
 /// What an import that made a new database says of it: a restore to a mistyped `--db` must not
 /// look like one to the database meant.

@@ -102,9 +102,10 @@
 //! ## Platforms and versions
 //!
 //! sessdb builds on Unix only (it uses Unix sockets and file permissions) and is built and
-//! tested on Linux; elsewhere some guarantees fall back to weaker ones, each said where it
-//! applies (compaction's folder exchange and its hold of the database's lock, for one). Times are [`time::OffsetDateTime`], re-exported as [`sessdb::time`](time)
-//! so that an application uses the same version. The database format, the export format and
+//! tested on Linux with glibc; elsewhere some guarantees fall back to weaker ones, each said
+//! where it applies (compaction's folder exchange and its hold of the database's lock, for
+//! one). Times are [`time::OffsetDateTime`], re-exported as [`sessdb::time`](time) so that
+//! an application uses the same version. The database format, the export format and
 //! the admin protocol carry versions ([`FORMAT_VERSION`], [`EXPORT_VERSION`],
 //! [`PROTOCOL_VERSION`]); before 1.0, a minor release may add fields to the public structs
 //! and variants to the public enums.

@@ -532,8 +532,8 @@ impl Session {
 
     /// Writes the session if it changed, or if a touch is due (the idle deadline or the last
     /// access moved by at least the touch interval; see
-    /// [`Builder::touch_interval`](crate::Builder::touch_interval)). Otherwise writes nothing. Data changes that undo each other
-    /// are no change (see [`Session::is_dirty`]).
+    /// [`Builder::touch_interval`](crate::Builder::touch_interval)). Otherwise writes nothing.
+    /// Data changes that undo each other are no change (see [`Session::is_dirty`]).
     ///
     /// A touch never conflicts. When another request only touched the session since this one
     /// loaded it (it read the session, and its save moved the deadline), this save goes on top

@@ -1148,10 +1148,10 @@ impl Store {
     /// another writer changed it since (a retry loads the current state). For a write that is
     /// only a touch (`touch_only`), another writer's change that kept the session alive is left
     /// to the write itself: its version check fails, and `Session::touch_over` puts the touch
-    /// on top; one that has expired too is `NotFound`. So is, for any write, another request's
-    /// touch that kept the session alive (it found it live): the write goes on top of it, as
-    /// before the loaded deadline (`Session::save_over_touches`, `Session::cycle_id`). The
-    /// caller holds the key lock.
+    /// on top; one that has expired too is `NotFound`. For any write, another request's touch
+    /// that kept the session alive (it found it live) is left to the write too: it goes on top
+    /// of that touch, as before the loaded deadline (`Session::save_over_touches`,
+    /// `Session::cycle_id`). The caller holds the key lock.
     pub(crate) fn refuse_expired(
         &self,
         handle: &Handle,
