@@ -66,6 +66,22 @@ impl Progress {
         }
     }
 
+    /// Turns a bar whose count is done, but not the work (an import's input is read, its
+    /// sessions are being written), into a spinner saying `message` with the time it takes,
+    /// so that it does not stand still at its end. Once only.
+    pub fn then(&self, message: &str) {
+        if self.0.message() == message {
+            return;
+        }
+        let style = ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        self.0.set_style(style);
+        self.0.set_message(message.to_string());
+        if !self.0.is_hidden() {
+            self.0.enable_steady_tick(Duration::from_millis(120));
+        }
+    }
+
     /// Removes the bar from the screen.
     pub fn finish(&self) {
         self.0.finish_and_clear();
@@ -104,9 +120,16 @@ impl<R> ReadProgress<R> {
     }
 }
 
+/// What an import's bar says once its input is read: the sessions are checked and written
+/// then, which takes longer than the reading on a large file.
+const AFTER_INPUT: &str = "input read; importing the sessions";
+
 impl<R: BufRead> Read for ReadProgress<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.progress.then(AFTER_INPUT);
+        }
         self.progress.inc(n as u64);
         Ok(n)
     }
@@ -114,7 +137,12 @@ impl<R: BufRead> Read for ReadProgress<R> {
 
 impl<R: BufRead> BufRead for ReadProgress<R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.inner.fill_buf()
+        let progress = &self.progress;
+        self.inner.fill_buf().inspect(|buf| {
+            if buf.is_empty() {
+                progress.then(AFTER_INPUT);
+            }
+        })
     }
 
     fn consume(&mut self, amt: usize) {
@@ -170,5 +198,18 @@ mod tests {
         assert_eq!((bar.0.position(), bar.0.length()), (11, Some(11)));
         bar.set(12);
         assert_eq!(bar.0.length(), Some(12));
+    }
+
+    /// An import's bar, once its input is read, says so rather than stand at its end while
+    /// the sessions are written.
+    #[test]
+    fn a_read_bar_says_when_its_input_is_read() {
+        let bar = Progress::bar(false, 8, "importing", "bytes");
+        let mut reader = ReadProgress::new(&b"abc\ndefg"[..], bar.clone());
+        let mut got = String::new();
+        reader.read_line(&mut got).unwrap();
+        assert_eq!((bar.0.position(), bar.0.message()), (4, "importing".into()));
+        reader.read_line(&mut got).unwrap();
+        assert_eq!((bar.0.position(), bar.0.message()), (8, AFTER_INPUT.into()));
     }
 }
