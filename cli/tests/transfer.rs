@@ -392,6 +392,30 @@ fn export_into_the_pipe(db: &Path, fifo: &Path, more: &[&str]) -> std::process::
         .expect("spawn")
 }
 
+/// Returns once `child` sleeps in the kernel where `waits_in` says (by the kernel function
+/// /proc's `wchan` names), or, on a kernel that hides it ("0"), in a system call whose line in
+/// /proc's `syscall` starts with one of `syscalls` (its number and first argument). Fails
+/// after a minute.
+fn wait_until_blocked(
+    child: &std::process::Child,
+    waits_in: impl Fn(&str) -> bool,
+    syscalls: &[&str],
+) {
+    let wchan = format!("/proc/{}/wchan", child.id());
+    let syscall = format!("/proc/{}/syscall", child.id());
+    let waiting = || match fs::read_to_string(&wchan).as_deref() {
+        Ok("0") | Err(_) => {
+            fs::read_to_string(&syscall).is_ok_and(|t| syscalls.iter().any(|s| t.starts_with(s)))
+        }
+        Ok(function) => waits_in(function),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !waiting() {
+        assert!(std::time::Instant::now() < deadline, "sessctl never waited");
+        std::thread::yield_now();
+    }
+}
+
 /// A named pipe with no reader yet is waited for before the database is opened: an export
 /// waiting for its backup job does not keep the application from opening its database.
 /// (It opened the database first, and held it while it waited.)
@@ -406,18 +430,7 @@ fn an_export_waiting_for_its_pipes_reader_does_not_hold_the_database() {
     // Until it waits in the open of the pipe: the kernel function it sleeps in, as /proc
     // shows it (a kernel that hides it shows "0": then the open's syscall, openat, is 257 on
     // x86_64 and 56 on aarch64, which the loader's opens pass through too quickly to matter).
-    let wchan = format!("/proc/{}/wchan", child.id());
-    let syscall = format!("/proc/{}/syscall", child.id());
-    let waiting = || match fs::read_to_string(&wchan).as_deref() {
-        Ok("0") | Err(_) => fs::read_to_string(&syscall)
-            .is_ok_and(|t| t.starts_with("257 ") || t.starts_with("56 ")),
-        Ok(function) => function == "wait_for_partner",
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !waiting() {
-        assert!(std::time::Instant::now() < deadline, "sessctl never waited");
-        std::thread::yield_now();
-    }
+    wait_until_blocked(&child, |f| f == "wait_for_partner", &["257 ", "56 "]);
     // Meanwhile the application opens its database, and lets it go again.
     drop(sessdb::Store::open(&db).expect("the database is free while sessctl waits"));
     let mut got = String::new();
@@ -454,18 +467,11 @@ fn an_import_waiting_for_its_input_does_not_hold_the_database() {
     // Until it waits in a read of its empty pipe: the kernel function it sleeps in, as /proc
     // shows it (a kernel that hides it shows "0": then the syscall, read of fd 0, is 0 on
     // x86_64 and 63 on aarch64).
-    let wchan = format!("/proc/{}/wchan", child.id());
-    let syscall = format!("/proc/{}/syscall", child.id());
-    let waiting = || match fs::read_to_string(&wchan).as_deref() {
-        Ok("0") | Err(_) => fs::read_to_string(&syscall)
-            .is_ok_and(|t| t.starts_with("0 0x0 ") || t.starts_with("63 0x0 ")),
-        Ok(function) => function.contains("pipe_read") || function == "pipe_wait",
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !waiting() {
-        assert!(std::time::Instant::now() < deadline, "sessctl never waited");
-        std::thread::yield_now();
-    }
+    wait_until_blocked(
+        &child,
+        |f| f.contains("pipe_read") || f == "pipe_wait",
+        &["0 0x0 ", "63 0x0 "],
+    );
     // Meanwhile the application opens its database, and lets it go again.
     drop(sessdb::Store::open(&target).expect("the database is free while sessctl waits"));
     let mut stdin = child.stdin.take().expect("stdin");
