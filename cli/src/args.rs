@@ -13,24 +13,25 @@ use crate::exit::Exit;
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success (also when the reader of the output goes away, as with `| head`)
-  1  the session that show or invalidate acts on does not exist, or the principal
-     that invalidate --principal logs out has no live session
-     (a list that matches nothing is not an error: it exits 0)
-  2  usage error: a bad option, argument, time, duration, handle or session id
-  3  the database is held by another process (sled allows one process at a time)
-     (for `demo --live`: a running application already serves it)
-  4  bad data: bad import lines, a check that found problems, an undecodable record, a
-     damaged database
-  5  any other I/O or database error (missing database, not a folder, newer format, ...)
+  0    success (also when the reader of the output goes away, as with `| head`;
+       a list that matches nothing is not an error: it exits 0)
+  1    the session that show or invalidate acts on does not exist, or the
+       principal that invalidate --principal logs out has no live session
+  2    usage error: a bad option, argument, time, duration, handle or session id
+  3    the database is held by another process (sled allows one process at a
+       time; for `demo --live`: a running application already serves it)
+  4    bad data: bad import lines, a check that found problems, an undecodable
+       record, a damaged database
+  5    any other I/O or database error (missing database, not a folder, newer
+       format, ...)
   101  a bug in sessctl (it says so; please report it)
 
 Environment (a variable set to the empty string counts as unset):
   SESSCTL_DB       the database folder when --db is not given
   SESSCTL_SOCKET   the admin socket when --socket is not given
   SESSCTL_TIMEOUT  the admin socket's timeout when --timeout is not given
-  NO_COLOR         turns colour off (so does TERM=dumb; it is also off when stdout is not a
-                   terminal)";
+  NO_COLOR         turns colour off (so does TERM=dumb; it is also off when
+                   stdout is not a terminal)";
 
 /// `--version`: the package version, then the formats and protocol this build reads and writes,
 /// which tell two builds apart where it matters to an operator (`-V` gives the first line).

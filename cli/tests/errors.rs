@@ -16,22 +16,27 @@ fn help_documents_every_exit_code() {
     assert_eq!((out.code, out.stderr.as_str()), (0, ""));
     for line in [
         "Exit codes:\n",
-        "  0  success (also when the reader of the output goes away, as with `| head`)\n",
-        "  1  the session that show or invalidate acts on does not exist, or the principal\n",
-        "     that invalidate --principal logs out has no live session\n",
-        "     (a list that matches nothing is not an error: it exits 0)\n",
-        "  2  usage error: a bad option, argument, time, duration, handle or session id\n",
-        "  3  the database is held by another process (sled allows one process at a time)\n",
-        "     (for `demo --live`: a running application already serves it)\n",
-        "  4  bad data: bad import lines, a check that found problems, an undecodable record, a\n",
-        "     damaged database\n",
-        "  5  any other I/O or database error (missing database, not a folder, newer format, ...)\n",
+        "  0    success (also when the reader of the output goes away, as with `| head`;\n",
+        "       a list that matches nothing is not an error: it exits 0)\n",
+        "  1    the session that show or invalidate acts on does not exist, or the\n",
+        "       principal that invalidate --principal logs out has no live session\n",
+        "  2    usage error: a bad option, argument, time, duration, handle or session id\n",
+        "  3    the database is held by another process (sled allows one process at a\n",
+        "       time; for `demo --live`: a running application already serves it)\n",
+        "  4    bad data: bad import lines, a check that found problems, an undecodable\n",
+        "       record, a damaged database\n",
+        "  5    any other I/O or database error (missing database, not a folder, newer\n",
+        "       format, ...)\n",
         "  101  a bug in sessctl (it says so; please report it)\n",
         "  SESSCTL_DB       the database folder when --db is not given\n",
         "  SESSCTL_SOCKET   the admin socket when --socket is not given\n",
         "  SESSCTL_TIMEOUT  the admin socket's timeout when --timeout is not given\n",
     ] {
-        assert!(out.stdout.contains(line), "missing {line:?} in\n{}", out.stdout);
+        assert!(
+            out.stdout.contains(line),
+            "missing {line:?} in\n{}",
+            out.stdout
+        );
     }
     // What --as-of cannot do is said where it is described, not only when it is refused.
     let help = out.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -701,5 +706,58 @@ fn the_tui_needs_a_terminal() {
         "",
         "error: sessctl tui needs a terminal, and stdout is not one (for scripts, use list, show \
          and invalidate)\n",
+    );
+}
+
+/// Help is wrapped to the terminal (up to 100 columns): in an 80-column terminal no line is
+/// wider, and the exit codes, laid out by hand, keep their layout there.
+#[test]
+fn help_fits_an_80_column_terminal() {
+    for command in [
+        "",
+        "demo",
+        "stats",
+        "list",
+        "show",
+        "invalidate",
+        "purge",
+        "export",
+        "import",
+        "check",
+        "compact",
+        "tui",
+    ] {
+        let mut cmd = sessctl();
+        cmd.env("COLUMNS", "80");
+        if !command.is_empty() {
+            cmd.arg(command);
+        }
+        let out = run(cmd.arg("--help"));
+        assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{command}");
+        for line in out.stdout.lines() {
+            assert!(line.chars().count() <= 80, "{command}: {line:?}");
+        }
+        if command.is_empty() {
+            assert!(
+                out.stdout.contains(
+                    "  1    the session that show or invalidate acts on does not exist, or the\n       \
+                     principal that invalidate --principal logs out has no live session\n"
+                ),
+                "{}",
+                out.stdout
+            );
+        }
+    }
+    // Without a terminal or COLUMNS the width is 100, as before.
+    let wide = run(sessctl().args(["list", "--help"]));
+    assert!(
+        wide.stdout.lines().any(|line| line.chars().count() > 80),
+        "{}",
+        wide.stdout
+    );
+    assert!(
+        wide.stdout.lines().all(|line| line.chars().count() <= 100),
+        "{}",
+        wide.stdout
     );
 }
