@@ -25,6 +25,8 @@ Exit codes:
   5    any other I/O or database error (missing database, not a folder, newer
        format, ...)
   101  a bug in sessctl (it says so; please report it)
+  130  compact stopped by Ctrl-C or SIGTERM (its unfinished copy removed, the
+       database unchanged; a second Ctrl-C ends it at once)
 
 Environment (a variable set to the empty string counts as unset):
   SESSCTL_DB       the database folder when --db is not given

@@ -20,6 +20,8 @@ pub enum Exit {
     BadData,
     /// 5: any other I/O or database error.
     Failure,
+    /// 130: stopped by Ctrl-C or SIGTERM, having undone its work (`compact`).
+    Interrupted,
 }
 
 impl Exit {
@@ -32,6 +34,7 @@ impl Exit {
             Exit::Locked => 3,
             Exit::BadData => 4,
             Exit::Failure => 5,
+            Exit::Interrupted => 130,
         }
     }
 }
@@ -53,14 +56,18 @@ pub enum Failure {
     BadData(String),
     /// The database is held by another process that cannot be reached.
     Held(String),
+    /// Ctrl-C or SIGTERM stopped the command, which undid what it had begun.
+    Interrupted(String),
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Usage(m) | Failure::NotFound(m) | Failure::BadData(m) | Failure::Held(m) => {
-                f.write_str(m)
-            }
+            Failure::Usage(m)
+            | Failure::NotFound(m)
+            | Failure::BadData(m)
+            | Failure::Held(m)
+            | Failure::Interrupted(m) => f.write_str(m),
         }
     }
 }
@@ -76,6 +83,7 @@ pub fn classify(err: &anyhow::Error) -> Exit {
                 Failure::NotFound(_) => Exit::NotFound,
                 Failure::BadData(_) => Exit::BadData,
                 Failure::Held(_) => Exit::Locked,
+                Failure::Interrupted(_) => Exit::Interrupted,
             };
         }
         if let Some(e) = cause.downcast_ref::<sessdb::Error>() {

@@ -6,7 +6,9 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{at_t0, expect, export_body, fixture, id, on, open_raw_sled, run, t0};
+use common::{
+    at_t0, expect, export_body, fixture, id, on, open_raw_sled, run, t0, wait_until_blocked,
+};
 use sessdb::{ManualClock, Store};
 
 /// The names in `dir`, sorted.
@@ -368,4 +370,55 @@ fn a_compaction_cut_between_its_two_renames_is_named_where_the_database_is_missi
     assert!(!db.exists());
     fs::rename(&new, &db).expect("rename");
     assert_eq!(export_body(&db), export_body(&old));
+}
+
+/// Ctrl-C stops a compaction and removes its unfinished copy, with exit 130, where it used to
+/// end the process and leave the copy beside the database for the next run to complain of.
+/// The test holds the folder's gate (as an opening process does), so that the compaction waits
+/// for it with its signal handler in place, sends SIGINT, then lets it go on.
+#[test]
+fn ctrl_c_stops_compact_and_removes_its_copy() {
+    use nix::fcntl::{Flock, FlockArg};
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let before = export_body(&db);
+    let gate = Flock::lock(fs::File::open(&db).expect("open"), FlockArg::LockShared)
+        .map_err(|(_, e)| e)
+        .expect("gate");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sessctl"))
+        .env_clear()
+        .arg("--db")
+        .arg(&db)
+        .args(["--as-of", common::T0, "compact"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Its wait for the gate: a millisecond's sleep at a time.
+    wait_until_blocked(&child, |f| f.contains("nanosleep"), &["230 "]);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("kill");
+    drop(gate);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref(),
+            String::from_utf8_lossy(&out.stderr).as_ref()
+        ),
+        (
+            Some(130),
+            "",
+            format!(
+                "error: compact interrupted: {} is unchanged and the unfinished copy removed\n",
+                db.display()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(names(dir.path()), ["fixture.sessdb"]);
+    assert_eq!(export_body(&db), before);
 }

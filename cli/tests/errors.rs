@@ -28,6 +28,7 @@ fn help_documents_every_exit_code() {
         "  5    any other I/O or database error (missing database, not a folder, newer\n",
         "       format, ...)\n",
         "  101  a bug in sessctl (it says so; please report it)\n",
+        "  130  compact stopped by Ctrl-C or SIGTERM (its unfinished copy removed, the\n",
         "  SESSCTL_DB       the database folder when --db is not given\n",
         "  SESSCTL_SOCKET   the admin socket when --socket is not given\n",
         "  SESSCTL_TIMEOUT  the admin socket's timeout when --timeout is not given\n",

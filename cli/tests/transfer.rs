@@ -8,7 +8,9 @@ use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
-use common::{at_t0, expect, export_body, fixture, handle, json_lines, on, run};
+use common::{
+    at_t0, expect, export_body, fixture, handle, json_lines, on, run, wait_until_blocked,
+};
 
 const BAD_LINES_HINT: &str =
     "so nothing was imported (fix them, or pass --skip-bad to import the good lines)";
@@ -390,30 +392,6 @@ fn export_into_the_pipe(db: &Path, fifo: &Path, more: &[&str]) -> std::process::
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn")
-}
-
-/// Returns once `child` sleeps in the kernel where `waits_in` says (by the kernel function
-/// /proc's `wchan` names), or, on a kernel that hides it ("0"), in a system call whose line in
-/// /proc's `syscall` starts with one of `syscalls` (its number and first argument). Fails
-/// after a minute.
-fn wait_until_blocked(
-    child: &std::process::Child,
-    waits_in: impl Fn(&str) -> bool,
-    syscalls: &[&str],
-) {
-    let wchan = format!("/proc/{}/wchan", child.id());
-    let syscall = format!("/proc/{}/syscall", child.id());
-    let waiting = || match fs::read_to_string(&wchan).as_deref() {
-        Ok("0") | Err(_) => {
-            fs::read_to_string(&syscall).is_ok_and(|t| syscalls.iter().any(|s| t.starts_with(s)))
-        }
-        Ok(function) => waits_in(function),
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !waiting() {
-        assert!(std::time::Instant::now() < deadline, "sessctl never waited");
-        std::thread::yield_now();
-    }
 }
 
 /// A named pipe with no reader yet is waited for before the database is opened: an export

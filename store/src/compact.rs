@@ -27,6 +27,7 @@
 
 use std::fs::{self, DirBuilder, File};
 use std::io;
+use std::ops::ControlFlow;
 use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
@@ -122,19 +123,20 @@ impl Store {
         dest: impl AsRef<Path>,
         options: &CompactOptions,
     ) -> Result<CompactReport> {
-        self.copy_into_with(dest, options, |_| {})
+        self.copy_into_with(dest, options, |_| ControlFlow::Continue(()))
     }
 
     /// Like [`Store::copy_into`], calling `progress` with the number of records read so far
-    /// (copied or left out) every so often and at the end.
+    /// (copied or left out) every so often and when all are read. When `progress` returns
+    /// [`ControlFlow::Break`] the copy stops there and is removed (an interrupted command).
     ///
     /// # Errors
-    /// As for [`Store::copy_into`].
+    /// As for [`Store::copy_into`]; [`Error::Compact`] when `progress` stopped it.
     pub fn copy_into_with(
         &self,
         dest: impl AsRef<Path>,
         options: &CompactOptions,
-        mut progress: impl FnMut(u64),
+        mut progress: impl FnMut(u64) -> ControlFlow<()>,
     ) -> Result<CompactReport> {
         let dest = dest.as_ref();
         let made = self.prepare_dest(dest)?;
@@ -186,17 +188,19 @@ impl Store {
     /// copy cannot be renamed into place after the original was renamed aside, nor the
     /// original back, both stay where they are and the error names them.
     pub fn compact(self, options: &CompactOptions) -> Result<CompactReport> {
-        self.compact_with(options, |_| {})
+        self.compact_with(options, |_| ControlFlow::Continue(()))
     }
 
-    /// Like [`Store::compact`], calling `progress` as [`Store::copy_into_with`] does.
+    /// Like [`Store::compact`], calling `progress` as [`Store::copy_into_with`] does: when it
+    /// returns [`ControlFlow::Break`] the copy stops, is removed, and the database is left as
+    /// it was. Once every record is read the compaction is not stopped any more.
     ///
     /// # Errors
-    /// As for [`Store::compact`].
+    /// As for [`Store::compact`]; [`Error::Compact`] when `progress` stopped it.
     pub fn compact_with(
         self,
         options: &CompactOptions,
-        progress: impl FnMut(u64),
+        progress: impl FnMut(u64) -> ControlFlow<()>,
     ) -> Result<CompactReport> {
         self.check_writable("compact")?;
         let place = self.compaction_place()?;
@@ -417,7 +421,7 @@ impl Store {
         &self,
         dest: &Path,
         options: &CompactOptions,
-        progress: &mut dyn FnMut(u64),
+        progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
     ) -> Result<CompactReport> {
         let bytes_before = folder_size(&self.inner.dir)?;
         let copy = self.on_copy(dest, || Store::builder().create(true).open(dest))?;
@@ -443,7 +447,7 @@ impl Store {
             let head = decode_lazy(&bytes).map_err(|e| e.for_record(&handle))?.head;
             read += 1;
             if read % PROGRESS_EVERY == 0 {
-                progress(read);
+                self.go_on(progress(read))?;
             }
             if options.drop_expired && head.is_expired(now) {
                 report.dropped_expired += 1;
@@ -456,7 +460,7 @@ impl Store {
                 self.on_copy(dest, || entries.write(&copy))?;
             }
         }
-        progress(read);
+        self.go_on(progress(read))?;
         self.on_copy(dest, || {
             entries.write(&copy)?;
             copy.flush()?;
@@ -480,6 +484,18 @@ impl Store {
         })?;
         report.bytes_after = folder_size(dest)?;
         Ok(report)
+    }
+
+    /// Whether the copy goes on after its progress callback said `flow`.
+    fn go_on(&self, flow: ControlFlow<()>) -> Result<()> {
+        match flow {
+            ControlFlow::Continue(()) => Ok(()),
+            ControlFlow::Break(()) => Err(self.refusal(
+                "it was stopped before its copy was complete; the database is unchanged and the \
+                 copy removed"
+                    .to_string(),
+            )),
+        }
     }
 
     /// Runs `f`, which works on the copy, saying its errors and panics as the copy's: the
@@ -1279,6 +1295,67 @@ mod tests {
         assert_eq!(copy.sessions_of("user0").unwrap().len(), 7);
     }
 
+    /// An interrupted command stops the copy through its progress callback: wherever it
+    /// stops, the copy is removed and the database is as it was; a copy stopped by nothing
+    /// reports every record read, the last call with all of them.
+    #[test]
+    fn a_compaction_stopped_by_its_progress_callback_changes_nothing_and_leaves_no_copy() {
+        let f = Fixture::new();
+        let store = f.open();
+        churn(&store, 2 * PROGRESS_EVERY as usize + 5, 0);
+        let before = records(&store);
+        for stop_at in [PROGRESS_EVERY, 2 * PROGRESS_EVERY, 2 * PROGRESS_EVERY + 5] {
+            let mut calls = Vec::new();
+            let err = store
+                .copy_into_with(f.dir.path().join("copy"), &CompactOptions::default(), |n| {
+                    calls.push(n);
+                    if n >= stop_at {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                })
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::Compact { reason, .. } if reason.contains("stopped")),
+                "{err}"
+            );
+            assert_eq!(calls.last(), Some(&stop_at));
+            assert_eq!(f.beside(), ["sessions.sessdb"], "no copy left behind");
+        }
+        drop(store);
+        let mut calls = Vec::new();
+        let err = f
+            .open()
+            .compact_with(&CompactOptions::default(), |n| {
+                calls.push(n);
+                ControlFlow::Break(())
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Compact { reason, .. } if reason.contains("stopped")),
+            "{err}"
+        );
+        assert_eq!(calls, [PROGRESS_EVERY]);
+        assert_eq!(f.beside(), ["sessions.sessdb"], "no copy left behind");
+        assert_eq!(records(&f.open()), before);
+
+        let mut calls = Vec::new();
+        let report = f
+            .open()
+            .compact_with(&CompactOptions::default(), |n| {
+                calls.push(n);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(report.sessions, 2 * PROGRESS_EVERY + 5);
+        assert_eq!(
+            calls,
+            [PROGRESS_EVERY, 2 * PROGRESS_EVERY, 2 * PROGRESS_EVERY + 5]
+        );
+        assert_eq!(records(&f.open()), before);
+    }
+
     #[test]
     fn an_undecodable_record_stops_the_compaction_and_changes_nothing() {
         let f = Fixture::new();
@@ -1556,6 +1633,7 @@ mod tests {
         let report = store
             .compact_with(&CompactOptions::default(), |_| {
                 let _ = fs::write(folder.join("late.txt"), "mine");
+                ControlFlow::Continue(())
             })
             .unwrap();
         let old = f.dir.path().join("sessions.sessdb.compact-old");

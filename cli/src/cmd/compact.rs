@@ -2,7 +2,10 @@
 //! store that has been in use back to its fresh size (sled's files never shrink). Needs the
 //! database to itself: with a running application, it is refused.
 
+use std::cell::Cell;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use sessdb::{CompactOptions, CompactReport};
 
@@ -11,6 +14,7 @@ use crate::db::{self, Access, Database};
 use crate::exit::{Exit, Failure};
 use crate::output::bytes;
 use crate::progress::Progress;
+use crate::signals::stop_on_signals;
 
 /// `compact [--drop-expired] [--keep-old | --into DIR]`
 #[derive(Debug)]
@@ -63,12 +67,33 @@ impl Compact {
                 .into())
             }
         };
+        // From here a Ctrl-C stops the copy, which the store then removes, rather than end the
+        // process with the copy left beside the database (until then it has nothing to undo).
+        let stop = stop_on_signals()?;
         let progress = Progress::spinner(ctx.progress, "copying", "sessions");
+        let stopped = Cell::new(false);
+        let step = |n| {
+            progress.set(n);
+            if stop.load(Ordering::Relaxed) {
+                stopped.set(true);
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
         let report = match &self.into {
-            Some(dest) => store.copy_into_with(dest, &self.options, |n| progress.set(n)),
-            None => store.compact_with(&self.options, |n| progress.set(n)),
+            Some(dest) => store.copy_into_with(dest, &self.options, step),
+            None => store.compact_with(&self.options, step),
         };
         progress.finish();
+        if stopped.get() {
+            // The copy stopped there, and the store removed it.
+            return Err(Failure::Interrupted(format!(
+                "compact interrupted: {} is unchanged and the unfinished copy removed",
+                ctx.db.display()
+            ))
+            .into());
+        }
         let report = report?;
         let what = match &self.into {
             Some(dest) => format!("copied {} into {}", ctx.db.display(), dest.display()),

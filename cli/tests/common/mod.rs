@@ -223,3 +223,26 @@ pub fn sessions_in_cut_warning(stderr: &str) -> u64 {
     assert!((10..1000).contains(&sessions), "{stderr}");
     sessions
 }
+
+/// Returns once `child` sleeps in the kernel where `waits_in` says (by the kernel function
+/// /proc's `wchan` names), or, on a kernel that hides it ("0"), in a system call whose line in
+/// /proc's `syscall` starts with one of `syscalls` (its number and first argument). Fails
+/// after a minute.
+pub fn wait_until_blocked(
+    child: &std::process::Child,
+    waits_in: impl Fn(&str) -> bool,
+    syscalls: &[&str],
+) {
+    let wchan = format!("/proc/{}/wchan", child.id());
+    let syscall = format!("/proc/{}/syscall", child.id());
+    let waiting = || match std::fs::read_to_string(&wchan).as_deref() {
+        Ok("0") | Err(_) => std::fs::read_to_string(&syscall)
+            .is_ok_and(|t| syscalls.iter().any(|s| t.starts_with(s))),
+        Ok(function) => waits_in(function),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !waiting() {
+        assert!(std::time::Instant::now() < deadline, "sessctl never waited");
+        std::thread::yield_now();
+    }
+}

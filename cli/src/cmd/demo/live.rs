@@ -4,8 +4,7 @@
 //! something to watch, and its invalidations a running application to take effect in.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,6 +20,7 @@ use crate::cmd::{plural, Ctx};
 use crate::db::{self, Access};
 use crate::exit::{Exit, Failure};
 use crate::output::timestamp;
+use crate::signals::stop_on_signals;
 
 /// `demo --live [--rate N] [--duration SECS]`
 #[derive(Debug)]
@@ -81,7 +81,8 @@ impl Live {
             )?;
         }
         // Before the socket exists, so that a Ctrl-C from the first moment it is served ends
-        // the run cleanly.
+        // the run cleanly. A second signal ends the process at once (exit 1): the socket file
+        // it then leaves is replaced by the next application that serves the database.
         let stop = stop_on_signals()?;
         let builder = Store::builder()
             .admin_socket_default()
@@ -212,22 +213,6 @@ fn refuse_served(path: &Path) -> anyhow::Result<()> {
         shell_quote(&path.display().to_string()),
     ))
     .into())
-}
-
-/// SIGINT and SIGTERM set the flag the loop checks; a second one ends the process at once
-/// (exit 1), for a shutdown that hangs. The socket file it then leaves is replaced by the
-/// next application that serves the database.
-fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    use signal_hook::flag;
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [SIGINT, SIGTERM] {
-        // In this order: the shutdown hook sees the flag only from the second signal on.
-        flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
-            .context("cannot handle SIGINT and SIGTERM")?;
-        flag::register(signal, Arc::clone(&stop)).context("cannot handle SIGINT and SIGTERM")?;
-    }
-    Ok(stop)
 }
 
 /// A different simulation each run.
