@@ -9,7 +9,8 @@
 //! ```no_run
 //! let args = sessctl::Args::parse_from_os(["sessctl", "--db", "app.sessdb", "stats"].map(Into::into));
 //! let exit = args.map_or_else(|code| code, sessctl::run);
-//! assert_eq!(exit.code(), 0);
+//! // 0 where app.sessdb is a database; 5 where there is none ("Exit codes" in `--help`).
+//! std::process::exit(exit.code().into());
 //! ```
 //!
 //! Exit codes: 0 success, 1 not found, 2 usage, 3 database held by another process, 4 bad

@@ -229,6 +229,18 @@ pub struct ListQuery {
     pub reverse: bool,
 }
 
+impl ListQuery {
+    /// The page size a listing with this query has: [`ListQuery::limit`], or 100 for 0. The
+    /// client holds a server to it, so both sides take it from here.
+    pub(crate) fn page_size(&self) -> usize {
+        if self.limit == 0 {
+            100
+        } else {
+            self.limit
+        }
+    }
+}
+
 /// Where a listing stopped; pass it back in [`ListQuery::after`] for the next page (in the
 /// same direction, or the other one with [`ListQuery::reverse`] changed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -589,7 +601,7 @@ pub(crate) fn decode_for_admin(handle: &Handle, bytes: &[u8]) -> Result<Record> 
 
 fn list(store: &Store, q: &ListQuery) -> Result<Page> {
     let now = store.now();
-    let limit = if q.limit == 0 { 100 } else { q.limit };
+    let limit = q.page_size();
     let within_ms = q.expiring_within.map(duration_ms);
     let inner = &store.inner;
     // Choose the index and the key range it serves.

@@ -383,8 +383,7 @@ impl From<sled::Error> for Error {
     }
 }
 
-/// A timeout as a person reads it: whole seconds, or milliseconds below ten seconds when
-/// they are not whole.
+/// What a [`Error::Conflict`] says: a new session's id taken, or a stored session changed.
 fn conflict_message(handle: &str, expected: u64) -> String {
     if expected == 0 {
         format!(
@@ -399,6 +398,8 @@ fn conflict_message(handle: &str, expected: u64) -> String {
     }
 }
 
+/// A timeout as a person reads it: whole seconds, or milliseconds below ten seconds when
+/// they are not whole.
 fn span(d: std::time::Duration) -> String {
     if d.subsec_nanos() == 0 || d.as_secs() >= 10 {
         format!("{} s", d.as_secs())

@@ -182,7 +182,6 @@ impl Head {
         8 * 10 + text
     }
 
-    /// What a later write of this record's successor needs to know of it.
     /// Whether `self` and `other` differ at most in what a touch changes: the last access,
     /// the deadline, the expiry entry's place and the version.
     pub(crate) fn same_apart_from_touch(&self, other: &Head) -> bool {
@@ -196,6 +195,7 @@ impl Head {
         untouched(self) == untouched(other)
     }
 
+    /// What a later write of this record's successor needs to know of it.
     pub(crate) fn stored(&self) -> StoredHead {
         StoredHead {
             version: self.version,

@@ -472,8 +472,6 @@ impl Session {
         self.head.version
     }
 
-    /// The head as it would be written now, or `None` if nothing needs writing: no change and
-    /// the stored deadline within the touch interval of the new one.
     /// The access time and deadline a save now would store: a save is an access, and a clock
     /// that went backwards never moves last access back.
     fn accessed_now(&self) -> (i64, i64) {
@@ -486,6 +484,8 @@ impl Session {
         self.accessed_now().1
     }
 
+    /// The head as it would be written now, or `None` if nothing needs writing: no change and
+    /// no touch due.
     fn next_head(&self) -> Option<Head> {
         let (last_access, expires_at) = self.accessed_now();
         if !self.dirty {

@@ -980,7 +980,7 @@ impl Widget for HelpOverlay<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let t = self.theme;
         let height = u16::try_from(keys::HELP.len() + 4).unwrap_or(u16::MAX);
-        let popup = centered(area, 72, height);
+        let popup = centered(area, 76, height);
         Clear.render(popup, buf);
         let block = Block::new()
             .borders(Borders::ALL)
@@ -992,7 +992,7 @@ impl Widget for HelpOverlay<'_> {
         let inner = block.inner(popup);
         let (columns, rows) = (usize::from(inner.width), usize::from(inner.height));
         let line = |key: &str, what: &str| {
-            let key = keep_head(&format!(" {key:<11}"), columns);
+            let key = keep_head(&format!(" {key:<16}"), columns);
             let what = keep_head(what, columns.saturating_sub(width(&key)));
             Line::from(vec![Span::styled(key, t.key), Span::raw(what)])
         };

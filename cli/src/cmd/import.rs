@@ -555,8 +555,6 @@ mod tests {
         assert_eq!(unsent.hint(&cut), None);
     }
 
-    /// Read through a 2-byte buffer, in pieces of every size, as the store's line reader
-    /// consumes what it was given only in part.
     /// A bad line's reason is written by the application behind an admin socket: what it
     /// sends cannot drive the terminal.
     #[test]
@@ -578,6 +576,8 @@ mod tests {
         );
     }
 
+    /// Read through a 2-byte buffer, in pieces of every size, as the store's line reader
+    /// consumes what it was given only in part.
     #[test]
     fn the_first_line_that_is_not_blank_is_found_however_the_input_is_read() {
         for (input, expected) in [

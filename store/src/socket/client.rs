@@ -643,7 +643,7 @@ impl Admin for RemoteAdmin {
             conn.send(socket, &Request::list(query))?;
             // A page holds at most what was asked for: a broken or hostile server sending
             // more is refused, not kept until memory runs out.
-            let most = if query.limit == 0 { 100 } else { query.limit };
+            let most = query.page_size();
             let mut sessions = Vec::new();
             loop {
                 match conn.recv(socket)? {

@@ -548,9 +548,6 @@ fn an_unanswered_invalidation_is_said_as_sent_not_as_undone() {
     assert!(!text.contains("NOT"), "{text}");
 }
 
-/// A purge that ends while a key's failure is on screen does not hide it: its outcome is
-/// said at the operator's next key, and then stays through keys for a moment, as any the
-/// worker says. A new purge's `y` clears an old outcome so that its progress shows.
 /// An app whose purge (on `admin`) ended while the failure of a `d` was on screen, no key
 /// pressed since; and that failure.
 fn purged_behind_a_failed_d(admin: &Flaky, clock: &Clock) -> (crate::app::App, Option<Message>) {
@@ -571,6 +568,9 @@ fn purged_behind_a_failed_d(admin: &Flaky, clock: &Clock) -> (crate::app::App, O
     (app, failed)
 }
 
+/// A purge that ends while a key's failure is on screen does not hide it: its outcome is
+/// said at the operator's next key, and then stays through keys for a moment, as any the
+/// worker says. A new purge's `y` clears an old outcome so that its progress shows.
 #[test]
 fn the_workers_outcome_waits_behind_an_unseen_failure() {
     let f = Fixture::demo();
