@@ -274,7 +274,7 @@ pub struct CompactArgs {
     /// writes into the old files.
     #[arg(long)]
     pub drop_expired: bool,
-    /// Keep the old database, as <DB>.compact-old beside the database folder.
+    /// Keep the old database, as `<DB>.compact-old` beside the database folder.
     #[arg(long, conflicts_with = "into")]
     pub keep_old: bool,
     /// Only write a compacted copy into DIR (a new folder, or an empty one), and leave the

@@ -183,7 +183,7 @@ impl Value {
 
     /// Converts `json`, in which lists and maps may nest `room` deep: a list or a map takes one
     /// level, a scalar (and a tag that stands for one) none, so a value is refused exactly when
-    /// its [`Value::depth`] would exceed `room`. The recursion is bounded by `room` too.
+    /// its depth would exceed `room`. The recursion is bounded by `room` too.
     fn from_json_inner(
         json: &serde_json::Value,
         room: usize,

@@ -24,7 +24,7 @@ impl Show {
     /// Prints the session, expired or not.
     ///
     /// # Errors
-    /// [`Failure::NotFound`] when there is no such session; open, storage and write errors.
+    /// [`Failure::NotFound`](crate::exit::Failure::NotFound) when there is no such session; open, storage and write errors.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
         let db = ctx.open(Access::Read)?;
         let admin = db.admin();

@@ -28,7 +28,7 @@ use crate::value::{decode_map, encode_map};
 /// Version 2 differs from version 1 only in an import's answer, whose report counts every bad
 /// line ([`ImportReport::bad_lines`]); with a client of version 1, an application answers in
 /// version 1's bytes. Version 3 adds one error, a damaged database
-/// ([`Error::Damaged`](crate::Error::Damaged), and sled's `Corruption`), which went as a plain
+/// ([`Error::Damaged`], and sled's `Corruption`), which went as a plain
 /// message before (so a client could not tell damage from any other failure); to a client of
 /// an older version it still goes as that message. It also adds the lookup of the handles that
 /// start with a prefix ([`Admin::handles_starting_with`](crate::Admin::handles_starting_with)),
