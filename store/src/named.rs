@@ -310,20 +310,14 @@ impl Store {
         match failure {
             None => {}
             Some(Ok(e)) => {
-                if !session.is_new() {
-                    session.invalidate()?;
-                }
+                discard_half_made(session, name);
                 return Err(Error::Init {
                     name: name.to_string(),
                     source: e.into(),
                 });
             }
             Some(Err(panic)) => {
-                if !session.is_new() {
-                    // Best effort: the panic is what the caller must see, and a removal that
-                    // fails (storage) leaves the half-made session to its deadline.
-                    let _ = session.invalidate();
-                }
+                discard_half_made(session, name);
                 std::panic::resume_unwind(panic)
             }
         }
@@ -332,7 +326,7 @@ impl Store {
                 // Saved and then rotated inside `init`: stored where no call will look, so
                 // removed again (it would hold the label, and count against its principal's
                 // limit, until it expired).
-                session.invalidate()?;
+                discard_half_made(session, name);
                 return Err(Error::Init {
                     name: name.to_string(),
                     source: "init saved the session and then gave it another id (cycle_id); \
@@ -346,9 +340,7 @@ impl Store {
             // Relabelled inside `init` (after a `cycle_id`, when the label can change): saved
             // under the name's id, it would not be the named session, and a client could reach
             // it by that id.
-            if !session.is_new() {
-                session.invalidate()?;
-            }
+            discard_half_made(session, name);
             return Err(Error::Init {
                 name: name.to_string(),
                 source: "init gave the session another label; a named session's label is its name"
@@ -360,9 +352,7 @@ impl Store {
         // login slower than the idle timeout still makes a live session.
         let expires_at = session.expiry_if_saved_now();
         if expires_at <= self.now() {
-            if !session.is_new() {
-                session.invalidate()?;
-            }
+            discard_half_made(session, name);
             return Err(Error::Init {
                 name: name.to_string(),
                 source: format!(
@@ -390,7 +380,7 @@ impl Store {
                     .get(id.handle().as_bytes())?
                     .and_then(|bytes| crate::record::decode_head(&bytes).ok())
                     .is_some_and(|head| head.is_expired(self.now()));
-                let _ = session.invalidate();
+                discard_half_made(session, name);
                 let why = if expired {
                     "init saved the session, which then expired before init returned (a login \
                      slower than the session's idle timeout: save only at the end of init, or \
@@ -405,12 +395,8 @@ impl Store {
                 })
             }
             Err(e) => {
-                if !session.is_new() {
-                    // Saved by `init` and then refused (too large, say): half made, as
-                    // above. The save's error is the one to report, so a removal that
-                    // fails too leaves the session to its deadline.
-                    let _ = session.invalidate();
-                }
+                // Saved by `init` and then refused (too large, say): half made, as above.
+                discard_half_made(session, name);
                 Err(e)
             }
         }
@@ -436,6 +422,24 @@ impl Store {
         {
             map.remove(id);
         }
+    }
+}
+
+/// Removes a session `init` saved before the call failed (or panicked): half made, it would be
+/// found by the next call, which would then not run `init`. Best effort, with one rule for
+/// every failure: the caller is told what went wrong with `init` (its own error, which it may
+/// downcast), and a removal that fails too (storage) is logged and leaves the session to its
+/// deadline.
+fn discard_half_made(session: Session, name: &str) {
+    if session.is_new() {
+        return;
+    }
+    if let Err(e) = session.invalidate() {
+        log::warn!(
+            target: "sessdb::named",
+            "named session {name:?}: the session init saved before it failed was not removed: {}",
+            crate::error::chain(&e)
+        );
     }
 }
 
