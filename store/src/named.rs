@@ -136,7 +136,9 @@ impl Store {
     /// `cycle_id` in it, for
     /// another label given in it, for a session it left already expired (a deadline from an
     /// expired token, say: nothing is stored), or for a call for the same name from inside
-    /// `init`;
+    /// `init`. Whatever `init` saved before such a failure (or a panic) is removed; if that
+    /// removal fails too (storage), the error is still `init`'s, the failure is logged, and
+    /// the half-made session is left to its deadline;
     /// [`Error::InvalidField`] for an empty name or one over 4,096 bytes (the name is the
     /// session's label);
     /// [`Error::Corrupt`] if the record stored under the name cannot be read (`sessctl check
