@@ -130,6 +130,7 @@ mod named;
 mod purge;
 mod record;
 mod session;
+mod sled_files;
 mod socket;
 mod store;
 mod value;
