@@ -124,6 +124,7 @@ mod error;
 #[cfg(test)]
 mod expiry_lag_tests;
 mod export;
+mod folder_lock;
 mod id;
 mod keys;
 mod named;

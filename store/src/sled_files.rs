@@ -454,7 +454,7 @@ mod torn_conf_tests {
         let dir = made(&text);
         let conf = dir.path().join("conf");
         assert!(conf_is_torn(&conf));
-        let gate = crate::compact::opening_gate(dir.path(), std::time::Duration::ZERO).unwrap();
+        let gate = crate::folder_lock::opening_gate(dir.path(), std::time::Duration::ZERO).unwrap();
         assert!(gate.is_some());
         assert_eq!(remove_torn_conf(dir.path()).unwrap(), TornConf::Busy);
         assert!(conf.exists());

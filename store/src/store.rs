@@ -1534,8 +1534,10 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
         // while waiting for the next: a compaction, which holds it exclusively from before its
         // copy to after its swap, then never has an opener between its close of the original
         // and the swap, nor one that read the original's size and opens the copy's log.
-        let gate =
-            crate::compact::opening_gate(path, deadline.saturating_duration_since(Instant::now()))?;
+        let gate = crate::folder_lock::opening_gate(
+            path,
+            deadline.saturating_duration_since(Instant::now()),
+        )?;
         let segment = segment_size(path)?;
         sized_from_log |= matches!(segment, Segment::Log(_));
         let failed = |e| {
