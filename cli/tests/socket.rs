@@ -692,6 +692,39 @@ fn the_errors_an_application_sends_are_printed_escaped() {
     );
 }
 
+/// An export the application cuts off (it stopped, or dropped a reader that stalled 60 s) looks
+/// whole on stdout: sessctl says it is not, as it does for a reader that goes away.
+#[test]
+fn an_export_cut_off_by_the_application_says_it_is_not_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (file, db, _app) = export_and_application(dir.path());
+    let socket = db.join("admin.sock");
+    let imported = run(sessctl()
+        .arg("--socket")
+        .arg(&socket)
+        .arg("import")
+        .arg(&file));
+    assert_eq!(imported.code, 0, "{}", imported.stderr);
+    let dying = dir.path().join("dying.sock");
+    // The welcome and the first chunk of the export go through; the rest does not.
+    dying_after_answers(&dying, &socket, 1);
+    let out = run(sessctl().arg("--socket").arg(&dying).arg("export"));
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    let sessions = out.stdout.lines().count() - 1;
+    assert!(sessions > 0, "{}", out.stdout);
+    let plural = if sessions == 1 { "" } else { "s" };
+    assert!(
+        out.stderr.contains(&format!(
+            "warning: the export to stdout stopped part way: what was written is not a whole \
+             export but at most its first {sessions} session{plural}; importing that would \
+             restore only those (an application closes an admin connection whose reader takes \
+             no data for 60 s, as a stalled pipe or link does)\n"
+        )),
+        "{}",
+        out.stderr
+    );
+}
+
 /// An import cut off by the application's end may have been written, whole or in part: sessctl
 /// says what running it again does, and so it does, what the application ended since included.
 #[test]

@@ -309,6 +309,27 @@ fn export_counted(
                  restore only those",
                 plural(lines.saturating_sub(1), "session")
             );
+        } else if lines > 0 {
+            progress.finish();
+            // An application drops a client that reads nothing of a frame for 60 s: the reader
+            // of a pipe that stalls that long (a backup's slow link) ends the export.
+            let dropped = matches!(
+                e.downcast_ref::<sessdb::Error>(),
+                Some(sessdb::Error::Disconnected { .. })
+            );
+            let _ = writeln!(
+                err,
+                "warning: the export to {shown} stopped part way: what was written is not a \
+                 whole export but at most its first {}; importing that would restore only \
+                 those{}",
+                plural(lines.saturating_sub(1), "session"),
+                if dropped {
+                    " (an application closes an admin connection whose reader takes no data \
+                     for 60 s, as a stalled pipe or link does)"
+                } else {
+                    ""
+                }
+            );
         }
         e
     })

@@ -38,8 +38,11 @@ use crate::store::{lock, Inner, Store};
 /// The most connections served at once; more are refused with a message.
 pub(crate) const MAX_CONNECTIONS: usize = 64;
 
-/// How long a send may block on a client that stopped reading before the connection is
-/// dropped (a request in progress keeps the store open).
+/// How long a frame may take to go out to a client that stopped reading before the connection
+/// is dropped (a request in progress keeps the store open): a deadline for the whole frame, as
+/// the reads have, since the socket's own timeout is per `send`, and a send that moves a few
+/// bytes before it times out starts the next one's wait afresh (a stalled export's reader held
+/// its connection for about 120 s, in an operator's soak test).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 thread_local! {
@@ -543,6 +546,7 @@ fn admit(stream: UnixStream, shared: &Arc<Shared>, store: &Weak<Inner>, path: &P
                     stream: Stream(stream),
                     frame: registered.shared.timeouts.frame,
                     wait: Wait::Between(Some(Instant::now())),
+                    sending: None,
                 };
                 let shared = &registered.shared;
                 serve_connection(&mut conn, &store, &shared.database, shared.timeouts);
@@ -600,11 +604,14 @@ pub(crate) trait Peer: Read + Write {
     fn await_frame(&mut self, within: Duration);
 }
 
-/// A client connection with the server's read deadlines.
+/// A client connection with the server's read deadlines, and its write deadline.
 struct Timed {
     stream: Stream,
     frame: Duration,
     wait: Wait,
+    /// When the frame being written must be out by ([`WRITE_TIMEOUT`] after its first write;
+    /// `None` between frames: a frame ends with a flush).
+    sending: Option<Instant>,
 }
 
 /// What the next read waits for, and until when (`None`: for as long as it takes).
@@ -664,10 +671,31 @@ impl Read for Timed {
 
 impl Write for Timed {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.write(buf)
+        let deadline = *self
+            .sending
+            .get_or_insert_with(|| Instant::now() + WRITE_TIMEOUT);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client read nothing of a frame in time",
+                ));
+            }
+            self.stream.0.set_write_timeout(Some(left))?;
+            match self.stream.write(buf) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                other => return other,
+            }
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.sending = None;
         self.stream.flush()
     }
 }
@@ -1116,6 +1144,55 @@ impl<S: Peer> BufRead for FrameInput<'_, S> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A connection to a client that reads nothing.
+    fn unread() -> (Timed, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let conn = Timed {
+            stream: Stream(ours),
+            frame: Duration::from_secs(10),
+            wait: Wait::Between(None),
+            sending: None,
+        };
+        (conn, theirs)
+    }
+
+    /// A frame has one deadline from its first write to its flush: the writes that follow the
+    /// first keep it (the socket's own timeout, per `send`, started afresh each time), and it
+    /// holds even where the socket has room.
+    #[test]
+    fn a_frame_keeps_one_write_deadline_until_its_flush() {
+        let (mut conn, _theirs) = unread();
+        conn.write_all(b"first part").unwrap();
+        let deadline = conn.sending.expect("set by the first write");
+        assert!(
+            deadline > Instant::now() + WRITE_TIMEOUT / 2,
+            "{deadline:?}"
+        );
+        conn.write_all(b"second part").unwrap();
+        assert_eq!(conn.sending, Some(deadline), "kept, not restarted");
+        conn.flush().unwrap();
+        assert_eq!(conn.sending, None, "a flush ends the frame");
+
+        conn.sending = Some(Instant::now());
+        let err = conn.write(b"late").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    }
+
+    /// A client that stops reading: a write that blocks on the full socket fails at the
+    /// frame's deadline (here a moment away), rather than wait out a timeout of its own.
+    #[test]
+    fn a_write_blocked_on_a_client_that_reads_nothing_ends_at_the_frames_deadline() {
+        let (mut conn, _theirs) = unread();
+        let chunk = vec![0u8; 64 << 10];
+        conn.sending = Some(Instant::now() + Duration::from_millis(50));
+        let err = loop {
+            if let Err(e) = conn.write(&chunk) {
+                break e;
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    }
 
     /// However many sessions a client asks for, a page holds at most `MAX_PAGE_SESSIONS`, and
     /// its cursor continues the listing.
