@@ -45,8 +45,13 @@ impl Segment {
 /// the log says which size it was written with ([`segment_size_from_log`]): a wrong guess
 /// would read most of it as garbage and lose its sessions without a word.
 ///
+/// A `conf` that is another store's (a restore that mixed one store's files with another's, an
+/// old backup's `conf` beside a compacted store's log) is refused when the log proves another
+/// size: sled would read the log with the wrong one, open it empty (every session gone, and
+/// `check` clean) or rewrite it into damage, in a fuzzing campaign's trial.
+///
 /// # Errors
-/// [`Error::Damaged`] when neither the `conf` nor the log says.
+/// [`Error::Damaged`] when neither the `conf` nor the log says, or when they disagree.
 pub(crate) fn segment_size(path: &Path) -> Result<Segment> {
     let persisted = fs::read(path.join("conf")).ok().and_then(|conf| {
         conf.split(|&b| b == b'\n').find_map(|line| {
@@ -56,18 +61,40 @@ pub(crate) fn segment_size(path: &Path) -> Result<Segment> {
                 .ok()
         })
     });
-    if let Some(bytes) = persisted {
-        return Ok(Segment::Conf(bytes));
-    }
     let log = path.join("db");
     let file = match File::open(&log) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Segment::New),
+        Ok(file) => Some(file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(io_err(&log)(e)),
+    };
+    if let Some(bytes) = persisted {
+        if let Some(file) = &file {
+            let found = segment_size_from_log(file).map_err(io_err(&log))?;
+            if let Found::Size(from_log, Proof::Proven) = found {
+                if from_log != bytes {
+                    return Err(Error::Damaged {
+                        path: path.to_path_buf(),
+                        detail: format!(
+                            "sled's `conf` says its log has segments of {} KiB, but the log \
+                             was written with {} KiB: the `conf` is another store's (a restore \
+                             that mixed two stores' files?), and sled would read the log wrong; \
+                             put the store's own `conf` back, or remove `conf` (the size is then \
+                             read from the log)",
+                            bytes >> 10,
+                            from_log >> 10
+                        ),
+                    });
+                }
+            }
+        }
+        return Ok(Segment::Conf(bytes));
+    }
+    let Some(file) = file else {
+        return Ok(Segment::New);
     };
     match segment_size_from_log(&file).map_err(io_err(&log))? {
         Found::Empty => Ok(Segment::New),
-        Found::Size(bytes) => Ok(Segment::Log(bytes)),
+        Found::Size(bytes, _) => Ok(Segment::Log(bytes)),
         Found::Unknown => Err(Error::Damaged {
             path: path.to_path_buf(),
             detail: "sled's `conf` file is missing or unreadable, and its log does not show \
@@ -82,8 +109,20 @@ pub(crate) fn segment_size(path: &Path) -> Result<Segment> {
 enum Found {
     /// No log yet: a new store.
     Empty,
-    Size(usize),
+    Size(usize, Proof),
     Unknown,
+}
+
+/// How sure a size read from the log is.
+#[derive(Debug, PartialEq)]
+enum Proof {
+    /// A segment header at a multiple of 2 MiB (a segment's start at either size) says it:
+    /// enough to refuse a `conf` that disagrees.
+    Proven,
+    /// Read from what is not there, or from a header where one size has session data (which
+    /// would have to match a CRC-32): enough when there is no `conf` to go by. A log of at
+    /// most 512 KiB reads the same with either size.
+    Likely,
 }
 
 /// Reads the segment size from sled's log, for a store whose `conf` is gone: sled's default
@@ -114,7 +153,7 @@ fn segment_size_from_log(log: &File) -> io::Result<Found> {
         return Ok(Found::Empty);
     }
     if len <= SMALL {
-        return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES));
+        return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES, Proof::Likely));
     }
     // The segment header at `offset` and the start of the first message after it.
     let read = |offset: u64| -> io::Result<Option<(u64, Vec<u8>)>> {
@@ -134,27 +173,29 @@ fn segment_size_from_log(log: &File) -> io::Result<Found> {
             continue;
         };
         if lsn % LARGE != 0 {
-            return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES));
+            return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES, Proof::Proven));
         }
         if lsn == 0 {
             first_segment = true;
             continue;
         }
         match first_message_segment(&message) {
-            Some(n) if n == lsn / SMALL => return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES)),
+            Some(n) if n == lsn / SMALL => {
+                return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES, Proof::Proven))
+            }
             Some(n) if n == lsn / LARGE => {
-                return Ok(Found::Size(Builder::NEW_STORE_SEGMENT_BYTES))
+                return Ok(Found::Size(Builder::NEW_STORE_SEGMENT_BYTES, Proof::Proven))
             }
             _ => {}
         }
     }
     for offset in (SMALL..len).step_by(SMALL as usize) {
         if offset % LARGE != 0 && read(offset)?.is_some() {
-            return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES));
+            return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES, Proof::Likely));
         }
     }
     Ok(if first_segment {
-        Found::Size(Builder::NEW_STORE_SEGMENT_BYTES)
+        Found::Size(Builder::NEW_STORE_SEGMENT_BYTES, Proof::Likely)
     } else {
         Found::Unknown
     })
@@ -378,8 +419,10 @@ mod segment_tests {
         segment_size_from_log(&log(len, segments)).unwrap()
     }
 
-    const SMALL: Found = Found::Size(SLED_DEFAULT_SEGMENT_BYTES);
-    const LARGE: Found = Found::Size(Builder::NEW_STORE_SEGMENT_BYTES);
+    const SMALL: Found = Found::Size(SLED_DEFAULT_SEGMENT_BYTES, Proof::Proven);
+    const LARGE: Found = Found::Size(Builder::NEW_STORE_SEGMENT_BYTES, Proof::Proven);
+    const SMALL_LIKELY: Found = Found::Size(SLED_DEFAULT_SEGMENT_BYTES, Proof::Likely);
+    const LARGE_LIKELY: Found = Found::Size(Builder::NEW_STORE_SEGMENT_BYTES, Proof::Likely);
 
     #[test]
     fn a_fresh_log_says_its_size() {
@@ -389,9 +432,9 @@ mod segment_tests {
         let large: Vec<_> = (0..3).map(|i| (i * M2, i * M2, i)).collect();
         assert_eq!(found(3 * M2, &large), LARGE);
         // One segment of 2 MiB, part written: only segment 0 has a header.
-        assert_eq!(found(M2 - 1000, &large[..1]), LARGE);
+        assert_eq!(found(M2 - 1000, &large[..1]), LARGE_LIKELY);
         // 512 KiB segments up to 2 MiB: segment 0 and others that are not at 2 MiB.
-        assert_eq!(found(3 * K512, &small[..3]), SMALL);
+        assert_eq!(found(3 * K512, &small[..3]), SMALL_LIKELY);
     }
 
     /// Reused segments: sled writes a segment wherever one is free, so at 2 MiB a log of
@@ -412,7 +455,7 @@ mod segment_tests {
         assert_eq!(found(3 * M2, &[]), Found::Unknown);
         assert_eq!(found(0, &[]), Found::Empty);
         // At most one 512 KiB segment reads the same with either size.
-        assert_eq!(found(K512, &[]), SMALL);
+        assert_eq!(found(K512, &[]), SMALL_LIKELY);
     }
 
     #[test]

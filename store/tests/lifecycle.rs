@@ -1432,6 +1432,56 @@ fn a_store_with_two_mebibyte_segments_keeps_them_without_its_conf() {
     survives_losing_its_conf(&path, &ids, 2 << 20);
 }
 
+/// Another store's `conf` beside a store's log (a restore that mixed two stores' files, an old
+/// backup's `conf` beside a compacted store): refused as damaged, naming both sizes, before
+/// sled reads the log with the wrong one, both ways; the store's own `conf` put back, or the
+/// `conf` removed, it opens whole. (It opened empty with every session gone and `check`
+/// clean, or, the other way, sled's failed open damaged the log for good: a fuzzing trial.)
+#[test]
+fn another_stores_conf_is_refused_before_sled_reads_the_log_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    drop(sled::open(&small).unwrap()); // sled's default 512 KiB, as older stores have
+    let large = dir.path().join("large");
+    let mut ids = Vec::new();
+    for path in [&small, &large] {
+        let store = Store::open(path).unwrap();
+        ids.push(sessions_of_size(&store, 1200, 4000));
+    }
+    let confs = [&small, &large].map(|p| std::fs::read(p.join("conf")).unwrap());
+    for (i, (path, (own, other), sizes)) in [
+        (&small, (&confs[0], &confs[1]), (2048, 512)),
+        (&large, (&confs[1], &confs[0]), (512, 2048)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        std::fs::write(path.join("conf"), other).unwrap();
+        match Store::open(path) {
+            Err(Error::Damaged { detail, .. }) => assert!(
+                detail.starts_with(&format!(
+                    "sled's `conf` says its log has segments of {} KiB, but the log was written \
+                     with {} KiB: the `conf` is another store's",
+                    sizes.0, sizes.1
+                )),
+                "{detail}"
+            ),
+            Ok(store) => panic!(
+                "opened with {} sessions",
+                sessdb::Admin::stats(&store).unwrap().live
+            ),
+            Err(e) => panic!("{e}"),
+        }
+        std::fs::write(path.join("conf"), own).unwrap();
+        assert!(
+            all_load(&Store::open(path).unwrap(), &ids[i]),
+            "its own conf back"
+        );
+        std::fs::remove_file(path.join("conf")).unwrap();
+        assert!(all_load(&Store::open(path).unwrap(), &ids[i]), "no conf");
+    }
+}
+
 /// A log with no `conf` and no segment header to say its segment size is refused as damaged,
 /// naming what is missing, rather than read with a guess.
 #[test]
