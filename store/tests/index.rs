@@ -587,3 +587,29 @@ fn stats_count_the_records_not_crash_leftovers_in_the_indexes() {
         (2, 1, 0, 2)
     );
 }
+
+/// The limit applies to logins only (`Builder::max_sessions_per_principal`): a principal left
+/// over it (the limit lowered since, or an import) keeps its sessions, and a request that
+/// saves one of them without changing its principal neither fails nor logs the others out.
+#[test]
+fn a_save_that_keeps_the_principal_meets_no_limit() {
+    for policy in [OnPrincipalLimit::Refuse, OnPrincipalLimit::EvictOldest] {
+        let f = fixture();
+        let ids: Vec<_> = (0..3)
+            .map(|_| {
+                f.advance(10);
+                login(&f.store, "alice")
+            })
+            .collect();
+        let f = f.reopen(Store::builder().max_sessions_per_principal(2, policy));
+        f.advance(10);
+        let mut s = f.store.load(&ids[2]).unwrap().unwrap();
+        s.insert("cart", &3).unwrap();
+        s.save().unwrap_or_else(|e| panic!("{policy:?}: {e}"));
+        drop(s);
+        for id in &ids {
+            assert!(f.store.load(id).unwrap().is_some(), "{policy:?}");
+        }
+        assert_eq!(f.store.sessions_of("alice").unwrap().len(), 3, "{policy:?}");
+    }
+}
