@@ -259,3 +259,18 @@ fn a_shared_clock_chosen_at_run_time_drives_expiry() {
         "expired at its deadline"
     );
 }
+
+/// Purge reads the expiry index a batch of 512 entries at a time and reports progress once a
+/// batch (`purge_expired_with`): 600 expired sessions are two reports, not one per session.
+#[test]
+fn purge_reports_its_progress_once_a_batch() {
+    let f = fixture_with(idle_30m_abs_2h());
+    for _ in 0..600 {
+        f.store.create().save().unwrap();
+    }
+    f.advance(31 * 60);
+    let mut reports = Vec::new();
+    let removed = f.store.purge_expired_with(|n| reports.push(n)).unwrap();
+    assert_eq!(removed, 600);
+    assert_eq!(reports, vec![512, 600]);
+}
