@@ -26,7 +26,7 @@ Exit codes:
        format, ...)
   101  a bug in sessctl (it says so; please report it)
   130  compact stopped by Ctrl-C or SIGTERM (its unfinished copy removed, the
-       database unchanged; a second Ctrl-C ends it at once)
+       database unchanged; a second signal ends it at once, and leaves the copy)
 
 Environment (a variable set to the empty string counts as unset):
   SESSCTL_DB       the database folder when --db is not given

@@ -136,7 +136,8 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
             sessdb::Error::Locked { path } => Some(format!(
                 "stop the process that has it open{} and try again, or have the application \
                  serve its admin socket (Builder::admin_socket_default), which sessctl then uses \
-                 (one that serves it makes it again within 2 s of its removal: try again then)",
+                 (one that serves it makes it again after its removal, within its socket check \
+                 interval, 2 s by default: try again then)",
                 crate::holder::held_by(path)
             )),
             e => static_hint(e).map(String::from),

@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-/// SIGINT and SIGTERM set the flag returned; a second one ends the process at once (exit 1),
-/// for a command whose own stop hangs.
-pub fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+/// SIGINT and SIGTERM set the flag returned; a second one ends the process at once with exit
+/// status `second`, for a command whose own stop hangs or takes too long.
+pub fn stop_on_signals(second: i32) -> anyhow::Result<Arc<AtomicBool>> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     use signal_hook::flag;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [SIGINT, SIGTERM] {
         // In this order: the shutdown hook sees the flag only from the second signal on.
-        flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
+        flag::register_conditional_shutdown(signal, second, Arc::clone(&stop))
             .context("cannot handle SIGINT and SIGTERM")?;
         flag::register(signal, Arc::clone(&stop)).context("cannot handle SIGINT and SIGTERM")?;
     }

@@ -579,7 +579,8 @@ fn a_database_held_by_another_process_exits_3() {
     );
     let tail = " and try again, or have the application serve its admin socket \
                 (Builder::admin_socket_default), which sessctl then uses (one that serves it \
-                makes it again within 2 s of its removal: try again then)\n";
+                makes it again after its removal, within its socket check interval, 2 s by \
+                default: try again then)\n";
     // The holder (this process) is named where Linux lists it in /proc/locks.
     let me = std::process::id();
     let named = fs::read_to_string("/proc/locks").is_ok_and(|l| l.contains(&format!(" {me} ")));

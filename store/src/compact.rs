@@ -125,8 +125,10 @@ impl Store {
     }
 
     /// Like [`Store::copy_into`], calling `progress` with the number of records read so far
-    /// (copied or left out) every so often and when all are read. When `progress` returns
-    /// [`ControlFlow::Break`] the copy stops there and is removed (an interrupted command).
+    /// (copied or left out) every so often, when all are read, and again between the steps
+    /// that then make the copy whole (its flush, its reopening and check, its sync), which
+    /// take seconds on a large store. When `progress` returns [`ControlFlow::Break`] the copy
+    /// stops there and is removed (an interrupted command).
     ///
     /// # Errors
     /// As for [`Store::copy_into`]; [`Error::Compact`] when `progress` stopped it.
@@ -189,16 +191,16 @@ impl Store {
         self.compact_with(options, |_| ControlFlow::Continue(()))
     }
 
-    /// Like [`Store::compact`], calling `progress` as [`Store::copy_into_with`] does: when it
-    /// returns [`ControlFlow::Break`] the copy stops, is removed, and the database is left as
-    /// it was. Once every record is read the compaction is not stopped any more.
+    /// Like [`Store::compact`], calling `progress` as [`Store::copy_into_with`] does, and once
+    /// more before the swap: when it returns [`ControlFlow::Break`] the copy stops, is
+    /// removed, and the database is left as it was. The swap itself is not stopped.
     ///
     /// # Errors
     /// As for [`Store::compact`]; [`Error::Compact`] when `progress` stopped it.
     pub fn compact_with(
         self,
         options: &CompactOptions,
-        progress: impl FnMut(u64) -> ControlFlow<()>,
+        mut progress: impl FnMut(u64) -> ControlFlow<()>,
     ) -> Result<CompactReport> {
         self.check_writable("compact")?;
         let place = self.compaction_place()?;
@@ -208,7 +210,11 @@ impl Store {
                 "it could not be held for the compaction ({e}); nothing was changed"
             ))
         })?;
-        let mut report = self.copy_into_with(&place.new, options, progress)?;
+        let mut report = self.copy_into_with(&place.new, options, &mut progress)?;
+        if let Err(stopped) = self.go_on(progress(report.sessions + report.dropped_expired)) {
+            let _ = fs::remove_dir_all(&place.new);
+            return Err(stopped);
+        }
         let path = self.inner.path.clone();
         let refusal = |reason: String| Error::Compact {
             path: path.clone(),
@@ -458,12 +464,18 @@ impl Store {
                 self.on_copy(dest, || entries.write(&copy))?;
             }
         }
+        // Asked again between the steps that follow, which take seconds on a large store: a
+        // stop is honoured up to the end of the copy (a compaction's swap is not stopped).
         self.go_on(progress(read))?;
         self.on_copy(dest, || {
             entries.write(&copy)?;
             copy.flush()?;
             drop(copy);
             lock_log(dest, CLOSE_WAIT).map_err(io_at(dest))?;
+            Ok(())
+        })?;
+        self.go_on(progress(read))?;
+        self.on_copy(dest, || {
             // Checked as the next open finds it on disk, which also pads the log to its
             // segment and writes a snapshot: the size reported is the size at rest.
             let copy = Store::builder().create(false).open(dest)?;
@@ -478,8 +490,10 @@ impl Store {
             }
             drop(copy);
             lock_log(dest, CLOSE_WAIT).map_err(io_at(dest))?;
-            sync_tree(dest).map_err(io_at(dest))
+            Ok(())
         })?;
+        self.go_on(progress(read))?;
+        self.on_copy(dest, || sync_tree(dest).map_err(io_at(dest)))?;
         report.bytes_after = folder_size(dest)?;
         Ok(report)
     }
@@ -1112,6 +1126,29 @@ mod tests {
         assert_eq!(f.beside(), ["sessions.sessdb"], "no copy left behind");
         assert_eq!(records(&f.open()), before);
 
+        // Every record read: asked again after the copy's flush, after its check, and before
+        // the swap; a stop at any of them still leaves nothing behind.
+        let all = 2 * PROGRESS_EVERY + 5;
+        for stop_at_call in 3..=6 {
+            let mut calls = 0;
+            let err = f
+                .open()
+                .compact_with(&CompactOptions::default(), |_| {
+                    calls += 1;
+                    if calls == stop_at_call {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                })
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::Compact { reason, .. } if reason.contains("stopped")),
+                "call {stop_at_call}: {err}"
+            );
+            assert_eq!(f.beside(), ["sessions.sessdb"], "call {stop_at_call}");
+            assert_eq!(records(&f.open()), before, "call {stop_at_call}");
+        }
         let mut calls = Vec::new();
         let report = f
             .open()
@@ -1120,10 +1157,10 @@ mod tests {
                 ControlFlow::Continue(())
             })
             .unwrap();
-        assert_eq!(report.sessions, 2 * PROGRESS_EVERY + 5);
+        assert_eq!(report.sessions, all);
         assert_eq!(
             calls,
-            [PROGRESS_EVERY, 2 * PROGRESS_EVERY, 2 * PROGRESS_EVERY + 5]
+            [PROGRESS_EVERY, 2 * PROGRESS_EVERY, all, all, all, all]
         );
         assert_eq!(records(&f.open()), before);
     }

@@ -82,17 +82,19 @@ pub(crate) const HELP: &[KeyHelp] = &[
     ),
     ("PgUp/PgDn Space", "one screen up or down, across pages"),
     ("g/G  Home/End", "first / last session"),
-    ("Enter", "open or close the detail pane"),
+    (
+        "Enter",
+        "open or close the detail pane (typing a filter: keep it)",
+    ),
     ("/", "filter: prefix of principal, label or handle"),
     (
         "",
         "  p:NAME exact principal (indexed), l:LABEL exact label",
     ),
     (
-        "",
-        "  while typing: Enter keeps it, Esc or Ctrl-U clears it",
+        "Esc  Ctrl-U",
+        "clear the filter (Ctrl-U while typing it); close a pane",
     ),
-    ("Esc", "clear the filter; close a pane"),
     ("s", "sort: expiry, last access, principal, created"),
     ("e", "show or hide expired sessions"),
     ("d  Del", "invalidate the selected session (y/n)"),

@@ -69,7 +69,8 @@ impl Compact {
         };
         // From here a Ctrl-C stops the copy, which the store then removes, rather than end the
         // process with the copy left beside the database (until then it has nothing to undo).
-        let stop = stop_on_signals()?;
+        // A second one ends the process at once, with exit 130 too, and leaves the copy.
+        let stop = stop_on_signals(130)?;
         let progress = Progress::spinner(ctx.progress, "copying", "sessions");
         let stopped = Cell::new(false);
         let step = |n| {
@@ -95,6 +96,13 @@ impl Compact {
             .into());
         }
         let report = report?;
+        if stop.load(Ordering::Relaxed) {
+            writeln!(
+                ctx.err,
+                "note: the signal came once the copy was whole, at the swap: the compaction \
+                 finished"
+            )?;
+        }
         let what = match &self.into {
             Some(dest) => format!("copied {} into {}", ctx.db.display(), dest.display()),
             None => format!("compacted {}", ctx.db.display()),

@@ -7,6 +7,7 @@ use std::io::{BufWriter, Write};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sessdb::{Admin, ExportReport};
@@ -286,6 +287,7 @@ fn export_counted(
     let mut delivered = Delivered {
         inner: out,
         lines: 0,
+        slowest: Duration::ZERO,
     };
     // Buffered above the count, so that `out` is flushed once a buffer, not once a line.
     let result = {
@@ -295,7 +297,7 @@ fn export_counted(
             include_expired,
         )
     };
-    let lines = delivered.lines;
+    let (lines, slowest) = (delivered.lines, delivered.slowest);
     result.map_err(|e| {
         let e = anyhow::Error::new(e);
         if is_broken_pipe(&e) {
@@ -312,22 +314,27 @@ fn export_counted(
         } else if lines > 0 {
             progress.finish();
             // An application drops a client that reads nothing of a frame for 60 s: the reader
-            // of a pipe that stalls that long (a backup's slow link) ends the export.
-            let dropped = matches!(
-                e.downcast_ref::<sessdb::Error>(),
-                Some(sessdb::Error::Disconnected { .. })
-            );
+            // of a pipe that stalls that long (a backup's slow link) ends the export. Said only
+            // when a write here waited that long, not of an application that stopped.
+            let stalled = slowest >= STALLED
+                && matches!(
+                    e.downcast_ref::<sessdb::Error>(),
+                    Some(sessdb::Error::Disconnected { .. })
+                );
             let _ = writeln!(
                 err,
                 "warning: the export to {shown} stopped part way: what was written is not a \
                  whole export but at most its first {}; importing that would restore only \
                  those{}",
                 plural(lines.saturating_sub(1), "session"),
-                if dropped {
-                    " (an application closes an admin connection whose reader takes no data \
-                     for 60 s, as a stalled pipe or link does)"
+                if stalled {
+                    format!(
+                        " (its reader took nothing for {} s at a time, and an application \
+                         closes an admin connection that takes nothing for 60 s)",
+                        slowest.as_secs()
+                    )
                 } else {
-                    ""
+                    String::new()
                 }
             );
         }
@@ -335,17 +342,24 @@ fn export_counted(
     })
 }
 
+/// How long one write of the output must wait for its reader to count as a stall that made
+/// the application drop the connection (it drops one that takes nothing for 60 s).
+const STALLED: Duration = Duration::from_secs(30);
+
 /// A writer that counts the whole lines `inner` took, flushing it after each write so that
-/// what is counted has left this process.
+/// what is counted has left this process, and the longest a write waited for the reader.
 struct Delivered<'a> {
     inner: &'a mut dyn Write,
     lines: u64,
+    slowest: Duration,
 }
 
 impl Write for Delivered<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let started = Instant::now();
         let n = self.inner.write(buf)?;
         self.inner.flush()?;
+        self.slowest = self.slowest.max(started.elapsed());
         self.lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
         Ok(n)
     }

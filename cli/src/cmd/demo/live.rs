@@ -83,7 +83,7 @@ impl Live {
         // Before the socket exists, so that a Ctrl-C from the first moment it is served ends
         // the run cleanly. A second signal ends the process at once (exit 1): the socket file
         // it then leaves is replaced by the next application that serves the database.
-        let stop = stop_on_signals()?;
+        let stop = stop_on_signals(1)?;
         let builder = Store::builder()
             .admin_socket_default()
             .reap_every(REAP_EVERY)
