@@ -1,6 +1,9 @@
 //! A damaged log: bytes of the input written over a real store's `db` (sled's log) at an
-//! offset the input picks, with or without its `conf` (without it, sessdb reads the segment
-//! size from the log's headers: `segment_size_from_log`). The open and the readers must
+//! offset the input picks, with or without its `conf` (without it, or to check it, sessdb
+//! reads the segment size from the log's headers: `segment_size_from_log`,
+//! `conf_contradicted`; those read only past 512 KiB, so run with `LOG_OPEN_SESSIONS=1500`,
+//! a log of several segments, to reach them: the default template's log is 11 KB, which the
+//! campaign of 2026-12-06 used). The open and the readers must
 //! fail with an error or succeed; a panic that sessdb catches (it turns sled's into
 //! `Error::Damaged`) is fine, so the panic hook here does not abort: only a panic that
 //! escapes, a hang or a memory blow-up is a finding.
@@ -23,10 +26,17 @@ fn template() -> &'static (tempfile::TempDir, PathBuf, u64) {
         let db = dir.path().join("db");
         {
             let store = Store::open(&db).expect("open");
-            for i in 0..40 {
+            let n: usize = std::env::var("LOG_OPEN_SESSIONS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(40);
+            for i in 0..n {
                 let mut s = store.create();
                 s.set_principal(Some(&format!("u{}", i % 3))).unwrap();
                 s.insert("n", &i).unwrap();
+                if n > 40 {
+                    s.insert("pad", &"x".repeat(2000)).unwrap();
+                }
                 s.save().unwrap();
             }
             store.flush().unwrap();

@@ -47,8 +47,9 @@ impl Segment {
 ///
 /// A `conf` that is another store's (a restore that mixed one store's files with another's, an
 /// old backup's `conf` beside a compacted store's log) is refused when the log proves another
-/// size: sled would read the log with the wrong one, open it empty (every session gone, and
-/// `check` clean) or rewrite it into damage, in a fuzzing campaign's trial.
+/// size ([`conf_contradicted`]): sled would read the log with the wrong one, open it empty
+/// (every session gone, and `check` clean) or rewrite it into damage, in a fuzzing campaign's
+/// trial.
 ///
 /// # Errors
 /// [`Error::Damaged`] when neither the `conf` nor the log says, or when they disagree.
@@ -69,22 +70,19 @@ pub(crate) fn segment_size(path: &Path) -> Result<Segment> {
     };
     if let Some(bytes) = persisted {
         if let Some(file) = &file {
-            let found = segment_size_from_log(file).map_err(io_err(&log))?;
-            if let Found::Size(from_log, Proof::Proven) = found {
-                if from_log != bytes {
-                    return Err(Error::Damaged {
-                        path: path.to_path_buf(),
-                        detail: format!(
-                            "sled's `conf` says its log has segments of {} KiB, but the log \
-                             was written with {} KiB: the `conf` is another store's (a restore \
-                             that mixed two stores' files?), and sled would read the log wrong; \
-                             put the store's own `conf` back, or remove `conf` (the size is then \
-                             read from the log)",
-                            bytes >> 10,
-                            from_log >> 10
-                        ),
-                    });
-                }
+            if let Some(from_log) = conf_contradicted(file, bytes).map_err(io_err(&log))? {
+                return Err(Error::Damaged {
+                    path: path.to_path_buf(),
+                    detail: format!(
+                        "sled's `conf` says its log has segments of {} KiB, but the log was \
+                         written with {} KiB: the `conf` is another store's (a restore that \
+                         mixed two stores' files?), and sled would read the log wrong; put the \
+                         store's own `conf` back, or remove `conf` (the size is then read from \
+                         the log)",
+                        bytes >> 10,
+                        from_log >> 10
+                    ),
+                });
             }
         }
         return Ok(Segment::Conf(bytes));
@@ -94,7 +92,7 @@ pub(crate) fn segment_size(path: &Path) -> Result<Segment> {
     };
     match segment_size_from_log(&file).map_err(io_err(&log))? {
         Found::Empty => Ok(Segment::New),
-        Found::Size(bytes, _) => Ok(Segment::Log(bytes)),
+        Found::Size(bytes) => Ok(Segment::Log(bytes)),
         Found::Unknown => Err(Error::Damaged {
             path: path.to_path_buf(),
             detail: "sled's `conf` file is missing or unreadable, and its log does not show \
@@ -109,20 +107,8 @@ pub(crate) fn segment_size(path: &Path) -> Result<Segment> {
 enum Found {
     /// No log yet: a new store.
     Empty,
-    Size(usize, Proof),
+    Size(usize),
     Unknown,
-}
-
-/// How sure a size read from the log is.
-#[derive(Debug, PartialEq)]
-enum Proof {
-    /// A segment header at a multiple of 2 MiB (a segment's start at either size) says it:
-    /// enough to refuse a `conf` that disagrees.
-    Proven,
-    /// Read from what is not there, or from a header where one size has session data (which
-    /// would have to match a CRC-32): enough when there is no `conf` to go by. A log of at
-    /// most 512 KiB reads the same with either size.
-    Likely,
 }
 
 /// Reads the segment size from sled's log, for a store whose `conf` is gone: sled's default
@@ -145,7 +131,6 @@ enum Proof {
 /// 3. Otherwise 2 MiB if segment 0 has a header. A log of at most 512 KiB reads the same
 ///    with either size.
 fn segment_size_from_log(log: &File) -> io::Result<Found> {
-    use std::os::unix::fs::FileExt as _;
     const SMALL: u64 = SLED_DEFAULT_SEGMENT_BYTES as u64;
     const LARGE: u64 = Builder::NEW_STORE_SEGMENT_BYTES as u64;
     let len = log.metadata()?.len();
@@ -153,52 +138,132 @@ fn segment_size_from_log(log: &File) -> io::Result<Found> {
         return Ok(Found::Empty);
     }
     if len <= SMALL {
-        return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES, Proof::Likely));
+        return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES));
     }
-    // The segment header at `offset` and the start of the first message after it.
-    let read = |offset: u64| -> io::Result<Option<(u64, Vec<u8>)>> {
-        let mut buf = vec![0u8; 64];
-        let n = usize::try_from(len.saturating_sub(offset)).map_or(buf.len(), |n| n.min(64));
-        if n < 20 {
-            return Ok(None);
-        }
-        buf.truncate(n);
-        log.read_exact_at(&mut buf, offset)?;
-        let header: &[u8; 20] = buf[..20].try_into().map_err(io::Error::other)?;
-        Ok(segment_header_lsn(header, SMALL).map(|lsn| (lsn, buf[20..].to_vec())))
-    };
+    let read = |offset| header_at(log, len, offset);
     let mut first_segment = false;
     for offset in (0..len).step_by(LARGE as usize) {
         let Some((lsn, message)) = read(offset)? else {
             continue;
         };
         if lsn % LARGE != 0 {
-            return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES, Proof::Proven));
+            return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES));
         }
         if lsn == 0 {
             first_segment = true;
             continue;
         }
         match first_message_segment(&message) {
-            Some(n) if n == lsn / SMALL => {
-                return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES, Proof::Proven))
-            }
+            Some(n) if n == lsn / SMALL => return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES)),
             Some(n) if n == lsn / LARGE => {
-                return Ok(Found::Size(Builder::NEW_STORE_SEGMENT_BYTES, Proof::Proven))
+                return Ok(Found::Size(Builder::NEW_STORE_SEGMENT_BYTES))
             }
             _ => {}
         }
     }
     for offset in (SMALL..len).step_by(SMALL as usize) {
         if offset % LARGE != 0 && read(offset)?.is_some() {
-            return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES, Proof::Likely));
+            return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES));
         }
     }
     Ok(if first_segment {
-        Found::Size(Builder::NEW_STORE_SEGMENT_BYTES, Proof::Likely)
+        Found::Size(Builder::NEW_STORE_SEGMENT_BYTES)
     } else {
         Found::Unknown
     })
+}
+
+/// The segment header at `offset` of a log of `len` bytes, if a valid one is there: its
+/// sequence number, and the start of the first message after it.
+fn header_at(log: &File, len: u64, offset: u64) -> io::Result<Option<(u64, Vec<u8>)>> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buf = vec![0u8; 64];
+    let n = usize::try_from(len.saturating_sub(offset)).map_or(buf.len(), |n| n.min(64));
+    if n < 20 {
+        return Ok(None);
+    }
+    buf.truncate(n);
+    log.read_exact_at(&mut buf, offset)?;
+    let header: &[u8; 20] = buf[..20].try_into().map_err(io::Error::other)?;
+    Ok(
+        segment_header_lsn(header, SLED_DEFAULT_SEGMENT_BYTES as u64)
+            .map(|lsn| (lsn, buf[20..].to_vec())),
+    )
+}
+
+/// The segment size the log proves when it is not `conf`'s, for a store that has a `conf`
+/// (`None` when the log agrees, or says nothing for sure). A false refusal would keep a
+/// healthy store from opening, so only evidence sled cannot leave in a log of `conf`'s size
+/// counts, and a 512 KiB `conf` is refused only when nothing in the log speaks for it:
+/// - for 512 KiB: a header at a multiple of 2 MiB whose sequence number is not a multiple of
+///   2 MiB, or whose first message is numbered by 512 KiB segments; or a header elsewhere at
+///   a multiple of 512 KiB whose sequence number is at least its offset and whose first
+///   message is numbered by 512 KiB segments (in a 2 MiB log, session data that matches a
+///   CRC-32 and more). A log of 2 MiB segments has neither: sled asserts that a segment's
+///   sequence number is a multiple of its size, and a message left over from a segment's
+///   earlier use is numbered lower, never four times higher.
+/// - for 2 MiB: a header at a multiple of 2 MiB whose first message is numbered by 2 MiB
+///   segments. A 512 KiB log can show this too: sled writes a new segment's header in a
+///   buffer of its own, so a process killed then leaves the earlier use's first message
+///   behind it (1 kill in 300 in a review's trial), which may read so. Hence the rule that a
+///   512 KiB `conf` stands while any header speaks for it.
+///
+/// A log that has not gone past its first 2 MiB has no header at a multiple of 2 MiB but the
+/// first, whose sequence number is 0: a 2 MiB store that small given a 512 KiB `conf` is not
+/// caught (nothing there proves 2 MiB; the absence of headers at 512 KiB offsets does not,
+/// since a freed or torn 512 KiB segment has none either).
+///
+/// Reads: one or two headers for a healthy store past 2 MiB (the first header at a multiple of
+/// 2 MiB past the first settles it), up to four below; every multiple of 512 KiB only for a
+/// 2 MiB store's log beside a 512 KiB `conf`, the refusal.
+fn conf_contradicted(log: &File, conf: usize) -> io::Result<Option<usize>> {
+    const SMALL: u64 = SLED_DEFAULT_SEGMENT_BYTES as u64;
+    const LARGE: u64 = Builder::NEW_STORE_SEGMENT_BYTES as u64;
+    let len = log.metadata()?.len();
+    let mut proves_large = false;
+    for offset in (0..len).step_by(LARGE as usize) {
+        let Some((lsn, message)) = header_at(log, len, offset)? else {
+            continue;
+        };
+        if lsn == 0 {
+            continue;
+        }
+        let segment = first_message_segment(&message);
+        let small = lsn % LARGE != 0 || segment == Some(lsn / SMALL);
+        let large = !small && segment == Some(lsn / LARGE);
+        match conf as u64 {
+            LARGE if small => return Ok(Some(SLED_DEFAULT_SEGMENT_BYTES)),
+            // The first header that says either settles a 2 MiB `conf`, and one that speaks
+            // for 512 KiB a 512 KiB one.
+            LARGE if large => return Ok(None),
+            SMALL if small => return Ok(None),
+            SMALL if large => proves_large = true,
+            _ => {}
+        }
+    }
+    match conf as u64 {
+        LARGE => {
+            for offset in (SMALL..len).step_by(SMALL as usize) {
+                let small = offset % LARGE != 0
+                    && header_at(log, len, offset)?.is_some_and(|(lsn, message)| {
+                        lsn >= offset && first_message_segment(&message) == Some(lsn / SMALL)
+                    });
+                if small {
+                    return Ok(Some(SLED_DEFAULT_SEGMENT_BYTES));
+                }
+            }
+            Ok(None)
+        }
+        SMALL if proves_large => {
+            for offset in (SMALL..len).step_by(SMALL as usize) {
+                if offset % LARGE != 0 && header_at(log, len, offset)?.is_some() {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(Builder::NEW_STORE_SEGMENT_BYTES))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The log sequence number of a valid sled segment header for segments of a multiple of
@@ -419,10 +484,8 @@ mod segment_tests {
         segment_size_from_log(&log(len, segments)).unwrap()
     }
 
-    const SMALL: Found = Found::Size(SLED_DEFAULT_SEGMENT_BYTES, Proof::Proven);
-    const LARGE: Found = Found::Size(Builder::NEW_STORE_SEGMENT_BYTES, Proof::Proven);
-    const SMALL_LIKELY: Found = Found::Size(SLED_DEFAULT_SEGMENT_BYTES, Proof::Likely);
-    const LARGE_LIKELY: Found = Found::Size(Builder::NEW_STORE_SEGMENT_BYTES, Proof::Likely);
+    const SMALL: Found = Found::Size(SLED_DEFAULT_SEGMENT_BYTES);
+    const LARGE: Found = Found::Size(Builder::NEW_STORE_SEGMENT_BYTES);
 
     #[test]
     fn a_fresh_log_says_its_size() {
@@ -432,9 +495,9 @@ mod segment_tests {
         let large: Vec<_> = (0..3).map(|i| (i * M2, i * M2, i)).collect();
         assert_eq!(found(3 * M2, &large), LARGE);
         // One segment of 2 MiB, part written: only segment 0 has a header.
-        assert_eq!(found(M2 - 1000, &large[..1]), LARGE_LIKELY);
+        assert_eq!(found(M2 - 1000, &large[..1]), LARGE);
         // 512 KiB segments up to 2 MiB: segment 0 and others that are not at 2 MiB.
-        assert_eq!(found(3 * K512, &small[..3]), SMALL_LIKELY);
+        assert_eq!(found(3 * K512, &small[..3]), SMALL);
     }
 
     /// Reused segments: sled writes a segment wherever one is free, so at 2 MiB a log of
@@ -450,12 +513,60 @@ mod segment_tests {
         assert_eq!(found(3 * M2, &[(0, 2 * M2, 2), (M2, M2, 1)]), LARGE);
     }
 
+    fn contradicted(len: u64, segments: &[(u64, u64, u64)], conf: u64) -> Option<u64> {
+        conf_contradicted(&log(len, segments), usize::try_from(conf).unwrap())
+            .unwrap()
+            .map(|n| n as u64)
+    }
+
+    /// A `conf` is refused only on evidence a log of its size cannot hold.
+    #[test]
+    fn a_conf_is_refused_only_where_the_log_proves_the_other_size() {
+        let small: Vec<_> = (0..8).map(|i| (i * K512, i * K512, i)).collect();
+        let large: Vec<_> = (0..3).map(|i| (i * M2, i * M2, i)).collect();
+        // Each log with its own `conf`, and with the other.
+        assert_eq!(contradicted(8 * K512, &small, K512), None);
+        assert_eq!(contradicted(3 * M2, &large, M2), None);
+        assert_eq!(contradicted(8 * K512, &small, M2), Some(K512));
+        assert_eq!(contradicted(3 * M2, &large, K512), Some(M2));
+        // A 512 KiB log under 2 MiB: its headers at 512 KiB offsets speak for it, whose
+        // sequence numbers and first messages agree (a review's case: it lost two thirds of
+        // its sessions under a 2 MiB `conf`).
+        assert_eq!(contradicted(3 * K512, &small[..3], M2), Some(K512));
+        assert_eq!(contradicted(3 * K512, &small[..3], K512), None);
+        // A header there that does not agree with itself proves nothing.
+        assert_eq!(
+            contradicted(3 * K512, &[(0, 0, 0), (K512, K512, 7)], M2),
+            None
+        );
+        // A 2 MiB log under 2 MiB shows nothing for sure: not caught either way.
+        assert_eq!(contradicted(M2 - 1000, &large[..1], K512), None);
+        assert_eq!(contradicted(M2 - 1000, &large[..1], M2), None);
+        // A conf of another size altogether is not judged.
+        assert_eq!(contradicted(3 * M2, &large, 8 * M2), None);
+    }
+
+    /// A 512 KiB log whose segment at 2 MiB holds a new header before an older use's first
+    /// message (sled writes the header in a buffer of its own: a process killed then leaves
+    /// it; a review found it once in 300 kills), numbered so that it reads as 2 MiB: any other
+    /// header that speaks for 512 KiB keeps the store's `conf` standing.
+    #[test]
+    fn a_stale_first_message_does_not_refuse_a_512_kib_log() {
+        let stale = (M2, 4 * M2, 4); // sequence 8 MiB is segment 16 at 512 KiB, 4 at 2 MiB
+                                     // Found: 2 MiB, as the log alone reads (its `conf` gone); the `conf` still stands.
+        let segments = [(0, 0, 0), (K512, K512, 1), stale];
+        assert_eq!(contradicted(M2 + K512, &segments, K512), None);
+        // Behind it, a header with a sequence number that is no multiple of 2 MiB.
+        let segments = [(0, 0, 0), stale, (2 * M2, 9 * K512, 9)];
+        assert_eq!(contradicted(2 * M2 + K512, &segments, K512), None);
+    }
+
     #[test]
     fn a_log_that_says_nothing_is_unknown() {
         assert_eq!(found(3 * M2, &[]), Found::Unknown);
         assert_eq!(found(0, &[]), Found::Empty);
         // At most one 512 KiB segment reads the same with either size.
-        assert_eq!(found(K512, &[]), SMALL_LIKELY);
+        assert_eq!(found(K512, &[]), SMALL);
     }
 
     #[test]
