@@ -10,6 +10,21 @@ use std::process::Stdio;
 
 use common::{at_t0, expect, fixture, json_lines, on, open_raw_sled, run, sessctl};
 
+/// Every subcommand sessctl has, as its help lists them.
+const COMMANDS: [&str; 11] = [
+    "demo",
+    "stats",
+    "list",
+    "show",
+    "invalidate",
+    "purge",
+    "export",
+    "import",
+    "check",
+    "compact",
+    "tui",
+];
+
 #[test]
 fn help_documents_every_exit_code() {
     let out = run(sessctl().arg("--help"));
@@ -60,18 +75,7 @@ fn help_documents_every_exit_code() {
         "{}",
         out.stdout
     );
-    for command in [
-        "demo",
-        "stats",
-        "list",
-        "show",
-        "invalidate",
-        "purge",
-        "export",
-        "import",
-        "check",
-        "tui",
-    ] {
+    for command in COMMANDS {
         assert!(out.stdout.contains(&format!("\n  {command} ")), "{command}");
         let sub = run(sessctl().args([command, "--help"]));
         assert_eq!((sub.code, sub.stderr.as_str()), (0, ""), "{command}");
@@ -716,20 +720,7 @@ fn the_tui_needs_a_terminal() {
 /// wider, and the exit codes, laid out by hand, keep their layout there.
 #[test]
 fn help_fits_an_80_column_terminal() {
-    for command in [
-        "",
-        "demo",
-        "stats",
-        "list",
-        "show",
-        "invalidate",
-        "purge",
-        "export",
-        "import",
-        "check",
-        "compact",
-        "tui",
-    ] {
+    for command in std::iter::once("").chain(COMMANDS) {
         let mut cmd = sessctl();
         cmd.env("COLUMNS", "80");
         if !command.is_empty() {

@@ -9,6 +9,10 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use sessdb::{Admin, Store};
 
+#[path = "common/store_dir.rs"]
+mod store_dir;
+use store_dir::copy_dir;
+
 fn template() -> &'static (tempfile::TempDir, PathBuf) {
     static T: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     T.get_or_init(|| {
@@ -68,19 +72,6 @@ fn template() -> &'static (tempfile::TempDir, PathBuf) {
         }
         (dir, db)
     })
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -10,11 +10,15 @@
 #![no_main]
 
 use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use sessdb::{Admin, Store};
+
+#[path = "common/store_dir.rs"]
+mod store_dir;
+use store_dir::copy_dir;
 
 fn template() -> &'static (tempfile::TempDir, PathBuf, u64) {
     static T: OnceLock<(tempfile::TempDir, PathBuf, u64)> = OnceLock::new();
@@ -44,19 +48,6 @@ fn template() -> &'static (tempfile::TempDir, PathBuf, u64) {
         let len = std::fs::metadata(db.join("db")).unwrap().len();
         (dir, db, len)
     })
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -950,6 +950,11 @@ mod tests {
     }
 
     /// Every record's stored bytes, by key.
+    /// The error of a compaction its progress callback stopped.
+    fn stopped(err: &Error) -> bool {
+        matches!(err, Error::Compact { reason, .. } if reason.contains("stopped"))
+    }
+
     fn records(store: &Store) -> BTreeMap<Vec<u8>, Vec<u8>> {
         store
             .inner
@@ -1102,10 +1107,7 @@ mod tests {
                     }
                 })
                 .unwrap_err();
-            assert!(
-                matches!(&err, Error::Compact { reason, .. } if reason.contains("stopped")),
-                "{err}"
-            );
+            assert!(stopped(&err), "{err}");
             assert_eq!(calls.last(), Some(&stop_at));
             assert_eq!(f.beside(), ["sessions.sessdb"], "no copy left behind");
         }
@@ -1118,10 +1120,7 @@ mod tests {
                 ControlFlow::Break(())
             })
             .unwrap_err();
-        assert!(
-            matches!(&err, Error::Compact { reason, .. } if reason.contains("stopped")),
-            "{err}"
-        );
+        assert!(stopped(&err), "{err}");
         assert_eq!(calls, [PROGRESS_EVERY]);
         assert_eq!(f.beside(), ["sessions.sessdb"], "no copy left behind");
         assert_eq!(records(&f.open()), before);
@@ -1142,10 +1141,7 @@ mod tests {
                     }
                 })
                 .unwrap_err();
-            assert!(
-                matches!(&err, Error::Compact { reason, .. } if reason.contains("stopped")),
-                "call {stop_at_call}: {err}"
-            );
+            assert!(stopped(&err), "call {stop_at_call}: {err}");
             assert_eq!(f.beside(), ["sessions.sessdb"], "call {stop_at_call}");
             assert_eq!(records(&f.open()), before, "call {stop_at_call}");
         }
