@@ -125,10 +125,12 @@ enum Found {
 ///    512 KiB; over 2 MiB, 2 MiB. (Segments are reused, at any offset, so the sequence
 ///    number alone does not tell.)
 /// 2. When those say nothing (every one has sequence number 0: a log that never went past
-///    its first segment at 2 MiB, or at most 2 MiB of a log at 512 KiB), a header at another
-///    multiple of 512 KiB means 512 KiB: in a log at 2 MiB it would take session data that
-///    matches a CRC-32.
-/// 3. Otherwise 2 MiB if segment 0 has a header. A log of at most 512 KiB reads the same
+///    its first segment at 2 MiB, or at most 2 MiB of a log at 512 KiB), sled's messages
+///    from a segment's start say whether it ends at 512 KiB ([`sealed_at_512_kib`]).
+/// 3. When they do not either (a torn segment), a header at another multiple of 512 KiB
+///    means 512 KiB: in a log at 2 MiB it would take session data shaped as a segment header,
+///    past a tear.
+/// 4. Otherwise 2 MiB if segment 0 has a header. A log of at most 512 KiB reads the same
 ///    with either size.
 fn segment_size_from_log(log: &File) -> io::Result<Found> {
     const SMALL: u64 = SLED_DEFAULT_SEGMENT_BYTES as u64;
@@ -161,6 +163,11 @@ fn segment_size_from_log(log: &File) -> io::Result<Found> {
             _ => {}
         }
     }
+    match sealed_at_512_kib(log, len)? {
+        Some(true) => return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES)),
+        Some(false) => return Ok(Found::Size(Builder::NEW_STORE_SEGMENT_BYTES)),
+        None => {}
+    }
     for offset in (SMALL..len).step_by(SMALL as usize) {
         if offset % LARGE != 0 && read(offset)?.is_some() {
             return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES));
@@ -191,31 +198,145 @@ fn header_at(log: &File, len: u64, offset: u64) -> io::Result<Option<(u64, Vec<u
     )
 }
 
+/// How many segments [`sealed_at_512_kib`] walks at most: up to 2 MiB read each.
+const WALKS: usize = 8;
+
+/// Whether the log's segments end at 512 KiB, read from sled's own messages rather than from
+/// bytes an application could have chosen: `Some(true)` for 512 KiB, `Some(false)` for 2 MiB,
+/// `None` when no walk settles it.
+///
+/// A multiple of 2 MiB starts a segment with either size, so what is there is always sled's.
+/// From the segment header there, the messages follow one another (sled's `LogIter`): each is
+/// a `MessageHeader` (a CRC-32, a kind, then its length, segment number and page id as sled's
+/// variable-length integers) and its body, the CRC-32 covering both. Walking them by their
+/// lengths, each checked by its CRC, never reads inside a body, where session data is (the
+/// bytes of a segment header can be session data that an application took from a client:
+/// a review made a fresh 2 MiB store refuse its own `conf` with them):
+/// - a message that runs past 512 KiB from the segment's start means 2 MiB (a message never
+///   crosses its segment's end);
+/// - the `Cap` that pads a segment to its end (kind 2, ending in the segment's last 32 bytes,
+///   sled's `MAX_MSG_HEADER_LEN`), ending at 512 KiB, means 512 KiB; so do messages that stop
+///   in those 32 bytes (sled fills a remainder too short for a `Cap` with zeros) or earlier,
+///   with only zeros up to 512 KiB and a segment header there whose sequence number is at
+///   least its offset and whose first message is numbered by 512 KiB segments (a segment
+///   left unfinished). In a 2 MiB segment, zeros follow its last message only where nothing
+///   was written yet, so nothing is at 512 KiB either.
+///
+/// A message whose CRC-32 fails (a torn write, or bytes not yet written) ends the walk
+/// without an answer; then the next segment at a multiple of 2 MiB is walked, up to [`WALKS`].
+fn sealed_at_512_kib(log: &File, len: u64) -> io::Result<Option<bool>> {
+    use std::os::unix::fs::FileExt as _;
+    const SMALL: usize = SLED_DEFAULT_SEGMENT_BYTES;
+    const LARGE: usize = Builder::NEW_STORE_SEGMENT_BYTES;
+    const MAX_MSG_HEADER_LEN: usize = 32;
+    const CAP: u8 = 2;
+    let mut walked = 0;
+    for base in (0..len).step_by(LARGE) {
+        if walked == WALKS {
+            break;
+        }
+        let Some((lsn, _)) = header_at(log, len, base)? else {
+            continue;
+        };
+        walked += 1;
+        let n = usize::try_from(len - base).map_or(LARGE, |n| n.min(LARGE));
+        let mut segment = vec![0u8; n];
+        log.read_exact_at(&mut segment, base)?;
+        let numbered = [lsn / SMALL as u64, lsn / LARGE as u64];
+        let mut at = 20;
+        let mut number = None;
+        let ended = loop {
+            let Some(message) = message_at(&segment, at) else {
+                break at;
+            };
+            let first = *number.get_or_insert(message.segment);
+            if message.segment != first || !numbered.contains(&first) {
+                break at;
+            }
+            let end = at + message.len;
+            if end > SMALL {
+                return Ok(Some(false));
+            }
+            if message.kind == CAP {
+                if end > SMALL - MAX_MSG_HEADER_LEN {
+                    return Ok(Some(true));
+                }
+                break at;
+            }
+            at = end;
+        };
+        let zeros_then_header = segment
+            .get(ended..SMALL)
+            .is_some_and(|rest| rest.iter().all(|&b| b == 0))
+            && header_at(log, len, base + SMALL as u64)?.is_some_and(|(lsn, message)| {
+                lsn >= base + SMALL as u64
+                    && first_message_segment(&message) == Some(lsn / SMALL as u64)
+            });
+        if zeros_then_header {
+            return Ok(Some(true));
+        }
+    }
+    Ok(None)
+}
+
+/// A message of sled's log, as [`message_at`] reads it.
+struct Message {
+    kind: u8,
+    segment: u64,
+    /// Its whole length, header and body.
+    len: usize,
+}
+
+/// The message at `at` in `segment` (a segment's bytes from its start), if one is there whose
+/// CRC-32 holds (sled's `read_message` and `calculate_message_crc32`: the body, then the
+/// header after its CRC, the result inverted).
+fn message_at(segment: &[u8], at: usize) -> Option<Message> {
+    let header = segment.get(at..)?;
+    let (crc, rest) = header.split_first_chunk::<4>()?;
+    let (&kind, rest) = rest.split_first()?;
+    let (body_len, rest) = sled_varint(rest)?;
+    let (number, rest) = sled_varint(rest)?;
+    let (_page, rest) = sled_varint(rest)?;
+    let header_len = header.len() - rest.len();
+    let body = rest.get(..usize::try_from(body_len).ok()?)?;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(body);
+    hasher.update(&header[4..header_len]);
+    (hasher.finalize() ^ 0xFFFF_FFFF == u32::from_le_bytes(*crc)).then_some(Message {
+        kind,
+        segment: number,
+        len: header_len + body.len(),
+    })
+}
+
 /// The segment size the log proves when it is not `conf`'s, for a store that has a `conf`
 /// (`None` when the log agrees, or says nothing for sure). A false refusal would keep a
 /// healthy store from opening, so only evidence sled cannot leave in a log of `conf`'s size
 /// counts, and a 512 KiB `conf` is refused only when nothing in the log speaks for it:
 /// - for 512 KiB: a header at a multiple of 2 MiB whose sequence number is not a multiple of
-///   2 MiB, or whose first message is numbered by 512 KiB segments; or a header elsewhere at
-///   a multiple of 512 KiB whose sequence number is at least its offset and whose first
-///   message is numbered by 512 KiB segments (in a 2 MiB log, session data that matches a
-///   CRC-32 and more). A log of 2 MiB segments has neither: sled asserts that a segment's
-///   sequence number is a multiple of its size, and a message left over from a segment's
-///   earlier use is numbered lower, never four times higher.
-/// - for 2 MiB: a header at a multiple of 2 MiB whose first message is numbered by 2 MiB
-///   segments. A 512 KiB log can show this too: sled writes a new segment's header in a
-///   buffer of its own, so a process killed then leaves the earlier use's first message
-///   behind it (1 kill in 300 in a review's trial), which may read so. Hence the rule that a
-///   512 KiB `conf` stands while any header speaks for it.
+///   2 MiB, or whose first message is numbered by 512 KiB segments; or, where those say
+///   nothing, sled's messages from a segment's start ending at 512 KiB
+///   ([`sealed_at_512_kib`]). A log of 2 MiB segments has none of these: sled asserts that a
+///   segment's sequence number is a multiple of its size, a message left over from a
+///   segment's earlier use is numbered lower, never four times higher, and its messages run
+///   past 512 KiB. A segment header at a 512 KiB offset alone does not count: in a 2 MiB log
+///   that is session data, which an application may have taken from a client.
+/// - for 2 MiB: sled's messages from a segment's start running past 512 KiB
+///   ([`sealed_at_512_kib`]); or, where those say nothing, a header at a multiple of 2 MiB
+///   whose first message is numbered by 2 MiB segments. A 512 KiB log can show the latter
+///   too: sled writes a new segment's header in a buffer of its own, so a process killed then
+///   leaves the earlier use's first message behind it (1 kill in 300 in a review's trial),
+///   which may read so. Hence the rule that a 512 KiB `conf` then stands while any header
+///   speaks for it.
 ///
-/// A log that has not gone past its first 2 MiB has no header at a multiple of 2 MiB but the
-/// first, whose sequence number is 0: a 2 MiB store that small given a 512 KiB `conf` is not
-/// caught (nothing there proves 2 MiB; the absence of headers at 512 KiB offsets does not,
-/// since a freed or torn 512 KiB segment has none either).
+/// Not caught: a 2 MiB store whose log has not reached 512 KiB given a 512 KiB `conf` (its
+/// messages stop short of where they would tell), and logs whose segments at multiples of
+/// 2 MiB are all torn where they would tell.
 ///
 /// Reads: one or two headers for a healthy store past 2 MiB (the first header at a multiple of
-/// 2 MiB past the first settles it), up to four below; every multiple of 512 KiB only for a
-/// 2 MiB store's log beside a 512 KiB `conf`, the refusal.
+/// 2 MiB past the first settles it); below, the first 2 MiB of the log (the whole log), to
+/// walk its messages; every multiple of 512 KiB only for a 2 MiB store's log beside a
+/// 512 KiB `conf`, the refusal.
 fn conf_contradicted(log: &File, conf: usize) -> io::Result<Option<usize>> {
     const SMALL: u64 = SLED_DEFAULT_SEGMENT_BYTES as u64;
     const LARGE: u64 = Builder::NEW_STORE_SEGMENT_BYTES as u64;
@@ -242,26 +363,23 @@ fn conf_contradicted(log: &File, conf: usize) -> io::Result<Option<usize>> {
         }
     }
     match conf as u64 {
-        LARGE => {
-            for offset in (SMALL..len).step_by(SMALL as usize) {
-                let small = offset % LARGE != 0
-                    && header_at(log, len, offset)?.is_some_and(|(lsn, message)| {
-                        lsn >= offset && first_message_segment(&message) == Some(lsn / SMALL)
-                    });
-                if small {
-                    return Ok(Some(SLED_DEFAULT_SEGMENT_BYTES));
+        LARGE => Ok(match sealed_at_512_kib(log, len)? {
+            Some(true) => Some(SLED_DEFAULT_SEGMENT_BYTES),
+            Some(false) | None => None,
+        }),
+        SMALL => match sealed_at_512_kib(log, len)? {
+            Some(false) => Ok(Some(Builder::NEW_STORE_SEGMENT_BYTES)),
+            Some(true) => Ok(None),
+            None if proves_large => {
+                for offset in (SMALL..len).step_by(SMALL as usize) {
+                    if offset % LARGE != 0 && header_at(log, len, offset)?.is_some() {
+                        return Ok(None);
+                    }
                 }
+                Ok(Some(Builder::NEW_STORE_SEGMENT_BYTES))
             }
-            Ok(None)
-        }
-        SMALL if proves_large => {
-            for offset in (SMALL..len).step_by(SMALL as usize) {
-                if offset % LARGE != 0 && header_at(log, len, offset)?.is_some() {
-                    return Ok(None);
-                }
-            }
-            Ok(Some(Builder::NEW_STORE_SEGMENT_BYTES))
-        }
+            None => Ok(None),
+        },
         _ => Ok(None),
     }
 }
@@ -529,17 +647,12 @@ mod segment_tests {
         assert_eq!(contradicted(3 * M2, &large, M2), None);
         assert_eq!(contradicted(8 * K512, &small, M2), Some(K512));
         assert_eq!(contradicted(3 * M2, &large, K512), Some(M2));
-        // A 512 KiB log under 2 MiB: its headers at 512 KiB offsets speak for it, whose
-        // sequence numbers and first messages agree (a review's case: it lost two thirds of
-        // its sessions under a 2 MiB `conf`).
-        assert_eq!(contradicted(3 * K512, &small[..3], M2), Some(K512));
+        // A 512 KiB log under 2 MiB whose messages say nothing (see
+        // `sled_messages_say_where_a_segment_ends`): headers at 512 KiB offsets alone do not
+        // refuse a 2 MiB `conf`, since they could be session data.
+        assert_eq!(contradicted(3 * K512, &small[..3], M2), None);
         assert_eq!(contradicted(3 * K512, &small[..3], K512), None);
-        // A header there that does not agree with itself proves nothing.
-        assert_eq!(
-            contradicted(3 * K512, &[(0, 0, 0), (K512, K512, 7)], M2),
-            None
-        );
-        // A 2 MiB log under 2 MiB shows nothing for sure: not caught either way.
+        // A 2 MiB log under 2 MiB whose messages say nothing: not caught either way.
         assert_eq!(contradicted(M2 - 1000, &large[..1], K512), None);
         assert_eq!(contradicted(M2 - 1000, &large[..1], M2), None);
         // A conf of another size altogether is not judged.
@@ -559,6 +672,185 @@ mod segment_tests {
         // Behind it, a header with a sequence number that is no multiple of 2 MiB.
         let segments = [(0, 0, 0), stale, (2 * M2, 9 * K512, 9)];
         assert_eq!(contradicted(2 * M2 + K512, &segments, K512), None);
+    }
+
+    /// sled's variable-length integer, as `serialization.rs` writes it.
+    fn varint(v: u64) -> Vec<u8> {
+        match v {
+            0..=240 => vec![v as u8],
+            241..=2287 => vec![((v - 240) / 256 + 241) as u8, ((v - 240) % 256) as u8],
+            2288..=67823 => vec![249, ((v - 2288) / 256) as u8, ((v - 2288) % 256) as u8],
+            _ => {
+                let n = (3..8).find(|&n| v >> (8 * n) == 0).unwrap_or(8);
+                let mut out = vec![247 + n as u8];
+                out.extend_from_slice(&v.to_le_bytes()[..n]);
+                out
+            }
+        }
+    }
+
+    /// A message as sled writes one (`Reservation::flush`, `write_to_log`): its header and
+    /// body, the CRC-32 over the body and then the header after the CRC, inverted.
+    fn message(kind: u8, number: u64, page: u64, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![0, 0, 0, 0, kind];
+        for v in [body.len() as u64, number, page] {
+            out.extend(varint(v));
+        }
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(body);
+        hasher.update(&out[4..]);
+        let crc = hasher.finalize() ^ 0xFFFF_FFFF;
+        out[..4].copy_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// How a segment's messages end.
+    #[derive(Clone, Copy)]
+    enum End {
+        /// Messages up to this many bytes into the segment, the rest as it was.
+        At(u64),
+        /// Filled, then sealed as sled seals it: a `Cap` to its last 32 bytes, or zeros where
+        /// less than 32 bytes are left.
+        Sealed { size: u64, left: u64 },
+    }
+
+    /// Messages of `body` numbered `number` in the segment at `base`, after its header.
+    fn messages(file: &File, base: u64, number: u64, body: &[u8], end: End) {
+        let one = message(8, number, 7, body);
+        let room = match end {
+            End::At(upto) => upto,
+            End::Sealed { size, left } => size - left,
+        };
+        let mut at = 20;
+        while at + one.len() as u64 <= room {
+            file.write_all_at(&one, base + at).unwrap();
+            at += one.len() as u64;
+        }
+        if let End::Sealed { size, .. } = end {
+            // A last message sized to leave `left` bytes, then the seal.
+            let short = room - at;
+            let last = (0..body.len())
+                .rev()
+                .map(|n| message(8, number, 7, &body[..n]))
+                .find(|last| last.len() as u64 == short)
+                .expect("pick a body that leaves room for one");
+            file.write_all_at(&last, base + at).unwrap();
+            at += short;
+            let unused = size - at;
+            let seal = if unused >= 32 {
+                let mut cap = message(2, number, u64::MAX, &vec![0; (unused - 32) as usize]);
+                cap.resize(unused as usize, 0);
+                cap
+            } else {
+                vec![0; unused as usize]
+            };
+            file.write_all_at(&seal, base + at).unwrap();
+        }
+    }
+
+    /// A segment header's 20 bytes and a first message numbered `number`, as a body of bytes
+    /// an application stored.
+    fn forged_header(lsn: u64, number: u64) -> Vec<u8> {
+        let f = log(64, &[(0, lsn, number)]);
+        let mut bytes = vec![0; 28];
+        f.read_exact_at(&mut bytes, 0).unwrap();
+        bytes
+    }
+
+    /// sled's messages, walked by their lengths and checked by their CRC-32, say where a
+    /// segment ends, and bytes in a message's body (session data) never count.
+    #[test]
+    fn sled_messages_say_where_a_segment_ends() {
+        let body = vec![0xab; 1000];
+        let sealed = |left| End::Sealed { size: K512, left };
+        // A 512 KiB log under 2 MiB, its segments sealed by a `Cap` or by zeros.
+        for left in [400, 31, 0] {
+            let small = log(3 * K512, &[(0, 0, 0), (K512, K512, 1), (M2 / 2, M2 / 2, 2)]);
+            messages(&small, 0, 0, &body, sealed(left));
+            messages(&small, K512, 1, &body, sealed(left));
+            assert_eq!(sealed_at_512_kib(&small, 3 * K512).unwrap(), Some(true));
+            let conf = |c| conf_contradicted(&small, c).unwrap();
+            assert_eq!(
+                conf(M2 as usize),
+                Some(SLED_DEFAULT_SEGMENT_BYTES),
+                "{left}"
+            );
+            assert_eq!(conf(K512 as usize), None, "{left}");
+            assert_eq!(segment_size_from_log(&small).unwrap(), SMALL, "{left}");
+        }
+        // One left unfinished (a restart moved on): zeros up to 512 KiB, then a header.
+        let small = log(2 * K512, &[(0, 0, 0), (K512, K512, 1)]);
+        small
+            .write_all_at(&vec![0; (K512 - 20) as usize], 20)
+            .unwrap();
+        messages(&small, 0, 0, &body, End::At(K512 / 2));
+        assert_eq!(sealed_at_512_kib(&small, 2 * K512).unwrap(), Some(true));
+        // Zeros followed by no header: nothing said (a 2 MiB segment written that far).
+        small.write_all_at(&[0; 20], K512).unwrap();
+        assert_eq!(sealed_at_512_kib(&small, 2 * K512).unwrap(), None);
+
+        // A 2 MiB log under 2 MiB whose session data holds a segment header exactly at
+        // 512 KiB (a review made a fresh store refuse its own `conf` so): the message around
+        // it runs past 512 KiB.
+        let large = log(M2, &[(0, 0, 0)]);
+        let mut data = vec![0xcd; 4000];
+        let forged = forged_header(3 * K512, 3);
+        let one = message(8, 0, 7, &data).len() as u64;
+        let before = (K512 - 20) / one; // whole messages before the one around 512 KiB
+        let start = 20 + before * one;
+        let at = (K512 - start - (one - data.len() as u64)) as usize; // into its body
+        data[at..at + forged.len()].copy_from_slice(&forged);
+        messages(&large, 0, 0, &data, End::At(K512 + 100_000));
+        let mut there = vec![0; 28];
+        large.read_exact_at(&mut there, K512).unwrap();
+        assert_eq!(there, forged, "the forged header sits at 512 KiB");
+        assert_eq!(sealed_at_512_kib(&large, M2).unwrap(), Some(false));
+        assert_eq!(conf_contradicted(&large, M2 as usize).unwrap(), None);
+        assert_eq!(
+            conf_contradicted(&large, K512 as usize).unwrap(),
+            Some(Builder::NEW_STORE_SEGMENT_BYTES)
+        );
+        assert_eq!(segment_size_from_log(&large).unwrap(), LARGE);
+
+        // A torn message before 512 KiB ends the walk without an answer: a header at
+        // 512 KiB alone then refuses no `conf` (it is read so only without one).
+        let torn = log(2 * K512, &[(0, 0, 0), (K512, K512, 1)]);
+        messages(&torn, 0, 0, &body, sealed(400));
+        torn.write_all_at(&[0xee], 20 + 3 * 1010).unwrap();
+        assert_eq!(sealed_at_512_kib(&torn, 2 * K512).unwrap(), None);
+        assert_eq!(conf_contradicted(&torn, M2 as usize).unwrap(), None);
+        assert_eq!(segment_size_from_log(&torn).unwrap(), SMALL);
+
+        // Messages of another segment number (an earlier use's) end the walk too.
+        let stale = log(2 * K512, &[(0, 4 * M2, 4), (K512, K512, 1)]);
+        messages(&stale, 0, 3, &body, sealed(400));
+        assert_eq!(sealed_at_512_kib(&stale, 2 * K512).unwrap(), None);
+    }
+
+    /// The walk reads real sled logs as they are: a store of sled's default 512 KiB segments
+    /// and one of sessdb's 2 MiB, each written past 1 MiB.
+    #[test]
+    fn the_walk_reads_what_sled_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        for (size, expected) in [(K512, Some(true)), (M2, Some(false))] {
+            let path = dir.path().join(size.to_string());
+            {
+                let db = sled::Config::new()
+                    .path(&path)
+                    .segment_size(size as usize)
+                    .open()
+                    .unwrap();
+                for i in 0u32..400 {
+                    db.insert(i.to_be_bytes(), vec![i as u8; 3000]).unwrap();
+                }
+                db.flush().unwrap();
+            }
+            let log = File::open(path.join("db")).unwrap();
+            let len = log.metadata().unwrap().len();
+            assert!(len > 2 * K512, "{len}");
+            assert_eq!(sealed_at_512_kib(&log, len).unwrap(), expected, "{size}");
+        }
     }
 
     #[test]

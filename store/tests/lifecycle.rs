@@ -1442,8 +1442,9 @@ fn a_store_with_two_mebibyte_segments_keeps_them_without_its_conf() {
 fn another_stores_conf_is_refused_before_sled_reads_the_log_with_it() {
     let dir = tempfile::tempdir().unwrap();
     // sled's default 512 KiB segments, as older stores have: one store past 2 MiB, one under
-    // (whose only evidence is at 512 KiB offsets: it lost two thirds of its sessions in a
-    // review's trial of the first version of this check); and a 2 MiB store past 2 MiB.
+    // (whose only evidence is its first segment's messages, which end at 512 KiB: it lost two
+    // thirds of its sessions in a review's trial of the first version of this check); and a
+    // 2 MiB store past 2 MiB.
     let stores: Vec<(std::path::PathBuf, usize, usize)> = vec![
         (dir.path().join("small"), 1200, 512),
         (dir.path().join("small-short"), 150, 512),
