@@ -858,7 +858,7 @@ mod segment_tests {
         // 512 KiB alone then refuses no `conf` (it is read so only without one).
         let torn = log(2 * K512, &[(0, 0, 0), (K512, K512, 1)]);
         messages(&torn, 0, 0, &body, sealed(400));
-        torn.write_all_at(&[0xee], 20 + 3 * 1010).unwrap();
+        torn.write_all_at(&[0xee], 20 + 3 * 1009 + 5).unwrap(); // the 4th message's length
         assert_eq!(sealed_at_512_kib(&torn, 2 * K512).unwrap(), None);
         assert_eq!(conf_contradicted(&torn, M2 as usize).unwrap(), None);
         assert_eq!(segment_size_from_log(&torn).unwrap(), SMALL);
