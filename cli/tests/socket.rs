@@ -65,7 +65,7 @@ fn commands_go_through_the_admin_socket_of_a_running_application() {
     );
     assert_eq!(
         out.stdout.split_once('\n').expect("header").1,
-        direct_export
+        format!("{direct_export}{{\"end\":\"sessdb-export\",\"sessions\":5}}\n")
     );
     let out = run(on(&db).args(["stats", "--json"]));
     assert_eq!(out.stderr, note);
@@ -77,7 +77,7 @@ fn commands_go_through_the_admin_socket_of_a_running_application() {
     assert_eq!(json_lines(&out.stdout)[0]["live"], 3);
     let out = run(on(&db).args(["--quiet", "export"]));
     assert_eq!((out.code, out.stderr.as_str()), (0, ""));
-    assert_eq!(out.stdout.lines().count(), 4);
+    assert_eq!(out.stdout.lines().count(), 5);
     let out = run(on(&db).args(["-q", "list", "--json", "--limit", "1"]));
     assert_eq!(
         (out.code, out.stdout.lines().count(), out.stderr.as_str()),

@@ -18,7 +18,7 @@ const BAD_LINES_HINT: &str =
 /// What follows `error: <input> does not start with a sessdb export header that this sessctl
 /// reads, so nothing was imported` (or `would be`).
 const HEADER_HINT: &str = ": an export's first line is \
-    {\"format\":\"sessdb-export\",\"version\":1,\"exported_at\":\"<RFC 3339 time>\"}, as \
+    {\"format\":\"sessdb-export\",\"version\":2,\"exported_at\":\"<RFC 3339 time>\"}, as \
     `sessctl export` writes it";
 
 /// The error for an import from stdin that does not start with an export header.
@@ -45,14 +45,18 @@ fn export_to_stdout_writes_the_header_then_one_session_per_line() {
     let lines = json_lines(&out.stdout);
     assert_eq!(
         lines[0],
-        serde_json::json!({"format": "sessdb-export", "version": 1,
+        serde_json::json!({"format": "sessdb-export", "version": 2,
                            "exported_at": "2025-01-31T12:00:00.000Z"})
     );
-    assert_eq!(lines.len(), 4);
+    assert_eq!(lines.len(), 5);
+    assert_eq!(
+        lines[4],
+        serde_json::json!({"end": "sessdb-export", "sessions": 3})
+    );
     let out = run(at_t0(&db).args(["export", "--include-expired"]));
     assert_eq!(
         (out.code, out.stdout.lines().count(), out.stderr.as_str()),
-        (0, 6, "exported 5 sessions to stdout\n")
+        (0, 7, "exported 5 sessions to stdout\n")
     );
 }
 
@@ -81,7 +85,7 @@ fn export_files_are_owner_only_and_replaced_whole() {
     let out = run(at_t0(&db).args(["export", "--out"]).arg(&file));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(mode(&file), 0o600);
-    assert_eq!(fs::read_to_string(&file).expect("read").lines().count(), 4);
+    assert_eq!(fs::read_to_string(&file).expect("read").lines().count(), 5);
     // No temporary file is left next to it.
     let names: Vec<_> = fs::read_dir(dir.path())
         .expect("read_dir")
@@ -418,7 +422,11 @@ fn an_export_waiting_for_its_pipes_reader_does_not_hold_the_database() {
         .expect("read");
     let (stderr, code) = common::stderr_and_exit(&mut child);
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(got.lines().count(), 4, "a header and the 3 live sessions");
+    assert_eq!(
+        got.lines().count(),
+        5,
+        "a header, the 3 live sessions and the end line"
+    );
 }
 
 /// An import from a pipe whose writer has not started yet (`ssh host sessctl export |
@@ -663,8 +671,8 @@ fn export_then_import_into_a_fresh_database_round_trips() {
     let (h1, body1) = original.split_once('\n').expect("header");
     let (h2, body2) = again.split_once('\n').expect("header");
     assert_eq!(body2, body1);
-    assert!(h1.starts_with("{\"format\":\"sessdb-export\",\"version\":1,\"exported_at\":\""));
-    assert!(h2.starts_with("{\"format\":\"sessdb-export\",\"version\":1,\"exported_at\":\""));
+    assert!(h1.starts_with("{\"format\":\"sessdb-export\",\"version\":2,\"exported_at\":\""));
+    assert!(h2.starts_with("{\"format\":\"sessdb-export\",\"version\":2,\"exported_at\":\""));
     // The restored database behaves the same: same listing, same check.
     assert_eq!(
         run(at_t0(&fresh).args(["list", "--limit", "0"])).stdout,
@@ -734,13 +742,14 @@ fn dry_run_import_writes_nothing() {
     assert!(!missing.exists());
     // Its bad lines are reported as a real import would report them.
     let mut lines: Vec<&str> = export.lines().collect();
+    lines.pop();
     lines[2] = "hello world";
     lines.push(lines[1]);
     let handle = json_lines(lines[1])[0]["handle"].clone();
     expect(
         at_t0(&missing)
             .args(["import", "-", "--dry-run", "--skip-bad"])
-            .write_stdin(lines.join("\n")),
+            .write_stdin(whole(&lines)),
         4,
         "dry run, nothing written; would have imported 4, replaced 0, unchanged 0, skipped 0, \
          bad 2\n",
@@ -899,13 +908,37 @@ const EXPIRED_AT_T0: &str =
 const EXPIRED_IN_DRY_RUN: &str = "note: 2 of them had already expired: an import writes them as \
      the file holds them, for `sessctl purge --expired` to remove\n";
 
-/// A valid export of the fixture (expired sessions included), as lines.
+/// A valid export of the fixture (expired sessions included), as lines: its header and session
+/// lines, without the end line ([`whole`] puts one back).
 fn export_lines(db: &Path) -> Vec<String> {
-    run(at_t0(db).args(["export", "--include-expired"]))
+    let mut lines: Vec<String> = run(at_t0(db).args(["export", "--include-expired"]))
         .stdout
         .lines()
         .map(str::to_string)
-        .collect()
+        .collect();
+    let end = lines.pop().expect("an end line");
+    assert_eq!(end, end_line(lines.len() - 1));
+    lines
+}
+
+/// The end line of an export of `sessions` sessions.
+fn end_line(sessions: usize) -> String {
+    format!("{{\"end\":\"sessdb-export\",\"sessions\":{sessions}}}")
+}
+
+/// `lines` (a header, then session lines, good or bad) and the end line that counts them, as
+/// an export ends.
+fn whole<S: AsRef<str>>(lines: &[S]) -> String {
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(line.as_ref());
+        text.push('\n');
+    }
+    let sessions = lines[1..]
+        .iter()
+        .filter(|l| !l.as_ref().trim().is_empty())
+        .count();
+    text + &end_line(sessions) + "\n"
 }
 
 /// Imports `input` into a fresh copy of nothing: the target database must stay absent.
@@ -921,7 +954,7 @@ fn import_rejects_bad_lines_with_their_numbers_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = fixture(dir.path());
     let lines = export_lines(&db);
-    let join = |ls: &[String]| ls.join("\n") + "\n";
+    let join = |ls: &[String]| whole(ls);
 
     // Garbage on line 3.
     let mut garbage = lines.clone();
@@ -953,17 +986,31 @@ fn import_rejects_bad_lines_with_their_numbers_and_writes_nothing() {
         ),
     );
 
-    // Truncated in the middle of the last line (no newline at the end).
-    let mut truncated = join(&lines).into_bytes();
+    // Truncated in the middle of the last line (no newline at the end): the end line is
+    // missing too.
+    let mut truncated = (lines.join("\n") + "\n").into_bytes();
     truncated.truncate(truncated.len() - 40);
     import_bad(
         dir.path(),
         truncated,
         4,
         &format!(
-            "line 6: truncated: EOF while parsing a string at column {}\nerror: 1 bad \
-             line, {BAD_LINES_HINT}\n",
+            "line 6: truncated: EOF while parsing a string at column {}\nline 7: the export \
+             was cut short: the input ends after line 6 without the end line that ends an \
+             export of version 2 ({{\"end\":\"sessdb-export\",\"sessions\":<how many>}})\n\
+             error: 2 bad lines, {BAD_LINES_HINT}\n",
             lines[5].len() - 39
+        ),
+    );
+    // Cut short after a whole line: every line is good, and only the missing end line tells.
+    import_bad(
+        dir.path(),
+        (lines[..4].join("\n") + "\n").into_bytes(),
+        4,
+        &format!(
+            "line 5: the export was cut short: the input ends after line 4 without the end \
+             line that ends an export of version 2 ({{\"end\":\"sessdb-export\",\"sessions\":\
+             <how many>}})\nerror: 1 bad line, {BAD_LINES_HINT}\n"
         ),
     );
 
@@ -1012,13 +1059,13 @@ fn import_rejects_bad_lines_with_their_numbers_and_writes_nothing() {
         ),
     );
     let mut newer = lines.clone();
-    newer[0] = newer[0].replace("\"version\":1", "\"version\":9");
+    newer[0] = newer[0].replace("\"version\":2", "\"version\":9");
     import_bad(
         dir.path(),
         join(&newer).into_bytes(),
         4,
         &format!(
-            "line 1: export version 9 is newer than this sessdb reads (1)\n{}",
+            "line 1: export version 9 is newer than this sessdb reads (2)\n{}",
             no_header("stdin")
         ),
     );
@@ -1033,14 +1080,14 @@ fn import_rejects_bad_lines_with_their_numbers_and_writes_nothing() {
     );
     // No export has version 0 or a header time that is not a time.
     let mut zero = lines.clone();
-    zero[0] = zero[0].replace("\"version\":1", "\"version\":0");
+    zero[0] = zero[0].replace("\"version\":2", "\"version\":0");
     import_bad(
         dir.path(),
         join(&zero).into_bytes(),
         4,
         &format!(
             "line 1: version: 0 is not an export version (the first is 1; this sessdb reads up \
-             to 1)\n{}",
+             to 2)\n{}",
             no_header("stdin")
         ),
     );
@@ -1147,7 +1194,7 @@ fn import_of_a_file_without_a_header_says_what_it_must_start_with() {
     // A good header followed by one bad line keeps the --skip-bad advice.
     import_bad(
         dir.path(),
-        format!("{}\ngarbage\n", lines[0]).into_bytes(),
+        whole(&[lines[0].as_str(), "garbage"]).into_bytes(),
         4,
         &format!("line 2: expected value at column 1\nerror: 1 bad line, {BAD_LINES_HINT}\n"),
     );
@@ -1162,7 +1209,7 @@ fn import_rejects_times_no_real_session_has() {
     let with = |field: &str, value: &str| {
         let mut s = session.clone();
         s[field] = value.into();
-        format!("{}\n{s}\n", lines[0]).into_bytes()
+        whole(&[lines[0].clone(), s.to_string()]).into_bytes()
     };
     // Before 1970: it used to be clamped to 1970 silently.
     import_bad(
@@ -1212,7 +1259,7 @@ fn import_into_an_existing_database_with_bad_lines_changes_nothing() {
     let mut input = export_lines(&demo);
     assert_eq!(input.len(), 11);
     input.push("{\"handle\":\"nothex\"}".into());
-    let input = input.join("\n") + "\n";
+    let input = whole(&input);
     let out = run(on(&db).args(["import", "-"]).write_stdin(input.clone()));
     assert_eq!(
         (out.code, out.stdout.as_str()),
@@ -1252,7 +1299,7 @@ fn skip_bad_imports_the_good_lines_of_a_new_file() {
     let target = dir.path().join("target.sessdb");
     let out = run(at_t0(&target)
         .args(["import", "-", "--skip-bad"])
-        .write_stdin(lines.join("\n")));
+        .write_stdin(whole(&lines)));
     assert_eq!(
         (out.code, out.stdout.as_str(), out.stderr.as_str()),
         (
@@ -1280,7 +1327,12 @@ fn a_file_of_garbage_is_reported_in_bounded_memory() {
     let lines_of_garbage = 500_000;
     fs::write(
         &file,
-        format!("{}\n{}", lines[0], "x\n".repeat(lines_of_garbage)),
+        format!(
+            "{}\n{}{}\n",
+            lines[0],
+            "x\n".repeat(lines_of_garbage),
+            end_line(lines_of_garbage)
+        ),
     )
     .expect("write");
     let target = dir.path().join("target.sessdb");
@@ -1329,8 +1381,8 @@ fn a_good_import_keeps_its_sessions_out_of_memory() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let mut lines = out.stdout.lines();
     let header = lines.next().expect("header");
-    let sessions: Vec<&str> = lines.collect();
-    assert_eq!(sessions.len(), 2000);
+    let mut sessions: Vec<&str> = lines.collect();
+    assert_eq!(sessions.pop(), Some(end_line(2000).as_str()));
     // Ten copies under other handles: the first two hex digits of each handle changed.
     let mut text = format!("{header}\n");
     for copy in 0..10u8 {
@@ -1341,6 +1393,7 @@ fn a_good_import_keeps_its_sessions_out_of_memory() {
             text.push_str(&format!("{{\"handle\":\"{copy:02x}{}\n", &rest[2..]));
         }
     }
+    text.push_str(&(end_line(20_000) + "\n"));
     let file = dir.path().join("big.jsonl");
     fs::write(&file, text).expect("write");
     let target = dir.path().join("target.sessdb");
@@ -1380,6 +1433,7 @@ fn a_100_mb_line_is_rejected_with_bounded_memory() {
         }
         writeln!(w, "\"}}").expect("write");
         writeln!(w, "{}", lines[1]).expect("write");
+        writeln!(w, "{}", end_line(2)).expect("write");
     }
     let len = 100 * (1 << 20) + 13;
     let target = dir.path().join("target.sessdb");

@@ -470,7 +470,11 @@ fn an_undecodable_record_is_bad_data() {
     assert_eq!(json_lines(&out.stdout)[0]["undecodable"], 1);
     let out = run(at_t0(&db).args(["export", "--include-expired"]));
     assert_eq!(out.code, 4);
-    assert_eq!(out.stdout.lines().count(), 6);
+    assert_eq!(out.stdout.lines().count(), 7);
+    assert_eq!(
+        out.stdout.lines().last(),
+        Some("{\"end\":\"sessdb-export\",\"sessions\":5}")
+    );
     assert_eq!(
         out.stderr,
         "exported 5 sessions to stdout\nerror: left out 1 record that cannot be decoded (see \
@@ -575,7 +579,10 @@ fn demo_makes_a_realistic_database_that_passes_check() {
     let alice = json_lines(
         &run(at_t0(&db).args(["list", "--json", "--principal", "alice@example.com"])).stdout,
     );
-    let all = json_lines(&run(at_t0(&db).args(["export", "--include-expired"])).stdout);
+    let export = json_lines(&run(at_t0(&db).args(["export", "--include-expired"])).stdout);
+    // The sessions: neither the header nor the end line.
+    let all = &export[..export.len() - 1];
+    assert_eq!(export[121]["sessions"], 120);
     let of_alice = all
         .iter()
         .filter(|s| s["principal"] == "alice@example.com")

@@ -1,7 +1,10 @@
-//! The export format (JSON Lines: a header, then one session per line) and its import.
+//! The export format (JSON Lines: a header, then one session per line, then an end line) and
+//! its import.
 //!
 //! The session object is also what `sessctl --json` prints. Import validates every line before
-//! it writes anything, reports each bad line with its number, and is idempotent.
+//! it writes anything, reports each bad line with its number, and is idempotent. The end line
+//! (from export version 2) is what tells a whole export from one cut short on a line boundary,
+//! which every line of it would otherwise pass for.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -23,8 +26,13 @@ use crate::value::{decode_map, same_map, Value};
 
 /// The `format` field of an export header.
 pub const EXPORT_FORMAT: &str = "sessdb-export";
-/// The export version this build writes and reads.
-pub const EXPORT_VERSION: u32 = 1;
+/// The export version this build writes, and the newest it reads. Version 2 ends with an end
+/// line, `{"end":"sessdb-export","sessions":N}`, that an import requires; version 1, which has
+/// none, is read as before.
+pub const EXPORT_VERSION: u32 = 2;
+
+/// The first export version that ends with an end line.
+const END_LINE_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +40,15 @@ struct Header {
     format: String,
     version: u32,
     exported_at: String,
+}
+
+/// The last line of an export (from version 2): the export's format again, and how many
+/// session lines came before it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct End {
+    end: String,
+    sessions: u64,
 }
 
 /// One session line, fields in the documented order.
@@ -133,6 +150,15 @@ pub(crate) fn header_line(now: OffsetDateTime) -> String {
     serde_json::to_string(&header).unwrap_or_default()
 }
 
+/// The end line of an export of `sessions` sessions.
+fn end_line(sessions: u64) -> String {
+    let end = End {
+        end: EXPORT_FORMAT.into(),
+        sessions,
+    };
+    serde_json::to_string(&end).unwrap_or_default()
+}
+
 /// What an export wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportReport {
@@ -155,7 +181,7 @@ pub(crate) fn export(
 }
 
 /// An export made a batch at a time: the header, then the sessions in key order, each
-/// [`Exporter::step`] taking up where the last one stopped. Between steps the caller may let
+/// [`Exporter::step`] taking up where the last one stopped, then the end line. Between steps the caller may let
 /// the store go (the admin socket does, while a slow client reads what a step wrote). Expiry
 /// is judged as of the moment the export began.
 pub(crate) struct Exporter {
@@ -181,7 +207,7 @@ impl Exporter {
 
     /// Writes the header (on the first step) and the next sessions, until `budget` bytes were
     /// written (one session may pass it) or none are left; returns whether the export is
-    /// complete, and then flushes `out`.
+    /// complete, and then writes the end line and flushes `out`.
     ///
     /// # Errors
     /// Storage errors, and [`Error::Io`] for a failed write.
@@ -228,6 +254,7 @@ impl Exporter {
             written += line.len() + 1;
             self.report.exported += 1;
         }
+        writeln!(out, "{}", end_line(self.report.exported)).map_err(write_err)?;
         out.flush().map_err(write_err)?;
         Ok(true)
     }
@@ -721,7 +748,9 @@ impl Keep<'_> {
 /// Reads and checks every line of an export whose sessions may be up to `limit` bytes
 /// encoded: the report holds the bad lines, `keep` gets the good sessions. A bad header ends
 /// the reading. Unless `skip_bad`, the good sessions are discarded at the first bad line, as
-/// nothing will be written: the rest of the input is checked and counted, not kept.
+/// nothing will be written: the rest of the input is checked and counted, not kept. An export
+/// of version 2 without its end line, or whose end line counts other session lines than came
+/// before it, was cut short or changed: that is a bad line too, as is a line after the end.
 fn read_export(
     input: &mut dyn BufRead,
     limit: usize,
@@ -737,8 +766,14 @@ fn read_export(
     let mut buf = Vec::new();
     let mut seen: HashMap<Handle, u64> = HashMap::new();
     let mut n = 0u64;
-    let mut header_seen = false;
-    while let Some(line) = read_line(input, max, header_seen, &mut buf).map_err(read_err)? {
+    // The header's version, once it is read.
+    let mut version = None;
+    // Lines between the header and the end line, good or bad, but for blank ones: what the
+    // end line counts.
+    let mut session_lines = 0u64;
+    // The line number of the end line, once it is read.
+    let mut end_at = None;
+    while let Some(line) = read_line(input, max, version.is_some(), &mut buf).map_err(read_err)? {
         if report.bad_lines > 0 && !skip_bad {
             // Nothing will be written: keep no session for it (again, at no cost, after the
             // first time).
@@ -747,37 +782,48 @@ fn read_export(
         n += 1;
         let bad = |reason: String| BadLine { line: n, reason };
         if let Err(len) = line {
-            if !header_seen {
+            if version.is_none() {
                 report.reject(bad(format!(
                     "not a sessdb export header: the line is over {max} bytes long"
                 )));
                 return Ok(report);
             }
+            session_lines += 1;
             report.reject(bad(format!("line is {len} bytes, over the limit of {max}")));
             continue;
         }
         let Ok(text) = std::str::from_utf8(&buf) else {
             report.reject(bad("not valid UTF-8".into()));
-            if !header_seen {
+            if version.is_none() {
                 return Ok(report);
             }
+            session_lines += 1;
             continue;
         };
         if text.trim().is_empty() {
             continue;
         }
-        if !header_seen {
+        if version.is_none() {
             // A byte order mark, as some editors on Windows write, is not part of the JSON.
             let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-            if let Err(reason) = parse_header(text) {
-                report.reject(bad(reason));
-                return Ok(report);
+            match parse_header(text) {
+                Ok(v) => version = Some(v),
+                Err(reason) => {
+                    report.reject(bad(reason));
+                    return Ok(report);
+                }
             }
-            header_seen = true;
+            continue;
+        }
+        if let Some(end) = end_at {
+            report.reject(bad(format!(
+                "after the export's end line (line {end}), where an export ends"
+            )));
             continue;
         }
         match parse_line(limit, text) {
             Ok((handle, record)) => {
+                session_lines += 1;
                 if let Some(first) = seen.insert(handle, n) {
                     report.reject(bad(format!(
                         "duplicate handle {handle}, first on line {first}"
@@ -786,13 +832,45 @@ fn read_export(
                     keep.keep(&handle, &record)?;
                 }
             }
-            Err(reason) => report.reject(bad(reason)),
+            Err(reason) => match parse_end(text) {
+                None => {
+                    session_lines += 1;
+                    report.reject(bad(reason));
+                }
+                Some(end) => {
+                    end_at = Some(n);
+                    match end {
+                        Ok(sessions) if sessions == session_lines => {}
+                        Ok(sessions) => report.reject(bad(format!(
+                            "the end line counts {} but {session_lines} came before it: \
+                             lines were lost or added since the export",
+                            plural(sessions, "session line"),
+                        ))),
+                        Err(reason) => report.reject(bad(reason)),
+                    }
+                }
+            },
+        }
+    }
+    if let Some(v) = version.filter(|&v| v >= END_LINE_VERSION) {
+        if end_at.is_none() {
+            // Numbered as the line the end line would be: the header's number is never a bad
+            // line's (sessctl tells a bad header by it), and an export cut right after its
+            // header is only that.
+            report.reject(BadLine {
+                line: n + 1,
+                reason: format!(
+                    "the export was cut short: the input ends after line {n} without the end \
+                     line that ends an export of version {v} ({{\"end\":\"{EXPORT_FORMAT}\",\
+                     \"sessions\":<how many>}})"
+                ),
+            });
         }
     }
     if report.bad_lines > 0 && !skip_bad {
         keep.discard();
     }
-    if !header_seen {
+    if version.is_none() {
         report.reject(BadLine {
             line: n.max(1),
             reason: "empty input: no export header".into(),
@@ -801,7 +879,37 @@ fn read_export(
     Ok(report)
 }
 
-fn parse_header(text: &str) -> Result<(), String> {
+/// `n` and a noun, made plural unless `n` is 1.
+fn plural(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
+/// The session count of an end line; `None` for a line that is not one (it has no `end`
+/// field), and an error for one that is, but malformed or of another format.
+fn parse_end(text: &str) -> Option<Result<u64, String>> {
+    let fields = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text).ok()?;
+    if !fields.contains_key("end") {
+        return None;
+    }
+    Some(
+        from_json::<End>(text)
+            .map_err(|e| format!("not an export's end line: {e}"))
+            .and_then(|end| {
+                if end.end == EXPORT_FORMAT {
+                    Ok(end.sessions)
+                } else {
+                    Err(format!(
+                        "not this export's end line: end is {:?}, where a sessdb export's is \
+                         {EXPORT_FORMAT:?}",
+                        end.end
+                    ))
+                }
+            }),
+    )
+}
+
+/// Checks an export's header line and returns its version.
+fn parse_header(text: &str) -> Result<u32, String> {
     let header: Header = from_json(text).map_err(|e| format!("not a sessdb export header: {e}"))?;
     if header.format != EXPORT_FORMAT {
         return Err(format!(
@@ -822,7 +930,7 @@ fn parse_header(text: &str) -> Result<(), String> {
         ));
     }
     parse_time("exported_at", &header.exported_at)?;
-    Ok(())
+    Ok(header.version)
 }
 
 /// A time of the export: RFC 3339, and within 1970..=9999 as every stored time is (the store
@@ -1079,7 +1187,7 @@ mod tests {
 
     const LIMIT: usize = crate::Builder::DEFAULT_MAX_SESSION_BYTES;
 
-    /// An export of three sessions, as lines: the header first.
+    /// An export of three sessions, as lines: the header first, the end line last.
     fn export() -> Vec<Vec<u8>> {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::builder()
@@ -1103,6 +1211,14 @@ mod tests {
         lines.iter().flat_map(|l| [*l, b"\n"].concat()).collect()
     }
 
+    /// `lines` (a header, then session lines) and the end line that counts them.
+    fn whole(lines: &[&[u8]]) -> Vec<u8> {
+        let end = super::end_line(lines.len() as u64 - 1);
+        let mut all = lines.to_vec();
+        all.push(end.as_bytes());
+        input(&all)
+    }
+
     /// The report of reading `text`, and how many sessions it kept.
     fn counted(text: &[u8], skip_bad: bool) -> (super::ImportReport, u64) {
         let mut kept = super::Counted::default();
@@ -1122,7 +1238,7 @@ mod tests {
     #[test]
     fn the_sessions_kept_are_dropped_at_the_first_bad_line_of_any_kind() {
         let lines = export();
-        let (header, good) = (&lines[0], &lines[1..]);
+        let (header, good) = (&lines[0], &lines[1..lines.len() - 1]);
         let too_long = vec![b'x'; super::max_line(LIMIT) + 1];
         let duplicate = good[0].clone();
         for bad in [&b"\xff"[..], &too_long, b"{}", &duplicate] {
@@ -1131,7 +1247,7 @@ mod tests {
                 all.extend(good[..2].iter().map(Vec::as_slice));
                 all.push(bad);
                 all.extend(after.iter().map(Vec::as_slice));
-                let text = input(&all);
+                let text = whole(&all);
 
                 let (report, kept) = counted(&text, false);
                 assert_eq!((report.bad_lines, kept), (1, 0), "{report:?}");
@@ -1143,6 +1259,115 @@ mod tests {
                 assert_eq!(kept, 2 + after.len() as u64);
             }
         }
+    }
+
+    /// An export of version 2 cut short on a line boundary, where every line it has is good,
+    /// is refused for want of its end line: after the header, after any session, and with a
+    /// blank line after the last (what some tools add); with `skip_bad` the sessions it has are
+    /// kept.
+    #[test]
+    fn an_export_cut_short_on_a_line_boundary_is_refused() {
+        let lines = export();
+        let all: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        let (report, kept) = counted(&input(&all), false);
+        assert_eq!((report.bad_lines, kept), (0, 3), "{report:?}");
+        for cut in 1..all.len() {
+            for blank in [false, true] {
+                let mut text = input(&all[..cut]);
+                if blank {
+                    text.push(b'\n');
+                }
+                let (report, kept) = counted(&text, false);
+                assert_eq!((report.bad_lines, kept), (1, 0), "cut {cut}: {report:?}");
+                let last = if blank { cut + 1 } else { cut };
+                assert_eq!(report.bad[0].line, last as u64 + 1);
+                assert!(
+                    report.bad[0].reason.starts_with(&format!(
+                        "the export was cut short: the input ends after line {last} without the \
+                         end line"
+                    )),
+                    "{}",
+                    report.bad[0].reason
+                );
+                let (_, kept) = counted(&text, true);
+                assert_eq!(kept, cut as u64 - 1);
+            }
+        }
+    }
+
+    /// The end line must count the session lines before it, and end the export.
+    #[test]
+    fn the_end_line_counts_the_session_lines_and_ends_the_export() {
+        let lines = export();
+        let (header, sessions, end) = (&lines[0], &lines[1..4], &lines[4]);
+        let reasons = |text: &[u8]| -> Vec<(u64, String)> {
+            let (report, _) = counted(text, true);
+            report.bad.into_iter().map(|b| (b.line, b.reason)).collect()
+        };
+        // A session line lost from the middle.
+        let lost = input(&[header, &sessions[0], &sessions[2], end]);
+        assert_eq!(
+            reasons(&lost),
+            [(
+                4,
+                "the end line counts 3 session lines but 2 came before it: lines were lost or \
+                 added since the export"
+                    .to_string()
+            )]
+        );
+        // A bad session line counts as a session line: the end line is not reported for it.
+        let bad = input(&[header, &sessions[0], b"{}", &sessions[2], end]);
+        assert_eq!(reasons(&bad).iter().map(|r| r.0).collect::<Vec<_>>(), [3]);
+        // Two exports one after the other: every line of the second is after the first's end.
+        let twice: Vec<&[u8]> = lines.iter().chain(&lines).map(Vec::as_slice).collect();
+        let after = reasons(&input(&twice));
+        assert_eq!(after.len(), 5, "{after:?}");
+        assert!(after
+            .iter()
+            .all(|(_, r)| r == "after the export's end line (line 5), where an export ends"));
+        // End lines that are not this export's.
+        for (line, reason) in [
+            (
+                r#"{"end":"sessdb-export","sessions":"3"}"#,
+                "not an export's end line: sessions: invalid type: string \"3\", expected u64",
+            ),
+            (
+                r#"{"end":"other","sessions":3}"#,
+                "not this export's end line: end is \"other\", where a sessdb export's is \
+                 \"sessdb-export\"",
+            ),
+            (
+                r#"{"end":"sessdb-export","sessions":3,"more":1}"#,
+                "not an export's end line: unknown field `more`",
+            ),
+        ] {
+            let found = reasons(&input(&[
+                header,
+                &sessions[0],
+                &sessions[1],
+                &sessions[2],
+                line.as_bytes(),
+            ]));
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(found[0].1.starts_with(reason), "{found:?}");
+        }
+    }
+
+    /// An export of version 1 has no end line, and imports whole without one.
+    #[test]
+    fn a_version_1_export_needs_no_end_line() {
+        let lines = export();
+        let header = String::from_utf8(lines[0].clone()).unwrap();
+        assert!(header.contains(r#""version":2"#), "{header}");
+        let v1 = header.replace(r#""version":2"#, r#""version":1"#);
+        let mut all: Vec<&[u8]> = vec![v1.as_bytes()];
+        all.extend(lines[1..4].iter().map(Vec::as_slice));
+        let (report, kept) = counted(&input(&all), false);
+        assert_eq!((report.bad_lines, kept), (0, 3), "{report:?}");
+        // One with an end line is read as well.
+        all.push(&lines[4]);
+        let (report, kept) = counted(&input(&all), false);
+        assert_eq!((report.bad_lines, kept), (0, 3), "{report:?}");
     }
 
     /// A first line longer than any header ends the import as soon as it passes the limit:
@@ -1184,7 +1409,7 @@ mod tests {
         let at = line.find("\"version\":").unwrap() + "\"version\":".len();
         let end = at + line[at..].find(',').unwrap();
         let bad = format!("{}-1{}", &line[..at], &line[end..]);
-        let (report, _) = counted(&input(&[&lines[0], bad.as_bytes()]), false);
+        let (report, _) = counted(&whole(&[&lines[0], bad.as_bytes()]), false);
         assert_eq!(report.bad_lines, 1);
         let reason = &report.bad[0].reason;
         assert!(
@@ -1193,13 +1418,13 @@ mod tests {
         );
         // Version 0 is a session never saved: no stored session has it.
         let zero = format!("{}0{}", &line[..at], &line[end..]);
-        let (report, _) = counted(&input(&[&lines[0], zero.as_bytes()]), false);
+        let (report, _) = counted(&whole(&[&lines[0], zero.as_bytes()]), false);
         assert_eq!(
             report.bad[0].reason,
             "version: 0 is not a saved session's version (from 1 to 9223372036854775807)"
         );
         let wraps = format!("{}{}{}", &line[..at], u64::MAX, &line[end..]);
-        let (report, _) = counted(&input(&[&lines[0], wraps.as_bytes()]), false);
+        let (report, _) = counted(&whole(&[&lines[0], wraps.as_bytes()]), false);
         assert!(
             report.bad[0]
                 .reason
@@ -1209,7 +1434,7 @@ mod tests {
         );
         // A line that ends early says so, with no field to name.
         let cut = &line[..line.len() / 2];
-        let (report, _) = counted(&input(&[&lines[0], cut.as_bytes()]), false);
+        let (report, _) = counted(&whole(&[&lines[0], cut.as_bytes()]), false);
         assert!(
             report.bad[0].reason.starts_with("truncated: "),
             "{}",

@@ -4,7 +4,7 @@ mod common;
 
 use std::io::Cursor as Io;
 
-use common::fixture;
+use common::{body, end_line, fixture};
 use sessdb::{Admin, ImportOptions, OnConflict, Store, Target, Value};
 
 fn populate(store: &Store) -> Vec<sessdb::SessionId> {
@@ -34,10 +34,6 @@ fn export(store: &Store, include_expired: bool) -> String {
     let mut out = Vec::new();
     store.export(&mut out, include_expired).unwrap();
     String::from_utf8(out).unwrap()
-}
-
-fn body(export: &str) -> Vec<&str> {
-    export.lines().skip(1).collect()
 }
 
 /// A session with no idle timeout (`Duration::MAX`, stored as i64::MAX ms, which is no whole
@@ -93,9 +89,15 @@ fn a_file_of_garbage_gives_a_bounded_report() {
     let a = fixture();
     populate(&a.store);
     let good = export(&a.store, false);
-    let (header, sessions) = good.split_once('\n').unwrap();
+    let header = good.lines().next().unwrap();
+    let sessions = body(&good);
     let garbage = "x\n".repeat(sessdb::MAX_REPORTED_BAD_LINES + 500);
-    let text = format!("{header}\n{garbage}{sessions}");
+    // The end line counts the garbage too: every line of the file is one of its sessions'.
+    let text = format!(
+        "{header}\n{garbage}{}\n{}\n",
+        sessions.join("\n"),
+        end_line(sessdb::MAX_REPORTED_BAD_LINES + 500 + sessions.len())
+    );
     for skip_bad in [false, true] {
         let b = fixture();
         b.clock.set_ms(a.clock_ms());
@@ -139,7 +141,7 @@ fn export_import_export_is_identical_apart_from_the_header() {
     let first = export(&a.store, true);
     let header: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
     assert_eq!(header["format"], "sessdb-export");
-    assert_eq!(header["version"], 1);
+    assert_eq!(header["version"], 2);
     assert_eq!(body(&first).len(), 20);
 
     let b = fixture();

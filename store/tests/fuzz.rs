@@ -704,8 +704,9 @@ fn import_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-/// Imports `input` and checks the contract: no panic; bad lines reported by number with a
-/// reason and nothing written; an accepted input leaves a consistent store and imports again
+/// Imports `input` and checks the contract: no panic; bad lines reported by number (of a line
+/// of the input, or the one after its last, where a missing end line would be) with a reason
+/// and nothing written; an accepted input leaves a consistent store and imports again
 /// as unchanged.
 fn check_import(store: &Store, input: &[u8], lines: u64) -> Result<(), TestCaseError> {
     let before = store.counters();
@@ -726,7 +727,8 @@ fn check_import(store: &Store, input: &[u8], lines: u64) -> Result<(), TestCaseE
         prop_assert!(!report.written);
         prop_assert_eq!(store.counters().writes, before.writes, "a bad import wrote");
         for bad in &report.bad {
-            prop_assert!(bad.line >= 1 && bad.line <= lines.max(1), "{:?}", bad);
+            // One past the last line: where an end line is missing.
+            prop_assert!(bad.line >= 1 && bad.line <= lines + 1, "{:?}", bad);
             prop_assert!(!bad.reason.is_empty());
         }
     }

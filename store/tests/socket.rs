@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex, Once};
 use std::time::Duration;
 
-use common::{fixture_with, Fixture, T0};
+use common::{body, end_line, fixture_with, Fixture, T0};
 use sessdb::{
     Admin, Builder, Error, ImportOptions, ListQuery, RemoteAdmin, SessionId, Status, Store, Target,
     Value,
@@ -155,10 +155,6 @@ fn export_text(admin: &dyn Admin, include_expired: bool) -> String {
     let mut out = Vec::new();
     admin.export(&mut out, include_expired).unwrap();
     String::from_utf8(out).unwrap()
-}
-
-fn body(export: &str) -> Vec<&str> {
-    export.lines().skip(1).collect()
 }
 
 /// A writer that takes `room` bytes, then fails.
@@ -448,7 +444,12 @@ mod suite {
         assert_eq!((dry.imported, dry.written), (5, false));
         assert_eq!(b.admin().stats().unwrap().live, 0);
 
-        let bad = format!("{good}{{\"handle\": 42}}\nnot json at all\n");
+        let header = good.lines().next().unwrap();
+        let bad = format!(
+            "{header}\n{}\n{{\"handle\": 42}}\nnot json at all\n{}\n",
+            body(&good).join("\n"),
+            end_line(7)
+        );
         let report = b
             .admin()
             .import(&mut bad.as_bytes(), &ImportOptions::default())
@@ -469,9 +470,10 @@ mod suite {
         let header = good.lines().next().unwrap();
         let b = t.env();
         let flood = format!(
-            "{header}\n{}{}",
+            "{header}\n{}{}\n{}\n",
             "x\n".repeat(20_000),
-            body(&good).join("\n")
+            body(&good).join("\n"),
+            end_line(20_005)
         );
         let report = b
             .admin()

@@ -201,14 +201,12 @@ fn sessctl_iterations() -> u64 {
     (iterations() / 5).max(1)
 }
 
-/// The session lines of an export, without the header (which holds the time of export).
+/// The session lines of an export (`common::session_lines`).
 fn export_lines(store: &Store) -> BTreeSet<String> {
     let mut out = Vec::new();
     store.export(&mut out, true).expect("export");
-    String::from_utf8(out)
-        .expect("utf-8")
-        .lines()
-        .skip(1)
+    common::session_lines(&String::from_utf8(out).expect("utf-8"))
+        .into_iter()
         .map(String::from)
         .collect()
 }

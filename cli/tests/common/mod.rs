@@ -190,12 +190,28 @@ pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The export of `db` (expired sessions included) as of T0, without its header line.
+/// The session lines of the export of `db` (expired sessions included) as of T0: without its
+/// header line and its end line, which must count them.
 pub fn export_body(db: &Path) -> String {
     let out = run(at_t0(db).args(["export", "--include-expired"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let (_, body) = out.stdout.split_once('\n').expect("a header line");
-    body.to_string()
+    let body = body
+        .strip_suffix('\n')
+        .expect("a newline after the end line");
+    let (sessions, end) = body.rsplit_once('\n').unwrap_or(("", body));
+    let end: serde_json::Value = serde_json::from_str(end).expect("an end line");
+    let count = sessions.lines().count();
+    assert_eq!(
+        end,
+        serde_json::json!({"end": "sessdb-export", "sessions": count}),
+        "{body}"
+    );
+    if sessions.is_empty() {
+        String::new()
+    } else {
+        format!("{sessions}\n")
+    }
 }
 
 /// What a spawned sessctl said on stderr, and its exit code, once it ended.

@@ -59,3 +59,17 @@ pub fn fixture_with(builder: Builder) -> Fixture {
         .expect("open");
     Fixture { dir, clock, store }
 }
+
+/// The session lines of an export: without its header, and without its end line, which must
+/// count them.
+pub fn body(export: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = export.lines().skip(1).collect();
+    let end = lines.pop().expect("an end line");
+    assert_eq!(end, end_line(lines.len()));
+    lines
+}
+
+/// The end line of an export of `sessions` sessions.
+pub fn end_line(sessions: usize) -> String {
+    format!("{{\"end\":\"sessdb-export\",\"sessions\":{sessions}}}")
+}

@@ -138,6 +138,19 @@ pub fn acknowledged(lines: &[String]) -> (Model, Option<Op>) {
     (model, pending)
 }
 
+/// The session lines of an export: without its header (which holds the time of export) and
+/// its end line, which must count them.
+pub fn session_lines(export: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = export.lines().skip(1).collect();
+    let end: serde_json::Value =
+        serde_json::from_str(lines.pop().expect("an end line")).expect("json");
+    assert_eq!(
+        end,
+        serde_json::json!({"end": "sessdb-export", "sessions": lines.len()})
+    );
+    lines
+}
+
 /// Every record in the store: handle → (principal, counter, expired), from an export.
 pub fn records(store: &Store) -> BTreeMap<Handle, (Option<String>, Option<u64>, bool)> {
     let mut out = Vec::new();
@@ -145,7 +158,7 @@ pub fn records(store: &Store) -> BTreeMap<Handle, (Option<String>, Option<u64>, 
     assert_eq!(report.undecodable, 0);
     let now = Admin::now(store);
     let mut map = BTreeMap::new();
-    for line in String::from_utf8(out).expect("utf-8").lines().skip(1) {
+    for line in session_lines(&String::from_utf8(out).expect("utf-8")) {
         let v: serde_json::Value = serde_json::from_str(line).expect("json");
         let handle: Handle = v["handle"]
             .as_str()
