@@ -203,10 +203,9 @@ mod tests {
     /// damage found at the open.
     #[test]
     fn damage_is_bad_data_wherever_it_is_found() {
-        let later = anyhow::Error::new(sessdb::Error::Storage(sled::Error::Corruption {
-            at: None,
-            bt: (),
-        }));
+        let later = anyhow::Error::new(sessdb::Error::Storage(
+            sessdb::StorageError::__corruption_for_tests(),
+        ));
         let at_open = anyhow::Error::new(sessdb::Error::Damaged {
             path: "db".into(),
             detail: "the storage engine found corrupted data".into(),
@@ -215,9 +214,9 @@ mod tests {
             assert_eq!(classify(&err), Exit::BadData);
             assert!(hint(&err).is_some_and(|h| h.starts_with("move the folder aside")));
         }
-        let other = anyhow::Error::new(sessdb::Error::Storage(sled::Error::Unsupported(
-            "no".into(),
-        )));
+        let other = anyhow::Error::new(sessdb::Error::Storage(
+            sessdb::StorageError::__other_for_tests("no"),
+        ));
         assert_eq!((classify(&other), hint(&other)), (Exit::Failure, None));
     }
 
@@ -266,16 +265,17 @@ mod tests {
                 source: Box::new(source),
             })
         };
-        let damaged = stopped(sessdb::Error::Storage(sled::Error::Corruption {
-            at: None,
-            bt: (),
-        }));
+        let damaged = stopped(sessdb::Error::Storage(
+            sessdb::StorageError::__corruption_for_tests(),
+        ));
         assert_eq!(classify(&damaged), Exit::BadData);
         assert!(hint(&damaged).is_some_and(|h| h.starts_with("move the folder aside")));
         // sled's copy of the error that failed its flush, made from the original's Debug form.
         let full = io::Error::from_raw_os_error(28);
         let copy = io::Error::new(full.kind(), format!("{full:?}"));
-        let err = stopped(sessdb::Error::Storage(sled::Error::Io(copy)));
+        let err = stopped(sessdb::Error::Storage(
+            sessdb::StorageError::__io_for_tests(copy),
+        ));
         assert_eq!((classify(&err), hint(&err)), (Exit::Failure, None));
         let text = format!("{err:#}");
         assert!(

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use crate::check::{CheckReport, RepairReport};
 use crate::clock::{duration_ms, from_ms, ms_duration};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SledResult as _};
 use crate::export::{ExportReport, ImportOptions, ImportReport};
 use crate::id::{Handle, SessionId};
 use crate::keys::{
@@ -474,7 +474,7 @@ impl Store {
             .collect();
         let mut found = Vec::new();
         for key in self.inner.sessions.scan_prefix(&whole).keys() {
-            let Some(handle) = Handle::from_slice(&key?) else {
+            let Some(handle) = Handle::from_slice(&key.storage()?) else {
                 continue;
             };
             if handle.to_string().starts_with(&prefix) {
@@ -502,7 +502,7 @@ impl Store {
         // One pass over the records and none over the indexes (see `Stats` for why).
         let mut principals = HashSet::new();
         for item in self.inner.sessions.iter() {
-            let (k, v) = item?;
+            let (k, v) = item.storage()?;
             // The whole record, as load and check decode it: a record whose data is damaged
             // is undecodable, not a live session that nothing can load; so is one under a key
             // that is no handle.
@@ -531,7 +531,7 @@ impl Store {
 
     fn admin_show(&self, target: &Target) -> Result<Option<SessionInfo>> {
         let handle = target.handle();
-        let Some(bytes) = self.inner.sessions.get(handle.as_bytes())? else {
+        let Some(bytes) = self.inner.sessions.get(handle.as_bytes()).storage()? else {
             return Ok(None);
         };
         let record = decode_for_admin(&handle, &bytes)?;
@@ -662,7 +662,7 @@ fn list(store: &Store, q: &ListQuery) -> Result<Page> {
     let mut scanned = 0usize;
     let mut last_key: Option<Vec<u8>> = None;
     for item in keys {
-        let k = item?;
+        let k = item.storage()?;
         scanned += 1;
         last_key = Some(k.to_vec());
         let handle = match &q.principal {
@@ -706,7 +706,7 @@ fn resolve(
     now: i64,
     within_ms: Option<i64>,
 ) -> Result<Option<SessionInfo>> {
-    let Some(bytes) = store.inner.sessions.get(handle.as_bytes())? else {
+    let Some(bytes) = store.inner.sessions.get(handle.as_bytes()).storage()? else {
         return Ok(None);
     };
     // The head decides; the data is decoded for a match only. A live listing starts

@@ -10,7 +10,7 @@ use std::hash::{BuildHasher, RandomState};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Result, SledResult as _};
 use crate::id::Handle;
 use crate::keys::{expiry_key, parse_expiry_key, parse_principal_key, principal_key};
 use crate::record::{decode_head, decode_lazy, DecodeError};
@@ -164,7 +164,7 @@ fn records(
         undecodable: Vec::new(),
     };
     for item in store.inner.sessions.iter() {
-        let (k, v) = item?;
+        let (k, v) = item.storage()?;
         r.count += 1;
         let Some(handle) = Handle::from_slice(&k) else {
             let u = Undecodable {
@@ -206,7 +206,7 @@ type Entries = (Vec<u8>, Option<Vec<u8>>);
 /// principals entry if it has a principal), read under the session's key lock; `None` if the
 /// record is gone or its head does not decode.
 fn entries_now(store: &Store, handle: &Handle) -> Result<Option<Entries>> {
-    let Some(bytes) = store.inner.sessions.get(handle.as_bytes())? else {
+    let Some(bytes) = store.inner.sessions.get(handle.as_bytes()).storage()? else {
         return Ok(None);
     };
     let Ok(head) = decode_head(&bytes) else {
@@ -233,7 +233,7 @@ fn in_use(store: &Store, index: Index, handle: &Handle, key: &[u8]) -> Result<bo
         Index::Expiry => &store.inner.expiry,
         Index::Principals => &store.inner.principals,
     };
-    Ok(!tree.contains_key(key)?
+    Ok(!tree.contains_key(key).storage()?
         || entries_now(store, handle)?.is_some_and(|(exp, pk)| match index {
             Index::Expiry => exp == key,
             Index::Principals => pk.as_deref() == Some(key),
@@ -254,7 +254,7 @@ fn stale_entries(
         (Index::Principals, &store.inner.principals),
     ] {
         for item in tree.iter().keys() {
-            let k = item?;
+            let k = item.storage()?;
             if wanted.found(index, &k) {
                 continue;
             }
@@ -292,7 +292,7 @@ pub(crate) fn check(store: &Store) -> Result<CheckReport> {
         let still = match Handle::from_slice(key) {
             Some(handle) => {
                 let _k = store.lock_key(&handle);
-                match store.inner.sessions.get(key)? {
+                match store.inner.sessions.get(key).storage()? {
                     Some(bytes) => crate::record::Record::decode(&bytes).is_err(),
                     None => false,
                 }
@@ -328,11 +328,11 @@ pub(crate) fn check(store: &Store) -> Result<CheckReport> {
         let Some((exp, pk)) = entries_now(store, handle)? else {
             continue; // gone since the scan
         };
-        if !store.inner.expiry.contains_key(&exp)? {
+        if !store.inner.expiry.contains_key(&exp).storage()? {
             report.missing_expiry.push(*handle);
         }
         if let Some(pk) = pk {
-            if !store.inner.principals.contains_key(&pk)? {
+            if !store.inner.principals.contains_key(&pk).storage()? {
                 report.missing_principal.push(*handle);
             }
         }
@@ -355,23 +355,23 @@ pub(crate) fn repair(store: &Store) -> Result<RepairReport> {
     })?;
     let mut report = RepairReport::default();
     for (key, u) in r.undecodable {
-        store.inner.sessions.remove(key)?;
+        store.inner.sessions.remove(key).storage()?;
         report.removed_records.push(u);
     }
     // Every key stripe is held already.
     stale_entries(store, &mut wanted, false, |_, tree, k| {
-        tree.remove(k)?;
+        tree.remove(k).storage()?;
         report.removed_entries += 1;
         Ok(())
     })?;
     if !wanted.is_empty() {
         records(store, |_, exp, pk| {
             if wanted.still_wanted(exp, pk) {
-                if store.inner.expiry.insert(exp, &[])?.is_none() {
+                if store.inner.expiry.insert(exp, &[]).storage()?.is_none() {
                     report.added_entries += 1;
                 }
                 if let Some(pk) = pk {
-                    if store.inner.principals.insert(pk, &[])?.is_none() {
+                    if store.inner.principals.insert(pk, &[]).storage()?.is_none() {
                         report.added_entries += 1;
                     }
                 }

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::admin::folder_size;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SledResult as _};
 use crate::folder_lock::{compaction_gate, lock_log, opening_gate, HeldLog};
 use crate::id::Handle;
 use crate::keys::{expiry_key, principal_key};
@@ -441,7 +441,7 @@ impl Store {
         let mut read = 0u64;
         let mut entries = Entries::default();
         for item in self.inner.sessions.iter() {
-            let (key, bytes) = item?;
+            let (key, bytes) = item.storage()?;
             let Some(handle) = Handle::from_slice(&key) else {
                 return Err(Error::Corrupt {
                     handle: key.iter().map(|b| format!("{b:02x}")).collect(),
@@ -458,7 +458,7 @@ impl Store {
                 continue;
             }
             entries.add(&handle, head.expiry_entry(), head.principal.as_deref());
-            self.on_copy(dest, || Ok(copy.inner.sessions.insert(key, bytes)?))?;
+            self.on_copy(dest, || copy.inner.sessions.insert(key, bytes).storage())?;
             report.sessions += 1;
             if entries.is_full() {
                 self.on_copy(dest, || entries.write(&copy))?;
@@ -518,8 +518,10 @@ impl Store {
         let cause = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(Error::Io { source, .. })) => source.to_string(),
-            Ok(Err(Error::Storage(sled::Error::Io(source)))) => source.to_string(),
-            Ok(Err(Error::Storage(other))) => other.to_string(),
+            Ok(Err(Error::Storage(e))) => match e.into_io() {
+                Ok(source) => source.to_string(),
+                Err(other) => other.to_string(),
+            },
             Ok(Err(Error::Damaged { detail, .. })) => detail,
             Ok(Err(other)) => return Err(other),
             Err(panic) => format!(
@@ -575,11 +577,11 @@ impl Entries {
     fn write(&mut self, copy: &Store) -> Result<()> {
         self.expiry.sort_unstable();
         for k in self.expiry.drain(..) {
-            copy.inner.expiry.insert(k, &[])?;
+            copy.inner.expiry.insert(k, &[]).storage()?;
         }
         self.principals.sort_unstable();
         for k in self.principals.drain(..) {
-            copy.inner.principals.insert(k, &[])?;
+            copy.inner.principals.insert(k, &[]).storage()?;
         }
         self.principal_bytes = 0;
         Ok(())

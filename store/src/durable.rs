@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SledResult as _};
 use crate::store::lock;
 
 pub(crate) struct GroupCommit {
@@ -128,7 +128,7 @@ impl GroupCommit {
             // record (found by `tests/tests/power.rs`; the log was synced first before).
             let result = self
                 .sync_blobs(&before)
-                .and_then(|early| db.flush().map_err(Error::from).map(|_| early))
+                .and_then(|early| db.flush().storage().map(|_| early))
                 .and_then(|early| self.fsync(&early));
             let took = started.elapsed();
             st = lock(&self.state);

@@ -8,8 +8,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in sessdb.
 ///
 /// Variants name what is wrong (a path, a handle, a key, a limit) and keep the underlying error
-/// as their `source`. Error messages name sessions by their [`Handle`](crate::Handle), never by
-/// their id: an id is a bearer token and must not end up in a log.
+/// as their `source` (but for [`Error::Storage`], whose text holds its I/O error:
+/// [`StorageError::io_error`] gives it). Error messages name sessions by their
+/// [`Handle`](crate::Handle), never by their id: an id is a bearer token and must not end up in
+/// a log.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -94,10 +96,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// An error from the storage engine. Its `Corruption` means the database's files are
-    /// damaged (found after the open, which reports [`Error::Damaged`]).
-    #[error("{}", storage_message(.0))]
-    Storage(sled::Error),
+    /// An error of the storage engine after the open (the open reports its own as
+    /// [`Error::Damaged`], [`Error::Io`] or [`Error::Locked`]). Its text says what happened;
+    /// [`StorageError::is_corruption`] (the database's files are damaged: see
+    /// [`Error::is_damage`]) and [`StorageError::io_error`] (a failed read or write, a full
+    /// disk say) are what an application can act on.
+    #[error(transparent)]
+    Storage(StorageError),
     /// A stored record could not be decoded.
     #[error("session {handle}: stored record is undecodable: {reason}")]
     Corrupt {
@@ -321,27 +326,130 @@ impl Error {
     /// Whether this error means the database's files are damaged: [`Error::Damaged`] at open,
     /// or the storage engine's `Corruption` found later.
     pub fn is_damage(&self) -> bool {
-        matches!(
-            self,
-            Error::Damaged { .. } | Error::Storage(sled::Error::Corruption { .. })
-        )
+        match self {
+            Error::Damaged { .. } => true,
+            Error::Storage(e) => e.is_corruption(),
+            _ => false,
+        }
     }
 }
 
-/// The text of an I/O error from sled. sled hands out a copy of the error that failed its
-/// flush, made from the original's `Debug` form (`Os { code: 28, kind: StorageFull, message:
-/// "No space left on device" }`): such a copy reads as the original would.
-fn io_text(io: &std::io::Error) -> String {
-    let text = io.to_string();
-    let code = text
+/// An error of the storage engine, sled, whose own error type is kept out of sessdb's API (a
+/// new sled would otherwise be a breaking change of sessdb). Its text says what happened and,
+/// for an I/O error, how to recover; [`StorageError::is_corruption`] and
+/// [`StorageError::io_error`] are what an application can act on. Only sessdb makes one.
+///
+/// Its `source()` is `None`, and an I/O error under it is reached with
+/// [`StorageError::io_error`]: the text names the I/O error in the middle of its sentence
+/// (sessctl and applications' logs show it so), and a chain printer (anyhow's `{:#}`) would
+/// print it a second time as a source.
+#[derive(Debug)]
+pub struct StorageError {
+    /// sled's error; an I/O error in it as the system would have made it ([`original_io`]).
+    inner: sled::Error,
+}
+
+impl StorageError {
+    /// Wraps an error of sled's.
+    pub(crate) fn new(e: sled::Error) -> Self {
+        let inner = match e {
+            sled::Error::Io(io) => sled::Error::Io(original_io(io)),
+            e => e,
+        };
+        StorageError { inner }
+    }
+
+    /// Whether the storage engine found corrupted data in the database's files. Sessions read
+    /// from them cannot be trusted, and the error comes back: an application may move the
+    /// folder aside and start with an empty store (sessions are disposable), as for
+    /// [`Error::Damaged`] at the open; [`Error::is_damage`] answers for both.
+    pub fn is_corruption(&self) -> bool {
+        matches!(self.inner, sled::Error::Corruption { .. })
+    }
+
+    /// The I/O error that failed the storage engine's read or write of its files, if that is
+    /// what this is: its `kind()` says why (`StorageFull` for a full disk, `PermissionDenied`,
+    /// ...), and `raw_os_error()` its OS code (sled's copy of the error that failed its flush,
+    /// which has neither code nor the system's text, is given as the original). After a failed
+    /// write sled accepts no more writes from this process, and may fail reads: the
+    /// application must fix the cause, then open the database again (or restart).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match &self.inner {
+            sled::Error::Io(io) => Some(io),
+            _ => None,
+        }
+    }
+
+    /// The I/O error, taken out, if that is what this is; else the error as it was.
+    pub(crate) fn into_io(self) -> std::result::Result<std::io::Error, StorageError> {
+        match self.inner {
+            sled::Error::Io(io) => Ok(io),
+            inner => Err(StorageError { inner }),
+        }
+    }
+
+    /// A `Corruption`, for tests outside this crate (sessctl's), which cannot make sled find
+    /// one on demand.
+    #[doc(hidden)]
+    pub fn __corruption_for_tests() -> Self {
+        StorageError::new(sled::Error::Corruption { at: None, bt: () })
+    }
+
+    /// An I/O error, for tests outside this crate (sessctl's), which cannot make sled's write
+    /// fail on demand.
+    #[doc(hidden)]
+    pub fn __io_for_tests(io: std::io::Error) -> Self {
+        StorageError::new(sled::Error::Io(io))
+    }
+
+    /// An error that is neither corruption nor I/O, for tests outside this crate (sessctl's).
+    #[doc(hidden)]
+    pub fn __other_for_tests(what: &str) -> Self {
+        StorageError::new(sled::Error::Unsupported(what.to_owned()))
+    }
+}
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&storage_message(&self.inner))
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+/// A result of sled's, its error made sessdb's.
+pub(crate) trait SledResult<T> {
+    /// The result with its error as an [`Error::Storage`].
+    fn storage(self) -> Result<T>;
+}
+
+impl<T> SledResult<T> for std::result::Result<T, sled::Error> {
+    fn storage(self) -> Result<T> {
+        self.map_err(storage)
+    }
+}
+
+/// sled's error as sessdb's.
+pub(crate) fn storage(e: sled::Error) -> Error {
+    Error::Storage(StorageError::new(e))
+}
+
+/// An I/O error from sled as the system made it. sled hands out a copy of the error that
+/// failed its flush, made from the original's `Debug` form (`Os { code: 28, kind:
+/// StorageFull, message: "No space left on device" }`), which has no OS error code and reads
+/// as that form: the original is made again from the code in it.
+fn original_io(io: std::io::Error) -> std::io::Error {
+    if io.raw_os_error().is_some() {
+        return io;
+    }
+    let code = io
+        .to_string()
         .strip_prefix("Os { code: ")
         .and_then(|rest| rest.split(',').next())
         .and_then(|code| code.parse::<i32>().ok());
     match code {
-        Some(code) if io.raw_os_error().is_none() => {
-            std::io::Error::from_raw_os_error(code).to_string()
-        }
-        _ => text,
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => io,
     }
 }
 
@@ -371,15 +479,9 @@ fn storage_message(e: &sled::Error) -> String {
             "storage engine I/O error: {} (after a failed write sled accepts no more writes \
              from this process, and may fail reads: fix the cause, such as a full disk, then reopen the database or \
              restart the application)",
-            io_text(io)
+            io
         ),
         e => format!("storage engine error: {e}"),
-    }
-}
-
-impl From<sled::Error> for Error {
-    fn from(e: sled::Error) -> Self {
-        Error::Storage(e)
     }
 }
 
@@ -481,19 +583,86 @@ fn closing_quote(s: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{chain, redact, storage, Error};
+    use std::error::Error as _;
+    use std::io;
+
+    const FULL_DISK: &str = "storage engine I/O error: No space left on device (os error 28) \
+                             (after a failed write sled accepts no more writes from this \
+                             process, and may fail reads: fix the cause, such as a full disk, \
+                             then reopen the database or restart the application)";
 
     /// sled's text for an I/O error is its `Debug` form; ours says what it is and how to
-    /// recover from sled's refusal of every write after a failed one.
+    /// recover from sled's refusal of every write after a failed one. It is printed once in a
+    /// chain: the I/O error is reached by `io_error`, not as a source.
     #[test]
     fn a_storage_io_error_reads_as_one() {
-        let full = super::Error::Storage(sled::Error::Io(std::io::Error::from_raw_os_error(28)));
+        let full = storage(sled::Error::Io(io::Error::from_raw_os_error(28)));
+        assert_eq!(full.to_string(), FULL_DISK);
+        assert_eq!(chain(&full), FULL_DISK);
+        assert!(full.source().is_none());
+        assert!(!full.is_damage());
+        let Error::Storage(e) = &full else {
+            panic!("{full:?}")
+        };
+        assert!(e.source().is_none());
+        assert!(!e.is_corruption());
+        let io = e.io_error().expect("an I/O error");
+        assert_eq!(io.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(io.raw_os_error(), Some(28));
+    }
+
+    /// The copy sled hands out of the error that failed its flush (made from the original's
+    /// `Debug` form) reads, and answers, as the original.
+    #[test]
+    fn sleds_copy_of_an_io_error_is_the_original_again() {
+        let original = io::Error::from_raw_os_error(28);
+        let copy = io::Error::new(original.kind(), format!("{original:?}"));
+        let full = storage(sled::Error::Io(copy));
+        assert_eq!(full.to_string(), FULL_DISK);
+        let Error::Storage(e) = &full else {
+            panic!("{full:?}")
+        };
+        let io = e.io_error().expect("an I/O error");
         assert_eq!(
-            full.to_string(),
-            "storage engine I/O error: No space left on device (os error 28) (after a failed \
-             write sled accepts no more writes from this process, and may fail reads: fix the \
-             cause, such as a full disk, then reopen the database or restart the application)"
+            (io.kind(), io.raw_os_error()),
+            (io::ErrorKind::StorageFull, Some(28))
         );
+        // An error that only looks like one keeps its text.
+        let odd = storage(sled::Error::Io(io::Error::other("Os { code: x")));
+        assert!(odd
+            .to_string()
+            .starts_with("storage engine I/O error: Os { code: x ("));
+    }
+
+    /// sled's `Corruption` says nothing an operator can use; ours says the files are damaged.
+    #[test]
+    fn a_storage_corruption_is_damage() {
+        let damaged = storage(sled::Error::Corruption { at: None, bt: () });
+        assert_eq!(
+            damaged.to_string(),
+            "the database is damaged: the storage engine found corrupted data in its files"
+        );
+        assert!(damaged.is_damage());
+        assert!(damaged.source().is_none());
+        let Error::Storage(e) = &damaged else {
+            panic!("{damaged:?}")
+        };
+        assert!(e.is_corruption());
+        assert!(e.io_error().is_none());
+    }
+
+    #[test]
+    fn another_storage_error_keeps_sleds_text() {
+        let other = storage(sled::Error::Unsupported("no".into()));
+        assert_eq!(other.to_string(), "storage engine error: Unsupported: no");
+        assert!(other.source().is_none());
+        assert!(!other.is_damage());
+        let Error::Storage(e) = &other else {
+            panic!("{other:?}")
+        };
+        assert!(!e.is_corruption());
+        assert!(e.io_error().is_none());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use crate::admin::SessionInfo;
 use crate::clock::{duration_ms, from_ms, to_ms, MAX_TIME_MS};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SledResult as _};
 use crate::id::Handle;
 use crate::record::{decode_head, decode_parts, encode_parts, Head, Record, RECORD_FORMAT};
 use crate::session::{validate_metadata, validate_principal};
@@ -239,7 +239,7 @@ impl Exporter {
             if written >= budget {
                 return Ok(false);
             }
-            let (k, v) = item?;
+            let (k, v) = item.storage()?;
             self.after = Some(k.clone());
             let (Some(handle), Ok(record)) = (Handle::from_slice(&k), Record::decode(&v)) else {
                 self.report.undecodable += 1;
@@ -1104,13 +1104,14 @@ fn apply(
     let mut leaving = store
         .inner
         .sessions
-        .get(handle.as_bytes())?
+        .get(handle.as_bytes())
+        .storage()?
         .and_then(|c| decode_head(&c).ok())
         .and_then(|h| h.principal);
     let (_p, _k, current, current_head) = loop {
         let p = store.lock_principals(&[leaving.as_deref(), head.principal.as_deref()]);
         let k = store.lock_key(handle);
-        let current = store.inner.sessions.get(handle.as_bytes())?;
+        let current = store.inner.sessions.get(handle.as_bytes()).storage()?;
         let current_head = current.as_deref().and_then(|c| decode_head(c).ok());
         let now_leaving = current_head.as_ref().and_then(|h| h.principal.clone());
         if now_leaving == leaving {
@@ -1155,7 +1156,7 @@ fn apply(
                     }
                     None => {
                         // An undecodable record is replaced outright.
-                        store.inner.sessions.remove(handle.as_bytes())?;
+                        store.inner.sessions.remove(handle.as_bytes()).storage()?;
                         store.write_locked(handle, None, &mut head, data)?;
                     }
                 }

@@ -141,7 +141,7 @@ pub use check::{CheckReport, RepairReport, Undecodable};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compact::{CompactOptions, CompactReport};
 pub use config::{Builder, Durability, OnPrincipalLimit};
-pub use error::{Error, Result};
+pub use error::{Error, Result, StorageError};
 pub use export::{
     export_timestamp, validate_export, validate_export_as_of, BadLine, ExportReport, ImportOptions,
     ImportReport, OnConflict, EXPORT_FORMAT, EXPORT_VERSION, MAX_REPORTED_BAD_LINES,

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SledResult as _};
 use crate::id::SessionId;
 use crate::session::{validate_metadata, Session};
 use crate::store::{lock, Store};
@@ -379,7 +379,8 @@ impl Store {
                 let expired = self
                     .inner
                     .sessions
-                    .get(id.handle().as_bytes())?
+                    .get(id.handle().as_bytes())
+                    .storage()?
                     .and_then(|bytes| crate::record::decode_head(&bytes).ok())
                     .is_some_and(|head| head.is_expired(self.now()));
                 discard_half_made(session, name);

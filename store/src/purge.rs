@@ -12,7 +12,7 @@
 use std::sync::{mpsc, Weak};
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::error::{Result, SledResult as _};
 use crate::keys::{expiry_bucket_start, parse_expiry_key, EXPIRY_BUCKET_MS};
 use crate::record::decode_head;
 use crate::store::{Inner, Store};
@@ -45,7 +45,7 @@ impl Store {
         loop {
             let mut entries = Vec::with_capacity(BATCH);
             for item in inner.expiry.range(from.as_slice()..end.as_slice()).keys() {
-                let k = item?;
+                let k = item.storage()?;
                 if k.as_ref() == from.as_slice() {
                     continue;
                 }
@@ -59,14 +59,14 @@ impl Store {
 
             for k in &entries {
                 let Some((entry, handle)) = parse_expiry_key(k) else {
-                    inner.expiry.remove(k)?;
+                    inner.expiry.remove(k).storage()?;
                     continue;
                 };
                 // Under the key stripe, the record cannot change between the read and the
                 // removal: every writer of a record takes it.
                 let _g = self.lock_key(&handle);
-                let Some(bytes) = inner.sessions.get(handle.as_bytes())? else {
-                    inner.expiry.remove(k)?; // stale: its record is gone
+                let Some(bytes) = inner.sessions.get(handle.as_bytes()).storage()? else {
+                    inner.expiry.remove(k).storage()?; // stale: its record is gone
                     continue;
                 };
                 // Undecodable records are left for check/repair to report.
@@ -74,10 +74,10 @@ impl Store {
                     continue;
                 };
                 if head.expiry_entry() != entry {
-                    inner.expiry.remove(k)?; // stale: the record's entry is elsewhere
+                    inner.expiry.remove(k).storage()?; // stale: the record's entry is elsewhere
                 } else if head.is_expired(now) {
                     // The record first: a crash before its entries go leaves only stale entries.
-                    inner.sessions.remove(handle.as_bytes())?;
+                    inner.sessions.remove(handle.as_bytes()).storage()?;
                     self.remove_entries(&handle, entry, head.principal.as_deref())?;
                     // Counted one by one: an error later in the batch loses no count.
                     inner.counters.removed(1);
@@ -101,11 +101,11 @@ impl Store {
         let end = expiry_bucket_start(now.saturating_add(EXPIRY_BUCKET_MS));
         let mut count = 0;
         for item in self.inner.expiry.range(..end.as_slice()).keys() {
-            let k = item?;
+            let k = item.storage()?;
             let Some((entry, handle)) = parse_expiry_key(&k) else {
                 continue;
             };
-            if let Some(bytes) = self.inner.sessions.get(handle.as_bytes())? {
+            if let Some(bytes) = self.inner.sessions.get(handle.as_bytes()).storage()? {
                 if let Ok(head) = decode_head(&bytes) {
                     if head.is_expired(now) && head.expiry_entry() == entry {
                         count += 1;

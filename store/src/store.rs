@@ -25,7 +25,7 @@ use sled::{IVec, Transactional};
 use crate::clock::{add_ms, duration_ms};
 use crate::config::{Builder, Config, Durability, OnPrincipalLimit};
 use crate::durable::GroupCommit;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SledResult as _};
 use crate::id::{Handle, SessionId};
 use crate::keys::{expiry_key, principal_key, principal_prefix};
 use crate::record::{
@@ -617,7 +617,7 @@ impl Store {
     /// checked, not decoded.
     pub(crate) fn load_record(&self, handle: &Handle) -> Result<Option<(IVec, LazyRecord)>> {
         loop {
-            let Some(bytes) = self.inner.sessions.get(handle.as_bytes())? else {
+            let Some(bytes) = self.inner.sessions.get(handle.as_bytes()).storage()? else {
                 return Ok(None);
             };
             let Ok(record) = decode_lazy(&bytes) else {
@@ -648,7 +648,7 @@ impl Store {
     /// Why the record stored under `handle` is one [`Store::load`] cannot return although it
     /// is there: `Error::Corrupt` naming it; `None` if it decodes or is gone.
     pub(crate) fn undecodable(&self, handle: &Handle) -> Result<Option<Error>> {
-        let Some(bytes) = self.inner.sessions.get(handle.as_bytes())? else {
+        let Some(bytes) = self.inner.sessions.get(handle.as_bytes()).storage()? else {
             return Ok(None);
         };
         Ok(decode_lazy(&bytes).err().map(|e| e.for_record(handle)))
@@ -798,7 +798,7 @@ impl Store {
         if !id.may_be_named() {
             return Ok(false);
         }
-        let Some(bytes) = self.inner.sessions.get(handle.as_bytes())? else {
+        let Some(bytes) = self.inner.sessions.get(handle.as_bytes()).storage()? else {
             return Ok(false);
         };
         Ok(decode_head(&bytes).is_ok_and(|head| id.is_named(head.label.as_deref())))
@@ -892,7 +892,7 @@ impl Store {
                 .principals
                 .scan_prefix(principal_prefix(principal))
             {
-                let (k, _) = entry?;
+                let (k, _) = entry.storage()?;
                 let Some((of, handle)) = crate::keys::parse_principal_key(&k) else {
                     continue;
                 };
@@ -902,7 +902,7 @@ impl Store {
                 let _g = self.lock_key(&handle);
                 // Whether the record is this principal's, whether it is live, and whether it
                 // is the one to keep.
-                let owned = match self.inner.sessions.get(handle.as_bytes())? {
+                let owned = match self.inner.sessions.get(handle.as_bytes()).storage()? {
                     Some(bytes) => decode_head(&bytes)
                         .ok()
                         .filter(|h| h.principal.as_deref() == Some(principal))
@@ -921,7 +921,7 @@ impl Store {
                     }
                     // A stale entry (crash leftover): the record is gone or belongs elsewhere.
                     _ => {
-                        self.inner.principals.remove(&k)?;
+                        self.inner.principals.remove(&k).storage()?;
                     }
                 }
             }
@@ -939,7 +939,7 @@ impl Store {
         match &self.inner.group_commit {
             // A commit of its own: the blobs before sled's flush, as for a save.
             Some(gc) => gc.sync(&self.inner.db),
-            None => self.inner.db.flush().map(drop).map_err(Error::from),
+            None => self.inner.db.flush().map(drop).storage(),
         }
     }
 
@@ -1051,19 +1051,19 @@ impl Store {
         let pk_changed = old_pk != new_pk;
         // 1. New index entries first: a crash after this leaves only a stale entry.
         if exp_changed {
-            self.inner.expiry.insert(new_exp, &[])?;
+            self.inner.expiry.insert(new_exp, &[]).storage()?;
         }
         if pk_changed {
             if let Some(pk) = &new_pk {
-                self.inner.principals.insert(pk.as_slice(), &[])?;
+                self.inner.principals.insert(pk.as_slice(), &[]).storage()?;
             }
         }
         // 2. The record, if nobody wrote it since it was loaded.
-        let swapped = self.inner.sessions.compare_and_swap(
-            handle.as_bytes(),
-            old.map(|(b, _)| b),
-            Some(bytes.clone()),
-        )?;
+        let swapped = self
+            .inner
+            .sessions
+            .compare_and_swap(handle.as_bytes(), old.map(|(b, _)| b), Some(bytes.clone()))
+            .storage()?;
         if let Err(cas) = swapped {
             // Undo our new entries unless the record that won uses them too.
             let current = cas.current.as_deref().and_then(|b| decode_head(b).ok());
@@ -1073,7 +1073,7 @@ impl Store {
                     .map(|h| expiry_key(h.expiry_entry(), handle))
                     != Some(new_exp)
             {
-                self.inner.expiry.remove(new_exp)?;
+                self.inner.expiry.remove(new_exp).storage()?;
             }
             if pk_changed {
                 if let Some(pk) = &new_pk {
@@ -1081,7 +1081,7 @@ impl Store {
                         .as_ref()
                         .and_then(|h| h.principal.as_deref().map(|p| principal_key(p, handle)));
                     if current_pk.as_ref() != Some(pk) {
-                        self.inner.principals.remove(pk.as_slice())?;
+                        self.inner.principals.remove(pk.as_slice()).storage()?;
                     }
                 }
             }
@@ -1104,12 +1104,12 @@ impl Store {
         // 3. Old entries last.
         if exp_changed {
             if let Some(k) = old_exp {
-                self.inner.expiry.remove(k)?;
+                self.inner.expiry.remove(k).storage()?;
             }
         }
         if pk_changed {
             if let Some(k) = old_pk {
-                self.inner.principals.remove(k)?;
+                self.inner.principals.remove(k).storage()?;
             }
         }
         self.inner.counters.writes.fetch_add(1, Ordering::Relaxed);
@@ -1141,7 +1141,7 @@ impl Store {
     /// The record stored under `handle` and its lazy decode; `None` if there is none or it
     /// does not decode.
     pub(crate) fn stored_record(&self, handle: &Handle) -> Result<Option<(IVec, LazyRecord)>> {
-        let Some(current) = self.inner.sessions.get(handle.as_bytes())? else {
+        let Some(current) = self.inner.sessions.get(handle.as_bytes()).storage()? else {
             return Ok(None);
         };
         Ok(decode_lazy(&current).ok().map(|record| (current, record)))
@@ -1166,7 +1166,7 @@ impl Store {
         if !head.is_expired(self.now()) {
             return Ok(());
         }
-        match self.inner.sessions.get(handle.as_bytes())? {
+        match self.inner.sessions.get(handle.as_bytes()).storage()? {
             Some(current) if current != *loaded && touch_only => match decode_head(&current) {
                 Ok(head) if head.is_expired(self.now()) => Err(Error::NotFound {
                     handle: handle.to_string(),
@@ -1197,7 +1197,7 @@ impl Store {
 
     /// Removes the record under `handle` and its index entries. The caller holds the key lock.
     pub(crate) fn remove_locked(&self, handle: &Handle) -> Result<bool> {
-        let Some(bytes) = self.inner.sessions.remove(handle.as_bytes())? else {
+        let Some(bytes) = self.inner.sessions.remove(handle.as_bytes()).storage()? else {
             return Ok(false);
         };
         // An undecodable record is removed; its entries, if any, become stale and are cleaned by
@@ -1217,9 +1217,15 @@ impl Store {
         expiry_entry: u64,
         principal: Option<&str>,
     ) -> Result<()> {
-        self.inner.expiry.remove(expiry_key(expiry_entry, handle))?;
+        self.inner
+            .expiry
+            .remove(expiry_key(expiry_entry, handle))
+            .storage()?;
         if let Some(p) = principal {
-            self.inner.principals.remove(principal_key(p, handle))?;
+            self.inner
+                .principals
+                .remove(principal_key(p, handle))
+                .storage()?;
         }
         Ok(())
     }
@@ -1235,11 +1241,11 @@ impl Store {
         principal: Option<&str>,
     ) -> Result<bool> {
         let _g = self.lock_key(handle);
-        let swapped = self.inner.sessions.compare_and_swap(
-            handle.as_bytes(),
-            Some(bytes),
-            None as Option<IVec>,
-        )?;
+        let swapped = self
+            .inner
+            .sessions
+            .compare_and_swap(handle.as_bytes(), Some(bytes), None as Option<IVec>)
+            .storage()?;
         if swapped.is_ok() {
             self.remove_entries(handle, expiry_entry, principal)?;
             self.inner.counters.removals.fetch_add(1, Ordering::Relaxed);
@@ -1344,7 +1350,7 @@ impl Store {
                     expected: old_head.version,
                 }
             }),
-            Err(TransactionError::Storage(e)) => Err(Error::Storage(e)),
+            Err(TransactionError::Storage(e)) => Err(crate::error::storage(e)),
         }
     }
 
@@ -1363,14 +1369,14 @@ impl Store {
             .principals
             .scan_prefix(principal_prefix(principal))
         {
-            let (k, _) = entry?;
+            let (k, _) = entry.storage()?;
             let Some((of, other)) = crate::keys::parse_principal_key(&k) else {
                 continue;
             };
             if of != principal || &other == handle {
                 continue;
             }
-            if let Some(bytes) = self.inner.sessions.get(other.as_bytes())? {
+            if let Some(bytes) = self.inner.sessions.get(other.as_bytes()).storage()? {
                 if let Ok(h) = decode_head(&bytes) {
                     if h.principal.as_deref() == Some(principal) && !h.is_expired(now) {
                         live.push((h.last_access, other));
@@ -1440,15 +1446,18 @@ fn open_engine(path: &Path, config: &Config) -> Result<Engine> {
         detail,
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| open_trees(path, config))) {
-        Ok(Err(Error::Storage(sled::Error::Corruption { .. }))) => Err(damaged(
+        Ok(Err(Error::Storage(e))) if e.is_corruption() => Err(damaged(
             "the storage engine found corrupted data".to_string(),
         )),
         // sled writes at every open (its snapshot, the log's tail), so a read-only file system,
         // a folder without write permission or a full disk fails here: say which database.
-        Ok(Err(Error::Storage(sled::Error::Io(source)))) => Err(Error::Io {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Ok(Err(Error::Storage(e))) => match e.into_io() {
+            Ok(source) => Err(Error::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+            Err(e) => Err(Error::Storage(e)),
+        },
         Ok(opened) => opened,
         Err(panic) => Err(damaged(panicked(&*panic))),
     }
@@ -1484,8 +1493,8 @@ fn open_trees(path: &Path, config: &Config) -> Result<Engine> {
         Durability::Immediate => None,
     };
     let db = open_sled(path, config.cache_bytes, flush_every)?;
-    let meta = db.open_tree("meta")?;
-    let format = match meta.get("format")? {
+    let meta = db.open_tree("meta").storage()?;
+    let format = match meta.get("format").storage()? {
         Some(v) => {
             let found = <[u8; 4]>::try_from(v.as_ref())
                 .map(u32::from_be_bytes)
@@ -1500,23 +1509,25 @@ fn open_trees(path: &Path, config: &Config) -> Result<Engine> {
             if found < FORMAT_VERSION && !config.read_only {
                 // On disk before any record of the new format can be (see
                 // `FORMAT_VERSION`).
-                meta.insert("format", &FORMAT_VERSION.to_be_bytes())?;
-                db.flush()?;
+                meta.insert("format", &FORMAT_VERSION.to_be_bytes())
+                    .storage()?;
+                db.flush().storage()?;
                 FORMAT_VERSION
             } else {
                 found
             }
         }
         None if !config.read_only => {
-            meta.insert("format", &FORMAT_VERSION.to_be_bytes())?;
+            meta.insert("format", &FORMAT_VERSION.to_be_bytes())
+                .storage()?;
             FORMAT_VERSION
         }
         None => FORMAT_VERSION,
     };
     Ok(Engine {
-        sessions: db.open_tree("sessions")?,
-        expiry: db.open_tree("expiry")?,
-        principals: db.open_tree("principals")?,
+        sessions: db.open_tree("sessions").storage()?,
+        expiry: db.open_tree("expiry").storage()?,
+        principals: db.open_tree("principals").storage()?,
         db,
         format,
     })
@@ -1546,7 +1557,7 @@ fn open_sled(path: &Path, cache_bytes: u64, flush_every: Option<u64>) -> Result<
                 // leave that size in place as if sled had made the store with it.
                 let _ = fs::remove_file(path.join("conf"));
             }
-            Error::Storage(e)
+            crate::error::storage(e)
         };
         let opened = sled::Config::new()
             .path(path)

@@ -767,7 +767,7 @@ fn damage_each_copy(
             }
             Err(other) => panic!("offset {offset}: {other}"),
             Ok(store) => match sessdb::Admin::check(&store) {
-                Err(e @ Error::Storage(sled::Error::Corruption { .. })) => {
+                Err(Error::Storage(e)) if e.is_corruption() => {
                     assert_eq!(
                         e.to_string(),
                         "the database is damaged: the storage engine found corrupted data in \

@@ -607,7 +607,7 @@ impl From<&Error> for WireError {
                 }
             }
             // Found after the open, the error names no folder: [`WireError::of`] gives it.
-            Error::Storage(sled::Error::Corruption { .. }) => WireError::Damaged {
+            Error::Storage(e) if e.is_corruption() => WireError::Damaged {
                 path: Vec::new(),
                 detail: "the storage engine found corrupted data in its files".into(),
             },
@@ -909,7 +909,10 @@ mod tests {
     fn an_import_stopped_by_damage_crosses_as_damage() {
         let stopped = Error::ImportStopped {
             written: 7,
-            source: Box::new(Error::Storage(sled::Error::Corruption { at: None, bt: () })),
+            source: Box::new(crate::error::storage(sled::Error::Corruption {
+                at: None,
+                bt: (),
+            })),
         };
         let back =
             WireError::of(&stopped, Path::new("/db"), PROTOCOL_VERSION).into_error(Path::new("/s"));
@@ -1013,7 +1016,7 @@ mod tests {
                 "{e:?} came back as {back:?}"
             );
         }
-        let storage = Error::Storage(sled::Error::Unsupported("no".into()));
+        let storage = crate::error::storage(sled::Error::Unsupported("no".into()));
         match WireError::from(&storage).into_error(socket) {
             Error::Remote { message } => assert!(message.starts_with("storage engine error")),
             other => panic!("{other:?}"),
@@ -1058,7 +1061,7 @@ mod tests {
             path: database.into(),
             detail: "a sled panic".into(),
         };
-        let corruption = Error::Storage(sled::Error::Corruption { at: None, bt: () });
+        let corruption = crate::error::storage(sled::Error::Corruption { at: None, bt: () });
         for e in [&damaged, &corruption] {
             let wire: WireError =
                 decode(&postcard::to_allocvec(&WireError::of(e, database, 3)).unwrap())
