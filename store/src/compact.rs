@@ -206,9 +206,10 @@ impl Store {
         let place = self.compaction_place()?;
         // No other process opens the database from here to the end (`opening_gate`).
         let gate = compaction_gate(&place.dir, CLOSE_WAIT).map_err(|e| {
-            self.refusal(format!(
-                "it could not be held for the compaction ({e}); nothing was changed"
-            ))
+            self.failure(
+                "it could not be held for the compaction; nothing was changed",
+                e,
+            )
         })?;
         let mut report = self.copy_into_with(&place.new, options, &mut progress)?;
         if let Err(stopped) = self.go_on(progress(report.sessions + report.dropped_expired)) {
@@ -216,9 +217,10 @@ impl Store {
             return Err(stopped);
         }
         let path = self.inner.path.clone();
-        let refusal = |reason: String| Error::Compact {
+        let failure = |reason: &str, source: Option<io::Error>| Error::Compact {
             path: path.clone(),
-            reason,
+            reason: reason.to_owned(),
+            source,
         };
         // The original is closed before the swap, and the swap waits until sled has let go of
         // it, so that no background thread of sled's works on it any more: its cleaner
@@ -229,9 +231,10 @@ impl Store {
             Ok(held) => held,
             Err(e) => {
                 let _ = fs::remove_dir_all(&place.new);
-                return Err(refusal(format!(
-                    "its lock could not be kept through its close ({e}); nothing was changed"
-                )));
+                return Err(failure(
+                    "its lock could not be kept through its close; nothing was changed",
+                    Some(e),
+                ));
             }
         };
         drop(self);
@@ -247,9 +250,10 @@ impl Store {
             Ok(lock) => lock,
             Err(e) => {
                 let _ = fs::remove_dir_all(&place.new);
-                return Err(refusal(format!(
-                    "it was not closed after the copy ({e}); nothing was changed"
-                )));
+                return Err(failure(
+                    "it was not closed after the copy; nothing was changed",
+                    Some(e),
+                ));
             }
         };
         let swapped = place
@@ -266,12 +270,16 @@ impl Store {
                 } else {
                     ""
                 };
-                return Err(refusal(format!(
-                    "the copy could not be put in its place ({e}){mount}; nothing was changed"
-                )));
+                return Err(failure(
+                    &format!("the copy could not be put in its place{mount}; nothing was changed"),
+                    Some(e),
+                ));
             }
             Err(NotSwapped::Stuck(why)) => {
-                return Err(refusal(format!("the swap of the folders failed: {why}")));
+                return Err(failure(
+                    &format!("the swap of the folders failed: {why}"),
+                    None,
+                ));
             }
         };
         let (old, why) = place.put_away(&old_at, options.keep_old);
@@ -287,6 +295,16 @@ impl Store {
         Error::Compact {
             path: self.inner.path.clone(),
             reason,
+            source: None,
+        }
+    }
+
+    /// [`Store::refusal`] for a failure that `source` caused.
+    fn failure(&self, reason: &str, source: io::Error) -> Error {
+        Error::Compact {
+            path: self.inner.path.clone(),
+            reason: reason.to_owned(),
+            source: Some(source),
         }
     }
 
@@ -515,25 +533,29 @@ impl Store {
     /// takes no more (a full disk), is gone. A panic of the copy's sled is not damage of the
     /// database (the outer `unpanicked` says that of the original's panics).
     fn on_copy<T>(&self, dest: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let cause = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(Error::Io { source, .. })) => source.to_string(),
-            Ok(Err(Error::Storage(e))) => match e.into_io() {
-                Ok(source) => source.to_string(),
-                Err(other) => other.to_string(),
-            },
-            Ok(Err(Error::Damaged { detail, .. })) => detail,
-            Ok(Err(other)) => return Err(other),
-            Err(panic) => format!(
+        let failed = |cause: &str| {
+            format!(
+                "writing its copy in {} failed{cause}; the database is unchanged and the copy \
+                 removed (a copy takes about the size of a freshly written store)",
+                dest.display()
+            )
+        };
+        let because = |cause: &dyn std::fmt::Display| self.refusal(failed(&format!(" ({cause})")));
+        // An I/O error is the error's source, which a chain printer puts after the text.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(Error::Io { source, .. })) => Err(self.failure(&failed(""), source)),
+            Ok(Err(Error::Storage(e))) => Err(match e.into_io() {
+                Ok(source) => self.failure(&failed(""), source),
+                Err(other) => because(&other),
+            }),
+            Ok(Err(Error::Damaged { detail, .. })) => Err(because(&detail)),
+            Ok(Err(other)) => Err(other),
+            Err(panic) => Err(because(&format_args!(
                 "its storage engine panicked: {}",
                 crate::store::panicked(&*panic)
-            ),
-        };
-        Err(self.refusal(format!(
-            "writing its copy in {} failed ({cause}); the database is unchanged and the copy \
-             removed (a copy takes about the size of a freshly written store)",
-            dest.display()
-        )))
+            ))),
+        }
     }
 }
 
@@ -1382,9 +1404,72 @@ mod tests {
                     && err.to_string().ends_with("nothing was changed"),
                 "{err}"
             );
+            // The rename's error is the source, not in the text too.
+            let source = std::error::Error::source(&err)
+                .and_then(|s| s.downcast_ref::<io::Error>())
+                .map(ToString::to_string);
+            let expected = if two_renames {
+                "injected".to_string()
+            } else {
+                io::Error::from_raw_os_error(nix::libc::EBUSY).to_string()
+            };
+            assert_eq!(source.as_deref(), Some(expected.as_str()), "{err:?}");
+            assert!(!err.to_string().contains(&expected), "{err}");
             assert_eq!(f.beside(), ["sessions.sessdb"]);
             assert_eq!(records(&f.open()), before);
         }
+    }
+
+    /// A failed write of the copy keeps its I/O error (a denied folder, a full disk) as the
+    /// compaction error's source, where a chain printer finds it (sessctl's advice on a
+    /// denied folder) and prints it once, last; other failures say why in the text.
+    #[test]
+    fn a_failed_write_of_the_copy_keeps_its_io_error_as_the_source() {
+        let f = Fixture::new();
+        let store = f.open();
+        let dest = f.dir.path().join("copy");
+        let denied = || io::Error::from_raw_os_error(nix::libc::EACCES);
+        let failures: [Box<dyn FnOnce() -> Result<()>>; 2] = [
+            Box::new(|| {
+                Err(Error::Io {
+                    path: dest.clone(),
+                    source: denied(),
+                })
+            }),
+            Box::new(|| Err(crate::error::storage(sled::Error::Io(denied())))),
+        ];
+        for fail in failures {
+            let err = store.on_copy(&dest, fail).unwrap_err();
+            assert!(
+                matches!(&err, Error::Compact { source: Some(e), .. }
+                    if e.kind() == io::ErrorKind::PermissionDenied),
+                "{err:?}"
+            );
+            assert_eq!(
+                crate::error::chain(&err),
+                format!(
+                    "cannot compact {}: writing its copy in {} failed; the database is unchanged \
+                     and the copy removed (a copy takes about the size of a freshly written \
+                     store): Permission denied (os error 13)",
+                    f.path().display(),
+                    dest.display()
+                )
+            );
+        }
+        let err = store
+            .on_copy(&dest, || -> Result<()> {
+                Err(crate::error::storage(sled::Error::Unsupported("no".into())))
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Compact { source: None, .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains("failed (storage engine error: Unsupported: no); the database"),
+            "{err}"
+        );
     }
 
     #[test]

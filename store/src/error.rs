@@ -196,6 +196,11 @@ pub enum Error {
         path: PathBuf,
         /// Why, and what to do about it.
         reason: String,
+        /// The I/O error that made it fail, where one did (writing the copy, taking a lock,
+        /// the swap): its `kind()` says why (`PermissionDenied`, `StorageFull`, ...). Its text
+        /// is not in `reason`: a chain printer (anyhow's `{:#}`) puts it last.
+        #[source]
+        source: Option<std::io::Error>,
     },
     /// There is no database at the path because a compaction that renames twice (where the
     /// file system cannot exchange two folders) was cut between its two renames: the original
@@ -663,6 +668,26 @@ mod tests {
         };
         assert!(!e.is_corruption());
         assert!(e.io_error().is_none());
+    }
+
+    /// A compaction's I/O error is its source, printed once, after the text.
+    #[test]
+    fn a_compactions_io_error_is_its_source() {
+        let err = Error::Compact {
+            path: "/db".into(),
+            reason: "writing its copy in /copy failed; the database is unchanged".into(),
+            source: Some(io::Error::from_raw_os_error(13)),
+        };
+        assert_eq!(
+            chain(&err),
+            "cannot compact /db: writing its copy in /copy failed; the database is unchanged: \
+             Permission denied (os error 13)"
+        );
+        let source = err.source().and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(
+            source.map(io::Error::kind),
+            Some(io::ErrorKind::PermissionDenied)
+        );
     }
 
     #[test]
