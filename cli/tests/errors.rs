@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::{at_t0, expect, fixture, json_lines, on, open_raw_sled, run, sessctl};
+use common::{at_t0, expect, export_body, fixture, json_lines, on, open_raw_sled, run, sessctl};
 
 /// Every subcommand sessctl has, as its help lists them.
 const COMMANDS: [&str; 11] = [
@@ -424,6 +424,92 @@ fn a_database_folder_its_user_cannot_write_says_why_even_a_read_fails() {
             .as_str()
         )
     );
+}
+
+/// A compaction that may not write its copy fails as other permission errors do (exit 5), the
+/// system's error last in the chain (a failed write of the copy carries it as its source), and
+/// says where this user must be able to write; the database is unchanged.
+#[test]
+fn a_compaction_that_may_not_write_its_copy_says_where_it_must_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let parent = dir.path().join("parent");
+    fs::create_dir(&parent).expect("mkdir");
+    let db = fixture(&parent);
+    chown_nobody(&db);
+    let before = export_body(&db);
+    fs::set_permissions(&parent, fs::Permissions::from_mode(0o555)).expect("chmod");
+    let denied = format!(
+        "error: I/O error on {}.compact-new: Permission denied (os error 13); compaction writes \
+         its copy into a new folder beside the database's and swaps the two, so this user must \
+         be able to write in the folder that holds the database: run sessctl as a user who can, \
+         or copy the database with --into DIR into a folder this user can write\n",
+        db.display()
+    );
+    let out = run(unprivileged().arg("--db").arg(&db).arg("compact"));
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (5, "", denied.as_str())
+    );
+    // A folder for the copy that this user may not make.
+    let made = parent.join("new");
+    let out = run(unprivileged()
+        .arg("--db")
+        .arg(&db)
+        .args(["compact", "--into"])
+        .arg(&made));
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (
+            5,
+            "",
+            format!(
+                "error: I/O error on {}: Permission denied (os error 13); the copy is written \
+                 into {}, which this user must be able to write (or make): give --into a folder \
+                 this user can write\n",
+                made.display(),
+                made.display()
+            )
+            .as_str()
+        )
+    );
+    // An empty folder for the copy that this user may not write: the store's write of the
+    // copy fails, and its I/O error is the compaction error's source.
+    let into = parent.join("copy");
+    fs::set_permissions(&parent, fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::create_dir(&into).expect("mkdir");
+    fs::set_permissions(&into, fs::Permissions::from_mode(0o555)).expect("chmod");
+    let out = run(unprivileged()
+        .arg("--db")
+        .arg(&db)
+        .args(["compact", "--into"])
+        .arg(&into));
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (
+            5,
+            "",
+            format!(
+                "error: cannot compact {}: writing its copy in {} failed; the database is \
+                 unchanged and the copy removed (a copy takes about the size of a freshly \
+                 written store): Permission denied (os error 13); the copy is written into {}, \
+                 which this user must be able to write (or make): give --into a folder this \
+                 user can write\n",
+                db.display(),
+                into.display(),
+                into.display()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(fs::read_dir(&into).expect("read_dir").count(), 0);
+    let mut names: Vec<_> = fs::read_dir(&parent)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["copy", "fixture.sessdb"]);
+    assert_eq!(export_body(&db), before);
 }
 
 fn is_root() -> bool {

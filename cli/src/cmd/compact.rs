@@ -134,8 +134,31 @@ impl Compact {
         Ok(Exit::Success)
     }
 
+    /// Whether `err` is a permission error on the copy or its folder, rather than on the
+    /// database, whose own advice is the error's ([`crate::exit::hint`]): a failed write of the
+    /// copy carries its I/O error as its source, and a folder for the copy that cannot be made
+    /// is an I/O error on that folder (`--into`'s, or `<name>.compact-new` beside the
+    /// database).
+    fn copy_denied(&self, err: &anyhow::Error) -> bool {
+        let denied = |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+        let is_copy = |path: &Path| match &self.into {
+            Some(dest) => path == dest,
+            None => path
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().ends_with(".compact-new")),
+        };
+        match err.chain().find_map(|c| c.downcast_ref::<sessdb::Error>()) {
+            Some(sessdb::Error::Compact {
+                source: Some(source),
+                ..
+            }) => denied(source),
+            Some(sessdb::Error::Io { path, source }) => denied(source) && is_copy(path),
+            _ => false,
+        }
+    }
+
     /// Advice for an error compact ended with, ahead of the error's own: a damaged record
-    /// stops it.
+    /// stops it, and so does a folder for the copy this user may not write.
     pub fn hint(&self, err: &anyhow::Error) -> Option<String> {
         let corrupt = err.chain().any(|c| {
             matches!(
@@ -143,10 +166,28 @@ impl Compact {
                 Some(sessdb::Error::Corrupt { .. })
             )
         });
-        corrupt.then(|| {
-            "nothing was changed; `sessctl check` lists every damaged record, and `sessctl check \
-             --repair` removes them (their sessions cannot be loaded anyway); then compact again"
-                .to_string()
+        if corrupt {
+            return Some(
+                "nothing was changed; `sessctl check` lists every damaged record, and `sessctl \
+                 check --repair` removes them (their sessions cannot be loaded anyway); then \
+                 compact again"
+                    .to_string(),
+            );
+        }
+        if !self.copy_denied(err) {
+            return None;
+        }
+        Some(match &self.into {
+            Some(dest) => format!(
+                "the copy is written into {}, which this user must be able to write (or make): \
+                 give --into a folder this user can write",
+                dest.display()
+            ),
+            None => "compaction writes its copy into a new folder beside the database's and \
+                     swaps the two, so this user must be able to write in the folder that holds \
+                     the database: run sessctl as a user who can, or copy the database with \
+                     --into DIR into a folder this user can write"
+                .to_string(),
         })
     }
 }
