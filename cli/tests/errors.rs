@@ -491,8 +491,8 @@ fn a_compaction_that_may_not_write_its_copy_says_where_it_must_write() {
             "",
             format!(
                 "error: cannot compact {}: writing its copy in {} failed; the database is \
-                 unchanged and the copy removed (a copy takes about the size of a freshly \
-                 written store): Permission denied (os error 13); the copy is written into {}, \
+                 unchanged and the copy removed: Permission denied (os error 13); the copy is \
+                 written into {}, \
                  which this user must be able to write (or make): give --into a folder this \
                  user can write\n",
                 db.display(),
@@ -701,8 +701,8 @@ fn a_database_held_by_another_process_exits_3() {
 fn cut_export(sessions: &str) -> String {
     format!(
         "warning: the reader of stdout went away before the export ended: what it read is not a \
-         whole export but at most its first {sessions}; importing that would restore only \
-         those\n"
+         whole export but at most its first {sessions}, without the end line: an import refuses \
+         it as cut short (with --skip-bad, it restores only those)\n"
     )
 }
 

@@ -717,8 +717,8 @@ fn an_export_cut_off_by_the_application_says_it_is_not_whole() {
     assert!(
         out.stderr.contains(&format!(
             "warning: the export to stdout stopped part way: what was written is not a whole \
-             export but at most its first {sessions} session{plural}; importing that would \
-             restore only those\n"
+             export but at most its first {sessions} session{plural}, without the end line: an \
+             import refuses it as cut short (with --skip-bad, it restores only those)\n"
         )),
         "{}",
         out.stderr

@@ -557,8 +557,8 @@ fn export_out_a_named_pipe_whose_reader_goes_away_says_so() {
         stderr,
         format!(
             "warning: the reader of {} went away before the export ended: what it read is not a \
-             whole export but at most its first {sessions} sessions; importing that would \
-             restore only those\n",
+             whole export but at most its first {sessions} sessions, without the end line: an \
+             import refuses it as cut short (with --skip-bad, it restores only those)\n",
             fifo.display()
         )
     );

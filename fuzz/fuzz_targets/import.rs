@@ -1,5 +1,5 @@
-//! Import lines: arbitrary bytes, alone and after a valid export header, through a dry-run
-//! import. Bad input must be reported, never panic.
+//! Import lines: arbitrary bytes, alone and after a valid export header of each version,
+//! through a dry-run import. Bad input must be reported, never panic.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -25,12 +25,18 @@ fuzz_target!(|data: &[u8]| {
     };
     let store = store();
     let _ = store.import(&mut &data[..], &options);
-    let mut input =
-        br#"{"format":"sessdb-export","version":1,"exported_at":"2026-01-01T00:00:00Z"}"#.to_vec();
-    input.push(b'\n');
-    input.extend_from_slice(data);
-    let report = store
-        .import(&mut input.as_slice(), &options)
-        .expect("import from memory");
-    assert!(!report.written);
+    // After a header of each version: version 2's end line, missing, miscounted or followed
+    // by more, is checked; version 1 has none.
+    for version in [1, 2] {
+        let mut input = format!(
+            r#"{{"format":"sessdb-export","version":{version},"exported_at":"2026-01-01T00:00:00Z"}}"#
+        )
+        .into_bytes();
+        input.push(b'\n');
+        input.extend_from_slice(data);
+        let report = store
+            .import(&mut input.as_slice(), &options)
+            .expect("import from memory");
+        assert!(!report.written);
+    }
 });

@@ -533,20 +533,31 @@ impl Store {
     /// takes no more (a full disk), is gone. A panic of the copy's sled is not damage of the
     /// database (the outer `unpanicked` says that of the original's panics).
     fn on_copy<T>(&self, dest: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let failed = |cause: &str| {
+        let failed = |cause: &str, denied: bool| {
             format!(
                 "writing its copy in {} failed{cause}; the database is unchanged and the copy \
-                 removed (a copy takes about the size of a freshly written store)",
-                dest.display()
+                 removed{}",
+                dest.display(),
+                // Where the cause may be space, how much it takes.
+                if denied {
+                    ""
+                } else {
+                    " (a copy takes about the size of a freshly written store)"
+                }
             )
         };
-        let because = |cause: &dyn std::fmt::Display| self.refusal(failed(&format!(" ({cause})")));
+        let because =
+            |cause: &dyn std::fmt::Display| self.refusal(failed(&format!(" ({cause})"), false));
         // An I/O error is the error's source, which a chain printer puts after the text.
+        let io = |source: std::io::Error| {
+            let denied = source.kind() == std::io::ErrorKind::PermissionDenied;
+            self.failure(&failed("", denied), source)
+        };
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(Error::Io { source, .. })) => Err(self.failure(&failed(""), source)),
+            Ok(Err(Error::Io { source, .. })) => Err(io(source)),
             Ok(Err(Error::Storage(e))) => Err(match e.into_io() {
-                Ok(source) => self.failure(&failed(""), source),
+                Ok(source) => io(source),
                 Err(other) => because(&other),
             }),
             Ok(Err(Error::Damaged { detail, .. })) => Err(because(&detail)),

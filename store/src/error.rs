@@ -342,7 +342,8 @@ impl Error {
 /// An error of the storage engine, sled, whose own error type is kept out of sessdb's API (a
 /// new sled would otherwise be a breaking change of sessdb). Its text says what happened and,
 /// for an I/O error, how to recover; [`StorageError::is_corruption`] and
-/// [`StorageError::io_error`] are what an application can act on. Only sessdb makes one.
+/// [`StorageError::io_error`] are what an application can act on. Only sessdb makes one (its hidden `__*_for_tests`
+/// constructors serve sessctl's tests, and are no part of the API).
 ///
 /// Its `source()` is `None`, and an I/O error under it is reached with
 /// [`StorageError::io_error`]: the text names the I/O error in the middle of its sentence

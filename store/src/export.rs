@@ -816,9 +816,14 @@ fn read_export(
             continue;
         }
         if let Some(end) = end_at {
-            report.reject(bad(format!(
-                "after the export's end line (line {end}), where an export ends"
-            )));
+            report.reject(bad(if parse_header(text).is_ok() {
+                format!(
+                    "a second export starts here, after the first one's end line (line {end}): \
+                     import each export on its own"
+                )
+            } else {
+                format!("after the export's end line (line {end}), where an export ends")
+            }));
             continue;
         }
         match parse_line(limit, text) {
@@ -835,16 +840,26 @@ fn read_export(
             Err(reason) => match parse_end(text) {
                 None => {
                     session_lines += 1;
-                    report.reject(bad(reason));
+                    report.reject(bad(if parse_header(text).is_ok() {
+                        "a second export starts here (its header), before the first one's end \
+                         line: the first was cut short; import each export on its own"
+                            .into()
+                    } else {
+                        reason
+                    }));
                 }
                 Some(end) => {
                     end_at = Some(n);
                     match end {
                         Ok(sessions) if sessions == session_lines => {}
                         Ok(sessions) => report.reject(bad(format!(
-                            "the end line counts {} but {session_lines} came before it: \
-                             lines were lost or added since the export",
+                            "the end line counts {} but {session_lines} came before it: {}",
                             plural(sessions, "session line"),
+                            if session_lines < sessions {
+                                "lines were lost since the export (cut out, or filtered)"
+                            } else {
+                                "lines were added since the export"
+                            }
                         ))),
                         Err(reason) => report.reject(bad(reason)),
                     }
@@ -887,8 +902,16 @@ fn plural(n: u64, noun: &str) -> String {
 /// The session count of an end line; `None` for a line that is not one (it has no `end`
 /// field), and an error for one that is, but malformed or of another format.
 fn parse_end(text: &str) -> Option<Result<u64, String>> {
-    let fields = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text).ok()?;
-    if !fields.contains_key("end") {
+    let is_end = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) {
+        Ok(fields) => fields.contains_key("end"),
+        // Not JSON (an end line cut short, a count out of range): what it starts with says
+        // what it was meant to be.
+        Err(_) => text
+            .trim_start()
+            .strip_prefix('{')
+            .is_some_and(|rest| rest.trim_start().starts_with("\"end\"")),
+    };
+    if !is_end {
         return None;
     }
     Some(
@@ -1311,8 +1334,8 @@ mod tests {
             reasons(&lost),
             [(
                 4,
-                "the end line counts 3 session lines but 2 came before it: lines were lost or \
-                 added since the export"
+                "the end line counts 3 session lines but 2 came before it: lines were lost since \
+                 the export (cut out, or filtered)"
                     .to_string()
             )]
         );
@@ -1323,9 +1346,43 @@ mod tests {
         let twice: Vec<&[u8]> = lines.iter().chain(&lines).map(Vec::as_slice).collect();
         let after = reasons(&input(&twice));
         assert_eq!(after.len(), 5, "{after:?}");
-        assert!(after
+        assert_eq!(
+            after[0],
+            (
+                6,
+                "a second export starts here, after the first one's end line (line 5): import \
+                 each export on its own"
+                    .to_string()
+            )
+        );
+        assert!(after[1..]
             .iter()
             .all(|(_, r)| r == "after the export's end line (line 5), where an export ends"));
+        // A cut export followed by another: the second header is named as one.
+        let cut_then_whole: Vec<&[u8]> =
+            lines[..2].iter().chain(&lines).map(Vec::as_slice).collect();
+        let found = reasons(&input(&cut_then_whole));
+        assert_eq!(found[0].0, 3, "{found:?}");
+        assert!(
+            found[0]
+                .1
+                .starts_with("a second export starts here (its header), before the first"),
+            "{found:?}"
+        );
+        // A line added: the count says so.
+        let added = input(&[
+            header,
+            &sessions[0],
+            &sessions[1],
+            &sessions[2],
+            &sessions[2],
+            end,
+        ]);
+        let found = reasons(&added);
+        assert_eq!(found.last().map(|r| r.0), Some(6), "{found:?}");
+        assert!(found
+            .last()
+            .is_some_and(|r| r.1.ends_with("lines were added since the export")));
         // End lines that are not this export's.
         for (line, reason) in [
             (
@@ -1340,6 +1397,16 @@ mod tests {
             (
                 r#"{"end":"sessdb-export","sessions":3,"more":1}"#,
                 "not an export's end line: unknown field `more`",
+            ),
+            // Cut short before its last bytes, or with a count no number holds: still an end
+            // line, and no session line's complaint.
+            (
+                r#"{"end":"sessdb-export","sessions":3"#,
+                "not an export's end line: truncated: EOF while parsing an object",
+            ),
+            (
+                r#"{ "end":"sessdb-export","sessions":1e400}"#,
+                "not an export's end line: number out of range",
             ),
         ] {
             let found = reasons(&input(&[

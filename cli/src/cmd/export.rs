@@ -307,8 +307,8 @@ fn export_counted(
             let _ = writeln!(
                 err,
                 "warning: the reader of {shown} went away before the export ended: what it \
-                 read is not a whole export but at most its first {}; importing that would \
-                 restore only those",
+                 read is not a whole export but at most its first {}, without the end line: an \
+                 import refuses it as cut short (with --skip-bad, it restores only those)",
                 plural(lines.saturating_sub(1), "session")
             );
         } else if lines > 0 {
@@ -324,8 +324,8 @@ fn export_counted(
             let _ = writeln!(
                 err,
                 "warning: the export to {shown} stopped part way: what was written is not a \
-                 whole export but at most its first {}; importing that would restore only \
-                 those{}",
+                 whole export but at most its first {}, without the end line: an import \
+                 refuses it as cut short (with --skip-bad, it restores only those){}",
                 plural(lines.saturating_sub(1), "session"),
                 if stalled {
                     format!(

@@ -221,6 +221,19 @@ impl Import {
             } else {
                 "nothing was imported"
             };
+            if let Some((version, reads)) = report.bad.first().and_then(|b| older_reader(&b.reason))
+            {
+                // An application built before this export version read the header, through
+                // its admin socket: the file is good, the application older.
+                return Err(Failure::BadData(format!(
+                    "{} is an export of version {version}, and the sessdb that read it (the \
+                     application behind the admin socket) reads exports up to version \
+                     {reads}, so {nothing}: upgrade the application, or make a version \
+                     {reads} export of the file (README, \"Upgrades\")",
+                    self.input.name()
+                ))
+                .into());
+            }
             return Err(Failure::BadData(format!(
                 "{} does not start with a sessdb export header that this sessctl reads, so \
                  {nothing}: an export's first line is \
@@ -243,6 +256,19 @@ impl Import {
             .into(),
         )
     }
+}
+
+/// The version of an export whose header its reader refused as newer, and the version that
+/// reader reads up to, when it reads less than this sessctl does: an older sessdb, in the
+/// application behind an admin socket (whose message is `export version N is newer than this
+/// sessdb reads (M)`).
+fn older_reader(reason: &str) -> Option<(u32, u32)> {
+    let (version, reads) = reason
+        .strip_prefix("export version ")?
+        .split_once(" is newer than this sessdb reads (")?;
+    let reads = reads.strip_suffix(')')?.parse::<u32>().ok()?;
+    let version = version.parse::<u32>().ok()?;
+    (reads < EXPORT_VERSION).then_some((version, reads))
 }
 
 impl Input {
@@ -460,6 +486,30 @@ fn expired_note(r: &ImportReport, dry_run: bool) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An application built before export version 2 refuses this sessctl's export with its
+    /// own text (that of `116851d`'s `parse_header`): it is told apart from a file that is
+    /// newer than this sessctl reads, or not an export at all.
+    #[test]
+    fn an_older_application_refusing_the_header_is_told_apart() {
+        assert_eq!(
+            older_reader("export version 2 is newer than this sessdb reads (1)"),
+            Some((2, 1))
+        );
+        let newer = format!(
+            "export version {} is newer than this sessdb reads ({EXPORT_VERSION})",
+            EXPORT_VERSION + 1
+        );
+        assert_eq!(older_reader(&newer), None);
+        assert_eq!(
+            older_reader("not a sessdb export header: expected value at column 1"),
+            None
+        );
+        assert_eq!(
+            older_reader("export version x is newer than this sessdb reads (1)"),
+            None
+        );
+    }
 
     /// A new database an import stopped part way keeps what it wrote (its error says they
     /// stay, and a rerun finishes it); one that failed before writing, or rejected its file,
