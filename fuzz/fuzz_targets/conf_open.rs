@@ -38,8 +38,15 @@ fn template() -> &'static (tempfile::TempDir, PathBuf) {
                     s.set_user_agent(Some("curl/8")).unwrap();
                     s.insert("f", &1.5f64).unwrap();
                     s.insert("l", &vec![vec![1u8, 2], vec![3]]).unwrap();
-                    s.insert_value("b", sessdb::Value::Bytes(vec![0, 255])).unwrap();
-                    s.insert_value("m", sessdb::Value::Map([("k".to_string(), sessdb::Value::Float(f64::NAN))].into())).unwrap();
+                    s.insert_value("b", sessdb::Value::Bytes(vec![0, 255]))
+                        .unwrap();
+                    s.insert_value(
+                        "m",
+                        sessdb::Value::Map(
+                            [("k".to_string(), sessdb::Value::Float(f64::NAN))].into(),
+                        ),
+                    )
+                    .unwrap();
                     s.set_idle_timeout(std::time::Duration::MAX);
                 }
                 s.save().unwrap();
@@ -68,7 +75,10 @@ fn template() -> &'static (tempfile::TempDir, PathBuf) {
         if std::env::var_os("PROBE").is_some() {
             let conf = std::fs::read(db.join("conf")).unwrap();
             let log = std::fs::metadata(db.join("db")).unwrap().len();
-            eprintln!("PROBE template conf {:?}, log {log} bytes", String::from_utf8_lossy(&conf[..conf.len() - 4]));
+            eprintln!(
+                "PROBE template conf {:?}, log {log} bytes",
+                String::from_utf8_lossy(&conf[..conf.len() - 4])
+            );
         }
         (dir, db)
     })
@@ -102,7 +112,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = store.check();
         let _ = store.export(&mut std::io::sink(), true);
         if std::env::var_os("PROBE").is_some() {
-            eprintln!("PROBE check clean: {:?}", store.check().map(|r| r.is_clean()));
+            eprintln!(
+                "PROBE check clean: {:?}",
+                store.check().map(|r| r.is_clean())
+            );
             drop(store);
             std::fs::copy(template.join("conf"), db.join("conf")).unwrap();
             let again = Store::open(&db).map(|s| s.stats().map(|s| s.live));

@@ -61,7 +61,10 @@ fuzz_target!(|data: &[u8]| {
     let mode = data[0];
     let at = u64::from(u32::from_le_bytes([data[1], data[2], data[3], 0])) % (*len).max(1);
     {
-        let mut log = std::fs::OpenOptions::new().write(true).open(db.join("db")).unwrap();
+        let mut log = std::fs::OpenOptions::new()
+            .write(true)
+            .open(db.join("db"))
+            .unwrap();
         log.seek(SeekFrom::Start(at)).unwrap();
         log.write_all(&data[4..]).unwrap();
         if mode & 2 != 0 {

@@ -34,7 +34,11 @@ fuzz_target!(|data: &[u8]| {
         "--db".into(),
         "/nonexistent/sessctl-fuzz/db".into(),
     ];
-    args.extend(shape.iter().map(|a| OsString::from(if *a == "@" { text } else { a })));
+    args.extend(
+        shape
+            .iter()
+            .map(|a| OsString::from(if *a == "@" { text } else { a })),
+    );
     if let Ok(args) = sessctl::Args::parse_from_os(args) {
         let _ = sessctl::run(args);
     }

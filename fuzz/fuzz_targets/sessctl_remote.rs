@@ -35,7 +35,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let script = fake_server::script(op, rest);
     fake_server::with_fake(script, |socket| {
-        let mut args: Vec<OsString> = vec!["sessctl".into(), "--quiet".into(), "--timeout".into(), "5".into()];
+        let mut args: Vec<OsString> = vec![
+            "sessctl".into(),
+            "--quiet".into(),
+            "--timeout".into(),
+            "5".into(),
+        ];
         args.push("--socket".into());
         args.push(socket.into());
         args.extend(COMMANDS[(op & 15) as usize].iter().map(OsString::from));

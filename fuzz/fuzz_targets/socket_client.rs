@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
         match op & 15 {
             0 => drop(admin.stats().map(|s| format!("{s:?}"))),
             1 => drop(admin.list(&ListQuery::default()).map(|p| format!("{p:?}"))),
-            2 => drop(admin.show(&Target::Handle(handle)).map(|p| format!("{p:?}"))),
+            2 => drop(
+                admin
+                    .show(&Target::Handle(handle))
+                    .map(|p| format!("{p:?}")),
+            ),
             3 => drop(admin.invalidate(&Target::Handle(handle))),
             4 => drop(admin.invalidate_principal("alice")),
             5 => drop(admin.purge(&mut |_| {})),
@@ -48,8 +52,11 @@ fuzz_target!(|data: &[u8]| {
                     })
                     .map(|p| format!("{p:?}")),
             ),
-            _ => drop(format!("{:?} {}", admin.database_path(), admin.server_pid())),
+            _ => drop(format!(
+                "{:?} {}",
+                admin.database_path(),
+                admin.server_pid()
+            )),
         }
     });
 });
-

@@ -71,7 +71,11 @@ pub fn bytes_for(data: &[u8]) -> Vec<u8> {
         // Well-formed frames: a length byte and that many bytes each (255: the rest).
         let mut rest = rest;
         while let Some((&n, tail)) = rest.split_first() {
-            let n = if n == 255 { tail.len() } else { (n as usize).min(tail.len()) };
+            let n = if n == 255 {
+                tail.len()
+            } else {
+                (n as usize).min(tail.len())
+            };
             out.extend(frame(&tail[..n]));
             rest = &tail[n..];
         }
@@ -85,8 +89,10 @@ fuzz_target!(|data: &[u8]| {
     let fx = fixture();
     let bytes = bytes_for(data);
     let mut conn = UnixStream::connect(&fx.socket).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    conn.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    conn.set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     // The server may close early (a protocol error): a failed write is fine.
     let _ = conn.write_all(&bytes);
     let _ = conn.shutdown(Shutdown::Write);
@@ -102,7 +108,10 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                panic!("the server did not close the connection in {:?}", started.elapsed())
+                panic!(
+                    "the server did not close the connection in {:?}",
+                    started.elapsed()
+                )
             }
             Err(_) => break, // reset
         }

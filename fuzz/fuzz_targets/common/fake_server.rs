@@ -25,7 +25,11 @@ fn frame(body: &[u8]) -> Vec<u8> {
 fn frames(mut rest: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some((&n, tail)) = rest.split_first() {
-        let n = if n == 255 { tail.len() } else { (n as usize).min(tail.len()) };
+        let n = if n == 255 {
+            tail.len()
+        } else {
+            (n as usize).min(tail.len())
+        };
         out.extend(frame(&tail[..n]));
         rest = &tail[n..];
     }
@@ -50,7 +54,11 @@ pub fn script(op: u8, rest: &[u8]) -> Script {
             None => (Vec::new(), rest),
         }
     };
-    let answer = if op & 128 != 0 { frames(rest) } else { rest.to_vec() };
+    let answer = if op & 128 != 0 {
+        frames(rest)
+    } else {
+        rest.to_vec()
+    };
     Script { welcome, answer }
 }
 
@@ -66,7 +74,8 @@ fn read_frame(s: &mut UnixStream) -> bool {
 
 fn dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir")).path()
+    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir"))
+        .path()
 }
 
 fn serve_one(mut s: UnixStream, script: &Script) {
