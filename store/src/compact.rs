@@ -1439,33 +1439,50 @@ mod tests {
         let f = Fixture::new();
         let store = f.open();
         let dest = f.dir.path().join("copy");
-        let denied = || io::Error::from_raw_os_error(nix::libc::EACCES);
-        let failures: [Box<dyn FnOnce() -> Result<()>>; 2] = [
-            Box::new(|| {
-                Err(Error::Io {
-                    path: dest.clone(),
-                    source: denied(),
-                })
-            }),
-            Box::new(|| Err(crate::error::storage(sled::Error::Io(denied())))),
-        ];
-        for fail in failures {
-            let err = store.on_copy(&dest, fail).unwrap_err();
-            assert!(
-                matches!(&err, Error::Compact { source: Some(e), .. }
-                    if e.kind() == io::ErrorKind::PermissionDenied),
-                "{err:?}"
-            );
-            assert_eq!(
-                crate::error::chain(&err),
-                format!(
-                    "cannot compact {}: writing its copy in {} failed; the database is unchanged \
-                     and the copy removed (a copy takes about the size of a freshly written \
-                     store): Permission denied (os error 13)",
-                    f.path().display(),
-                    dest.display()
-                )
-            );
+        // The note on the space a copy takes is for the errors space may cause, not a denial.
+        for (code, kind, note, text) in [
+            (
+                nix::libc::EACCES,
+                io::ErrorKind::PermissionDenied,
+                "",
+                "Permission denied (os error 13)",
+            ),
+            (
+                nix::libc::ENOSPC,
+                io::ErrorKind::StorageFull,
+                " (a copy takes about the size of a freshly written store)",
+                "No space left on device (os error 28)",
+            ),
+        ] {
+            let failures: [Box<dyn FnOnce() -> Result<()>>; 2] = [
+                Box::new(|| {
+                    Err(Error::Io {
+                        path: dest.clone(),
+                        source: io::Error::from_raw_os_error(code),
+                    })
+                }),
+                Box::new(move || {
+                    Err(crate::error::storage(sled::Error::Io(
+                        io::Error::from_raw_os_error(code),
+                    )))
+                }),
+            ];
+            for fail in failures {
+                let err = store.on_copy(&dest, fail).unwrap_err();
+                assert!(
+                    matches!(&err, Error::Compact { source: Some(e), .. } if e.kind() == kind),
+                    "{err:?}"
+                );
+                assert_eq!(
+                    crate::error::chain(&err),
+                    format!(
+                        "cannot compact {}: writing its copy in {} failed; the database is \
+                         unchanged and the copy removed{note}: {text}",
+                        f.path().display(),
+                        dest.display()
+                    )
+                );
+            }
         }
         let err = store
             .on_copy(&dest, || -> Result<()> {

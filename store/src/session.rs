@@ -770,13 +770,18 @@ impl Session {
                 .store
                 .rotate(&self.handle, (&old.0, &old.1), &new_handle, &next, encoded)
             {
-                // As for `save`: a session that expired after it was loaded is not brought
-                // back by going on top of a touch, but one another request touched while it
-                // was live is not expired: the retry's own check (`Store::refuse_expired`, of
-                // the touched record) tells the two apart.
+                // As for `save`: a rotation goes on top of another request's touch that left
+                // the session live, and one that has expired since, touch and all, is the
+                // conflict it is for `save` (`Store::refuse_expired`: another writer changed
+                // the record; a retry's load finds it gone). Going on top of it would end in
+                // `NotFound` where the same race ends a change in `Conflict`.
                 Err(conflict @ Error::Conflict { .. }) if tries < 3 => {
                     tries += 1;
-                    let Some((current, record)) = self.store.touched_since(&self.handle, loaded)?
+                    let now = self.store.now();
+                    let Some((current, record)) = self
+                        .store
+                        .touched_since(&self.handle, loaded)?
+                        .filter(|(_, record)| !record.head.is_expired(now))
                     else {
                         return Err(conflict);
                     };
