@@ -1290,3 +1290,28 @@ fn a_change_past_the_loaded_deadline_goes_on_top_of_a_live_touch() {
     )
     .unwrap();
 }
+
+/// A login through a handle loaded before the deadline, after another handle's touch whose
+/// deadline has passed too: `Conflict`, as a change through it gets, not `NotFound` (the
+/// store's rotation went on top of the expired touch; found by a random seed of the limited
+/// configuration).
+#[test]
+fn a_login_over_a_touch_that_expired_too_is_a_conflict() {
+    use Op::*;
+    run(
+        &[
+            Create {
+                principal: None,
+                key: K::A,
+                val: 0,
+            },
+            Load { session: 0 },
+            Advance { secs: 61 },
+            Save { handle: 14 },
+            Advance { secs: 1_801 },
+            CycleId { handle: 253 },
+        ],
+        Some((2, OnPrincipalLimit::EvictOldest)),
+    )
+    .unwrap();
+}
