@@ -577,6 +577,35 @@ fn validate_export_reports_what_a_dry_run_into_a_new_store_does() {
     }
 }
 
+/// `validate_export_as_of` judges expiry at the time it is given, as a dry run into a new store
+/// whose clock reads that time does: checked as of two seconds after the export, the four
+/// sessions with an idle timeout of 1.5 s count as expired. `sessctl import --dry-run` where
+/// there is no database yet (with `--as-of` or now) tells its user from this how many of a
+/// backup's sessions would be restored already ended.
+#[test]
+fn validate_export_as_of_counts_the_sessions_expired_by_then() {
+    let a = fixture();
+    populate(&a.store);
+    let text = export(&a.store, true);
+    let opts = ImportOptions {
+        dry_run: true,
+        ..ImportOptions::default()
+    };
+    for (later, expired) in [(0, 0), (2, 4)] {
+        let empty = fixture();
+        empty.advance(later);
+        let dry_run = empty
+            .store
+            .import(&mut Io::new(text.as_bytes()), &opts)
+            .unwrap();
+        let at = time::OffsetDateTime::from_unix_timestamp(empty.clock_ms() / 1000).unwrap();
+        let alone =
+            sessdb::validate_export_as_of(&mut Io::new(text.as_bytes()), &opts, at).unwrap();
+        assert_eq!((alone.imported, alone.expired), (20, expired), "{alone:?}");
+        assert_eq!(alone, dry_run, "{later} s later");
+    }
+}
+
 /// The session that grows most into JSON, a list of empty byte strings (2 bytes stored,
 /// `{"$base64":""},` exported: 7.5 times), at the size limit, exports and imports back: a
 /// backup restores every session the store took.
