@@ -1583,4 +1583,60 @@ mod tests {
             1
         );
     }
+
+    /// An input that counts, each time it is read, the files open in `dir`.
+    struct Watched<'a> {
+        rest: &'a [u8],
+        dir: &'a std::path::Path,
+        open: Vec<usize>,
+    }
+
+    impl std::io::Read for Watched<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            std::io::Read::read(&mut self.rest, buf)
+        }
+    }
+
+    impl std::io::BufRead for Watched<'_> {
+        fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+            let open = std::fs::read_dir("/proc/self/fd")?
+                .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                .filter(|file| file.starts_with(self.dir))
+                .count();
+            self.open.push(open);
+            Ok(self.rest)
+        }
+
+        fn consume(&mut self, n: usize) {
+            self.rest = &self.rest[n..];
+        }
+    }
+
+    /// Without `skip_bad`, the temporary file of the sessions kept before a bad line is let go
+    /// at the next line, not once the input ends: it does not take room in the database's
+    /// folder while the rest of the input, a large file or one streamed slowly through the
+    /// admin socket, is read and checked for nothing to be written.
+    #[test]
+    fn the_sessions_kept_before_a_bad_line_are_let_go_before_the_input_ends() {
+        let lines = export();
+        let text = whole(&[&lines[0], &lines[1], b"{}", &lines[2], &lines[3]]);
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new(dir.path(), LIMIT);
+        let mut input = Watched {
+            rest: &text,
+            dir: dir.path(),
+            open: Vec::new(),
+        };
+        let report = read_export(&mut input, LIMIT, false, &mut Keep::Spool(&mut spool)).unwrap();
+        assert_eq!(report.bad_lines, 1);
+        // The first session was kept in a file, seen open while the bad line was read...
+        assert!(input.open.contains(&1), "{:?}", input.open);
+        // ...and closed before the last lines were.
+        assert_eq!(
+            input.open[input.open.len() - 2..],
+            [0, 0],
+            "{:?}",
+            input.open
+        );
+    }
 }
