@@ -1639,4 +1639,42 @@ mod tests {
             input.open
         );
     }
+
+    /// A step writes sessions until the bytes it wrote (the header's, each line's, their
+    /// newlines) reach its budget, and then stops: the admin socket holds the store for one
+    /// step and buffers what it wrote, so a step that miscounted would hold and buffer more
+    /// than a batch (or, counting too much, send a session a batch).
+    #[test]
+    fn a_step_writes_until_its_budget_is_spent_and_no_further() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::builder()
+            .clock(ManualClock::at_ms(1_767_225_600_000))
+            .open(dir.path().join("db"))
+            .unwrap();
+        for i in 0..3 {
+            let mut s = store.create();
+            s.insert("n", &i).unwrap();
+            s.save().unwrap();
+        }
+        let mut whole = Vec::new();
+        store.export(&mut whole, true).unwrap();
+        let lines: Vec<&[u8]> = whole.split_inclusive(|&b| b == b'\n').collect();
+        assert_eq!(lines.len(), 5);
+        let mut exporter = super::Exporter::new(&store, true);
+        let mut step = |budget: usize| {
+            let mut out = Vec::new();
+            let done = exporter.step(&store, &mut out, budget).unwrap();
+            (out, done)
+        };
+        // The header and the first session spend the budget exactly: the second waits.
+        assert_eq!(
+            step(lines[0].len() + lines[1].len()),
+            ([lines[0], lines[1]].concat(), false)
+        );
+        // A later step counts from nothing, without the header.
+        assert_eq!(step(lines[2].len()), (lines[2].to_vec(), false));
+        // The last session may pass the budget; then the end line comes.
+        assert_eq!(step(1), ([lines[3], lines[4]].concat(), true));
+        assert_eq!(exporter.report.exported, 3);
+    }
 }
