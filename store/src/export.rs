@@ -1715,4 +1715,52 @@ mod tests {
             );
         }
     }
+
+    /// An import stopped part way counts the sessions it replaced as written, with those it
+    /// imported: running it again finishes it, and the count is what the user is told was
+    /// already restored.
+    #[test]
+    fn an_import_stopped_part_way_counts_the_sessions_it_replaced() {
+        let lines = export();
+        let text = input(&lines.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::builder()
+            .clock(ManualClock::at_ms(1_767_225_600_000))
+            .open(dir.path().join("db"))
+            .unwrap();
+        // The first session stored with other data: the import replaces it.
+        let other = String::from_utf8(lines[1].clone())
+            .unwrap()
+            .replace("\"n\":", "\"n\":1");
+        let first = whole(&[&lines[0], other.as_bytes()]);
+        let report = store
+            .import(&mut &first[..], &super::ImportOptions::default())
+            .unwrap();
+        assert_eq!((report.imported, report.bad_lines), (1, 0), "{report:?}");
+        let opts = super::ImportOptions {
+            on_conflict: super::OnConflict::Replace,
+            ..super::ImportOptions::default()
+        };
+        let mut read =
+            super::read_import(&mut &text[..], LIMIT, &opts, Some(&dir.path().join("db"))).unwrap();
+        // The third session's length, past the limit: damage, found once two are written.
+        let file = read.spool.as_mut().unwrap().file.as_mut().unwrap();
+        file.flush().unwrap();
+        let file = file.get_mut();
+        let mut at = 0;
+        for _ in 0..2 {
+            file.seek(SeekFrom::Start(at)).unwrap();
+            let mut len = [0u8; 4];
+            std::io::Read::read_exact(file, &mut len).unwrap();
+            at += 4 + 16 + u64::from(u32::from_le_bytes(len));
+        }
+        file.seek(SeekFrom::Start(at)).unwrap();
+        file.write_all(&u32::MAX.to_le_bytes()).unwrap();
+        file.seek(SeekFrom::End(0)).unwrap();
+        let err = super::apply_import(&store, read, &opts).unwrap_err();
+        assert!(
+            matches!(&err, crate::Error::ImportStopped { written: 2, .. }),
+            "{err:?}"
+        );
+    }
 }
