@@ -1763,4 +1763,19 @@ mod tests {
             "{err:?}"
         );
     }
+
+    /// The largest version an import takes, i64::MAX, is taken: the range a refusal names
+    /// ("from 1 to 9223372036854775807") holds its ends.
+    #[test]
+    fn the_largest_version_is_taken() {
+        let lines = export();
+        let line = String::from_utf8(lines[1].clone()).unwrap();
+        let at = line.find("\"version\":").unwrap() + "\"version\":".len();
+        let end = at + line[at..].find(',').unwrap();
+        for (version, bad) in [(i64::MAX as u64, 0), (i64::MAX as u64 + 1, 1)] {
+            let text = format!("{}{version}{}", &line[..at], &line[end..]);
+            let (report, kept) = counted(&whole(&[&lines[0], text.as_bytes()]), false);
+            assert_eq!((report.bad_lines, kept), (bad, 1 - bad), "{report:?}");
+        }
+    }
 }
