@@ -408,6 +408,54 @@ fn import_skip_writes_over_an_expired_or_unreadable_record() {
     drop(dir);
 }
 
+/// A session written over a stored one, replacing a live session or over an expired record,
+/// that has itself ended since the export counts as expired, as one written anew does: the
+/// report tells its user that such sessions were restored only for a purge to remove.
+#[test]
+fn a_session_written_over_a_stored_one_counts_as_expired_if_it_has_ended() {
+    let src = fixture();
+    let mut s = src.store.create();
+    s.insert("cart", &vec![1]).unwrap();
+    s.save().unwrap();
+    let id = *s.id();
+    let early = export(&src.store, true); // ends at 30 minutes
+    src.advance(20 * 60);
+    let mut s = src.store.load(&id).unwrap().unwrap();
+    s.insert("cart", &vec![2]).unwrap();
+    s.save().unwrap();
+    let late = export(&src.store, true); // ends at 50 minutes
+
+    // Replaced: the stored (late) session is live at 40 minutes, the early one has ended.
+    let dst = fixture();
+    let r = dst
+        .store
+        .import(&mut Io::new(late.as_bytes()), &ImportOptions::default())
+        .unwrap();
+    assert_eq!((r.imported, r.expired), (1, 0), "{r:?}");
+    dst.advance(40 * 60);
+    let replace = ImportOptions {
+        on_conflict: OnConflict::Replace,
+        ..ImportOptions::default()
+    };
+    let r = dst
+        .store
+        .import(&mut Io::new(early.as_bytes()), &replace)
+        .unwrap();
+    assert_eq!((r.replaced, r.imported, r.expired), (1, 0, 1), "{r:?}");
+
+    // Over an expired record: at an hour both have ended.
+    let dst = fixture();
+    dst.store
+        .import(&mut Io::new(early.as_bytes()), &ImportOptions::default())
+        .unwrap();
+    dst.advance(60 * 60);
+    let r = dst
+        .store
+        .import(&mut Io::new(late.as_bytes()), &ImportOptions::default())
+        .unwrap();
+    assert_eq!((r.replaced, r.imported, r.expired), (0, 1, 1), "{r:?}");
+}
+
 #[test]
 fn show_by_handle_or_id() {
     let f = fixture();
