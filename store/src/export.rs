@@ -1778,4 +1778,33 @@ mod tests {
             assert_eq!((report.bad_lines, kept), (bad, 1 - bad), "{report:?}");
         }
     }
+
+    /// The earliest and the latest times sessdb stores, 1970-01-01T00:00:00.000Z and
+    /// 9999-12-31T23:59:59.999Z, are taken: a session saved at either end exports and must
+    /// import back, where a millisecond earlier is refused.
+    #[test]
+    fn the_earliest_and_latest_stored_times_are_taken() {
+        let lines = export();
+        let line: serde_json::Value = serde_json::from_slice(&lines[1]).unwrap();
+        let at = |created: &str, expires_at: &str| {
+            let mut line = line.clone();
+            line["created"] = created.into();
+            line["last_access"] = created.into();
+            line["idle_timeout_s"] = 1800.into();
+            line["absolute_deadline"] = "9999-12-31T23:59:59.999Z".into();
+            line["expires_at"] = expires_at.into();
+            line.to_string()
+        };
+        let first = at("1970-01-01T00:00:00.000Z", "1970-01-01T00:30:00.000Z");
+        let (report, kept) = counted(&whole(&[&lines[0], first.as_bytes()]), false);
+        assert_eq!((report.bad_lines, kept), (0, 1), "{report:?}");
+        let before = at("1969-12-31T23:59:59.999Z", "1970-01-01T00:29:59.999Z");
+        let (report, _) = counted(&whole(&[&lines[0], before.as_bytes()]), false);
+        assert!(
+            report.bad[0]
+                .reason
+                .starts_with("created: \"1969-12-31T23:59:59.999Z\" is before"),
+            "{report:?}"
+        );
+    }
 }
