@@ -1807,4 +1807,25 @@ mod tests {
             "{report:?}"
         );
     }
+
+    /// A session as large as the store's size limit imports; one byte over it is refused,
+    /// whatever its line's length: a restore into a store of a smaller limit must not hold
+    /// sessions that the store would refuse to save.
+    #[test]
+    fn a_session_at_the_size_limit_is_taken_and_one_byte_over_it_refused() {
+        let lines = export();
+        let line = std::str::from_utf8(&lines[1]).unwrap();
+        let (_, record) = super::parse_line(LIMIT, line).unwrap();
+        let text = whole(&[&lines[0], &lines[1]]);
+        for (limit, bad) in [(record.len(), 0), (record.len() - 1, 1)] {
+            let mut kept = super::Counted::default();
+            let report =
+                read_export(&mut &text[..], limit, false, &mut Keep::Count(&mut kept)).unwrap();
+            assert_eq!(
+                (report.bad_lines, kept.sessions),
+                (bad, 1 - bad),
+                "{report:?}"
+            );
+        }
+    }
 }
