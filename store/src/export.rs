@@ -1828,4 +1828,32 @@ mod tests {
             );
         }
     }
+
+    /// A negative idle timeout is no duration, a whole number or not, and is refused as such
+    /// even on a line whose expires_at agrees with it: no session expires before its last
+    /// access, and a store given one would end it at once.
+    #[test]
+    fn a_negative_idle_timeout_is_refused() {
+        let lines = export();
+        let line: serde_json::Value = serde_json::from_slice(&lines[1]).unwrap();
+        let last = line["last_access"].as_str().unwrap();
+        let last =
+            time::OffsetDateTime::parse(last, &time::format_description::well_known::Rfc3339)
+                .unwrap();
+        for (idle, ms) in [
+            (serde_json::json!(-1.5), 1500),
+            (serde_json::json!(-1), 1000),
+        ] {
+            let mut bad = line.clone();
+            bad["idle_timeout_s"] = idle.clone();
+            bad["expires_at"] =
+                super::export_timestamp(last - time::Duration::milliseconds(ms)).into();
+            let (report, kept) = counted(&whole(&[&lines[0], bad.to_string().as_bytes()]), false);
+            assert_eq!((report.bad_lines, kept), (1, 0), "{idle}: {report:?}");
+            assert_eq!(
+                report.bad[0].reason,
+                format!("idle_timeout_s: {idle} is not a duration")
+            );
+        }
+    }
 }
