@@ -1211,18 +1211,32 @@ mod tests {
 
     const LIMIT: usize = crate::Builder::DEFAULT_MAX_SESSION_BYTES;
 
-    /// An export of three sessions, as lines: the header first, the end line last.
-    fn export() -> Vec<Vec<u8>> {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::builder()
-            .clock(ManualClock::at_ms(1_767_225_600_000))
-            .open(dir.path().join("db"))
-            .unwrap();
+    /// The tests' time: 2026-01-01T00:00:00Z.
+    const NOW: i64 = 1_767_225_600_000;
+
+    /// A new store in `dir`, its clock at [`NOW`].
+    fn store_in(dir: &std::path::Path) -> Store {
+        Store::builder()
+            .clock(ManualClock::at_ms(NOW))
+            .open(dir.join("db"))
+            .unwrap()
+    }
+
+    /// [`store_in`] with three sessions, whose data `n` is 0, 1 and 2.
+    fn three_in(dir: &std::path::Path) -> Store {
+        let store = store_in(dir);
         for i in 0..3 {
             let mut s = store.create();
             s.insert("n", &i).unwrap();
             s.save().unwrap();
         }
+        store
+    }
+
+    /// An export of three sessions, as lines: the header first, the end line last.
+    fn export() -> Vec<Vec<u8>> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = three_in(dir.path());
         let mut out = Vec::new();
         store.export(&mut out, true).unwrap();
         out.split(|&b| b == b'\n')
@@ -1554,10 +1568,7 @@ mod tests {
         let lines = export();
         let text = input(&lines.iter().map(Vec::as_slice).collect::<Vec<_>>());
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::builder()
-            .clock(ManualClock::at_ms(1_767_225_600_000))
-            .open(dir.path().join("db"))
-            .unwrap();
+        let store = store_in(dir.path());
         let opts = super::ImportOptions::default();
         let mut read =
             super::read_import(&mut &text[..], LIMIT, &opts, Some(&dir.path().join("db"))).unwrap();
@@ -1647,15 +1658,7 @@ mod tests {
     #[test]
     fn a_step_writes_until_its_budget_is_spent_and_no_further() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::builder()
-            .clock(ManualClock::at_ms(1_767_225_600_000))
-            .open(dir.path().join("db"))
-            .unwrap();
-        for i in 0..3 {
-            let mut s = store.create();
-            s.insert("n", &i).unwrap();
-            s.save().unwrap();
-        }
+        let store = three_in(dir.path());
         let mut whole = Vec::new();
         store.export(&mut whole, true).unwrap();
         let lines: Vec<&[u8]> = whole.split_inclusive(|&b| b == b'\n').collect();
@@ -1685,7 +1688,7 @@ mod tests {
     #[test]
     fn the_export_report_counts_the_records_it_left_out() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::at_ms(1_767_225_600_000);
+        let clock = ManualClock::at_ms(NOW);
         let store = Store::builder()
             .clock(clock.clone())
             .open(dir.path().join("db"))
@@ -1724,10 +1727,7 @@ mod tests {
         let lines = export();
         let text = input(&lines.iter().map(Vec::as_slice).collect::<Vec<_>>());
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::builder()
-            .clock(ManualClock::at_ms(1_767_225_600_000))
-            .open(dir.path().join("db"))
-            .unwrap();
+        let store = store_in(dir.path());
         // The first session stored with other data: the import replaces it.
         let other = String::from_utf8(lines[1].clone())
             .unwrap()
