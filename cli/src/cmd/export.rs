@@ -288,6 +288,7 @@ fn export_counted(
         inner: out,
         lines: 0,
         slowest: Duration::ZERO,
+        head: Vec::new(),
     };
     // Buffered above the count, so that `out` is flushed once a buffer, not once a line.
     let result = {
@@ -297,7 +298,7 @@ fn export_counted(
             include_expired,
         )
     };
-    let (lines, slowest) = (delivered.lines, delivered.slowest);
+    let (lines, slowest, head) = (delivered.lines, delivered.slowest, delivered.head);
     result.map_err(|e| {
         let e = anyhow::Error::new(e);
         if is_broken_pipe(&e) {
@@ -307,9 +308,9 @@ fn export_counted(
             let _ = writeln!(
                 err,
                 "warning: the reader of {shown} went away before the export ended: what it \
-                 read is not a whole export but at most its first {}, without the end line: an \
-                 import refuses it as cut short (with --skip-bad, it restores only those)",
-                plural(lines.saturating_sub(1), "session")
+                 read is not a whole export but at most its first {}, {}",
+                plural(lines.saturating_sub(1), "session"),
+                cut_consequence(&head)
             );
         } else if lines > 0 {
             progress.finish();
@@ -324,9 +325,9 @@ fn export_counted(
             let _ = writeln!(
                 err,
                 "warning: the export to {shown} stopped part way: what was written is not a \
-                 whole export but at most its first {}, without the end line: an import \
-                 refuses it as cut short (with --skip-bad, it restores only those){}",
+                 whole export but at most its first {}, {}{}",
                 plural(lines.saturating_sub(1), "session"),
+                cut_consequence(&head),
                 if stalled {
                     format!(
                         " (its reader took nothing for {} s at a time, and an application \
@@ -352,7 +353,13 @@ struct Delivered<'a> {
     inner: &'a mut dyn Write,
     lines: u64,
     slowest: Duration,
+    /// The start of what was delivered, up to [`HEAD_BYTES`]: the header, whose version says
+    /// what an import makes of the export cut short.
+    head: Vec<u8>,
 }
+
+/// Enough for an export's header line (about 120 bytes).
+const HEAD_BYTES: usize = 1024;
 
 impl Write for Delivered<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -361,11 +368,34 @@ impl Write for Delivered<'_> {
         self.inner.flush()?;
         self.slowest = self.slowest.max(started.elapsed());
         self.lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        let room = HEAD_BYTES.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&buf[..n.min(room)]);
         Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// What an import makes of an export cut short, by the version its header (the first line of
+/// `head`) gives: from version 2 on, the missing end line has it refused; an older
+/// application's export (version 1, through its admin socket) has no end line, so nothing in
+/// it says it was cut short.
+fn cut_consequence(head: &[u8]) -> &'static str {
+    let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let version = serde_json::from_slice::<serde_json::Value>(first)
+        .ok()
+        .and_then(|h| h.get("version").and_then(serde_json::Value::as_u64));
+    match version {
+        Some(1) => {
+            "and nothing in it marks it as cut short (the application writes export version 1, \
+             which has no end line): an import would restore only those, without a word"
+        }
+        _ => {
+            "without the end line: an import refuses it as cut short (with --skip-bad, it \
+             restores only those)"
+        }
     }
 }
 
@@ -532,5 +562,99 @@ mod tests {
         assert_eq!(names(), ["out.jsonl"]);
         assert_eq!(fs::read(&out).expect("read"), b"line\n");
         assert_eq!(fs::metadata(&out).expect("metadata").mode() & 0o777, 0o600);
+    }
+
+    /// An application that writes export version 1 (an older build, through its admin socket)
+    /// sends no end line, so its export cut short imports without a word: the warning says so,
+    /// rather than promise the refusal a version 2 export gets.
+    #[test]
+    fn a_cut_export_is_warned_of_by_what_its_version_makes_of_it() {
+        struct App(u32);
+        impl Admin for App {
+            fn export(
+                &self,
+                out: &mut dyn Write,
+                _include_expired: bool,
+            ) -> sessdb::Result<ExportReport> {
+                let header = format!(
+                    "{{\"format\":\"sessdb-export\",\"version\":{},\"exported_at\":\
+                     \"2026-12-06T12:00:00Z\"}}\n",
+                    self.0
+                );
+                out.write_all(header.as_bytes())
+                    .and_then(|()| out.write_all(b"{\"id\":\"one\"}\n{\"id\":\"two\"}\n"))
+                    .and_then(|()| out.flush())
+                    .map_err(|e| sessdb::Error::Io {
+                        path: "out".into(),
+                        source: e,
+                    })?;
+                Err(sessdb::Error::Disconnected {
+                    path: "/srv/app/admin.sock".into(),
+                })
+            }
+            fn stats(&self) -> sessdb::Result<sessdb::Stats> {
+                unreachable!("an export asks for nothing else")
+            }
+            fn list(&self, _: &sessdb::ListQuery) -> sessdb::Result<sessdb::Page> {
+                unreachable!("an export asks for nothing else")
+            }
+            fn show(&self, _: &sessdb::Target) -> sessdb::Result<Option<sessdb::SessionInfo>> {
+                unreachable!("an export asks for nothing else")
+            }
+            fn invalidate(&self, _: &sessdb::Target) -> sessdb::Result<bool> {
+                unreachable!("an export asks for nothing else")
+            }
+            fn invalidate_principal(&self, _: &str) -> sessdb::Result<usize> {
+                unreachable!("an export asks for nothing else")
+            }
+            fn purge(&self, _: &mut dyn FnMut(u64)) -> sessdb::Result<u64> {
+                unreachable!("an export asks for nothing else")
+            }
+            fn count_expired(&self) -> sessdb::Result<u64> {
+                unreachable!("an export asks for nothing else")
+            }
+            fn import(
+                &self,
+                _: &mut dyn std::io::BufRead,
+                _: &sessdb::ImportOptions,
+            ) -> sessdb::Result<sessdb::ImportReport> {
+                unreachable!("an export asks for nothing else")
+            }
+            fn check(&self) -> sessdb::Result<sessdb::CheckReport> {
+                unreachable!("an export asks for nothing else")
+            }
+            fn repair(&self) -> sessdb::Result<sessdb::RepairReport> {
+                unreachable!("an export asks for nothing else")
+            }
+            fn now(&self) -> time::OffsetDateTime {
+                unreachable!("an export asks for nothing else")
+            }
+        }
+        let warning = |version| {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let progress = Progress::spinner(false, "", "");
+            let result = export_counted(
+                &App(version),
+                &mut out,
+                "stdout",
+                false,
+                &progress,
+                &mut err,
+            );
+            assert!(result.is_err(), "the application went away");
+            assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 3);
+            String::from_utf8(err).expect("utf-8")
+        };
+        let old = warning(1);
+        assert!(
+            old.contains("at most its first 2 sessions, and nothing in it marks it as cut short"),
+            "{old}"
+        );
+        assert!(!old.contains("refuses"), "{old}");
+        let new = warning(2);
+        assert!(
+            new.contains("at most its first 2 sessions, without the end line: an import refuses"),
+            "{new}"
+        );
     }
 }
