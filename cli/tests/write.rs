@@ -693,6 +693,19 @@ fn demo_replaces_a_database_only_with_force() {
     drop(held);
     assert_eq!(count(&db), 7);
 
+    // A --db that names the folder by `.` (`db/.`, or `.` inside it): the folder stays, what
+    // it held is replaced. Before, its database was removed and then the removal of `db/.`
+    // failed (EINVAL): nothing was left, and no demo was made.
+    let out = run(at_t0(&db.join(".")).args(["demo", "--sessions", "5", "--force"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{}", out.stdout);
+    assert_eq!(count(&db), 5);
+    let out =
+        run(at_t0(Path::new("."))
+            .current_dir(&db)
+            .args(["demo", "--sessions", "4", "--force"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{}", out.stdout);
+    assert_eq!(count(&db), 4);
+
     // Out-of-range session counts are usage errors.
     let out = run(at_t0(&dir.path().join("x")).args(["demo", "--sessions", "0"]));
     assert_eq!(out.code, 2);

@@ -145,8 +145,9 @@ impl Demo {
     /// Creates the demo database and prints what it made and what to try next.
     ///
     /// # Errors
-    /// [`Failure::Usage`] when a database exists and `--force` is not given, or `--db` is a
-    /// folder of other files; open, storage and write errors.
+    /// [`Failure::Usage`] when a database exists and `--force` is not given; an error when
+    /// `--db` is a folder of other files, or a database with other files in its folder; open,
+    /// storage and write errors.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
         // The demo makes (and with --live serves) a database of its own at --db, whatever
         // application socket is named: one named on the command line is refused (ignored, it
@@ -236,8 +237,8 @@ fn prepare(path: &Path, force: bool) -> anyhow::Result<()> {
         ))
         .into());
     }
-    // Replacing it removes the whole folder: only when it holds nothing but the database (an
-    // export kept next to it, say, would go too).
+    // Only a folder that holds nothing but the database is replaced (an export kept next to
+    // it is the operator's, and a folder of other files was not meant as --db).
     let foreign =
         sessdb::foreign_entries(path).with_context(|| format!("cannot read {}", path.display()))?;
     if !foreign.is_empty() {
@@ -262,7 +263,10 @@ fn prepare(path: &Path, force: bool) -> anyhow::Result<()> {
         Ok(store) => drop(store),
         Err(e) => return Err(in_use(path, e)),
     }
-    fs::remove_dir_all(path).with_context(|| format!("cannot remove {}", path.display()))
+    // The database's entries go, the folder stays (its mode and owner with it): a `--db` of
+    // `.` or `db/.` names the folder but cannot remove it by that name (EINVAL), and removing
+    // the folder whole once left such a database gone and no demo made.
+    super::fresh::remove_database(path).with_context(|| format!("cannot remove {}", path.display()))
 }
 
 /// Why `--force` leaves a database alone that a process holds. The store's own hint for a
