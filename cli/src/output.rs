@@ -118,40 +118,58 @@ pub fn bytes(n: u64) -> String {
 
 /// Text from the database made safe for a terminal, as the TUI shows it
 /// ([`sessdb_tui::printable`]): control characters (escape sequences, newlines) and the
-/// invisible characters that reorder or hide text are shown escaped.
+/// invisible characters that reorder or hide text are shown escaped, and a backslash that
+/// would read as such an escape is doubled, so that two principals never show alike.
 pub fn printable(text: &str) -> String {
     sessdb_tui::printable(text).into_owned()
 }
 
-/// Text of several lines made safe for a terminal: each line as [`printable`] shows it, the
+/// A message or JSON made safe for a terminal ([`sessdb_tui::terminal_safe`]): escaped as
+/// [`printable`] escapes, its backslashes as they are (it may quote what [`printable`] showed,
+/// or escape them itself).
+pub fn terminal_safe(text: &str) -> String {
+    sessdb_tui::terminal_safe(text).into_owned()
+}
+
+/// Text of several lines made safe for a terminal: each line as [`terminal_safe`] shows it, the
 /// line breaks kept. For messages (an error and its causes) that may hold text from elsewhere,
 /// such as a running application's: escape sequences in them are shown, not obeyed, and a
 /// message of several lines still reads as lines.
 pub fn printable_lines(text: &str) -> String {
     text.split('\n')
-        .map(|line| sessdb_tui::printable(line))
+        .map(sessdb_tui::terminal_safe)
         .collect::<Vec<_>>()
         .join("\n")
 }
 
 /// When `typed` (a `--principal` or `--label` that matched nothing) holds an escape as
-/// [`printable`] shows one (`evil\u{202e}admin`), how to type the character itself: with the
-/// shell's `$'…'` quoting, where `\u{202e}` is written `\u202e`. `None` for anything else.
+/// [`printable`] shows one (`evil\u{202e}admin`, `tab\there`, `CORP\\tom`), how to type the
+/// text itself: with the shell's `$'…'` quoting, where `\u{202e}` is written `\u202e`, and
+/// `\t`, `\r`, `\n` and `\\` mean what they mean in sessctl's output (a backslash shown as it
+/// is is doubled there). `None` for anything else, and for a `\u{…}` sessctl never writes.
 pub fn escape_hint(flag: &str, typed: &str) -> Option<String> {
-    if !typed.contains("\\u{") {
+    if !["\\u{", "\\t", "\\r", "\\n", "\\\\"]
+        .iter()
+        .any(|escape| typed.contains(escape))
+    {
         return None;
     }
     let mut quoted = String::from("$'");
     let mut rest = typed;
-    while let Some(at) = rest.find("\\u{") {
-        let (before, after) = rest.split_at(at);
-        quoted.push_str(&before.replace('\'', "\\'"));
-        let digits = &after[3..];
-        match digits.find('}') {
-            Some(end)
-                if (1..=6).contains(&end)
-                    && digits[..end].bytes().all(|b| b.is_ascii_hexdigit()) =>
-            {
+    while let Some(c) = rest.chars().next() {
+        rest = &rest[c.len_utf8()..];
+        match (c, rest.as_bytes().first()) {
+            ('\'', _) => quoted.push_str("\\'"),
+            ('\\', Some(&e @ (b'\\' | b't' | b'r' | b'n'))) => {
+                quoted.push('\\');
+                quoted.push(char::from(e));
+                rest = &rest[1..];
+            }
+            ('\\', Some(b'u')) if rest.starts_with("u{") => {
+                let digits = &rest[2..];
+                let end = digits.find('}').filter(|&end| {
+                    (1..=6).contains(&end) && digits[..end].bytes().all(|b| b.is_ascii_hexdigit())
+                })?;
                 let hex = &digits[..end];
                 if hex.len() <= 4 {
                     quoted.push_str(&format!("\\u{hex:0>4}"));
@@ -160,14 +178,16 @@ pub fn escape_hint(flag: &str, typed: &str) -> Option<String> {
                 }
                 rest = &digits[end + 1..];
             }
-            _ => return None,
+            // A backslash shown as it is (`CORP\alice`): `$'…'` reads `\a` as a bell.
+            ('\\', _) => quoted.push_str("\\\\"),
+            (c, _) => quoted.push(c),
         }
     }
-    quoted.push_str(&rest.replace('\'', "\\'"));
     quoted.push('\'');
     Some(format!(
-        "sessctl shows invisible characters escaped, as in {}; to give the character itself, \
-         use the shell's $'…' quoting: {flag} {quoted}",
+        "sessctl shows invisible characters escaped, and doubles a backslash that would read as \
+         an escape, as in {}; to give the text itself, use the shell's $'…' quoting: {flag} \
+         {quoted}",
         clip(typed, 40)
     ))
 }
@@ -267,6 +287,14 @@ mod tests {
         assert!(hint("a\\u{202e}b").ends_with("--label $'a\\u202eb'"));
         assert!(hint("\\u{e0041}it's").ends_with("--label $'\\U000e0041it\\'s'"));
         assert!(hint("tab\\there \\u{200b}").ends_with("--label $'tab\\there \\u200b'"));
+        // A backslash domain login as shown (doubled before `t`), and one shown as it is.
+        assert!(hint("CORP\\\\tom").ends_with("--label $'CORP\\\\tom'"));
+        assert!(hint("tab\\tCORP\\alice").ends_with("--label $'tab\\tCORP\\\\alice'"));
+        assert_eq!(
+            escape_hint("--label", "CORP\\alice"),
+            None,
+            "nothing escaped"
+        );
         // Not an escape sessctl writes: no hint rather than a wrong one.
         assert_eq!(escape_hint("--label", "a\\u{zz}"), None);
         assert_eq!(escape_hint("--label", "a\\u{1234567}"), None);

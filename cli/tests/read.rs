@@ -577,6 +577,55 @@ fn a_listing_of_several_pages_keeps_its_columns() {
     }
 }
 
+/// A domain login with a backslash (`CORP\tom`) and a principal with a tab where the
+/// backslash and `t` are: before, both showed as `CORP\tom`, and an operator who logged out
+/// the one typed so ended another's sessions than the one meant. Now the backslash before `t` is
+/// doubled, what is shown names nothing, and sessctl says how to type it.
+#[test]
+fn a_backslash_and_an_escape_never_show_alike() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    {
+        let store = sessdb::Store::open(&db).expect("open");
+        for (principal, label) in [("CORP\\tom", "domain"), ("CORP\tom", "tab")] {
+            let mut s = store.create();
+            s.set_principal(Some(principal)).expect("principal");
+            s.set_label(Some(label)).expect("label");
+            s.save().expect("save");
+        }
+    }
+    let out = run(on(&db).arg("list"));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    let row = |label: &str| {
+        let line = out.stdout.lines().find(|l| l.contains(label));
+        line.unwrap_or_else(|| panic!("no {label} row in\n{}", out.stdout))
+            .to_string()
+    };
+    assert!(row(" domain ").contains(" CORP\\\\tom "), "{}", out.stdout);
+    assert!(row(" tab ").contains(" CORP\\tom "), "{}", out.stdout);
+
+    // Typed as shown, the domain login names no one, and the hint's quoting ($'CORP\\tom',
+    // which the shell makes `CORP\tom`) names it alone.
+    let out = run(on(&db).args(["invalidate", "--principal", "CORP\\\\tom"]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .ends_with("quoting: --principal $'CORP\\\\tom')\n"),
+        "{}",
+        out.stderr
+    );
+    expect(
+        on(&db).args(["invalidate", "--principal", "CORP\\tom"]),
+        0,
+        "invalidated 1 session of principal \"CORP\\\\tom\"\n",
+        "",
+    );
+    let left = run(on(&db).args(["list", "--json"]));
+    let left = json_lines(&left.stdout);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["principal"], "CORP\tom");
+}
+
 /// Text from the database as a terminal would show it, in the TUI's form: a CJK principal
 /// (two cells a character) keeps the columns after it in line, and a direction override, which
 /// would make one principal read as another, is shown escaped like a control character.
@@ -636,9 +685,9 @@ fn wide_and_invisible_characters_keep_the_table_honest() {
         on(&db).args(["list", "--principal", "adm\\u{202e}nimda"]),
         0,
         "",
-        "no sessions match\nnote: sessctl shows invisible characters escaped, as in \
-         adm\\u{202e}nimda; to give the character itself, use the shell's $'…' quoting: \
-         --principal $'adm\\u202enimda'\n",
+        "no sessions match\nnote: sessctl shows invisible characters escaped, and doubles a \
+         backslash that would read as an escape, as in adm\\u{202e}nimda; to give the text \
+         itself, use the shell's $'…' quoting: --principal $'adm\\u202enimda'\n",
     );
     let out = run(on(&db).args(["list", "--principal", "adm\u{202e}nimda"]));
     assert_eq!((out.code, out.stderr.as_str()), (0, ""));

@@ -74,7 +74,7 @@ mod ui;
 #[cfg(test)]
 mod tests;
 
-pub use text::printable;
+pub use text::{printable, terminal_safe};
 
 use std::io;
 use std::path::PathBuf;

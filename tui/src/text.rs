@@ -15,31 +15,73 @@ use unicode_segmentation::UnicodeSegmentation;
 /// so are the invisible characters that reorder or hide text (bidirectional overrides and
 /// isolates, zero-width space, soft hyphen, tag characters, the byte order mark: Unicode's
 /// format and default-ignorable characters, but those emoji and many scripts need), so that no
-/// invisible character makes a principal read as another. (A backslash is shown as it is, as a domain
-/// user `CORP\alice` expects: text that spells an escape out reads like one. Letters of other
-/// alphabets that look alike are not told apart.) `sessctl` shows database text through it
-/// too.
+/// invisible character makes a principal read as another. A backslash is shown as it is, as a
+/// domain user `CORP\alice` expects, except where it would read as one of those escapes: before
+/// `t`, `r`, `n`, `u`, another backslash or an escaped character it is doubled (`CORP\\tom`),
+/// so that `CORP\tom` typed with a backslash and one with a tab never show alike: two texts
+/// never show the same. (Letters of other alphabets that look alike are not told apart.)
+/// `sessctl` shows database text through it too.
 ///
 /// ```
 /// assert_eq!(sessdb_tui::printable("alice"), "alice");
 /// assert_eq!(sessdb_tui::printable("tab\there\u{1b}[2J"), "tab\\there\\u{1b}[2J");
 /// assert_eq!(sessdb_tui::printable("adm\u{202e}nimda"), "adm\\u{202e}nimda");
+/// assert_eq!(sessdb_tui::printable("CORP\\alice"), "CORP\\alice");
+/// assert_eq!(sessdb_tui::printable("CORP\\tom"), "CORP\\\\tom");
+/// assert_eq!(sessdb_tui::printable("CORP\tom"), "CORP\\tom");
 /// ```
 pub fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(needs_escape) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() {
+    shown(text, true)
+}
+
+/// Text made safe on a terminal as [`printable`] makes it, but with every backslash as it is:
+/// for messages and JSON, which may hold text `printable` already showed (shown again, its
+/// doubled backslashes would double again) or escape their backslashes themselves. What it
+/// shows it shows the same a second time.
+///
+/// ```
+/// assert_eq!(sessdb_tui::terminal_safe("a\tb \\t"), "a\\tb \\t");
+/// let message = format!("no session of {}", sessdb_tui::printable("CORP\\tom"));
+/// assert_eq!(sessdb_tui::terminal_safe(&message), message);
+/// ```
+pub fn terminal_safe(text: &str) -> Cow<'_, str> {
+    shown(text, false)
+}
+
+/// [`printable`], or with `double_backslashes` false [`terminal_safe`].
+fn shown(text: &str, double_backslashes: bool) -> Cow<'_, str> {
+    // Borrowed until the first character shown otherwise.
+    let mut shown: Option<String> = None;
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        let doubled =
+            double_backslashes && c == '\\' && reads_as_escape(chars.peek().map(|&(_, next)| next));
+        if !doubled && !needs_escape(c) {
+            if let Some(out) = &mut shown {
+                out.push(c);
+            }
+            continue;
+        }
+        let out = shown.get_or_insert_with(|| {
+            let mut out = String::with_capacity(text.len() + 8);
+            out.push_str(&text[..at]);
+            out
+        });
+        if doubled {
+            out.push_str("\\\\");
+        } else if c.is_control() {
             out.extend(c.escape_default());
-        } else if needs_escape(c) {
-            out.extend(c.escape_unicode());
         } else {
-            out.push(c);
+            out.extend(c.escape_unicode());
         }
     }
-    Cow::Owned(out)
+    shown.map_or(Cow::Borrowed(text), Cow::Owned)
+}
+
+/// Whether a backslash followed by `next` would read as the start of an escape [`printable`]
+/// writes (`\t`, `\r`, `\n`, `\u{…}`, a doubled backslash), or is followed by one.
+fn reads_as_escape(next: Option<char>) -> bool {
+    next.is_some_and(|n| matches!(n, 't' | 'r' | 'n' | 'u' | '\\') || needs_escape(n))
 }
 
 /// Control characters; Unicode's format characters (category Cf: direction marks, overrides
@@ -78,9 +120,10 @@ fn graphemes(text: &str) -> Vec<(&str, usize)> {
         .collect()
 }
 
-/// The cells `text` takes on screen, escaped by [`printable`].
+/// The cells `text` takes on screen, escaped by [`terminal_safe`] (database text is given as
+/// [`printable`] shows it).
 pub(crate) fn width(text: &str) -> usize {
-    graphemes(&printable(text)).iter().map(|(_, w)| w).sum()
+    graphemes(&terminal_safe(text)).iter().map(|(_, w)| w).sum()
 }
 
 /// The longest run of `parts` from the start that fits in `max` cells.
@@ -110,18 +153,18 @@ fn to_cut(text: &str, max: usize) -> Result<Vec<(&str, usize)>, String> {
     Ok(parts)
 }
 
-/// `text` ([`printable`]) in at most `max` cells, ending in `…` when cut.
+/// `text` ([`terminal_safe`]) in at most `max` cells, ending in `…` when cut.
 pub(crate) fn keep_head(text: &str, max: usize) -> String {
-    let text = printable(text);
+    let text = terminal_safe(text);
     match to_cut(&text, max) {
         Ok(parts) => format!("{}…", take(parts.into_iter(), max - 1).0.concat()),
         Err(whole) => whole,
     }
 }
 
-/// `…tail` of `text` ([`printable`]) in at most `max` cells.
+/// `…tail` of `text` ([`terminal_safe`]) in at most `max` cells.
 pub(crate) fn keep_tail(text: &str, max: usize) -> String {
-    let text = printable(text);
+    let text = terminal_safe(text);
     let parts = match to_cut(&text, max) {
         Ok(parts) => parts,
         Err(whole) => return whole,
@@ -131,10 +174,10 @@ pub(crate) fn keep_tail(text: &str, max: usize) -> String {
     format!("…{}", tail.concat())
 }
 
-/// `head…tail` of `text` ([`printable`]) in at most `max` cells: both ends show, so two long values that
-/// share a prefix still look different.
+/// `head…tail` of `text` ([`terminal_safe`]) in at most `max` cells: both ends show, so two
+/// long values that share a prefix still look different.
 pub(crate) fn keep_ends(text: &str, max: usize) -> String {
-    let text = printable(text);
+    let text = terminal_safe(text);
     let parts = match to_cut(&text, max) {
         Ok(parts) => parts,
         Err(whole) => return whole,
@@ -146,10 +189,10 @@ pub(crate) fn keep_ends(text: &str, max: usize) -> String {
     format!("{}…{}", head.concat(), tail.concat())
 }
 
-/// `text` ([`printable`]) broken into lines of at most `max` cells, anywhere (for identifiers, which have no
-/// words to break at).
+/// `text` ([`terminal_safe`]) broken into lines of at most `max` cells, anywhere (for
+/// identifiers, which have no words to break at).
 pub(crate) fn wrap(text: &str, max: usize) -> Vec<String> {
-    let text = printable(text);
+    let text = terminal_safe(text);
     let mut lines = Vec::new();
     let mut line = String::new();
     let mut used = 0;
@@ -170,6 +213,74 @@ pub(crate) fn wrap(text: &str, max: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The text [`printable`] shows, read back the way a person reads it: `\\` a backslash,
+    /// `\t`, `\r`, `\n` and `\u{…}` the characters they name, any other backslash itself.
+    fn read_back(shown: &str) -> String {
+        let mut text = String::new();
+        let mut rest = shown;
+        while let Some(c) = rest.chars().next() {
+            rest = &rest[c.len_utf8()..];
+            if c != '\\' {
+                text.push(c);
+                continue;
+            }
+            let simple = |to: char| Some((to, 1));
+            let read = match rest.chars().next() {
+                Some('\\') => simple('\\'),
+                Some('t') => simple('\t'),
+                Some('r') => simple('\r'),
+                Some('n') => simple('\n'),
+                Some('u') => rest.strip_prefix("u{").and_then(|hex| {
+                    let end = hex.find('}')?;
+                    let c = char::from_u32(u32::from_str_radix(&hex[..end], 16).ok()?)?;
+                    Some((c, end + 3))
+                }),
+                _ => None,
+            };
+            match read {
+                Some((c, len)) => {
+                    text.push(c);
+                    rest = &rest[len..];
+                }
+                None => text.push('\\'),
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn a_backslash_is_doubled_only_where_it_would_read_as_an_escape() {
+        assert_eq!(printable("CORP\\alice"), "CORP\\alice");
+        assert_eq!(printable("a\\"), "a\\", "at the end");
+        // A backslash domain login and a tab one: before, both showed as `CORP\tom`.
+        assert_eq!(printable("CORP\\tom"), "CORP\\\\tom");
+        assert_eq!(printable("CORP\tom"), "CORP\\tom");
+        assert_eq!(printable("x\\u{202e}"), "x\\\\u{202e}");
+        assert_eq!(printable("x\\\u{202e}"), "x\\\\\\u{202e}");
+        assert_eq!(printable("\\\\"), "\\\\\\", "a backslash before another");
+    }
+
+    proptest! {
+        /// No two texts show the same: what is shown reads back as the text, whatever mix of
+        /// backslashes, letters escapes use, braces, control and invisible characters it holds.
+        #[test]
+        fn what_is_shown_reads_back_as_the_text(
+            text in proptest::collection::vec(
+                prop::sample::select(vec![
+                    '\\', 't', 'r', 'n', 'u', '{', '}', '1', 'b', 'a', '\t', '\n', '\u{202e}',
+                    '\u{1b}', '\u{0}', 'é', '\u{200d}',
+                ]),
+                0..12,
+            ).prop_map(|chars| chars.into_iter().collect::<String>())
+        ) {
+            let shown = printable(&text);
+            prop_assert_eq!(read_back(&shown), text.clone(), "shown as {}", shown);
+            let hidden = shown.chars().any(|c| c.is_control() || c == '\u{202e}');
+            prop_assert!(!hidden, "shown as {}", shown);
+        }
+    }
 
     #[test]
     fn widths_count_cells_not_characters() {

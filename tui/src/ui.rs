@@ -1,6 +1,8 @@
 //! Drawing: `&App` in, cells out. Each part of the screen is a widget of its own so it can be
 //! tested on a plain `Buffer`; only the rows that fit on screen are turned into cells.
 
+use std::borrow::Cow;
+
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Layout, Margin, Rect};
 use ratatui::style::Style;
@@ -17,7 +19,7 @@ use crate::app::{plural, App, Confirm, Detail, Message, Mode};
 use crate::format::{ago, bytes, clock, remaining, span, timestamp};
 use crate::keys::{self, KeyHelp};
 use crate::listing::Filter;
-use crate::text::{keep_ends, keep_head, keep_tail, width, wrap};
+use crate::text::{keep_ends, keep_head, keep_tail, printable, terminal_safe, width, wrap};
 use crate::theme::Theme;
 
 /// Where each part of the screen goes.
@@ -449,7 +451,8 @@ impl SessionTable<'_> {
         let t = &self.app.theme;
         let now = self.app.now;
         let text = |v: &Option<String>, width: u16| {
-            Cell::from(keep_head(v.as_deref().unwrap_or("-"), usize::from(width)))
+            let shown = v.as_deref().map_or(Cow::Borrowed("-"), printable);
+            Cell::from(keep_head(&shown, usize::from(width)))
         };
         let left = remaining(info.expires_at, now);
         let cells = columns.iter().map(|&(column, width)| match column {
@@ -460,7 +463,10 @@ impl SessionTable<'_> {
             Column::Principal => text(&info.principal, width),
             Column::Label => text(&info.label, width),
             Column::Address => Cell::from(keep_ends(
-                info.remote_addr.as_deref().unwrap_or("-"),
+                &info
+                    .remote_addr
+                    .as_deref()
+                    .map_or(Cow::Borrowed("-"), printable),
                 usize::from(width),
             )),
             Column::Created => Cell::from(ago(info.created, now)),
@@ -558,7 +564,7 @@ impl Widget for SessionTable<'_> {
             let widest = rows[start..end]
                 .iter()
                 .filter_map(field)
-                .map(crate::text::width)
+                .map(|v| width(&printable(v)))
                 .max()
                 .unwrap_or(0);
             u16::try_from(widest).unwrap_or(u16::MAX)
@@ -642,7 +648,7 @@ pub(crate) fn detail_lines(
     };
     let opt = |v: &Option<String>| {
         v.as_deref()
-            .map_or_else(|| "-".into(), |v| crate::text::printable(v).into_owned())
+            .map_or_else(|| "-".into(), |v| printable(v).into_owned())
     };
     let until = |at| match remaining(at, now) {
         Some(d) => format!("{} (in {})", timestamp(at), span(d)),
@@ -681,11 +687,11 @@ pub(crate) fn detail_lines(
     let data = json.get("data").cloned().unwrap_or_default();
     let pretty = serde_json::to_string_pretty(&data).unwrap_or_else(|e| e.to_string());
     // JSON escapes the C0 controls only; a direction override or a C1 control in a string is
-    // shown escaped, as in every other field.
+    // shown escaped, as in every other field. JSON escapes its backslashes itself.
     lines.extend(
         pretty
             .lines()
-            .map(|l| Line::raw(format!("  {}", crate::text::printable(l)))),
+            .map(|l| Line::raw(format!("  {}", terminal_safe(l)))),
     );
     lines
 }
@@ -927,7 +933,10 @@ impl Widget for ConfirmDialog<'_> {
         // Border and two columns of padding on each side.
         let frame = 6;
         let room = usize::from(area.width).saturating_sub(frame).max(1);
-        let principal = self.principal();
+        // As the table shows it: a principal whose invisible characters reached the terminal
+        // here (before, the question held it raw) could read as another.
+        let shown = self.principal().map(printable);
+        let principal = shown.as_deref();
         let (question, consequence) = self.text(principal);
         let mut lines = vec![];
         let consequence = if width(&question).max(width(&consequence)) <= room {

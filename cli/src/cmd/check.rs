@@ -6,7 +6,7 @@ use sessdb::CheckReport;
 use super::{plural, Ctx};
 use crate::db::Access;
 use crate::exit::{Exit, Failure};
-use crate::output::{printable, Tone};
+use crate::output::{terminal_safe, Tone};
 use crate::progress::Progress;
 
 /// `check [--repair]`
@@ -46,7 +46,7 @@ impl Check {
                     ctx.out,
                     "repair: removed undecodable record {} ({})",
                     u.handle,
-                    printable(&u.reason)
+                    terminal_safe(&u.reason)
                 )?;
             }
             writeln!(
@@ -96,7 +96,7 @@ fn print_report(ctx: &mut Ctx<'_>, r: &CheckReport) -> anyhow::Result<()> {
         let line = bad(format!(
             "  problem: record {} cannot be decoded: {}",
             u.handle,
-            printable(&u.reason)
+            terminal_safe(&u.reason)
         ));
         writeln!(ctx.out, "{line}")?;
     }

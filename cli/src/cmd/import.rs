@@ -14,7 +14,7 @@ use super::fresh::{holds_no_session, is_empty_dir, remove_database, Fresh};
 use super::{plural, Ctx};
 use crate::db::{Access, Database};
 use crate::exit::{Exit, Failure};
-use crate::output::printable;
+use crate::output::terminal_safe;
 use crate::progress::{Progress, ReadProgress};
 
 /// Where the export comes from.
@@ -431,7 +431,7 @@ fn remove_new_database(ctx: &mut Ctx<'_>) -> io::Result<()> {
 /// may quote the file's own text.
 fn print_bad_lines(err: &mut dyn io::Write, report: &ImportReport) -> io::Result<()> {
     for bad in &report.bad {
-        writeln!(err, "line {}: {}", bad.line, printable(&bad.reason))?;
+        writeln!(err, "line {}: {}", bad.line, terminal_safe(&bad.reason))?;
     }
     let unnamed = report.bad_total() - report.bad.len() as u64;
     if unnamed > 0 {

@@ -7,7 +7,7 @@ use super::Ctx;
 use crate::db::Access;
 use crate::exit::Exit;
 use crate::output::{
-    bytes, expiry_phrase, or_dash, printable, relative, span, timestamp, Table, Tone,
+    bytes, expiry_phrase, or_dash, relative, span, terminal_safe, timestamp, Table, Tone,
 };
 use crate::target::{not_found, Named};
 
@@ -81,7 +81,7 @@ fn pretty(ctx: &mut Ctx<'_>, s: &SessionInfo, now: OffsetDateTime) -> anyhow::Re
     let text = serde_json::to_string_pretty(&data)?;
     writeln!(ctx.out, "data")?;
     for line in text.lines() {
-        writeln!(ctx.out, "  {}", printable(line))?;
+        writeln!(ctx.out, "  {}", terminal_safe(line))?;
     }
     Ok(())
 }

@@ -524,3 +524,80 @@ fn a_handle_filter_shows_whole_at_80_columns() {
         "{status}"
     );
 }
+
+/// A domain login with a backslash (`CORP\tom`) and a principal with a tab where its
+/// backslash and `t` are: the table shows them apart (before, both read `CORP\tom`), and so
+/// does the question before `D` logs one of them out everywhere.
+#[test]
+fn a_backslash_and_an_escape_never_show_alike() {
+    let f = Fixture::empty();
+    f.add(super::Spec {
+        name: "domain",
+        principal: Some("CORP\\tom"),
+        label: Some("domain"),
+        ..Default::default()
+    });
+    f.add(super::Spec {
+        name: "tab",
+        principal: Some("CORP\tom"),
+        label: Some("tab"),
+        ..Default::default()
+    });
+    let app = &mut started(&f.store, 100, 12);
+    let terminal = screen(app);
+    let rows: Vec<String> = (0..app.area.height).map(|y| row(&terminal, y)).collect();
+    let shown = |label: &str| {
+        let line = rows.iter().find(|r| r.contains(&format!(" {label} ")));
+        line.unwrap_or_else(|| panic!("no {label} row in\n{}", rows.join("\n")))
+            .clone()
+    };
+    assert!(
+        shown("domain").contains(" CORP\\\\tom "),
+        "{}",
+        rows.join("\n")
+    );
+    assert!(shown("tab").contains(" CORP\\tom "), "{}", rows.join("\n"));
+
+    // The row of the domain login, then `D`: the question names it as the table does.
+    let at = super::principals(app)
+        .iter()
+        .position(|p| p == "CORP\\tom")
+        .expect("the domain login is listed");
+    for _ in 0..at {
+        press(app, &f.store, &[key(KeyCode::Down)]);
+    }
+    press(app, &f.store, &[ch('D')]);
+    let terminal = screen(app);
+    let text = (0..app.area.height)
+        .map(|y| row(&terminal, y))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(text.contains("the only session of CORP\\\\tom?"), "{text}");
+    assert!(
+        text.contains("CORP\\\\tom is logged out everywhere"),
+        "{text}"
+    );
+}
+
+/// The question before `d` or `D` shows the principal escaped, as the table does: before, it
+/// held it raw, and a direction override went to the terminal as it was.
+#[test]
+fn the_confirm_dialog_escapes_the_principal() {
+    let f = Fixture::empty();
+    f.add(super::Spec {
+        name: "rtl",
+        principal: Some("adm\u{202e}nimda"),
+        ..Default::default()
+    });
+    for k in ['d', 'D'] {
+        let app = &mut started(&f.store, 100, 12);
+        press(app, &f.store, &[ch(k)]);
+        let terminal = screen(app);
+        let text = (0..app.area.height)
+            .map(|y| row(&terminal, y))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(text.contains("of adm\\u{202e}nimda?"), "{k}: {text}");
+        assert!(!text.contains('\u{202e}'), "{k}: {text}");
+    }
+}
