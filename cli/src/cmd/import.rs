@@ -4,8 +4,11 @@
 use std::cell::Cell;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::AsFd as _;
 use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sessdb::{ImportOptions, ImportReport, OnConflict, EXPORT_FORMAT, EXPORT_VERSION};
@@ -57,7 +60,7 @@ impl Import {
         self.read_to_end.set(false);
         // The input first: a missing file or a folder must not leave a new, empty database
         // behind.
-        let (reader, progress) = self.input.open(ctx.progress)?;
+        let (reader, progress, stall_limit) = self.input.open(ctx.progress)?;
         let mut reader = FirstLine::new(reader);
         // What needs no input is refused before waiting for it.
         if !self.options.dry_run {
@@ -115,6 +118,11 @@ impl Import {
         // it could already be another opener's. If the open failed, at most the folders this
         // run made, if still empty, are removed.
         let db = ctx.open(access);
+        if let Ok(Database::Remote(_)) = &db {
+            // The application gives up on input that stalls (60 s by default) and closes the
+            // connection, which sessctl, waiting on the input, would not see: it gives up too.
+            stall_limit.set(Some(INPUT_STALL_LIMIT));
+        }
         let result = db.and_then(|db| {
             // Through a socket, the database belongs to the application: never ours to remove.
             let ours =
@@ -281,14 +289,21 @@ impl Input {
     }
 
     /// Opens the input, with a progress bar for a file. Only what reads as a stream is
-    /// accepted: a regular file, a pipe (`<(zcat backup.jsonl.gz)`) or a terminal.
-    fn open(&self, progress: bool) -> anyhow::Result<(Box<dyn BufRead>, Progress)> {
+    /// accepted: a regular file, a pipe (`<(zcat backup.jsonl.gz)`) or a terminal. Reads wait
+    /// for input as long as it takes until the limit the last value returned sets.
+    fn open(&self, progress: bool) -> anyhow::Result<(Box<dyn BufRead>, Progress, StallLimit)> {
+        let limit = StallLimit::default();
         let path = match self {
             Input::Stdin => {
-                return Ok((
-                    Box::new(io::stdin().lock()),
-                    Progress::spinner(false, "", ""),
-                ))
+                let stdin = io::stdin()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .context("cannot read stdin")?;
+                let reader = BufReader::with_capacity(
+                    256 * 1024,
+                    Stalls::new(File::from(stdin), limit.clone()),
+                );
+                return Ok((Box::new(reader), Progress::spinner(false, "", ""), limit));
             }
             Input::File(path) => path,
         };
@@ -313,9 +328,11 @@ impl Input {
         let file = File::open(path).with_context(cannot_open)?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         let progress = Progress::bar(progress, len, "importing", "bytes");
-        let reader =
-            ReadProgress::new(BufReader::with_capacity(256 * 1024, file), progress.clone());
-        Ok((Box::new(reader), progress))
+        let reader = ReadProgress::new(
+            BufReader::with_capacity(256 * 1024, Stalls::new(file, limit.clone())),
+            progress.clone(),
+        );
+        Ok((Box::new(reader), progress, limit))
     }
 
     /// The store names a read error "import input" (on either transport); name the file.
@@ -329,6 +346,55 @@ impl Input {
             }
             other => other,
         }
+    }
+}
+
+/// How long input through an application's admin socket may give nothing before sessctl gives
+/// up on it: an application's limit between an import's chunks, by default
+/// ([`sessdb::Builder::admin_socket_idle_timeout`]).
+const INPUT_STALL_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long a read of the input may wait for data (`None`: as long as it takes), set once the
+/// input is read.
+type StallLimit = Rc<Cell<Option<Duration>>>;
+
+/// The input's file (stdin, a pipe, a file), whose reads fail with
+/// [`io::ErrorKind::TimedOut`] when nothing comes within the limit. Before, an import through an
+/// admin socket whose input stalled waited on it for ever: the application had abandoned the
+/// import and closed the connection long before, which sessctl only learned when the input
+/// came again, or never (a hung `ssh host sessctl export | sessctl import -` in a cron job).
+struct Stalls {
+    file: File,
+    limit: StallLimit,
+}
+
+impl Stalls {
+    fn new(file: File, limit: StallLimit) -> Self {
+        Stalls { file, limit }
+    }
+}
+
+impl Read for Stalls {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(limit) = self.limit.get() {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
+            let timeout = PollTimeout::try_from(limit).unwrap_or(PollTimeout::MAX);
+            // Readable, at its end (POLLHUP) or failed (POLLERR): the read says which. An
+            // interrupted wait (Ctrl-C) returns as an interrupted read would.
+            if poll(&mut fds, timeout).map_err(io::Error::from)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "it gave nothing for {} s, and an application gives up on an import \
+                         whose input stalls that long: nothing was written; import again once \
+                         the input flows, or from a file",
+                        limit.as_secs()
+                    ),
+                ));
+            }
+        }
+        self.file.read(buf)
     }
 }
 
@@ -652,5 +718,34 @@ mod tests {
             r.read_to_end(&mut all).expect("read");
             assert_eq!((all.as_slice(), r.number()), (input, expected));
         }
+    }
+
+    /// A pipe that gives nothing fails a read once the limit is set (before, the read waited
+    /// for ever), and only then: what is there, and the pipe's end, are read as ever.
+    #[test]
+    fn a_stalled_input_fails_its_read_at_the_limit() {
+        use std::io::Write as _;
+        let (reader, mut writer) = io::pipe().expect("pipe");
+        let limit = StallLimit::default();
+        let mut input = Stalls::new(
+            File::from(std::os::fd::OwnedFd::from(reader)),
+            limit.clone(),
+        );
+        let mut buf = [0; 16];
+        writer.write_all(b"line\n").expect("write");
+        assert_eq!(input.read(&mut buf).expect("read"), 5, "no limit yet");
+        limit.set(Some(Duration::from_millis(20)));
+        let stalled = input.read(&mut buf).expect_err("nothing came");
+        assert_eq!(stalled.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            stalled
+                .to_string()
+                .starts_with("it gave nothing for 0 s, and an application gives up"),
+            "{stalled}"
+        );
+        writer.write_all(b"more").expect("write");
+        assert_eq!(input.read(&mut buf).expect("read"), 4);
+        drop(writer);
+        assert_eq!(input.read(&mut buf).expect("the end"), 0);
     }
 }

@@ -790,11 +790,15 @@ impl Admin for RemoteAdmin {
                 input.consume(n);
             };
             if let Some(source) = failed {
-                // The server writes nothing on an abort; its answer only keeps us in step.
-                conn.send(socket, &ImportFrame::Abort)?;
-                match conn.recv(socket) {
-                    Ok(_) | Err(Error::Io { .. }) => {}
-                    Err(e) => return Err(e),
+                // The server writes nothing on an abort; its answer only keeps us in step. One
+                // that gave up on the input first (it stalled past the application's limit) may
+                // have closed the connection: the input's error is still the one to report, and
+                // nothing was written either way (the send marks the connection broken).
+                if conn.send(socket, &ImportFrame::Abort).is_ok() {
+                    match conn.recv(socket) {
+                        Ok(_) | Err(Error::Io { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
                 return Err(Error::Io {
                     path: "import input".into(),
@@ -936,6 +940,59 @@ mod tests {
         assert!(
             matches!(&err, Error::Protocol { reason: r, .. }
                 if *r == format!("the application says: {reason}")),
+            "{err:?}"
+        );
+        server.join().unwrap();
+    }
+
+    /// Input that fails (sessctl gives up on one that stalls) after the application gave up on
+    /// it and closed the connection without a word: the input's error is reported (nothing was
+    /// written), not the failed send of the abort, which read as a closed connection.
+    #[test]
+    fn an_input_that_fails_after_the_application_closed_reports_the_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let (closed_tx, closed_rx) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let mut conn = welcome_one(&listener); // its request: Import
+            read_frame(&mut conn, &mut Vec::new()).unwrap(); // the first chunk
+            drop(conn);
+            closed_tx.send(()).unwrap();
+        });
+        /// The first chunk, then, once the application closed, a read that times out.
+        struct Stall {
+            first: Vec<u8>,
+            closed: std::sync::mpsc::Receiver<()>,
+        }
+        impl Read for Stall {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                unreachable!("read through BufRead")
+            }
+        }
+        impl BufRead for Stall {
+            fn fill_buf(&mut self) -> io::Result<&[u8]> {
+                if self.first.is_empty() {
+                    self.closed.recv().unwrap();
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "it gave nothing"));
+                }
+                Ok(&self.first)
+            }
+            fn consume(&mut self, n: usize) {
+                self.first.drain(..n);
+            }
+        }
+        let mut input = Stall {
+            first: b"{\"format\":\"sessdb-export\"}\n".to_vec(),
+            closed: closed_rx,
+        };
+        let admin = RemoteAdmin::connect(&path).unwrap();
+        let err = admin
+            .import(&mut input, &ImportOptions::default())
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { path, source }
+                if path == Path::new("import input") && source.kind() == io::ErrorKind::TimedOut),
             "{err:?}"
         );
         server.join().unwrap();
