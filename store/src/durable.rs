@@ -74,6 +74,8 @@ struct State {
     blobs_synced: HashSet<u64>,
     /// The listing of the folders when they were last synced (see [`listing`]).
     dirs_synced: Option<u64>,
+    /// Commits made (each a flush and an `fsync`).
+    commits: u64,
 }
 
 /// What a sync made durable.
@@ -136,6 +138,7 @@ impl GroupCommit {
             self.done.notify_all();
             match result {
                 Ok(synced) => {
+                    st.commits += 1;
                     st.durable = st.durable.max(target);
                     st.record(&before, synced);
                     st.expected = served + (st.requested - st.durable);
@@ -147,6 +150,12 @@ impl GroupCommit {
                 }
             }
         }
+    }
+
+    /// How many commits were made (for tests: what a call cost).
+    #[cfg(test)]
+    pub(crate) fn commits(&self) -> u64 {
+        lock(&self.state).commits
     }
 
     /// Waits, as the leader, until `expected` tickets are outstanding or half the last commit's

@@ -754,7 +754,10 @@ impl Store {
         )
     }
 
-    /// Invalidates one session. Returns whether a session was removed.
+    /// Invalidates one session. Returns whether a session was removed. With
+    /// [`Durability::Immediate`](crate::Durability::Immediate) a call that removed one returns
+    /// once the removal is on stable storage; one that found nothing to remove wrote nothing,
+    /// and returns at once.
     ///
     /// A named session is left alone, as [`Store::load`] does not return one: a client that
     /// sends its computed id cannot end an API client's cached login. End it with
@@ -789,7 +792,12 @@ impl Store {
             let _g = self.lock_key(&handle);
             self.holds_named(id, &handle)? == named && self.remove_locked(&handle)?
         };
-        self.sync()?;
+        // Nothing removed, nothing written (sled writes no removal of an absent key): no
+        // commit to wait for. A logout through tower-sessions deletes the anonymous id it had
+        // never stored, and paid an `fsync` for it in immediate mode.
+        if removed {
+            self.sync()?;
+        }
         Ok(removed)
     }
 
@@ -815,7 +823,9 @@ impl Store {
             let _g = self.lock_key(handle);
             self.remove_locked(handle)?
         };
-        self.sync()?;
+        if removed {
+            self.sync()?;
+        }
         Ok(removed)
     }
 
@@ -1817,5 +1827,37 @@ mod principal_lock_tests {
         drop(bob);
         both.join().unwrap();
         assert_eq!((held("alice"), held("bob")), (None, None));
+    }
+}
+
+#[cfg(test)]
+mod commit_tests {
+    use super::*;
+
+    /// In immediate mode an invalidation that removed a session commits once; one that found
+    /// nothing (tower-sessions' `delete` of the anonymous id a login replaces, never stored)
+    /// wrote nothing and commits nothing.
+    #[test]
+    fn an_invalidation_that_removes_nothing_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::builder()
+            .durability(Durability::Immediate)
+            .open(dir.path().join("db"))
+            .unwrap();
+        let commits = || store.inner.group_commit.as_ref().unwrap().commits();
+        let mut s = store.create();
+        s.save().unwrap();
+        let (id, handle) = (*s.id(), s.handle());
+        let before = commits();
+        assert!(!store.invalidate(&SessionId::random()).unwrap());
+        assert!(!store
+            .invalidate_handle(&SessionId::random().handle())
+            .unwrap());
+        assert!(!store.invalidate_named("never made").unwrap());
+        assert_eq!(commits(), before, "nothing removed, nothing committed");
+        assert!(store.invalidate(&id).unwrap());
+        assert_eq!(commits(), before + 1);
+        assert!(!store.invalidate_handle(&handle).unwrap(), "already gone");
+        assert_eq!(commits(), before + 1);
     }
 }
