@@ -30,17 +30,18 @@ struct Config {
 }
 
 impl Config {
+    /// The configuration the arguments and environment give; `None` when they ask for help.
     fn parse(
         mut args: impl Iterator<Item = String>,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Config, String> {
+    ) -> Result<Option<Config>, String> {
         let mut addr = env("AXUM_APP_ADDR").unwrap_or_else(|| "127.0.0.1:3000".to_string());
         let mut db = env("AXUM_APP_DB").unwrap_or_else(|| "axum_app.sessdb".to_string());
         while let Some(arg) = args.next() {
             let slot = match arg.as_str() {
                 "--addr" => &mut addr,
                 "--db" => &mut db,
-                "-h" | "--help" => return Err(USAGE.to_string()),
+                "-h" | "--help" => return Ok(None),
                 other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
             };
             *slot = args
@@ -50,10 +51,10 @@ impl Config {
         let addr = addr
             .parse()
             .map_err(|e| format!("--addr {addr:?}: {e} (expected IP:PORT)"))?;
-        Ok(Config {
+        Ok(Some(Config {
             addr,
             db: db.into(),
-        })
+        }))
     }
 }
 
@@ -69,7 +70,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let config = Config::parse(std::env::args().skip(1), |k| std::env::var(k).ok())?;
+    let Some(config) = Config::parse(std::env::args().skip(1), |k| std::env::var(k).ok())? else {
+        // Asked for: on stdout, and a success.
+        println!("{USAGE}");
+        return Ok(());
+    };
     let store = app::open_store(&config.db)?;
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     eprintln!(
