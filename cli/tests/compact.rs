@@ -255,6 +255,27 @@ fn compact_refuses_what_it_would_lose_and_changes_nothing() {
         "error: compact needs the database itself, not an application's admin socket \
          (app.sock): stop the application and give --db\n",
     );
+    // One from the environment (a shell profile's) is ignored with a note: --db is the
+    // database. Before, it was refused, with advice to give the --db that was given.
+    let out = run(on(&db)
+        .env("SESSCTL_SOCKET", dir.path().join("app.sock"))
+        .args(["compact", "--into"])
+        .arg(dir.path().join("copy")));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(&format!(
+            "note: SESSCTL_SOCKET ({}) is ignored: compact works on the database itself, at \
+             --db\n",
+            dir.path().join("app.sock").display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        dir.path().join("copy").join("db").exists(),
+        "the copy was written"
+    );
+    fs::remove_dir_all(dir.path().join("copy")).expect("remove the copy");
     // So does demo, which makes its own database (an ignored socket would read as obeyed).
     expect(
         on(&dir.path().join("demo.sessdb")).args(["--socket", "app.sock", "demo"]),

@@ -29,19 +29,33 @@ impl Compact {
     /// Compacts (or copies) the database and says what it did.
     ///
     /// # Errors
-    /// [`Failure::Usage`] with `--socket`, or an `--into` that names a file, a folder with
+    /// [`Failure::Usage`] with `--socket` (`SESSCTL_SOCKET` is ignored, with a note), or an
+    /// `--into` that names a file, a folder with
     /// something in it or a folder inside the database's; [`Failure::Held`] when a running
     /// application
     /// holds the database; the store's refusals ([`sessdb::Error::Compact`]), a damaged
     /// record ([`sessdb::Error::Corrupt`]), open, storage and I/O errors.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
-        if let Some(socket) = ctx.socket {
-            return Err(Failure::Usage(format!(
-                "compact needs the database itself, not an application's admin socket ({}): \
-                 stop the application and give --db",
+        // A socket named on the command line is refused (ignored, it would read as obeyed);
+        // one from the environment (a shell profile's SESSCTL_SOCKET, set for the other
+        // commands) is said to be ignored, as demo does: before, it was refused as if typed,
+        // with advice to give the --db that was given.
+        match ctx.socket {
+            Some(socket) if ctx.socket_named_by == "--socket" => {
+                return Err(Failure::Usage(format!(
+                    "compact needs the database itself, not an application's admin socket \
+                     ({}): stop the application and give --db",
+                    socket.display()
+                ))
+                .into());
+            }
+            Some(socket) => writeln!(
+                ctx.err,
+                "note: {} ({}) is ignored: compact works on the database itself, at --db",
+                ctx.socket_named_by,
                 socket.display()
-            ))
-            .into());
+            )?,
+            None => {}
         }
         ctx.refuse_future_write()?;
         if let Some(dest) = &self.into {
