@@ -295,7 +295,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             'h' => 3600,
             'd' => 86_400,
             'w' => 7 * 86_400,
-            _ => return Err(bad("units are s, m, h, d and w")),
+            _ => {
+                return Err(bad(&format!(
+                    "{c:?} is neither a digit nor a unit: whole numbers, each followed by s, m, \
+                     h, d or w"
+                )))
+            }
         };
         if number.is_empty() {
             return Err(bad("a unit needs a number before it"));
@@ -403,6 +408,16 @@ mod tests {
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+        // The character that is wrong is named, not the units, which may be right.
+        let why = |text| parse_duration(text).expect_err(text);
+        assert!(
+            why("1.5h").contains("'.' is neither a digit nor a unit"),
+            "{}",
+            why("1.5h")
+        );
+        assert!(why("-5m").contains("'-' is neither"), "{}", why("-5m"));
+        assert!(why("1 h").contains("' ' is neither"), "{}", why("1 h"));
+        assert!(why("1x").contains("'x' is neither"), "{}", why("1x"));
     }
 
     #[test]

@@ -366,6 +366,9 @@ fn an_unwritable_folder_is_an_error_naming_it() {
     assert!(!locked_dir.join("backup.jsonl").exists());
 }
 
+/// The error names the folder, where the export's new file is made, and not only the file,
+/// which a user would check first and, when it is there already, may find writable: it is left
+/// as it was.
 #[test]
 fn export_into_an_unwritable_folder_fails_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -377,24 +380,36 @@ fn export_into_an_unwritable_folder_fails_cleanly() {
     fs::create_dir(&locked_dir).expect("mkdir");
     fs::set_permissions(&locked_dir, fs::Permissions::from_mode(0o555)).expect("chmod");
     let target = locked_dir.join("backup.jsonl");
-    let out = run(unprivileged()
-        .arg("--db")
-        .arg(&db)
-        .args(["export", "--out"])
-        .arg(&target));
+    let denied = format!(
+        "error: cannot write {}: the export is written into a new file in {} and renamed over it \
+         once complete, and that folder takes no new file: Permission denied (os error 13)\n",
+        target.display(),
+        locked_dir.display()
+    );
+    let export = || {
+        run(unprivileged()
+            .arg("--db")
+            .arg(&db)
+            .args(["export", "--out"])
+            .arg(&target))
+    };
+    let out = export();
     assert_eq!(
         (out.code, out.stdout.as_str(), out.stderr.as_str()),
-        (
-            5,
-            "",
-            format!(
-                "error: cannot write {}: Permission denied (os error 13)\n",
-                target.display()
-            )
-            .as_str()
-        )
+        (5, "", denied.as_str())
     );
     assert_eq!(fs::read_dir(&locked_dir).expect("read_dir").count(), 0);
+    // A backup there already that this user may write: the same error, the file unchanged.
+    fs::set_permissions(&locked_dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::write(&target, "the last backup").expect("write");
+    chown_nobody(&target);
+    fs::set_permissions(&locked_dir, fs::Permissions::from_mode(0o555)).expect("chmod");
+    let out = export();
+    assert_eq!((out.code, out.stderr.as_str()), (5, denied.as_str()));
+    assert_eq!(
+        fs::read_to_string(&target).expect("read"),
+        "the last backup"
+    );
 }
 
 /// A database whose folder its user cannot write: sled writes there at every open, so even a

@@ -450,7 +450,14 @@ fn export_to_file(
                 .create_new(true)
                 .mode(0o600)
                 .open(&tmp)
-                .with_context(|| format!("cannot write {shown}"))?;
+                .with_context(|| {
+                    // Not the file: an export goes into a new file beside it first.
+                    format!(
+                        "cannot write {shown}: the export is written into a new file in {} and \
+                         renamed over it once complete, and that folder takes no new file",
+                        dir.display()
+                    )
+                })?;
             (file, true)
         }
     };
