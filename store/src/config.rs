@@ -55,6 +55,9 @@ pub(crate) struct Config {
     pub(crate) admin_socket: Option<crate::socket::SocketPath>,
     pub(crate) admin_timeouts: crate::socket::Timeouts,
     pub(crate) admin_socket_check: Duration,
+    /// How long the last handle's drop waits for sled's flush once a storage I/O error was met
+    /// (see `Inner::drop`).
+    pub(crate) drop_flush_wait: Duration,
 }
 
 /// Opens a [`Store`] with settings other than the defaults.
@@ -115,6 +118,7 @@ impl Default for Builder {
                 admin_socket: None,
                 admin_timeouts: crate::socket::Timeouts::default(),
                 admin_socket_check: crate::socket::DEFAULT_SOCKET_CHECK,
+                drop_flush_wait: Builder::DROP_FLUSH_WAIT,
             },
         }
     }
@@ -192,6 +196,18 @@ impl Builder {
     /// would fail).
     pub fn max_session_bytes(mut self, n: usize) -> Self {
         self.config.max_session_bytes = n;
+        self
+    }
+
+    /// How long the last handle's drop waits for its flush once a write failed (`Inner::drop`
+    /// in `store.rs`): 10 seconds.
+    pub(crate) const DROP_FLUSH_WAIT: Duration = Duration::from_secs(10);
+
+    /// Sets that wait, for the tests that make sled fail a write (not a setting: the default
+    /// serves every application).
+    #[doc(hidden)]
+    pub fn __drop_flush_wait_for_tests(mut self, wait: Duration) -> Self {
+        self.config.drop_flush_wait = wait;
         self
     }
 

@@ -1,6 +1,7 @@
 //! The one error type of the library, with context on every variant.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -355,11 +356,23 @@ pub struct StorageError {
     inner: sled::Error,
 }
 
+/// Whether sled has failed a read or write of its files in this process (the last handle's
+/// drop then guards against a flush that never ends: `Inner::drop` in `store.rs`).
+static IO_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a storage I/O error was met in this process.
+pub(crate) fn io_failed() -> bool {
+    IO_FAILED.load(Ordering::Relaxed)
+}
+
 impl StorageError {
     /// Wraps an error of sled's.
     pub(crate) fn new(e: sled::Error) -> Self {
         let inner = match e {
-            sled::Error::Io(io) => sled::Error::Io(original_io(io)),
+            sled::Error::Io(io) => {
+                IO_FAILED.store(true, Ordering::Relaxed);
+                sled::Error::Io(original_io(io))
+            }
             e => e,
         };
         StorageError { inner }

@@ -208,7 +208,47 @@ impl Drop for Inner {
         // The admin socket first: while it answers, a client must find the database held.
         drop(self.admin_server.take());
         // Best effort: the periodic flusher would write this within its interval anyway.
-        let _ = self.db.flush();
+        if !crate::error::io_failed() {
+            let _ = self.db.flush();
+            return;
+        }
+        // After a failed write sled may never end a flush: a write of a blob (a tree node
+        // over its inline limit, 512 KiB with 2 MiB segments: large sessions) that fails (a
+        // full disk) leaves its log buffer claimed for ever (sled 0.34.7, `reserve_inner`
+        // returns the error of `encapsulate` without giving the buffer back), and every later
+        // flush waits for it, this one and the one in sled's own drop of each tree included:
+        // the application could never exit to be restarted, as the error tells its operator
+        // to. So the flush runs on a thread of its own, which holds every sled handle; if it
+        // has not ended in time, the drop returns without it. The handles stay with that
+        // thread, so sled's drop never runs here: what was not written is lost, as in a crash
+        // (which sled recovers from), and the database stays locked until the process exits.
+        let handles = (
+            self.db.clone(),
+            self.sessions.clone(),
+            self.expiry.clone(),
+            self.principals.clone(),
+        );
+        let (done, ended) = mpsc::channel();
+        let flushing = std::thread::Builder::new()
+            .name("sessdb-last-flush".into())
+            .spawn(move || {
+                let _ = handles.0.flush();
+                let _ = done.send(());
+                drop(handles);
+            });
+        let wait = self.config.drop_flush_wait;
+        if flushing.is_err() {
+            // No thread to be had: the flush is tried here, as it is without a failed write.
+            let _ = self.db.flush();
+        } else if ended.recv_timeout(wait).is_err() {
+            log::error!(
+                "the flush of the store at {} did not end within {} s of its last handle's drop, \
+                 after a failed write: its last writes are lost (as in a crash, which sled \
+                 recovers from), and the database stays locked until the process exits",
+                self.path.display(),
+                wait.as_secs_f64()
+            );
+        }
     }
 }
 

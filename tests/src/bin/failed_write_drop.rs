@@ -1,0 +1,73 @@
+//! Makes sled fail the write of a blob, as a full disk would (a file-size limit, with
+//! `SIGXFSZ` ignored so that the write fails with `EFBIG` instead of killing the process), then
+//! drops the store, saying on stdout what happened: `save: ...` and then `dropped` once the
+//! drop has returned. Run by `tests/tests/failed_write.rs`; the argument is the store's folder.
+//!
+//! sled 0.34.7 never ends a flush after such a failure (see `Inner::drop` in the store), so
+//! before the store guarded its drop this process never printed `dropped`.
+
+// The signal disposition and the resource limit are set through the C library.
+#![allow(unsafe_code)]
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use sessdb::Store;
+
+fn main() -> ExitCode {
+    let Some(path) = std::env::args_os().nth(1) else {
+        eprintln!("usage: failed_write_drop DIR");
+        return ExitCode::from(2);
+    };
+    let path = std::path::PathBuf::from(path);
+    let store = match Store::builder()
+        .max_session_bytes(16 << 20)
+        .__drop_flush_wait_for_tests(Duration::from_millis(200))
+        .open(&path)
+    {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("open: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut small = store.create();
+    let written = small
+        .insert("cart", &[1, 2, 3])
+        .and_then(|()| small.save())
+        .and_then(|()| store.flush());
+    if let Err(e) = written {
+        eprintln!("first save: {e}");
+        return ExitCode::FAILURE;
+    }
+    // Room for the log's small writes, not for a blob of a few MiB.
+    let log = std::fs::metadata(path.join("db")).map_or(0, |m| m.len());
+    let limit = log + (1 << 20);
+    // SAFETY: setting a signal's disposition to "ignore" and a resource limit of this process,
+    // before any write that could meet it; no memory is shared with the calls.
+    let limited = unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        let rlimit = libc::rlimit {
+            rlim_cur: limit,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        libc::setrlimit(libc::RLIMIT_FSIZE, &rlimit)
+    };
+    if limited != 0 {
+        eprintln!("setrlimit: {}", std::io::Error::last_os_error());
+        return ExitCode::FAILURE;
+    }
+    let mut large = store.create();
+    let saved = large
+        .insert("upload", &"x".repeat(4 << 20))
+        .and_then(|()| large.save());
+    match saved {
+        Ok(()) => println!("save: ok"),
+        Err(e) => println!("save: {e}"),
+    }
+    drop(large);
+    drop(small);
+    drop(store);
+    println!("dropped");
+    ExitCode::SUCCESS
+}
