@@ -77,7 +77,7 @@ impl Store {
                     inner.expiry.remove(k).storage()?; // stale: the record's entry is elsewhere
                 } else if head.is_expired(now) {
                     // The record first: a crash before its entries go leaves only stale entries.
-                    inner.sessions.remove(handle.as_bytes()).storage()?;
+                    self.noting(inner.sessions.remove(handle.as_bytes()).storage())?;
                     self.remove_entries(&handle, entry, head.principal.as_deref())?;
                     // Counted one by one: an error later in the batch loses no count.
                     inner.counters.removed(1);

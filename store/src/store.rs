@@ -102,6 +102,9 @@ pub(crate) struct Inner {
     pub(crate) named_locks: Mutex<HashMap<SessionId, Arc<crate::named::NameLock>>>,
     pub(crate) counters: AtomicCounters,
     group_commit: Option<GroupCommit>,
+    /// The I/O error (its OS code, kind and text) of the first write of this store that sled
+    /// failed: every later write is refused with it (see [`Store::check_writable`]).
+    write_failure: OnceLock<(Option<i32>, std::io::ErrorKind, String)>,
     /// Dropping this ends the reaper thread (a compaction takes it out to stop the reaper).
     pub(crate) reaper_stop: Mutex<Option<mpsc::Sender<()>>>,
     /// The admin socket server, if enabled; dropped with the store, which stops it.
@@ -506,6 +509,7 @@ impl Store {
             named_locks: Mutex::new(HashMap::new()),
             counters: AtomicCounters::default(),
             group_commit,
+            write_failure: OnceLock::new(),
             reaper_stop: Mutex::new(reaper_stop),
             admin_server: OnceLock::new(),
             config,
@@ -986,11 +990,13 @@ impl Store {
     /// # Errors
     /// Storage or I/O errors.
     pub fn flush(&self) -> Result<()> {
-        match &self.inner.group_commit {
+        // After a failed write, sled may never end a flush: the failure is the answer.
+        self.refuse_after_failure()?;
+        self.noting(match &self.inner.group_commit {
             // A commit of its own: the blobs before sled's flush, as for a save.
             Some(gc) => gc.sync(&self.inner.db),
             None => self.inner.db.flush().map(drop).storage(),
-        }
+        })
     }
 
     /// What the store has done since it was opened: through this handle and every clone of
@@ -1011,10 +1017,44 @@ impl Store {
 
     pub(crate) fn check_writable(&self, operation: &'static str) -> Result<()> {
         if self.inner.config.read_only {
-            Err(Error::ReadOnly { operation })
-        } else {
-            Ok(())
+            return Err(Error::ReadOnly { operation });
         }
+        self.refuse_after_failure()
+    }
+
+    /// The error of this store's first failed write, once there was one. sled refuses writes
+    /// after most failed writes, but not after a failed write of a blob (a tree node over its
+    /// inline limit, 512 KiB: large sessions on a full disk): it took the next ones into
+    /// memory, where the periodic flush never wrote them (lost without a word), and in
+    /// immediate mode their commit waited for ever (sled 0.34.7 never ends a flush after one).
+    /// Reopen the store (or restart) once the cause is fixed.
+    fn refuse_after_failure(&self) -> Result<()> {
+        match self.inner.write_failure.get() {
+            None => Ok(()),
+            Some((code, kind, text)) => {
+                let io = match code {
+                    Some(code) => std::io::Error::from_raw_os_error(*code),
+                    None => std::io::Error::new(*kind, text.clone()),
+                };
+                Err(Error::Storage(crate::error::StorageError::new(
+                    sled::Error::Io(io),
+                )))
+            }
+        }
+    }
+
+    /// `result`, its storage I/O error (if it failed with one) noted as this store's failed
+    /// write, which refuses every later one ([`Store::check_writable`]).
+    pub(crate) fn noting<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(Error::Storage(e)) = &result {
+            if let Some(io) = e.io_error() {
+                let _ =
+                    self.inner
+                        .write_failure
+                        .set((io.raw_os_error(), io.kind(), io.to_string()));
+            }
+        }
+        result
     }
 
     pub(crate) fn key_stripe(handle: &Handle) -> usize {
@@ -1065,7 +1105,7 @@ impl Store {
     /// Waits until earlier writes are on stable storage, in immediate mode.
     pub(crate) fn sync(&self) -> Result<()> {
         match &self.inner.group_commit {
-            Some(gc) => gc.sync(&self.inner.db),
+            Some(gc) => self.noting(gc.sync(&self.inner.db)),
             None => Ok(()),
         }
     }
@@ -1075,6 +1115,17 @@ impl Store {
     /// sets `new.entry_lag`). Returns the bytes written and the data's offset in them. The
     /// caller holds the key lock (and principal locks if the principal changes).
     pub(crate) fn write_locked(
+        &self,
+        handle: &Handle,
+        old: Option<(&IVec, &StoredHead)>,
+        new: &mut Head,
+        data: &[u8],
+    ) -> Result<(IVec, usize)> {
+        self.noting(self.write_record(handle, old, new, data))
+    }
+
+    /// [`Store::write_locked`], its failure not yet noted.
+    fn write_record(
         &self,
         handle: &Handle,
         old: Option<(&IVec, &StoredHead)>,
@@ -1247,6 +1298,11 @@ impl Store {
 
     /// Removes the record under `handle` and its index entries. The caller holds the key lock.
     pub(crate) fn remove_locked(&self, handle: &Handle) -> Result<bool> {
+        self.noting(self.remove_record(handle))
+    }
+
+    /// [`Store::remove_locked`], its failure not yet noted.
+    fn remove_record(&self, handle: &Handle) -> Result<bool> {
         let Some(bytes) = self.inner.sessions.remove(handle.as_bytes()).storage()? else {
             return Ok(false);
         };
@@ -1333,7 +1389,7 @@ impl Store {
             Some(p) if old_head.principal != head.principal => self.make_room(p, new)?,
             _ => Vec::new(),
         };
-        let committed = self.rotate_locked(old, old_state, new, head, bytes)?;
+        let committed = self.noting(self.rotate_locked(old, old_state, new, head, bytes))?;
         // Under the principal's lock still, but no key lock: eviction takes the victims'.
         Ok((committed, self.evict(&victims)))
     }

@@ -1,10 +1,13 @@
 //! Makes sled fail the write of a blob, as a full disk would (a file-size limit, with
 //! `SIGXFSZ` ignored so that the write fails with `EFBIG` instead of killing the process), then
-//! drops the store, saying on stdout what happened: `save: ...` and then `dropped` once the
-//! drop has returned. Run by `tests/tests/failed_write.rs`; the argument is the store's folder.
+//! saves a small session, flushes and drops the store, saying on stdout what happened: `save:
+//! ...`, `then: ...`, `flush: ...` and `dropped` once the drop has returned. Run by
+//! `tests/tests/failed_write.rs`; the arguments are the store's folder and `periodic` or
+//! `immediate`.
 //!
-//! sled 0.34.7 never ends a flush after such a failure (see `Inner::drop` in the store), so
-//! before the store guarded its drop this process never printed `dropped`.
+//! sled 0.34.7 never ends a flush after such a failure, so before the store guarded against it
+//! the small save's commit (immediate durability), the flush and the drop never returned, and
+//! with periodic durability the small save was taken and never written.
 
 // The signal disposition and the resource limit are set through the C library.
 #![allow(unsafe_code)]
@@ -20,7 +23,14 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let path = std::path::PathBuf::from(path);
+    let durability = match std::env::args().nth(2).as_deref() {
+        Some("immediate") => sessdb::Durability::Immediate,
+        _ => sessdb::Durability::Periodic {
+            flush_every: Duration::from_millis(500),
+        },
+    };
     let store = match Store::builder()
+        .durability(durability)
         .max_session_bytes(16 << 20)
         .__drop_flush_wait_for_tests(Duration::from_millis(200))
         .open(&path)
@@ -66,6 +76,12 @@ fn main() -> ExitCode {
         Err(e) => println!("save: {e}"),
     }
     drop(large);
+    let mut then = store.create();
+    let saved = then.insert("cart", &[4]).and_then(|()| then.save());
+    let said = |r: sessdb::Result<()>| r.map_or_else(|e| e.to_string(), |()| "ok".into());
+    println!("then: {}", said(saved));
+    println!("flush: {}", said(store.flush()));
+    drop(then);
     drop(small);
     drop(store);
     println!("dropped");
