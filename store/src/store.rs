@@ -988,7 +988,8 @@ impl Store {
     /// Writes everything to disk (sled's flush; in immediate mode also an `fsync`).
     ///
     /// # Errors
-    /// Storage or I/O errors.
+    /// Storage or I/O errors; after a write of this store failed with an I/O error, that error
+    /// (as every later write gets: the store refuses them until it is opened again).
     pub fn flush(&self) -> Result<()> {
         // After a failed write, sled may never end a flush: the failure is the answer.
         self.refuse_after_failure()?;
