@@ -445,19 +445,26 @@ fn export_to_file(
     let (file, named) = match unnamed_in(dir) {
         Some(file) => (file, false),
         None => {
-            let file = OpenOptions::new()
+            let opened = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&tmp)
-                .with_context(|| {
-                    // Not the file: an export goes into a new file beside it first.
-                    format!(
-                        "cannot write {shown}: the export is written into a new file in {} and \
-                         renamed over it once complete, and that folder takes no new file",
-                        dir.display()
-                    )
-                })?;
+                .open(&tmp);
+            let file = match opened {
+                // Not the file, which may be writable: an export goes into a new file beside it
+                // first.
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "cannot write {shown}: the export is written into a new file in {} \
+                             and renamed over it once complete, and that folder takes no new \
+                             file",
+                            dir.display()
+                        )
+                    })
+                }
+                opened => opened.with_context(|| format!("cannot write {shown}"))?,
+            };
             (file, true)
         }
     };
