@@ -52,8 +52,9 @@ pub enum Error {
         path: PathBuf,
     },
     /// The folder exists but holds no database, and the store was told not to create one, or
-    /// it holds files of its own (a new database is made only in a new or empty folder).
-    #[error("{path} is not a sessdb database (it has no database files)")]
+    /// it holds files of its own (a new database is made only in a new or empty folder), among
+    /// them files with sled's names (`conf`, `db`) that are not sled's by their content.
+    #[error("{path} is not a sessdb database (it has no database files of sled's)")]
     NotADatabase {
         /// The folder.
         path: PathBuf,

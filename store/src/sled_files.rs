@@ -102,6 +102,29 @@ pub(crate) fn segment_size(path: &Path) -> Result<Segment> {
     }
 }
 
+/// Whether the folder's `conf`, if there is one, can be sled's by what it holds, not only by
+/// its name: it starts as sled's settings do (`segment_size: `), or is a beginning of that (a
+/// making cut short). A project's own settings file named `conf` is not: sled would delete it,
+/// or write its own over it (found by a second reviewer, beside a project's `db` and with an
+/// empty one).
+pub(crate) fn conf_could_be_sleds(path: &Path) -> io::Result<bool> {
+    use std::io::Read as _;
+    const SETTINGS: &[u8] = b"segment_size: ";
+    let conf = path.join("conf");
+    match fs::symlink_metadata(&conf) {
+        Ok(meta) if !meta.is_file() => Ok(false),
+        Ok(_) => {
+            let mut head = Vec::with_capacity(SETTINGS.len());
+            File::open(&conf)?
+                .take(SETTINGS.len() as u64)
+                .read_to_end(&mut head)?;
+            Ok(head.starts_with(SETTINGS) || SETTINGS.starts_with(&head))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
 /// What a log says of its segment size.
 #[derive(Debug, PartialEq)]
 enum Found {
@@ -140,7 +163,18 @@ fn segment_size_from_log(log: &File) -> io::Result<Found> {
         return Ok(Found::Empty);
     }
     if len <= SMALL {
-        return Ok(Found::Size(SLED_DEFAULT_SEGMENT_BYTES));
+        // Either size reads it the same, if it is sled's: its first segment starts with a
+        // header, or was freed (zeroed). A file of a project's named `db` does not, and sled
+        // would write over it, read-only too (found by a second reviewer).
+        let mut head = [0xffu8; 20];
+        let n = usize::try_from(len).map_or(head.len(), |len| len.min(head.len()));
+        std::os::unix::fs::FileExt::read_exact_at(log, &mut head[..n], 0)?;
+        let freed = head[..n].iter().all(|&b| b == 0);
+        return Ok(if freed || header_at(log, len, 0)?.is_some() {
+            Found::Size(SLED_DEFAULT_SEGMENT_BYTES)
+        } else {
+            Found::Unknown
+        });
     }
     let read = |offset| header_at(log, len, offset);
     let mut first_segment = false;

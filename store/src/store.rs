@@ -426,6 +426,13 @@ impl Store {
                     detail: "its log file `db` is missing".into(),
                 })
             }
+            // A `conf` that is not sled's is a project's own file, which sled would delete or
+            // write over, read-only too.
+            Ok(_) if !crate::sled_files::conf_could_be_sleds(path).map_err(io_err(path))? => {
+                return Err(Error::NotADatabase {
+                    path: path.to_path_buf(),
+                })
+            }
             // An existing folder without sled's files is not a database: opening it without
             // `create` (or read-only) must not turn it into one. One with the log is, its `conf`
             // gone or not (`segment_size` then reads the log).

@@ -666,6 +666,54 @@ fn a_new_database_is_made_only_in_a_new_or_empty_folder() {
             );
         }
     }
+    // Files with sled's names that are not sled's: a project's settings named `conf` and its
+    // data named `db`, a `conf` beside an empty `db`. Before, the first open deleted the
+    // `conf` (then failed as damaged), and the second made a store there over its `conf`.
+    let settings = "listen = 0.0.0.0:8080\nworkers = 4\n";
+    let data = "SQLite format 3\0 the project's own data".repeat(50);
+    let cases: [(&str, &[(&str, &str)], bool); 2] = [
+        (
+            "project",
+            &[("conf", settings), ("db", &data), ("README.md", "mine")],
+            false,
+        ),
+        (
+            "fresh",
+            &[("conf", settings), ("db", ""), ("README.md", "mine")],
+            true,
+        ),
+    ];
+    for (name, files, create) in cases {
+        let folder = dir.path().join(name);
+        std::fs::create_dir(&folder).unwrap();
+        for (file, text) in files {
+            std::fs::write(folder.join(file), text).unwrap();
+        }
+        let opened = Store::builder()
+            .create(create)
+            .read_only(!create)
+            .open(&folder);
+        assert!(
+            matches!(opened, Err(Error::NotADatabase { .. })),
+            "{name}: {:?}",
+            opened.map(drop)
+        );
+        let mut names: Vec<_> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let mut made: Vec<_> = files.iter().map(|(file, _)| file.to_string()).collect();
+        made.sort();
+        assert_eq!(names, made, "{name}: nothing made beside them");
+        for (file, text) in files {
+            assert_eq!(
+                std::fs::read_to_string(folder.join(file)).unwrap(),
+                *text,
+                "{name}: {file} unchanged"
+            );
+        }
+    }
     let volume = dir.path().join("volume");
     std::fs::create_dir_all(volume.join("lost+found")).unwrap();
     drop(Store::open(&volume).expect("a dedicated volume"));
@@ -1514,4 +1562,18 @@ fn a_log_without_conf_or_segment_headers_is_damaged() {
     }
     // Nothing was written: no `conf` made with a guessed size.
     assert!(!path.join("conf").exists());
+    // A short one too (either size would read a sled log of it the same): a project's own
+    // file named `db`, alone in its folder. Before, a read-only open wrote over it.
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let own = "my own file that happens to be called db\n".repeat(100);
+    std::fs::write(data.join("db"), &own).unwrap();
+    let opened = Store::builder().read_only(true).create(false).open(&data);
+    assert!(
+        matches!(&opened, Err(Error::Damaged { detail, .. }) if detail.contains("segment size")),
+        "{:?}",
+        opened.map(drop)
+    );
+    assert_eq!(std::fs::read_to_string(data.join("db")).unwrap(), own);
+    assert!(!data.join("conf").exists());
 }
