@@ -182,20 +182,41 @@ impl fmt::Debug for Store {
 /// so at once rather than wait for sled's lock and blame another process.
 static OPEN: Mutex<Vec<(PathBuf, Weak<Inner>)>> = Mutex::new(Vec::new());
 
-/// Refuses `path` if a store of this process has it open, after waiting as long as for sled's
-/// lock: the last handle may be going away on another thread, or the background reaper may be
-/// finishing a purge with the store it holds for that long.
-fn refuse_open_here(path: &Path) -> Result<()> {
+/// The databases whose open is under way in this process, by canonical path: a second open
+/// meanwhile (another thread's) is refused as [`Error::AlreadyOpen`] too. Before, it waited for
+/// sled's lock and blamed another process (found by a second reviewer).
+static OPENING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// An open under way, named in [`OPENING`] until dropped (the open done, or failed).
+struct Opening(Option<PathBuf>);
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            lock(&OPENING).retain(|p| p != path);
+        }
+    }
+}
+
+/// Claims `path` for an open, refusing it if a store of this process has it open or is
+/// opening it, after waiting as long as for sled's lock: the last handle may be going away on
+/// another thread, or the background reaper may be finishing a purge with the store it holds
+/// for that long.
+fn claim_open(path: &Path) -> Result<Opening> {
     let Ok(canonical) = fs::canonicalize(path) else {
-        return Ok(());
-    };
-    let open_here = || {
-        let mut open = lock(&OPEN);
-        open.retain(|(_, inner)| inner.strong_count() > 0);
-        open.iter().any(|(p, _)| *p == canonical)
+        return Ok(Opening(None));
     };
     let deadline = Instant::now() + LOCK_WAIT;
-    while open_here() {
+    loop {
+        {
+            let mut opening = lock(&OPENING);
+            let mut open = lock(&OPEN);
+            open.retain(|(_, inner)| inner.strong_count() > 0);
+            if !opening.contains(&canonical) && !open.iter().any(|(p, _)| *p == canonical) {
+                opening.push(canonical.clone());
+                return Ok(Opening(Some(canonical)));
+            }
+        }
         if Instant::now() >= deadline {
             return Err(Error::AlreadyOpen {
                 path: path.to_path_buf(),
@@ -203,7 +224,6 @@ fn refuse_open_here(path: &Path) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    Ok(())
 }
 
 impl Drop for Inner {
@@ -484,7 +504,8 @@ impl Store {
             }
         }
         new_log(path)?;
-        refuse_open_here(path)?;
+        // Held until the store is in `OPEN` (or the open failed).
+        let _opening = claim_open(path)?;
         let Engine {
             db,
             format,
@@ -1963,5 +1984,32 @@ mod commit_tests {
         assert_eq!(commits(), before + 1);
         assert!(!store.invalidate_handle(&handle).unwrap(), "already gone");
         assert_eq!(commits(), before + 1);
+    }
+}
+
+#[cfg(test)]
+mod opening_tests {
+    use super::*;
+
+    /// An open under way in this process refuses a second open of the same folder as already
+    /// open here (a thread that raced another's open got `Locked`, "held by another process"),
+    /// and only while it is under way.
+    #[test]
+    fn an_open_under_way_refuses_another_as_already_open_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        fs::create_dir(&path).unwrap();
+        let first = claim_open(&path).unwrap();
+        let second = claim_open(&dir.path().join(".").join("db"));
+        assert!(
+            matches!(second, Err(Error::AlreadyOpen { .. })),
+            "{:?}",
+            second.map(drop)
+        );
+        drop(first);
+        drop(claim_open(&path).unwrap());
+        let store = Store::open(&path).unwrap();
+        assert!(matches!(claim_open(&path), Err(Error::AlreadyOpen { .. })));
+        drop(store);
     }
 }
