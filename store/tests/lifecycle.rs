@@ -671,22 +671,22 @@ fn a_new_database_is_made_only_in_a_new_or_empty_folder() {
     // `conf` (then failed as damaged), and the second made a store there over its `conf`.
     let settings = "listen = 0.0.0.0:8080\nworkers = 4\n";
     let data = "SQLite format 3\0 the project's own data".repeat(50);
-    let cases: [(&str, &[(&str, &str)], bool); 2] = [
+    let cases = [
         (
             "project",
-            &[("conf", settings), ("db", &data), ("README.md", "mine")],
+            vec![("conf", settings), ("db", &data), ("README.md", "mine")],
             false,
         ),
         (
             "fresh",
-            &[("conf", settings), ("db", ""), ("README.md", "mine")],
+            vec![("conf", settings), ("db", ""), ("README.md", "mine")],
             true,
         ),
     ];
     for (name, files, create) in cases {
         let folder = dir.path().join(name);
         std::fs::create_dir(&folder).unwrap();
-        for (file, text) in files {
+        for (file, text) in &files {
             std::fs::write(folder.join(file), text).unwrap();
         }
         let opened = Store::builder()
@@ -709,7 +709,7 @@ fn a_new_database_is_made_only_in_a_new_or_empty_folder() {
         for (file, text) in files {
             assert_eq!(
                 std::fs::read_to_string(folder.join(file)).unwrap(),
-                *text,
+                text,
                 "{name}: {file} unchanged"
             );
         }
