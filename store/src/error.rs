@@ -285,8 +285,9 @@ pub enum Error {
     /// connection was closed; the next call connects again.
     #[error(
         "the application behind the admin socket {path} did not answer within {} \
-         (is it stopped or hung?)",
-        span(*waited)
+         (is it stopped or hung?){}",
+        span(*waited),
+        if *sent { "" } else { "; no request reached it" }
     )]
     Unresponsive {
         /// The socket path.
@@ -295,6 +296,10 @@ pub enum Error {
         /// ([`RemoteAdmin::connect_with_timeout`](crate::RemoteAdmin::connect_with_timeout)), or
         /// twice that when it waited for an answer and then for a second connection's.
         waited: std::time::Duration,
+        /// Whether the request reached the application before it stopped answering: a stopped
+        /// application then does it once it runs again. `false` when the application did not
+        /// answer the connection the request was to go on: nothing was sent.
+        sent: bool,
     },
     /// The application refused this client: its user is neither the application's nor root,
     /// or too many clients are connected.

@@ -1632,7 +1632,7 @@ fn a_stopped_application_is_reported_after_the_clients_timeout() {
             e.to_string(),
             format!(
                 "the application behind the admin socket {} did not answer within 30 ms (is it \
-                 stopped or hung?)",
+                 stopped or hung?); no request reached it",
                 fake.socket.display()
             )
         ),
@@ -1667,6 +1667,37 @@ fn a_stopped_application_is_reported_after_the_clients_timeout() {
                     fake.socket.display()
                 )
             ),
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+/// The application closed the client's idle connection, then stopped: the next request's new
+/// connection is never answered, so the request never left the client. Its error says so
+/// (`sent: false`): before, it read as a request sent and unanswered, which a stopped
+/// application does once it runs again, and the TUI said an invalidation would happen that
+/// never could (found by a second reviewer).
+#[test]
+fn a_request_that_a_stopped_application_never_got_is_not_sent() {
+    let fake = Fake::new();
+    let timeout = Duration::from_millis(100);
+    std::thread::scope(|scope| {
+        let fake = &fake;
+        let (welcomed_tx, welcomed_rx) = mpsc::channel();
+        let closing = scope.spawn(move || {
+            let conn = fake.accept();
+            welcomed_tx.send(()).unwrap();
+            // Its idle deadline: the connection is closed, and nothing after it is accepted.
+            drop(conn);
+        });
+        let admin = RemoteAdmin::connect_with_timeout(&fake.socket, timeout).unwrap();
+        welcomed_rx.recv().unwrap();
+        closing.join().unwrap();
+        let target = Target::Handle(SessionId::random().handle());
+        match admin.invalidate(&target) {
+            Err(e @ Error::Unresponsive { sent: false, .. }) => {
+                assert!(e.to_string().ends_with("; no request reached it"), "{e}")
+            }
             other => panic!("{other:?}"),
         }
     });
@@ -1721,9 +1752,11 @@ fn a_full_queue_of_connections_is_reported_after_the_clients_timeout() {
         ));
     });
     match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(Err(Error::Unresponsive { path: p, waited })) => {
-            assert_eq!((p, waited), (path, Duration::from_millis(30)))
-        }
+        Ok(Err(Error::Unresponsive {
+            path: p,
+            waited,
+            sent,
+        })) => assert_eq!((p, waited, sent), (path, Duration::from_millis(30), false)),
         Ok(other) => panic!("{other:?}"),
         Err(_) => panic!("the client still waits to connect after 20 s"),
     }

@@ -1222,8 +1222,9 @@ impl App {
         };
         match done {
             Ok(text) => self.done(admin, text),
-            // Sent, and not answered: a stopped application does it once it runs again.
-            Err(e @ sessdb::Error::Unresponsive { .. }) => self.action_error(
+            // Sent, and not answered: a stopped application does it once it runs again. One
+            // that did not answer the connection got nothing to do: that is a plain failure.
+            Err(e @ sessdb::Error::Unresponsive { sent: true, .. }) => self.action_error(
                 &format!(
                     "Invalidating {what} was sent and not confirmed (the application may still \
                      do it when it runs again; r shows whether it did)"
@@ -1265,7 +1266,7 @@ impl App {
             }
             Err(e) => {
                 let mut what = self.purge_not_finished();
-                if matches!(e, sessdb::Error::Unresponsive { .. }) {
+                if matches!(e, sessdb::Error::Unresponsive { sent: true, .. }) {
                     what.push_str(" (the application may go on with it when it runs again)");
                 }
                 self.action_error(&what, &e);

@@ -190,6 +190,8 @@ fn transport(socket: &Path, timeout: Duration, e: io::Error) -> Error {
         return Error::Unresponsive {
             path: socket.to_path_buf(),
             waited: waited.map_or(timeout, |w| w.0),
+            // Whether the request was sent is for the caller to say (`with_conn`).
+            sent: true,
         };
     }
     match e.kind() {
@@ -205,6 +207,19 @@ fn transport(socket: &Path, timeout: Duration, e: io::Error) -> Error {
             what: "I/O error on",
             source: e,
         },
+    }
+}
+
+/// `e`, said of a request that was not sent: an application that did not answer the
+/// connection it was to go on (stopped, hung) got nothing to do once it runs again.
+fn unsent(e: Error) -> Error {
+    match e {
+        Error::Unresponsive { path, waited, .. } => Error::Unresponsive {
+            path,
+            waited,
+            sent: false,
+        },
+        other => other,
     }
 }
 
@@ -501,7 +516,7 @@ impl RemoteAdmin {
     ) -> Result<RemoteAdmin> {
         let socket = socket.as_ref().to_path_buf();
         let timeout = timeout.max(Duration::from_millis(1));
-        let (conn, info) = Conn::open(&socket, timeout)?;
+        let (conn, info) = Conn::open(&socket, timeout).map_err(unsent)?;
         Ok(RemoteAdmin {
             database: path_from(info.database),
             pid: info.pid,
@@ -557,7 +572,7 @@ impl RemoteAdmin {
                     Error::AdminSocket { .. } => Error::Disconnected {
                         path: self.socket.clone(),
                     },
-                    other => other,
+                    other => unsent(other),
                 });
                 *slot = None;
                 return self.run_on(&mut slot, conn?.0, &mut f);
@@ -565,12 +580,12 @@ impl RemoteAdmin {
             reused = true;
         }
         let Some(conn) = slot.as_mut() else {
-            let conn = Conn::open(&self.socket, self.timeout)?.0;
+            let conn = Conn::open(&self.socket, self.timeout).map_err(unsent)?.0;
             return self.run_on(&mut slot, conn, &mut f);
         };
         conn.sent = false;
         conn.answered = false;
-        let result = f(conn, &self.socket);
+        let result = f(conn, &self.socket).map_err(|e| if conn.sent { e } else { unsent(e) });
         let again = reused
             && matches!(result, Err(Error::Disconnected { .. }))
             && (!conn.sent || (retry == Retry::Idempotent && !conn.answered));
@@ -579,7 +594,7 @@ impl RemoteAdmin {
         }
         if again {
             *slot = None;
-            let conn = Conn::open(&self.socket, self.timeout)?.0;
+            let conn = Conn::open(&self.socket, self.timeout).map_err(unsent)?.0;
             return self.run_on(&mut slot, conn, &mut f);
         }
         result
@@ -593,7 +608,7 @@ impl RemoteAdmin {
         f: &mut impl FnMut(&mut Conn, &Path) -> Result<R>,
     ) -> Result<R> {
         let conn = slot.insert(conn);
-        let result = f(conn, &self.socket);
+        let result = f(conn, &self.socket).map_err(|e| if conn.sent { e } else { unsent(e) });
         if conn.broken {
             *slot = None;
         }

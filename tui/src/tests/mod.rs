@@ -331,6 +331,9 @@ pub(crate) struct Flaky {
     /// with `Error::Unresponsive` once the client's timeout ([`HUNG`]) has passed on the
     /// app's clock, in place of the call's usual cost.
     pub(crate) hung: AtomicBool,
+    /// `invalidate` fails while set, as through the admin socket of an application that had
+    /// stopped before the request could be sent: `Error::Unresponsive`, nothing done.
+    pub(crate) unreachable: AtomicBool,
     /// What each `list` call takes on the app's clock: the clock is moved on by it.
     list_cost: Option<(Clock, Duration)>,
 }
@@ -348,6 +351,7 @@ impl Flaky {
             lists: AtomicUsize::new(0),
             shows: AtomicUsize::new(0),
             hung: AtomicBool::new(false),
+            unreachable: AtomicBool::new(false),
             list_cost: None,
         }
     }
@@ -423,6 +427,7 @@ impl Admin for Flaky {
             return Err(sessdb::Error::Unresponsive {
                 path: "/srv/app/admin.sock".into(),
                 waited: HUNG,
+                sent: true,
             });
         }
         self.check()?;
@@ -441,12 +446,20 @@ impl Admin for Flaky {
     }
     fn invalidate(&self, target: &Target) -> sessdb::Result<bool> {
         self.check()?;
+        if self.unreachable.load(Ordering::SeqCst) {
+            return Err(sessdb::Error::Unresponsive {
+                path: "/srv/app/admin.sock".into(),
+                waited: HUNG,
+                sent: false,
+            });
+        }
         if self.hung.load(Ordering::SeqCst) {
             // Sent, and the application stopped before it answered: done once it resumes.
             Admin::invalidate(&self.inner, target)?;
             return Err(sessdb::Error::Unresponsive {
                 path: "/srv/app/admin.sock".into(),
                 waited: HUNG,
+                sent: true,
             });
         }
         Admin::invalidate(&self.inner, target)

@@ -548,6 +548,32 @@ fn an_unanswered_invalidation_is_said_as_sent_not_as_undone() {
     assert!(!text.contains("NOT"), "{text}");
 }
 
+/// An invalidation that never reached the application (it did not answer the connection the
+/// request was to go on: the TUI had dropped its own after the application stopped) is not
+/// said as sent: nothing will do it when the application runs again (before, the TUI said
+/// it would, and the session stayed logged in; found by a second reviewer).
+#[test]
+fn an_invalidation_that_was_never_sent_is_said_as_not_done() {
+    let f = Fixture::demo();
+    let admin = Flaky::new(&f.store);
+    let app = &mut started(&admin, 100, 30);
+    let first = app.selected_session().expect("a row").handle;
+    press(app, &admin, &[ch('d')]);
+    admin.unreachable.store(true, Ordering::SeqCst);
+    press(app, &admin, &[ch('y')]);
+    let Some(Message::ActionError(text)) = &app.message else {
+        panic!("{:?}", app.message);
+    };
+    assert!(text.contains("NOT invalidated"), "{text}");
+    assert!(!text.contains("was sent"), "{text}");
+    assert!(text.ends_with("; no request reached it"), "{text}");
+    let target = sessdb::Target::Handle(first);
+    assert!(
+        Admin::show(&f.store, &target).unwrap().is_some(),
+        "still there"
+    );
+}
+
 /// An app whose purge (on `admin`) ended while the failure of a `d` was on screen, no key
 /// pressed since; and that failure.
 fn purged_behind_a_failed_d(admin: &Flaky, clock: &Clock) -> (crate::app::App, Option<Message>) {
@@ -699,6 +725,7 @@ fn a_purge_that_fails_partway_says_how_far_it_went() {
             let unanswered = sessdb::Error::Unresponsive {
                 path: "/srv/app/admin.sock".into(),
                 waited: super::HUNG,
+                sent: true,
             };
             app.report(&f.store, Report::Purged(Err(unanswered)));
             " (the application may go on with it when it runs again): Auto-refresh paused, r \
@@ -1678,6 +1705,7 @@ fn hung_count(admin: &dyn Admin, clock: &Clock) -> Counted {
     let failed = Err(sessdb::Error::Unresponsive {
         path: "/srv/app/admin.sock".into(),
         waited: HUNG,
+        sent: true,
     });
     Counted::new(failed, admin.now(), HUNG)
 }
