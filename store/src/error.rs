@@ -285,9 +285,8 @@ pub enum Error {
     /// connection was closed; the next call connects again.
     #[error(
         "the application behind the admin socket {path} did not answer within {} \
-         (is it stopped or hung?){}",
-        span(*waited),
-        if *sent { "" } else { "; no request reached it" }
+         (is it stopped or hung?)",
+        span(*waited)
     )]
     Unresponsive {
         /// The socket path.

@@ -932,8 +932,15 @@ mod segment_tests {
     fn a_log_that_says_nothing_is_unknown() {
         assert_eq!(found(3 * M2, &[]), Found::Unknown);
         assert_eq!(found(0, &[]), Found::Empty);
-        // At most one 512 KiB segment reads the same with either size.
-        assert_eq!(found(K512, &[]), SMALL);
+        // At most one 512 KiB segment reads the same with either size, if it is sled's: it
+        // starts with a segment header, or was freed (zeroed). Bytes of anything else are not
+        // a log (a project's file named `db`, which sled would write over).
+        assert_eq!(found(K512, &[(0, 0, 0)]), SMALL);
+        assert_eq!(found(1000, &[(0, 0, 0)]), SMALL);
+        assert_eq!(found(K512, &[]), Found::Unknown);
+        let freed = log(K512, &[]);
+        freed.write_all_at(&[0; 20], 0).unwrap();
+        assert_eq!(segment_size_from_log(&freed).unwrap(), SMALL);
     }
 
     #[test]

@@ -1632,7 +1632,7 @@ fn a_stopped_application_is_reported_after_the_clients_timeout() {
             e.to_string(),
             format!(
                 "the application behind the admin socket {} did not answer within 30 ms (is it \
-                 stopped or hung?); no request reached it",
+                 stopped or hung?)",
                 fake.socket.display()
             )
         ),
@@ -1695,9 +1695,7 @@ fn a_request_that_a_stopped_application_never_got_is_not_sent() {
         closing.join().unwrap();
         let target = Target::Handle(SessionId::random().handle());
         match admin.invalidate(&target) {
-            Err(e @ Error::Unresponsive { sent: false, .. }) => {
-                assert!(e.to_string().ends_with("; no request reached it"), "{e}")
-            }
+            Err(Error::Unresponsive { sent: false, .. }) => {}
             other => panic!("{other:?}"),
         }
     });

@@ -177,7 +177,8 @@ impl Import {
             Some(sessdb::Error::Disconnected { .. }) => {
                 "the import may have been written, whole or in part; "
             }
-            Some(sessdb::Error::Unresponsive { .. }) => {
+            // Not sent (the application did not answer the connection): nothing to finish.
+            Some(sessdb::Error::Unresponsive { sent: true, .. }) => {
                 "the import may have been written, whole or in part, or may still be written \
                  whole if the application was only stopped; once it answers, "
             }
@@ -646,9 +647,16 @@ mod tests {
         from_file.read_to_end.set(true);
         let from_file = from_file.hint(&cut).unwrap_or_default();
         assert!(from_file.contains("again with the same file finishes it"));
+        let never_sent = anyhow::Error::new(sessdb::Error::Unresponsive {
+            path: "admin.sock".into(),
+            waited: std::time::Duration::from_secs(10),
+            sent: false,
+        });
+        assert_eq!(import(ImportOptions::default()).hint(&never_sent), None);
         let hung = anyhow::Error::new(sessdb::Error::Unresponsive {
             path: "admin.sock".into(),
             waited: std::time::Duration::from_secs(10),
+            sent: true,
         });
         let hung = import(ImportOptions::default())
             .hint(&hung)
