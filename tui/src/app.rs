@@ -643,7 +643,14 @@ impl App {
             }
             Action::ToggleAutoRefresh => {
                 self.auto_refresh = !self.auto_refresh;
-                let text = if self.auto_refresh {
+                let text = if self.auto_refresh && self.unanswered {
+                    // Still paused: saying only "on" read as if it would refresh.
+                    format!(
+                        "Auto-refresh on, every {}, paused until the application answers (r \
+                         tries again)",
+                        crate::format::span(self.refresh)
+                    )
+                } else if self.auto_refresh {
                     format!(
                         "Auto-refresh on, every {}",
                         crate::format::span(self.refresh)
@@ -1022,6 +1029,18 @@ impl App {
         }
     }
 
+    /// Why `d` or `D` has nothing to act on: no row, or a detail pane whose session is gone
+    /// (it said "No session selected" with the pane open).
+    fn no_target(&self) -> Message {
+        Message::Info(match self.detail() {
+            Some(d) => format!(
+                "Session {} no longer exists: nothing to invalidate",
+                d.handle.short()
+            ),
+            None => "No session selected".into(),
+        })
+    }
+
     fn ask(&mut self, ask: Confirm) {
         let back = std::mem::replace(&mut self.mode, Mode::Browsing);
         let back = match back {
@@ -1053,7 +1072,7 @@ impl App {
         }
         match self.target() {
             Some((handle, principal)) => self.ask(Confirm::Invalidate { handle, principal }),
-            None => self.message = Some(Message::Info("No session selected".into())),
+            None => self.message = Some(self.no_target()),
         }
     }
 
@@ -1068,7 +1087,7 @@ impl App {
                 return;
             }
             None => {
-                self.message = Some(Message::Info("No session selected".into()));
+                self.message = Some(self.no_target());
                 return;
             }
         };

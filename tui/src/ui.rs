@@ -808,6 +808,18 @@ impl Widget for StatusLine<'_> {
                 Span::styled(FILTER_PROMPT, t.key),
                 Span::raw(typed_filter(app, input, area)),
             ]),
+            // A purge under way is said before a read's error, which would otherwise hide it
+            // until the purge ends (a purge confirmed while the application was stopped showed
+            // nothing, and `p` then did nothing to see).
+            (_, Some(Message::ReadError(text))) if app.purging.is_some() => {
+                let progress = app.purging.map(crate::app::purge_progress);
+                let progress = keep_head(&progress.unwrap_or_default(), room);
+                let rest = room.saturating_sub(width(&progress) + 3);
+                Line::from(vec![
+                    Span::styled(format!(" {progress}"), t.info),
+                    Span::styled(format!(" · {}", keep_head(text, rest)), t.error),
+                ])
+            }
             (_, Some(Message::ReadError(text) | Message::ActionError(text))) => {
                 Line::styled(format!(" {}", keep_head(text, room)), t.error)
             }

@@ -109,6 +109,18 @@ fn the_detail_pane_says_when_its_session_is_gone() {
     let detail = app.detail().expect("still open");
     assert_eq!(detail.handle, handle_of("carol"));
     assert!(detail.info.is_none());
+    // `d` and `D` say so, not "No session selected" with the pane open.
+    for k in ['d', 'D'] {
+        press(app, &f.store, &[ch(k)]);
+        assert_eq!(
+            app.message,
+            Some(Message::Info(format!(
+                "Session {} no longer exists: nothing to invalidate",
+                handle_of("carol").short()
+            ))),
+            "{k}"
+        );
+    }
 }
 
 #[test]
@@ -981,6 +993,34 @@ fn store_errors_go_to_the_status_line_and_clear_when_it_works_again() {
     assert!(!app.listing.rows().is_empty());
 }
 
+/// A purge confirmed while reads fail (an application stopped) is said in the status line
+/// before the read's error, and `p` pressed again shows it too: before, the error hid it until
+/// the purge ended, and `p` did nothing to see (found by a second reviewer).
+#[test]
+fn a_purge_under_way_shows_beside_a_reads_error() {
+    let f = Fixture::demo();
+    let flaky = Flaky::new(&f.store);
+    let app = &mut started(&flaky, 160, 30);
+    flaky.failing.store(true, Ordering::SeqCst);
+    press(app, &flaky, &[ch('r')]);
+    assert!(matches!(app.message, Some(Message::ReadError(_))));
+    flaky.failing.store(false, Ordering::SeqCst);
+    press(app, &flaky, &[ch('p')]);
+    app.update(&flaky, Action::Answer(true));
+    assert_eq!(app.take_job(), Some(Job::Purge));
+    flaky.failing.store(true, Ordering::SeqCst);
+    for k in [None, Some('p')] {
+        if let Some(k) = k {
+            press(app, &flaky, &[ch(k)]);
+        }
+        assert!(matches!(app.message, Some(Message::ReadError(_))), "{k:?}");
+        let line = super::status_line(app);
+        assert!(line.starts_with(" Purging "), "after {k:?}: {line}");
+        assert!(line.contains(" removed so far · "), "after {k:?}: {line}");
+        assert!(line.contains("disk gone"), "after {k:?}: {line}");
+    }
+}
+
 #[test]
 fn a_failed_refresh_keeps_the_time_of_the_last_read_and_marks_the_rows_stale() {
     let f = Fixture::demo();
@@ -1670,6 +1710,16 @@ fn a_read_the_application_does_not_answer_pauses_the_auto_refresh_until_r() {
         (1, 0),
         "a minute of auto-refreshes called nothing"
     );
+    // `a` twice leaves it paused, and says so (it said only "on").
+    press(app, &admin, &[ch('a'), ch('a')]);
+    assert_eq!(
+        app.message,
+        Some(Message::Info(
+            "Auto-refresh on, every 2s, paused until the application answers (r tries again)"
+                .into()
+        ))
+    );
+    assert!(app.unanswered);
     // `r` tries again, and while it still does not answer, pauses again.
     press(app, &admin, &[ch('r')]);
     assert_eq!(list_calls(&admin) - lists, 2);
