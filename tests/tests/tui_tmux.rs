@@ -362,3 +362,57 @@ fn tui_as_of_a_future_time_refuses_to_invalidate_or_purge_and_writes_nothing() {
         "nothing invalidated or purged"
     );
 }
+
+/// SIGTERM (`timeout`, `kill`, a service stop) quits the TUI as `q` does: the terminal is given
+/// back, out of the alternate screen, the cursor shown, in cooked mode. Before, the process
+/// died in raw mode on the alternate screen with the cursor hidden (found by a second
+/// reviewer).
+#[test]
+fn tui_quits_on_sigterm_and_restores_the_terminal() {
+    let Some((bin, dir, db)) = demo_database() else {
+        return;
+    };
+    let pid_file = dir.path().join("tui.pid");
+    let tmux = Tmux::start("sigterm", 120, 30);
+    // `exec` keeps the pid the shell wrote.
+    tmux.type_text(&format!(
+        "sh -c 'echo $$ > {}; exec {} --db {} tui'; echo exit=$?",
+        pid_file.display(),
+        bin.display(),
+        db.display()
+    ));
+    tmux.press("Enter");
+    tmux.wait_for("the TUI", |s| s.contains("live sessions"));
+    assert!(tmux.alternate_screen_on());
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("the pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    // SAFETY: a signal to the process this test started, by its pid.
+    #[allow(unsafe_code)]
+    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+    let screen = tmux.wait_for("the TUI to end", |s| s.lines().any(|l| l == "exit=0"));
+    assert!(
+        !tmux.alternate_screen_on(),
+        "alternate screen left:\n{screen}"
+    );
+    let cursor = tmux.run(&["display-message", "-p", "-t", "e2e", "#{cursor_flag}"]);
+    assert_eq!(
+        String::from_utf8_lossy(&cursor.stdout).trim(),
+        "1",
+        "cursor shown"
+    );
+    tmux.type_text("stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo :stty");
+    tmux.press("Enter");
+    let screen = tmux.wait_for("stty's answer", |s| {
+        s.lines()
+            .any(|l| l.ends_with(":stty") && !l.contains("grep"))
+    });
+    let modes = screen
+        .lines()
+        .find(|l| l.ends_with(":stty") && !l.contains("grep"))
+        .expect("stty line");
+    assert_eq!(modes, "icanon echo :stty");
+}

@@ -172,7 +172,17 @@ fn run_working(
     };
     let mut app = app::App::new(&options);
     let owned = worker.is_some();
-    std::thread::scope(|scope| {
+    // SIGTERM quits as `q` does, the terminal given back; a second one ends the process at
+    // once (a call blocked on a stopped application holds the loop up). Unregistered at the
+    // end: the host's own handling comes back.
+    let terminate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sigterm = signal_hook::consts::SIGTERM;
+    let handlers = [
+        signal_hook::flag::register_conditional_shutdown(sigterm, 128 + sigterm, terminate.clone()),
+        signal_hook::flag::register(sigterm, terminate.clone()),
+    ];
+    let mut events = term::Crossterm { terminate };
+    let ran = std::thread::scope(|scope| {
         let worker = match worker {
             Some(own) => term::Worker::spawn_owned(own),
             None => term::Worker::spawn(scope, admin),
@@ -182,7 +192,7 @@ fn run_working(
                 &mut terminal,
                 &mut app,
                 admin,
-                &mut term::Crossterm,
+                &mut events,
                 &worker,
                 Some(COUNT_SETTLE),
             )
@@ -207,7 +217,11 @@ fn run_working(
             }
         }
         result
-    })
+    });
+    for handler in handlers.into_iter().flatten() {
+        signal_hook::low_level::unregister(handler);
+    }
+    ran
 }
 
 /// How long a frame waits for a count that has just started: a small store's count shows in

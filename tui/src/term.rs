@@ -5,13 +5,14 @@
 
 use std::error::Error;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::thread::{self, Scope};
 use std::time::{Duration, Instant};
 
 use ratatui::backend::Backend;
-use ratatui::crossterm::event::{self, Event};
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use sessdb::Admin;
 
@@ -28,14 +29,31 @@ pub(crate) trait Events {
 
 /// The real terminal's events.
 #[derive(Debug)]
-pub(crate) struct Crossterm;
+pub(crate) struct Crossterm {
+    /// Set by SIGTERM (`timeout`, `kill`, a service stop): the loop then quits as for Ctrl-C,
+    /// and the terminal is given back. Before, the process died in raw mode, on the alternate
+    /// screen, the cursor hidden (found by a second reviewer).
+    pub(crate) terminate: Arc<AtomicBool>,
+}
+
+/// How often a wait for input looks at [`Crossterm::terminate`].
+const SIGNAL_POLL: Duration = Duration::from_millis(100);
 
 impl Events for Crossterm {
     fn next(&mut self, timeout: Duration) -> io::Result<Option<Event>> {
-        if event::poll(timeout)? {
-            event::read().map(Some)
-        } else {
-            Ok(None)
+        let until = Instant::now() + timeout;
+        loop {
+            if self.terminate.load(Ordering::Relaxed) {
+                let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+                return Ok(Some(Event::Key(ctrl_c)));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if event::poll(left.min(SIGNAL_POLL))? {
+                return event::read().map(Some);
+            }
+            if left <= SIGNAL_POLL {
+                return Ok(None);
+            }
         }
     }
 }
