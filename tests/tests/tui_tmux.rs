@@ -102,6 +102,22 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).trim() == "1"
     }
 
+    /// Asks the pane's shell whether the terminal is back in canonical mode with echo (raw
+    /// mode off), and checks it is.
+    fn assert_cooked_mode(&self) {
+        self.type_text("stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo :stty");
+        self.press("Enter");
+        let screen = self.wait_for("stty's answer", |s| {
+            s.lines()
+                .any(|l| l.ends_with(":stty") && !l.contains("grep"))
+        });
+        let modes = screen
+            .lines()
+            .find(|l| l.ends_with(":stty") && !l.contains("grep"))
+            .expect("stty line");
+        assert_eq!(modes, "icanon echo :stty");
+    }
+
     /// Polls the screen until `found` says yes, a bounded number of times.
     fn wait_for(&self, what: &str, found: impl Fn(&str) -> bool) -> String {
         let mut screen = String::new();
@@ -236,17 +252,7 @@ fn tui_filters_invalidates_one_session_and_restores_the_terminal() {
     );
 
     // Raw mode is off again: the terminal is back in canonical mode with echo.
-    tmux.type_text("stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo :stty");
-    tmux.press("Enter");
-    let screen = tmux.wait_for("stty's answer", |s| {
-        s.lines()
-            .any(|l| l.ends_with(":stty") && !l.contains("grep"))
-    });
-    let modes = screen
-        .lines()
-        .find(|l| l.ends_with(":stty") && !l.contains("grep"))
-        .expect("stty line");
-    assert_eq!(modes, "icanon echo :stty");
+    tmux.assert_cooked_mode();
 
     // The session is gone (exit 1: not found); the principal's others are not.
     let show = sessctl(&bin, &db, &["show", &handle]);
@@ -404,15 +410,5 @@ fn tui_quits_on_sigterm_and_restores_the_terminal() {
         "1",
         "cursor shown"
     );
-    tmux.type_text("stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo :stty");
-    tmux.press("Enter");
-    let screen = tmux.wait_for("stty's answer", |s| {
-        s.lines()
-            .any(|l| l.ends_with(":stty") && !l.contains("grep"))
-    });
-    let modes = screen
-        .lines()
-        .find(|l| l.ends_with(":stty") && !l.contains("grep"))
-        .expect("stty line");
-    assert_eq!(modes, "icanon echo :stty");
+    tmux.assert_cooked_mode();
 }
