@@ -898,6 +898,49 @@ mod tests {
         })
     }
 
+    /// An import's input through a stall: a first chunk, then a wait until the application
+    /// closed the connection (`closed`), then its end, or with `fails` a read that times out
+    /// (sessctl giving up on it).
+    struct Stall {
+        first: Vec<u8>,
+        closed: std::sync::mpsc::Receiver<()>,
+        fails: bool,
+        waited: bool,
+    }
+
+    impl Stall {
+        fn new(closed: std::sync::mpsc::Receiver<()>, fails: bool) -> Self {
+            Stall {
+                first: b"{\"format\":\"sessdb-export\"}\n".to_vec(),
+                closed,
+                fails,
+                waited: false,
+            }
+        }
+    }
+
+    impl Read for Stall {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            unreachable!("read through BufRead")
+        }
+    }
+
+    impl BufRead for Stall {
+        fn fill_buf(&mut self) -> io::Result<&[u8]> {
+            if self.first.is_empty() && !self.waited {
+                self.closed.recv().unwrap();
+                self.waited = true;
+            }
+            if self.first.is_empty() && self.fails {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "it gave nothing"));
+            }
+            Ok(&self.first)
+        }
+        fn consume(&mut self, n: usize) {
+            self.first.drain(..n);
+        }
+    }
+
     /// Input that stalls past the application's idle timeout and then ends: the `End` finds
     /// the connection closed, and the client reports the application's reason (nothing was
     /// written), not a closed connection, which sessctl takes for an import that may have been
@@ -920,34 +963,7 @@ mod tests {
             drop(conn);
             closed_tx.send(()).unwrap();
         });
-        /// The first chunk, then a wait for the application to give up, then the end.
-        struct Stall {
-            first: Option<Vec<u8>>,
-            closed: std::sync::mpsc::Receiver<()>,
-        }
-        impl Read for Stall {
-            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-                unreachable!("read through BufRead")
-            }
-        }
-        impl BufRead for Stall {
-            fn fill_buf(&mut self) -> io::Result<&[u8]> {
-                if self.first.as_ref().is_some_and(Vec::is_empty) {
-                    self.first = None;
-                    self.closed.recv().unwrap();
-                }
-                Ok(self.first.as_deref().unwrap_or_default())
-            }
-            fn consume(&mut self, n: usize) {
-                if let Some(first) = &mut self.first {
-                    first.drain(..n);
-                }
-            }
-        }
-        let mut input = Stall {
-            first: Some(b"{\"format\":\"sessdb-export\"}\n".to_vec()),
-            closed: closed_rx,
-        };
+        let mut input = Stall::new(closed_rx, false);
         let admin = RemoteAdmin::connect(&path).unwrap();
         let err = admin
             .import(&mut input, &ImportOptions::default())
@@ -975,32 +991,7 @@ mod tests {
             drop(conn);
             closed_tx.send(()).unwrap();
         });
-        /// The first chunk, then, once the application closed, a read that times out.
-        struct Stall {
-            first: Vec<u8>,
-            closed: std::sync::mpsc::Receiver<()>,
-        }
-        impl Read for Stall {
-            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-                unreachable!("read through BufRead")
-            }
-        }
-        impl BufRead for Stall {
-            fn fill_buf(&mut self) -> io::Result<&[u8]> {
-                if self.first.is_empty() {
-                    self.closed.recv().unwrap();
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "it gave nothing"));
-                }
-                Ok(&self.first)
-            }
-            fn consume(&mut self, n: usize) {
-                self.first.drain(..n);
-            }
-        }
-        let mut input = Stall {
-            first: b"{\"format\":\"sessdb-export\"}\n".to_vec(),
-            closed: closed_rx,
-        };
+        let mut input = Stall::new(closed_rx, true);
         let admin = RemoteAdmin::connect(&path).unwrap();
         let err = admin
             .import(&mut input, &ImportOptions::default())
