@@ -1501,6 +1501,16 @@ fn error_text(error: &sessdb::Error) -> String {
             );
         }
     }
+    // What matters first, where a narrow status line keeps it: the socket's path (the header
+    // shows it already) last, where the line may cut it.
+    if let sessdb::Error::Unresponsive { path, waited, .. } = error {
+        return format!(
+            "the application did not answer within {}: is it stopped or hung? (its admin socket \
+             {})",
+            crate::format::span(*waited),
+            path.display()
+        );
+    }
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {
