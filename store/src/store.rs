@@ -434,6 +434,13 @@ impl Store {
                     path: path.to_path_buf(),
                 })
             }
+            // A `conf` that is not sled's is a project's own file, which sled would delete or
+            // write over, read-only too (with or without a `db` beside it).
+            Ok(_) if !crate::sled_files::conf_could_be_sleds(path).map_err(io_err(path))? => {
+                return Err(Error::NotADatabase {
+                    path: path.to_path_buf(),
+                })
+            }
             // sled's `conf` or a snapshot without the log: sled would start an empty log, and
             // the store would open with its sessions gone and no word said. (sessdb makes the
             // empty log of a new store before sled writes `conf`: `new_log`.)
@@ -444,13 +451,6 @@ impl Store {
                 return Err(Error::Damaged {
                     path: path.to_path_buf(),
                     detail: "its log file `db` is missing".into(),
-                })
-            }
-            // A `conf` that is not sled's is a project's own file, which sled would delete or
-            // write over, read-only too.
-            Ok(_) if !crate::sled_files::conf_could_be_sleds(path).map_err(io_err(path))? => {
-                return Err(Error::NotADatabase {
-                    path: path.to_path_buf(),
                 })
             }
             // An existing folder without sled's files is not a database: opening it without

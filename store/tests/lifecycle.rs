@@ -667,8 +667,9 @@ fn a_new_database_is_made_only_in_a_new_or_empty_folder() {
         }
     }
     // Files with sled's names that are not sled's: a project's settings named `conf` and its
-    // data named `db`, a `conf` beside an empty `db`. Before, the first open deleted the
-    // `conf` (then failed as damaged), and the second made a store there over its `conf`.
+    // data named `db`, a `conf` beside an empty `db`, a `conf` alone. Before, the first open
+    // deleted the `conf` (then failed as damaged), the second made a store there over its
+    // `conf`, and the third was called damaged (its log missing).
     let settings = "listen = 0.0.0.0:8080\nworkers = 4\n";
     let data = "SQLite format 3\0 the project's own data".repeat(50);
     let cases = [
@@ -681,6 +682,12 @@ fn a_new_database_is_made_only_in_a_new_or_empty_folder() {
             "fresh",
             vec![("conf", settings), ("db", ""), ("README.md", "mine")],
             true,
+        ),
+        // No `db` at all: not a store whose log is missing (damaged), a project.
+        (
+            "settings",
+            vec![("conf", settings), ("README.md", "mine")],
+            false,
         ),
     ];
     for (name, files, create) in cases {
