@@ -40,6 +40,12 @@ fn screen(app: &App) -> Terminal<TestBackend> {
     terminal
 }
 
+/// The rows of `app`'s screen as drawn, as text.
+fn screen_rows(app: &App) -> Vec<String> {
+    let terminal = screen(app);
+    (0..app.area.height).map(|y| row(&terminal, y)).collect()
+}
+
 macro_rules! assert_screen {
     ($name:literal, $app:expr) => {
         let terminal = screen($app);
@@ -544,8 +550,7 @@ fn a_backslash_and_an_escape_never_show_alike() {
         ..Default::default()
     });
     let app = &mut started(&f.store, 100, 12);
-    let terminal = screen(app);
-    let rows: Vec<String> = (0..app.area.height).map(|y| row(&terminal, y)).collect();
+    let rows = screen_rows(app);
     let shown = |label: &str| {
         let line = rows.iter().find(|r| r.contains(&format!(" {label} ")));
         line.unwrap_or_else(|| panic!("no {label} row in\n{}", rows.join("\n")))
@@ -567,11 +572,7 @@ fn a_backslash_and_an_escape_never_show_alike() {
         press(app, &f.store, &[key(KeyCode::Down)]);
     }
     press(app, &f.store, &[ch('D')]);
-    let terminal = screen(app);
-    let text = (0..app.area.height)
-        .map(|y| row(&terminal, y))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let text = screen_rows(app).join("\n");
     assert!(text.contains("the only session of CORP\\\\tom?"), "{text}");
     assert!(
         text.contains("CORP\\\\tom is logged out everywhere"),
@@ -592,11 +593,7 @@ fn the_confirm_dialog_escapes_the_principal() {
     for k in ['d', 'D'] {
         let app = &mut started(&f.store, 100, 12);
         press(app, &f.store, &[ch(k)]);
-        let terminal = screen(app);
-        let text = (0..app.area.height)
-            .map(|y| row(&terminal, y))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let text = screen_rows(app).join("\n");
         assert!(text.contains("of adm\\u{202e}nimda?"), "{k}: {text}");
         assert!(!text.contains('\u{202e}'), "{k}: {text}");
     }

@@ -535,20 +535,27 @@ fn what_the_worker_says_survives_keys_pressed_just_after_it() {
     assert_eq!(app.message, None);
 }
 
+/// `d` and `y` on the first row, with `stops` making `admin` fail the invalidation: the
+/// row's handle, and the action's error the status line says.
+fn invalidate_failing(f: &Fixture, stops: impl Fn(&Flaky)) -> (sessdb::Handle, String) {
+    let admin = Flaky::new(&f.store);
+    let app = &mut started(&admin, 100, 30);
+    let first = app.selected_session().expect("a row").handle;
+    press(app, &admin, &[ch('d')]);
+    stops(&admin);
+    press(app, &admin, &[ch('y')]);
+    let Some(Message::ActionError(text)) = &app.message else {
+        panic!("{:?}", app.message);
+    };
+    (first, text.clone())
+}
+
 /// An invalidation sent to an application that stopped before it answered is not said to be
 /// undone: a stopped application does it once it runs again.
 #[test]
 fn an_unanswered_invalidation_is_said_as_sent_not_as_undone() {
     let f = Fixture::demo();
-    let admin = Flaky::new(&f.store);
-    let app = &mut started(&admin, 100, 30);
-    let first = app.selected_session().expect("a row").handle;
-    press(app, &admin, &[ch('d')]);
-    admin.hung.store(true, Ordering::SeqCst);
-    press(app, &admin, &[ch('y')]);
-    let Some(Message::ActionError(text)) = &app.message else {
-        panic!("{:?}", app.message);
-    };
+    let (first, text) = invalidate_failing(&f, |a| a.hung.store(true, Ordering::SeqCst));
     assert!(
         text.starts_with(&format!(
             "Invalidating session {} was sent and not confirmed (the application may still do \
@@ -567,15 +574,7 @@ fn an_unanswered_invalidation_is_said_as_sent_not_as_undone() {
 #[test]
 fn an_invalidation_that_was_never_sent_is_said_as_not_done() {
     let f = Fixture::demo();
-    let admin = Flaky::new(&f.store);
-    let app = &mut started(&admin, 100, 30);
-    let first = app.selected_session().expect("a row").handle;
-    press(app, &admin, &[ch('d')]);
-    admin.unreachable.store(true, Ordering::SeqCst);
-    press(app, &admin, &[ch('y')]);
-    let Some(Message::ActionError(text)) = &app.message else {
-        panic!("{:?}", app.message);
-    };
+    let (first, text) = invalidate_failing(&f, |a| a.unreachable.store(true, Ordering::SeqCst));
     assert!(text.contains("NOT invalidated"), "{text}");
     assert!(!text.contains("was sent"), "{text}");
     let target = sessdb::Target::Handle(first);
