@@ -58,6 +58,8 @@ pub(crate) struct Config {
     /// How long the last handle's drop waits for sled's flush once a storage I/O error was met
     /// (see `Inner::drop`).
     pub(crate) drop_flush_wait: Duration,
+    /// The size of a new journal's ring (immediate durability; `journal.rs`).
+    pub(crate) journal_bytes: u64,
 }
 
 /// Opens a [`Store`] with settings other than the defaults.
@@ -119,6 +121,7 @@ impl Default for Builder {
                 admin_timeouts: crate::socket::Timeouts::default(),
                 admin_socket_check: crate::socket::DEFAULT_SOCKET_CHECK,
                 drop_flush_wait: Builder::DROP_FLUSH_WAIT,
+                journal_bytes: crate::journal::DEFAULT_RING_BYTES,
             },
         }
     }
@@ -208,6 +211,15 @@ impl Builder {
     #[doc(hidden)]
     pub fn __drop_flush_wait_for_tests(mut self, wait: Duration) -> Self {
         self.config.drop_flush_wait = wait;
+        self
+    }
+
+    /// Sets the size of a new store's commit journal (immediate durability only), for the
+    /// tests that make it wrap and checkpoint often: 8 MiB otherwise (not a setting: a larger
+    /// ring only checkpoints less often). Sizes under 4 KiB are taken as 4 KiB.
+    #[doc(hidden)]
+    pub fn __journal_bytes_for_tests(mut self, bytes: u64) -> Self {
+        self.config.journal_bytes = bytes;
         self
     }
 

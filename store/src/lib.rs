@@ -126,6 +126,7 @@ mod expiry_lag_tests;
 mod export;
 mod folder_lock;
 mod id;
+mod journal;
 mod keys;
 mod named;
 mod purge;
@@ -147,6 +148,7 @@ pub use export::{
     ImportReport, OnConflict, EXPORT_FORMAT, EXPORT_VERSION, MAX_REPORTED_BAD_LINES,
 };
 pub use id::{Handle, SessionId};
+pub use journal::JOURNAL_FILE;
 pub use session::{Session, MAX_METADATA_BYTES, MAX_PRINCIPAL_BYTES};
 pub use socket::{
     RemoteAdmin, ADMIN_SOCKET_FILE, MAX_FRAME_BYTES, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
