@@ -20,8 +20,12 @@ pub enum Durability {
         /// How often the background flush runs (under a millisecond is taken as one).
         flush_every: Duration,
     },
-    /// A write returns only after it is on stable storage: sled's flush, then an `fsync` of
-    /// the database files. Concurrent savers share one flush (group commit).
+    /// A write returns only after it is on stable storage: its changes are written to the
+    /// store's commit journal ([`JOURNAL_FILE`](crate::JOURNAL_FILE), an 8 MiB file made in the
+    /// store's folder at the first open in this mode) and `fdatasync`ed, one wait on the disk;
+    /// sled's own files are flushed and `fsync`ed at checkpoints, and the next open, in any
+    /// mode, replays the commits since the last one. Concurrent savers share one journal write
+    /// (group commit).
     Immediate,
 }
 

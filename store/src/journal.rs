@@ -44,7 +44,10 @@ use crate::id::Handle;
 use crate::keys::{parse_expiry_key, parse_principal_key};
 use crate::store::lock;
 
-/// The journal's file in the store's folder.
+/// The file of a store's commit journal, in the store's folder: made by the first open with
+/// [`Durability::Immediate`](crate::Durability::Immediate), replayed by every open that finds
+/// it (a periodic one then removes it). It is part of the database: copy, move and remove it
+/// with the folder's other files ([`is_database_entry`](crate::is_database_entry) names it).
 pub const JOURNAL_FILE: &str = "sessdb-journal";
 
 /// The ring's size for a new store: at about 1 KB a save, four thousand saves between

@@ -91,7 +91,8 @@
 //! ## Blocking calls, and async services
 //!
 //! Every call is blocking: a load may read the disk, a save with [`Durability::Immediate`]
-//! waits for an `fsync`, a write waits for the locks of its session and principal (held for
+//! waits for an `fdatasync` of the store's journal (and now and then for a checkpoint, sled's
+//! flush and an `fsync`), a write waits for the locks of its session and principal (held for
 //! seconds by [`Store::invalidate_principal`] of a principal with a very large number of
 //! sessions, or by a repair), and [`Store::get_or_create`] waits for another caller's `init`
 //! of the same name. In an async service, call the store from
