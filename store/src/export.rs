@@ -1179,10 +1179,7 @@ fn apply(
                     }
                     None => {
                         // An undecodable record is replaced outright.
-                        store
-                            .inner
-                            .remove(crate::journal::Keyspace::Sessions, handle.as_bytes())
-                            .storage()?;
+                        store.inner.sessions.remove(handle.as_bytes()).storage()?;
                         store.write_locked(handle, None, &mut head, data)?;
                     }
                 }
