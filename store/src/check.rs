@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SledResult as _};
 use crate::id::Handle;
+use crate::journal::Keyspace;
 use crate::keys::{expiry_key, parse_expiry_key, parse_principal_key, principal_key};
 use crate::record::{decode_head, decode_lazy, DecodeError};
 use crate::store::Store;
@@ -355,23 +356,37 @@ pub(crate) fn repair(store: &Store) -> Result<RepairReport> {
     })?;
     let mut report = RepairReport::default();
     for (key, u) in r.undecodable {
-        store.inner.sessions.remove(key).storage()?;
+        store.inner.remove(Keyspace::Sessions, &key).storage()?;
         report.removed_records.push(u);
     }
     // Every key stripe is held already.
-    stale_entries(store, &mut wanted, false, |_, tree, k| {
-        tree.remove(k).storage()?;
+    stale_entries(store, &mut wanted, false, |index, _, k| {
+        let space = match index {
+            Index::Expiry => Keyspace::Expiry,
+            Index::Principals => Keyspace::Principals,
+        };
+        store.inner.remove(space, k).storage()?;
         report.removed_entries += 1;
         Ok(())
     })?;
     if !wanted.is_empty() {
         records(store, |_, exp, pk| {
             if wanted.still_wanted(exp, pk) {
-                if store.inner.expiry.insert(exp, &[]).storage()?.is_none() {
+                if store
+                    .inner
+                    .insert(Keyspace::Expiry, exp, &[])
+                    .storage()?
+                    .is_none()
+                {
                     report.added_entries += 1;
                 }
                 if let Some(pk) = pk {
-                    if store.inner.principals.insert(pk, &[]).storage()?.is_none() {
+                    if store
+                        .inner
+                        .insert(Keyspace::Principals, pk, &[])
+                        .storage()?
+                        .is_none()
+                    {
                         report.added_entries += 1;
                     }
                 }

@@ -20,8 +20,12 @@ pub enum Durability {
         /// How often the background flush runs (under a millisecond is taken as one).
         flush_every: Duration,
     },
-    /// A write returns only after it is on stable storage: sled's flush, then an `fsync` of
-    /// the database files. Concurrent savers share one flush (group commit).
+    /// A write returns only after it is on stable storage: its changes are written to the
+    /// store's commit journal ([`JOURNAL_FILE`](crate::JOURNAL_FILE), an 8 MiB file made in the
+    /// store's folder at the first open in this mode) and `fdatasync`ed, one wait on the disk;
+    /// sled's own files are flushed and `fsync`ed at checkpoints, and the next open, in any
+    /// mode, replays the commits since the last one. Concurrent savers share one journal write
+    /// (group commit).
     Immediate,
 }
 
@@ -58,6 +62,8 @@ pub(crate) struct Config {
     /// How long the last handle's drop waits for sled's flush once a storage I/O error was met
     /// (see `Inner::drop`).
     pub(crate) drop_flush_wait: Duration,
+    /// The size of a new journal's ring (immediate durability; `journal.rs`).
+    pub(crate) journal_bytes: u64,
 }
 
 /// Opens a [`Store`] with settings other than the defaults.
@@ -119,6 +125,7 @@ impl Default for Builder {
                 admin_timeouts: crate::socket::Timeouts::default(),
                 admin_socket_check: crate::socket::DEFAULT_SOCKET_CHECK,
                 drop_flush_wait: Builder::DROP_FLUSH_WAIT,
+                journal_bytes: crate::journal::DEFAULT_RING_BYTES,
             },
         }
     }
@@ -208,6 +215,15 @@ impl Builder {
     #[doc(hidden)]
     pub fn __drop_flush_wait_for_tests(mut self, wait: Duration) -> Self {
         self.config.drop_flush_wait = wait;
+        self
+    }
+
+    /// Sets the size of a new store's commit journal (immediate durability only), for the
+    /// tests that make it wrap and checkpoint often: 8 MiB otherwise (not a setting: a larger
+    /// ring only checkpoints less often). Sizes under 4 KiB are taken as 4 KiB.
+    #[doc(hidden)]
+    pub fn __journal_bytes_for_tests(mut self, bytes: u64) -> Self {
+        self.config.journal_bytes = bytes;
         self
     }
 

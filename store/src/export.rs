@@ -1179,7 +1179,10 @@ fn apply(
                     }
                     None => {
                         // An undecodable record is replaced outright.
-                        store.inner.sessions.remove(handle.as_bytes()).storage()?;
+                        store
+                            .inner
+                            .remove(crate::journal::Keyspace::Sessions, handle.as_bytes())
+                            .storage()?;
                         store.write_locked(handle, None, &mut head, data)?;
                     }
                 }

@@ -91,7 +91,8 @@
 //! ## Blocking calls, and async services
 //!
 //! Every call is blocking: a load may read the disk, a save with [`Durability::Immediate`]
-//! waits for an `fsync`, a write waits for the locks of its session and principal (held for
+//! waits for an `fdatasync` of the store's journal (and now and then for a checkpoint, sled's
+//! flush and an `fsync`), a write waits for the locks of its session and principal (held for
 //! seconds by [`Store::invalidate_principal`] of a principal with a very large number of
 //! sessions, or by a repair), and [`Store::get_or_create`] waits for another caller's `init`
 //! of the same name. In an async service, call the store from
@@ -126,6 +127,7 @@ mod expiry_lag_tests;
 mod export;
 mod folder_lock;
 mod id;
+mod journal;
 mod keys;
 mod named;
 mod purge;
@@ -147,6 +149,7 @@ pub use export::{
     ImportReport, OnConflict, EXPORT_FORMAT, EXPORT_VERSION, MAX_REPORTED_BAD_LINES,
 };
 pub use id::{Handle, SessionId};
+pub use journal::JOURNAL_FILE;
 pub use session::{Session, MAX_METADATA_BYTES, MAX_PRINCIPAL_BYTES};
 pub use socket::{
     RemoteAdmin, ADMIN_SOCKET_FILE, MAX_FRAME_BYTES, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,

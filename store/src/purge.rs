@@ -13,6 +13,7 @@ use std::sync::{mpsc, Weak};
 use std::time::Duration;
 
 use crate::error::{Result, SledResult as _};
+use crate::journal::Keyspace::{Expiry, Sessions};
 use crate::keys::{expiry_bucket_start, parse_expiry_key, EXPIRY_BUCKET_MS};
 use crate::record::decode_head;
 use crate::store::{Inner, Store};
@@ -59,14 +60,14 @@ impl Store {
 
             for k in &entries {
                 let Some((entry, handle)) = parse_expiry_key(k) else {
-                    inner.expiry.remove(k).storage()?;
+                    inner.remove(Expiry, k).storage()?;
                     continue;
                 };
                 // Under the key stripe, the record cannot change between the read and the
                 // removal: every writer of a record takes it.
                 let _g = self.lock_key(&handle);
                 let Some(bytes) = inner.sessions.get(handle.as_bytes()).storage()? else {
-                    inner.expiry.remove(k).storage()?; // stale: its record is gone
+                    inner.remove(Expiry, k).storage()?; // stale: its record is gone
                     continue;
                 };
                 // Undecodable records are left for check/repair to report.
@@ -74,10 +75,10 @@ impl Store {
                     continue;
                 };
                 if head.expiry_entry() != entry {
-                    inner.expiry.remove(k).storage()?; // stale: the record's entry is elsewhere
+                    inner.remove(Expiry, k).storage()?; // stale: the record's entry is elsewhere
                 } else if head.is_expired(now) {
                     // The record first: a crash before its entries go leaves only stale entries.
-                    self.noting(inner.sessions.remove(handle.as_bytes()).storage())?;
+                    self.noting(inner.remove(Sessions, handle.as_bytes()).storage())?;
                     self.remove_entries(&handle, entry, head.principal.as_deref())?;
                     // Counted one by one: an error later in the batch loses no count.
                     inner.counters.removed(1);

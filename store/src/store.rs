@@ -27,6 +27,7 @@ use crate::config::{Builder, Config, Durability, OnPrincipalLimit};
 use crate::durable::GroupCommit;
 use crate::error::{Error, Result, SledResult as _};
 use crate::id::{Handle, SessionId};
+use crate::journal::{self, Journal, Keyspace::*};
 use crate::keys::{expiry_key, principal_key, principal_prefix};
 use crate::record::{
     decode_head, decode_lazy, encode_parts, DecodeError, Head, LazyRecord, StoredHead,
@@ -102,6 +103,10 @@ pub(crate) struct Inner {
     pub(crate) named_locks: Mutex<HashMap<SessionId, Arc<crate::named::NameLock>>>,
     pub(crate) counters: AtomicCounters,
     group_commit: Option<GroupCommit>,
+    /// Immediate durability's commit journal (`journal.rs`); every change to the three trees
+    /// goes through [`Inner::insert`], [`Inner::remove`] or [`Inner::swap_record`], which
+    /// record it here.
+    pub(crate) journal: Option<Journal>,
     /// The I/O error (its OS code, kind and text) of the first write of this store that sled
     /// failed: every later write is refused with it (see [`Store::check_writable`]).
     write_failure: OnceLock<(Option<i32>, std::io::ErrorKind, String)>,
@@ -226,6 +231,72 @@ fn claim_open(path: &Path) -> Result<Opening> {
     }
 }
 
+impl Inner {
+    fn tree(&self, space: journal::Keyspace) -> &sled::Tree {
+        match space {
+            Sessions => &self.sessions,
+            Expiry => &self.expiry,
+            Principals => &self.principals,
+        }
+    }
+
+    /// Inserts `value` under `key` in `space`, recorded in the journal if there is one.
+    pub(crate) fn insert(
+        &self,
+        space: journal::Keyspace,
+        key: &[u8],
+        value: &[u8],
+    ) -> sled::Result<Option<IVec>> {
+        let Some(j) = &self.journal else {
+            return self.tree(space).insert(key, value);
+        };
+        let mut r = j.recorder();
+        let old = self.tree(space).insert(key, value)?;
+        r.insert(space, key, value);
+        Ok(old)
+    }
+
+    /// Removes `key` from `space`, recorded in the journal if there is one and it was there.
+    pub(crate) fn remove(
+        &self,
+        space: journal::Keyspace,
+        key: &[u8],
+    ) -> sled::Result<Option<IVec>> {
+        let Some(j) = &self.journal else {
+            return self.tree(space).remove(key);
+        };
+        let mut r = j.recorder();
+        let old = self.tree(space).remove(key)?;
+        if old.is_some() {
+            r.remove(space, key);
+        }
+        Ok(old)
+    }
+
+    /// Sled's compare-and-swap of the record under `handle`, recorded in the journal if there
+    /// is one and it swapped.
+    pub(crate) fn swap_record(
+        &self,
+        handle: &Handle,
+        old: Option<&IVec>,
+        new: Option<&IVec>,
+    ) -> sled::Result<std::result::Result<(), sled::CompareAndSwapError>> {
+        let key = handle.as_bytes();
+        let Some(j) = &self.journal else {
+            return self.sessions.compare_and_swap(key, old, new.cloned());
+        };
+        let mut r = j.recorder();
+        let swapped = self.sessions.compare_and_swap(key, old, new.cloned())?;
+        if swapped.is_ok() {
+            match new {
+                Some(v) => r.insert(Sessions, key, v),
+                None => r.remove(Sessions, key),
+            }
+        }
+        Ok(swapped)
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // The admin socket first: while it answers, a client must find the database held.
@@ -251,27 +322,40 @@ impl Drop for Inner {
             self.expiry.clone(),
             self.principals.clone(),
         );
-        let (done, ended) = mpsc::channel();
-        let flushing = std::thread::Builder::new()
-            .name("sessdb-last-flush".into())
-            .spawn(move || {
-                let _ = handles.0.flush();
-                let _ = done.send(());
-                drop(handles);
-            });
-        let wait = self.config.drop_flush_wait;
-        if flushing.is_err() {
-            // No thread to be had: the flush is tried here, as it is without a failed write.
-            let _ = self.db.flush();
-        } else if ended.recv_timeout(wait).is_err() {
-            log::error!(
-                "the flush of the store at {} did not end within {} s of its last handle's drop, \
-                 after a failed write: its last writes are lost (as in a crash, which sled \
-                 recovers from), and the database stays locked until the process exits",
-                self.path.display(),
-                wait.as_secs_f64()
-            );
-        }
+        let_go_after_failure(handles, self.config.drop_flush_wait, &self.path);
+    }
+}
+
+/// Lets sled's handles go once a storage I/O error was met in the process: sled's flush (its
+/// drop's too) may then never end, so it runs on a thread of its own, which keeps the handles;
+/// if it has not ended within `wait`, this returns without it (see `Inner::drop`).
+fn let_go_after_failure(
+    handles: (sled::Db, sled::Tree, sled::Tree, sled::Tree),
+    wait: Duration,
+    path: &Path,
+) {
+    let (done, ended) = mpsc::channel();
+    let db = handles.0.clone();
+    let flushing = std::thread::Builder::new()
+        .name("sessdb-last-flush".into())
+        .spawn(move || {
+            let _ = handles.0.flush();
+            let _ = done.send(());
+            drop(handles);
+        });
+    if flushing.is_err() {
+        // No thread to be had: the flush is tried here, as it is without a failed write.
+        let _ = db.flush();
+    } else if ended.recv_timeout(wait).is_err() {
+        // The thread holds a handle: sled's drop never runs here.
+        std::mem::forget(db);
+        log::error!(
+            "the flush of the store at {} did not end within {} s of its last handle's drop, \
+             after a failed write: its last writes are lost (as in a crash, which sled \
+             recovers from), and the database stays locked until the process exits",
+            path.display(),
+            wait.as_secs_f64()
+        );
     }
 }
 
@@ -393,7 +477,7 @@ pub fn foreign_entries(path: &Path) -> io::Result<Vec<String>> {
 pub fn is_database_entry(name: &std::ffi::OsStr, kind: fs::FileType) -> bool {
     use std::os::unix::fs::FileTypeExt as _;
     match name.to_str() {
-        Some("conf" | "db") => kind.is_file(),
+        Some("conf" | "db" | crate::journal::JOURNAL_FILE) => kind.is_file(),
         Some("blobs") => kind.is_dir(),
         Some(crate::ADMIN_SOCKET_FILE) => kind.is_socket(),
         Some(n) => n.starts_with("snap.") && kind.is_file(),
@@ -446,7 +530,9 @@ impl Store {
             // empty log of a new store before sled writes `conf`: `new_log`.)
             Ok(_)
                 if !path.join("db").exists()
-                    && (path.join("conf").exists() || has_snapshot(path)) =>
+                    && (path.join("conf").exists()
+                        || has_snapshot(path)
+                        || journal::exists(path)) =>
             {
                 return Err(Error::Damaged {
                     path: path.to_path_buf(),
@@ -517,6 +603,27 @@ impl Store {
             Durability::Immediate => Some(GroupCommit::new(path)),
             Durability::Periodic { .. } => None,
         };
+        let journal = open_journal(
+            path,
+            &config,
+            &db,
+            &journal::Trees {
+                sessions: &sessions,
+                expiry: &expiry,
+                principals: &principals,
+            },
+            group_commit.as_ref(),
+        );
+        let journal = match journal {
+            Ok(j) => j,
+            Err(e) if crate::error::io_failed() => {
+                // A failed write in sled (the replay's) may leave its flush waiting for ever.
+                let handles = (db, sessions, expiry, principals);
+                let_go_after_failure(handles, config.drop_flush_wait, path);
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let (reaper_stop, reaper_rx) = match config.reap_every {
             Some(_) if !config.read_only => {
                 let (tx, rx) = mpsc::channel();
@@ -537,6 +644,7 @@ impl Store {
             named_locks: Mutex::new(HashMap::new()),
             counters: AtomicCounters::default(),
             group_commit,
+            journal,
             write_failure: OnceLock::new(),
             reaper_stop: Mutex::new(reaper_stop),
             admin_server: OnceLock::new(),
@@ -1003,7 +1111,7 @@ impl Store {
                     }
                     // A stale entry (crash leftover): the record is gone or belongs elsewhere.
                     _ => {
-                        self.inner.principals.remove(&k).storage()?;
+                        self.inner.remove(Principals, &k).storage()?;
                     }
                 }
             }
@@ -1133,9 +1241,11 @@ impl Store {
 
     /// Waits until earlier writes are on stable storage, in immediate mode.
     pub(crate) fn sync(&self) -> Result<()> {
-        match &self.inner.group_commit {
-            Some(gc) => self.noting(gc.sync(&self.inner.db)),
-            None => Ok(()),
+        let inner = &*self.inner;
+        match (&inner.journal, &inner.group_commit) {
+            (Some(j), Some(gc)) => self.noting(j.commit(&|| gc.sync(&inner.db))),
+            (None, Some(gc)) => self.noting(gc.sync(&inner.db)),
+            (_, None) => Ok(()),
         }
     }
 
@@ -1181,18 +1291,17 @@ impl Store {
         let pk_changed = old_pk != new_pk;
         // 1. New index entries first: a crash after this leaves only a stale entry.
         if exp_changed {
-            self.inner.expiry.insert(new_exp, &[]).storage()?;
+            self.inner.insert(Expiry, &new_exp, &[]).storage()?;
         }
         if pk_changed {
             if let Some(pk) = &new_pk {
-                self.inner.principals.insert(pk.as_slice(), &[]).storage()?;
+                self.inner.insert(Principals, pk, &[]).storage()?;
             }
         }
         // 2. The record, if nobody wrote it since it was loaded.
         let swapped = self
             .inner
-            .sessions
-            .compare_and_swap(handle.as_bytes(), old.map(|(b, _)| b), Some(bytes.clone()))
+            .swap_record(handle, old.map(|(b, _)| b), Some(&bytes))
             .storage()?;
         if let Err(cas) = swapped {
             // Undo our new entries unless the record that won uses them too.
@@ -1203,7 +1312,7 @@ impl Store {
                     .map(|h| expiry_key(h.expiry_entry(), handle))
                     != Some(new_exp)
             {
-                self.inner.expiry.remove(new_exp).storage()?;
+                self.inner.remove(Expiry, &new_exp).storage()?;
             }
             if pk_changed {
                 if let Some(pk) = &new_pk {
@@ -1211,7 +1320,7 @@ impl Store {
                         .as_ref()
                         .and_then(|h| h.principal.as_deref().map(|p| principal_key(p, handle)));
                     if current_pk.as_ref() != Some(pk) {
-                        self.inner.principals.remove(pk.as_slice()).storage()?;
+                        self.inner.remove(Principals, pk).storage()?;
                     }
                 }
             }
@@ -1234,12 +1343,12 @@ impl Store {
         // 3. Old entries last.
         if exp_changed {
             if let Some(k) = old_exp {
-                self.inner.expiry.remove(k).storage()?;
+                self.inner.remove(Expiry, &k).storage()?;
             }
         }
         if pk_changed {
             if let Some(k) = old_pk {
-                self.inner.principals.remove(k).storage()?;
+                self.inner.remove(Principals, &k).storage()?;
             }
         }
         self.inner.counters.writes.fetch_add(1, Ordering::Relaxed);
@@ -1332,7 +1441,7 @@ impl Store {
 
     /// [`Store::remove_locked`], its failure not yet noted.
     fn remove_record(&self, handle: &Handle) -> Result<bool> {
-        let Some(bytes) = self.inner.sessions.remove(handle.as_bytes()).storage()? else {
+        let Some(bytes) = self.inner.remove(Sessions, handle.as_bytes()).storage()? else {
             return Ok(false);
         };
         // An undecodable record is removed; its entries, if any, become stale and are cleaned by
@@ -1353,13 +1462,11 @@ impl Store {
         principal: Option<&str>,
     ) -> Result<()> {
         self.inner
-            .expiry
-            .remove(expiry_key(expiry_entry, handle))
+            .remove(Expiry, &expiry_key(expiry_entry, handle))
             .storage()?;
         if let Some(p) = principal {
             self.inner
-                .principals
-                .remove(principal_key(p, handle))
+                .remove(Principals, &principal_key(p, handle))
                 .storage()?;
         }
         Ok(())
@@ -1378,8 +1485,7 @@ impl Store {
         let _g = self.lock_key(handle);
         let swapped = self
             .inner
-            .sessions
-            .compare_and_swap(handle.as_bytes(), Some(bytes), None as Option<IVec>)
+            .swap_record(handle, Some(bytes), None)
             .storage()?;
         if swapped.is_ok() {
             self.remove_entries(handle, expiry_entry, principal)?;
@@ -1439,6 +1545,9 @@ impl Store {
         let new_exp = expiry_key(head.expiry_entry(), new);
         let old_pk = old_head.principal.as_deref().map(|p| principal_key(p, old));
         let new_pk = head.principal.as_deref().map(|p| principal_key(p, new));
+        // Held through the transaction: its changes are recorded in the order sled applied
+        // them, before any other writer's that follow.
+        let mut recorder = self.inner.journal.as_ref().map(Journal::recorder);
         let result = (
             &self.inner.sessions,
             &self.inner.expiry,
@@ -1466,6 +1575,19 @@ impl Store {
                 }
                 Ok(())
             });
+        if let (Ok(()), Some(r)) = (&result, recorder.as_mut()) {
+            r.remove(Sessions, old.as_bytes());
+            r.insert(Sessions, new.as_bytes(), &bytes);
+            r.remove(Expiry, &old_exp);
+            r.insert(Expiry, &new_exp, &[]);
+            if let Some(k) = &old_pk {
+                r.remove(Principals, k);
+            }
+            if let Some(k) = &new_pk {
+                r.insert(Principals, k, &[]);
+            }
+        }
+        drop(recorder);
         match result {
             Ok(()) => {
                 self.inner.counters.writes.fetch_add(1, Ordering::Relaxed);
@@ -1620,6 +1742,87 @@ impl Store {
             })
         })
     }
+}
+
+/// Replays the journal a store left, if any (`journal.rs`), and opens the journal of a store in
+/// immediate mode. A writable open then checkpoints, so the replayed changes are in sled's
+/// files before the store serves anything; in periodic mode the journal is removed after that.
+/// A read-only open applies the changes to the trees it reads and leaves the file as it was.
+fn open_journal(
+    path: &Path,
+    config: &Config,
+    db: &sled::Db,
+    trees: &journal::Trees<'_>,
+    group_commit: Option<&GroupCommit>,
+) -> Result<Option<Journal>> {
+    let replayed = if journal::exists(path) {
+        let replayed = journal::replay(path, trees, !config.read_only)?;
+        restore_entries(trees, &replayed.touched)?;
+        if replayed.frames > 0 {
+            log::info!(
+                "replayed {} commit(s) from the journal of the store at {}",
+                replayed.frames,
+                path.display()
+            );
+        }
+        Some(replayed.tail)
+    } else {
+        None
+    };
+    if config.read_only {
+        return Ok(None);
+    }
+    let was_replayed = replayed.is_some();
+    match group_commit {
+        Some(gc) => {
+            if !was_replayed {
+                // sled's log made stable before the first change goes to the journal alone:
+                // its recovery removes the blob files above its stable point, and with none it
+                // keeps them all, so a blob of a lost change would stand where sled writes
+                // the next one (`EEXIST`, found by `tests/tests/power.rs`).
+                gc.sync(db)?;
+            }
+            let j = Journal::open(path, replayed, config.journal_bytes)?;
+            if was_replayed {
+                j.checkpoint(&|| gc.sync(db))?;
+            }
+            Ok(Some(j))
+        }
+        None if was_replayed => {
+            GroupCommit::new(path).sync(db)?;
+            journal::remove(path)?;
+            Ok(None)
+        }
+        None => Ok(None),
+    }
+}
+
+/// Gives every record a replay touched the index entries it names. A frame may set a record
+/// back to its last committed state while sled kept (or lost) an index change of a later save
+/// that was never committed; a stale entry is harmless, a missing one is not.
+fn restore_entries(
+    trees: &journal::Trees<'_>,
+    touched: &std::collections::BTreeSet<Handle>,
+) -> Result<()> {
+    for handle in touched {
+        let Some(bytes) = trees.sessions.get(handle.as_bytes()).storage()? else {
+            continue;
+        };
+        let Ok(head) = decode_head(&bytes) else {
+            continue;
+        };
+        let exp = expiry_key(head.expiry_entry(), handle);
+        if !trees.expiry.contains_key(exp).storage()? {
+            trees.expiry.insert(exp, &[]).storage()?;
+        }
+        if let Some(p) = head.principal.as_deref() {
+            let pk = principal_key(p, handle);
+            if !trees.principals.contains_key(&pk).storage()? {
+                trees.principals.insert(pk, &[]).storage()?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn open_trees(path: &Path, config: &Config) -> Result<Engine> {
@@ -1969,7 +2172,11 @@ mod commit_tests {
             .durability(Durability::Immediate)
             .open(dir.path().join("db"))
             .unwrap();
-        let commits = || store.inner.group_commit.as_ref().unwrap().commits();
+        // A commit is a frame of the journal, or a checkpoint (sled's flush and `fsync`).
+        let commits = || {
+            let (frames, _) = store.inner.journal.as_ref().unwrap().counts();
+            frames + store.inner.group_commit.as_ref().unwrap().commits()
+        };
         let mut s = store.create();
         s.save().unwrap();
         let (id, handle) = (*s.id(), s.handle());

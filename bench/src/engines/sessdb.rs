@@ -326,7 +326,7 @@ fn durable(
     let mut m = all.finish(workload, ENGINE, plan.n, Some(wall.as_secs_f64()));
     m.rss_kib = peak_rss_kib();
     m.note = Some(format!(
-        "Durability::Immediate (sled flush + fsync), {threads} thread(s); rate over wall time"
+        "Durability::Immediate (a journal frame + fdatasync a commit; sled flush + fsync at checkpoints), {threads} thread(s); rate over wall time"
     ));
     m.emit();
     Ok(())
