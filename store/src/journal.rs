@@ -61,7 +61,10 @@ pub(crate) const MIN_RING_BYTES: u64 = 4096;
 const RING_AT: u64 = 4096;
 const SLOT_BYTES: u64 = 512;
 const HEADER_MAGIC: &[u8; 8] = b"SDBJRNL1";
-const HEADER_LEN: usize = 8 + 8 * 4 + 4;
+const HEADER_LEN: usize = 8 + 8 * 5 + 4;
+/// The key, in sled's `meta` tree, of the last frame taken: the journal's id and the frame's
+/// sequence number, written with the frame's changes (`Journal::marking`).
+const MARKER_KEY: &[u8] = b"journal";
 
 const FRAME_MAGIC: u32 = 0x5344_4A46;
 /// Magic, sequence number, length of the changes, CRC-32.
@@ -86,6 +89,8 @@ struct Header {
     start: u64,
     seq: u64,
     ring: u64,
+    /// Random, made with the file: a marker in sled names the journal it is of.
+    id: u64,
 }
 
 impl Header {
@@ -96,14 +101,15 @@ impl Header {
         b[16..24].copy_from_slice(&self.start.to_le_bytes());
         b[24..32].copy_from_slice(&self.seq.to_le_bytes());
         b[32..40].copy_from_slice(&self.ring.to_le_bytes());
-        let crc = crc32fast::hash(&b[..40]);
-        b[40..44].copy_from_slice(&crc.to_le_bytes());
+        b[40..48].copy_from_slice(&self.id.to_le_bytes());
+        let crc = crc32fast::hash(&b[..48]);
+        b[48..52].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
     fn decode(b: &[u8]) -> Option<Header> {
         let b = b.get(..HEADER_LEN)?;
-        if &b[..8] != HEADER_MAGIC || crc32fast::hash(&b[..40]).to_le_bytes() != b[40..44] {
+        if &b[..8] != HEADER_MAGIC || crc32fast::hash(&b[..48]).to_le_bytes() != b[48..52] {
             return None;
         }
         let u = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default());
@@ -112,6 +118,7 @@ impl Header {
             start: u(16),
             seq: u(24),
             ring: u(32),
+            id: u(40),
         })
     }
 }
@@ -138,6 +145,10 @@ struct State {
     /// Every change up to this count is on stable storage.
     durable: u64,
     flushing: bool,
+    /// The first failure of a frame's write or a checkpoint: its changes may be in no frame
+    /// and not in sled's files, so no later commit may say they are durable. Every commit
+    /// after it fails with it (the store refuses writes too: `Store::noting`).
+    failed: Option<(io::ErrorKind, String)>,
     frames: u64,
     checkpoints: u64,
 }
@@ -150,6 +161,9 @@ pub(crate) struct Journal {
     ring: Mutex<Ring>,
     state: Mutex<State>,
     done: Condvar,
+    /// sled's `meta` tree, where each frame taken leaves its marker (`None` in tests of the
+    /// ring alone).
+    meta: Option<sled::Tree>,
 }
 
 /// Holds the journal while a change is applied to a tree and recorded, so that changes are
@@ -202,6 +216,8 @@ pub(crate) struct Trees<'a> {
     pub(crate) sessions: &'a sled::Tree,
     pub(crate) expiry: &'a sled::Tree,
     pub(crate) principals: &'a sled::Tree,
+    /// Where the marker of the last frame taken is (`None`: no marker, every frame replayed).
+    pub(crate) meta: Option<&'a sled::Tree>,
 }
 
 impl Trees<'_> {
@@ -226,6 +242,19 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+/// What a failed commit keeps of its error, for every later one.
+fn failure(e: &Error) -> (io::ErrorKind, String) {
+    match e {
+        Error::Io { source, .. } => (source.kind(), source.to_string()),
+        Error::Storage(s) => s
+            .io_error()
+            .map_or((io::ErrorKind::Other, e.to_string()), |io| {
+                (io.kind(), io.to_string())
+            }),
+        other => (io::ErrorKind::Other, other.to_string()),
     }
 }
 
@@ -301,6 +330,7 @@ fn create(dir: &Path, ring: u64) -> Result<()> {
                 start: 0,
                 seq: 0,
                 ring,
+                id: uuid::Uuid::new_v4().as_u64_pair().0,
             },
         )?;
         f.sync_all()?;
@@ -352,6 +382,20 @@ pub(crate) fn replay(dir: &Path, trees: &Trees<'_>, writable: bool) -> Result<Re
     let mut seq = header.seq;
     let mut frames = 0;
     let mut touched = BTreeSet::new();
+    // The frames up to the one sled's marker names had their changes applied before it, in
+    // sled's order: sled kept them, as it kept everything before the marker (its recovery is
+    // a prefix). Applying them again would set keys back over later changes sled kept too.
+    let kept_through = match trees.meta {
+        Some(meta) => meta
+            .get(MARKER_KEY)
+            .map_err(|e| Error::Storage(crate::error::StorageError::new(e)))?
+            .and_then(|m| {
+                let id = u64::from_le_bytes(m.get(..8)?.try_into().ok()?);
+                let seq = u64::from_le_bytes(m.get(8..16)?.try_into().ok()?);
+                (id == header.id).then_some(seq)
+            }),
+        None => None,
+    };
     let mut head = [0u8; FRAME_HEAD];
     let mut body = Vec::new();
     loop {
@@ -377,14 +421,17 @@ pub(crate) fn replay(dir: &Path, trees: &Trees<'_>, writable: bool) -> Result<Re
         if h.finalize() != crc {
             break;
         }
-        apply(&body, trees, &mut touched).map_err(|e| match e {
-            Unapplied::Parse(detail) => damaged(
-                &path,
-                format!("frame {seq} of its journal `{JOURNAL_FILE}` {detail}"),
-            ),
-            Unapplied::Storage(e) => Error::Storage(crate::error::StorageError::new(e)),
-        })?;
-        frames += 1;
+        let kept = kept_through.is_some_and(|k| fseq <= k);
+        if !kept {
+            apply(&body, trees, &mut touched).map_err(|e| match e {
+                Unapplied::Parse(detail) => damaged(
+                    &path,
+                    format!("frame {seq} of its journal `{JOURNAL_FILE}` {detail}"),
+                ),
+                Unapplied::Storage(e) => Error::Storage(crate::error::StorageError::new(e)),
+            })?;
+            frames += 1;
+        }
         at += FRAME_HEAD as u64 + n;
         seq += 1;
     }
@@ -492,7 +539,14 @@ impl Journal {
             }),
             state: Mutex::new(State::default()),
             done: Condvar::new(),
+            meta: None,
         })
+    }
+
+    /// Leaves each frame's marker in sled's `meta` tree (see [`replay`]).
+    pub(crate) fn marking(mut self, meta: sled::Tree) -> Journal {
+        self.meta = Some(meta);
+        self
     }
 
     /// Holds the journal while a change is applied and recorded.
@@ -509,6 +563,12 @@ impl Journal {
         loop {
             if st.durable >= target {
                 return Ok(());
+            }
+            if let Some((kind, text)) = &st.failed {
+                return Err(Error::Io {
+                    path: self.path.clone(),
+                    source: io::Error::new(*kind, text.clone()),
+                });
             }
             if st.flushing {
                 st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -538,6 +598,9 @@ impl Journal {
             };
             drop(ring);
             st.flushing = false;
+            if let Err(e) = &result {
+                st.failed.get_or_insert_with(|| failure(e));
+            }
             self.done.notify_all();
             result?;
         }
@@ -553,6 +616,17 @@ impl Journal {
     ) -> Result<(u64, bool)> {
         let (changes, count) = {
             let mut p = lock(&self.pending);
+            let size = (FRAME_HEAD + p.changes.len()) as u64;
+            if let (Some(meta), false) = (&self.meta, p.changes.is_empty()) {
+                if size <= ring.header.ring / 2 {
+                    // After these changes in sled's order, before any later one.
+                    let mut m = [0u8; 16];
+                    m[..8].copy_from_slice(&ring.header.id.to_le_bytes());
+                    m[8..].copy_from_slice(&ring.next_seq.to_le_bytes());
+                    meta.insert(MARKER_KEY, &m)
+                        .map_err(|e| Error::Storage(crate::error::StorageError::new(e)))?;
+                }
+            }
             (std::mem::take(&mut p.changes), p.count)
         };
         if changes.is_empty() {
@@ -591,12 +665,19 @@ impl Journal {
         ring: &mut Ring,
         checkpoint: &dyn Fn() -> Result<()>,
     ) -> Result<()> {
+        // Every writer held out while sled's files are synced: a change made between the blob
+        // pass and the log's `fsync` could put on the disk a log message pointing at a blob
+        // that pass missed (a power cut of concurrent savers left sled unable to open the
+        // store: `tests/tests/power.rs`, seed 3924202537768678559).
+        let writers = lock(&self.pending);
         checkpoint()?;
+        drop(writers);
         let header = Header {
             generation: ring.header.generation + 1,
             start: ring.end,
             seq: ring.next_seq,
             ring: ring.header.ring,
+            id: ring.header.id,
         };
         write_header(&self.file, &header)
             .and_then(|()| self.file.sync_data())
@@ -626,21 +707,23 @@ mod tests {
 
     use super::*;
 
-    type Image = [BTreeMap<Vec<u8>, Vec<u8>>; 3];
+    type Image = [BTreeMap<Vec<u8>, Vec<u8>>; 4];
 
     fn temporary() -> sled::Db {
         sled::Config::new().temporary(true).open().unwrap()
     }
 
+    /// The three trees and `meta` (index 3), as the store has them.
     struct Db {
         _db: sled::Db,
-        trees: [sled::Tree; 3],
+        trees: [sled::Tree; 4],
     }
 
     impl Db {
         fn new() -> Db {
             let db = temporary();
-            let trees = ["sessions", "expiry", "principals"].map(|n| db.open_tree(n).unwrap());
+            let trees =
+                ["sessions", "expiry", "principals", "meta"].map(|n| db.open_tree(n).unwrap());
             Db { _db: db, trees }
         }
 
@@ -649,7 +732,15 @@ mod tests {
                 sessions: &self.trees[0],
                 expiry: &self.trees[1],
                 principals: &self.trees[2],
+                meta: Some(&self.trees[3]),
             }
+        }
+
+        /// The journal of `dir`, leaving its markers in this database.
+        fn journal(&self, dir: &Path, ring: u64) -> Journal {
+            Journal::open(dir, None, ring)
+                .unwrap()
+                .marking(self.trees[3].clone())
         }
 
         fn image(&self) -> Image {
@@ -701,7 +792,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut rng = fastrand::Rng::with_seed(seed);
         let db = Db::new();
-        let j = Journal::open(dir.path(), None, ring).unwrap();
+        let j = db.journal(dir.path(), ring);
         // What a checkpoint made durable: the trees as they were.
         let durable = RefCell::new(db.image());
         let checkpoint = || {
@@ -716,9 +807,10 @@ mod tests {
             if round % 7 == 0 {
                 let after_crash = Db::load(&durable.borrow());
                 let replayed = replay(dir.path(), &after_crash.trees(), false).unwrap();
+                // The three trees (the marker in `meta` is sled's own, not a change).
                 assert_eq!(
-                    after_crash.image(),
-                    db.image(),
+                    after_crash.image()[..3],
+                    db.image()[..3],
                     "seed {seed}, round {round}: {} frames replayed",
                     replayed.frames
                 );
@@ -776,6 +868,84 @@ mod tests {
             replay(dir.path(), &after_crash.trees(), false).unwrap();
             assert_eq!(after_crash.image(), db.image(), "after commit {i}");
         }
+    }
+
+    /// sled wrote changes made after the last frame (its buffer filled): the replay must not
+    /// set the keys the frames touched back over them. sled's state, a prefix of its order,
+    /// is the answer as it stands: a rotation in flight stays whole (its old key removed) and
+    /// not half undone.
+    #[test]
+    fn a_replay_does_not_set_back_what_sled_kept_after_the_last_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::new();
+        let j = db.journal(dir.path(), DEFAULT_RING_BYTES);
+        let set = |k: u8, v: u8| {
+            let mut r = j.recorder();
+            db.trees[0].insert([k; 16], &[v]).unwrap();
+            r.insert(Keyspace::Sessions, &[k; 16], &[v]);
+        };
+        set(1, 1);
+        j.commit(&|| Ok(())).unwrap();
+        set(1, 2);
+        j.commit(&|| Ok(())).unwrap();
+        // A rotation sled kept, whose frame was never written: key 1 moves to key 2.
+        {
+            let mut r = j.recorder();
+            db.trees[0].remove([1u8; 16]).unwrap();
+            r.remove(Keyspace::Sessions, &[1u8; 16]);
+            db.trees[0].insert([2u8; 16], &[2]).unwrap();
+            r.insert(Keyspace::Sessions, &[2u8; 16], &[2]);
+        }
+        let kept = db.image();
+        let after_crash = Db::load(&kept);
+        let r = replay(dir.path(), &after_crash.trees(), false).unwrap();
+        assert_eq!(r.frames, 0, "sled kept both frames");
+        assert_eq!(after_crash.image(), kept);
+        assert!(after_crash.trees[0].get([1u8; 16]).unwrap().is_none());
+        // sled kept the first frame only (its marker, not the second's): the second is
+        // replayed, and nothing after it.
+        let mut first = kept.clone();
+        first[0].insert(vec![1; 16], vec![1]);
+        first[0].remove(&vec![2; 16]);
+        let mut m = first[3][MARKER_KEY].clone();
+        m[8..].copy_from_slice(&0u64.to_le_bytes());
+        first[3].insert(MARKER_KEY.to_vec(), m);
+        let after_crash = Db::load(&first);
+        assert_eq!(
+            replay(dir.path(), &after_crash.trees(), false)
+                .unwrap()
+                .frames,
+            1
+        );
+        assert_eq!(
+            after_crash.trees[0].get([1u8; 16]).unwrap().unwrap(),
+            [2u8][..]
+        );
+        assert!(after_crash.trees[0].get([2u8; 16]).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_failed_frame_fails_every_later_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::new();
+        let mut j = Journal::open(dir.path(), None, DEFAULT_RING_BYTES).unwrap();
+        // Read-only: every write of a frame fails.
+        j.file = File::open(dir.path().join(JOURNAL_FILE)).unwrap();
+        let change = |i: u8| {
+            let mut r = j.recorder();
+            db.trees[0].insert([i; 16], &[i]).unwrap();
+            r.insert(Keyspace::Sessions, &[i; 16], &[i]);
+        };
+        change(1);
+        assert!(j.commit(&|| Ok(())).is_err());
+        assert!(
+            j.commit(&|| Ok(())).is_err(),
+            "the failed frame's changes are in no frame: not durable"
+        );
+        change(2);
+        let err = j.commit(&|| Ok(())).err().unwrap();
+        assert!(matches!(err, Error::Io { .. }), "{err}");
+        assert_eq!(j.counts(), (0, 0));
     }
 
     #[test]

@@ -603,6 +603,7 @@ impl Store {
             Durability::Immediate => Some(GroupCommit::new(path)),
             Durability::Periodic { .. } => None,
         };
+        let meta = db.open_tree("meta").storage()?;
         let journal = open_journal(
             path,
             &config,
@@ -611,6 +612,7 @@ impl Store {
                 sessions: &sessions,
                 expiry: &expiry,
                 principals: &principals,
+                meta: Some(&meta),
             },
             group_commit.as_ref(),
         );
@@ -1183,13 +1185,17 @@ impl Store {
     /// `result`, its storage I/O error (if it failed with one) noted as this store's failed
     /// write, which refuses every later one ([`Store::check_writable`]).
     pub(crate) fn noting<T>(&self, result: Result<T>) -> Result<T> {
-        if let Err(Error::Storage(e)) = &result {
-            if let Some(io) = e.io_error() {
-                let _ =
-                    self.inner
-                        .write_failure
-                        .set((io.raw_os_error(), io.kind(), io.to_string()));
-            }
+        let io = match &result {
+            Err(Error::Storage(e)) => e.io_error(),
+            // A commit's own write or sync (the journal's, a checkpoint's `fsync`).
+            Err(Error::Io { source, .. }) => Some(source),
+            _ => None,
+        };
+        if let Some(io) = io {
+            let _ = self
+                .inner
+                .write_failure
+                .set((io.raw_os_error(), io.kind(), io.to_string()));
         }
         result
     }
@@ -1782,7 +1788,10 @@ fn open_journal(
                 // the next one (`EEXIST`, found by `tests/tests/power.rs`).
                 gc.sync(db)?;
             }
-            let j = Journal::open(path, replayed, config.journal_bytes)?;
+            let mut j = Journal::open(path, replayed, config.journal_bytes)?;
+            if let Some(meta) = trees.meta {
+                j = j.marking(meta.clone());
+            }
             if was_replayed {
                 j.checkpoint(&|| gc.sync(db))?;
             }
