@@ -79,7 +79,7 @@ impl Drop for AppHandles {
     fn drop(&mut self) {
         // Gone already when `inner` was the last strong handle: its own drop flushed.
         if let Some(inner) = self.0.upgrade() {
-            let _ = inner.db.flush();
+            inner.flush_at_close();
         }
     }
 }
@@ -297,13 +297,30 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// What the last handle's drop writes, best effort (a failure leaves what a crash would).
+    fn flush_at_close(&self) {
+        match (&self.journal, &self.group_commit) {
+            // A checkpoint, before sled's own drop makes its log durable (its flush and
+            // `fsync`): the blobs written since the last commit are synced first, so sled's
+            // recovery stays a prefix of its order (see `Journal::commit`).
+            (Some(j), Some(gc)) => {
+                let _ = j.checkpoint(&|| gc.sync(&self.db));
+            }
+            // The periodic flusher would write this within its interval anyway.
+            _ => {
+                let _ = self.db.flush();
+            }
+        }
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // The admin socket first: while it answers, a client must find the database held.
         drop(self.admin_server.take());
-        // Best effort: the periodic flusher would write this within its interval anyway.
         if !crate::error::io_failed() {
-            let _ = self.db.flush();
+            self.flush_at_close();
             return;
         }
         // After a failed write sled may never end a flush: a write of a blob (a tree node
@@ -1249,7 +1266,9 @@ impl Store {
     pub(crate) fn sync(&self) -> Result<()> {
         let inner = &*self.inner;
         match (&inner.journal, &inner.group_commit) {
-            (Some(j), Some(gc)) => self.noting(j.commit(&|| gc.sync(&inner.db))),
+            (Some(j), Some(gc)) => {
+                self.noting(j.commit(&|| gc.sync_new_blobs(), &|| gc.sync(&inner.db)))
+            }
             (None, Some(gc)) => self.noting(gc.sync(&inner.db)),
             (_, None) => Ok(()),
         }
