@@ -50,6 +50,10 @@ use crate::store::lock;
 /// with the folder's other files ([`is_database_entry`](crate::is_database_entry) names it).
 pub const JOURNAL_FILE: &str = "sessdb-journal";
 
+/// The journal while it is made, before its rename to [`JOURNAL_FILE`]: a cut may leave it,
+/// and the next immediate open makes it again (it is part of the database too).
+pub(crate) const NEW_JOURNAL_FILE: &str = "sessdb-journal.new";
+
 /// The ring's size for a new store: at about 1 KB a save, four thousand saves between
 /// checkpoints.
 pub(crate) const DEFAULT_RING_BYTES: u64 = 8 << 20;
@@ -309,13 +313,17 @@ pub(crate) fn exists(dir: &Path) -> bool {
 /// written, so that a commit's write never allocates), and the folder synced.
 fn create(dir: &Path, ring: u64) -> Result<()> {
     let path = dir.join(JOURNAL_FILE);
-    let new = dir.join(format!("{JOURNAL_FILE}.new"));
+    let new = dir.join(NEW_JOURNAL_FILE);
     let made = (|| -> io::Result<()> {
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&new)?;
+        // The log's mode: the journal holds what the log holds.
+        if let Ok(log) = fs::metadata(dir.join("db")) {
+            f.set_permissions(log.permissions())?;
+        }
         let zeros = vec![0u8; 1 << 16];
         let mut left = RING_AT + ring;
         while left > 0 {
@@ -368,7 +376,15 @@ pub(crate) fn replay(dir: &Path, trees: &Trees<'_>, writable: bool) -> Result<Re
         )
     })?;
     let len = file.metadata().map_err(io_at(&path))?.len();
-    if header.ring < MIN_RING_BYTES || len < RING_AT + header.ring {
+    // Positions a store could never reach (2^63 bytes of frames): a header whose checksum
+    // matched by chance, or not written by sessdb. Refused, so that no sum below overflows.
+    if header.start > u64::MAX / 2 || header.seq > u64::MAX / 2 {
+        return Err(damaged(
+            &path,
+            format!("its journal `{JOURNAL_FILE}` has a header with positions out of range"),
+        ));
+    }
+    if header.ring < MIN_RING_BYTES || RING_AT.checked_add(header.ring).is_none_or(|n| len < n) {
         return Err(damaged(
             &path,
             format!(
@@ -408,7 +424,8 @@ pub(crate) fn replay(dir: &Path, trees: &Trees<'_>, writable: bool) -> Result<Re
         let crc = u32::from_le_bytes(head[16..20].try_into().unwrap_or_default());
         // A frame never reaches past a lap from the checkpoint: the ring would have
         // checkpointed before it was written.
-        if magic != FRAME_MAGIC || fseq != seq || at + FRAME_HEAD as u64 + n - header.start > ring {
+        // (`at - header.start` is at most `ring`, `ring` at most the file's length.)
+        if magic != FRAME_MAGIC || fseq != seq || at - header.start + FRAME_HEAD as u64 + n > ring {
             break;
         }
         body.resize(n as usize, 0);
@@ -589,34 +606,51 @@ impl Journal {
             }
             st.flushing = true;
             drop(st);
-            let mut ring = lock(&self.ring);
-            let written = self.write_frame(&mut ring, blobs, checkpoint);
+            // A panic of the leader (sled's, on a damaged page) must not leave `flushing` set,
+            // which would hold every later commit for ever: it fails them instead.
+            let led = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.lead(blobs, checkpoint)
+            }));
             st = lock(&self.state);
-            let result = match written {
-                Ok((count, framed)) => {
-                    st.durable = st.durable.max(count);
-                    st.frames += u64::from(framed);
-                    // The savers served go on while this leader checkpoints, if it must.
-                    self.done.notify_all();
-                    if ring.end - ring.header.start > ring.header.ring / 2 {
-                        drop(st);
-                        let r = self.checkpoint_locked(&mut ring, checkpoint);
-                        st = lock(&self.state);
-                        r
-                    } else {
-                        Ok(())
-                    }
-                }
-                Err(e) => Err(e),
-            };
-            drop(ring);
             st.flushing = false;
+            let result = match led {
+                Ok(result) => result,
+                Err(panic) => {
+                    st.failed
+                        .get_or_insert_with(|| (io::ErrorKind::Other, "a commit panicked".into()));
+                    self.done.notify_all();
+                    drop(st);
+                    std::panic::resume_unwind(panic);
+                }
+            };
             if let Err(e) = &result {
                 st.failed.get_or_insert_with(|| failure(e));
             }
             self.done.notify_all();
             result?;
         }
+    }
+
+    /// A leader's commit: the frame of what is pending, and a checkpoint if the ring is half
+    /// used.
+    fn lead(
+        &self,
+        blobs: &dyn Fn() -> Result<()>,
+        checkpoint: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
+        let mut ring = lock(&self.ring);
+        let (count, framed) = self.write_frame(&mut ring, blobs, checkpoint)?;
+        {
+            let mut st = lock(&self.state);
+            st.durable = st.durable.max(count);
+            st.frames += u64::from(framed);
+        }
+        // The savers served go on while this leader checkpoints, if it must.
+        self.done.notify_all();
+        if ring.end - ring.header.start > ring.header.ring / 2 {
+            self.checkpoint_locked(&mut ring, checkpoint)?;
+        }
+        Ok(())
     }
 
     /// Writes the changes pending as one frame and syncs it; returns the count of changes it
@@ -1012,6 +1046,60 @@ mod tests {
         assert_eq!(j.counts(), (3, 0), "no fourth frame");
         let fresh = Db::new();
         assert_eq!(replay(dir.path(), &fresh.trees(), false).unwrap().frames, 3);
+    }
+
+    /// A leader that panics (sled does, on some damaged pages) fails the commits after it
+    /// rather than leave them waiting for ever.
+    #[test]
+    fn a_panicking_leader_fails_later_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::new();
+        let j = db.journal(dir.path(), DEFAULT_RING_BYTES);
+        let change = |i: u8| {
+            let mut r = j.recorder();
+            db.trees[0].insert([i; 16], &[i]).unwrap();
+            r.insert(Keyspace::Sessions, &[i; 16], &[i]);
+        };
+        change(1);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            j.commit(&|| panic!("a damaged page"), &|| Ok(()))
+        }));
+        assert!(panicked.is_err());
+        change(2);
+        let err = j.commit(&|| Ok(()), &|| Ok(())).err().unwrap();
+        assert!(err.to_string().contains("journal"), "{err}");
+        assert!(!lock(&j.state).flushing);
+    }
+
+    /// Header values are trusted once their checksum matches; ones no store could write are
+    /// damage, not an overflow.
+    #[test]
+    fn a_header_out_of_range_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Journal::open(dir.path(), None, MIN_RING_BYTES).unwrap());
+        let path = dir.path().join(JOURNAL_FILE);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let h = read_header(&f).unwrap().unwrap();
+        for bad in [
+            Header {
+                generation: 2,
+                start: u64::MAX - 10,
+                ..h
+            },
+            Header {
+                generation: 3,
+                ring: u64::MAX - 100,
+                ..h
+            },
+        ] {
+            write_header(&f, &bad).unwrap();
+            let err = replay(dir.path(), &Db::new().trees(), false).err().unwrap();
+            assert!(matches!(err, Error::Damaged { .. }), "{err}");
+        }
     }
 
     #[test]

@@ -44,11 +44,23 @@ use crate::sled_files::{
 /// - 2: records of format 1 or 2; a format-2 record's expiry entry may lag its deadline by up
 ///   to 5 minutes (see `keys::EXPIRY_ENTRY_LAG_MS`).
 ///
-/// This build reads both. A writable open marks a format-1 database as format 2 before it
+/// - 3: format 2, and the store may hold a commit journal (`sessdb-journal`, see
+///   [`Durability::Immediate`]) whose frames an open must replay before it reads anything.
+///
+/// This build reads all three. A writable open marks a format-1 database as format 2 before it
 /// writes anything, because a sessdb that knows only format 1 would take format-2 records for
 /// undecodable ones (and its repair would remove them): such a build now refuses the database
-/// with [`Error::NewerFormat`] instead. A read-only open changes nothing.
-pub const FORMAT_VERSION: u32 = 2;
+/// with [`Error::NewerFormat`] instead. In the same way a writable open in immediate durability
+/// marks the database as format 3, durably, before it makes the journal: a build that knows no
+/// journal would ignore it, miss the commits only the journal holds after a crash, and its own
+/// writes could later be set back by a replay of stale frames. A store only ever opened in
+/// periodic durability stays at format 2, which older builds open. A read-only open changes
+/// nothing.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The format a writable open in periodic durability marks a database with (see
+/// [`FORMAT_VERSION`]).
+pub(crate) const PERIODIC_FORMAT_VERSION: u32 = 2;
 
 pub(crate) const LOCK_STRIPES: usize = 64;
 
@@ -477,8 +489,9 @@ pub fn foreign_entries(path: &Path) -> io::Result<Vec<String>> {
 }
 
 /// Whether an entry of a database folder, by its name and type (not followed), is one of the
-/// database's own: sled's files (`conf`, `db`, `snap.*`), its `blobs` folder, or the admin
-/// socket. Everything else is [foreign](foreign_entries). One entry at a time, so that a tool
+/// database's own: sled's files (`conf`, `db`, `snap.*`), its `blobs` folder, the commit
+/// journal of immediate durability ([`JOURNAL_FILE`](crate::JOURNAL_FILE), and the same name
+/// with `.new` while it is made), or the admin socket. Everything else is [foreign](foreign_entries). One entry at a time, so that a tool
 /// removing a database decides on each entry as it meets it, not from a listing made before.
 ///
 /// ```
@@ -494,7 +507,9 @@ pub fn foreign_entries(path: &Path) -> io::Result<Vec<String>> {
 pub fn is_database_entry(name: &std::ffi::OsStr, kind: fs::FileType) -> bool {
     use std::os::unix::fs::FileTypeExt as _;
     match name.to_str() {
-        Some("conf" | "db" | crate::journal::JOURNAL_FILE) => kind.is_file(),
+        Some("conf" | "db" | crate::journal::JOURNAL_FILE | crate::journal::NEW_JOURNAL_FILE) => {
+            kind.is_file()
+        }
         Some("blobs") => kind.is_dir(),
         Some(crate::ADMIN_SOCKET_FILE) => kind.is_socket(),
         Some(n) => n.starts_with("snap.") && kind.is_file(),
@@ -1860,6 +1875,12 @@ fn open_trees(path: &Path, config: &Config) -> Result<Engine> {
     };
     let db = open_sled(path, config.cache_bytes, flush_every)?;
     let meta = db.open_tree("meta").storage()?;
+    // What this open writes: format 3 before an immediate open makes its journal (its
+    // `fsync` comes with the first sync of `open_journal`, before the journal is made).
+    let wanted = match config.durability {
+        Durability::Immediate => FORMAT_VERSION,
+        Durability::Periodic { .. } => PERIODIC_FORMAT_VERSION,
+    };
     let format = match meta.get("format").storage()? {
         Some(v) => {
             let found = <[u8; 4]>::try_from(v.as_ref())
@@ -1872,23 +1893,21 @@ fn open_trees(path: &Path, config: &Config) -> Result<Engine> {
                     supported: FORMAT_VERSION,
                 });
             }
-            if found < FORMAT_VERSION && !config.read_only {
+            if found < wanted && !config.read_only {
                 // On disk before any record of the new format can be (see
                 // `FORMAT_VERSION`).
-                meta.insert("format", &FORMAT_VERSION.to_be_bytes())
-                    .storage()?;
+                meta.insert("format", &wanted.to_be_bytes()).storage()?;
                 db.flush().storage()?;
-                FORMAT_VERSION
+                wanted
             } else {
                 found
             }
         }
         None if !config.read_only => {
-            meta.insert("format", &FORMAT_VERSION.to_be_bytes())
-                .storage()?;
-            FORMAT_VERSION
+            meta.insert("format", &wanted.to_be_bytes()).storage()?;
+            wanted
         }
-        None => FORMAT_VERSION,
+        None => PERIODIC_FORMAT_VERSION,
     };
     Ok(Engine {
         sessions: db.open_tree("sessions").storage()?,
