@@ -1163,10 +1163,15 @@ impl Store {
     pub fn flush(&self) -> Result<()> {
         // After a failed write, sled may never end a flush: the failure is the answer.
         self.refuse_after_failure()?;
-        self.noting(match &self.inner.group_commit {
+        let inner = &*self.inner;
+        self.noting(match (&inner.journal, &inner.group_commit) {
+            // A checkpoint of the journal: sled's files made durable with every writer held
+            // out (a save between the blob pass and the log's `fsync` could leave the log
+            // pointing at a blob not synced), the frames before it no longer needed.
+            (Some(j), Some(gc)) => j.checkpoint(&|| gc.sync(&inner.db)),
             // A commit of its own: the blobs before sled's flush, as for a save.
-            Some(gc) => gc.sync(&self.inner.db),
-            None => self.inner.db.flush().map(drop).storage(),
+            (None, Some(gc)) => gc.sync(&inner.db),
+            (_, None) => inner.db.flush().map(drop).storage(),
         })
     }
 
