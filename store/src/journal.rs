@@ -65,7 +65,7 @@ pub(crate) const MIN_RING_BYTES: u64 = 4096;
 const RING_AT: u64 = 4096;
 const SLOT_BYTES: u64 = 512;
 const HEADER_MAGIC: &[u8; 8] = b"SDBJRNL1";
-const HEADER_LEN: usize = 8 + 8 * 5 + 4;
+const HEADER_LEN: usize = 8 + 8 * 6 + 4;
 /// The key, in sled's `meta` tree, of the last frame taken: the journal's id and the frame's
 /// sequence number, written with the frame's changes (`Journal::marking`).
 const MARKER_KEY: &[u8] = b"journal";
@@ -95,6 +95,10 @@ struct Header {
     ring: u64,
     /// Random, made with the file: a marker in sled names the journal it is of.
     id: u64,
+    /// Random, new at each checkpoint, and part of every frame's CRC-32 after it: a frame
+    /// whose bytes sit in a change of an earlier frame (session data is written verbatim)
+    /// cannot pass for one where a later lap's replay stops, as SQLite's WAL salts its frames.
+    salt: u64,
 }
 
 impl Header {
@@ -106,14 +110,15 @@ impl Header {
         b[24..32].copy_from_slice(&self.seq.to_le_bytes());
         b[32..40].copy_from_slice(&self.ring.to_le_bytes());
         b[40..48].copy_from_slice(&self.id.to_le_bytes());
-        let crc = crc32fast::hash(&b[..48]);
-        b[48..52].copy_from_slice(&crc.to_le_bytes());
+        b[48..56].copy_from_slice(&self.salt.to_le_bytes());
+        let crc = crc32fast::hash(&b[..56]);
+        b[56..60].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
     fn decode(b: &[u8]) -> Option<Header> {
         let b = b.get(..HEADER_LEN)?;
-        if &b[..8] != HEADER_MAGIC || crc32fast::hash(&b[..48]).to_le_bytes() != b[48..52] {
+        if &b[..8] != HEADER_MAGIC || crc32fast::hash(&b[..56]).to_le_bytes() != b[56..60] {
             return None;
         }
         let u = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default());
@@ -123,6 +128,7 @@ impl Header {
             seq: u(24),
             ring: u(32),
             id: u(40),
+            salt: u(48),
         })
     }
 }
@@ -262,6 +268,21 @@ fn failure(e: &Error) -> (io::ErrorKind, String) {
     }
 }
 
+/// 64 random bits (of a v4 UUID: the crate the ids come from).
+fn random() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0
+}
+
+/// A frame's CRC-32: of the header's salt, the frame's sequence number and length (`head`),
+/// and its changes.
+fn frame_crc(salt: u64, head: &[u8], changes: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&salt.to_le_bytes());
+    h.update(head);
+    h.update(changes);
+    h.finalize()
+}
+
 /// Reads `buf.len()` bytes at the logical offset `at` of a ring of `ring` bytes.
 fn read_ring(file: &File, ring: u64, at: u64, buf: &mut [u8]) -> io::Result<()> {
     let place = at % ring;
@@ -338,7 +359,8 @@ fn create(dir: &Path, ring: u64) -> Result<()> {
                 start: 0,
                 seq: 0,
                 ring,
-                id: uuid::Uuid::new_v4().as_u64_pair().0,
+                id: random(),
+                salt: random(),
             },
         )?;
         f.sync_all()?;
@@ -432,10 +454,7 @@ pub(crate) fn replay(dir: &Path, trees: &Trees<'_>, writable: bool) -> Result<Re
         if read_ring(&file, ring, at + FRAME_HEAD as u64, &mut body).is_err() {
             break;
         }
-        let mut h = crc32fast::Hasher::new();
-        h.update(&head[4..16]);
-        h.update(&body);
-        if h.finalize() != crc {
+        if frame_crc(header.salt, &head[4..16], &body) != crc {
             break;
         }
         let kept = kept_through.is_some_and(|k| fseq <= k);
@@ -451,6 +470,12 @@ pub(crate) fn replay(dir: &Path, trees: &Trees<'_>, writable: bool) -> Result<Re
         }
         at += FRAME_HEAD as u64 + n;
         seq += 1;
+    }
+    // A marker of a frame never written (a crash or a failure between the marker and the
+    // frame; sled may have written the marker meanwhile): the next frame must not take its
+    // number, or the next crash would skip it as kept.
+    if let Some(k) = kept_through {
+        seq = seq.max(k.saturating_add(1));
     }
     Ok(Replayed {
         frames,
@@ -696,10 +721,8 @@ impl Journal {
         frame.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
         frame.extend_from_slice(&ring.next_seq.to_le_bytes());
         frame.extend_from_slice(&(changes.len() as u32).to_le_bytes());
-        let mut h = crc32fast::Hasher::new();
-        h.update(&frame[4..16]);
-        h.update(&changes);
-        frame.extend_from_slice(&h.finalize().to_le_bytes());
+        let crc = frame_crc(ring.header.salt, &frame[4..16], &changes);
+        frame.extend_from_slice(&crc.to_le_bytes());
         frame.extend_from_slice(&changes);
         write_ring(&self.file, ring.header.ring, ring.end, &frame)
             .and_then(|()| self.file.sync_data())
@@ -729,6 +752,7 @@ impl Journal {
             seq: ring.next_seq,
             ring: ring.header.ring,
             id: ring.header.id,
+            salt: random(),
         };
         write_header(&self.file, &header)
             .and_then(|()| self.file.sync_data())
@@ -1231,6 +1255,168 @@ mod tests {
         assert!(
             matches!(&err, Error::Damaged { detail, .. } if detail.contains("frame 0") && detail.contains("unknown keyspace (9)")),
             "{err}"
+        );
+    }
+}
+
+/// The journal within a store, cut (a `kill -9` modelled by a copy of the open store's folder)
+/// between a commit's marker and its frame.
+#[cfg(test)]
+mod cut_tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::{Durability, SessionId, Store};
+
+    fn copy_tree(from: &Path, to: &Path) {
+        fs::create_dir_all(to).unwrap();
+        for entry in fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                copy_tree(&entry.path(), &target);
+            } else if kind.is_file() {
+                fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+
+    fn open(path: &Path) -> Store {
+        Store::builder()
+            .durability(Durability::Immediate)
+            .open(path)
+            .unwrap()
+    }
+
+    /// A store at `live` with a session saved (frame 0), then a commit killed in its blob pass:
+    /// its marker (frame 1) taken, sled's buffer written (as when it fills), no frame 1.
+    /// `cut` holds what the kill left. Returns the session's id.
+    fn killed_after_the_marker(live: &Path, cut: &Path) -> SessionId {
+        let store = open(live);
+        let mut s = store.create();
+        s.insert("n", &1).unwrap();
+        s.save().unwrap();
+        let inner = &store.inner;
+        let h = Handle::from_slice(&[7u8; 16]).unwrap();
+        inner
+            .insert(Keyspace::Expiry, &crate::keys::expiry_key(0, &h), &[])
+            .unwrap();
+        let killed = inner.journal.as_ref().unwrap().commit(
+            &|| {
+                inner.db.flush().unwrap();
+                copy_tree(live, cut);
+                Err(Error::Io {
+                    path: live.to_path_buf(),
+                    source: io::Error::other("killed"),
+                })
+            },
+            &|| Ok(()),
+        );
+        assert!(killed.is_err());
+        *s.id()
+    }
+
+    /// The next open must not give frame 1's number to its first commit: sled holds marker 1,
+    /// and the replay after the next cut would skip that commit as kept.
+    #[test]
+    fn a_commit_after_a_cut_between_marker_and_frame_survives_the_next_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let [live, cut1, cut2, cut3] = ["live", "cut1", "cut2", "cut3"].map(|n| dir.path().join(n));
+        let s = killed_after_the_marker(&live, &cut1);
+        let x = {
+            let store = open(&cut1);
+            assert!(store.load(&s).unwrap().is_some());
+            let mut x = store.create();
+            x.insert("acknowledged", &true).unwrap();
+            x.save().unwrap();
+            copy_tree(&cut1, &cut2);
+            assert!(store.invalidate(&s).unwrap(), "logged out, durably");
+            copy_tree(&cut1, &cut3);
+            *x.id()
+        };
+        let store = open(&cut2);
+        assert!(store.load(&x).unwrap().is_some(), "an acknowledged save");
+        drop(store);
+        let store = open(&cut3);
+        assert!(store.load(&x).unwrap().is_some(), "an acknowledged save");
+        assert!(
+            store.load(&s).unwrap().is_none(),
+            "an acknowledged logout stays done"
+        );
+    }
+
+    /// A frame's CRC holds the salt of the checkpoint before it, new at each: bytes left in an
+    /// earlier lap (session data, written verbatim) that form a frame with the next number and
+    /// a CRC under the salt of their time do not pass where a later lap's replay stops.
+    #[test]
+    fn a_frame_forged_in_session_data_is_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let t = ["sessions", "expiry", "principals", "meta"].map(|n| db.open_tree(n).unwrap());
+        let j = Journal::open(dir.path(), None, MIN_RING_BYTES)
+            .unwrap()
+            .marking(t[3].clone());
+        // A frame of one insert of a 16-byte key: this much more than its value.
+        const OVER: u64 = (FRAME_HEAD + 2 + 4 + 16 + 4) as u64;
+        let forged_change = {
+            let mut c = vec![INSERT, Keyspace::Sessions as u8];
+            put_bytes(&mut c, &[0xEE; 16]);
+            put_bytes(&mut c, b"forged");
+            c
+        };
+        let forged_len = FRAME_HEAD as u64 + forged_change.len() as u64;
+        // Frame 0 holds the forged frame 8 bytes into its value.
+        let at = OVER + 8;
+        let first = at + forged_len + 8;
+        // The frames of the next lap, ending right at `at` one ring further.
+        let mut sizes = Vec::new();
+        let mut end = first;
+        while MIN_RING_BYTES + at - end >= 2 * 1000 {
+            sizes.push(1000);
+            end += 1000;
+        }
+        let left = MIN_RING_BYTES + at - end;
+        sizes.extend([left / 2, left - left / 2]);
+        let forged_seq = 1 + sizes.len() as u64;
+        let mut forged = Vec::new();
+        forged.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
+        forged.extend_from_slice(&forged_seq.to_le_bytes());
+        forged.extend_from_slice(&(forged_change.len() as u32).to_le_bytes());
+        // The best an attacker could do: the salt of the moment (were it known).
+        let salt = lock(&j.ring).header.salt;
+        let crc = frame_crc(salt, &forged[4..16], &forged_change);
+        forged.extend_from_slice(&crc.to_le_bytes());
+        forged.extend_from_slice(&forged_change);
+        let save = |k: u8, value: &[u8]| {
+            let mut r = j.recorder();
+            t[0].insert([k; 16], value).unwrap();
+            r.insert(Keyspace::Sessions, &[k; 16], value);
+            drop(r);
+            j.commit(&|| Ok(()), &|| Ok(())).unwrap();
+        };
+        save(1, &[vec![0u8; 8], forged, vec![0u8; 8]].concat());
+        for (i, size) in sizes.iter().enumerate() {
+            save(2 + i as u8, &vec![1u8; (size - OVER) as usize]);
+        }
+        assert_eq!(
+            lock(&j.ring).end,
+            MIN_RING_BYTES + at,
+            "the lap stops there"
+        );
+        assert!(j.counts().1 > 0, "a checkpoint on the way");
+        let fresh = sled::Config::new().temporary(true).open().unwrap();
+        let f = ["sessions", "expiry", "principals"].map(|n| fresh.open_tree(n).unwrap());
+        let trees = Trees {
+            sessions: &f[0],
+            expiry: &f[1],
+            principals: &f[2],
+            meta: None,
+        };
+        replay(dir.path(), &trees, false).unwrap();
+        assert!(
+            f[0].get([0xEE; 16]).unwrap().is_none(),
+            "a record no one saved, from bytes inside a session's value"
         );
     }
 }
