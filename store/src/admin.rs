@@ -283,8 +283,9 @@ pub struct Stats {
     pub principals: u64,
     /// Bytes the database takes on disk.
     pub bytes_on_disk: u64,
-    /// The database's format version ([`FORMAT_VERSION`](crate::FORMAT_VERSION) once a
-    /// writable open has upgraded it).
+    /// The database's format version: 2 once a writable open in periodic durability has
+    /// upgraded it, [`FORMAT_VERSION`](crate::FORMAT_VERSION) once one in immediate durability
+    /// has (it may then hold a commit journal).
     pub format_version: u32,
 }
 

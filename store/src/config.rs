@@ -25,7 +25,9 @@ pub enum Durability {
     /// store's folder at the first open in this mode) and `fdatasync`ed, one wait on the disk;
     /// sled's own files are flushed and `fsync`ed at checkpoints, and the next open, in any
     /// mode, replays the commits since the last one. Concurrent savers share one journal write
-    /// (group commit).
+    /// (group commit). The first open in this mode marks the database as format 3
+    /// ([`FORMAT_VERSION`](crate::FORMAT_VERSION)): sessdb builds that know no journal refuse
+    /// it rather than ignore the commits it holds.
     Immediate,
 }
 

@@ -154,6 +154,16 @@ impl GroupCommit {
         }
     }
 
+    /// Syncs the blob files not yet synced whole, and the folders if their listing changed:
+    /// what a frame of the commit journal needs durable before it is written (`journal.rs`,
+    /// [`Journal::commit`](crate::journal::Journal::commit)).
+    pub(crate) fn sync_new_blobs(&self) -> Result<()> {
+        let before = lock(&self.state).synced();
+        let synced = self.sync_blobs(&before)?;
+        lock(&self.state).record(&before, synced);
+        Ok(())
+    }
+
     /// How many commits were made (for tests: what a call cost).
     #[cfg(test)]
     pub(crate) fn commits(&self) -> u64 {

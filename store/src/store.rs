@@ -44,11 +44,23 @@ use crate::sled_files::{
 /// - 2: records of format 1 or 2; a format-2 record's expiry entry may lag its deadline by up
 ///   to 5 minutes (see `keys::EXPIRY_ENTRY_LAG_MS`).
 ///
-/// This build reads both. A writable open marks a format-1 database as format 2 before it
+/// - 3: format 2, and the store may hold a commit journal (`sessdb-journal`, see
+///   [`Durability::Immediate`]) whose frames an open must replay before it reads anything.
+///
+/// This build reads all three. A writable open marks a format-1 database as format 2 before it
 /// writes anything, because a sessdb that knows only format 1 would take format-2 records for
 /// undecodable ones (and its repair would remove them): such a build now refuses the database
-/// with [`Error::NewerFormat`] instead. A read-only open changes nothing.
-pub const FORMAT_VERSION: u32 = 2;
+/// with [`Error::NewerFormat`] instead. In the same way a writable open in immediate durability
+/// marks the database as format 3, durably, before it makes the journal: a build that knows no
+/// journal would ignore it, miss the commits only the journal holds after a crash, and its own
+/// writes could later be set back by a replay of stale frames. A store only ever opened in
+/// periodic durability stays at format 2, which older builds open. A read-only open changes
+/// nothing.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The format a writable open in periodic durability marks a database with (see
+/// [`FORMAT_VERSION`]).
+pub(crate) const PERIODIC_FORMAT_VERSION: u32 = 2;
 
 pub(crate) const LOCK_STRIPES: usize = 64;
 
@@ -79,7 +91,7 @@ impl Drop for AppHandles {
     fn drop(&mut self) {
         // Gone already when `inner` was the last strong handle: its own drop flushed.
         if let Some(inner) = self.0.upgrade() {
-            let _ = inner.db.flush();
+            inner.flush_at_close();
         }
     }
 }
@@ -297,13 +309,30 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// What the last handle's drop writes, best effort (a failure leaves what a crash would).
+    fn flush_at_close(&self) {
+        match (&self.journal, &self.group_commit) {
+            // A checkpoint, before sled's own drop makes its log durable (its flush and
+            // `fsync`): the blobs written since the last commit are synced first, so sled's
+            // recovery stays a prefix of its order (see `Journal::commit`).
+            (Some(j), Some(gc)) => {
+                let _ = j.checkpoint(&|| gc.sync(&self.db));
+            }
+            // The periodic flusher would write this within its interval anyway.
+            _ => {
+                let _ = self.db.flush();
+            }
+        }
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // The admin socket first: while it answers, a client must find the database held.
         drop(self.admin_server.take());
-        // Best effort: the periodic flusher would write this within its interval anyway.
         if !crate::error::io_failed() {
-            let _ = self.db.flush();
+            self.flush_at_close();
             return;
         }
         // After a failed write sled may never end a flush: a write of a blob (a tree node
@@ -460,8 +489,9 @@ pub fn foreign_entries(path: &Path) -> io::Result<Vec<String>> {
 }
 
 /// Whether an entry of a database folder, by its name and type (not followed), is one of the
-/// database's own: sled's files (`conf`, `db`, `snap.*`), its `blobs` folder, or the admin
-/// socket. Everything else is [foreign](foreign_entries). One entry at a time, so that a tool
+/// database's own: sled's files (`conf`, `db`, `snap.*`), its `blobs` folder, the commit
+/// journal of immediate durability ([`JOURNAL_FILE`](crate::JOURNAL_FILE), and the same name
+/// with `.new` while it is made), or the admin socket. Everything else is [foreign](foreign_entries). One entry at a time, so that a tool
 /// removing a database decides on each entry as it meets it, not from a listing made before.
 ///
 /// ```
@@ -477,7 +507,9 @@ pub fn foreign_entries(path: &Path) -> io::Result<Vec<String>> {
 pub fn is_database_entry(name: &std::ffi::OsStr, kind: fs::FileType) -> bool {
     use std::os::unix::fs::FileTypeExt as _;
     match name.to_str() {
-        Some("conf" | "db" | crate::journal::JOURNAL_FILE) => kind.is_file(),
+        Some("conf" | "db" | crate::journal::JOURNAL_FILE | crate::journal::NEW_JOURNAL_FILE) => {
+            kind.is_file()
+        }
         Some("blobs") => kind.is_dir(),
         Some(crate::ADMIN_SOCKET_FILE) => kind.is_socket(),
         Some(n) => n.starts_with("snap.") && kind.is_file(),
@@ -603,6 +635,7 @@ impl Store {
             Durability::Immediate => Some(GroupCommit::new(path)),
             Durability::Periodic { .. } => None,
         };
+        let meta = db.open_tree("meta").storage()?;
         let journal = open_journal(
             path,
             &config,
@@ -611,6 +644,7 @@ impl Store {
                 sessions: &sessions,
                 expiry: &expiry,
                 principals: &principals,
+                meta: Some(&meta),
             },
             group_commit.as_ref(),
         );
@@ -1129,10 +1163,15 @@ impl Store {
     pub fn flush(&self) -> Result<()> {
         // After a failed write, sled may never end a flush: the failure is the answer.
         self.refuse_after_failure()?;
-        self.noting(match &self.inner.group_commit {
+        let inner = &*self.inner;
+        self.noting(match (&inner.journal, &inner.group_commit) {
+            // A checkpoint of the journal: sled's files made durable with every writer held
+            // out (a save between the blob pass and the log's `fsync` could leave the log
+            // pointing at a blob not synced), the frames before it no longer needed.
+            (Some(j), Some(gc)) => j.checkpoint(&|| gc.sync(&inner.db)),
             // A commit of its own: the blobs before sled's flush, as for a save.
-            Some(gc) => gc.sync(&self.inner.db),
-            None => self.inner.db.flush().map(drop).storage(),
+            (None, Some(gc)) => gc.sync(&inner.db),
+            (_, None) => inner.db.flush().map(drop).storage(),
         })
     }
 
@@ -1183,13 +1222,17 @@ impl Store {
     /// `result`, its storage I/O error (if it failed with one) noted as this store's failed
     /// write, which refuses every later one ([`Store::check_writable`]).
     pub(crate) fn noting<T>(&self, result: Result<T>) -> Result<T> {
-        if let Err(Error::Storage(e)) = &result {
-            if let Some(io) = e.io_error() {
-                let _ =
-                    self.inner
-                        .write_failure
-                        .set((io.raw_os_error(), io.kind(), io.to_string()));
-            }
+        let io = match &result {
+            Err(Error::Storage(e)) => e.io_error(),
+            // A commit's own write or sync (the journal's, a checkpoint's `fsync`).
+            Err(Error::Io { source, .. }) => Some(source),
+            _ => None,
+        };
+        if let Some(io) = io {
+            let _ = self
+                .inner
+                .write_failure
+                .set((io.raw_os_error(), io.kind(), io.to_string()));
         }
         result
     }
@@ -1243,7 +1286,9 @@ impl Store {
     pub(crate) fn sync(&self) -> Result<()> {
         let inner = &*self.inner;
         match (&inner.journal, &inner.group_commit) {
-            (Some(j), Some(gc)) => self.noting(j.commit(&|| gc.sync(&inner.db))),
+            (Some(j), Some(gc)) => {
+                self.noting(j.commit(&|| gc.sync_new_blobs(), &|| gc.sync(&inner.db)))
+            }
             (None, Some(gc)) => self.noting(gc.sync(&inner.db)),
             (_, None) => Ok(()),
         }
@@ -1782,7 +1827,10 @@ fn open_journal(
                 // the next one (`EEXIST`, found by `tests/tests/power.rs`).
                 gc.sync(db)?;
             }
-            let j = Journal::open(path, replayed, config.journal_bytes)?;
+            let mut j = Journal::open(path, replayed, config.journal_bytes)?;
+            if let Some(meta) = trees.meta {
+                j = j.marking(meta.clone());
+            }
             if was_replayed {
                 j.checkpoint(&|| gc.sync(db))?;
             }
@@ -1832,6 +1880,12 @@ fn open_trees(path: &Path, config: &Config) -> Result<Engine> {
     };
     let db = open_sled(path, config.cache_bytes, flush_every)?;
     let meta = db.open_tree("meta").storage()?;
+    // What this open writes: format 3 before an immediate open makes its journal (its
+    // `fsync` comes with the first sync of `open_journal`, before the journal is made).
+    let wanted = match config.durability {
+        Durability::Immediate => FORMAT_VERSION,
+        Durability::Periodic { .. } => PERIODIC_FORMAT_VERSION,
+    };
     let format = match meta.get("format").storage()? {
         Some(v) => {
             let found = <[u8; 4]>::try_from(v.as_ref())
@@ -1844,23 +1898,21 @@ fn open_trees(path: &Path, config: &Config) -> Result<Engine> {
                     supported: FORMAT_VERSION,
                 });
             }
-            if found < FORMAT_VERSION && !config.read_only {
+            if found < wanted && !config.read_only {
                 // On disk before any record of the new format can be (see
                 // `FORMAT_VERSION`).
-                meta.insert("format", &FORMAT_VERSION.to_be_bytes())
-                    .storage()?;
+                meta.insert("format", &wanted.to_be_bytes()).storage()?;
                 db.flush().storage()?;
-                FORMAT_VERSION
+                wanted
             } else {
                 found
             }
         }
         None if !config.read_only => {
-            meta.insert("format", &FORMAT_VERSION.to_be_bytes())
-                .storage()?;
-            FORMAT_VERSION
+            meta.insert("format", &wanted.to_be_bytes()).storage()?;
+            wanted
         }
-        None => FORMAT_VERSION,
+        None => PERIODIC_FORMAT_VERSION,
     };
     Ok(Engine {
         sessions: db.open_tree("sessions").storage()?,

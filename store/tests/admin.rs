@@ -587,7 +587,8 @@ fn stats_count_live_expired_and_principals() {
     let s = f.store.stats().unwrap();
     assert_eq!(
         (s.live, s.expired, s.principals, s.format_version),
-        (20, 0, 4, sessdb::FORMAT_VERSION)
+        (20, 0, 4, 2),
+        "format 2: opened in periodic durability only"
     );
     assert!(s.bytes_on_disk > 0);
     f.advance(2);

@@ -194,9 +194,13 @@ fn a_replay_over_changes_sled_already_has_changes_nothing() {
         store.invalidate(id).unwrap();
     }
     let committed = export(&store);
-    // Sled's drop flushes, the journal keeps its frames: both hold every commit.
+    // The journal with its frames since the last checkpoint; then the last drop checkpoints,
+    // and sled's files hold every commit. Both together: a cut just before the checkpoint's
+    // header was written.
+    let journal = fs::read(path.join(JOURNAL_FILE)).unwrap();
     drop(store);
-    assert!(fs::metadata(path.join(JOURNAL_FILE)).unwrap().len() > 4096);
+    assert_ne!(fs::read(path.join(JOURNAL_FILE)).unwrap(), journal);
+    fs::write(path.join(JOURNAL_FILE), &journal).unwrap();
     let store = immediate(&clock).open(&path).unwrap();
     assert_eq!(export(&store), committed);
     assert!(store.check().unwrap().is_clean());
@@ -217,4 +221,72 @@ fn a_folder_with_a_journal_and_no_log_is_damaged() {
     let err = Store::open(&path).err().unwrap();
     assert!(matches!(err, sessdb::Error::Damaged { .. }), "{err}");
     assert!(path.join(JOURNAL_FILE).exists(), "left as it was");
+}
+
+/// A store with a journal is format 3, so that a build that knows no journal refuses it
+/// rather than ignore commits only the journal holds; one only ever opened in periodic mode
+/// stays at 2, which such a build opens.
+#[test]
+fn an_immediate_open_marks_the_database_as_format_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let format = |store: &Store| store.stats().unwrap().format_version;
+    let store = Store::open(&path).unwrap();
+    assert_eq!(format(&store), 2);
+    drop(store);
+    assert!(!path.join(JOURNAL_FILE).exists());
+    let store = Store::builder()
+        .durability(Durability::Immediate)
+        .open(&path)
+        .unwrap();
+    assert_eq!(format(&store), sessdb::FORMAT_VERSION);
+    assert_eq!(sessdb::FORMAT_VERSION, 3);
+    assert!(path.join(JOURNAL_FILE).exists());
+    drop(store);
+    // A periodic open replays and removes the journal; the mark stays.
+    let store = Store::open(&path).unwrap();
+    assert!(!path.join(JOURNAL_FILE).exists());
+    assert_eq!(format(&store), 3);
+    drop(store);
+    let store = Store::builder().read_only(true).open(&path).unwrap();
+    assert_eq!(format(&store), 3);
+}
+
+/// A compaction of a store in immediate durability: the copy holds every commit, the old
+/// journal goes with the old folder, and the compacted store commits and replays as before.
+#[test]
+fn a_compacted_immediate_store_keeps_every_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at_ms(T0);
+    let path = dir.path().join("db");
+    let store = immediate(&clock).open(&path).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let mut s = store.create();
+        s.set_principal(Some(&format!("user{}", i % 3))).unwrap();
+        s.insert("i", &i).unwrap();
+        s.save().unwrap();
+        ids.push(*s.id());
+    }
+    for id in &ids[..10] {
+        store.invalidate(id).unwrap();
+    }
+    let committed = export(&store);
+    let report = store.compact(&sessdb::CompactOptions::default()).unwrap();
+    assert_eq!(report.sessions, 30);
+    let store = immediate(&clock).open(&path).unwrap();
+    assert_eq!(export(&store), committed);
+    assert!(store.check().unwrap().is_clean());
+    assert_eq!(
+        store.stats().unwrap().format_version,
+        sessdb::FORMAT_VERSION
+    );
+    let mut s = store.load(&ids[20]).unwrap().unwrap();
+    s.insert("after", &true).unwrap();
+    s.save().unwrap();
+    drop(s);
+    let committed = export(&store);
+    drop(store);
+    let store = immediate(&clock).open(&path).unwrap();
+    assert_eq!(export(&store), committed);
 }
