@@ -307,9 +307,7 @@ impl Inner {
         }
         Ok(swapped)
     }
-}
 
-impl Inner {
     /// What the last handle's drop writes, best effort (a failure leaves what a crash would).
     fn flush_at_close(&self) {
         match (&self.journal, &self.group_commit) {
@@ -491,8 +489,9 @@ pub fn foreign_entries(path: &Path) -> io::Result<Vec<String>> {
 /// Whether an entry of a database folder, by its name and type (not followed), is one of the
 /// database's own: sled's files (`conf`, `db`, `snap.*`), its `blobs` folder, the commit
 /// journal of immediate durability ([`JOURNAL_FILE`](crate::JOURNAL_FILE), and the same name
-/// with `.new` while it is made), or the admin socket. Everything else is [foreign](foreign_entries). One entry at a time, so that a tool
-/// removing a database decides on each entry as it meets it, not from a listing made before.
+/// with `.new` while it is made), or the admin socket. Everything else is
+/// [foreign](foreign_entries). One entry at a time, so that a tool removing a database decides
+/// on each entry as it meets it, not from a listing made before.
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
