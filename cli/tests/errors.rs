@@ -554,14 +554,16 @@ fn a_database_of_a_newer_format_is_refused() {
         let sled = open_raw_sled(&db);
         sled.open_tree("meta")
             .expect("meta")
-            .insert("format", &3u32.to_be_bytes())
+            .insert("format", &(sessdb::FORMAT_VERSION + 1).to_be_bytes())
             .expect("insert");
         sled.flush().expect("flush");
     }
     let message = format!(
-        "error: the database at {} has format version 3; this sessdb reads up to 2; use a newer \
-         sessctl\n",
-        db.display()
+        "error: the database at {} has format version {}; this sessdb reads up to {}; use a \
+         newer sessctl\n",
+        db.display(),
+        sessdb::FORMAT_VERSION + 1,
+        sessdb::FORMAT_VERSION
     );
     for args in [&["stats"][..], &["purge", "--expired"], &["import", "-"]] {
         expect(on(&db).args(args).write_stdin(""), 5, "", &message);

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use common::T0;
-use sessdb::{Admin, Durability, ManualClock, Store, JOURNAL_FILE};
+use sessdb::{Admin, Durability, ManualClock, SessionId, Store, JOURNAL_FILE};
 
 fn copy_tree(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
@@ -39,6 +39,27 @@ fn immediate(clock: &ManualClock) -> sessdb::Builder {
     Store::builder()
         .durability(Durability::Immediate)
         .clock(clock.clone())
+}
+
+/// `n` sessions saved, the i-th of `principal(i)` with `i` under "i", and the first ten
+/// invalidated. Returns their ids.
+fn saved_then_ten_ended(
+    store: &Store,
+    n: usize,
+    principal: impl Fn(usize) -> String,
+) -> Vec<SessionId> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let mut s = store.create();
+        s.set_principal(Some(&principal(i))).unwrap();
+        s.insert("i", &i).unwrap();
+        s.save().unwrap();
+        ids.push(*s.id());
+    }
+    for id in &ids[..10] {
+        assert!(store.invalidate(id).unwrap());
+    }
+    ids
 }
 
 /// What a power cut after the commits of `after` can leave: sled's files as the checkpoint
@@ -182,17 +203,7 @@ fn a_replay_over_changes_sled_already_has_changes_nothing() {
     let clock = ManualClock::at_ms(T0);
     let path = dir.path().join("db");
     let store = immediate(&clock).open(&path).unwrap();
-    let mut ids = Vec::new();
-    for i in 0..30 {
-        let mut s = store.create();
-        s.set_principal(Some("p")).unwrap();
-        s.insert("i", &i).unwrap();
-        s.save().unwrap();
-        ids.push(*s.id());
-    }
-    for id in &ids[..10] {
-        store.invalidate(id).unwrap();
-    }
+    saved_then_ten_ended(&store, 30, |_| "p".into());
     let committed = export(&store);
     // The journal with its frames since the last checkpoint; then the last drop checkpoints,
     // and sled's files hold every commit. Both together: a cut just before the checkpoint's
@@ -260,17 +271,7 @@ fn a_compacted_immediate_store_keeps_every_commit() {
     let clock = ManualClock::at_ms(T0);
     let path = dir.path().join("db");
     let store = immediate(&clock).open(&path).unwrap();
-    let mut ids = Vec::new();
-    for i in 0..40 {
-        let mut s = store.create();
-        s.set_principal(Some(&format!("user{}", i % 3))).unwrap();
-        s.insert("i", &i).unwrap();
-        s.save().unwrap();
-        ids.push(*s.id());
-    }
-    for id in &ids[..10] {
-        store.invalidate(id).unwrap();
-    }
+    let ids = saved_then_ten_ended(&store, 40, |i| format!("user{}", i % 3));
     let committed = export(&store);
     let report = store.compact(&sessdb::CompactOptions::default()).unwrap();
     assert_eq!(report.sessions, 30);
