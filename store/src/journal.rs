@@ -13,22 +13,27 @@
 //! (or a frame would not fit), after which the frames before it are no longer needed.
 //!
 //! At the next open the frames since the last checkpoint are applied to the trees again, in
-//! order (`replay`): each change sets a key to a value or removes it, so applying them on top
-//! of whatever sled recovered gives every key they touch its value at the last commit, however
-//! much of them sled had written. sled may also have kept changes made after the last commit
-//! (its log is written when its buffer fills, without a sync), which the replay does not undo:
-//! keys that no frame touched keep them, as without the journal. The one mix that matters is a
-//! record set back by a frame while an index entry of a later, lost save was kept or removed:
-//! the store then makes sure that every record a frame touched has its expiry and principal
-//! entries ([`crate::store`]), and stale entries are what purge and the principal index already
+//! order (`replay`): each change sets a key to a value or removes it. sled may have written
+//! any part of them, and changes made after them too (its log is written when its buffer
+//! fills, without a sync), so applying every frame would set keys back over later changes sled
+//! kept (a rotation in flight would leave its old and new ids both valid). Instead each commit
+//! writes a *marker* into sled's `meta` tree when it takes its changes, under the lock that
+//! orders them: sled's recovery is a prefix of its order, so it holds every change before the
+//! marker it recovered, and the replay applies only the frames after that marker, over a state
+//! that holds a prefix of theirs. That prefix holds only if every blob file a kept log message
+//! points at is on the disk, while sled makes its log durable on its own at times: so a commit
+//! syncs the blobs written so far before it writes its frame (`Journal::commit`). The store
+//! also gives every record a frame touched its expiry and principal entries
+//! ([`crate::store`]), a guard: stale entries are what purge and the principal index already
 //! tolerate.
 //!
 //! The file: a header of two slots (a checkpoint writes the older one, so a torn write leaves
 //! the other), then the ring. A frame is a magic number, its sequence number, its length, a
-//! CRC-32 of those and of its changes, then the changes; frames follow one another around the
+//! CRC-32 of the checkpoint's salt, of those and of its changes, then the changes; frames follow one another around the
 //! ring (one may wrap over its end). A replay starts at the checkpoint's position and sequence
 //! number and stops at the first frame that is not the next one whole: a torn last frame was
-//! never acknowledged, and what an earlier lap left has an older sequence number. Like SQLite's
+//! never acknowledged, and what an earlier lap left has an older sequence number and salt (the
+//! salt also keeps a frame-shaped run of session data from passing for one). Like SQLite's
 //! WAL, this relies on a write of a block not damaging the blocks around it that it leaves as
 //! they were ("powersafe overwrite", which disks and SSDs give).
 

@@ -1844,9 +1844,9 @@ fn open_journal(
     }
 }
 
-/// Gives every record a replay touched the index entries it names. A frame may set a record
-/// back to its last committed state while sled kept (or lost) an index change of a later save
-/// that was never committed; a stale entry is harmless, a missing one is not.
+/// Gives every record a replay touched the index entries it names: a guard, as the replay
+/// continues a prefix of sled's order (`journal.rs`), in which every record's entries come
+/// before it. A stale entry is harmless, a missing one is not.
 fn restore_entries(
     trees: &journal::Trees<'_>,
     touched: &std::collections::BTreeSet<Handle>,
