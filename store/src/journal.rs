@@ -1107,11 +1107,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(Journal::open(dir.path(), None, MIN_RING_BYTES).unwrap());
         let path = dir.path().join(JOURNAL_FILE);
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
+        let f = open_rw(&path);
         let h = read_header(&f).unwrap().unwrap();
         for bad in [
             Header {
@@ -1155,6 +1151,15 @@ mod tests {
         assert_eq!(replay(dir.path(), &fresh.trees(), false).unwrap().frames, 0);
     }
 
+    /// The journal's file, to read and write its bytes.
+    fn open_rw(path: &Path) -> File {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap()
+    }
+
     /// Writes three commits and returns the journal's folder and each frame's logical offset.
     fn three_commits() -> (tempfile::TempDir, Db, Vec<u64>) {
         let dir = tempfile::tempdir().unwrap();
@@ -1192,11 +1197,7 @@ mod tests {
     fn a_torn_header_leaves_the_other_slot() {
         let (dir, _, _) = three_commits();
         let path = dir.path().join(JOURNAL_FILE);
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
+        let f = open_rw(&path);
         let j = Journal::open(
             dir.path(),
             Some(replay(dir.path(), &Db::new().trees(), true).unwrap().tail),
