@@ -50,6 +50,12 @@ pub(crate) struct GroupCommit {
     /// whole (sled writes a blob in moments, and no save had run yet), so the first commit
     /// syncs them without reading each one (a store's blobs can take gigabytes).
     settled: HashSet<u64>,
+    /// Whether the next journal commit must run the blob pass; held through the pass (see
+    /// [`GroupCommit::sync_new_blobs`]).
+    pass_needed: Mutex<bool>,
+    /// Tells a journal commit whether the folders changed since its last pass; made by the
+    /// first such commit, `None` where it cannot be (then every commit runs the pass).
+    watch: OnceLock<Option<Watch>>,
 }
 
 /// How long a blob file must have stood unchanged at the open to be taken for whole unread.
@@ -78,6 +84,8 @@ struct State {
     dirs_synced: Option<u64>,
     /// Commits made (each a flush and an `fsync`).
     commits: u64,
+    /// Blob passes run by journal commits.
+    journal_passes: u64,
 }
 
 /// What a sync made durable.
@@ -97,6 +105,8 @@ impl GroupCommit {
             done: Condvar::new(),
             arrived: Condvar::new(),
             settled: settled_blobs(&path.join("blobs")),
+            pass_needed: Mutex::new(true),
+            watch: OnceLock::new(),
         }
     }
 
@@ -157,10 +167,31 @@ impl GroupCommit {
     /// Syncs the blob files not yet synced whole, and the folders if their listing changed:
     /// what a frame of the commit journal needs durable before it is written (`journal.rs`,
     /// [`Journal::commit`](crate::journal::Journal::commit)).
+    ///
+    /// The pass (two folder listings) is skipped when [`Watch`] saw no change to either
+    /// folder since the last one began: on this machine it was about a sixth of a commit
+    /// (docs/BENCHMARKS.md, "The blob pass skipped").
     pub(crate) fn sync_new_blobs(&self) -> Result<()> {
+        // Held through the pass, so that a change one caller's check consumed is not skipped
+        // by another caller before that pass is done.
+        let mut needed = lock(&self.pass_needed);
+        // Made before the first pass, which covers whatever came before it.
+        let watch = self
+            .watch
+            .get_or_init(|| Watch::new(&self.path, &self.path.join("blobs")));
+        if watch.as_ref().is_none_or(Watch::changed) {
+            *needed = true;
+        }
+        if !*needed {
+            return Ok(());
+        }
         let before = lock(&self.state).synced();
+        // A failed pass leaves `needed` set: the next commit runs it again.
         let synced = self.sync_blobs(&before)?;
-        lock(&self.state).record(&before, synced);
+        let mut st = lock(&self.state);
+        st.record(&before, synced);
+        st.journal_passes += 1;
+        *needed = false;
         Ok(())
     }
 
@@ -168,6 +199,20 @@ impl GroupCommit {
     #[cfg(test)]
     pub(crate) fn commits(&self) -> u64 {
         lock(&self.state).commits
+    }
+
+    /// How many blob passes journal commits ran (for tests).
+    #[cfg(test)]
+    pub(crate) fn journal_passes(&self) -> u64 {
+        lock(&self.state).journal_passes
+    }
+
+    /// The blobs known to be synced whole, in order (for tests).
+    #[cfg(test)]
+    pub(crate) fn blobs_synced(&self) -> Vec<u64> {
+        let mut blobs: Vec<u64> = lock(&self.state).blobs_synced.iter().copied().collect();
+        blobs.sort_unstable();
+        blobs
     }
 
     /// Waits, as the leader, until `expected` tickets are outstanding or half the last commit's
@@ -262,6 +307,91 @@ impl GroupCommit {
             blobs: synced,
             dirs: Some(now),
         })
+    }
+}
+
+/// An inotify watch on the names in the database folder and on the files of its blobs folder:
+/// a journal commit that finds no event since its last blob pass began skips the pass.
+///
+/// Why that is safe: every blob a change points at was written (created, written, closed)
+/// before the change was applied to its tree, so before the commit that carries the change
+/// reads the events, and the kernel queues a write's event before the write returns. An event
+/// of a write made during a pass is read by the next commit, which passes again: a blob found
+/// half-written is synced again once whole, as without the watch. A queue that overflowed
+/// reads as a change (its overflow event). A watch that ended (its folder removed, moved or
+/// unmounted), or an inotify that cannot be read, makes every later commit pass. The database
+/// folder is watched for names only (its files are written at every commit; only its listing
+/// matters to the pass).
+#[cfg(target_os = "linux")]
+struct Watch {
+    inotify: nix::sys::inotify::Inotify,
+    ended: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(target_os = "linux")]
+impl Watch {
+    /// `None` if either folder cannot be watched (no blobs folder yet, the process's inotify
+    /// limits reached): then every commit passes.
+    fn new(dir: &Path, blobs: &Path) -> Option<Watch> {
+        use nix::sys::inotify::{AddWatchFlags as F, InitFlags, Inotify};
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+        let names = F::IN_CREATE | F::IN_DELETE | F::IN_MOVED_FROM | F::IN_MOVED_TO;
+        inotify
+            .add_watch(
+                blobs,
+                names | F::IN_MODIFY | F::IN_CLOSE_WRITE | F::IN_ONLYDIR,
+            )
+            .ok()?;
+        inotify.add_watch(dir, names | F::IN_ONLYDIR).ok()?;
+        Some(Watch {
+            inotify,
+            ended: false.into(),
+        })
+    }
+
+    /// Whether anything may have changed since the last call: an event, or no way to know.
+    /// Reads the queue empty, or a bounded part of it (what is left reads as a change next time).
+    fn changed(&self) -> bool {
+        use nix::errno::Errno;
+        use nix::sys::inotify::AddWatchFlags as F;
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.ended.load(Relaxed) {
+            return true;
+        }
+        let mut changed = false;
+        for _ in 0..64 {
+            match self.inotify.read_events() {
+                Ok(events) => {
+                    changed = true;
+                    let gone = F::IN_IGNORED | F::IN_DELETE_SELF | F::IN_MOVE_SELF | F::IN_UNMOUNT;
+                    if events.iter().any(|e| e.mask.intersects(gone)) {
+                        self.ended.store(true, Relaxed);
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => return changed,
+                Err(_) => {
+                    self.ended.store(true, Relaxed);
+                    return true;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Elsewhere every journal commit runs the blob pass.
+#[cfg(not(target_os = "linux"))]
+struct Watch;
+
+#[cfg(not(target_os = "linux"))]
+impl Watch {
+    fn new(_dir: &Path, _blobs: &Path) -> Option<Watch> {
+        None
+    }
+
+    fn changed(&self) -> bool {
+        true
     }
 }
 
@@ -442,6 +572,81 @@ mod tests {
         now.sort_unstable();
         assert_eq!(now, [2, 3, 4]);
         assert_eq!(state.dirs_synced, Some(9));
+    }
+
+    /// A journal commit runs the blob pass only after a change the pass would see: a new blob,
+    /// a blob written further, one removed, a new name in the database folder. After none, as
+    /// after writes to the database's own files, it skips the pass.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_journal_commit_passes_only_after_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("db"), b"log").unwrap();
+        let blobs = dir.path().join("blobs");
+        fs::create_dir(&blobs).unwrap();
+        let commit = GroupCommit::new(dir.path());
+        let passes_after = |what: &str| {
+            commit.sync_new_blobs().unwrap();
+            let passes = commit.journal_passes();
+            (passes, format!("{what}: {passes} passes, {:?}", commit.blobs_synced()))
+        };
+        assert_eq!(passes_after("first").0, 1, "the first commit passes");
+        assert_eq!(passes_after("no change").0, 1);
+        let mut log = File::options()
+            .append(true)
+            .open(dir.path().join("db"))
+            .unwrap();
+        std::io::Write::write_all(&mut log, b" more").unwrap();
+        assert_eq!(passes_after("the log written").0, 1);
+
+        let whole = blob(&[5; 100]);
+        fs::write(blobs.join("700"), &whole[..50]).unwrap();
+        let (passes, seen) = passes_after("a half-written blob");
+        assert_eq!(passes, 2, "{seen}");
+        assert!(commit.blobs_synced().is_empty(), "{seen}");
+        let mut rest = File::options()
+            .append(true)
+            .open(blobs.join("700"))
+            .unwrap();
+        std::io::Write::write_all(&mut rest, &whole[50..]).unwrap();
+        let (passes, seen) = passes_after("the blob finished");
+        assert_eq!(passes, 3, "{seen}");
+        assert_eq!(commit.blobs_synced(), [700], "{seen}");
+        assert_eq!(passes_after("no change").0, 3);
+
+        fs::write(dir.path().join("snap.00000000000000A0"), b"snapshot").unwrap();
+        assert_eq!(passes_after("a new name in the folder").0, 4);
+        fs::remove_file(blobs.join("700")).unwrap();
+        let (passes, seen) = passes_after("the blob removed");
+        assert_eq!(passes, 5, "{seen}");
+        assert!(commit.blobs_synced().is_empty(), "{seen}");
+        assert_eq!(passes_after("no change").0, 5);
+    }
+
+    /// Without a blobs folder to watch, or once the watched one is gone, every journal commit
+    /// runs the pass.
+    #[test]
+    fn without_a_watch_every_journal_commit_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("db"), b"log").unwrap();
+        let commit = GroupCommit::new(dir.path());
+        for expected in 1..=3 {
+            commit.sync_new_blobs().unwrap();
+            assert_eq!(commit.journal_passes(), expected, "no blobs folder");
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("db"), b"log").unwrap();
+        let blobs = dir.path().join("blobs");
+        fs::create_dir(&blobs).unwrap();
+        let commit = GroupCommit::new(dir.path());
+        commit.sync_new_blobs().unwrap();
+        fs::remove_dir(&blobs).unwrap();
+        fs::create_dir(&blobs).unwrap();
+        for expected in 2..=4 {
+            commit.sync_new_blobs().unwrap();
+            assert_eq!(commit.journal_passes(), expected, "the watched folder replaced");
+        }
     }
 
     /// The check reads sled's own blobs as whole: otherwise the mark would never move, and

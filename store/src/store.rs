@@ -2246,6 +2246,45 @@ mod commit_tests {
 }
 
 #[cfg(test)]
+mod blob_pass_tests {
+    use super::*;
+
+    /// In immediate mode the commit of a save that made a blob runs the blob pass and syncs
+    /// that blob before its frame; the commits of saves that made none skip the pass.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_commit_passes_for_a_new_blob_and_skips_the_pass_without_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::builder()
+            .durability(Durability::Immediate)
+            .max_session_bytes(2 << 20)
+            .open(dir.path().join("db"))
+            .unwrap();
+        let gc = store.inner.group_commit.as_ref().unwrap();
+        let mut s = store.create();
+        s.insert("n", &0).unwrap();
+        s.save().unwrap();
+        let passes = gc.journal_passes();
+        assert_eq!(passes, 1, "the first commit passes");
+        for n in 1..5 {
+            s.insert("n", &n).unwrap();
+            s.save().unwrap();
+        }
+        assert_eq!(gc.journal_passes(), passes, "no blob, no pass");
+        // Over sled's blob threshold (a quarter of the 2 MiB segment).
+        s.insert("big", &"b".repeat(600 << 10)).unwrap();
+        s.save().unwrap();
+        assert_eq!(gc.journal_passes(), passes + 1);
+        let on_disk: Vec<u64> = fs::read_dir(dir.path().join("db").join("blobs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(on_disk.len(), 1, "{on_disk:?}");
+        assert_eq!(gc.blobs_synced(), on_disk, "the new blob synced whole");
+    }
+}
+
+#[cfg(test)]
 mod opening_tests {
     use super::*;
 
