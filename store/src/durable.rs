@@ -588,7 +588,10 @@ mod tests {
         let passes_after = |what: &str| {
             commit.sync_new_blobs().unwrap();
             let passes = commit.journal_passes();
-            (passes, format!("{what}: {passes} passes, {:?}", commit.blobs_synced()))
+            (
+                passes,
+                format!("{what}: {passes} passes, {:?}", commit.blobs_synced()),
+            )
         };
         assert_eq!(passes_after("first").0, 1, "the first commit passes");
         assert_eq!(passes_after("no change").0, 1);
@@ -645,7 +648,11 @@ mod tests {
         fs::create_dir(&blobs).unwrap();
         for expected in 2..=4 {
             commit.sync_new_blobs().unwrap();
-            assert_eq!(commit.journal_passes(), expected, "the watched folder replaced");
+            assert_eq!(
+                commit.journal_passes(),
+                expected,
+                "the watched folder replaced"
+            );
         }
     }
 
