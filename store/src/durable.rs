@@ -264,30 +264,40 @@ impl GroupCommit {
         // (sled never writes a blob again once it is).
         let mut synced = HashSet::new();
         let blobs = self.path.join("blobs");
-        // The blobs folder's listing, from the same pass (a missing folder lists nothing).
+        // The blobs folder's listing, from the same pass (a missing folder lists nothing). A
+        // blob that could not be listed or opened fails the pass: the commit cannot say it is
+        // durable (it was skipped once, and only the next commit's pass tried it again).
         let mut blobs_listing = 0u64;
-        if let Ok(entries) = fs::read_dir(&blobs) {
-            for entry in entries.flatten() {
-                blobs_listing = blobs_listing.wrapping_add(name_hash(&entry.file_name()));
-                let Some(lsn) = entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|n| n.parse::<u64>().ok())
-                else {
-                    continue;
-                };
-                if before.blobs.contains(&lsn) {
-                    synced.insert(lsn);
-                    continue;
-                }
-                let whole = self.settled.contains(&lsn) || blob_is_whole(&entry.path());
-                // A blob may be gone by now (rewritten); that is fine.
-                if let Ok(f) = File::open(entry.path()) {
+        let entries = match fs::read_dir(&blobs) {
+            Ok(entries) => Some(entries),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(&blobs)(e)),
+        };
+        for entry in entries.into_iter().flatten() {
+            let entry = entry.map_err(io(&blobs))?;
+            blobs_listing = blobs_listing.wrapping_add(name_hash(&entry.file_name()));
+            let Some(lsn) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if before.blobs.contains(&lsn) {
+                synced.insert(lsn);
+                continue;
+            }
+            let whole = self.settled.contains(&lsn) || blob_is_whole(&entry.path());
+            // A blob may be gone by now (rewritten); that is fine.
+            match File::open(entry.path()) {
+                Ok(f) => {
                     f.sync_all().map_err(io(&entry.path()))?;
                     if whole {
                         synced.insert(lsn);
                     }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&entry.path())(e)),
             }
         }
         // A directory entry (a new blob or snapshot, a rename) is durable only once its folder
@@ -624,6 +634,33 @@ mod tests {
         assert_eq!(passes, 5, "{seen}");
         assert!(commit.blobs_synced().is_empty(), "{seen}");
         assert_eq!(passes_after("no change").0, 5);
+    }
+
+    /// A blob the pass cannot open (here a link to itself: `ELOOP`) fails the pass, naming it,
+    /// rather than being skipped: the commit cannot say it is durable. Every commit fails until
+    /// it is gone, whether or not the watch saw a change since; one gone (`NotFound`) is fine.
+    #[test]
+    fn a_blob_that_cannot_be_opened_fails_the_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("db"), b"log").unwrap();
+        let blobs = dir.path().join("blobs");
+        fs::create_dir(&blobs).unwrap();
+        let commit = GroupCommit::new(dir.path());
+        commit.sync_new_blobs().unwrap();
+        std::os::unix::fs::symlink("888", blobs.join("888")).unwrap();
+        for attempt in ["first", "again, with no new change"] {
+            let err = commit
+                .sync_new_blobs()
+                .err()
+                .unwrap_or_else(|| panic!("{attempt}"));
+            assert!(
+                matches!(&err, Error::Io { path, .. } if path.ends_with("888")),
+                "{attempt}: {err}"
+            );
+        }
+        assert!(commit.fsync(&nothing_synced()).is_err(), "a checkpoint too");
+        fs::remove_file(blobs.join("888")).unwrap();
+        commit.sync_new_blobs().unwrap();
     }
 
     /// Without a blobs folder to watch, or once the watched one is gone, every journal commit
