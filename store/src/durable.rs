@@ -496,6 +496,15 @@ mod tests {
         bytes
     }
 
+    /// A database folder with its log and an empty blobs folder, as sled leaves a new store.
+    fn folder_with_blobs() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("db"), b"log").unwrap();
+        let blobs = dir.path().join("blobs");
+        fs::create_dir(&blobs).unwrap();
+        (dir, blobs)
+    }
+
     fn nothing_synced() -> Synced {
         Synced {
             blobs: HashSet::new(),
@@ -516,10 +525,7 @@ mod tests {
     /// is forgotten.
     #[test]
     fn only_blobs_found_whole_count_as_synced() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("db"), b"log").unwrap();
-        let blobs = dir.path().join("blobs");
-        fs::create_dir(&blobs).unwrap();
+        let (dir, blobs) = folder_with_blobs();
         let whole = blob(&[7; 100]);
         fs::write(blobs.join("200"), &whole).unwrap();
         fs::write(blobs.join("300"), &whole[..50]).unwrap();
@@ -541,10 +547,7 @@ mod tests {
     /// one written just before the open is still checked.
     #[test]
     fn blobs_settled_at_the_open_are_synced_unread() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("db"), b"log").unwrap();
-        let blobs = dir.path().join("blobs");
-        fs::create_dir(&blobs).unwrap();
+        let (dir, blobs) = folder_with_blobs();
         // Not whole by its checksum, so only the open's listing can make it count as synced.
         let old = blobs.join("100");
         fs::write(&old, b"unread").unwrap();
@@ -590,10 +593,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_journal_commit_passes_only_after_a_change() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("db"), b"log").unwrap();
-        let blobs = dir.path().join("blobs");
-        fs::create_dir(&blobs).unwrap();
+        let (dir, blobs) = folder_with_blobs();
         let commit = GroupCommit::new(dir.path());
         let passes_after = |what: &str| {
             commit.sync_new_blobs().unwrap();
@@ -641,10 +641,7 @@ mod tests {
     /// it is gone, whether or not the watch saw a change since; one gone (`NotFound`) is fine.
     #[test]
     fn a_blob_that_cannot_be_opened_fails_the_pass() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("db"), b"log").unwrap();
-        let blobs = dir.path().join("blobs");
-        fs::create_dir(&blobs).unwrap();
+        let (dir, blobs) = folder_with_blobs();
         let commit = GroupCommit::new(dir.path());
         commit.sync_new_blobs().unwrap();
         std::os::unix::fs::symlink("888", blobs.join("888")).unwrap();
@@ -675,10 +672,7 @@ mod tests {
             assert_eq!(commit.journal_passes(), expected, "no blobs folder");
         }
 
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("db"), b"log").unwrap();
-        let blobs = dir.path().join("blobs");
-        fs::create_dir(&blobs).unwrap();
+        let (dir, blobs) = folder_with_blobs();
         let commit = GroupCommit::new(dir.path());
         commit.sync_new_blobs().unwrap();
         fs::remove_dir(&blobs).unwrap();
