@@ -207,6 +207,12 @@ impl GroupCommit {
         lock(&self.state).journal_passes
     }
 
+    /// Whether a journal commit made the watch (for tests: without it, every commit passes).
+    #[cfg(test)]
+    pub(crate) fn watching(&self) -> bool {
+        self.watch.get().is_some_and(Option::is_some)
+    }
+
     /// The blobs known to be synced whole, in order (for tests).
     #[cfg(test)]
     pub(crate) fn blobs_synced(&self) -> Vec<u64> {
@@ -604,6 +610,10 @@ mod tests {
             )
         };
         assert_eq!(passes_after("first").0, 1, "the first commit passes");
+        assert!(
+            commit.watching(),
+            "no inotify watch: fs.inotify.max_user_instances reached?"
+        );
         assert_eq!(passes_after("no change").0, 1);
         let mut log = File::options()
             .append(true)

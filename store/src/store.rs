@@ -2266,6 +2266,10 @@ mod blob_pass_tests {
         s.save().unwrap();
         let passes = gc.journal_passes();
         assert_eq!(passes, 1, "the first commit passes");
+        assert!(
+            gc.watching(),
+            "no inotify watch: fs.inotify.max_user_instances reached?"
+        );
         for n in 1..5 {
             s.insert("n", &n).unwrap();
             s.save().unwrap();
