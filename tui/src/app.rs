@@ -99,9 +99,11 @@ pub(crate) struct Detail {
     pub(crate) handle: Handle,
     /// `None` once the session no longer exists.
     pub(crate) info: Option<Box<SessionInfo>>,
-    /// What the pane shows, formatted when the session is read (not on every frame: its data
-    /// can be large).
+    /// What the pane shows, formatted to the pane's width when the session is read or the
+    /// terminal resized (not on every frame: its data can be large).
     pub(crate) lines: Vec<Line<'static>>,
+    /// When the session was read: the pane's "ago" and "in" are as of then.
+    pub(crate) read_at: OffsetDateTime,
     /// The first line shown.
     pub(crate) scroll: usize,
     /// What the pane shows may be out of date: the last read of the session failed, it was
@@ -115,13 +117,16 @@ impl Detail {
         info: Option<SessionInfo>,
         theme: &Theme,
         now: OffsetDateTime,
+        area: Rect,
         stale: bool,
     ) -> Self {
-        let lines = crate::ui::detail_lines(theme, now, &handle, info.as_ref());
+        let width = usize::from(crate::ui::detail_body_width(area));
+        let lines = crate::ui::detail_lines(theme, now, width, &handle, info.as_ref());
         Detail {
             handle,
             info: info.map(Box::new),
             lines,
+            read_at: now,
             scroll: 0,
             stale,
         }
@@ -630,6 +635,7 @@ impl App {
             Action::Resize(width, height) => {
                 self.area = Rect::new(0, 0, width, height);
                 self.fix_offset();
+                self.fit_detail();
             }
             Action::Tick => self.tick(admin),
             Action::AutoRefresh => {
@@ -698,8 +704,14 @@ impl App {
                         let (handle, info) = (info.handle, Some(info.clone()));
                         // It shows the row as it was read, stale or not.
                         let stale = self.stale.is_some();
-                        self.mode =
-                            Mode::Detail(Detail::new(handle, info, &self.theme, self.now, stale));
+                        self.mode = Mode::Detail(Detail::new(
+                            handle,
+                            info,
+                            &self.theme,
+                            self.now,
+                            self.area,
+                            stale,
+                        ));
                         self.fix_offset();
                     }
                     None => self.message = Some(Message::Info("No session selected".into())),
@@ -852,7 +864,7 @@ impl App {
             let now = now.unwrap_or_else(|| admin.now());
             match admin.show(&Target::Handle(handle)) {
                 Ok(info) => {
-                    let fresh = Detail::new(handle, info, &self.theme, now, false);
+                    let fresh = Detail::new(handle, info, &self.theme, now, self.area, false);
                     if let Some(d) = self.detail_mut() {
                         *d = Detail {
                             scroll: d.scroll,
@@ -1008,6 +1020,19 @@ impl App {
                 _ => d.scroll + page,
             }
             .min(max);
+        }
+    }
+
+    /// The detail pane's lines formatted again for the terminal's new width, at the same
+    /// time as before, its scroll kept within them.
+    fn fit_detail(&mut self) {
+        let (area, max_rows) = (self.area, self.detail_rows());
+        let theme = &self.theme;
+        if let Mode::Detail(d) = &mut self.mode {
+            let width = usize::from(crate::ui::detail_body_width(area));
+            d.lines =
+                crate::ui::detail_lines(theme, d.read_at, width, &d.handle, d.info.as_deref());
+            d.scroll = d.scroll.min(d.lines.len().saturating_sub(max_rows));
         }
     }
 

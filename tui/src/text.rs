@@ -210,6 +210,46 @@ pub(crate) fn wrap(text: &str, max: usize) -> Vec<String> {
     lines
 }
 
+/// `text` ([`terminal_safe`]) broken into lines of at most `max` visible cells, between words
+/// where it can, and anywhere in a word longer than a line. The spaces after a word stay at the
+/// end of its line, past `max` if need be (they show as nothing there), so that no line starts
+/// with one and the lines, joined, are the text.
+pub(crate) fn wrap_words(text: &str, max: usize) -> Vec<String> {
+    let text = terminal_safe(text);
+    let max = max.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut used = 0;
+    for word in text.split_inclusive(' ') {
+        let body = word.trim_end_matches(' ');
+        let parts = graphemes(body);
+        let cells: usize = parts.iter().map(|(_, w)| w).sum();
+        if used > 0 && cells > 0 && used + cells > max {
+            lines.push(std::mem::take(&mut line));
+            used = 0;
+        }
+        if cells > max {
+            for (g, w) in parts {
+                if used + w > max && used > 0 {
+                    lines.push(std::mem::take(&mut line));
+                    used = 0;
+                }
+                line.push_str(g);
+                used += w;
+            }
+        } else {
+            line.push_str(body);
+            used += cells;
+        }
+        line.push_str(&word[body.len()..]);
+        used += word.len() - body.len();
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,5 +376,11 @@ mod tests {
         assert_eq!(wrap("abcdefg", 3), ["abc", "def", "g"]);
         assert_eq!(wrap("漢字テスト", 5), ["漢字", "テス", "ト"]);
         assert_eq!(wrap("", 5), [""]);
+        assert_eq!(wrap_words("", 5), [""]);
+        assert_eq!(wrap_words("ab cd ef", 5), ["ab cd ", "ef"]);
+        assert_eq!(wrap_words("ab cd ef", 4), ["ab ", "cd ", "ef"]);
+        assert_eq!(wrap_words("abcdefg hi", 3), ["abc", "def", "g ", "hi"]);
+        assert_eq!(wrap_words("a  b", 1), ["a  ", "b"]);
+        assert_eq!(wrap_words("漢字 テスト", 4), ["漢字 ", "テス", "ト"]);
     }
 }

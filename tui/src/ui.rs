@@ -19,7 +19,7 @@ use crate::app::{plural, App, Confirm, Detail, Message, Mode};
 use crate::format::{ago, bytes, clock, remaining, span, timestamp};
 use crate::keys::{self, KeyHelp};
 use crate::listing::Filter;
-use crate::text::{keep_ends, keep_head, keep_tail, printable, terminal_safe, width, wrap};
+use crate::text::{keep_ends, keep_head, keep_tail, printable, width, wrap, wrap_words};
 use crate::theme::Theme;
 
 /// Where each part of the screen goes.
@@ -71,6 +71,14 @@ pub(crate) fn detail_body_height(area: Rect) -> u16 {
     areas(area, true)
         .detail
         .map_or(0, |r| r.height.saturating_sub(2))
+}
+
+/// The cells a detail line may take in a terminal of `area`: inside the border, left of the
+/// scrollbar.
+pub(crate) fn detail_body_width(area: Rect) -> u16 {
+    areas(area, true)
+        .detail
+        .map_or(0, |r| r.width.saturating_sub(3))
 }
 
 /// Draws the whole screen.
@@ -620,11 +628,14 @@ fn scrollbar(area: Rect, buf: &mut Buffer, mut state: ScrollbarState, style: Sty
         );
 }
 
-/// The lines of the detail pane: metadata, then the data as pretty JSON; `info` is `None`
-/// when the session no longer exists.
+/// The lines of the detail pane, `width` cells wide at most: metadata, then the data as pretty
+/// JSON; `info` is `None` when the session no longer exists. A value too long for the pane
+/// (a browser's user agent, a token in the data) goes on over the lines below it, indented,
+/// rather than being cut at the pane's edge: the pane is where a session is read whole.
 pub(crate) fn detail_lines(
     t: &Theme,
     now: OffsetDateTime,
+    width: usize,
     handle: &Handle,
     info: Option<&SessionInfo>,
 ) -> Vec<Line<'static>> {
@@ -640,11 +651,17 @@ pub(crate) fn detail_lines(
             ),
         ];
     };
-    let field = |name: &'static str, value: String| {
-        Line::from(vec![
-            Span::styled(format!("{name:<13}"), t.label),
-            Span::styled(value, t.value),
-        ])
+    let mut lines = Vec::new();
+    let mut field = |name: &'static str, value: String| {
+        let label = format!("{name:<LABEL_CELLS$}");
+        let parts = wrap_words(&value, width.saturating_sub(LABEL_CELLS));
+        let mut label = Some(Span::styled(label, t.label));
+        for part in parts {
+            let head = label
+                .take()
+                .unwrap_or_else(|| Span::raw(" ".repeat(LABEL_CELLS)));
+            lines.push(Line::from(vec![head, Span::styled(part, t.value)]));
+        }
     };
     let opt = |v: &Option<String>| {
         v.as_deref()
@@ -658,43 +675,56 @@ pub(crate) fn detail_lines(
             ago(at, now).replace(" ago", " ago, expired")
         ),
     };
-    let mut lines = vec![
-        field("handle", info.handle.to_string()),
-        field("principal", opt(&info.principal)),
-        field("label", opt(&info.label)),
-        field("remote addr", opt(&info.remote_addr)),
-        field("user agent", opt(&info.user_agent)),
-        field(
-            "created",
-            format!("{} ({})", timestamp(info.created), ago(info.created, now)),
+    field("handle", info.handle.to_string());
+    field("principal", opt(&info.principal));
+    field("label", opt(&info.label));
+    field("remote addr", opt(&info.remote_addr));
+    field("user agent", opt(&info.user_agent));
+    field(
+        "created",
+        format!("{} ({})", timestamp(info.created), ago(info.created, now)),
+    );
+    field(
+        "last access",
+        format!(
+            "{} ({})",
+            timestamp(info.last_access),
+            ago(info.last_access, now)
         ),
-        field(
-            "last access",
-            format!(
-                "{} ({})",
-                timestamp(info.last_access),
-                ago(info.last_access, now)
-            ),
-        ),
-        field("idle timeout", span(info.idle_timeout)),
-        field("deadline", until(info.absolute_deadline)),
-        field("expires", until(info.expires_at)),
-        field("version", info.version.to_string()),
-        field("size", bytes(info.size as u64)),
-        Line::styled("data", t.label),
-    ];
+    );
+    field("idle timeout", span(info.idle_timeout));
+    field("deadline", until(info.absolute_deadline));
+    field("expires", until(info.expires_at));
+    field("version", info.version.to_string());
+    field("size", bytes(info.size as u64));
+    lines.push(Line::styled("data", t.label));
     let json = info.to_json();
     let data = json.get("data").cloned().unwrap_or_default();
     let pretty = serde_json::to_string_pretty(&data).unwrap_or_else(|e| e.to_string());
     // JSON escapes the C0 controls only; a direction override or a C1 control in a string is
-    // shown escaped, as in every other field. JSON escapes its backslashes itself.
-    lines.extend(
-        pretty
-            .lines()
-            .map(|l| Line::raw(format!("  {}", terminal_safe(l)))),
-    );
+    // shown escaped (by `wrap_words`), as in every other field. JSON escapes its backslashes itself.
+    for l in pretty.lines() {
+        let text = l.trim_start_matches(' ');
+        // Two cells in from the label, and two more where a line goes on, but never so far
+        // that a deeply nested value gets no room.
+        let indent = (2 + l.len() - text.len()).min(width / 2);
+        let more = (indent + 2).min(width / 2);
+        let mut parts = wrap_words(text, width.saturating_sub(indent)).into_iter();
+        let first = parts.next().unwrap_or_default();
+        lines.push(Line::raw(format!("{}{first}", " ".repeat(indent))));
+        // The lines it goes on over are narrower than its first: wrapped again to fit.
+        let rest: String = parts.collect();
+        if !rest.is_empty() {
+            for part in wrap_words(&rest, width.saturating_sub(more)) {
+                lines.push(Line::raw(format!("{}{part}", " ".repeat(more))));
+            }
+        }
+    }
     lines
 }
+
+/// The width of the detail pane's labels, the column its values start at.
+const LABEL_CELLS: usize = 13;
 
 /// The detail pane of one session, scrolled.
 #[derive(Debug)]

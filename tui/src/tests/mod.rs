@@ -42,9 +42,14 @@ pub(crate) struct Spec<'a> {
     pub(crate) principal: Option<&'a str>,
     pub(crate) label: Option<&'a str>,
     pub(crate) addr: Option<&'a str>,
+    pub(crate) agent: Option<&'a str>,
     pub(crate) idle: Option<Duration>,
     pub(crate) data: &'a [(&'a str, serde_json::Value)],
 }
+
+/// A desktop browser's user agent, as a session records it.
+pub(crate) const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
+    (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
 impl Fixture {
     /// The same database opened again read-only, on the same clock: every read works and every
@@ -83,6 +88,7 @@ impl Fixture {
         s.set_principal(spec.principal).expect("principal");
         s.set_label(spec.label).expect("label");
         s.set_remote_addr(spec.addr).expect("addr");
+        s.set_user_agent(spec.agent).expect("agent");
         if let Some(idle) = spec.idle {
             s.set_idle_timeout(idle);
         }
@@ -97,7 +103,8 @@ impl Fixture {
         self.clock.advance(Duration::from_secs(secs));
     }
 
-    /// Seven sessions of five principals and one anonymous; at the fixture's time, 22:27:20 UTC
+    /// Seven sessions of five principals (alice's web session with a browser's user agent, longer
+    /// than an 80-column detail pane) and one anonymous; at the fixture's time, 22:27:20 UTC
     /// (14 minutes after the first was created), carol's expires in 20 s and dave's has expired.
     pub(crate) fn demo() -> Fixture {
         let f = Fixture::empty();
@@ -106,6 +113,7 @@ impl Fixture {
             principal: Some("alice"),
             label: Some("web"),
             addr: Some("203.0.113.7"),
+            agent: Some(CHROME),
             data: &[
                 ("cart", serde_json::json!([1, 2, 3])),
                 ("theme", serde_json::json!("dark")),

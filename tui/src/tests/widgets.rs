@@ -608,24 +608,123 @@ fn the_detail_pane_escapes_what_json_leaves_raw_in_the_data() {
     let lines = crate::ui::detail_lines(
         &Theme::new(false),
         sessdb::Admin::now(&store),
+        200,
         &s.handle(),
         info.as_ref(),
     );
-    let text = lines
-        .iter()
-        .map(|l| {
-            l.spans
-                .iter()
-                .map(|s| s.content.as_ref())
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let text = texts(&lines).join("\n");
     assert!(
         text.contains(r#""note": "adm\u{202e}nimda \u{9b}31m""#),
         "{text}"
     );
     assert!(!text.contains(['\u{202e}', '\u{9b}']), "{text}");
+}
+
+/// The text of each of `lines`.
+fn texts(lines: &[ratatui::text::Line<'_>]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect())
+        .collect()
+}
+
+/// A value longer than the pane goes on over the lines below it, indented under where it
+/// started, rather than being cut at the pane's edge: a browser's user agent and a long data
+/// string (wide characters among it) read whole, at any width, and no line is wider than the
+/// pane.
+#[test]
+fn the_detail_pane_wraps_a_long_value_rather_than_cut_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sessdb::Store::open(dir.path().join("db")).unwrap();
+    let mut s = store.create();
+    s.set_user_agent(Some(super::CHROME)).unwrap();
+    let token = format!("{}{}", "漢字".repeat(12), "0123456789".repeat(12));
+    s.insert("token", token.as_str()).unwrap();
+    s.save().unwrap();
+    let info = sessdb::Admin::show(&store, &sessdb::Target::Handle(s.handle())).unwrap();
+    for width in [77, 40, 25] {
+        let lines = crate::ui::detail_lines(
+            &Theme::new(false),
+            sessdb::Admin::now(&store),
+            width,
+            &s.handle(),
+            info.as_ref(),
+        );
+        let rows = texts(&lines);
+        for row in &rows {
+            let shown = row.trim_end();
+            assert!(
+                crate::text::width(shown) <= width,
+                "{row:?} wider than {width}"
+            );
+        }
+        // Read back as a person reads it: each value's first line after its label or
+        // indent, then the lines indented further below it.
+        let read = |first: &str, indent: usize, more: usize| {
+            let at = rows
+                .iter()
+                .position(|r| r.starts_with(first))
+                .unwrap_or_else(|| panic!("no {first:?} in {rows:#?}"));
+            let mut value = rows[at][indent..].to_string();
+            let pad = " ".repeat(more);
+            for row in rows[at + 1..].iter().take_while(|r| {
+                r.starts_with(&pad) && r.len() > more && !r[more..].starts_with(' ')
+            }) {
+                value.push_str(&row[more..]);
+            }
+            value
+        };
+        assert!(rows.len() > 16, "nothing wrapped at {width}: {rows:#?}");
+        assert_eq!(read("user agent", 13, 13), super::CHROME, "at {width}");
+        assert_eq!(
+            read("    \"token\"", 4, 6),
+            format!("\"token\": \"{token}\""),
+            "at {width}"
+        );
+    }
+}
+
+/// A resize formats the open session again for the new width, as of the time it was read, and
+/// keeps its scroll within the lines it then has.
+#[test]
+fn a_resize_wraps_the_detail_pane_again() {
+    let f = Fixture::demo();
+    let mut app = started(&f.store, 80, 24);
+    press(&mut app, &f.store, &[ch('j'), key(KeyCode::Enter)]);
+    let agent_rows = |app: &App| {
+        let rows = texts(&app.detail().expect("open").lines);
+        let at = rows
+            .iter()
+            .position(|r| r.starts_with("user agent"))
+            .unwrap();
+        rows[at + 1..]
+            .iter()
+            .take_while(|r| r.starts_with("             "))
+            .count()
+            + 1
+    };
+    assert_eq!(agent_rows(&app), 2);
+    let read_at = app.detail().unwrap().read_at;
+    f.advance(600);
+    app.update(&f.store, Action::Resize(200, 50));
+    assert_eq!(agent_rows(&app), 1);
+    assert_eq!(app.detail().unwrap().read_at, read_at);
+    app.update(&f.store, Action::Resize(30, 12));
+    assert_eq!(agent_rows(&app), 10);
+    for _ in 0..40 {
+        app.update(&f.store, Action::Down);
+    }
+    let scrolled = app.detail().unwrap().scroll;
+    assert!(scrolled > 0);
+    app.update(&f.store, Action::Resize(200, 50));
+    let d = app.detail().unwrap();
+    assert!(
+        d.scroll < scrolled,
+        "{} of {} lines",
+        d.scroll,
+        d.lines.len()
+    );
+    assert!(d.scroll + usize::from(crate::ui::detail_body_height(app.area)) >= d.lines.len());
 }
 
 #[test]
