@@ -103,8 +103,9 @@ pub struct Args {
     /// running application's admin socket is used), an export's summary, a listing's hints and
     /// progress bars (`demo`, made for a person, still says what it does).
     /// For cron, which mails whatever a job prints; stdout is unchanged (send it to /dev/null
-    /// for a job that should print nothing), and so is the exit code.
-    #[arg(long, short, global = true, help_heading = GLOBAL)]
+    /// for a job that should print nothing), and so is the exit code. Given twice (`-qq`, or
+    /// before and after the command) it is the same.
+    #[arg(long, short, global = true, overrides_with = "quiet", help_heading = GLOBAL)]
     pub quiet: bool,
 
     /// What to do.
