@@ -26,7 +26,10 @@ Exit codes:
        format, ...)
   101  a bug in sessctl (it says so; please report it)
   130  compact stopped by Ctrl-C or SIGTERM (its unfinished copy removed, the
-       database unchanged; a second signal ends it at once, and leaves the copy)
+       database unchanged; a second signal ends it at once, and leaves the copy);
+       import stopped so while it reads its input (nothing written, a database it
+       made removed; once it writes, a signal ends it at once, and what it wrote
+       stays: running it again finishes it)
 
 Environment (a variable set to the empty string counts as unset):
   SESSCTL_DB       the database folder when --db is not given

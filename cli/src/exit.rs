@@ -20,7 +20,8 @@ pub enum Exit {
     BadData,
     /// 5: any other I/O or database error.
     Failure,
-    /// 130: stopped by Ctrl-C or SIGTERM, having undone its work (`compact`).
+    /// 130: stopped by Ctrl-C or SIGTERM, having undone its work (`compact`), or before it did
+    /// any (`import`, while it reads its input).
     Interrupted,
 }
 

@@ -1,5 +1,6 @@
-//! Ctrl-C and SIGTERM for the commands that stop cleanly (`demo --live`, `compact`): the first
-//! signal sets a flag the command checks, a second ends the process at once.
+//! Ctrl-C and SIGTERM for the commands that stop cleanly (`demo --live`, `compact`, `import`
+//! while it reads): the first signal sets a flag the command checks, a second ends the process
+//! at once.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

@@ -450,14 +450,8 @@ fn an_import_waiting_for_its_input_does_not_hold_the_database() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    // Until it waits in a read of its empty pipe: the kernel function it sleeps in, as /proc
-    // shows it (a kernel that hides it shows "0": then the syscall, read of fd 0, is 0 on
-    // x86_64 and 63 on aarch64).
-    wait_until_blocked(
-        &child,
-        |f| f.contains("pipe_read") || f == "pipe_wait",
-        &["0 0x0 ", "63 0x0 "],
-    );
+    // Until it waits for its empty pipe.
+    wait_until_blocked(&child, waits_for_input, POLL_SYSCALLS);
     // Meanwhile the application opens its database, and lets it go again.
     drop(sessdb::Store::open(&target).expect("the database is free while sessctl waits"));
     let mut stdin = child.stdin.take().expect("stdin");
@@ -466,6 +460,70 @@ fn an_import_waiting_for_its_input_does_not_hold_the_database() {
     let (stderr, code) = common::stderr_and_exit(&mut child);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(export_body(&target), export_body(&db));
+}
+
+/// Whether the kernel function a process sleeps in, as /proc shows it, is a wait for its input
+/// (sessctl's import waits in `poll` before each read, to see a stall or a Ctrl-C).
+fn waits_for_input(function: &str) -> bool {
+    function.contains("poll")
+}
+
+/// The syscalls of that wait, for a kernel that hides the function (it shows "0"): `poll` on
+/// x86_64, `ppoll` on aarch64.
+const POLL_SYSCALLS: &[&str] = &["7 ", "73 "];
+
+/// Ctrl-C or SIGTERM while an import reads its input stops it: nothing is written, a database
+/// it made for the import is removed, and it exits 130 saying so. Before, the signal ended the
+/// process, which left the new database behind, with whatever the import had written to it.
+/// The input here is the export but its end line, from a pipe kept open: the import has opened
+/// the database and waits for more when the signal comes.
+#[test]
+fn a_signal_while_an_import_reads_stops_it_with_nothing_written() {
+    use nix::sys::signal::{kill, Signal};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = fixture(dir.path());
+    let export = run(at_t0(&db).args(["export", "--include-expired"])).stdout;
+    let (body, _end_line) = export.trim_end().rsplit_once('\n').expect("an end line");
+    let existing = dir.path().join("existing.sessdb");
+    drop(sessdb::Store::open(&existing).expect("an empty database"));
+    let new = dir.path().join("new.sessdb");
+    for (target, signal) in [(&new, Signal::SIGINT), (&existing, Signal::SIGTERM)] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sessctl"))
+            .env_clear()
+            .arg("--db")
+            .arg(target)
+            .args(["--as-of", common::T0, "import", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(body.as_bytes()).expect("write");
+        stdin.write_all(b"\n").expect("write");
+        wait_until_blocked(&child, waits_for_input, POLL_SYSCALLS);
+        assert!(target.join("conf").exists(), "the import opened {target:?}");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
+        kill(pid, signal).expect("kill");
+        let out = child.wait_with_output().expect("wait");
+        drop(stdin);
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).as_ref(),
+                String::from_utf8_lossy(&out.stderr).as_ref()
+            ),
+            (
+                Some(130),
+                "",
+                "error: import interrupted while reading stdin: nothing was written\n"
+            ),
+            "{signal}"
+        );
+    }
+    assert!(!new.exists(), "the database the import made is removed");
+    assert_eq!(export_body(&existing), "", "nothing written");
 }
 
 /// What needs no input is refused before the input is waited for: an import as of a future

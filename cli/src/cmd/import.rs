@@ -8,6 +8,8 @@ use std::os::fd::AsFd as _;
 use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -19,6 +21,7 @@ use crate::db::{Access, Database};
 use crate::exit::{Exit, Failure};
 use crate::output::terminal_safe;
 use crate::progress::{Progress, ReadProgress};
+use crate::signals::stop_on_signals;
 
 /// Where the export comes from.
 #[derive(Debug)]
@@ -57,10 +60,29 @@ impl Import {
     /// # Errors
     /// [`Failure::BadData`] when there were bad lines; open, read, storage and write errors.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
+        let signals = Signals::install()?;
+        self.run_with(ctx, &signals).map_err(|e| {
+            if !stopped(&e) {
+                return e;
+            }
+            Failure::Interrupted(format!(
+                "import interrupted while reading {}: nothing was written{}",
+                self.input.name(),
+                if self.options.dry_run {
+                    " (a dry run)"
+                } else {
+                    ""
+                }
+            ))
+            .into()
+        })
+    }
+
+    fn run_with(&self, ctx: &mut Ctx<'_>, signals: &Signals) -> anyhow::Result<Exit> {
         self.read_to_end.set(false);
         // The input first: a missing file or a folder must not leave a new, empty database
         // behind.
-        let (reader, progress, stall_limit) = self.input.open(ctx.progress)?;
+        let (reader, progress, stall_limit) = self.input.open(ctx.progress, signals)?;
         let mut reader = FirstLine::new(reader);
         // What needs no input is refused before waiting for it.
         if !self.options.dry_run {
@@ -292,7 +314,11 @@ impl Input {
     /// Opens the input, with a progress bar for a file. Only what reads as a stream is
     /// accepted: a regular file, a pipe (`<(zcat backup.jsonl.gz)`) or a terminal. Reads wait
     /// for input as long as it takes until the limit the last value returned sets.
-    fn open(&self, progress: bool) -> anyhow::Result<(Box<dyn BufRead>, Progress, StallLimit)> {
+    fn open(
+        &self,
+        progress: bool,
+        signals: &Signals,
+    ) -> anyhow::Result<(Box<dyn BufRead>, Progress, StallLimit)> {
         let limit = StallLimit::default();
         let path = match self {
             Input::Stdin => {
@@ -302,7 +328,7 @@ impl Input {
                     .context("cannot read stdin")?;
                 let reader = BufReader::with_capacity(
                     256 * 1024,
-                    Stalls::new(File::from(stdin), limit.clone()),
+                    Stalls::new(File::from(stdin), limit.clone(), signals.clone()),
                 );
                 return Ok((Box::new(reader), Progress::spinner(false, "", ""), limit));
             }
@@ -330,7 +356,10 @@ impl Input {
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         let progress = Progress::bar(progress, len, "importing", "bytes");
         let reader = ReadProgress::new(
-            BufReader::with_capacity(256 * 1024, Stalls::new(file, limit.clone())),
+            BufReader::with_capacity(
+                256 * 1024,
+                Stalls::new(file, limit.clone(), signals.clone()),
+            ),
             progress.clone(),
         );
         Ok((Box::new(reader), progress, limit))
@@ -360,43 +389,125 @@ const INPUT_STALL_LIMIT: Duration = Duration::from_secs(60);
 type StallLimit = Rc<Cell<Option<Duration>>>;
 
 /// The input's file (stdin, a pipe, a file), whose reads fail with
-/// [`io::ErrorKind::TimedOut`] when nothing comes within the limit. Before, an import through an
-/// admin socket whose input stalled waited on it for ever: the application had abandoned the
-/// import and closed the connection long before, which sessctl only learned when the input
-/// came again, or never (a hung `ssh host sessctl export | sessctl import -` in a cron job).
+/// [`io::ErrorKind::TimedOut`] when nothing comes within the limit, and with [`Stopped`] once
+/// Ctrl-C or SIGTERM came. Before, an import through an admin socket whose input stalled
+/// waited on it for ever: the application had abandoned the import and closed the connection
+/// long before, which sessctl only learned when the input came again, or never (a hung
+/// `ssh host sessctl export | sessctl import -` in a cron job).
 struct Stalls {
     file: File,
     limit: StallLimit,
+    signals: Signals,
 }
 
 impl Stalls {
-    fn new(file: File, limit: StallLimit) -> Self {
-        Stalls { file, limit }
+    fn new(file: File, limit: StallLimit, signals: Signals) -> Self {
+        Stalls {
+            file,
+            limit,
+            signals,
+        }
     }
 }
 
 impl Read for Stalls {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(limit) = self.limit.get() {
-            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        loop {
+            if self.signals.stop.load(Ordering::Relaxed) {
+                return Err(io::Error::other(Stopped));
+            }
             let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
-            let timeout = PollTimeout::try_from(limit).unwrap_or(PollTimeout::MAX);
-            // Readable, at its end (POLLHUP) or failed (POLLERR): the read says which. An
-            // interrupted wait (Ctrl-C) returns as an interrupted read would.
-            if poll(&mut fds, timeout).map_err(io::Error::from)? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "it gave nothing for {} s, and an application gives up on an import \
-                         whose input stalls that long: nothing was written; import again once \
-                         the input flows, or from a file",
-                        limit.as_secs()
-                    ),
-                ));
+            let timeout = self.limit.get().map_or(PollTimeout::NONE, |limit| {
+                PollTimeout::try_from(limit).unwrap_or(PollTimeout::MAX)
+            });
+            // Readable, at its end (POLLHUP) or failed (POLLERR): the read says which. A wait
+            // interrupted by a signal looks at the stop again (a read would be restarted).
+            match poll(&mut fds, timeout) {
+                Ok(0) => {
+                    let limit = self.limit.get().unwrap_or_default();
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "it gave nothing for {} s, and an application gives up on an \
+                             import whose input stalls that long: nothing was written; import \
+                             again once the input flows, or from a file",
+                            limit.as_secs()
+                        ),
+                    ));
+                }
+                Ok(_) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
             }
         }
-        self.file.read(buf)
+        let n = self.file.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            // The whole input is read: from here the import writes, and a signal ends the
+            // process at once (see `Signals`).
+            self.signals.writing.store(true, Ordering::Relaxed);
+        }
+        Ok(n)
     }
+}
+
+/// What a read of the input fails with once Ctrl-C or SIGTERM came: the import stops before it
+/// writes anything.
+#[derive(Debug)]
+struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped by a signal")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// Ctrl-C and SIGTERM during an import. While it reads its input (the long part of a large
+/// import, and all of one whose producer is slow) the first signal stops the reading, and the
+/// import writes nothing: a database it made is removed, as for a rejected file. Once the input
+/// has been read the import writes, and a signal ends the process at once, as it did before
+/// (the sessions written so far stay; running the import again finishes it). A second signal
+/// always ends it at once.
+#[derive(Debug, Clone, Default)]
+struct Signals {
+    /// Set by the first signal.
+    stop: Arc<AtomicBool>,
+    /// Set once the input's end was read.
+    writing: Arc<AtomicBool>,
+}
+
+impl Signals {
+    /// Handles SIGINT and SIGTERM as said above, for the rest of the process.
+    fn install() -> anyhow::Result<Signals> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        let stop = stop_on_signals(i32::from(Exit::Interrupted.code()))?;
+        let writing = Arc::new(AtomicBool::new(false));
+        for signal in [SIGINT, SIGTERM] {
+            flag::register_conditional_shutdown(
+                signal,
+                i32::from(Exit::Interrupted.code()),
+                Arc::clone(&writing),
+            )
+            .context("cannot handle SIGINT and SIGTERM")?;
+        }
+        Ok(Signals { stop, writing })
+    }
+}
+
+/// Whether `err` is a read of the input stopped by a signal.
+fn stopped(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        let io = match c.downcast_ref::<sessdb::Error>() {
+            Some(sessdb::Error::Io { source, .. }) => Some(source),
+            _ => c.downcast_ref::<io::Error>(),
+        };
+        io.and_then(|e| e.get_ref())
+            .is_some_and(|inner| inner.is::<Stopped>())
+            || c.is::<Stopped>()
+    })
 }
 
 /// Passes the input through and notes the number of its first line that is not blank: the
@@ -738,6 +849,7 @@ mod tests {
         let mut input = Stalls::new(
             File::from(std::os::fd::OwnedFd::from(reader)),
             limit.clone(),
+            Signals::default(),
         );
         let mut buf = [0; 16];
         writer.write_all(b"line\n").expect("write");
