@@ -104,6 +104,8 @@ pub(crate) struct Detail {
     pub(crate) lines: Vec<Line<'static>>,
     /// When the session was read: the pane's "ago" and "in" are as of then.
     pub(crate) read_at: OffsetDateTime,
+    /// The cells a line may take, which `lines` were formatted for.
+    pub(crate) width: usize,
     /// The first line shown.
     pub(crate) scroll: usize,
     /// What the pane shows may be out of date: the last read of the session failed, it was
@@ -127,6 +129,7 @@ impl Detail {
             info: info.map(Box::new),
             lines,
             read_at: now,
+            width,
             scroll: 0,
             stale,
         }
@@ -1023,15 +1026,19 @@ impl App {
         }
     }
 
-    /// The detail pane's lines formatted again for the terminal's new width, at the same
-    /// time as before, its scroll kept within them.
+    /// The detail pane's lines formatted again when the terminal's width changed (not its
+    /// height alone: a large session's data takes a while), as of the time the session was
+    /// read; the scroll kept within them.
     fn fit_detail(&mut self) {
         let (area, max_rows) = (self.area, self.detail_rows());
         let theme = &self.theme;
         if let Mode::Detail(d) = &mut self.mode {
             let width = usize::from(crate::ui::detail_body_width(area));
-            d.lines =
-                crate::ui::detail_lines(theme, d.read_at, width, &d.handle, d.info.as_deref());
+            if width != d.width {
+                d.lines =
+                    crate::ui::detail_lines(theme, d.read_at, width, &d.handle, d.info.as_deref());
+                d.width = width;
+            }
             d.scroll = d.scroll.min(d.lines.len().saturating_sub(max_rows));
         }
     }

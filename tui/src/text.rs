@@ -217,32 +217,33 @@ pub(crate) fn wrap(text: &str, max: usize) -> Vec<String> {
 pub(crate) fn wrap_words(text: &str, max: usize) -> Vec<String> {
     let text = terminal_safe(text);
     let max = max.max(1);
+    // Every grapheme, those of no width too: they are part of the text.
+    let parts: Vec<(&str, usize)> = text
+        .graphemes(true)
+        .map(|g| (g, usize::from(g.cell_width())))
+        .collect();
     let mut lines = Vec::new();
     let mut line = String::new();
     let mut used = 0;
-    for word in text.split_inclusive(' ') {
-        let body = word.trim_end_matches(' ');
-        let parts = graphemes(body);
-        let cells: usize = parts.iter().map(|(_, w)| w).sum();
-        if used > 0 && cells > 0 && used + cells > max {
+    // Each word with the spaces after it.
+    for word in parts.split_inclusive(|&(g, _)| g == " ") {
+        let body = &word[..word.iter().take_while(|&&(g, _)| g != " ").count()];
+        let cells: usize = body.iter().map(|(_, w)| w).sum();
+        // A word of no width goes on a line of its own too once the spaces before it are past
+        // the line's end (it would make them show); the spaces never go alone.
+        if !body.is_empty() && used > 0 && used + cells > max {
             lines.push(std::mem::take(&mut line));
             used = 0;
         }
-        if cells > max {
-            for (g, w) in parts {
-                if used + w > max && used > 0 {
-                    lines.push(std::mem::take(&mut line));
-                    used = 0;
-                }
-                line.push_str(g);
-                used += w;
+        for (i, &(g, w)) in word.iter().enumerate() {
+            // Within a word longer than a line, anywhere; never before a space.
+            if i < body.len() && cells > max && used + w > max && used > 0 {
+                lines.push(std::mem::take(&mut line));
+                used = 0;
             }
-        } else {
-            line.push_str(body);
-            used += cells;
+            line.push_str(g);
+            used += w;
         }
-        line.push_str(&word[body.len()..]);
-        used += word.len() - body.len();
     }
     if !line.is_empty() || lines.is_empty() {
         lines.push(line);
@@ -320,6 +321,32 @@ mod tests {
             let hidden = shown.chars().any(|c| c.is_control() || c == '\u{202e}');
             prop_assert!(!hidden, "shown as {}", shown);
         }
+
+        /// Wrapped, any text keeps every character, in order, no line but the first starts with
+        /// a space, and what a line shows fits, but for a grapheme wider than the line on its
+        /// own.
+        #[test]
+        fn wrapped_text_is_the_text_in_lines_that_fit(
+            text in proptest::collection::vec(
+                prop::sample::select(vec![
+                    "a", "bc", " ", "  ", "漢", "\u{301}", "\t", "👩\u{200d}👧", "-", "\u{1161}",
+                ]),
+                0..30,
+            ).prop_map(|parts| parts.concat()),
+            max in 0usize..12,
+        ) {
+            let lines = wrap_words(&text, max);
+            prop_assert_eq!(lines.concat(), terminal_safe(&text).into_owned());
+            // Only the text's own leading spaces start a line: the first.
+            for line in lines.iter().skip(1) {
+                prop_assert!(line.graphemes(true).next() != Some(" "), "{:?}", lines);
+            }
+            for line in &lines {
+                let shown = line.trim_end_matches(' ');
+                let one = shown.graphemes(true).filter(|g| g.cell_width() > 0).count() <= 1;
+                prop_assert!(width(shown) <= max.max(1) || one, "{:?} at {}", lines, max);
+            }
+        }
     }
 
     #[test]
@@ -382,5 +409,8 @@ mod tests {
         assert_eq!(wrap_words("abcdefg hi", 3), ["abc", "def", "g ", "hi"]);
         assert_eq!(wrap_words("a  b", 1), ["a  ", "b"]);
         assert_eq!(wrap_words("漢字 テスト", 4), ["漢字 ", "テス", "ト"]);
+        // A grapheme of no width is kept, in a word broken anywhere too.
+        assert_eq!(wrap_words("\u{301}abcdef", 2).concat(), "\u{301}abcdef");
+        assert_eq!(wrap_words("\u{1161}", 2), ["\u{1161}"]);
     }
 }

@@ -652,7 +652,20 @@ pub(crate) fn detail_lines(
         ];
     };
     let mut lines = Vec::new();
+    // Too narrow a pane for values beside their labels: each value goes under its label.
+    let stacked = width < LABEL_CELLS + MIN_VALUE_CELLS;
     let mut field = |name: &'static str, value: String| {
+        if stacked {
+            let indent = 2.min(width / 2);
+            lines.push(Line::styled(keep_head(name, width), t.label));
+            for part in wrap_words(&value, width.saturating_sub(indent)) {
+                lines.push(Line::from(vec![
+                    Span::raw(" ".repeat(indent)),
+                    Span::styled(part, t.value),
+                ]));
+            }
+            return;
+        }
         let label = format!("{name:<LABEL_CELLS$}");
         let parts = wrap_words(&value, width.saturating_sub(LABEL_CELLS));
         let mut label = Some(Span::styled(label, t.label));
@@ -725,6 +738,9 @@ pub(crate) fn detail_lines(
 
 /// The width of the detail pane's labels, the column its values start at.
 const LABEL_CELLS: usize = 13;
+
+/// The fewest cells a value gets beside its label; in a narrower pane it goes under it.
+const MIN_VALUE_CELLS: usize = 16;
 
 /// The detail pane of one session, scrolled.
 #[derive(Debug)]
