@@ -28,8 +28,10 @@ Exit codes:
   130  compact stopped by Ctrl-C or SIGTERM (its unfinished copy removed, the
        database unchanged; a second signal ends it at once, and leaves the copy);
        import stopped so while it reads its input (nothing written, a database it
-       made removed; once it writes, a signal ends it at once, and what it wrote
-       stays: running it again finishes it)
+       made removed; a second signal ends it at once, and leaves that database).
+       Once the input is read the import writes, and a signal ends it at once:
+       what it wrote stays, and running it again finishes it (through an admin
+       socket the application writes the whole import anyway)
 
 Environment (a variable set to the empty string counts as unset):
   SESSCTL_DB       the database folder when --db is not given

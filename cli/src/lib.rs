@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Exit codes: 0 success, 1 not found, 2 usage, 3 database held by another process, 4 bad
-//! data, 5 any other I/O or database error, 130 `compact` or `import` interrupted (see `sessctl --help`).
+//! data, 5 any other I/O or database error, 130 `compact` or `import` interrupted (see
+//! `sessctl --help`).
 #![deny(missing_docs)]
 
 mod args;

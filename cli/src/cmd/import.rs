@@ -6,6 +6,7 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::AsFd as _;
 use std::os::unix::fs::FileTypeExt as _;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,7 @@ use crate::db::{Access, Database};
 use crate::exit::{Exit, Failure};
 use crate::output::terminal_safe;
 use crate::progress::{Progress, ReadProgress};
-use crate::signals::stop_on_signals;
+use crate::signals::set_on_signals;
 
 /// Where the export comes from.
 #[derive(Debug)]
@@ -60,7 +61,7 @@ impl Import {
     /// # Errors
     /// [`Failure::BadData`] when there were bad lines; open, read, storage and write errors.
     pub fn run(&self, ctx: &mut Ctx<'_>) -> anyhow::Result<Exit> {
-        let signals = Signals::install()?;
+        let signals = Signals::new()?;
         self.run_with(ctx, &signals).map_err(|e| {
             if !stopped(&e) {
                 return e;
@@ -83,6 +84,7 @@ impl Import {
         // The input first: a missing file or a folder must not leave a new, empty database
         // behind.
         let (reader, progress, stall_limit) = self.input.open(ctx.progress, signals)?;
+        signals.install()?;
         let mut reader = FirstLine::new(reader);
         // What needs no input is refused before waiting for it.
         if !self.options.dry_run {
@@ -149,10 +151,14 @@ impl Import {
             // Through a socket, the database belongs to the application: never ours to remove.
             let ours =
                 made.is_some() && matches!(db, Database::Direct(_)) && holds_no_session(db.admin());
-            let result = db
-                .admin()
-                .import(&mut reader, &self.options)
-                .map_err(|e| anyhow::Error::from(self.input.name_read_error(e)));
+            let result = signals
+                .database_opened()
+                .map_err(anyhow::Error::from)
+                .and_then(|()| {
+                    db.admin()
+                        .import(&mut reader, &self.options)
+                        .map_err(|e| anyhow::Error::from(self.input.name_read_error(e)))
+                });
             if ours && nothing_written(&result) {
                 remove_new_database(ctx)?;
             }
@@ -414,15 +420,20 @@ impl Read for Stalls {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         loop {
-            if self.signals.stop.load(Ordering::Relaxed) {
+            if self.signals.stopped() {
                 return Err(io::Error::other(Stopped));
             }
-            let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
+            let input = PollFd::new(self.file.as_fd(), PollFlags::POLLIN);
+            let mut fds = match &self.signals.wake {
+                Some(wake) => vec![input, PollFd::new(wake.0.as_fd(), PollFlags::POLLIN)],
+                None => vec![input],
+            };
             let timeout = self.limit.get().map_or(PollTimeout::NONE, |limit| {
                 PollTimeout::try_from(limit).unwrap_or(PollTimeout::MAX)
             });
-            // Readable, at its end (POLLHUP) or failed (POLLERR): the read says which. A wait
-            // interrupted by a signal looks at the stop again (a read would be restarted).
+            // Readable, at its end (POLLHUP) or failed (POLLERR): the read says which. A
+            // signal, on whichever thread it is handled, makes the wake-up readable (and the
+            // stop is set before); a wait it interrupts looks at the stop again.
             match poll(&mut fds, timeout) {
                 Ok(0) => {
                     let limit = self.limit.get().unwrap_or_default();
@@ -436,6 +447,9 @@ impl Read for Stalls {
                         ),
                     ));
                 }
+                Ok(_) if fds.get(1).is_some_and(|w| w.any().unwrap_or(false)) => {
+                    return Err(io::Error::other(Stopped));
+                }
                 Ok(_) => break,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
@@ -443,9 +457,7 @@ impl Read for Stalls {
         }
         let n = self.file.read(buf)?;
         if n == 0 && !buf.is_empty() {
-            // The whole input is read: from here the import writes, and a signal ends the
-            // process at once (see `Signals`).
-            self.signals.writing.store(true, Ordering::Relaxed);
+            self.signals.input_ended()?;
         }
         Ok(n)
     }
@@ -464,36 +476,88 @@ impl std::fmt::Display for Stopped {
 
 impl std::error::Error for Stopped {}
 
-/// Ctrl-C and SIGTERM during an import. While it reads its input (the long part of a large
-/// import, and all of one whose producer is slow) the first signal stops the reading, and the
-/// import writes nothing: a database it made is removed, as for a rejected file. Once the input
-/// has been read the import writes, and a signal ends the process at once, as it did before
-/// (the sessions written so far stay; running the import again finishes it). A second signal
-/// always ends it at once.
+/// Ctrl-C and SIGTERM during an import. Until the database is open and the input read to its
+/// end (the long part of a large import, and all of one whose producer is slow) the first
+/// signal stops the import, which then writes nothing: a database it made is removed, as for a
+/// rejected file. After that the import writes, and a signal ends the process at once, as it
+/// did before (the sessions written so far stay, and running the import again finishes it;
+/// through an admin socket the application writes the whole import anyway). A second signal
+/// always ends the process at once, leaving what there is.
 #[derive(Debug, Clone, Default)]
 struct Signals {
     /// Set by the first signal.
     stop: Arc<AtomicBool>,
-    /// Set once the input's end was read.
+    /// Set once the database is open and the input's end read: a signal then ends the process.
     writing: Arc<AtomicBool>,
+    /// The input's end was read.
+    ended: Arc<AtomicBool>,
+    /// The database (or the application's socket) is open.
+    opened: Arc<AtomicBool>,
+    /// Readable once a signal came (the first of the two ends; the handler writes to the
+    /// second). The signal may be handled on any of the process's threads (sled's among them),
+    /// where it would not interrupt the input's wait.
+    wake: Option<Arc<(UnixStream, UnixStream)>>,
 }
 
 impl Signals {
-    /// Handles SIGINT and SIGTERM as said above, for the rest of the process.
-    fn install() -> anyhow::Result<Signals> {
+    /// Flags and a wake-up for an import; no signal is handled until [`Signals::install`].
+    fn new() -> anyhow::Result<Signals> {
+        let pair = UnixStream::pair().context("cannot handle SIGINT and SIGTERM")?;
+        Ok(Signals {
+            wake: Some(Arc::new(pair)),
+            ..Signals::default()
+        })
+    }
+
+    /// Handles SIGINT and SIGTERM as said above, for the rest of the process. Called once the
+    /// input is open: opening a named pipe waits for its writer, and a signal then ends the
+    /// process as it always did, nothing having been made yet.
+    fn install(&self) -> anyhow::Result<()> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         use signal_hook::flag;
-        let stop = stop_on_signals(i32::from(Exit::Interrupted.code()))?;
-        let writing = Arc::new(AtomicBool::new(false));
+        let cannot = "cannot handle SIGINT and SIGTERM";
+        let code = i32::from(Exit::Interrupted.code());
+        // In this order: the stop is set before the wake-up is written.
+        set_on_signals(&self.stop, code)?;
         for signal in [SIGINT, SIGTERM] {
-            flag::register_conditional_shutdown(
-                signal,
-                i32::from(Exit::Interrupted.code()),
-                Arc::clone(&writing),
-            )
-            .context("cannot handle SIGINT and SIGTERM")?;
+            if let Some(wake) = &self.wake {
+                let woken = wake.1.try_clone().context(cannot)?;
+                signal_hook::low_level::pipe::register(signal, woken).context(cannot)?;
+            }
+            flag::register_conditional_shutdown(signal, code, Arc::clone(&self.writing))
+                .context(cannot)?;
         }
-        Ok(Signals { stop, writing })
+        Ok(())
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// From here a signal ends the process, once both the database is open and the input's end
+    /// read; a signal that came before fails this with [`Stopped`]. (The stop is looked at after
+    /// `writing` is set: a signal between them finds it set and ends the process.)
+    fn begin_writing(&self) -> io::Result<()> {
+        if self.ended.load(Ordering::SeqCst) && self.opened.load(Ordering::SeqCst) {
+            self.writing.store(true, Ordering::SeqCst);
+        }
+        if self.stopped() {
+            return Err(io::Error::other(Stopped));
+        }
+        Ok(())
+    }
+
+    /// The input's end was read.
+    fn input_ended(&self) -> io::Result<()> {
+        self.ended.store(true, Ordering::SeqCst);
+        self.begin_writing()
+    }
+
+    /// The database is open; a signal during the open, which it does not interrupt (a sled
+    /// recovery, an application slow to answer), stops the import now.
+    fn database_opened(&self) -> io::Result<()> {
+        self.opened.store(true, Ordering::SeqCst);
+        self.begin_writing()
     }
 }
 
