@@ -1832,6 +1832,25 @@ mod tests {
         }
     }
 
+    /// A line over the limit is reported as one also when it is the last of the input and no
+    /// newline ends it: it is not taken for a blank line and passed over.
+    #[test]
+    fn an_overlong_last_line_without_a_newline_is_reported() {
+        let lines = export();
+        let max = super::max_line(LIMIT);
+        let mut text = input(&[&lines[0], &lines[1]]);
+        text.extend(vec![b'x'; max + 1]);
+        let (report, _) = counted(&text, true);
+        assert_eq!(report.bad_lines, 2, "{report:?}");
+        assert_eq!(
+            report.bad[0],
+            super::BadLine {
+                line: 3,
+                reason: format!("line is {} bytes, over the limit of {max}", max + 1)
+            }
+        );
+    }
+
     /// A negative idle timeout is no duration, a whole number or not, and is refused as such
     /// even on a line whose expires_at agrees with it: no session expires before its last
     /// access, and a store given one would end it at once.
