@@ -1851,6 +1851,30 @@ mod tests {
         );
     }
 
+    /// A session exactly at the import's size limit is read back from the temporary file: only
+    /// a length past the limit is damage.
+    #[test]
+    fn a_session_at_the_size_limit_is_read_back_from_the_temporary_file() {
+        let lines = export();
+        let line = std::str::from_utf8(&lines[1]).unwrap();
+        let (_, record) = super::parse_line(LIMIT, line).unwrap();
+        let limit = record.len();
+        let text = whole(&[&lines[0], &lines[1]]);
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new(dir.path(), limit);
+        let report =
+            read_export(&mut &text[..], limit, false, &mut Keep::Spool(&mut spool)).unwrap();
+        assert_eq!((report.bad_lines, spool.sessions), (0, 1), "{report:?}");
+        let mut seen = Vec::new();
+        spool
+            .replay(false, |_, _, data| {
+                seen.push(data.len());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen.len(), 1);
+    }
+
     /// A negative idle timeout is no duration, a whole number or not, and is refused as such
     /// even on a line whose expires_at agrees with it: no session expires before its last
     /// access, and a store given one would end it at once.
