@@ -303,6 +303,34 @@ fn fixture_small() -> common::Fixture {
     common::fixture_with(Store::builder().max_session_bytes(1024))
 }
 
+/// A backup restored into a store of a smaller size limit: a session over that limit is
+/// refused for its size, naming the limit to raise, and not for the length of its line, a
+/// number no setting names (the longest line read leaves room for any session under the limit,
+/// and 64 KiB more).
+#[test]
+fn a_session_over_a_smaller_stores_limit_is_refused_for_its_size() {
+    let a = fixture();
+    let mut s = a.store.create();
+    s.insert("text", &"a".repeat(20_000)).unwrap();
+    s.save().unwrap();
+    let text = export(&a.store, false);
+    // Longer than 8 times the small limit and 1 KiB: more than a line limit without the slack.
+    let line = body(&text)[0].len();
+    assert!(line > 10 * 1024, "the line is {line} bytes");
+    let b = fixture_small();
+    b.clock.set_ms(a.clock_ms());
+    let r = b
+        .store
+        .import(&mut Io::new(text.as_bytes()), &ImportOptions::default())
+        .unwrap();
+    assert_eq!((r.imported, r.bad.len()), (0, 1), "{:?}", r.bad);
+    let reason = &r.bad[0].reason;
+    assert!(
+        reason.starts_with("session is ") && reason.ends_with(", over the limit of 1024 bytes"),
+        "{reason}"
+    );
+}
+
 #[test]
 fn import_conflicts_skip_or_replace() {
     let a = fixture();
