@@ -1875,6 +1875,33 @@ mod tests {
         assert_eq!(seen.len(), 1);
     }
 
+    /// A dry run writes nothing, so a read-only store takes one; an import into a read-only
+    /// store is refused before any of its input is read (or kept in a temporary file).
+    #[test]
+    fn a_read_only_store_takes_a_dry_run_and_refuses_an_import_before_reading_it() {
+        let lines = export();
+        let text = input(&lines.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let dir = tempfile::tempdir().unwrap();
+        drop(store_in(dir.path()));
+        let store = Store::builder()
+            .clock(ManualClock::at_ms(NOW))
+            .read_only(true)
+            .open(dir.path().join("db"))
+            .unwrap();
+        let dry = super::ImportOptions {
+            dry_run: true,
+            ..super::ImportOptions::default()
+        };
+        let report = store.import(&mut &text[..], &dry).unwrap();
+        assert_eq!((report.imported, report.written), (3, false), "{report:?}");
+        let mut rest = &text[..];
+        let err = store
+            .import(&mut rest, &super::ImportOptions::default())
+            .unwrap_err();
+        assert!(matches!(err, crate::Error::ReadOnly { .. }), "{err:?}");
+        assert_eq!(rest.len(), text.len(), "the input was read");
+    }
+
     /// A negative idle timeout is no duration, a whole number or not, and is refused as such
     /// even on a line whose expires_at agrees with it: no session expires before its last
     /// access, and a store given one would end it at once.
