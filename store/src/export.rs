@@ -1902,6 +1902,28 @@ mod tests {
         assert_eq!(rest.len(), text.len(), "the input was read");
     }
 
+    /// An idle timeout of whole seconds exports as an integer, as the schema has it (`1800`,
+    /// not `1800.0`); one with a fraction of a second, as a decimal.
+    #[test]
+    fn an_idle_timeout_of_whole_seconds_exports_as_an_integer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path());
+        for ms in [1_800_000, 2_000, 1_500] {
+            let mut s = store.create();
+            s.set_idle_timeout(std::time::Duration::from_millis(ms));
+            s.save().unwrap();
+        }
+        let mut out = Vec::new();
+        store.export(&mut out, true).unwrap();
+        let mut idle: Vec<String> = out
+            .split(|&b| b == b'\n')
+            .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+            .filter_map(|line| line.get("idle_timeout_s").map(ToString::to_string))
+            .collect();
+        idle.sort();
+        assert_eq!(idle, ["1.5", "1800", "2"]);
+    }
+
     /// A negative idle timeout is no duration, a whole number or not, and is refused as such
     /// even on a line whose expires_at agrees with it: no session expires before its last
     /// access, and a store given one would end it at once.
