@@ -1924,6 +1924,22 @@ mod tests {
         assert_eq!(idle, ["1.5", "1800", "2"]);
     }
 
+    /// A session's JSON object, what `sessctl show --json` prints, is its export line's.
+    #[test]
+    fn a_sessions_json_object_is_its_export_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = three_in(dir.path());
+        let mut out = Vec::new();
+        store.export(&mut out, true).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let line = text.lines().nth(1).unwrap();
+        let (handle, _) = super::parse_line(LIMIT, line).unwrap();
+        let info = store.show(&crate::Target::Handle(handle)).unwrap().unwrap();
+        assert_eq!(info.to_json_line(), line);
+        let object: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(info.to_json(), object);
+    }
+
     /// A negative idle timeout is no duration, a whole number or not, and is refused as such
     /// even on a line whose expires_at agrees with it: no session expires before its last
     /// access, and a store given one would end it at once.
