@@ -334,3 +334,39 @@ fn import_over_a_format_1_record_of_the_same_session_changes_nothing() {
     assert_eq!((report.unchanged, report.skipped), (0, 1), "{report:?}");
     f.assert_consistent();
 }
+
+/// A format-1 record is the file's session only when both its head and its data are the file's:
+/// the same head with other data, or another head with the same data, is a conflict (kept with
+/// `skip`, written with `replace`), not a session left unchanged.
+#[test]
+fn import_over_a_format_1_record_of_other_content_is_a_conflict() {
+    let f = fixture();
+    let id = new_session(&f);
+    f.store
+        .update(&id, |s| s.insert("theme", "dark").unwrap())
+        .unwrap()
+        .unwrap();
+    let mut out = Vec::new();
+    f.store.export(&mut out, true).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let other_data = text.replace(r#""theme":"dark""#, r#""theme":"light""#);
+    let other_head = text.replace(r#""principal":"alice""#, r#""principal":"bob""#);
+    assert!(other_data != text && other_head != text, "{text}");
+    let replace = crate::ImportOptions {
+        on_conflict: crate::OnConflict::Replace,
+        ..crate::ImportOptions::default()
+    };
+    for file in [other_data, other_head] {
+        // The session as exported, stored as format 1 wrote it.
+        f.store.import(&mut text.as_bytes(), &replace).unwrap();
+        f.rewrite_as_format_1(&id);
+        let report = f
+            .store
+            .import(&mut file.as_bytes(), &crate::ImportOptions::default())
+            .unwrap();
+        assert_eq!((report.unchanged, report.skipped), (0, 1), "{report:?}");
+        let report = f.store.import(&mut file.as_bytes(), &replace).unwrap();
+        assert_eq!((report.unchanged, report.replaced), (0, 1), "{report:?}");
+    }
+    f.assert_consistent();
+}
