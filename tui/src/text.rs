@@ -193,21 +193,56 @@ pub(crate) fn keep_ends(text: &str, max: usize) -> String {
 /// identifiers, which have no words to break at).
 pub(crate) fn wrap(text: &str, max: usize) -> Vec<String> {
     let text = terminal_safe(text);
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    let mut used = 0;
+    let mut lines = Lines::new(max);
     for (g, w) in graphemes(&text) {
-        if used + w > max && used > 0 {
-            lines.push(std::mem::take(&mut line));
-            used = 0;
+        if !lines.fits(w) {
+            lines.end_line();
         }
-        line.push_str(g);
-        used += w;
+        lines.push(g, w);
     }
-    if !line.is_empty() || lines.is_empty() {
-        lines.push(line);
+    lines.done()
+}
+
+/// Lines of at most `max` cells, filled a grapheme at a time.
+struct Lines {
+    max: usize,
+    done: Vec<String>,
+    line: String,
+    used: usize,
+}
+
+impl Lines {
+    fn new(max: usize) -> Self {
+        Lines {
+            max,
+            done: Vec::new(),
+            line: String::new(),
+            used: 0,
+        }
     }
-    lines
+
+    /// Whether `cells` more fit on the line (anything does on an empty one).
+    fn fits(&self, cells: usize) -> bool {
+        self.used == 0 || self.used + cells <= self.max
+    }
+
+    fn end_line(&mut self) {
+        self.done.push(std::mem::take(&mut self.line));
+        self.used = 0;
+    }
+
+    fn push(&mut self, grapheme: &str, cells: usize) {
+        self.line.push_str(grapheme);
+        self.used += cells;
+    }
+
+    /// The lines, the last one too; one empty line for no text.
+    fn done(mut self) -> Vec<String> {
+        if !self.line.is_empty() || self.done.is_empty() {
+            self.end_line();
+        }
+        self.done
+    }
 }
 
 /// `text` ([`terminal_safe`]) broken into lines of at most `max` visible cells, between words
@@ -222,33 +257,25 @@ pub(crate) fn wrap_words(text: &str, max: usize) -> Vec<String> {
         .graphemes(true)
         .map(|g| (g, usize::from(g.cell_width())))
         .collect();
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    let mut used = 0;
+    let mut lines = Lines::new(max);
     // Each word with the spaces after it.
     for word in parts.split_inclusive(|&(g, _)| g == " ") {
         let body = &word[..word.iter().take_while(|&&(g, _)| g != " ").count()];
         let cells: usize = body.iter().map(|(_, w)| w).sum();
         // A word of no width goes on a line of its own too once the spaces before it are past
         // the line's end (it would make them show); the spaces never go alone.
-        if !body.is_empty() && used > 0 && used + cells > max {
-            lines.push(std::mem::take(&mut line));
-            used = 0;
+        if !body.is_empty() && !lines.fits(cells) {
+            lines.end_line();
         }
         for (i, &(g, w)) in word.iter().enumerate() {
             // Within a word longer than a line, anywhere; never before a space.
-            if i < body.len() && cells > max && used + w > max && used > 0 {
-                lines.push(std::mem::take(&mut line));
-                used = 0;
+            if i < body.len() && cells > max && !lines.fits(w) {
+                lines.end_line();
             }
-            line.push_str(g);
-            used += w;
+            lines.push(g, w);
         }
     }
-    if !line.is_empty() || lines.is_empty() {
-        lines.push(line);
-    }
-    lines
+    lines.done()
 }
 
 #[cfg(test)]
