@@ -643,7 +643,9 @@ fn a_damaged_database_is_reported_without_a_panic() {
                 with an empty store), and restore the last export into a new one with `sessctl \
                 --db NEW import FILE` if you have one\n";
     let mut panicked = 0;
-    for offset in (64 * 1024..log_len).step_by(128 * 1024) {
+    // Every 32 KiB: at 128 KiB, a CI run (a clean checkout, a quiet machine) once met no offset
+    // that made sled panic, though every other run met some.
+    for offset in (64 * 1024..log_len).step_by(32 * 1024) {
         let copy = dir.path().join(format!("at{offset}.sessdb"));
         fs::create_dir(&copy).expect("mkdir");
         for (name, bytes) in &files {
